@@ -1,0 +1,10 @@
+//! # tether-models
+//!
+//! The burn modules that tether's training, compression and deployment share. Each
+//! module follows burn-nn's pattern: a `XConfig` (`#[derive(Config)]`, a doc line and a
+//! default per field) whose `init(&device)` builds the `#[derive(Module)]` `X`.
+//!
+//! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
+#![warn(missing_docs)]
+
+pub mod mlp;

@@ -1,0 +1,155 @@
+//! Update schemes: the order in which the primal and dual steps see each other.
+//!
+//! One call to [`ConstrainedOptimizer::roll`] is one iteration. With `x` the model, `lambda`
+//! the multipliers, `L` the primal Lagrangian and `g` the (strict) violations:
+//!
+//! - **Simultaneous** gradient descent-ascent: both steps use `(x_t, lambda_t)`; one
+//!   forward and one backward pass. The order of the two steps does not matter because
+//!   the Lagrangian is built from `lambda_t` before the dual step changes it.
+//! - **Alternating, dual first**: `lambda_{t+1}` from `g(x_t)`, then `x_{t+1}` from
+//!   `L(x_t, lambda_{t+1})`; still one forward pass.
+//! - **Alternating, primal first**: `x_{t+1}` from `L(x_t, lambda_t)`, then `lambda_{t+1}`
+//!   from `g(x_{t+1})`; a second (violations-only) forward pass.
+//! - **Extragradient** (Korpelevich 1976): an extrapolation step to
+//!   `(x_{t+1/2}, lambda_{t+1/2})`, then the step from `(x_t, lambda_t)` with the gradients
+//!   at the extrapolated point. The primal optimizer's state is restored between the two
+//!   (so its moments see only the second gradients), and so is the dual state.
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::{Tensor, backend::AutodiffBackend};
+use serde::{Deserialize, Serialize};
+
+use super::error::Result;
+use super::problem::ConstrainedProblem;
+use super::set::{ConstraintSet, ObservedValues};
+
+/// See the module documentation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateScheme {
+    /// Simultaneous gradient descent-ascent.
+    #[default]
+    Simultaneous,
+    /// Primal step, then dual step at the new primal point.
+    AlternatingPrimalDual,
+    /// Dual step, then primal step with the new multipliers.
+    AlternatingDualPrimal,
+    /// Extragradient.
+    Extragradient,
+}
+
+/// What one iteration observed (at `x_t`).
+#[derive(Clone, Debug)]
+pub struct RollOut<M> {
+    /// The model after the step.
+    pub model: M,
+    /// Loss and violations at the start of the step.
+    pub values: ObservedValues,
+}
+
+/// A primal burn optimizer, its learning rate, and an update scheme.
+#[derive(Clone)]
+pub struct ConstrainedOptimizer<O> {
+    primal: O,
+    lr: f64,
+    scheme: UpdateScheme,
+}
+
+impl<O> ConstrainedOptimizer<O> {
+    /// Wraps a primal optimizer (e.g. `SgdConfig::new().init()`).
+    pub fn new(primal: O, lr: f64, scheme: UpdateScheme) -> Self {
+        Self { primal, lr, scheme }
+    }
+
+    /// The primal optimizer (for saving its state).
+    pub fn primal(&self) -> &O {
+        &self.primal
+    }
+
+    /// Replaces the primal optimizer (after loading its state).
+    pub fn set_primal(&mut self, primal: O) {
+        self.primal = primal;
+    }
+
+    /// The primal learning rate.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Changes the primal learning rate (schedules).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// The update scheme.
+    pub fn scheme(&self) -> UpdateScheme {
+        self.scheme
+    }
+
+    /// One iteration of the update scheme. Invalid or non-finite observations are
+    /// returned as errors before anything is updated.
+    pub fn roll<B, M, P>(
+        &mut self,
+        model: M,
+        set: &mut ConstraintSet<B>,
+        problem: &P,
+        input: &P::Input,
+    ) -> Result<RollOut<M>>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        P: ConstrainedProblem<B, M>,
+    {
+        let state = problem.compute_cmp_state(&model, input);
+        let values = set.validate(&state)?;
+        let model = match self.scheme {
+            UpdateScheme::Simultaneous => {
+                let lagrangian = set.lagrangian(&state);
+                set.dual_step(&state)?;
+                self.primal_step(model, lagrangian)
+            }
+            UpdateScheme::AlternatingDualPrimal => {
+                set.dual_step(&state)?;
+                let lagrangian = set.lagrangian(&state);
+                self.primal_step(model, lagrangian)
+            }
+            UpdateScheme::AlternatingPrimalDual => {
+                let lagrangian = set.lagrangian(&state);
+                let model = self.primal_step(model, lagrangian);
+                let after = problem.compute_violations(&model, input);
+                set.validate(&after)?;
+                set.dual_step(&after)?;
+                model
+            }
+            UpdateScheme::Extragradient => {
+                let saved_set = set.clone();
+                let saved_primal = self.primal.to_record();
+                let lagrangian = set.lagrangian(&state);
+                set.dual_step(&state)?;
+                let half = self.primal_step(model.clone(), lagrangian);
+                let half_state = problem.compute_cmp_state(&half, input);
+                set.validate(&half_state)?;
+                let half_lagrangian = set.lagrangian(&half_state);
+                *set = saved_set;
+                self.primal = self.primal.clone().load_record(saved_primal);
+                set.dual_step(&half_state)?;
+                // Parameter ids survive optimizer steps, so the gradients taken at the
+                // extrapolated point address the parameters of the original model.
+                let grads = GradientsParams::from_grads(half_lagrangian.backward(), &half);
+                self.primal.step(self.lr, model, grads)
+            }
+        };
+        Ok(RollOut { model, values })
+    }
+
+    fn primal_step<B, M>(&mut self, model: M, lagrangian: Tensor<B, 1>) -> M
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+    {
+        let grads = GradientsParams::from_grads(lagrangian.backward(), &model);
+        self.primal.step(self.lr, model, grads)
+    }
+}

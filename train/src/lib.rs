@@ -1,0 +1,25 @@
+//! # tether-train
+//!
+//! Train small neural networks under explicit constraints, with burn.
+//!
+//! - [`constrained`]: the constrained-optimization library (Lagrangian, augmented
+//!   Lagrangian and quadratic-penalty formulations; dense and indexed multipliers;
+//!   gradient ascent and nuPI; simultaneous, alternating and extragradient updates;
+//!   bit-exact checkpoints).
+//! - [`tasks`]: problems built on it (the Iris SVM reference problem, ...).
+//! - [`data`]: loaders for the registry datasets fetched by `scripts/fetch-data`.
+//! - [`device`]: `--device flex|ndarray|cuda`, shared by every command.
+//!
+//! # Feature flags
+//! - `flex` (default): burn's pure-Rust CPU backend.
+//! - `ndarray`: burn's ndarray CPU backend.
+//! - `cuda`: burn's CUDA backend (builds without a GPU; runs where a driver is present).
+#![warn(missing_docs)]
+
+pub mod constrained;
+pub mod data;
+pub mod device;
+pub mod plot;
+pub mod reference;
+pub mod tasks;
+pub mod trainer;

@@ -1,0 +1,84 @@
+//! Line charts (PNG) for training curves and benchmark figures.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+/// One line of a chart.
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// Points `(x, y)`.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel: a title, axis labels and its lines.
+pub struct Panel {
+    /// Title above the panel.
+    pub title: String,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+/// Draws `panels` stacked vertically into a PNG at `path` (written to a temporary file and
+/// renamed, so a failed plot never leaves a truncated image).
+pub fn line_chart(path: &Path, panels: &[Panel]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("png.tmp");
+    {
+        let height = 360 * panels.len().max(1) as u32;
+        let root = BitMapBackend::new(&tmp, (960, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((panels.len().max(1), 1));
+        for (panel, area) in panels.iter().zip(areas) {
+            draw_panel(&area, panel)?;
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-9);
+    (lo - pad, hi + pad)
+}
+
+fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Panel) -> anyhow::Result<()> {
+    let pts = || p.series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = bounds(pts().map(|q| q.0));
+    let (y0, y1) = bounds(pts().map(|q| q.1));
+    let mut chart = ChartBuilder::on(area)
+        .caption(&p.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(p.x_label.as_str())
+        .y_desc(p.y_label.as_str())
+        .draw()?;
+    for (i, s) in p.series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .label(s.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

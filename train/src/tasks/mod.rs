@@ -1,0 +1,3 @@
+//! Problems built on [`crate::constrained`].
+
+pub mod svm;

@@ -1,0 +1,78 @@
+//! The one training loop every task runs: roll the constrained optimizer for a number of
+//! steps, report each step to a callback (metrics, logging), show progress, stop on the
+//! first error (a NaN loss or violation is an error, not a silently poisoned run).
+
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::constrained::{
+    ConstrainedError, ConstrainedOptimizer, ConstrainedProblem, ConstraintSet, ObservedValues,
+};
+
+/// What the loop tells its callback after every step.
+pub struct StepInfo<'a, B: AutodiffBackend> {
+    /// 0-based step index.
+    pub step: usize,
+    /// Loss and violations observed at the start of the step.
+    pub values: &'a ObservedValues,
+    /// The constraint set after the step (multipliers, penalties).
+    pub set: &'a ConstraintSet<B>,
+}
+
+/// How long to run and how to show it.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Number of steps.
+    pub steps: usize,
+    /// Label of the progress bar; `None` hides it (tests, benchmarks).
+    pub progress: Option<String>,
+}
+
+/// Runs `steps` iterations of `optimizer` on `problem`; `input(step)` supplies each step's
+/// input (a batch, or `()`).
+pub fn fit<B, M, O, P>(
+    mut model: M,
+    optimizer: &mut ConstrainedOptimizer<O>,
+    set: &mut ConstraintSet<B>,
+    problem: &P,
+    options: &FitOptions,
+    mut input: impl FnMut(usize) -> P::Input,
+    mut on_step: impl FnMut(StepInfo<'_, B>),
+) -> Result<M, ConstrainedError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    P: ConstrainedProblem<B, M>,
+{
+    let bar = match &options.progress {
+        Some(label) => {
+            let bar = ProgressBar::new(options.steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.clone());
+            bar
+        }
+        None => ProgressBar::hidden(),
+    };
+    for step in 0..options.steps {
+        let out = optimizer.roll(model, set, problem, &input(step))?;
+        model = out.model;
+        if step % 50 == 0 || step + 1 == options.steps {
+            bar.set_message(format!("loss {:.4}", out.values.loss));
+        }
+        bar.inc(1);
+        on_step(StepInfo {
+            step,
+            values: &out.values,
+            set,
+        });
+    }
+    bar.finish();
+    Ok(model)
+}
