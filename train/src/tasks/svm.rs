@@ -105,3 +105,91 @@ pub fn exact_svm(x: &[Vec<f64>], y: &[f64]) -> Result<QpSolution, String> {
     }
     .solve()
 }
+
+/// How to solve the SVM with the constrained machinery.
+#[derive(Clone, Debug)]
+pub struct SvmFitConfig {
+    /// The multipliers' update rule.
+    pub dual: crate::constrained::DualOptimizer,
+    /// `Some(c)`: augmented Lagrangian with penalty `c`; `None`: plain Lagrangian.
+    pub augmented: Option<f64>,
+    /// The update scheme.
+    pub scheme: crate::constrained::UpdateScheme,
+    /// Primal (SGD) learning rate.
+    pub primal_lr: f64,
+    /// Number of full-batch steps.
+    pub steps: usize,
+}
+
+/// The result of [`fit_svm`].
+#[derive(Clone, Debug)]
+pub struct SvmFit {
+    /// Weights.
+    pub w: Vec<f64>,
+    /// Bias.
+    pub b: f64,
+    /// The multipliers (one per sample).
+    pub alpha: Vec<f64>,
+}
+
+/// Solves the SVM by constrained gradient descent-ascent (SGD on `(w, b)` from zero).
+/// `on_step(step, max_violation, multipliers)` sees every step (for metrics and plots;
+/// reading the multipliers back costs a device sync, so it is only done when
+/// `record_multipliers` is set).
+pub fn fit_svm<B: AutodiffBackend>(
+    x: &[Vec<f64>],
+    y: &[f64],
+    cfg: &SvmFitConfig,
+    device: &B::Device,
+    progress: Option<String>,
+    record_multipliers: bool,
+    mut on_step: impl FnMut(usize, f64, f64, Option<Vec<f64>>),
+) -> Result<SvmFit, crate::constrained::ConstrainedError> {
+    use crate::constrained::*;
+    let multiplier = MultiplierConfig::new(cfg.dual.clone());
+    let formulation = match cfg.augmented {
+        None => FormulationConfig::Lagrangian(multiplier),
+        Some(c) => FormulationConfig::AugmentedLagrangian {
+            multiplier,
+            penalty: PenaltyConfig::fixed(c),
+        },
+    };
+    let mut set = ConstraintSet::<B>::new(device);
+    let margin = set.add("margin", ConstraintKind::Inequality, y.len(), formulation)?;
+    let problem = SvmProblem::<B>::new(x, y, margin, device);
+    let mut opt = ConstrainedOptimizer::new(
+        burn::optim::SgdConfig::new().init(),
+        cfg.primal_lr,
+        cfg.scheme,
+    );
+    let model = crate::trainer::fit(
+        LinearSvm::zeros(x.first().map_or(0, Vec::len), device),
+        &mut opt,
+        &mut set,
+        &problem,
+        &crate::trainer::FitOptions {
+            steps: cfg.steps,
+            progress,
+        },
+        |_| (),
+        |info| {
+            let v = &info.values.constraints[0].1;
+            let max_violation = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let alpha = record_multipliers.then(|| {
+                info.set.get(margin).expect("registered").formulation().multiplier().expect("has one").to_vec()
+            });
+            on_step(info.step, info.values.loss, max_violation, alpha);
+        },
+    )?;
+    let (w, b) = model.to_host();
+    let alpha = set.get(margin)?.formulation().multiplier().expect("has one").to_vec();
+    Ok(SvmFit { w, b, alpha })
+}
+
+/// Iris setosa (-1) vs versicolor (+1) on the four standardised features: the data of the
+/// reference problem.
+pub fn iris_setosa_versicolor(iris: &crate::data::iris::Iris) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let (mut x, y) = iris.binary(0, 1, &[0, 1, 2, 3]);
+    crate::data::iris::standardize(&mut x);
+    (x, y)
+}
