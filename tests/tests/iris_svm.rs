@@ -25,7 +25,10 @@ fn iris() -> Option<Iris> {
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn config(dual: DualOptimizer, lr: f64, steps: usize) -> SvmFitConfig {
@@ -50,16 +53,38 @@ fn multipliers_and_weights_match_an_exact_qp_solve() {
     assert!((2..=5).contains(&support), "{support} support vectors");
 
     for (name, cfg) in [
-        ("gradient ascent", config(DualOptimizer::gradient_ascent(0.05), 0.05, 5000)),
-        ("nuPI", config(DualOptimizer::NuPi(NuPiConfig::new(0.1).with_kp(5.0)), 0.1, 4000)),
+        (
+            "gradient ascent",
+            config(DualOptimizer::gradient_ascent(0.05), 0.05, 5000),
+        ),
+        (
+            "nuPI",
+            config(
+                DualOptimizer::NuPi(NuPiConfig::new(0.1).with_kp(5.0)),
+                0.1,
+                4000,
+            ),
+        ),
     ] {
-        let fit = fit_svm::<B>(&x, &y, &cfg, &Default::default(), None, false, |_, _, _, _| {})
-            .unwrap();
+        let fit = fit_svm::<B>(
+            &x,
+            &y,
+            &cfg,
+            &Default::default(),
+            None,
+            false,
+            |_, _, _, _| {},
+        )
+        .unwrap();
         let mut wb = fit.w.clone();
         wb.push(fit.b);
         let dw = max_abs_diff(&wb, &exact.x);
         let da = max_abs_diff(&fit.alpha, &exact.lambda);
-        assert!(dw < 1e-3, "{name}: weights differ by {dw:.2e}: {wb:?} vs {:?}", exact.x);
+        assert!(
+            dw < 1e-3,
+            "{name}: weights differ by {dw:.2e}: {wb:?} vs {:?}",
+            exact.x
+        );
         assert!(da < 1e-3, "{name}: multipliers differ by {da:.2e}");
     }
 }
@@ -74,16 +99,27 @@ fn nupi_settles_where_gradient_ascent_oscillates() {
     let steps = 4000;
     let tail_violation = |dual| {
         let mut worst: f64 = 0.0;
-        fit_svm::<B>(&x, &y, &config(dual, 0.1, steps), &Default::default(), None, false, |s, _, v, _| {
-            if s >= steps - 500 {
-                worst = worst.max(v);
-            }
-        })
+        fit_svm::<B>(
+            &x,
+            &y,
+            &config(dual, 0.1, steps),
+            &Default::default(),
+            None,
+            false,
+            |s, _, v, _| {
+                if s >= steps - 500 {
+                    worst = worst.max(v);
+                }
+            },
+        )
         .unwrap();
         worst
     };
     let ga = tail_violation(DualOptimizer::gradient_ascent(0.1));
     let pi = tail_violation(DualOptimizer::NuPi(NuPiConfig::new(0.1).with_kp(5.0)));
-    assert!(ga > 0.1, "gradient ascent settled (max violation {ga:.2e} over the last 500 steps)");
+    assert!(
+        ga > 0.1,
+        "gradient ascent settled (max violation {ga:.2e} over the last 500 steps)"
+    );
     assert!(pi < 1e-3, "nuPI did not settle (max violation {pi:.2e})");
 }

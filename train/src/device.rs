@@ -87,17 +87,17 @@ pub trait BackendTask {
 pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output, DeviceNotCompiled> {
     match kind {
         #[cfg(feature = "flex")]
-        DeviceKind::Flex => Ok(task.run::<burn::backend::Autodiff<burn::backend::Flex>>(
-            Default::default(),
-        )),
+        DeviceKind::Flex => {
+            Ok(task.run::<burn::backend::Autodiff<burn::backend::Flex>>(Default::default()))
+        }
         #[cfg(feature = "ndarray")]
-        DeviceKind::Ndarray => Ok(task.run::<burn::backend::Autodiff<burn::backend::NdArray>>(
-            Default::default(),
-        )),
+        DeviceKind::Ndarray => {
+            Ok(task.run::<burn::backend::Autodiff<burn::backend::NdArray>>(Default::default()))
+        }
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Ok(task.run::<burn::backend::Autodiff<burn::backend::Cuda>>(
-            Default::default(),
-        )),
+        DeviceKind::Cuda => {
+            Ok(task.run::<burn::backend::Autodiff<burn::backend::Cuda>>(Default::default()))
+        }
         #[allow(unreachable_patterns)] // reachable whenever a feature is off
         other => Err(DeviceNotCompiled {
             device: other,
@@ -137,7 +137,10 @@ mod tests {
                 Err(e) => {
                     assert!(!kind.is_compiled());
                     let msg = e.to_string();
-                    assert!(msg.contains(&format!("--features {}", kind.feature())), "{msg}");
+                    assert!(
+                        msg.contains(&format!("--features {}", kind.feature())),
+                        "{msg}"
+                    );
                 }
             }
         }

@@ -19,6 +19,7 @@
 pub mod constrained;
 pub mod data;
 pub mod device;
+pub mod io;
 pub mod plot;
 pub mod reference;
 pub mod tasks;

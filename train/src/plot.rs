@@ -27,7 +27,7 @@ pub struct Panel {
 /// Draws `panels` stacked vertically into a PNG at `path` (written to a temporary file and
 /// renamed, so a failed plot never leaves a truncated image).
 pub fn line_chart(path: &Path, panels: &[Panel]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("png.tmp");
+    let tmp = path.with_extension("tmp.png");
     {
         let height = 360 * panels.len().max(1) as u32;
         let root = BitMapBackend::new(&tmp, (960, height)).into_drawing_area();
@@ -45,7 +45,9 @@ pub fn line_chart(path: &Path, panels: &[Panel]) -> anyhow::Result<()> {
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -53,7 +55,10 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Panel) -> anyhow::Result<()> {
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    p: &Panel,
+) -> anyhow::Result<()> {
     let pts = || p.series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = bounds(pts().map(|q| q.0));
     let (y0, y1) = bounds(pts().map(|q| q.1));
@@ -71,9 +76,14 @@ fn draw_panel(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, p: &Pan
     for (i, s) in p.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(s.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

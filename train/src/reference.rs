@@ -64,7 +64,10 @@ impl Qp {
         let (mut ri, mut ci, mut v) = (vec![], vec![], vec![]);
         for (i, row) in rows.iter().enumerate() {
             if row.len() != n {
-                return Err(format!("constraint row {i} has {} entries, expected {n}", row.len()));
+                return Err(format!(
+                    "constraint row {i} has {} entries, expected {n}",
+                    row.len()
+                ));
             }
             for (j, &a) in row.iter().enumerate() {
                 if a != 0.0 {

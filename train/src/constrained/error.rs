@@ -26,7 +26,9 @@ pub enum ConstrainedError {
         value: f64,
     },
     /// A state refers to a constraint this set does not hold.
-    #[error("unknown constraint {id}: this constraint set holds {len} constraints (ids from another set are rejected)")]
+    #[error(
+        "unknown constraint {id}: this constraint set holds {len} constraints (ids from another set are rejected)"
+    )]
     UnknownConstraint {
         /// Debug rendering of the id.
         id: String,

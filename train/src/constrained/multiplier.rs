@@ -170,7 +170,10 @@ impl<B: Backend> Multiplier<B> {
         if self.config.restart_on_feasible
             && let Some(feasible) = feasible
         {
-            self.value = self.value.clone().mask_fill(feasible.clone(), self.config.init);
+            self.value = self
+                .value
+                .clone()
+                .mask_fill(feasible.clone(), self.config.init);
             self.state.reset(&feasible);
         }
         Ok(())

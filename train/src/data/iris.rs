@@ -38,11 +38,17 @@ impl Iris {
     }
 
     fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or((1, "empty file".to_string()))?;
         let head: Vec<&str> = header.split(',').map(str::trim).collect();
         if head.len() < 3 {
-            return Err((1, format!("header `{header}`: expected `n,features,classes...`")));
+            return Err((
+                1,
+                format!("header `{header}`: expected `n,features,classes...`"),
+            ));
         }
         let n: usize = head[0]
             .parse()
@@ -76,7 +82,10 @@ impl Iris {
             labels.push(label);
         }
         if features.len() != n {
-            return Err((0, format!("header says {n} samples, found {}", features.len())));
+            return Err((
+                0,
+                format!("header says {n} samples, found {}", features.len()),
+            ));
         }
         Ok(Self {
             features,
@@ -132,7 +141,10 @@ mod tests {
             ("3,4,a,b\n5.1,3.5,1.4,0.2,0\n", "header says 3 samples"),
             ("1,4,a,b\n5.1,3.5,1.4,0.2\n", "expected 5 columns"),
             ("1,4,a,b\n5.1,x,1.4,0.2,0\n", "`x` is not a finite number"),
-            ("1,4,a,b\n5.1,NaN,1.4,0.2,0\n", "`NaN` is not a finite number"),
+            (
+                "1,4,a,b\n5.1,NaN,1.4,0.2,0\n",
+                "`NaN` is not a finite number",
+            ),
             ("1,4,a,b\n5.1,3.5,1.4,0.2,2\n", "`2` is not a class index"),
             ("1,3,a,b\n5.1,3.5,1.4,0\n", "expected 4 features"),
         ];

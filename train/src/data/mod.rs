@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The dataset is not in the cache.
-    #[error("{dataset} not found at {path}: run `scripts/fetch-data {dataset}` (or set TETHER_DATA to where it is)")]
+    #[error(
+        "{dataset} not found at {path}: run `scripts/fetch-data {dataset}` (or set TETHER_DATA to where it is)"
+    )]
     Missing {
         /// Dataset name, as `scripts/fetch-data` knows it.
         dataset: &'static str,

@@ -78,7 +78,9 @@ where
     fn compute_cmp_state(&self, model: &LinearSvm<B>, _input: &()) -> CmpState<B> {
         let w = model.w.val();
         let loss = (w.clone() * w).sum().mul_scalar(0.5);
-        let violation = (self.y.clone() * model.forward(self.x.clone())).neg().add_scalar(1.0);
+        let violation = (self.y.clone() * model.forward(self.x.clone()))
+            .neg()
+            .add_scalar(1.0);
         CmpState::new(loss).with(self.margin, ConstraintState::new(violation))
     }
 }
@@ -176,13 +178,24 @@ pub fn fit_svm<B: AutodiffBackend>(
             let v = &info.values.constraints[0].1;
             let max_violation = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let alpha = record_multipliers.then(|| {
-                info.set.get(margin).expect("registered").formulation().multiplier().expect("has one").to_vec()
+                info.set
+                    .get(margin)
+                    .expect("registered")
+                    .formulation()
+                    .multiplier()
+                    .expect("has one")
+                    .to_vec()
             });
             on_step(info.step, info.values.loss, max_violation, alpha);
         },
     )?;
     let (w, b) = model.to_host();
-    let alpha = set.get(margin)?.formulation().multiplier().expect("has one").to_vec();
+    let alpha = set
+        .get(margin)?
+        .formulation()
+        .multiplier()
+        .expect("has one")
+        .to_vec();
     Ok(SvmFit { w, b, alpha })
 }
 

@@ -100,7 +100,9 @@ impl NuPiConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |what: &str, v: f64| {
-            Err(ConstrainedError::InvalidConfig(format!("nuPI: {what}, got {v}")))
+            Err(ConstrainedError::InvalidConfig(format!(
+                "nuPI: {what}, got {v}"
+            )))
         };
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return bad("lr must be finite and >= 0", self.lr);

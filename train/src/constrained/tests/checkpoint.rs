@@ -13,7 +13,9 @@ impl ConstrainedProblem<B, Point<B>> for Problem {
     type Input = ();
     fn compute_cmp_state(&self, m: &Point<B>, _: &()) -> CmpState<B> {
         let x = m.x.val();
-        let loss = (x.clone() - x.ones_like().mul_scalar(2.0)).powi_scalar(2).sum();
+        let loss = (x.clone() - x.ones_like().mul_scalar(2.0))
+            .powi_scalar(2)
+            .sum();
         let g = x.clone().sum().sub_scalar(1.0).reshape([1]);
         let h = x.clone().slice([0..1]) - x.slice([1..2]).mul_scalar(2.0);
         CmpState::new(loss)
@@ -22,10 +24,22 @@ impl ConstrainedProblem<B, Point<B>> for Problem {
     }
 }
 
-fn fresh(scheme: UpdateScheme) -> (Point<B>, ConstrainedOptimizer<impl burn::optim::Optimizer<Point<B>, B>>, ConstraintSet<B>, Problem) {
+fn fresh(
+    scheme: UpdateScheme,
+) -> (
+    Point<B>,
+    ConstrainedOptimizer<impl burn::optim::Optimizer<Point<B>, B>>,
+    ConstraintSet<B>,
+    Problem,
+) {
     let device = Default::default();
     let mut set = ConstraintSet::<B>::new(&device);
-    let pi = nupi(NuPiConfig::new(0.1).with_kp(1.5).with_nu(0.3).with_init(NuPiInit::Sgd));
+    let pi = nupi(
+        NuPiConfig::new(0.1)
+            .with_kp(1.5)
+            .with_nu(0.3)
+            .with_init(NuPiInit::Sgd),
+    );
     let ineq = set
         .add(
             "ineq",
@@ -37,7 +51,14 @@ fn fresh(scheme: UpdateScheme) -> (Point<B>, ConstrainedOptimizer<impl burn::opt
             },
         )
         .unwrap();
-    let eq = set.add("eq", ConstraintKind::Equality, 1, FormulationConfig::Lagrangian(pi)).unwrap();
+    let eq = set
+        .add(
+            "eq",
+            ConstraintKind::Equality,
+            1,
+            FormulationConfig::Lagrangian(pi),
+        )
+        .unwrap();
     let model = Point::<B>::new(&[0.3, -0.2, 0.9], &device);
     let opt = ConstrainedOptimizer::new(AdamConfig::new().init(), 0.05, scheme);
     (model, opt, set, Problem { ineq, eq })
@@ -88,8 +109,22 @@ fn corrupt_or_mismatched_checkpoints_are_errors() {
     // A checkpoint of a different constraint set.
     let (model, opt, _, _) = fresh(UpdateScheme::Simultaneous);
     let mut other = ConstraintSet::<B>::new(&Default::default());
-    other.add("other", ConstraintKind::Inequality, 1, FormulationConfig::Lagrangian(ga(1.0))).unwrap();
-    other.add("eq", ConstraintKind::Equality, 1, FormulationConfig::Lagrangian(ga(1.0))).unwrap();
+    other
+        .add(
+            "other",
+            ConstraintKind::Inequality,
+            1,
+            FormulationConfig::Lagrangian(ga(1.0)),
+        )
+        .unwrap();
+    other
+        .add(
+            "eq",
+            ConstraintKind::Equality,
+            1,
+            FormulationConfig::Lagrangian(ga(1.0)),
+        )
+        .unwrap();
     save_checkpoint(&dir, 0, &model, &opt, &other).unwrap();
     let (model, mut opt, mut set, _) = fresh(UpdateScheme::Simultaneous);
     let err = load_checkpoint(&dir, model, &mut opt, &mut set).unwrap_err();

@@ -33,7 +33,10 @@ impl ConstrainedProblem<B, Point<B>> for QuadraticProgram {
         let c = vec_tensor::<B>(&C, &device);
         let loss = (x.clone() - c).powi_scalar(2).sum().mul_scalar(0.5);
         let xs = |i: usize| x.clone().slice([i..i + 1]);
-        let g = Tensor::cat(vec![(xs(0) + xs(1)).sub_scalar(1.0), xs(2).sub_scalar(10.0)], 0);
+        let g = Tensor::cat(
+            vec![(xs(0) + xs(1)).sub_scalar(1.0), xs(2).sub_scalar(10.0)],
+            0,
+        );
         let h = xs(0) - xs(2);
         CmpState::new(loss)
             .with(self.ineq, ConstraintState::new(g))
@@ -47,16 +50,28 @@ struct Outcome {
     mu: Vec<f64>,
 }
 
-fn solve(ineq: FormulationConfig, eq: FormulationConfig, scheme: UpdateScheme, steps: usize) -> Outcome {
+fn solve(
+    ineq: FormulationConfig,
+    eq: FormulationConfig,
+    scheme: UpdateScheme,
+    steps: usize,
+) -> Outcome {
     let device = Default::default();
     let mut set = ConstraintSet::<B>::new(&device);
     let problem = QuadraticProgram {
-        ineq: set.add("ineq", ConstraintKind::Inequality, 2, ineq).unwrap(),
+        ineq: set
+            .add("ineq", ConstraintKind::Inequality, 2, ineq)
+            .unwrap(),
         eq: set.add("eq", ConstraintKind::Equality, 1, eq).unwrap(),
     };
     let mut model = Point::<B>::new(&[0.0, 0.0, 0.0], &device);
     let read = |set: &ConstraintSet<B>, id| {
-        set.get(id).unwrap().formulation().multiplier().map(|m| m.to_vec()).unwrap_or_default()
+        set.get(id)
+            .unwrap()
+            .formulation()
+            .multiplier()
+            .map(|m| m.to_vec())
+            .unwrap_or_default()
     };
     let mut opt = ConstrainedOptimizer::new(SgdConfig::new().init(), 0.05, scheme);
     for _ in 0..steps {
@@ -72,7 +87,10 @@ fn solve(ineq: FormulationConfig, eq: FormulationConfig, scheme: UpdateScheme, s
 fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() < tol, "{what}: got {got:?}, want {want:?} (tol {tol})");
+        assert!(
+            (g - w).abs() < tol,
+            "{what}: got {got:?}, want {want:?} (tol {tol})"
+        );
     }
 }
 
@@ -83,7 +101,11 @@ fn lagrangian(m: MultiplierConfig) -> FormulationConfig {
 #[test]
 fn the_interior_point_reference_agrees_with_the_hand_solution() {
     let s = Qp {
-        p: vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]],
+        p: vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ],
         q: C.iter().map(|c| -c).collect(),
         a_eq: vec![vec![1.0, 0.0, -1.0]],
         b_eq: vec![0.0],
@@ -115,7 +137,10 @@ fn lagrangian_reaches_the_kkt_point_under_every_update_scheme() {
 #[test]
 fn nupi_reaches_the_kkt_point() {
     let pi = || nupi(NuPiConfig::new(0.05).with_kp(2.0).with_nu(0.5));
-    for scheme in [UpdateScheme::Simultaneous, UpdateScheme::AlternatingDualPrimal] {
+    for scheme in [
+        UpdateScheme::Simultaneous,
+        UpdateScheme::AlternatingDualPrimal,
+    ] {
         let o = solve(lagrangian(pi()), lagrangian(pi()), scheme, 4000);
         assert_close(&format!("{scheme:?} x"), &o.x, &X_STAR, 1e-3);
         assert_close(&format!("{scheme:?} lambda"), &o.lambda, &LAMBDA_STAR, 1e-3);
@@ -129,7 +154,11 @@ fn augmented_lagrangian_reaches_the_kkt_point() {
         let penalty = PenaltyConfig::fixed(1.0);
         FormulationConfig::AugmentedLagrangian {
             multiplier: ga(0.05),
-            penalty: if growth { penalty.with_growth(1.001, 1e-4, 4.0) } else { penalty },
+            penalty: if growth {
+                penalty.with_growth(1.001, 1e-4, 4.0)
+            } else {
+                penalty
+            },
         }
     };
     for growth in [false, true] {

@@ -9,7 +9,9 @@ fn errors(steps: usize, len: usize, seed: u64) -> Vec<Vec<f64>> {
         .map(|_| {
             (0..len)
                 .map(|_| {
-                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    s = s
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
                 })
                 .collect()
@@ -84,7 +86,12 @@ fn nupi_matches_polyak_heavy_ball_step_for_step() {
             v[k] = beta * v[k] + e[k];
             lambda[k] += alpha * v[k];
             let diff = (got[t][k] - lambda[k]).abs();
-            assert!(diff < 1e-5 * (1.0 + lambda[k].abs()), "step {t}: {} vs {}", got[t][k], lambda[k]);
+            assert!(
+                diff < 1e-5 * (1.0 + lambda[k].abs()),
+                "step {t}: {} vs {}",
+                got[t][k],
+                lambda[k]
+            );
         }
     }
 }
@@ -100,13 +107,33 @@ fn nupi_heavy_ball_closed_loop_on_a_concave_quadratic() {
     let device = Default::default();
     let mut set = ConstraintSet::<B>::new(&device);
     let id = set
-        .add("q", ConstraintKind::Equality, 1, FormulationConfig::Lagrangian(nupi(cfg)))
+        .add(
+            "q",
+            ConstraintKind::Equality,
+            1,
+            FormulationConfig::Lagrangian(nupi(cfg)),
+        )
         .unwrap();
     let (mut hb, mut v) = (0.0f64, 0.0f64);
     for t in 0..100 {
-        let lam = set.get(id).unwrap().formulation().multiplier().unwrap().to_vec()[0];
-        assert!((lam - hb).abs() < 1e-5, "step {t}: nuPI {lam} vs heavy ball {hb}");
-        let state = state_of(&device, vec![(id, ConstraintState::new(vec_tensor(&[c - a * lam], &device)))]);
+        let lam = set
+            .get(id)
+            .unwrap()
+            .formulation()
+            .multiplier()
+            .unwrap()
+            .to_vec()[0];
+        assert!(
+            (lam - hb).abs() < 1e-5,
+            "step {t}: nuPI {lam} vs heavy ball {hb}"
+        );
+        let state = state_of(
+            &device,
+            vec![(
+                id,
+                ConstraintState::new(vec_tensor(&[c - a * lam], &device)),
+            )],
+        );
         set.dual_step(&state).unwrap();
         v = beta * v + (c - a * hb);
         hb += alpha * v;
@@ -167,33 +194,76 @@ fn nupi_init_schemes_set_the_first_step() {
 fn dense_and_indexed_multipliers_agree_bit_for_bit() {
     let device = Default::default();
     for init in [NuPiInit::Zeros, NuPiInit::Sgd] {
-        let cfg = nupi(NuPiConfig::new(0.1).with_kp(3.0).with_nu(0.6).with_init(init))
-            .with_restart_on_feasible(true)
-            .with_upper_bound(5.0);
+        let cfg = nupi(
+            NuPiConfig::new(0.1)
+                .with_kp(3.0)
+                .with_nu(0.6)
+                .with_init(init),
+        )
+        .with_restart_on_feasible(true)
+        .with_upper_bound(5.0);
         let mut set = ConstraintSet::<B>::new(&device);
         let ineq = ConstraintKind::Inequality;
-        let dense = set.add("dense", ineq, 4, FormulationConfig::Lagrangian(cfg.clone())).unwrap();
-        let idx = set.add("indexed", ineq, 4, FormulationConfig::Lagrangian(cfg.clone().indexed())).unwrap();
+        let dense = set
+            .add("dense", ineq, 4, FormulationConfig::Lagrangian(cfg.clone()))
+            .unwrap();
+        let idx = set
+            .add(
+                "indexed",
+                ineq,
+                4,
+                FormulationConfig::Lagrangian(cfg.clone().indexed()),
+            )
+            .unwrap();
         // A dense pair observing the entries {1, 3} of a partially observed indexed one.
-        let pair = set.add("pair", ineq, 2, FormulationConfig::Lagrangian(cfg.clone())).unwrap();
-        let part = set.add("partial", ineq, 4, FormulationConfig::Lagrangian(cfg.indexed())).unwrap();
+        let pair = set
+            .add("pair", ineq, 2, FormulationConfig::Lagrangian(cfg.clone()))
+            .unwrap();
+        let part = set
+            .add(
+                "partial",
+                ineq,
+                4,
+                FormulationConfig::Lagrangian(cfg.indexed()),
+            )
+            .unwrap();
         let errs = errors(150, 4, 11);
         for (t, e) in errs.iter().enumerate() {
-            let order: Vec<usize> = if t % 2 == 0 { vec![2, 0, 3, 1] } else { vec![1, 3, 0, 2] };
+            let order: Vec<usize> = if t % 2 == 0 {
+                vec![2, 0, 3, 1]
+            } else {
+                vec![1, 3, 0, 2]
+            };
             let permuted: Vec<f64> = order.iter().map(|&i| e[i]).collect();
             let sub = [e[1], e[3]];
             let state = state_of(
                 &device,
                 vec![
                     (dense, ConstraintState::new(vec_tensor(e, &device))),
-                    (idx, ConstraintState::indexed(vec_tensor(&permuted, &device), order)),
+                    (
+                        idx,
+                        ConstraintState::indexed(vec_tensor(&permuted, &device), order),
+                    ),
                     (pair, ConstraintState::new(vec_tensor(&sub, &device))),
-                    (part, ConstraintState::indexed(vec_tensor(&[sub[1], sub[0]], &device), vec![3, 1])),
+                    (
+                        part,
+                        ConstraintState::indexed(
+                            vec_tensor(&[sub[1], sub[0]], &device),
+                            vec![3, 1],
+                        ),
+                    ),
                 ],
             );
             set.validate(&state).unwrap();
             set.dual_step(&state).unwrap();
-            let m = |id| set.get(id).unwrap().formulation().multiplier().unwrap().value();
+            let m = |id| {
+                set.get(id)
+                    .unwrap()
+                    .formulation()
+                    .multiplier()
+                    .unwrap()
+                    .value()
+            };
             assert_eq!(bits(&m(dense)), bits(&m(idx)), "step {t}");
             let p = bits(&m(part));
             let q = bits(&m(pair));
@@ -208,12 +278,29 @@ fn projection_bounds_and_restarts() {
     let device = Default::default();
     let mut set = ConstraintSet::<B>::new(&device);
     let ineq = ConstraintKind::Inequality;
-    let bounded = set.add("bounded", ineq, 2, FormulationConfig::Lagrangian(ga(1.0).with_upper_bound(1.5))).unwrap();
+    let bounded = set
+        .add(
+            "bounded",
+            ineq,
+            2,
+            FormulationConfig::Lagrangian(ga(1.0).with_upper_bound(1.5)),
+        )
+        .unwrap();
     let restart = set
-        .add("restart", ineq, 2, FormulationConfig::Lagrangian(ga(1.0).with_restart_on_feasible(true)))
+        .add(
+            "restart",
+            ineq,
+            2,
+            FormulationConfig::Lagrangian(ga(1.0).with_restart_on_feasible(true)),
+        )
         .unwrap();
     let eq = set
-        .add("eq", ConstraintKind::Equality, 2, FormulationConfig::Lagrangian(ga(1.0).with_upper_bound(0.7)))
+        .add(
+            "eq",
+            ConstraintKind::Equality,
+            2,
+            FormulationConfig::Lagrangian(ga(1.0).with_upper_bound(0.7)),
+        )
         .unwrap();
     let step = |set: &mut ConstraintSet<B>, e: [f64; 2]| {
         let s = state_of(
@@ -226,7 +313,14 @@ fn projection_bounds_and_restarts() {
         );
         set.dual_step(&s).unwrap();
     };
-    let val = |set: &ConstraintSet<B>, id| set.get(id).unwrap().formulation().multiplier().unwrap().to_vec();
+    let val = |set: &ConstraintSet<B>, id| {
+        set.get(id)
+            .unwrap()
+            .formulation()
+            .multiplier()
+            .unwrap()
+            .to_vec()
+    };
     step(&mut set, [1.0, -0.5]);
     assert_eq!(val(&set, bounded), vec![1.0, 0.0]); // projected onto lambda >= 0
     assert_eq!(val(&set, restart), vec![1.0, 0.0]);

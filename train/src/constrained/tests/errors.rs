@@ -7,7 +7,12 @@ fn one_constraint(indexed: bool) -> (ConstraintSet<B>, ConstraintId) {
     let mut set = ConstraintSet::<B>::new(&device);
     let cfg = if indexed { ga(1.0).indexed() } else { ga(1.0) };
     let id = set
-        .add("budget", ConstraintKind::Inequality, 3, FormulationConfig::Lagrangian(cfg))
+        .add(
+            "budget",
+            ConstraintKind::Inequality,
+            3,
+            FormulationConfig::Lagrangian(cfg),
+        )
         .unwrap();
     (set, id)
 }
@@ -21,16 +26,35 @@ fn check(set: &ConstraintSet<B>, obs: ConstraintState<B>, id: ConstraintId) -> C
 fn nan_and_infinite_values_are_rejected_by_name() {
     let (set, id) = one_constraint(false);
     let d = Default::default();
-    let err = check(&set, ConstraintState::new(vec_tensor(&[0.0, f64::NAN, 1.0], &d)), id);
-    assert!(matches!(&err, ConstrainedError::NonFiniteViolation { constraint, which: "violation", .. } if constraint == "budget"), "{err}");
+    let err = check(
+        &set,
+        ConstraintState::new(vec_tensor(&[0.0, f64::NAN, 1.0], &d)),
+        id,
+    );
+    assert!(
+        matches!(&err, ConstrainedError::NonFiniteViolation { constraint, which: "violation", .. } if constraint == "budget"),
+        "{err}"
+    );
     assert!(err.to_string().contains("`budget`"), "{err}");
     let strict = ConstraintState::new(vec_tensor(&[0.0; 3], &d))
         .with_strict_violation(vec_tensor(&[0.0, 0.0, f64::INFINITY], &d));
     let err = check(&set, strict, id);
-    assert!(matches!(err, ConstrainedError::NonFiniteViolation { which: "strict_violation", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConstrainedError::NonFiniteViolation {
+                which: "strict_violation",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut state = state_of(&d, vec![]);
     state.loss = vec_tensor(&[f64::NAN], &d);
-    assert!(matches!(set.validate(&state), Err(ConstrainedError::NonFiniteLoss { .. })));
+    assert!(matches!(
+        set.validate(&state),
+        Err(ConstrainedError::NonFiniteLoss { .. })
+    ));
 }
 
 #[test]
@@ -54,7 +78,10 @@ fn a_nan_violation_stops_roll_before_any_update() {
     );
     let before = set.to_record();
     let err = opt.roll(model, &mut set, &NanProblem(id), &()).unwrap_err();
-    assert!(matches!(err, ConstrainedError::NonFiniteViolation { .. }), "{err}");
+    assert!(
+        matches!(err, ConstrainedError::NonFiniteViolation { .. }),
+        "{err}"
+    );
     assert_eq!(format!("{:?}", set.to_record()), format!("{before:?}"));
 }
 
@@ -65,9 +92,15 @@ fn unknown_and_duplicate_constraints_are_rejected() {
     let d = Default::default();
     let v = || ConstraintState::new(vec_tensor(&[0.0; 3], &d));
     let err = check(&set, v(), foreign);
-    assert!(matches!(err, ConstrainedError::UnknownConstraint { len: 1, .. }), "{err}");
+    assert!(
+        matches!(err, ConstrainedError::UnknownConstraint { len: 1, .. }),
+        "{err}"
+    );
     let twice = state_of(&d, vec![(id, v()), (id, v())]);
-    assert!(matches!(set.validate(&twice), Err(ConstrainedError::DuplicateConstraint { .. })));
+    assert!(matches!(
+        set.validate(&twice),
+        Err(ConstrainedError::DuplicateConstraint { .. })
+    ));
 }
 
 #[test]
@@ -77,19 +110,46 @@ fn mismatched_shapes_and_indices_are_rejected() {
     let err = check(&set, ConstraintState::new(vec_tensor(&[0.0; 2], &d)), id);
     assert_eq!(
         err,
-        ConstrainedError::ShapeMismatch { constraint: "budget".into(), what: "violation", expected: 3, got: 2 }
+        ConstrainedError::ShapeMismatch {
+            constraint: "budget".into(),
+            what: "violation",
+            expected: 3,
+            got: 2
+        }
     );
-    let strict = ConstraintState::new(vec_tensor(&[0.0; 3], &d)).with_strict_violation(vec_tensor(&[0.0; 1], &d));
-    assert!(matches!(check(&set, strict, id), ConstrainedError::ShapeMismatch { what: "strict_violation", .. }));
+    let strict = ConstraintState::new(vec_tensor(&[0.0; 3], &d))
+        .with_strict_violation(vec_tensor(&[0.0; 1], &d));
+    assert!(matches!(
+        check(&set, strict, id),
+        ConstrainedError::ShapeMismatch {
+            what: "strict_violation",
+            ..
+        }
+    ));
     let dense_with_idx = ConstraintState::indexed(vec_tensor(&[0.0; 3], &d), vec![0, 1, 2]);
-    assert!(matches!(check(&set, dense_with_idx, id), ConstrainedError::IndexingMismatch { .. }));
+    assert!(matches!(
+        check(&set, dense_with_idx, id),
+        ConstrainedError::IndexingMismatch { .. }
+    ));
 
     let (set, id) = one_constraint(true);
     let cases: Vec<(ConstraintState<B>, &str)> = vec![
-        (ConstraintState::new(vec_tensor(&[0.0; 3], &d)), "needs the indices"),
-        (ConstraintState::indexed(vec_tensor(&[0.0; 2], &d), vec![0]), "indices has 1 entries, expected 2"),
-        (ConstraintState::indexed(vec_tensor(&[0.0; 2], &d), vec![0, 3]), "index 3 is out of range for 3"),
-        (ConstraintState::indexed(vec_tensor(&[0.0; 2], &d), vec![1, 1]), "index 1 appears twice"),
+        (
+            ConstraintState::new(vec_tensor(&[0.0; 3], &d)),
+            "needs the indices",
+        ),
+        (
+            ConstraintState::indexed(vec_tensor(&[0.0; 2], &d), vec![0]),
+            "indices has 1 entries, expected 2",
+        ),
+        (
+            ConstraintState::indexed(vec_tensor(&[0.0; 2], &d), vec![0, 3]),
+            "index 3 is out of range for 3",
+        ),
+        (
+            ConstraintState::indexed(vec_tensor(&[0.0; 2], &d), vec![1, 1]),
+            "index 1 appears twice",
+        ),
     ];
     for (obs, want) in cases {
         let err = check(&set, obs, id).to_string();
@@ -103,21 +163,50 @@ fn invalid_configurations_name_the_bad_value() {
     let mut set = ConstraintSet::<B>::new(&d);
     let ineq = ConstraintKind::Inequality;
     let cases: Vec<(FormulationConfig, &str)> = vec![
-        (FormulationConfig::Lagrangian(nupi(NuPiConfig::new(0.1).with_nu(1.0))), "nu must lie in (-1, 1), got 1"),
-        (FormulationConfig::Lagrangian(ga(-1.0)), "lr must be finite and >= 0, got -1"),
-        (FormulationConfig::Lagrangian(ga(1.0).with_init(-2.0)), "must start >= 0, got -2"),
-        (FormulationConfig::Lagrangian(ga(1.0).with_upper_bound(-1.0)), "upper bound"),
-        (FormulationConfig::QuadraticPenalty(PenaltyConfig::fixed(0.0)), "penalty coefficient must be finite and > 0, got 0"),
-        (FormulationConfig::QuadraticPenalty(PenaltyConfig::fixed(1.0).with_growth(0.5, 0.0, 10.0)), "factor > 1"),
+        (
+            FormulationConfig::Lagrangian(nupi(NuPiConfig::new(0.1).with_nu(1.0))),
+            "nu must lie in (-1, 1), got 1",
+        ),
+        (
+            FormulationConfig::Lagrangian(ga(-1.0)),
+            "lr must be finite and >= 0, got -1",
+        ),
+        (
+            FormulationConfig::Lagrangian(ga(1.0).with_init(-2.0)),
+            "must start >= 0, got -2",
+        ),
+        (
+            FormulationConfig::Lagrangian(ga(1.0).with_upper_bound(-1.0)),
+            "upper bound",
+        ),
+        (
+            FormulationConfig::QuadraticPenalty(PenaltyConfig::fixed(0.0)),
+            "penalty coefficient must be finite and > 0, got 0",
+        ),
+        (
+            FormulationConfig::QuadraticPenalty(
+                PenaltyConfig::fixed(1.0).with_growth(0.5, 0.0, 10.0),
+            ),
+            "factor > 1",
+        ),
     ];
     for (cfg, want) in cases {
         let err = set.add("c", ineq, 1, cfg).unwrap_err().to_string();
         assert!(err.contains(want), "{err}");
     }
     let eq_restart = FormulationConfig::Lagrangian(ga(1.0).with_restart_on_feasible(true));
-    assert!(set.add("e", ConstraintKind::Equality, 1, eq_restart).is_err());
-    set.add("ok", ineq, 1, FormulationConfig::Lagrangian(ga(1.0))).unwrap();
-    let err = set.add("ok", ineq, 1, FormulationConfig::Lagrangian(ga(1.0))).unwrap_err();
+    assert!(
+        set.add("e", ConstraintKind::Equality, 1, eq_restart)
+            .is_err()
+    );
+    set.add("ok", ineq, 1, FormulationConfig::Lagrangian(ga(1.0)))
+        .unwrap();
+    let err = set
+        .add("ok", ineq, 1, FormulationConfig::Lagrangian(ga(1.0)))
+        .unwrap_err();
     assert!(err.to_string().contains("already registered"), "{err}");
-    assert!(set.add("empty", ineq, 0, FormulationConfig::Lagrangian(ga(1.0))).is_err());
+    assert!(
+        set.add("empty", ineq, 0, FormulationConfig::Lagrangian(ga(1.0)))
+            .is_err()
+    );
 }

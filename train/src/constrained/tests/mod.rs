@@ -37,7 +37,12 @@ pub(super) fn host<BB: Backend>(t: &Tensor<BB, 1>) -> Vec<f64> {
 }
 
 pub(super) fn bits<BB: Backend>(t: &Tensor<BB, 1>) -> Vec<u32> {
-    t.to_data().into_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    t.to_data()
+        .into_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
 }
 
 pub(super) fn ga(lr: f64) -> MultiplierConfig {

@@ -1,0 +1,38 @@
+//! `tether-train`: train small networks under explicit constraints.
+
+mod svm;
+
+use clap::{Parser, Subcommand};
+use tether_train::device::DeviceKind;
+
+#[derive(Parser)]
+#[command(
+    name = "tether-train",
+    version,
+    about = "Train small networks under explicit constraints"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the devices compiled into this binary.
+    Devices,
+    /// Solve a hard-margin linear SVM on Iris as a constrained problem (one inequality per
+    /// sample) and compare it with an exact QP solve.
+    Svm(svm::SvmArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Devices => {
+            for d in DeviceKind::compiled() {
+                println!("{d}");
+            }
+            Ok(())
+        }
+        Command::Svm(args) => svm::run(args),
+    }
+}
