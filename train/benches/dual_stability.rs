@@ -48,15 +48,29 @@ fn main() -> anyhow::Result<()> {
         .max_by(|&a, &b| exact.lambda[a].total_cmp(&exact.lambda[b]))
         .expect("non-empty");
     let methods = [
-        Method { name: "GA", dual: DualOptimizer::gradient_ascent(LR), augmented: None },
-        Method { name: "AL (c=1)", dual: DualOptimizer::gradient_ascent(LR), augmented: Some(1.0) },
-        Method { name: "nuPI (kp=5)", dual: DualOptimizer::NuPi(NuPiConfig::new(LR).with_kp(5.0)), augmented: None },
+        Method {
+            name: "GA",
+            dual: DualOptimizer::gradient_ascent(LR),
+            augmented: None,
+        },
+        Method {
+            name: "AL (c=1)",
+            dual: DualOptimizer::gradient_ascent(LR),
+            augmented: Some(1.0),
+        },
+        Method {
+            name: "nuPI (kp=5)",
+            dual: DualOptimizer::NuPi(NuPiConfig::new(LR).with_kp(5.0)),
+            augmented: None,
+        },
     ];
 
     let mut signals = Vec::new();
     let mut alphas = Vec::new();
     let mut figures = Vec::new();
-    println!("| method | overshoot of max_i g_i | settle step (<= {TOLERANCE}) | max abs(alpha - alpha*) |");
+    println!(
+        "| method | overshoot of max_i g_i | settle step (<= {TOLERANCE}) | max abs(alpha - alpha*) |"
+    );
     println!("|---|---|---|---|");
     for m in &methods {
         let cfg = SvmFitConfig {
@@ -68,20 +82,45 @@ fn main() -> anyhow::Result<()> {
         };
         let mut signal = Vec::with_capacity(STEPS);
         let mut alpha_t = Vec::with_capacity(STEPS);
-        let fit = fit_svm::<Autodiff<Flex>>(&x, &y, &cfg, &Default::default(), None, true, |_, _, v, a| {
-            signal.push(v);
-            alpha_t.push(a.expect("recorded")[tracked]);
-        })?;
+        let fit = fit_svm::<Autodiff<Flex>>(
+            &x,
+            &y,
+            &cfg,
+            &Default::default(),
+            None,
+            true,
+            |_, _, v, a| {
+                signal.push(v);
+                alpha_t.push(a.expect("recorded")[tracked]);
+            },
+        )?;
         let first = signal.iter().position(|&v| v <= TOLERANCE);
-        let overshoot = first.map(|f| signal[f..].iter().copied().fold(f64::NEG_INFINITY, f64::max));
-        let settle = signal.iter().rposition(|&v| v > TOLERANCE).map_or(0, |p| p + 1);
+        let overshoot = first.map(|f| {
+            signal[f..]
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max)
+        });
+        let settle = signal
+            .iter()
+            .rposition(|&v| v > TOLERANCE)
+            .map_or(0, |p| p + 1);
         let settled = settle < STEPS;
-        let dalpha = fit.alpha.iter().zip(&exact.lambda).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let dalpha = fit
+            .alpha
+            .iter()
+            .zip(&exact.lambda)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         println!(
             "| {} | {} | {} | {dalpha:.2e} |",
             m.name,
             overshoot.map_or("never feasible".into(), |o| format!("{o:.4}")),
-            if settled { settle.to_string() } else { format!("not within {STEPS}") },
+            if settled {
+                settle.to_string()
+            } else {
+                format!("not within {STEPS}")
+            },
         );
         figures.push(serde_json::json!({
             "method": m.name, "overshoot": overshoot, "settle_step": settled.then_some(settle),
@@ -107,22 +146,36 @@ fn main() -> anyhow::Result<()> {
             r
         })
         .collect();
-    write_atomic(&out.join("dual_stability.csv"), csv(&header, &rows).as_bytes())?;
-    write_atomic(&out.join("dual_stability.json"), serde_json::to_string_pretty(&figures)?.as_bytes())?;
+    write_atomic(
+        &out.join("dual_stability.csv"),
+        csv(&header, &rows).as_bytes(),
+    )?;
+    write_atomic(
+        &out.join("dual_stability.json"),
+        serde_json::to_string_pretty(&figures)?.as_bytes(),
+    )?;
     let lines = |data: &Vec<Vec<f64>>| -> Vec<Series> {
         methods
             .iter()
             .zip(data)
             .map(|(m, d)| Series {
                 label: m.name.to_string(),
-                points: d.iter().take(PLOTTED).enumerate().map(|(t, &v)| (t as f64, v)).collect(),
+                points: d
+                    .iter()
+                    .take(PLOTTED)
+                    .enumerate()
+                    .map(|(t, &v)| (t as f64, v))
+                    .collect(),
             })
             .collect()
     };
     let mut alpha_lines = lines(&alphas);
     alpha_lines.push(Series {
         label: format!("exact alpha* = {:.4}", exact.lambda[tracked]),
-        points: vec![(0.0, exact.lambda[tracked]), (PLOTTED as f64, exact.lambda[tracked])],
+        points: vec![
+            (0.0, exact.lambda[tracked]),
+            (PLOTTED as f64, exact.lambda[tracked]),
+        ],
     });
     line_chart(
         &out.join("dual_stability.png"),

@@ -12,6 +12,8 @@
 
 use burn::optim::SgdConfig;
 
+use burn::tensor::backend::AutodiffBackend;
+
 use super::*;
 use crate::reference::Qp;
 
@@ -25,7 +27,7 @@ struct QuadraticProgram {
     eq: ConstraintId,
 }
 
-impl ConstrainedProblem<B, Point<B>> for QuadraticProgram {
+impl<B: AutodiffBackend> ConstrainedProblem<B, Point<B>> for QuadraticProgram {
     type Input = ();
     fn compute_cmp_state(&self, m: &Point<B>, _: &()) -> CmpState<B> {
         let x = m.x.val();
@@ -50,7 +52,7 @@ struct Outcome {
     mu: Vec<f64>,
 }
 
-fn solve(
+fn solve<B: AutodiffBackend>(
     ineq: FormulationConfig,
     eq: FormulationConfig,
     scheme: UpdateScheme,
@@ -119,37 +121,34 @@ fn the_interior_point_reference_agrees_with_the_hand_solution() {
     assert_close("mu", &s.mu, &[MU_STAR], 1e-7);
 }
 
-#[test]
-fn lagrangian_reaches_the_kkt_point_under_every_update_scheme() {
+fn lagrangian_reaches_the_kkt_point_under_every_update_scheme<B: AutodiffBackend>() {
     for scheme in [
         UpdateScheme::Simultaneous,
         UpdateScheme::AlternatingDualPrimal,
         UpdateScheme::AlternatingPrimalDual,
         UpdateScheme::Extragradient,
     ] {
-        let o = solve(lagrangian(ga(0.05)), lagrangian(ga(0.05)), scheme, 4000);
+        let o = solve::<B>(lagrangian(ga(0.05)), lagrangian(ga(0.05)), scheme, 4000);
         assert_close(&format!("{scheme:?} x"), &o.x, &X_STAR, 1e-3);
         assert_close(&format!("{scheme:?} lambda"), &o.lambda, &LAMBDA_STAR, 1e-3);
         assert_close(&format!("{scheme:?} mu"), &o.mu, &[MU_STAR], 1e-3);
     }
 }
 
-#[test]
-fn nupi_reaches_the_kkt_point() {
+fn nupi_reaches_the_kkt_point<B: AutodiffBackend>() {
     let pi = || nupi(NuPiConfig::new(0.05).with_kp(2.0).with_nu(0.5));
     for scheme in [
         UpdateScheme::Simultaneous,
         UpdateScheme::AlternatingDualPrimal,
     ] {
-        let o = solve(lagrangian(pi()), lagrangian(pi()), scheme, 4000);
+        let o = solve::<B>(lagrangian(pi()), lagrangian(pi()), scheme, 4000);
         assert_close(&format!("{scheme:?} x"), &o.x, &X_STAR, 1e-3);
         assert_close(&format!("{scheme:?} lambda"), &o.lambda, &LAMBDA_STAR, 1e-3);
         assert_close(&format!("{scheme:?} mu"), &o.mu, &[MU_STAR], 1e-3);
     }
 }
 
-#[test]
-fn augmented_lagrangian_reaches_the_kkt_point() {
+fn augmented_lagrangian_reaches_the_kkt_point<B: AutodiffBackend>() {
     let al = |growth: bool| {
         let penalty = PenaltyConfig::fixed(1.0);
         FormulationConfig::AugmentedLagrangian {
@@ -162,7 +161,7 @@ fn augmented_lagrangian_reaches_the_kkt_point() {
         }
     };
     for growth in [false, true] {
-        let o = solve(al(growth), al(growth), UpdateScheme::Simultaneous, 4000);
+        let o = solve::<B>(al(growth), al(growth), UpdateScheme::Simultaneous, 4000);
         assert_close("AL x", &o.x, &X_STAR, 1e-3);
         assert_close("AL lambda", &o.lambda, &LAMBDA_STAR, 1e-3);
         assert_close("AL mu", &o.mu, &[MU_STAR], 1e-3);
@@ -172,8 +171,7 @@ fn augmented_lagrangian_reaches_the_kkt_point() {
 /// With a fixed coefficient rho the quadratic penalty minimises
 /// `1/2|x-c|^2 + rho/2 (x0+x1-1)^2 + rho/2 (x0-x2)^2` (the inactive row stays inactive):
 /// the linear system `(I + rho a a' + rho e e') x = c + rho a` is solved here directly.
-#[test]
-fn quadratic_penalty_reaches_the_penalised_optimum() {
+fn quadratic_penalty_reaches_the_penalised_optimum<B: AutodiffBackend>() {
     let rho = 4.0;
     let (a, e) = ([1.0, 1.0, 0.0], [1.0, 0.0, -1.0]);
     let mut m = [[0.0; 4]; 3];
@@ -196,9 +194,16 @@ fn quadratic_penalty_reaches_the_penalised_optimum() {
         want[i] = (m[i][3] - (i + 1..3).map(|k| m[i][k] * want[k]).sum::<f64>()) / m[i][i];
     }
     let qp = || FormulationConfig::QuadraticPenalty(PenaltyConfig::fixed(rho));
-    let o = solve(qp(), qp(), UpdateScheme::Simultaneous, 3000);
+    let o = solve::<B>(qp(), qp(), UpdateScheme::Simultaneous, 3000);
     assert_close("penalty x", &o.x, &want, 1e-3);
     assert!(o.lambda.is_empty() && o.mu.is_empty());
     // The penalised optimum is infeasible by O(1/rho): the exact KKT point is not reached.
     assert!((o.x[0] + o.x[1] - 1.0) > 0.05, "{:?}", o.x);
 }
+
+backend_tests!(
+    lagrangian_reaches_the_kkt_point_under_every_update_scheme,
+    nupi_reaches_the_kkt_point,
+    augmented_lagrangian_reaches_the_kkt_point,
+    quadratic_penalty_reaches_the_penalised_optimum
+);

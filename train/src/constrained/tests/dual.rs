@@ -1,5 +1,7 @@
 //! nuPI's special cases and the dense/indexed equivalence, step for step.
 
+use burn::tensor::backend::AutodiffBackend;
+
 use super::*;
 
 /// Deterministic pseudo-random errors in [-1, 1] (a fixed LCG: no RNG state to seed).
@@ -21,7 +23,7 @@ fn errors(steps: usize, len: usize, seed: u64) -> Vec<Vec<f64>> {
 
 /// Feeds the same error sequence to one constraint per config; returns each multiplier's
 /// trajectory.
-fn trajectories(
+fn trajectories<B: AutodiffBackend>(
     kind: ConstraintKind,
     configs: Vec<MultiplierConfig>,
     errs: &[Vec<f64>],
@@ -54,12 +56,11 @@ fn trajectories(
     out
 }
 
-#[test]
-fn nupi_with_zero_kp_is_gradient_ascent_bit_for_bit() {
+fn nupi_with_zero_kp_is_gradient_ascent_bit_for_bit<B: AutodiffBackend>() {
     let errs = errors(200, 5, 1);
     for kind in [ConstraintKind::Inequality, ConstraintKind::Equality] {
         for init in [NuPiInit::Zeros, NuPiInit::Sgd] {
-            let t = trajectories(
+            let t = trajectories::<B>(
                 kind,
                 vec![ga(0.3), nupi(NuPiConfig::new(0.3).with_init(init))],
                 &errs,
@@ -69,8 +70,7 @@ fn nupi_with_zero_kp_is_gradient_ascent_bit_for_bit() {
     }
 }
 
-#[test]
-fn nupi_matches_polyak_heavy_ball_step_for_step() {
+fn nupi_matches_polyak_heavy_ball_step_for_step<B: AutodiffBackend>() {
     // Heavy ball (ascent): v_t = beta v_{t-1} + e_t, lambda_{t+1} = lambda_t + alpha v_t.
     let (alpha, beta) = (0.05, 0.8);
     let cfg = NuPiConfig::new(1.0)
@@ -78,7 +78,7 @@ fn nupi_matches_polyak_heavy_ball_step_for_step() {
         .with_ki(alpha / (1.0 - beta))
         .with_kp(-alpha * beta / (1.0 - beta).powi(2));
     let errs = errors(300, 4, 7);
-    let got = &trajectories(ConstraintKind::Equality, vec![nupi(cfg)], &errs)[0];
+    let got = &trajectories::<B>(ConstraintKind::Equality, vec![nupi(cfg)], &errs)[0];
     let mut lambda = vec![0.0; 4];
     let mut v = vec![0.0; 4];
     for (t, e) in errs.iter().enumerate() {
@@ -96,8 +96,7 @@ fn nupi_matches_polyak_heavy_ball_step_for_step() {
     }
 }
 
-#[test]
-fn nupi_heavy_ball_closed_loop_on_a_concave_quadratic() {
+fn nupi_heavy_ball_closed_loop_on_a_concave_quadratic<B: AutodiffBackend>() {
     // Maximise q(lambda) = -1/2 a lambda^2 + c lambda; error e = c - a lambda (closed loop).
     let (a, c, alpha, beta) = (2.0, 1.0, 0.1, 0.5);
     let cfg = NuPiConfig::new(1.0)
@@ -141,12 +140,11 @@ fn nupi_heavy_ball_closed_loop_on_a_concave_quadratic() {
     assert!((hb - c / a).abs() < 1e-6, "heavy ball converged to {hb}");
 }
 
-#[test]
-fn nupi_pi_is_optimistic_gradient() {
+fn nupi_pi_is_optimistic_gradient<B: AutodiffBackend>() {
     // kp = ki = 1, nu = 0, zeros init: lambda += eta (2 e_t - e_{t-1}), e_{-1} = 0.
     let eta = 0.2;
     let errs = errors(100, 3, 3);
-    let got = &trajectories(
+    let got = &trajectories::<B>(
         ConstraintKind::Equality,
         vec![nupi(NuPiConfig::new(eta).with_kp(1.0))],
         &errs,
@@ -162,12 +160,11 @@ fn nupi_pi_is_optimistic_gradient() {
     }
 }
 
-#[test]
-fn nupi_init_schemes_set_the_first_step() {
+fn nupi_init_schemes_set_the_first_step<B: AutodiffBackend>() {
     let (eta, kp, ki, nu) = (0.5, 2.0, 1.0, 0.3);
     let errs = vec![vec![1.0], vec![0.5]];
     let base = NuPiConfig::new(eta).with_kp(kp).with_ki(ki).with_nu(nu);
-    let t = trajectories(
+    let t = trajectories::<B>(
         ConstraintKind::Equality,
         vec![
             nupi(base.clone().with_init(NuPiInit::Zeros)),
@@ -190,8 +187,7 @@ fn nupi_init_schemes_set_the_first_step() {
 
 /// Dense and indexed multipliers fed the same data move identically, bit for bit, with
 /// indices in any order, with partial observation, restarts and both nuPI inits.
-#[test]
-fn dense_and_indexed_multipliers_agree_bit_for_bit() {
+fn dense_and_indexed_multipliers_agree_bit_for_bit<B: AutodiffBackend>() {
     let device = Default::default();
     for init in [NuPiInit::Zeros, NuPiInit::Sgd] {
         let cfg = nupi(
@@ -273,8 +269,7 @@ fn dense_and_indexed_multipliers_agree_bit_for_bit() {
     }
 }
 
-#[test]
-fn projection_bounds_and_restarts() {
+fn projection_bounds_and_restarts<B: AutodiffBackend>() {
     let device = Default::default();
     let mut set = ConstraintSet::<B>::new(&device);
     let ineq = ConstraintKind::Inequality;
@@ -332,3 +327,13 @@ fn projection_bounds_and_restarts() {
     // Strictly feasible entry 0 restarts to 0 instead of decreasing by 0.25.
     assert_eq!(val(&set, restart), vec![0.0, 2.5]);
 }
+
+backend_tests!(
+    nupi_with_zero_kp_is_gradient_ascent_bit_for_bit,
+    nupi_matches_polyak_heavy_ball_step_for_step,
+    nupi_heavy_ball_closed_loop_on_a_concave_quadratic,
+    nupi_pi_is_optimistic_gradient,
+    nupi_init_schemes_set_the_first_step,
+    dense_and_indexed_multipliers_agree_bit_for_bit,
+    projection_bounds_and_restarts
+);

@@ -7,7 +7,7 @@ mod errors;
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
 
 use super::*;
 
@@ -54,11 +54,41 @@ pub(super) fn nupi(cfg: NuPiConfig) -> MultiplierConfig {
 }
 
 /// A state with a zero loss and the given observations (for dual-only tests).
-pub(super) fn state_of(
-    device: &burn::tensor::Device<B>,
+pub(super) fn state_of<B: AutodiffBackend>(
+    device: &B::Device,
     obs: Vec<(ConstraintId, ConstraintState<B>)>,
 ) -> CmpState<B> {
     let mut s = CmpState::new(Tensor::zeros([1], device));
     s.observed = obs;
     s
 }
+
+/// Instantiates backend-generic tests (`fn name<B: AutodiffBackend>()`) for every compiled
+/// backend. The CUDA instances are ignored by default (CI has no GPU) and run by
+/// `scripts/gpu-check` with `--include-ignored`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod flex {
+            $(#[test]
+            fn $name() {
+                super::$name::<burn::backend::Autodiff<burn::backend::Flex>>();
+            })*
+        }
+        #[cfg(feature = "ndarray")]
+        mod ndarray {
+            $(#[test]
+            fn $name() {
+                super::$name::<burn::backend::Autodiff<burn::backend::NdArray>>();
+            })*
+        }
+        #[cfg(feature = "cuda")]
+        mod cuda {
+            $(#[test]
+            #[ignore = "needs an NVIDIA GPU: run by scripts/gpu-check"]
+            fn $name() {
+                super::$name::<burn::backend::Autodiff<burn::backend::Cuda>>();
+            })*
+        }
+    };
+}
+pub(super) use backend_tests;
