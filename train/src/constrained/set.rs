@@ -15,6 +15,8 @@ use super::problem::CmpState;
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 
 type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+/// Which entries of an indexed constraint a step observed.
+type Mask<B> = Tensor<Inner<B>, 1, Bool>;
 
 /// One registered constraint.
 #[derive(Clone, Debug)]
@@ -235,7 +237,7 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
                 .inner();
             // Scatter onto zeros: adding to 0 is exact, so an indexed multiplier computes
             // bit for bit what a dense one would on the observed entries.
-            let (error, observed): (Tensor<Inner<B>, 1>, Option<Tensor<Inner<B>, 1, Bool>>) =
+            let (error, observed): (Tensor<Inner<B>, 1>, Option<Mask<B>>) =
                 match indices {
                     None => (observed_error, None),
                     Some(idx) => {

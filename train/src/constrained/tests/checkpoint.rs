@@ -17,7 +17,7 @@ impl ConstrainedProblem<B, Point<B>> for Problem {
             .powi_scalar(2)
             .sum();
         let g = x.clone().sum().sub_scalar(1.0).reshape([1]);
-        let h = x.clone().slice([0..1]) - x.slice([1..2]).mul_scalar(2.0);
+        let h = x.clone().narrow(0, 0, 1) - x.narrow(0, 1, 1).mul_scalar(2.0);
         CmpState::new(loss)
             .with(self.ineq, ConstraintState::new(g))
             .with(self.eq, ConstraintState::new(h))

@@ -34,7 +34,7 @@ impl<B: AutodiffBackend> ConstrainedProblem<B, Point<B>> for QuadraticProgram {
         let device = x.device();
         let c = vec_tensor::<B>(&C, &device);
         let loss = (x.clone() - c).powi_scalar(2).sum().mul_scalar(0.5);
-        let xs = |i: usize| x.clone().slice([i..i + 1]);
+        let xs = |i: usize| x.clone().narrow(0, i, 1);
         let g = Tensor::cat(
             vec![(xs(0) + xs(1)).sub_scalar(1.0), xs(2).sub_scalar(10.0)],
             0,
@@ -183,9 +183,10 @@ fn quadratic_penalty_reaches_the_penalised_optimum<B: AutodiffBackend>() {
     }
     for col in 0..3 {
         for row in col + 1..3 {
-            let f = m[row][col] / m[col][col];
-            for k in col..4 {
-                m[row][k] -= f * m[col][k];
+            let pivot = m[col];
+            let f = m[row][col] / pivot[col];
+            for (v, p) in m[row].iter_mut().zip(pivot).skip(col) {
+                *v -= f * p;
             }
         }
     }

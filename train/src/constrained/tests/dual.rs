@@ -79,8 +79,8 @@ fn nupi_matches_polyak_heavy_ball_step_for_step<B: AutodiffBackend>() {
         .with_kp(-alpha * beta / (1.0 - beta).powi(2));
     let errs = errors(300, 4, 7);
     let got = &trajectories::<B>(ConstraintKind::Equality, vec![nupi(cfg)], &errs)[0];
-    let mut lambda = vec![0.0; 4];
-    let mut v = vec![0.0; 4];
+    let mut lambda = [0.0; 4];
+    let mut v = [0.0; 4];
     for (t, e) in errs.iter().enumerate() {
         for k in 0..4 {
             v[k] = beta * v[k] + e[k];
