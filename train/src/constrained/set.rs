@@ -237,24 +237,23 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
                 .inner();
             // Scatter onto zeros: adding to 0 is exact, so an indexed multiplier computes
             // bit for bit what a dense one would on the observed entries.
-            let (error, observed): (Tensor<Inner<B>, 1>, Option<Mask<B>>) =
-                match indices {
-                    None => (observed_error, None),
-                    Some(idx) => {
-                        let zeros = Tensor::<Inner<B>, 1>::zeros([c.len], &self.device);
-                        let ones = observed_error.ones_like();
-                        let error = zeros.clone().select_assign(
-                            0,
-                            idx.clone(),
-                            observed_error,
-                            burn::tensor::IndexingUpdateOp::Add,
-                        );
-                        let mask = zeros
-                            .select_assign(0, idx, ones, burn::tensor::IndexingUpdateOp::Add)
-                            .greater_elem(0.5);
-                        (error, Some(mask))
-                    }
-                };
+            let (error, observed): (Tensor<Inner<B>, 1>, Option<Mask<B>>) = match indices {
+                None => (observed_error, None),
+                Some(idx) => {
+                    let zeros = Tensor::<Inner<B>, 1>::zeros([c.len], &self.device);
+                    let ones = observed_error.ones_like();
+                    let error = zeros.clone().select_assign(
+                        0,
+                        idx.clone(),
+                        observed_error,
+                        burn::tensor::IndexingUpdateOp::Add,
+                    );
+                    let mask = zeros
+                        .select_assign(0, idx, ones, burn::tensor::IndexingUpdateOp::Add)
+                        .greater_elem(0.5);
+                    (error, Some(mask))
+                }
+            };
             let feasible = match c.kind {
                 ConstraintKind::Inequality => Some(error.clone().lower_elem(0.0)),
                 ConstraintKind::Equality => None,
