@@ -19,21 +19,36 @@ fn tether_train(args: &[&str], data: Option<&str>) -> (bool, String, String) {
 #[test]
 fn bad_flags_and_missing_data_are_clear_errors() {
     let (ok, _, err) = tether_train(&["svm", "--dual", "bogus"], None);
-    assert!(!ok && err.contains("invalid value 'bogus' for '--dual"), "{err}");
+    assert!(
+        !ok && err.contains("invalid value 'bogus' for '--dual"),
+        "{err}"
+    );
     let (ok, _, err) = tether_train(&["svm", "--device", "gpu"], None);
-    assert!(!ok && err.contains("possible values: flex, ndarray, cuda"), "{err}");
+    assert!(
+        !ok && err.contains("possible values: flex, ndarray, cuda"),
+        "{err}"
+    );
     let (ok, _, err) = tether_train(&["svm"], Some("/nonexistent-tether-data"));
-    assert!(!ok && err.contains("run `scripts/fetch-data iris`"), "{err}");
+    assert!(
+        !ok && err.contains("run `scripts/fetch-data iris`"),
+        "{err}"
+    );
     if !cfg!(feature = "cuda") {
         let (ok, _, err) = tether_train(&["svm", "--device", "cuda"], None);
-        assert!(!ok && err.contains("rebuild with `--features cuda`"), "{err}");
+        assert!(
+            !ok && err.contains("rebuild with `--features cuda`"),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn svm_writes_metrics_and_plot() {
     if tether_train::data::iris::Iris::load().is_err() {
-        assert!(std::env::var_os("TETHER_REQUIRE_DATA").is_none(), "Iris is required");
+        assert!(
+            std::env::var_os("TETHER_REQUIRE_DATA").is_none(),
+            "Iris is required"
+        );
         eprintln!("SKIPPED: Iris not fetched (scripts/fetch-data iris)");
         return;
     }

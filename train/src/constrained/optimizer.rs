@@ -86,8 +86,14 @@ impl<O> ConstrainedOptimizer<O> {
         self.scheme
     }
 
-    /// One iteration of the update scheme. Invalid or non-finite observations are
-    /// returned as errors before anything is updated.
+    /// One iteration of the update scheme.
+    ///
+    /// # Errors
+    /// Invalid or non-finite observations (a NaN loss or violation, a shape or index that
+    /// does not fit the constraint set). The multipliers and the optimizer state are left
+    /// as they were, except with [`UpdateScheme::AlternatingPrimalDual`] when the violations
+    /// *after* the primal step are the bad ones. The model is consumed either way: clone it
+    /// first (cheap: burn modules share their tensors) to keep the last good one.
     pub fn roll<B, M, P>(
         &mut self,
         model: M,
@@ -129,7 +135,12 @@ impl<O> ConstrainedOptimizer<O> {
                 set.dual_step(&state)?;
                 let half = self.primal_step(model.clone(), lagrangian);
                 let half_state = problem.compute_cmp_state(&half, input);
-                set.validate(&half_state)?;
+                if let Err(e) = set.validate(&half_state) {
+                    // Leave the multipliers and the optimizer as they were before the step.
+                    *set = saved_set;
+                    self.primal = self.primal.clone().load_record(saved_primal);
+                    return Err(e);
+                }
                 let half_lagrangian = set.lagrangian(&half_state);
                 *set = saved_set;
                 self.primal = self.primal.clone().load_record(saved_primal);

@@ -210,3 +210,39 @@ fn invalid_configurations_name_the_bad_value() {
             .is_err()
     );
 }
+
+#[test]
+fn extragradient_restores_the_duals_when_the_extrapolated_point_is_bad() {
+    /// Finite at the first evaluation, NaN at the extrapolated point.
+    struct SecondCallNan(ConstraintId, std::cell::Cell<usize>);
+    impl ConstrainedProblem<B, Point<B>> for SecondCallNan {
+        type Input = ();
+        fn compute_cmp_state(&self, m: &Point<B>, _: &()) -> CmpState<B> {
+            let calls = self.1.get();
+            self.1.set(calls + 1);
+            let x = m.x.val();
+            let v = if calls == 0 {
+                x.clone()
+            } else {
+                x.clone().mul_scalar(f32::NAN)
+            };
+            CmpState::new(x.sum().reshape([1])).with(self.0, ConstraintState::new(v))
+        }
+    }
+    let (mut set, id) = one_constraint(false);
+    let model = Point::<B>::new(&[1.0, 2.0, 3.0], &Default::default());
+    let mut opt = ConstrainedOptimizer::new(
+        burn::optim::SgdConfig::new().init(),
+        0.1,
+        UpdateScheme::Extragradient,
+    );
+    let before = format!("{:?}", set.to_record());
+    let problem = SecondCallNan(id, std::cell::Cell::new(0));
+    let err = opt.roll(model, &mut set, &problem, &()).unwrap_err();
+    assert!(
+        matches!(err, ConstrainedError::NonFiniteViolation { .. }),
+        "{err}"
+    );
+    assert_eq!(problem.1.get(), 2, "the extrapolated point was evaluated");
+    assert_eq!(format!("{:?}", set.to_record()), before);
+}
