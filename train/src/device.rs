@@ -61,18 +61,29 @@ pub struct DeviceArgs {
     pub device: DeviceKind,
 }
 
-/// The device named is not compiled into this binary.
+/// The device named cannot be used by this binary on this machine.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "device `{device}` is not compiled into this binary: rebuild with `--features {feature}` (compiled: {compiled})"
-)]
-pub struct DeviceNotCompiled {
-    /// The device asked for.
-    pub device: DeviceKind,
-    /// The feature that provides it.
-    pub feature: &'static str,
-    /// What this binary has.
-    pub compiled: String,
+pub enum DeviceError {
+    /// The device's cargo feature was not compiled in.
+    #[error(
+        "device `{device}` is not compiled into this binary: rebuild with `--features {feature}` (compiled: {compiled})"
+    )]
+    NotCompiled {
+        /// The device asked for.
+        device: DeviceKind,
+        /// The feature that provides it.
+        feature: &'static str,
+        /// What this binary has.
+        compiled: String,
+    },
+    /// The device is compiled in but this machine does not have it.
+    #[error("device `{device}` is not available on this machine: {reason}")]
+    Unavailable {
+        /// The device asked for.
+        device: DeviceKind,
+        /// What is missing.
+        reason: &'static str,
+    },
 }
 
 /// Work that can run on any autodiff backend.
@@ -84,7 +95,19 @@ pub trait BackendTask {
 }
 
 /// Runs `task` on the backend named by `kind`.
-pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output, DeviceNotCompiled> {
+pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output, DeviceError> {
+    // burn's CUDA runtime panics deep inside its device thread when there is no driver;
+    // on Linux the driver's control node tells us first.
+    if kind == DeviceKind::Cuda
+        && kind.is_compiled()
+        && cfg!(target_os = "linux")
+        && !std::path::Path::new("/dev/nvidiactl").exists()
+    {
+        return Err(DeviceError::Unavailable {
+            device: kind,
+            reason: "no NVIDIA driver (/dev/nvidiactl is missing)",
+        });
+    }
     match kind {
         #[cfg(feature = "flex")]
         DeviceKind::Flex => {
@@ -99,7 +122,7 @@ pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output, De
             Ok(task.run::<burn::backend::Autodiff<burn::backend::Cuda>>(Default::default()))
         }
         #[allow(unreachable_patterns)] // reachable whenever a feature is off
-        other => Err(DeviceNotCompiled {
+        other => Err(DeviceError::NotCompiled {
             device: other,
             feature: other.feature(),
             compiled: DeviceKind::compiled()
@@ -127,7 +150,12 @@ mod tests {
     fn compiled_devices_run_and_others_are_clear_errors() {
         for kind in [DeviceKind::Flex, DeviceKind::Ndarray, DeviceKind::Cuda] {
             if kind == DeviceKind::Cuda && kind.is_compiled() {
-                continue; // needs a GPU: covered by scripts/gpu-check
+                // needs a GPU (scripts/gpu-check); without one, a clear error
+                if !std::path::Path::new("/dev/nvidiactl").exists() {
+                    let err = run_on(kind, Name).unwrap_err().to_string();
+                    assert!(err.contains("no NVIDIA driver"), "{err}");
+                }
+                continue;
             }
             match run_on(kind, Name) {
                 Ok(name) => {
