@@ -14,6 +14,7 @@
 //! - `flex` (default): burn's pure-Rust CPU backend.
 //! - `ndarray`: burn's ndarray CPU backend.
 //! - `cuda`: burn's CUDA backend (builds without a GPU; runs where a driver is present).
+//! - `flex-simd`, `flex-rayon`: burn-flex's SIMD and multi-threaded kernels (opt-in).
 #![warn(missing_docs)]
 
 pub mod constrained;
