@@ -159,7 +159,7 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
 
         // One host read for everything.
         let mut parts: Vec<Tensor<Inner<B>, 1>> = vec![state.loss.clone().inner()];
-        for (_, obs) in &state.observed {
+        for (_, obs) in state.observed.iter().filter(|(_, o)| !is_empty(o)) {
             parts.push(obs.violation.clone().inner());
             if let Some(s) = &obs.strict_violation {
                 parts.push(s.clone().inner());
@@ -200,7 +200,7 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
     pub fn lagrangian(&self, state: &CmpState<B>) -> Tensor<B, 1> {
         let mut total = state.loss.clone();
         for (id, obs) in &state.observed {
-            if !obs.contributes_to_primal {
+            if !obs.contributes_to_primal || is_empty(obs) {
                 continue;
             }
             let c = &self.constraints[id.index];
@@ -224,7 +224,7 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
     pub fn dual_step(&mut self, state: &CmpState<B>) -> Result<()> {
         for (id, obs) in &state.observed {
             self.check_id(*id)?;
-            if !obs.contributes_to_dual {
+            if !obs.contributes_to_dual || is_empty(obs) {
                 continue;
             }
             let indices = obs.indices.as_ref().map(|i| self.index_tensor(i));
@@ -413,6 +413,11 @@ fn check_observation<B: Backend, BO: Backend>(
         }
     }
     Ok(())
+}
+
+/// An indexed observation may see no entry at all (no sample of any group in a batch).
+fn is_empty<B: Backend>(obs: &ConstraintState<B>) -> bool {
+    obs.violation.dims()[0] == 0
 }
 
 fn finite(name: &str, which: &'static str, values: &[f64]) -> Result<()> {

@@ -337,3 +337,34 @@ backend_tests!(
     dense_and_indexed_multipliers_agree_bit_for_bit,
     projection_bounds_and_restarts
 );
+
+/// A batch that observes none of an indexed constraint's entries changes nothing.
+#[test]
+fn an_empty_indexed_observation_is_a_no_op() {
+    type F = burn::backend::Autodiff<burn::backend::Flex>;
+    let device = Default::default();
+    let mut set = ConstraintSet::<F>::new(&device);
+    let cfg = nupi(NuPiConfig::new(0.1).with_kp(1.0)).indexed();
+    let id = set
+        .add(
+            "groups",
+            ConstraintKind::Inequality,
+            3,
+            FormulationConfig::Lagrangian(cfg),
+        )
+        .unwrap();
+    let empty = || ConstraintState::indexed(Tensor::<F, 1>::zeros([0], &device), vec![]);
+    let state = state_of(&device, vec![(id, empty())]);
+    let values = set.validate(&state).unwrap();
+    assert_eq!(values.constraints[0].1, Vec::<f64>::new());
+    let _ = set.lagrangian(&state);
+    set.dual_step(&state).unwrap();
+    let m = set
+        .get(id)
+        .unwrap()
+        .formulation()
+        .multiplier()
+        .unwrap()
+        .to_vec();
+    assert_eq!(m, vec![0.0; 3]);
+}
