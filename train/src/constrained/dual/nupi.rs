@@ -5,15 +5,19 @@
 //! (<https://proceedings.mlr.press/v235/sohrabi24a.html>).
 //!
 //! With error signal `e_t` (the violation of the constraint, i.e. the gradient of the
-//! Lagrangian with respect to the multiplier), the controller is (paper, Alg. 1 / Eq. 7):
+//! Lagrangian with respect to the multiplier), the controller is the paper's nuPI update in
+//! its recursive form (equation labels are this module's; the same form is documented by the
+//! authors' reference implementation and by Cooper's `nuPI`):
 //!
 //! ```text
-//! xi_t        = nu * xi_{t-1} + (1 - nu) * e_t                    (error EMA)
-//! lambda_{t+1} = proj[ lambda_t + eta * ( kappa_i * e_t + kappa_p * (xi_t - xi_{t-1}) ) ]
+//! (N1)  xi_t         = nu * xi_{t-1} + (1 - nu) * e_t                  (error EMA)
+//! (N2)  lambda_{t+1} = proj[ lambda_t + eta * (kappa_i * e_t + kappa_p * (xi_t - xi_{t-1})) ]
 //! ```
 //!
-//! which unrolls to the PI form `lambda_{t+1} = proj[lambda_0 + eta*(kappa_p*xi_t + kappa_i*sum e)]`
-//! when no projection is active. The initial EMA `xi_{-1}` is, per entry:
+//! which unrolls to the PI form
+//! `(N3) lambda_{t+1} = lambda_0 + eta * (kappa_p * xi_t + kappa_i * sum_{s<=t} e_s)` (with
+//! `xi_{-1} = 0`) while the projection is inactive. The code evaluates (N1) and (N2) as
+//! written. The initial EMA `xi_{-1}` is, per entry:
 //! - [`NuPiInit::Zeros`] (the paper's choice, and the default): `xi_{-1} = 0`, so the first
 //!   step is `eta * (kappa_i + kappa_p * (1 - nu)) * e_0`;
 //! - [`NuPiInit::Sgd`]: `xi_{-1} = e_0`, so the first step is exactly gradient ascent
