@@ -4,7 +4,9 @@
 //! module follows burn-nn's pattern: a `XConfig` (`#[derive(Config)]`, a doc line and a
 //! default per field) whose `init(&device)` builds the `#[derive(Module)]` `X`.
 //!
+//! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
+pub mod l0;
 pub mod mlp;

@@ -1,0 +1,203 @@
+//! A linear layer whose weights (unstructured) or output units (structured) are multiplied
+//! by hard-concrete gates.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Tensor, backend::Backend};
+
+use super::{GateMode, HardConcrete, HardConcreteConfig};
+
+/// What one gate switches off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GateStructure {
+    /// One gate per weight: unstructured sparsity (bias left ungated).
+    Weight,
+    /// One gate per output unit: the unit's weights and bias go together, so a closed
+    /// gate removes the unit (and the matching input column of the next layer).
+    OutputUnit,
+}
+
+/// Configuration of a [`GatedLinear`].
+#[derive(Config, Debug)]
+pub struct GatedLinearConfig {
+    /// Input features.
+    pub d_input: usize,
+    /// Output features.
+    pub d_output: usize,
+    /// What a gate switches off.
+    pub structure: GateStructure,
+    /// The gates' hyper-parameters.
+    #[config(default = "HardConcreteConfig::new()")]
+    pub gates: HardConcreteConfig,
+}
+
+impl GatedLinearConfig {
+    /// Builds the layer (weights initialised as burn's `Linear`).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> GatedLinear<B> {
+        let n_gates = match self.structure {
+            GateStructure::Weight => self.d_input * self.d_output,
+            GateStructure::OutputUnit => self.d_output,
+        };
+        GatedLinear {
+            linear: LinearConfig::new(self.d_input, self.d_output).init(device),
+            gates: self.gates.init(n_gates, device),
+            structure: self.structure,
+        }
+    }
+}
+
+/// `y = x (W * z) + b` (per weight) or `y = (x W + b) * z` (per output unit).
+#[derive(Module, Debug)]
+pub struct GatedLinear<B: Backend> {
+    /// The underlying dense layer.
+    pub linear: Linear<B>,
+    /// The gates.
+    pub gates: HardConcrete<B>,
+    #[module(skip)]
+    structure: GateStructure,
+}
+
+impl<B: Backend> GatedLinear<B> {
+    /// What a gate switches off.
+    pub fn structure(&self) -> GateStructure {
+        self.structure
+    }
+
+    fn dims(&self) -> [usize; 2] {
+        self.linear.weight.dims()
+    }
+
+    /// # Shapes
+    /// - input `[batch, d_input]`, output `[batch, d_output]`
+    pub fn forward(&self, x: Tensor<B, 2>, mode: GateMode) -> Tensor<B, 2> {
+        let z = self.gates.gates(mode);
+        match self.structure {
+            GateStructure::Weight => {
+                let w = self.linear.weight.val() * z.reshape(self.dims());
+                let y = x.matmul(w);
+                match &self.linear.bias {
+                    Some(b) => y + b.val().unsqueeze_dim(0),
+                    None => y,
+                }
+            }
+            GateStructure::OutputUnit => self.linear.forward(x) * z.unsqueeze_dim(0),
+        }
+    }
+
+    /// Parameters that the gates control, per gate.
+    fn params_per_gate(&self) -> usize {
+        match self.structure {
+            GateStructure::Weight => 1,
+            GateStructure::OutputUnit => self.dims()[0] + usize::from(self.linear.bias.is_some()),
+        }
+    }
+
+    /// Number of parameters under a gate (the denominator of the layer's density).
+    pub fn gated_params(&self) -> usize {
+        self.gates.len() * self.params_per_gate()
+    }
+
+    /// Expected number of active gated parameters (differentiable).
+    pub fn expected_active_params(&self) -> Tensor<B, 1> {
+        self.gates
+            .expected_l0()
+            .mul_scalar(self.params_per_gate() as f64)
+    }
+
+    /// Active gated parameters with deterministic gates (the true count after pruning).
+    pub fn active_params(&self) -> Tensor<B, 1> {
+        self.gates
+            .count_nonzero()
+            .mul_scalar(self.params_per_gate() as f64)
+    }
+
+    /// The equivalent plain `Linear` with the deterministic gates multiplied in.
+    pub fn fold(&self) -> Linear<B> {
+        let z = self.gates.gates(GateMode::Deterministic);
+        let mut linear = self.linear.clone();
+        match self.structure {
+            GateStructure::Weight => {
+                let w = self.linear.weight.val() * z.reshape(self.dims());
+                linear.weight = linear.weight.map(|_| w);
+            }
+            GateStructure::OutputUnit => {
+                let w = self.linear.weight.val() * z.clone().unsqueeze_dim(0);
+                linear.weight = linear.weight.map(|_| w);
+                linear.bias = linear.bias.map(|b| {
+                    let v = b.val() * z;
+                    b.map(|_| v)
+                });
+            }
+        }
+        linear
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::module::Param;
+    use burn::tensor::{Distribution, TensorData};
+
+    type B = Flex;
+
+    fn layer(structure: GateStructure, log_alpha: Vec<f32>) -> GatedLinear<B> {
+        let device = Default::default();
+        let mut l = GatedLinearConfig::new(3, 4, structure).init::<B>(&device);
+        let n = log_alpha.len();
+        l.gates.log_alpha =
+            Param::from_tensor(Tensor::from_data(TensorData::new(log_alpha, [n]), &device));
+        l
+    }
+
+    fn max_diff(a: Tensor<B, 2>, b: Tensor<B, 2>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn folded_layer_matches_the_deterministic_forward() {
+        let device = Default::default();
+        let x = Tensor::<B, 2>::random([5, 3], Distribution::Normal(0.0, 1.0), &device);
+        let alphas: Vec<f32> = (0..12)
+            .map(|i| if i % 3 == 0 { -10.0 } else { 3.0 })
+            .collect();
+        for (structure, a) in [
+            (GateStructure::Weight, alphas),
+            (GateStructure::OutputUnit, vec![-10.0, 3.0, 3.0, -10.0]),
+        ] {
+            let l = layer(structure, a);
+            let gated = l.forward(x.clone(), GateMode::Deterministic);
+            let folded = l.fold().forward(x.clone());
+            assert!(max_diff(gated, folded) < 1e-6, "{structure:?}");
+        }
+    }
+
+    #[test]
+    fn a_closed_unit_outputs_exactly_zero_and_counts_its_bias() {
+        let device = Default::default();
+        let l = layer(GateStructure::OutputUnit, vec![-10.0, 3.0, 3.0, -10.0]);
+        let y = l.forward(
+            Tensor::random([7, 3], Distribution::Normal(0.0, 1.0), &device),
+            GateMode::Deterministic,
+        );
+        let y = y.into_data().into_vec::<f32>().unwrap();
+        assert!(
+            y.chunks(4)
+                .all(|row| row[0] == 0.0 && row[3] == 0.0 && row[1] != 0.0)
+        );
+        assert_eq!(l.gated_params(), 4 * (3 + 1));
+        assert_eq!(l.active_params().into_scalar(), 2.0 * 4.0);
+    }
+
+    #[test]
+    fn unstructured_counts_weights() {
+        let alphas: Vec<f32> = (0..12).map(|i| if i < 5 { -10.0 } else { 3.0 }).collect();
+        let l = layer(GateStructure::Weight, alphas);
+        assert_eq!(l.gated_params(), 12);
+        assert_eq!(l.active_params().into_scalar(), 7.0);
+        let expected = l.expected_active_params().into_scalar();
+        assert!(expected > 6.9 && expected < 7.0, "{expected}");
+    }
+}

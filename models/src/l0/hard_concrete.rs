@@ -1,0 +1,156 @@
+//! The hard-concrete distribution and a vector of gates drawn from it.
+//!
+//! With `u ~ U(0, 1)`, temperature `beta`, stretch interval `(gamma, zeta)` and location
+//! `log_alpha` (Louizos et al. 2018, Eqs. 9-13):
+//!
+//! ```text
+//! s     = sigmoid((log u - log(1 - u) + log_alpha) / beta)        (binary concrete)
+//! s_bar = s * (zeta - gamma) + gamma                                (stretch)
+//! z     = min(1, max(0, s_bar))                                     (hard clip)
+//! P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))        (expected L0, Eq. 12)
+//! z_test = min(1, max(0, sigmoid(log_alpha) * (zeta - gamma) + gamma))   (Eq. 13)
+//! ```
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Distribution, Tensor, backend::Backend};
+
+/// Whether gates are sampled (training) or deterministic (evaluation, deployment).
+///
+/// Passed explicitly to every gated forward pass: no hidden train/eval state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateMode {
+    /// Draw each gate from its hard-concrete distribution (training).
+    Sample,
+    /// Use the deterministic test-time gate (Eq. 13).
+    Deterministic,
+}
+
+/// Hyper-parameters of hard-concrete gates. Defaults are the paper's.
+#[derive(Config, Debug)]
+pub struct HardConcreteConfig {
+    /// Temperature `beta` of the binary concrete.
+    #[config(default = 0.6666666666666666)]
+    pub beta: f64,
+    /// Lower end `gamma < 0` of the stretch interval.
+    #[config(default = -0.1)]
+    pub gamma: f64,
+    /// Upper end `zeta > 1` of the stretch interval.
+    #[config(default = 1.1)]
+    pub zeta: f64,
+    /// Initial probability that a gate is dropped, as in the reference code
+    /// (`log_alpha ~ N(log(1 - p) - log(p), 0.01^2)`).
+    #[config(default = 0.5)]
+    pub init_drop_rate: f64,
+}
+
+impl HardConcreteConfig {
+    /// `len` gates.
+    ///
+    /// # Panics
+    /// When a hyper-parameter is outside its domain (the message names it and its value).
+    pub fn init<B: Backend>(&self, len: usize, device: &B::Device) -> HardConcrete<B> {
+        assert!(
+            self.beta > 0.0 && self.beta.is_finite(),
+            "hard-concrete beta must be finite and > 0, got {}",
+            self.beta
+        );
+        assert!(
+            self.gamma < 0.0,
+            "hard-concrete gamma must be < 0, got {}",
+            self.gamma
+        );
+        assert!(
+            self.zeta > 1.0 && self.zeta.is_finite(),
+            "hard-concrete zeta must be finite and > 1, got {}",
+            self.zeta
+        );
+        assert!(
+            self.init_drop_rate > 0.0 && self.init_drop_rate < 1.0,
+            "hard-concrete init_drop_rate must lie in (0, 1), got {}",
+            self.init_drop_rate
+        );
+        let p = self.init_drop_rate;
+        let mean = (1.0 - p).ln() - p.ln();
+        HardConcrete {
+            log_alpha: Param::from_tensor(Tensor::random(
+                [len],
+                Distribution::Normal(mean, 0.01),
+                device,
+            )),
+            beta: self.beta,
+            gamma: self.gamma,
+            zeta: self.zeta,
+        }
+    }
+}
+
+/// A vector of hard-concrete gates with learnable locations `log_alpha`.
+#[derive(Module, Debug)]
+pub struct HardConcrete<B: Backend> {
+    /// Gate locations `log alpha`, one per gate.
+    pub log_alpha: Param<Tensor<B, 1>>,
+    beta: f64,
+    gamma: f64,
+    zeta: f64,
+}
+
+/// Keeps `u` away from 0 and 1 so that `log u - log(1 - u)` stays finite in `f32`.
+const UNIFORM_EPS: f64 = 1e-6;
+
+impl<B: Backend> HardConcrete<B> {
+    /// Number of gates.
+    pub fn len(&self) -> usize {
+        self.log_alpha.dims()[0]
+    }
+
+    /// Whether there are no gates.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gate values `z`, sampled or deterministic.
+    pub fn gates(&self, mode: GateMode) -> Tensor<B, 1> {
+        let log_alpha = self.log_alpha.val();
+        let s = match mode {
+            GateMode::Sample => {
+                let u = Tensor::<B, 1>::random(
+                    [self.len()],
+                    Distribution::Uniform(UNIFORM_EPS, 1.0 - UNIFORM_EPS),
+                    &log_alpha.device(),
+                );
+                let logistic = u.clone().log() - u.neg().add_scalar(1.0).log();
+                sigmoid((logistic + log_alpha).div_scalar(self.beta))
+            }
+            GateMode::Deterministic => sigmoid(log_alpha),
+        };
+        s.mul_scalar(self.zeta - self.gamma)
+            .add_scalar(self.gamma)
+            .clamp(0.0, 1.0)
+    }
+
+    /// `P(z_j != 0)` for every gate: the expected L0 norm per gate (Eq. 12), differentiable
+    /// in `log_alpha`.
+    pub fn prob_nonzero(&self) -> Tensor<B, 1> {
+        let shift = self.beta * (-self.gamma / self.zeta).ln();
+        sigmoid(self.log_alpha.val().sub_scalar(shift))
+    }
+
+    /// The expected number of non-zero gates.
+    pub fn expected_l0(&self) -> Tensor<B, 1> {
+        self.prob_nonzero().sum()
+    }
+
+    /// The number of deterministic gates that are exactly non-zero (the true L0 of the
+    /// deployed model).
+    pub fn count_nonzero(&self) -> Tensor<B, 1> {
+        self.gates(GateMode::Deterministic)
+            .greater_elem(0.0)
+            .float()
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

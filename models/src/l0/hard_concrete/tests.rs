@@ -1,0 +1,118 @@
+//! The closed forms against Monte Carlo and finite differences.
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use super::*;
+
+type B = Flex;
+
+fn gates_with(log_alpha: &[f32]) -> HardConcrete<B> {
+    let device = Default::default();
+    let mut g = HardConcreteConfig::new().init::<B>(log_alpha.len(), &device);
+    g.log_alpha = Param::from_tensor(Tensor::from_data(
+        TensorData::new(log_alpha.to_vec(), [log_alpha.len()]),
+        &device,
+    ));
+    g
+}
+
+fn host<BB: Backend>(t: Tensor<BB, 1>) -> Vec<f32> {
+    t.into_data().into_vec::<f32>().unwrap()
+}
+
+/// Expected L0 (Eq. 12) matches the frequency of non-zero samples, within 4 binomial
+/// standard deviations, over a range of locations.
+#[test]
+fn expected_l0_matches_monte_carlo() {
+    let device = Default::default();
+    B::seed(&device, 7);
+    let locs = [-4.0f32, -1.5, -0.3, 0.0, 0.7, 2.0];
+    let n = 20_000;
+    // n copies of each location.
+    let tiled: Vec<f32> = (0..n).flat_map(|_| locs).collect();
+    let g = gates_with(&tiled);
+    let z = host(g.gates(GateMode::Sample));
+    let p = host(gates_with(&locs).prob_nonzero());
+    for (k, &pk) in p.iter().enumerate() {
+        let hits = (0..n).filter(|i| z[i * locs.len() + k] != 0.0).count() as f64;
+        let freq = hits / n as f64;
+        let sd = (pk as f64 * (1.0 - pk as f64) / n as f64).sqrt();
+        assert!(
+            (freq - pk as f64).abs() < 4.0 * sd + 1e-4,
+            "log_alpha {}: freq {freq} vs P {pk}",
+            locs[k]
+        );
+    }
+}
+
+#[test]
+fn samples_have_mass_at_exactly_zero_and_one() {
+    let device = Default::default();
+    B::seed(&device, 3);
+    let z = host(gates_with(&vec![0.0; 10_000]).gates(GateMode::Sample));
+    assert!(z.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    let zeros = z.iter().filter(|&&v| v == 0.0).count();
+    let ones = z.iter().filter(|&&v| v == 1.0).count();
+    // With log_alpha = 0, P(z = 0) = P(z = 1) = sigmoid(beta log(-gamma/zeta)) ~ 0.16.
+    assert!(
+        (1200..2000).contains(&zeros) && (1200..2000).contains(&ones),
+        "{zeros} zeros, {ones} ones"
+    );
+}
+
+#[test]
+fn deterministic_gates_follow_eq_13() {
+    let g = gates_with(&[-10.0, -2.5, 0.0, 2.5, 10.0]);
+    let z = host(g.gates(GateMode::Deterministic));
+    let want: Vec<f32> = [-10.0f64, -2.5, 0.0, 2.5, 10.0]
+        .iter()
+        .map(|&a| ((1.0 / (1.0 + (-a).exp())) * 1.2 - 0.1).clamp(0.0, 1.0) as f32)
+        .collect();
+    assert_eq!(
+        z[0], 0.0,
+        "a strongly negative location closes the gate exactly"
+    );
+    assert_eq!(z[4], 1.0, "a strongly positive location opens it exactly");
+    for (a, b) in z.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-6, "{z:?} vs {want:?}");
+    }
+    assert_eq!(host(g.count_nonzero()), vec![3.0]); // -2.5 -> sigmoid*1.2-0.1 < 0
+}
+
+/// d E[L0] / d log_alpha from autodiff equals a central finite difference.
+#[test]
+fn expected_l0_gradient_matches_finite_differences() {
+    type A = Autodiff<Flex>;
+    let device = Default::default();
+    let locs = [-2.0f32, -0.5, 0.0, 1.0, 3.0];
+    let mut g = HardConcreteConfig::new().init::<A>(locs.len(), &device);
+    g.log_alpha = Param::from_tensor(Tensor::from_data(
+        TensorData::new(locs.to_vec(), [locs.len()]),
+        &device,
+    ));
+    let grads = g.expected_l0().backward();
+    let analytic = host(g.log_alpha.grad(&grads).unwrap());
+    let h = 1e-3f64;
+    for (k, &a) in locs.iter().enumerate() {
+        let f = |x: f64| {
+            let shift = (2.0 / 3.0) * (0.1f64 / 1.1).ln();
+            1.0 / (1.0 + (-(x - shift)).exp())
+        };
+        let fd = (f(a as f64 + h) - f(a as f64 - h)) / (2.0 * h);
+        assert!(
+            (analytic[k] as f64 - fd).abs() < 1e-4,
+            "log_alpha {a}: autodiff {} vs fd {fd}",
+            analytic[k]
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "hard-concrete init_drop_rate must lie in (0, 1), got 1")]
+fn rejects_a_drop_rate_of_one() {
+    HardConcreteConfig::new()
+        .with_init_drop_rate(1.0)
+        .init::<B>(3, &Default::default());
+}
