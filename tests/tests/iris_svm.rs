@@ -15,11 +15,11 @@ type B = Autodiff<Flex>;
 fn iris() -> Option<Iris> {
     match Iris::load() {
         Ok(iris) => Some(iris),
-        Err(e) if std::env::var_os("TETHER_REQUIRE_DATA").is_none() => {
+        Err(e) if tether_train::data::may_skip("iris") => {
             eprintln!("SKIPPED: {e}");
             None
         }
-        Err(e) => panic!("TETHER_REQUIRE_DATA is set and Iris is unavailable: {e}"),
+        Err(e) => panic!("TETHER_REQUIRE_DATA requires Iris: {e}"),
     }
 }
 

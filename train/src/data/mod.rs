@@ -3,7 +3,9 @@
 //! The cache is `$TETHER_DATA` when set, else `./data-cache`, else the `data-cache`
 //! folder of the source checkout this binary was built from.
 
+pub mod idx;
 pub mod iris;
+pub mod mnist;
 
 use std::path::{Path, PathBuf};
 
@@ -59,5 +61,18 @@ pub fn dataset_file(dataset: &'static str, file: &str) -> Result<PathBuf, DataEr
         Ok(path)
     } else {
         Err(DataError::Missing { dataset, path })
+    }
+}
+
+/// For tests that need a fetched dataset: whether its absence may be skipped. It may,
+/// unless `TETHER_REQUIRE_DATA` is `1`/`all` or lists the dataset (comma-separated), as CI
+/// sets it for the datasets it fetched.
+pub fn may_skip(dataset: &str) -> bool {
+    match std::env::var("TETHER_REQUIRE_DATA") {
+        Err(_) => true,
+        Ok(v) => {
+            let v = v.trim();
+            !(v == "1" || v == "all" || v.split(',').any(|d| d.trim() == dataset))
+        }
     }
 }
