@@ -44,6 +44,18 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
+    /// An MLP from existing layers (e.g. gated layers folded after pruning).
+    ///
+    /// # Panics
+    /// When `layers` is empty.
+    pub fn from_layers(layers: Vec<Linear<B>>) -> Self {
+        assert!(!layers.is_empty(), "an MLP needs at least one layer");
+        Self {
+            layers,
+            activation: Relu::new(),
+        }
+    }
+
     /// Logits for a batch.
     ///
     /// # Shapes

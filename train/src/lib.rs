@@ -7,6 +7,7 @@
 //!   gradient ascent and nuPI; simultaneous, alternating and extragradient updates;
 //!   bit-exact checkpoints).
 //! - [`tasks`]: problems built on it (the Iris SVM reference problem, ...).
+//! - [`optim`]: optimizer combinators (separate learning rates for L0 gates).
 //! - [`data`]: loaders for the registry datasets fetched by `scripts/fetch-data`.
 //! - [`device`]: `--device flex|ndarray|cuda`, shared by every command.
 //!
@@ -21,6 +22,7 @@ pub mod constrained;
 pub mod data;
 pub mod device;
 pub mod io;
+pub mod optim;
 pub mod plot;
 pub mod reference;
 pub mod tasks;

@@ -61,3 +61,98 @@ fn svm_writes_metrics_and_plot() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn prune_rejects_bad_input_clearly() {
+    for bad in ["0", "1.5", "-0.2"] {
+        let flag = format!("--target-density={bad}");
+        let (ok, _, err) = tether_train(&["prune", &flag], None);
+        assert!(
+            !ok && err.contains("--target-density must lie in (0, 1]"),
+            "{bad}: {err}"
+        );
+    }
+    let (ok, _, err) = tether_train(&["prune", "--model", "alexnet"], None);
+    assert!(
+        !ok && err.contains("invalid value 'alexnet' for '--model"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["prune", "--dataset", "cifar10"], None);
+    assert!(
+        !ok && err.contains("possible values: mnist, fashion-mnist"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["prune"], Some("/nonexistent-tether-data"));
+    assert!(
+        !ok && err.contains("run `scripts/fetch-data mnist`"),
+        "{err}"
+    );
+}
+
+/// The main job end to end on a small MNIST subset: the density constraint is met by the
+/// deterministic gates of the saved model, and every output is written.
+#[test]
+fn prune_meets_the_density_constraint_end_to_end() {
+    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+    if let Err(e) = ImageSet::load(MnistKind::Mnist, Split::Test) {
+        assert!(
+            tether_train::data::may_skip("mnist"),
+            "TETHER_REQUIRE_DATA requires MNIST: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("tether-cli-prune-{}", std::process::id()));
+    let out_s = out.to_string_lossy().into_owned();
+    let target = 0.3;
+    let args = [
+        "prune",
+        "--epochs",
+        "4",
+        "--train-limit",
+        "2048",
+        "--test-limit",
+        "2000",
+        "--batch",
+        "64",
+        "--target-density",
+        "0.3",
+        "--dual-lr",
+        "0.5",
+        "--out",
+        &out_s,
+    ];
+    let (ok, stdout, err) = tether_train(&args, None);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let density = summary["final"]["density"].as_f64().unwrap();
+    let accuracy = summary["final"]["test_accuracy"].as_f64().unwrap();
+    assert!(
+        density > 0.0 && density <= target + 0.01,
+        "density {density} vs target {target}\n{stdout}"
+    );
+    assert!(accuracy > 0.5, "test accuracy {accuracy} is near chance");
+    let kept: f64 = summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kept"].as_f64().unwrap())
+        .sum();
+    let total: f64 = summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["gated_params"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (kept / total - density).abs() < 1e-4,
+        "per-layer counts disagree with the density"
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4 * (2048 / 64));
+    for f in ["density.png", "model.mpk", "epochs.csv"] {
+        assert!(out.join(f).metadata().unwrap().len() > 0, "{f}");
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -1,3 +1,4 @@
 //! Problems built on [`crate::constrained`].
 
+pub mod prune;
 pub mod svm;

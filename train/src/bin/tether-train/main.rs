@@ -1,5 +1,6 @@
 //! `tether-train`: train small networks under explicit constraints.
 
+mod prune;
 mod svm;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,9 @@ enum Command {
     /// Solve a hard-margin linear SVM on Iris as a constrained problem (one inequality per
     /// sample) and compare it with an exact QP solve.
     Svm(svm::SvmArgs),
+    /// Train a gated network under a density constraint (L0 pruning with hard-concrete
+    /// gates) and save the pruned model.
+    Prune(prune::PruneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Svm(args) => svm::run(args),
+        Command::Prune(args) => prune::run(args),
     }
 }

@@ -1,0 +1,343 @@
+//! `tether-train prune`: train a gated network under a density constraint.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::AdamConfig;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::AutodiffBackend;
+use tether_models::gated_mlp::GatedMlpConfig;
+use tether_models::l0::GateStructure;
+use tether_train::constrained::{
+    ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
+    MultiplierConfig, NuPiConfig, UpdateScheme,
+};
+use tether_train::data::batches::DeviceSet;
+use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+use tether_train::device::{BackendTask, DeviceArgs, run_on};
+use tether_train::io::{csv, write_atomic};
+use tether_train::optim::TwoGroups;
+use tether_train::plot::{Panel, Series, line_chart};
+use tether_train::tasks::prune::{PruneProblem, accuracy, global_density, layer_densities};
+use tether_train::trainer::{FitOptions, fit};
+
+use crate::svm::Dual;
+
+/// Networks that can be pruned.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Model {
+    /// LeNet-300-100: a 784-300-100-10 ReLU MLP.
+    Lenet300,
+}
+
+/// What a gate removes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Structure {
+    /// One gate per weight (unstructured sparsity).
+    Weight,
+    /// One gate per hidden unit (removes whole units).
+    Unit,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Network to prune.
+    #[arg(long, value_enum, default_value_t = Model::Lenet300)]
+    model: Model,
+    /// Dataset.
+    #[arg(long, value_enum, default_value_t = MnistKind::Mnist)]
+    dataset: MnistKind,
+    /// Target fraction of gated parameters kept, in (0, 1].
+    #[arg(long, default_value_t = 0.1)]
+    target_density: f64,
+    /// One constraint per layer (each layer at the target) instead of one global constraint.
+    #[arg(long)]
+    per_layer: bool,
+    /// What a gate removes.
+    #[arg(long, value_enum, default_value_t = Structure::Weight)]
+    structure: Structure,
+    /// Multiplier update rule.
+    #[arg(long, value_enum, default_value_t = Dual::Nupi)]
+    dual: Dual,
+    /// Dual step size.
+    #[arg(long, default_value_t = 0.01)]
+    dual_lr: f64,
+    /// nuPI proportional gain.
+    #[arg(long, default_value_t = 2.0)]
+    kp: f64,
+    /// Keep the multiplier when the density drops below the target, instead of the dual
+    /// restart (reset to 0) that the controlled-sparsity paper recommends.
+    #[arg(long)]
+    no_dual_restarts: bool,
+    /// Epochs over the training set.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Adam learning rate of the weights.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Adam learning rate of the gate locations.
+    #[arg(long, default_value_t = 0.05)]
+    gate_lr: f64,
+    /// Use only the first N training images (quick runs, tests).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on only the first N test images (quick runs, tests).
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Seed of the initialisation and the batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long, default_value = "out/prune")]
+    out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: PruneArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.target_density > 0.0 && args.target_density <= 1.0,
+        "--target-density must lie in (0, 1], got {}",
+        args.target_density
+    );
+    anyhow::ensure!(
+        args.epochs > 0 && args.batch > 0,
+        "--epochs and --batch must be at least 1"
+    );
+    anyhow::ensure!(
+        args.lr > 0.0 && args.gate_lr > 0.0,
+        "--lr and --gate-lr must be > 0, got {} and {}",
+        args.lr,
+        args.gate_lr
+    );
+    let dual = match args.dual {
+        Dual::Ga => DualOptimizer::gradient_ascent(args.dual_lr),
+        Dual::Nupi => DualOptimizer::NuPi(NuPiConfig::new(args.dual_lr).with_kp(args.kp)),
+    };
+    dual.validate()?;
+    let train = ImageSet::load(args.dataset, Split::Train)?;
+    let test = ImageSet::load(args.dataset, Split::Test)?;
+    let device = args.device.device;
+    run_on(
+        device,
+        Task {
+            args,
+            dual,
+            train,
+            test,
+        },
+    )?
+}
+
+struct Task {
+    args: PruneArgs,
+    dual: DualOptimizer,
+    train: ImageSet,
+    test: ImageSet,
+}
+
+impl BackendTask for Task {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let a = &self.args;
+        B::seed(&device, a.seed);
+        let structure = match a.structure {
+            Structure::Weight => GateStructure::Weight,
+            Structure::Unit => GateStructure::OutputUnit,
+        };
+        let mut model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure).init::<B>(&device);
+        let layers = model.layers.len();
+        let targets = if a.per_layer {
+            vec![a.target_density; layers]
+        } else {
+            vec![a.target_density]
+        };
+        let mut set = ConstraintSet::<B>::new(&device);
+        let density = set.add(
+            "density",
+            ConstraintKind::Inequality,
+            targets.len(),
+            FormulationConfig::Lagrangian(
+                MultiplierConfig::new(self.dual.clone())
+                    .with_restart_on_feasible(!a.no_dual_restarts),
+            ),
+        )?;
+        let problem = PruneProblem {
+            density,
+            targets: targets.clone(),
+        };
+        let gate_ids = model.layers.iter().map(|l| l.gates.log_alpha.id).collect();
+        let primal = TwoGroups::new(
+            AdamConfig::new().init(),
+            AdamConfig::new().init(),
+            gate_ids,
+            a.gate_lr / a.lr,
+        );
+        let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
+        let train = DeviceSet::<B>::new(&self.train, a.train_limit, &device);
+        let test = DeviceSet::<B::InnerBackend>::new(&self.test, a.test_limit, &device);
+        let test_batches = test.in_order(1000);
+
+        let mut steps: Vec<Vec<f64>> = Vec::new();
+        let mut epochs: Vec<Vec<f64>> = Vec::new();
+        for epoch in 0..a.epochs {
+            let batches = train.epoch(a.batch, a.seed, epoch as u64, true);
+            anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
+            let offset = steps.len();
+            model = fit(
+                model,
+                &mut opt,
+                &mut set,
+                &problem,
+                &FitOptions {
+                    steps: batches.len(),
+                    progress: Some(format!("epoch {}/{}", epoch + 1, a.epochs)),
+                },
+                |s| batches[s].clone(),
+                |info| {
+                    let (_, v, strict) = &info.values.constraints[0];
+                    let strict = strict.as_ref().expect("strict violation is set");
+                    let lambda = info
+                        .set
+                        .get(density)
+                        .expect("registered")
+                        .formulation()
+                        .multiplier()
+                        .expect("Lagrangian")
+                        .to_vec();
+                    let mut row = vec![(offset + info.step) as f64, info.values.loss];
+                    for k in 0..targets.len() {
+                        row.push(v[k] + targets[k]);
+                        row.push(strict[k] + targets[k]);
+                        row.push(lambda[k]);
+                    }
+                    steps.push(row);
+                },
+            )?;
+            let eval = model.valid();
+            let acc = accuracy(&eval, &test_batches);
+            let (_, dens) = global_density(&eval);
+            let dens: f32 = dens.into_scalar().elem();
+            println!(
+                "epoch {}: test accuracy {:.4}, density {:.4} (target {})",
+                epoch + 1,
+                acc,
+                dens,
+                a.target_density
+            );
+            epochs.push(vec![(epoch + 1) as f64, acc, dens as f64]);
+        }
+
+        // Outputs: metrics, plot, the folded model and a summary.
+        let mut header: Vec<String> = vec!["step".into(), "loss".into()];
+        let names: Vec<String> = if a.per_layer {
+            (0..layers).map(|l| format!("layer{l}")).collect()
+        } else {
+            vec!["global".into()]
+        };
+        for n in &names {
+            header.extend([
+                format!("{n}_expected_density"),
+                format!("{n}_density"),
+                format!("{n}_multiplier"),
+            ]);
+        }
+        write_atomic(&a.out.join("metrics.csv"), csv(&header, &steps).as_bytes())?;
+        write_atomic(
+            &a.out.join("epochs.csv"),
+            csv(
+                &["epoch".into(), "test_accuracy".into(), "density".into()],
+                &epochs,
+            )
+            .as_bytes(),
+        )?;
+        let series = |col: usize, label: String| Series {
+            label,
+            points: steps.iter().map(|r| (r[0], r[col])).collect(),
+        };
+        let mut dens = Vec::new();
+        let mut mult = Vec::new();
+        for (k, n) in names.iter().enumerate() {
+            dens.push(series(
+                3 + 3 * k,
+                format!("{n} density (deterministic gates)"),
+            ));
+            dens.push(series(2 + 3 * k, format!("{n} expected density")));
+            mult.push(series(4 + 3 * k, format!("{n} multiplier")));
+        }
+        dens.push(Series {
+            label: format!("target {}", a.target_density),
+            points: vec![
+                (0.0, a.target_density),
+                (steps.len() as f64, a.target_density),
+            ],
+        });
+        line_chart(
+            &a.out.join("density.png"),
+            &[
+                Panel {
+                    title: "Density".into(),
+                    x_label: "step".into(),
+                    y_label: "fraction of parameters kept".into(),
+                    series: dens,
+                },
+                Panel {
+                    title: "Lagrange multipliers".into(),
+                    x_label: "step".into(),
+                    y_label: "lambda".into(),
+                    series: mult,
+                },
+            ],
+        )?;
+        let eval = model.valid();
+        let folded = eval.fold();
+        // The recorder appends ".mpk"; write under another name, then rename into place.
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        folded
+            .save_file(a.out.join("model-partial"), &recorder)
+            .context("saving the pruned model")?;
+        std::fs::rename(a.out.join("model-partial.mpk"), a.out.join("model.mpk"))?;
+        let (_, true_d) = layer_densities(&eval);
+        let per_layer: Vec<serde_json::Value> = eval
+            .layers
+            .iter()
+            .zip(true_d)
+            .enumerate()
+            .map(|(i, (l, d))| {
+                let d: f32 = d.into_scalar().elem();
+                serde_json::json!({"layer": i, "gated_params": l.gated_params(), "kept": (d as f64 * l.gated_params() as f64).round(), "density": d})
+            })
+            .collect();
+        let summary = serde_json::json!({
+            "model": format!("{:?}", a.model), "dataset": a.dataset.name(), "target_density": a.target_density,
+            "per_layer_constraints": a.per_layer, "dual": format!("{:?}", self.dual),
+            "final": {"test_accuracy": epochs.last().map(|e| e[1]), "density": epochs.last().map(|e| e[2])},
+            "layers": per_layer,
+        });
+        write_atomic(
+            &a.out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        for l in summary["layers"].as_array().expect("array") {
+            println!(
+                "layer {}: kept {} of {} ({:.4})",
+                l["layer"],
+                l["kept"],
+                l["gated_params"],
+                l["density"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        println!(
+            "wrote {}/{{metrics.csv, epochs.csv, density.png, model.mpk, summary.json}}",
+            a.out.display()
+        );
+        Ok(())
+    }
+}
+
+use burn::tensor::ElementConversion;

@@ -1,0 +1,101 @@
+//! Mini-batches of an image-classification set on a device, reshuffled every epoch with a
+//! seeded generator (runs are reproducible; no hidden global RNG).
+
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+
+use super::mnist::{ImageSet, SIDE};
+
+/// MNIST's pixel mean and standard deviation (of `pixel / 255` over the training set).
+const MEAN: f32 = 0.1307;
+const STD: f32 = 0.3081;
+
+/// One mini-batch.
+#[derive(Clone, Debug)]
+pub struct Batch<B: Backend> {
+    /// Normalised images, `[batch, 784]`.
+    pub images: Tensor<B, 2>,
+    /// Class indices, `[batch]`.
+    pub labels: Tensor<B, 1, Int>,
+}
+
+/// A whole split held on the device.
+#[derive(Clone, Debug)]
+pub struct DeviceSet<B: Backend> {
+    images: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+    len: usize,
+}
+
+impl<B: Backend> DeviceSet<B> {
+    /// Normalises `set` (first `limit` images, if given) and uploads it.
+    pub fn new(set: &ImageSet, limit: Option<usize>, device: &B::Device) -> Self {
+        let n = limit.map_or(set.len(), |l| l.min(set.len()));
+        let px = SIDE * SIDE;
+        let pixels: Vec<f32> = set.pixels[..n * px]
+            .iter()
+            .map(|&p| (p as f32 / 255.0 - MEAN) / STD)
+            .collect();
+        let labels: Vec<i64> = set.labels[..n].iter().map(|&l| l as i64).collect();
+        Self {
+            images: Tensor::from_data(TensorData::new(pixels, [n, px]), device),
+            labels: Tensor::from_data(TensorData::new(labels, [n]), device),
+            len: n,
+        }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The batches of one epoch, in a shuffled order determined by `(seed, epoch)`; the last
+    /// partial batch is dropped when `drop_last`.
+    pub fn epoch(&self, batch: usize, seed: u64, epoch: u64, drop_last: bool) -> Vec<Batch<B>> {
+        let mut order: Vec<usize> = (0..self.len).collect();
+        let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        self.batches_in(&order, batch, drop_last)
+    }
+
+    /// The batches in the stored order (evaluation).
+    pub fn in_order(&self, batch: usize) -> Vec<Batch<B>> {
+        let order: Vec<usize> = (0..self.len).collect();
+        self.batches_in(&order, batch, false)
+    }
+
+    fn batches_in(&self, order: &[usize], batch: usize, drop_last: bool) -> Vec<Batch<B>> {
+        let device = self.images.device();
+        order
+            .chunks(batch.max(1))
+            .filter(|c| !drop_last || c.len() == batch)
+            .map(|c| {
+                let idx: Vec<i64> = c.iter().map(|&i| i as i64).collect();
+                let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [c.len()]), &device);
+                Batch {
+                    images: self.images.clone().select(0, idx.clone()),
+                    labels: self.labels.clone().select(0, idx),
+                }
+            })
+            .collect()
+    }
+}
+
+/// SplitMix64 (Steele et al. 2014): a tiny, well-distributed seeded generator.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

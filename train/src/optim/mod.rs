@@ -1,0 +1,5 @@
+//! Optimizers and optimizer combinators for the primal step.
+
+mod param_groups;
+
+pub use param_groups::TwoGroups;

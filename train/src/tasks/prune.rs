@@ -1,0 +1,126 @@
+//! Sparsity-constrained L0 pruning (Gallego-Posada, Ramirez, Erraqabi, Bengio,
+//! Lacoste-Julien, "Controlled Sparsity via Constrained Optimization or: How I Learned to
+//! Stop Tuning Penalties and Love Constraints", NeurIPS 2022).
+//!
+//! ```text
+//! min_theta,phi  E_z[ CE(f(x; theta * z(phi)), y) ]
+//! s.t.           E[L0(phi)] / #params - target <= 0      (globally, or per layer)
+//! ```
+//!
+//! The expected density (differentiable in the gate locations `phi`) drives the model;
+//! the density of the deterministic test-time gates, i.e. what the deployed model will
+//! have, is the strict violation that drives the multiplier (the proxy-constraint pattern).
+
+use burn::module::AutodiffModule;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
+use tether_models::gated_mlp::GatedMlp;
+use tether_models::l0::GateMode;
+
+use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
+use crate::data::batches::Batch;
+
+/// Mean cross-entropy of logits `[batch, classes]` against class indices.
+pub fn cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, burn::tensor::Int>,
+) -> Tensor<B, 1> {
+    log_softmax(logits, 1)
+        .gather(1, labels.unsqueeze_dim(1))
+        .mean()
+        .neg()
+}
+
+/// Expected and true density of each gated layer.
+pub fn layer_densities<B: Backend>(model: &GatedMlp<B>) -> (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>) {
+    model
+        .layers
+        .iter()
+        .map(|l| {
+            let n = l.gated_params() as f64;
+            (
+                l.expected_active_params().div_scalar(n),
+                l.active_params().div_scalar(n),
+            )
+        })
+        .unzip()
+}
+
+/// Global expected and true density (over all gated parameters).
+pub fn global_density<B: Backend>(model: &GatedMlp<B>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let total: usize = model.layers.iter().map(|l| l.gated_params()).sum();
+    let sum = |v: Vec<Tensor<B, 1>>| {
+        v.into_iter()
+            .reduce(|a, b| a + b)
+            .expect("at least one layer")
+    };
+    let expected = sum(model
+        .layers
+        .iter()
+        .map(|l| l.expected_active_params())
+        .collect());
+    let active = sum(model.layers.iter().map(|l| l.active_params()).collect());
+    (
+        expected.div_scalar(total as f64),
+        active.div_scalar(total as f64),
+    )
+}
+
+/// The pruning problem: cross-entropy under density constraints.
+pub struct PruneProblem {
+    /// The density constraint: one entry (global) or one per layer.
+    pub density: ConstraintId,
+    /// Targets, one per entry of `density`.
+    pub targets: Vec<f64>,
+}
+
+impl<B: AutodiffBackend> ConstrainedProblem<B, GatedMlp<B>> for PruneProblem
+where
+    GatedMlp<B>: AutodiffModule<B>,
+{
+    type Input = Batch<B>;
+
+    fn compute_cmp_state(&self, model: &GatedMlp<B>, batch: &Batch<B>) -> CmpState<B> {
+        let loss = cross_entropy(
+            model.forward(batch.images.clone(), GateMode::Sample),
+            batch.labels.clone(),
+        );
+        let (expected, strict) = if self.targets.len() == 1 {
+            global_density(model)
+        } else {
+            let (e, t) = layer_densities(model);
+            (Tensor::cat(e, 0), Tensor::cat(t, 0))
+        };
+        let device = expected.device();
+        let targets: Vec<f32> = self.targets.iter().map(|&t| t as f32).collect();
+        let target = Tensor::<B, 1>::from_data(
+            burn::tensor::TensorData::new(targets, [self.targets.len()]),
+            &device,
+        );
+        let state =
+            ConstraintState::new(expected - target.clone()).with_strict_violation(strict - target);
+        CmpState::new(loss).with(self.density, state)
+    }
+}
+
+/// Accuracy (in `[0, 1]`) of `model` with deterministic gates over `batches`.
+pub fn accuracy<B: Backend>(model: &GatedMlp<B>, batches: &[Batch<B>]) -> f64 {
+    let (mut correct, mut total) = (0i64, 0usize);
+    for b in batches {
+        let pred = model
+            .forward(b.images.clone(), GateMode::Deterministic)
+            .argmax(1)
+            .squeeze_dim::<1>(1);
+        let hits: i64 = pred
+            .equal(b.labels.clone())
+            .int()
+            .sum()
+            .into_scalar()
+            .elem();
+        correct += hits;
+        total += b.labels.dims()[0];
+    }
+    correct as f64 / total.max(1) as f64
+}
+
+use burn::tensor::ElementConversion;
