@@ -60,8 +60,9 @@ pub struct PruneArgs {
     /// Multiplier update rule.
     #[arg(long, value_enum, default_value_t = Dual::Nupi)]
     dual: Dual,
-    /// Dual step size.
-    #[arg(long, default_value_t = 0.01)]
+    /// Dual step size (the density is a fraction, the loss a mean: the multiplier must
+    /// reach tens before it outweighs the loss, hence a large step).
+    #[arg(long, default_value_t = 0.5)]
     dual_lr: f64,
     /// nuPI proportional gain.
     #[arg(long, default_value_t = 2.0)]
