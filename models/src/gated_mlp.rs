@@ -28,11 +28,7 @@ impl GatedMlpConfig {
     /// # Panics
     /// When fewer than two widths are given or a width is zero.
     pub fn init<B: Backend>(&self, device: &B::Device) -> GatedMlp<B> {
-        assert!(
-            self.widths.len() >= 2 && self.widths.iter().all(|&w| w > 0),
-            "an MLP needs at least two non-zero widths, got {:?}",
-            self.widths
-        );
+        crate::mlp::check_widths(&self.widths);
         let last = self.widths.len() - 2;
         let layers = self
             .widths

@@ -18,11 +18,7 @@ impl MlpConfig {
     /// # Panics
     /// When fewer than two widths are given or a width is zero.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
-        assert!(
-            self.widths.len() >= 2 && self.widths.iter().all(|&w| w > 0),
-            "an MLP needs at least two non-zero widths, got {:?}",
-            self.widths
-        );
+        check_widths(&self.widths);
         let layers = self
             .widths
             .windows(2)
@@ -33,6 +29,14 @@ impl MlpConfig {
             activation: Relu::new(),
         }
     }
+}
+
+/// Panics with a message naming `widths` unless there are at least two, all non-zero.
+pub(crate) fn check_widths(widths: &[usize]) {
+    assert!(
+        widths.len() >= 2 && widths.iter().all(|&w| w > 0),
+        "an MLP needs at least two non-zero widths, got {widths:?}"
+    );
 }
 
 /// Linear layers with ReLU between them (none after the last).
