@@ -4,11 +4,13 @@
 //! module follows burn-nn's pattern: a `XConfig` (`#[derive(Config)]`, a doc line and a
 //! default per field) whose `init(&device)` builds the `#[derive(Module)]` `X`.
 //!
+//! - [`export`]: safetensors export (PyTorch layout) of trained networks.
 //! - [`gated_mlp`]: an MLP of gated layers (LeNet-300-100 for L0 pruning).
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
+pub mod export;
 pub mod gated_mlp;
 pub mod l0;
 pub mod mlp;

@@ -151,6 +151,23 @@ fn prune_meets_the_density_constraint_end_to_end() {
     );
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 * (2048 / 64));
+    // The exported weights: as many non-zero weights as the gates kept.
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let nonzero: usize = (0..3)
+        .map(|i| {
+            let w = st.tensor(&format!("layers.{i}.weight")).unwrap();
+            w.data()
+                .chunks_exact(4)
+                .filter(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) != 0.0)
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        nonzero as f64, kept,
+        "non-zero exported weights vs kept parameters"
+    );
+    assert_eq!(st.tensor("layers.0.weight").unwrap().shape(), &[300, 784]);
     for f in ["density.png", "model.mpk", "epochs.csv"] {
         assert!(out.join(f).metadata().unwrap().len() > 0, "{f}");
     }

@@ -300,9 +300,17 @@ impl BackendTask for Task {
         // The recorder appends ".mpk"; write under another name, then rename into place.
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         folded
+            .clone()
             .save_file(a.out.join("model-partial"), &recorder)
             .context("saving the pruned model")?;
         std::fs::rename(a.out.join("model-partial.mpk"), a.out.join("model.mpk"))?;
+        let meta = std::collections::HashMap::from([
+            ("model".to_string(), format!("{:?}", a.model)),
+            ("dataset".to_string(), a.dataset.name().to_string()),
+            ("target_density".to_string(), a.target_density.to_string()),
+        ]);
+        let st = tether_models::export::mlp_to_safetensors(&folded, meta)?;
+        write_atomic(&a.out.join("model.safetensors"), &st)?;
         let (_, true_d) = layer_densities(&eval);
         let per_layer: Vec<serde_json::Value> = eval
             .layers
@@ -334,7 +342,7 @@ impl BackendTask for Task {
             );
         }
         println!(
-            "wrote {}/{{metrics.csv, epochs.csv, density.png, model.mpk, summary.json}}",
+            "wrote {}/{{metrics.csv, epochs.csv, density.png, model.mpk, model.safetensors, summary.json}}",
             a.out.display()
         );
         Ok(())
