@@ -71,6 +71,10 @@ pub struct PruneArgs {
     /// restart (reset to 0) that the controlled-sparsity paper recommends.
     #[arg(long)]
     no_dual_restarts: bool,
+    /// Baseline: instead of a constraint, a fixed L0 penalty with this coefficient (the
+    /// multiplier is frozen at it). The density it lands at is whatever it lands at.
+    #[arg(long, conflicts_with_all = ["dual", "dual_lr", "kp", "no_dual_restarts"])]
+    fixed_penalty: Option<f64>,
     /// Epochs over the training set.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
@@ -115,6 +119,12 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         args.lr,
         args.gate_lr
     );
+    if let Some(c) = args.fixed_penalty {
+        anyhow::ensure!(
+            c.is_finite() && c >= 0.0,
+            "--fixed-penalty must be finite and >= 0, got {c}"
+        );
+    }
     let dual = match args.dual {
         Dual::Ga => DualOptimizer::gradient_ascent(args.dual_lr),
         Dual::Nupi => DualOptimizer::NuPi(NuPiConfig::new(args.dual_lr).with_kp(args.kp)),
@@ -159,14 +169,17 @@ impl BackendTask for Task {
             vec![a.target_density]
         };
         let mut set = ConstraintSet::<B>::new(&device);
+        let multiplier = match a.fixed_penalty {
+            // A multiplier that never moves is a fixed penalty coefficient.
+            Some(c) => MultiplierConfig::new(DualOptimizer::gradient_ascent(0.0)).with_init(c),
+            None => MultiplierConfig::new(self.dual.clone())
+                .with_restart_on_feasible(!a.no_dual_restarts),
+        };
         let density = set.add(
             "density",
             ConstraintKind::Inequality,
             targets.len(),
-            FormulationConfig::Lagrangian(
-                MultiplierConfig::new(self.dual.clone())
-                    .with_restart_on_feasible(!a.no_dual_restarts),
-            ),
+            FormulationConfig::Lagrangian(multiplier),
         )?;
         let problem = PruneProblem {
             density,
