@@ -8,8 +8,10 @@
 //! contribution) has a closed form that is differentiable in the gate's parameter: the
 //! quantity a density constraint is written on.
 
+mod gated_conv2d;
 mod gated_linear;
 mod hard_concrete;
 
+pub use gated_conv2d::{GatedConv2d, GatedConv2dConfig};
 pub use gated_linear::{GateStructure, GatedLinear, GatedLinearConfig};
 pub use hard_concrete::{GateMode, HardConcrete, HardConcreteConfig};
