@@ -1,41 +1,60 @@
 //! Export of trained networks to exchange formats.
 //!
-//! [`mlp_to_safetensors`] writes an [`Mlp`] (e.g. a pruned network with its gates folded)
-//! as safetensors with PyTorch's `nn.Linear` conventions, so `torch`, `safetensors` or any
-//! other reader loads it directly: `layers.{i}.weight` is `[out_features, in_features]`
-//! (burn stores the transpose) and `layers.{i}.bias` is `[out_features]`, both `F32`.
+//! [`mlp_to_safetensors`] and [`lenet5_to_safetensors`] write a network (e.g. a pruned one
+//! with its gates folded) as safetensors in PyTorch's layout, so `torch`, `safetensors` or
+//! any other reader loads it directly: a linear `weight` is `[out_features, in_features]` (burn
+//! stores the transpose), a convolution `weight` is `[out, in, kh, kw]`, biases are
+//! `[out]`, all `F32`.
 
 use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 use safetensors::{Dtype, tensor::TensorView};
 
+use crate::lenet5::Lenet5;
 use crate::mlp::Mlp;
 
-/// The safetensors bytes of `mlp`; `metadata` goes into the file's header.
-pub fn mlp_to_safetensors<B: Backend>(
-    mlp: &Mlp<B>,
+/// Named little-endian `F32` tensors: `(name, shape, bytes)`.
+type Entry = (String, Vec<usize>, Vec<u8>);
+
+fn f32_bytes<B: Backend, const D: usize>(t: burn::tensor::Tensor<B, D>) -> Vec<u8> {
+    t.into_data().convert::<f32>().into_bytes().to_vec()
+}
+
+/// `name.weight` as PyTorch's `[out, in]` and `name.bias`.
+fn linear_entries<B: Backend>(name: &str, layer: &burn::nn::Linear<B>, out: &mut Vec<Entry>) {
+    let [d_in, d_out] = layer.weight.dims();
+    out.push((
+        format!("{name}.weight"),
+        vec![d_out, d_in],
+        f32_bytes(layer.weight.val().transpose()),
+    ));
+    if let Some(b) = &layer.bias {
+        out.push((format!("{name}.bias"), vec![d_out], f32_bytes(b.val())));
+    }
+}
+
+/// `name.weight` as `[out, in, kh, kw]` (burn and PyTorch agree) and `name.bias`.
+fn conv_entries<B: Backend>(name: &str, layer: &burn::nn::conv::Conv2d<B>, out: &mut Vec<Entry>) {
+    out.push((
+        format!("{name}.weight"),
+        layer.weight.dims().to_vec(),
+        f32_bytes(layer.weight.val()),
+    ));
+    if let Some(b) = &layer.bias {
+        out.push((
+            format!("{name}.bias"),
+            b.dims().to_vec(),
+            f32_bytes(b.val()),
+        ));
+    }
+}
+
+fn serialize(
+    entries: &[Entry],
     metadata: HashMap<String, String>,
 ) -> Result<Vec<u8>, safetensors::SafeTensorError> {
-    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (i, layer) in mlp.layers.iter().enumerate() {
-        let [d_in, d_out] = layer.weight.dims();
-        let w = layer.weight.val().transpose().into_data().convert::<f32>();
-        buffers.push((
-            format!("layers.{i}.weight"),
-            vec![d_out, d_in],
-            w.into_bytes().to_vec(),
-        ));
-        if let Some(b) = &layer.bias {
-            let b = b.val().into_data().convert::<f32>();
-            buffers.push((
-                format!("layers.{i}.bias"),
-                vec![d_out],
-                b.into_bytes().to_vec(),
-            ));
-        }
-    }
-    let views = buffers
+    let views = entries
         .iter()
         .map(|(name, shape, bytes)| {
             Ok((
@@ -45,6 +64,33 @@ pub fn mlp_to_safetensors<B: Backend>(
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     safetensors::serialize(views, Some(metadata))
+}
+
+/// The safetensors bytes of `mlp` (`layers.{i}.weight`, `layers.{i}.bias`); `metadata` goes
+/// into the file's header.
+pub fn mlp_to_safetensors<B: Backend>(
+    mlp: &Mlp<B>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let mut entries = Vec::new();
+    for (i, layer) in mlp.layers.iter().enumerate() {
+        linear_entries(&format!("layers.{i}"), layer, &mut entries);
+    }
+    serialize(&entries, metadata)
+}
+
+/// The safetensors bytes of a LeNet-5 (`conv1`, `conv2`, `fc1`, `fc2`, each `.weight` and
+/// `.bias`).
+pub fn lenet5_to_safetensors<B: Backend>(
+    net: &Lenet5<B>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let mut entries = Vec::new();
+    conv_entries("conv1", &net.conv1, &mut entries);
+    conv_entries("conv2", &net.conv2, &mut entries);
+    linear_entries("fc1", &net.fc1, &mut entries);
+    linear_entries("fc2", &net.fc2, &mut entries);
+    serialize(&entries, metadata)
 }
 
 #[cfg(test)]

@@ -6,11 +6,15 @@
 //!
 //! - [`export`]: safetensors export (PyTorch layout) of trained networks.
 //! - [`gated_mlp`]: an MLP of gated layers (LeNet-300-100 for L0 pruning).
+//! - [`gated`]: the `GatedNetwork` trait the pruning task works through.
+//! - [`lenet5`]: LeNet-5 (Caffe variant), gated and plain.
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
 pub mod export;
+pub mod gated;
 pub mod gated_mlp;
 pub mod l0;
+pub mod lenet5;
 pub mod mlp;

@@ -14,7 +14,7 @@
 use burn::module::AutodiffModule;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
-use tether_models::gated_mlp::GatedMlp;
+use tether_models::gated::GatedNetwork;
 use tether_models::l0::GateMode;
 
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
@@ -32,34 +32,28 @@ pub fn cross_entropy<B: Backend>(
 }
 
 /// Expected and true density of each gated layer.
-pub fn layer_densities<B: Backend>(model: &GatedMlp<B>) -> (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>) {
+pub fn layer_densities<B: Backend, M: GatedNetwork<B>>(
+    model: &M,
+) -> (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>) {
     model
-        .layers
-        .iter()
+        .layer_gates()
+        .into_iter()
         .map(|l| {
-            let n = l.gated_params() as f64;
-            (
-                l.expected_active_params().div_scalar(n),
-                l.active_params().div_scalar(n),
-            )
+            let n = l.gated as f64;
+            (l.expected.div_scalar(n), l.active.div_scalar(n))
         })
         .unzip()
 }
 
 /// Global expected and true density (over all gated parameters).
-pub fn global_density<B: Backend>(model: &GatedMlp<B>) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let total: usize = model.layers.iter().map(|l| l.gated_params()).sum();
-    let sum = |v: Vec<Tensor<B, 1>>| {
-        v.into_iter()
-            .reduce(|a, b| a + b)
-            .expect("at least one layer")
-    };
-    let expected = sum(model
-        .layers
-        .iter()
-        .map(|l| l.expected_active_params())
-        .collect());
-    let active = sum(model.layers.iter().map(|l| l.active_params()).collect());
+pub fn global_density<B: Backend, M: GatedNetwork<B>>(model: &M) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let layers = model.layer_gates();
+    let total: usize = layers.iter().map(|l| l.gated).sum();
+    let (expected, active) = layers
+        .into_iter()
+        .map(|l| (l.expected, l.active))
+        .reduce(|(e, a), (e2, a2)| (e + e2, a + a2))
+        .expect("at least one gated layer");
     (
         expected.div_scalar(total as f64),
         active.div_scalar(total as f64),
@@ -74,17 +68,14 @@ pub struct PruneProblem {
     pub targets: Vec<f64>,
 }
 
-impl<B: AutodiffBackend> ConstrainedProblem<B, GatedMlp<B>> for PruneProblem
-where
-    GatedMlp<B>: AutodiffModule<B>,
+impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProblem<B, M>
+    for PruneProblem
 {
     type Input = Batch<B>;
 
-    fn compute_cmp_state(&self, model: &GatedMlp<B>, batch: &Batch<B>) -> CmpState<B> {
-        let loss = cross_entropy(
-            model.forward(batch.images.clone(), GateMode::Sample),
-            batch.labels.clone(),
-        );
+    fn compute_cmp_state(&self, model: &M, batch: &Batch<B>) -> CmpState<B> {
+        let logits = model.forward_gated(batch.images.clone(), GateMode::Sample);
+        let loss = cross_entropy(logits, batch.labels.clone());
         let (expected, strict) = if self.targets.len() == 1 {
             global_density(model)
         } else {
@@ -104,11 +95,11 @@ where
 }
 
 /// Accuracy (in `[0, 1]`) of `model` with deterministic gates over `batches`.
-pub fn accuracy<B: Backend>(model: &GatedMlp<B>, batches: &[Batch<B>]) -> f64 {
+pub fn accuracy<B: Backend, M: GatedNetwork<B>>(model: &M, batches: &[Batch<B>]) -> f64 {
     let (mut correct, mut total) = (0i64, 0usize);
     for b in batches {
         let pred = model
-            .forward(b.images.clone(), GateMode::Deterministic)
+            .forward_gated(b.images.clone(), GateMode::Deterministic)
             .argmax(1)
             .squeeze_dim::<1>(1);
         let hits: i64 = pred

@@ -7,8 +7,12 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::AutodiffBackend;
+use std::collections::HashMap;
+
+use tether_models::gated::GatedNetwork;
 use tether_models::gated_mlp::GatedMlpConfig;
 use tether_models::l0::GateStructure;
+use tether_models::lenet5::GatedLenet5Config;
 use tether_train::constrained::{
     ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
     MultiplierConfig, NuPiConfig, UpdateScheme,
@@ -29,6 +33,8 @@ use crate::svm::Dual;
 pub enum Model {
     /// LeNet-300-100: a 784-300-100-10 ReLU MLP.
     Lenet300,
+    /// LeNet-5 (Caffe variant): two 5x5 convolutions (20, 50 channels) and 800-500-10.
+    Lenet5,
 }
 
 /// What a gate removes.
@@ -155,14 +161,68 @@ impl BackendTask for Task {
     type Output = anyhow::Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        let a = &self.args;
-        B::seed(&device, a.seed);
-        let structure = match a.structure {
+        B::seed(&device, self.args.seed);
+        let structure = match self.args.structure {
             Structure::Weight => GateStructure::Weight,
             Structure::Unit => GateStructure::OutputUnit,
         };
-        let mut model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure).init::<B>(&device);
-        let layers = model.layers.len();
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        match self.args.model {
+            Model::Lenet300 => {
+                let model =
+                    GatedMlpConfig::new(vec![784, 300, 100, 10], structure).init::<B>(&device);
+                self.train(model, device, |eval, out, meta| {
+                    let folded = eval.fold();
+                    save_record(folded.clone(), &recorder, out)?;
+                    Ok(tether_models::export::mlp_to_safetensors(&folded, meta)?)
+                })
+            }
+            Model::Lenet5 => {
+                let model = GatedLenet5Config::new(structure).init::<B>(&device);
+                self.train(model, device, |eval, out, meta| {
+                    let folded = eval.fold();
+                    save_record(folded.clone(), &recorder, out)?;
+                    Ok(tether_models::export::lenet5_to_safetensors(&folded, meta)?)
+                })
+            }
+        }
+    }
+}
+
+/// Saves a burn record as `out/model.mpk` (the recorder appends ".mpk": write under another
+/// name, then rename into place).
+fn save_record<B: burn::tensor::backend::Backend, M: Module<B>>(
+    module: M,
+    recorder: &NamedMpkFileRecorder<FullPrecisionSettings>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    module
+        .save_file(out.join("model-partial"), recorder)
+        .context("saving the pruned model")?;
+    std::fs::rename(out.join("model-partial.mpk"), out.join("model.mpk"))?;
+    Ok(())
+}
+
+impl Task {
+    /// Trains `model` under the density constraint and writes every output; `export` folds
+    /// the gates, saves the burn record and returns the safetensors bytes.
+    fn train<B, M>(
+        self,
+        mut model: M,
+        device: B::Device,
+        export: impl FnOnce(
+            &M::InnerModule,
+            &std::path::Path,
+            HashMap<String, String>,
+        ) -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<()>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + GatedNetwork<B>,
+        M::InnerModule: GatedNetwork<B::InnerBackend>,
+    {
+        let a = &self.args;
+        let layers = model.layer_gates().len();
         let targets = if a.per_layer {
             vec![a.target_density; layers]
         } else {
@@ -185,7 +245,7 @@ impl BackendTask for Task {
             density,
             targets: targets.clone(),
         };
-        let gate_ids = model.layers.iter().map(|l| l.gates.log_alpha.id).collect();
+        let gate_ids = model.gate_ids();
         let primal = TwoGroups::new(
             AdamConfig::new().init(),
             AdamConfig::new().init(),
@@ -309,30 +369,22 @@ impl BackendTask for Task {
             ],
         )?;
         let eval = model.valid();
-        let folded = eval.fold();
-        // The recorder appends ".mpk"; write under another name, then rename into place.
-        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        folded
-            .clone()
-            .save_file(a.out.join("model-partial"), &recorder)
-            .context("saving the pruned model")?;
-        std::fs::rename(a.out.join("model-partial.mpk"), a.out.join("model.mpk"))?;
-        let meta = std::collections::HashMap::from([
+        let meta = HashMap::from([
             ("model".to_string(), format!("{:?}", a.model)),
             ("dataset".to_string(), a.dataset.name().to_string()),
             ("target_density".to_string(), a.target_density.to_string()),
         ]);
-        let st = tether_models::export::mlp_to_safetensors(&folded, meta)?;
+        let st = export(&eval, &a.out, meta)?;
         write_atomic(&a.out.join("model.safetensors"), &st)?;
         let (_, true_d) = layer_densities(&eval);
         let per_layer: Vec<serde_json::Value> = eval
-            .layers
+            .layer_gates()
             .iter()
             .zip(true_d)
             .enumerate()
             .map(|(i, (l, d))| {
                 let d: f32 = d.into_scalar().elem();
-                serde_json::json!({"layer": i, "gated_params": l.gated_params(), "kept": (d as f64 * l.gated_params() as f64).round(), "density": d})
+                serde_json::json!({"layer": i, "gated_params": l.gated, "kept": (d as f64 * l.gated as f64).round(), "density": d})
             })
             .collect();
         let summary = serde_json::json!({
