@@ -15,7 +15,8 @@
 //! - `flex` (default): burn's pure-Rust CPU backend.
 //! - `ndarray`: burn's ndarray CPU backend.
 //! - `cuda`: burn's CUDA backend (builds without a GPU; runs where a driver is present).
-//! - `flex-simd`, `flex-rayon`: burn-flex's SIMD and multi-threaded kernels (opt-in).
+//! - `flex-simd` (default): burn-flex's SIMD kernels (element-wise ops about 2x faster).
+//! - `flex-rayon`: burn-flex's multi-threaded kernels (opt-in).
 #![warn(missing_docs)]
 
 pub mod constrained;
