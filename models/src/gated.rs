@@ -30,14 +30,7 @@ impl<B: Backend> GatedNetwork<B> for crate::gated_mlp::GatedMlp<B> {
         self.forward(x, mode)
     }
     fn layer_gates(&self) -> Vec<LayerGates<B>> {
-        self.layers
-            .iter()
-            .map(|l| LayerGates {
-                gated: l.gated_params(),
-                expected: l.expected_active_params(),
-                active: l.active_params(),
-            })
-            .collect()
+        self.layers.iter().map(|l| l.layer_gates()).collect()
     }
     fn gate_ids(&self) -> Vec<ParamId> {
         self.layers.iter().map(|l| l.gates.log_alpha.id).collect()

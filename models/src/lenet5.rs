@@ -99,26 +99,10 @@ impl<B: Backend> GatedNetwork<B> for GatedLenet5<B> {
     }
     fn layer_gates(&self) -> Vec<LayerGates<B>> {
         vec![
-            LayerGates {
-                gated: self.conv1.gated_params(),
-                expected: self.conv1.expected_active_params(),
-                active: self.conv1.active_params(),
-            },
-            LayerGates {
-                gated: self.conv2.gated_params(),
-                expected: self.conv2.expected_active_params(),
-                active: self.conv2.active_params(),
-            },
-            LayerGates {
-                gated: self.fc1.gated_params(),
-                expected: self.fc1.expected_active_params(),
-                active: self.fc1.active_params(),
-            },
-            LayerGates {
-                gated: self.fc2.gated_params(),
-                expected: self.fc2.expected_active_params(),
-                active: self.fc2.active_params(),
-            },
+            self.conv1.layer_gates(),
+            self.conv2.layer_gates(),
+            self.fc1.layer_gates(),
+            self.fc2.layer_gates(),
         ]
     }
     fn gate_ids(&self) -> Vec<ParamId> {

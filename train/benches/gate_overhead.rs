@@ -54,6 +54,39 @@ fn gated_step<M: AutodiffModule<B> + GatedNetwork<B>>(
     opt.step(1e-3, model, grads)
 }
 
+/// Median step times `(gated, ungated)` of a gated network and its folded plain twin,
+/// measured in interleaved rounds.
+fn compare<M, P>(
+    mut gated: M,
+    fold: impl Fn(&M) -> P,
+    forward: impl Fn(&P, Tensor<B, 2>) -> Tensor<B, 2>,
+    x: &Tensor<B, 2>,
+    y: &Tensor<B, 1, Int>,
+) -> (f64, f64)
+where
+    M: AutodiffModule<B> + GatedNetwork<B>,
+    P: AutodiffModule<B>,
+{
+    let mut plain = fold(&gated);
+    let mut g_opt = AdamConfig::new().init::<B, M>();
+    let mut p_opt = AdamConfig::new().init::<B, P>();
+    let (mut tg, mut tp) = (vec![], vec![]);
+    for round in 0..=ROUNDS {
+        let a = time(&mut || gated = gated_step(gated.clone(), &mut g_opt, x, y));
+        let b = time(&mut || {
+            let loss = cross_entropy(forward(&plain, x.clone()), y.clone());
+            let grads = GradientsParams::from_grads(loss.backward(), &plain);
+            plain = p_opt.step(1e-3, plain.clone(), grads);
+        });
+        if round > 0 {
+            // round 0 warms caches and allocators
+            tg.push(a);
+            tp.push(b);
+        }
+    }
+    (median(tg), median(tp))
+}
+
 fn main() -> anyhow::Result<()> {
     let device = Default::default();
     let x = Tensor::<B, 2>::random([BATCH, 784], Distribution::Normal(0.0, 1.0), &device);
@@ -64,66 +97,41 @@ fn main() -> anyhow::Result<()> {
     println!("| network | ungated step ms | gated step ms | gated / ungated |");
     println!("|---|---|---|---|");
 
-    // LeNet-300-100.
-    let mut gated =
-        GatedMlpConfig::new(vec![784, 300, 100, 10], GateStructure::Weight).init::<B>(&device);
-    let mut plain = gated.fold();
-    let mut g_opt = AdamConfig::new().init();
-    let mut p_opt = AdamConfig::new().init();
-    let (mut tg, mut tp) = (vec![], vec![]);
-    for round in 0..=ROUNDS {
-        let a = time(&mut || gated = gated_step(gated.clone(), &mut g_opt, &x, &y));
-        let b = time(&mut || {
-            let loss = cross_entropy(plain.forward(x.clone()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &plain);
-            plain = p_opt.step(1e-3, plain.clone(), grads);
-        });
-        if round > 0 {
-            tg.push(a);
-            tp.push(b);
-        }
+    let nets: [(&str, (f64, f64)); 2] = [
+        (
+            "lenet300",
+            compare(
+                GatedMlpConfig::new(vec![784, 300, 100, 10], GateStructure::Weight)
+                    .init::<B>(&device),
+                |g| g.fold(),
+                |p, x| p.forward(x),
+                &x,
+                &y,
+            ),
+        ),
+        (
+            "lenet5",
+            compare(
+                GatedLenet5Config::new(GateStructure::Weight).init::<B>(&device),
+                |g| g.fold(),
+                |p, x| p.forward(x),
+                &x,
+                &y,
+            ),
+        ),
+    ];
+    for (name, (g, p)) in nets {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            p * 1e3,
+            g * 1e3,
+            g / p
+        );
+        results.insert(
+            name.into(),
+            serde_json::json!({"ungated_s": p, "gated_s": g, "ratio": g / p}),
+        );
     }
-    let (g, p) = (median(tg), median(tp));
-    println!(
-        "| LeNet-300-100 | {:.2} | {:.2} | {:.2} |",
-        p * 1e3,
-        g * 1e3,
-        g / p
-    );
-    results.insert(
-        "lenet300".into(),
-        serde_json::json!({"ungated_s": p, "gated_s": g, "ratio": g / p}),
-    );
-
-    // LeNet-5.
-    let mut gated = GatedLenet5Config::new(GateStructure::Weight).init::<B>(&device);
-    let mut plain = gated.fold();
-    let mut g_opt = AdamConfig::new().init();
-    let mut p_opt = AdamConfig::new().init();
-    let (mut tg, mut tp) = (vec![], vec![]);
-    for round in 0..=ROUNDS {
-        let a = time(&mut || gated = gated_step(gated.clone(), &mut g_opt, &x, &y));
-        let b = time(&mut || {
-            let loss = cross_entropy(plain.forward(x.clone()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &plain);
-            plain = p_opt.step(1e-3, plain.clone(), grads);
-        });
-        if round > 0 {
-            tg.push(a);
-            tp.push(b);
-        }
-    }
-    let (g, p) = (median(tg), median(tp));
-    println!(
-        "| LeNet-5 | {:.2} | {:.2} | {:.2} |",
-        p * 1e3,
-        g * 1e3,
-        g / p
-    );
-    results.insert(
-        "lenet5".into(),
-        serde_json::json!({"ungated_s": p, "gated_s": g, "ratio": g / p}),
-    );
 
     results.insert("batch".into(), BATCH.into());
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/bench/gate_overhead.json");

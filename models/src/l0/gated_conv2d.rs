@@ -124,23 +124,20 @@ impl<B: Backend> GatedConv2d<B> {
         }
     }
 
-    /// Number of parameters under a gate.
+    /// Parameters under the gates, expected active (differentiable) and active with
+    /// deterministic gates.
+    pub fn layer_gates(&self) -> crate::gated::LayerGates<B> {
+        self.gates.layer_gates(self.params_per_gate())
+    }
+
+    /// Number of parameters under a gate (the denominator of the layer's density).
     pub fn gated_params(&self) -> usize {
         self.gates.len() * self.params_per_gate()
     }
 
-    /// Expected number of active gated parameters (differentiable).
-    pub fn expected_active_params(&self) -> Tensor<B, 1> {
-        self.gates
-            .expected_l0()
-            .mul_scalar(self.params_per_gate() as f64)
-    }
-
-    /// Active gated parameters with deterministic gates.
+    /// Active gated parameters with deterministic gates (the true count after pruning).
     pub fn active_params(&self) -> Tensor<B, 1> {
-        self.gates
-            .count_nonzero()
-            .mul_scalar(self.params_per_gate() as f64)
+        self.layer_gates().active
     }
 
     /// The equivalent plain `Conv2d` with the deterministic gates multiplied in.

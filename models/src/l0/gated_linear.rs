@@ -93,23 +93,20 @@ impl<B: Backend> GatedLinear<B> {
         }
     }
 
+    /// Parameters under the gates, expected active (differentiable) and active with
+    /// deterministic gates.
+    pub fn layer_gates(&self) -> crate::gated::LayerGates<B> {
+        self.gates.layer_gates(self.params_per_gate())
+    }
+
     /// Number of parameters under a gate (the denominator of the layer's density).
     pub fn gated_params(&self) -> usize {
         self.gates.len() * self.params_per_gate()
     }
 
-    /// Expected number of active gated parameters (differentiable).
-    pub fn expected_active_params(&self) -> Tensor<B, 1> {
-        self.gates
-            .expected_l0()
-            .mul_scalar(self.params_per_gate() as f64)
-    }
-
     /// Active gated parameters with deterministic gates (the true count after pruning).
     pub fn active_params(&self) -> Tensor<B, 1> {
-        self.gates
-            .count_nonzero()
-            .mul_scalar(self.params_per_gate() as f64)
+        self.layer_gates().active
     }
 
     /// The equivalent plain `Linear` with the deterministic gates multiplied in.
@@ -197,7 +194,7 @@ mod tests {
         let l = layer(GateStructure::Weight, alphas);
         assert_eq!(l.gated_params(), 12);
         assert_eq!(l.active_params().into_scalar(), 7.0);
-        let expected = l.expected_active_params().into_scalar();
+        let expected = l.layer_gates().expected.into_scalar();
         assert!(expected > 6.9 && expected < 7.0, "{expected}");
     }
 }

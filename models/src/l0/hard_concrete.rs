@@ -142,6 +142,16 @@ impl<B: Backend> HardConcrete<B> {
         self.prob_nonzero().sum()
     }
 
+    /// The counts of a layer in which each gate controls `params_per_gate` parameters.
+    pub fn layer_gates(&self, params_per_gate: usize) -> crate::gated::LayerGates<B> {
+        let k = params_per_gate as f64;
+        crate::gated::LayerGates {
+            gated: self.len() * params_per_gate,
+            expected: self.expected_l0().mul_scalar(k),
+            active: self.count_nonzero().mul_scalar(k),
+        }
+    }
+
     /// The number of deterministic gates that are exactly non-zero (the true L0 of the
     /// deployed model).
     pub fn count_nonzero(&self) -> Tensor<B, 1> {
