@@ -130,16 +130,6 @@ impl<B: Backend> GatedConv2d<B> {
         self.gates.layer_gates(self.params_per_gate())
     }
 
-    /// Number of parameters under a gate (the denominator of the layer's density).
-    pub fn gated_params(&self) -> usize {
-        self.gates.len() * self.params_per_gate()
-    }
-
-    /// Active gated parameters with deterministic gates (the true count after pruning).
-    pub fn active_params(&self) -> Tensor<B, 1> {
-        self.layer_gates().active
-    }
-
     /// The equivalent plain `Conv2d` with the deterministic gates multiplied in.
     pub fn fold(&self) -> Conv2d<B> {
         let z = self.gates.gates(GateMode::Deterministic);
@@ -187,11 +177,14 @@ mod tests {
             if structure == GateStructure::OutputUnit {
                 let channel1: f32 = gated.narrow(1, 1, 1).abs().max().into_scalar();
                 assert_eq!(channel1, 0.0);
-                assert_eq!(l.gated_params(), 4 * (3 * 9 + 1));
-                assert_eq!(l.active_params().into_scalar(), 3.0 * 28.0);
+                assert_eq!(l.layer_gates().gated, 4 * (3 * 9 + 1));
+                assert_eq!(l.layer_gates().active.into_scalar(), 3.0 * 28.0);
             } else {
-                assert_eq!(l.gated_params(), 4 * 3 * 9);
-                assert_eq!(l.active_params().into_scalar(), (4 * 3 * 9 - 27) as f32);
+                assert_eq!(l.layer_gates().gated, 4 * 3 * 9);
+                assert_eq!(
+                    l.layer_gates().active.into_scalar(),
+                    (4 * 3 * 9 - 27) as f32
+                );
             }
         }
     }

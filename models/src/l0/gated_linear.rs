@@ -99,16 +99,6 @@ impl<B: Backend> GatedLinear<B> {
         self.gates.layer_gates(self.params_per_gate())
     }
 
-    /// Number of parameters under a gate (the denominator of the layer's density).
-    pub fn gated_params(&self) -> usize {
-        self.gates.len() * self.params_per_gate()
-    }
-
-    /// Active gated parameters with deterministic gates (the true count after pruning).
-    pub fn active_params(&self) -> Tensor<B, 1> {
-        self.layer_gates().active
-    }
-
     /// The equivalent plain `Linear` with the deterministic gates multiplied in.
     pub fn fold(&self) -> Linear<B> {
         let z = self.gates.gates(GateMode::Deterministic);
@@ -184,16 +174,16 @@ mod tests {
             y.chunks(4)
                 .all(|row| row[0] == 0.0 && row[3] == 0.0 && row[1] != 0.0)
         );
-        assert_eq!(l.gated_params(), 4 * (3 + 1));
-        assert_eq!(l.active_params().into_scalar(), 2.0 * 4.0);
+        assert_eq!(l.layer_gates().gated, 4 * (3 + 1));
+        assert_eq!(l.layer_gates().active.into_scalar(), 2.0 * 4.0);
     }
 
     #[test]
     fn unstructured_counts_weights() {
         let alphas: Vec<f32> = (0..12).map(|i| if i < 5 { -10.0 } else { 3.0 }).collect();
         let l = layer(GateStructure::Weight, alphas);
-        assert_eq!(l.gated_params(), 12);
-        assert_eq!(l.active_params().into_scalar(), 7.0);
+        assert_eq!(l.layer_gates().gated, 12);
+        assert_eq!(l.layer_gates().active.into_scalar(), 7.0);
         let expected = l.layer_gates().expected.into_scalar();
         assert!(expected > 6.9 && expected < 7.0, "{expected}");
     }
