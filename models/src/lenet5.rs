@@ -4,8 +4,8 @@
 
 use burn::config::Config;
 use burn::module::{Module, ParamId};
-use burn::nn::conv::Conv2d;
-use burn::nn::{Linear, Relu};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -115,6 +115,26 @@ impl<B: Backend> GatedNetwork<B> for GatedLenet5<B> {
     }
 }
 
+/// Plain LeNet-5 (the dense baseline of the pruning benchmark).
+#[derive(Config, Debug)]
+pub struct Lenet5Config {}
+
+impl Lenet5Config {
+    /// Builds the network (28x28 single-channel inputs) with burn's default initialisation,
+    /// the same as the gated network's weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Lenet5<B> {
+        let conv = |i, o| Conv2dConfig::new([i, o], [5, 5]).init(device);
+        let fc = |i, o| LinearConfig::new(i, o).init(device);
+        Lenet5 {
+            conv1: conv(1, 20),
+            conv2: conv(20, 50),
+            fc1: fc(800, 500),
+            fc2: fc(500, 10),
+            activation: Relu::new(),
+        }
+    }
+}
+
 /// LeNet-5 without gates (the folded, deployable network).
 #[derive(Module, Debug)]
 pub struct Lenet5<B: Backend> {
@@ -162,6 +182,10 @@ mod tests {
             assert!(diff < 1e-4, "{structure:?}: {diff}");
             assert_eq!(net.fold().num_params(), 431_080);
         }
+        assert_eq!(
+            Lenet5Config::new().init::<Flex>(&device).num_params(),
+            431_080
+        );
         let net = GatedLenet5Config::new(GateStructure::Weight).init::<Flex>(&device);
         // Per weight, every weight is gated; biases are not.
         let gated: usize = net.layer_gates().iter().map(|l| l.gated).sum();

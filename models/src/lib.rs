@@ -4,6 +4,7 @@
 //! module follows burn-nn's pattern: a `XConfig` (`#[derive(Config)]`, a doc line and a
 //! default per field) whose `init(&device)` builds the `#[derive(Module)]` `X`.
 //!
+//! - [`classifier`]: the `Classifier` trait (logits of flattened images) of plain networks.
 //! - [`export`]: safetensors export (PyTorch layout) of trained networks.
 //! - [`gated_mlp`]: an MLP of gated layers (LeNet-300-100 for L0 pruning).
 //! - [`gated`]: the `GatedNetwork` trait the pruning task works through.
@@ -12,6 +13,7 @@
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
+pub mod classifier;
 pub mod export;
 pub mod gated;
 pub mod gated_mlp;

@@ -9,6 +9,7 @@
 //! - [`tasks`]: problems built on it (the Iris SVM reference problem, ...).
 //! - [`optim`]: optimizer combinators (separate learning rates for L0 gates).
 //! - [`data`]: loaders for the registry datasets fetched by `scripts/fetch-data`.
+//! - [`transient`]: overshoot and settling time of a controlled quantity.
 //! - [`device`]: `--device flex|ndarray|cuda`, shared by every command.
 //!
 //! # Feature flags
@@ -28,3 +29,4 @@ pub mod plot;
 pub mod reference;
 pub mod tasks;
 pub mod trainer;
+pub mod transient;

@@ -27,12 +27,20 @@ pub struct Panel {
 /// Draws `panels` stacked vertically into a PNG at `path` (written to a temporary file and
 /// renamed, so a failed plot never leaves a truncated image).
 pub fn line_chart(path: &Path, panels: &[Panel]) -> anyhow::Result<()> {
+    line_chart_grid(path, panels, 1)
+}
+
+/// Draws `panels` row by row in a grid of `columns` columns (e.g. two methods side by
+/// side), into a PNG at `path` (temporary file, then rename).
+pub fn line_chart_grid(path: &Path, panels: &[Panel], columns: usize) -> anyhow::Result<()> {
+    let columns = columns.max(1);
+    let rows = panels.len().div_ceil(columns).max(1);
     let tmp = path.with_extension("tmp.png");
     {
-        let height = 360 * panels.len().max(1) as u32;
-        let root = BitMapBackend::new(&tmp, (960, height)).into_drawing_area();
+        let size = (960 * columns as u32, 360 * rows as u32);
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE)?;
-        let areas = root.split_evenly((panels.len().max(1), 1));
+        let areas = root.split_evenly((rows, columns));
         for (panel, area) in panels.iter().zip(areas) {
             draw_panel(&area, panel)?;
         }

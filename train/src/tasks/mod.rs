@@ -1,4 +1,5 @@
 //! Problems built on [`crate::constrained`].
 
+pub mod classify;
 pub mod prune;
 pub mod svm;

@@ -96,22 +96,5 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
 
 /// Accuracy (in `[0, 1]`) of `model` with deterministic gates over `batches`.
 pub fn accuracy<B: Backend, M: GatedNetwork<B>>(model: &M, batches: &[Batch<B>]) -> f64 {
-    let (mut correct, mut total) = (0i64, 0usize);
-    for b in batches {
-        let pred = model
-            .forward_gated(b.images.clone(), GateMode::Deterministic)
-            .argmax(1)
-            .squeeze_dim::<1>(1);
-        let hits: i64 = pred
-            .equal(b.labels.clone())
-            .int()
-            .sum()
-            .into_scalar()
-            .elem();
-        correct += hits;
-        total += b.labels.dims()[0];
-    }
-    correct as f64 / total.max(1) as f64
+    crate::tasks::classify::accuracy(batches, |x| model.forward_gated(x, GateMode::Deterministic))
 }
-
-use burn::tensor::ElementConversion;
