@@ -1,17 +1,56 @@
 //! # tether-deploy
 //!
-//! tether's `no_std` + `alloc` inference runtime. This crate is the bottom of the
-//! workspace: it does not depend on burn and builds for bare-metal targets
-//! (`cargo build -p tether-deploy --no-default-features --target thumbv7em-none-eabihf`).
-//! The model format, kernels and plan arrive with the deploy issue; until then the crate
-//! holds only what the layers above already need.
+//! A `no_std` + `alloc` inference runtime for small (pruned) networks, from a laptop CPU
+//! down to a Cortex-M microcontroller.
+//!
+//! - [`format`]: the model format (spec: `deploy/FORMAT.md`): versioned, little-endian,
+//!   aligned, checksummed; weights are read zero-copy from a byte slice (flash on a device).
+//!   [`Model::parse`] validates every offset, length, shape and op: hostile bytes are an
+//!   [`Error`], never a panic or an out-of-bounds read.
+//! - [`write`]: [`ModelBuilder`], which writes the format (used by `tether-models`' export).
+//! - [`plan`]: a [`Plan`] built once per model and batch size: the activation arena sized
+//!   and laid out at load (buffers reused by liveness), the kernel of each layer (dense or
+//!   sparse) chosen by its density; no allocation per inference.
+//! - [`kernels`]: dense (the `gemm` crate, or a portable fallback) and the project's own
+//!   sparse kernels (CSR weights times dense activations), conv via im2col, pooling and
+//!   activations.
 //!
 //! # Feature flags
-//! - `std` (default): file I/O, the CLI and benchmarks.
-#![cfg_attr(not(feature = "std"), no_std)]
+//! - `std` (default): file I/O, the `tether-deploy` CLI, run-time instruction-set dispatch.
+//! - `gemm` (default): dense layers through the `gemm` crate.
+//!
+//! ```
+//! use tether_deploy::{ModelBuilder, Model, Plan, PlanOptions, OpSpec, AlignedBytes};
+//! // y = relu(W x + b) with W = [[1, -1]], b = [0.5]
+//! let mut b = ModelBuilder::new(&[2]);
+//! let w = b.dense(&[1, 2], &[1.0, -1.0]);
+//! let bias = b.dense(&[1], &[0.5]);
+//! let h = b.op(OpSpec::Linear { weight: w, bias: Some(bias) }, &[b.input()]);
+//! let y = b.op(OpSpec::Relu, &[h]);
+//! let bytes = AlignedBytes::from_slice(&b.finish(y).unwrap());
+//! let model = Model::parse(&bytes).unwrap();
+//! let mut plan = Plan::new(model, &PlanOptions::default()).unwrap();
+//! assert_eq!(plan.run(&[3.0, 1.0]).unwrap(), &[2.5]);
+//! ```
+#![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
-/// Version of the runtime, embedded in the model files it writes.
+mod aligned;
+mod error;
+pub mod format;
+pub mod kernels;
+pub mod plan;
+pub mod write;
+
+pub use aligned::{Align16, AlignedBytes};
+pub use error::Error;
+pub use format::{Dims, Model, Op, TensorData};
+pub use plan::{KernelChoice, Plan, PlanOptions};
+pub use write::{ModelBuilder, OpSpec, TensorId, ValueId};
+
+/// The runtime's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
