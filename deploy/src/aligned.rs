@@ -44,4 +44,3 @@ macro_rules! include_model {
         &ALIGNED.0
     }};
 }
-

@@ -306,7 +306,11 @@ impl<'a> Model<'a> {
         let input_rank = u32_at(bytes, 32) as usize;
         let tables = n_tensors
             .checked_mul(TENSOR_ENTRY_LEN)
-            .and_then(|t| n_ops.checked_mul(OP_ENTRY_LEN).and_then(|o| t.checked_add(o)))
+            .and_then(|t| {
+                n_ops
+                    .checked_mul(OP_ENTRY_LEN)
+                    .and_then(|o| t.checked_add(o))
+            })
             .and_then(|t| t.checked_add(HEADER_LEN))
             .ok_or(Error::Truncated {
                 needed: usize::MAX,
@@ -445,8 +449,8 @@ fn read_tensor<'a>(
                 bytemuck::try_cast_slice(&raw[..vals]).map_err(|_| bad("misaligned data"))?;
             let row_ptr: &[u32] = bytemuck::try_cast_slice(&raw[vals..vals + ptrs])
                 .map_err(|_| bad("misaligned data"))?;
-            let col_idx: &[u16] =
-                bytemuck::try_cast_slice(&raw[vals + ptrs..]).map_err(|_| bad("misaligned data"))?;
+            let col_idx: &[u16] = bytemuck::try_cast_slice(&raw[vals + ptrs..])
+                .map_err(|_| bad("misaligned data"))?;
             if row_ptr[0] != 0
                 || row_ptr[rows] as usize != nnz
                 || row_ptr.windows(2).any(|w| w[1] < w[0])
@@ -476,7 +480,10 @@ fn read_node(bytes: &[u8], at: usize, index: usize, tensors: &[Tensor]) -> Resul
     let bad = |reason| Error::BadOp { index, reason };
     let code = bytes[at];
     let n_inputs = bytes[at + 1] as usize;
-    let inputs = [u32_at(bytes, at + 4) as usize, u32_at(bytes, at + 8) as usize];
+    let inputs = [
+        u32_at(bytes, at + 4) as usize,
+        u32_at(bytes, at + 8) as usize,
+    ];
     let output = u32_at(bytes, at + 12) as usize;
     let p = |i: usize| u32_at(bytes, at + 16 + 4 * i);
     let tensor = |id: u32| -> Result<usize, Error> {
@@ -488,7 +495,11 @@ fn read_node(bytes: &[u8], at: usize, index: usize, tensors: &[Tensor]) -> Resul
         }
     };
     let optional = |id: u32| -> Result<Option<usize>, Error> {
-        if id == NONE { Ok(None) } else { tensor(id).map(Some) }
+        if id == NONE {
+            Ok(None)
+        } else {
+            tensor(id).map(Some)
+        }
     };
     let positive = |v: u32, what| {
         if v == 0 || v > 1 << 16 {
@@ -546,7 +557,12 @@ fn read_node(bytes: &[u8], at: usize, index: usize, tensors: &[Tensor]) -> Resul
     })
 }
 
-fn infer_shape(node: &Node, shapes: &[Dims], tensors: &[Tensor], index: usize) -> Result<Dims, Error> {
+fn infer_shape(
+    node: &Node,
+    shapes: &[Dims],
+    tensors: &[Tensor],
+    index: usize,
+) -> Result<Dims, Error> {
     let bad = |reason| Error::ShapeMismatch { index, reason };
     let x = shapes[node.inputs[0]];
     let xs = x.as_slice();
@@ -589,7 +605,9 @@ fn infer_shape(node: &Node, shapes: &[Dims], tensors: &[Tensor], index: usize) -
                 return Err(bad("conv weight must be [oc, ic, k, k]"));
             }
             if xs.len() != 3 || xs[0] != w[1] {
-                return Err(bad("conv input is not [ic, h, w] with the weight's channels"));
+                return Err(bad(
+                    "conv input is not [ic, h, w] with the weight's channels",
+                ));
             }
             check_bias(bias, w[0])?;
             let oh = window(xs[1], w[2], stride, padding)?;

@@ -46,6 +46,9 @@ pub mod kernels;
 pub mod plan;
 pub mod write;
 
+#[cfg(test)]
+mod load_tests;
+
 pub use aligned::{Align16, AlignedBytes};
 pub use error::Error;
 pub use format::{Dims, Model, Op, TensorData};

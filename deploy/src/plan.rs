@@ -91,14 +91,33 @@ struct Layer<'a> {
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
-    Linear { layer: usize },
-    Conv { layer: usize, shape: ConvShape },
-    MaxPool { c: usize, h: usize, w: usize, k: usize, s: usize },
-    AvgPool { c: usize, h: usize, w: usize, k: usize, s: usize },
+    Linear {
+        layer: usize,
+    },
+    Conv {
+        layer: usize,
+        shape: ConvShape,
+    },
+    MaxPool {
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        s: usize,
+    },
+    AvgPool {
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        s: usize,
+    },
     Copy,
     Relu,
     Sine(f32),
-    Softmax { row: usize },
+    Softmax {
+        row: usize,
+    },
     Add,
 }
 
@@ -141,7 +160,11 @@ pub struct Plan<'a> {
 fn to_f32(t: &Tensor<'_>) -> Cow<'static, [f32]> {
     match t.data {
         TensorData::F32(d) => Cow::Owned(d.to_vec()),
-        TensorData::F16(d) => Cow::Owned(d.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect()),
+        TensorData::F16(d) => Cow::Owned(
+            d.iter()
+                .map(|&h| half::f16::from_bits(h).to_f32())
+                .collect(),
+        ),
         TensorData::Csr(c) => {
             let mut out = alloc::vec![0.0; c.rows * c.cols];
             for r in 0..c.rows {
@@ -181,14 +204,22 @@ fn compress(rows: usize, cols: usize, d: &[f32]) -> CsrStore<'static> {
     }
 }
 
-fn layer<'a>(model: &Model<'a>, weight: usize, bias: Option<usize>, choice: KernelChoice) -> Layer<'a> {
+fn layer<'a>(
+    model: &Model<'a>,
+    weight: usize,
+    bias: Option<usize>,
+    choice: KernelChoice,
+) -> Layer<'a> {
     let t = &model.tensors[weight];
     let rows = t.dims.as_slice()[0];
     let cols = t.dims.numel() / rows;
     let nonzeros = match t.data {
         TensorData::Csr(c) => c.values.len(),
         TensorData::F32(d) => d.iter().filter(|&&v| v != 0.0).count(),
-        TensorData::F16(d) => d.iter().filter(|&&h| half::f16::from_bits(h).to_f32() != 0.0).count(),
+        TensorData::F16(d) => d
+            .iter()
+            .filter(|&&h| half::f16::from_bits(h).to_f32() != 0.0)
+            .count(),
     };
     let density = nonzeros as f64 / (rows * cols) as f64;
     let sparse = match choice {
@@ -308,7 +339,10 @@ impl<'a> Plan<'a> {
                     };
                     if !shape.is_pointwise() {
                         let (oh, ow) = shape.out();
-                        let patch = shape.patch().checked_mul(oh * ow).ok_or(too_large.clone())?;
+                        let patch = shape
+                            .patch()
+                            .checked_mul(oh * ow)
+                            .ok_or(too_large.clone())?;
                         scratch = scratch.max(patch);
                     }
                     Step::Conv {
@@ -355,7 +389,9 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|l| match &l.weight {
                 Matrix::Dense(Cow::Owned(d)) => d.len(),
-                Matrix::Sparse(s) if matches!(s.values, Cow::Owned(_)) => 2 * s.values.len() + s.rows,
+                Matrix::Sparse(s) if matches!(s.values, Cow::Owned(_)) => {
+                    2 * s.values.len() + s.rows
+                }
                 _ => 0,
             })
             .sum();
@@ -446,7 +482,17 @@ impl<'a> Plan<'a> {
                     0..0
                 }
             });
-            run_step(e, layers, scratch, n, sizes[e.inputs[0]], sizes[e.output], x, x2, y);
+            run_step(
+                e,
+                layers,
+                scratch,
+                n,
+                sizes[e.inputs[0]],
+                sizes[e.output],
+                x,
+                x2,
+                y,
+            );
         }
         Ok(&arena[range(model.output)])
     }
@@ -454,7 +500,12 @@ impl<'a> Plan<'a> {
 
 /// The output buffer and up to two input buffers of one step, from the arena (the
 /// placement keeps the live ranges disjoint).
-fn split(buf: &mut [f32], out: Range<usize>, a: Range<usize>, b: Range<usize>) -> (&mut [f32], &[f32], &[f32]) {
+fn split(
+    buf: &mut [f32],
+    out: Range<usize>,
+    a: Range<usize>,
+    b: Range<usize>,
+) -> (&mut [f32], &[f32], &[f32]) {
     let (lo, rest) = buf.split_at_mut(out.start);
     let (o, hi) = rest.split_at_mut(out.end - out.start);
     let (lo, hi): (&[f32], &[f32]) = (lo, hi);
@@ -469,7 +520,17 @@ fn split(buf: &mut [f32], out: Range<usize>, a: Range<usize>, b: Range<usize>) -
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_step(e: &Exec, layers: &[Layer], scratch: &mut [f32], n: usize, in_size: usize, out_size: usize, x: &[f32], x2: &[f32], y: &mut [f32]) {
+fn run_step(
+    e: &Exec,
+    layers: &[Layer],
+    scratch: &mut [f32],
+    n: usize,
+    in_size: usize,
+    out_size: usize,
+    x: &[f32],
+    x2: &[f32],
+    y: &mut [f32],
+) {
     match e.step {
         Step::Linear { layer } => {
             let l = &layers[layer];
@@ -507,12 +568,28 @@ fn run_step(e: &Exec, layers: &[Layer], scratch: &mut [f32], n: usize, in_size: 
         }
         Step::MaxPool { c, h, w, k, s } => {
             for b in 0..n {
-                pool::max_pool2d(&x[b * in_size..(b + 1) * in_size], c, h, w, k, s, &mut y[b * out_size..(b + 1) * out_size]);
+                pool::max_pool2d(
+                    &x[b * in_size..(b + 1) * in_size],
+                    c,
+                    h,
+                    w,
+                    k,
+                    s,
+                    &mut y[b * out_size..(b + 1) * out_size],
+                );
             }
         }
         Step::AvgPool { c, h, w, k, s } => {
             for b in 0..n {
-                pool::avg_pool2d(&x[b * in_size..(b + 1) * in_size], c, h, w, k, s, &mut y[b * out_size..(b + 1) * out_size]);
+                pool::avg_pool2d(
+                    &x[b * in_size..(b + 1) * in_size],
+                    c,
+                    h,
+                    w,
+                    k,
+                    s,
+                    &mut y[b * out_size..(b + 1) * out_size],
+                );
             }
         }
         Step::Copy => y.copy_from_slice(x),

@@ -182,7 +182,8 @@ impl ModelBuilder {
 
     /// Lays the model out with `output` as its result, and checks that it loads.
     pub fn finish(self, output: ValueId) -> Result<Vec<u8>, Error> {
-        let tables = HEADER_LEN + TENSOR_ENTRY_LEN * self.tensors.len() + OP_ENTRY_LEN * self.ops.len();
+        let tables =
+            HEADER_LEN + TENSOR_ENTRY_LEN * self.tensors.len() + OP_ENTRY_LEN * self.ops.len();
         let mut out = alloc::vec![0u8; tables];
         out[..4].copy_from_slice(&MAGIC);
         out[4..6].copy_from_slice(&VERSION.to_le_bytes());

@@ -10,6 +10,7 @@
 //! - [`gated`]: the `GatedNetwork` trait the pruning task works through.
 //! - [`lenet5`]: LeNet-5 (Caffe variant), gated and plain.
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
+//! - [`to_deploy`]: export to `tether-deploy`'s model format (pruned weights as CSR).
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
@@ -20,3 +21,4 @@ pub mod gated_mlp;
 pub mod l0;
 pub mod lenet5;
 pub mod mlp;
+pub mod to_deploy;

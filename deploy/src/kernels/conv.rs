@@ -80,7 +80,14 @@ mod tests {
     #[test]
     fn patches_with_padding() {
         // 1 channel 2x2, k 3, padding 1: 2x2 output, 9 patch rows of 4.
-        let s = ConvShape { c: 1, h: 2, w: 2, k: 3, stride: 1, padding: 1 };
+        let s = ConvShape {
+            c: 1,
+            h: 2,
+            w: 2,
+            k: 3,
+            stride: 1,
+            padding: 1,
+        };
         assert_eq!(s.out(), (2, 2));
         let mut cols = [9.0; 36];
         im2col(&[1.0, 2.0, 3.0, 4.0], &s, &mut cols);

@@ -4,7 +4,15 @@
 
 /// `y[b, n] = bias[n] + sum_k x[b, k] w[n, k]`: a linear layer on a batch.
 /// `w` is `[out, in]` row-major, `x` `[batch, in]`, `y` `[batch, out]`.
-pub fn linear(w: &[f32], bias: Option<&[f32]>, x: &[f32], batch: usize, out: usize, inp: usize, y: &mut [f32]) {
+pub fn linear(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    x: &[f32],
+    batch: usize,
+    out: usize,
+    inp: usize,
+    y: &mut [f32],
+) {
     bias_per_column(y, bias, batch, out);
     #[cfg(feature = "gemm")]
     // SAFETY: the plan sized `w` to out*inp, `x` to batch*inp and `y` to batch*out; the
@@ -43,7 +51,15 @@ pub fn linear(w: &[f32], bias: Option<&[f32]>, x: &[f32], batch: usize, out: usi
 
 /// `y[m, p] = bias[m] + sum_k w[m, k] c[k, p]`: a weight `[m, k]` times a patch matrix
 /// `[k, p]` (a convolution after im2col), all row-major.
-pub fn matmul_rows(w: &[f32], bias: Option<&[f32]>, c: &[f32], m: usize, k: usize, p: usize, y: &mut [f32]) {
+pub fn matmul_rows(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    c: &[f32],
+    m: usize,
+    k: usize,
+    p: usize,
+    y: &mut [f32],
+) {
     bias_per_row(y, bias, m, p);
     #[cfg(feature = "gemm")]
     // SAFETY: `w` is m*k, `c` k*p and `y` m*p elements, as the strides address them.
@@ -152,7 +168,9 @@ mod tests {
         for i in 0..batch {
             for n in 0..out {
                 let r: f64 = b[n] as f64
-                    + (0..inp).map(|k| (x[i * inp + k] * w[n * inp + k]) as f64).sum::<f64>();
+                    + (0..inp)
+                        .map(|k| (x[i * inp + k] * w[n * inp + k]) as f64)
+                        .sum::<f64>();
                 assert!((y[i * out + n] as f64 - r).abs() < 1e-5);
             }
         }
@@ -163,7 +181,9 @@ mod tests {
         for r in 0..m {
             for j in 0..p {
                 let e: f64 = b[r] as f64
-                    + (0..k).map(|q| (w[r * k + q] * c[q * p + j]) as f64).sum::<f64>();
+                    + (0..k)
+                        .map(|q| (w[r * k + q] * c[q * p + j]) as f64)
+                        .sum::<f64>();
                 assert!((y[r * p + j] as f64 - e).abs() < 1e-5);
             }
         }

@@ -6,12 +6,39 @@ pub fn out_side(side: usize, kernel: usize, stride: usize) -> usize {
 }
 
 /// Max pooling of one sample `x` of shape `[c, h, w]` into `y` of `[c, oh, ow]`.
-pub fn max_pool2d(x: &[f32], c: usize, h: usize, w: usize, kernel: usize, stride: usize, y: &mut [f32]) {
-    pool(x, c, h, w, kernel, stride, y, f32::NEG_INFINITY, f32::max, |m| m);
+pub fn max_pool2d(
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    kernel: usize,
+    stride: usize,
+    y: &mut [f32],
+) {
+    pool(
+        x,
+        c,
+        h,
+        w,
+        kernel,
+        stride,
+        y,
+        f32::NEG_INFINITY,
+        f32::max,
+        |m| m,
+    );
 }
 
 /// Average pooling of one sample.
-pub fn avg_pool2d(x: &[f32], c: usize, h: usize, w: usize, kernel: usize, stride: usize, y: &mut [f32]) {
+pub fn avg_pool2d(
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    kernel: usize,
+    stride: usize,
+    y: &mut [f32],
+) {
     let n = (kernel * kernel) as f32;
     pool(x, c, h, w, kernel, stride, y, 0.0, |a, b| a + b, |s| s / n);
 }

@@ -37,7 +37,15 @@ pub fn spmv(a: &Csr, bias: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
 /// `y[r * rs + j * cs] = bias[r] + sum_k a[r, k] x[k, j]` for `j < n`, with `x` row-major
 /// `[a.cols, n]`. `(rs, cs) = (n, 1)` writes `[rows, n]` (a convolution's output);
 /// `(1, rows)` writes `[n, rows]` (a batch's output).
-pub fn spmm(a: &Csr, bias: Option<&[f32]>, x: &[f32], n: usize, y: &mut [f32], rs: usize, cs: usize) {
+pub fn spmm(
+    a: &Csr,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    rs: usize,
+    cs: usize,
+) {
     assert!(x.len() >= a.cols * n, "spmm: x is smaller than [cols, n]");
     assert!(
         a.rows == 0 || n == 0 || y.len() > (a.rows - 1) * rs + (n - 1) * cs,
@@ -53,7 +61,15 @@ pub fn spmm(a: &Csr, bias: Option<&[f32]>, x: &[f32], n: usize, y: &mut [f32], r
     portable_spmm(a, bias, x, n, y, rs, cs);
 }
 
-fn portable_spmm(a: &Csr, bias: Option<&[f32]>, x: &[f32], n: usize, y: &mut [f32], rs: usize, cs: usize) {
+fn portable_spmm(
+    a: &Csr,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    rs: usize,
+    cs: usize,
+) {
     for r in 0..a.rows {
         let b = bias.map_or(0.0, |b| b[r]);
         let (s, e) = (a.row_ptr[r] as usize, a.row_ptr[r + 1] as usize);
@@ -90,7 +106,15 @@ mod avx2 {
 
     /// Tiles of 32 then 8 columns in 4 and 1 AVX registers; a scalar tail.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn spmm(a: &Csr, bias: Option<&[f32]>, x: &[f32], n: usize, y: &mut [f32], rs: usize, cs: usize) {
+    pub(super) unsafe fn spmm(
+        a: &Csr,
+        bias: Option<&[f32]>,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        rs: usize,
+        cs: usize,
+    ) {
         let xp = x.as_ptr();
         for r in 0..a.rows {
             let b = bias.map_or(0.0, |b| b[r]);
@@ -115,7 +139,8 @@ mod avx2 {
                 for (&vv, &cc) in v.iter().zip(c) {
                     // SAFETY: as above, 8 floats.
                     let p = unsafe { xp.add(cc as usize * n + j) };
-                    acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(vv), unsafe { _mm256_loadu_ps(p) }, acc[0]);
+                    acc[0] =
+                        _mm256_fmadd_ps(_mm256_set1_ps(vv), unsafe { _mm256_loadu_ps(p) }, acc[0]);
                 }
                 store(&acc, y, r * rs + j * cs, cs);
                 j += 8;
@@ -169,7 +194,12 @@ mod tests {
     use alloc::vec::Vec;
 
     /// A random matrix with about `density` nonzeros, dense and as CSR arrays.
-    fn random_sparse(rows: usize, cols: usize, density: f32, seed: u32) -> (Vec<f32>, Vec<u32>, Vec<u16>, Vec<f32>) {
+    fn random_sparse(
+        rows: usize,
+        cols: usize,
+        density: f32,
+        seed: u32,
+    ) -> (Vec<f32>, Vec<u32>, Vec<u16>, Vec<f32>) {
         let mut s = seed;
         let mut next = || {
             s = s.wrapping_mul(1664525).wrapping_add(1013904223);
@@ -195,10 +225,18 @@ mod tests {
     fn spmv_and_spmm_match_dense_products() {
         let (rows, cols) = (37, 53);
         let (dense, ptr, idx, vals) = random_sparse(rows, cols, 0.2, 7);
-        let a = Csr { rows, cols, row_ptr: &ptr, col_idx: &idx, values: &vals };
+        let a = Csr {
+            rows,
+            cols,
+            row_ptr: &ptr,
+            col_idx: &idx,
+            values: &vals,
+        };
         let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.01).collect();
         for n in [1, 3, 8, 32, 45, 77] {
-            let x: Vec<f32> = (0..cols * n).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+            let x: Vec<f32> = (0..cols * n)
+                .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+                .collect();
             // Output [rows, n] and [n, rows].
             let mut y1 = alloc::vec![f32::NAN; rows * n];
             let mut y2 = alloc::vec![f32::NAN; rows * n];
@@ -207,7 +245,9 @@ mod tests {
             for r in 0..rows {
                 for j in 0..n {
                     let e: f64 = bias[r] as f64
-                        + (0..cols).map(|k| (dense[r * cols + k] * x[k * n + j]) as f64).sum::<f64>();
+                        + (0..cols)
+                            .map(|k| (dense[r * cols + k] * x[k * n + j]) as f64)
+                            .sum::<f64>();
                     assert!((y1[r * n + j] as f64 - e).abs() < 1e-5, "n {n}");
                     assert!((y2[j * rows + r] as f64 - e).abs() < 1e-5, "n {n}");
                 }

@@ -16,6 +16,7 @@ use tether_models::l0::GateStructure;
 use tether_models::lenet5::GatedLenet5Config;
 use tether_models::lenet5::Lenet5Config;
 use tether_models::mlp::MlpConfig;
+use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy};
 use tether_train::constrained::{
     ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
     MultiplierConfig, NuPiConfig, UpdateScheme,
@@ -183,14 +184,20 @@ impl BackendTask for Task {
                     let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(&device);
                     self.train_dense(model, device, |eval, out, meta| {
                         save_record(eval.clone(), &recorder, out)?;
-                        Ok(tether_models::export::mlp_to_safetensors(eval, meta)?)
+                        Ok((
+                            tether_models::export::mlp_to_safetensors(eval, meta)?,
+                            mlp_to_deploy(eval, Storage::Smallest)?,
+                        ))
                     })
                 }
                 Model::Lenet5 => {
                     let model = Lenet5Config::new().init::<B>(&device);
                     self.train_dense(model, device, |eval, out, meta| {
                         save_record(eval.clone(), &recorder, out)?;
-                        Ok(tether_models::export::lenet5_to_safetensors(eval, meta)?)
+                        Ok((
+                            tether_models::export::lenet5_to_safetensors(eval, meta)?,
+                            lenet5_to_deploy(eval, Storage::Smallest)?,
+                        ))
                     })
                 }
             };
@@ -202,7 +209,10 @@ impl BackendTask for Task {
                 self.train(model, device, |eval, out, meta| {
                     let folded = eval.fold();
                     save_record(folded.clone(), &recorder, out)?;
-                    Ok(tether_models::export::mlp_to_safetensors(&folded, meta)?)
+                    Ok((
+                        tether_models::export::mlp_to_safetensors(&folded, meta)?,
+                        mlp_to_deploy(&folded, Storage::Smallest)?,
+                    ))
                 })
             }
             Model::Lenet5 => {
@@ -210,7 +220,10 @@ impl BackendTask for Task {
                 self.train(model, device, |eval, out, meta| {
                     let folded = eval.fold();
                     save_record(folded.clone(), &recorder, out)?;
-                    Ok(tether_models::export::lenet5_to_safetensors(&folded, meta)?)
+                    Ok((
+                        tether_models::export::lenet5_to_safetensors(&folded, meta)?,
+                        lenet5_to_deploy(&folded, Storage::Smallest)?,
+                    ))
                 })
             }
         }
@@ -253,7 +266,7 @@ impl Task {
             &M::InnerModule,
             &std::path::Path,
             HashMap<String, String>,
-        ) -> anyhow::Result<Vec<u8>>,
+        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
     ) -> anyhow::Result<()>
     where
         B: AutodiffBackend,
@@ -303,8 +316,9 @@ impl Task {
             .as_bytes(),
         )?;
         let eval = model.valid();
-        let st = export(&eval, &a.out, self.export_meta())?;
+        let (st, tthr) = export(&eval, &a.out, self.export_meta())?;
         write_atomic(&a.out.join("model.safetensors"), &st)?;
+        write_atomic(&a.out.join("model.tthr"), &tthr)?;
         let summary = serde_json::json!({
             "model": format!("{:?}", a.model), "dataset": a.dataset.name(), "dense": true,
             "target_density": 1.0, "seed": a.seed, "epochs": a.epochs,
@@ -315,7 +329,7 @@ impl Task {
             serde_json::to_string_pretty(&summary)?.as_bytes(),
         )?;
         println!(
-            "wrote {}/{{metrics.csv, epochs.csv, model.mpk, model.safetensors, summary.json}}",
+            "wrote {}/{{metrics.csv, epochs.csv, model.mpk, model.safetensors, model.tthr, summary.json}}",
             a.out.display()
         );
         Ok(())
@@ -331,7 +345,7 @@ impl Task {
             &M::InnerModule,
             &std::path::Path,
             HashMap<String, String>,
-        ) -> anyhow::Result<Vec<u8>>,
+        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
     ) -> anyhow::Result<()>
     where
         B: AutodiffBackend,
@@ -486,8 +500,9 @@ impl Task {
             ],
         )?;
         let eval = model.valid();
-        let st = export(&eval, &a.out, self.export_meta())?;
+        let (st, tthr) = export(&eval, &a.out, self.export_meta())?;
         write_atomic(&a.out.join("model.safetensors"), &st)?;
+        write_atomic(&a.out.join("model.tthr"), &tthr)?;
         let (_, true_d) = layer_densities(&eval);
         let per_layer: Vec<serde_json::Value> = eval
             .layer_gates()
@@ -520,7 +535,7 @@ impl Task {
             );
         }
         println!(
-            "wrote {}/{{metrics.csv, epochs.csv, density.png, model.mpk, model.safetensors, summary.json}}",
+            "wrote {}/{{metrics.csv, epochs.csv, density.png, model.mpk, model.safetensors, model.tthr, summary.json}}",
             a.out.display()
         );
         Ok(())

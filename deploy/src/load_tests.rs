@@ -1,0 +1,311 @@
+//! Malformed models: each malformation is its own error, and none panics.
+
+use alloc::vec::Vec;
+
+use crate::format::{HEADER_LEN, TENSOR_ENTRY_LEN};
+use crate::{AlignedBytes, Error, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
+
+/// A small MLP: 4 -> 3 (CSR) -> relu -> 2 (dense) -> softmax.
+fn mlp() -> Vec<u8> {
+    let mut b = ModelBuilder::new(&[4]);
+    let w1 = b.csr(
+        &[3, 4],
+        &[1.0, 0.0, 0.0, -1.0, 0.0, 2.0, 0.0, 0.0, 0.5, 0.0, 0.5, 0.0],
+    );
+    let b1 = b.dense(&[3], &[0.1, 0.2, 0.3]);
+    let w2 = b.dense_f16(&[2, 3], &[1.0, -1.0, 0.5, 0.25, 0.0, 2.0]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: w1,
+            bias: Some(b1),
+        },
+        &[b.input()],
+    );
+    let h = b.op(OpSpec::Relu, &[h]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: w2,
+            bias: None,
+        },
+        &[h],
+    );
+    let y = b.op(OpSpec::Softmax, &[h]);
+    b.finish(y).expect("valid model")
+}
+
+/// Recomputes the length and checksum after a patch, so the deeper checks are reached.
+fn reseal(bytes: &mut [u8]) {
+    let len = bytes.len() as u32;
+    bytes[8..12].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[16..]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn parse(bytes: &[u8]) -> Result<(), Error> {
+    Model::parse(&AlignedBytes::from_slice(bytes)).map(|_| ())
+}
+
+#[test]
+fn a_valid_model_runs_and_matches_a_hand_computation() {
+    let bytes = AlignedBytes::from_slice(&mlp());
+    let model = Model::parse(&bytes).unwrap();
+    let mut plan = Plan::new(
+        model,
+        &PlanOptions {
+            batch: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let y = plan
+        .run(&[1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0])
+        .unwrap()
+        .to_vec();
+    // Sample 1: h = relu([1 - 4 + 0.1, 4 + 0.2, 0.5 + 1.5 + 0.3]) = [0, 4.2, 2.3]
+    // logits = [-4.2 + 1.15, 4.6] = [-3.05, 4.6].
+    let (a, b) = (-3.05f32, 4.6f32);
+    let e = [
+        (a - b).exp() / (1.0 + (a - b).exp()),
+        1.0 / (1.0 + (a - b).exp()),
+    ];
+    assert!(
+        (y[0] - e[0]).abs() < 1e-6 && (y[1] - e[1]).abs() < 1e-6,
+        "{y:?}"
+    );
+    // Sample 2: h = relu(bias) = [0.1, 0.2, 0.3]; logits = [0.1 - 0.2 + 0.15, 0.025 + 0.6].
+    let (a, b) = (0.05f32, 0.625f32);
+    assert!((y[2] - 1.0 / (1.0 + (b - a).exp())).abs() < 1e-6, "{y:?}");
+}
+
+#[test]
+fn truncation_anywhere_is_an_error() {
+    let bytes = mlp();
+    for cut in [0, 3, HEADER_LEN - 1, HEADER_LEN + 5, bytes.len() - 1] {
+        let err = parse(&bytes[..cut]).unwrap_err();
+        assert!(matches!(err, Error::Truncated { .. }), "cut {cut}: {err}");
+    }
+    // A truncated file whose header was rewritten to match: the tables or data overrun.
+    let mut short = bytes[..HEADER_LEN + TENSOR_ENTRY_LEN].to_vec();
+    reseal(&mut short);
+    assert!(matches!(
+        parse(&short).unwrap_err(),
+        Error::Truncated { .. }
+    ));
+}
+
+#[test]
+fn magic_version_and_checksum() {
+    let bytes = mlp();
+    let mut b = bytes.clone();
+    b[0] = b'X';
+    assert_eq!(parse(&b).unwrap_err(), Error::BadMagic);
+    let mut b = bytes.clone();
+    b[4] = 9;
+    assert_eq!(parse(&b).unwrap_err(), Error::UnsupportedVersion(9));
+    let mut b = bytes.clone();
+    let last = b.len() - 20;
+    b[last] ^= 0x40;
+    assert!(matches!(parse(&b).unwrap_err(), Error::BadChecksum { .. }));
+    let mut b = bytes.clone();
+    b.extend_from_slice(&[0; 16]);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::LengthMismatch { .. }
+    ));
+}
+
+#[test]
+fn misaligned_bytes_are_refused_not_misread() {
+    let bytes = mlp();
+    let mut buf = AlignedBytes::from_slice(&[&[0u8][..], &bytes].concat()).to_vec();
+    buf.push(0);
+    let aligned = AlignedBytes::from_slice(&[&[0u8][..], &bytes].concat());
+    assert_eq!(Model::parse(&aligned[1..]).unwrap_err(), Error::Misaligned);
+}
+
+#[test]
+fn shapes_that_do_not_chain() {
+    // 4 -> Linear[3, 5]: the weight expects 5 inputs.
+    let mut b = ModelBuilder::new(&[4]);
+    let w = b.dense(&[3, 5], &[0.0; 15]);
+    let y = b.op(
+        OpSpec::Linear {
+            weight: w,
+            bias: None,
+        },
+        &[b.input()],
+    );
+    assert!(matches!(
+        b.finish(y).unwrap_err(),
+        Error::ShapeMismatch { index: 0, .. }
+    ));
+    // A conv on a vector.
+    let mut b = ModelBuilder::new(&[16]);
+    let w = b.dense(&[1, 1, 3, 3], &[0.0; 9]);
+    let y = b.op(
+        OpSpec::Conv2d {
+            weight: w,
+            bias: None,
+            stride: 1,
+            padding: 0,
+        },
+        &[b.input()],
+    );
+    assert!(matches!(
+        b.finish(y).unwrap_err(),
+        Error::ShapeMismatch { .. }
+    ));
+    // A pooling window larger than the image.
+    let mut b = ModelBuilder::new(&[1, 2, 2]);
+    let y = b.op(
+        OpSpec::MaxPool2d {
+            kernel: 3,
+            stride: 1,
+        },
+        &[b.input()],
+    );
+    assert!(matches!(
+        b.finish(y).unwrap_err(),
+        Error::ShapeMismatch { .. }
+    ));
+    // Add of two shapes; bias of the wrong length.
+    let mut b = ModelBuilder::new(&[4]);
+    let w = b.dense(&[2, 4], &[0.0; 8]);
+    let bias = b.dense(&[3], &[0.0; 3]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: w,
+            bias: Some(bias),
+        },
+        &[b.input()],
+    );
+    assert!(matches!(
+        b.finish(h).unwrap_err(),
+        Error::ShapeMismatch { .. }
+    ));
+    let mut b = ModelBuilder::new(&[4]);
+    let w = b.dense(&[2, 4], &[0.0; 8]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: w,
+            bias: None,
+        },
+        &[b.input()],
+    );
+    let y = b.op(OpSpec::Add, &[h, b.input()]);
+    assert!(matches!(
+        b.finish(y).unwrap_err(),
+        Error::ShapeMismatch { .. }
+    ));
+}
+
+#[test]
+fn bad_ops_and_tensors() {
+    let bytes = mlp();
+    let ops_at = HEADER_LEN + 3 * TENSOR_ENTRY_LEN;
+    // Unknown opcode.
+    let mut b = bytes.clone();
+    b[ops_at] = 200;
+    reseal(&mut b);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::BadOp { index: 0, .. }
+    ));
+    // A tensor reference past the table.
+    let mut b = bytes.clone();
+    b[ops_at + 16..ops_at + 20].copy_from_slice(&99u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::BadOp { index: 0, .. }
+    ));
+    // Reading a value defined later.
+    let mut b = bytes.clone();
+    b[ops_at + 4..ops_at + 8].copy_from_slice(&3u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::BadOp { index: 0, .. }
+    ));
+    // A data offset past the end; a CSR column index out of range; a NaN weight.
+    let mut b = bytes.clone();
+    b[HEADER_LEN + 24..HEADER_LEN + 28].copy_from_slice(&0x0fff_fff0u32.to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::BadTensor { index: 0, .. }
+    ));
+    let t0 =
+        u32::from_le_bytes(bytes[HEADER_LEN + 24..HEADER_LEN + 28].try_into().unwrap()) as usize;
+    let nnz =
+        u32::from_le_bytes(bytes[HEADER_LEN + 20..HEADER_LEN + 24].try_into().unwrap()) as usize;
+    let mut b = bytes.clone();
+    let idx_at = t0 + 4 * nnz + 4 * 4;
+    b[idx_at..idx_at + 2].copy_from_slice(&7u16.to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::BadTensor { index: 0, .. }
+    ));
+    let mut b = bytes.clone();
+    b[t0..t0 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::BadTensor { index: 0, .. }
+    ));
+}
+
+#[test]
+fn wrong_input_length_is_an_error() {
+    let bytes = AlignedBytes::from_slice(&mlp());
+    let mut plan = Plan::new(Model::parse(&bytes).unwrap(), &PlanOptions::default()).unwrap();
+    for n in [0, 3, 5, 8] {
+        let err = plan.run(&alloc::vec![0.0; n]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InputLength {
+                    per_sample: 4,
+                    max_batch: 1,
+                    ..
+                }
+            ),
+            "{n}: {err}"
+        );
+    }
+    assert!(plan.run(&[0.0; 4]).is_ok());
+}
+
+#[test]
+fn every_single_byte_flip_is_caught_or_harmless() {
+    // With the checksum recomputed, so each flip reaches the structural checks: no panic,
+    // and a model that still loads still plans and runs.
+    let bytes = mlp();
+    for i in 16..bytes.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut b = bytes.clone();
+            b[i] ^= bit;
+            reseal(&mut b);
+            let aligned = AlignedBytes::from_slice(&b);
+            if let Ok(m) = Model::parse(&aligned) {
+                let n = m.input_shape().numel();
+                if let Ok(mut p) = Plan::new(m, &PlanOptions::default()) {
+                    let _ = p.run(&alloc::vec![0.5; n]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_hostile_plan_size_is_refused() {
+    // A 1x30000x30000 input: the arena alone would be 7 GiB.
+    let mut b = ModelBuilder::new(&[1, 30000, 30000]);
+    let y = b.op(OpSpec::Relu, &[b.input()]);
+    let bytes = AlignedBytes::from_slice(&b.finish(y).unwrap());
+    let err = Plan::new(Model::parse(&bytes).unwrap(), &PlanOptions::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}
