@@ -111,20 +111,95 @@ pub enum TensorData<'a> {
     Csr(Csr<'a>),
 }
 
-/// A CSR matrix borrowed from the model bytes (validated: `row_ptr` starts at 0, never
-/// decreases and ends at `values.len()`; every column index is below `cols`).
+/// A validated CSR matrix view: `row_ptr` has `rows + 1` entries, starts at 0, never
+/// decreases and ends at the number of nonzeros; every column index is below `cols`. Only
+/// [`Csr::new`] builds one, so the kernels may index activations by its columns without
+/// bounds checks.
 #[derive(Clone, Copy, Debug)]
 pub struct Csr<'a> {
+    rows: usize,
+    cols: usize,
+    row_ptr: &'a [u32],
+    col_idx: &'a [u16],
+    values: &'a [f32],
+}
+
+impl<'a> Csr<'a> {
+    /// Validates the arrays (O(rows + nonzeros)); `None` when they do not form a CSR
+    /// matrix of `rows x cols`.
+    pub fn new(
+        rows: usize,
+        cols: usize,
+        row_ptr: &'a [u32],
+        col_idx: &'a [u16],
+        values: &'a [f32],
+    ) -> Option<Self> {
+        let nnz = values.len();
+        let ok = row_ptr.len() == rows.checked_add(1)?
+            && col_idx.len() == nnz
+            && row_ptr[0] == 0
+            && row_ptr[rows] as usize == nnz
+            && row_ptr.windows(2).all(|w| w[0] <= w[1])
+            && col_idx.iter().all(|&c| (c as usize) < cols);
+        ok.then_some(Self {
+            rows,
+            cols,
+            row_ptr,
+            col_idx,
+            values,
+        })
+    }
+
+    /// A view of arrays known to be valid (built from a validated view, or by code that
+    /// produces valid arrays); checked in debug builds only.
+    pub(crate) fn trusted(
+        rows: usize,
+        cols: usize,
+        row_ptr: &'a [u32],
+        col_idx: &'a [u16],
+        values: &'a [f32],
+    ) -> Self {
+        debug_assert!(Self::new(rows, cols, row_ptr, col_idx, values).is_some());
+        Self {
+            rows,
+            cols,
+            row_ptr,
+            col_idx,
+            values,
+        }
+    }
+
     /// Rows.
-    pub rows: usize,
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Columns.
-    pub cols: usize,
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
     /// `rows + 1` offsets into `col_idx` / `values`.
-    pub row_ptr: &'a [u32],
+    pub fn row_ptr(&self) -> &'a [u32] {
+        self.row_ptr
+    }
+
     /// Column of each nonzero.
-    pub col_idx: &'a [u16],
+    pub fn col_idx(&self) -> &'a [u16] {
+        self.col_idx
+    }
+
     /// Value of each nonzero.
-    pub values: &'a [f32],
+    pub fn values(&self) -> &'a [f32] {
+        self.values
+    }
+
+    /// The column indices and values of row `r`.
+    #[inline]
+    pub fn row(&self, r: usize) -> (&'a [u16], &'a [f32]) {
+        let (s, e) = (self.row_ptr[r] as usize, self.row_ptr[r + 1] as usize);
+        (&self.col_idx[s..e], &self.values[s..e])
+    }
 }
 
 /// One tensor: shape and data.
@@ -140,7 +215,7 @@ impl Tensor<'_> {
     /// Stored nonzeros / elements (1 for dense tensors).
     pub fn stored_density(&self) -> f64 {
         match &self.data {
-            TensorData::Csr(c) => c.values.len() as f64 / self.dims.numel() as f64,
+            TensorData::Csr(c) => c.values().len() as f64 / self.dims.numel() as f64,
             _ => 1.0,
         }
     }
@@ -150,7 +225,9 @@ impl Tensor<'_> {
         match &self.data {
             TensorData::F32(d) => 4 * d.len(),
             TensorData::F16(d) => 2 * d.len(),
-            TensorData::Csr(c) => 4 * c.values.len() + 4 * c.row_ptr.len() + 2 * c.col_idx.len(),
+            TensorData::Csr(c) => {
+                4 * c.values().len() + 4 * c.row_ptr().len() + 2 * c.col_idx().len()
+            }
         }
     }
 }
@@ -451,25 +528,12 @@ fn read_tensor<'a>(
                 .map_err(|_| bad("misaligned data"))?;
             let col_idx: &[u16] = bytemuck::try_cast_slice(&raw[vals + ptrs..])
                 .map_err(|_| bad("misaligned data"))?;
-            if row_ptr[0] != 0
-                || row_ptr[rows] as usize != nnz
-                || row_ptr.windows(2).any(|w| w[1] < w[0])
-            {
-                return Err(bad("CSR row pointers not monotonic from 0 to nnz"));
-            }
-            if col_idx.iter().any(|&c| c as usize >= cols) {
-                return Err(bad("CSR column index out of range"));
-            }
             if values.iter().any(|x| !x.is_finite()) {
                 return Err(bad("non-finite weight"));
             }
-            TensorData::Csr(Csr {
-                rows,
-                cols,
-                row_ptr,
-                col_idx,
-                values,
-            })
+            TensorData::Csr(Csr::new(rows, cols, row_ptr, col_idx, values).ok_or(bad(
+                "CSR row pointers not monotonic from 0 to nnz, or a column index out of range",
+            ))?)
         }
         _ => return Err(bad("unknown tensor kind")),
     };

@@ -63,13 +63,14 @@ struct CsrStore<'a> {
 
 impl CsrStore<'_> {
     fn view(&self) -> Csr<'_> {
-        Csr {
-            rows: self.rows,
-            cols: self.cols,
-            row_ptr: &self.row_ptr,
-            col_idx: &self.col_idx,
-            values: &self.values,
-        }
+        // Built from a validated view or by `compress`, which yields valid arrays.
+        Csr::trusted(
+            self.rows,
+            self.cols,
+            &self.row_ptr,
+            &self.col_idx,
+            &self.values,
+        )
     }
 }
 
@@ -166,10 +167,11 @@ fn to_f32(t: &Tensor<'_>) -> Cow<'static, [f32]> {
                 .collect(),
         ),
         TensorData::Csr(c) => {
-            let mut out = alloc::vec![0.0; c.rows * c.cols];
-            for r in 0..c.rows {
-                for k in c.row_ptr[r] as usize..c.row_ptr[r + 1] as usize {
-                    out[r * c.cols + c.col_idx[k] as usize] = c.values[k];
+            let mut out = alloc::vec![0.0; c.rows() * c.cols()];
+            for r in 0..c.rows() {
+                let (idx, vals) = c.row(r);
+                for (&k, &v) in idx.iter().zip(vals) {
+                    out[r * c.cols() + k as usize] = v;
                 }
             }
             Cow::Owned(out)
@@ -214,7 +216,7 @@ fn layer<'a>(
     let rows = t.dims.as_slice()[0];
     let cols = t.dims.numel() / rows;
     let nonzeros = match t.data {
-        TensorData::Csr(c) => c.values.len(),
+        TensorData::Csr(c) => c.values().len(),
         TensorData::F32(d) => d.iter().filter(|&&v| v != 0.0).count(),
         TensorData::F16(d) => d
             .iter()
@@ -231,9 +233,9 @@ fn layer<'a>(
         (true, TensorData::Csr(c)) => Matrix::Sparse(CsrStore {
             rows,
             cols,
-            row_ptr: Cow::Borrowed(c.row_ptr),
-            col_idx: Cow::Borrowed(c.col_idx),
-            values: Cow::Borrowed(c.values),
+            row_ptr: Cow::Borrowed(c.row_ptr()),
+            col_idx: Cow::Borrowed(c.col_idx()),
+            values: Cow::Borrowed(c.values()),
         }),
         (true, _) => Matrix::Sparse(compress(rows, cols, &to_f32(t))),
         (false, _) => Matrix::Dense(dense_view(t)),

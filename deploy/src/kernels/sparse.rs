@@ -14,21 +14,26 @@
 use crate::format::Csr;
 
 /// `y[r] = bias[r] + sum_k a[r, k] x[k]`.
+///
+/// # Panics
+/// When `x` is shorter than `a.cols()` or `y` than `a.rows()`.
 pub fn spmv(a: &Csr, bias: Option<&[f32]>, x: &[f32], y: &mut [f32]) {
-    let x = &x[..a.cols];
-    for (r, yv) in y[..a.rows].iter_mut().enumerate() {
-        let (s, e) = (a.row_ptr[r] as usize, a.row_ptr[r + 1] as usize);
-        let (v, c) = (&a.values[s..e], &a.col_idx[s..e]);
+    let x = &x[..a.cols()];
+    for (r, yv) in y[..a.rows()].iter_mut().enumerate() {
+        let (c, v) = a.row(r);
         let mut acc = [0.0f32; 4];
         let whole = v.len() / 4 * 4;
         for (vv, cc) in v[..whole].chunks_exact(4).zip(c[..whole].chunks_exact(4)) {
             for l in 0..4 {
-                acc[l] += vv[l] * x[cc[l] as usize];
+                // SAFETY: `Csr` guarantees every column index is below `a.cols()`, and
+                // `x` has `a.cols()` elements.
+                acc[l] += vv[l] * unsafe { *x.get_unchecked(cc[l] as usize) };
             }
         }
         let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
         for (&vv, &cc) in v[whole..].iter().zip(&c[whole..]) {
-            sum += vv * x[cc as usize];
+            // SAFETY: as above.
+            sum += vv * unsafe { *x.get_unchecked(cc as usize) };
         }
         *yv = bias.map_or(0.0, |b| b[r]) + sum;
     }
@@ -46,9 +51,9 @@ pub fn spmm(
     rs: usize,
     cs: usize,
 ) {
-    assert!(x.len() >= a.cols * n, "spmm: x is smaller than [cols, n]");
+    assert!(x.len() >= a.cols() * n, "spmm: x is smaller than [cols, n]");
     assert!(
-        a.rows == 0 || n == 0 || y.len() > (a.rows - 1) * rs + (n - 1) * cs,
+        a.rows() == 0 || n == 0 || y.len() > (a.rows() - 1) * rs + (n - 1) * cs,
         "spmm: y is smaller than the output"
     );
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
@@ -70,10 +75,9 @@ fn portable_spmm(
     rs: usize,
     cs: usize,
 ) {
-    for r in 0..a.rows {
+    for r in 0..a.rows() {
         let b = bias.map_or(0.0, |b| b[r]);
-        let (s, e) = (a.row_ptr[r] as usize, a.row_ptr[r + 1] as usize);
-        let (v, c) = (&a.values[s..e], &a.col_idx[s..e]);
+        let (c, v) = a.row(r);
         let mut j = 0;
         while j + 8 <= n {
             let mut acc = [b; 8];
@@ -116,10 +120,9 @@ mod avx2 {
         cs: usize,
     ) {
         let xp = x.as_ptr();
-        for r in 0..a.rows {
+        for r in 0..a.rows() {
             let b = bias.map_or(0.0, |b| b[r]);
-            let (s, e) = (a.row_ptr[r] as usize, a.row_ptr[r + 1] as usize);
-            let (v, c) = (&a.values[s..e], &a.col_idx[s..e]);
+            let (c, v) = a.row(r);
             let mut j = 0;
             while j + 32 <= n {
                 let mut acc = [_mm256_set1_ps(b); 4];
@@ -225,13 +228,7 @@ mod tests {
     fn spmv_and_spmm_match_dense_products() {
         let (rows, cols) = (37, 53);
         let (dense, ptr, idx, vals) = random_sparse(rows, cols, 0.2, 7);
-        let a = Csr {
-            rows,
-            cols,
-            row_ptr: &ptr,
-            col_idx: &idx,
-            values: &vals,
-        };
+        let a = Csr::new(rows, cols, &ptr, &idx, &vals).unwrap();
         let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.01).collect();
         for n in [1, 3, 8, 32, 45, 77] {
             let x: Vec<f32> = (0..cols * n)

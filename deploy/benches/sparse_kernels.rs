@@ -1,0 +1,303 @@
+//! Sparse vs dense kernels, single thread, ratios in one run.
+//!
+//! For each weight shape (LeNet-300-100's 300x784 and 100x300, LeNet-5's convolutions as
+//! GEMM and its 500x800 layer, a 1024x1024 layer), batch 1 and 32, and unstructured
+//! sparsity 50/70/80/90/95%: the time of the dense kernel (the `gemm` crate, whose best
+//! instruction set is picked at run time) over the time of the runtime's sparse kernel (CSR
+//! spmv at batch 1; transpose + register-blocked spmm at batch 32, the transpose counted).
+//! Convolutions multiply the weight `[oc, c*k*k]` by one sample's patch matrix `[c*k*k,
+//! oh*ow]` (im2col, the same for both, is not timed); "batch 32" runs 32 samples.
+//!
+//! Writes `out/bench/sparse_kernels.{md,json}`.
+//!
+//! ```text
+//! cargo bench -p tether-deploy --bench sparse_kernels
+//! ```
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use tether_deploy::format::Csr;
+use tether_deploy::kernels::{dense, sparse};
+
+const SPARSITIES: [f64; 5] = [0.5, 0.7, 0.8, 0.9, 0.95];
+const BATCHES: [usize; 2] = [1, 32];
+
+/// A weight shape: `rows x cols`, times `[cols, n]` per sample for convolutions.
+struct Shape {
+    name: &'static str,
+    rows: usize,
+    cols: usize,
+    /// Patch columns per sample for a convolution; `None` for a linear layer.
+    conv_positions: Option<usize>,
+}
+
+const SHAPES: [Shape; 6] = [
+    Shape {
+        name: "LeNet-300-100 fc1 300x784",
+        rows: 300,
+        cols: 784,
+        conv_positions: None,
+    },
+    Shape {
+        name: "LeNet-300-100 fc2 100x300",
+        rows: 100,
+        cols: 300,
+        conv_positions: None,
+    },
+    Shape {
+        name: "LeNet-5 conv1 20x25 (576 positions)",
+        rows: 20,
+        cols: 25,
+        conv_positions: Some(576),
+    },
+    Shape {
+        name: "LeNet-5 conv2 50x500 (64 positions)",
+        rows: 50,
+        cols: 500,
+        conv_positions: Some(64),
+    },
+    Shape {
+        name: "LeNet-5 fc1 500x800",
+        rows: 500,
+        cols: 800,
+        conv_positions: None,
+    },
+    Shape {
+        name: "1024x1024",
+        rows: 1024,
+        cols: 1024,
+        conv_positions: None,
+    },
+];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+struct OwnedCsr {
+    rows: usize,
+    cols: usize,
+    ptr: Vec<u32>,
+    idx: Vec<u16>,
+    vals: Vec<f32>,
+}
+
+impl OwnedCsr {
+    fn view(&self) -> Csr<'_> {
+        Csr::new(self.rows, self.cols, &self.ptr, &self.idx, &self.vals).expect("valid CSR")
+    }
+}
+
+fn random_weights(rows: usize, cols: usize, sparsity: f64, rng: &mut Rng) -> (Vec<f32>, OwnedCsr) {
+    let mut dense = vec![0.0f32; rows * cols];
+    let (mut ptr, mut idx, mut vals) = (vec![0u32], Vec::new(), Vec::new());
+    for r in 0..rows {
+        for c in 0..cols {
+            if rng.next() as f64 >= sparsity {
+                let v = rng.next() - 0.5;
+                dense[r * cols + c] = v;
+                idx.push(c as u16);
+                vals.push(v);
+            }
+        }
+        ptr.push(vals.len() as u32);
+    }
+    (
+        dense,
+        OwnedCsr {
+            rows,
+            cols,
+            ptr,
+            idx,
+            vals,
+        },
+    )
+}
+
+/// Seconds per call of `dense` and `sparse` and their ratio: 9 alternating trials of a
+/// count calibrated to ~10 ms each, so that load on a shared machine hits both alike; the
+/// ratio is the median of the per-trial ratios, the times are medians.
+fn compare(mut dense: impl FnMut(), mut sparse: impl FnMut()) -> (f64, f64, f64) {
+    let calibrate = |f: &mut dyn FnMut()| {
+        f();
+        let mut reps = 1usize;
+        loop {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            if t.elapsed().as_secs_f64() > 0.01 || reps > 1 << 20 {
+                return reps;
+            }
+            reps *= 2;
+        }
+    };
+    let (rd, rs) = (calibrate(&mut dense), calibrate(&mut sparse));
+    let run = |f: &mut dyn FnMut(), reps: usize| {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        t.elapsed().as_secs_f64() / reps as f64
+    };
+    let mut d = Vec::new();
+    let mut s = Vec::new();
+    let mut r = Vec::new();
+    for _ in 0..9 {
+        let td = run(&mut dense, rd);
+        let ts = run(&mut sparse, rs);
+        d.push(td);
+        s.push(ts);
+        r.push(td / ts);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(d), median(s), median(r))
+}
+
+fn isa() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut f = Vec::new();
+        if std::is_x86_feature_detected!("avx512f") {
+            f.push("avx512f");
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            f.push("avx2");
+        }
+        if std::is_x86_feature_detected!("fma") {
+            f.push("fma");
+        }
+        format!("x86-64 with {}", f.join("+"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut md = format!(
+        "Dense: the `gemm` crate ({}; instruction set picked at run time); sparse: tether's CSR \
+         kernels (AVX2+FMA picked at run time). Single thread. Cell: dense time / sparse time \
+         (> 1: sparse faster); in brackets the sparse time per call.\n\n\
+         | shape | batch | {} | break-even sparsity |\n|---|---|{}---|\n",
+        isa(),
+        SPARSITIES.map(|s| format!("{:.0}%", s * 100.0)).join(" | "),
+        "---|".repeat(SPARSITIES.len()),
+    );
+    let mut json = Vec::new();
+    for shape in &SHAPES {
+        for &batch in &BATCHES {
+            let n = shape.conv_positions.unwrap_or(batch);
+            let reps = if shape.conv_positions.is_some() {
+                batch
+            } else {
+                1
+            };
+            let x: Vec<f32> = (0..shape.cols * n).map(|_| rng.next() - 0.5).collect();
+            let bias: Vec<f32> = (0..shape.rows).map(|_| rng.next()).collect();
+            let mut y = vec![0.0f32; shape.rows * n];
+            let mut y2 = vec![0.0f32; shape.rows * n];
+            let mut t = vec![0.0f32; shape.cols * n];
+            let mut cells = Vec::new();
+            let mut ratios = Vec::new();
+            for &s in &SPARSITIES {
+                let (w, csr) = random_weights(shape.rows, shape.cols, s, &mut rng);
+                let a = csr.view();
+                let (dense_t, sparse_t, ratio) = compare(
+                    || {
+                        for _ in 0..reps {
+                            if shape.conv_positions.is_some() {
+                                dense::matmul_rows(
+                                    &w,
+                                    Some(&bias),
+                                    &x,
+                                    shape.rows,
+                                    shape.cols,
+                                    n,
+                                    &mut y,
+                                );
+                            } else {
+                                dense::linear(
+                                    &w,
+                                    Some(&bias),
+                                    &x,
+                                    n,
+                                    shape.rows,
+                                    shape.cols,
+                                    &mut y,
+                                );
+                            }
+                            black_box(&mut y);
+                        }
+                    },
+                    || {
+                        for _ in 0..reps {
+                            if shape.conv_positions.is_some() {
+                                sparse::spmm(&a, Some(&bias), &x, n, &mut y2, n, 1);
+                            } else if n == 1 {
+                                sparse::spmv(&a, Some(&bias), &x, &mut y2);
+                            } else {
+                                sparse::transpose(&x, n, shape.cols, &mut t);
+                                sparse::spmm(&a, Some(&bias), &t, n, &mut y2, 1, shape.rows);
+                            }
+                            black_box(&mut y2);
+                        }
+                    },
+                );
+                ratios.push(ratio);
+                cells.push(format!("{ratio:.2}x ({:.1} us)", sparse_t * 1e6));
+                json.push(format!(
+                    "{{\"shape\": \"{}\", \"batch\": {batch}, \"sparsity\": {s}, \"dense_s\": {dense_t:e}, \"sparse_s\": {sparse_t:e}, \"ratio\": {ratio}}}",
+                    shape.name
+                ));
+            }
+            // Linear interpolation of the sparsity where the ratio crosses 1.
+            let mut even = if ratios[0] >= 1.0 {
+                format!("<= {:.0}%", SPARSITIES[0] * 100.0)
+            } else {
+                "> 95%".into()
+            };
+            for i in 1..ratios.len() {
+                if ratios[i - 1] < 1.0 && ratios[i] >= 1.0 {
+                    let f = (1.0 - ratios[i - 1]) / (ratios[i] - ratios[i - 1]);
+                    let s = SPARSITIES[i - 1] + f * (SPARSITIES[i] - SPARSITIES[i - 1]);
+                    even = format!("{:.0}%", s * 100.0);
+                }
+            }
+            let line = format!(
+                "| {} | {batch} | {} | {even} |\n",
+                shape.name,
+                cells.join(" | ")
+            );
+            print!("{line}");
+            md.push_str(&line);
+        }
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/bench");
+    std::fs::create_dir_all(&out)?;
+    for (name, body) in [
+        ("sparse_kernels.md", md.clone()),
+        (
+            "sparse_kernels.json",
+            format!("[\n{}\n]\n", json.join(",\n")),
+        ),
+    ] {
+        let tmp = out.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, out.join(name))?;
+    }
+    println!("\n{md}\nwrote {}/sparse_kernels.{{md,json}}", out.display());
+    Ok(())
+}
