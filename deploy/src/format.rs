@@ -373,7 +373,7 @@ impl<'a> Model<'a> {
         if stored != computed {
             return Err(Error::BadChecksum { stored, computed });
         }
-        if bytes.as_ptr() as usize % 4 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(4) {
             return Err(Error::Misaligned);
         }
         let n_tensors = u32_at(bytes, 16) as usize;
@@ -478,7 +478,7 @@ fn read_tensor<'a>(
     let nnz = u32_at(bytes, at + 20) as usize;
     let offset = u32_at(bytes, at + 24) as usize;
     let len = u32_at(bytes, at + 28) as usize;
-    if offset % DATA_ALIGN != 0 || offset < data_start {
+    if !offset.is_multiple_of(DATA_ALIGN) || offset < data_start {
         return Err(bad("data offset not aligned or inside the tables"));
     }
     let end = offset

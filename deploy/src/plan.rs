@@ -376,8 +376,9 @@ impl<'a> Plan<'a> {
             };
             let out = node.output;
             offsets[out] = arena.place(bytes_of(sizes[out]).ok_or(too_large.clone())?, out);
-            for v in 0..=out {
-                if last_use[v] == i + 1 {
+            // Values whose last reader is this op (and this op's output if nothing reads it).
+            for (v, &last) in last_use.iter().enumerate().take(out + 1) {
+                if last == i + 1 {
                     arena.free(v);
                 }
             }
@@ -457,7 +458,7 @@ impl<'a> Plan<'a> {
     pub fn run(&mut self, input: &[f32]) -> Result<&[f32], Error> {
         let per = self.sizes[0];
         let n = input.len() / per;
-        if input.is_empty() || input.len() % per != 0 || n > self.batch {
+        if input.is_empty() || !input.len().is_multiple_of(per) || n > self.batch {
             return Err(Error::InputLength {
                 per_sample: per,
                 max_batch: self.batch,

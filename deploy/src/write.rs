@@ -200,7 +200,7 @@ impl ModelBuilder {
             put(&mut out, 36 + 4 * i, d);
         }
         for (i, t) in self.tensors.iter().enumerate() {
-            while out.len() % DATA_ALIGN != 0 {
+            while !out.len().is_multiple_of(DATA_ALIGN) {
                 out.push(0);
             }
             let offset = out.len() as u32;
@@ -228,7 +228,7 @@ impl ModelBuilder {
                 put(&mut out, at + 16 + 4 * j, p);
             }
         }
-        while out.len() % DATA_ALIGN != 0 {
+        while !out.len().is_multiple_of(DATA_ALIGN) {
             out.push(0);
         }
         let len = out.len() as u32;

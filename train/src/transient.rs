@@ -26,7 +26,11 @@ pub fn transient(signal: &[f64], target: f64, band: f64) -> Transient {
             .map(|&v| target - v)
             .fold(0.0f64, f64::max)
     });
-    let outside = |v: &f64| !((v - target).abs() <= band);
+    // NaN counts as outside the band.
+    let outside = |v: &f64| {
+        let d = (v - target).abs();
+        d.is_nan() || d > band
+    };
     let settle = match signal.iter().rposition(outside) {
         None => Some(0),
         Some(p) if p + 1 < signal.len() => Some(p + 1),

@@ -1,1 +1,409 @@
-fn main() {}
+//! `tether-deploy`: run, inspect and time tether models (`.tthr`, see deploy/FORMAT.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use clap::{Parser, Subcommand};
+use tether_deploy::format::TensorData;
+use tether_deploy::{AlignedBytes, KernelChoice, Model, Op, Plan, PlanOptions};
+
+#[derive(Parser)]
+#[command(version, about = "Run, inspect and time tether models (.tthr)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Kernels {
+    /// Sparse where the weights are sparse enough to gain (measured break-even).
+    Auto,
+    /// Dense everywhere.
+    Dense,
+    /// Sparse everywhere.
+    Sparse,
+}
+
+impl From<Kernels> for KernelChoice {
+    fn from(k: Kernels) -> Self {
+        match k {
+            Kernels::Auto => KernelChoice::Auto,
+            Kernels::Dense => KernelChoice::Dense,
+            Kernels::Sparse => KernelChoice::Sparse,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Layers, shapes, densities, bytes and the plan's activation memory.
+    Inspect {
+        /// Model file.
+        model: PathBuf,
+    },
+    /// Runs the model on inputs and prints each prediction (argmax) and its scores.
+    ///
+    /// Inputs: a file of little-endian f32 (`.f32`, `.bin`) or of numbers separated by
+    /// spaces, commas or newlines (anything else), one or more samples back to back; or
+    /// `--idx` images (u8 IDX, e.g. MNIST's t10k-images-idx3-ubyte), normalised with
+    /// `--normalize`, and optionally `--labels` to report the accuracy.
+    Run {
+        /// Model file.
+        model: PathBuf,
+        /// Input file (f32 or text).
+        #[arg(required_unless_present = "idx", conflicts_with = "idx")]
+        input: Option<PathBuf>,
+        /// IDX image file instead of an input file.
+        #[arg(long)]
+        idx: Option<PathBuf>,
+        /// IDX label file (with --idx): print the accuracy.
+        #[arg(long, requires = "idx")]
+        labels: Option<PathBuf>,
+        /// Pixel normalisation of --idx images: (p / 255 - mean) / std.
+        #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [0.1307, 0.3081])]
+        normalize: Vec<f32>,
+        /// At most this many samples.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Kernel selection.
+        #[arg(long, value_enum, default_value_t = Kernels::Auto)]
+        kernels: Kernels,
+        /// Print every sample's scores, not only the prediction.
+        #[arg(long)]
+        scores: bool,
+    },
+    /// Latency of one inference, dense vs sparse vs auto kernels, single thread.
+    Bench {
+        /// Model file.
+        model: PathBuf,
+        /// Batch sizes.
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        batch: Vec<usize>,
+    },
+}
+
+fn load(path: &Path) -> anyhow::Result<AlignedBytes> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(AlignedBytes::from_slice(&bytes))
+}
+
+fn parse<'a>(bytes: &'a AlignedBytes, path: &Path) -> anyhow::Result<Model<'a>> {
+    Model::parse(bytes).with_context(|| format!("{} is not a valid tether model", path.display()))
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect { model } => inspect(&model),
+        Command::Run {
+            model,
+            input,
+            idx,
+            labels,
+            normalize,
+            limit,
+            kernels,
+            scores,
+        } => {
+            let bytes = load(&model)?;
+            let m = parse(&bytes, &model)?;
+            let per = m.input_shape().numel();
+            let (inputs, labels) = match (&input, &idx) {
+                (Some(path), _) => (read_input(path)?, None),
+                (None, Some(images)) => {
+                    let (x, n) = read_idx_images(images, normalize[0], normalize[1])?;
+                    ensure!(
+                        x.len() / n == per,
+                        "{}: images of {} pixels, the model takes {per} values",
+                        images.display(),
+                        x.len() / n
+                    );
+                    let labels = labels.map(|l| read_idx_labels(&l)).transpose()?;
+                    if let Some(l) = &labels {
+                        ensure!(l.len() == n, "{n} images but {} labels", l.len());
+                    }
+                    (x, labels)
+                }
+                (None, None) => bail!("give an input file or --idx"),
+            };
+            ensure!(
+                !inputs.is_empty() && inputs.len() % per == 0,
+                "the input has {} values, not a multiple of the model's {per} per sample",
+                inputs.len()
+            );
+            let n = (inputs.len() / per).min(limit.unwrap_or(usize::MAX));
+            let batch = n.min(64);
+            let opts = PlanOptions {
+                batch,
+                kernels: kernels.into(),
+                ..Default::default()
+            };
+            let mut plan = Plan::new(m, &opts)?;
+            let out = plan.model().output_shape().numel();
+            let mut correct = 0usize;
+            let mut index = 0usize;
+            for chunk in inputs[..n * per].chunks(batch * per) {
+                let y = plan.run(chunk)?;
+                for s in y.chunks(out) {
+                    let pred = argmax(s);
+                    let label = labels.as_ref().map(|l| l[index]);
+                    correct += usize::from(label == Some(pred));
+                    if scores || labels.is_none() || n <= 20 {
+                        print!("sample {index}: predicted {pred}");
+                        if let Some(l) = label {
+                            print!(" (label {l})");
+                        }
+                        if scores {
+                            print!(" scores {s:?}");
+                        }
+                        println!();
+                    }
+                    index += 1;
+                }
+            }
+            if labels.is_some() {
+                println!(
+                    "accuracy {:.4} ({correct} of {n})",
+                    correct as f64 / n as f64
+                );
+            }
+            Ok(())
+        }
+        Command::Bench { model, batch } => bench(&model, &batch),
+    }
+}
+
+fn argmax(s: &[f32]) -> usize {
+    s.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+fn read_input(path: &Path) -> anyhow::Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "f32" | "bin") {
+        ensure!(
+            bytes.len() % 4 == 0,
+            "{}: {} bytes is not a whole number of f32",
+            path.display(),
+            bytes.len()
+        );
+        return Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect());
+    }
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{}: neither .f32 nor UTF-8 text", path.display()))?;
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<f32>()
+                .with_context(|| format!("{}: {t:?} is not a number", path.display()))
+        })
+        .collect()
+}
+
+fn read_idx(path: &Path, magic: u32) -> anyhow::Result<(Vec<u8>, Vec<usize>)> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(b.len() >= 4, "{}: too short for IDX", path.display());
+    let m = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    ensure!(
+        m == magic,
+        "{}: IDX magic {m:#x}, expected {magic:#x}",
+        path.display()
+    );
+    let rank = (magic & 0xff) as usize;
+    ensure!(
+        b.len() >= 4 + 4 * rank,
+        "{}: truncated header",
+        path.display()
+    );
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let n: usize = dims.iter().product();
+    let data = &b[4 + 4 * rank..];
+    ensure!(
+        data.len() == n,
+        "{}: {} data bytes, the header says {n}",
+        path.display(),
+        data.len()
+    );
+    Ok((data.to_vec(), dims))
+}
+
+fn read_idx_images(path: &Path, mean: f32, std: f32) -> anyhow::Result<(Vec<f32>, usize)> {
+    ensure!(std > 0.0, "--normalize: std must be > 0");
+    let (data, dims) = read_idx(path, 0x0000_0803)?;
+    Ok((
+        data.iter()
+            .map(|&p| (p as f32 / 255.0 - mean) / std)
+            .collect(),
+        dims[0],
+    ))
+}
+
+fn read_idx_labels(path: &Path) -> anyhow::Result<Vec<usize>> {
+    Ok(read_idx(path, 0x0000_0801)?
+        .0
+        .into_iter()
+        .map(usize::from)
+        .collect())
+}
+
+fn inspect(path: &Path) -> anyhow::Result<()> {
+    let bytes = load(path)?;
+    let model = parse(&bytes, path)?;
+    println!(
+        "{}: {} bytes, {} tensors, {} ops, input {:?}, output {:?}",
+        path.display(),
+        model.file_len,
+        model.tensors.len(),
+        model.nodes.len(),
+        model.input_shape().as_slice(),
+        model.output_shape().as_slice()
+    );
+    println!(
+        "{:>3}  {:<10} {:<16} {:<16} {:>8} {:>9} {:>9}",
+        "op", "kind", "input", "output", "density", "bytes", "storage"
+    );
+    let mut params = 0usize;
+    let mut nonzeros = 0usize;
+    for (i, node) in model.nodes.iter().enumerate() {
+        let (name, weight) = match node.op {
+            Op::Linear { weight, .. } => ("linear", Some(weight)),
+            Op::Conv2d { weight, .. } => ("conv2d", Some(weight)),
+            Op::MaxPool2d { .. } => ("maxpool2d", None),
+            Op::AvgPool2d { .. } => ("avgpool2d", None),
+            Op::Flatten => ("flatten", None),
+            Op::Relu => ("relu", None),
+            Op::Sine { .. } => ("sine", None),
+            Op::Softmax => ("softmax", None),
+            Op::Add => ("add", None),
+        };
+        let shape = |v: usize| format!("{:?}", model.shapes[v].as_slice());
+        let (density, bytes, storage) = match weight {
+            Some(w) => {
+                let t = &model.tensors[w];
+                let nnz = match t.data {
+                    TensorData::Csr(c) => c.values().len(),
+                    TensorData::F32(d) => d.iter().filter(|&&v| v != 0.0).count(),
+                    TensorData::F16(d) => d.iter().filter(|&&h| h & 0x7fff != 0).count(),
+                };
+                params += t.dims.numel();
+                nonzeros += nnz;
+                let storage = match t.data {
+                    TensorData::Csr(_) => "csr",
+                    TensorData::F32(_) => "f32",
+                    TensorData::F16(_) => "f16",
+                };
+                (
+                    format!("{:.4}", nnz as f64 / t.dims.numel() as f64),
+                    t.bytes().to_string(),
+                    storage,
+                )
+            }
+            None => ("".into(), "".into(), ""),
+        };
+        println!(
+            "{i:>3}  {name:<10} {:<16} {:<16} {density:>8} {bytes:>9} {storage:>9}",
+            shape(node.inputs[0]),
+            shape(node.output)
+        );
+    }
+    println!(
+        "weights: {nonzeros} nonzero of {params} ({:.4})",
+        nonzeros as f64 / params.max(1) as f64
+    );
+    for batch in [1, 32] {
+        let plan = Plan::new(
+            model.clone(),
+            &PlanOptions {
+                batch,
+                ..Default::default()
+            },
+        )?;
+        let sparse: Vec<String> = plan
+            .layers()
+            .iter()
+            .map(|l| format!("op {} {}", l.op, if l.sparse { "sparse" } else { "dense" }))
+            .collect();
+        println!(
+            "plan, batch {batch}: activations {} bytes (arena + scratch); kernels: {}",
+            plan.activation_bytes(),
+            sparse.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn bench(path: &Path, batches: &[usize]) -> anyhow::Result<()> {
+    let bytes = load(path)?;
+    let model = parse(&bytes, path)?;
+    let per = model.input_shape().numel();
+    println!(
+        "{}: latency per batch (median of 9 trials), single thread",
+        path.display()
+    );
+    println!(
+        "{:>5}  {:>12} {:>12} {:>12}  {:>14}",
+        "batch", "dense", "sparse", "auto", "dense / auto"
+    );
+    for &batch in batches {
+        ensure!(batch >= 1, "--batch sizes must be at least 1");
+        let input: Vec<f32> = (0..per * batch)
+            .map(|i| ((i * 31) % 17) as f32 / 17.0)
+            .collect();
+        let mut times = Vec::new();
+        for k in [
+            KernelChoice::Dense,
+            KernelChoice::Sparse,
+            KernelChoice::Auto,
+        ] {
+            let mut plan = Plan::new(
+                model.clone(),
+                &PlanOptions {
+                    batch,
+                    kernels: k,
+                    ..Default::default()
+                },
+            )?;
+            plan.run(&input)?;
+            let t = Instant::now();
+            let mut reps = 0usize;
+            while t.elapsed().as_secs_f64() < 0.01 {
+                plan.run(&input)?;
+                reps += 1;
+            }
+            let mut trials: Vec<f64> = (0..9)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        std::hint::black_box(plan.run(&input).map(|y| y[0]).unwrap_or(0.0));
+                    }
+                    t.elapsed().as_secs_f64() / reps as f64
+                })
+                .collect();
+            trials.sort_by(f64::total_cmp);
+            times.push(trials[4]);
+        }
+        println!(
+            "{batch:>5}  {:>9.1} us {:>9.1} us {:>9.1} us  {:>13.2}x",
+            times[0] * 1e6,
+            times[1] * 1e6,
+            times[2] * 1e6,
+            times[0] / times[2]
+        );
+    }
+    Ok(())
+}

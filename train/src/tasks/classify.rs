@@ -64,7 +64,7 @@ mod tests {
         let labels = Tensor::from_data(TensorData::new(vec![0i64, 1, 1, 0], [4]), &device);
         let batch = Batch { images, labels };
         // The identity "network" predicts the larger coordinate: 2 of 4 labels agree.
-        assert_eq!(accuracy(&[batch.clone()], |x| x), 0.5);
+        assert_eq!(accuracy(std::slice::from_ref(&batch), |x| x), 0.5);
         assert_eq!(accuracy(&[batch], |x| x.neg()), 0.5);
         assert_eq!(accuracy::<B>(&[], |x| x), 0.0);
     }
