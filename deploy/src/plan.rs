@@ -12,15 +12,22 @@ use crate::error::Error;
 use crate::format::{Csr, Model, Op, Tensor, TensorData};
 use crate::kernels::{activation, conv, conv::ConvShape, dense, pool, sparse};
 
-/// At or below this weight density the sparse kernel is used ([`KernelChoice::Auto`]):
-/// the break-even measured by `cargo bench -p tether-deploy --bench sparse_kernels`
-/// (BENCHMARKS.md), rounded down to stay on the safe side.
-pub const SPARSE_BREAK_EVEN: f64 = 0.4;
+/// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
+/// linear layer at batch 1 (CSR gather-dot against the `gemm` crate's GEMV): the
+/// break-even measured by `cargo bench -p tether-deploy --bench sparse_kernels` was at
+/// 73-83% sparsity on LeNet-sized layers (BENCHMARKS.md), so density 0.2.
+pub const SPARSE_BREAK_EVEN_GEMV: f64 = 0.2;
+
+/// The same for a batch or a convolution (register-blocked spmm): sparse was already
+/// faster at 50% sparsity on every measured shape, so density 0.5.
+pub const SPARSE_BREAK_EVEN_GEMM: f64 = 0.5;
 
 /// How a plan picks each layer's kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Sparse where the density is at or below [`SPARSE_BREAK_EVEN`], dense elsewhere.
+    /// Sparse where the density is at or below the measured break-even
+    /// ([`SPARSE_BREAK_EVEN_GEMV`] for linear layers at batch 1, [`SPARSE_BREAK_EVEN_GEMM`]
+    /// otherwise), dense elsewhere.
     #[default]
     Auto,
     /// Dense everywhere (CSR weights are expanded at plan time).
@@ -211,6 +218,7 @@ fn layer<'a>(
     weight: usize,
     bias: Option<usize>,
     choice: KernelChoice,
+    break_even: f64,
 ) -> Layer<'a> {
     let t = &model.tensors[weight];
     let rows = t.dims.as_slice()[0];
@@ -225,7 +233,7 @@ fn layer<'a>(
     };
     let density = nonzeros as f64 / (rows * cols) as f64;
     let sparse = match choice {
-        KernelChoice::Auto => density <= SPARSE_BREAK_EVEN,
+        KernelChoice::Auto => density <= break_even,
         KernelChoice::Dense => false,
         KernelChoice::Sparse => true,
     } && cols <= u16::MAX as usize + 1;
@@ -312,7 +320,12 @@ impl<'a> Plan<'a> {
             let xs = x.as_slice();
             let step = match node.op {
                 Op::Linear { weight, bias } => {
-                    layers.push(layer(&model, weight, bias, options.kernels));
+                    let break_even = if batch == 1 {
+                        SPARSE_BREAK_EVEN_GEMV
+                    } else {
+                        SPARSE_BREAK_EVEN_GEMM
+                    };
+                    layers.push(layer(&model, weight, bias, options.kernels, break_even));
                     layer_ops.push(i);
                     let l = layers.last().expect("pushed");
                     if matches!(l.weight, Matrix::Sparse(_)) && batch > 1 {
@@ -328,7 +341,13 @@ impl<'a> Plan<'a> {
                     stride,
                     padding,
                 } => {
-                    layers.push(layer(&model, weight, bias, options.kernels));
+                    layers.push(layer(
+                        &model,
+                        weight,
+                        bias,
+                        options.kernels,
+                        SPARSE_BREAK_EVEN_GEMM,
+                    ));
                     layer_ops.push(i);
                     let k = model.tensors[weight].dims.as_slice()[2];
                     let shape = ConvShape {
