@@ -233,7 +233,9 @@ fn layer<'a>(
     };
     let density = nonzeros as f64 / (rows * cols) as f64;
     let sparse = match choice {
-        KernelChoice::Auto => density <= break_even,
+        // A CSR-stored weight stays sparse: expanding it would allocate a dense copy
+        // (on a microcontroller, more RAM than there is).
+        KernelChoice::Auto => density <= break_even || matches!(t.data, TensorData::Csr(_)),
         KernelChoice::Dense => false,
         KernelChoice::Sparse => true,
     } && cols <= u16::MAX as usize + 1;
