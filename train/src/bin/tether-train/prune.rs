@@ -18,10 +18,10 @@ use tether_models::lenet5::Lenet5Config;
 use tether_models::mlp::MlpConfig;
 use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy};
 use tether_train::constrained::{
-    ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
-    MultiplierConfig, NuPiConfig, UpdateScheme,
+    ConstrainedOptimizer, ConstrainedProblem, ConstraintKind, ConstraintSet, DualOptimizer,
+    FormulationConfig, MultiplierConfig, NuPiConfig, UpdateScheme,
 };
-use tether_train::data::batches::DeviceSet;
+use tether_train::data::batches::{Batch, DeviceSet};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
@@ -29,7 +29,7 @@ use tether_train::optim::TwoGroups;
 use tether_train::plot::{Panel, Series, line_chart};
 use tether_train::tasks::classify::{self, ClassifyProblem};
 use tether_train::tasks::prune::{PruneProblem, accuracy, global_density, layer_densities};
-use tether_train::trainer::{FitOptions, fit};
+use tether_train::trainer::{FitOptions, StepInfo, fit};
 
 use crate::svm::Dual;
 
@@ -245,6 +245,67 @@ fn save_record<B: burn::tensor::backend::Backend, M: Module<B>>(
 }
 
 impl Task {
+    /// The epochs of one run, pruned or dense: [`fit`] over each epoch's shuffled batches
+    /// (`on_step` gets the global step index), then `evaluate` (test accuracy, density) on
+    /// the test set, printed per epoch and written to `epochs.csv`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_epochs<B, M, O, P>(
+        &self,
+        mut model: M,
+        device: &B::Device,
+        opt: &mut ConstrainedOptimizer<O>,
+        set: &mut ConstraintSet<B>,
+        problem: &P,
+        mut on_step: impl FnMut(usize, StepInfo<'_, B>),
+        evaluate: impl Fn(&M::InnerModule, &[Batch<B::InnerBackend>]) -> (f64, f64),
+    ) -> anyhow::Result<(M, Vec<Vec<f64>>)>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+        O: burn::optim::Optimizer<M, B>,
+        P: ConstrainedProblem<B, M, Input = Batch<B>>,
+    {
+        let a = &self.args;
+        let train = DeviceSet::<B>::new(&self.train, a.train_limit, device);
+        let test = DeviceSet::<B::InnerBackend>::new(&self.test, a.test_limit, device);
+        let test_batches = test.in_order(1000);
+        let mut epochs = Vec::new();
+        let mut offset = 0;
+        for epoch in 0..a.epochs {
+            let batches = train.epoch(a.batch, a.seed, epoch as u64, true);
+            anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
+            model = fit(
+                model,
+                opt,
+                set,
+                problem,
+                &FitOptions {
+                    steps: batches.len(),
+                    progress: Some(format!("epoch {}/{}", epoch + 1, a.epochs)),
+                },
+                |s| batches[s].clone(),
+                |info| on_step(offset + info.step, info),
+            )?;
+            offset += batches.len();
+            let (acc, density) = evaluate(&model.valid(), &test_batches);
+            println!(
+                "epoch {}: test accuracy {acc:.4}, density {density:.4} (target {})",
+                epoch + 1,
+                if a.dense { 1.0 } else { a.target_density }
+            );
+            epochs.push(vec![(epoch + 1) as f64, acc, density]);
+        }
+        write_atomic(
+            &a.out.join("epochs.csv"),
+            csv(
+                &["epoch".into(), "test_accuracy".into(), "density".into()],
+                &epochs,
+            )
+            .as_bytes(),
+        )?;
+        Ok((model, epochs))
+    }
+
     /// The metadata written into the safetensors header.
     fn export_meta(&self) -> HashMap<String, String> {
         let a = &self.args;
@@ -260,7 +321,7 @@ impl Task {
     /// optimizer and budget as the pruned runs, and writes the same outputs (density 1).
     fn train_dense<B, M>(
         self,
-        mut model: M,
+        model: M,
         device: B::Device,
         export: impl FnOnce(
             &M::InnerModule,
@@ -277,43 +338,19 @@ impl Task {
         let mut set = ConstraintSet::<B>::new(&device);
         let mut opt =
             ConstrainedOptimizer::new(AdamConfig::new().init(), a.lr, UpdateScheme::Simultaneous);
-        let train = DeviceSet::<B>::new(&self.train, a.train_limit, &device);
-        let test = DeviceSet::<B::InnerBackend>::new(&self.test, a.test_limit, &device);
-        let test_batches = test.in_order(1000);
         let mut steps: Vec<Vec<f64>> = Vec::new();
-        let mut epochs: Vec<Vec<f64>> = Vec::new();
-        for epoch in 0..a.epochs {
-            let batches = train.epoch(a.batch, a.seed, epoch as u64, true);
-            anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
-            let offset = steps.len();
-            model = fit(
-                model,
-                &mut opt,
-                &mut set,
-                &ClassifyProblem,
-                &FitOptions {
-                    steps: batches.len(),
-                    progress: Some(format!("epoch {}/{}", epoch + 1, a.epochs)),
-                },
-                |s| batches[s].clone(),
-                |info| steps.push(vec![(offset + info.step) as f64, info.values.loss]),
-            )?;
-            let eval = model.valid();
-            let acc = classify::accuracy(&test_batches, |x| eval.logits(x));
-            println!("epoch {}: test accuracy {:.4} (dense)", epoch + 1, acc);
-            epochs.push(vec![(epoch + 1) as f64, acc, 1.0]);
-        }
+        let (model, epochs) = self.run_epochs(
+            model,
+            &device,
+            &mut opt,
+            &mut set,
+            &ClassifyProblem,
+            |step, info| steps.push(vec![step as f64, info.values.loss]),
+            |eval, test| (classify::accuracy(test, |x| eval.logits(x)), 1.0),
+        )?;
         write_atomic(
             &a.out.join("metrics.csv"),
             csv(&["step".into(), "loss".into()], &steps).as_bytes(),
-        )?;
-        write_atomic(
-            &a.out.join("epochs.csv"),
-            csv(
-                &["epoch".into(), "test_accuracy".into(), "density".into()],
-                &epochs,
-            )
-            .as_bytes(),
         )?;
         let eval = model.valid();
         let (st, tthr) = export(&eval, &a.out, self.export_meta())?;
@@ -339,7 +376,7 @@ impl Task {
     /// the gates, saves the burn record and returns the safetensors bytes.
     fn train<B, M>(
         self,
-        mut model: M,
+        model: M,
         device: B::Device,
         export: impl FnOnce(
             &M::InnerModule,
@@ -384,59 +421,38 @@ impl Task {
             a.gate_lr / a.lr,
         );
         let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
-        let train = DeviceSet::<B>::new(&self.train, a.train_limit, &device);
-        let test = DeviceSet::<B::InnerBackend>::new(&self.test, a.test_limit, &device);
-        let test_batches = test.in_order(1000);
-
         let mut steps: Vec<Vec<f64>> = Vec::new();
-        let mut epochs: Vec<Vec<f64>> = Vec::new();
-        for epoch in 0..a.epochs {
-            let batches = train.epoch(a.batch, a.seed, epoch as u64, true);
-            anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
-            let offset = steps.len();
-            model = fit(
-                model,
-                &mut opt,
-                &mut set,
-                &problem,
-                &FitOptions {
-                    steps: batches.len(),
-                    progress: Some(format!("epoch {}/{}", epoch + 1, a.epochs)),
-                },
-                |s| batches[s].clone(),
-                |info| {
-                    let (_, v, strict) = &info.values.constraints[0];
-                    let strict = strict.as_ref().expect("strict violation is set");
-                    let lambda = info
-                        .set
-                        .get(density)
-                        .expect("registered")
-                        .formulation()
-                        .multiplier()
-                        .expect("Lagrangian")
-                        .to_vec();
-                    let mut row = vec![(offset + info.step) as f64, info.values.loss];
-                    for k in 0..targets.len() {
-                        row.push(v[k] + targets[k]);
-                        row.push(strict[k] + targets[k]);
-                        row.push(lambda[k]);
-                    }
-                    steps.push(row);
-                },
-            )?;
-            let eval = model.valid();
-            let acc = accuracy(&eval, &test_batches);
-            let (_, dens) = global_density(&eval);
-            let dens: f32 = dens.into_scalar().elem();
-            println!(
-                "epoch {}: test accuracy {:.4}, density {:.4} (target {})",
-                epoch + 1,
-                acc,
-                dens,
-                a.target_density
-            );
-            epochs.push(vec![(epoch + 1) as f64, acc, dens as f64]);
-        }
+        let (model, epochs) = self.run_epochs(
+            model,
+            &device,
+            &mut opt,
+            &mut set,
+            &problem,
+            |step, info| {
+                let (_, v, strict) = &info.values.constraints[0];
+                let strict = strict.as_ref().expect("strict violation is set");
+                let lambda = info
+                    .set
+                    .get(density)
+                    .expect("registered")
+                    .formulation()
+                    .multiplier()
+                    .expect("Lagrangian")
+                    .to_vec();
+                let mut row = vec![step as f64, info.values.loss];
+                for k in 0..targets.len() {
+                    row.push(v[k] + targets[k]);
+                    row.push(strict[k] + targets[k]);
+                    row.push(lambda[k]);
+                }
+                steps.push(row);
+            },
+            |eval, test| {
+                let (_, dens) = global_density(eval);
+                let dens: f32 = dens.into_scalar().elem();
+                (accuracy(eval, test), dens as f64)
+            },
+        )?;
 
         // Outputs: metrics, plot, the folded model and a summary.
         let mut header: Vec<String> = vec!["step".into(), "loss".into()];
@@ -453,14 +469,6 @@ impl Task {
             ]);
         }
         write_atomic(&a.out.join("metrics.csv"), csv(&header, &steps).as_bytes())?;
-        write_atomic(
-            &a.out.join("epochs.csv"),
-            csv(
-                &["epoch".into(), "test_accuracy".into(), "density".into()],
-                &epochs,
-            )
-            .as_bytes(),
-        )?;
         let series = |col: usize, label: String| Series {
             label,
             points: steps.iter().map(|r| (r[0], r[col])).collect(),
