@@ -194,16 +194,7 @@ fn dense_view<'a>(t: &Tensor<'a>) -> Cow<'a, [f32]> {
 }
 
 fn compress(rows: usize, cols: usize, d: &[f32]) -> CsrStore<'static> {
-    let (mut ptr, mut idx, mut vals) = (alloc::vec![0u32], Vec::new(), Vec::new());
-    for r in 0..rows {
-        for (c, &v) in d[r * cols..(r + 1) * cols].iter().enumerate() {
-            if v != 0.0 {
-                idx.push(c as u16);
-                vals.push(v);
-            }
-        }
-        ptr.push(vals.len() as u32);
-    }
+    let (ptr, idx, vals) = sparse::csr_from_dense(rows, cols, d);
     CsrStore {
         rows,
         cols,

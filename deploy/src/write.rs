@@ -133,18 +133,7 @@ impl ModelBuilder {
     pub fn csr(&mut self, dims: &[usize], values: &[f32]) -> TensorId {
         let rows = dims.first().copied().unwrap_or(0).max(1);
         let cols = values.len() / rows;
-        let mut vals: Vec<f32> = Vec::new();
-        let mut ptr: Vec<u32> = alloc::vec![0];
-        let mut idx: Vec<u16> = Vec::new();
-        for r in 0..rows {
-            for (c, &v) in values[r * cols..(r + 1) * cols].iter().enumerate() {
-                if v != 0.0 {
-                    vals.push(v);
-                    idx.push(c as u16);
-                }
-            }
-            ptr.push(vals.len() as u32);
-        }
+        let (ptr, idx, vals) = crate::kernels::sparse::csr_from_dense(rows, cols, values);
         let mut data = Vec::with_capacity(10 * vals.len() + 4 * ptr.len());
         data.extend_from_slice(bytemuck::cast_slice(&vals));
         data.extend_from_slice(bytemuck::cast_slice(&ptr));

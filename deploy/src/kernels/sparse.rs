@@ -11,6 +11,8 @@
 //! With `std` on x86-64, AVX2+FMA versions are picked at run time (no `target-cpu=native`
 //! needed); elsewhere the portable versions run (on a Cortex-M4, scalar FPU code).
 
+use alloc::vec::Vec;
+
 use crate::format::Csr;
 
 /// `y[r] = bias[r] + sum_k a[r, k] x[k]`.
@@ -174,6 +176,23 @@ mod avx2 {
             }
         }
     }
+}
+
+/// The CSR arrays `(row_ptr, col_idx, values)` of a dense row-major `[rows, cols]` matrix
+/// (exact zeros dropped; column indices truncate to u16, so `cols` must be at most 65,536
+/// for the result to validate).
+pub fn csr_from_dense(rows: usize, cols: usize, d: &[f32]) -> (Vec<u32>, Vec<u16>, Vec<f32>) {
+    let (mut ptr, mut idx, mut vals) = (alloc::vec![0u32], Vec::new(), Vec::new());
+    for row in d.chunks_exact(cols.max(1)).take(rows) {
+        for (c, &v) in row.iter().enumerate() {
+            if v != 0.0 {
+                idx.push(c as u16);
+                vals.push(v);
+            }
+        }
+        ptr.push(vals.len() as u32);
+    }
+    (ptr, idx, vals)
 }
 
 /// Transposes `x` `[rows, cols]` into `t` `[cols, rows]` (a batch into the layout
