@@ -63,10 +63,7 @@ where
             ))),
         )
         .unwrap();
-    let problem = PruneProblem {
-        density,
-        targets: vec![0.1],
-    };
+    let problem = PruneProblem::new(density, vec![0.1]);
     let primal = TwoGroups::new(
         AdamConfig::new().init(),
         AdamConfig::new().init(),

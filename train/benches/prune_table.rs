@@ -61,8 +61,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "2,10,40")]
     penalties: Vec<f64>,
     /// Epochs per run (the same budget for pruned and dense runs).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 10)]
     epochs: usize,
+    /// Epochs of one model instead of `--epochs`, e.g. `lenet5=3` (repeatable).
+    #[arg(long, value_name = "MODEL=EPOCHS", default_value = "lenet5=3")]
+    epochs_for: Vec<String>,
     /// Train on only the first N images (a quick check of the benchmark itself).
     #[arg(long)]
     train_limit: Option<usize>,
@@ -103,24 +106,44 @@ impl Run {
     }
 }
 
-/// The seeds of `model`: its `--seeds-for` entry, else `--seeds`.
-fn seeds_of(a: &Args, model: &str) -> anyhow::Result<Vec<u64>> {
-    for entry in &a.seeds_for {
+/// `model`'s entry of a repeatable `MODEL=VALUES` flag (`flag` names it in errors), parsed
+/// as a comma-separated list; `None` when the model has no entry.
+fn per_model<T: std::str::FromStr>(
+    entries: &[String],
+    flag: &str,
+    model: &str,
+) -> anyhow::Result<Option<Vec<T>>> {
+    for entry in entries {
         let (name, list) = entry
             .split_once('=')
-            .with_context(|| format!("--seeds-for takes MODEL=SEEDS, got {entry:?}"))?;
+            .with_context(|| format!("{flag} takes MODEL=VALUES, got {entry:?}"))?;
         if name == model {
             return list
                 .split(',')
                 .map(|s| {
                     s.trim()
                         .parse()
-                        .with_context(|| format!("bad seed {s:?} in --seeds-for {entry:?}"))
+                        .map_err(|_| anyhow::anyhow!("bad value {s:?} in {flag} {entry:?}"))
                 })
-                .collect();
+                .collect::<anyhow::Result<Vec<T>>>()
+                .map(Some);
         }
     }
-    Ok(a.seeds.clone())
+    Ok(None)
+}
+
+/// The seeds of `model`: its `--seeds-for` entry, else `--seeds`.
+fn seeds_of(a: &Args, model: &str) -> anyhow::Result<Vec<u64>> {
+    Ok(per_model(&a.seeds_for, "--seeds-for", model)?.unwrap_or_else(|| a.seeds.clone()))
+}
+
+/// The epochs of `model`: its `--epochs-for` entry, else `--epochs`.
+fn epochs_of(a: &Args, model: &str) -> anyhow::Result<usize> {
+    match per_model::<usize>(&a.epochs_for, "--epochs-for", model)?.as_deref() {
+        None => Ok(a.epochs),
+        Some([n]) => Ok(*n),
+        Some(_) => anyhow::bail!("--epochs-for takes one number per model"),
+    }
 }
 
 fn grid(a: &Args) -> anyhow::Result<Vec<Run>> {
@@ -174,7 +197,7 @@ fn execute(run: &Run, root: &Path, args: &Args) -> anyhow::Result<()> {
     let status = Command::new(env!("CARGO_BIN_EXE_tether-train"))
         .args(["prune", "--model", &run.model, "--dataset", &run.dataset])
         .args(["--seed", &run.seed.to_string()])
-        .args(["--epochs", &args.epochs.to_string()])
+        .args(["--epochs", &epochs_of(args, &run.model)?.to_string()])
         .args(
             args.train_limit
                 .map(|n| vec!["--train-limit".to_string(), n.to_string()])
@@ -324,10 +347,14 @@ fn report(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
     let mut md = String::new();
     let mut all = Vec::new();
     md.push_str(&format!(
-        "Global density targets, nuPI on the multiplier; {} epochs per run; density is the \
-         fraction of gated weights kept with deterministic gates; accuracy on the test set. \
-         Several seeds: mean [min, max].\n\n",
-        args.epochs
+        "Global density targets, nuPI on the multiplier; epochs per run: {}; density is \
+         the fraction of gated weights kept with deterministic gates; accuracy on the test \
+         set. Several seeds: mean [min, max].\n\n",
+        args.models
+            .iter()
+            .map(|m| Ok(format!("{m} {}", epochs_of(args, m)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .join(", ")
     ));
     md.push_str(
         "| dataset | model | seeds | dense acc % | target | density | within +-0.01 | acc % | acc - dense (pt) |\n\

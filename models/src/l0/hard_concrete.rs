@@ -40,9 +40,16 @@ pub struct HardConcreteConfig {
     #[config(default = 1.1)]
     pub zeta: f64,
     /// Initial probability that a gate is dropped, as in the reference code
-    /// (`log_alpha ~ N(log(1 - p) - log(p), 0.01^2)`).
+    /// (`log_alpha ~ N(log(1 - p) - log(p), init_spread^2)`).
     #[config(default = 0.5)]
     pub init_drop_rate: f64,
+    /// Standard deviation of the initial gate locations. The reference code uses 0.01:
+    /// all gates start alike, so under a density constraint they cross the test-time
+    /// threshold together and the true density falls as a step the multiplier cannot
+    /// regulate (it overshoots below the target). Spread locations make the true density
+    /// a smooth function of the mean location.
+    #[config(default = 0.01)]
+    pub init_spread: f64,
 }
 
 impl HardConcreteConfig {
@@ -71,12 +78,17 @@ impl HardConcreteConfig {
             "hard-concrete init_drop_rate must lie in (0, 1), got {}",
             self.init_drop_rate
         );
+        assert!(
+            self.init_spread >= 0.0 && self.init_spread.is_finite(),
+            "hard-concrete init_spread must be finite and >= 0, got {}",
+            self.init_spread
+        );
         let p = self.init_drop_rate;
         let mean = (1.0 - p).ln() - p.ln();
         HardConcrete {
             log_alpha: Param::from_tensor(Tensor::random(
                 [len],
-                Distribution::Normal(mean, 0.01),
+                Distribution::Normal(mean, self.init_spread),
                 device,
             )),
             beta: self.beta,
