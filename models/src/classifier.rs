@@ -5,6 +5,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::lenet5::Lenet5;
 use crate::mlp::Mlp;
+use crate::resnet::Resnet;
 
 /// A classifier of flattened images.
 pub trait Classifier<B: Backend> {
@@ -19,6 +20,12 @@ impl<B: Backend> Classifier<B> for Mlp<B> {
 }
 
 impl<B: Backend> Classifier<B> for Lenet5<B> {
+    fn logits(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x)
+    }
+}
+
+impl<B: Backend> Classifier<B> for Resnet<B> {
     fn logits(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.forward(x)
     }

@@ -13,6 +13,7 @@ use safetensors::{Dtype, tensor::TensorView};
 
 use crate::lenet5::Lenet5;
 use crate::mlp::Mlp;
+use crate::resnet::Resnet;
 
 /// Named little-endian `F32` tensors: `(name, shape, bytes)`.
 type Entry = (String, Vec<usize>, Vec<u8>);
@@ -90,6 +91,25 @@ pub fn lenet5_to_safetensors<B: Backend>(
     conv_entries("conv2", &net.conv2, &mut entries);
     linear_entries("fc1", &net.fc1, &mut entries);
     linear_entries("fc2", &net.fc2, &mut entries);
+    serialize(&entries, metadata)
+}
+
+/// The safetensors bytes of a small ResNet (`stem`, `blocks.{i}.conv1`, `.conv2`,
+/// `.shortcut` where present, `fc`; each `.weight` and `.bias`).
+pub fn resnet_to_safetensors<B: Backend>(
+    net: &Resnet<B>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let mut entries = Vec::new();
+    conv_entries("stem", &net.stem, &mut entries);
+    for (i, b) in net.blocks.iter().enumerate() {
+        conv_entries(&format!("blocks.{i}.conv1"), &b.conv1, &mut entries);
+        conv_entries(&format!("blocks.{i}.conv2"), &b.conv2, &mut entries);
+        if let Some(s) = &b.shortcut {
+            conv_entries(&format!("blocks.{i}.shortcut"), s, &mut entries);
+        }
+    }
+    linear_entries("fc", &net.fc, &mut entries);
     serialize(&entries, metadata)
 }
 

@@ -11,6 +11,7 @@
 //! - [`lenet5`]: LeNet-5 (Caffe variant), gated and plain.
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`to_deploy`]: export to `tether-deploy`'s model format (pruned weights as CSR).
+//! - [`resnet`]: a small ResNet (basic blocks, no batch norm), gated and plain.
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
@@ -21,4 +22,5 @@ pub mod gated_mlp;
 pub mod l0;
 pub mod lenet5;
 pub mod mlp;
+pub mod resnet;
 pub mod to_deploy;

@@ -10,6 +10,7 @@ use tether_deploy::{ModelBuilder, OpSpec, TensorId, ValueId};
 
 use crate::lenet5::Lenet5;
 use crate::mlp::Mlp;
+use crate::resnet::Resnet;
 
 /// How weight matrices are encoded in the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,11 +148,45 @@ pub fn lenet5_to_deploy<B: Backend>(
     b.finish(x)
 }
 
+/// The model bytes of a small ResNet (input `[1, 28, 28]`; output logits).
+pub fn resnet_to_deploy<B: Backend>(
+    net: &Resnet<B>,
+    storage: Storage,
+) -> Result<Vec<u8>, tether_deploy::Error> {
+    let mut b = ModelBuilder::new(&[1, 28, 28]);
+    let mut x = b.input();
+    x = conv(&mut b, &net.stem, x, storage)?;
+    x = b.op(OpSpec::Relu, &[x]);
+    for block in &net.blocks {
+        let mut h = conv(&mut b, &block.conv1, x, storage)?;
+        h = b.op(OpSpec::Relu, &[h]);
+        h = conv(&mut b, &block.conv2, h, storage)?;
+        let skip = match &block.shortcut {
+            Some(s) => conv(&mut b, s, x, storage)?,
+            None => x,
+        };
+        x = b.op(OpSpec::Add, &[h, skip]);
+        x = b.op(OpSpec::Relu, &[x]);
+    }
+    let side = 7;
+    x = b.op(
+        OpSpec::AvgPool2d {
+            kernel: side,
+            stride: side,
+        },
+        &[x],
+    );
+    x = b.op(OpSpec::Flatten, &[x]);
+    x = linear(&mut b, &net.fc, x, storage);
+    b.finish(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lenet5::Lenet5Config;
     use crate::mlp::MlpConfig;
+    use crate::resnet::ResnetConfig;
     use burn::backend::Flex;
     use burn::tensor::Distribution;
     use tether_deploy::{AlignedBytes, KernelChoice, Model, Plan, PlanOptions};
@@ -177,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn deploy_matches_burn_for_mlp_and_lenet5_in_every_storage_and_kernel() {
+    fn deploy_matches_burn_for_mlp_lenet5_and_resnet_in_every_storage_and_kernel() {
         let device = Default::default();
         let x = Tensor::<Flex, 2>::random([5, 784], Distribution::Normal(0.0, 1.0), &device);
         let mut mlp = MlpConfig::new(vec![784, 300, 100, 10]).init::<Flex>(&device);
@@ -187,6 +222,10 @@ mod tests {
         let mut lenet = Lenet5Config::new().init::<Flex>(&device);
         lenet.conv2.weight = lenet.conv2.weight.clone().map(|w| prune(w, 0.8));
         lenet.fc1.weight = lenet.fc1.weight.clone().map(|w| prune(w, 0.95));
+        let mut resnet = ResnetConfig::new().init::<Flex>(&device);
+        for b in resnet.blocks.iter_mut() {
+            b.conv2.weight = b.conv2.weight.clone().map(|w| prune(w, 0.9));
+        }
         let cases = [
             (
                 values(mlp.forward(x.clone())),
@@ -197,6 +236,11 @@ mod tests {
                 values(lenet.forward(x.clone())),
                 [Storage::Smallest, Storage::Dense, Storage::Csr]
                     .map(|s| lenet5_to_deploy(&lenet, s).unwrap()),
+            ),
+            (
+                values(resnet.forward(x.clone())),
+                [Storage::Smallest, Storage::Dense, Storage::Csr]
+                    .map(|s| resnet_to_deploy(&resnet, s).unwrap()),
             ),
         ];
         let input = values(x);

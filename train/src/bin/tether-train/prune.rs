@@ -16,7 +16,8 @@ use tether_models::l0::{GateStructure, HardConcreteConfig};
 use tether_models::lenet5::GatedLenet5Config;
 use tether_models::lenet5::Lenet5Config;
 use tether_models::mlp::MlpConfig;
-use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy};
+use tether_models::resnet::{GatedResnetConfig, ResnetConfig};
+use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy, resnet_to_deploy};
 use tether_train::constrained::{
     ConstrainedOptimizer, ConstrainedProblem, ConstraintKind, ConstraintSet, DualOptimizer,
     FormulationConfig, MultiplierConfig, NuPiConfig, UpdateScheme,
@@ -40,6 +41,9 @@ pub enum Model {
     Lenet300,
     /// LeNet-5 (Caffe variant): two 5x5 convolutions (20, 50 channels) and 800-500-10.
     Lenet5,
+    /// A small ResNet: a 3x3 stem and three basic blocks (16, 32, 64 channels), average
+    /// pooling, 64-10 (77k parameters; for Fashion-MNIST).
+    Resnet,
 }
 
 /// What a gate removes.
@@ -228,6 +232,16 @@ impl BackendTask for Task {
                         ))
                     })
                 }
+                Model::Resnet => {
+                    let model = ResnetConfig::new().init::<B>(&device);
+                    self.train_dense(model, device, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            tether_models::export::resnet_to_safetensors(eval, meta)?,
+                            resnet_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
                 Model::Lenet5 => {
                     let model = Lenet5Config::new().init::<B>(&device);
                     self.train_dense(model, device, |eval, out, meta| {
@@ -252,6 +266,19 @@ impl BackendTask for Task {
                     Ok((
                         tether_models::export::mlp_to_safetensors(&folded, meta)?,
                         mlp_to_deploy(&folded, Storage::Smallest)?,
+                    ))
+                })
+            }
+            Model::Resnet => {
+                let model = GatedResnetConfig::new(structure)
+                    .with_gates(gates)
+                    .init::<B>(&device);
+                self.train(model, device, |eval, out, meta| {
+                    let folded = eval.fold();
+                    save_record(folded.clone(), &recorder, out)?;
+                    Ok((
+                        tether_models::export::resnet_to_safetensors(&folded, meta)?,
+                        resnet_to_deploy(&folded, Storage::Smallest)?,
                     ))
                 })
             }
