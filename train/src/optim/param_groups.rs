@@ -9,14 +9,19 @@ use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{GradientsParams, LearningRate, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 
-/// Steps the rank-1 parameters listed in `second` with optimizer `b` at `lr * lr_scale`, and
-/// every other parameter with optimizer `a` at `lr`.
+/// Steps the rank-1 parameters listed in `second` with optimizer `b` at `lr * lr_scale`
+/// (times a cosine decay when [`TwoGroups::with_second_decay`] is set), and every other
+/// parameter with optimizer `a` at `lr`.
 #[derive(Clone)]
 pub struct TwoGroups<A, O> {
     a: A,
     b: O,
     second: Vec<ParamId>,
     lr_scale: f64,
+    /// Steps over which the second group's rate decays to 0; `None`: constant.
+    decay_steps: Option<usize>,
+    /// Steps taken so far (the decay's clock).
+    steps: usize,
 }
 
 impl<A, O> TwoGroups<A, O> {
@@ -28,6 +33,32 @@ impl<A, O> TwoGroups<A, O> {
             b,
             second,
             lr_scale,
+            decay_steps: None,
+            steps: 0,
+        }
+    }
+
+    /// Decays the second group's rate over `steps` steps by the cosine factor
+    /// `(1 + cos(pi * t / steps)) / 2` (Loshchilov & Hutter 2017, without restarts), from
+    /// 1 at the first step to 0 at the last.
+    ///
+    /// Why the gates want it: a gate location whose task gradient is mostly noise
+    /// random-walks (Adam scales noise up to steps of the full rate), and gates that
+    /// wander below the test-time threshold rarely come back, so at a constant rate the
+    /// density drifts under its target late in training. The weights keep their rate.
+    pub fn with_second_decay(mut self, steps: usize) -> Self {
+        self.decay_steps = Some(steps);
+        self
+    }
+
+    /// The second group's rate factor at the current step.
+    fn second_scale(&self) -> f64 {
+        match self.decay_steps {
+            None => self.lr_scale,
+            Some(total) => {
+                let frac = (self.steps as f64 / total.max(1) as f64).min(1.0);
+                self.lr_scale * 0.5 * (1.0 + (core::f64::consts::PI * frac).cos())
+            }
         }
     }
 
@@ -55,7 +86,9 @@ where
     fn step(&mut self, lr: LearningRate, module: M, mut grads: GradientsParams) -> M {
         let second = self.split::<B>(&mut grads);
         let module = self.a.step(lr, module, grads);
-        self.b.step(lr * self.lr_scale, module, second)
+        let scale = self.second_scale();
+        self.steps += 1;
+        self.b.step(lr * scale, module, second)
     }
 
     fn step_multi(&mut self, lr: LearningRate, module: M, mut grads: MultiGradientsParams) -> M {
@@ -67,7 +100,9 @@ where
                 .collect(),
         };
         let module = self.a.step_multi(lr, module, grads);
-        self.b.step_multi(lr * self.lr_scale, module, second)
+        let scale = self.second_scale();
+        self.steps += 1;
+        self.b.step_multi(lr * scale, module, second)
     }
 
     fn to_record(&self) -> Self::Record {
@@ -119,5 +154,43 @@ mod tests {
         let v = |t: Tensor<B, 1>| t.into_data().into_vec::<f32>().unwrap();
         assert_eq!(v(m.slow.val()), vec![0.99, 0.99]);
         assert_eq!(v(m.fast.val()), vec![0.9, 0.9]);
+    }
+
+    /// With the decay, the second group's step follows the cosine: full, then half at the
+    /// midpoint, then none at the end; the first group keeps its rate.
+    #[test]
+    fn second_group_decays_on_a_cosine() {
+        let device = Default::default();
+        let mut m = Two::<B> {
+            slow: Param::from_tensor(Tensor::zeros([1], &device)),
+            fast: Param::from_tensor(Tensor::zeros([1], &device)),
+        };
+        let mut opt = TwoGroups::new(
+            SgdConfig::new().init::<B, Two<B>>(),
+            SgdConfig::new().init::<B, Two<B>>(),
+            vec![m.fast.id],
+            10.0,
+        )
+        .with_second_decay(4);
+        let v = |t: Tensor<B, 1>| t.into_data().into_vec::<f32>().unwrap()[0];
+        let mut moves = Vec::new();
+        for _ in 0..5 {
+            let (slow0, fast0) = (v(m.slow.val()), v(m.fast.val()));
+            let loss = (m.slow.val() + m.fast.val()).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            m = opt.step(0.01, m, grads);
+            moves.push((slow0 - v(m.slow.val()), fast0 - v(m.fast.val())));
+        }
+        let expected = [
+            1.0,
+            0.5 * (1.0 + 0.5f32.sqrt()),
+            0.5,
+            0.5 * (1.0 - 0.5f32.sqrt()),
+            0.0,
+        ];
+        for ((slow, fast), e) in moves.into_iter().zip(expected) {
+            assert!((slow - 0.01).abs() < 1e-6, "{slow}");
+            assert!((fast - 0.1 * e).abs() < 1e-6, "{fast} vs {}", 0.1 * e);
+        }
     }
 }
