@@ -80,6 +80,9 @@ enum Command {
         /// Batch sizes.
         #[arg(long, value_delimiter = ',', default_value = "1,32")]
         batch: Vec<usize>,
+        /// Trials per batch size (each runs every kernel choice once, ~10 ms each).
+        #[arg(long, default_value_t = 15)]
+        trials: usize,
     },
 }
 
@@ -176,7 +179,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { model, batch } => bench(&model, &batch),
+        Command::Bench {
+            model,
+            batch,
+            trials,
+        } => bench(&model, &batch, trials),
     }
 }
 
@@ -347,24 +354,31 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(path: &Path, batches: &[usize]) -> anyhow::Result<()> {
+fn bench(path: &Path, batches: &[usize], trials: usize) -> anyhow::Result<()> {
+    ensure!(trials >= 1, "--trials must be at least 1");
     let bytes = load(path)?;
     let model = parse(&bytes, path)?;
     let per = model.input_shape().numel();
     println!(
-        "{}: latency per batch (median of 9 trials), single thread",
+        "{}: latency per batch, single thread; {trials} trials, the kernel choices in turn \
+         within each trial; times are medians, the ratio is the median of per-trial ratios \
+         (so load on the machine hits both sides alike)",
         path.display()
     );
     println!(
         "{:>5}  {:>12} {:>12} {:>12}  {:>14}",
         "batch", "dense", "sparse", "auto", "dense / auto"
     );
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     for &batch in batches {
         ensure!(batch >= 1, "--batch sizes must be at least 1");
         let input: Vec<f32> = (0..per * batch)
             .map(|i| ((i * 31) % 17) as f32 / 17.0)
             .collect();
-        let mut times = Vec::new();
+        let mut plans = Vec::new();
         for k in [
             KernelChoice::Dense,
             KernelChoice::Sparse,
@@ -378,6 +392,7 @@ fn bench(path: &Path, batches: &[usize]) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )?;
+            // Repetitions filling ~10 ms, measured on a warm plan.
             plan.run(&input)?;
             let t = Instant::now();
             let mut reps = 0usize;
@@ -385,24 +400,26 @@ fn bench(path: &Path, batches: &[usize]) -> anyhow::Result<()> {
                 plan.run(&input)?;
                 reps += 1;
             }
-            let mut trials: Vec<f64> = (0..9)
-                .map(|_| {
-                    let t = Instant::now();
-                    for _ in 0..reps {
-                        std::hint::black_box(plan.run(&input).map(|y| y[0]).unwrap_or(0.0));
-                    }
-                    t.elapsed().as_secs_f64() / reps as f64
-                })
-                .collect();
-            trials.sort_by(f64::total_cmp);
-            times.push(trials[4]);
+            plans.push((plan, reps));
         }
+        let mut times: [Vec<f64>; 3] = Default::default();
+        for _ in 0..trials {
+            for ((plan, reps), out) in plans.iter_mut().zip(times.iter_mut()) {
+                let t = Instant::now();
+                for _ in 0..*reps {
+                    std::hint::black_box(plan.run(&input).map(|y| y[0]).unwrap_or(0.0));
+                }
+                out.push(t.elapsed().as_secs_f64() / *reps as f64);
+            }
+        }
+        let ratio = median(times[0].iter().zip(&times[2]).map(|(d, a)| d / a).collect());
+        let [d, s, a] = times.map(median);
         println!(
             "{batch:>5}  {:>9.1} us {:>9.1} us {:>9.1} us  {:>13.2}x",
-            times[0] * 1e6,
-            times[1] * 1e6,
-            times[2] * 1e6,
-            times[0] / times[2]
+            d * 1e6,
+            s * 1e6,
+            a * 1e6,
+            ratio
         );
     }
     Ok(())
