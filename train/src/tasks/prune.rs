@@ -11,8 +11,6 @@
 //! the density of the deterministic test-time gates, i.e. what the deployed model will
 //! have, is the strict violation that drives the multiplier (the proxy-constraint pattern).
 
-use std::cell::Cell;
-
 use burn::module::AutodiffModule;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
@@ -68,52 +66,12 @@ pub struct PruneProblem {
     pub density: ConstraintId,
     /// Targets, one per entry of `density`.
     pub targets: Vec<f64>,
-    /// Steps over which the constrained density falls linearly from 1 to `targets`.
-    warmup_steps: usize,
-    /// The training step, set by the loop (see [`PruneProblem::set_step`]).
-    step: Cell<usize>,
 }
 
 impl PruneProblem {
-    /// Density at most (or equal to) `targets` from the first step.
+    /// Density at most `targets` (one global target, or one per gated layer).
     pub fn new(density: ConstraintId, targets: Vec<f64>) -> Self {
-        Self {
-            density,
-            targets,
-            warmup_steps: 0,
-            step: Cell::new(0),
-        }
-    }
-
-    /// Lowers the constrained density linearly from 1 to the targets over `steps` steps.
-    ///
-    /// Why: with a fixed target the multiplier integrates a large violation for as long as
-    /// the gates take to reach the test-time threshold, then drives them past the target
-    /// faster than it can unwind; gates that fall below the threshold get no gradient and
-    /// stay shut, so the density lands under the target. A slowly falling target keeps the
-    /// violation, and so the multiplier, small: the density arrives at the target at the
-    /// ramp's slow speed and stops there.
-    pub fn with_warmup(mut self, steps: usize) -> Self {
-        self.warmup_steps = steps;
-        self
-    }
-
-    /// Tells the problem which training step comes next (the warm-up's clock).
-    pub fn set_step(&self, step: usize) {
-        self.step.set(step);
-    }
-
-    /// The targets in force at the current step.
-    pub fn current_targets(&self) -> Vec<f64> {
-        let step = self.step.get();
-        if step >= self.warmup_steps {
-            return self.targets.clone();
-        }
-        let frac = step as f64 / self.warmup_steps as f64;
-        self.targets
-            .iter()
-            .map(|&t| 1.0 - (1.0 - t) * frac)
-            .collect()
+        Self { density, targets }
     }
 }
 
@@ -132,7 +90,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
             (Tensor::cat(e, 0), Tensor::cat(t, 0))
         };
         let device = expected.device();
-        let targets: Vec<f32> = self.current_targets().iter().map(|&t| t as f32).collect();
+        let targets: Vec<f32> = self.targets.iter().map(|&t| t as f32).collect();
         let target = Tensor::<B, 1>::from_data(
             burn::tensor::TensorData::new(targets, [self.targets.len()]),
             &device,

@@ -69,22 +69,14 @@ pub struct PruneArgs {
     /// One constraint per layer (each layer at the target) instead of one global constraint.
     #[arg(long)]
     per_layer: bool,
-    /// Constrain the density to equal the target instead of staying at or below it. The
-    /// equality's multiplier can turn negative and reopen gates; under the inequality,
-    /// gates that fell below the test-time threshold get no push back, so a density that
-    /// undershoots the target stays there.
-    #[arg(long)]
-    exact_density: bool,
     /// What a gate removes.
     #[arg(long, value_enum, default_value_t = Structure::Weight)]
     structure: Structure,
     /// Multiplier update rule.
     #[arg(long, value_enum, default_value_t = Dual::Nupi)]
     dual: Dual,
-    /// Dual step size. Larger steps drive the density down faster but overshoot: the gates
-    /// start alike and cross the test-time threshold together, and gates pushed shut
-    /// reopen slowly (with 0.5, per-layer LeNet-300-100 at 0.1 ended at 0.062 in one layer;
-    /// with 0.1, every layer within 0.008; see BENCHMARKS.md).
+    /// Dual step size. Larger steps drive the density down faster but overshoot below the
+    /// target, and gates pushed shut reopen slowly.
     #[arg(long, default_value_t = 0.1)]
     dual_lr: f64,
     /// nuPI proportional gain.
@@ -100,7 +92,7 @@ pub struct PruneArgs {
     fixed_penalty: Option<f64>,
     /// Baseline: train the same network without gates or constraints, with the same
     /// budget (epochs, batch, learning rate), to measure what pruning costs in accuracy.
-    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "warmup_epochs", "target_density", "exact_density"])]
+    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density"])]
     dense: bool,
     /// Epochs over the training set.
     #[arg(long, default_value_t = 3)]
@@ -126,11 +118,6 @@ pub struct PruneArgs {
     /// stays (MNIST LeNet-300-100 at target 0.5: 0.484 with 0.9, 0.4975 with 0).
     #[arg(long, default_value_t = 0.0)]
     gate_momentum: f64,
-    /// Epochs over which the constrained density falls linearly from 1 to the target
-    /// (a warm-up that keeps the multiplier small; 0 constrains at the target from the
-    /// first step).
-    #[arg(long, default_value_t = 0.0)]
-    warmup_epochs: f64,
     /// Standard deviation of the initial gate locations (log alpha). Spread gates leave
     /// the test-time threshold one by one, so the true density falls smoothly and the
     /// multiplier can settle on the target; alike gates (0.01, the reference code's) cross
@@ -173,11 +160,6 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         (0.0..1.0).contains(&args.gate_momentum),
         "--gate-momentum must lie in [0, 1), got {}",
         args.gate_momentum
-    );
-    anyhow::ensure!(
-        args.warmup_epochs >= 0.0 && args.warmup_epochs.is_finite(),
-        "--warmup-epochs must be finite and >= 0, got {}",
-        args.warmup_epochs
     );
     anyhow::ensure!(
         args.gate_init_spread >= 0.0 && args.gate_init_spread.is_finite(),
@@ -476,16 +458,11 @@ impl Task {
             // A multiplier that never moves is a fixed penalty coefficient.
             Some(c) => MultiplierConfig::new(DualOptimizer::gradient_ascent(0.0)).with_init(c),
             None => MultiplierConfig::new(self.dual.clone())
-                .with_restart_on_feasible(!a.no_dual_restarts && !a.exact_density),
-        };
-        let kind = if a.exact_density {
-            ConstraintKind::Equality
-        } else {
-            ConstraintKind::Inequality
+                .with_restart_on_feasible(!a.no_dual_restarts),
         };
         let density = set.add(
             "density",
-            kind,
+            ConstraintKind::Inequality,
             targets.len(),
             FormulationConfig::Lagrangian(multiplier),
         )?;
@@ -493,8 +470,7 @@ impl Task {
             .train_limit
             .map_or(self.train.len(), |l| l.min(self.train.len()))
             / a.batch;
-        let problem = PruneProblem::new(density, targets.clone())
-            .with_warmup((a.warmup_epochs * steps_per_epoch as f64) as usize);
+        let problem = PruneProblem::new(density, targets.clone());
         let gate_ids = model.gate_ids();
         let mut primal = TwoGroups::new(
             AdamConfig::new().init(),
@@ -514,8 +490,6 @@ impl Task {
             &mut set,
             &problem,
             |step, info| {
-                let targets = problem.current_targets();
-                problem.set_step(step + 1);
                 let (_, v, strict) = &info.values.constraints[0];
                 let strict = strict.as_ref().expect("strict violation is set");
                 let lambda = info
@@ -531,7 +505,6 @@ impl Task {
                     row.push(v[k] + targets[k]);
                     row.push(strict[k] + targets[k]);
                     row.push(lambda[k]);
-                    row.push(targets[k]);
                 }
                 steps.push(row);
             },
@@ -554,7 +527,6 @@ impl Task {
                 format!("{n}_expected_density"),
                 format!("{n}_density"),
                 format!("{n}_multiplier"),
-                format!("{n}_target"),
             ]);
         }
         write_atomic(&a.out.join("metrics.csv"), csv(&header, &steps).as_bytes())?;
@@ -566,13 +538,19 @@ impl Task {
         let mut mult = Vec::new();
         for (k, n) in names.iter().enumerate() {
             dens.push(series(
-                3 + 4 * k,
+                3 + 3 * k,
                 format!("{n} density (deterministic gates)"),
             ));
-            dens.push(series(2 + 4 * k, format!("{n} expected density")));
-            mult.push(series(4 + 4 * k, format!("{n} multiplier")));
+            dens.push(series(2 + 3 * k, format!("{n} expected density")));
+            mult.push(series(4 + 3 * k, format!("{n} multiplier")));
         }
-        dens.push(series(5, format!("target {}", a.target_density)));
+        dens.push(Series {
+            label: format!("target {}", a.target_density),
+            points: vec![
+                (0.0, a.target_density),
+                (steps.len() as f64, a.target_density),
+            ],
+        });
         line_chart(
             &a.out.join("density.png"),
             &[
