@@ -119,6 +119,10 @@ fn prune_meets_the_density_constraint_end_to_end() {
         "0.3",
         "--dual-lr",
         "0.5",
+        // 128 steps in all: the gates need a larger step than the default (tuned for the
+        // default 3 full epochs) to travel to the target in time.
+        "--gate-lr",
+        "0.3",
         "--out",
         &out_s,
     ];

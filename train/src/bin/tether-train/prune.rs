@@ -109,7 +109,9 @@ pub struct PruneArgs {
     /// 0.488). Decaying the weights' rate too cost accuracy at 0.1 (0.9750 vs 0.9795).
     #[arg(long)]
     constant_gate_lr: bool,
-    /// Adam learning rate of the gate locations.
+    /// Adam learning rate of the gate locations. The default suits runs of a thousand
+    /// steps or more; short runs need more (a few hundred steps: 0.3) for the gates to
+    /// reach the target in time.
     #[arg(long, default_value_t = 0.05)]
     gate_lr: f64,
     /// Adam's first-moment decay (beta1) for the gate locations. With momentum (0.9) the
