@@ -45,10 +45,13 @@ fn he_init<B: Backend>(mut conv: Conv2d<B>) -> Conv2d<B> {
         gain: 2f64.sqrt(),
         fan_out_only: false,
     }
-    .init_with([o, i, k1, k2], Some(i * k1 * k2), Some(o * k1 * k2), &device);
-    conv.bias = conv
-        .bias
-        .map(|_| Initializer::Zeros.init([o], &device));
+    .init_with(
+        [o, i, k1, k2],
+        Some(i * k1 * k2),
+        Some(o * k1 * k2),
+        &device,
+    );
+    conv.bias = conv.bias.map(|_| Initializer::Zeros.init([o], &device));
     conv
 }
 

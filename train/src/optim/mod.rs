@@ -2,4 +2,4 @@
 
 mod param_groups;
 
-pub use param_groups::TwoGroups;
+pub use param_groups::{DecayStart, TwoGroups};

@@ -26,7 +26,7 @@ use tether_train::data::batches::{Batch, DeviceSet};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
-use tether_train::optim::TwoGroups;
+use tether_train::optim::{DecayStart, TwoGroups};
 use tether_train::plot::{Panel, Series, line_chart};
 use tether_train::tasks::classify::{self, ClassifyProblem};
 use tether_train::tasks::prune::{PruneProblem, accuracy, global_density, layer_densities};
@@ -103,8 +103,8 @@ pub struct PruneArgs {
     /// Adam learning rate of the weights.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// Keep the gates' learning rate constant instead of decaying it to 0 over the run on
-    /// a cosine. At a constant rate, gates whose gradient is mostly noise random-walk and
+    /// Keep the gates' learning rate constant instead of decaying it to 0 on a cosine from
+    /// the step the density first meets the target to the end of the run. At a constant rate, gates whose gradient is mostly noise random-walk and
     /// the density drifts under the target (MNIST LeNet-300-100, target 0.5, 10 epochs:
     /// 0.488). Decaying the weights' rate too cost accuracy at 0.1 (0.9750 vs 0.9795).
     #[arg(long)]
@@ -480,8 +480,10 @@ impl Task {
             gate_ids,
             a.gate_lr / a.lr,
         );
+        // The gates' rate decays from the step the density first meets its target(s).
+        let decay_start = DecayStart::new();
         if !a.constant_gate_lr {
-            primal = primal.with_second_decay(a.epochs * steps_per_epoch);
+            primal = primal.with_second_decay(a.epochs * steps_per_epoch, decay_start.clone());
         }
         let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
         let mut steps: Vec<Vec<f64>> = Vec::new();
@@ -494,6 +496,9 @@ impl Task {
             |step, info| {
                 let (_, v, strict) = &info.values.constraints[0];
                 let strict = strict.as_ref().expect("strict violation is set");
+                if strict.iter().all(|&g| g <= 0.0) {
+                    decay_start.fire(step + 1);
+                }
                 let lambda = info
                     .set
                     .get(density)
