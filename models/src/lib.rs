@@ -21,6 +21,7 @@ pub mod gated;
 pub mod gated_mlp;
 pub mod l0;
 pub mod lenet5;
+pub mod masked;
 pub mod mlp;
 pub mod resnet;
 pub mod to_deploy;

@@ -5,6 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 /// One line of a chart.
+#[derive(Clone, Debug)]
 pub struct Series {
     /// Legend label.
     pub label: String,

@@ -177,3 +177,119 @@ fn prune_meets_the_density_constraint_end_to_end() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn fair_prune_rejects_bad_input_clearly() {
+    let (ok, _, err) = tether_train(&["fair-prune", "--epsilon=-0.1"], None);
+    assert!(
+        !ok && err.contains("--epsilon must be finite and >= 0"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["fair-prune", "--sparsity", "1"], None);
+    assert!(
+        !ok && err.contains("--sparsity must lie in [0, 1)"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["fair-prune", "--method", "fairest"], None);
+    assert!(
+        !ok && err.contains("possible values: ceag, naive, equal-loss"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["fair-prune"], Some("/nonexistent-tether-data"));
+    assert!(
+        !ok && err.contains("run `scripts/fetch-data adult`"),
+        "{err}"
+    );
+    if tether_train::data::adult::load(tether_train::data::adult::AdultSplit::Train).is_err() {
+        assert!(tether_train::data::may_skip("adult"), "Adult is required");
+        eprintln!("SKIPPED: the grouping errors need Adult (scripts/fetch-data adult)");
+        return;
+    }
+    let (ok, _, err) = tether_train(&["fair-prune", "--groups", "colour"], None);
+    assert!(
+        !ok && err.contains("unknown grouping \"colour\" for adult; known: race, sex"),
+        "{err}"
+    );
+    // 100,000 random groups over 30,162 people leave most of them empty.
+    let (ok, _, err) = tether_train(&["fair-prune", "--groups", "random-100000"], None);
+    assert!(!ok && err.contains("has no train samples"), "{err}");
+    let (ok, _, err) = tether_train(
+        &[
+            "fair-prune",
+            "--groups",
+            "sex-age-occupation",
+            "--min-group-size",
+            "100000",
+        ],
+        None,
+    );
+    assert!(
+        !ok && err.contains("leaves no group with at least 100000 training samples"),
+        "{err}"
+    );
+}
+
+/// The whole pipeline on Adult (race x sex), short: after CEAG fine-tuning every group's
+/// excess accuracy gap on the training set is within epsilon (0.02 here; the short naive
+/// run of the same pruned model is not asked to be), the pruned layers have exactly the
+/// density asked for, and every output is written.
+#[test]
+fn fair_prune_bounds_the_excess_gap_end_to_end() {
+    if tether_train::data::adult::load(tether_train::data::adult::AdultSplit::Train).is_err() {
+        assert!(tether_train::data::may_skip("adult"), "Adult is required");
+        eprintln!("SKIPPED: Adult not fetched (scripts/fetch-data adult)");
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("tether-cli-fair-{}", std::process::id()));
+    let run = |method: &str, dense_from: Option<&str>| -> serde_json::Value {
+        let out = root.join(method);
+        let out_s = out.to_string_lossy().into_owned();
+        let mut args = vec![
+            "fair-prune",
+            "--method",
+            method,
+            "--dense-epochs",
+            "4",
+            "--epochs",
+            "4",
+            "--epsilon",
+            "0.02",
+            "--out",
+            &out_s,
+        ];
+        if let Some(d) = dense_from {
+            args.extend(["--dense-from", d]);
+        }
+        let (ok, stdout, err) = tether_train(&args, None);
+        assert!(ok, "{err}");
+        assert!(stdout.contains("max excess gap train"), "{stdout}");
+        for f in [
+            "report.md",
+            "groups.csv",
+            "metrics.csv",
+            "gaps.png",
+            "model.tthr",
+        ] {
+            assert!(out.join(f).is_file(), "{f} missing");
+        }
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+    };
+    let naive = run("naive", None);
+    let dense = root.join("naive").to_string_lossy().into_owned();
+    let ceag = run("ceag", Some(&dense));
+    assert_eq!(naive["dense"], ceag["dense"], "the same dense model");
+    // Exact up to rounding one weight per layer.
+    assert!((ceag["density"].as_f64().unwrap() - 0.1).abs() < 1e-4);
+    let gap = |s: &serde_json::Value| s["final"]["train_max_excess_gap"].as_f64().unwrap();
+    assert!(
+        gap(&ceag) <= 0.02,
+        "CEAG {} (naive {})",
+        gap(&ceag),
+        gap(&naive)
+    );
+    assert_eq!(ceag["final"]["train_groups_over_epsilon"], 0);
+    assert!(root.join("ceag/checks.csv").is_file());
+    let groups = std::fs::read_to_string(root.join("ceag/groups.csv")).unwrap();
+    assert_eq!(groups.lines().count(), 11, "header + 10 race x sex groups");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -56,12 +56,7 @@ impl<B: Backend> DeviceSet<B> {
     /// The batches of one epoch, in a shuffled order determined by `(seed, epoch)`; the last
     /// partial batch is dropped when `drop_last`.
     pub fn epoch(&self, batch: usize, seed: u64, epoch: u64, drop_last: bool) -> Vec<Batch<B>> {
-        let mut order: Vec<usize> = (0..self.len).collect();
-        let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for i in (1..order.len()).rev() {
-            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-        }
-        self.batches_in(&order, batch, drop_last)
+        self.batches_in(&shuffled_order(self.len, seed, epoch), batch, drop_last)
     }
 
     /// The batches in the stored order (evaluation).
@@ -85,6 +80,16 @@ impl<B: Backend> DeviceSet<B> {
             })
             .collect()
     }
+}
+
+/// `0..len` in the order that `(seed, epoch)` shuffles it to (Fisher-Yates).
+pub fn shuffled_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for i in (1..order.len()).rev() {
+        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    order
 }
 
 /// SplitMix64 (Steele et al. 2014): a tiny, well-distributed seeded generator.

@@ -3,7 +3,9 @@
 //! The cache is `$TETHER_DATA` when set, else `./data-cache`, else the `data-cache`
 //! folder of the source checkout this binary was built from.
 
+pub mod adult;
 pub mod batches;
+pub mod groups;
 pub mod idx;
 pub mod iris;
 pub mod mnist;

@@ -1,5 +1,6 @@
 //! `tether-train`: train small networks under explicit constraints.
 
+mod fair;
 mod prune;
 mod svm;
 
@@ -27,6 +28,9 @@ enum Command {
     /// Train a gated network under a density constraint (L0 pruning with hard-concrete
     /// gates) and save the pruned model.
     Prune(prune::PruneArgs),
+    /// Prune a trained network by magnitude, then fine-tune it with every group's excess
+    /// accuracy gap bounded (or a baseline), and report per group.
+    FairPrune(fair::FairArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Svm(args) => svm::run(args),
         Command::Prune(args) => prune::run(args),
+        Command::FairPrune(args) => fair::run(args),
     }
 }

@@ -1,0 +1,182 @@
+//! An MLP with fixed binary masks on its weights: the sparse model that magnitude pruning
+//! leaves, fine-tuned with its zeros kept zero.
+//!
+//! The mask multiplies the weight in the forward pass, so a pruned weight gets no gradient
+//! and contributes nothing whatever its stored value; [`MaskedMlp::fold`] writes the zeros
+//! into the weights for export. Masks are constants of the module (not parameters).
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use crate::classifier::Classifier;
+use crate::mlp::Mlp;
+
+/// An MLP whose weights are multiplied by fixed 0/1 masks.
+#[derive(Module, Debug)]
+pub struct MaskedMlp<B: Backend> {
+    /// The dense layers (pruned entries keep whatever value they had).
+    pub layers: Vec<Linear<B>>,
+    /// One mask per layer, shaped like its weight (`[d_in, d_out]`).
+    pub masks: Vec<Tensor<B, 2>>,
+}
+
+impl<B: Backend> MaskedMlp<B> {
+    /// Prunes each hidden layer's weights to `sparsity` (the fraction set to zero) by
+    /// magnitude: the `round(sparsity * n)` smallest `|w|` of each weight matrix go (ties
+    /// by position), so every pruned layer has exactly the requested density. The output
+    /// layer stays dense (as in the Balancing Act reference code: a 2-class head with 90%
+    /// of its weights gone loses whole classes' evidence), and so do biases.
+    ///
+    /// # Panics
+    /// When `sparsity` is not in `[0, 1)`.
+    pub fn magnitude(mlp: Mlp<B>, sparsity: f64) -> Self {
+        assert!(
+            (0.0..1.0).contains(&sparsity),
+            "sparsity must lie in [0, 1), got {sparsity}"
+        );
+        let last = mlp.layers.len() - 1;
+        let masks = mlp
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let sparsity = if i == last { 0.0 } else { sparsity };
+                let w = l.weight.val();
+                let dims = w.dims();
+                let values = w
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("f32");
+                let mut order: Vec<usize> = (0..values.len()).collect();
+                order.sort_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b)));
+                let pruned = (sparsity * values.len() as f64).round() as usize;
+                let mut mask = vec![1f32; values.len()];
+                for &i in &order[..pruned] {
+                    mask[i] = 0.0;
+                }
+                Tensor::from_data(TensorData::new(mask, dims), &l.weight.device())
+            })
+            .collect();
+        Self {
+            layers: mlp.layers,
+            masks,
+        }
+    }
+
+    /// Logits for a batch `[batch, d_in]`.
+    pub fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        for (i, (layer, mask)) in self.layers.iter().zip(&self.masks).enumerate() {
+            let w = layer.weight.val() * mask.clone();
+            x = x.matmul(w.unsqueeze());
+            if let Some(b) = &layer.bias {
+                x = x + b.val().unsqueeze();
+            }
+            if i < last {
+                x = burn::tensor::activation::relu(x);
+            }
+        }
+        x
+    }
+
+    /// Kept weights over all weights of the pruned (hidden) layers.
+    pub fn density(&self) -> f64 {
+        let hidden = &self.masks[..self.masks.len().saturating_sub(1).max(1)];
+        let (kept, total) = hidden.iter().fold((0.0, 0usize), |(k, t), m| {
+            let s: f32 = m.clone().sum().into_scalar().elem();
+            (k + s as f64, t + m.dims().iter().product::<usize>())
+        });
+        kept / total.max(1) as f64
+    }
+
+    /// The plain MLP with the pruned weights set to zero (for export and deployment).
+    pub fn fold(&self) -> Mlp<B> {
+        let layers = self
+            .layers
+            .iter()
+            .zip(&self.masks)
+            .map(|(l, m)| {
+                let mut l = l.clone();
+                l.weight = Param::from_tensor(l.weight.val() * m.clone());
+                l
+            })
+            .collect();
+        Mlp::from_layers(layers)
+    }
+}
+
+use burn::tensor::ElementConversion;
+
+impl<B: Backend> Classifier<B> for MaskedMlp<B> {
+    fn logits(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mlp::MlpConfig;
+    use burn::backend::{Autodiff, Flex};
+
+    type B = Flex;
+
+    #[test]
+    fn magnitude_pruning_removes_the_smallest_weights_of_each_layer() {
+        let device = Default::default();
+        let mlp = MlpConfig::new(vec![6, 5, 4, 3]).init::<B>(&device);
+        let weights: Vec<Vec<f32>> = mlp
+            .layers
+            .iter()
+            .map(|l| l.weight.val().into_data().into_vec().unwrap())
+            .collect();
+        let masked = MaskedMlp::magnitude(mlp, 0.6);
+        // 30 and 20 hidden weights: 18 and 12 pruned; the head's 12 all kept.
+        assert!((masked.density() - 20.0 / 50.0).abs() < 1e-9);
+        let head: f32 = masked.masks[2].clone().sum().into_scalar().elem();
+        assert_eq!(head, 12.0);
+        for (w, m) in weights.iter().zip(&masked.masks) {
+            let m: Vec<f32> = m.clone().into_data().into_vec().unwrap();
+            let kept_min = w
+                .iter()
+                .zip(&m)
+                .filter(|(_, k)| **k == 1.0)
+                .map(|(w, _)| w.abs());
+            let gone_max = w
+                .iter()
+                .zip(&m)
+                .filter(|(_, k)| **k == 0.0)
+                .map(|(w, _)| w.abs());
+            assert!(gone_max.fold(0f32, f32::max) <= kept_min.fold(f32::INFINITY, f32::min));
+        }
+    }
+
+    #[test]
+    fn forward_equals_the_folded_mlp_and_pruned_weights_get_no_gradient() {
+        let device = Default::default();
+        let mlp = MlpConfig::new(vec![4, 8, 3]).init::<Autodiff<B>>(&device);
+        let masked = MaskedMlp::magnitude(mlp, 0.5);
+        let x = Tensor::<Autodiff<B>, 2>::random(
+            [5, 4],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let y = masked.forward(x.clone());
+        let folded = masked.fold().forward(x);
+        let diff: f32 = (y.clone() - folded).abs().max().into_scalar().elem();
+        assert!(diff < 1e-6);
+        let grads = y.sum().backward();
+        let g: Vec<f32> = masked.layers[0]
+            .weight
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .into_vec()
+            .unwrap();
+        let m: Vec<f32> = masked.masks[0].clone().into_data().into_vec().unwrap();
+        assert!(g.iter().zip(&m).all(|(g, m)| *m == 1.0 || *g == 0.0));
+        assert!(g.iter().zip(&m).any(|(g, m)| *m == 1.0 && *g != 0.0));
+    }
+}

@@ -1,0 +1,765 @@
+//! `tether-train fair-prune`: train dense, prune by magnitude, fine-tune with every
+//! group's excess accuracy gap bounded (CEAG), or with a baseline; report per group.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::AdamConfig;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::AutodiffBackend;
+use tether_models::classifier::Classifier;
+use tether_models::masked::MaskedMlp;
+use tether_models::mlp::{Mlp, MlpConfig};
+use tether_models::to_deploy::{Storage, mlp_to_deploy};
+use tether_train::constrained::{
+    ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
+    MultiplierConfig, NuPiConfig, UpdateScheme,
+};
+use tether_train::data::adult::{self, AdultEncoder, AdultSplit};
+use tether_train::data::groups::{self, Groups};
+use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+use tether_train::device::{BackendTask, DeviceArgs, run_on};
+use tether_train::io::{csv, write_atomic};
+use tether_train::plot::{Panel, Series, line_chart};
+use tether_train::tasks::fair::{FairProblem, GroupMetrics, GroupedSet};
+use tether_train::trainer::{FitOptions, fit};
+
+use crate::svm::Dual;
+
+/// Datasets with groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FairDataset {
+    /// UCI Adult (income > 50K), groupings race, sex, race-sex, sex-age-occupation.
+    Adult,
+    /// MNIST digits, grouping class.
+    Mnist,
+    /// Fashion-MNIST, grouping class.
+    FashionMnist,
+}
+
+/// The fine-tuning objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// Constrained excess accuracy gap: every group's accuracy drop at most the overall
+    /// drop plus epsilon (Hashemizadeh et al., ICLR 2024).
+    Ceag,
+    /// Naive fine-tuning: cross-entropy only.
+    Naive,
+    /// Equalised loss: every group's loss equal to the overall loss (equality constraints).
+    EqualLoss,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct FairArgs {
+    /// Dataset.
+    #[arg(long, value_enum, default_value_t = FairDataset::Adult)]
+    dataset: FairDataset,
+    /// Grouping by name: race, sex, race-sex, sex-age-occupation (adult); class (images);
+    /// random-N (any). Default: race-sex for adult, class for images.
+    #[arg(long)]
+    groups: Option<String>,
+    /// Intersections with fewer training samples than this are left unconstrained.
+    #[arg(long, default_value_t = 50)]
+    min_group_size: usize,
+    /// Fraction of each layer's weights removed by magnitude pruning, in [0, 1).
+    #[arg(long, default_value_t = 0.9)]
+    sparsity: f64,
+    /// Tolerance on each group's excess accuracy gap (CEAG), >= 0.
+    #[arg(long, default_value_t = 0.01)]
+    epsilon: f64,
+    /// Fine-tuning objective.
+    #[arg(long, value_enum, default_value_t = Method::Ceag)]
+    method: Method,
+    /// Multiplier update rule.
+    #[arg(long, value_enum, default_value_t = Dual::Ga)]
+    dual: Dual,
+    /// Dual step size.
+    #[arg(long, default_value_t = 0.02)]
+    dual_lr: f64,
+    /// nuPI proportional gain.
+    #[arg(long, default_value_t = 1.0)]
+    kp: f64,
+    /// CEAG's surrogate exactly as the paper writes it: the primal step sees sum_g
+    /// lambda_g (grad L_g - grad L). By default the overall loss is detached inside the
+    /// constraints (sum_g lambda_g grad L_g): with its gradient kept, the overall loss's
+    /// weight turns negative once the multipliers sum past 1 and the step raises it
+    /// (Adult race x sex, 90%: train accuracy 0.815 vs 0.847 detached).
+    #[arg(long)]
+    keep_overall_gradient: bool,
+    /// Evaluations on the training set per fine-tuning epoch, among which CEAG keeps the
+    /// best iterate (0 keeps the last).
+    #[arg(long, default_value_t = 4)]
+    checks_per_epoch: usize,
+    /// Samples per group in the replay buffer that estimates the sparse model's accuracy.
+    #[arg(long, default_value_t = 256)]
+    buffer: usize,
+    /// Hidden widths of the MLP (adult).
+    #[arg(long, value_delimiter = ',', default_value = "256,128")]
+    hidden: Vec<usize>,
+    /// Epochs of dense training (default: 10 for adult, 5 for images).
+    #[arg(long)]
+    dense_epochs: Option<usize>,
+    /// Epochs of fine-tuning after pruning (default: 20 for adult, 10 for images).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Adam learning rate of the dense training.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Keep the fine-tuning learning rate constant instead of a cosine decay over epochs.
+    #[arg(long)]
+    constant_lr: bool,
+    /// Adam learning rate of the fine-tuning (start of its cosine decay).
+    #[arg(long, default_value_t = 5e-4)]
+    ft_lr: f64,
+    /// Reuse the dense model of an earlier run (its `dense.mpk`; same dataset, widths and
+    /// seed) instead of training one.
+    #[arg(long)]
+    dense_from: Option<PathBuf>,
+    /// Use only the first N training samples (quick runs, tests).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Seed of the initialisation, the batch order and random groupings.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long, default_value = "out/fair")]
+    out: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// A dataset in memory: features, labels and groups of both splits.
+struct Data {
+    dim: usize,
+    classes: usize,
+    train: (Vec<f32>, Vec<i64>),
+    test: (Vec<f32>, Vec<i64>),
+    groups: Groups,
+}
+
+fn load(args: &FairArgs) -> anyhow::Result<Data> {
+    let limit = |n: usize| args.train_limit.map_or(n, |l| l.min(n));
+    match args.dataset {
+        FairDataset::Adult => {
+            let mut train = adult::load(AdultSplit::Train)?;
+            let test = adult::load(AdultSplit::Test)?;
+            train.truncate(limit(train.len()));
+            let name = args.groups.as_deref().unwrap_or("race-sex");
+            let groups = groups::adult(name, &train, &test, args.min_group_size, args.seed)?;
+            let enc = AdultEncoder::fit(&train);
+            let labels = |rows: &[adult::AdultRow]| -> Vec<i64> {
+                rows.iter().map(|r| i64::from(r.high_income)).collect()
+            };
+            Ok(Data {
+                dim: enc.dim(),
+                classes: 2,
+                train: (enc.encode(&train), labels(&train)),
+                test: (enc.encode(&test), labels(&test)),
+                groups,
+            })
+        }
+        FairDataset::Mnist | FairDataset::FashionMnist => {
+            let kind = if args.dataset == FairDataset::Mnist {
+                MnistKind::Mnist
+            } else {
+                MnistKind::FashionMnist
+            };
+            let train = ImageSet::load(kind, Split::Train)?;
+            let test = ImageSet::load(kind, Split::Test)?;
+            let n = limit(train.len());
+            let name = args.groups.as_deref().unwrap_or("class");
+            let groups = groups::by_class(
+                name,
+                kind.name(),
+                &train.labels[..n],
+                &test.labels,
+                args.seed,
+            )?;
+            let pixels = |set: &ImageSet, n: usize| -> Vec<f32> {
+                set.pixels[..n * 784]
+                    .iter()
+                    .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081)
+                    .collect()
+            };
+            let labels = |set: &ImageSet, n: usize| -> Vec<i64> {
+                set.labels[..n].iter().map(|&l| l as i64).collect()
+            };
+            Ok(Data {
+                dim: 784,
+                classes: 10,
+                train: (pixels(&train, n), labels(&train, n)),
+                test: (pixels(&test, test.len()), labels(&test, test.len())),
+                groups,
+            })
+        }
+    }
+}
+
+pub fn run(args: FairArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.sparsity),
+        "--sparsity must lie in [0, 1), got {}",
+        args.sparsity
+    );
+    anyhow::ensure!(
+        args.epsilon >= 0.0 && args.epsilon.is_finite(),
+        "--epsilon must be finite and >= 0, got {}",
+        args.epsilon
+    );
+    anyhow::ensure!(
+        args.epochs != Some(0) && args.dense_epochs != Some(0) && args.batch > 0 && args.buffer > 0,
+        "--epochs, --dense-epochs, --batch and --buffer must be at least 1"
+    );
+    anyhow::ensure!(
+        args.lr > 0.0 && args.ft_lr > 0.0,
+        "--lr and --ft-lr must be > 0"
+    );
+    anyhow::ensure!(
+        args.hidden.iter().all(|&h| h > 0),
+        "--hidden widths must be at least 1"
+    );
+    let dual = match args.dual {
+        Dual::Ga => DualOptimizer::gradient_ascent(args.dual_lr),
+        Dual::Nupi => DualOptimizer::NuPi(NuPiConfig::new(args.dual_lr).with_kp(args.kp)),
+    };
+    dual.validate()?;
+    let data = load(&args)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let device = args.device.device;
+    run_on(device, Task { args, dual, data })?
+}
+
+/// `epochs` epochs of [`fit`] over `train`'s shuffled batches; each step appends `[step,
+/// loss, max (strict) violation, mean multiplier, max |multiplier|]` to `log`, and
+/// `on_check(epochs done, model)` runs `checks` times per epoch (at evenly spaced steps,
+/// the last at the epoch's end; none when `checks` is 0).
+#[allow(clippy::too_many_arguments)]
+fn run_epochs<B, M, O>(
+    mut model: M,
+    train: &GroupedSet<B>,
+    a: &FairArgs,
+    opt: &mut ConstrainedOptimizer<O>,
+    set: &mut ConstraintSet<B>,
+    problem: &FairProblem,
+    epochs: usize,
+    decay: bool,
+    label: &str,
+    log: &mut Vec<Vec<f64>>,
+    checks: usize,
+    mut on_check: impl FnMut(f64, &M),
+) -> anyhow::Result<M>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Classifier<B>,
+    O: burn::optim::Optimizer<M, B>,
+{
+    let mut offset = 0;
+    let base_lr = opt.lr();
+    for epoch in 0..epochs {
+        if decay {
+            // Cosine over epochs: the last iterates settle.
+            let t = epoch as f64 / epochs as f64;
+            opt.set_lr(base_lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
+        }
+        let batches = train.epoch(a.batch, a.seed, epoch as u64);
+        anyhow::ensure!(!batches.is_empty(), "fewer training samples than one batch");
+        let chunk = batches.len().div_ceil(checks.max(1));
+        for (c, part) in batches.chunks(chunk).enumerate() {
+            model = fit(
+                model,
+                opt,
+                set,
+                problem,
+                &FitOptions {
+                    steps: part.len(),
+                    progress: Some(format!("{label} {}/{epochs}", epoch + 1)),
+                },
+                |s| part[s].clone(),
+                |info| {
+                    let mut row = vec![(offset + info.step) as f64, info.values.loss];
+                    match info.values.constraints.first() {
+                        Some((_, v, strict)) => {
+                            let v = strict.as_ref().unwrap_or(v);
+                            row.push(v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+                            let lambda = info.set.constraints()[0]
+                                .formulation()
+                                .multiplier()
+                                .map(|m| m.to_vec())
+                                .unwrap_or_default();
+                            let n = lambda.len().max(1) as f64;
+                            row.push(lambda.iter().sum::<f64>() / n);
+                            row.push(lambda.iter().fold(0.0, |m: f64, l| m.max(l.abs())));
+                        }
+                        None => row.extend([f64::NAN, 0.0, 0.0]),
+                    }
+                    log.push(row);
+                },
+            )?;
+            offset += part.len();
+            if checks > 0 {
+                let done = (c * chunk + part.len()) as f64 / batches.len() as f64;
+                on_check(epoch as f64 + done, &model);
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// An evaluated fine-tuning iterate.
+struct Candidate<M> {
+    feasible: bool,
+    accuracy: f64,
+    worst: f64,
+    at: f64,
+    model: M,
+}
+
+impl<M> Candidate<M> {
+    /// Feasible beats infeasible; among feasible, higher training accuracy (ties: the
+    /// later); among infeasible, the smaller worst gap.
+    fn beats(&self, other: &Self) -> bool {
+        match (self.feasible, other.feasible) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => self.accuracy >= other.accuracy,
+            (false, false) => self.worst <= other.worst,
+        }
+    }
+}
+
+struct Task {
+    args: FairArgs,
+    dual: DualOptimizer,
+    data: Data,
+}
+
+impl BackendTask for Task {
+    type Output = anyhow::Result<()>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
+        let Task { args, dual, data } = self;
+        let a = &args;
+        B::seed(&device, a.seed);
+        let g = data.groups.len();
+        let train = GroupedSet::<B>::new(
+            data.train.0,
+            data.dim,
+            &data.train.1,
+            data.groups.train.clone(),
+            &device,
+        );
+        let test = GroupedSet::<B::InnerBackend>::new(
+            data.test.0,
+            data.dim,
+            &data.test.1,
+            data.groups.test.clone(),
+            &device,
+        );
+        let train_eval = train.clone().inner();
+        let widths = match a.dataset {
+            FairDataset::Adult => [vec![data.dim], a.hidden.clone(), vec![data.classes]].concat(),
+            _ => vec![784, 300, 100, 10],
+        };
+        println!(
+            "{:?}: {} training samples, {} groups ({} samples in none), widths {widths:?}",
+            a.dataset,
+            train.len(),
+            g,
+            data.groups
+                .train
+                .iter()
+                .filter(|&&i| i == groups::NO_GROUP)
+                .count()
+        );
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let fresh = MlpConfig::new(widths.clone()).init::<B>(&device);
+        let dense_epochs = a.dense_epochs.unwrap_or(match a.dataset {
+            FairDataset::Adult => 10,
+            _ => 5,
+        });
+        let epochs = a.epochs.unwrap_or(match a.dataset {
+            FairDataset::Adult => 20,
+            _ => 10,
+        });
+        // 1. The dense model.
+        let started = Instant::now();
+        let dense: Mlp<B> = match &a.dense_from {
+            Some(dir) => fresh
+                .load_file(dir.join("dense.mpk"), &recorder, &device)
+                .with_context(|| {
+                    format!(
+                        "loading {} (it must come from a run with the same dataset and widths)",
+                        dir.join("dense.mpk").display()
+                    )
+                })?,
+            None => {
+                let mut set = ConstraintSet::<B>::new(&device);
+                let mut opt = ConstrainedOptimizer::new(
+                    AdamConfig::new().init(),
+                    a.lr,
+                    UpdateScheme::Simultaneous,
+                );
+                let mut log = Vec::new();
+                run_epochs(
+                    fresh,
+                    &train,
+                    a,
+                    &mut opt,
+                    &mut set,
+                    &FairProblem::unconstrained(),
+                    dense_epochs,
+                    false,
+                    "dense",
+                    &mut log,
+                    0,
+                    |_, _| {},
+                )?
+            }
+        };
+        dense
+            .clone()
+            .save_file(a.out.join("dense-partial"), &recorder)
+            .context("saving the dense model")?;
+        std::fs::rename(a.out.join("dense-partial.mpk"), a.out.join("dense.mpk"))?;
+        let dense_secs = started.elapsed().as_secs_f64();
+        let dense_eval = dense.valid();
+        let dense_train = GroupMetrics::measure(&dense_eval, &train_eval, g, 1000);
+        let dense_test = GroupMetrics::measure(&dense_eval, &test, g, 1000);
+        println!(
+            "dense: train accuracy {:.4}, test accuracy {:.4}",
+            dense_train.accuracy, dense_test.accuracy
+        );
+
+        // 2. Magnitude pruning.
+        let masked = MaskedMlp::magnitude(dense, a.sparsity);
+        let pruned_eval = masked.valid();
+        let pruned_train = GroupMetrics::measure(&pruned_eval, &train_eval, g, 1000);
+        let pruned_test = GroupMetrics::measure(&pruned_eval, &test, g, 1000);
+        println!(
+            "pruned to density {:.4}: train accuracy {:.4}, test accuracy {:.4}",
+            masked.density(),
+            pruned_train.accuracy,
+            pruned_test.accuracy
+        );
+
+        let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+
+        // 3. Fine-tuning.
+        let mut set = ConstraintSet::<B>::new(&device);
+        let problem = match a.method {
+            Method::Naive => FairProblem::unconstrained(),
+            Method::EqualLoss => {
+                let id = set.add(
+                    "equal-loss",
+                    ConstraintKind::Equality,
+                    g,
+                    FormulationConfig::Lagrangian(MultiplierConfig::new(dual.clone()).indexed()),
+                )?;
+                FairProblem::equalized_loss(id)
+            }
+            Method::Ceag => {
+                let id = set.add(
+                    "excess-accuracy-gap",
+                    ConstraintKind::Inequality,
+                    g,
+                    FormulationConfig::Lagrangian(MultiplierConfig::new(dual.clone()).indexed()),
+                )?;
+                FairProblem::excess_accuracy_gap(id, dense_train.clone(), a.epsilon, a.buffer)
+                    .with_detached_overall(!a.keep_overall_gradient)
+            }
+        };
+        let mut opt = ConstrainedOptimizer::new(
+            AdamConfig::new().init(),
+            a.ft_lr,
+            UpdateScheme::Simultaneous,
+        );
+        let mut log = Vec::new();
+        let started = Instant::now();
+        // CEAG keeps the best iterate among `--checks-per-epoch` evaluations on the
+        // training set: the last-evaluated iterate whose groups all meet the bound with
+        // the best accuracy, else the one with the smallest worst gap (the best-iterate
+        // rule that goes with the proxy-constraint pattern, Cotter et al. 2019). The
+        // baselines keep their last iterate.
+        let select = a.method == Method::Ceag;
+        let mut best: Option<Candidate<MaskedMlp<B::InnerBackend>>> = None;
+        let mut checks_log: Vec<Vec<f64>> = Vec::new();
+        let tuned = run_epochs(
+            masked,
+            &train,
+            a,
+            &mut opt,
+            &mut set,
+            &problem,
+            epochs,
+            !a.constant_lr,
+            "fine-tune",
+            &mut log,
+            if select { a.checks_per_epoch } else { 0 },
+            |at, model| {
+                let m = model.valid();
+                let metrics = GroupMetrics::measure(&m, &train_eval, g, 1000);
+                let worst = dense_train
+                    .excess_gaps(&metrics)
+                    .into_iter()
+                    .fold(f64::NEG_INFINITY, f64::max);
+                checks_log.push(vec![at, metrics.accuracy, worst]);
+                let candidate = Candidate {
+                    feasible: worst <= a.epsilon,
+                    accuracy: metrics.accuracy,
+                    worst,
+                    at,
+                    model: m,
+                };
+                if best.as_ref().is_none_or(|b| candidate.beats(b)) {
+                    best = Some(candidate);
+                }
+            },
+        )?;
+        let ft_secs = started.elapsed().as_secs_f64();
+        let last_train = GroupMetrics::measure(&tuned.valid(), &train_eval, g, 1000);
+        let last_worst = max(&dense_train.excess_gaps(&last_train));
+        let (eval, selected_at) = match best {
+            Some(b) => (b.model, b.at),
+            None => (tuned.valid(), epochs as f64),
+        };
+        if select {
+            println!(
+                "kept the iterate at epoch {selected_at:.2} of {epochs} (last iterate: worst train gap {last_worst:+.4})"
+            );
+            write_atomic(
+                &a.out.join("checks.csv"),
+                csv(
+                    &[
+                        "epoch".into(),
+                        "train_accuracy".into(),
+                        "train_max_excess_gap".into(),
+                    ],
+                    &checks_log,
+                )
+                .as_bytes(),
+            )?;
+        }
+        let final_train = GroupMetrics::measure(&eval, &train_eval, g, 1000);
+        let final_test = GroupMetrics::measure(&eval, &test, g, 1000);
+        let multipliers = set
+            .constraints()
+            .first()
+            .and_then(|c| c.formulation().multiplier().map(|m| m.to_vec()))
+            .unwrap_or_else(|| vec![0.0; g]);
+
+        // 4. Outputs.
+        let gaps = |sparse: &GroupMetrics, dense: &GroupMetrics| dense.excess_gaps(sparse);
+        let (before_tr, before_te) = (
+            gaps(&pruned_train, &dense_train),
+            gaps(&pruned_test, &dense_test),
+        );
+        let (after_tr, after_te) = (
+            gaps(&final_train, &dense_train),
+            gaps(&final_test, &dense_test),
+        );
+        let buffer = problem.buffer();
+        let full = (0..g).filter(|&k| buffer.is_full(k)).count();
+        // The gaps as the multipliers last saw them: from the replay buffer (CEAG only).
+        let buffered: Vec<f64> = match (a.method, buffer.overall_accuracy()) {
+            (Method::Ceag, Some(overall)) => (0..g)
+                .map(|k| {
+                    buffer.group_accuracy(k).map_or(f64::NAN, |acc| {
+                        (dense_train.group_accuracy[k] - acc) - (dense_train.accuracy - overall)
+                    })
+                })
+                .collect(),
+            _ => vec![f64::NAN; g],
+        };
+        let full_max = (0..g)
+            .filter(|&k| buffer.is_full(k))
+            .map(|k| buffered[k])
+            .fold(f64::NEG_INFINITY, f64::max);
+
+        let mut rows = Vec::new();
+        let mut md = format!(
+            "# fair-prune: {:?}, groups {}, sparsity {}, method {:?}, epsilon {}\n\n\
+             | | dense | pruned | fine-tuned |\n|---|---|---|---|\n\
+             | train accuracy | {:.4} | {:.4} | {:.4} |\n| test accuracy | {:.4} | {:.4} | {:.4} |\n\
+             | train max excess gap | 0 | {:.4} | {:.4} |\n| test max excess gap | 0 | {:.4} | {:.4} |\n\n\
+             Per group (accuracies on train / test; excess gap = group drop - overall drop; \
+             constraint: gap <= {} on train):\n\n\
+             | group | name | train n | test n | dense acc train | sparse acc train | gap train | gap in buffer | dense acc test | sparse acc test | gap test | multiplier |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            a.dataset,
+            a.groups.as_deref().unwrap_or("default"),
+            a.sparsity,
+            a.method,
+            a.epsilon,
+            dense_train.accuracy,
+            pruned_train.accuracy,
+            final_train.accuracy,
+            dense_test.accuracy,
+            pruned_test.accuracy,
+            final_test.accuracy,
+            max(&before_tr),
+            max(&after_tr),
+            max(&before_te),
+            max(&after_te),
+            a.epsilon,
+        );
+        for k in 0..g {
+            rows.push(vec![
+                k as f64,
+                dense_train.group_count[k] as f64,
+                dense_test.group_count[k] as f64,
+                dense_train.group_accuracy[k],
+                pruned_train.group_accuracy[k],
+                final_train.group_accuracy[k],
+                before_tr[k],
+                after_tr[k],
+                dense_test.group_accuracy[k],
+                pruned_test.group_accuracy[k],
+                final_test.group_accuracy[k],
+                before_te[k],
+                after_te[k],
+                multipliers[k],
+                buffered[k],
+            ]);
+            md.push_str(&format!(
+                "| {k} | {} | {} | {} | {:.4} | {:.4} | {:+.4} | {:+.4} | {:.4} | {:.4} | {:+.4} | {:.4} |\n",
+                data.groups.names[k],
+                dense_train.group_count[k],
+                dense_test.group_count[k],
+                dense_train.group_accuracy[k],
+                final_train.group_accuracy[k],
+                after_tr[k],
+                buffered[k],
+                dense_test.group_accuracy[k],
+                final_test.group_accuracy[k],
+                after_te[k],
+                multipliers[k],
+            ));
+        }
+        let header: Vec<String> = [
+            "group",
+            "train_n",
+            "test_n",
+            "dense_train_acc",
+            "pruned_train_acc",
+            "sparse_train_acc",
+            "pruned_train_gap",
+            "sparse_train_gap",
+            "dense_test_acc",
+            "pruned_test_acc",
+            "sparse_test_acc",
+            "pruned_test_gap",
+            "sparse_test_gap",
+            "multiplier",
+            "buffer_train_gap",
+        ]
+        .map(String::from)
+        .to_vec();
+        write_atomic(&a.out.join("groups.csv"), csv(&header, &rows).as_bytes())?;
+        write_atomic(&a.out.join("report.md"), md.as_bytes())?;
+        let log_header: Vec<String> = [
+            "step",
+            "loss",
+            "max_violation",
+            "mean_multiplier",
+            "max_multiplier",
+        ]
+        .map(String::from)
+        .to_vec();
+        write_atomic(
+            &a.out.join("metrics.csv"),
+            csv(&log_header, &log).as_bytes(),
+        )?;
+        let series = |label: &str, v: &[f64]| Series {
+            label: label.into(),
+            points: v.iter().enumerate().map(|(k, &y)| (k as f64, y)).collect(),
+        };
+        let eps = Series {
+            label: format!("epsilon {}", a.epsilon),
+            points: vec![(0.0, a.epsilon), ((g.max(2) - 1) as f64, a.epsilon)],
+        };
+        line_chart(
+            &a.out.join("gaps.png"),
+            &[
+                Panel {
+                    title: format!("Excess accuracy gap per group, train ({:?})", a.method),
+                    x_label: "group".into(),
+                    y_label: "group drop - overall drop".into(),
+                    series: vec![
+                        series("after pruning", &before_tr),
+                        series("after fine-tuning", &after_tr),
+                        eps.clone(),
+                    ],
+                },
+                Panel {
+                    title: "Excess accuracy gap per group, test".into(),
+                    x_label: "group".into(),
+                    y_label: "group drop - overall drop".into(),
+                    series: vec![
+                        series("after pruning", &before_te),
+                        series("after fine-tuning", &after_te),
+                        eps,
+                    ],
+                },
+            ],
+        )?;
+        let folded = eval.fold();
+        write_atomic(
+            &a.out.join("model.safetensors"),
+            &tether_models::export::mlp_to_safetensors(
+                &folded,
+                std::collections::HashMap::from([
+                    ("task".to_string(), "fair-prune".to_string()),
+                    ("sparsity".to_string(), a.sparsity.to_string()),
+                ]),
+            )?,
+        )?;
+        write_atomic(
+            &a.out.join("model.tthr"),
+            &mlp_to_deploy(&folded, Storage::Smallest)?,
+        )?;
+        let steps = log.len().max(1) as f64;
+        let violating = after_tr.iter().filter(|&&x| x > a.epsilon).count();
+        let summary = serde_json::json!({
+            "dataset": format!("{:?}", a.dataset), "groups": a.groups.clone().unwrap_or_default(),
+            "group_count": g, "method": format!("{:?}", a.method), "sparsity": a.sparsity,
+            "density": eval.density(), "epsilon": a.epsilon, "dual": format!("{dual:?}"),
+            "buffer": a.buffer, "groups_with_full_buffer": full, "seed": a.seed,
+            "epochs": epochs, "dense_epochs": dense_epochs,
+            "overall_gradient_in_constraints": a.keep_overall_gradient,
+            "dense": {"train_accuracy": dense_train.accuracy, "test_accuracy": dense_test.accuracy},
+            "pruned": {"train_accuracy": pruned_train.accuracy, "test_accuracy": pruned_test.accuracy,
+                       "train_max_excess_gap": max(&before_tr), "test_max_excess_gap": max(&before_te)},
+            "final": {"train_accuracy": final_train.accuracy, "test_accuracy": final_test.accuracy,
+                      "train_max_excess_gap": max(&after_tr), "test_max_excess_gap": max(&after_te),
+                      "train_groups_over_epsilon": violating, "selected_at_epoch": selected_at,
+                      "last_iterate_train_max_excess_gap": last_worst,
+                      "buffer_max_excess_gap_full_groups": if full > 0 { serde_json::json!(full_max) } else { serde_json::Value::Null }},
+            "seconds": {"dense": dense_secs, "fine_tune": ft_secs, "per_fine_tune_step": ft_secs / steps},
+        });
+        write_atomic(
+            &a.out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        println!(
+            "fine-tuned ({:?}): train accuracy {:.4}, test accuracy {:.4}; max excess gap train {:+.4} ({} of {g} groups over epsilon {}), test {:+.4}",
+            a.method,
+            final_train.accuracy,
+            final_test.accuracy,
+            max(&after_tr),
+            violating,
+            a.epsilon,
+            max(&after_te),
+        );
+        println!(
+            "wrote {}/{{report.md, groups.csv, metrics.csv, gaps.png, dense.mpk, model.safetensors, model.tthr, summary.json}}",
+            a.out.display()
+        );
+        Ok(())
+    }
+}

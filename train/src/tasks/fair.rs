@@ -1,0 +1,656 @@
+//! Fairness-constrained fine-tuning of a pruned model: the constrained excess accuracy gap
+//! (CEAG) of Hashemizadeh, Ramirez, Sukumaran, Farnadi, Lacoste-Julien, Gallego-Posada,
+//! "Balancing Act: Constraining Disparate Impact in Sparse Models" (ICLR 2024).
+//!
+//! With `A_g` the accuracy of group `g`, `A` the overall accuracy, `d` the dense model and
+//! `s` the sparse one, the accuracy drops are `D_g = A_g(d) - A_g(s)`, `D = A(d) - A(s)`,
+//! and the problem (Eq. 4 of the paper) is
+//!
+//! ```text
+//! min_s  L(s)   s.t.   psi_g(s) = D_g - D <= eps     for every group g
+//! ```
+//!
+//! Accuracy has no gradient, so the constraint has two faces (the proxy-constraint
+//! pattern): the *multiplier* moves along the true excess accuracy gap, estimated from a
+//! per-group replay buffer of the sparse model's most recent per-sample correctness (Sec.
+//! 4.2: the buffer trades variance for a little staleness); the *model* moves along the
+//! same gap measured with the cross-entropy, `(L_g(s) - L_g(d)) - (L(s) - L(d))`. With
+//! hundreds of groups a batch sees only some: the multipliers are indexed and only the
+//! groups present in the batch are updated.
+//!
+//! Baselines on the same data and budget: naive fine-tuning (cross-entropy only) and the
+//! equalised loss (`L_g(s) - L(s) = 0` for every group, equality constraints).
+
+use std::cell::RefCell;
+
+use burn::module::AutodiffModule;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{
+    ElementConversion, IndexingUpdateOp, Int, Tensor, TensorData, backend::AutodiffBackend,
+    backend::Backend,
+};
+use tether_models::classifier::Classifier;
+
+use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
+use crate::data::batches::shuffled_order;
+use crate::data::groups::NO_GROUP;
+
+/// A split held on the device: features, labels and each sample's group.
+#[derive(Clone, Debug)]
+pub struct GroupedSet<B: Backend> {
+    inputs: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+    groups: Vec<u32>,
+}
+
+/// One mini-batch and which groups it holds.
+#[derive(Clone, Debug)]
+pub struct GroupedBatch<B: Backend> {
+    /// Features `[batch, dim]`.
+    pub inputs: Tensor<B, 2>,
+    /// Class indices `[batch]`.
+    pub labels: Tensor<B, 1, Int>,
+    /// Each sample's group ([`NO_GROUP`] when in none).
+    pub groups: Vec<u32>,
+    /// The groups present, in order of first appearance.
+    pub present: Vec<usize>,
+    /// Positions (in the batch) of the samples that belong to a group.
+    members: Tensor<B, 1, Int>,
+    /// For each member, the index of its group in `present`.
+    slot: Tensor<B, 1, Int>,
+    /// Members per present group, as f32 `[present.len()]`.
+    counts: Tensor<B, 1>,
+}
+
+impl<B: Backend> GroupedSet<B> {
+    /// Uploads `n` samples: `inputs` is row-major `[n, dim]`.
+    ///
+    /// # Panics
+    /// When the lengths disagree.
+    pub fn new(
+        inputs: Vec<f32>,
+        dim: usize,
+        labels: &[i64],
+        groups: Vec<u32>,
+        device: &B::Device,
+    ) -> Self {
+        let n = labels.len();
+        assert!(
+            inputs.len() == n * dim && groups.len() == n,
+            "features, labels and groups disagree in length"
+        );
+        Self {
+            inputs: Tensor::from_data(TensorData::new(inputs, [n, dim]), device),
+            labels: Tensor::from_data(TensorData::new(labels.to_vec(), [n]), device),
+            groups,
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The group of each sample.
+    pub fn groups(&self) -> &[u32] {
+        &self.groups
+    }
+
+    /// One epoch's full batches in the order `(seed, epoch)` shuffles them to.
+    pub fn epoch(&self, batch: usize, seed: u64, epoch: u64) -> Vec<GroupedBatch<B>> {
+        let order = shuffled_order(self.len(), seed, epoch);
+        order
+            .chunks(batch.max(1))
+            .filter(|c| c.len() == batch)
+            .map(|c| self.batch(c))
+            .collect()
+    }
+
+    /// The batches in stored order (evaluation).
+    pub fn in_order(&self, batch: usize) -> Vec<GroupedBatch<B>> {
+        let order: Vec<usize> = (0..self.len()).collect();
+        order.chunks(batch.max(1)).map(|c| self.batch(c)).collect()
+    }
+
+    fn batch(&self, rows: &[usize]) -> GroupedBatch<B> {
+        let device = self.inputs.device();
+        let int = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &device)
+        };
+        let idx = int(rows.iter().map(|&i| i as i64).collect());
+        let groups: Vec<u32> = rows.iter().map(|&i| self.groups[i]).collect();
+        let mut present: Vec<usize> = Vec::new();
+        let mut counts: Vec<f32> = Vec::new();
+        let (mut members, mut slot) = (Vec::new(), Vec::new());
+        for (pos, &g) in groups.iter().enumerate() {
+            if g == NO_GROUP {
+                continue;
+            }
+            let k = match present.iter().position(|&p| p == g as usize) {
+                Some(k) => k,
+                None => {
+                    present.push(g as usize);
+                    counts.push(0.0);
+                    present.len() - 1
+                }
+            };
+            counts[k] += 1.0;
+            members.push(pos as i64);
+            slot.push(k as i64);
+        }
+        let m = counts.len();
+        GroupedBatch {
+            inputs: self.inputs.clone().select(0, idx.clone()),
+            labels: self.labels.clone().select(0, idx),
+            groups,
+            present,
+            members: int(members),
+            slot: int(slot),
+            counts: Tensor::from_data(TensorData::new(counts, [m]), &device),
+        }
+    }
+}
+
+/// Per-sample cross-entropy `[batch]` of logits against class indices.
+pub fn per_sample_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+) -> Tensor<B, 1> {
+    log_softmax(logits, 1)
+        .gather(1, labels.unsqueeze_dim(1))
+        .squeeze_dim::<1>(1)
+        .neg()
+}
+
+impl<B: Backend> GroupedBatch<B> {
+    /// Mean of `per_sample` over each present group, `[present.len()]`, in O(batch).
+    pub fn group_means(&self, per_sample: Tensor<B, 1>) -> Tensor<B, 1> {
+        let m = self.present.len();
+        let member = per_sample.select(0, self.members.clone());
+        Tensor::<B, 1>::zeros([m], &member.device()).select_assign(
+            0,
+            self.slot.clone(),
+            member,
+            IndexingUpdateOp::Add,
+        ) / self.counts.clone()
+    }
+}
+
+/// Each group's most recent per-sample correctness, `capacity` per group, plus the most
+/// recent `overall_capacity` samples of any group for the overall accuracy; running sums
+/// make a query O(1).
+#[derive(Clone, Debug)]
+pub struct ReplayBuffer {
+    capacity: Vec<usize>,
+    overall_capacity: usize,
+    rings: Vec<Ring>,
+    overall: Ring,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Ring {
+    slots: Vec<bool>,
+    next: usize,
+    hits: usize,
+}
+
+impl Ring {
+    fn push(&mut self, capacity: usize, correct: bool) {
+        if self.slots.len() < capacity {
+            self.slots.push(correct);
+        } else {
+            let old = std::mem::replace(&mut self.slots[self.next], correct);
+            self.hits -= usize::from(old);
+            self.next = (self.next + 1) % capacity;
+        }
+        self.hits += usize::from(correct);
+    }
+
+    fn accuracy(&self) -> Option<f64> {
+        (!self.slots.is_empty()).then(|| self.hits as f64 / self.slots.len() as f64)
+    }
+}
+
+impl ReplayBuffer {
+    /// A buffer for `groups` groups keeping `capacity` samples each (and `capacity *
+    /// groups` for the overall accuracy).
+    pub fn new(groups: usize, capacity: usize) -> Self {
+        Self::with_capacities(vec![capacity; groups])
+    }
+
+    /// A buffer keeping `capacities[g]` samples of group `g` (at least 1), and their sum
+    /// for the overall accuracy.
+    pub fn with_capacities(capacities: Vec<usize>) -> Self {
+        let capacity: Vec<usize> = capacities.into_iter().map(|c| c.max(1)).collect();
+        Self {
+            overall_capacity: capacity.iter().sum::<usize>().max(1),
+            rings: vec![Ring::default(); capacity.len()],
+            capacity,
+            overall: Ring::default(),
+        }
+    }
+
+    /// Records a sample of group `group` (or of none).
+    pub fn push(&mut self, group: u32, correct: bool) {
+        self.overall.push(self.overall_capacity, correct);
+        if group != NO_GROUP {
+            let g = group as usize;
+            self.rings[g].push(self.capacity[g], correct);
+        }
+    }
+
+    /// The accuracy of `group` over its buffered samples (`None` before any).
+    pub fn group_accuracy(&self, group: usize) -> Option<f64> {
+        self.rings[group].accuracy()
+    }
+
+    /// The accuracy over the overall buffer.
+    pub fn overall_accuracy(&self) -> Option<f64> {
+        self.overall.accuracy()
+    }
+
+    /// Whether `group`'s buffer is full (false for a group the buffer does not track).
+    pub fn is_full(&self, group: usize) -> bool {
+        self.rings
+            .get(group)
+            .is_some_and(|r| r.slots.len() == self.capacity[group])
+    }
+}
+
+/// The dense model's accuracy and loss, per group and overall, on the training set: what
+/// the sparse model's drops are measured against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupMetrics {
+    /// Accuracy of each group.
+    pub group_accuracy: Vec<f64>,
+    /// Mean cross-entropy of each group.
+    pub group_loss: Vec<f64>,
+    /// Samples of each group.
+    pub group_count: Vec<usize>,
+    /// Accuracy over all samples.
+    pub accuracy: f64,
+    /// Mean cross-entropy over all samples.
+    pub loss: f64,
+}
+
+impl GroupMetrics {
+    /// Evaluates `model` over `set` (batches of `batch`).
+    pub fn measure<B: Backend, M: Classifier<B>>(
+        model: &M,
+        set: &GroupedSet<B>,
+        groups: usize,
+        batch: usize,
+    ) -> Self {
+        let mut hits = vec![0usize; groups];
+        let mut loss = vec![0f64; groups];
+        let mut count = vec![0usize; groups];
+        let (mut all_hits, mut all_loss, mut n) = (0usize, 0f64, 0usize);
+        for b in set.in_order(batch) {
+            let logits = model.logits(b.inputs.clone());
+            let ce = per_sample_cross_entropy(logits.clone(), b.labels.clone());
+            let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(b.labels.clone());
+            let ce: Vec<f32> = ce.into_data().convert::<f32>().into_vec().expect("f32");
+            let correct: Vec<bool> = correct.into_data().into_vec().expect("bool");
+            for ((&g, &c), &l) in b.groups.iter().zip(&correct).zip(&ce) {
+                all_hits += usize::from(c);
+                all_loss += l as f64;
+                n += 1;
+                if g != NO_GROUP {
+                    hits[g as usize] += usize::from(c);
+                    loss[g as usize] += l as f64;
+                    count[g as usize] += 1;
+                }
+            }
+        }
+        let per = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .zip(&count)
+                .map(|(&x, &c)| if c == 0 { f64::NAN } else { x / c as f64 })
+                .collect()
+        };
+        Self {
+            group_accuracy: per(&hits.iter().map(|&h| h as f64).collect::<Vec<_>>()),
+            group_loss: per(&loss),
+            group_count: count,
+            accuracy: all_hits as f64 / n.max(1) as f64,
+            loss: all_loss / n.max(1) as f64,
+        }
+    }
+
+    /// The excess accuracy gap of every group of `sparse` against `self` (the dense
+    /// model): `(A_g(d) - A_g(s)) - (A(d) - A(s))`.
+    pub fn excess_gaps(&self, sparse: &GroupMetrics) -> Vec<f64> {
+        let overall = self.accuracy - sparse.accuracy;
+        self.group_accuracy
+            .iter()
+            .zip(&sparse.group_accuracy)
+            .map(|(d, s)| (d - s) - overall)
+            .collect()
+    }
+}
+
+/// What the fine-tuning minimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mitigation {
+    /// Cross-entropy only (naive fine-tuning; also the dense training).
+    None,
+    /// One equality constraint per group: `L_g - L = 0` (equalised loss).
+    EqualizedLoss,
+    /// One inequality per group: excess accuracy gap `<= eps` (CEAG).
+    ExcessAccuracyGap,
+}
+
+/// The fine-tuning problem for a classifier of grouped samples.
+pub struct FairProblem {
+    mitigation: Mitigation,
+    /// The per-group constraint (indexed; absent for [`Mitigation::None`]).
+    constraint: Option<ConstraintId>,
+    /// The dense model's training-set metrics (CEAG only).
+    reference: Option<GroupMetrics>,
+    epsilon: f64,
+    buffer: RefCell<ReplayBuffer>,
+    detach_overall: bool,
+}
+
+impl FairProblem {
+    /// Plain cross-entropy.
+    pub fn unconstrained() -> Self {
+        Self {
+            mitigation: Mitigation::None,
+            constraint: None,
+            reference: None,
+            epsilon: 0.0,
+            buffer: RefCell::new(ReplayBuffer::new(0, 1)),
+            detach_overall: false,
+        }
+    }
+
+    /// The equalised-loss baseline on `constraint` (an indexed equality constraint with
+    /// one entry per group).
+    pub fn equalized_loss(constraint: ConstraintId) -> Self {
+        Self {
+            mitigation: Mitigation::EqualizedLoss,
+            constraint: Some(constraint),
+            ..Self::unconstrained()
+        }
+    }
+
+    /// CEAG on `constraint` (an indexed inequality constraint with one entry per group):
+    /// excess accuracy gaps against `dense` (training-set metrics) at most `epsilon`,
+    /// estimated from a replay buffer of up to `buffer` samples per group. A group with
+    /// fewer training samples than that keeps as many as it has: its buffer then holds
+    /// its most recent epoch, each sample once, rather than samples many steps stale.
+    pub fn excess_accuracy_gap(
+        constraint: ConstraintId,
+        dense: GroupMetrics,
+        epsilon: f64,
+        buffer: usize,
+    ) -> Self {
+        let capacities = dense.group_count.iter().map(|&n| buffer.min(n)).collect();
+        Self {
+            mitigation: Mitigation::ExcessAccuracyGap,
+            constraint: Some(constraint),
+            reference: Some(dense),
+            epsilon,
+            buffer: RefCell::new(ReplayBuffer::with_capacities(capacities)),
+            detach_overall: false,
+        }
+    }
+
+    /// Detaches the overall loss inside the constraints' surrogate (the reference code's
+    /// `detach_model_constraint_contribution`): the primal step then sees `sum_g lambda_g
+    /// grad L_g` instead of `sum_g lambda_g (grad L_g - grad L)`. Without it, once the
+    /// observed multipliers sum past 1 the overall loss enters the Lagrangian with a
+    /// negative weight and the step *raises* it.
+    pub fn with_detached_overall(mut self, detach: bool) -> Self {
+        self.detach_overall = detach;
+        self
+    }
+
+    /// The mitigation this problem applies.
+    pub fn mitigation(&self) -> Mitigation {
+        self.mitigation
+    }
+
+    /// A copy of the replay buffer as it stands.
+    pub fn buffer(&self) -> ReplayBuffer {
+        self.buffer.borrow().clone()
+    }
+}
+
+fn floats<B: Backend>(v: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+impl<B, M> ConstrainedProblem<B, M> for FairProblem
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Classifier<B>,
+{
+    type Input = GroupedBatch<B>;
+
+    fn compute_cmp_state(&self, model: &M, batch: &GroupedBatch<B>) -> CmpState<B> {
+        let logits = model.logits(batch.inputs.clone());
+        let per_sample = per_sample_cross_entropy(logits.clone(), batch.labels.clone());
+        let loss = per_sample.clone().mean();
+        let Some(id) = self.constraint else {
+            return CmpState::new(loss);
+        };
+        let group_loss = batch.group_means(per_sample);
+        let m = batch.present.len();
+        let device = loss.device();
+        match self.mitigation {
+            Mitigation::None => CmpState::new(loss),
+            Mitigation::EqualizedLoss => {
+                let violation = group_loss - loss.clone().expand([m]);
+                CmpState::new(loss).with(
+                    id,
+                    ConstraintState::indexed(violation, batch.present.clone()),
+                )
+            }
+            Mitigation::ExcessAccuracyGap => {
+                let dense = self.reference.as_ref().expect("CEAG has a reference");
+                // The buffer takes this batch's correctness (one host read).
+                let correct: Vec<bool> = logits
+                    .argmax(1)
+                    .squeeze_dim::<1>(1)
+                    .equal(batch.labels.clone())
+                    .into_data()
+                    .into_vec()
+                    .expect("bool");
+                let mut buffer = self.buffer.borrow_mut();
+                for (&g, &c) in batch.groups.iter().zip(&correct) {
+                    buffer.push(g, c);
+                }
+                let overall_drop = dense.accuracy - buffer.overall_accuracy().expect("just filled");
+                let strict: Vec<f32> = batch
+                    .present
+                    .iter()
+                    .map(|&g| {
+                        let acc = buffer.group_accuracy(g).expect("just filled");
+                        ((dense.group_accuracy[g] - acc) - overall_drop - self.epsilon) as f32
+                    })
+                    .collect();
+                let dense_group_loss: Vec<f32> = batch
+                    .present
+                    .iter()
+                    .map(|&g| dense.group_loss[g] as f32)
+                    .collect();
+                // The surrogate: the same gap with the loss in place of the error rate;
+                // its constants (dense losses, eps) do not change its gradient.
+                let overall = if self.detach_overall {
+                    loss.clone().detach()
+                } else {
+                    loss.clone()
+                };
+                let surrogate = (group_loss - floats(dense_group_loss, &device))
+                    - (overall - dense.loss as f32).expand([m])
+                    - self.epsilon as f32;
+                CmpState::new(loss).with(
+                    id,
+                    ConstraintState::indexed(surrogate, batch.present.clone())
+                        .with_strict_violation(floats(strict, &device)),
+                )
+            }
+        }
+    }
+}
+
+/// Accuracy of `model` on `set` (all samples).
+pub fn accuracy<B: Backend, M: Classifier<B>>(model: &M, set: &GroupedSet<B>) -> f64 {
+    let mut hits = 0i64;
+    for b in set.in_order(1000) {
+        let h: i64 = model
+            .logits(b.inputs)
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(b.labels)
+            .int()
+            .sum()
+            .into_scalar()
+            .elem();
+        hits += h;
+    }
+    hits as f64 / set.len().max(1) as f64
+}
+
+impl<B: AutodiffBackend> GroupedSet<B> {
+    /// The same set on the inner (non-autodiff) backend, for evaluation.
+    pub fn inner(self) -> GroupedSet<B::InnerBackend> {
+        GroupedSet {
+            inputs: self.inputs.inner(),
+            labels: self.labels.inner(),
+            groups: self.groups,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constrained::{
+        ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
+        MultiplierConfig, UpdateScheme,
+    };
+    use burn::backend::{Autodiff, Flex};
+    use burn::optim::SgdConfig;
+    use tether_models::mlp::MlpConfig;
+
+    type B = Autodiff<Flex>;
+
+    fn set(n: usize, groups: &[u32]) -> GroupedSet<B> {
+        let inputs: Vec<f32> = (0..n * 2)
+            .map(|i| ((i * 37) % 11) as f32 / 11.0 - 0.5)
+            .collect();
+        let labels: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
+        GroupedSet::new(inputs, 2, &labels, groups.to_vec(), &Default::default())
+    }
+
+    #[test]
+    fn group_means_match_a_loop() {
+        let s = set(6, &[2, 0, NO_GROUP, 2, 0, 2]);
+        let b = &s.in_order(6)[0];
+        assert_eq!(b.present, [2, 0]);
+        let v = floats::<B>(vec![1.0, 2.0, 100.0, 3.0, 4.0, 5.0], &Default::default());
+        let means: Vec<f32> = b.group_means(v).into_data().into_vec().unwrap();
+        assert_eq!(means, [3.0, 3.0]);
+    }
+
+    #[test]
+    fn the_replay_buffer_keeps_the_latest_samples() {
+        let mut buf = ReplayBuffer::new(2, 3);
+        assert_eq!(buf.group_accuracy(0), None);
+        for c in [false, false, true, true, true] {
+            buf.push(0, c);
+        }
+        buf.push(NO_GROUP, false);
+        assert!(buf.is_full(0) && !buf.is_full(1));
+        assert_eq!(buf.group_accuracy(0), Some(1.0));
+        // The overall ring holds 6 samples: all six pushed so far.
+        assert_eq!(buf.overall_accuracy(), Some(0.5));
+    }
+
+    #[test]
+    fn excess_gaps_follow_the_definition() {
+        let dense = GroupMetrics {
+            group_accuracy: vec![0.9, 0.8],
+            group_loss: vec![0.0; 2],
+            group_count: vec![1, 1],
+            accuracy: 0.85,
+            loss: 0.0,
+        };
+        let sparse = GroupMetrics {
+            group_accuracy: vec![0.88, 0.6],
+            accuracy: 0.75,
+            ..dense.clone()
+        };
+        let g = dense.excess_gaps(&sparse);
+        assert!((g[0] - (0.02 - 0.1)).abs() < 1e-12 && (g[1] - (0.2 - 0.1)).abs() < 1e-12);
+    }
+
+    /// The strict violation the multipliers see is the paper's excess gap computed from
+    /// the buffer, and the surrogate's gradient is that of `L_g - L`: checked against a
+    /// direct computation on one batch.
+    #[test]
+    fn ceag_state_matches_a_direct_computation() {
+        let device = Default::default();
+        let groups = [0, 1, 1, 0, 1, NO_GROUP, 0, 1];
+        let s = set(8, &groups);
+        let batch = s.in_order(8).remove(0);
+        let model = MlpConfig::new(vec![2, 4, 2]).init::<B>(&device);
+        let mut cset = ConstraintSet::<B>::new(&device);
+        let id = cset
+            .add(
+                "gap",
+                ConstraintKind::Inequality,
+                2,
+                FormulationConfig::Lagrangian(
+                    MultiplierConfig::new(DualOptimizer::gradient_ascent(1.0)).indexed(),
+                ),
+            )
+            .unwrap();
+        let dense = GroupMetrics {
+            group_accuracy: vec![1.0, 0.5],
+            group_loss: vec![0.1, 0.2],
+            group_count: vec![300, 400],
+            accuracy: 0.75,
+            loss: 0.15,
+        };
+        let problem = FairProblem::excess_accuracy_gap(id, dense.clone(), 0.01, 16);
+        let state = ConstrainedProblem::<B, _>::compute_cmp_state(&problem, &model, &batch);
+        let (got_id, obs) = &state.observed[0];
+        assert_eq!(*got_id, id);
+        assert_eq!(obs.indices.as_deref(), Some(&[0usize, 1][..]));
+        let strict: Vec<f32> = obs
+            .strict_violation
+            .clone()
+            .unwrap()
+            .into_data()
+            .into_vec()
+            .unwrap();
+        // Direct: accuracies of the sparse model on this batch.
+        let m = GroupMetrics::measure(&model.valid(), &s.clone().inner(), 2, 8);
+        for (g, &got) in strict.iter().enumerate() {
+            let want = (dense.group_accuracy[g] - m.group_accuracy[g])
+                - (dense.accuracy - m.accuracy)
+                - 0.01;
+            assert!((got as f64 - want).abs() < 1e-6, "{g}: {got} vs {want}");
+        }
+        let surrogate: Vec<f32> = obs.violation.clone().into_data().into_vec().unwrap();
+        for (g, &got) in surrogate.iter().enumerate() {
+            let want = (m.group_loss[g] - dense.group_loss[g]) - (m.loss - dense.loss) - 0.01;
+            assert!((got as f64 - want).abs() < 1e-5, "{g}");
+        }
+        // One step runs through the optimizer.
+        let mut opt =
+            ConstrainedOptimizer::new(SgdConfig::new().init(), 0.1, UpdateScheme::Simultaneous);
+        opt.roll(model, &mut cset, &problem, &batch).unwrap();
+    }
+}
