@@ -65,6 +65,20 @@ impl<B: Backend> MaskedMlp<B> {
         }
     }
 
+    /// Masks from the zeros already in `mlp`'s weights: a network pruned elsewhere (e.g.
+    /// by L0 gates, folded) keeps exactly its sparsity pattern through fine-tuning.
+    pub fn from_zeros(mlp: Mlp<B>) -> Self {
+        let masks = mlp
+            .layers
+            .iter()
+            .map(|l| l.weight.val().not_equal_elem(0.0).float())
+            .collect();
+        Self {
+            layers: mlp.layers,
+            masks,
+        }
+    }
+
     /// Logits for a batch `[batch, d_in]`.
     pub fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
@@ -85,6 +99,15 @@ impl<B: Backend> MaskedMlp<B> {
     pub fn density(&self) -> f64 {
         let hidden = &self.masks[..self.masks.len().saturating_sub(1).max(1)];
         let (kept, total) = hidden.iter().fold((0.0, 0usize), |(k, t), m| {
+            let s: f32 = m.clone().sum().into_scalar().elem();
+            (k + s as f64, t + m.dims().iter().product::<usize>())
+        });
+        kept / total.max(1) as f64
+    }
+
+    /// Kept weights over all weights, output layer included.
+    pub fn total_density(&self) -> f64 {
+        let (kept, total) = self.masks.iter().fold((0.0, 0usize), |(k, t), m| {
             let s: f32 = m.clone().sum().into_scalar().elem();
             (k + s as f64, t + m.dims().iter().product::<usize>())
         });
@@ -151,6 +174,22 @@ mod tests {
                 .map(|(w, _)| w.abs());
             assert!(gone_max.fold(0f32, f32::max) <= kept_min.fold(f32::INFINITY, f32::min));
         }
+    }
+
+    #[test]
+    fn masks_from_zeros_keep_a_folded_pattern() {
+        let device = Default::default();
+        let mlp = MlpConfig::new(vec![6, 5, 4, 3]).init::<B>(&device);
+        let pruned = MaskedMlp::magnitude(mlp, 0.6);
+        let again = MaskedMlp::from_zeros(pruned.fold());
+        for (a, b) in pruned.masks.iter().zip(&again.masks) {
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                a.clone().into_data().into_vec().unwrap(),
+                b.clone().into_data().into_vec().unwrap(),
+            );
+            assert_eq!(a, b);
+        }
+        assert!((again.total_density() - (20.0 + 12.0) / 62.0).abs() < 1e-9);
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub struct FairArgs {
     /// Fraction of each layer's weights removed by magnitude pruning, in [0, 1).
     #[arg(long, default_value_t = 0.9)]
     sparsity: f64,
+    /// The L0 route: instead of magnitude pruning, fine-tune the model that `tether-train
+    /// prune` wrote to DIR (its `model.mpk`, gates folded; same dataset and network); its
+    /// zeros stay zero.
+    #[arg(long, value_name = "DIR", conflicts_with = "sparsity")]
+    pruned_from: Option<PathBuf>,
     /// Tolerance on each group's excess accuracy gap (CEAG), >= 0.
     #[arg(long, default_value_t = 0.01)]
     epsilon: f64,
@@ -436,14 +441,30 @@ impl BackendTask for Task {
             dense_train.accuracy, dense_test.accuracy
         );
 
-        // 2. Magnitude pruning.
-        let masked = MaskedMlp::magnitude(dense, a.sparsity);
+        // 2. Pruning: by magnitude, or the zeros of an L0-pruned model.
+        let masked = match &a.pruned_from {
+            None => MaskedMlp::magnitude(dense, a.sparsity),
+            Some(dir) => {
+                let path = dir.join("model.mpk");
+                let pruned: Mlp<B> = MlpConfig::new(widths.clone())
+                    .init::<B>(&device)
+                    .load_file(&path, &recorder, &device)
+                    .with_context(|| {
+                        format!(
+                            "loading {} (a `tether-train prune` output for the same network)",
+                            path.display()
+                        )
+                    })?;
+                MaskedMlp::from_zeros(pruned)
+            }
+        };
         let pruned_eval = masked.valid();
         let pruned_train = GroupMetrics::measure(&pruned_eval, &train_eval, g, 1000);
         let pruned_test = GroupMetrics::measure(&pruned_eval, &test, g, 1000);
         println!(
-            "pruned to density {:.4}: train accuracy {:.4}, test accuracy {:.4}",
+            "pruned to density {:.4} ({:.4} with the output layer): train accuracy {:.4}, test accuracy {:.4}",
             masked.density(),
+            masked.total_density(),
             pruned_train.accuracy,
             pruned_test.accuracy
         );
@@ -728,7 +749,8 @@ impl BackendTask for Task {
         let summary = serde_json::json!({
             "dataset": format!("{:?}", a.dataset), "groups": a.groups.clone().unwrap_or_default(),
             "group_count": g, "method": format!("{:?}", a.method), "sparsity": a.sparsity,
-            "density": eval.density(), "epsilon": a.epsilon, "dual": format!("{dual:?}"),
+            "density": eval.density(), "density_all_layers": eval.total_density(),
+            "pruning": if a.pruned_from.is_some() { "l0" } else { "magnitude" }, "epsilon": a.epsilon, "dual": format!("{dual:?}"),
             "buffer": a.buffer, "groups_with_full_buffer": full, "seed": a.seed,
             "epochs": epochs, "dense_epochs": dense_epochs,
             "overall_gradient_in_constraints": a.keep_overall_gradient,
