@@ -104,6 +104,13 @@ fn execute(run: &Run, a: &Args) -> anyhow::Result<()> {
     ])
     .args(["--sparsity", &run.sparsity.to_string()])
     .args(["--method", run.method])
+    // Equalised loss diverges with CEAG's dual step (its multipliers are free in sign:
+    // Fashion-MNIST at 0.02 ended at 3.6% accuracy); it gets a tenth of it.
+    .args(if run.method == "equal-loss" {
+        vec!["--dual-lr", "0.002"]
+    } else {
+        vec![]
+    })
     .args(["--epsilon", &a.epsilon.to_string()])
     .args(["--seed", &a.seed.to_string()])
     .arg("--out")
@@ -158,7 +165,8 @@ fn report(a: &Args, runs: &[Run]) -> anyhow::Result<()> {
         "Magnitude pruning of the hidden layers, then fine-tuning; epsilon = {}; seed {}. \
          Excess gap of a group = its accuracy drop (dense -> sparse) minus the overall drop; \
          the constraint is max over groups <= epsilon on train. CEAG keeps the best of 4 \
-         evaluations per epoch on train; the baselines keep their last iterate.\n\n\
+         evaluations per epoch on train; the baselines keep their last iterate. Dual step: \
+         gradient ascent, 0.02 (CEAG), 0.002 (equalised loss).\n\n\
          | dataset | groups | # | sparsity | method | train max gap | groups > eps (train) | test max gap | train acc % | test acc % | dense test acc % |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         a.epsilon, a.seed
