@@ -122,7 +122,8 @@ impl<B: Backend> MaskedMlp<B> {
             .zip(&self.masks)
             .map(|(l, m)| {
                 let mut l = l.clone();
-                l.weight = Param::from_tensor(l.weight.val() * m.clone());
+                // Detached: the folded weights are new leaves (on an autodiff backend too).
+                l.weight = Param::from_tensor((l.weight.val() * m.clone()).detach());
                 l
             })
             .collect();
