@@ -347,6 +347,11 @@ pub enum Mitigation {
 }
 
 /// The fine-tuning problem for a classifier of grouped samples.
+///
+/// For CEAG, every evaluation of the problem pushes the batch's per-sample correctness
+/// into the replay buffer: with the alternating update scheme (which evaluates the
+/// violations a second time after the primal step) each batch enters the buffer twice,
+/// once before and once after the step.
 pub struct FairProblem {
     mitigation: Mitigation,
     /// The per-group constraint (indexed; absent for [`Mitigation::None`]).
