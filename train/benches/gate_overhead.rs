@@ -2,7 +2,8 @@
 //! cross-entropy plus the expected-density term, backward, Adam) relative to the same
 //! network without gates (cross-entropy, backward, Adam). LeNet-300-100 and LeNet-5,
 //! batch 128, flex backend; interleaved rounds, ratio of medians. An epoch is a fixed
-//! number of such steps, so the step ratio is the epoch-time ratio.
+//! number of such steps, so the step ratio is the epoch-time ratio. Then the gate
+//! computations alone, for LeNet-300-100's 266,200 gates: where the extra time goes.
 //!
 //! Writes `out/bench/gate_overhead.json`.
 //!
@@ -17,7 +18,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use tether_models::gated::GatedNetwork;
 use tether_models::gated_mlp::GatedMlpConfig;
-use tether_models::l0::{GateMode, GateStructure};
+use tether_models::l0::{GateMode, GateStructure, HardConcreteConfig};
 use tether_models::lenet5::GatedLenet5Config;
 use tether_train::io::write_atomic;
 use tether_train::tasks::prune::{cross_entropy, global_density};
@@ -133,6 +134,37 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // Where the gated step's extra time goes: the gate computations alone, for as many
+    // gates as LeNet-300-100 has (one per weight).
+    let gates = 266_200;
+    let hc = HardConcreteConfig::new().init::<B>(gates, &device);
+    let parts: [(&str, &mut dyn FnMut()); 4] = [
+        ("uniform noise", &mut || {
+            let u =
+                Tensor::<B, 1>::random([gates], Distribution::Uniform(1e-6, 1.0 - 1e-6), &device);
+            let _ = u.into_data();
+        }),
+        ("sampled gates, forward + backward", &mut || {
+            let g = hc.gates(GateMode::Sample).sum().backward();
+            let _ = hc.log_alpha.grad(&g);
+        }),
+        ("expected L0, forward + backward", &mut || {
+            let g = hc.expected_l0().backward();
+            let _ = hc.log_alpha.grad(&g);
+        }),
+        ("deterministic count (strict density)", &mut || {
+            let _ = hc.count_nonzero().into_data();
+        }),
+    ];
+    println!("\n| {gates} gates | ms |\n|---|---|");
+    let mut breakdown = serde_json::Map::new();
+    for (name, f) in parts {
+        f();
+        let ms = median((0..ROUNDS).map(|_| time(f)).collect()) * 1e3;
+        println!("| {name} | {ms:.2} |");
+        breakdown.insert(name.into(), ms.into());
+    }
+    results.insert("gate_parts_ms".into(), breakdown.into());
     results.insert("batch".into(), BATCH.into());
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/bench/gate_overhead.json");
     write_atomic(&out, serde_json::to_string_pretty(&results)?.as_bytes())?;
