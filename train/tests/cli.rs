@@ -289,6 +289,24 @@ fn fair_prune_bounds_the_excess_gap_end_to_end() {
     );
     assert_eq!(ceag["final"]["train_groups_over_epsilon"], 0);
     assert!(root.join("ceag/checks.csv").is_file());
+    // A dense model of other widths is refused, not silently loaded.
+    let (ok, _, err) = tether_train(
+        &[
+            "fair-prune",
+            "--hidden",
+            "64",
+            "--dense-from",
+            &dense,
+            "--out",
+            &root.join("bad").to_string_lossy(),
+        ],
+        None,
+    );
+    assert!(
+        !ok && err
+            .contains("holds a network of widths [103, 256, 128, 2], this run needs [103, 64, 2]"),
+        "{err}"
+    );
     let groups = std::fs::read_to_string(root.join("ceag/groups.csv")).unwrap();
     assert_eq!(groups.lines().count(), 11, "header + 10 race x sex groups");
     let _ = std::fs::remove_dir_all(&root);

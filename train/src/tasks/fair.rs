@@ -445,7 +445,8 @@ where
         let logits = model.logits(batch.inputs.clone());
         let per_sample = per_sample_cross_entropy(logits.clone(), batch.labels.clone());
         let loss = per_sample.clone().mean();
-        let Some(id) = self.constraint else {
+        // No constraint, or no sample of any group in this batch: nothing to observe.
+        let Some(id) = self.constraint.filter(|_| !batch.present.is_empty()) else {
             return CmpState::new(loss);
         };
         let group_loss = batch.group_means(per_sample);

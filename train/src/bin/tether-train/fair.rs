@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamConfig;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use tether_models::classifier::Classifier;
 use tether_models::masked::MaskedMlp;
@@ -319,6 +319,33 @@ where
     Ok(model)
 }
 
+/// Loads the MLP record at `path` into `fresh` after checking that its layers have the
+/// `widths` of this run (burn would load a record of another shape without complaint, or
+/// panic on another layer count).
+fn load_mlp<B: burn::tensor::backend::Backend>(
+    fresh: Mlp<B>,
+    widths: &[usize],
+    path: &std::path::Path,
+    device: &B::Device,
+) -> anyhow::Result<Mlp<B>> {
+    let record: <Mlp<B> as Module<B>>::Record =
+        NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+            .load(path.to_path_buf(), device)
+            .with_context(|| format!("loading {}", path.display()))?;
+    let got: Vec<usize> = match record.layers.first() {
+        Some(first) => std::iter::once(first.weight.dims()[0])
+            .chain(record.layers.iter().map(|l| l.weight.dims()[1]))
+            .collect(),
+        None => Vec::new(),
+    };
+    anyhow::ensure!(
+        got == widths,
+        "{} holds a network of widths {got:?}, this run needs {widths:?} (another dataset or --hidden?)",
+        path.display()
+    );
+    Ok(fresh.load_record(record))
+}
+
 /// An evaluated fine-tuning iterate.
 struct Candidate<M> {
     feasible: bool,
@@ -398,14 +425,7 @@ impl BackendTask for Task {
         // 1. The dense model.
         let started = Instant::now();
         let dense: Mlp<B> = match &a.dense_from {
-            Some(dir) => fresh
-                .load_file(dir.join("dense.mpk"), &recorder, &device)
-                .with_context(|| {
-                    format!(
-                        "loading {} (it must come from a run with the same dataset and widths)",
-                        dir.join("dense.mpk").display()
-                    )
-                })?,
+            Some(dir) => load_mlp(fresh, &widths, &dir.join("dense.mpk"), &device)?,
             None => {
                 let mut set = ConstraintSet::<B>::new(&device);
                 let mut opt = ConstrainedOptimizer::new(
@@ -449,15 +469,8 @@ impl BackendTask for Task {
             None => MaskedMlp::magnitude(dense, a.sparsity),
             Some(dir) => {
                 let path = dir.join("model.mpk");
-                let pruned: Mlp<B> = MlpConfig::new(widths.clone())
-                    .init::<B>(&device)
-                    .load_file(&path, &recorder, &device)
-                    .with_context(|| {
-                        format!(
-                            "loading {} (a `tether-train prune` output for the same network)",
-                            path.display()
-                        )
-                    })?;
+                let fresh = MlpConfig::new(widths.clone()).init::<B>(&device);
+                let pruned: Mlp<B> = load_mlp(fresh, &widths, &path, &device)?;
                 MaskedMlp::from_zeros(pruned)
             }
         };
