@@ -2,5 +2,6 @@
 
 pub mod classify;
 pub mod fair;
+pub mod matrix_game;
 pub mod prune;
 pub mod svm;
