@@ -93,10 +93,11 @@ pub fn shuffled_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
 }
 
 /// SplitMix64 (Steele et al. 2014): a tiny, well-distributed seeded generator.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

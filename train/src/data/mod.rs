@@ -8,6 +8,7 @@ pub mod batches;
 pub mod groups;
 pub mod idx;
 pub mod iris;
+pub mod mixtures;
 pub mod mnist;
 
 use std::path::{Path, PathBuf};
