@@ -97,21 +97,12 @@ impl<B: Backend> MaskedMlp<B> {
 
     /// Kept weights over all weights of the pruned (hidden) layers.
     pub fn density(&self) -> f64 {
-        let hidden = &self.masks[..self.masks.len().saturating_sub(1).max(1)];
-        let (kept, total) = hidden.iter().fold((0.0, 0usize), |(k, t), m| {
-            let s: f32 = m.clone().sum().into_scalar().elem();
-            (k + s as f64, t + m.dims().iter().product::<usize>())
-        });
-        kept / total.max(1) as f64
+        kept_fraction(&self.masks[..self.masks.len().saturating_sub(1).max(1)])
     }
 
     /// Kept weights over all weights, output layer included.
     pub fn total_density(&self) -> f64 {
-        let (kept, total) = self.masks.iter().fold((0.0, 0usize), |(k, t), m| {
-            let s: f32 = m.clone().sum().into_scalar().elem();
-            (k + s as f64, t + m.dims().iter().product::<usize>())
-        });
-        kept / total.max(1) as f64
+        kept_fraction(&self.masks)
     }
 
     /// The plain MLP with the pruned weights set to zero (for export and deployment).
@@ -129,6 +120,15 @@ impl<B: Backend> MaskedMlp<B> {
             .collect();
         Mlp::from_layers(layers)
     }
+}
+
+/// Ones over entries, across `masks`.
+fn kept_fraction<B: Backend>(masks: &[Tensor<B, 2>]) -> f64 {
+    let (kept, total) = masks.iter().fold((0.0, 0usize), |(k, t), m| {
+        let s: f32 = m.clone().sum().into_scalar().elem();
+        (k + s as f64, t + m.dims().iter().product::<usize>())
+    });
+    kept / total.max(1) as f64
 }
 
 use burn::tensor::ElementConversion;

@@ -24,16 +24,15 @@
 use std::cell::RefCell;
 
 use burn::module::AutodiffModule;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{
-    ElementConversion, IndexingUpdateOp, Int, Tensor, TensorData, backend::AutodiffBackend,
-    backend::Backend,
+    Bool, IndexingUpdateOp, Int, Tensor, TensorData, backend::AutodiffBackend, backend::Backend,
 };
 use tether_models::classifier::Classifier;
 
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::shuffled_order;
 use crate::data::groups::NO_GROUP;
+use crate::tasks::prune::per_sample_cross_entropy;
 
 /// A split held on the device: features, labels and each sample's group.
 #[derive(Clone, Debug)]
@@ -155,17 +154,6 @@ impl<B: Backend> GroupedSet<B> {
             counts: Tensor::from_data(TensorData::new(counts, [m]), &device),
         }
     }
-}
-
-/// Per-sample cross-entropy `[batch]` of logits against class indices.
-pub fn per_sample_cross_entropy<B: Backend>(
-    logits: Tensor<B, 2>,
-    labels: Tensor<B, 1, Int>,
-) -> Tensor<B, 1> {
-    log_softmax(logits, 1)
-        .gather(1, labels.unsqueeze_dim(1))
-        .squeeze_dim::<1>(1)
-        .neg()
 }
 
 impl<B: Backend> GroupedBatch<B> {
@@ -294,7 +282,7 @@ impl GroupMetrics {
         for b in set.in_order(batch) {
             let logits = model.logits(b.inputs.clone());
             let ce = per_sample_cross_entropy(logits.clone(), b.labels.clone());
-            let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(b.labels.clone());
+            let correct = correctness(logits, b.labels.clone());
             let ce: Vec<f32> = ce.into_data().convert::<f32>().into_vec().expect("f32");
             let correct: Vec<bool> = correct.into_data().into_vec().expect("bool");
             for ((&g, &c), &l) in b.groups.iter().zip(&correct).zip(&ce) {
@@ -429,6 +417,11 @@ impl FairProblem {
     }
 }
 
+/// Whether each sample's argmax is its label, `[batch]`.
+fn correctness<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 1, Bool> {
+    logits.argmax(1).squeeze_dim::<1>(1).equal(labels)
+}
+
 fn floats<B: Backend>(v: Vec<f32>, device: &B::Device) -> Tensor<B, 1> {
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)
@@ -464,10 +457,7 @@ where
             Mitigation::ExcessAccuracyGap => {
                 let dense = self.reference.as_ref().expect("CEAG has a reference");
                 // The buffer takes this batch's correctness (one host read).
-                let correct: Vec<bool> = logits
-                    .argmax(1)
-                    .squeeze_dim::<1>(1)
-                    .equal(batch.labels.clone())
+                let correct: Vec<bool> = correctness(logits, batch.labels.clone())
                     .into_data()
                     .into_vec()
                     .expect("bool");
@@ -507,24 +497,6 @@ where
             }
         }
     }
-}
-
-/// Accuracy of `model` on `set` (all samples).
-pub fn accuracy<B: Backend, M: Classifier<B>>(model: &M, set: &GroupedSet<B>) -> f64 {
-    let mut hits = 0i64;
-    for b in set.in_order(1000) {
-        let h: i64 = model
-            .logits(b.inputs)
-            .argmax(1)
-            .squeeze_dim::<1>(1)
-            .equal(b.labels)
-            .int()
-            .sum()
-            .into_scalar()
-            .elem();
-        hits += h;
-    }
-    hits as f64 / set.len().max(1) as f64
 }
 
 impl<B: AutodiffBackend> GroupedSet<B> {

@@ -25,9 +25,17 @@ pub fn cross_entropy<B: Backend>(
     logits: Tensor<B, 2>,
     labels: Tensor<B, 1, burn::tensor::Int>,
 ) -> Tensor<B, 1> {
+    per_sample_cross_entropy(logits, labels).mean()
+}
+
+/// Cross-entropy of each sample `[batch]` (per-group losses average it by group).
+pub fn per_sample_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, burn::tensor::Int>,
+) -> Tensor<B, 1> {
     log_softmax(logits, 1)
         .gather(1, labels.unsqueeze_dim(1))
-        .mean()
+        .squeeze_dim::<1>(1)
         .neg()
 }
 
