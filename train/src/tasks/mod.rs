@@ -3,5 +3,6 @@
 pub mod classify;
 pub mod fair;
 pub mod matrix_game;
+pub mod nash_memory;
 pub mod prune;
 pub mod svm;
