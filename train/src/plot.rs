@@ -101,3 +101,75 @@ fn draw_panel(
         .draw()?;
     Ok(())
 }
+
+/// One set of points of a scatter panel.
+#[derive(Clone, Debug)]
+pub struct PointSet {
+    /// Legend label (empty: no legend entry).
+    pub label: String,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+    /// Palette colour index; `None` draws light grey (e.g. the data behind samples).
+    pub color: Option<usize>,
+}
+
+/// One square scatter panel.
+pub struct ScatterPanel {
+    /// Title above the panel.
+    pub title: String,
+    /// Both axes span `[-extent, extent]`.
+    pub extent: f64,
+    /// Point sets, drawn in order (later on top).
+    pub sets: Vec<PointSet>,
+}
+
+/// Draws scatter `panels` in a grid of `columns` columns into a PNG at `path` (temporary
+/// file, then rename).
+pub fn scatter_grid(path: &Path, panels: &[ScatterPanel], columns: usize) -> anyhow::Result<()> {
+    let columns = columns.max(1);
+    let rows = panels.len().div_ceil(columns).max(1);
+    let tmp = path.with_extension("tmp.png");
+    {
+        let size = (420 * columns as u32, 440 * rows as u32);
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        for (panel, area) in panels.iter().zip(root.split_evenly((rows, columns))) {
+            let e = panel.extent;
+            let mut chart = ChartBuilder::on(&area)
+                .caption(&panel.title, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(28)
+                .y_label_area_size(36)
+                .build_cartesian_2d(-e..e, -e..e)?;
+            chart.configure_mesh().disable_mesh().draw()?;
+            for set in &panel.sets {
+                let color = match set.color {
+                    Some(i) => Palette99::pick(i).to_rgba(),
+                    None => RGBColor(190, 190, 190).to_rgba(),
+                };
+                let drawn = chart.draw_series(
+                    set.points
+                        .iter()
+                        .filter(|(x, y)| x.abs() <= e && y.abs() <= e)
+                        .map(|&p| Circle::new(p, 1, color.filled())),
+                )?;
+                if !set.label.is_empty() {
+                    drawn
+                        .label(set.label.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 8, y), 3, color.filled()));
+                }
+            }
+            if panel.sets.iter().any(|s| !s.label.is_empty()) {
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()?;
+            }
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

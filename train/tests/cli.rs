@@ -311,3 +311,119 @@ fn fair_prune_bounds_the_excess_gap_end_to_end() {
     assert_eq!(groups.lines().count(), 11, "header + 10 race x sex groups");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn gang_rejects_bad_input_clearly() {
+    let (ok, _, err) = tether_train(&["gang", "--data", "spiral"], None);
+    assert!(
+        !ok && err.contains("invalid value 'spiral' for '--data"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["gang", "--epsilon", "-1"], None);
+    assert!(!ok && err.contains("--epsilon must be"), "{err}");
+    let out = std::env::temp_dir().join(format!("tether-cli-gang-bad-{}", std::process::id()));
+    let out_s = out.to_string_lossy().into_owned();
+    let (ok, _, err) = tether_train(&["gang", "--lr", "NaN", "--out", &out_s], None);
+    assert!(
+        !ok && err.contains("learning rate must be positive"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["gang", "--restarts", "0", "--out", &out_s], None);
+    assert!(!ok && err.contains("restarts must be at least 1"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A small PNM run and a small GAN run write every output, the payoff matrix grows by one
+/// row and column per iteration, and the mixtures are distributions.
+#[test]
+fn gang_writes_the_game_and_its_plots() {
+    let out = std::env::temp_dir().join(format!("tether-cli-gang-{}", std::process::id()));
+    let out_s = out.to_string_lossy().into_owned();
+    let small = [
+        "--data",
+        "ring8",
+        "--iterations",
+        "3",
+        "--epsilon",
+        "0",
+        "--response-steps",
+        "60",
+        "--restarts",
+        "2",
+        "--generator-hidden",
+        "16",
+        "--classifier-hidden",
+        "16",
+        "--eval-samples",
+        "256",
+        "--metric-samples",
+        "500",
+        "--exploit-steps",
+        "60",
+        "--quiet",
+        "--out",
+        &out_s,
+    ];
+    let (ok, stdout, err) = tether_train(&[&["gang"], &small[..]].concat(), None);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("modes covered"), "{stdout}");
+    let payoff = std::fs::read_to_string(out.join("payoff.csv")).unwrap();
+    assert_eq!(
+        payoff.lines().count(),
+        1 + 4,
+        "header + 1 initial + 3 added rows"
+    );
+    assert!(payoff.lines().all(|l| l.split(',').count() == 1 + 4));
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 3);
+    // A classifier trained against the untrained generator beats the untrained classifier.
+    let first: Vec<f64> = metrics
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(first[6] > 0.05, "classifier gain {}", first[6]);
+    let mix: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("mixtures.json")).unwrap()).unwrap();
+    for player in ["generators", "classifiers"] {
+        let w: Vec<f64> = mix[player]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(w.len(), 4);
+        assert!(w.iter().all(|&x| x >= 0.0) && (w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    for png in [
+        "samples.png",
+        "value.png",
+        "samples/iter_000.png",
+        "samples/iter_002.png",
+    ] {
+        let bytes = std::fs::read(out.join(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "pnm");
+    assert_eq!(summary["modes"], 8);
+    assert!(summary["exploitability"].as_f64().unwrap().is_finite());
+
+    let (ok, _, err) = tether_train(
+        &[
+            &["gang", "--method", "gan", "--gan-steps", "100"],
+            &small[..],
+        ]
+        .concat(),
+        None,
+    );
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "gan");
+    assert_eq!(summary["gradient_steps"], 200);
+    std::fs::remove_dir_all(&out).unwrap();
+}

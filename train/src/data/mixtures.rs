@@ -90,6 +90,18 @@ impl Mixture {
     }
 }
 
+/// `n` independent standard normals (latent codes of a generator).
+pub(crate) fn standard_normals(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let (a, b) = normal_pair(rng);
+        out.push(a as f32);
+        out.push(b as f32);
+    }
+    out.truncate(n);
+    out
+}
+
 /// Uniform in (0, 1).
 fn uniform(rng: &mut SplitMix64) -> f64 {
     ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64

@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod fair;
+pub mod gang;
 pub mod matrix_game;
 pub mod nash_memory;
 pub mod prune;

@@ -1,6 +1,7 @@
 //! `tether-train`: train small networks under explicit constraints.
 
 mod fair;
+mod gang;
 mod prune;
 mod svm;
 
@@ -31,6 +32,10 @@ enum Command {
     /// Prune a trained network by magnitude, then fine-tune it with every group's excess
     /// accuracy gap bounded (or a baseline), and report per group.
     FairPrune(fair::FairArgs),
+    /// Solve a GAN on a 2D mixture of Gaussians as a finite zero-sum game between
+    /// mixtures of generators and classifiers (Parallel Nash Memory), or train the
+    /// standard GAN baseline.
+    Gang(gang::GangArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Svm(args) => svm::run(args),
         Command::Prune(args) => prune::run(args),
         Command::FairPrune(args) => fair::run(args),
+        Command::Gang(args) => gang::run(args),
     }
 }
