@@ -59,9 +59,9 @@ pub struct GangConfig {
     pub beta_1: f64,
     /// Size of the fixed sample the payoffs are estimated on.
     pub eval_samples: usize,
-    /// Random restarts of a generator response (the best of them is the response; the
-    /// paper's resource-bounded best responses allow restarts). With more than one, each
-    /// start's output is moved to a random point of the box around the data.
+    /// Restarts of a generator response (the best of them is the response; the paper's
+    /// resource-bounded best responses allow restarts). Each starts with its output
+    /// centred on a different data point where the classifier mixture is most fooled.
     pub restarts: usize,
     /// Weight of the background term of the classifiers' training loss: points uniform
     /// over a box around the data, labelled fake. Off the support of the data and the
@@ -383,20 +383,23 @@ impl<B: AutodiffBackend> GanGame<B> {
         steps: usize,
     ) -> Result<Player<B>, GangError> {
         let total: f64 = weights.iter().sum();
-        let opponents: Vec<(f32, Mlp<B>)> = classifiers
+        let (nets, mix): (Vec<Mlp<B>>, Vec<f32>) = classifiers
             .iter()
             .zip(weights)
             .filter(|(_, w)| **w > 1e-6 * total)
-            .map(|(c, w)| ((w / total) as f32, c.net.clone().no_grad()))
-            .collect();
-        let problem = GeneratorResponse { opponents };
+            .map(|(c, w)| (c.net.clone().no_grad(), (w / total) as f32))
+            .unzip();
+        let problem = GeneratorResponse {
+            opponents: StackedClassifiers::new(&nets, &mix, &self.device),
+        };
+        let inner: Vec<Mlp<B::InnerBackend>> = nets.iter().map(|c| c.valid()).collect();
+        let inner = StackedClassifiers::new(&inner, &mix, &self.device);
         let batch = self.config.batch_size;
         let mut best: Option<(f64, Player<B>)> = None;
-        for _ in 0..self.config.restarts {
+        let starts = self.promising_points(&inner, self.config.restarts);
+        for point in starts {
             let mut start = self.new_generator();
-            if self.config.restarts > 1 {
-                self.scatter_output(&mut start.net);
-            }
+            self.centre_output(&mut start.net, point);
             let inputs: Vec<Tensor<B, 2>> = (0..steps).map(|_| self.latent(batch)).collect();
             let net = self.fit_response(start.net, &problem, steps, |s| inputs[s].clone())?;
             let candidate = Player { net, ..start };
@@ -413,10 +416,53 @@ impl<B: AutodiffBackend> GanGame<B> {
         Ok(best.expect("at least one restart").1)
     }
 
-    /// Moves a generator's initial output to a point uniform over the box around the
-    /// data (its output bias), so restarts start their ascent from different places.
-    fn scatter_output(&mut self, net: &mut Mlp<B>) {
-        let offset = self.background(1).reshape([2]);
+    /// Where generator restarts begin: of `CANDIDATE_POINTS` data points, the ones where
+    /// the classifier mixture is most fooled (largest `-sum_c w_c log(1 - C_c(x))`, what
+    /// a generator collapsed onto `x` would earn), greedily keeping points more than 10
+    /// standard deviations from those already kept, so restarts explore different modes.
+    /// Ascent from an arbitrary start ends on the nearest local maximum of the mixture,
+    /// usually a mode that is already covered; starting where the payoff is already high
+    /// finds the modes the generator mixture lacks.
+    fn promising_points(
+        &mut self,
+        opponents: &StackedClassifiers<B::InnerBackend>,
+        k: usize,
+    ) -> Vec<[f32; 2]> {
+        let points = self.data.sample(CANDIDATE_POINTS, self.rng.next());
+        let x = Tensor::<B::InnerBackend, 2>::from_data(
+            TensorData::new(points.clone(), [CANDIDATE_POINTS, 2]),
+            &self.device,
+        );
+        // -sum_c w_c log(1 - C_c(x)) per point.
+        let logits = opponents.logits(x);
+        let score = log_sigmoid(logits.neg())
+            .mul(opponents.weights.clone())
+            .sum_dim(0)
+            .neg()
+            .reshape([CANDIDATE_POINTS]);
+        let score: Vec<f32> = score.into_data().iter::<f32>().collect();
+        let mut order: Vec<usize> = (0..CANDIDATE_POINTS).collect();
+        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
+        let min_d2 = (10.0 * self.data.std).powi(2) as f32;
+        let mut chosen: Vec<[f32; 2]> = Vec::with_capacity(k);
+        for i in order {
+            let p = [points[2 * i], points[2 * i + 1]];
+            let far = chosen
+                .iter()
+                .all(|q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) > min_d2);
+            if far {
+                chosen.push(p);
+                if chosen.len() == k {
+                    break;
+                }
+            }
+        }
+        chosen
+    }
+
+    /// Centres a generator's initial output on `point` (its output bias).
+    fn centre_output(&mut self, net: &mut Mlp<B>, point: [f32; 2]) {
+        let offset = Tensor::<B, 1>::from_data(TensorData::new(point.to_vec(), [2]), &self.device);
         if let Some(last) = net.layers.last_mut() {
             // `Param::map` keeps the new tensor's `require_grad`: set it, or the bias
             // would stay where it was put.
@@ -514,7 +560,7 @@ impl<B: AutodiffBackend> GanGame<B> {
         steps: usize,
         snapshot_every: usize,
         snapshot_samples: usize,
-    ) -> Result<(Player<B>, Player<B>, Vec<GanSnapshot>), GangError> {
+    ) -> Result<GanRun<B>, GangError> {
         let (gp, cp) = (self.new_generator(), self.new_classifier());
         let (mut g, mut c) = (gp.net.clone(), cp.net.clone());
         let adam = || {
@@ -564,9 +610,16 @@ impl<B: AutodiffBackend> GanGame<B> {
             }
         }
         self.gradient_steps += 2 * steps;
-        Ok((Player { net: g, ..gp }, Player { net: c, ..cp }, trace))
+        Ok(GanRun {
+            generator: Player { net: g, ..gp },
+            classifier: Player { net: c, ..cp },
+            trace,
+        })
     }
 }
+
+/// Data points scored when choosing where generator restarts begin.
+const CANDIDATE_POINTS: usize = 512;
 
 /// Pieces of the cosine learning-rate decay of a response.
 const COSINE_SEGMENTS: usize = 20;
@@ -578,6 +631,17 @@ struct ClassifierBatch<B: Backend> {
     fake: Tensor<B, 2>,
     /// Background points and their weight ([`GangConfig::background`]).
     background: Option<(Tensor<B, 2>, f32)>,
+}
+
+/// A trained GAN and its trace.
+#[derive(Clone, Debug)]
+pub struct GanRun<B: AutodiffBackend> {
+    /// The generator after the last step.
+    pub generator: Player<B>,
+    /// The classifier after the last step.
+    pub classifier: Player<B>,
+    /// Snapshots along the run.
+    pub trace: Vec<GanSnapshot>,
 }
 
 /// The state of a GAN run at one point.
@@ -604,10 +668,64 @@ fn classifier_loss<B: Backend>(c: &Mlp<B>, b: &ClassifierBatch<B>) -> Tensor<B, 
     }
 }
 
-/// A generator's response problem: the weighted non-saturating loss against fixed
-/// classifiers (their parameters take no gradient).
+/// A weighted set of classifiers of one architecture, evaluated together: each layer's
+/// weights stacked into `[k, in, out]`, so a batch goes through all `k` networks in one
+/// batched matrix product per layer instead of `k` separate ones (the generator response
+/// evaluates every classifier of the mixture at every step).
+struct StackedClassifiers<B: Backend> {
+    /// Per layer: weights `[k, in, out]` and biases `[k, 1, out]`.
+    layers: Vec<(Tensor<B, 3>, Tensor<B, 3>)>,
+    /// Mixture weights `[k, 1, 1]` (summing to 1).
+    weights: Tensor<B, 3>,
+}
+
+impl<B: Backend> StackedClassifiers<B> {
+    /// Stacks `nets` (at least one, all with the same widths) with mixture `weights`.
+    fn new(nets: &[Mlp<B>], weights: &[f32], device: &B::Device) -> Self {
+        let depth = nets[0].layers.len();
+        let layers = (0..depth)
+            .map(|l| {
+                let w = nets
+                    .iter()
+                    .map(|n| n.layers[l].weight.val().unsqueeze::<3>())
+                    .collect();
+                let b = nets
+                    .iter()
+                    .map(|n| {
+                        let layer = &n.layers[l];
+                        match &layer.bias {
+                            Some(b) => b.val().unsqueeze::<3>(),
+                            None => Tensor::zeros([1, 1, layer.weight.dims()[1]], device),
+                        }
+                    })
+                    .collect();
+                (Tensor::cat(w, 0), Tensor::cat(b, 0))
+            })
+            .collect();
+        let k = weights.len();
+        let weights = Tensor::from_data(TensorData::new(weights.to_vec(), [k, 1, 1]), device);
+        Self { layers, weights }
+    }
+
+    /// Every classifier's logits for the batch `x` (`[n, 2]`): `[k, n, 1]`.
+    fn logits(&self, x: Tensor<B, 2>) -> Tensor<B, 3> {
+        let k = self.weights.dims()[0];
+        let mut h = x.unsqueeze::<3>().repeat_dim(0, k);
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            h = h.matmul(w.clone()) + b.clone();
+            if i < last {
+                h = burn::tensor::activation::relu(h);
+            }
+        }
+        h
+    }
+}
+
+/// A generator's response problem: the weighted non-saturating loss
+/// `-sum_c w_c E_z[log C_c(G(z))]` against fixed classifiers (no gradient to them).
 struct GeneratorResponse<B: AutodiffBackend> {
-    opponents: Vec<(f32, Mlp<B>)>,
+    opponents: StackedClassifiers<B>,
 }
 
 impl<B: AutodiffBackend> ConstrainedProblem<B, Mlp<B>> for GeneratorResponse<B> {
@@ -615,12 +733,8 @@ impl<B: AutodiffBackend> ConstrainedProblem<B, Mlp<B>> for GeneratorResponse<B> 
 
     fn compute_cmp_state(&self, generator: &Mlp<B>, z: &Tensor<B, 2>) -> CmpState<B> {
         let x = generator.forward(z.clone());
-        let loss = self
-            .opponents
-            .iter()
-            .map(|(w, c)| log_sigmoid(c.forward(x.clone())).mean().mul_scalar(-*w))
-            .reduce(|a, b| a + b)
-            .expect("at least one classifier has weight");
+        let per_net = log_sigmoid(self.opponents.logits(x)).mean_dim(1); // [k, 1, 1]
+        let loss = per_net.mul(self.opponents.weights.clone()).sum().neg();
         CmpState::new(loss)
     }
 }
@@ -819,7 +933,7 @@ mod tests {
     #[test]
     fn the_gan_trace_has_a_snapshot_per_interval() {
         let mut game = GanGame::<B>::new(Mixture::ring8(), small(), Default::default(), 5).unwrap();
-        let (_, _, trace) = game.train_gan(25, 10, 30).unwrap();
+        let trace = game.train_gan(25, 10, 30).unwrap().trace;
         let steps: Vec<usize> = trace.iter().map(|s| s.step).collect();
         assert_eq!(steps, [10, 20, 25]);
         assert!(
@@ -828,6 +942,32 @@ mod tests {
                 .all(|s| s.samples.len() == 60 && s.classifier_loss.is_finite())
         );
         assert_eq!(game.gradient_steps(), 50);
+    }
+
+    /// The stacked evaluation is the networks' own, one by one.
+    #[test]
+    fn stacked_classifiers_match_each_network() {
+        let mut game = GanGame::<B>::new(Mixture::ring8(), small(), Default::default(), 6).unwrap();
+        let nets: Vec<Mlp<B>> = (0..3).map(|_| game.new_classifier().net).collect();
+        let stacked = StackedClassifiers::new(&nets, &[0.2, 0.3, 0.5], &Default::default());
+        let x = Tensor::<B, 2>::from_data(
+            TensorData::new(Mixture::grid25().sample(7, 1), [7, 2]),
+            &Default::default(),
+        );
+        let all = stacked.logits(x.clone());
+        assert_eq!(all.dims(), [3, 7, 1]);
+        for (k, net) in nets.iter().enumerate() {
+            let one: Vec<f32> = net.forward(x.clone()).into_data().iter().collect();
+            let from_stack: Vec<f32> = all
+                .clone()
+                .slice([k..k + 1, 0..7, 0..1])
+                .into_data()
+                .iter()
+                .collect();
+            for (a, b) in one.iter().zip(&from_stack) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
@@ -857,7 +997,7 @@ mod tests {
             ..small()
         };
         let mut game = GanGame::<B>::new(Mixture::grid25(), bad, Default::default(), 4).unwrap();
-        let err = game.train_gan(200, 50, 10).err().expect("diverges");
+        let err = game.train_gan(200, 50, 10).expect_err("diverges");
         assert!(err.to_string().contains("diverged"), "{err}");
     }
 }

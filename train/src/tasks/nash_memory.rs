@@ -126,6 +126,12 @@ pub struct PnmOutcome<R, C> {
     pub converged: bool,
 }
 
+/// What [`parallel_nash_memory`] returns for oracle `O`.
+pub type PnmResult<O> = Result<
+    PnmOutcome<<O as BestResponseOracle>::Row, <O as BestResponseOracle>::Col>,
+    PnmError<<O as BestResponseOracle>::Error>,
+>;
+
 /// Runs Parallel Nash Memory from the initial strategies `row0` and `col0`;
 /// `on_iteration` sees every record (progress, plots) with the strategies so far.
 ///
@@ -138,11 +144,11 @@ pub fn parallel_nash_memory<O: BestResponseOracle>(
     col0: O::Col,
     config: PnmConfig,
     mut on_iteration: impl FnMut(&PnmRecord, &[O::Row], &[O::Col]),
-) -> Result<PnmOutcome<O::Row, O::Col>, PnmError<O::Error>>
+) -> PnmResult<O>
 where
     O::Error: std::fmt::Display,
 {
-    if !(config.epsilon >= 0.0) {
+    if config.epsilon.is_nan() || config.epsilon < 0.0 {
         return Err(PnmError::Config(format!(
             "epsilon must be >= 0, got {}",
             config.epsilon

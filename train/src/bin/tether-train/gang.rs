@@ -397,7 +397,8 @@ fn run_gan<B: AutodiffBackend>(a: &GangArgs, game: &mut GanGame<B>) -> anyhow::R
     let bar = progress(a, 1, "GAN");
     bar.set_message(format!("{steps} simultaneous steps"));
     let every = steps.div_ceil(GAN_SNAPSHOTS);
-    let (g, c, trace) = game.train_gan(steps, every, a.metric_samples)?;
+    let run = game.train_gan(steps, every, a.metric_samples)?;
+    let (g, c, trace) = (run.generator, run.classifier, run.trace);
     bar.inc(1);
     bar.finish();
     let mut rows = Vec::new();
