@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "ring8,grid25")]
     data: Vec<String>,
     /// PNM iterations on the ring (the grid gets `--grid-iterations`).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     ring_iterations: usize,
     /// PNM iterations on the grid (it needs at least one generator per mode).
     #[arg(long, default_value_t = 80)]

@@ -79,7 +79,7 @@ impl Default for GangConfig {
             latent_dim: 4,
             generator_hidden: vec![64, 64],
             classifier_hidden: vec![64, 64],
-            response_steps: 300,
+            response_steps: 500,
             batch_size: 128,
             lr: 1e-3,
             beta_1: 0.5,

@@ -62,14 +62,14 @@ pub struct GangArgs {
     #[arg(long, value_enum, default_value_t = Method::Pnm)]
     method: Method,
     /// PNM: the most iterations (each adds one generator and one classifier).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 80)]
     iterations: usize,
     /// PNM: stop when neither best response gains more than this (a resource-bounded
     /// Nash equilibrium; payoffs are in nats, the constant classifier scores 2 ln 2).
     #[arg(long, default_value_t = 0.01)]
     epsilon: f64,
     /// Adam steps per best response.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 500)]
     response_steps: usize,
     /// GAN: simultaneous steps (each moves both networks); default: as many per player
     /// as PNM's iteration budget allows (`iterations x response-steps`).
