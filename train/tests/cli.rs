@@ -319,7 +319,7 @@ fn gang_rejects_bad_input_clearly() {
         !ok && err.contains("invalid value 'spiral' for '--data"),
         "{err}"
     );
-    let (ok, _, err) = tether_train(&["gang", "--epsilon", "-1"], None);
+    let (ok, _, err) = tether_train(&["gang", "--epsilon=-1"], None);
     assert!(!ok && err.contains("--epsilon must be"), "{err}");
     let out = std::env::temp_dir().join(format!("tether-cli-gang-bad-{}", std::process::id()));
     let out_s = out.to_string_lossy().into_owned();
@@ -347,7 +347,7 @@ fn gang_writes_the_game_and_its_plots() {
         "--epsilon",
         "0",
         "--response-steps",
-        "60",
+        "150",
         "--restarts",
         "2",
         "--generator-hidden",
@@ -359,7 +359,7 @@ fn gang_writes_the_game_and_its_plots() {
         "--metric-samples",
         "500",
         "--exploit-steps",
-        "60",
+        "150",
         "--quiet",
         "--out",
         &out_s,
@@ -406,6 +406,15 @@ fn gang_writes_the_game_and_its_plots() {
         let bytes = std::fs::read(out.join(png)).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
     }
+    // Every generator with weight is saved, and only those.
+    let saved = std::fs::read_dir(out.join("generators")).unwrap().count();
+    let weighted = mix["generators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w.as_f64().unwrap() > 0.0)
+        .count();
+    assert_eq!(saved, weighted);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["method"], "pnm");

@@ -10,13 +10,16 @@
 //! is a well-defined finite game and its entries are comparable.
 //!
 //! A *resource-bounded best response* (RBBR) is a network trained from a fresh
-//! initialisation for a fixed number of Adam steps against the opponent's current
-//! mixture: a classifier against samples drawn from the generator mixture by its weights,
-//! a generator against the weighted sum of the classifiers' losses. The generator trains
-//! on the non-saturating loss `-log C(G(z))` (Goodfellow et al. 2014), which has the same
-//! fixed points as `u_G` and usable gradients when the classifiers are confident; its
-//! payoff is measured with `u_G` itself. Both responses run through the one training loop
-//! ([`crate::trainer::fit`]).
+//! initialisation for a fixed number of Adam steps (the rate cosine-decayed to a tenth)
+//! against the opponent's current mixture: a classifier against samples drawn from the
+//! generator mixture by its weights, a generator against the weighted sum of the
+//! classifiers' losses. A generator response is the best of a few restarts, each started
+//! at a data point where the classifier mixture is most fooled (gradient ascent from an
+//! arbitrary start ends at the nearest local maximum, usually a mode already covered).
+//! The generator trains on the non-saturating loss `-log C(G(z))` (Goodfellow et al.
+//! 2014), which has the same fixed points as `u_G` and usable gradients when the
+//! classifiers are confident; its payoff is measured with `u_G` itself. Both responses run
+//! through the one training loop ([`crate::trainer::fit`]).
 //!
 //! The baseline ([`GanGame::train_gan`]) is a standard GAN: one generator and one
 //! classifier trained by simultaneous gradient descent-ascent with the same losses and

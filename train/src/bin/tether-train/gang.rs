@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -192,6 +194,7 @@ impl BackendTask for Task {
             Method::Gan => run_gan(&a, &mut game)?,
         };
         let train_seconds = started.elapsed().as_secs_f64();
+        save_generators(&a.out, &gens, &gw)?;
         let (samples, owner) = game.sample_mixture(&gens, &gw, a.metric_samples);
         let quality = sample_quality(game.data(), &samples);
         let exploit_steps = a.exploit_steps.unwrap_or(2 * a.response_steps);
@@ -491,6 +494,30 @@ fn scatter<B: AutodiffBackend>(
         }],
         1,
     )
+}
+
+/// Writes every generator with weight, as a burn record `generators/g<row>.mpk` (the row
+/// of `payoff.csv` and the index into `mixtures.json`), each to a temporary name first.
+fn save_generators<B: AutodiffBackend>(
+    out: &Path,
+    gens: &[Player<B>],
+    weights: &[f64],
+) -> anyhow::Result<()> {
+    let dir = out.join("generators");
+    std::fs::create_dir_all(&dir)?;
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    for (i, (g, w)) in gens.iter().zip(weights).enumerate() {
+        if *w <= 0.0 {
+            continue;
+        }
+        let partial = dir.join(format!("g{i}-partial"));
+        g.net
+            .clone()
+            .save_file(&partial, &recorder)
+            .with_context(|| format!("saving generator {i}"))?;
+        std::fs::rename(partial.with_extension("mpk"), dir.join(format!("g{i}.mpk")))?;
+    }
+    Ok(())
 }
 
 fn data_name(d: Data) -> &'static str {
