@@ -102,9 +102,9 @@ pub(crate) fn standard_normals(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
     out
 }
 
-/// Uniform in (0, 1).
+/// Uniform in (0, 1): never 0, so its logarithm is finite.
 fn uniform(rng: &mut SplitMix64) -> f64 {
-    ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    rng.next_unit() + 0.5 / (1u64 << 53) as f64
 }
 
 /// Two independent standard normals (Box-Muller).

@@ -251,7 +251,7 @@ impl<B: AutodiffBackend> GanGame<B> {
     /// `n` values uniform in `[-bound, bound)`.
     fn uniform(&mut self, n: usize, bound: f64) -> Vec<f32> {
         (0..n)
-            .map(|_| ((self.rng.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound)
+            .map(|_| (self.rng.next_unit() * 2.0 - 1.0) * bound)
             .map(|v| v as f32)
             .collect()
     }
@@ -319,7 +319,7 @@ impl<B: AutodiffBackend> GanGame<B> {
         let total: f64 = weights.iter().sum();
         let mut counts = vec![0usize; generators.len()];
         for _ in 0..n {
-            let u = (self.rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let u = self.rng.next_unit() * total;
             let mut acc = 0.0;
             let mut k = generators.len() - 1;
             for (i, w) in weights.iter().enumerate() {

@@ -275,11 +275,7 @@ mod tests {
     fn random_game(rows: usize, cols: usize, seed: u64) -> Vec<Vec<f64>> {
         let mut rng = crate::data::batches::SplitMix64(seed);
         (0..rows)
-            .map(|_| {
-                (0..cols)
-                    .map(|_| (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-                    .collect()
-            })
+            .map(|_| (0..cols).map(|_| rng.next_unit() * 2.0 - 1.0).collect())
             .collect()
     }
 
