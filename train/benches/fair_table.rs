@@ -14,10 +14,11 @@
 //! cargo bench -p tether-train --bench fair_table
 //! ```
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{SweepArgs, read_json};
 use std::process::Command;
 
-use anyhow::Context;
 use clap::Parser;
 use serde_json::Value;
 use tether_train::io::write_atomic;
@@ -34,18 +35,8 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Rerun runs whose results exist.
-    #[arg(long)]
-    fresh: bool,
-    /// Only aggregate the runs that exist.
-    #[arg(long)]
-    report_only: bool,
-    /// Output folder.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../out/bench"))]
-    out: PathBuf,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    sweep: SweepArgs,
 }
 
 /// One CLI invocation.
@@ -91,7 +82,7 @@ fn grid(a: &Args) -> Vec<Run> {
 }
 
 fn execute(run: &Run, a: &Args) -> anyhow::Result<()> {
-    let dir = a.out.join("fair").join(&run.name);
+    let dir = a.sweep.out.join("fair").join(&run.name);
     std::fs::create_dir_all(&dir)?;
     let log = std::fs::File::create(dir.join("run.log"))?;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether-train"));
@@ -116,7 +107,8 @@ fn execute(run: &Run, a: &Args) -> anyhow::Result<()> {
     .arg("--out")
     .arg(&dir);
     if let Some(d) = &run.dense_from {
-        cmd.arg("--dense-from").arg(a.out.join("fair").join(d));
+        cmd.arg("--dense-from")
+            .arg(a.sweep.out.join("fair").join(d));
     }
     let status = cmd.stdout(log.try_clone()?).stderr(log).status()?;
     anyhow::ensure!(
@@ -128,11 +120,6 @@ fn execute(run: &Run, a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    Ok(serde_json::from_str(&text)?)
-}
-
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -140,10 +127,15 @@ fn f(v: &Value) -> f64 {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let runs = grid(&a);
-    if !a.report_only {
+    if !a.sweep.report_only {
         for (i, run) in runs.iter().enumerate() {
-            let done = a.out.join("fair").join(&run.name).join("summary.json");
-            if done.exists() && !a.fresh {
+            let done = a
+                .sweep
+                .out
+                .join("fair")
+                .join(&run.name)
+                .join("summary.json");
+            if done.exists() && !a.sweep.fresh {
                 continue;
             }
             let started = std::time::Instant::now();
@@ -173,7 +165,7 @@ fn report(a: &Args, runs: &[Run]) -> anyhow::Result<()> {
     );
     let mut all = Vec::new();
     for run in runs {
-        let dir = a.out.join("fair").join(&run.name);
+        let dir = a.sweep.out.join("fair").join(&run.name);
         let Ok(s) = read_json(&dir.join("summary.json")) else {
             continue;
         };
@@ -206,7 +198,7 @@ fn report(a: &Args, runs: &[Run]) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.groups == "sex-age-occupation" && r.method == "ceag")
     {
-        let path = a.out.join("fair").join(&run.name).join("groups.csv");
+        let path = a.sweep.out.join("fair").join(&run.name).join("groups.csv");
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
@@ -250,12 +242,12 @@ fn report(a: &Args, runs: &[Run]) -> anyhow::Result<()> {
             rows.len()
         ));
     }
-    write_atomic(&a.out.join("fair_table.md"), md.as_bytes())?;
+    write_atomic(&a.sweep.out.join("fair_table.md"), md.as_bytes())?;
     write_atomic(
-        &a.out.join("fair_table.json"),
+        &a.sweep.out.join("fair_table.json"),
         serde_json::to_string_pretty(&all)?.as_bytes(),
     )?;
     println!("{md}");
-    println!("wrote {}/fair_table.{{md,json}}", a.out.display());
+    println!("wrote {}/fair_table.{{md,json}}", a.sweep.out.display());
     Ok(())
 }

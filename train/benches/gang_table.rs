@@ -14,10 +14,12 @@
 //! cargo bench -p tether-train --bench gang_table
 //! ```
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{SweepArgs, read_json};
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::Context;
 use clap::Parser;
 use serde_json::Value;
 use tether_train::io::write_atomic;
@@ -48,32 +50,20 @@ struct Args {
     /// CLI's default); both methods get it.
     #[arg(long, default_value_t = 0.5)]
     grid_background: f64,
-    /// Rerun runs whose results exist.
-    #[arg(long)]
-    fresh: bool,
-    /// Only aggregate the runs that exist.
-    #[arg(long)]
-    report_only: bool,
-    /// Output folder.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../out/bench"))]
-    out: PathBuf,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    sweep: SweepArgs,
 }
 
 fn run_dir(a: &Args, data: &str, method: &str, seed: u64) -> PathBuf {
-    a.out.join("gang").join(format!("{data}-{method}-s{seed}"))
-}
-
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    Ok(serde_json::from_str(&text)?)
+    a.sweep
+        .out
+        .join("gang")
+        .join(format!("{data}-{method}-s{seed}"))
 }
 
 fn execute(a: &Args, data: &str, method: &str, seed: u64, extra: &[String]) -> anyhow::Result<()> {
     let dir = run_dir(a, data, method, seed);
-    if dir.join("summary.json").exists() && !a.fresh {
+    if dir.join("summary.json").exists() && !a.sweep.fresh {
         return Ok(());
     }
     std::fs::create_dir_all(&dir)?;
@@ -110,7 +100,7 @@ fn execute(a: &Args, data: &str, method: &str, seed: u64, extra: &[String]) -> a
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    if !a.report_only {
+    if !a.sweep.report_only {
         for data in &a.data {
             for &seed in &a.seeds {
                 execute(&a, data, "pnm", seed, &[])?;
@@ -185,11 +175,11 @@ fn report(a: &Args) -> anyhow::Result<()> {
             all.push(serde_json::json!({"data": data, "method": method, "runs": runs}));
         }
     }
-    let table = a.out.join("gang_table.md");
-    std::fs::create_dir_all(&a.out)?;
+    let table = a.sweep.out.join("gang_table.md");
+    std::fs::create_dir_all(&a.sweep.out)?;
     write_atomic(&table, md.as_bytes())?;
     write_atomic(
-        &a.out.join("gang_table.json"),
+        &a.sweep.out.join("gang_table.json"),
         serde_json::to_string_pretty(&all)?.as_bytes(),
     )?;
     print!("{md}");

@@ -18,6 +18,9 @@
 //! cargo bench -p tether-train --bench prune_table -- --models lenet300 --seeds 0,1,2
 //! ```
 
+mod common;
+
+use common::{SweepArgs, read_json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,18 +75,8 @@ struct Args {
     /// Runs at once (each is single-threaded).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
-    /// Rerun runs whose results exist.
-    #[arg(long)]
-    fresh: bool,
-    /// Only aggregate the runs that exist; train nothing.
-    #[arg(long)]
-    report_only: bool,
-    /// Output folder.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../out/bench"))]
-    out: PathBuf,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    sweep: SweepArgs,
 }
 
 /// One CLI invocation.
@@ -218,11 +211,6 @@ fn execute(run: &Run, root: &Path, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    Ok(serde_json::from_str(&text)?)
-}
-
 /// Columns of a run's `metrics.csv`, by header name.
 fn read_columns(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<f64>>> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
@@ -282,10 +270,10 @@ fn main() -> anyhow::Result<()> {
     let runs = grid(&args)?;
     let todo: Vec<Run> = runs
         .iter()
-        .filter(|r| args.fresh || !r.dir(&args.out).join("summary.json").exists())
+        .filter(|r| args.sweep.fresh || !r.dir(&args.sweep.out).join("summary.json").exists())
         .cloned()
         .collect();
-    if !args.report_only && !todo.is_empty() {
+    if !args.sweep.report_only && !todo.is_empty() {
         println!(
             "{} runs ({} already done), {} at a time",
             todo.len(),
@@ -301,7 +289,7 @@ fn main() -> anyhow::Result<()> {
                         let next = queue.lock().expect("queue").next();
                         let Some((i, run)) = next else { break };
                         let started = std::time::Instant::now();
-                        let result = execute(&run, &args.out, &args);
+                        let result = execute(&run, &args.sweep.out, &args);
                         println!(
                             "[{}] {} {} {} seed {}: {} in {:.0} s",
                             i + 1,
@@ -336,7 +324,7 @@ fn summaries(
     runs.iter()
         .filter(|r| r.dataset == dataset && r.model == model && r.label == label)
         .filter_map(|r| {
-            read_json(&r.dir(&args.out).join("summary.json"))
+            read_json(&r.dir(&args.sweep.out).join("summary.json"))
                 .ok()
                 .map(|s| (r.clone(), s))
         })
@@ -368,13 +356,17 @@ fn report(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
                 .iter()
                 .map(|(_, s)| final_of(s, "test_accuracy"))
                 .collect();
-            all.extend(dense.iter().map(|(r, s)| (r.dir(&args.out), s.clone())));
+            all.extend(
+                dense
+                    .iter()
+                    .map(|(r, s)| (r.dir(&args.sweep.out), s.clone())),
+            );
             for &t in &args.targets {
                 let got = summaries(args, runs, dataset, model, &format!("t{t}"));
                 if got.is_empty() {
                     continue;
                 }
-                all.extend(got.iter().map(|(r, s)| (r.dir(&args.out), s.clone())));
+                all.extend(got.iter().map(|(r, s)| (r.dir(&args.sweep.out), s.clone())));
                 let dens: Vec<f64> = got.iter().map(|(_, s)| final_of(s, "density")).collect();
                 let acc: Vec<f64> = got
                     .iter()
@@ -413,7 +405,7 @@ fn report(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
                 model,
                 &format!("t{FOCUS_TARGET}-per-layer"),
             ) {
-                all.push((r.dir(&args.out), s.clone()));
+                all.push((r.dir(&args.sweep.out), s.clone()));
                 let layers: Vec<f64> = s["layers"]
                     .as_array()
                     .map(|ls| ls.iter().filter_map(|l| l["density"].as_f64()).collect())
@@ -442,19 +434,19 @@ fn report(args: &Args, runs: &[Run]) -> anyhow::Result<()> {
         dual_section(args, runs, dataset, model, &mut md, &mut all)?;
         penalty_section(args, runs, dataset, model, &mut md, &mut all)?;
     }
-    write_atomic(&args.out.join("prune_table.md"), md.as_bytes())?;
+    write_atomic(&args.sweep.out.join("prune_table.md"), md.as_bytes())?;
     let json: Vec<Value> = all
         .into_iter()
         .map(|(dir, s)| serde_json::json!({"dir": dir.display().to_string(), "summary": s}))
         .collect();
     write_atomic(
-        &args.out.join("prune_table.json"),
+        &args.sweep.out.join("prune_table.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
     )?;
     println!("{md}");
     println!(
         "wrote {}/{{prune_table.md, prune_table.json, prune_dual.png, prune_penalty.png}}",
-        args.out.display()
+        args.sweep.out.display()
     );
     Ok(())
 }
@@ -488,7 +480,7 @@ fn dual_section(
         }) else {
             continue;
         };
-        let dir = run.dir(&args.out);
+        let dir = run.dir(&args.sweep.out);
         let (Ok(cols), Ok(summary)) = (
             read_columns(&dir.join("metrics.csv")),
             read_json(&dir.join("summary.json")),
@@ -535,7 +527,7 @@ fn dual_section(
     }
     if density_panels.len() == 2 {
         density_panels.extend(multiplier_panels);
-        line_chart_grid(&args.out.join("prune_dual.png"), &density_panels, 2)?;
+        line_chart_grid(&args.sweep.out.join("prune_dual.png"), &density_panels, 2)?;
     }
     Ok(())
 }
@@ -557,7 +549,7 @@ fn penalty_section(
     let mut points = Vec::new();
     for &c in &args.penalties {
         for (r, s) in summaries(args, runs, dataset, model, &format!("penalty-{c}")) {
-            all.push((r.dir(&args.out), s.clone()));
+            all.push((r.dir(&args.sweep.out), s.clone()));
             let d = final_of(&s, "density");
             md.push_str(&format!(
                 "| {c} | {d:.4} | {:.2} |\n",
@@ -568,7 +560,7 @@ fn penalty_section(
     }
     if points.len() >= 2 {
         line_chart(
-            &args.out.join("prune_penalty.png"),
+            &args.sweep.out.join("prune_penalty.png"),
             &[Panel {
                 title: format!("Fixed L0 penalty: where it lands ({dataset}, {model})"),
                 x_label: "L0 coefficient".into(),
