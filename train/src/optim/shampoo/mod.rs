@@ -1,0 +1,37 @@
+//! Shampoo (Gupta et al. 2018) as Distributed Shampoo implements it (Shi et al. 2023,
+//! "A Distributed Data-Parallel PyTorch Implementation of the Distributed Shampoo Optimizer
+//! for Training Neural Networks At-Scale"), as a burn optimizer: drop it in where Adam was.
+//!
+//! Per parameter, every step (the reference's order, Shi et al. Algorithm 1):
+//! 1. `G <- G + wd W` (L2 decay, when not decoupled);
+//! 2. each block's Kronecker factors `L_k <- beta2 L_k + (1 - beta2) G_(k) G_(k)^T` (a sum
+//!    when `beta2 = 1`) and the grafted method's statistics take the raw `G`;
+//! 3. every `precondition_frequency` steps, the inverse roots
+//!    `R_k = (L_k / (1 - beta2^t) + eps I)^(-1/2o)` (order `o` of the block) on the host in f64;
+//! 4. the filtered gradient `G_bar` (EMA with `beta1`, bias-corrected);
+//! 5. the direction `P = G_bar x_1 R_1 ... x_o R_o` per block, rescaled to the grafted
+//!    method's norm `||graft(G_bar)|| / (||P|| + 1e-16)` (before `start_preconditioning_step`:
+//!    the grafted direction alone);
+//! 6. `P <- P + wd W` (decoupled decay), momentum (`M <- mu M + (1 - dampening) P`; Nesterov
+//!    `P <- (1 - dampening) P + mu M`, else `P <- M`), and `W <- W - lr P`.
+//!
+//! Failures go to a [`ShampooHealth`] handle rather than a panic (burn's `Optimizer::step`
+//! cannot return an error): the training loop checks it after every step
+//! ([`crate::trainer::FitOptions::health`]).
+
+mod blocking;
+mod config;
+mod error;
+mod health;
+mod inverse_root;
+mod step;
+
+pub use blocking::{Block, BlockPlan, merge_small_dims};
+pub use config::{Grafting, ShampooConfig};
+pub use error::ShampooError;
+pub use health::{HealthLog, ShampooHealth};
+pub use inverse_root::{RootError, RootMethod, inverse_root};
+pub use step::{BlockState, Shampoo, ShampooState};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+//! One Shampoo step on one parameter (burn's [`SimpleOptimizer`]); the module docs list the
+//! equations in order.
+
+use core::ops::Range;
+
+use burn::module::AutodiffModule;
+use burn::optim::{LearningRate, SimpleOptimizer, adaptor::OptimizerAdaptor};
+use burn::record::Record;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+
+use super::blocking::{Block, BlockPlan};
+use super::config::{Grafting, ShampooConfig};
+use super::error::ShampooError;
+use super::health::ShampooHealth;
+use super::inverse_root::{RootError, inverse_root};
+
+/// Added to Shampoo's block norm before grafting divides by it (the reference's 1e-16).
+const GRAFT_NORM_FLOOR: f64 = 1e-16;
+
+/// The Shampoo optimizer; build it with [`ShampooConfig::build`].
+#[derive(Clone, Debug)]
+pub struct Shampoo {
+    config: ShampooConfig,
+    health: ShampooHealth,
+}
+
+/// Shampoo's state for one parameter (a burn record: saved and loaded with the optimizer).
+#[derive(Record, Clone)]
+pub struct ShampooState<B: Backend, const D: usize> {
+    /// Steps taken (the first step is 1).
+    pub step: usize,
+    /// Per block of [`BlockPlan`]: factors, roots, grafting statistics.
+    pub blocks: Vec<BlockState<B>>,
+    /// EMA of the gradient (when `beta1 > 0`).
+    pub filtered: Option<Tensor<B, D>>,
+    /// Momentum buffer (when `momentum > 0`).
+    pub momentum: Option<Tensor<B, D>>,
+}
+
+/// One block's statistics.
+#[derive(Record, Clone)]
+pub struct BlockState<B: Backend> {
+    /// Kronecker factor `L_k` per block dimension.
+    pub factors: Vec<Tensor<B, 2>>,
+    /// Inverse root `R_k` per factor (zero until first computed, as the reference).
+    pub roots: Vec<Tensor<B, 2>>,
+    /// The grafted method's second-moment statistics (flattened block).
+    pub graft: Option<Tensor<B, 1>>,
+    /// Consecutive failed root computations.
+    pub failed_computations: usize,
+}
+
+impl ShampooConfig {
+    /// Checks the settings and builds the optimizer.
+    pub fn build(&self) -> Result<Shampoo, ShampooError> {
+        self.validate()?;
+        Ok(Shampoo {
+            config: self.clone(),
+            health: ShampooHealth::default(),
+        })
+    }
+
+    /// Checks the settings and builds a burn [`burn::optim::Optimizer`] for module `M`;
+    /// `adaptor.optim().health()` is the failure handle.
+    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+    ) -> Result<OptimizerAdaptor<Shampoo, M, B>, ShampooError> {
+        Ok(OptimizerAdaptor::from(self.build()?))
+    }
+}
+
+impl Shampoo {
+    /// The handle its failures and counters go to (shared by clones).
+    pub fn health(&self) -> ShampooHealth {
+        self.health.clone()
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ShampooConfig {
+        &self.config
+    }
+
+    fn plan(&self, shape: &[usize]) -> BlockPlan {
+        BlockPlan::new(
+            shape,
+            self.config.max_preconditioner_dim,
+            self.config.merge_dims,
+        )
+    }
+
+    /// The root `p` of a block of `order` dimensions.
+    fn root(&self, order: usize) -> f64 {
+        self.config
+            .root_override
+            .map_or(2.0 * order as f64, f64::from)
+    }
+
+    fn new_state<B: Backend, const D: usize>(
+        &self,
+        plan: &BlockPlan,
+        device: &B::Device,
+    ) -> ShampooState<B, D> {
+        let blocks = plan
+            .blocks
+            .iter()
+            .map(|b| BlockState {
+                factors: b
+                    .shape
+                    .iter()
+                    .map(|&d| Tensor::zeros([d, d], device))
+                    .collect(),
+                roots: b
+                    .shape
+                    .iter()
+                    .map(|&d| Tensor::zeros([d, d], device))
+                    .collect(),
+                graft: match self.config.grafting {
+                    None | Some(Grafting::Sgd) => None,
+                    Some(_) => Some(Tensor::zeros([b.numel()], device)),
+                },
+                failed_computations: 0,
+            })
+            .collect();
+        ShampooState {
+            step: 0,
+            blocks,
+            filtered: None,
+            momentum: None,
+        }
+    }
+
+    /// The grafted method's direction for the filtered block `g_bar` at step `t`.
+    fn graft_direction<B: Backend>(
+        &self,
+        g_bar: Tensor<B, 1>,
+        stats: Option<&Tensor<B, 1>>,
+        t: usize,
+    ) -> Tensor<B, 1> {
+        let denom = |v: Tensor<B, 1>, eps: f64| v.sqrt().add_scalar(eps);
+        match (self.config.grafting, stats) {
+            (Some(Grafting::AdaGrad { epsilon }), Some(v))
+            | (Some(Grafting::RmsProp { epsilon, .. }), Some(v)) => {
+                g_bar.div(denom(v.clone(), epsilon))
+            }
+            (Some(Grafting::Adam { beta2, epsilon }), Some(v)) => {
+                let bc = 1.0 - beta2.powi(t as i32);
+                g_bar.div(denom(v.clone().div_scalar(bc), epsilon))
+            }
+            _ => g_bar,
+        }
+    }
+
+    /// Updates the grafted method's statistics with the raw block gradient.
+    fn update_graft<B: Backend>(&self, stats: &mut Option<Tensor<B, 1>>, g: &Tensor<B, 1>) {
+        let Some(v) = stats.take() else { return };
+        let g2 = g.clone().square();
+        *stats = Some(match self.config.grafting {
+            Some(Grafting::AdaGrad { .. }) => v + g2,
+            Some(Grafting::RmsProp { beta2, .. }) | Some(Grafting::Adam { beta2, .. }) => {
+                v.mul_scalar(beta2) + g2.mul_scalar(1.0 - beta2)
+            }
+            _ => v,
+        });
+    }
+
+    /// Recomputes the block's inverse roots from its factors; a failure keeps the previous
+    /// root and counts, a non-finite factor or root is an error.
+    fn compute_roots<B: Backend>(
+        &self,
+        block: &mut BlockState<B>,
+        shape: &[usize],
+        index: usize,
+        t: usize,
+    ) -> Result<(), ShampooError> {
+        let c = &self.config;
+        let bias = if c.bias_correction && c.beta2 < 1.0 {
+            1.0 - c.beta2.powi(t as i32)
+        } else {
+            1.0
+        };
+        let order = block.factors.len();
+        let mut last_failure = None;
+        for k in 0..order {
+            let n = block.factors[k].dims()[0];
+            let a: Vec<f64> = block.factors[k]
+                .clone()
+                .into_data()
+                .iter::<f64>()
+                .map(|v| v / bias)
+                .collect();
+            let result = inverse_root(
+                &a,
+                n,
+                self.root(order),
+                c.exponent_multiplier,
+                c.epsilon,
+                c.root_method,
+            );
+            self.health.count_root(result.is_ok());
+            match result {
+                Ok(r) => {
+                    let device = block.factors[k].device();
+                    let r: Vec<f32> = r.into_iter().map(|v| v as f32).collect();
+                    block.roots[k] = Tensor::from_data(TensorData::new(r, [n, n]), &device);
+                }
+                Err(cause @ (RootError::NonFiniteInput | RootError::NonFiniteOutput)) => {
+                    return Err(ShampooError::NonFiniteFactor {
+                        shape: shape.to_vec(),
+                        block: index,
+                        factor: k,
+                        step: t,
+                        cause,
+                    });
+                }
+                Err(cause) => last_failure = Some(cause),
+            }
+        }
+        match last_failure {
+            None => block.failed_computations = 0,
+            Some(cause) => {
+                block.failed_computations += 1;
+                if block.failed_computations > c.tolerated_root_failures {
+                    return Err(ShampooError::PersistentRootFailure {
+                        shape: shape.to_vec(),
+                        block: index,
+                        failures: block.failed_computations,
+                        step: t,
+                        cause,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `x` (a flattened block of `shape`) unfolded along dimension `k`: `[d_k, rest]`.
+fn unfold<B: Backend>(x: Tensor<B, 1>, shape: &[usize], k: usize) -> Tensor<B, 2> {
+    let before: usize = shape[..k].iter().product();
+    let after: usize = shape[k + 1..].iter().product();
+    if before == 1 {
+        return x.reshape([shape[k], after]);
+    }
+    x.reshape([before, shape[k], after])
+        .swap_dims(0, 1)
+        .reshape([shape[k], before * after])
+}
+
+/// Inverse of [`unfold`].
+fn fold<B: Backend>(x: Tensor<B, 2>, shape: &[usize], k: usize) -> Tensor<B, 1> {
+    let before: usize = shape[..k].iter().product();
+    let after: usize = shape[k + 1..].iter().product();
+    let n = before * shape[k] * after;
+    if before == 1 {
+        return x.reshape([n]);
+    }
+    x.reshape([shape[k], before, after])
+        .swap_dims(0, 1)
+        .reshape([n])
+}
+
+/// `x x_1 R_1 ... x_o R_o` for a flattened block (each `R_k` symmetric).
+fn precondition<B: Backend>(
+    mut x: Tensor<B, 1>,
+    shape: &[usize],
+    roots: &[Tensor<B, 2>],
+) -> Tensor<B, 1> {
+    for (k, r) in roots.iter().enumerate() {
+        x = fold(r.clone().matmul(unfold(x, shape, k)), shape, k);
+    }
+    x
+}
+
+/// Frobenius norm as a `[1]` tensor (no host round trip).
+fn norm<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
+    x.square().sum().sqrt()
+}
+
+/// `shape` padded with trailing 1s to rank `D`.
+fn padded<const D: usize>(shape: &[usize]) -> [usize; D] {
+    let mut out = [1usize; D];
+    out[..shape.len()].copy_from_slice(shape);
+    out
+}
+
+/// The flattened blocks of `x` (of any shape whose merged form is `plan.merged`).
+fn split<B: Backend, const D: usize>(x: Tensor<B, D>, plan: &BlockPlan) -> Vec<Tensor<B, 1>> {
+    if plan.is_single() {
+        return vec![x.reshape([plan.blocks[0].numel()])];
+    }
+    let merged: Tensor<B, D> = x.reshape(padded::<D>(&plan.merged));
+    plan.blocks
+        .iter()
+        .map(|b| {
+            let ranges: Vec<Range<usize>> = ranges(b);
+            merged.clone().slice(ranges.as_slice()).reshape([b.numel()])
+        })
+        .collect()
+}
+
+fn ranges(b: &Block) -> Vec<Range<usize>> {
+    b.offsets
+        .iter()
+        .zip(&b.shape)
+        .map(|(&o, &s)| o..o + s)
+        .collect()
+}
+
+/// Inverse of [`split`]: the blocks put back into a tensor of `shape`.
+fn join<B: Backend, const D: usize>(
+    blocks: Vec<Tensor<B, 1>>,
+    plan: &BlockPlan,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    if plan.is_single() {
+        let only = blocks.into_iter().next().expect("one block");
+        return only.reshape(shape);
+    }
+    let mut out = Tensor::<B, D>::zeros(padded::<D>(&plan.merged), device);
+    for (b, x) in plan.blocks.iter().zip(blocks) {
+        let r = ranges(b);
+        out = out.slice_assign(r.as_slice(), x.reshape(padded::<D>(&b.shape)));
+    }
+    out.reshape(shape)
+}
+
+impl<B: Backend> SimpleOptimizer<B> for Shampoo {
+    type State<const D: usize> = ShampooState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        if self.health.failed() {
+            return (tensor, state);
+        }
+        let shape = tensor.dims();
+        let t = state.as_ref().map_or(0, |s| s.step) + 1;
+        if shape.contains(&0) {
+            self.health.fail(ShampooError::ZeroSizeParameter {
+                shape: shape.to_vec(),
+            });
+            return (tensor, state);
+        }
+        let total: f64 = grad.clone().abs().sum().into_scalar().elem();
+        if !total.is_finite() {
+            self.health.fail(ShampooError::NonFiniteGradient {
+                shape: shape.to_vec(),
+                step: t,
+            });
+            return (tensor, state);
+        }
+        match self.step_checked(lr, tensor.clone(), grad, state.clone(), t) {
+            Ok((tensor, state)) => (tensor, Some(state)),
+            Err(e) => {
+                self.health.fail(e);
+                (tensor, state)
+            }
+        }
+    }
+
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        for b in &mut state.blocks {
+            for f in b.factors.iter_mut().chain(b.roots.iter_mut()) {
+                *f = f.clone().to_device(device);
+            }
+            b.graft = b.graft.take().map(|g| g.to_device(device));
+        }
+        state.filtered = state.filtered.map(|f| f.to_device(device));
+        state.momentum = state.momentum.map(|m| m.to_device(device));
+        state
+    }
+}
+
+impl Shampoo {
+    fn step_checked<B: Backend, const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<B, D>,
+        mut grad: Tensor<B, D>,
+        state: Option<ShampooState<B, D>>,
+        t: usize,
+    ) -> Result<(Tensor<B, D>, ShampooState<B, D>), ShampooError> {
+        let c = &self.config;
+        let shape = tensor.dims();
+        let device = tensor.device();
+        let plan = self.plan(&shape);
+        let mut state = state.unwrap_or_else(|| self.new_state(&plan, &device));
+        state.step = t;
+
+        // 1. L2 weight decay.
+        if c.weight_decay != 0.0 && !c.decoupled_weight_decay {
+            grad = grad + tensor.clone().mul_scalar(c.weight_decay);
+        }
+        // 4. (computed first: it needs only G) the filtered gradient.
+        let g_bar = if c.beta1 != 0.0 {
+            let old = state
+                .filtered
+                .take()
+                .unwrap_or_else(|| Tensor::zeros(shape, &device));
+            let new = old.clone().mul_scalar(c.beta1) + grad.clone().mul_scalar(1.0 - c.beta1);
+            let beta3 = c.beta3();
+            let mut g_bar = if beta3 != c.beta1 {
+                old.mul_scalar(beta3) + grad.clone().mul_scalar(1.0 - beta3)
+            } else {
+                new.clone()
+            };
+            state.filtered = Some(new);
+            if c.bias_correction {
+                g_bar = g_bar.div_scalar(1.0 - beta3 * c.beta1.powi(t as i32 - 1));
+            }
+            g_bar
+        } else {
+            grad.clone()
+        };
+
+        let start = c.start_step();
+        let compute_roots = (t.is_multiple_of(c.precondition_frequency) && t > start) || t == start;
+        let graft_only = t < start && c.grafting.is_some();
+        let g_blocks = split(grad, &plan);
+        let bar_blocks = split(g_bar, &plan);
+        let mut directions = Vec::with_capacity(plan.blocks.len());
+        for (i, ((block, g), g_bar)) in plan.blocks.iter().zip(g_blocks).zip(bar_blocks).enumerate()
+        {
+            let st = &mut state.blocks[i];
+            // 2. factors and grafting statistics from the raw gradient.
+            for k in 0..block.shape.len() {
+                let u = unfold(g.clone(), &block.shape, k);
+                let outer = u.clone().matmul(u.transpose());
+                let f = st.factors[k].clone();
+                st.factors[k] = if c.beta2 == 1.0 {
+                    f + outer
+                } else {
+                    f.mul_scalar(c.beta2) + outer.mul_scalar(1.0 - c.beta2)
+                };
+            }
+            self.update_graft(&mut st.graft, &g);
+            // 3. inverse roots when due.
+            if compute_roots {
+                self.compute_roots(st, &shape, i, t)?;
+            }
+            // 5. the direction, grafted.
+            let dir = if graft_only {
+                self.graft_direction(g_bar, st.graft.as_ref(), t)
+            } else {
+                let p = precondition(g_bar.clone(), &block.shape, &st.roots);
+                if c.grafting.is_some() {
+                    let graft = self.graft_direction(g_bar, st.graft.as_ref(), t);
+                    let scale = norm(graft).div(norm(p.clone()).add_scalar(GRAFT_NORM_FLOOR));
+                    p.mul(scale)
+                } else {
+                    p
+                }
+            };
+            directions.push(dir);
+        }
+        let mut dir = join(directions, &plan, shape, &device);
+
+        // 6. decoupled decay, momentum, update.
+        if c.weight_decay != 0.0 && c.decoupled_weight_decay {
+            dir = dir + tensor.clone().mul_scalar(c.weight_decay);
+        }
+        if c.momentum != 0.0 {
+            let m = state
+                .momentum
+                .take()
+                .unwrap_or_else(|| Tensor::zeros(shape, &device));
+            let m = m.mul_scalar(c.momentum) + dir.clone().mul_scalar(1.0 - c.dampening);
+            dir = if c.nesterov {
+                dir.mul_scalar(1.0 - c.dampening) + m.clone().mul_scalar(c.momentum)
+            } else {
+                m.clone()
+            };
+            state.momentum = Some(m);
+        }
+        Ok((tensor - dir.mul_scalar(lr), state))
+    }
+}
