@@ -80,10 +80,7 @@ where
         &mut opt,
         &mut set,
         &problem,
-        &FitOptions {
-            steps: batches.len(),
-            progress: None,
-        },
+        &FitOptions::new(batches.len(), None),
         |s| batches[s].clone(),
         |_| {},
     )

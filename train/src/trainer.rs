@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::constrained::{
     ConstrainedError, ConstrainedOptimizer, ConstrainedProblem, ConstraintSet, ObservedValues,
 };
+use crate::optim::shampoo::ShampooHealth;
 
 /// What the loop tells its callback after every step.
 pub struct StepInfo<'a, B: AutodiffBackend> {
@@ -28,6 +29,28 @@ pub struct FitOptions {
     pub steps: usize,
     /// Label of the progress bar; `None` hides it (tests, benchmarks).
     pub progress: Option<String>,
+    /// Shampoo's failure handle ([`crate::optim::AnyOptimizer::health`]), checked after
+    /// every step: burn's `Optimizer::step` cannot return an error, so a non-finite gradient
+    /// or failing inverse roots surface here.
+    pub optimizer_health: Option<ShampooHealth>,
+}
+
+impl FitOptions {
+    /// `steps` steps with a progress bar labelled `progress` (`None`: hidden) and no
+    /// optimizer health check.
+    pub fn new(steps: usize, progress: Option<String>) -> Self {
+        Self {
+            steps,
+            progress,
+            optimizer_health: None,
+        }
+    }
+
+    /// Checks `health` after every step.
+    pub fn with_health(mut self, health: Option<ShampooHealth>) -> Self {
+        self.optimizer_health = health;
+        self
+    }
 }
 
 /// Runs `steps` iterations of `optimizer` on `problem`; `input(step)` supplies each step's
@@ -63,6 +86,11 @@ where
     for step in 0..options.steps {
         let out = optimizer.roll(model, set, problem, &input(step))?;
         model = out.model;
+        if let Some(health) = &options.optimizer_health {
+            health
+                .check()
+                .map_err(|e| ConstrainedError::Optimizer(e.to_string()))?;
+        }
         if step % 50 == 0 || step + 1 == options.steps {
             bar.set_message(format!("loss {:.4}", out.values.loss));
         }

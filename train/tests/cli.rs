@@ -89,6 +89,82 @@ fn prune_rejects_bad_input_clearly() {
     );
 }
 
+#[test]
+fn optimizer_flags_are_checked_before_any_work() {
+    let (ok, _, err) = tether_train(&["prune", "--optimizer", "lbfgs"], None);
+    assert!(
+        !ok && err.contains("invalid value 'lbfgs' for '--optimizer"),
+        "{err}"
+    );
+    // Checked before the data is looked for.
+    let missing = Some("/nonexistent-tether-data");
+    for (cmd, flags, needle) in [
+        (
+            "prune",
+            vec!["--optimizer", "shampoo", "--precondition-frequency", "0"],
+            "precondition frequency must be >= 1",
+        ),
+        (
+            "fair-prune",
+            vec!["--optimizer", "shampoo", "--shampoo-beta2", "1.5"],
+            "beta2 must be in (0, 1]",
+        ),
+        (
+            "gang",
+            vec!["--optimizer", "sgd", "--momentum", "1"],
+            "--momentum must be in [0, 1)",
+        ),
+    ] {
+        let mut args = vec![cmd];
+        args.extend(flags);
+        let (ok, _, err) = tether_train(&args, missing);
+        assert!(!ok && err.contains(needle), "{cmd}: {err}");
+    }
+}
+
+/// `--optimizer shampoo` trains: a dense LeNet-300-100 on 2048 MNIST images learns, and the
+/// summary names the optimizer.
+#[test]
+fn prune_dense_trains_with_shampoo() {
+    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+    if let Err(e) = ImageSet::load(MnistKind::Mnist, Split::Test) {
+        assert!(
+            tether_train::data::may_skip("mnist"),
+            "TETHER_REQUIRE_DATA requires MNIST: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("tether-cli-shampoo-{}", std::process::id()));
+    let out_s = out.to_string_lossy().into_owned();
+    let args = [
+        "prune",
+        "--dense",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "2048",
+        "--test-limit",
+        "1000",
+        "--batch",
+        "64",
+        "--optimizer",
+        "shampoo",
+        "--precondition-frequency",
+        "5",
+        "--out",
+        &out_s,
+    ];
+    let (ok, _, err) = tether_train(&args, None);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["optimizer"], "shampoo");
+    let accuracy = summary["final"]["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.85, "test accuracy {accuracy}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 /// The main job end to end on a small MNIST subset: the density constraint is met by the
 /// deterministic gates of the saved model, and every output is written.
 #[test]

@@ -82,6 +82,9 @@ pub enum ConstrainedError {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// The primal optimizer failed (e.g. Shampoo met a non-finite gradient).
+    #[error("optimizer: {0}")]
+    Optimizer(String),
     /// A checkpoint does not fit this constraint set.
     #[error("checkpoint mismatch: {0}")]
     Checkpoint(String),

@@ -41,6 +41,7 @@ use crate::constrained::{
 };
 use crate::data::batches::SplitMix64;
 use crate::data::mixtures::{Mixture, standard_normals};
+use crate::optim::{AnyOptimizer, OptimizerArgs};
 use crate::trainer::{FitOptions, fit};
 
 /// Sizes and budgets of the game's networks and responses.
@@ -56,10 +57,12 @@ pub struct GangConfig {
     pub response_steps: usize,
     /// Samples per step (data and generated alike).
     pub batch_size: usize,
-    /// Adam learning rate.
+    /// Learning rate.
     pub lr: f64,
     /// Adam's first-moment coefficient (0.5 is the usual GAN setting).
     pub beta_1: f64,
+    /// The optimizer of responses and of the GAN baseline (Adam by default).
+    pub optimizer: OptimizerArgs,
     /// Size of the fixed sample the payoffs are estimated on.
     pub eval_samples: usize,
     /// Restarts of a generator response (the best of them is the response; the paper's
@@ -86,6 +89,7 @@ impl Default for GangConfig {
             batch_size: 128,
             lr: 1e-3,
             beta_1: 0.5,
+            optimizer: OptimizerArgs::default(),
             eval_samples: 2048,
             background: 0.1,
             restarts: 4,
@@ -504,6 +508,15 @@ impl<B: AutodiffBackend> GanGame<B> {
         Ok(Player { net, ..start })
     }
 
+    /// The configured optimizer (Adam with the game's `beta_1`).
+    fn optimizer(&self) -> Result<AnyOptimizer<Mlp<B>, B>, GangError> {
+        let adam = AdamConfig::new().with_beta_1(self.config.beta_1 as f32);
+        self.config
+            .optimizer
+            .build_with_adam(&adam)
+            .map_err(|e| GangError::Config(e.to_string()))
+    }
+
     fn fit_response<P: ConstrainedProblem<B, Mlp<B>>>(
         &mut self,
         net: Mlp<B>,
@@ -512,10 +525,9 @@ impl<B: AutodiffBackend> GanGame<B> {
         input: impl FnMut(usize) -> P::Input,
     ) -> Result<Mlp<B>, GangError> {
         let mut set = ConstraintSet::<B>::new(&self.device);
-        let adam = AdamConfig::new()
-            .with_beta_1(self.config.beta_1 as f32)
-            .init();
-        let mut opt = ConstrainedOptimizer::new(adam, self.config.lr, UpdateScheme::Simultaneous);
+        let primal = self.optimizer()?;
+        let health = primal.health();
+        let mut opt = ConstrainedOptimizer::new(primal, self.config.lr, UpdateScheme::Simultaneous);
         // A response ends on a cosine-decayed rate (to a tenth), in segments of the one
         // loop: a generator response then settles on its target instead of orbiting it
         // at the width of an Adam step, which decides whether its samples land within
@@ -529,10 +541,7 @@ impl<B: AutodiffBackend> GanGame<B> {
             let t = (k as f64 + 0.5) / segments as f64;
             let factor = 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
             opt.set_lr(self.config.lr * factor);
-            let options = FitOptions {
-                steps: end - done,
-                progress: None,
-            };
+            let options = FitOptions::new(end - done, None).with_health(health.clone());
             let offset = done;
             net = fit(
                 net,
@@ -566,12 +575,7 @@ impl<B: AutodiffBackend> GanGame<B> {
     ) -> Result<GanRun<B>, GangError> {
         let (gp, cp) = (self.new_generator(), self.new_classifier());
         let (mut g, mut c) = (gp.net.clone(), cp.net.clone());
-        let adam = || {
-            AdamConfig::new()
-                .with_beta_1(self.config.beta_1 as f32)
-                .init()
-        };
-        let (mut opt_g, mut opt_c) = (adam(), adam());
+        let (mut opt_g, mut opt_c) = (self.optimizer()?, self.optimizer()?);
         let batch = self.config.batch_size;
         let mut trace = Vec::new();
         let (mut sum_c, mut sum_g, mut count) = (0.0, 0.0, 0usize);
@@ -597,6 +601,11 @@ impl<B: AutodiffBackend> GanGame<B> {
             let grads_g = GradientsParams::from_grads(loss_g.backward(), &g);
             c = opt_c.step(self.config.lr, c, grads_c);
             g = opt_g.step(self.config.lr, g, grads_g);
+            for health in [opt_c.health(), opt_g.health()].into_iter().flatten() {
+                health
+                    .check()
+                    .map_err(|e| ConstrainedError::Optimizer(e.to_string()))?;
+            }
             if (step + 1) % snapshot_every.max(1) == 0 || step + 1 == steps {
                 let current = Player {
                     id: usize::MAX, // never cached: the network changes

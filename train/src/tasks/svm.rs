@@ -169,10 +169,7 @@ pub fn fit_svm<B: AutodiffBackend>(
         &mut opt,
         &mut set,
         &problem,
-        &crate::trainer::FitOptions {
-            steps: cfg.steps,
-            progress,
-        },
+        &crate::trainer::FitOptions::new(cfg.steps, progress),
         |_| (),
         |info| {
             let v = &info.values.constraints[0].1;

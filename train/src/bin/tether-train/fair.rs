@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
-use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use tether_models::classifier::Classifier;
@@ -22,6 +21,8 @@ use tether_train::data::groups::{self, Groups};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
+use tether_train::optim::OptimizerArgs;
+use tether_train::optim::shampoo::ShampooHealth;
 use tether_train::plot::{Panel, Series, line_chart};
 use tether_train::tasks::fair::{FairProblem, GroupMetrics, GroupedSet};
 use tether_train::trainer::{FitOptions, fit};
@@ -115,13 +116,15 @@ pub struct FairArgs {
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Adam learning rate of the dense training.
+    /// Learning rate of the dense training (Adam and Shampoo with Adam grafting: 1e-3).
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    #[command(flatten)]
+    optimizer: OptimizerArgs,
     /// Keep the fine-tuning learning rate constant instead of a cosine decay over epochs.
     #[arg(long)]
     constant_lr: bool,
-    /// Adam learning rate of the fine-tuning (start of its cosine decay).
+    /// Learning rate of the fine-tuning (start of its cosine decay).
     #[arg(long, default_value_t = 5e-4)]
     ft_lr: f64,
     /// Reuse the dense model of an earlier run (its `dense.mpk`; same dataset, widths and
@@ -209,6 +212,7 @@ fn load(args: &FairArgs) -> anyhow::Result<Data> {
 }
 
 pub fn run(args: FairArgs) -> anyhow::Result<()> {
+    args.optimizer.validate()?;
     anyhow::ensure!(
         (0.0..1.0).contains(&args.sparsity),
         "--sparsity must lie in [0, 1), got {}",
@@ -253,6 +257,7 @@ fn run_epochs<B, M, O>(
     train: &GroupedSet<B>,
     a: &FairArgs,
     opt: &mut ConstrainedOptimizer<O>,
+    health: Option<ShampooHealth>,
     set: &mut ConstraintSet<B>,
     problem: &FairProblem,
     epochs: usize,
@@ -284,10 +289,8 @@ where
                 opt,
                 set,
                 problem,
-                &FitOptions {
-                    steps: part.len(),
-                    progress: Some(format!("{label} {}/{epochs}", epoch + 1)),
-                },
+                &FitOptions::new(part.len(), Some(format!("{label} {}/{epochs}", epoch + 1)))
+                    .with_health(health.clone()),
                 |s| part[s].clone(),
                 |info| {
                     let mut row = vec![(offset + info.step) as f64, info.values.loss];
@@ -428,17 +431,16 @@ impl BackendTask for Task {
             Some(dir) => load_mlp(fresh, &widths, &dir.join("dense.mpk"), &device)?,
             None => {
                 let mut set = ConstraintSet::<B>::new(&device);
-                let mut opt = ConstrainedOptimizer::new(
-                    AdamConfig::new().init(),
-                    a.lr,
-                    UpdateScheme::Simultaneous,
-                );
+                let primal = a.optimizer.build()?;
+                let health = primal.health();
+                let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
                 let mut log = Vec::new();
                 run_epochs(
                     fresh,
                     &train,
                     a,
                     &mut opt,
+                    health,
                     &mut set,
                     &FairProblem::unconstrained(),
                     dense_epochs,
@@ -511,11 +513,9 @@ impl BackendTask for Task {
                     .with_detached_overall(!a.keep_overall_gradient)
             }
         };
-        let mut opt = ConstrainedOptimizer::new(
-            AdamConfig::new().init(),
-            a.ft_lr,
-            UpdateScheme::Simultaneous,
-        );
+        let primal = a.optimizer.build()?;
+        let health = primal.health();
+        let mut opt = ConstrainedOptimizer::new(primal, a.ft_lr, UpdateScheme::Simultaneous);
         let mut log = Vec::new();
         let started = Instant::now();
         // CEAG keeps the best iterate among `--checks-per-epoch` evaluations on the
@@ -531,6 +531,7 @@ impl BackendTask for Task {
             &train,
             a,
             &mut opt,
+            health,
             &mut set,
             &problem,
             epochs,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tether_train::data::mixtures::Mixture;
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
+use tether_train::optim::OptimizerArgs;
 use tether_train::plot::{Panel, PointSet, ScatterPanel, Series, line_chart, scatter_grid};
 use tether_train::tasks::gang::{
     Exploitability, GanGame, GangConfig, Player, SampleQuality, exploitability, sample_quality,
@@ -80,12 +81,14 @@ pub struct GangArgs {
     /// Samples per step.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Adam learning rate.
+    /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// Adam beta_1.
     #[arg(long, default_value_t = 0.5)]
     beta1: f64,
+    #[command(flatten)]
+    optimizer: OptimizerArgs,
     /// Latent dimension of the generators.
     #[arg(long, default_value_t = 4)]
     latent_dim: usize,
@@ -146,6 +149,7 @@ pub struct Summary {
 }
 
 pub fn run(args: GangArgs) -> anyhow::Result<()> {
+    args.optimizer.validate()?;
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
     anyhow::ensure!(
         args.epsilon.is_finite() && args.epsilon >= 0.0,
@@ -183,6 +187,7 @@ impl BackendTask for Task {
             batch_size: a.batch,
             lr: a.lr,
             beta_1: a.beta1,
+            optimizer: a.optimizer.clone(),
             eval_samples: a.eval_samples,
             background: a.background,
             restarts: a.restarts,

@@ -26,7 +26,8 @@ use tether_train::data::batches::{Batch, DeviceSet};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
-use tether_train::optim::{DecayStart, TwoGroups};
+use tether_train::optim::shampoo::ShampooHealth;
+use tether_train::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use tether_train::plot::{Panel, Series, line_chart};
 use tether_train::tasks::classify::{self, ClassifyProblem};
 use tether_train::tasks::prune::{PruneProblem, accuracy, global_density, layer_densities};
@@ -100,9 +101,12 @@ pub struct PruneArgs {
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Adam learning rate of the weights.
+    /// Learning rate of the weights (Adam and Shampoo with Adam grafting: 1e-3; SGD with
+    /// momentum wants about 0.05).
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    #[command(flatten)]
+    optimizer: OptimizerArgs,
     /// Keep the gates' learning rate constant instead of decaying it to 0 on a cosine from
     /// the step the density first meets the target to the end of the run. At a constant rate, gates whose gradient is mostly noise random-walk and
     /// the density drifts under the target (MNIST LeNet-300-100, target 0.5, 10 epochs:
@@ -143,6 +147,7 @@ pub struct PruneArgs {
 }
 
 pub fn run(args: PruneArgs) -> anyhow::Result<()> {
+    args.optimizer.validate()?;
     anyhow::ensure!(
         args.target_density > 0.0 && args.target_density <= 1.0,
         "--target-density must lie in (0, 1], got {}",
@@ -315,6 +320,7 @@ impl Task {
         opt: &mut ConstrainedOptimizer<O>,
         set: &mut ConstraintSet<B>,
         problem: &P,
+        health: Option<ShampooHealth>,
         mut on_step: impl FnMut(usize, StepInfo<'_, B>),
         evaluate: impl Fn(&M::InnerModule, &[Batch<B::InnerBackend>]) -> (f64, f64),
     ) -> anyhow::Result<(M, Vec<Vec<f64>>)>
@@ -338,10 +344,11 @@ impl Task {
                 opt,
                 set,
                 problem,
-                &FitOptions {
-                    steps: batches.len(),
-                    progress: Some(format!("epoch {}/{}", epoch + 1, a.epochs)),
-                },
+                &FitOptions::new(
+                    batches.len(),
+                    Some(format!("epoch {}/{}", epoch + 1, a.epochs)),
+                )
+                .with_health(health.clone()),
                 |s| batches[s].clone(),
                 |info| on_step(offset + info.step, info),
             )?;
@@ -395,8 +402,9 @@ impl Task {
     {
         let a = &self.args;
         let mut set = ConstraintSet::<B>::new(&device);
-        let mut opt =
-            ConstrainedOptimizer::new(AdamConfig::new().init(), a.lr, UpdateScheme::Simultaneous);
+        let primal = a.optimizer.build()?;
+        let health = primal.health();
+        let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
         let mut steps: Vec<Vec<f64>> = Vec::new();
         let (model, epochs) = self.run_epochs(
             model,
@@ -404,6 +412,7 @@ impl Task {
             &mut opt,
             &mut set,
             &ClassifyProblem,
+            health,
             |step, info| steps.push(vec![step as f64, info.values.loss]),
             |eval, test| (classify::accuracy(test, |x| eval.logits(x)), 1.0),
         )?;
@@ -417,6 +426,7 @@ impl Task {
         write_atomic(&a.out.join("model.tthr"), &tthr)?;
         let summary = serde_json::json!({
             "model": format!("{:?}", a.model), "dataset": a.dataset.name(), "dense": true,
+            "optimizer": a.optimizer.optimizer,
             "target_density": 1.0, "seed": a.seed, "epochs": a.epochs,
             "final": {"test_accuracy": epochs.last().map(|e| e[1]), "density": 1.0},
         });
@@ -474,8 +484,12 @@ impl Task {
             / a.batch;
         let problem = PruneProblem::new(density, targets.clone());
         let gate_ids = model.gate_ids();
+        // The chosen optimizer steps the weights; the gate locations keep Adam (their
+        // rate and momentum are tuned for it, see --gate-lr).
+        let weights = a.optimizer.build()?;
+        let health = weights.health();
         let mut primal = TwoGroups::new(
-            AdamConfig::new().init(),
+            weights,
             AdamConfig::new().with_beta_1(a.gate_momentum as f32).init(),
             gate_ids,
             a.gate_lr / a.lr,
@@ -493,6 +507,7 @@ impl Task {
             &mut opt,
             &mut set,
             &problem,
+            health,
             |step, info| {
                 let (_, v, strict) = &info.values.constraints[0];
                 let strict = strict.as_ref().expect("strict violation is set");
@@ -594,6 +609,7 @@ impl Task {
             "model": format!("{:?}", a.model), "dataset": a.dataset.name(), "target_density": a.target_density,
             "per_layer_constraints": a.per_layer, "dual": format!("{:?}", self.dual),
             "fixed_penalty": a.fixed_penalty, "seed": a.seed, "epochs": a.epochs, "dense": false,
+            "optimizer": a.optimizer.optimizer,
             "gate_lr_schedule": if a.constant_gate_lr { "constant" } else { "cosine" },
             "final": {"test_accuracy": epochs.last().map(|e| e[1]), "density": epochs.last().map(|e| e[2])},
             "layers": per_layer,

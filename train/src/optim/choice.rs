@@ -1,0 +1,223 @@
+//! Picking the primal optimizer at run time: `--optimizer adam|sgd|shampoo`, shared by every
+//! training command (the same pattern as `--device`).
+
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{
+    Adam, AdamConfig, GradientsParams, LearningRate, MultiGradientsParams, Optimizer, Sgd,
+    SgdConfig,
+};
+use burn::tensor::backend::AutodiffBackend;
+
+use super::shampoo::{Grafting, Shampoo, ShampooConfig, ShampooError, ShampooHealth};
+
+/// The optimizers a command can train with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (Kingma & Ba 2015).
+    Adam,
+    /// SGD with heavy-ball momentum (`--momentum`).
+    Sgd,
+    /// Shampoo with Adam grafting (Shi et al. 2023): Adam's per-block step size, Shampoo's
+    /// direction.
+    Shampoo,
+}
+
+/// What grafted method sets Shampoo's per-block step size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraftingKind {
+    /// No grafting: Shampoo's own step size.
+    None,
+    /// SGD.
+    Sgd,
+    /// AdaGrad.
+    Adagrad,
+    /// RMSProp.
+    Rmsprop,
+    /// Adam.
+    Adam,
+}
+
+/// The `--optimizer` flags, to `#[command(flatten)]` into any command.
+#[derive(Clone, Debug, PartialEq, clap::Args)]
+pub struct OptimizerArgs {
+    /// Optimizer of the network's weights (the learning rate is the command's `--lr`).
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Heavy-ball momentum of `--optimizer sgd`.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Shampoo: recompute the inverse roots every this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub precondition_frequency: usize,
+    /// Shampoo: largest Kronecker factor; larger dimensions are split into blocks.
+    #[arg(long, default_value_t = 1024)]
+    pub max_preconditioner_dim: usize,
+    /// Shampoo: decay of the Kronecker factors (1: AdaGrad-style sums).
+    #[arg(long, default_value_t = 0.999)]
+    pub shampoo_beta2: f64,
+    /// Shampoo: epsilon added to the factors' eigenvalues.
+    #[arg(long, default_value_t = 1e-12)]
+    pub shampoo_epsilon: f64,
+    /// Shampoo: the grafted method.
+    #[arg(long, value_enum, default_value_t = GraftingKind::Adam)]
+    pub grafting: GraftingKind,
+}
+
+impl Default for OptimizerArgs {
+    fn default() -> Self {
+        Self {
+            optimizer: OptimizerKind::Adam,
+            momentum: 0.9,
+            precondition_frequency: 10,
+            max_preconditioner_dim: 1024,
+            shampoo_beta2: 0.999,
+            shampoo_epsilon: 1e-12,
+            grafting: GraftingKind::Adam,
+        }
+    }
+}
+
+impl OptimizerArgs {
+    /// These flags with a different optimizer.
+    pub fn with_kind(mut self, kind: OptimizerKind) -> Self {
+        self.optimizer = kind;
+        self
+    }
+
+    /// The Shampoo settings these flags describe: the reference's recipe for replacing
+    /// Adam (betas as Adam's, Adam grafting with epsilon 1e-8), the frequency and
+    /// factor size from the flags.
+    pub fn shampoo_config(&self) -> ShampooConfig {
+        let grafting = match self.grafting {
+            GraftingKind::None => None,
+            GraftingKind::Sgd => Some(Grafting::Sgd),
+            GraftingKind::Adagrad => Some(Grafting::AdaGrad { epsilon: 1e-8 }),
+            GraftingKind::Rmsprop => Some(Grafting::RmsProp {
+                beta2: 0.99,
+                epsilon: 1e-8,
+            }),
+            GraftingKind::Adam => Some(Grafting::Adam {
+                beta2: 0.999,
+                epsilon: 1e-8,
+            }),
+        };
+        ShampooConfig::default()
+            .with_beta2(self.shampoo_beta2)
+            .with_epsilon(self.shampoo_epsilon)
+            .with_precondition_frequency(self.precondition_frequency)
+            .with_max_preconditioner_dim(self.max_preconditioner_dim)
+            .with_grafting(grafting)
+    }
+
+    /// Checks the flags of the chosen optimizer (call before loading data, so a bad flag
+    /// fails fast).
+    pub fn validate(&self) -> Result<(), ShampooError> {
+        match self.optimizer {
+            OptimizerKind::Adam => Ok(()),
+            OptimizerKind::Sgd if (0.0..1.0).contains(&self.momentum) => Ok(()),
+            OptimizerKind::Sgd => Err(ShampooError::InvalidConfig(format!(
+                "--momentum must be in [0, 1), got {}",
+                self.momentum
+            ))),
+            OptimizerKind::Shampoo => self.shampoo_config().validate(),
+        }
+    }
+
+    /// Builds the optimizer for module `M`; bad settings are an error.
+    pub fn build<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+    ) -> Result<AnyOptimizer<M, B>, ShampooError> {
+        self.build_with_adam(&AdamConfig::new())
+    }
+
+    /// [`Self::build`], with `adam` as the Adam settings (a task with its own, e.g. GANs'
+    /// `beta1 = 0.5`).
+    pub fn build_with_adam<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        adam: &AdamConfig,
+    ) -> Result<AnyOptimizer<M, B>, ShampooError> {
+        self.validate()?;
+        Ok(match self.optimizer {
+            OptimizerKind::Adam => AnyOptimizer::Adam(adam.init()),
+            OptimizerKind::Sgd => {
+                let momentum = (self.momentum > 0.0).then(|| {
+                    MomentumConfig::new()
+                        .with_momentum(self.momentum)
+                        .with_dampening(0.0)
+                });
+                AnyOptimizer::Sgd(SgdConfig::new().with_momentum(momentum).init())
+            }
+            OptimizerKind::Shampoo => AnyOptimizer::Shampoo(self.shampoo_config().init()?),
+        })
+    }
+}
+
+/// Adam, SGD or Shampoo, chosen at run time.
+#[derive(Clone)]
+pub enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
+    /// Adam.
+    Adam(OptimizerAdaptor<Adam, M, B>),
+    /// SGD (with momentum).
+    Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
+    /// Shampoo.
+    Shampoo(OptimizerAdaptor<Shampoo, M, B>),
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
+    /// Shampoo's failure handle (`None` for the others, which have no failure mode of
+    /// their own).
+    pub fn health(&self) -> Option<ShampooHealth> {
+        match self {
+            Self::Shampoo(o) => Some(o.optim().health()),
+            _ => None,
+        }
+    }
+}
+
+type AdaptorRecord<O, M, B> = <OptimizerAdaptor<O, M, B> as Optimizer<M, B>>::Record;
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> Optimizer<M, B> for AnyOptimizer<M, B> {
+    type Record = (
+        Option<AdaptorRecord<Adam, M, B>>,
+        Option<AdaptorRecord<Sgd<B::InnerBackend>, M, B>>,
+        Option<AdaptorRecord<Shampoo, M, B>>,
+    );
+
+    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        match self {
+            Self::Adam(o) => o.step(lr, module, grads),
+            Self::Sgd(o) => o.step(lr, module, grads),
+            Self::Shampoo(o) => o.step(lr, module, grads),
+        }
+    }
+
+    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+        match self {
+            Self::Adam(o) => o.step_multi(lr, module, grads),
+            Self::Sgd(o) => o.step_multi(lr, module, grads),
+            Self::Shampoo(o) => o.step_multi(lr, module, grads),
+        }
+    }
+
+    fn to_record(&self) -> Self::Record {
+        match self {
+            Self::Adam(o) => (Some(o.to_record()), None, None),
+            Self::Sgd(o) => (None, Some(o.to_record()), None),
+            Self::Shampoo(o) => (None, None, Some(o.to_record())),
+        }
+    }
+
+    fn load_record(self, record: Self::Record) -> Self {
+        match (self, record) {
+            (Self::Adam(o), (Some(r), _, _)) => Self::Adam(o.load_record(r)),
+            (Self::Sgd(o), (_, Some(r), _)) => Self::Sgd(o.load_record(r)),
+            (Self::Shampoo(o), (_, _, Some(r))) => Self::Shampoo(o.load_record(r)),
+            // A record of another optimizer (the run was resumed with a different
+            // `--optimizer`) carries nothing this one can use: it starts fresh.
+            (this, _) => this,
+        }
+    }
+}
