@@ -96,7 +96,7 @@ impl Job {
 fn kind(dataset: &str) -> anyhow::Result<(MnistKind, f64)> {
     Ok(match dataset {
         "mnist" => (MnistKind::Mnist, 0.985),
-        "fashion-mnist" => (MnistKind::Fashion, 0.90),
+        "fashion-mnist" => (MnistKind::FashionMnist, 0.90),
         other => anyhow::bail!("unknown dataset {other} (mnist, fashion-mnist)"),
     })
 }

@@ -57,4 +57,10 @@ pub enum ShampooError {
         /// The last failure.
         cause: RootError,
     },
+    /// Another data-parallel worker failed at this step (its own error is on its handle).
+    #[error("another data-parallel worker failed at this step")]
+    PeerFailed,
+    /// A collective operation failed.
+    #[error("collective operation failed: {0}")]
+    Collective(String),
 }

@@ -21,6 +21,7 @@
 
 mod blocking;
 mod config;
+mod distributed;
 mod error;
 mod health;
 mod inverse_root;
@@ -28,6 +29,7 @@ mod step;
 
 pub use blocking::{Block, BlockPlan, merge_small_dims};
 pub use config::{Grafting, ShampooConfig};
+pub use distributed::{DistributedShampoo, Peer, assign_blocks, run_data_parallel};
 pub use error::ShampooError;
 pub use health::{HealthLog, ShampooHealth};
 pub use inverse_root::{RootError, RootMethod, inverse_root};

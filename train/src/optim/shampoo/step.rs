@@ -18,6 +18,16 @@ use super::inverse_root::{RootError, inverse_root};
 /// Added to Shampoo's block norm before grafting divides by it (the reference's 1e-16).
 const GRAFT_NORM_FLOOR: f64 = 1e-16;
 
+/// Which block a step works on: the block, the (1-based) step, and the parameter's shape
+/// and block index (for errors).
+#[derive(Clone, Copy)]
+pub(super) struct BlockAt<'a> {
+    pub block: &'a Block,
+    pub step: usize,
+    pub shape: &'a [usize],
+    pub index: usize,
+}
+
 /// The Shampoo optimizer; build it with [`ShampooConfig::build`].
 #[derive(Clone, Debug)]
 pub struct Shampoo {
@@ -26,27 +36,28 @@ pub struct Shampoo {
 }
 
 /// Shampoo's state for one parameter (a burn record: saved and loaded with the optimizer).
+/// Everything is per block, so a data-parallel worker keeps only the blocks it owns.
 #[derive(Record, Clone)]
-pub struct ShampooState<B: Backend, const D: usize> {
+pub struct ShampooState<B: Backend> {
     /// Steps taken (the first step is 1).
     pub step: usize,
-    /// Per block of [`BlockPlan`]: factors, roots, grafting statistics.
-    pub blocks: Vec<BlockState<B>>,
-    /// EMA of the gradient (when `beta1 > 0`).
-    pub filtered: Option<Tensor<B, D>>,
-    /// Momentum buffer (when `momentum > 0`).
-    pub momentum: Option<Tensor<B, D>>,
+    /// Per block of [`BlockPlan`]: `None` for a block another worker owns.
+    pub blocks: Vec<Option<BlockState<B>>>,
 }
 
-/// One block's statistics.
+/// One block's statistics and buffers (flattened block layout).
 #[derive(Record, Clone)]
 pub struct BlockState<B: Backend> {
     /// Kronecker factor `L_k` per block dimension.
     pub factors: Vec<Tensor<B, 2>>,
     /// Inverse root `R_k` per factor (zero until first computed, as the reference).
     pub roots: Vec<Tensor<B, 2>>,
-    /// The grafted method's second-moment statistics (flattened block).
+    /// The grafted method's second-moment statistics.
     pub graft: Option<Tensor<B, 1>>,
+    /// EMA of the gradient (when `beta1 > 0`).
+    pub filtered: Option<Tensor<B, 1>>,
+    /// Momentum buffer (when `momentum > 0`).
+    pub momentum: Option<Tensor<B, 1>>,
     /// Consecutive failed root computations.
     pub failed_computations: usize,
 }
@@ -81,7 +92,7 @@ impl Shampoo {
         &self.config
     }
 
-    fn plan(&self, shape: &[usize]) -> BlockPlan {
+    pub(super) fn plan(&self, shape: &[usize]) -> BlockPlan {
         BlockPlan::new(
             shape,
             self.config.max_preconditioner_dim,
@@ -96,37 +107,26 @@ impl Shampoo {
             .map_or(2.0 * order as f64, f64::from)
     }
 
-    fn new_state<B: Backend, const D: usize>(
-        &self,
-        plan: &BlockPlan,
-        device: &B::Device,
-    ) -> ShampooState<B, D> {
-        let blocks = plan
-            .blocks
-            .iter()
-            .map(|b| BlockState {
-                factors: b
-                    .shape
-                    .iter()
-                    .map(|&d| Tensor::zeros([d, d], device))
-                    .collect(),
-                roots: b
-                    .shape
-                    .iter()
-                    .map(|&d| Tensor::zeros([d, d], device))
-                    .collect(),
-                graft: match self.config.grafting {
-                    None | Some(Grafting::Sgd) => None,
-                    Some(_) => Some(Tensor::zeros([b.numel()], device)),
-                },
-                failed_computations: 0,
-            })
-            .collect();
-        ShampooState {
-            step: 0,
-            blocks,
+    /// Fresh state for `block`.
+    pub(super) fn new_block<B: Backend>(&self, block: &Block, device: &B::Device) -> BlockState<B> {
+        BlockState {
+            factors: block
+                .shape
+                .iter()
+                .map(|&d| Tensor::zeros([d, d], device))
+                .collect(),
+            roots: block
+                .shape
+                .iter()
+                .map(|&d| Tensor::zeros([d, d], device))
+                .collect(),
+            graft: match self.config.grafting {
+                None | Some(Grafting::Sgd) => None,
+                Some(_) => Some(Tensor::zeros([block.numel()], device)),
+            },
             filtered: None,
             momentum: None,
+            failed_computations: 0,
         }
     }
 
@@ -285,7 +285,10 @@ fn padded<const D: usize>(shape: &[usize]) -> [usize; D] {
 }
 
 /// The flattened blocks of `x` (of any shape whose merged form is `plan.merged`).
-fn split<B: Backend, const D: usize>(x: Tensor<B, D>, plan: &BlockPlan) -> Vec<Tensor<B, 1>> {
+pub(super) fn split<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    plan: &BlockPlan,
+) -> Vec<Tensor<B, 1>> {
     if plan.is_single() {
         return vec![x.reshape([plan.blocks[0].numel()])];
     }
@@ -308,7 +311,7 @@ fn ranges(b: &Block) -> Vec<Range<usize>> {
 }
 
 /// Inverse of [`split`]: the blocks put back into a tensor of `shape`.
-fn join<B: Backend, const D: usize>(
+pub(super) fn join<B: Backend, const D: usize>(
     blocks: Vec<Tensor<B, 1>>,
     plan: &BlockPlan,
     shape: [usize; D],
@@ -326,8 +329,169 @@ fn join<B: Backend, const D: usize>(
     out.reshape(shape)
 }
 
+impl Shampoo {
+    /// Checks a parameter and its gradient before a step: `Err` for a zero-size parameter
+    /// or a non-finite gradient (one scalar read back per parameter).
+    pub(super) fn check_input<B: Backend, const D: usize>(
+        &self,
+        grad: &Tensor<B, D>,
+        t: usize,
+    ) -> Result<(), ShampooError> {
+        let shape = grad.dims();
+        if shape.contains(&0) {
+            return Err(ShampooError::ZeroSizeParameter {
+                shape: shape.to_vec(),
+            });
+        }
+        let total: f64 = grad.clone().abs().sum().into_scalar().elem();
+        if !total.is_finite() {
+            return Err(ShampooError::NonFiniteGradient {
+                shape: shape.to_vec(),
+                step: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// One block's step: from its raw gradient `g` (L2 decay included) and its parameter
+    /// values `w`, the direction `P` after grafting, decoupled decay and momentum (the
+    /// parameter moves by `-lr P`).
+    pub(super) fn block_direction<B: Backend>(
+        &self,
+        st: &mut BlockState<B>,
+        at: BlockAt<'_>,
+        g: Tensor<B, 1>,
+        w: Tensor<B, 1>,
+    ) -> Result<Tensor<B, 1>, ShampooError> {
+        let BlockAt {
+            block,
+            step: t,
+            shape,
+            index,
+        } = at;
+        let c = &self.config;
+        // Step 4 of the module docs first (it needs only G): the filtered gradient.
+        let g_bar = if c.beta1 != 0.0 {
+            let old = st.filtered.take().unwrap_or_else(|| g.zeros_like());
+            let new = old.clone().mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
+            let beta3 = c.beta3();
+            let mut g_bar = if beta3 != c.beta1 {
+                old.mul_scalar(beta3) + g.clone().mul_scalar(1.0 - beta3)
+            } else {
+                new.clone()
+            };
+            st.filtered = Some(new);
+            if c.bias_correction {
+                g_bar = g_bar.div_scalar(1.0 - beta3 * c.beta1.powi(t as i32 - 1));
+            }
+            g_bar
+        } else {
+            g.clone()
+        };
+        // 2. Factors and grafting statistics from the raw gradient.
+        for k in 0..block.shape.len() {
+            let u = unfold(g.clone(), &block.shape, k);
+            let outer = u.clone().matmul(u.transpose());
+            let f = st.factors[k].clone();
+            st.factors[k] = if c.beta2 == 1.0 {
+                f + outer
+            } else {
+                f.mul_scalar(c.beta2) + outer.mul_scalar(1.0 - c.beta2)
+            };
+        }
+        self.update_graft(&mut st.graft, &g);
+        // 3. Inverse roots when due.
+        let start = c.start_step();
+        if (t.is_multiple_of(c.precondition_frequency) && t > start) || t == start {
+            self.compute_roots(st, shape, index, t)?;
+        }
+        // 5. The direction, grafted.
+        let mut dir = if t < start && c.grafting.is_some() {
+            self.graft_direction(g_bar, st.graft.as_ref(), t)
+        } else {
+            let p = precondition(g_bar.clone(), &block.shape, &st.roots);
+            if c.grafting.is_some() {
+                let graft = self.graft_direction(g_bar, st.graft.as_ref(), t);
+                let scale = norm(graft).div(norm(p.clone()).add_scalar(GRAFT_NORM_FLOOR));
+                p.mul(scale)
+            } else {
+                p
+            }
+        };
+        // 6. Decoupled decay and momentum.
+        if c.weight_decay != 0.0 && c.decoupled_weight_decay {
+            dir = dir + w.mul_scalar(c.weight_decay);
+        }
+        if c.momentum != 0.0 {
+            let m = st.momentum.take().unwrap_or_else(|| dir.zeros_like());
+            let m = m.mul_scalar(c.momentum) + dir.clone().mul_scalar(1.0 - c.dampening);
+            dir = if c.nesterov {
+                dir.mul_scalar(1.0 - c.dampening) + m.clone().mul_scalar(c.momentum)
+            } else {
+                m.clone()
+            };
+            st.momentum = Some(m);
+        }
+        Ok(dir)
+    }
+
+    /// The raw gradient with L2 decay (when not decoupled).
+    pub(super) fn with_l2<B: Backend, const D: usize>(
+        &self,
+        grad: Tensor<B, D>,
+        tensor: &Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        let c = &self.config;
+        if c.weight_decay != 0.0 && !c.decoupled_weight_decay {
+            grad + tensor.clone().mul_scalar(c.weight_decay)
+        } else {
+            grad
+        }
+    }
+
+    fn step_checked<B: Backend, const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<ShampooState<B>>,
+        t: usize,
+    ) -> Result<(Tensor<B, D>, ShampooState<B>), ShampooError> {
+        let shape = tensor.dims();
+        let device = tensor.device();
+        let plan = self.plan(&shape);
+        let mut state = state.unwrap_or_else(|| ShampooState {
+            step: 0,
+            blocks: plan
+                .blocks
+                .iter()
+                .map(|b| Some(self.new_block(b, &device)))
+                .collect(),
+        });
+        state.step = t;
+        let grad = self.with_l2(grad, &tensor);
+        let g_blocks = split(grad, &plan);
+        let w_blocks = split(tensor.clone(), &plan);
+        let mut directions = Vec::with_capacity(plan.blocks.len());
+        for (i, ((block, g), w)) in plan.blocks.iter().zip(g_blocks).zip(w_blocks).enumerate() {
+            let st = state.blocks[i]
+                .as_mut()
+                .expect("a single-device state holds every block");
+            let at = BlockAt {
+                block,
+                step: t,
+                shape: &shape,
+                index: i,
+            };
+            directions.push(self.block_direction(st, at, g, w)?);
+        }
+        let dir = join(directions, &plan, shape, &device);
+        Ok((tensor - dir.mul_scalar(lr), state))
+    }
+}
+
 impl<B: Backend> SimpleOptimizer<B> for Shampoo {
-    type State<const D: usize> = ShampooState<B, D>;
+    type State<const D: usize> = ShampooState<B>;
 
     fn step<const D: usize>(
         &self,
@@ -339,23 +503,11 @@ impl<B: Backend> SimpleOptimizer<B> for Shampoo {
         if self.health.failed() {
             return (tensor, state);
         }
-        let shape = tensor.dims();
         let t = state.as_ref().map_or(0, |s| s.step) + 1;
-        if shape.contains(&0) {
-            self.health.fail(ShampooError::ZeroSizeParameter {
-                shape: shape.to_vec(),
-            });
-            return (tensor, state);
-        }
-        let total: f64 = grad.clone().abs().sum().into_scalar().elem();
-        if !total.is_finite() {
-            self.health.fail(ShampooError::NonFiniteGradient {
-                shape: shape.to_vec(),
-                step: t,
-            });
-            return (tensor, state);
-        }
-        match self.step_checked(lr, tensor.clone(), grad, state.clone(), t) {
+        let result = self
+            .check_input(&grad, t)
+            .and_then(|()| self.step_checked(lr, tensor.clone(), grad, state.clone(), t));
+        match result {
             Ok((tensor, state)) => (tensor, Some(state)),
             Err(e) => {
                 self.health.fail(e);
@@ -364,120 +516,22 @@ impl<B: Backend> SimpleOptimizer<B> for Shampoo {
         }
     }
 
-    fn to_device<const D: usize>(mut state: Self::State<D>, device: &B::Device) -> Self::State<D> {
-        for b in &mut state.blocks {
-            for f in b.factors.iter_mut().chain(b.roots.iter_mut()) {
-                *f = f.clone().to_device(device);
-            }
-            b.graft = b.graft.take().map(|g| g.to_device(device));
-        }
-        state.filtered = state.filtered.map(|f| f.to_device(device));
-        state.momentum = state.momentum.map(|m| m.to_device(device));
-        state
+    fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        state.to_device(device)
     }
 }
 
-impl Shampoo {
-    fn step_checked<B: Backend, const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<B, D>,
-        mut grad: Tensor<B, D>,
-        state: Option<ShampooState<B, D>>,
-        t: usize,
-    ) -> Result<(Tensor<B, D>, ShampooState<B, D>), ShampooError> {
-        let c = &self.config;
-        let shape = tensor.dims();
-        let device = tensor.device();
-        let plan = self.plan(&shape);
-        let mut state = state.unwrap_or_else(|| self.new_state(&plan, &device));
-        state.step = t;
-
-        // 1. L2 weight decay.
-        if c.weight_decay != 0.0 && !c.decoupled_weight_decay {
-            grad = grad + tensor.clone().mul_scalar(c.weight_decay);
-        }
-        // 4. (computed first: it needs only G) the filtered gradient.
-        let g_bar = if c.beta1 != 0.0 {
-            let old = state
-                .filtered
-                .take()
-                .unwrap_or_else(|| Tensor::zeros(shape, &device));
-            let new = old.clone().mul_scalar(c.beta1) + grad.clone().mul_scalar(1.0 - c.beta1);
-            let beta3 = c.beta3();
-            let mut g_bar = if beta3 != c.beta1 {
-                old.mul_scalar(beta3) + grad.clone().mul_scalar(1.0 - beta3)
-            } else {
-                new.clone()
-            };
-            state.filtered = Some(new);
-            if c.bias_correction {
-                g_bar = g_bar.div_scalar(1.0 - beta3 * c.beta1.powi(t as i32 - 1));
+impl<B: Backend> ShampooState<B> {
+    /// The state with every tensor moved to `device`.
+    pub fn to_device(mut self, device: &B::Device) -> Self {
+        for b in self.blocks.iter_mut().flatten() {
+            for f in b.factors.iter_mut().chain(b.roots.iter_mut()) {
+                *f = f.clone().to_device(device);
             }
-            g_bar
-        } else {
-            grad.clone()
-        };
-
-        let start = c.start_step();
-        let compute_roots = (t.is_multiple_of(c.precondition_frequency) && t > start) || t == start;
-        let graft_only = t < start && c.grafting.is_some();
-        let g_blocks = split(grad, &plan);
-        let bar_blocks = split(g_bar, &plan);
-        let mut directions = Vec::with_capacity(plan.blocks.len());
-        for (i, ((block, g), g_bar)) in plan.blocks.iter().zip(g_blocks).zip(bar_blocks).enumerate()
-        {
-            let st = &mut state.blocks[i];
-            // 2. factors and grafting statistics from the raw gradient.
-            for k in 0..block.shape.len() {
-                let u = unfold(g.clone(), &block.shape, k);
-                let outer = u.clone().matmul(u.transpose());
-                let f = st.factors[k].clone();
-                st.factors[k] = if c.beta2 == 1.0 {
-                    f + outer
-                } else {
-                    f.mul_scalar(c.beta2) + outer.mul_scalar(1.0 - c.beta2)
-                };
+            for v in [&mut b.graft, &mut b.filtered, &mut b.momentum] {
+                *v = v.take().map(|x| x.to_device(device));
             }
-            self.update_graft(&mut st.graft, &g);
-            // 3. inverse roots when due.
-            if compute_roots {
-                self.compute_roots(st, &shape, i, t)?;
-            }
-            // 5. the direction, grafted.
-            let dir = if graft_only {
-                self.graft_direction(g_bar, st.graft.as_ref(), t)
-            } else {
-                let p = precondition(g_bar.clone(), &block.shape, &st.roots);
-                if c.grafting.is_some() {
-                    let graft = self.graft_direction(g_bar, st.graft.as_ref(), t);
-                    let scale = norm(graft).div(norm(p.clone()).add_scalar(GRAFT_NORM_FLOOR));
-                    p.mul(scale)
-                } else {
-                    p
-                }
-            };
-            directions.push(dir);
         }
-        let mut dir = join(directions, &plan, shape, &device);
-
-        // 6. decoupled decay, momentum, update.
-        if c.weight_decay != 0.0 && c.decoupled_weight_decay {
-            dir = dir + tensor.clone().mul_scalar(c.weight_decay);
-        }
-        if c.momentum != 0.0 {
-            let m = state
-                .momentum
-                .take()
-                .unwrap_or_else(|| Tensor::zeros(shape, &device));
-            let m = m.mul_scalar(c.momentum) + dir.clone().mul_scalar(1.0 - c.dampening);
-            dir = if c.nesterov {
-                dir.mul_scalar(1.0 - c.dampening) + m.clone().mul_scalar(c.momentum)
-            } else {
-                m.clone()
-            };
-            state.momentum = Some(m);
-        }
-        Ok((tensor - dir.mul_scalar(lr), state))
+        self
     }
 }

@@ -467,3 +467,139 @@ fn bad_input_is_reported_and_nothing_moves() {
     // The 2x2 parameter merges into one 4-vector: one factor per step.
     assert_eq!(opt.health().snapshot().root_failures, 4);
 }
+
+/// The reference's example: blocks of 128, 64, 500 and 256 bytes on two workers.
+#[test]
+fn blocks_are_assigned_greedily_by_size() {
+    assert_eq!(assign_blocks(&[128, 64, 500, 256], 2), vec![1, 1, 0, 1]);
+    assert_eq!(assign_blocks(&[128, 64, 500, 256], 1), vec![0, 0, 0, 0]);
+    assert_eq!(assign_blocks(&[128, 64], 4), vec![0, 1]);
+    assert!(assign_blocks(&[], 2).is_empty());
+}
+
+/// Two workers on two halves of each batch (burn-collective peers on the CPU device) end
+/// every step with the same parameters as one Shampoo on the whole batch: gradients are
+/// averaged, each block's direction comes from its owner alone, and the all-reduced
+/// updates are applied everywhere.
+#[test]
+fn data_parallel_equals_the_single_device_run() {
+    let device: burn::tensor::Device<B> = Default::default();
+    let config = ShampooConfig::default()
+        .with_beta2(0.99)
+        .with_momentum(0.5)
+        .with_weight_decay(0.01)
+        .with_grafting(Some(Grafting::adam()))
+        .with_precondition_frequency(2)
+        .with_max_preconditioner_dim(3)
+        // Early factors are rank-deficient (a 3x2 block's 3x3 factor has rank 2): with the
+        // default 1e-12, eps^(-1/4) = 1e3 amplifies the f32 rounding of the averaged
+        // gradient in the null directions to 1e-4; 1e-6 keeps it at 1e-7.
+        .with_epsilon(1e-6);
+    let fresh = || Net::<AB> {
+        w: Param::from_tensor(Tensor::from_data(
+            TensorData::new(random(20, 7), [4, 5]),
+            &device,
+        )),
+        c: Param::from_tensor(Tensor::from_data(
+            TensorData::new(random(48, 8), [2, 3, 4, 2]),
+            &device,
+        )),
+    };
+    // A per-sample mean, so the whole batch's gradient is the mean of the halves'.
+    let loss = |net: &Net<AB>, x: Tensor<AB, 2>| {
+        let n = x.dims()[0] as f64;
+        x.matmul(net.w.val()).tanh().sum().div_scalar(n) + net.c.val().sin().sum() * 0.1
+    };
+    let x = Tensor::<AB, 2>::from_data(TensorData::new(random(32, 9), [8, 4]), &device);
+    let steps = 5;
+    let values = |net: &Net<AB>| {
+        let mut v = net.w.val().into_data().into_vec::<f32>().unwrap();
+        v.extend(net.c.val().into_data().into_vec::<f32>().unwrap());
+        v
+    };
+
+    let mut net = fresh();
+    let mut single = config.init::<AB, Net<AB>>().unwrap();
+    for _ in 0..steps {
+        let grads = GradientsParams::from_grads(loss(&net, x.clone()).backward(), &net);
+        net = single.step(0.05, net, grads);
+    }
+    let expected = values(&net);
+
+    let run = |devices: &[burn::tensor::Device<B>]| {
+        run_data_parallel::<B, _, _>(devices, |peer, _| {
+            let mut opt = DistributedShampoo::<Net<AB>, AB>::new(config.build()?, peer);
+            let mut net = fresh();
+            let rows = 8 / peer.world;
+            let shard = x
+                .clone()
+                .slice([peer.rank * rows..(peer.rank + 1) * rows, 0..4]);
+            for _ in 0..steps {
+                let grads = GradientsParams::from_grads(loss(&net, shard.clone()).backward(), &net);
+                net = opt.step(0.05, net, grads);
+                opt.health().check()?;
+            }
+            Ok((values(&net), opt.owned_blocks()))
+        })
+        .unwrap()
+    };
+    // One worker does exactly what the single-device optimizer does.
+    assert_eq!(run(&[device])[0].0, expected);
+    let workers = run(&[device, device]);
+    let total_blocks: usize = [vec![4, 5], vec![2, 3, 4, 2]]
+        .iter()
+        .map(|s| BlockPlan::new(s, 3, true).blocks.len())
+        .sum();
+    assert_eq!(workers[0].0, workers[1].0, "replicas differ");
+    assert!(workers.iter().all(|w| w.1 > 0), "each worker owns blocks");
+    assert_eq!(workers[0].1 + workers[1].1, total_blocks);
+    for (i, (a, b)) in workers[0].0.iter().zip(&expected).enumerate() {
+        assert!(
+            (a - b).abs() < 1e-5,
+            "entry {i}: {a} (2 workers) vs {b} (one device)"
+        );
+    }
+}
+
+#[derive(Module, Debug)]
+struct Vector<B: Backend> {
+    v: Param<Tensor<B, 1>>,
+}
+
+/// A failure on one worker stops every worker at the same step (nobody waits forever on
+/// an all-reduce), and no replica moves: worker 0 owns the only block and its roots fail,
+/// worker 1 learns of it.
+#[test]
+fn a_failing_worker_stops_every_worker() {
+    let device: burn::tensor::Device<B> = Default::default();
+    let config = ShampooConfig::default()
+        .with_root_method(RootMethod::CoupledNewton {
+            max_iterations: 1,
+            tolerance: 1e-15,
+        })
+        .with_tolerated_root_failures(0);
+    let results = run_data_parallel::<B, _, _>(&[device, device], |peer, _| {
+        let mut opt = DistributedShampoo::<Vector<AB>, AB>::new(config.build()?, peer);
+        let net = Vector::<AB> {
+            v: Param::from_tensor(Tensor::from_floats([1.0, 2.0, 3.0], &device)),
+        };
+        let loss = net.v.val().square().sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let net = opt.step(0.1, net, grads);
+        let v = net.v.val().into_data().into_vec::<f32>().unwrap();
+        Ok((opt.health().check(), v))
+    })
+    .unwrap();
+    assert!(
+        matches!(
+            results[0].0,
+            Err(ShampooError::PersistentRootFailure { .. })
+        ),
+        "{:?}",
+        results[0].0
+    );
+    assert_eq!(results[1].0, Err(ShampooError::PeerFailed));
+    for (_, v) in &results {
+        assert_eq!(v, &vec![1.0, 2.0, 3.0]);
+    }
+}
