@@ -25,7 +25,7 @@ pub enum ShampooError {
         /// The step (1-based).
         step: usize,
     },
-    /// A Kronecker factor (or the root computed from it) holds NaN or infinity.
+    /// A Kronecker factor holds NaN or infinity.
     #[error(
         "step {step}: factor {factor} of block {block} of a parameter of shape {shape:?}: {cause}"
     )]

@@ -164,8 +164,10 @@ impl Shampoo {
         });
     }
 
-    /// Recomputes the block's inverse roots from its factors; a failure keeps the previous
-    /// root and counts, a non-finite factor or root is an error.
+    /// Recomputes the block's inverse roots from its factors. A failed computation (the
+    /// eigendecomposition or Newton not converging, a non-finite root) keeps the previous
+    /// root and counts; more than `tolerated_root_failures` in a row is an error. A
+    /// non-finite factor is an error at once: the statistics are poisoned for good.
     fn compute_roots<B: Backend>(
         &self,
         block: &mut BlockState<B>,
@@ -204,7 +206,7 @@ impl Shampoo {
                     let r: Vec<f32> = r.into_iter().map(|v| v as f32).collect();
                     block.roots[k] = Tensor::from_data(TensorData::new(r, [n, n]), &device);
                 }
-                Err(cause @ (RootError::NonFiniteInput | RootError::NonFiniteOutput)) => {
+                Err(cause @ RootError::NonFiniteInput) => {
                     return Err(ShampooError::NonFiniteFactor {
                         shape: shape.to_vec(),
                         block: index,

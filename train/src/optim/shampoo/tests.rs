@@ -439,6 +439,19 @@ fn bad_input_is_reported_and_nothing_moves() {
         Err(ShampooError::ZeroSizeParameter { .. })
     ));
 
+    // A finite gradient whose square overflows f32 poisons the factor: an error at once.
+    let opt = ShampooConfig::default().build().unwrap();
+    let (out, _) = SimpleOptimizer::<B>::step(
+        &opt,
+        0.1,
+        tensor(&[1.0, 2.0], [2]),
+        tensor(&[1e20, 0.0], [2]),
+        None,
+    );
+    assert_eq!(values(out), vec![1.0, 2.0]);
+    let err = opt.health().check().unwrap_err();
+    assert!(matches!(err, ShampooError::NonFiniteFactor { .. }), "{err}");
+
     // Newton capped at one iteration never converges: tolerated 3 times, then an error.
     let opt = ShampooConfig::default()
         .with_root_method(RootMethod::CoupledNewton {
