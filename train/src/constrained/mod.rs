@@ -50,7 +50,7 @@ mod problem;
 mod set;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use constraint::{ConstraintId, ConstraintKind, ConstraintState};

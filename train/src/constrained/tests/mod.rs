@@ -91,4 +91,4 @@ macro_rules! backend_tests {
         }
     };
 }
-pub(super) use backend_tests;
+pub(crate) use backend_tests;

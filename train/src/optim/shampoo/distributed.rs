@@ -26,6 +26,7 @@ use burn_collective::{
     reset_collective,
 };
 
+use super::denormals::FlushDenormals;
 use super::error::ShampooError;
 use super::health::ShampooHealth;
 use super::step::{BlockAt, Shampoo, ShampooState, join, split};
@@ -187,6 +188,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> DistributedShampoo<M, B> {
     }
 
     fn step_common(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        let _flush = FlushDenormals::new();
         if self.owners.is_none() {
             self.assign(&module);
         }

@@ -11,6 +11,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::blocking::{Block, BlockPlan};
 use super::config::{Grafting, ShampooConfig};
+use super::denormals::FlushDenormals;
 use super::error::ShampooError;
 use super::health::ShampooHealth;
 use super::inverse_root::{RootError, inverse_root};
@@ -505,6 +506,7 @@ impl<B: Backend> SimpleOptimizer<B> for Shampoo {
         if self.health.failed() {
             return (tensor, state);
         }
+        let _flush = FlushDenormals::new();
         let t = state.as_ref().map_or(0, |s| s.step) + 1;
         let result = self
             .check_input(&grad, t)

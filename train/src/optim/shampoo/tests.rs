@@ -44,9 +44,10 @@ fn newton_root(a: &Mat<f64>, p: f64, eps: f64) -> Mat<f64> {
 
 /// One block, frequency 1, AdaGrad-style factors (beta2 = 1), no filtering: after each
 /// step `W <- W - lr L^(-1/4) G R^(-1/4)` with `L = sum G G^T`, `R = sum G^T G` (Gupta et
-/// al. 2018, Algorithm 1), computed here densely in f64.
-#[test]
-fn matches_the_dense_formula_on_a_matrix() {
+/// al. 2018, Algorithm 1), computed here densely in f64. On every backend.
+fn matches_the_dense_formula_on_a_matrix<AB: burn::tensor::backend::AutodiffBackend>() {
+    type I<AB> = <AB as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+    let device = Default::default();
     let (m, n, lr, eps) = (3, 4, 0.1, 1e-4);
     // Unmerged: the reference would merge a 3x4 matrix into one 12-vector (12 <= 1024).
     let opt = ShampooConfig::default()
@@ -56,7 +57,9 @@ fn matches_the_dense_formula_on_a_matrix() {
         .build()
         .unwrap();
     let w0 = random(m * n, 1);
-    let mut w = tensor(&w0, [m, n]);
+    let on =
+        |v: &[f32]| Tensor::<I<AB>, 2>::from_data(TensorData::new(v.to_vec(), [m, n]), &device);
+    let mut w = on(&w0);
     let mut state = None;
     let mut l = Mat::<f64>::zeros(m, m);
     let mut r = Mat::<f64>::zeros(n, n);
@@ -72,10 +75,15 @@ fn matches_the_dense_formula_on_a_matrix() {
                 expected[i * n + j] -= lr * p[(i, j)];
             }
         }
-        let (nw, ns) = SimpleOptimizer::<B>::step(&opt, lr, w, tensor(&g, [m, n]), state);
+        let (nw, ns) = SimpleOptimizer::<I<AB>>::step(&opt, lr, w, on(&g), state);
         (w, state) = (nw, ns);
         opt.health().check().unwrap();
-        let got = values(w.clone());
+        let got = w
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .unwrap();
         for (k, (a, b)) in got.iter().zip(&expected).enumerate() {
             assert!(
                 (*a as f64 - b).abs() < 2e-4 * (1.0 + b.abs()),
@@ -493,10 +501,9 @@ fn blocks_are_assigned_greedily_by_size() {
 /// Two workers on two halves of each batch (burn-collective peers on the CPU device) end
 /// every step with the same parameters as one Shampoo on the whole batch: gradients are
 /// averaged, each block's direction comes from its owner alone, and the all-reduced
-/// updates are applied everywhere.
-#[test]
-fn data_parallel_equals_the_single_device_run() {
-    let device: burn::tensor::Device<B> = Default::default();
+/// updates are applied everywhere. On every backend.
+fn data_parallel_equals_the_single_device_run<AB: burn::tensor::backend::AutodiffBackend>() {
+    let device: burn::tensor::Device<AB> = Default::default();
     let config = ShampooConfig::default()
         .with_beta2(0.99)
         .with_momentum(0.5)
@@ -526,8 +533,21 @@ fn data_parallel_equals_the_single_device_run() {
     let x = Tensor::<AB, 2>::from_data(TensorData::new(random(32, 9), [8, 4]), &device);
     let steps = 5;
     let values = |net: &Net<AB>| {
-        let mut v = net.w.val().into_data().into_vec::<f32>().unwrap();
-        v.extend(net.c.val().into_data().into_vec::<f32>().unwrap());
+        let mut v = net
+            .w
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .unwrap();
+        v.extend(
+            net.c
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .unwrap(),
+        );
         v
     };
 
@@ -539,8 +559,8 @@ fn data_parallel_equals_the_single_device_run() {
     }
     let expected = values(&net);
 
-    let run = |devices: &[burn::tensor::Device<B>]| {
-        run_data_parallel::<B, _, _>(devices, |peer, _| {
+    let run = |devices: &[burn::tensor::Device<AB>]| {
+        run_data_parallel::<AB::InnerBackend, _, _>(devices, |peer, _| {
             let mut opt = DistributedShampoo::<Net<AB>, AB>::new(config.build()?, peer);
             let mut net = fresh();
             let rows = 8 / peer.world;
@@ -557,8 +577,8 @@ fn data_parallel_equals_the_single_device_run() {
         .unwrap()
     };
     // One worker does exactly what the single-device optimizer does.
-    assert_eq!(run(&[device])[0].0, expected);
-    let workers = run(&[device, device]);
+    assert_eq!(run(&[device.clone()])[0].0, expected);
+    let workers = run(&[device.clone(), device.clone()]);
     let total_blocks: usize = [vec![4, 5], vec![2, 3, 4, 2]]
         .iter()
         .map(|s| BlockPlan::new(s, 3, true).blocks.len())
@@ -616,3 +636,8 @@ fn a_failing_worker_stops_every_worker() {
         assert_eq!(v, &vec![1.0, 2.0, 3.0]);
     }
 }
+
+crate::constrained::tests::backend_tests!(
+    matches_the_dense_formula_on_a_matrix,
+    data_parallel_equals_the_single_device_run
+);
