@@ -577,7 +577,7 @@ fn data_parallel_equals_the_single_device_run<AB: burn::tensor::backend::Autodif
         .unwrap()
     };
     // One worker does exactly what the single-device optimizer does.
-    assert_eq!(run(&[device.clone()])[0].0, expected);
+    assert_eq!(run(std::slice::from_ref(&device))[0].0, expected);
     let workers = run(&[device.clone(), device.clone()]);
     let total_blocks: usize = [vec![4, 5], vec![2, 3, 4, 2]]
         .iter()
