@@ -769,6 +769,7 @@ impl BackendTask for Task {
             "density": eval.density(), "density_all_layers": eval.total_density(),
             "pruning": if a.pruned_from.is_some() { "l0" } else { "magnitude" }, "epsilon": a.epsilon, "dual": format!("{dual:?}"),
             "buffer": a.buffer, "groups_with_full_buffer": full, "seed": a.seed,
+            "optimizer": a.optimizer.optimizer,
             "epochs": epochs, "dense_epochs": dense_epochs,
             "overall_gradient_in_constraints": a.keep_overall_gradient,
             "dense": {"train_accuracy": dense_train.accuracy, "test_accuracy": dense_test.accuracy},
