@@ -5,7 +5,7 @@
 //! ratio and how far the replicas end from the single-device run (float rounding in the
 //! gradient average, amplified by the inverse roots), with the test accuracy of both.
 //!
-//! Writes `out/bench/shampoo_parallel.json`.
+//! Writes `out/bench/shampoo_parallel_eps<epsilon>.json`.
 //!
 //! Run: `cargo bench -p tether-train --bench shampoo_parallel`
 
@@ -40,6 +40,9 @@ struct Args {
     /// Shampoo's precondition frequency.
     #[arg(long, default_value_t = 10)]
     frequency: usize,
+    /// Shampoo's epsilon (added to the factors' eigenvalues).
+    #[arg(long, default_value_t = 1e-12)]
+    epsilon: f64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -76,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     let init = init.clone().load_record(init.into_record());
     let shampoo = OptimizerArgs {
         precondition_frequency: args.frequency,
+        shampoo_epsilon: args.epsilon,
         ..OptimizerArgs::default().with_kind(OptimizerKind::Shampoo)
     };
 
@@ -154,9 +158,10 @@ fn main() -> anyhow::Result<()> {
         "speedup {:.2}x; replicas identical: {replicas_equal}; max |param - single| {max_diff:.2e} (largest |param| {scale:.2})",
         single_s / parallel_s
     );
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/bench/shampoo_parallel.json");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../out/bench/shampoo_parallel_eps{:e}.json", args.epsilon));
     let json = serde_json::json!({
-        "steps": args.steps, "workers": args.workers, "frequency": args.frequency,
+        "steps": args.steps, "workers": args.workers, "frequency": args.frequency, "epsilon": args.epsilon,
         "single_s": single_s, "parallel_s": parallel_s, "speedup": single_s / parallel_s,
         "replicas_identical": replicas_equal, "max_abs_param_diff": max_diff,
         "test_accuracy_single": acc_single, "test_accuracy_parallel": acc_parallel,
