@@ -158,8 +158,10 @@ fn main() -> anyhow::Result<()> {
         "speedup {:.2}x; replicas identical: {replicas_equal}; max |param - single| {max_diff:.2e} (largest |param| {scale:.2})",
         single_s / parallel_s
     );
-    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../out/bench/shampoo_parallel_eps{:e}.json", args.epsilon));
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../out/bench/shampoo_parallel_eps{:e}.json",
+        args.epsilon
+    ));
     let json = serde_json::json!({
         "steps": args.steps, "workers": args.workers, "frequency": args.frequency, "epsilon": args.epsilon,
         "single_s": single_s, "parallel_s": parallel_s, "speedup": single_s / parallel_s,
