@@ -7,7 +7,9 @@
 //!
 //! Then where the time goes: the parameter blocks and one inverse root per factor size.
 //!
-//! Writes `out/bench/shampoo_step.json`.
+//! `--batch`, `--rounds`, `--only adam,shampoo_f100` narrow it.
+//!
+//! Writes `out/bench/shampoo_step.json` (`shampoo_step_batch<N>.json` for other batches).
 //!
 //! Run: `cargo bench -p tether-train --bench shampoo_step`
 
@@ -26,8 +28,22 @@ use tether_train::tasks::prune::cross_entropy;
 type B = Autodiff<Flex>;
 type Net = Lenet5<B>;
 
-const BATCH: usize = 128;
-const ROUNDS: usize = 3;
+#[derive(clap::Parser, Debug)]
+struct Args {
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Timed rounds (after one warm-up round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Only these configurations (adam, shampoo_f1, shampoo_f10, shampoo_f100,
+    /// shampoo_f100_dim256); all when empty.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -44,10 +60,12 @@ struct Candidate {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = <Args as clap::Parser>::parse();
+    let batch = cli.batch;
     let device = Default::default();
-    let x = Tensor::<B, 2>::random([BATCH, 784], Distribution::Normal(0.0, 1.0), &device);
-    let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 10).collect();
-    let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [BATCH]), &device);
+    let x = Tensor::<B, 2>::random([batch, 784], Distribution::Normal(0.0, 1.0), &device);
+    let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
+    let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let net = Lenet5Config::new().init::<B>(&device);
 
     let shampoo = |freq: usize, max_dim: usize| OptimizerArgs {
@@ -63,6 +81,9 @@ fn main() -> anyhow::Result<()> {
         ("shampoo_f100", shampoo(100, 1024), 100),
         ("shampoo_f100_dim256", shampoo(100, 256), 100),
     ] {
+        if !cli.only.is_empty() && !cli.only.iter().any(|o| o == name) {
+            continue;
+        }
         candidates.push(Candidate {
             name: name.into(),
             opt: args.build::<B, Net>()?,
@@ -71,7 +92,7 @@ fn main() -> anyhow::Result<()> {
             times: vec![],
         });
     }
-    for round in 0..=ROUNDS {
+    for round in 0..=cli.rounds {
         for c in &mut candidates {
             let start = Instant::now();
             for _ in 0..c.steps {
@@ -90,7 +111,10 @@ fn main() -> anyhow::Result<()> {
             eprintln!("round {round} {}: {:.1} ms/step", c.name, per_step * 1e3);
         }
     }
-    let adam = median(candidates[0].times.clone());
+    let Some(adam) = candidates.iter().find(|c| c.name == "adam") else {
+        anyhow::bail!("--only must include adam: ratios are to Adam's step time");
+    };
+    let adam = median(adam.times.clone());
     let mut results = serde_json::Map::new();
     println!("| optimizer | step ms | / Adam |");
     println!("|---|---|---|");
@@ -132,7 +156,14 @@ fn main() -> anyhow::Result<()> {
     }
     results.insert("roots".into(), serde_json::Value::Array(blocks));
 
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/bench/shampoo_step.json");
+    let name = if batch == 128 {
+        "shampoo_step.json".to_string()
+    } else {
+        format!("shampoo_step_batch{batch}.json")
+    };
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../out/bench")
+        .join(name);
     write_atomic(
         &out,
         serde_json::to_string_pretty(&serde_json::Value::Object(results))?.as_bytes(),
