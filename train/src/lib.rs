@@ -7,7 +7,8 @@
 //!   gradient ascent and nuPI; simultaneous, alternating and extragradient updates;
 //!   bit-exact checkpoints).
 //! - [`tasks`]: problems built on it (the Iris SVM reference problem, ...).
-//! - [`optim`]: optimizer combinators (separate learning rates for L0 gates).
+//! - [`optim`]: Shampoo (single-device and data-parallel), `--optimizer` selection, and
+//!   optimizer combinators (separate learning rates for L0 gates).
 //! - [`data`]: loaders for the registry datasets fetched by `scripts/fetch-data`.
 //! - [`transient`]: overshoot and settling time of a controlled quantity.
 //! - [`device`]: `--device flex|ndarray|cuda`, shared by every command.

@@ -17,7 +17,10 @@
 //!
 //! Failures go to a [`ShampooHealth`] handle rather than a panic (burn's `Optimizer::step`
 //! cannot return an error): the training loop checks it after every step
-//! ([`crate::trainer::FitOptions::health`]).
+//! ([`crate::trainer::FitOptions::with_health`]).
+//!
+//! Data parallel: [`DistributedShampoo`] on each of [`run_data_parallel`]'s workers (the
+//! reference's block ownership and shared search directions, over burn-collective).
 
 mod blocking;
 mod config;
