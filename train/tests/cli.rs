@@ -16,6 +16,22 @@ fn tether_train(args: &[&str], data: Option<&str>) -> (bool, String, String) {
     )
 }
 
+/// Whether MNIST is fetched; without it a test skips, unless `TETHER_REQUIRE_DATA` says so.
+fn mnist_is_there() -> bool {
+    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+    match ImageSet::load(MnistKind::Mnist, Split::Test) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                tether_train::data::may_skip("mnist"),
+                "TETHER_REQUIRE_DATA requires MNIST: {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+    }
+}
+
 #[test]
 fn bad_flags_and_missing_data_are_clear_errors() {
     let (ok, _, err) = tether_train(&["svm", "--dual", "bogus"], None);
@@ -126,13 +142,7 @@ fn optimizer_flags_are_checked_before_any_work() {
 /// summary names the optimizer.
 #[test]
 fn prune_dense_trains_with_shampoo() {
-    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
-    if let Err(e) = ImageSet::load(MnistKind::Mnist, Split::Test) {
-        assert!(
-            tether_train::data::may_skip("mnist"),
-            "TETHER_REQUIRE_DATA requires MNIST: {e}"
-        );
-        eprintln!("SKIPPED: {e}");
+    if !mnist_is_there() {
         return;
     }
     let out = std::env::temp_dir().join(format!("tether-cli-shampoo-{}", std::process::id()));
@@ -169,13 +179,7 @@ fn prune_dense_trains_with_shampoo() {
 /// deterministic gates of the saved model, and every output is written.
 #[test]
 fn prune_meets_the_density_constraint_end_to_end() {
-    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
-    if let Err(e) = ImageSet::load(MnistKind::Mnist, Split::Test) {
-        assert!(
-            tether_train::data::may_skip("mnist"),
-            "TETHER_REQUIRE_DATA requires MNIST: {e}"
-        );
-        eprintln!("SKIPPED: {e}");
+    if !mnist_is_there() {
         return;
     }
     let out = std::env::temp_dir().join(format!("tether-cli-prune-{}", std::process::id()));

@@ -371,6 +371,17 @@ struct Net<B: Backend> {
     c: Param<Tensor<B, 4>>,
 }
 
+impl<B: Backend> Net<B> {
+    /// The same weights every time (a 4x5 matrix and a 2x3x4x2 tensor).
+    fn seeded(device: &B::Device) -> Self {
+        let data = |n, seed, shape: Vec<usize>| TensorData::new(random(n, seed), shape);
+        Self {
+            w: Param::from_tensor(Tensor::from_data(data(20, 7, vec![4, 5]), device)),
+            c: Param::from_tensor(Tensor::from_data(data(48, 8, vec![2, 3, 4, 2]), device)),
+        }
+    }
+}
+
 fn net_loss(net: &Net<AB>, x: &Tensor<AB, 2>) -> Tensor<AB, 1> {
     let y = x.clone().matmul(net.w.val()).tanh();
     y.sum() + net.c.val().sin().sum() * 0.1
@@ -387,16 +398,7 @@ fn resume_from_a_saved_record_is_bit_identical() {
         .with_grafting(Some(Grafting::adam()))
         .with_precondition_frequency(2)
         .with_max_preconditioner_dim(3);
-    let fresh = || Net::<AB> {
-        w: Param::from_tensor(Tensor::from_data(
-            TensorData::new(random(20, 7), [4, 5]),
-            &device,
-        )),
-        c: Param::from_tensor(Tensor::from_data(
-            TensorData::new(random(48, 8), [2, 3, 4, 2]),
-            &device,
-        )),
-    };
+    let fresh = || Net::<AB>::seeded(&device);
     let x = Tensor::<AB, 2>::from_data(TensorData::new(random(12, 9), [3, 4]), &device);
     let run = |mut net: Net<AB>,
                opt: &mut burn::optim::adaptor::OptimizerAdaptor<Shampoo, Net<AB>, AB>,
@@ -515,16 +517,7 @@ fn data_parallel_equals_the_single_device_run<AB: burn::tensor::backend::Autodif
         // default 1e-12, eps^(-1/4) = 1e3 amplifies the f32 rounding of the averaged
         // gradient in the null directions to 1e-4; 1e-6 keeps it at 1e-7.
         .with_epsilon(1e-6);
-    let fresh = || Net::<AB> {
-        w: Param::from_tensor(Tensor::from_data(
-            TensorData::new(random(20, 7), [4, 5]),
-            &device,
-        )),
-        c: Param::from_tensor(Tensor::from_data(
-            TensorData::new(random(48, 8), [2, 3, 4, 2]),
-            &device,
-        )),
-    };
+    let fresh = || Net::<AB>::seeded(&device);
     // A per-sample mean, so the whole batch's gradient is the mean of the halves'.
     let loss = |net: &Net<AB>, x: Tensor<AB, 2>| {
         let n = x.dims()[0] as f64;
