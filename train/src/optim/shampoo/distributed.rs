@@ -279,7 +279,7 @@ impl<B: AutodiffBackend> StepMapper<'_, B> {
         s.check_input(&grad, t)?;
         let grad = s.with_l2(grad, tensor);
         let g_blocks = split(grad, &plan);
-        let w_blocks = split(tensor.clone(), &plan);
+        let w_blocks = s.weight_blocks(tensor, &plan);
         let mut updates = Vec::with_capacity(plan.blocks.len());
         for (i, ((block, g), w)) in plan.blocks.iter().zip(g_blocks).zip(w_blocks).enumerate() {
             updates.push(match state.blocks[i].as_mut() {

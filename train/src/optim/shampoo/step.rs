@@ -357,14 +357,14 @@ impl Shampoo {
     }
 
     /// One block's step: from its raw gradient `g` (L2 decay included) and its parameter
-    /// values `w`, the direction `P` after grafting, decoupled decay and momentum (the
+    /// values `w` (only when decoupled decay needs them), the direction `P` after grafting, decoupled decay and momentum (the
     /// parameter moves by `-lr P`).
     pub(super) fn block_direction<B: Backend>(
         &self,
         st: &mut BlockState<B>,
         at: BlockAt<'_>,
         g: Tensor<B, 1>,
-        w: Tensor<B, 1>,
+        w: Option<Tensor<B, 1>>,
     ) -> Result<Tensor<B, 1>, ShampooError> {
         let BlockAt {
             block,
@@ -422,7 +422,7 @@ impl Shampoo {
             }
         };
         // 6. Decoupled decay and momentum.
-        if c.weight_decay != 0.0 && c.decoupled_weight_decay {
+        if let Some(w) = w {
             dir = dir + w.mul_scalar(c.weight_decay);
         }
         if c.momentum != 0.0 {
@@ -436,6 +436,21 @@ impl Shampoo {
             st.momentum = Some(m);
         }
         Ok(dir)
+    }
+
+    /// The parameter's blocks when decoupled weight decay needs them (`None` per block
+    /// otherwise: no slicing on the hot path).
+    pub(super) fn weight_blocks<B: Backend, const D: usize>(
+        &self,
+        tensor: &Tensor<B, D>,
+        plan: &BlockPlan,
+    ) -> Vec<Option<Tensor<B, 1>>> {
+        let c = &self.config;
+        if c.weight_decay != 0.0 && c.decoupled_weight_decay {
+            split(tensor.clone(), plan).into_iter().map(Some).collect()
+        } else {
+            vec![None; plan.blocks.len()]
+        }
     }
 
     /// The raw gradient with L2 decay (when not decoupled).
@@ -474,7 +489,7 @@ impl Shampoo {
         state.step = t;
         let grad = self.with_l2(grad, &tensor);
         let g_blocks = split(grad, &plan);
-        let w_blocks = split(tensor.clone(), &plan);
+        let w_blocks = self.weight_blocks(&tensor, &plan);
         let mut directions = Vec::with_capacity(plan.blocks.len());
         for (i, ((block, g), w)) in plan.blocks.iter().zip(g_blocks).zip(w_blocks).enumerate() {
             let st = state.blocks[i]
