@@ -357,8 +357,8 @@ impl Shampoo {
     }
 
     /// One block's step: from its raw gradient `g` (L2 decay included) and its parameter
-    /// values `w` (only when decoupled decay needs them), the direction `P` after grafting, decoupled decay and momentum (the
-    /// parameter moves by `-lr P`).
+    /// values `w` (only when decoupled decay needs them), the direction `P` after
+    /// grafting, decoupled decay and momentum (the parameter moves by `-lr P`).
     pub(super) fn block_direction<B: Backend>(
         &self,
         st: &mut BlockState<B>,
