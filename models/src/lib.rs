@@ -12,6 +12,7 @@
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`to_deploy`]: export to `tether-deploy`'s model format (pruned weights as CSR).
 //! - [`resnet`]: a small ResNet (basic blocks, no batch norm), gated and plain.
+//! - [`siren`]: SIREN (sine layers, SIREN init) and its gated L0onie form, for COIN.
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
 #![warn(missing_docs)]
 
@@ -24,4 +25,5 @@ pub mod lenet5;
 pub mod masked;
 pub mod mlp;
 pub mod resnet;
+pub mod siren;
 pub mod to_deploy;

@@ -13,9 +13,12 @@ use crate::constrained::{
 use crate::optim::shampoo::ShampooHealth;
 
 /// What the loop tells its callback after every step.
-pub struct StepInfo<'a, B: AutodiffBackend> {
+pub struct StepInfo<'a, B: AutodiffBackend, M> {
     /// 0-based step index.
     pub step: usize,
+    /// The model the values were observed at (before the step): what a caller keeps to
+    /// remember the best model seen (COIN keeps its best-PSNR weights).
+    pub model: &'a M,
     /// Loss and violations observed at the start of the step.
     pub values: &'a ObservedValues,
     /// The constraint set after the step (multipliers, penalties).
@@ -62,7 +65,7 @@ pub fn fit<B, M, O, P>(
     problem: &P,
     options: &FitOptions,
     mut input: impl FnMut(usize) -> P::Input,
-    mut on_step: impl FnMut(StepInfo<'_, B>),
+    mut on_step: impl FnMut(StepInfo<'_, B, M>),
 ) -> Result<M, ConstrainedError>
 where
     B: AutodiffBackend,
@@ -84,6 +87,8 @@ where
         None => ProgressBar::hidden(),
     };
     for step in 0..options.steps {
+        // Burn modules share their tensors: the clone is a handful of reference counts.
+        let observed = model.clone();
         let out = optimizer.roll(model, set, problem, &input(step))?;
         model = out.model;
         if let Some(health) = &options.optimizer_health {
@@ -97,6 +102,7 @@ where
         bar.inc(1);
         on_step(StepInfo {
             step,
+            model: &observed,
             values: &out.values,
             set,
         });

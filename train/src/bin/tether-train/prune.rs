@@ -321,7 +321,7 @@ impl Task {
         set: &mut ConstraintSet<B>,
         problem: &P,
         health: Option<ShampooHealth>,
-        mut on_step: impl FnMut(usize, StepInfo<'_, B>),
+        mut on_step: impl FnMut(usize, StepInfo<'_, B, M>),
         evaluate: impl Fn(&M::InnerModule, &[Batch<B::InnerBackend>]) -> (f64, f64),
     ) -> anyhow::Result<(M, Vec<Vec<f64>>)>
     where

@@ -1,0 +1,492 @@
+//! `tether-compress`: compress images into tiny SIREN weight files (COIN / L0onie), decode
+//! them with `tether-deploy`, and measure rate-distortion against JPEG and published codecs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, Parser, Subcommand};
+use tether_compress::codec::{EncodeOptions, Encoded, Method, encode};
+use tether_compress::fit::{FitSettings, L0onieSettings};
+use tether_compress::rd::{Curve, CurvePoint, plot_rd};
+use tether_compress::render::decode_file;
+use tether_compress::{Image, baselines, jpeg};
+use tether_train::constrained::{DualOptimizer, NuPiConfig};
+use tether_train::device::{BackendTask, DeviceArgs, run_on};
+use tether_train::io::write_atomic;
+
+#[derive(Parser)]
+#[command(
+    name = "tether-compress",
+    version,
+    about = "Compress images into SIREN weight files (COIN / L0onie) and decode them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit a SIREN to an image under a bit budget and write the compressed file.
+    Encode(EncodeArgs),
+    /// Decode a compressed file to a PNG (through the tether-deploy runtime).
+    Decode(DecodeArgs),
+    /// Encode every image of a folder at several rates; write a rate-distortion CSV and
+    /// plot with JPEG at matched bpp and the published curves.
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Dual {
+    /// nuPI (Sohrabi et al. 2024).
+    Nupi,
+    /// Projected gradient ascent.
+    Ga,
+}
+
+/// The knobs of a fit, shared by `encode` and `eval`.
+#[derive(Args, Clone, Debug)]
+struct CodecArgs {
+    /// COIN (a dense network that fits) or L0onie (an over-parameterised network pruned to
+    /// fit by a constraint).
+    #[arg(long, value_enum, default_value_t = Method::L0onie)]
+    method: Method,
+    /// Full-batch training steps (COIN's paper: 50000).
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Adam learning rate of the weights (COIN's paper: 2e-4, for 50k steps; short CPU
+    /// runs learn faster at 1e-3).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// L0onie: Adam learning rate of the gate locations.
+    #[arg(long, default_value_t = 0.02)]
+    gate_lr: f64,
+    /// L0onie: the starting network has about this many times COIN's weights.
+    #[arg(long, default_value_t = 2.0)]
+    overparam: f64,
+    /// L0onie: the multiplier's update rule.
+    #[arg(long, value_enum, default_value_t = Dual::Nupi)]
+    dual: Dual,
+    /// L0onie: the multiplier's step size.
+    #[arg(long, default_value_t = 0.01)]
+    dual_lr: f64,
+    /// L0onie: nuPI's proportional gain.
+    #[arg(long, default_value_t = 2.0)]
+    kp: f64,
+    /// L0onie: fraction of the steps spent pruning; the rest fine-tunes the kept weights
+    /// with the sparsity pattern frozen.
+    #[arg(long, default_value_t = 0.5)]
+    prune_fraction: f64,
+    /// L0onie: train through the deterministic gates instead of sampling them.
+    #[arg(long)]
+    no_gate_noise: bool,
+    /// L0onie: initial drop probability of the gates.
+    #[arg(long, default_value_t = 0.05)]
+    gate_init_drop: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+impl CodecArgs {
+    fn options(&self, bpp: f64, progress: bool) -> anyhow::Result<EncodeOptions> {
+        anyhow::ensure!(
+            bpp.is_finite() && bpp > 0.0,
+            "--bpp must be a positive number, got {bpp}"
+        );
+        anyhow::ensure!(
+            self.gate_init_drop > 0.0 && self.gate_init_drop < 1.0,
+            "--gate-init-drop must lie in (0, 1), got {}",
+            self.gate_init_drop
+        );
+        let dual = match self.dual {
+            Dual::Ga => DualOptimizer::gradient_ascent(self.dual_lr),
+            Dual::Nupi => DualOptimizer::NuPi(NuPiConfig::new(self.dual_lr).with_kp(self.kp)),
+        };
+        dual.validate()?;
+        Ok(EncodeOptions {
+            method: self.method,
+            bpp,
+            fit: FitSettings {
+                steps: self.steps,
+                lr: self.lr,
+                progress,
+            },
+            l0onie: L0onieSettings {
+                gate_lr: self.gate_lr,
+                dual,
+                init_drop_rate: self.gate_init_drop,
+                init_spread: 0.5,
+                eval_every: 10,
+                prune_fraction: self.prune_fraction,
+                sample_gates: !self.no_gate_noise,
+            },
+            overparam: self.overparam,
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(Args)]
+struct EncodeArgs {
+    /// The image (PNG or JPEG).
+    image: PathBuf,
+    /// Output file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Target bits per pixel of the whole file (header and checksum included).
+    #[arg(long, default_value_t = 0.3)]
+    bpp: f64,
+    /// Downscale the image by this integer factor first (box filter).
+    #[arg(long, default_value_t = 1)]
+    downscale: usize,
+    /// Also write the decoded image here (PNG).
+    #[arg(long)]
+    decoded: Option<PathBuf>,
+    /// Also write the fit's log here (CSV: step, PSNR of the training pass, bpp of the
+    /// file the network would make).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    #[command(flatten)]
+    codec: CodecArgs,
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    /// A file written by `encode`.
+    input: PathBuf,
+    /// Output PNG.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A folder of images (every .png in it, by name).
+    dir: PathBuf,
+    /// Target rates, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.07,0.15,0.3,0.6")]
+    bpp: Vec<f64>,
+    /// Methods, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "coin,l0onie")]
+    methods: Vec<Method>,
+    /// Downscale every image by this integer factor first (box filter).
+    #[arg(long, default_value_t = 1)]
+    downscale: usize,
+    /// Use only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Published curves (JSON) to draw beside, if the folder exists; only drawn at full
+    /// size (--downscale 1), since they were measured on full-size images.
+    #[arg(long, default_value = "../shared/data/baselines/kodak")]
+    published: PathBuf,
+    /// Output folder: results.csv (one row per image, method and rate; a rerun skips the
+    /// rows already there), summary.csv and rd.png.
+    #[arg(long, default_value = "out/compress-eval")]
+    out: PathBuf,
+    #[command(flatten)]
+    codec: CodecArgs,
+}
+
+struct EncodeTask<'a> {
+    image: &'a Image,
+    options: EncodeOptions,
+}
+
+impl BackendTask for EncodeTask<'_> {
+    type Output = Result<Encoded, tether_compress::CompressError>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        encode::<B>(self.image, &self.options, &device)
+    }
+}
+
+fn load(path: &Path, downscale: usize) -> anyhow::Result<Image> {
+    anyhow::ensure!(downscale >= 1, "--downscale must be at least 1");
+    let img = Image::load(path)?;
+    Ok(if downscale > 1 {
+        img.downscale(downscale)?
+    } else {
+        img
+    })
+}
+
+fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
+    let options = args.codec.options(args.bpp, true)?;
+    let image = load(&args.image, args.downscale)?;
+    let started = Instant::now();
+    let out = run_on(
+        args.codec.device.device,
+        EncodeTask {
+            image: &image,
+            options,
+        },
+    )??;
+    write_atomic(&args.output, &out.bytes).with_context(|| args.output.display().to_string())?;
+    if let Some(path) = &args.decoded {
+        out.decoded.save_png(path)?;
+    }
+    if let Some(path) = &args.log {
+        let rows: Vec<Vec<f64>> = out
+            .fitted
+            .history
+            .iter()
+            .map(|p| vec![p.step as f64, p.psnr, p.bpp])
+            .collect();
+        let header = ["step".into(), "psnr".into(), "bpp".into()];
+        write_atomic(path, tether_train::io::csv(&header, &rows).as_bytes())?;
+    }
+    println!(
+        "{}: {}x{} -> {} bytes, {:.4} bpp (COIN's convention {:.4}), PSNR {:.2} dB; \
+         {}x{} SIREN, {} nonzero weights, kept step {}, {:.1} s",
+        args.output.display(),
+        image.width,
+        image.height,
+        out.bytes.len(),
+        out.bpp,
+        out.coin_bpp,
+        out.psnr,
+        out.arch.layers,
+        out.arch.width,
+        out.fitted.weights.rounded_to_f16().nonzero_weights(),
+        out.fitted.step,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_decode(args: DecodeArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.input).with_context(|| args.input.display().to_string())?;
+    let started = Instant::now();
+    let image = decode_file(&bytes).with_context(|| args.input.display().to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    image.save_png(&args.output)?;
+    println!(
+        "{} -> {} ({}x{}, decoded in {:.3} s)",
+        args.input.display(),
+        args.output.display(),
+        image.width,
+        image.height,
+        seconds
+    );
+    Ok(())
+}
+
+const RESULTS_HEADER: &str =
+    "image,method,target_bpp,bpp,coin_bpp,psnr,bytes,layers,width,nonzero,kept_step,seconds";
+
+/// One row of results.csv.
+struct Row {
+    image: String,
+    method: String,
+    target: f64,
+    bpp: f64,
+    coin_bpp: f64,
+    psnr: f64,
+}
+
+fn read_rows(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut lines = Vec::new();
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        anyhow::ensure!(
+            c.len() == 12,
+            "{}:{}: expected 12 columns (delete the file to start over)",
+            path.display(),
+            i + 1
+        );
+        let num = |k: usize| -> anyhow::Result<f64> {
+            c[k].parse()
+                .with_context(|| format!("{}:{}: column {}", path.display(), i + 1, k + 1))
+        };
+        rows.push(Row {
+            image: c[0].to_string(),
+            method: c[1].to_string(),
+            target: num(2)?,
+            bpp: num(3)?,
+            coin_bpp: num(4)?,
+            psnr: num(5)?,
+        });
+        lines.push(line.to_string());
+    }
+    Ok((lines, rows))
+}
+
+fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.bpp.is_empty(), "--bpp needs at least one rate");
+    for &b in &args.bpp {
+        args.codec.options(b, false)?;
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&args.dir)
+        .with_context(|| args.dir.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    paths.sort();
+    if let Some(n) = args.limit {
+        paths.truncate(n);
+    }
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no .png images in {}",
+        args.dir.display()
+    );
+    let images: Vec<(String, Image)> = paths
+        .iter()
+        .map(|p| {
+            let name = p
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into());
+            load(p, args.downscale).map(|img| (name, img))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let results = args.out.join("results.csv");
+    let (mut lines, mut rows) = read_rows(&results)?;
+    let total = images.len() * args.methods.len() * args.bpp.len();
+    let mut done = 0;
+    for (name, image) in &images {
+        for &method in &args.methods {
+            for &target in &args.bpp {
+                done += 1;
+                let key = |r: &Row| {
+                    r.image == *name && r.method == method.to_string() && r.target == target
+                };
+                if rows.iter().any(key) {
+                    continue;
+                }
+                let mut codec = args.codec.clone();
+                codec.method = method;
+                let options = codec.options(target, false)?;
+                let started = Instant::now();
+                let out = run_on(codec.device.device, EncodeTask { image, options })?
+                    .with_context(|| format!("{name} {method} {target} bpp"))?;
+                let seconds = started.elapsed().as_secs_f64();
+                let line = format!(
+                    "{name},{method},{target},{},{},{},{},{},{},{},{},{seconds:.1}",
+                    out.bpp,
+                    out.coin_bpp,
+                    out.psnr,
+                    out.bytes.len(),
+                    out.arch.layers,
+                    out.arch.width,
+                    out.fitted.weights.rounded_to_f16().nonzero_weights(),
+                    out.fitted.step
+                );
+                eprintln!(
+                    "[{done}/{total}] {name} {method} {target} bpp: {:.4} bpp, {:.2} dB ({seconds:.0} s)",
+                    out.bpp, out.psnr
+                );
+                rows.push(Row {
+                    image: name.clone(),
+                    method: method.to_string(),
+                    target,
+                    bpp: out.bpp,
+                    coin_bpp: out.coin_bpp,
+                    psnr: out.psnr,
+                });
+                lines.push(line);
+                let mut text = format!("{RESULTS_HEADER}\n");
+                for l in &lines {
+                    text.push_str(l);
+                    text.push('\n');
+                }
+                write_atomic(&results, text.as_bytes())?;
+            }
+        }
+    }
+    summarise(&args, &images, &rows)
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    s / n as f64
+}
+
+fn summarise(args: &EvalArgs, images: &[(String, Image)], rows: &[Row]) -> anyhow::Result<()> {
+    let names: Vec<&str> = images.iter().map(|(n, _)| n.as_str()).collect();
+    // JPEG: averaged over the same images at equal quality, then interpolated at each
+    // method's average rate (how the published JPEG curve was made).
+    let imgs: Vec<Image> = images.iter().map(|(_, i)| i.clone()).collect();
+    let qualities: Vec<u8> = (1..=95).collect();
+    let jpeg = Curve::new(
+        "JPEG 4:2:0 (same images)",
+        jpeg::jpeg_curve(&imgs, &qualities)?,
+    );
+    let mut curves = Vec::new();
+    let mut summary = String::from(
+        "method,target_bpp,images,bpp,coin_bpp,psnr,jpeg_psnr_at_bpp,min_bpp_over_target,max_bpp_over_target\n",
+    );
+    for &method in &args.methods {
+        let mut points = Vec::new();
+        for &target in &args.bpp {
+            let sel: Vec<&Row> = rows
+                .iter()
+                .filter(|r| {
+                    r.method == method.to_string()
+                        && r.target == target
+                        && names.contains(&r.image.as_str())
+                })
+                .collect();
+            if sel.is_empty() {
+                continue;
+            }
+            let bpp = mean(sel.iter().map(|r| r.bpp));
+            let psnr = mean(sel.iter().map(|r| r.psnr));
+            let ratio = |f: fn(f64, f64) -> f64, init: f64| {
+                sel.iter().map(|r| r.bpp / target).fold(init, f)
+            };
+            let jpeg_psnr = jpeg
+                .interpolate_psnr(bpp)
+                .map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}"));
+            summary.push_str(&format!(
+                "{method},{target},{},{bpp:.5},{:.5},{psnr:.3},{jpeg_psnr},{:.4},{:.4}\n",
+                sel.len(),
+                mean(sel.iter().map(|r| r.coin_bpp)),
+                ratio(f64::min, f64::INFINITY),
+                ratio(f64::max, 0.0),
+            ));
+            points.push(CurvePoint { bpp, psnr });
+        }
+        curves.push(Curve::new(format!("tether {method}"), points));
+    }
+    write_atomic(&args.out.join("summary.csv"), summary.as_bytes())?;
+    print!("{summary}");
+    curves.push(jpeg);
+    if args.downscale == 1 && args.published.is_dir() {
+        curves.extend(
+            baselines::load_published(&args.published)?
+                .into_iter()
+                .map(|mut c| {
+                    c.name = format!("{} (published)", c.name);
+                    c
+                }),
+        );
+    }
+    let title = format!(
+        "{} images{}",
+        images.len(),
+        if args.downscale > 1 {
+            format!(", downscaled {}x", args.downscale)
+        } else {
+            String::new()
+        }
+    );
+    plot_rd(&args.out.join("rd.png"), &curves, &title)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Encode(a) => run_encode(a),
+        Command::Decode(a) => run_decode(a),
+        Command::Eval(a) => run_eval(a),
+    }
+}

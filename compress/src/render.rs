@@ -1,0 +1,52 @@
+//! Decoding: evaluate the SIREN on the pixel grid with `tether-deploy`, the same runtime a
+//! microcontroller runs, in bands of rows so memory stays bounded whatever the image size.
+
+use tether_deploy::{Model, Plan, PlanOptions};
+
+use crate::error::CompressError;
+use crate::format::CompressedImage;
+use crate::grid::coordinates;
+use crate::image::{Image, to_u8};
+use crate::weights::SirenWeights;
+
+/// Pixels evaluated per runtime call.
+const BAND_PIXELS: usize = 4096;
+
+/// Evaluates `weights` on a `width x height` grid, 8-bit RGB out (values clamped to
+/// `[0, 1]`, then rounded).
+///
+/// # Errors
+/// The runtime refuses the model, or the image has a zero dimension.
+pub fn render(weights: &SirenWeights, width: usize, height: usize) -> Result<Image, CompressError> {
+    if width == 0 || height == 0 {
+        return Err(CompressError::EmptyImage);
+    }
+    let bytes = weights.to_deploy()?;
+    let runtime = |e: tether_deploy::Error| CompressError::Invalid(format!("runtime: {e}"));
+    let model = Model::parse(&bytes).map_err(runtime)?;
+    let rows_per_band = (BAND_PIXELS / width).max(1);
+    let options = PlanOptions {
+        batch: rows_per_band * width,
+        ..PlanOptions::default()
+    };
+    let mut plan = Plan::new(model, &options).map_err(runtime)?;
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    let mut y = 0;
+    while y < height {
+        let end = (y + rows_per_band).min(height);
+        let coords = coordinates(width, height, y..end);
+        let out = plan.run(&coords).map_err(runtime)?;
+        rgb.extend(out.iter().map(|&v| to_u8(v)));
+        y = end;
+    }
+    Image::new(width, height, rgb)
+}
+
+/// Decodes a compressed file into an image.
+///
+/// # Errors
+/// A corrupt file ([`CompressError::Corrupt`]) or a runtime error.
+pub fn decode_file(bytes: &[u8]) -> Result<Image, CompressError> {
+    let c = CompressedImage::decode(bytes)?;
+    render(&c.weights, c.width, c.height)
+}
