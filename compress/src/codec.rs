@@ -130,3 +130,123 @@ pub fn encode<B: AutodiffBackend>(
         fitted,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::{FitSettings, L0onieSettings};
+    use burn::backend::{Autodiff, Flex};
+    use tether_train::constrained::{DualOptimizer, NuPiConfig};
+
+    type B = Autodiff<Flex>;
+
+    /// A smooth synthetic 48x32 image (gradients and a soft disc): something a small
+    /// SIREN can fit in a few hundred steps.
+    fn test_image() -> Image {
+        let (w, h) = (48, 32);
+        let mut rgb = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+                let d = ((fx - 0.5).powi(2) + (fy - 0.5).powi(2)).sqrt();
+                let disc = 1.0 / (1.0 + (40.0 * (d - 0.25)).exp());
+                rgb.push((255.0 * fx) as u8);
+                rgb.push((255.0 * disc) as u8);
+                rgb.push((255.0 * (1.0 - fy)) as u8);
+            }
+        }
+        Image::new(w, h, rgb).unwrap()
+    }
+
+    fn mean_colour(image: &Image) -> Image {
+        let mut sum = [0u64; 3];
+        for (i, &v) in image.rgb.iter().enumerate() {
+            sum[i % 3] += u64::from(v);
+        }
+        let n = image.pixels() as u64;
+        let px = sum.map(|s| ((s + n / 2) / n) as u8);
+        Image::new(image.width, image.height, px.repeat(image.pixels())).unwrap()
+    }
+
+    fn options(method: Method, bpp: f64, steps: usize) -> EncodeOptions {
+        EncodeOptions {
+            method,
+            bpp,
+            fit: FitSettings {
+                steps,
+                lr: 1e-3,
+                progress: false,
+            },
+            l0onie: L0onieSettings {
+                gate_lr: 0.05,
+                dual: DualOptimizer::NuPi(NuPiConfig::new(0.01).with_kp(2.0)),
+                init_drop_rate: 0.05,
+                init_spread: 0.5,
+                eval_every: 10,
+                sample_gates: true,
+                prune_fraction: 0.5,
+            },
+            overparam: 1.3,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn decoding_the_file_gives_the_reported_psnr_and_the_budget_holds() {
+        let image = test_image();
+        let device = Default::default();
+        for method in [Method::Coin, Method::L0onie] {
+            let target = 2.0;
+            let out = encode::<B>(&image, &options(method, target, 300), &device).unwrap();
+            // The file, decoded afresh, is the image the encoder reported on.
+            let decoded = crate::render::decode_file(&out.bytes).unwrap();
+            assert_eq!(decoded, out.decoded);
+            let psnr = crate::image::psnr(&image, &decoded).unwrap();
+            assert_eq!(psnr, out.psnr, "{method}");
+            // The budget is met, counting every byte of the file.
+            assert!(
+                out.bytes.len() * 8 <= budget_bits(target, &image),
+                "{method}"
+            );
+            assert_eq!(
+                out.bpp,
+                (out.bytes.len() * 8) as f64 / image.pixels() as f64
+            );
+            // It learned the image: far better than its mean colour.
+            let baseline = crate::image::psnr(&image, &mean_colour(&image)).unwrap();
+            assert!(
+                out.psnr > baseline + 5.0,
+                "{method}: {} vs {baseline} dB",
+                out.psnr
+            );
+            // The decoded PSNR matches the float PSNR at fit time up to f16 and 8-bit
+            // rounding.
+            assert!((out.psnr - out.fitted.psnr).abs() < 1.0, "{method}");
+        }
+    }
+
+    #[test]
+    fn l0onie_uses_its_budget() {
+        let image = test_image();
+        let device = Default::default();
+        let target = 2.0;
+        let out = encode::<B>(&image, &options(Method::L0onie, target, 300), &device).unwrap();
+        assert!(
+            out.bpp <= target && out.bpp >= 0.9 * target,
+            "{} bpp",
+            out.bpp
+        );
+        // It started over the budget: the constraint, not the architecture, got it there.
+        let dense = crate::format::dense_file_bytes(&out.arch, image.width, image.height);
+        assert!(dense * 8 > budget_bits(target, &image));
+    }
+
+    #[test]
+    fn a_budget_too_small_for_any_network_is_a_clear_error() {
+        let image = test_image();
+        let device = Default::default();
+        let err = encode::<B>(&image, &options(Method::Coin, 0.01, 10), &device).unwrap_err();
+        assert!(matches!(err, CompressError::BudgetTooSmall(_)), "{err}");
+        assert!(err.to_string().contains("raise --bpp"), "{err}");
+    }
+}

@@ -94,6 +94,9 @@ pub struct Fitted {
     pub step: usize,
     /// The log (every step).
     pub history: Vec<FitPoint>,
+    /// Weights removed by magnitude because the gates had not brought the file under the
+    /// budget by the end of the pruning phase (0 when the constraint did its job).
+    pub magnitude_pruned: usize,
 }
 
 /// The image as tensors: coordinates `[n, 2]` and RGB in `[0, 1]`, `[n, 3]`.
@@ -252,6 +255,7 @@ pub fn fit_coin<B: AutodiffBackend>(
         psnr,
         step,
         history,
+        magnitude_pruned: 0,
     })
 }
 
@@ -423,7 +427,7 @@ pub fn fit_l0onie<B: AutodiffBackend>(
     let mut best: Option<(f64, usize, GatedSiren<B>)> = None;
     let mut history = Vec::with_capacity(settings.steps);
     let last = prune_steps - 1;
-    fit(
+    let final_model = fit(
         model,
         &mut opt,
         &mut set,
@@ -466,25 +470,40 @@ pub fn fit_l0onie<B: AutodiffBackend>(
         },
     )
     .map_err(training_error)?;
-    let (psnr, step, model) = best.ok_or_else(|| {
-        CompressError::Training(format!(
-            "no step met the bit budget ({budget_bits} bits) in {prune_steps} pruning steps: \
-             raise --steps or the gates' learning rate"
-        ))
-    })?;
-    let pruned = model.valid().fold();
+    // The network the fine-tuning starts from: the best that fit the budget or, when the
+    // gates never got the file under it, the last one with its smallest weights removed
+    // until it fits (reported in `Fitted::magnitude_pruned`).
+    let (start, psnr, step, magnitude_pruned) = match best {
+        Some((psnr, step, model)) => (leaves(model.fold()), psnr, step, 0),
+        None => {
+            let last_weights = SirenWeights::from_siren(&final_model.valid().fold(), arch);
+            let fitted = prune_to_fit(&last_weights, image.width, image.height, budget_bits)?;
+            let removed = last_weights.nonzero_weights() - fitted.nonzero_weights();
+            let siren = fitted.to_siren::<B>(device);
+            let mse = scalar(target_inner.mse(siren.valid().forward(target_inner.coords.clone())));
+            (siren, psnr_of(mse), last, removed)
+        }
+    };
+    let start_weights = SirenWeights::from_siren(&start.valid(), arch);
+    let done = |weights, psnr, step, history| Fitted {
+        weights,
+        psnr,
+        step,
+        history,
+        magnitude_pruned,
+    };
     if prune_steps == settings.steps {
         bar.finish();
-        return Ok(Fitted {
-            weights: SirenWeights::from_siren(&pruned, arch),
-            psnr,
-            step,
-            history,
-        });
+        return Ok(done(start_weights, psnr, step, history));
     }
-    // Fine-tune with the mask frozen, from the kept network.
-    let bits = problem.file_bits(&model.valid())?;
-    let masked = MaskedSiren::from_zeros(leaves(model.fold()));
+    // Fine-tune with the mask frozen: the file size cannot change.
+    let file = CompressedImage {
+        width: image.width,
+        height: image.height,
+        weights: start_weights.clone(),
+    };
+    let bits = file.encode()?.len() * 8;
+    let masked = MaskedSiren::from_zeros(start);
     let (tuned_psnr, tuned_step, tuned) = fit_keep_best(
         masked,
         |m: &MaskedSiren<B>, x| m.forward(x),
@@ -497,15 +516,130 @@ pub fn fit_l0onie<B: AutodiffBackend>(
         &mut history,
     )?;
     bar.finish();
-    let (weights, psnr, step) = if tuned_psnr > psnr {
-        (tuned.valid().fold(), tuned_psnr, tuned_step)
+    Ok(if tuned_psnr > psnr {
+        let weights = SirenWeights::from_siren(&tuned.valid().fold(), arch);
+        done(weights, tuned_psnr, tuned_step, history)
     } else {
-        (pruned, psnr, step)
-    };
-    Ok(Fitted {
-        weights: SirenWeights::from_siren(&weights, arch),
-        psnr,
-        step,
-        history,
+        done(start_weights, psnr, step, history)
     })
+}
+
+/// `weights` with its smallest-magnitude weights set to zero, as few as needed for the
+/// file of a `width x height` image to fit in `budget_bits`.
+///
+/// # Errors
+/// Not even the network with no weights at all fits.
+pub fn prune_to_fit(
+    weights: &SirenWeights,
+    width: usize,
+    height: usize,
+    budget_bits: usize,
+) -> Result<SirenWeights, CompressError> {
+    let mut order: Vec<(f32, usize, usize)> = weights
+        .layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, layer)| {
+            layer
+                .weight
+                .iter()
+                .enumerate()
+                .filter(|&(_, &w)| w != 0.0)
+                .map(move |(i, &w)| (w.abs(), l, i))
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let without = |k: usize| -> Result<(SirenWeights, bool), CompressError> {
+        let mut w = weights.clone();
+        for &(_, l, i) in &order[..k] {
+            w.layers[l].weight[i] = 0.0;
+        }
+        let file = CompressedImage {
+            width,
+            height,
+            weights: w,
+        };
+        let fits = file.encode()?.len() * 8 <= budget_bits;
+        Ok((file.weights, fits))
+    };
+    if !without(order.len())?.1 {
+        return Err(CompressError::BudgetTooSmall(format!(
+            "{budget_bits} bits cannot hold even the biases of this network; raise --bpp"
+        )));
+    }
+    // The file size only shrinks as weights go (fewer values; the mask code is chosen
+    // per layer as the cheapest), so the smallest k that fits is found by bisection.
+    let (mut lo, mut hi) = (0, order.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if without(mid)?.1 {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(without(lo)?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn prune_to_fit_removes_the_smallest_weights_and_no_more() {
+        let device = Default::default();
+        let arch = Architecture::new(3, 16);
+        let weights =
+            SirenWeights::from_siren(&arch.config().init::<Flex>(&device), arch).rounded_to_f16();
+        // The weights survive the trip through burn unchanged.
+        assert_eq!(
+            SirenWeights::from_siren(&weights.to_siren::<Flex>(&device), arch),
+            weights
+        );
+        let (w, h) = (64, 64);
+        let full = CompressedImage {
+            width: w,
+            height: h,
+            weights: weights.clone(),
+        };
+        let budget = full.encode().unwrap().len() * 8 * 6 / 10;
+        let pruned = prune_to_fit(&weights, w, h, budget).unwrap();
+        let bytes = |weights: &SirenWeights| {
+            CompressedImage {
+                width: w,
+                height: h,
+                weights: weights.clone(),
+            }
+            .encode()
+            .unwrap()
+            .len()
+        };
+        assert!(bytes(&pruned) * 8 <= budget);
+        // Every kept weight is at least as large as every removed one.
+        let (mut kept_min, mut removed_max) = (f32::INFINITY, 0.0f32);
+        for (a, b) in weights.layers.iter().zip(&pruned.layers) {
+            for (&x, &y) in a.weight.iter().zip(&b.weight) {
+                if y == 0.0 {
+                    removed_max = removed_max.max(x.abs());
+                } else {
+                    kept_min = kept_min.min(x.abs());
+                }
+            }
+        }
+        assert!(removed_max <= kept_min);
+        // One weight fewer removed would not fit: the smallest removed weight restored.
+        let mut one_back = pruned.clone();
+        'outer: for (l, (a, b)) in weights.layers.iter().zip(&pruned.layers).enumerate() {
+            for (i, (&x, &y)) in a.weight.iter().zip(&b.weight).enumerate() {
+                if y == 0.0 && x != 0.0 && x.abs() == removed_max {
+                    one_back.layers[l].weight[i] = x;
+                    break 'outer;
+                }
+            }
+        }
+        assert!(bytes(&one_back) * 8 > budget);
+        let err = prune_to_fit(&weights, w, h, 100).unwrap_err();
+        assert!(matches!(err, CompressError::BudgetTooSmall(_)), "{err}");
+    }
 }

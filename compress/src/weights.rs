@@ -1,7 +1,9 @@
 //! A SIREN's weights as plain numbers: what the file stores and the decoder runs, with no
 //! burn in sight (a device decodes without a training framework).
 
+use burn::module::Param;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use half::f16;
 use tether_deploy::{AlignedBytes, ModelBuilder, OpSpec};
 use tether_models::siren::{Siren, SirenConfig};
@@ -106,6 +108,24 @@ impl SirenWeights {
             })
             .collect();
         Self { arch, layers }
+    }
+
+    /// A burn SIREN holding these weights (e.g. to fine-tune them).
+    pub fn to_siren<B: Backend>(&self, device: &B::Device) -> Siren<B> {
+        let mut siren = self.arch.config().init::<B>(device);
+        for (layer, w) in siren.layers.iter_mut().zip(&self.layers) {
+            let weight = Tensor::<B, 2>::from_data(
+                TensorData::new(w.weight.clone(), [w.d_out, w.d_in]),
+                device,
+            )
+            .transpose();
+            layer.weight = Param::from_tensor(weight);
+            layer.bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(w.bias.clone(), [w.d_out]),
+                device,
+            )));
+        }
+        siren
     }
 
     /// Every value rounded to f16 and back: exactly what the file stores.

@@ -229,6 +229,13 @@ fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.decoded {
         out.decoded.save_png(path)?;
     }
+    if out.fitted.magnitude_pruned > 0 {
+        eprintln!(
+            "warning: the gates had not met the budget when pruning ended; {} weights were \
+             removed by magnitude to fit (more --steps or a larger --gate-lr avoid this)",
+            out.fitted.magnitude_pruned
+        );
+    }
     if let Some(path) = &args.log {
         let rows: Vec<Vec<f64>> = out
             .fitted
