@@ -15,6 +15,10 @@ pub const D_INPUT: usize = 2;
 /// RGB out.
 pub const D_OUTPUT: usize = 3;
 
+/// Weight density at or below which decoding stores a layer CSR and runs the sparse
+/// kernel (measured by `cargo bench -p tether-compress --bench decode`, BENCHMARKS.md).
+pub const SPARSE_DECODE_DENSITY: f64 = 0.2;
+
 /// A SIREN's shape and frequencies.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Architecture {
@@ -160,19 +164,27 @@ impl SirenWeights {
     }
 
     /// A `tether-deploy` model of these weights: `[2] -> [3]`, sine layers and a linear
-    /// output. Layers sparse enough to gain are stored CSR (the runtime picks its kernel
-    /// by density).
+    /// output. Layers at or below [`SPARSE_DECODE_DENSITY`] are stored CSR (and run by the
+    /// sparse kernel), the others dense.
     ///
     /// # Errors
     /// The runtime refuses the model (it cannot for weights made by this crate).
     pub fn to_deploy(&self) -> Result<AlignedBytes, CompressError> {
+        self.to_deploy_with(SPARSE_DECODE_DENSITY)
+    }
+
+    /// [`SirenWeights::to_deploy`] with layers at or below `sparse_density` stored CSR.
+    ///
+    /// # Errors
+    /// As [`SirenWeights::to_deploy`].
+    pub fn to_deploy_with(&self, sparse_density: f64) -> Result<AlignedBytes, CompressError> {
         let mut b = ModelBuilder::new(&[D_INPUT]);
         let mut x = b.input();
         let last = self.layers.len() - 1;
         for (k, l) in self.layers.iter().enumerate() {
             let nnz = l.weight.iter().filter(|&&w| w != 0.0).count();
             let dims = [l.d_out, l.d_in];
-            let w = if 6 * nnz + 4 * (l.d_out + 1) < 4 * l.weight.len() {
+            let w = if nnz as f64 <= sparse_density * l.weight.len() as f64 {
                 b.csr(&dims, &l.weight)
             } else {
                 b.dense(&dims, &l.weight)
