@@ -21,13 +21,13 @@ pub fn sine(x: &[f32], w0: f32, y: &mut [f32]) {
     let mut wide = false;
     for (y, &x) in y.iter_mut().zip(x) {
         let v = w0 * x;
-        wide |= !(v.abs() <= FAST_SINE_LIMIT); // NaN included
+        wide |= v.is_nan() || v.abs() > FAST_SINE_LIMIT;
         *y = fast_sin(v);
     }
     if wide {
         for (y, &x) in y.iter_mut().zip(x) {
             let v = w0 * x;
-            if !(v.abs() <= FAST_SINE_LIMIT) {
+            if v.is_nan() || v.abs() > FAST_SINE_LIMIT {
                 *y = libm::sinf(v);
             }
         }
@@ -43,8 +43,8 @@ fn fast_sin(v: f32) -> f32 {
     // pi = P1 + P2 + P3; P1 and P2 have few significant bits, so k * P1 and k * P2 are
     // exact for the k this path sees.
     const P1: f32 = 3.140625;
-    const P2: f32 = 9.675_025_939_941_406e-4;
-    const P3: f32 = 1.509_957_990_978_376_4e-7;
+    const P2: f32 = 9.675_026e-4; // = 9.67502593994140625e-4 exactly
+    const P3: f32 = 1.509_958e-7;
     // Round to nearest by the 1.5 * 2^23 trick (exact for |v / pi| < 2^22).
     const SHIFTER: f32 = 12_582_912.0;
     let k = (v * INV_PI + SHIFTER) - SHIFTER;
