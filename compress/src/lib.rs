@@ -3,6 +3,17 @@
 //! COIN / L0onie image compression: fit a SIREN to an image under a bit budget and write
 //! its weights. Builds on `tether_train::constrained` for the bit-budget constraint and on
 //! `tether_deploy` for decoding (so a device can decode).
+//!
+//! - [`codec`]: encode end to end (choose, fit, write, decode to report the real PSNR).
+//! - [`arch`]: which network a budget buys (COIN's family; L0onie's over-parameterised start).
+//! - [`fit`]: COIN's fit (best PSNR kept) and L0onie's (file size as a constraint, then
+//!   fine-tuning with the sparsity pattern frozen), on the project's one training loop.
+//! - [`format`](mod@format) (spec: `compress/FORMAT.md`) and [`bitstream`]: the file, its Rice-coded
+//!   sparsity patterns, and its validation.
+//! - [`weights`]: the network as plain numbers, and as a `tether-deploy` model.
+//! - [`render`]: decoding through `tether-deploy`; [`grid`]: the coordinates.
+//! - [`image`]: loading, downscaling, PSNR; [`jpeg`]: the JPEG baseline (4:2:0);
+//!   [`rd`] and [`baselines`]: rate-distortion curves, published ones, and their plot.
 #![warn(missing_docs)]
 
 pub mod arch;

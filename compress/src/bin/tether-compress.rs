@@ -485,6 +485,13 @@ fn summarise(args: &EvalArgs, images: &[(String, Image)], rows: &[Row]) -> anyho
             String::new()
         }
     );
+    // Draw the reference curves only over the rates measured (and a little beyond), so the
+    // region that matters is not squeezed into a corner by JPEG's 4 bpp end.
+    let max_bpp = 1.5 * args.bpp.iter().copied().fold(0.0, f64::max);
+    for c in &mut curves {
+        c.points.retain(|p| p.bpp <= max_bpp);
+    }
+    curves.retain(|c| !c.points.is_empty());
     plot_rd(&args.out.join("rd.png"), &curves, &title)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
