@@ -106,6 +106,7 @@ fn main() {
         let bytes = CompressedImage {
             width: w,
             height: h,
+            value_bits: 16,
             weights: network(arch, density).rounded_to_f16(),
         }
         .encode()

@@ -43,6 +43,9 @@ pub struct EncodeOptions {
     pub l0onie: L0onieSettings,
     /// L0onie's starting network has about this many times COIN's weights.
     pub overparam: f64,
+    /// Bits per stored weight value: 16 (f16, COIN's format) or, for L0onie, 2 to 15
+    /// (quantised, fine-tuned quantisation-aware).
+    pub value_bits: u8,
     /// Seed of the initialisation and the gates' noise.
     pub seed: u64,
 }
@@ -62,6 +65,8 @@ pub struct Encoded {
     pub bpp: f64,
     /// COIN's convention: stored parameters (nonzero weights and biases) x 16 / pixels.
     pub coin_bpp: f64,
+    /// Nonzero weights in the file.
+    pub nonzero_weights: usize,
     /// The fit (its log, the step the weights were kept at).
     pub fitted: Fitted,
 }
@@ -83,6 +88,14 @@ pub fn encode<B: AutodiffBackend>(
 ) -> Result<Encoded, CompressError> {
     let (w, h) = (image.width, image.height);
     let budget = budget_bits(options.bpp, image);
+    if !(2..=16).contains(&options.value_bits)
+        || (options.method == Method::Coin && options.value_bits != 16)
+    {
+        return Err(CompressError::Invalid(format!(
+            "--value-bits must be 16 for COIN (its format is f16) and 2 to 16 for L0onie, got {}",
+            options.value_bits
+        )));
+    }
     let (arch, fitted) = match options.method {
         Method::Coin => {
             let arch = coin_architecture(options.bpp, w, h)?;
@@ -108,8 +121,10 @@ pub fn encode<B: AutodiffBackend>(
     let file = CompressedImage {
         width: w,
         height: h,
-        weights: fitted.weights.rounded_to_f16(),
+        value_bits: options.value_bits,
+        weights: fitted.weights.clone(),
     };
+    let stored = file.stored();
     let bytes = file.encode()?;
     if bytes.len() * 8 > budget {
         return Err(CompressError::Invalid(format!(
@@ -122,7 +137,8 @@ pub fn encode<B: AutodiffBackend>(
     let pixels = image.pixels();
     Ok(Encoded {
         bpp: CompressedImage::bpp(bytes.len(), pixels),
-        coin_bpp: (file.weights.stored_params() * 16) as f64 / pixels as f64,
+        coin_bpp: (stored.stored_params() * 16) as f64 / pixels as f64,
+        nonzero_weights: stored.nonzero_weights(),
         bytes,
         arch,
         decoded,
@@ -177,7 +193,9 @@ mod tests {
                 lr: 1e-3,
                 progress: false,
             },
+            value_bits: 16,
             l0onie: L0onieSettings {
+                value_bits: 16,
                 gate_lr: 0.05,
                 dual: DualOptimizer::NuPi(NuPiConfig::new(0.01).with_kp(2.0)),
                 init_drop_rate: 0.05,

@@ -67,6 +67,9 @@ pub struct L0onieSettings {
     /// through the deterministic test-time gates instead (no noise; a gate clipped to 0
     /// gets no task gradient and stays shut).
     pub sample_gates: bool,
+    /// Bits per stored weight: 16 = f16 (COIN's format), fewer = uniform quantisation with
+    /// a per-layer scale (fine-tuned quantisation-aware).
+    pub value_bits: u8,
     /// Fraction of the steps spent pruning; the rest fine-tunes the weights with the mask
     /// frozen (no gate noise, and the file size cannot change).
     pub prune_fraction: f64,
@@ -295,6 +298,7 @@ fn binary_entropy<B: Backend>(p: Tensor<B, 1>) -> Tensor<B, 1> {
 
 struct L0onieProblem {
     bits: ConstraintId,
+    value_bits: u8,
     mode: GateMode,
     arch: Architecture,
     width: usize,
@@ -310,6 +314,7 @@ impl L0onieProblem {
         let file = CompressedImage {
             width: self.width,
             height: self.height,
+            value_bits: self.value_bits,
             weights,
         };
         Ok(file.encode()?.len() * 8)
@@ -326,7 +331,7 @@ impl<B: AutodiffBackend> ConstrainedProblem<B, GatedSiren<B>> for L0onieProblem 
             .into_iter()
             .map(|l| {
                 let n = l.gated as f64;
-                l.expected.clone().mul_scalar(16.0)
+                l.expected.clone().mul_scalar(f64::from(self.value_bits))
                     + binary_entropy(l.expected.div_scalar(n)).mul_scalar(n)
             })
             .reduce(|a, b| a + b)
@@ -401,9 +406,16 @@ pub fn fit_l0onie<B: AutodiffBackend>(
     let header = crate::format::dense_file_bytes(&arch, image.width, image.height)
         - dims.iter().map(|&(i, o)| 2 * (i * o + o)).sum::<usize>()
         - 1;
-    let fixed_bits = (8 * header + dims.iter().map(|&(_, o)| 5 + 16 * o).sum::<usize>()) as f64;
+    // Quantised values add a byte to the header and a 16-bit scale to every layer.
+    let q = usize::from(l0.value_bits < 16);
+    let fixed_bits = (8 * (header + q)
+        + dims
+            .iter()
+            .map(|&(_, o)| 5 + 16 * o + 16 * q)
+            .sum::<usize>()) as f64;
     let problem = L0onieProblem {
         bits,
+        value_bits: l0.value_bits,
         mode: if l0.sample_gates {
             GateMode::Sample
         } else {
@@ -477,7 +489,13 @@ pub fn fit_l0onie<B: AutodiffBackend>(
         Some((psnr, step, model)) => (leaves(model.fold()), psnr, step, 0),
         None => {
             let last_weights = SirenWeights::from_siren(&final_model.valid().fold(), arch);
-            let fitted = prune_to_fit(&last_weights, image.width, image.height, budget_bits)?;
+            let fitted = prune_to_fit(
+                &last_weights,
+                image.width,
+                image.height,
+                l0.value_bits,
+                budget_bits,
+            )?;
             let removed = last_weights.nonzero_weights() - fitted.nonzero_weights();
             let siren = fitted.to_siren::<B>(device);
             let mse = scalar(target_inner.mse(siren.valid().forward(target_inner.coords.clone())));
@@ -496,17 +514,22 @@ pub fn fit_l0onie<B: AutodiffBackend>(
         bar.finish();
         return Ok(done(start_weights, psnr, step, history));
     }
-    // Fine-tune with the mask frozen: the file size cannot change.
+    // Fine-tune with the mask frozen, the zeros of the stored (quantised) weights
+    // included: a kept weight can only stay or round to zero, so the file cannot grow.
     let file = CompressedImage {
         width: image.width,
         height: image.height,
+        value_bits: l0.value_bits,
         weights: start_weights.clone(),
     };
     let bits = file.encode()?.len() * 8;
-    let masked = MaskedSiren::from_zeros(start);
+    let stored_zeros = file.stored().to_siren::<B>(device);
+    let mut masked = MaskedSiren::from_zeros(stored_zeros);
+    masked.siren = start;
+    let value_bits = l0.value_bits;
     let (tuned_psnr, tuned_step, tuned) = fit_keep_best(
         masked,
-        |m: &MaskedSiren<B>, x| m.forward(x),
+        |m: &MaskedSiren<B>, x| masked_forward(m, x, value_bits),
         &target,
         settings.steps - prune_steps,
         settings.lr,
@@ -524,8 +547,42 @@ pub fn fit_l0onie<B: AutodiffBackend>(
     })
 }
 
+/// A masked SIREN's forward pass with its weights fake-quantised to `bits` (16: none):
+/// `w + (Q(w) - w).detach()`, the straight-through estimator (Bengio et al. 2013), with
+/// `Q` the file's quantiser (one scale per layer, `max |w| / (2^(bits-1) - 1)`), so the
+/// fine-tuning sees the rounding the file will apply and its gradients pass through.
+fn masked_forward<B: Backend>(m: &MaskedSiren<B>, x: Tensor<B, 2>, bits: u8) -> Tensor<B, 2> {
+    let (w0_initial, w0) = m.siren.frequencies();
+    let last = m.masks.len() - 1;
+    let qmax = f64::from((1u32 << (bits.min(16) - 1)) - 1);
+    let mut h = x;
+    for (k, (layer, mask)) in m.siren.layers.iter().zip(&m.masks).enumerate() {
+        let mut w = layer.weight.val() * mask.clone();
+        if bits < 16 {
+            let scale = w
+                .clone()
+                .abs()
+                .max()
+                .detach()
+                .div_scalar(qmax)
+                .clamp_min(1e-12);
+            let q = (w.clone() / scale.clone().unsqueeze()).round() * scale.unsqueeze();
+            w = w.clone() + (q - w).detach();
+        }
+        h = h.matmul(w);
+        if let Some(b) = &layer.bias {
+            h = h + b.val().unsqueeze_dim(0);
+        }
+        if k < last {
+            let f = if k == 0 { w0_initial } else { w0 };
+            h = h.mul_scalar(f).sin();
+        }
+    }
+    h
+}
+
 /// `weights` with its smallest-magnitude weights set to zero, as few as needed for the
-/// file of a `width x height` image to fit in `budget_bits`.
+/// file of a `width x height` image (values of `value_bits` bits) to fit in `budget_bits`.
 ///
 /// # Errors
 /// Not even the network with no weights at all fits.
@@ -533,6 +590,7 @@ pub fn prune_to_fit(
     weights: &SirenWeights,
     width: usize,
     height: usize,
+    value_bits: u8,
     budget_bits: usize,
 ) -> Result<SirenWeights, CompressError> {
     let mut order: Vec<(f32, usize, usize)> = weights
@@ -557,6 +615,7 @@ pub fn prune_to_fit(
         let file = CompressedImage {
             width,
             height,
+            value_bits,
             weights: w,
         };
         let fits = file.encode()?.len() * 8 <= budget_bits;
@@ -601,14 +660,16 @@ mod tests {
         let full = CompressedImage {
             width: w,
             height: h,
+            value_bits: 16,
             weights: weights.clone(),
         };
         let budget = full.encode().unwrap().len() * 8 * 6 / 10;
-        let pruned = prune_to_fit(&weights, w, h, budget).unwrap();
+        let pruned = prune_to_fit(&weights, w, h, 16, budget).unwrap();
         let bytes = |weights: &SirenWeights| {
             CompressedImage {
                 width: w,
                 height: h,
+                value_bits: 16,
                 weights: weights.clone(),
             }
             .encode()
@@ -639,7 +700,7 @@ mod tests {
             }
         }
         assert!(bytes(&one_back) * 8 > budget);
-        let err = prune_to_fit(&weights, w, h, 100).unwrap_err();
+        let err = prune_to_fit(&weights, w, h, 16, 100).unwrap_err();
         assert!(matches!(err, CompressError::BudgetTooSmall(_)), "{err}");
     }
 }

@@ -27,6 +27,7 @@ pub const MAX_WIDTH: usize = 4096;
 const MAX_RICE_K: u32 = 15;
 
 const FLAG_DEFAULT_FREQUENCIES: u8 = 1;
+const FLAG_QUANTISED: u8 = 2;
 
 /// An image compressed into a SIREN.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,8 +36,74 @@ pub struct CompressedImage {
     pub width: usize,
     /// Image rows.
     pub height: usize,
-    /// The network (values representable in f16: [`SirenWeights::rounded_to_f16`]).
+    /// Bits per stored weight value: 16 stores IEEE half precision (COIN's format); 2 to
+    /// 15 store signed integers times a per-layer f16 scale (uniform quantisation).
+    /// Biases are f16 either way.
+    pub value_bits: u8,
+    /// The network; [`CompressedImage::stored`] is what the file holds of it.
     pub weights: SirenWeights,
+}
+
+/// One layer's weights as the file stores them: the scale (f16 bits; absent for f16
+/// values) and each weight's code.
+struct StoredLayer {
+    scale: Option<u16>,
+    /// f16 bits, or the quantised integer (two's complement in `value_bits` bits).
+    codes: Vec<u32>,
+    /// The values the codes decode to (0 where the code is 0).
+    values: Vec<f32>,
+}
+
+/// Quantises `weight` to `bits`-bit integers times one f16 scale, chosen so the largest
+/// magnitude maps to (about) the largest code. Exactly what the decoder reconstructs.
+fn quantise(weight: &[f32], bits: u8) -> StoredLayer {
+    let qmax = ((1u32 << (bits - 1)) - 1) as f32;
+    let max = weight.iter().fold(0.0f32, |m, &w| m.max(w.abs()));
+    // The f16 scale is rounded up, so no weight maps past the largest code and every
+    // weight is within half a step of its value.
+    let ideal = max / qmax;
+    let mut scale = f16::from_f32(ideal);
+    if scale.to_f32() < ideal {
+        scale = f16::from_bits(scale.to_bits() + 1);
+    }
+    let s = scale.to_f32();
+    let mask = (1u32 << bits) - 1;
+    let (codes, values) = weight
+        .iter()
+        .map(|&w| {
+            let q = if s > 0.0 {
+                (w / s).round().clamp(-qmax, qmax)
+            } else {
+                0.0
+            };
+            ((q as i32 as u32) & mask, q * s)
+        })
+        .unzip();
+    StoredLayer {
+        scale: Some(scale.to_bits()),
+        codes,
+        values,
+    }
+}
+
+fn half_layer(weight: &[f32]) -> StoredLayer {
+    let (codes, values) = weight
+        .iter()
+        .map(|&w| {
+            let h = f16::from_f32(w);
+            // -0.0 and values that round to zero are stored as zeros.
+            if h.to_f32() == 0.0 {
+                (0, 0.0)
+            } else {
+                (u32::from(h.to_bits()), h.to_f32())
+            }
+        })
+        .unzip();
+    StoredLayer {
+        scale: None,
+        codes,
+        values,
+    }
 }
 
 fn varint(out: &mut Vec<u8>, mut v: usize) {
@@ -70,14 +137,15 @@ fn read_varint(bytes: &[u8], at: &mut usize, what: &str) -> Result<usize, Compre
 
 /// How a layer's sparsity pattern is coded: `None` = dense (every weight stored), or the
 /// Rice parameter of the gap code, whichever is smaller.
-fn mask_code(weight: &[f32]) -> (Option<u32>, usize) {
+fn mask_code(weight: &[f32], value_bits: u32) -> (Option<u32>, usize) {
     let n = weight.len();
     let gaps = gaps(weight);
-    let dense_bits = 16 * n;
+    let value_bits = value_bits as usize;
+    let dense_bits = value_bits * n;
     let nnz = gaps.len() - 1;
     (0..=MAX_RICE_K)
         .map(|k| {
-            let bits = 4 + gaps.iter().map(|&g| rice_len(g, k)).sum::<usize>() + 16 * nnz;
+            let bits = 4 + gaps.iter().map(|&g| rice_len(g, k)).sum::<usize>() + value_bits * nnz;
             (Some(k), bits)
         })
         .chain(std::iter::once((None, dense_bits)))
@@ -148,12 +216,22 @@ impl CompressedImage {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
+        if !(2..=16).contains(&self.value_bits) {
+            return Err(CompressError::Invalid(format!(
+                "values take 2 to 16 bits, not {}",
+                self.value_bits
+            )));
+        }
+        let quantised = self.value_bits < 16;
         let defaults = arch.w0 == 30.0 && arch.w0_initial == 30.0;
-        out.push(if defaults {
-            FLAG_DEFAULT_FREQUENCIES
-        } else {
-            0
-        });
+        let mut flags = 0;
+        if defaults {
+            flags |= FLAG_DEFAULT_FREQUENCIES;
+        }
+        if quantised {
+            flags |= FLAG_QUANTISED;
+        }
+        out.push(flags);
         varint(&mut out, self.width);
         varint(&mut out, self.height);
         varint(&mut out, arch.layers);
@@ -162,23 +240,35 @@ impl CompressedImage {
             out.extend_from_slice(&f16::from_f32(arch.w0_initial).to_le_bytes());
             out.extend_from_slice(&f16::from_f32(arch.w0).to_le_bytes());
         }
+        if quantised {
+            out.push(self.value_bits);
+        }
+        let bits = u32::from(self.value_bits);
         let mut w = BitWriter::new();
-        for layer in &self.rounded().layers {
-            match mask_code(&layer.weight).0 {
+        for (layer, stored) in self.weights.layers.iter().zip(self.stored_layers()) {
+            if let Some(scale) = stored.scale {
+                w.bits(u32::from(scale), 16);
+            }
+            match mask_code(&stored.values, bits).0 {
                 None => {
                     w.bit(false);
-                    for &v in &layer.weight {
-                        w.bits(f16_bits(v), 16);
+                    for &c in &stored.codes {
+                        w.bits(c, bits);
                     }
                 }
                 Some(k) => {
                     w.bit(true);
                     w.bits(k, 4);
-                    for g in gaps(&layer.weight) {
+                    for g in gaps(&stored.values) {
                         w.rice(g, k);
                     }
-                    for &v in layer.weight.iter().filter(|&&v| v != 0.0) {
-                        w.bits(f16_bits(v), 16);
+                    for (&c, _) in stored
+                        .codes
+                        .iter()
+                        .zip(&stored.values)
+                        .filter(|(_, v)| **v != 0.0)
+                    {
+                        w.bits(c, bits);
                     }
                 }
             }
@@ -192,16 +282,28 @@ impl CompressedImage {
         Ok(out)
     }
 
-    fn rounded(&self) -> SirenWeights {
-        let mut r = self.weights.rounded_to_f16();
-        for l in &mut r.layers {
-            for w in &mut l.weight {
-                if *w == 0.0 {
-                    *w = 0.0; // -0.0 too: a sign is not worth 16 bits
+    fn stored_layers(&self) -> Vec<StoredLayer> {
+        self.weights
+            .layers
+            .iter()
+            .map(|l| {
+                if self.value_bits < 16 {
+                    quantise(&l.weight, self.value_bits)
+                } else {
+                    half_layer(&l.weight)
                 }
-            }
+            })
+            .collect()
+    }
+
+    /// The network exactly as the file stores it (what a decoder gets back): weights
+    /// rounded to f16 or quantised, biases rounded to f16.
+    pub fn stored(&self) -> SirenWeights {
+        let mut out = self.weights.rounded_to_f16();
+        for (l, s) in out.layers.iter_mut().zip(self.stored_layers()) {
+            l.weight = s.values;
         }
-        r
+        out
     }
 
     /// Parses and validates a file.
@@ -232,7 +334,7 @@ impl CompressedImage {
             ));
         }
         let flags = body[3];
-        if flags & !FLAG_DEFAULT_FREQUENCIES != 0 {
+        if flags & !(FLAG_DEFAULT_FREQUENCIES | FLAG_QUANTISED) != 0 {
             return Err(corrupt("unknown header flags"));
         }
         let mut at = 4;
@@ -258,6 +360,18 @@ impl CompressedImage {
             arch.w0 = f(at + 2)?;
             at += 4;
         }
+        let value_bits = if flags & FLAG_QUANTISED != 0 {
+            let b = *body
+                .get(at)
+                .ok_or_else(|| corrupt("the header ends inside the value width"))?;
+            at += 1;
+            if !(2..=15).contains(&b) {
+                return Err(corrupt("quantised values must take 2 to 15 bits"));
+            }
+            b
+        } else {
+            16
+        };
         let mut r = BitReader::new(&body[at..]);
         let value = |r: &mut BitReader<'_>| -> Result<f32, CompressError> {
             let v = f16::from_bits(r.bits(16)? as u16).to_f32();
@@ -267,9 +381,33 @@ impl CompressedImage {
                 Err(corrupt("a weight is not a finite number"))
             }
         };
+        let bits = u32::from(value_bits);
         let mut out = Vec::new();
         for (d_in, d_out) in arch.layer_dims() {
             let n = d_in * d_out;
+            let scale = if value_bits < 16 {
+                let s = f16::from_bits(r.bits(16)? as u16).to_f32();
+                if !(s.is_finite() && s >= 0.0) {
+                    return Err(corrupt("a layer's scale is not a finite number >= 0"));
+                }
+                Some(s)
+            } else {
+                None
+            };
+            let weight_value = |r: &mut BitReader<'_>| -> Result<f32, CompressError> {
+                match scale {
+                    None => value(r),
+                    Some(s) => {
+                        let c = r.bits(bits)?;
+                        // Sign-extend the two's complement code.
+                        let q = ((c << (32 - bits)) as i32) >> (32 - bits);
+                        if q == -(1 << (bits - 1)) {
+                            return Err(corrupt("a quantised weight is out of range"));
+                        }
+                        Ok(q as f32 * s)
+                    }
+                }
+            };
             let mut weight = vec![0.0f32; n];
             if r.bit()? {
                 let k = r.bits(4)?;
@@ -284,11 +422,11 @@ impl CompressedImage {
                     pos += 1;
                 }
                 for w in weight.iter_mut().filter(|w| **w != 0.0) {
-                    *w = value(&mut r)?;
+                    *w = weight_value(&mut r)?;
                 }
             } else {
                 for w in &mut weight {
-                    *w = value(&mut r)?;
+                    *w = weight_value(&mut r)?;
                 }
             }
             let bias = (0..d_out)
@@ -312,6 +450,7 @@ impl CompressedImage {
         Ok(Self {
             width,
             height,
+            value_bits,
             weights: SirenWeights { arch, layers: out },
         })
     }
@@ -386,6 +525,7 @@ mod tests {
             let img = CompressedImage {
                 width: 193,
                 height: 130,
+                value_bits: 16,
                 weights: random_weights(arch, density, 7),
             };
             let bytes = img.encode().unwrap();
@@ -398,12 +538,55 @@ mod tests {
     }
 
     #[test]
+    fn quantised_files_decode_to_exactly_what_stored_promises() {
+        for bits in [2u8, 5, 8, 12, 15] {
+            for density in [1.0, 0.3] {
+                let img = CompressedImage {
+                    width: 40,
+                    height: 30,
+                    value_bits: bits,
+                    weights: random_weights(Architecture::new(3, 10), density, 9),
+                };
+                let decoded = CompressedImage::decode(&img.encode().unwrap()).unwrap();
+                assert_eq!(decoded.value_bits, bits);
+                assert_eq!(
+                    decoded.weights,
+                    img.stored(),
+                    "{bits} bits, density {density}"
+                );
+                // The quantisation error is at most half a step of each layer's scale.
+                for (a, b) in img.weights.layers.iter().zip(&decoded.weights.layers) {
+                    let max = a.weight.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+                    let step = max / ((1u32 << (bits - 1)) - 1) as f32;
+                    for (x, y) in a.weight.iter().zip(&b.weight) {
+                        assert!((x - y).abs() <= 0.5 * step * 1.002 + 1e-7, "{x} vs {y}");
+                    }
+                }
+            }
+        }
+        // Fewer bits, smaller files.
+        let size = |bits| {
+            CompressedImage {
+                width: 40,
+                height: 30,
+                value_bits: bits,
+                weights: random_weights(Architecture::new(3, 10), 1.0, 9),
+            }
+            .encode()
+            .unwrap()
+            .len()
+        };
+        assert!(size(8) < size(12) && size(12) < size(16));
+    }
+
+    #[test]
     fn dense_size_formula_is_exact() {
         for (layers, width) in [(1, 1), (5, 20), (10, 28), (3, 7)] {
             let arch = Architecture::new(layers, width);
             let img = CompressedImage {
                 width: 768,
                 height: 512,
+                value_bits: 16,
                 weights: random_weights(arch, 1.0, 3),
             };
             assert_eq!(
@@ -420,6 +603,7 @@ mod tests {
         let img = CompressedImage {
             width: 64,
             height: 64,
+            value_bits: 16,
             weights: random_weights(arch, density, 11),
         };
         let bytes = img.encode().unwrap().len();
@@ -445,6 +629,7 @@ mod tests {
         let img = CompressedImage {
             width: 50,
             height: 40,
+            value_bits: 10,
             weights: random_weights(Architecture::new(2, 6), 0.5, 5),
         };
         let bytes = img.encode().unwrap();
@@ -476,6 +661,8 @@ mod tests {
             vec![b'T', b'C', 1, 1, 5, 5, 200, 1, 8],        // 200 layers
             vec![b'T', b'C', 1, 1, 5, 5, 2, 8, 0xFF, 0xFF], // sparse flag, then ones
             vec![b'T', b'C', 1, 4, 5, 5, 2, 8],             // unknown flag
+            vec![b'T', b'C', 1, 3, 5, 5, 2, 8, 16],         // quantised to 16 bits
+            vec![b'T', b'C', 1, 3, 5, 5, 1, 1, 1],          // quantised to 1 bit
             vec![b'T', b'C', 1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], // huge width
         ];
         for mut body in cases {

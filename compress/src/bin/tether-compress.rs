@@ -68,6 +68,11 @@ struct CodecArgs {
     /// three Kodak images at 192x128; BENCHMARKS.md).
     #[arg(long, default_value_t = 1.3)]
     overparam: f64,
+    /// L0onie: bits per stored weight. 16 stores f16 (COIN's format); fewer quantise each
+    /// layer uniformly (one f16 scale per layer) and fine-tune quantisation-aware, so the
+    /// budget holds more weights.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(2..=16))]
+    value_bits: u8,
     /// L0onie: the multiplier's update rule.
     #[arg(long, value_enum, default_value_t = Dual::Nupi)]
     dual: Dual,
@@ -119,6 +124,7 @@ impl CodecArgs {
                 progress,
             },
             l0onie: L0onieSettings {
+                value_bits: self.value_bits,
                 gate_lr: self.gate_lr,
                 dual,
                 init_drop_rate: self.gate_init_drop,
@@ -128,6 +134,7 @@ impl CodecArgs {
                 sample_gates: !self.no_gate_noise,
             },
             overparam: self.overparam,
+            value_bits: self.value_bits,
             seed: self.seed,
         })
     }
@@ -260,7 +267,7 @@ fn run_encode(args: EncodeArgs) -> anyhow::Result<()> {
         out.psnr,
         out.arch.layers,
         out.arch.width,
-        out.fitted.weights.rounded_to_f16().nonzero_weights(),
+        out.nonzero_weights,
         out.fitted.step,
         started.elapsed().as_secs_f64()
     );
@@ -372,6 +379,9 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                 }
                 let mut codec = args.codec.clone();
                 codec.method = method;
+                if method == Method::Coin {
+                    codec.value_bits = 16; // COIN's format; --value-bits is L0onie's
+                }
                 let options = codec.options(target, false)?;
                 let started = Instant::now();
                 let out = run_on(codec.device.device, EncodeTask { image, options })?
@@ -385,7 +395,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                     out.bytes.len(),
                     out.arch.layers,
                     out.arch.width,
-                    out.fitted.weights.rounded_to_f16().nonzero_weights(),
+                    out.nonzero_weights,
                     out.fitted.step
                 );
                 eprintln!(
