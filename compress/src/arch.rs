@@ -91,23 +91,30 @@ pub fn coin_architecture(
     })
 }
 
-/// L0onie's starting network: COIN's depth, about `overparam` times COIN's weights.
+/// L0onie's starting network: COIN's depth, about `overparam` times the weights the
+/// budget holds at `value_bits` bits a value (COIN's weights times `16 / value_bits`).
 ///
 /// # Errors
-/// As [`coin_architecture`], or `overparam < 1`.
+/// As [`coin_architecture`], `overparam < 1`, or `value_bits` outside 2..=16.
 pub fn l0onie_architecture(
     bpp: f64,
     width: usize,
     height: usize,
     overparam: f64,
+    value_bits: u8,
 ) -> Result<Architecture, CompressError> {
+    if !(2..=16).contains(&value_bits) {
+        return Err(CompressError::Invalid(format!(
+            "values take 2 to 16 bits, not {value_bits}"
+        )));
+    }
     if !(overparam.is_finite() && overparam >= 1.0) {
         return Err(CompressError::Invalid(format!(
             "--overparam must be >= 1, got {overparam}"
         )));
     }
     let coin = coin_architecture(bpp, width, height)?;
-    let target = overparam * coin.params() as f64;
+    let target = overparam * coin.params() as f64 * 16.0 / f64::from(value_bits);
     let mut arch = coin;
     while (Architecture::new(coin.layers, arch.width + 1).params() as f64) <= target {
         arch.width += 1;
@@ -163,10 +170,14 @@ mod tests {
     #[test]
     fn l0onie_starts_overparameterised() {
         let coin = coin_architecture(0.3, 768, 512).unwrap();
-        let l0 = l0onie_architecture(0.3, 768, 512, 2.0).unwrap();
+        let l0 = l0onie_architecture(0.3, 768, 512, 2.0, 16).unwrap();
         assert_eq!(l0.layers, coin.layers);
         let ratio = l0.params() as f64 / coin.params() as f64;
         assert!((1.8..=2.0).contains(&ratio), "{ratio}");
-        assert!(l0onie_architecture(0.3, 768, 512, 0.5).is_err());
+        assert!(l0onie_architecture(0.3, 768, 512, 0.5, 16).is_err());
+        // Fewer bits a value: the budget holds more weights, so the start is larger.
+        let l8 = l0onie_architecture(0.3, 768, 512, 2.0, 8).unwrap();
+        let ratio = l8.params() as f64 / coin.params() as f64;
+        assert!((3.6..=4.0).contains(&ratio), "{ratio}");
     }
 }

@@ -105,7 +105,8 @@ pub fn encode<B: AutodiffBackend>(
             )
         }
         Method::L0onie => {
-            let arch = l0onie_architecture(options.bpp, w, h, options.overparam)?;
+            let arch =
+                l0onie_architecture(options.bpp, w, h, options.overparam, options.value_bits)?;
             let fitted = fit_l0onie::<B>(
                 image,
                 arch,
