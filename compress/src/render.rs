@@ -50,3 +50,61 @@ pub fn decode_file(bytes: &[u8]) -> Result<Image, CompressError> {
     let c = CompressedImage::decode(bytes)?;
     render(&c.weights, c.width, c.height)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData};
+
+    use crate::weights::Architecture;
+
+    #[test]
+    fn the_runtime_computes_what_burn_computes() {
+        // The decoder (tether-deploy: gemm, CSR kernels, its own sine) against burn's
+        // forward pass on the same weights, dense and pruned.
+        let device = Default::default();
+        let arch = Architecture::new(4, 24);
+        let siren = arch.config().init::<Flex>(&device);
+        let dense = SirenWeights::from_siren(&siren, arch);
+        let mut sparse = dense.clone();
+        for l in &mut sparse.layers {
+            for (i, w) in l.weight.iter_mut().enumerate() {
+                if i % 7 != 0 {
+                    *w = 0.0; // density 1/7: stored CSR, run by the sparse kernel
+                }
+            }
+        }
+        let (w, h) = (37, 23);
+        let coords = coordinates(w, h, 0..h);
+        for weights in [dense, sparse] {
+            let expected = weights
+                .to_siren::<Flex>(&device)
+                .forward(Tensor::from_data(
+                    TensorData::new(coords.clone(), [w * h, 2]),
+                    &device,
+                ))
+                .into_data()
+                .into_vec::<f32>()
+                .unwrap();
+            let bytes = weights.to_deploy().unwrap();
+            let model = Model::parse(&bytes).unwrap();
+            let options = PlanOptions {
+                batch: w * h,
+                ..PlanOptions::default()
+            };
+            let mut plan = Plan::new(model, &options).unwrap();
+            let got = plan.run(&coords).unwrap();
+            let worst = got
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 2e-5, "max difference {worst}");
+            // And the decoded image is those values, clamped and rounded.
+            let img = render(&weights, w, h).unwrap();
+            let direct: Vec<u8> = got.iter().map(|&v| to_u8(v)).collect();
+            assert_eq!(img.rgb, direct);
+        }
+    }
+}
