@@ -438,12 +438,19 @@ fn summarise(args: &EvalArgs, images: &[(String, Image)], rows: &[Row]) -> anyho
         "JPEG 4:2:0 (same images)",
         jpeg::jpeg_curve(&imgs, &qualities)?,
     );
-    let mut curves = Vec::new();
-    let mut summary = String::from(
-        "method,target_bpp,images,bpp,coin_bpp,psnr,jpeg_psnr_at_bpp,min_bpp_over_target,max_bpp_over_target\n",
-    );
+    // Per method and rate: the averages, then the curves they make.
+    struct Point {
+        method: Method,
+        target: f64,
+        images: usize,
+        bpp: f64,
+        coin_bpp: f64,
+        psnr: f64,
+        ratio_min: f64,
+        ratio_max: f64,
+    }
+    let mut points = Vec::new();
     for &method in &args.methods {
-        let mut points = Vec::new();
         for &target in &args.bpp {
             let sel: Vec<&Row> = rows
                 .iter()
@@ -456,24 +463,57 @@ fn summarise(args: &EvalArgs, images: &[(String, Image)], rows: &[Row]) -> anyho
             if sel.is_empty() {
                 continue;
             }
-            let bpp = mean(sel.iter().map(|r| r.bpp));
-            let psnr = mean(sel.iter().map(|r| r.psnr));
-            let ratio = |f: fn(f64, f64) -> f64, init: f64| {
-                sel.iter().map(|r| r.bpp / target).fold(init, f)
-            };
-            let jpeg_psnr = jpeg
-                .interpolate_psnr(bpp)
-                .map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}"));
-            summary.push_str(&format!(
-                "{method},{target},{},{bpp:.5},{:.5},{psnr:.3},{jpeg_psnr},{:.4},{:.4}\n",
-                sel.len(),
-                mean(sel.iter().map(|r| r.coin_bpp)),
-                ratio(f64::min, f64::INFINITY),
-                ratio(f64::max, 0.0),
-            ));
-            points.push(CurvePoint { bpp, psnr });
+            let ratios = || sel.iter().map(|r| r.bpp / target);
+            points.push(Point {
+                method,
+                target,
+                images: sel.len(),
+                bpp: mean(sel.iter().map(|r| r.bpp)),
+                coin_bpp: mean(sel.iter().map(|r| r.coin_bpp)),
+                psnr: mean(sel.iter().map(|r| r.psnr)),
+                ratio_min: ratios().fold(f64::INFINITY, f64::min),
+                ratio_max: ratios().fold(0.0, f64::max),
+            });
         }
-        curves.push(Curve::new(format!("tether {method}"), points));
+    }
+    let curve = |m: Method| {
+        Curve::new(
+            format!("tether {m}"),
+            points
+                .iter()
+                .filter(|p| p.method == m)
+                .map(|p| CurvePoint {
+                    bpp: p.bpp,
+                    psnr: p.psnr,
+                })
+                .collect(),
+        )
+    };
+    let mut curves: Vec<Curve> = args.methods.iter().map(|&m| curve(m)).collect();
+    // Each method against JPEG and COIN at its own rate (interpolated on their curves;
+    // n/a outside them).
+    let coin = curve(Method::Coin);
+    let at = |c: &Curve, bpp: f64| {
+        c.interpolate_psnr(bpp)
+            .map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}"))
+    };
+    let mut summary = String::from(
+        "method,target_bpp,images,bpp,coin_bpp,psnr,jpeg_psnr_at_bpp,coin_psnr_at_bpp,min_bpp_over_target,max_bpp_over_target\n",
+    );
+    for p in &points {
+        summary.push_str(&format!(
+            "{},{},{},{:.5},{:.5},{:.3},{},{},{:.4},{:.4}\n",
+            p.method,
+            p.target,
+            p.images,
+            p.bpp,
+            p.coin_bpp,
+            p.psnr,
+            at(&jpeg, p.bpp),
+            at(&coin, p.bpp),
+            p.ratio_min,
+            p.ratio_max
+        ));
     }
     write_atomic(&args.out.join("summary.csv"), summary.as_bytes())?;
     print!("{summary}");
