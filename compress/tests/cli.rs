@@ -136,6 +136,18 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         "0.01",
     ]));
     assert!(!ok && text.contains("raise --bpp"), "{text}");
+    // COIN's format is f16.
+    let (ok, text) = run(bin().args([
+        "encode",
+        png.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--method",
+        "coin",
+        "--value-bits",
+        "12",
+    ]));
+    assert!(!ok && text.contains("--value-bits must be 16"), "{text}");
     // A wrong flag.
     let (ok, text) = run(bin().args(["encode", png.to_str().unwrap(), "--qualty", "3"]));
     assert!(!ok && text.contains("--qualty"), "{text}");

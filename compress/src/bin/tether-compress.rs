@@ -69,11 +69,13 @@ struct CodecArgs {
     /// three Kodak images at 192x128; BENCHMARKS.md).
     #[arg(long, default_value_t = 1.3)]
     overparam: f64,
-    /// L0onie: bits per stored weight. 16 stores f16 (COIN's format); fewer quantise each
-    /// layer uniformly (one f16 scale per layer) and fine-tune quantisation-aware, so the
-    /// budget holds more weights.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(2..=16))]
-    value_bits: u8,
+    /// L0onie: bits per stored weight. 16 stores f16 (COIN's and the L0onie paper's
+    /// format); fewer quantise each layer uniformly (one f16 scale per layer) and fine-tune
+    /// quantisation-aware, so the budget holds more weights. 12 bits gained 0.4-1.3 dB over
+    /// f16 on 8 Kodak images at 192x128 (BENCHMARKS.md). Default: 12 for L0onie; COIN
+    /// always stores f16.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=16))]
+    value_bits: Option<u8>,
     /// L0onie: the multiplier's update rule.
     #[arg(long, value_enum, default_value_t = Dual::Nupi)]
     dual: Dual,
@@ -118,6 +120,17 @@ impl CodecArgs {
             Dual::Nupi => DualOptimizer::NuPi(NuPiConfig::new(self.dual_lr).with_kp(self.kp)),
         };
         dual.validate()?;
+        let value_bits = match (self.method, self.value_bits) {
+            (Method::Coin, None) => 16,
+            (Method::Coin, Some(b)) => {
+                anyhow::ensure!(
+                    b == 16,
+                    "COIN stores f16 weights: --value-bits must be 16, got {b}"
+                );
+                16
+            }
+            (Method::L0onie, b) => b.unwrap_or(12),
+        };
         Ok(EncodeOptions {
             method: self.method,
             bpp,
@@ -127,7 +140,7 @@ impl CodecArgs {
                 progress,
             },
             l0onie: L0onieSettings {
-                value_bits: self.value_bits,
+                value_bits,
                 gate_lr: self.gate_lr,
                 dual,
                 init_drop_rate: self.gate_init_drop,
@@ -137,7 +150,7 @@ impl CodecArgs {
                 sample_gates: !self.no_gate_noise,
             },
             overparam: self.overparam,
-            value_bits: self.value_bits,
+            value_bits,
             seed: self.seed,
         })
     }
@@ -401,7 +414,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
                 let mut codec = args.codec.clone();
                 codec.method = method;
                 if method == Method::Coin {
-                    codec.value_bits = 16; // COIN's format; --value-bits is L0onie's
+                    codec.value_bits = None; // COIN's format is f16; --value-bits is L0onie's
                 }
                 let options = codec.options(target, false)?;
                 let started = Instant::now();
