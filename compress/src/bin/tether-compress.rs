@@ -64,9 +64,9 @@ struct CodecArgs {
     /// L0onie: Adam learning rate of the gate locations.
     #[arg(long, default_value_t = 0.05)]
     gate_lr: f64,
-    /// L0onie: the starting network has about this many times COIN's weights (1.3 beat
-    /// 1.6 at 0.6 bpp and lost at 0.15, and 2.0 with deterministic gates lost at both, on
-    /// three Kodak images at 192x128; BENCHMARKS.md).
+    /// L0onie: the starting network has about this many times the weights the budget
+    /// holds (1.3 beat 1.6 at 0.6 bpp and lost at 0.15, and 2.0 with deterministic gates
+    /// lost at both, on two Kodak images at 192x128; BENCHMARKS.md).
     #[arg(long, default_value_t = 1.3)]
     overparam: f64,
     /// L0onie: bits per stored weight. 16 stores f16 (COIN's and the L0onie paper's
