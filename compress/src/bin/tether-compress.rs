@@ -71,8 +71,8 @@ struct CodecArgs {
     overparam: f64,
     /// L0onie: bits per stored weight. 16 stores f16 (COIN's and the L0onie paper's
     /// format); fewer quantise each layer uniformly (one f16 scale per layer) and fine-tune
-    /// quantisation-aware, so the budget holds more weights. 12 bits gained 0.4-1.3 dB over
-    /// f16 on 8 Kodak images at 192x128 (BENCHMARKS.md). Default: 12 for L0onie; COIN
+    /// quantisation-aware, so the budget holds more weights. 12 bits gained 0.4-1.4 dB over
+    /// f16 on the 24 Kodak images at 192x128 (BENCHMARKS.md). Default: 12 for L0onie; COIN
     /// always stores f16.
     #[arg(long, value_parser = clap::value_parser!(u8).range(2..=16))]
     value_bits: Option<u8>,
