@@ -400,19 +400,8 @@ pub fn fit_l0onie<B: AutodiffBackend>(
             FormulationConfig::Lagrangian(multiplier),
         )
         .map_err(training_error)?;
-    // Bits that do not depend on the gates: header, checksum, biases, each layer's mode
-    // bit and Rice parameter.
-    let dims = arch.layer_dims();
-    let header = crate::format::dense_file_bytes(&arch, image.width, image.height)
-        - dims.iter().map(|&(i, o)| 2 * (i * o + o)).sum::<usize>()
-        - 1;
-    // Quantised values add a byte to the header and a 16-bit scale to every layer.
-    let q = usize::from(l0.value_bits < 16);
-    let fixed_bits = (8 * (header + q)
-        + dims
-            .iter()
-            .map(|&(_, o)| 5 + 16 * o + 16 * q)
-            .sum::<usize>()) as f64;
+    let fixed_bits =
+        crate::format::fixed_bits(&arch, image.width, image.height, l0.value_bits) as f64;
     let problem = L0onieProblem {
         bits,
         value_bits: l0.value_bits,

@@ -213,36 +213,13 @@ impl CompressedImage {
                 "the weights do not match their architecture".into(),
             ));
         }
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
         if !(2..=16).contains(&self.value_bits) {
             return Err(CompressError::Invalid(format!(
                 "values take 2 to 16 bits, not {}",
                 self.value_bits
             )));
         }
-        let quantised = self.value_bits < 16;
-        let defaults = arch.w0 == 30.0 && arch.w0_initial == 30.0;
-        let mut flags = 0;
-        if defaults {
-            flags |= FLAG_DEFAULT_FREQUENCIES;
-        }
-        if quantised {
-            flags |= FLAG_QUANTISED;
-        }
-        out.push(flags);
-        varint(&mut out, self.width);
-        varint(&mut out, self.height);
-        varint(&mut out, arch.layers);
-        varint(&mut out, arch.width);
-        if !defaults {
-            out.extend_from_slice(&f16::from_f32(arch.w0_initial).to_le_bytes());
-            out.extend_from_slice(&f16::from_f32(arch.w0).to_le_bytes());
-        }
-        if quantised {
-            out.push(self.value_bits);
-        }
+        let mut out = header(&arch, self.width, self.height, self.value_bits);
         let bits = u32::from(self.value_bits);
         let mut w = BitWriter::new();
         for (layer, stored) in self.weights.layers.iter().zip(self.stored_layers()) {
@@ -461,25 +438,60 @@ impl CompressedImage {
     }
 }
 
-/// Exact size in bytes of the file of a *dense* network of shape `arch` for a
-/// `width x height` image (what COIN's architecture choice needs before any training).
+/// The header: magic, version, flags, sizes, and the frequencies and value width when
+/// they are not the defaults.
+fn header(arch: &Architecture, width: usize, height: usize, value_bits: u8) -> Vec<u8> {
+    let quantised = value_bits < 16;
+    let defaults = arch.w0 == 30.0 && arch.w0_initial == 30.0;
+    let mut flags = 0;
+    if defaults {
+        flags |= FLAG_DEFAULT_FREQUENCIES;
+    }
+    if quantised {
+        flags |= FLAG_QUANTISED;
+    }
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(flags);
+    varint(&mut out, width);
+    varint(&mut out, height);
+    varint(&mut out, arch.layers);
+    varint(&mut out, arch.width);
+    if !defaults {
+        out.extend_from_slice(&f16::from_f32(arch.w0_initial).to_le_bytes());
+        out.extend_from_slice(&f16::from_f32(arch.w0).to_le_bytes());
+    }
+    if quantised {
+        out.push(value_bits);
+    }
+    out
+}
+
+/// Bits of a file that do not depend on which weights are kept: header, checksum, and
+/// per layer its mode bit, a Rice parameter (4 bits, counted for every layer: the
+/// differentiable size estimate assumes sparse layers), the scale of quantised values,
+/// and the f16 biases. The padding of the last byte is not counted.
+pub fn fixed_bits(arch: &Architecture, width: usize, height: usize, value_bits: u8) -> usize {
+    let scale = if value_bits < 16 { 16 } else { 0 };
+    8 * (header(arch, width, height, value_bits).len() + 4)
+        + arch
+            .layer_dims()
+            .iter()
+            .map(|&(_, o)| 1 + 4 + scale + 16 * o)
+            .sum::<usize>()
+}
+
+/// Exact size in bytes of the file of a *dense* network of shape `arch` with f16 values
+/// for a `width x height` image (what COIN's architecture choice needs before any
+/// training).
 pub fn dense_file_bytes(arch: &Architecture, width: usize, height: usize) -> usize {
-    let mut header = Vec::new();
-    varint(&mut header, width);
-    varint(&mut header, height);
-    varint(&mut header, arch.layers);
-    varint(&mut header, arch.width);
-    let freq = if arch.w0 == 30.0 && arch.w0_initial == 30.0 {
-        0
-    } else {
-        4
-    };
     let bits: usize = arch
         .layer_dims()
         .iter()
         .map(|&(i, o)| 1 + 16 * (i * o + o))
         .sum();
-    4 + header.len() + freq + bits.div_ceil(8) + 4
+    header(arch, width, height, 16).len() + bits.div_ceil(8) + 4
 }
 
 #[cfg(test)]
@@ -577,6 +589,29 @@ mod tests {
             .len()
         };
         assert!(size(8) < size(12) && size(12) < size(16));
+    }
+
+    #[test]
+    fn fixed_bits_are_what_a_file_spends_besides_its_weights_and_mask() {
+        for (layers, width, bits) in [(2, 6, 16u8), (10, 28, 16), (4, 13, 12), (9, 5, 8)] {
+            let arch = Architecture::new(layers, width);
+            let img = CompressedImage {
+                width: 192,
+                height: 128,
+                value_bits: bits,
+                weights: random_weights(arch, 1.0, 4),
+            };
+            // A dense file: fixed bits, minus the Rice parameters it does not write, plus
+            // every weight, plus the padding of the last byte.
+            let file_bits = 8 * img.encode().unwrap().len();
+            let weights: usize = arch.layer_dims().iter().map(|&(i, o)| i * o).sum();
+            let rest =
+                fixed_bits(&arch, 192, 128, bits) - 4 * (layers + 1) + usize::from(bits) * weights;
+            assert!(
+                file_bits >= rest && file_bits < rest + 8,
+                "{layers}x{width}/{bits}"
+            );
+        }
     }
 
     #[test]
