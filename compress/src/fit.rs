@@ -541,33 +541,22 @@ pub fn fit_l0onie<B: AutodiffBackend>(
 /// `Q` the file's quantiser (one scale per layer, `max |w| / (2^(bits-1) - 1)`), so the
 /// fine-tuning sees the rounding the file will apply and its gradients pass through.
 fn masked_forward<B: Backend>(m: &MaskedSiren<B>, x: Tensor<B, 2>, bits: u8) -> Tensor<B, 2> {
-    let (w0_initial, w0) = m.siren.frequencies();
-    let last = m.masks.len() - 1;
-    let qmax = f64::from((1u32 << (bits.min(16) - 1)) - 1);
-    let mut h = x;
-    for (k, (layer, mask)) in m.siren.layers.iter().zip(&m.masks).enumerate() {
-        let mut w = layer.weight.val() * mask.clone();
-        if bits < 16 {
-            let scale = w
-                .clone()
-                .abs()
-                .max()
-                .detach()
-                .div_scalar(qmax)
-                .clamp_min(1e-12);
-            let q = (w.clone() / scale.clone().unsqueeze()).round() * scale.unsqueeze();
-            w = w.clone() + (q - w).detach();
-        }
-        h = h.matmul(w);
-        if let Some(b) = &layer.bias {
-            h = h + b.val().unsqueeze_dim(0);
-        }
-        if k < last {
-            let f = if k == 0 { w0_initial } else { w0 };
-            h = h.mul_scalar(f).sin();
-        }
+    if bits >= 16 {
+        return m.forward(x);
     }
-    h
+    let qmax = f64::from((1u32 << (bits - 1)) - 1);
+    m.siren.forward_mapped(x, |k, w| {
+        let w = w * m.masks[k].clone();
+        let scale = w
+            .clone()
+            .abs()
+            .max()
+            .detach()
+            .div_scalar(qmax)
+            .clamp_min(1e-12);
+        let q = (w.clone() / scale.clone().unsqueeze()).round() * scale.unsqueeze();
+        w.clone() + (q - w).detach()
+    })
 }
 
 /// `weights` with its smallest-magnitude weights set to zero, as few as needed for the

@@ -155,10 +155,23 @@ impl<B: Backend> Siren<B> {
     /// # Shapes
     /// - coordinates `[n, d_input]`, values `[n, d_output]`
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward_mapped(x, |_, w| w)
+    }
+
+    /// The forward pass with each layer's weight (`[d_in, d_out]`) replaced by
+    /// `weight(k, w)` for layer `k`: a fixed mask, fake quantisation, or both.
+    pub fn forward_mapped(
+        &self,
+        x: Tensor<B, 2>,
+        weight: impl Fn(usize, Tensor<B, 2>) -> Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         let mut h = x;
         for (k, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h);
+            h = h.matmul(weight(k, layer.weight.val()));
+            if let Some(b) = &layer.bias {
+                h = h + b.val().unsqueeze_dim(0);
+            }
             if k < last {
                 let w0 = if k == 0 { self.w0_initial } else { self.w0 };
                 h = h.mul_scalar(w0).sin();
@@ -242,24 +255,8 @@ impl<B: Backend> MaskedSiren<B> {
     /// # Shapes
     /// - coordinates `[n, d_input]`, values `[n, d_output]`
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let last = self.masks.len() - 1;
-        let mut h = x;
-        for (k, (layer, mask)) in self.siren.layers.iter().zip(&self.masks).enumerate() {
-            let w = layer.weight.val() * mask.clone();
-            h = h.matmul(w);
-            if let Some(b) = &layer.bias {
-                h = h + b.val().unsqueeze_dim(0);
-            }
-            if k < last {
-                let w0 = if k == 0 {
-                    self.siren.w0_initial
-                } else {
-                    self.siren.w0
-                };
-                h = h.mul_scalar(w0).sin();
-            }
-        }
-        h
+        self.siren
+            .forward_mapped(x, |k, w| w * self.masks[k].clone())
     }
 
     /// The plain SIREN with the masks' zeros written into its weights.
