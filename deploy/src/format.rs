@@ -12,14 +12,18 @@ use crate::error::Error;
 
 /// `TTHR`.
 pub const MAGIC: [u8; 4] = *b"TTHR";
-/// The format version this runtime reads and writes.
-pub const VERSION: u16 = 1;
+/// The format version this runtime writes (it reads versions 1 and 2).
+pub const VERSION: u16 = 2;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// Bytes of one tensor-table entry.
 pub const TENSOR_ENTRY_LEN: usize = 32;
-/// Bytes of one op-table entry.
-pub const OP_ENTRY_LEN: usize = 32;
+/// Bytes of one op-table entry (version 2).
+pub const OP_ENTRY_LEN: usize = 64;
+/// Bytes of one op-table entry in version 1 (two inputs, four parameters).
+pub const OP_ENTRY_LEN_V1: usize = 32;
+/// Parameters of one op-table entry (version 2).
+pub const OP_PARAMS: usize = 10;
 /// Alignment of every tensor's data (from the start of the file).
 pub const DATA_ALIGN: usize = 16;
 /// "No tensor" (an absent bias).
@@ -40,13 +44,15 @@ pub mod kind {
 
 /// Opcodes (the `opcode` byte of an op entry).
 pub mod opcode {
-    /// `y = W x + b`; params: weight, bias (or NONE).
+    /// `y = W x + b` over the last axis; params: weight, bias (or NONE).
     pub const LINEAR: u8 = 1;
-    /// 2-D convolution; params: weight `[oc, ic, kh, kw]`, bias, stride, padding.
+    /// 2-D convolution; params (version 2): weight `[oc, ic/group, kh, kw]`, bias, stride
+    /// h, stride w, pads top, left, bottom, right, dilation (h | w << 16), group.
     pub const CONV2D: u8 = 2;
-    /// Max pooling; params: kernel, stride.
+    /// Max pooling; params (version 2): kernel h, kernel w, stride h, stride w, pads top,
+    /// left, bottom, right, dilation (h | w << 16), flags (1: ceil mode).
     pub const MAX_POOL2D: u8 = 3;
-    /// Average pooling; params: kernel, stride.
+    /// Average pooling; params as max pooling (flags 2: count the padding).
     pub const AVG_POOL2D: u8 = 4;
     /// To rank 1.
     pub const FLATTEN: u8 = 5;
@@ -54,10 +60,219 @@ pub mod opcode {
     pub const RELU: u8 = 6;
     /// `sin(w0 x)`; params: w0 as f32 bits.
     pub const SINE: u8 = 7;
-    /// Softmax over the last axis.
+    /// Softmax; params: first and end axis (0, 0: the last axis).
     pub const SOFTMAX: u8 = 8;
-    /// Element-wise sum of two inputs of one shape.
+    /// Element-wise sum, broadcasting.
     pub const ADD: u8 = 9;
+    /// Element-wise product, broadcasting.
+    pub const MUL: u8 = 10;
+    /// Element-wise difference, broadcasting.
+    pub const SUB: u8 = 11;
+    /// Element-wise quotient, broadcasting.
+    pub const DIV: u8 = 12;
+    /// An element-wise function; params: function id, alpha and beta as f32 bits.
+    pub const UNARY: u8 = 13;
+    /// Matrix product of two values (numpy `matmul`).
+    pub const MATMUL: u8 = 14;
+    /// Axis permutation; the rank byte and params 0..rank: the permutation.
+    pub const TRANSPOSE: u8 = 15;
+    /// Concatenation of 2 to 4 values; params: axis.
+    pub const CONCAT: u8 = 16;
+    /// Same data, new shape; the rank byte and params 0..rank: the shape.
+    pub const RESHAPE: u8 = 17;
+    /// A constant value: a tensor; params: tensor.
+    pub const CONST: u8 = 18;
+    /// A further model input; params: input index (1, 2, ...), then the shape (rank byte).
+    pub const INPUT: u8 = 19;
+}
+
+/// Element-wise functions of [`opcode::UNARY`] (the function id).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh x`.
+    Tanh,
+    /// `e^x`.
+    Exp,
+    /// `ln x`.
+    Log,
+    /// `sqrt x`.
+    Sqrt,
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// `1 / x`.
+    Reciprocal,
+    /// `x` for `x >= 0`, `alpha x` otherwise.
+    LeakyRelu(f32),
+    /// `x` for `x > 0`, `alpha (e^x - 1)` otherwise.
+    Elu(f32),
+    /// `max(0, min(1, alpha x + beta))`.
+    HardSigmoid(f32, f32),
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `min(max(x, lo), hi)`.
+    Clip(f32, f32),
+    /// `floor x`.
+    Floor,
+    /// `ceil x`.
+    Ceil,
+    /// `x` (a copy).
+    Identity,
+    /// `sin x`.
+    Sin,
+    /// `cos x`.
+    Cos,
+}
+
+impl Unary {
+    /// The function id and its two parameters, as stored.
+    pub fn encode(self) -> [u32; 3] {
+        let (id, a, b) = match self {
+            Unary::Sigmoid => (1, 0.0, 0.0),
+            Unary::Tanh => (2, 0.0, 0.0),
+            Unary::Exp => (3, 0.0, 0.0),
+            Unary::Log => (4, 0.0, 0.0),
+            Unary::Sqrt => (5, 0.0, 0.0),
+            Unary::Neg => (6, 0.0, 0.0),
+            Unary::Abs => (7, 0.0, 0.0),
+            Unary::Reciprocal => (8, 0.0, 0.0),
+            Unary::LeakyRelu(a) => (9, a, 0.0),
+            Unary::Elu(a) => (10, a, 0.0),
+            Unary::HardSigmoid(a, b) => (11, a, b),
+            Unary::Softplus => (12, 0.0, 0.0),
+            Unary::Clip(lo, hi) => (13, lo, hi),
+            Unary::Floor => (14, 0.0, 0.0),
+            Unary::Ceil => (15, 0.0, 0.0),
+            Unary::Identity => (16, 0.0, 0.0),
+            Unary::Sin => (17, 0.0, 0.0),
+            Unary::Cos => (18, 0.0, 0.0),
+        };
+        [id, f32::to_bits(a), f32::to_bits(b)]
+    }
+
+    /// The function of a stored id and parameters; `None` for an unknown id or a
+    /// parameter that is NaN (infinite clip bounds are allowed).
+    pub fn decode(id: u32, a: u32, b: u32) -> Option<Self> {
+        let (a, b) = (f32::from_bits(a), f32::from_bits(b));
+        let finite = a.is_finite() && b.is_finite();
+        Some(match id {
+            1 => Unary::Sigmoid,
+            2 => Unary::Tanh,
+            3 => Unary::Exp,
+            4 => Unary::Log,
+            5 => Unary::Sqrt,
+            6 => Unary::Neg,
+            7 => Unary::Abs,
+            8 => Unary::Reciprocal,
+            9 if finite => Unary::LeakyRelu(a),
+            10 if finite => Unary::Elu(a),
+            11 if finite => Unary::HardSigmoid(a, b),
+            12 => Unary::Softplus,
+            13 if !a.is_nan() && !b.is_nan() => Unary::Clip(a, b),
+            14 => Unary::Floor,
+            15 => Unary::Ceil,
+            16 => Unary::Identity,
+            17 => Unary::Sin,
+            18 => Unary::Cos,
+            _ => return None,
+        })
+    }
+}
+
+/// Element-wise binary ops (numpy broadcasting within a sample; see [`Op::Binary`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`.
+    Div,
+}
+
+/// Geometry of a convolution over the last three axes `[c, h, w]` of a sample (ONNX
+/// `Conv`'s attributes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub pads: [usize; 4],
+    /// Dilation (h, w).
+    pub dilation: [usize; 2],
+    /// Groups: input and output channels split into this many independent convolutions.
+    pub group: usize,
+}
+
+impl ConvGeom {
+    /// Square stride and symmetric padding, no dilation, one group.
+    pub fn simple(stride: usize, padding: usize) -> Self {
+        Self {
+            stride: [stride; 2],
+            pads: [padding; 4],
+            dilation: [1; 2],
+            group: 1,
+        }
+    }
+}
+
+/// Geometry of a pooling window over the last two axes (ONNX `MaxPool` / `AveragePool`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    /// Window (h, w).
+    pub kernel: [usize; 2],
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Padding: top, left, bottom, right (ignored by max, zeros for average).
+    pub pads: [usize; 4],
+    /// Dilation (h, w).
+    pub dilation: [usize; 2],
+    /// Output size rounded up (a last partial window is kept).
+    pub ceil: bool,
+    /// Average pooling divides by the whole window, padding included.
+    pub count_pad: bool,
+}
+
+impl PoolGeom {
+    /// Square window, no padding.
+    pub fn simple(kernel: usize, stride: usize) -> Self {
+        Self {
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            pads: [0; 4],
+            dilation: [1; 2],
+            ceil: false,
+            count_pad: false,
+        }
+    }
+
+    /// Output extent along axis `a` (0: h, 1: w) of an input extent `n`; `None` when the
+    /// window does not fit.
+    pub fn out(&self, a: usize, n: usize) -> Option<usize> {
+        let span = self.dilation[a]
+            .checked_mul(self.kernel[a] - 1)?
+            .checked_add(1)?;
+        let padded = n.checked_add(self.pads[a])?.checked_add(self.pads[a + 2])?;
+        if padded < span {
+            return None;
+        }
+        let s = self.stride[a];
+        let mut o = if self.ceil {
+            (padded - span).div_ceil(s) + 1
+        } else {
+            (padded - span) / s + 1
+        };
+        // A window must start inside the input or its leading padding.
+        if self.ceil && (o - 1) * s >= n + self.pads[a] {
+            o -= 1;
+        }
+        Some(o)
+    }
 }
 
 /// A shape of rank 1 to 4 (activations exclude the batch dimension).
@@ -235,38 +450,27 @@ impl Tensor<'_> {
 /// A validated op.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
-    /// `y = W x + b`, `W` of shape `[out, in]`.
+    /// `y = W x + b` over the last axis, `W` of shape `[out, in]` (leading axes are
+    /// independent rows).
     Linear {
         /// Weight tensor index.
         weight: usize,
         /// Bias tensor index.
         bias: Option<usize>,
     },
-    /// 2-D convolution (square kernel, symmetric zero padding).
+    /// 2-D convolution of `[.., c, h, w]`.
     Conv2d {
-        /// Weight tensor index, `[oc, ic, kh, kw]`.
+        /// Weight tensor index, `[oc, ic / group, kh, kw]`.
         weight: usize,
         /// Bias tensor index, `[oc]`.
         bias: Option<usize>,
-        /// Stride (both axes).
-        stride: usize,
-        /// Zero padding (each side, both axes).
-        padding: usize,
+        /// Strides, padding, dilation, groups.
+        geom: ConvGeom,
     },
-    /// Max pooling (square window, no padding).
-    MaxPool2d {
-        /// Window side.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-    },
-    /// Average pooling (square window, no padding).
-    AvgPool2d {
-        /// Window side.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-    },
+    /// Max pooling of `[.., c, h, w]`.
+    MaxPool2d(PoolGeom),
+    /// Average pooling of `[.., c, h, w]`.
+    AvgPool2d(PoolGeom),
     /// To rank 1.
     Flatten,
     /// `max(x, 0)`.
@@ -276,11 +480,78 @@ pub enum Op {
         /// Frequency factor.
         w0: f32,
     },
-    /// Softmax over the last axis.
-    Softmax,
-    /// Element-wise sum.
-    Add,
+    /// Softmax over the axes `axis..end` taken together (ONNX before opset 13 flattens the
+    /// axes from `axis` on; opset 13 takes one axis: `end = axis + 1`).
+    Softmax {
+        /// First axis.
+        axis: usize,
+        /// One past the last axis.
+        end: usize,
+    },
+    /// Element-wise `a op b`, broadcasting as numpy does within a sample; a constant
+    /// operand is shared by every sample of the batch.
+    Binary(Binary),
+    /// An element-wise function.
+    Unary(Unary),
+    /// Matrix product of two values, as numpy's `matmul` within a sample.
+    MatMul,
+    /// Axis permutation: output axis `i` is input axis `perm[i]`.
+    Transpose {
+        /// The permutation (`perm[..rank]`).
+        perm: [usize; MAX_RANK],
+        /// Rank of the input.
+        rank: usize,
+    },
+    /// Concatenation along an axis.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// Same elements, another shape.
+    Reshape(Dims),
+    /// A constant: a tensor of the model, the same for every sample.
+    Const {
+        /// Tensor index.
+        tensor: usize,
+    },
+    /// A further input of the model (input 0 is value 0).
+    Input {
+        /// Input index (1, 2, ...).
+        index: usize,
+        /// Per-sample shape.
+        shape: Dims,
+    },
 }
+
+impl Op {
+    /// A short name (for reports and errors).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Linear { .. } => "linear",
+            Op::Conv2d { .. } => "conv2d",
+            Op::MaxPool2d(_) => "maxpool2d",
+            Op::AvgPool2d(_) => "avgpool2d",
+            Op::Flatten => "flatten",
+            Op::Relu => "relu",
+            Op::Sine { .. } => "sine",
+            Op::Softmax { .. } => "softmax",
+            Op::Binary(Binary::Add) => "add",
+            Op::Binary(Binary::Sub) => "sub",
+            Op::Binary(Binary::Mul) => "mul",
+            Op::Binary(Binary::Div) => "div",
+            Op::Unary(_) => "unary",
+            Op::MatMul => "matmul",
+            Op::Transpose { .. } => "transpose",
+            Op::Concat { .. } => "concat",
+            Op::Reshape(_) => "reshape",
+            Op::Const { .. } => "const",
+            Op::Input { .. } => "input",
+        }
+    }
+}
+
+/// Most inputs of one op.
+pub const MAX_INPUTS: usize = 4;
 
 /// One node of the graph: an op, the values it reads and the value it defines.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -288,8 +559,8 @@ pub struct Node {
     /// The op.
     pub op: Op,
     /// Input value ids (`inputs[..n_inputs]`).
-    pub inputs: [usize; 2],
-    /// Number of inputs (1 or 2).
+    pub inputs: [usize; MAX_INPUTS],
+    /// Number of inputs.
     pub n_inputs: usize,
     /// Output value id.
     pub output: usize,
@@ -311,8 +582,15 @@ pub struct Model<'a> {
     pub nodes: Vec<Node>,
     /// Per-sample shape of every value (value 0 is the input).
     pub shapes: Vec<Dims>,
+    /// Per value: true when it differs between the samples of a batch (it depends on an
+    /// input), false for a constant.
+    pub batched: Vec<bool>,
+    /// The values holding the model's inputs, in input order (value 0 first).
+    pub inputs: Vec<usize>,
     /// The output value.
     pub output: usize,
+    /// Format version of the bytes.
+    pub version: u16,
     /// Total bytes.
     pub file_len: usize,
 }
@@ -352,9 +630,14 @@ impl<'a> Model<'a> {
             return Err(Error::BadMagic);
         }
         let version = u16_at(bytes, 4);
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(Error::UnsupportedVersion(version));
         }
+        let op_len = if version == 1 {
+            OP_ENTRY_LEN_V1
+        } else {
+            OP_ENTRY_LEN
+        };
         let file_len = u32_at(bytes, 8) as usize;
         if file_len > bytes.len() {
             return Err(Error::Truncated {
@@ -383,11 +666,7 @@ impl<'a> Model<'a> {
         let input_rank = u32_at(bytes, 32) as usize;
         let tables = n_tensors
             .checked_mul(TENSOR_ENTRY_LEN)
-            .and_then(|t| {
-                n_ops
-                    .checked_mul(OP_ENTRY_LEN)
-                    .and_then(|o| t.checked_add(o))
-            })
+            .and_then(|t| n_ops.checked_mul(op_len).and_then(|o| t.checked_add(o)))
             .and_then(|t| t.checked_add(HEADER_LEN))
             .ok_or(Error::Truncated {
                 needed: usize::MAX,
@@ -425,10 +704,13 @@ impl<'a> Model<'a> {
         let ops_at = HEADER_LEN + n_tensors * TENSOR_ENTRY_LEN;
         let mut nodes = Vec::with_capacity(n_ops);
         let mut shapes = Vec::with_capacity(n_values);
+        let mut batched = Vec::with_capacity(n_values);
+        let mut inputs = alloc::vec![0];
         shapes.push(input);
+        batched.push(true);
         for index in 0..n_ops {
-            let at = ops_at + index * OP_ENTRY_LEN;
-            let node = read_node(bytes, at, index, &tensors)?;
+            let at = ops_at + index * op_len;
+            let node = read_node(bytes, at, index, version, &tensors)?;
             if node.inputs().iter().any(|&v| v >= shapes.len()) {
                 return Err(Error::BadOp {
                     index,
@@ -441,15 +723,38 @@ impl<'a> Model<'a> {
                     reason: "output value id is not the next value",
                 });
             }
+            if let Op::Input { index: k, .. } = node.op {
+                if k != inputs.len() {
+                    return Err(Error::BadOp {
+                        index,
+                        reason: "model inputs are not numbered 1, 2, ... in order",
+                    });
+                }
+                inputs.push(node.output);
+            }
             let out = infer_shape(&node, &shapes, &tensors, index)?;
             shapes.push(out);
+            batched.push(match node.op {
+                Op::Const { .. } => false,
+                Op::Input { .. } => true,
+                _ => node.inputs().iter().any(|&v| batched[v]),
+            });
             nodes.push(node);
+        }
+        if !batched[output] {
+            return Err(Error::BadOp {
+                index: n_ops,
+                reason: "the output is a constant (it depends on no input)",
+            });
         }
         Ok(Self {
             tensors,
             nodes,
             shapes,
+            batched,
+            inputs,
             output,
+            version,
             file_len,
         })
     }
@@ -540,16 +845,66 @@ fn read_tensor<'a>(
     Ok(Tensor { dims, data })
 }
 
-fn read_node(bytes: &[u8], at: usize, index: usize, tensors: &[Tensor]) -> Result<Node, Error> {
+/// An op entry's fields, whichever the version.
+struct RawOp {
+    code: u8,
+    rank: usize,
+    n_inputs: usize,
+    inputs: [usize; MAX_INPUTS],
+    output: usize,
+    p: [u32; OP_PARAMS],
+}
+
+fn raw_op(bytes: &[u8], at: usize, version: u16) -> RawOp {
+    let mut inputs = [0usize; MAX_INPUTS];
+    let mut p = [0u32; OP_PARAMS];
+    if version == 1 {
+        for (i, v) in inputs.iter_mut().take(2).enumerate() {
+            *v = u32_at(bytes, at + 4 + 4 * i) as usize;
+        }
+        for (i, v) in p.iter_mut().take(4).enumerate() {
+            *v = u32_at(bytes, at + 16 + 4 * i);
+        }
+        RawOp {
+            code: bytes[at],
+            rank: 0,
+            n_inputs: bytes[at + 1] as usize,
+            inputs,
+            output: u32_at(bytes, at + 12) as usize,
+            p,
+        }
+    } else {
+        for (i, v) in inputs.iter_mut().enumerate() {
+            *v = u32_at(bytes, at + 4 + 4 * i) as usize;
+        }
+        for (i, v) in p.iter_mut().enumerate() {
+            *v = u32_at(bytes, at + 24 + 4 * i);
+        }
+        RawOp {
+            code: bytes[at],
+            rank: bytes[at + 2] as usize,
+            n_inputs: bytes[at + 1] as usize,
+            inputs,
+            output: u32_at(bytes, at + 20) as usize,
+            p,
+        }
+    }
+}
+
+/// Largest stride, padding, kernel or dilation accepted (keeps index arithmetic far from
+/// overflow).
+const MAX_GEOM: u32 = 1 << 16;
+
+fn read_node(
+    bytes: &[u8],
+    at: usize,
+    index: usize,
+    version: u16,
+    tensors: &[Tensor],
+) -> Result<Node, Error> {
     let bad = |reason| Error::BadOp { index, reason };
-    let code = bytes[at];
-    let n_inputs = bytes[at + 1] as usize;
-    let inputs = [
-        u32_at(bytes, at + 4) as usize,
-        u32_at(bytes, at + 8) as usize,
-    ];
-    let output = u32_at(bytes, at + 12) as usize;
-    let p = |i: usize| u32_at(bytes, at + 16 + 4 * i);
+    let r = raw_op(bytes, at, version);
+    let p = r.p;
     let tensor = |id: u32| -> Result<usize, Error> {
         let id = id as usize;
         if id < tensors.len() {
@@ -566,59 +921,201 @@ fn read_node(bytes: &[u8], at: usize, index: usize, tensors: &[Tensor]) -> Resul
         }
     };
     let positive = |v: u32, what| {
-        if v == 0 || v > 1 << 16 {
+        if v == 0 || v > MAX_GEOM {
             Err(bad(what))
         } else {
             Ok(v as usize)
         }
     };
-    let op = match code {
+    let small = |v: u32, what| {
+        if v > MAX_GEOM {
+            Err(bad(what))
+        } else {
+            Ok(v as usize)
+        }
+    };
+    let pair = |v: u32, what| -> Result<[usize; 2], Error> {
+        Ok([positive(v & 0xffff, what)?, positive(v >> 16, what)?])
+    };
+    let pads = |from: usize| -> Result<[usize; 4], Error> {
+        let mut out = [0; 4];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = small(p[from + i], "padding too large")?;
+        }
+        Ok(out)
+    };
+    let shape = |from: usize| -> Result<Dims, Error> {
+        if r.rank == 0 || r.rank > MAX_RANK || from + r.rank > OP_PARAMS {
+            return Err(bad("bad rank"));
+        }
+        let mut d = [0usize; MAX_RANK];
+        for (i, v) in d.iter_mut().enumerate().take(r.rank) {
+            *v = p[from + i] as usize;
+        }
+        Dims::new(&d[..r.rank]).ok_or(bad("bad shape"))
+    };
+    let v1 = version == 1;
+    let op = match r.code {
         opcode::LINEAR => Op::Linear {
-            weight: tensor(p(0))?,
-            bias: optional(p(1))?,
+            weight: tensor(p[0])?,
+            bias: optional(p[1])?,
         },
         opcode::CONV2D => Op::Conv2d {
-            weight: tensor(p(0))?,
-            bias: optional(p(1))?,
-            stride: positive(p(2), "conv stride must be in 1..=65536")?,
-            padding: if p(3) <= 1 << 16 {
-                p(3) as usize
+            weight: tensor(p[0])?,
+            bias: optional(p[1])?,
+            geom: if v1 {
+                ConvGeom::simple(
+                    positive(p[2], "conv stride must be in 1..=65536")?,
+                    small(p[3], "conv padding too large")?,
+                )
             } else {
-                return Err(bad("conv padding too large"));
+                ConvGeom {
+                    stride: [
+                        positive(p[2], "conv stride must be in 1..=65536")?,
+                        positive(p[3], "conv stride must be in 1..=65536")?,
+                    ],
+                    pads: pads(4)?,
+                    dilation: pair(p[8], "conv dilation must be in 1..=65535")?,
+                    group: positive(p[9], "conv group must be in 1..=65536")?,
+                }
             },
         },
         opcode::MAX_POOL2D | opcode::AVG_POOL2D => {
-            let kernel = positive(p(0), "pool kernel must be in 1..=65536")?;
-            let stride = positive(p(1), "pool stride must be in 1..=65536")?;
-            if code == opcode::MAX_POOL2D {
-                Op::MaxPool2d { kernel, stride }
+            let geom = if v1 {
+                PoolGeom::simple(
+                    positive(p[0], "pool kernel must be in 1..=65536")?,
+                    positive(p[1], "pool stride must be in 1..=65536")?,
+                )
             } else {
-                Op::AvgPool2d { kernel, stride }
+                if p[9] > 3 {
+                    return Err(bad("unknown pool flags"));
+                }
+                PoolGeom {
+                    kernel: [
+                        positive(p[0], "pool kernel must be in 1..=65536")?,
+                        positive(p[1], "pool kernel must be in 1..=65536")?,
+                    ],
+                    stride: [
+                        positive(p[2], "pool stride must be in 1..=65536")?,
+                        positive(p[3], "pool stride must be in 1..=65536")?,
+                    ],
+                    pads: pads(4)?,
+                    dilation: pair(p[8], "pool dilation must be in 1..=65535")?,
+                    ceil: p[9] & 1 != 0,
+                    count_pad: p[9] & 2 != 0,
+                }
+            };
+            if geom.pads[0] >= geom.kernel[0] * geom.dilation[0]
+                || geom.pads[2] >= geom.kernel[0] * geom.dilation[0]
+                || geom.pads[1] >= geom.kernel[1] * geom.dilation[1]
+                || geom.pads[3] >= geom.kernel[1] * geom.dilation[1]
+            {
+                return Err(bad("pool padding must be smaller than the window"));
+            }
+            if r.code == opcode::MAX_POOL2D {
+                Op::MaxPool2d(geom)
+            } else {
+                Op::AvgPool2d(geom)
             }
         }
         opcode::FLATTEN => Op::Flatten,
         opcode::RELU => Op::Relu,
         opcode::SINE => {
-            let w0 = f32::from_bits(p(0));
+            let w0 = f32::from_bits(p[0]);
             if !w0.is_finite() {
                 return Err(bad("sine w0 is not finite"));
             }
             Op::Sine { w0 }
         }
-        opcode::SOFTMAX => Op::Softmax,
-        opcode::ADD => Op::Add,
+        opcode::SOFTMAX => Op::Softmax {
+            axis: small(p[0], "bad softmax axis")?,
+            end: small(p[1], "bad softmax axis")?,
+        },
+        opcode::ADD => Op::Binary(Binary::Add),
+        opcode::MUL => Op::Binary(Binary::Mul),
+        opcode::SUB => Op::Binary(Binary::Sub),
+        opcode::DIV => Op::Binary(Binary::Div),
+        opcode::UNARY => {
+            Op::Unary(Unary::decode(p[0], p[1], p[2]).ok_or(bad("unknown unary function"))?)
+        }
+        opcode::MATMUL => Op::MatMul,
+        opcode::TRANSPOSE => {
+            let n = r.rank;
+            if n == 0 || n > MAX_RANK {
+                return Err(bad("bad transpose rank"));
+            }
+            let mut perm = [0usize; MAX_RANK];
+            let mut seen = [false; MAX_RANK];
+            for i in 0..n {
+                let a = p[i] as usize;
+                if a >= n || seen[a] {
+                    return Err(bad("transpose perm is not a permutation"));
+                }
+                seen[a] = true;
+                perm[i] = a;
+            }
+            Op::Transpose { perm, rank: n }
+        }
+        opcode::CONCAT => Op::Concat {
+            axis: small(p[0], "bad concat axis")?,
+        },
+        opcode::RESHAPE => Op::Reshape(shape(0)?),
+        opcode::CONST => Op::Const {
+            tensor: tensor(p[0])?,
+        },
+        opcode::INPUT => Op::Input {
+            index: small(p[0], "bad input index")?,
+            shape: shape(1)?,
+        },
         _ => return Err(bad("unknown opcode")),
     };
-    let expected_inputs = if op == Op::Add { 2 } else { 1 };
-    if n_inputs != expected_inputs {
+    let inputs_ok = match op {
+        Op::Binary(_) | Op::MatMul => r.n_inputs == 2,
+        Op::Concat { .. } => (2..=MAX_INPUTS).contains(&r.n_inputs),
+        Op::Const { .. } | Op::Input { .. } => r.n_inputs == 0,
+        _ => r.n_inputs == 1,
+    };
+    if !inputs_ok || (v1 && r.n_inputs > 2) {
         return Err(bad("wrong number of inputs for the opcode"));
     }
     Ok(Node {
         op,
-        inputs,
-        n_inputs,
-        output,
+        inputs: r.inputs,
+        n_inputs: r.n_inputs,
+        output: r.output,
     })
+}
+
+/// The numpy broadcast of two shapes (aligned at the last axis), or `None`.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Dims> {
+    let n = a.len().max(b.len());
+    let mut out = [0usize; MAX_RANK];
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Dims::new(&out[..n])
+}
+
+/// Output extent of a convolution along one axis: `None` when the kernel does not fit.
+pub fn conv_out(n: usize, k: usize, stride: usize, pad: [usize; 2], dil: usize) -> Option<usize> {
+    let span = dil.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    let padded = n.checked_add(pad[0])?.checked_add(pad[1])?;
+    (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
 fn infer_shape(
@@ -628,8 +1125,8 @@ fn infer_shape(
     index: usize,
 ) -> Result<Dims, Error> {
     let bad = |reason| Error::ShapeMismatch { index, reason };
-    let x = shapes[node.inputs[0]];
-    let xs = x.as_slice();
+    let x = node.inputs().first().map(|&v| shapes[v]);
+    let xs = x.as_ref().map_or(&[][..], |x| x.as_slice());
     let check_bias = |bias: Option<usize>, n: usize| -> Result<(), Error> {
         if let Some(b) = bias {
             let t = &tensors[b];
@@ -639,12 +1136,15 @@ fn infer_shape(
         }
         Ok(())
     };
-    let window = |h: usize, k: usize, s: usize, pad: usize| -> Result<usize, Error> {
-        let padded = h + 2 * pad;
-        if padded < k {
-            return Err(bad("window larger than the (padded) input"));
+    let with_last = |lead: &[usize], tail: &[usize]| -> Option<Dims> {
+        let mut d = [0usize; MAX_RANK];
+        let n = lead.len() + tail.len();
+        if n > MAX_RANK {
+            return None;
         }
-        Ok((padded - k) / s + 1)
+        d[..lead.len()].copy_from_slice(lead);
+        d[lead.len()..n].copy_from_slice(tail);
+        Dims::new(&d[..n])
     };
     let out = match node.op {
         Op::Linear { weight, bias } => {
@@ -652,48 +1152,150 @@ fn infer_shape(
             if w.len() != 2 {
                 return Err(bad("linear weight must be [out, in]"));
             }
-            if xs.len() != 1 || xs[0] != w[1] {
-                return Err(bad("linear input is not a vector of the weight's width"));
+            if xs.last() != Some(&w[1]) {
+                return Err(bad("linear input's last axis is not the weight's width"));
             }
             check_bias(bias, w[0])?;
-            Dims::new(&[w[0]])
+            with_last(&xs[..xs.len() - 1], &[w[0]])
         }
-        Op::Conv2d {
-            weight,
-            bias,
-            stride,
-            padding,
-        } => {
+        Op::Conv2d { weight, bias, geom } => {
             let w = tensors[weight].dims.as_slice();
-            if w.len() != 4 || w[2] != w[3] {
-                return Err(bad("conv weight must be [oc, ic, k, k]"));
+            if w.len() != 4 {
+                return Err(bad("conv weight must be [oc, ic / group, kh, kw]"));
             }
-            if xs.len() != 3 || xs[0] != w[1] {
-                return Err(bad(
-                    "conv input is not [ic, h, w] with the weight's channels",
-                ));
+            if xs.len() < 3 {
+                return Err(bad("conv input is not [.., c, h, w]"));
+            }
+            let r = xs.len();
+            let g = geom.group;
+            if !xs[r - 3].is_multiple_of(g) || !w[0].is_multiple_of(g) || xs[r - 3] / g != w[1] {
+                return Err(bad("conv channels do not match the weight and groups"));
             }
             check_bias(bias, w[0])?;
-            let oh = window(xs[1], w[2], stride, padding)?;
-            let ow = window(xs[2], w[3], stride, padding)?;
-            Dims::new(&[w[0], oh, ow])
+            let oh = conv_out(
+                xs[r - 2],
+                w[2],
+                geom.stride[0],
+                [geom.pads[0], geom.pads[2]],
+                geom.dilation[0],
+            )
+            .ok_or(bad("kernel larger than the (padded) input"))?;
+            let ow = conv_out(
+                xs[r - 1],
+                w[3],
+                geom.stride[1],
+                [geom.pads[1], geom.pads[3]],
+                geom.dilation[1],
+            )
+            .ok_or(bad("kernel larger than the (padded) input"))?;
+            with_last(&xs[..r - 3], &[w[0], oh, ow])
         }
-        Op::MaxPool2d { kernel, stride } | Op::AvgPool2d { kernel, stride } => {
-            if xs.len() != 3 {
-                return Err(bad("pooling input is not [c, h, w]"));
+        Op::MaxPool2d(g) | Op::AvgPool2d(g) => {
+            if xs.len() < 3 {
+                return Err(bad("pooling input is not [.., c, h, w]"));
             }
-            let oh = window(xs[1], kernel, stride, 0)?;
-            let ow = window(xs[2], kernel, stride, 0)?;
-            Dims::new(&[xs[0], oh, ow])
+            let r = xs.len();
+            let oh = g
+                .out(0, xs[r - 2])
+                .ok_or(bad("window larger than the (padded) input"))?;
+            let ow = g
+                .out(1, xs[r - 1])
+                .ok_or(bad("window larger than the (padded) input"))?;
+            with_last(&xs[..r - 2], &[oh, ow])
         }
-        Op::Flatten => Dims::new(&[x.numel()]),
-        Op::Relu | Op::Sine { .. } | Op::Softmax => Some(x),
-        Op::Add => {
-            if shapes[node.inputs[1]] != x {
-                return Err(bad("add inputs differ in shape"));
+        Op::Flatten => x.and_then(|x| Dims::new(&[x.numel()])),
+        Op::Relu | Op::Sine { .. } | Op::Unary(_) => x,
+        Op::Softmax { axis, end } => {
+            let (a, e) = if (axis, end) == (0, 0) {
+                (xs.len() - 1, xs.len())
+            } else {
+                (axis, end)
+            };
+            if a >= e || e > xs.len() {
+                return Err(bad("softmax axes out of range"));
             }
-            Some(x)
+            x
         }
+        Op::Binary(_) => {
+            let (a, b) = (node.inputs[0], node.inputs[1]);
+            broadcast(shapes[a].as_slice(), shapes[b].as_slice())
+                .ok_or(bad("operands do not broadcast"))
+                .map(Some)?
+        }
+        Op::MatMul => {
+            let a = xs;
+            let b = shapes[node.inputs[1]].as_slice();
+            let (m, k1) = if a.len() == 1 {
+                (None, a[0])
+            } else {
+                (Some(a[a.len() - 2]), a[a.len() - 1])
+            };
+            let (k2, n) = if b.len() == 1 {
+                (b[0], None)
+            } else {
+                (b[b.len() - 2], Some(b[b.len() - 1]))
+            };
+            if k1 != k2 {
+                return Err(bad("matmul inner dimensions differ"));
+            }
+            let lead = broadcast(
+                &a[..a.len().saturating_sub(2)],
+                &b[..b.len().saturating_sub(2)],
+            );
+            let lead_s: &[usize] = match (&lead, a.len() > 2 || b.len() > 2) {
+                (Some(l), true) => l.as_slice(),
+                (None, true) => return Err(bad("matmul batch axes do not broadcast")),
+                _ => &[],
+            };
+            let tail: [usize; 2] = [m.unwrap_or(0), n.unwrap_or(0)];
+            let tail: &[usize] = match (m, n) {
+                (Some(_), Some(_)) => &tail,
+                (Some(_), None) => &tail[..1],
+                (None, Some(_)) => &tail[1..],
+                (None, None) => &[1],
+            };
+            with_last(lead_s, tail)
+        }
+        Op::Transpose { perm, rank } => {
+            if rank != xs.len() {
+                return Err(bad("transpose perm does not match the input rank"));
+            }
+            let mut d = [0usize; MAX_RANK];
+            for (i, o) in d.iter_mut().enumerate().take(xs.len()) {
+                *o = xs[perm[i]];
+            }
+            Dims::new(&d[..xs.len()])
+        }
+        Op::Concat { axis } => {
+            if axis >= xs.len() {
+                return Err(bad("concat axis out of range"));
+            }
+            let mut total = 0usize;
+            for &v in node.inputs() {
+                let s = shapes[v].as_slice();
+                if s.len() != xs.len()
+                    || s.iter()
+                        .zip(xs)
+                        .enumerate()
+                        .any(|(i, (a, b))| i != axis && a != b)
+                {
+                    return Err(bad("concat inputs differ off the axis"));
+                }
+                total = total.checked_add(s[axis]).ok_or(bad("too large"))?;
+            }
+            let mut d = [0usize; MAX_RANK];
+            d[..xs.len()].copy_from_slice(xs);
+            d[axis] = total;
+            Dims::new(&d[..xs.len()])
+        }
+        Op::Reshape(d) => {
+            if Some(d.numel()) != x.map(|x| x.numel()) {
+                return Err(bad("reshape changes the number of elements"));
+            }
+            Some(d)
+        }
+        Op::Const { tensor } => Some(tensors[tensor].dims),
+        Op::Input { shape, .. } => Some(shape),
     };
-    out.ok_or(bad("output shape too large"))
+    out.ok_or(bad("output shape too large or empty"))
 }

@@ -213,7 +213,7 @@ fn bad_ops_and_tensors() {
     ));
     // A tensor reference past the table.
     let mut b = bytes.clone();
-    b[ops_at + 16..ops_at + 20].copy_from_slice(&99u32.to_le_bytes());
+    b[ops_at + 24..ops_at + 28].copy_from_slice(&99u32.to_le_bytes());
     reseal(&mut b);
     assert!(matches!(
         parse(&b).unwrap_err(),

@@ -9,8 +9,10 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::error::Error;
-use crate::format::{Csr, Model, Op, Tensor, TensorData};
-use crate::kernels::{activation, conv, conv::ConvShape, dense, pool, sparse};
+use crate::format::{
+    Binary, Csr, Dims, MAX_INPUTS, Model, Op, PoolGeom, Tensor, TensorData, Unary,
+};
+use crate::kernels::{activation, conv, conv::ConvShape, dense, layout, pool, sparse};
 
 /// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
 /// linear layer at batch 1 (CSR gather-dot against the `gemm` crate's GEMV): the
@@ -97,42 +99,67 @@ struct Layer<'a> {
     bias: Option<Cow<'a, [f32]>>,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Step {
+#[derive(Clone, Debug)]
+enum Step<'a> {
+    /// Rows of `lead` per sample (the leading axes of the input).
     Linear {
         layer: usize,
+        lead: usize,
     },
+    /// One layer per group (consecutive), `lead` images per sample.
     Conv {
-        layer: usize,
+        first_layer: usize,
+        groups: usize,
         shape: ConvShape,
+        lead: usize,
     },
     MaxPool {
         c: usize,
         h: usize,
         w: usize,
-        k: usize,
-        s: usize,
+        geom: PoolGeom,
     },
     AvgPool {
         c: usize,
         h: usize,
         w: usize,
-        k: usize,
-        s: usize,
+        geom: PoolGeom,
     },
     Copy,
     Relu,
     Sine(f32),
+    Unary(Unary),
     Softmax {
-        row: usize,
+        outer: usize,
+        n: usize,
+        inner: usize,
     },
-    Add,
+    Binary {
+        op: Binary,
+        a: Dims,
+        b: Dims,
+        out: Dims,
+    },
+    MatMul {
+        a: Dims,
+        b: Dims,
+    },
+    Transpose {
+        dims: Dims,
+        perm: [usize; crate::format::MAX_RANK],
+    },
+    Concat {
+        axis: usize,
+    },
+    Const(Cow<'a, [f32]>),
+    Input(usize),
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Exec {
-    step: Step,
-    inputs: [usize; 2],
+#[derive(Clone, Debug)]
+struct Exec<'a> {
+    step: Step<'a>,
+    inputs: [usize; MAX_INPUTS],
+    n_inputs: usize,
     output: usize,
 }
 
@@ -156,7 +183,7 @@ pub struct Plan<'a> {
     model: Model<'a>,
     layers: Vec<Layer<'a>>,
     layer_ops: Vec<usize>,
-    execs: Vec<Exec>,
+    execs: Vec<Exec<'a>>,
     /// Per value: start in the arena and floats per sample.
     offsets: Vec<usize>,
     sizes: Vec<usize>,
@@ -201,6 +228,41 @@ fn compress(rows: usize, cols: usize, d: &[f32]) -> CsrStore<'static> {
         row_ptr: Cow::Owned(ptr),
         col_idx: Cow::Owned(idx),
         values: Cow::Owned(vals),
+    }
+}
+
+/// Rows `rows` (a group's output channels) of a weight, and their bias, as a layer.
+fn group_layer<'a>(
+    model: &Model<'a>,
+    weight: usize,
+    bias: Option<usize>,
+    rows: Range<usize>,
+    choice: KernelChoice,
+) -> Layer<'a> {
+    let t = &model.tensors[weight];
+    let cols = t.dims.numel() / t.dims.as_slice()[0];
+    let sub = |d: Cow<'a, [f32]>, r: Range<usize>, width: usize| match d {
+        Cow::Borrowed(d) => Cow::Borrowed(&d[r.start * width..r.end * width]),
+        Cow::Owned(d) => Cow::Owned(d[r.start * width..r.end * width].to_vec()),
+    };
+    let w = sub(dense_view(t), rows.clone(), cols);
+    let n = rows.len();
+    let density = w.iter().filter(|&&v| v != 0.0).count() as f64 / w.len() as f64;
+    let sparse = match choice {
+        KernelChoice::Auto => density <= SPARSE_BREAK_EVEN_GEMM,
+        KernelChoice::Dense => false,
+        KernelChoice::Sparse => true,
+    } && cols <= u16::MAX as usize + 1;
+    Layer {
+        rows: n,
+        cols,
+        density,
+        weight: if sparse {
+            Matrix::Sparse(compress(n, cols, &w))
+        } else {
+            Matrix::Dense(w)
+        },
+        bias: bias.map(|b| sub(dense_view(&model.tensors[b]), rows, 1)),
     }
 }
 
@@ -302,18 +364,34 @@ impl<'a> Plan<'a> {
             end: 0,
         };
         let mut offsets = alloc::vec![0usize; sizes.len()];
-        let bytes_of = |n: usize| n.checked_mul(batch);
-        offsets[0] = arena.place(bytes_of(sizes[0]).ok_or(too_large.clone())?, 0);
+        // A constant has one copy; a batched value one per sample.
+        let floats_of = |v: usize| {
+            if model.batched[v] {
+                sizes[v].checked_mul(batch)
+            } else {
+                Some(sizes[v])
+            }
+        };
+        offsets[0] = arena.place(floats_of(0).ok_or(too_large.clone())?, 0);
         let mut layers = Vec::new();
         let mut layer_ops = Vec::new();
         let mut execs = Vec::with_capacity(model.nodes.len());
         let mut scratch = 0usize;
         for (i, node) in model.nodes.iter().enumerate() {
-            let x = model.shapes[node.inputs[0]];
-            let xs = x.as_slice();
+            let x = node.inputs().first().map(|&v| model.shapes[v]);
+            let xs = x.as_ref().map_or(&[][..], |x| x.as_slice());
+            let lead_of = |k: usize| xs[..xs.len() - k].iter().product::<usize>();
+            // Samples of the input that one op call sees.
+            let rows_in_batch = if node.inputs().first().is_some_and(|&v| model.batched[v]) {
+                batch
+            } else {
+                1
+            };
             let step = match node.op {
                 Op::Linear { weight, bias } => {
-                    let break_even = if batch == 1 {
+                    let lead = lead_of(1);
+                    let rows = lead.checked_mul(rows_in_batch).ok_or(too_large.clone())?;
+                    let break_even = if rows == 1 {
                         SPARSE_BREAK_EVEN_GEMV
                     } else {
                         SPARSE_BREAK_EVEN_GEMM
@@ -321,35 +399,49 @@ impl<'a> Plan<'a> {
                     layers.push(layer(&model, weight, bias, options.kernels, break_even));
                     layer_ops.push(i);
                     let l = layers.last().expect("pushed");
-                    if matches!(l.weight, Matrix::Sparse(_)) && batch > 1 {
-                        scratch = scratch.max(l.cols.checked_mul(batch).ok_or(too_large.clone())?);
+                    if matches!(l.weight, Matrix::Sparse(_)) && rows > 1 {
+                        scratch = scratch.max(l.cols.checked_mul(rows).ok_or(too_large.clone())?);
                     }
                     Step::Linear {
                         layer: layers.len() - 1,
+                        lead,
                     }
                 }
-                Op::Conv2d {
-                    weight,
-                    bias,
-                    stride,
-                    padding,
-                } => {
-                    layers.push(layer(
-                        &model,
-                        weight,
-                        bias,
-                        options.kernels,
-                        SPARSE_BREAK_EVEN_GEMM,
-                    ));
-                    layer_ops.push(i);
-                    let k = model.tensors[weight].dims.as_slice()[2];
+                Op::Conv2d { weight, bias, geom } => {
+                    let wd = model.tensors[weight].dims.as_slice();
+                    let r = xs.len();
+                    let groups = geom.group;
+                    let first_layer = layers.len();
+                    if groups == 1 {
+                        layers.push(layer(
+                            &model,
+                            weight,
+                            bias,
+                            options.kernels,
+                            SPARSE_BREAK_EVEN_GEMM,
+                        ));
+                        layer_ops.push(i);
+                    } else {
+                        let per = wd[0] / groups;
+                        for g in 0..groups {
+                            layers.push(group_layer(
+                                &model,
+                                weight,
+                                bias,
+                                g * per..(g + 1) * per,
+                                options.kernels,
+                            ));
+                            layer_ops.push(i);
+                        }
+                    }
                     let shape = ConvShape {
-                        c: xs[0],
-                        h: xs[1],
-                        w: xs[2],
-                        k,
-                        stride,
-                        padding,
+                        c: xs[r - 3] / groups,
+                        h: xs[r - 2],
+                        w: xs[r - 1],
+                        k: [wd[2], wd[3]],
+                        stride: geom.stride,
+                        pads: geom.pads,
+                        dilation: geom.dilation,
                     };
                     if !shape.is_pointwise() {
                         let (oh, ow) = shape.out();
@@ -360,34 +452,57 @@ impl<'a> Plan<'a> {
                         scratch = scratch.max(patch);
                     }
                     Step::Conv {
-                        layer: layers.len() - 1,
+                        first_layer,
+                        groups,
                         shape,
+                        lead: lead_of(3),
                     }
                 }
-                Op::MaxPool2d { kernel, stride } => Step::MaxPool {
-                    c: xs[0],
-                    h: xs[1],
-                    w: xs[2],
-                    k: kernel,
-                    s: stride,
-                },
-                Op::AvgPool2d { kernel, stride } => Step::AvgPool {
-                    c: xs[0],
-                    h: xs[1],
-                    w: xs[2],
-                    k: kernel,
-                    s: stride,
-                },
-                Op::Flatten => Step::Copy,
+                Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {
+                    let r = xs.len();
+                    let (c, h, w) = (lead_of(2), xs[r - 2], xs[r - 1]);
+                    if matches!(node.op, Op::MaxPool2d(_)) {
+                        Step::MaxPool { c, h, w, geom }
+                    } else {
+                        Step::AvgPool { c, h, w, geom }
+                    }
+                }
+                Op::Flatten | Op::Reshape(_) | Op::Unary(Unary::Identity) => Step::Copy,
                 Op::Relu => Step::Relu,
                 Op::Sine { w0 } => Step::Sine(w0),
-                Op::Softmax => Step::Softmax {
-                    row: *xs.last().expect("rank >= 1"),
+                Op::Unary(f) => Step::Unary(f),
+                Op::Softmax { axis, end } => {
+                    let (a, e) = if (axis, end) == (0, 0) {
+                        (xs.len() - 1, xs.len())
+                    } else {
+                        (axis, end)
+                    };
+                    Step::Softmax {
+                        outer: xs[..a].iter().product(),
+                        n: xs[a..e].iter().product(),
+                        inner: xs[e..].iter().product(),
+                    }
+                }
+                Op::Binary(op) => Step::Binary {
+                    op,
+                    a: model.shapes[node.inputs[0]],
+                    b: model.shapes[node.inputs[1]],
+                    out: model.shapes[node.output],
                 },
-                Op::Add => Step::Add,
+                Op::MatMul => Step::MatMul {
+                    a: model.shapes[node.inputs[0]],
+                    b: model.shapes[node.inputs[1]],
+                },
+                Op::Transpose { perm, .. } => Step::Transpose {
+                    dims: model.shapes[node.inputs[0]],
+                    perm,
+                },
+                Op::Concat { axis } => Step::Concat { axis },
+                Op::Const { tensor } => Step::Const(dense_view(&model.tensors[tensor])),
+                Op::Input { index, .. } => Step::Input(index),
             };
             let out = node.output;
-            offsets[out] = arena.place(bytes_of(sizes[out]).ok_or(too_large.clone())?, out);
+            offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);
             // Values whose last reader is this op (and this op's output if nothing reads it).
             for (v, &last) in last_use.iter().enumerate().take(out + 1) {
                 if last == i + 1 {
@@ -397,6 +512,7 @@ impl<'a> Plan<'a> {
             execs.push(Exec {
                 step,
                 inputs: node.inputs,
+                n_inputs: node.n_inputs,
                 output: out,
             });
         }
@@ -409,7 +525,14 @@ impl<'a> Plan<'a> {
                 }
                 _ => 0,
             })
-            .sum();
+            .sum::<usize>()
+            + execs
+                .iter()
+                .map(|e| match &e.step {
+                    Step::Const(Cow::Owned(d)) => d.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
         let total = arena
             .end
             .checked_add(scratch)
@@ -466,16 +589,34 @@ impl<'a> Plan<'a> {
     }
 
     /// Runs a batch of `input.len() / per-sample size` samples (at most the plan's batch),
-    /// row-major; returns the outputs, one row per sample.
+    /// row-major; returns the outputs, one row per sample. For a model of one input.
     pub fn run(&mut self, input: &[f32]) -> Result<&[f32], Error> {
+        if self.model.inputs.len() != 1 {
+            return Err(Error::BadOptions(
+                "the model has several inputs: use run_inputs",
+            ));
+        }
+        self.run_inputs(&[input])
+    }
+
+    /// Runs a batch on a model of several inputs: `inputs[i]` holds the samples of input
+    /// `i`, each input the same number of samples.
+    pub fn run_inputs(&mut self, inputs: &[&[f32]]) -> Result<&[f32], Error> {
         let per = self.sizes[0];
+        let input = inputs.first().copied().unwrap_or(&[]);
         let n = input.len() / per;
-        if input.is_empty() || !input.len().is_multiple_of(per) || n > self.batch {
-            return Err(Error::InputLength {
-                per_sample: per,
-                max_batch: self.batch,
-                got: input.len(),
-            });
+        if inputs.len() != self.model.inputs.len() {
+            return Err(Error::BadOptions("wrong number of model inputs"));
+        }
+        for (&x, &v) in inputs.iter().zip(&self.model.inputs) {
+            let per = self.sizes[v];
+            if x.is_empty() || x.len() != n * per || n > self.batch {
+                return Err(Error::InputLength {
+                    per_sample: per,
+                    max_batch: self.batch,
+                    got: x.len(),
+                });
+            }
         }
         let Self {
             layers,
@@ -487,130 +628,226 @@ impl<'a> Plan<'a> {
             model,
             ..
         } = self;
+        let batched = &model.batched;
         arena[offsets[0]..offsets[0] + input.len()].copy_from_slice(input);
-        let range = |v: usize| offsets[v]..offsets[v] + n * sizes[v];
+        let range = |v: usize| {
+            let count = if batched[v] { n } else { 1 };
+            offsets[v]..offsets[v] + count * sizes[v]
+        };
         for e in execs.iter() {
-            let (y, x, x2) = split(arena, range(e.output), range(e.inputs[0]), {
-                if matches!(e.step, Step::Add) {
-                    range(e.inputs[1])
-                } else {
-                    0..0
-                }
-            });
-            run_step(
-                e,
-                layers,
-                scratch,
-                n,
-                sizes[e.inputs[0]],
-                sizes[e.output],
-                x,
-                x2,
-                y,
-            );
+            let mut ins: [Range<usize>; MAX_INPUTS] = Default::default();
+            for (r, &v) in ins.iter_mut().zip(&e.inputs[..e.n_inputs]) {
+                *r = range(v);
+            }
+            let (y, xs) = split(arena, range(e.output), &ins);
+            let ctx = Ctx {
+                n: if batched[e.output] { n } else { 1 },
+                sizes,
+                batched,
+                inputs: &e.inputs[..e.n_inputs],
+                output: e.output,
+                shapes: &model.shapes,
+            };
+            if let Step::Input(k) = e.step {
+                y.copy_from_slice(inputs[k]);
+                continue;
+            }
+            run_step(e, &ctx, layers, scratch, &xs[..e.n_inputs], y);
         }
         Ok(&arena[range(model.output)])
     }
 }
 
-/// The output buffer and up to two input buffers of one step, from the arena (the
-/// placement keeps the live ranges disjoint).
-fn split(
-    buf: &mut [f32],
+/// What a step needs to know about its values.
+struct Ctx<'c> {
+    /// Samples the output holds (1 for a constant).
+    n: usize,
+    sizes: &'c [usize],
+    batched: &'c [bool],
+    inputs: &'c [usize],
+    output: usize,
+    shapes: &'c [Dims],
+}
+
+impl Ctx<'_> {
+    /// Sample `b` of input `i` (the only copy of a constant).
+    fn sample<'x>(&self, x: &'x [f32], i: usize, b: usize) -> &'x [f32] {
+        let v = self.inputs[i];
+        let s = self.sizes[v];
+        if self.batched[v] {
+            &x[b * s..(b + 1) * s]
+        } else {
+            &x[..s]
+        }
+    }
+}
+
+/// The output buffer and the input buffers of one step, from the arena (the placement
+/// keeps the live ranges disjoint).
+fn split<'b>(
+    buf: &'b mut [f32],
     out: Range<usize>,
-    a: Range<usize>,
-    b: Range<usize>,
-) -> (&mut [f32], &[f32], &[f32]) {
+    ins: &[Range<usize>; MAX_INPUTS],
+) -> (&'b mut [f32], [&'b [f32]; MAX_INPUTS]) {
     let (lo, rest) = buf.split_at_mut(out.start);
     let (o, hi) = rest.split_at_mut(out.end - out.start);
     let (lo, hi): (&[f32], &[f32]) = (lo, hi);
-    let pick = |r: Range<usize>| -> &[f32] {
-        if r.end <= out.start {
-            &lo[r]
+    let pick = |r: &Range<usize>| -> &[f32] {
+        if r.is_empty() {
+            &[]
+        } else if r.end <= out.start {
+            &lo[r.clone()]
         } else {
             &hi[r.start - out.end..r.end - out.end]
         }
     };
-    (o, pick(a), pick(b))
+    (
+        o,
+        [pick(&ins[0]), pick(&ins[1]), pick(&ins[2]), pick(&ins[3])],
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_step(
     e: &Exec,
+    ctx: &Ctx,
     layers: &[Layer],
     scratch: &mut [f32],
-    n: usize,
-    in_size: usize,
-    out_size: usize,
-    x: &[f32],
-    x2: &[f32],
+    xs: &[&[f32]],
     y: &mut [f32],
 ) {
-    match e.step {
-        Step::Linear { layer } => {
+    let n = ctx.n;
+    let out_size = ctx.sizes[ctx.output];
+    let x = xs.first().copied().unwrap_or(&[]);
+    match &e.step {
+        &Step::Linear { layer, lead } => {
             let l = &layers[layer];
             let bias = l.bias.as_deref();
+            let rows = n * lead;
             match &l.weight {
-                Matrix::Dense(w) => dense::linear(w, bias, x, n, l.rows, l.cols, y),
-                Matrix::Sparse(s) if n == 1 => sparse::spmv(&s.view(), bias, x, y),
+                Matrix::Dense(w) => dense::linear(w, bias, x, rows, l.rows, l.cols, y),
+                Matrix::Sparse(s) if rows == 1 => sparse::spmv(&s.view(), bias, x, y),
                 Matrix::Sparse(s) => {
-                    let t = &mut scratch[..l.cols * n];
-                    sparse::transpose(x, n, l.cols, t);
-                    sparse::spmm(&s.view(), bias, t, n, y, 1, l.rows);
+                    let t = &mut scratch[..l.cols * rows];
+                    sparse::transpose(x, rows, l.cols, t);
+                    sparse::spmm(&s.view(), bias, t, rows, y, 1, l.rows);
                 }
             }
         }
-        Step::Conv { layer, shape } => {
-            let l = &layers[layer];
-            let bias = l.bias.as_deref();
+        &Step::Conv {
+            first_layer,
+            groups,
+            shape,
+            lead,
+        } => {
             let (oh, ow) = shape.out();
             let p = oh * ow;
+            let in_img = groups * shape.c * shape.h * shape.w;
+            let in_group = shape.c * shape.h * shape.w;
+            let out_img = out_size / lead;
+            for b in 0..n * lead {
+                let xb = &x[b * in_img..(b + 1) * in_img];
+                let yb = &mut y[b * out_img..(b + 1) * out_img];
+                for g in 0..groups {
+                    let l = &layers[first_layer + g];
+                    let bias = l.bias.as_deref();
+                    let xg = &xb[g * in_group..(g + 1) * in_group];
+                    let yg = &mut yb[g * l.rows * p..(g + 1) * l.rows * p];
+                    let cols: &[f32] = if shape.is_pointwise() {
+                        xg
+                    } else {
+                        let c = &mut scratch[..shape.patch() * p];
+                        conv::im2col(xg, &shape, c);
+                        c
+                    };
+                    match &l.weight {
+                        Matrix::Dense(w) => {
+                            dense::matmul_rows(w, bias, cols, l.rows, l.cols, p, yg)
+                        }
+                        Matrix::Sparse(s) => sparse::spmm(&s.view(), bias, cols, p, yg, p, 1),
+                    }
+                }
+            }
+        }
+        Step::MaxPool { c, h, w, geom } | Step::AvgPool { c, h, w, geom } => {
+            let in_size = ctx.sizes[ctx.inputs[0]];
+            let max = matches!(e.step, Step::MaxPool { .. });
             for b in 0..n {
                 let xb = &x[b * in_size..(b + 1) * in_size];
                 let yb = &mut y[b * out_size..(b + 1) * out_size];
-                let cols: &[f32] = if shape.is_pointwise() {
-                    xb
+                if max {
+                    pool::max_pool2d(xb, *c, *h, *w, geom, yb);
                 } else {
-                    let c = &mut scratch[..shape.patch() * p];
-                    conv::im2col(xb, &shape, c);
-                    c
-                };
-                match &l.weight {
-                    Matrix::Dense(w) => dense::matmul_rows(w, bias, cols, l.rows, l.cols, p, yb),
-                    Matrix::Sparse(s) => sparse::spmm(&s.view(), bias, cols, p, yb, p, 1),
+                    pool::avg_pool2d(xb, *c, *h, *w, geom, yb);
                 }
-            }
-        }
-        Step::MaxPool { c, h, w, k, s } => {
-            for b in 0..n {
-                pool::max_pool2d(
-                    &x[b * in_size..(b + 1) * in_size],
-                    c,
-                    h,
-                    w,
-                    k,
-                    s,
-                    &mut y[b * out_size..(b + 1) * out_size],
-                );
-            }
-        }
-        Step::AvgPool { c, h, w, k, s } => {
-            for b in 0..n {
-                pool::avg_pool2d(
-                    &x[b * in_size..(b + 1) * in_size],
-                    c,
-                    h,
-                    w,
-                    k,
-                    s,
-                    &mut y[b * out_size..(b + 1) * out_size],
-                );
             }
         }
         Step::Copy => y.copy_from_slice(x),
         Step::Relu => activation::relu(x, y),
-        Step::Sine(w0) => activation::sine(x, w0, y),
-        Step::Softmax { row } => activation::softmax(x, row, y),
-        Step::Add => activation::add(x, x2, y),
+        &Step::Sine(w0) => activation::sine(x, w0, y),
+        &Step::Unary(f) => activation::unary(f, x, y),
+        &Step::Softmax { outer, n: m, inner } => {
+            for b in 0..n {
+                activation::softmax_strided(
+                    &x[b * out_size..(b + 1) * out_size],
+                    outer,
+                    m,
+                    inner,
+                    &mut y[b * out_size..(b + 1) * out_size],
+                );
+            }
+        }
+        &Step::Binary { op, a, b, out } => {
+            for s in 0..n {
+                layout::binary(
+                    op,
+                    ctx.sample(xs[0], 0, s),
+                    a.as_slice(),
+                    ctx.sample(xs[1], 1, s),
+                    b.as_slice(),
+                    out.as_slice(),
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        &Step::MatMul { a, b } => {
+            for s in 0..n {
+                layout::matmul(
+                    ctx.sample(xs[0], 0, s),
+                    a.as_slice(),
+                    ctx.sample(xs[1], 1, s),
+                    b.as_slice(),
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        Step::Transpose { dims, perm } => {
+            let in_size = dims.numel();
+            for s in 0..n {
+                layout::transpose(
+                    &x[s * in_size..(s + 1) * in_size],
+                    dims.as_slice(),
+                    &perm[..dims.as_slice().len()],
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        &Step::Concat { axis } => {
+            for s in 0..n {
+                let mut parts: [(&[f32], &[usize]); MAX_INPUTS] = [(&[], &[]); MAX_INPUTS];
+                for (i, part) in parts.iter_mut().enumerate().take(ctx.inputs.len()) {
+                    *part = (
+                        ctx.sample(xs[i], i, s),
+                        ctx.shapes[ctx.inputs[i]].as_slice(),
+                    );
+                }
+                layout::concat(
+                    &parts[..ctx.inputs.len()],
+                    axis,
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        Step::Const(d) => y.copy_from_slice(d),
+        Step::Input(_) => {}
     }
 }

@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::error::Error;
 use crate::format::{
-    DATA_ALIGN, HEADER_LEN, MAGIC, Model, NONE, OP_ENTRY_LEN, TENSOR_ENTRY_LEN, VERSION, kind,
-    opcode,
+    Binary, ConvGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK, Model, NONE,
+    OP_ENTRY_LEN, OP_PARAMS, PoolGeom, TENSOR_ENTRY_LEN, Unary, VERSION, kind, opcode,
 };
 
 /// A tensor added to a builder.
@@ -67,6 +67,48 @@ pub enum OpSpec {
     Softmax,
     /// Element-wise sum of two values.
     Add,
+    /// 2-D convolution with full geometry, weight `[oc, ic / group, kh, kw]`.
+    Conv {
+        /// Weight.
+        weight: TensorId,
+        /// Bias.
+        bias: Option<TensorId>,
+        /// Strides, padding, dilation, groups.
+        geom: ConvGeom,
+    },
+    /// Max pooling with full geometry.
+    MaxPool(PoolGeom),
+    /// Average pooling with full geometry.
+    AvgPool(PoolGeom),
+    /// Softmax over axes `axis..end` taken together.
+    SoftmaxAxes {
+        /// First axis.
+        axis: usize,
+        /// One past the last.
+        end: usize,
+    },
+    /// Element-wise binary op (broadcasting).
+    Binary(Binary),
+    /// Element-wise function.
+    Unary(Unary),
+    /// Matrix product of two values.
+    MatMul,
+    /// Axis permutation (`perm[..rank]`).
+    Transpose {
+        /// Output axis `i` is input axis `perm[i]`.
+        perm: [usize; MAX_RANK],
+        /// Rank.
+        rank: usize,
+    },
+    /// Concatenation of 2 to 4 values along an axis.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// Same elements, new shape.
+    Reshape(Dims),
+    /// A constant value from a tensor.
+    Const(TensorId),
 }
 
 struct TensorEntry {
@@ -78,8 +120,9 @@ struct TensorEntry {
 
 struct OpEntry {
     code: u8,
+    rank: u8,
     inputs: Vec<u32>,
-    params: [u32; 4],
+    params: [u32; OP_PARAMS],
 }
 
 /// Builds model bytes.
@@ -87,6 +130,7 @@ pub struct ModelBuilder {
     input: Vec<u32>,
     tensors: Vec<TensorEntry>,
     ops: Vec<OpEntry>,
+    n_inputs: u32,
 }
 
 impl ModelBuilder {
@@ -96,7 +140,25 @@ impl ModelBuilder {
             input: input.iter().map(|&d| d as u32).collect(),
             tensors: Vec::new(),
             ops: Vec::new(),
+            n_inputs: 1,
         }
+    }
+
+    /// Adds a further model input of per-sample shape `shape` (input 1, 2, ...).
+    pub fn extra_input(&mut self, shape: &[usize]) -> ValueId {
+        let mut params = [0u32; OP_PARAMS];
+        params[0] = self.n_inputs;
+        for (p, &d) in params[1..].iter_mut().zip(shape) {
+            *p = d as u32;
+        }
+        self.n_inputs += 1;
+        self.ops.push(OpEntry {
+            code: opcode::INPUT,
+            rank: shape.len() as u8,
+            inputs: Vec::new(),
+            params,
+        });
+        ValueId(self.ops.len() as u32)
     }
 
     /// The model input.
@@ -145,26 +207,103 @@ impl ModelBuilder {
     pub fn op(&mut self, op: OpSpec, inputs: &[ValueId]) -> ValueId {
         let t = |t: TensorId| t.0;
         let opt = |t: Option<TensorId>| t.map_or(NONE, |t| t.0);
-        let (code, params) = match op {
-            OpSpec::Linear { weight, bias } => (opcode::LINEAR, [t(weight), opt(bias), 0, 0]),
+        let mut rank = 0u8;
+        let mut p = [0u32; OP_PARAMS];
+        let mut set = |vals: &[u32]| p[..vals.len()].copy_from_slice(vals);
+        let pair = |a: [usize; 2]| a[0] as u32 | (a[1] as u32) << 16;
+        let code = match op {
+            OpSpec::Linear { weight, bias } => {
+                set(&[t(weight), opt(bias)]);
+                opcode::LINEAR
+            }
             OpSpec::Conv2d {
                 weight,
                 bias,
                 stride,
                 padding,
-            } => (opcode::CONV2D, [t(weight), opt(bias), stride, padding]),
-            OpSpec::MaxPool2d { kernel, stride } => (opcode::MAX_POOL2D, [kernel, stride, 0, 0]),
-            OpSpec::AvgPool2d { kernel, stride } => (opcode::AVG_POOL2D, [kernel, stride, 0, 0]),
-            OpSpec::Flatten => (opcode::FLATTEN, [0; 4]),
-            OpSpec::Relu => (opcode::RELU, [0; 4]),
-            OpSpec::Sine { w0 } => (opcode::SINE, [w0.to_bits(), 0, 0, 0]),
-            OpSpec::Softmax => (opcode::SOFTMAX, [0; 4]),
-            OpSpec::Add => (opcode::ADD, [0; 4]),
+            } => {
+                set(&[t(weight), opt(bias), stride, stride]);
+                set_pads(&mut p, [padding as usize; 4]);
+                p[8] = pair([1, 1]);
+                p[9] = 1;
+                opcode::CONV2D
+            }
+            OpSpec::Conv { weight, bias, geom } => {
+                set(&[
+                    t(weight),
+                    opt(bias),
+                    geom.stride[0] as u32,
+                    geom.stride[1] as u32,
+                ]);
+                set_pads(&mut p, geom.pads);
+                p[8] = pair(geom.dilation);
+                p[9] = geom.group as u32;
+                opcode::CONV2D
+            }
+            OpSpec::MaxPool2d { kernel, stride } => {
+                pool_params(&mut p, &PoolGeom::simple(kernel as usize, stride as usize));
+                opcode::MAX_POOL2D
+            }
+            OpSpec::AvgPool2d { kernel, stride } => {
+                pool_params(&mut p, &PoolGeom::simple(kernel as usize, stride as usize));
+                opcode::AVG_POOL2D
+            }
+            OpSpec::MaxPool(g) => {
+                pool_params(&mut p, &g);
+                opcode::MAX_POOL2D
+            }
+            OpSpec::AvgPool(g) => {
+                pool_params(&mut p, &g);
+                opcode::AVG_POOL2D
+            }
+            OpSpec::Flatten => opcode::FLATTEN,
+            OpSpec::Relu => opcode::RELU,
+            OpSpec::Sine { w0 } => {
+                set(&[w0.to_bits()]);
+                opcode::SINE
+            }
+            OpSpec::Softmax => opcode::SOFTMAX,
+            OpSpec::SoftmaxAxes { axis, end } => {
+                set(&[axis as u32, end as u32]);
+                opcode::SOFTMAX
+            }
+            OpSpec::Add | OpSpec::Binary(Binary::Add) => opcode::ADD,
+            OpSpec::Binary(Binary::Sub) => opcode::SUB,
+            OpSpec::Binary(Binary::Mul) => opcode::MUL,
+            OpSpec::Binary(Binary::Div) => opcode::DIV,
+            OpSpec::Unary(f) => {
+                set(&f.encode());
+                opcode::UNARY
+            }
+            OpSpec::MatMul => opcode::MATMUL,
+            OpSpec::Transpose { perm, rank: r } => {
+                rank = r as u8;
+                for (q, &a) in p.iter_mut().zip(&perm[..r.min(MAX_RANK)]) {
+                    *q = a as u32;
+                }
+                opcode::TRANSPOSE
+            }
+            OpSpec::Concat { axis } => {
+                set(&[axis as u32]);
+                opcode::CONCAT
+            }
+            OpSpec::Reshape(d) => {
+                rank = d.as_slice().len() as u8;
+                for (q, &a) in p.iter_mut().zip(d.as_slice()) {
+                    *q = a as u32;
+                }
+                opcode::RESHAPE
+            }
+            OpSpec::Const(tensor) => {
+                set(&[t(tensor)]);
+                opcode::CONST
+            }
         };
         self.ops.push(OpEntry {
             code,
+            rank,
             inputs: inputs.iter().map(|v| v.0).collect(),
-            params,
+            params: p,
         });
         ValueId(self.ops.len() as u32)
     }
@@ -209,12 +348,13 @@ impl ModelBuilder {
             let at = ops_at + i * OP_ENTRY_LEN;
             out[at] = o.code;
             out[at + 1] = o.inputs.len() as u8;
-            for (j, &v) in o.inputs.iter().take(2).enumerate() {
+            out[at + 2] = o.rank;
+            for (j, &v) in o.inputs.iter().take(MAX_INPUTS).enumerate() {
                 put(&mut out, at + 4 + 4 * j, v);
             }
-            put(&mut out, at + 12, i as u32 + 1);
+            put(&mut out, at + 20, i as u32 + 1);
             for (j, &p) in o.params.iter().enumerate() {
-                put(&mut out, at + 16 + 4 * j, p);
+                put(&mut out, at + 24 + 4 * j, p);
             }
         }
         while !out.len().is_multiple_of(DATA_ALIGN) {
@@ -227,4 +367,20 @@ impl ModelBuilder {
         Model::parse(&crate::AlignedBytes::from_slice(&out))?;
         Ok(out)
     }
+}
+
+fn set_pads(p: &mut [u32; OP_PARAMS], pads: [usize; 4]) {
+    for (q, v) in p[4..8].iter_mut().zip(pads) {
+        *q = v as u32;
+    }
+}
+
+fn pool_params(p: &mut [u32; OP_PARAMS], g: &PoolGeom) {
+    p[0] = g.kernel[0] as u32;
+    p[1] = g.kernel[1] as u32;
+    p[2] = g.stride[0] as u32;
+    p[3] = g.stride[1] as u32;
+    set_pads(p, g.pads);
+    p[8] = g.dilation[0] as u32 | (g.dilation[1] as u32) << 16;
+    p[9] = g.ceil as u32 | (g.count_pad as u32) << 1;
 }

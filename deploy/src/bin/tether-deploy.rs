@@ -287,16 +287,10 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
     let mut params = 0usize;
     let mut nonzeros = 0usize;
     for (i, node) in model.nodes.iter().enumerate() {
-        let (name, weight) = match node.op {
-            Op::Linear { weight, .. } => ("linear", Some(weight)),
-            Op::Conv2d { weight, .. } => ("conv2d", Some(weight)),
-            Op::MaxPool2d { .. } => ("maxpool2d", None),
-            Op::AvgPool2d { .. } => ("avgpool2d", None),
-            Op::Flatten => ("flatten", None),
-            Op::Relu => ("relu", None),
-            Op::Sine { .. } => ("sine", None),
-            Op::Softmax => ("softmax", None),
-            Op::Add => ("add", None),
+        let name = node.op.name();
+        let weight = match node.op {
+            Op::Linear { weight, .. } | Op::Conv2d { weight, .. } => Some(weight),
+            _ => None,
         };
         let shape = |v: usize| format!("{:?}", model.shapes[v].as_slice());
         let (density, bytes, storage) = match weight {

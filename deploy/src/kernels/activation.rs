@@ -1,5 +1,7 @@
 //! Element-wise activations and softmax.
 
+use crate::format::Unary;
+
 /// `y = max(x, 0)`.
 pub fn relu(x: &[f32], y: &mut [f32]) {
     for (y, &x) in y.iter_mut().zip(x) {
@@ -72,16 +74,95 @@ pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
 /// Softmax of each consecutive `row`-long slice of `x` (max-subtracted, so large logits
 /// do not overflow).
 pub fn softmax(x: &[f32], row: usize, y: &mut [f32]) {
-    for (x, y) in x.chunks_exact(row).zip(y.chunks_exact_mut(row)) {
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
+    softmax_strided(x, x.len() / row, row, 1, y);
+}
+
+/// Softmax over the middle axis of `x` seen as `[outer, n, inner]`: for each outer and
+/// inner index, the `n` values `inner` apart.
+pub fn softmax_strided(x: &[f32], outer: usize, n: usize, inner: usize, y: &mut [f32]) {
+    if inner == 1 {
+        for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)).take(outer) {
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = libm::expf(x - max);
+                sum += *y;
+            }
+            for y in y.iter_mut() {
+                *y /= sum;
+            }
+        }
+        return;
+    }
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * n * inner + j * inner + i;
+            let max = (0..n).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for j in 0..n {
+                let e = libm::expf(x[at(j)] - max);
+                y[at(j)] = e;
+                sum += e;
+            }
+            for j in 0..n {
+                y[at(j)] /= sum;
+            }
+        }
+    }
+}
+
+/// `y = f(x)` element-wise.
+pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
+    let map = |g: &dyn Fn(f32) -> f32, y: &mut [f32]| {
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = libm::expf(x - max);
-            sum += *y;
+            *y = g(x);
         }
-        for y in y.iter_mut() {
-            *y /= sum;
-        }
+    };
+    match f {
+        Unary::Sigmoid => map(
+            &|v| {
+                // Stable on both sides: e^v never overflows for v < 0.
+                if v >= 0.0 {
+                    1.0 / (1.0 + libm::expf(-v))
+                } else {
+                    let e = libm::expf(v);
+                    e / (1.0 + e)
+                }
+            },
+            y,
+        ),
+        Unary::Tanh => map(&libm::tanhf, y),
+        Unary::Exp => map(&libm::expf, y),
+        Unary::Log => map(&libm::logf, y),
+        Unary::Sqrt => map(&libm::sqrtf, y),
+        Unary::Neg => map(&|v| -v, y),
+        Unary::Abs => map(&libm::fabsf, y),
+        Unary::Reciprocal => map(&|v| 1.0 / v, y),
+        Unary::LeakyRelu(a) => map(&|v| if v >= 0.0 { v } else { a * v }, y),
+        Unary::Elu(a) => map(
+            &|v| {
+                if v > 0.0 {
+                    v
+                } else {
+                    a * (libm::expf(v) - 1.0)
+                }
+            },
+            y,
+        ),
+        Unary::HardSigmoid(a, b) => map(&|v| (a * v + b).clamp(0.0, 1.0), y),
+        Unary::Softplus => map(
+            &|v| {
+                // ln(1 + e^v) = max(v, 0) + ln(1 + e^-|v|), without overflow.
+                v.max(0.0) + libm::log1pf(libm::expf(-libm::fabsf(v)))
+            },
+            y,
+        ),
+        Unary::Clip(lo, hi) => map(&|v| v.max(lo).min(hi), y),
+        Unary::Floor => map(&libm::floorf, y),
+        Unary::Ceil => map(&libm::ceilf, y),
+        Unary::Identity => y.copy_from_slice(x),
+        Unary::Sin => map(&libm::sinf, y),
+        Unary::Cos => map(&libm::cosf, y),
     }
 }
 

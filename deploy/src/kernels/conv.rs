@@ -1,66 +1,92 @@
-//! Convolution as a matrix product: im2col lays the input patches out as a `[c*k*k, oh*ow]`
-//! matrix, so that the weight `[oc, c*k*k]` (dense or CSR) times it is the output
-//! `[oc, oh*ow]`, already in `[c, h, w]` order.
+//! Convolution as a matrix product: im2col lays the input patches out as a
+//! `[c*kh*kw, oh*ow]` matrix, so that the weight `[oc, c*kh*kw]` (dense or CSR) times it
+//! is the output `[oc, oh*ow]`, already in `[c, h, w]` order. Grouped convolutions run
+//! this once per group, on the group's channels.
 
-/// Geometry of one convolution.
+/// Geometry of one convolution (of one group).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
-    /// Input channels.
+    /// Input channels (of the group).
     pub c: usize,
     /// Input height.
     pub h: usize,
     /// Input width.
     pub w: usize,
-    /// Kernel side.
-    pub k: usize,
-    /// Stride.
-    pub stride: usize,
-    /// Zero padding on each side.
-    pub padding: usize,
+    /// Kernel height and width.
+    pub k: [usize; 2],
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub pads: [usize; 4],
+    /// Dilation (h, w).
+    pub dilation: [usize; 2],
 }
 
 impl ConvShape {
-    /// Output height and width.
-    pub fn out(&self) -> (usize, usize) {
-        let o = |s: usize| (s + 2 * self.padding - self.k) / self.stride + 1;
-        (o(self.h), o(self.w))
+    /// Square kernel and stride, symmetric padding, no dilation.
+    pub fn square(c: usize, h: usize, w: usize, k: usize, stride: usize, padding: usize) -> Self {
+        Self {
+            c,
+            h,
+            w,
+            k: [k; 2],
+            stride: [stride; 2],
+            pads: [padding; 4],
+            dilation: [1; 2],
+        }
     }
 
-    /// Rows of the patch matrix (`c * k * k`).
+    /// Output height and width (the model's shape inference checked they exist).
+    pub fn out(&self) -> (usize, usize) {
+        let o = |n: usize, a: usize| {
+            (n + self.pads[a] + self.pads[a + 2] - self.dilation[a] * (self.k[a] - 1) - 1)
+                / self.stride[a]
+                + 1
+        };
+        (o(self.h, 0), o(self.w, 1))
+    }
+
+    /// Rows of the patch matrix (`c * kh * kw`).
     pub fn patch(&self) -> usize {
-        self.c * self.k * self.k
+        self.c * self.k[0] * self.k[1]
     }
 
     /// True when the input is its own patch matrix (1x1, stride 1, no padding).
     pub fn is_pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1 && self.padding == 0
+        self.k == [1, 1] && self.stride == [1, 1] && self.pads == [0; 4]
     }
 }
 
 /// Writes the patch matrix of one sample `x` (`[c, h, w]`) into `cols`
-/// (`[c*k*k, oh*ow]`, row-major).
+/// (`[c*kh*kw, oh*ow]`, row-major).
 pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
     let (oh, ow) = s.out();
     let p = oh * ow;
+    let [kh, kw] = s.k;
+    let [sh, sw] = s.stride;
+    let [dh, dw] = s.dilation;
+    let (top, left) = (s.pads[0] as isize, s.pads[1] as isize);
+    let contiguous = sw == 1 && left == 0;
     for ch in 0..s.c {
         let plane = &x[ch * s.h * s.w..(ch + 1) * s.h * s.w];
-        for di in 0..s.k {
-            for dj in 0..s.k {
-                let row = &mut cols[((ch * s.k + di) * s.k + dj) * p..][..p];
+        for di in 0..kh {
+            for dj in 0..kw {
+                let row = &mut cols[((ch * kh + di) * kw + dj) * p..][..p];
                 for i in 0..oh {
-                    let yi = (i * s.stride + di) as isize - s.padding as isize;
+                    let yi = (i * sh + di * dh) as isize - top;
                     let out = &mut row[i * ow..(i + 1) * ow];
                     if yi < 0 || yi >= s.h as isize {
                         out.fill(0.0);
                         continue;
                     }
                     let src = &plane[yi as usize * s.w..(yi as usize + 1) * s.w];
-                    if s.stride == 1 && s.padding == 0 {
-                        out.copy_from_slice(&src[dj..dj + ow]);
+                    let x0 = dj * dw;
+                    if contiguous && x0 + ow <= s.w {
+                        out.copy_from_slice(&src[x0..x0 + ow]);
                         continue;
                     }
                     for (j, o) in out.iter_mut().enumerate() {
-                        let xj = (j * s.stride + dj) as isize - s.padding as isize;
+                        let xj = (j * sw + dj * dw) as isize - left;
                         *o = if xj < 0 || xj >= s.w as isize {
                             0.0
                         } else {
@@ -80,14 +106,7 @@ mod tests {
     #[test]
     fn patches_with_padding() {
         // 1 channel 2x2, k 3, padding 1: 2x2 output, 9 patch rows of 4.
-        let s = ConvShape {
-            c: 1,
-            h: 2,
-            w: 2,
-            k: 3,
-            stride: 1,
-            padding: 1,
-        };
+        let s = ConvShape::square(1, 2, 2, 3, 1, 1);
         assert_eq!(s.out(), (2, 2));
         let mut cols = [9.0; 36];
         im2col(&[1.0, 2.0, 3.0, 4.0], &s, &mut cols);

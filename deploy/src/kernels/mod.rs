@@ -4,5 +4,6 @@
 pub mod activation;
 pub mod conv;
 pub mod dense;
+pub mod layout;
 pub mod pool;
 pub mod sparse;
