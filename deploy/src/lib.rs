@@ -43,6 +43,8 @@ mod aligned;
 mod error;
 pub mod format;
 pub mod kernels;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod plan;
 pub mod write;
 

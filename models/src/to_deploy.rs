@@ -32,18 +32,10 @@ fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 }
 
 fn weight(b: &mut ModelBuilder, dims: &[usize], v: &[f32], storage: Storage) -> TensorId {
-    let rows = dims[0];
-    let nnz = v.iter().filter(|&&x| x != 0.0).count();
-    let csr_bytes = 6 * nnz + 4 * (rows + 1);
-    let csr = match storage {
-        Storage::Smallest => csr_bytes < 4 * v.len(),
-        Storage::Dense => false,
-        Storage::Csr => true,
-    };
-    if csr {
-        b.csr(dims, v)
-    } else {
-        b.dense(dims, v)
+    match storage {
+        Storage::Smallest => b.smallest(dims, v),
+        Storage::Dense => b.dense(dims, v),
+        Storage::Csr => b.csr(dims, v),
     }
 }
 

@@ -1,0 +1,471 @@
+//! tether -> ONNX: one or a few standard opset-13 nodes per op, weights as initializers.
+//! The batch axis is a symbolic leading dimension `N` on the inputs and the output.
+
+use std::string::{String, ToString};
+use std::vec::Vec;
+use std::{format, vec};
+
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
+use onnx_protobuf::type_proto::{self, Tensor as TypeTensor};
+use onnx_protobuf::{
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    SparseTensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto,
+};
+
+use super::OnnxError;
+use super::tensor::{encode_f32, encode_i64};
+use crate::format::{Binary, Model, Op, TensorData, Unary};
+
+/// The opset the exporter writes.
+pub const EXPORT_OPSET: i64 = 13;
+
+/// Export options.
+#[derive(Clone, Copy, Debug)]
+pub struct ExportOptions {
+    /// Write CSR-stored weights as `sparse_initializer` (smaller files; not every runtime
+    /// reads them). Off: every weight is a dense initializer, which any runtime loads.
+    pub sparse_initializers: bool,
+    /// Give inputs and output a symbolic leading batch axis `N` (tether values are per
+    /// sample). Off for models imported with static shapes, whose sample is the whole
+    /// tensor.
+    pub batch_axis: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            sparse_initializers: false,
+            batch_axis: true,
+        }
+    }
+}
+
+/// Exports a model as serialized ONNX bytes.
+pub fn export_bytes(model: &Model, options: &ExportOptions) -> Result<Vec<u8>, OnnxError> {
+    export(model, options)?
+        .write_to_bytes()
+        .map_err(|e| OnnxError::malformed(format!("serializing ONNX: {e}")))
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = attribute_proto::AttributeType::INT.into();
+    a.i = v;
+    a
+}
+
+fn attr_float(name: &str, v: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = attribute_proto::AttributeType::FLOAT.into();
+    a.f = v;
+    a
+}
+
+fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = attribute_proto::AttributeType::INTS.into();
+    a.ints = v.iter().map(|&x| x as i64).collect();
+    a
+}
+
+fn value_info(name: &str, dims: &[usize], batch: bool) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    let mut dim = |v: dimension::Value| {
+        let mut d = Dimension::new();
+        d.value = Some(v);
+        shape.dim.push(d);
+    };
+    if batch {
+        dim(dimension::Value::DimParam("N".to_string()));
+    }
+    for &d in dims {
+        dim(dimension::Value::DimValue(d as i64));
+    }
+    let mut tt = TypeTensor::new();
+    tt.elem_type = DataType::FLOAT as i32;
+    tt.shape = Some(shape).into();
+    let mut t = TypeProto::new();
+    t.value = Some(type_proto::Value::TensorType(tt));
+    let mut v = ValueInfoProto::new();
+    v.name = name.to_string();
+    v.type_ = Some(t).into();
+    v
+}
+
+struct Graph<'m, 'a> {
+    model: &'m Model<'a>,
+    g: GraphProto,
+    options: ExportOptions,
+    counter: usize,
+}
+
+impl Graph<'_, '_> {
+    fn name(&self, v: usize) -> String {
+        if v == self.model.output {
+            "output".to_string()
+        } else if let Some(k) = self.model.inputs.iter().position(|&i| i == v) {
+            if k == 0 {
+                "input".to_string()
+            } else {
+                format!("input{k}")
+            }
+        } else {
+            format!("v{v}")
+        }
+    }
+
+    fn fresh(&mut self, stem: &str) -> String {
+        self.counter += 1;
+        format!("{stem}_{}", self.counter)
+    }
+
+    fn node(&mut self, op: &str, inputs: &[String], output: &str, attrs: Vec<AttributeProto>) {
+        let mut n = NodeProto::new();
+        n.op_type = op.to_string();
+        n.name = format!("{}_{}", op.to_lowercase(), self.g.node.len());
+        n.input = inputs.to_vec();
+        n.output = vec![output.to_string()];
+        n.attribute = attrs;
+        self.g.node.push(n);
+    }
+
+    fn init_f32(&mut self, stem: &str, dims: &[usize], v: &[f32]) -> String {
+        let name = self.fresh(stem);
+        self.g.initializer.push(encode_f32(&name, dims, v));
+        name
+    }
+
+    fn init_i64(&mut self, stem: &str, v: &[i64]) -> String {
+        let name = self.fresh(stem);
+        self.g.initializer.push(encode_i64(&name, &[v.len()], v));
+        name
+    }
+
+    /// A weight tensor as an initializer: dense, or sparse when asked and stored CSR.
+    fn weight(&mut self, t: usize, transpose: bool) -> String {
+        let tensor = &self.model.tensors[t];
+        let d = tensor.dims.as_slice().to_vec();
+        let dense = dense_f32(&tensor.data, &d);
+        let name = self.fresh(&format!("w{t}"));
+        if let (TensorData::Csr(c), true, false) =
+            (tensor.data, self.options.sparse_initializers, transpose)
+        {
+            let mut idx = Vec::with_capacity(c.values().len());
+            for r in 0..c.rows() {
+                let (cols, _) = c.row(r);
+                idx.extend(cols.iter().map(|&k| (r * c.cols() + k as usize) as i64));
+            }
+            let mut s = SparseTensorProto::new();
+            s.values = Some(encode_f32(&name, &[c.values().len()], c.values())).into();
+            s.indices = Some(encode_i64(&format!("{name}_indices"), &[idx.len()], &idx)).into();
+            s.dims = d.iter().map(|&x| x as i64).collect();
+            self.g.sparse_initializer.push(s);
+            return name;
+        }
+        if transpose {
+            let (r, c) = (d[0], d[1..].iter().product::<usize>());
+            let mut t = vec![0.0; dense.len()];
+            for i in 0..r {
+                for j in 0..c {
+                    t[j * r + i] = dense[i * c + j];
+                }
+            }
+            self.g.initializer.push(encode_f32(&name, &[c, r], &t));
+        } else {
+            self.g.initializer.push(encode_f32(&name, &d, &dense));
+        }
+        name
+    }
+
+    fn batched(&self, v: usize) -> bool {
+        self.options.batch_axis && self.model.batched[v]
+    }
+
+    /// A batched operand of per-sample rank below `rank`, reshaped to `[N, 1.., dims]` so
+    /// that ONNX's broadcast (aligned at the last axis, batch included) is the runtime's.
+    fn lift(&mut self, v: usize, rank: usize) -> String {
+        let d = self.model.shapes[v].as_slice();
+        let name = self.name(v);
+        if !self.batched(v) || d.len() >= rank {
+            return name;
+        }
+        let mut t = vec![0i64];
+        t.extend(std::iter::repeat_n(1, rank - d.len()));
+        t.extend(d.iter().map(|&x| x as i64));
+        let shape = self.init_i64("shape", &t);
+        let out = self.fresh("lifted");
+        self.node("Reshape", &[name, shape], &out, vec![]);
+        out
+    }
+}
+
+fn dense_f32(d: &TensorData, dims: &[usize]) -> Vec<f32> {
+    match *d {
+        TensorData::F32(v) => v.to_vec(),
+        TensorData::F16(v) => v
+            .iter()
+            .map(|&h| half::f16::from_bits(h).to_f32())
+            .collect(),
+        TensorData::Csr(c) => {
+            let mut out = vec![0.0; dims.iter().product()];
+            for r in 0..c.rows() {
+                let (idx, vals) = c.row(r);
+                for (&k, &v) in idx.iter().zip(vals) {
+                    out[r * c.cols() + k as usize] = v;
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Exports a model as an ONNX `ModelProto` (opset 13).
+pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, OnnxError> {
+    let mut gr = Graph {
+        model,
+        g: GraphProto::new(),
+        options: *options,
+        counter: 0,
+    };
+    gr.g.name = "tether".to_string();
+    let off = usize::from(options.batch_axis);
+    for &v in &model.inputs {
+        let name = gr.name(v);
+        let vi = value_info(&name, model.shapes[v].as_slice(), options.batch_axis);
+        gr.g.input.push(vi);
+    }
+    for (i, node) in model.nodes.iter().enumerate() {
+        let out = gr.name(node.output);
+        let ins: Vec<String> = node.inputs().iter().map(|&v| gr.name(v)).collect();
+        let x = node.inputs().first().copied();
+        let xs = x.map_or(&[][..], |x| model.shapes[x].as_slice());
+        let fail = |what: &str| {
+            let mut e = OnnxError::unsupported(what.to_string());
+            e.node = Some(format!("#{i}"));
+            e.op = Some(node.op.name().to_string());
+            Err(e)
+        };
+        match node.op {
+            Op::Linear { weight, bias } => {
+                let b = bias.map(|b| gr.weight(b, false));
+                if xs.len() == 1 && (gr.batched(node.inputs[0]) || !options.batch_axis) {
+                    let w = gr.weight(weight, false);
+                    let mut inputs = vec![ins[0].clone(), w];
+                    inputs.extend(b);
+                    gr.node("Gemm", &inputs, &out, vec![attr_int("transB", 1)]);
+                } else {
+                    let w = gr.weight(weight, true);
+                    match b {
+                        None => gr.node("MatMul", &[ins[0].clone(), w], &out, vec![]),
+                        Some(b) => {
+                            let mm = gr.fresh("matmul");
+                            gr.node("MatMul", &[ins[0].clone(), w], &mm, vec![]);
+                            gr.node("Add", &[mm, b], &out, vec![]);
+                        }
+                    }
+                }
+            }
+            Op::Conv2d { weight, bias, geom } => {
+                if xs.len() + off != 4 {
+                    return fail("a convolution of other than [N, C, H, W] in ONNX");
+                }
+                let wd = model.tensors[weight].dims.as_slice().to_vec();
+                let mut inputs = vec![ins[0].clone(), gr.weight(weight, false)];
+                inputs.extend(bias.map(|b| gr.weight(b, false)));
+                gr.node(
+                    "Conv",
+                    &inputs,
+                    &out,
+                    vec![
+                        attr_ints("kernel_shape", &wd[2..4]),
+                        attr_ints("strides", &geom.stride),
+                        attr_ints("pads", &geom.pads),
+                        attr_ints("dilations", &geom.dilation),
+                        attr_int("group", geom.group as i64),
+                    ],
+                );
+            }
+            Op::MaxPool2d(g) | Op::AvgPool2d(g) => {
+                if xs.len() + off != 4 {
+                    return fail("pooling of other than [N, C, H, W] in ONNX");
+                }
+                let max = matches!(node.op, Op::MaxPool2d(_));
+                let mut attrs = vec![
+                    attr_ints("kernel_shape", &g.kernel),
+                    attr_ints("strides", &g.stride),
+                    attr_ints("pads", &g.pads),
+                    attr_int("ceil_mode", g.ceil as i64),
+                ];
+                if max {
+                    attrs.push(attr_ints("dilations", &g.dilation));
+                } else {
+                    if g.dilation != [1, 1] {
+                        return fail("dilated average pooling (opset 13 has none)");
+                    }
+                    attrs.push(attr_int("count_include_pad", g.count_pad as i64));
+                }
+                let op = if max { "MaxPool" } else { "AveragePool" };
+                gr.node(op, &ins, &out, attrs);
+            }
+            Op::Flatten | Op::Reshape(_) => {
+                let target = model.shapes[node.output].as_slice();
+                let mut t: Vec<i64> = if gr.batched(node.output) {
+                    vec![0]
+                } else {
+                    vec![]
+                };
+                t.extend(target.iter().map(|&d| d as i64));
+                let shape = gr.init_i64("shape", &t);
+                gr.node("Reshape", &[ins[0].clone(), shape], &out, vec![]);
+            }
+            Op::Relu => gr.node("Relu", &ins, &out, vec![]),
+            Op::Sine { w0 } => {
+                if w0 == 1.0 {
+                    gr.node("Sin", &ins, &out, vec![]);
+                } else {
+                    let c = gr.init_f32("w0", &[], &[w0]);
+                    let t = gr.fresh("scaled");
+                    gr.node("Mul", &[ins[0].clone(), c], &t, vec![]);
+                    gr.node("Sin", &[t], &out, vec![]);
+                }
+            }
+            Op::Softmax { axis, end } => {
+                let (a, e) = if (axis, end) == (0, 0) {
+                    (xs.len() - 1, xs.len())
+                } else {
+                    (axis, end)
+                };
+                let o = usize::from(gr.batched(node.inputs[0]));
+                if e == a + 1 {
+                    gr.node(
+                        "Softmax",
+                        &ins,
+                        &out,
+                        vec![attr_int("axis", (a + o) as i64)],
+                    );
+                } else if e == xs.len() {
+                    let mut flat: Vec<i64> = if o == 1 { vec![0] } else { vec![] };
+                    flat.extend(xs[..a].iter().map(|&d| d as i64));
+                    flat.push(-1);
+                    let mut back: Vec<i64> = if o == 1 { vec![0] } else { vec![] };
+                    back.extend(xs.iter().map(|&d| d as i64));
+                    let (fs, bs) = (gr.init_i64("shape", &flat), gr.init_i64("shape", &back));
+                    let (t1, t2) = (gr.fresh("flat"), gr.fresh("softmax"));
+                    gr.node("Reshape", &[ins[0].clone(), fs], &t1, vec![]);
+                    gr.node("Softmax", &[t1], &t2, vec![attr_int("axis", -1)]);
+                    gr.node("Reshape", &[t2, bs], &out, vec![]);
+                } else {
+                    return fail("softmax over inner axes only");
+                }
+            }
+            Op::Binary(b) => {
+                let rank = model.shapes[node.output].as_slice().len();
+                let a = gr.lift(node.inputs[0], rank);
+                let c = gr.lift(node.inputs[1], rank);
+                let op = match b {
+                    Binary::Add => "Add",
+                    Binary::Sub => "Sub",
+                    Binary::Mul => "Mul",
+                    Binary::Div => "Div",
+                };
+                gr.node(op, &[a, c], &out, vec![]);
+            }
+            Op::Unary(f) => {
+                let (op, attrs, extra): (&str, Vec<AttributeProto>, Vec<String>) = match f {
+                    Unary::Sigmoid => ("Sigmoid", vec![], vec![]),
+                    Unary::Tanh => ("Tanh", vec![], vec![]),
+                    Unary::Exp => ("Exp", vec![], vec![]),
+                    Unary::Log => ("Log", vec![], vec![]),
+                    Unary::Sqrt => ("Sqrt", vec![], vec![]),
+                    Unary::Neg => ("Neg", vec![], vec![]),
+                    Unary::Abs => ("Abs", vec![], vec![]),
+                    Unary::Reciprocal => ("Reciprocal", vec![], vec![]),
+                    Unary::LeakyRelu(a) => ("LeakyRelu", vec![attr_float("alpha", a)], vec![]),
+                    Unary::Elu(a) => ("Elu", vec![attr_float("alpha", a)], vec![]),
+                    Unary::HardSigmoid(a, b) => (
+                        "HardSigmoid",
+                        vec![attr_float("alpha", a), attr_float("beta", b)],
+                        vec![],
+                    ),
+                    Unary::Softplus => ("Softplus", vec![], vec![]),
+                    Unary::Clip(lo, hi) => {
+                        let l = gr.init_f32("min", &[], &[lo]);
+                        let h = gr.init_f32("max", &[], &[hi]);
+                        ("Clip", vec![], vec![l, h])
+                    }
+                    Unary::Floor => ("Floor", vec![], vec![]),
+                    Unary::Ceil => ("Ceil", vec![], vec![]),
+                    Unary::Identity => ("Identity", vec![], vec![]),
+                    Unary::Sin => ("Sin", vec![], vec![]),
+                    Unary::Cos => ("Cos", vec![], vec![]),
+                };
+                let mut inputs = ins.clone();
+                inputs.extend(extra);
+                gr.node(op, &inputs, &out, attrs);
+            }
+            Op::MatMul => {
+                let (a, b) = (node.inputs[0], node.inputs[1]);
+                let (ra, rb) = (
+                    model.shapes[a].as_slice().len(),
+                    model.shapes[b].as_slice().len(),
+                );
+                let ok = |v: usize, r: usize| if gr.batched(v) { r >= 2 } else { r <= 2 };
+                let vector_by_matrix = gr.batched(a) && ra == 1 && !gr.batched(b) && rb == 2;
+                if options.batch_axis
+                    && !vector_by_matrix
+                    && (!ok(a, ra) || !ok(b, rb) || (gr.batched(a) && gr.batched(b) && ra != rb))
+                {
+                    return fail("a matrix product whose ONNX broadcast would mix the batch axis");
+                }
+                gr.node("MatMul", &ins, &out, vec![]);
+            }
+            Op::Transpose { perm, rank } => {
+                let o = usize::from(gr.batched(node.inputs[0]));
+                let mut p: Vec<usize> = if o == 1 { vec![0] } else { vec![] };
+                p.extend(perm[..rank].iter().map(|&a| a + o));
+                gr.node("Transpose", &ins, &out, vec![attr_ints("perm", &p)]);
+            }
+            Op::Concat { axis } => {
+                let any = node.inputs().iter().any(|&v| gr.batched(v));
+                if any && node.inputs().iter().any(|&v| !gr.batched(v)) {
+                    return fail("concatenating a constant to batched values");
+                }
+                let o = usize::from(any);
+                gr.node(
+                    "Concat",
+                    &ins,
+                    &out,
+                    vec![attr_int("axis", (axis + o) as i64)],
+                );
+            }
+            Op::Const { tensor } => {
+                let t = &model.tensors[tensor];
+                let d = t.dims.as_slice().to_vec();
+                let v = dense_f32(&t.data, &d);
+                gr.g.initializer.push(encode_f32(&out, &d, &v));
+            }
+            Op::Input { .. } => {}
+        }
+    }
+    gr.g.output.push(value_info(
+        "output",
+        model.shapes[model.output].as_slice(),
+        options.batch_axis,
+    ));
+    if model.inputs.contains(&model.output) {
+        return Err(OnnxError::unsupported("a model whose output is its input"));
+    }
+    let mut m = ModelProto::new();
+    m.ir_version = 7;
+    m.producer_name = "tether-deploy".to_string();
+    m.producer_version = crate::VERSION.to_string();
+    let mut o = OperatorSetIdProto::new();
+    o.version = EXPORT_OPSET;
+    m.opset_import.push(o);
+    m.graph = Some(gr.g).into();
+    Ok(m)
+}
