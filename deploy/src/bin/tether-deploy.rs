@@ -9,7 +9,10 @@ use tether_deploy::format::TensorData;
 use tether_deploy::{AlignedBytes, KernelChoice, Model, Op, Plan, PlanOptions};
 
 #[derive(Parser)]
-#[command(version, about = "Run, inspect and time tether models (.tthr)")]
+#[command(
+    version,
+    about = "Run, inspect and time tether models (.tthr); import and export ONNX"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,6 +76,33 @@ enum Command {
         #[arg(long)]
         scores: bool,
     },
+    /// Converts an ONNX model to a tether model (weights stored dense or CSR by their
+    /// measured sparsity).
+    #[cfg(feature = "onnx")]
+    Import {
+        /// ONNX model.
+        model: PathBuf,
+        /// Output tether model.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Converts a tether model to ONNX (opset 13, batch axis `N`).
+    #[cfg(feature = "onnx")]
+    Export {
+        /// Tether model.
+        model: PathBuf,
+        /// Output ONNX model.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write CSR weights as ONNX sparse_initializer (smaller; not every runtime reads
+        /// it). By default every weight is a dense initializer.
+        #[arg(long)]
+        sparse_initializers: bool,
+        /// No symbolic batch axis: the shapes as they are (for models imported from ONNX
+        /// with static shapes).
+        #[arg(long)]
+        no_batch_axis: bool,
+    },
     /// Latency of one inference, dense vs sparse vs auto kernels, single thread.
     Bench {
         /// Model file.
@@ -86,9 +116,36 @@ enum Command {
     },
 }
 
+/// Model bytes: a tether model as is, an `.onnx` file imported.
 fn load(path: &Path) -> anyhow::Result<AlignedBytes> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        #[cfg(feature = "onnx")]
+        {
+            let model = tether_deploy::onnx::import_bytes(&bytes)
+                .with_context(|| format!("importing {}", path.display()))?;
+            return Ok(AlignedBytes::from_slice(&model));
+        }
+        #[cfg(not(feature = "onnx"))]
+        bail!(
+            "{}: this build has no ONNX support (feature onnx)",
+            path.display()
+        );
+    }
     Ok(AlignedBytes::from_slice(&bytes))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename (never half a file).
+#[cfg(feature = "onnx")]
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
 fn parse<'a>(bytes: &'a AlignedBytes, path: &Path) -> anyhow::Result<Model<'a>> {
@@ -184,6 +241,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch,
             trials,
         } => bench(&model, &batch, trials),
+        #[cfg(feature = "onnx")]
+        Command::Import { model, output } => {
+            let bytes = load(&model)?;
+            let m = parse(&bytes, &model)?;
+            let csr = m
+                .tensors
+                .iter()
+                .filter(|t| matches!(t.data, TensorData::Csr(_)))
+                .count();
+            write_atomic(&output, &bytes)?;
+            println!(
+                "{} -> {}: {} ops, {} tensors ({csr} stored sparse), {} bytes, input {:?}, output {:?}",
+                model.display(),
+                output.display(),
+                m.nodes.len(),
+                m.tensors.len(),
+                m.file_len,
+                m.input_shape().as_slice(),
+                m.output_shape().as_slice()
+            );
+            Ok(())
+        }
+        #[cfg(feature = "onnx")]
+        Command::Export {
+            model,
+            output,
+            sparse_initializers,
+            no_batch_axis,
+        } => {
+            let bytes = load(&model)?;
+            let m = parse(&bytes, &model)?;
+            let onnx = tether_deploy::onnx::export_bytes(
+                &m,
+                &tether_deploy::onnx::ExportOptions {
+                    sparse_initializers,
+                    batch_axis: !no_batch_axis,
+                },
+            )
+            .with_context(|| format!("exporting {}", model.display()))?;
+            write_atomic(&output, &onnx)?;
+            println!(
+                "{} -> {}: {} bytes of ONNX (opset {})",
+                model.display(),
+                output.display(),
+                onnx.len(),
+                tether_deploy::onnx::EXPORT_OPSET
+            );
+            Ok(())
+        }
     }
 }
 

@@ -24,6 +24,6 @@ mod tensor;
 pub mod conformance;
 
 pub use error::OnnxError;
-pub use export::{ExportOptions, export, export_bytes};
+pub use export::{EXPORT_OPSET, ExportOptions, export, export_bytes};
 pub use import::{SUPPORTED_OPS, import, import_bytes};
-pub use tensor::{OnnxTensor, decode_tensor, encode_f32};
+pub use tensor::{OnnxTensor, Values, decode_tensor, encode_f32, encode_i64};
