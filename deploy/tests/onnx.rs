@@ -369,3 +369,36 @@ fn onnx_backend_node_tests() {
         assert!(passed > 0, "{op} is claimed but passes no node test");
     }
 }
+
+/// The `onnx_import` fuzz target's corpus (`deploy/fuzz/corpus/onnx_import/`) on stable:
+/// the seeds import and run, and every byte flip of them is an error or a model that runs.
+#[test]
+fn the_onnx_fuzz_corpus_imports_or_errs_without_panicking() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/onnx_import");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let check = |b: &[u8]| -> bool {
+            let Ok(model) = import_bytes(b) else {
+                return false;
+            };
+            let aligned = AlignedBytes::from_slice(&model);
+            let m = Model::parse(&aligned).expect("an import always loads");
+            let n = m.input_shape().numel();
+            let mut plan = Plan::new(m, &PlanOptions::default()).unwrap();
+            plan.run(&vec![0.5; n]).is_ok()
+        };
+        if name.starts_with("seed-") {
+            assert!(check(&bytes), "{name} must import and run");
+            seeds += 1;
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x04;
+            check(&b);
+        }
+    }
+    assert!(seeds >= 2);
+}
