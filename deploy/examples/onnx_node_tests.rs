@@ -4,8 +4,10 @@
 //! ```sh
 //! scripts/fetch-data onnx-node-tests
 //! cargo run --release -p tether-deploy --example onnx_node_tests -- \
-//!     data-cache/onnx-node-tests docs/onnx-conformance.md
+//!     data-cache/onnx-node-tests docs/onnx-conformance.md README.md
 //! ```
+//! The third argument: a file whose `<!-- onnx-ops ... -->` block gets the list of ops
+//! that pass node tests, with their counts.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let root = PathBuf::from(args.next().unwrap_or("data-cache/onnx-node-tests".into()));
     let report = args.next().map(PathBuf::from);
+    let readme = args.next().map(PathBuf::from);
     if !root.is_dir() {
         return Err(format!(
             "{} is not a directory: run scripts/fetch-data onnx-node-tests",
@@ -101,5 +104,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&tmp, md)?;
     std::fs::rename(&tmp, &report)?;
     println!("wrote {}", report.display());
+    if let Some(readme) = readme {
+        let text = std::fs::read_to_string(&readme)?;
+        let (open, close) = ("<!-- onnx-ops", "<!-- /onnx-ops -->");
+        let (Some(a), Some(b)) = (text.find(open), text.find(close)) else {
+            return Err(format!("{}: no onnx-ops block", readme.display()).into());
+        };
+        let a = a + text[a..].find("-->").ok_or("unclosed marker")? + 3;
+        let ops: Vec<String> = SUPPORTED_OPS
+            .iter()
+            .map(|op| {
+                let e = table.get(*op).copied().unwrap_or_default();
+                format!("{op} ({}/{})", e[1], e[0])
+            })
+            .collect();
+        let block = format!(
+            "\n{} ONNX ops; in brackets, node tests passed / node tests using only supported \
+             ops ({} of {} such cases pass, {failed} fail, the rest are refused with a \
+             reason): {}.\n",
+            SUPPORTED_OPS.len(),
+            passed + bound,
+            claimed,
+            ops.join(", ")
+        );
+        let new = format!("{}{}{}", &text[..a], block, &text[b..]);
+        let tmp = readme.with_extension("md.tmp");
+        std::fs::write(&tmp, new)?;
+        std::fs::rename(&tmp, &readme)?;
+        println!("updated {}", readme.display());
+    }
     Ok(())
 }

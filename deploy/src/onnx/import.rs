@@ -175,6 +175,7 @@ pub fn import(m: &ModelProto, bind: &HashMap<String, OnnxTensor>) -> Result<Vec<
         )));
     }
     let order = topological_order(&g.node, &vals)?;
+    let (sines, fused) = siren_sines(g, &vals);
     let mut im = Importer {
         b,
         vals,
@@ -189,8 +190,14 @@ pub fn import(m: &ModelProto, bind: &HashMap<String, OnnxTensor>) -> Result<Vec<
         } else {
             format!("{:?}", node.name)
         };
-        im.node(node)
-            .map_err(|e| with_context(e, Some((label, node.op_type.clone())), opset))?;
+        if fused.contains(&i) {
+            continue;
+        }
+        let done = match sines.get(&i) {
+            Some((x, w0)) => im.sine(node, x, *w0),
+            None => im.node(node),
+        };
+        done.map_err(|e| with_context(e, Some((label, node.op_type.clone())), opset))?;
     }
     let out = &g.output[0];
     let (id, dims, batched) = match im.vals.get(&out.name) {
@@ -312,6 +319,64 @@ fn decode_sparse(s: &onnx_protobuf::SparseTensorProto) -> Result<(String, OnnxTe
             data: Values::F32(dense),
         },
     ))
+}
+
+/// SIREN layers: `Sin(Mul(x, w0))` with `w0` a scalar initializer and the product read by
+/// nothing else runs as one `sin(w0 x)` op (the runtime's sine kernel; it is also how
+/// export writes that op, so a SIREN round-trips to the same model). Returns the Sin nodes
+/// with their `(x, w0)`, and the Mul nodes they absorb.
+fn siren_sines(
+    g: &onnx_protobuf::GraphProto,
+    vals: &HashMap<String, Val>,
+) -> (HashMap<usize, (String, f32)>, HashSet<usize>) {
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for n in &g.node {
+        for i in &n.input {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    for o in &g.output {
+        *readers.entry(o.name.as_str()).or_default() += 1;
+    }
+    let scalar = |name: &str| match vals.get(name) {
+        Some(Val::Const(t)) if t.numel() == 1 => match &t.data {
+            Values::F32(v) => Some(v[0]),
+            Values::I64(_) => None,
+        },
+        _ => None,
+    };
+    let (mut sines, mut fused) = (HashMap::new(), HashSet::new());
+    for (si, s) in g.node.iter().enumerate() {
+        if s.op_type != "Sin" || s.input.len() != 1 || !s.attribute.is_empty() {
+            continue;
+        }
+        let Some((mi, m)) = g
+            .node
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.output.first() == Some(&s.input[0]))
+        else {
+            continue;
+        };
+        if m.op_type != "Mul" || m.input.len() != 2 || readers.get(s.input[0].as_str()) != Some(&1)
+        {
+            continue;
+        }
+        let (x, w0) = match (scalar(&m.input[0]), scalar(&m.input[1])) {
+            (None, Some(w0)) => (&m.input[0], w0),
+            (Some(w0), None) => (&m.input[1], w0),
+            _ => continue,
+        };
+        if w0.is_finite()
+            && !vals
+                .get(x.as_str())
+                .is_some_and(|v| matches!(v, Val::Const(_)))
+        {
+            sines.insert(si, (x.clone(), w0));
+            fused.insert(mi);
+        }
+    }
+    (sines, fused)
 }
 
 fn with_context(mut e: OnnxError, node: Option<(String, String)>, opset: i64) -> OnnxError {
@@ -628,6 +693,17 @@ impl Importer {
         }
     }
 
+    /// A fused `Sin(Mul(x, w0))` (see [`siren_sines`]).
+    fn sine(&mut self, n: &NodeProto, x: &str, w0: f32) -> Result<(), OnnxError> {
+        let (id, d, batched) = match self.vals.get(x) {
+            Some(Val::Run { id, dims, batched }) => (*id, dims.clone(), *batched),
+            _ => return malformed(format!("Sin input {x:?} is undefined")),
+        };
+        let y = self.b.op(OpSpec::Sine { w0 }, &[id]);
+        self.set(n, 0, y, d, batched);
+        Ok(())
+    }
+
     fn unary(&mut self, n: &NodeProto, f: Option<Unary>) -> Result<(), OnnxError> {
         let (x, d, batched) = self.operand(n, 0)?;
         let spec = match f {
@@ -913,7 +989,13 @@ impl Importer {
                 } else {
                     resolve_shape(&d, &t, allowzero)?
                 };
-                let y = self.b.op(OpSpec::Reshape(dims(&nd)?), &[x]);
+                // To a vector per sample is the runtime's flatten (the same copy).
+                let spec = if nd.len() == 1 && self.batch_mode && batched {
+                    OpSpec::Flatten
+                } else {
+                    OpSpec::Reshape(dims(&nd)?)
+                };
+                let y = self.b.op(spec, &[x]);
                 self.set(n, 0, y, nd, batched);
                 Ok(())
             }
