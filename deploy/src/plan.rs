@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::format::{
     Binary, Csr, Dims, MAX_INPUTS, Model, Op, PoolGeom, Tensor, TensorData, Unary,
 };
-use crate::kernels::{activation, conv, conv::ConvShape, dense, layout, pool, sparse};
+use crate::kernels::{activation, conv, conv::ConvShape, dense, layout, packed, pool, sparse};
 
 /// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
 /// linear layer at batch 1 (CSR gather-dot against the `gemm` crate's GEMV): the
@@ -86,6 +86,8 @@ impl CsrStore<'_> {
 #[derive(Clone, Debug)]
 enum Matrix<'a> {
     Dense(Cow<'a, [f32]>),
+    /// Dense, packed into 32-output panels for the AVX-512 batch kernel.
+    Packed(Vec<f32>),
     Sparse(CsrStore<'a>),
 }
 
@@ -396,7 +398,14 @@ impl<'a> Plan<'a> {
                     } else {
                         SPARSE_BREAK_EVEN_GEMM
                     };
-                    layers.push(layer(&model, weight, bias, options.kernels, break_even));
+                    let mut l = layer(&model, weight, bias, options.kernels, break_even);
+                    if rows > 1
+                        && packed::available()
+                        && let Matrix::Dense(w) = &l.weight
+                    {
+                        l.weight = Matrix::Packed(packed::pack(w, l.rows, l.cols));
+                    }
+                    layers.push(l);
                     layer_ops.push(i);
                     let l = layers.last().expect("pushed");
                     if matches!(l.weight, Matrix::Sparse(_)) && rows > 1 {
@@ -519,7 +528,7 @@ impl<'a> Plan<'a> {
         let weight_floats: usize = layers
             .iter()
             .map(|l| match &l.weight {
-                Matrix::Dense(Cow::Owned(d)) => d.len(),
+                Matrix::Dense(Cow::Owned(d)) | Matrix::Packed(d) => d.len(),
                 Matrix::Sparse(s) if matches!(s.values, Cow::Owned(_)) => {
                     2 * s.values.len() + s.rows
                 }
@@ -725,6 +734,7 @@ fn run_step(
             let rows = n * lead;
             match &l.weight {
                 Matrix::Dense(w) => dense::linear(w, bias, x, rows, l.rows, l.cols, y),
+                Matrix::Packed(w) => packed::linear(w, bias, x, rows, l.rows, l.cols, y),
                 Matrix::Sparse(s) if rows == 1 => sparse::spmv(&s.view(), bias, x, y),
                 Matrix::Sparse(s) => {
                     let t = &mut scratch[..l.cols * rows];
@@ -764,6 +774,7 @@ fn run_step(
                             dense::matmul_rows(w, bias, cols, l.rows, l.cols, p, yg)
                         }
                         Matrix::Sparse(s) => sparse::spmm(&s.view(), bias, cols, p, yg, p, 1),
+                        Matrix::Packed(_) => unreachable!("convolution weights are not packed"),
                     }
                 }
             }

@@ -18,18 +18,20 @@ pub fn linear(
     // SAFETY: the plan sized `w` to out*inp, `x` to batch*inp and `y` to batch*out; the
     // strides below address exactly those elements.
     unsafe {
+        // Computed as y^T = W x^T: the `gemm` crate is fastest with a column-major
+        // destination, which y^T is (y[b, n] at b * out + n: row stride 1 in y^T).
         gemm::gemm(
-            batch,
             out,
+            batch,
             inp,
             y.as_mut_ptr(),
-            1,
             out as isize,
+            1,
             true,
-            x.as_ptr(),
+            w.as_ptr(),
             1,
             inp as isize,
-            w.as_ptr(),
+            x.as_ptr(),
             inp as isize,
             1,
             1.0,

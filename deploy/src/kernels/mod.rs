@@ -5,5 +5,6 @@ pub mod activation;
 pub mod conv;
 pub mod dense;
 pub mod layout;
+pub mod packed;
 pub mod pool;
 pub mod sparse;

@@ -9,8 +9,9 @@
 //!   nonzeros, so each nonzero costs one broadcast and one fused multiply-add per 8 lanes,
 //!   and the output is written once.
 //!
-//! With `std` on x86-64, AVX2+FMA versions are picked at run time (no `target-cpu=native`
-//! needed); elsewhere the portable versions run (on a Cortex-M4, scalar FPU code).
+//! With `std` on x86-64, AVX-512 (spmm) and AVX2+FMA versions are picked at run time (no
+//! `target-cpu=native` needed); elsewhere the portable versions run (on a Cortex-M4, scalar
+//! FPU code).
 
 use alloc::vec::Vec;
 
@@ -71,6 +72,13 @@ pub fn spmm(
         a.rows() == 0 || n == 0 || y.len() > (a.rows() - 1) * rs + (n - 1) * cs,
         "spmm: y is smaller than the output"
     );
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above); bounds as asserted above and
+        // the CSR validated at load (column indices below `a.cols`).
+        unsafe { avx512::spmm(a, bias, x, n, y, rs, cs) };
+        return;
+    }
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); bounds as asserted above
@@ -236,6 +244,97 @@ mod avx2 {
             y[at..at + 8 * T].copy_from_slice(lanes.as_flattened());
         } else {
             for (l, &v) in lanes.as_flattened().iter().enumerate() {
+                y[at + l * cs] = v;
+            }
+        }
+    }
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use crate::format::Csr;
+
+    /// As the AVX2 version with 16-lane registers: tiles of 64 columns (4 registers),
+    /// then 32, then 16, then one masked tile for the last 1 to 15.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn spmm(
+        a: &Csr,
+        bias: Option<&[f32]>,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        rs: usize,
+        cs: usize,
+    ) {
+        let xp = x.as_ptr();
+        for r in 0..a.rows() {
+            let b = bias.map_or(0.0, |b| b[r]);
+            let (c, v) = a.row(r);
+            let mut j = 0;
+            while j + 64 <= n {
+                let mut acc = [_mm512_set1_ps(b); 4];
+                for (&vv, &cc) in v.iter().zip(c) {
+                    let w = _mm512_set1_ps(vv);
+                    // SAFETY: cc < a.cols and j + 64 <= n, so the 64 floats lie in x.
+                    let p = unsafe { xp.add(cc as usize * n + j) };
+                    for (l, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(p.add(16 * l)) }, *acc);
+                    }
+                }
+                store(&acc, y, r * rs + j * cs, cs, 16 * 4);
+                j += 64;
+            }
+            while j + 32 <= n {
+                let mut acc = [_mm512_set1_ps(b); 2];
+                for (&vv, &cc) in v.iter().zip(c) {
+                    let w = _mm512_set1_ps(vv);
+                    // SAFETY: cc < a.cols and j + 32 <= n, so the 32 floats lie in x.
+                    let p = unsafe { xp.add(cc as usize * n + j) };
+                    for (l, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(p.add(16 * l)) }, *acc);
+                    }
+                }
+                store(&acc, y, r * rs + j * cs, cs, 32);
+                j += 32;
+            }
+            while j < n {
+                let width = (n - j).min(16);
+                let mask: __mmask16 = if width == 16 {
+                    0xffff
+                } else {
+                    (1u16 << width) - 1
+                };
+                let mut acc = [_mm512_set1_ps(b)];
+                for (&vv, &cc) in v.iter().zip(c) {
+                    // SAFETY: cc < a.cols and the mask reads only j..j + width < n.
+                    let p = unsafe { xp.add(cc as usize * n + j) };
+                    acc[0] = _mm512_fmadd_ps(
+                        _mm512_set1_ps(vv),
+                        unsafe { _mm512_maskz_loadu_ps(mask, p) },
+                        acc[0],
+                    );
+                }
+                store(&acc, y, r * rs + j * cs, cs, width);
+                j += width;
+            }
+        }
+    }
+
+    /// Writes the first `count` lanes of `acc` to `y[at + l * cs]`.
+    #[inline(always)]
+    fn store<const T: usize>(acc: &[__m512; T], y: &mut [f32], at: usize, cs: usize, count: usize) {
+        let mut lanes = [[0.0f32; 16]; T];
+        for (lane, a) in lanes.iter_mut().zip(acc) {
+            // SAFETY: `lane` holds 16 floats.
+            unsafe { _mm512_storeu_ps(lane.as_mut_ptr(), *a) };
+        }
+        let flat = &lanes.as_flattened()[..count];
+        if cs == 1 {
+            y[at..at + count].copy_from_slice(flat);
+        } else {
+            for (l, &v) in flat.iter().enumerate() {
                 y[at + l * cs] = v;
             }
         }
