@@ -428,6 +428,9 @@ fn gang_writes_the_game_and_its_plots() {
         "0",
         "--response-steps",
         "150",
+        // The small setting's threshold below was measured with the earlier default.
+        "--background",
+        "0.1",
         "--restarts",
         "2",
         "--generator-hidden",

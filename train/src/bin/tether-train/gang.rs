@@ -72,7 +72,7 @@ pub struct GangArgs {
     #[arg(long, default_value_t = 0.01)]
     epsilon: f64,
     /// Adam steps per best response.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     response_steps: usize,
     /// GAN: simultaneous steps (each moves both networks); default: as many per player
     /// as PNM's iteration budget allows (`iterations x response-steps`).
@@ -100,7 +100,7 @@ pub struct GangArgs {
     classifier_hidden: Vec<usize>,
     /// Weight of the classifiers' background term (uniform points labelled fake: a
     /// tie-break off the data, see the docs of `GangConfig::background`; 0 disables).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.5)]
     background: f64,
     /// Random restarts per generator response (the best one is kept).
     #[arg(long, default_value_t = 4)]
