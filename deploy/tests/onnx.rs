@@ -3,9 +3,12 @@
 
 #![cfg(feature = "onnx")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
+use common::{lcg, pruned, run};
 use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
 use onnx_protobuf::type_proto::{self, Tensor as TypeTensor};
 use onnx_protobuf::{
@@ -18,26 +21,6 @@ use tether_deploy::onnx::{
     ExportOptions, OnnxError, SUPPORTED_OPS, encode_f32, export_bytes, import, import_bytes,
 };
 use tether_deploy::{AlignedBytes, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn lcg(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-/// About `density` of the values kept (the rest exactly zero), as a pruned layer.
-fn pruned(n: usize, seed: u32, density: f32) -> Vec<f32> {
-    lcg(n, seed)
-        .into_iter()
-        .zip(lcg(n, seed ^ 0x5555))
-        .map(|(v, k)| if (k + 1.0) / 2.0 < density { v } else { 0.0 })
-        .collect()
-}
 
 /// A pruned LeNet-5-like network on [1, 12, 12]: conv (CSR) -> relu -> max pool -> conv
 /// with padding and stride -> avg pool -> flatten -> linear (CSR) -> relu -> linear (f16)
@@ -106,20 +89,6 @@ fn lenet_like() -> Vec<u8> {
     let y = b.op(OpSpec::Add, &[y, h]);
     let y = b.op(OpSpec::Softmax, &[y]);
     b.finish(y).expect("valid model")
-}
-
-fn run(bytes: &[u8], input: &[f32], batch: usize) -> Vec<f32> {
-    let aligned = AlignedBytes::from_slice(bytes);
-    let model = Model::parse(&aligned).unwrap();
-    let mut plan = Plan::new(
-        model,
-        &PlanOptions {
-            batch,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    plan.run(input).unwrap().to_vec()
 }
 
 #[test]

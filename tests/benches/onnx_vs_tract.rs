@@ -15,9 +15,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[path = "../tests/common/tract.rs"]
+mod tract_run;
+
 use tether_deploy::onnx::{ExportOptions, export_bytes, import_bytes};
 use tether_deploy::{AlignedBytes, Model, Plan, PlanOptions};
-use tract_onnx::prelude::*;
 
 const TRIALS: usize = 15;
 
@@ -109,26 +111,13 @@ fn main() {
                 },
             )
             .unwrap();
-            let tract = tract_onnx::onnx()
-                .model_for_read(&mut &onnx[..])
-                .unwrap()
-                .with_input_fact(0, f32::fact(&shape).into())
-                .unwrap()
-                .into_optimized()
-                .unwrap()
-                .into_runnable()
-                .unwrap();
+            let tract = tract_run::runnable(&onnx, &shape);
             let x: Vec<f32> = (0..batch * per)
                 .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.4)
                 .collect();
-            let xt: TValue = Tensor::from_shape(&shape, &x).unwrap().into();
+            let xt = tract_run::input(&shape, &x);
             let ours = plan.run(&x).unwrap().to_vec();
-            let theirs: Vec<f32> = tract.run(tvec!(xt.clone())).unwrap()[0]
-                .to_plain_array_view::<f32>()
-                .unwrap()
-                .iter()
-                .copied()
-                .collect();
+            let theirs = tract_run::output(&tract, xt.clone());
             let max_diff = ours
                 .iter()
                 .zip(&theirs)
@@ -140,7 +129,7 @@ fn main() {
                     std::hint::black_box(plan.run(&x).unwrap()[0]);
                 });
                 let b = time(|| {
-                    std::hint::black_box(tract.run(tvec!(xt.clone())).unwrap());
+                    std::hint::black_box(tract_run::output(&tract, xt.clone()));
                 });
                 ratios.push(b / a);
                 ts.push(a);

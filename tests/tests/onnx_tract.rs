@@ -6,26 +6,15 @@ use std::path::Path;
 
 use tether_deploy::format::{ConvGeom, PoolGeom, Unary};
 use tether_deploy::onnx::{ExportOptions, export_bytes, import_bytes};
-use tether_deploy::{AlignedBytes, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
-use tract_onnx::prelude::*;
+use tether_deploy::{AlignedBytes, Model, ModelBuilder, OpSpec};
 
-fn lcg(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+#[path = "../../deploy/tests/common/mod.rs"]
+mod common;
+#[path = "common/tract.rs"]
+mod tract_run;
 
-fn pruned(n: usize, seed: u32, density: f32) -> Vec<f32> {
-    lcg(n, seed)
-        .into_iter()
-        .zip(lcg(n, seed ^ 0x5555))
-        .map(|(v, k)| if (k + 1.0) / 2.0 < density { v } else { 0.0 })
-        .collect()
-}
+use common::{lcg, pruned, run as tether};
+use tract_run::tract;
 
 /// A pruned convolutional network using every exported geometry: asymmetric padding,
 /// strides, dilation, groups, ceil-mode and padded average pooling, a residual add, a
@@ -100,40 +89,6 @@ fn conv_net() -> Vec<u8> {
     let y = b.op(OpSpec::Add, &[y, h]);
     let y = b.op(OpSpec::Softmax, &[y]);
     b.finish(y).expect("valid model")
-}
-
-fn tether(bytes: &[u8], input: &[f32], batch: usize) -> Vec<f32> {
-    let aligned = AlignedBytes::from_slice(bytes);
-    let model = Model::parse(&aligned).unwrap();
-    let mut plan = Plan::new(
-        model,
-        &PlanOptions {
-            batch,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    plan.run(input).unwrap().to_vec()
-}
-
-fn tract(onnx: &[u8], shape: &[usize], input: &[f32]) -> Vec<f32> {
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .expect("tract loads the export")
-        .with_input_fact(0, f32::fact(shape).into())
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let x = Tensor::from_shape(shape, input).unwrap();
-    let out = model.run(tvec!(x.into())).unwrap();
-    out[0]
-        .to_plain_array_view::<f32>()
-        .unwrap()
-        .iter()
-        .copied()
-        .collect()
 }
 
 fn check(name: &str, original: &[u8], input: &[f32], batch: usize) {

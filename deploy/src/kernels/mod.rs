@@ -8,3 +8,15 @@ pub mod layout;
 pub mod packed;
 pub mod pool;
 pub mod sparse;
+
+/// Deterministic values in [-0.5, 0.5) for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn lcg(n: usize, seed: u32) -> alloc::vec::Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}

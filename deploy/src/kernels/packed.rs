@@ -169,21 +169,13 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::lcg;
 
     #[test]
     fn packed_linear_matches_naive_sums_for_every_tail() {
         if !available() {
             return;
         }
-        let lcg = |n: usize, seed: u32| -> Vec<f32> {
-            let mut s = seed;
-            (0..n)
-                .map(|_| {
-                    s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                    (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-                })
-                .collect()
-        };
         for (batch, out, inp) in [
             (1, 1, 1),
             (3, 17, 5),

@@ -274,28 +274,14 @@ mod avx512 {
             let (c, v) = a.row(r);
             let mut j = 0;
             while j + 64 <= n {
-                let mut acc = [_mm512_set1_ps(b); 4];
-                for (&vv, &cc) in v.iter().zip(c) {
-                    let w = _mm512_set1_ps(vv);
-                    // SAFETY: cc < a.cols and j + 64 <= n, so the 64 floats lie in x.
-                    let p = unsafe { xp.add(cc as usize * n + j) };
-                    for (l, acc) in acc.iter_mut().enumerate() {
-                        *acc = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(p.add(16 * l)) }, *acc);
-                    }
-                }
-                store(&acc, y, r * rs + j * cs, cs, 16 * 4);
+                // SAFETY: j + 64 <= n.
+                let acc = unsafe { tile::<4>(c, v, xp, n, j, b) };
+                store(&acc, y, r * rs + j * cs, cs, 64);
                 j += 64;
             }
             while j + 32 <= n {
-                let mut acc = [_mm512_set1_ps(b); 2];
-                for (&vv, &cc) in v.iter().zip(c) {
-                    let w = _mm512_set1_ps(vv);
-                    // SAFETY: cc < a.cols and j + 32 <= n, so the 32 floats lie in x.
-                    let p = unsafe { xp.add(cc as usize * n + j) };
-                    for (l, acc) in acc.iter_mut().enumerate() {
-                        *acc = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(p.add(16 * l)) }, *acc);
-                    }
-                }
+                // SAFETY: j + 32 <= n.
+                let acc = unsafe { tile::<2>(c, v, xp, n, j, b) };
                 store(&acc, y, r * rs + j * cs, cs, 32);
                 j += 32;
             }
@@ -319,6 +305,33 @@ mod avx512 {
                 store(&acc, y, r * rs + j * cs, cs, width);
                 j += width;
             }
+        }
+    }
+
+    /// Columns `j..j + 16 T` of one output row: `bias + sum v[i] x[c[i], j..]`.
+    ///
+    /// # Safety
+    /// AVX-512F; `j + 16 T <= n`, every `c[i]` a row of `x` (`[cols, n]` at `xp`).
+    #[inline(always)]
+    unsafe fn tile<const T: usize>(
+        c: &[u16],
+        v: &[f32],
+        xp: *const f32,
+        n: usize,
+        j: usize,
+        bias: f32,
+    ) -> [__m512; T] {
+        // SAFETY: as the caller promises; each load reads 16 floats inside row c[i].
+        unsafe {
+            let mut acc = [_mm512_set1_ps(bias); T];
+            for (&vv, &cc) in v.iter().zip(c) {
+                let w = _mm512_set1_ps(vv);
+                let p = xp.add(cc as usize * n + j);
+                for (l, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(16 * l)), *acc);
+                }
+            }
+            acc
         }
     }
 
