@@ -8,95 +8,25 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{lcg, pruned, run};
+use common::{conv_net, lcg, run};
 use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
 use onnx_protobuf::type_proto::{self, Tensor as TypeTensor};
 use onnx_protobuf::{
     AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
     TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto,
 };
-use tether_deploy::format::{ConvGeom, PoolGeom};
 use tether_deploy::onnx::conformance::{Outcome, per_op, run_suite};
 use tether_deploy::onnx::{
     ExportOptions, OnnxError, SUPPORTED_OPS, encode_f32, export_bytes, import, import_bytes,
 };
-use tether_deploy::{AlignedBytes, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
-
-/// A pruned LeNet-5-like network on [1, 12, 12]: conv (CSR) -> relu -> max pool -> conv
-/// with padding and stride -> avg pool -> flatten -> linear (CSR) -> relu -> linear (f16)
-/// -> softmax; and a residual add.
-fn lenet_like() -> Vec<u8> {
-    let mut b = ModelBuilder::new(&[1, 12, 12]);
-    let c1 = b.csr(&[4, 1, 3, 3], &pruned(36, 1, 0.3));
-    let c1b = b.dense(&[4], &lcg(4, 2));
-    let c2 = b.dense(&[6, 4, 3, 3], &pruned(216, 3, 0.5));
-    let l1 = b.csr(&[10, 12], &pruned(120, 4, 0.2));
-    let l1b = b.dense(&[10], &lcg(10, 5));
-    let l2 = b.dense_f16(&[10, 10], &lcg(100, 6));
-    let x = b.op(
-        OpSpec::Conv2d {
-            weight: c1,
-            bias: Some(c1b),
-            stride: 1,
-            padding: 0,
-        },
-        &[b.input()],
-    );
-    let x = b.op(OpSpec::Relu, &[x]);
-    let x = b.op(
-        OpSpec::MaxPool2d {
-            kernel: 2,
-            stride: 2,
-        },
-        &[x],
-    );
-    let x = b.op(
-        OpSpec::Conv {
-            weight: c2,
-            bias: None,
-            geom: ConvGeom {
-                stride: [2, 2],
-                pads: [1, 0, 1, 1],
-                dilation: [1, 1],
-                group: 1,
-            },
-        },
-        &[x],
-    );
-    let x = b.op(
-        OpSpec::AvgPool(PoolGeom {
-            ceil: true,
-            ..PoolGeom::simple(2, 2)
-        }),
-        &[x],
-    );
-    let x = b.op(OpSpec::Flatten, &[x]);
-    let h = b.op(
-        OpSpec::Linear {
-            weight: l1,
-            bias: Some(l1b),
-        },
-        &[x],
-    );
-    let h = b.op(OpSpec::Relu, &[h]);
-    let y = b.op(
-        OpSpec::Linear {
-            weight: l2,
-            bias: None,
-        },
-        &[h],
-    );
-    let y = b.op(OpSpec::Add, &[y, h]);
-    let y = b.op(OpSpec::Softmax, &[y]);
-    b.finish(y).expect("valid model")
-}
+use tether_deploy::{AlignedBytes, Model, Plan, PlanOptions};
 
 #[test]
 fn export_then_import_gives_the_same_outputs_dense_and_sparse() {
-    let original = lenet_like();
+    let original = conv_net();
     let aligned = AlignedBytes::from_slice(&original);
     let model = Model::parse(&aligned).unwrap();
-    let input = lcg(3 * 144, 9);
+    let input = lcg(3 * 2 * 13 * 11, 9);
     let expected = run(&original, &input, 3);
     for sparse in [false, true] {
         let onnx = export_bytes(
@@ -234,7 +164,7 @@ fn bad_input_is_a_clear_error() {
     for cut in [full.len() / 2, full.len() - 3] {
         assert!(import_bytes(&full[..cut]).is_err(), "cut at {cut}");
     }
-    assert!(import_bytes(&lenet_like()).is_err());
+    assert!(import_bytes(&conv_net()).is_err());
 
     // A missing initializer.
     let mut m = gemm_relu();
