@@ -11,13 +11,16 @@
 //! - [`plan`]: a [`Plan`] built once per model and batch size: the activation arena sized
 //!   and laid out at load (buffers reused by liveness), the kernel of each layer (dense or
 //!   sparse) chosen by its density; no allocation per inference.
-//! - [`kernels`]: dense (the `gemm` crate, or a portable fallback) and the project's own
-//!   sparse kernels (CSR weights times dense activations), conv via im2col, pooling and
-//!   activations.
+//! - [`kernels`]: dense (the `gemm` crate, an AVX-512 micro-kernel for batches where the
+//!   CPU has it, or a portable fallback) and the project's own sparse kernels (CSR weights
+//!   times dense activations), conv via im2col, pooling, activations, broadcasting and
+//!   layout ops.
+//! - `onnx` (feature `onnx`): ONNX import and export, and the backend node-test runner.
 //!
 //! # Feature flags
 //! - `std` (default): file I/O, the `tether-deploy` CLI, run-time instruction-set dispatch.
 //! - `gemm` (default): dense layers through the `gemm` crate.
+//! - `onnx` (default): ONNX import/export (`onnx-protobuf`, `protobuf` 3.4.0).
 //!
 //! ```
 //! use tether_deploy::{ModelBuilder, Model, Plan, PlanOptions, OpSpec, AlignedBytes};
