@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::format::{HEADER_LEN, TENSOR_ENTRY_LEN};
-use crate::{AlignedBytes, Error, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
+use crate::{AlignedBytes, Error, KernelChoice, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
 
 /// A small MLP: 4 -> 3 (CSR) -> relu -> 2 (dense) -> softmax.
 fn mlp() -> Vec<u8> {
@@ -308,4 +308,79 @@ fn a_hostile_plan_size_is_refused() {
         .err()
         .unwrap();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}
+
+#[test]
+fn chained_sparse_layers_on_a_batch_match_the_dense_kernels() {
+    // Three sparse layers with element-wise ops between: the chain keeps the transposed
+    // layout between them; the result must equal the dense kernels' at every batch size.
+    let mut b = ModelBuilder::new(&[7]);
+    let w: Vec<f32> = (0..7 * 9)
+        .map(|i| {
+            if i % 3 == 0 {
+                (i as f32 * 0.37).sin()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let w2: Vec<f32> = (0..9 * 5)
+        .map(|i| {
+            if i % 2 == 0 {
+                (i as f32 * 0.11).cos()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let w3: Vec<f32> = (0..5 * 3).map(|i| (i as f32 * 0.7).sin()).collect();
+    let (t1, t2, t3) = (b.csr(&[9, 7], &w), b.csr(&[5, 9], &w2), b.csr(&[3, 5], &w3));
+    let bias = b.dense(&[5], &[0.1, -0.2, 0.3, 0.0, 0.5]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: t1,
+            bias: None,
+        },
+        &[b.input()],
+    );
+    let h = b.op(OpSpec::Relu, &[h]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: t2,
+            bias: Some(bias),
+        },
+        &[h],
+    );
+    let h = b.op(OpSpec::Sine { w0: 2.0 }, &[h]);
+    let h = b.op(
+        OpSpec::Linear {
+            weight: t3,
+            bias: None,
+        },
+        &[h],
+    );
+    let y = b.op(OpSpec::Softmax, &[h]);
+    let bytes = AlignedBytes::from_slice(&b.finish(y).unwrap());
+    let plan = |kernels| {
+        Plan::new(
+            Model::parse(&bytes).unwrap(),
+            &PlanOptions {
+                batch: 5,
+                kernels,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (mut sparse, mut dense) = (plan(KernelChoice::Sparse), plan(KernelChoice::Dense));
+    let x: Vec<f32> = (0..5 * 7).map(|i| (i as f32 * 0.23).cos()).collect();
+    for n in [1, 2, 5] {
+        let (a, d) = (
+            sparse.run(&x[..n * 7]).unwrap().to_vec(),
+            dense.run(&x[..n * 7]).unwrap().to_vec(),
+        );
+        for (a, d) in a.iter().zip(&d) {
+            assert!((a - d).abs() < 1e-6, "batch {n}: {a} vs {d}");
+        }
+    }
 }

@@ -103,10 +103,15 @@ struct Layer<'a> {
 
 #[derive(Clone, Debug)]
 enum Step<'a> {
-    /// Rows of `lead` per sample (the leading axes of the input).
+    /// Rows of `lead` per sample (the leading axes of the input). A sparse layer on a
+    /// batch reads `[in, batch]` (`in_t`: its input is already in that layout, else it
+    /// transposes it) and writes `[out, batch]` when `out_t` (its readers take that
+    /// layout), `[batch, out]` otherwise.
     Linear {
         layer: usize,
         lead: usize,
+        in_t: bool,
+        out_t: bool,
     },
     /// One layer per group (consecutive), `lead` images per sample.
     Conv {
@@ -414,6 +419,8 @@ impl<'a> Plan<'a> {
                     Step::Linear {
                         layer: layers.len() - 1,
                         lead,
+                        in_t: false,
+                        out_t: false,
                     }
                 }
                 Op::Conv2d { weight, bias, geom } => {
@@ -525,6 +532,7 @@ impl<'a> Plan<'a> {
                 output: out,
             });
         }
+        transposed_chains(&mut execs, &layers, &model, batch);
         let weight_floats: usize = layers
             .iter()
             .map(|l| match &l.weight {
@@ -667,6 +675,55 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Chains of sparse linear layers on a batch keep their activations in the `[features,
+/// batch]` layout `spmm` reads and writes, instead of transposing in and out at every
+/// layer: a value is stored that way when its producer is such a layer (or an element-wise
+/// op on such a value) and every reader is such a layer or an element-wise op whose output
+/// is stored that way too. Element-wise ops do not care about the layout.
+fn transposed_chains(execs: &mut [Exec], layers: &[Layer], model: &Model, batch: usize) {
+    if batch == 1 {
+        return;
+    }
+    let n_values = model.shapes.len();
+    let sparse_linear = |e: &Exec| match e.step {
+        Step::Linear { layer, lead, .. } => {
+            lead == 1 && matches!(layers[layer].weight, Matrix::Sparse(_))
+        }
+        _ => false,
+    };
+    let elementwise = |e: &Exec| {
+        matches!(e.step, Step::Relu | Step::Sine(_) | Step::Unary(_))
+            || (matches!(e.step, Step::Copy) && model.shapes[e.inputs[0]].as_slice().len() == 1)
+    };
+    // Backward: every reader takes the transposed layout.
+    let mut readers_ok = alloc::vec![true; n_values];
+    let mut read = alloc::vec![false; n_values];
+    readers_ok[model.output] = false;
+    for e in execs.iter().rev() {
+        for &v in &e.inputs[..e.n_inputs] {
+            read[v] = true;
+            let ok = sparse_linear(e) || (elementwise(e) && readers_ok[e.output]);
+            readers_ok[v] &= ok;
+        }
+    }
+    // Forward: produced in that layout.
+    let mut transposed = alloc::vec![false; n_values];
+    for e in execs.iter_mut() {
+        let v = e.output;
+        let input_t = e.n_inputs > 0 && transposed[e.inputs[0]];
+        let produces = if sparse_linear(e) {
+            true
+        } else {
+            elementwise(e) && input_t
+        };
+        transposed[v] = produces && read[v] && readers_ok[v];
+        if let Step::Linear { in_t, out_t, .. } = &mut e.step {
+            *in_t = input_t;
+            *out_t = transposed[v];
+        }
+    }
+}
+
 /// What a step needs to know about its values.
 struct Ctx<'c> {
     /// Samples the output holds (1 for a constant).
@@ -728,7 +785,12 @@ fn run_step(
     let out_size = ctx.sizes[ctx.output];
     let x = xs.first().copied().unwrap_or(&[]);
     match &e.step {
-        &Step::Linear { layer, lead } => {
+        &Step::Linear {
+            layer,
+            lead,
+            in_t,
+            out_t,
+        } => {
             let l = &layers[layer];
             let bias = l.bias.as_deref();
             let rows = n * lead;
@@ -737,9 +799,15 @@ fn run_step(
                 Matrix::Packed(w) => packed::linear(w, bias, x, rows, l.rows, l.cols, y),
                 Matrix::Sparse(s) if rows == 1 => sparse::spmv(&s.view(), bias, x, y),
                 Matrix::Sparse(s) => {
-                    let t = &mut scratch[..l.cols * rows];
-                    sparse::transpose(x, rows, l.cols, t);
-                    sparse::spmm(&s.view(), bias, t, rows, y, 1, l.rows);
+                    let t: &[f32] = if in_t {
+                        x
+                    } else {
+                        let t = &mut scratch[..l.cols * rows];
+                        sparse::transpose(x, rows, l.cols, t);
+                        t
+                    };
+                    let (rs, cs) = if out_t { (rows, 1) } else { (1, l.rows) };
+                    sparse::spmm(&s.view(), bias, t, rows, y, rs, cs);
                 }
             }
         }
