@@ -1,6 +1,35 @@
 //! `tether-deploy`: run, inspect and time tether models (`.tthr`, see deploy/FORMAT.md).
 
 use std::path::{Path, PathBuf};
+
+/// `println!` and `print!` that end the program quietly when stdout is a closed pipe
+/// (`tether-deploy inspect m.tthr | head`) instead of panicking, as Unix tools do.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            exit_on_stdout_error(e);
+        }
+    }};
+}
+
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            exit_on_stdout_error(e);
+        }
+    }};
+}
+
+/// A closed pipe ends the program with success; any other write error is reported.
+fn exit_on_stdout_error(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(1);
+}
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
