@@ -427,6 +427,27 @@ pub struct Tensor<'a> {
 }
 
 impl Tensor<'_> {
+    /// The elements as dense row-major f32 (half precision widened exactly, CSR expanded).
+    pub fn to_dense(&self) -> Vec<f32> {
+        match self.data {
+            TensorData::F32(d) => d.to_vec(),
+            TensorData::F16(d) => d
+                .iter()
+                .map(|&h| half::f16::from_bits(h).to_f32())
+                .collect(),
+            TensorData::Csr(c) => {
+                let mut out = alloc::vec![0.0; c.rows() * c.cols()];
+                for r in 0..c.rows() {
+                    let (idx, vals) = c.row(r);
+                    for (&k, &v) in idx.iter().zip(vals) {
+                        out[r * c.cols() + k as usize] = v;
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// Stored nonzeros / elements (1 for dense tensors).
     pub fn stored_density(&self) -> f64 {
         match &self.data {

@@ -199,31 +199,10 @@ pub struct Plan<'a> {
     batch: usize,
 }
 
-fn to_f32(t: &Tensor<'_>) -> Cow<'static, [f32]> {
-    match t.data {
-        TensorData::F32(d) => Cow::Owned(d.to_vec()),
-        TensorData::F16(d) => Cow::Owned(
-            d.iter()
-                .map(|&h| half::f16::from_bits(h).to_f32())
-                .collect(),
-        ),
-        TensorData::Csr(c) => {
-            let mut out = alloc::vec![0.0; c.rows() * c.cols()];
-            for r in 0..c.rows() {
-                let (idx, vals) = c.row(r);
-                for (&k, &v) in idx.iter().zip(vals) {
-                    out[r * c.cols() + k as usize] = v;
-                }
-            }
-            Cow::Owned(out)
-        }
-    }
-}
-
 fn dense_view<'a>(t: &Tensor<'a>) -> Cow<'a, [f32]> {
     match t.data {
         TensorData::F32(d) => Cow::Borrowed(d),
-        _ => to_f32(t),
+        _ => Cow::Owned(t.to_dense()),
     }
 }
 
@@ -307,7 +286,7 @@ fn layer<'a>(
             col_idx: Cow::Borrowed(c.col_idx()),
             values: Cow::Borrowed(c.values()),
         }),
-        (true, _) => Matrix::Sparse(compress(rows, cols, &to_f32(t))),
+        (true, _) => Matrix::Sparse(compress(rows, cols, &dense_view(t))),
         (false, _) => Matrix::Dense(dense_view(t)),
     };
     Layer {

@@ -16,6 +16,7 @@ use onnx_protobuf::{
 use super::OnnxError;
 use super::tensor::{encode_f32, encode_i64};
 use crate::format::{Binary, Model, Op, TensorData, Unary};
+use crate::kernels::sparse;
 
 /// The opset the exporter writes.
 pub const EXPORT_OPSET: i64 = 13;
@@ -149,7 +150,6 @@ impl Graph<'_, '_> {
     fn weight(&mut self, t: usize, transpose: bool) -> String {
         let tensor = &self.model.tensors[t];
         let d = tensor.dims.as_slice().to_vec();
-        let dense = dense_f32(&tensor.data, &d);
         let name = self.fresh(&format!("w{t}"));
         if let (TensorData::Csr(c), true, false) =
             (tensor.data, self.options.sparse_initializers, transpose)
@@ -166,14 +166,11 @@ impl Graph<'_, '_> {
             self.g.sparse_initializer.push(s);
             return name;
         }
+        let dense = tensor.to_dense();
         if transpose {
             let (r, c) = (d[0], d[1..].iter().product::<usize>());
             let mut t = vec![0.0; dense.len()];
-            for i in 0..r {
-                for j in 0..c {
-                    t[j * r + i] = dense[i * c + j];
-                }
-            }
+            sparse::transpose(&dense, r, c, &mut t);
             self.g.initializer.push(encode_f32(&name, &[c, r], &t));
         } else {
             self.g.initializer.push(encode_f32(&name, &d, &dense));
@@ -200,26 +197,6 @@ impl Graph<'_, '_> {
         let out = self.fresh("lifted");
         self.node("Reshape", &[name, shape], &out, vec![]);
         out
-    }
-}
-
-fn dense_f32(d: &TensorData, dims: &[usize]) -> Vec<f32> {
-    match *d {
-        TensorData::F32(v) => v.to_vec(),
-        TensorData::F16(v) => v
-            .iter()
-            .map(|&h| half::f16::from_bits(h).to_f32())
-            .collect(),
-        TensorData::Csr(c) => {
-            let mut out = vec![0.0; dims.iter().product()];
-            for r in 0..c.rows() {
-                let (idx, vals) = c.row(r);
-                for (&k, &v) in idx.iter().zip(vals) {
-                    out[r * c.cols() + k as usize] = v;
-                }
-            }
-            out
-        }
     }
 }
 
@@ -445,7 +422,7 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
             Op::Const { tensor } => {
                 let t = &model.tensors[tensor];
                 let d = t.dims.as_slice().to_vec();
-                let v = dense_f32(&t.data, &d);
+                let v = t.to_dense();
                 gr.g.initializer.push(encode_f32(&out, &d, &v));
             }
             Op::Input { .. } => {}

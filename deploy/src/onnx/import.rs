@@ -584,13 +584,10 @@ fn dims(d: &[usize]) -> Result<Dims, OnnxError> {
     })
 }
 
+/// `v` (`[rows, cols]`) transposed.
 fn transpose2(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = v[r * cols + c];
-        }
-    }
+    crate::kernels::sparse::transpose(v, rows, cols, &mut t);
     t
 }
 
@@ -704,12 +701,9 @@ impl Importer {
         Ok(())
     }
 
-    fn unary(&mut self, n: &NodeProto, f: Option<Unary>) -> Result<(), OnnxError> {
+    /// A one-input, same-shape op.
+    fn elementwise(&mut self, n: &NodeProto, spec: OpSpec) -> Result<(), OnnxError> {
         let (x, d, batched) = self.operand(n, 0)?;
-        let spec = match f {
-            None => OpSpec::Relu,
-            Some(f) => OpSpec::Unary(f),
-        };
         let y = self.b.op(spec, &[x]);
         self.set(n, 0, y, d, batched);
         Ok(())
@@ -785,28 +779,28 @@ impl Importer {
         if let Some(f) = simple_unary {
             at.done()?;
             self.only_outputs(n, 1)?;
-            return self.unary(n, Some(f));
+            return self.elementwise(n, OpSpec::Unary(f));
         }
         match op {
             "Relu" => {
                 at.done()?;
-                self.unary(n, None)
+                self.elementwise(n, OpSpec::Relu)
             }
             "LeakyRelu" => {
                 let a = at.float("alpha", 0.01);
                 at.done()?;
-                self.unary(n, Some(Unary::LeakyRelu(a)))
+                self.elementwise(n, OpSpec::Unary(Unary::LeakyRelu(a)))
             }
             "Elu" => {
                 let a = at.float("alpha", 1.0);
                 at.done()?;
-                self.unary(n, Some(Unary::Elu(a)))
+                self.elementwise(n, OpSpec::Unary(Unary::Elu(a)))
             }
             "HardSigmoid" => {
                 let a = at.float("alpha", 0.2);
                 let b = at.float("beta", 0.5);
                 at.done()?;
-                self.unary(n, Some(Unary::HardSigmoid(a, b)))
+                self.elementwise(n, OpSpec::Unary(Unary::HardSigmoid(a, b)))
             }
             "Clip" => {
                 let (lo, hi) = if self.opset < 11 {
@@ -825,7 +819,7 @@ impl Importer {
                     )
                 };
                 at.done()?;
-                self.unary(n, Some(Unary::Clip(lo, hi)))
+                self.elementwise(n, OpSpec::Unary(Unary::Clip(lo, hi)))
             }
             "Identity" | "Dropout" => {
                 if op == "Dropout" {
@@ -1235,64 +1229,31 @@ impl Importer {
             let tid = self.b.smallest(&[nn, k], &w);
             let mut out = d.clone();
             *out.last_mut().expect("rank >= 1") = nn;
-            // A bias that is one value per output unit folds into the layer.
-            let mut bias = None;
-            let mut add_after = None;
-            match &c {
-                None => {}
-                Some(Val::Const(ct)) => {
-                    let cv: Vec<f32> = ct.to_f32().iter().map(|v| v * beta).collect();
-                    let per_unit =
-                        ct.numel() == nn && ct.dims.iter().rev().skip(1).all(|&x| x == 1);
-                    if per_unit {
-                        bias = Some(self.b.dense(&[nn], &cv));
-                    } else if ct.numel() == 1 {
-                        bias = Some(self.b.dense(&[nn], &vec![cv[0]; nn]));
-                    } else {
-                        add_after = Some(OnnxTensor {
-                            dims: ct.dims.clone(),
-                            data: Values::F32(cv),
-                        });
-                    }
+            // A constant bias that is one value per output unit folds into the layer;
+            // any other C is added after it.
+            let folded = match &c {
+                Some(Val::Const(ct))
+                    if ct.numel() == 1
+                        || (ct.numel() == nn && ct.dims.iter().rev().skip(1).all(|&x| x == 1)) =>
+                {
+                    let cv = ct.to_f32();
+                    let per_unit: Vec<f32> = (0..nn).map(|i| beta * cv[i % cv.len()]).collect();
+                    Some(self.b.dense(&[nn], &per_unit))
                 }
-                Some(Val::Run { .. }) => add_after = None,
+                _ => None,
+            };
+            let mut y = self.b.op(
+                OpSpec::Linear {
+                    weight: tid,
+                    bias: folded,
+                },
+                &[x],
+            );
+            let mut batched = batched;
+            if c.is_some() && folded.is_none() {
+                (y, batched) = self.add_c(n, y, &out, batched, beta)?;
             }
-            let y = self.b.op(OpSpec::Linear { weight: tid, bias }, &[x]);
-            let mut y = (y, out.clone(), batched);
-            if let Some(ct) = add_after {
-                let full = self.full_shape(&out, batched);
-                if broadcast(&full, &ct.dims).map(|b| b.as_slice().to_vec()) != Some(full.clone()) {
-                    return malformed(format!(
-                        "Gemm C {:?} does not broadcast to {full:?}",
-                        ct.dims
-                    ));
-                }
-                if self.batch_mode && batched && ct.dims.len() == 2 && ct.dims[0] != 1 {
-                    return unsupported("Gemm C with a row per batch sample");
-                }
-                let cd = if self.batch_mode && batched && ct.dims.len() == 2 {
-                    vec![ct.dims[1]]
-                } else {
-                    ct.dims.clone()
-                };
-                let tid = self.b.dense(dims(&cd)?.as_slice(), &ct.to_f32());
-                let cv = self.b.op(OpSpec::Const(tid), &[]);
-                y.0 = self.b.op(OpSpec::Binary(Binary::Add), &[y.0, cv]);
-            }
-            if let Some(Val::Run { .. }) = &c {
-                let (cv, cd, cb) = self.operand(n, 2)?;
-                let mut cv = cv;
-                if beta != 1.0 {
-                    let s = self.b.dense(&[1], &[beta]);
-                    let s = self.b.op(OpSpec::Const(s), &[]);
-                    cv = self.b.op(OpSpec::Binary(Binary::Mul), &[cv, s]);
-                }
-                broadcast(&y.1, &cd)
-                    .ok_or_else(|| OnnxError::malformed("Gemm C does not broadcast"))?;
-                y.0 = self.b.op(OpSpec::Binary(Binary::Add), &[y.0, cv]);
-                y.2 |= cb;
-            }
-            self.set(n, 0, y.0, y.1, y.2);
+            self.set(n, 0, y, out, batched);
             return Ok(());
         }
         if self.batch_mode {
@@ -1319,30 +1280,47 @@ impl Importer {
         if da[1] != db[0] {
             return malformed(format!("Gemm of {da:?} by {db:?}: dimension mismatch"));
         }
-        let mut y = self.b.op(OpSpec::MatMul, &[a, b]);
+        let y = self.b.op(OpSpec::MatMul, &[a, b]);
         let out = vec![da[0], db[1]];
-        let scale = |s: &mut Self, v: ValueId, f: f32| {
-            let t = s.b.dense(&[1], &[f]);
-            let c = s.b.op(OpSpec::Const(t), &[]);
-            s.b.op(OpSpec::Binary(Binary::Mul), &[v, c])
-        };
-        if alpha != 1.0 {
-            y = scale(self, y, alpha);
-        }
+        let mut y = self.scale(y, alpha);
         let mut batched = ba || bb;
         if c.is_some() {
-            let (mut cv, cd, cb) = self.operand(n, 2)?;
-            if broadcast(&out, &cd).map(|d| d.as_slice().to_vec()) != Some(out.clone()) {
-                return malformed(format!("Gemm C {cd:?} does not broadcast to {out:?}"));
-            }
-            if beta != 1.0 {
-                cv = scale(self, cv, beta);
-            }
-            y = self.b.op(OpSpec::Binary(Binary::Add), &[y, cv]);
-            batched |= cb;
+            (y, batched) = self.add_c(n, y, &out, batched, beta)?;
         }
         self.set(n, 0, y, out, batched);
         Ok(())
+    }
+
+    /// `v * f` (a constant factor), or `v` when `f` is 1.
+    fn scale(&mut self, v: ValueId, f: f32) -> ValueId {
+        if f == 1.0 {
+            return v;
+        }
+        let t = self.b.dense(&[1], &[f]);
+        let c = self.b.op(OpSpec::Const(t), &[]);
+        self.b.op(OpSpec::Binary(Binary::Mul), &[v, c])
+    }
+
+    /// Gemm's `y + beta C` for a C not folded into the layer: C (input 2) must broadcast
+    /// to `y`'s shape `out`.
+    fn add_c(
+        &mut self,
+        n: &NodeProto,
+        y: ValueId,
+        out: &[usize],
+        batched: bool,
+        beta: f32,
+    ) -> Result<(ValueId, bool), OnnxError> {
+        let (c, mut cd, cb) = self.operand(n, 2)?;
+        let c = self.align(c, &mut cd, cb, batched, out)?;
+        if broadcast(out, &cd).map(|d| d.as_slice().to_vec()) != Some(out.to_vec()) {
+            return malformed(format!("Gemm C {cd:?} does not broadcast to {out:?}"));
+        }
+        let c = self.scale(c, beta);
+        Ok((
+            self.b.op(OpSpec::Binary(Binary::Add), &[y, c]),
+            batched || cb,
+        ))
     }
 
     fn conv(&mut self, n: &NodeProto, mut at: Attrs) -> Result<(), OnnxError> {
