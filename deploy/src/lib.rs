@@ -46,6 +46,7 @@ mod aligned;
 mod error;
 pub mod format;
 pub mod kernels;
+pub mod mesh;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod plan;
