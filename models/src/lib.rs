@@ -5,6 +5,7 @@
 //! default per field) whose `init(&device)` builds the `#[derive(Module)]` `X`.
 //!
 //! - [`classifier`]: the `Classifier` trait (logits of flattened images) of plain networks.
+//! - [`eman`]: equivariant mesh attention networks (EMAN) and their mesh graphs.
 //! - [`export`]: safetensors export (PyTorch layout) of trained networks.
 //! - [`gated_mlp`]: an MLP of gated layers (LeNet-300-100 for L0 pruning).
 //! - [`gated`]: the `GatedNetwork` trait the pruning task works through.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod classifier;
+pub mod eman;
 pub mod export;
 pub mod gated;
 pub mod gated_mlp;
