@@ -63,7 +63,7 @@ impl EmanConvConfig {
     /// If `heads` is zero or does not divide `channels_out`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> EmanConv<B> {
         assert!(
-            self.heads > 0 && self.channels_out % self.heads == 0,
+            self.heads > 0 && self.channels_out.is_multiple_of(self.heads),
             "EmanConv: {} heads do not divide {} channels",
             self.heads,
             self.channels_out

@@ -46,8 +46,7 @@ impl<B: Backend> EmanGraph<B> {
             vec![1.0f64; v * k * m],
             vec![0.0f64; v * k * m],
         ];
-        let offsets = geometry.offsets();
-        for p in 0..v {
+        for (p, &start) in geometry.offsets()[..v].iter().enumerate() {
             let row = geometry.neighbours(p);
             for slot in 0..k {
                 let e = p * k + slot;
@@ -57,7 +56,7 @@ impl<B: Backend> EmanGraph<B> {
                 };
                 neighbours[e] = i64::from(q);
                 bias[e] = 0.0;
-                let edge = offsets[p] as usize + slot;
+                let edge = start as usize + slot;
                 let theta = geometry.angles()[edge];
                 let inward = geometry.transport()[edge] - theta;
                 for n in 1..=m {
