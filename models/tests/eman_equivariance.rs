@@ -185,11 +185,11 @@ fn check_all<B: Backend>(mesh: &Mesh, tol: f64) {
     assert!(d < tol, "gauge: invariant outputs moved by {d:e}");
     let mut predicted = feats.clone();
     let d_feat = 5; // orders 0..=2
-    for p in 0..n {
+    for (p, g) in gamma.iter().enumerate() {
         for c in 0..width / d_feat {
             let at = p * width + c * d_feat;
             for order in 1..=2 {
-                let a = -(order as f64) * gamma[p];
+                let a = -(order as f64) * g;
                 let (x, y) = (feats[at + 2 * order - 1], feats[at + 2 * order]);
                 predicted[at + 2 * order - 1] = a.cos() * x - a.sin() * y;
                 predicted[at + 2 * order] = a.sin() * x + a.cos() * y;
