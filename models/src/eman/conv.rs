@@ -24,7 +24,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::graph::EmanGraph;
-use super::kernel::{SelfKernel, SelfKernelConfig, rotate, width};
+use super::kernel::{SelfKernel, SelfKernelConfig, width};
 
 /// Configuration of an [`EmanConv`].
 #[derive(Config, Debug)]
@@ -96,28 +96,35 @@ impl<B: Backend> EmanConv<B> {
         let [v, c_in, d_in] = x.dims();
         let (k, h) = (graph.slots, self.heads);
         let (c_out, d_out) = (self.channels_out, width(self.order_out));
-        let edges = v * k;
 
-        let gathered = x.clone().select(0, graph.neighbours.clone());
-        let inward = rotate(gathered, &graph.inward_cos, &graph.inward_sin);
-        let flat = inward.reshape([edges, c_in * d_in]);
-        let to_vertex = |t: Tensor<B, 2>| {
-            rotate(
-                t.reshape([edges, c_out, d_out]),
-                &graph.outward_cos,
-                &graph.outward_sin,
-            )
-        };
-        let key = to_vertex(self.key.forward(flat.clone()));
-        let value = to_vertex(self.value.forward(flat));
+        let gathered = x
+            .clone()
+            .reshape([v, c_in * d_in])
+            .select(0, graph.neighbours.clone());
+        let inward = graph.inward.apply(gathered, c_in, d_in);
+        // Keys and values side by side: one rotation back to the vertex's frame for both.
+        let kv = Tensor::cat(
+            vec![self.key.forward(inward.clone()), self.value.forward(inward)],
+            1,
+        );
+        let kv = graph.outward.apply(kv, 2 * c_out, d_out);
+        let key = kv.clone().narrow(1, 0, c_out * d_out);
+        let value = kv.narrow(1, c_out * d_out, c_out * d_out);
 
+        // Scores per (edge, head): the query copied to its vertex's edges, multiplied
+        // in place and summed per head; flat 2-D passes (see `EdgeRotation` for why).
         let per_head = c_out / h * d_out;
-        let query = self.query.forward(x.clone()).reshape([v, 1, h, per_head]);
-        let scores = (key.reshape([v, k, h, per_head]) * query).sum_dim(3)
-            / (per_head as f64).sqrt()
-            + graph.slot_bias.clone().reshape([v, k, 1, 1]);
-        let attention = softmax(scores, 1);
-        let message = (value.reshape([v, k, h, per_head]) * attention)
+        let query = self
+            .query
+            .forward(x.clone())
+            .reshape([v, c_out * d_out])
+            .select(0, graph.centres.clone());
+        let scores =
+            (key * query).reshape([v * k * h, per_head]).sum_dim(1) / (per_head as f64).sqrt();
+        let scores = scores.reshape([v, k, h]) + graph.slot_bias.clone().reshape([v, k, 1]);
+        let attention = softmax(scores, 1).reshape([v * k * h, 1]);
+        let message = (value.reshape([v * k * h, per_head]) * attention)
+            .reshape([v, k, c_out * d_out])
             .sum_dim(1)
             .reshape([v, c_out, d_out]);
 

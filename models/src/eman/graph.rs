@@ -5,8 +5,89 @@
 //! neighbours with a dense softmax and sum; padding slots point at the vertex itself and
 //! are masked out of the softmax.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use tether_deploy::mesh::MeshGeometry;
+
+/// Per-edge rotations of features of every order up to `M`, applied to flat
+/// `[E, channels * (2m + 1)]` rows (channel-major, `[s, x1, y1, x2, y2, ...]` per channel).
+///
+/// `rotate(x) = x * cos + swap(x) * sin`, with `cos = [1, c1, c1, c2, c2, ...]`,
+/// `sin = [0, -s1, s1, -s2, s2, ...]` tiled over the channels and `swap` exchanging each
+/// `(x_n, y_n)` pair. Four same-shape passes over the rows: on burn's CPU backends a
+/// broadcast or a strided slice of a 3-D tensor costs several times a flat pass, and
+/// these rows (`E x C x D`, ~16M values on a cortex) are the layer's bulk.
+#[derive(Clone, Debug)]
+pub struct EdgeRotation<B: Backend> {
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+    /// Tiled coefficients and the pair swap per `(channels, width)`, built on first use.
+    tiles: Arc<Mutex<HashMap<(usize, usize), Tiles<B>>>>,
+}
+
+type Tiles<B> = (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1, Int>);
+
+impl<B: Backend> EdgeRotation<B> {
+    /// Rotations by `angles[e]` (`[E]`), orders `1..=max_order`.
+    fn new(angles: &[f64], max_order: usize, device: &B::Device) -> Self {
+        let w = 2 * max_order + 1;
+        let mut cos = vec![0.0f64; angles.len() * w];
+        let mut sin = vec![0.0f64; angles.len() * w];
+        for (e, &a) in angles.iter().enumerate() {
+            cos[e * w] = 1.0;
+            for n in 1..=max_order {
+                let (s, c) = (n as f64 * a).sin_cos();
+                cos[e * w + 2 * n - 1] = c;
+                cos[e * w + 2 * n] = c;
+                sin[e * w + 2 * n - 1] = -s;
+                sin[e * w + 2 * n] = s;
+            }
+        }
+        // Built from f64: an f64 backend keeps the geometry's precision, others convert.
+        let t = |v: Vec<f64>| Tensor::from_data(TensorData::new(v, [angles.len(), w]), device);
+        Self {
+            cos: t(cos),
+            sin: t(sin),
+            tiles: Arc::default(),
+        }
+    }
+
+    /// Rotates `x` (`[E, channels * width]`, `width = 2m + 1 <= 2M + 1`).
+    pub fn apply(&self, x: Tensor<B, 2>, channels: usize, width: usize) -> Tensor<B, 2> {
+        if width == 1 {
+            return x;
+        }
+        let (cos, sin, swap) = {
+            let mut tiles = self.tiles.lock().unwrap_or_else(|e| e.into_inner());
+            tiles
+                .entry((channels, width))
+                .or_insert_with(|| {
+                    let device = x.device();
+                    let swap: Vec<i64> = (0..channels)
+                        .flat_map(|c| {
+                            (0..width).map(move |d| {
+                                let pair = match d {
+                                    0 => 0,
+                                    d if d % 2 == 1 => d + 1,
+                                    d => d - 1,
+                                };
+                                (c * width + pair) as i64
+                            })
+                        })
+                        .collect();
+                    (
+                        self.cos.clone().narrow(1, 0, width).repeat_dim(1, channels),
+                        self.sin.clone().narrow(1, 0, width).repeat_dim(1, channels),
+                        Tensor::from_data(TensorData::new(swap, [channels * width]), &device),
+                    )
+                })
+                .clone()
+        };
+        x.clone() * cos + x.select(1, swap) * sin
+    }
+}
 
 /// Padded neighbourhoods and per-edge rotations of one mesh, up to rotation order `M`.
 #[derive(Clone, Debug)]
@@ -19,17 +100,15 @@ pub struct EmanGraph<B: Backend> {
     pub max_order: usize,
     /// `[V * K]` neighbour of each slot (padding: the vertex itself).
     pub neighbours: Tensor<B, 1, Int>,
+    /// `[V * K]` the vertex each slot belongs to (`p` for slot `p * K + j`).
+    pub centres: Tensor<B, 1, Int>,
     /// `[V, K]`: 0 for a real neighbour, -1e9 for padding (added to attention scores).
     pub slot_bias: Tensor<B, 2>,
-    /// `[V * K, M]`: `cos(n (g_qp - theta_pq))`, `n = 1..=M`: transport from `q` into
-    /// `p`'s frame, then into the edge's own frame (`theta_pq` along `e1`).
-    pub inward_cos: Tensor<B, 2>,
-    /// `[V * K, M]`: the matching sines.
-    pub inward_sin: Tensor<B, 2>,
-    /// `[V * K, M]`: `cos(n theta_pq)`: from the edge's frame back to `p`'s.
-    pub outward_cos: Tensor<B, 2>,
-    /// `[V * K, M]`: the matching sines.
-    pub outward_sin: Tensor<B, 2>,
+    /// Per slot, by `g_qp - theta_pq`: transport from `q` into `p`'s frame, then into
+    /// the edge's own frame (`theta_pq` along `e1`).
+    pub inward: EdgeRotation<B>,
+    /// Per slot, by `theta_pq`: from the edge's frame back to `p`'s.
+    pub outward: EdgeRotation<B>,
 }
 
 impl<B: Backend> EmanGraph<B> {
@@ -40,12 +119,8 @@ impl<B: Backend> EmanGraph<B> {
         let m = max_order.max(1);
         let mut neighbours = vec![0i64; v * k];
         let mut bias = vec![-1e9f64; v * k];
-        let mut trig = [
-            vec![1.0f64; v * k * m],
-            vec![0.0f64; v * k * m],
-            vec![1.0f64; v * k * m],
-            vec![0.0f64; v * k * m],
-        ];
+        let mut inward = vec![0.0f64; v * k];
+        let mut outward = vec![0.0f64; v * k];
         for (p, &start) in geometry.offsets()[..v].iter().enumerate() {
             let row = geometry.neighbours(p);
             for slot in 0..k {
@@ -58,32 +133,22 @@ impl<B: Backend> EmanGraph<B> {
                 bias[e] = 0.0;
                 let edge = start as usize + slot;
                 let theta = geometry.angles()[edge];
-                let inward = geometry.transport()[edge] - theta;
-                for n in 1..=m {
-                    let nf = n as f64;
-                    let i = e * m + n - 1;
-                    trig[0][i] = (nf * inward).cos();
-                    trig[1][i] = (nf * inward).sin();
-                    trig[2][i] = (nf * theta).cos();
-                    trig[3][i] = (nf * theta).sin();
-                }
+                inward[e] = geometry.transport()[edge] - theta;
+                outward[e] = theta;
             }
         }
-        // Built from f64: an f64 backend keeps the geometry's precision, others convert.
-        let t2 = |data: Vec<f64>, cols: usize| {
-            Tensor::<B, 2>::from_data(TensorData::new(data, [v * k, cols]), device)
-        };
-        let [ic, is, oc, os] = trig;
         Self {
             vertices: v,
             slots: k,
             max_order: m,
             neighbours: Tensor::from_data(TensorData::new(neighbours, [v * k]), device),
+            centres: Tensor::from_data(
+                TensorData::new((0..v * k).map(|e| (e / k) as i64).collect(), [v * k]),
+                device,
+            ),
             slot_bias: Tensor::from_data(TensorData::new(bias, [v, k]), device),
-            inward_cos: t2(ic, m),
-            inward_sin: t2(is, m),
-            outward_cos: t2(oc, m),
-            outward_sin: t2(os, m),
+            inward: EdgeRotation::new(&inward, m, device),
+            outward: EdgeRotation::new(&outward, m, device),
         }
     }
 }

@@ -10,8 +10,8 @@
 //! `K(theta) = rho_m(theta) A rho_n(-theta)` for an unconstrained real matrix `A`: turn the
 //! (transported) neighbour features into the edge's frame, apply any linear map across
 //! channels and orders, turn the result back by `theta`. So a layer is a gather, two
-//! per-edge rotations and one dense matmul ([`rotate`]), with the full kernel space of
-//! every order pair (no band limit).
+//! per-edge rotations ([`super::graph::EdgeRotation`]) and one dense matmul, with the full
+//! kernel space of every order pair (no band limit).
 //!
 //! **Self-interaction** (no angle): `A = rho_m(-g) A rho_n(g)` for all `g` leaves complex
 //! multiplication for `n = m` and nothing between different orders ([`SelfKernel`]).
@@ -32,29 +32,6 @@ use burn::tensor::{Tensor, backend::Backend};
 /// Width of a feature of order `order`: one scalar and two components per order.
 pub fn width(order: usize) -> usize {
     2 * order + 1
-}
-
-/// Turns order-`n` components of `x` (`[E, C, 2M + 1]`) by the angles whose `cos(n a)`
-/// and `sin(n a)` are column `n - 1` of `cos`/`sin` (`[E, >= M]`). Scalars pass.
-pub fn rotate<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
-    let [e, c, d] = x.dims();
-    let order = (d - 1) / 2;
-    if order == 0 {
-        return x;
-    }
-    let mut parts = Vec::with_capacity(1 + 2 * order);
-    parts.push(x.clone().narrow(2, 0, 1));
-    for n in 1..=order {
-        let re = x.clone().narrow(2, 2 * n - 1, 1);
-        let im = x.clone().narrow(2, 2 * n, 1);
-        let co = cos.clone().narrow(1, n - 1, 1).reshape([e, 1, 1]);
-        let si = sin.clone().narrow(1, n - 1, 1).reshape([e, 1, 1]);
-        parts.push(re.clone() * co.clone() - im.clone() * si.clone());
-        parts.push(re * si + im * co);
-    }
-    let out = Tensor::cat(parts, 2);
-    debug_assert_eq!(out.dims(), [e, c, d]);
-    out
 }
 
 /// The gate nonlinearity: `s -> relu(s)`, `z_n -> sigmoid(s) z_n` per channel.

@@ -5,6 +5,7 @@
 
 pub mod adult;
 pub mod batches;
+pub mod cortex;
 pub mod groups;
 pub mod idx;
 pub mod iris;

@@ -2,6 +2,7 @@
 
 mod fair;
 mod gang;
+mod mesh;
 mod prune;
 mod svm;
 
@@ -36,6 +37,10 @@ enum Command {
     /// mixtures of generators and classifiers (Parallel Nash Memory), or train the
     /// standard GAN baseline.
     Gang(gang::GangArgs),
+    /// Train an equivariant mesh attention network (EMAN) to parcellate the cortex, vertex
+    /// by vertex, and test it on the other hemisphere, as is and randomly rotated,
+    /// translated, scaled, permuted and re-gauged (or the raw-coordinate baseline).
+    Mesh(mesh::MeshArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +55,6 @@ fn main() -> anyhow::Result<()> {
         Command::Prune(args) => prune::run(args),
         Command::FairPrune(args) => fair::run(args),
         Command::Gang(args) => gang::run(args),
+        Command::Mesh(args) => mesh::run(args),
     }
 }
