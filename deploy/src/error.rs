@@ -78,6 +78,11 @@ pub enum Error {
     },
     /// Invalid plan or builder options.
     BadOptions(&'static str),
+    /// A mesh model (EMAN) given to the per-sample [`crate::Plan`]: it runs on a mesh,
+    /// through [`crate::mesh::MeshPlan`] (CLI: `tether-deploy run MODEL MESH`).
+    NeedsMesh,
+    /// A mesh a mesh model cannot run on.
+    Mesh(crate::mesh::MeshError),
 }
 
 impl fmt::Display for Error {
@@ -123,6 +128,11 @@ impl fmt::Display for Error {
                 "the plan needs {bytes} bytes of buffers, over the limit of {limit}"
             ),
             Error::BadOptions(why) => write!(f, "invalid options: {why}"),
+            Error::NeedsMesh => write!(
+                f,
+                "a mesh model (EMAN): it runs on a mesh (mesh::MeshPlan; CLI: run MODEL MESH)"
+            ),
+            Error::Mesh(e) => write!(f, "{e}"),
         }
     }
 }

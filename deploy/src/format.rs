@@ -84,7 +84,45 @@ pub mod opcode {
     pub const CONST: u8 = 18;
     /// A further model input; params: input index (1, 2, ...), then the shape (rank byte).
     pub const INPUT: u8 = 19;
+    /// A mesh model's per-vertex input features, computed from the mesh (input value 0
+    /// holds each vertex's position `[3]`); params: kind (0 RelTan, 1 XYZ), then RelTan:
+    /// power count `n <= 6`, `n` powers, degree power and constant at params 8, 9; XYZ:
+    /// mean x, y, z and scale. All reals as f32 bits.
+    pub const MESH_FEATURES: u8 = 20;
+    /// EMAN attention convolution over the mesh's 1-rings; params: key weight, value
+    /// weight, query kernel, self-interaction kernel, bias, heads, output order.
+    pub const EMAN_CONV: u8 = 21;
+    /// Gate nonlinearity of `[channels, 2m + 1]` features.
+    pub const GATE: u8 = 22;
+    /// The scalar (order-0) component of `[channels, 2m + 1]` features.
+    pub const SCALARS: u8 = 23;
 }
+
+/// How [`Op::MeshFeatures`] computes a vertex's input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MeshFeatures {
+    /// Relative tangential features, one order-1 feature per power: `[count, 3]`.
+    RelTan {
+        /// Relative powers (`powers[..count]`).
+        powers: [f32; MAX_RELTAN_POWERS],
+        /// How many.
+        count: usize,
+        /// Degree normalisation power.
+        degree_power: f32,
+        /// Normalisation constant.
+        constant: f32,
+    },
+    /// Standardised coordinates `(x - mean) / scale` as three scalars: `[3, 1]`.
+    Xyz {
+        /// Subtracted from each coordinate.
+        mean: [f32; 3],
+        /// Divides each coordinate.
+        scale: f32,
+    },
+}
+
+/// The most RelTan powers a [`MeshFeatures::RelTan`] op carries.
+pub const MAX_RELTAN_POWERS: usize = 6;
 
 /// Element-wise functions of [`opcode::UNARY`] (the function id).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -535,6 +573,33 @@ pub enum Op {
         /// Tensor index.
         tensor: usize,
     },
+    /// A mesh model's input features (see [`MeshFeatures`]); its input is value 0, each
+    /// vertex's position.
+    MeshFeatures(MeshFeatures),
+    /// EMAN attention convolution (`tether_models::eman`): per vertex `[c_in, 2 m_in + 1]`
+    /// to `[c_out, 2 m_out + 1]`, reading the 1-ring. Run by `mesh::MeshPlan`.
+    EmanConv {
+        /// Key kernel `A_k`, `[c_out (2 m_out + 1), c_in (2 m_in + 1)]`.
+        key: usize,
+        /// Value kernel `A_v`, same shape.
+        value: usize,
+        /// Query self-kernel, `[1 + 2 s, c_in, c_out]` (`s = min(m_in, m_out)`): the scalar
+        /// matrix, then the real and imaginary matrices of each shared order.
+        query: usize,
+        /// Self-interaction kernel, same layout.
+        self_kernel: usize,
+        /// Bias of the scalar outputs, `[c_out]`.
+        bias: usize,
+        /// Attention heads.
+        heads: usize,
+        /// Output rotation order `m_out`.
+        order_out: usize,
+    },
+    /// Gate nonlinearity of `[c, 2m + 1]`: ReLU on scalars, the rest scaled by the
+    /// sigmoid of their channel's scalar.
+    Gate,
+    /// `[c, 2m + 1] -> [c]`: the order-0 components.
+    Scalars,
     /// A further input of the model (input 0 is value 0).
     Input {
         /// Input index (1, 2, ...).
@@ -567,6 +632,10 @@ impl Op {
             Op::Reshape(_) => "reshape",
             Op::Const { .. } => "const",
             Op::Input { .. } => "input",
+            Op::MeshFeatures(_) => "mesh_features",
+            Op::EmanConv { .. } => "eman_conv",
+            Op::Gate => "gate",
+            Op::Scalars => "scalars",
         }
     }
 }
@@ -1088,6 +1157,60 @@ fn read_node(
             index: small(p[0], "bad input index")?,
             shape: shape(1)?,
         },
+        opcode::MESH_FEATURES => {
+            let f = |v: u32, what| {
+                let x = f32::from_bits(v);
+                if x.is_finite() { Ok(x) } else { Err(bad(what)) }
+            };
+            Op::MeshFeatures(match p[0] {
+                0 => {
+                    let count = p[1] as usize;
+                    if count == 0 || count > MAX_RELTAN_POWERS {
+                        return Err(bad("RelTan needs 1 to 6 powers"));
+                    }
+                    let mut powers = [0.0; MAX_RELTAN_POWERS];
+                    for (k, w) in powers.iter_mut().enumerate().take(count) {
+                        *w = f(p[2 + k], "a RelTan power is not finite")?;
+                    }
+                    let constant = f(p[9], "the RelTan constant is not finite")?;
+                    if constant <= 0.0 {
+                        return Err(bad("the RelTan constant must be positive"));
+                    }
+                    MeshFeatures::RelTan {
+                        powers,
+                        count,
+                        degree_power: f(p[8], "the RelTan degree power is not finite")?,
+                        constant,
+                    }
+                }
+                1 => {
+                    let scale = f(p[4], "the XYZ scale is not finite")?;
+                    if scale <= 0.0 {
+                        return Err(bad("the XYZ scale must be positive"));
+                    }
+                    MeshFeatures::Xyz {
+                        mean: [
+                            f(p[1], "an XYZ mean is not finite")?,
+                            f(p[2], "an XYZ mean is not finite")?,
+                            f(p[3], "an XYZ mean is not finite")?,
+                        ],
+                        scale,
+                    }
+                }
+                _ => return Err(bad("unknown mesh feature kind")),
+            })
+        }
+        opcode::EMAN_CONV => Op::EmanConv {
+            key: tensor(p[0])?,
+            value: tensor(p[1])?,
+            query: tensor(p[2])?,
+            self_kernel: tensor(p[3])?,
+            bias: tensor(p[4])?,
+            heads: positive(p[5], "EMAN heads must be in 1..=65536")?,
+            order_out: small(p[6], "bad EMAN output order")?,
+        },
+        opcode::GATE => Op::Gate,
+        opcode::SCALARS => Op::Scalars,
         _ => return Err(bad("unknown opcode")),
     };
     let inputs_ok = match op {
@@ -1317,6 +1440,64 @@ fn infer_shape(
         }
         Op::Const { tensor } => Some(tensors[tensor].dims),
         Op::Input { shape, .. } => Some(shape),
+        Op::MeshFeatures(f) => {
+            if node.inputs[0] != 0 || xs != [3] {
+                return Err(bad(
+                    "mesh features read the input value 0, a vertex position [3]",
+                ));
+            }
+            match f {
+                MeshFeatures::RelTan { count, .. } => Dims::new(&[count, 3]),
+                MeshFeatures::Xyz { .. } => Dims::new(&[3, 1]),
+            }
+        }
+        Op::EmanConv {
+            key,
+            value,
+            query,
+            self_kernel,
+            bias,
+            heads,
+            order_out,
+        } => {
+            let (c_in, d_in) = match xs {
+                &[c, d] if d % 2 == 1 => (c, d),
+                _ => return Err(bad("EMAN input is not [channels, 2m + 1]")),
+            };
+            let c_out = tensors[bias].dims.as_slice()[0];
+            let d_out = order_out
+                .checked_mul(2)
+                .and_then(|d| d.checked_add(1))
+                .ok_or(bad("EMAN output order too large"))?;
+            let dense = |t: usize| !matches!(tensors[t].data, TensorData::Csr(_));
+            let kernel = [c_out * d_out, c_in * d_in];
+            let shared = 1 + 2 * order_out.min(d_in / 2);
+            if tensors[bias].dims.as_slice().len() != 1 || !dense(bias) {
+                return Err(bad("EMAN bias is not a dense vector"));
+            }
+            if tensors[key].dims.as_slice() != kernel || tensors[value].dims.as_slice() != kernel {
+                return Err(bad(
+                    "EMAN key/value kernels are not [c_out d_out, c_in d_in]",
+                ));
+            }
+            for t in [query, self_kernel] {
+                if tensors[t].dims.as_slice() != [shared, c_in, c_out] || !dense(t) {
+                    return Err(bad("EMAN self kernels are not dense [1 + 2s, c_in, c_out]"));
+                }
+            }
+            if !c_out.is_multiple_of(heads) {
+                return Err(bad("EMAN heads do not divide the output channels"));
+            }
+            Dims::new(&[c_out, d_out])
+        }
+        Op::Gate => match xs {
+            &[_, d] if d % 2 == 1 => x,
+            _ => return Err(bad("gate input is not [channels, 2m + 1]")),
+        },
+        Op::Scalars => match xs {
+            &[c, d] if d % 2 == 1 => Dims::new(&[c]),
+            _ => return Err(bad("scalars input is not [channels, 2m + 1]")),
+        },
     };
     out.ok_or(bad("output shape too large or empty"))
 }

@@ -57,7 +57,7 @@ mod load_tests;
 
 pub use aligned::{Align16, AlignedBytes};
 pub use error::Error;
-pub use format::{Dims, Model, Op, TensorData};
+pub use format::{Dims, MeshFeatures, Model, Op, TensorData};
 pub use plan::{KernelChoice, Plan, PlanOptions};
 pub use write::{ModelBuilder, OpSpec, TensorId, ValueId};
 

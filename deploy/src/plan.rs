@@ -495,6 +495,9 @@ impl<'a> Plan<'a> {
                 Op::Concat { axis } => Step::Concat { axis },
                 Op::Const { tensor } => Step::Const(dense_view(&model.tensors[tensor])),
                 Op::Input { index, .. } => Step::Input(index),
+                Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
+                    return Err(Error::NeedsMesh);
+                }
             };
             let out = node.output;
             offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);

@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::error::Error;
 use crate::format::{
-    Binary, ConvGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK, Model, NONE,
-    OP_ENTRY_LEN, OP_PARAMS, PoolGeom, TENSOR_ENTRY_LEN, Unary, VERSION, kind, opcode,
+    Binary, ConvGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK, MeshFeatures,
+    Model, NONE, OP_ENTRY_LEN, OP_PARAMS, PoolGeom, TENSOR_ENTRY_LEN, Unary, VERSION, kind, opcode,
 };
 
 /// A tensor added to a builder.
@@ -109,6 +109,29 @@ pub enum OpSpec {
     Reshape(Dims),
     /// A constant value from a tensor.
     Const(TensorId),
+    /// A mesh model's input features (reads value 0, the vertex positions).
+    MeshFeatures(MeshFeatures),
+    /// EMAN attention convolution (see [`crate::format::Op::EmanConv`]).
+    EmanConv {
+        /// Key kernel `[c_out d_out, c_in d_in]`.
+        key: TensorId,
+        /// Value kernel, same shape.
+        value: TensorId,
+        /// Query self-kernel `[1 + 2s, c_in, c_out]`.
+        query: TensorId,
+        /// Self-interaction kernel, same layout.
+        self_kernel: TensorId,
+        /// Scalar bias `[c_out]`.
+        bias: TensorId,
+        /// Attention heads.
+        heads: u32,
+        /// Output rotation order.
+        order_out: u32,
+    },
+    /// Gate nonlinearity.
+    Gate,
+    /// Order-0 components.
+    Scalars,
 }
 
 struct TensorEntry {
@@ -311,6 +334,52 @@ impl ModelBuilder {
                 set(&[t(tensor)]);
                 opcode::CONST
             }
+            OpSpec::MeshFeatures(MeshFeatures::RelTan {
+                powers,
+                count,
+                degree_power,
+                constant,
+            }) => {
+                set(&[0, count as u32]);
+                for (q, w) in p[2..].iter_mut().zip(&powers[..count.min(powers.len())]) {
+                    *q = w.to_bits();
+                }
+                p[8] = degree_power.to_bits();
+                p[9] = constant.to_bits();
+                opcode::MESH_FEATURES
+            }
+            OpSpec::MeshFeatures(MeshFeatures::Xyz { mean, scale }) => {
+                set(&[
+                    1,
+                    mean[0].to_bits(),
+                    mean[1].to_bits(),
+                    mean[2].to_bits(),
+                    scale.to_bits(),
+                ]);
+                opcode::MESH_FEATURES
+            }
+            OpSpec::EmanConv {
+                key,
+                value,
+                query,
+                self_kernel,
+                bias,
+                heads,
+                order_out,
+            } => {
+                set(&[
+                    t(key),
+                    t(value),
+                    t(query),
+                    t(self_kernel),
+                    t(bias),
+                    heads,
+                    order_out,
+                ]);
+                opcode::EMAN_CONV
+            }
+            OpSpec::Gate => opcode::GATE,
+            OpSpec::Scalars => opcode::SCALARS,
         };
         self.ops.push(OpEntry {
             code,

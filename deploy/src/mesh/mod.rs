@@ -17,15 +17,17 @@
 pub mod geometry;
 #[cfg(feature = "std")]
 pub mod io;
+mod plan;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
 pub use geometry::{GeometryOptions, MeshGeometry, RelTanOptions};
+pub use plan::MeshPlan;
 
 /// A mesh that cannot be used, and where.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MeshError {
     /// The mesh has no vertices or no faces.

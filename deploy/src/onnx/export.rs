@@ -426,6 +426,9 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                 gr.g.initializer.push(encode_f32(&out, &d, &v));
             }
             Op::Input { .. } => {}
+            Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
+                return fail("mesh (EMAN) ops: ONNX has no mesh operators");
+            }
         }
     }
     gr.g.output.push(value_info(

@@ -45,14 +45,14 @@ pub struct EmanConvConfig {
 /// One EMAN attention convolution.
 #[derive(Module, Debug)]
 pub struct EmanConv<B: Backend> {
-    key: Linear<B>,
-    value: Linear<B>,
-    query: SelfKernel<B>,
-    self_interaction: SelfKernel<B>,
-    bias: Param<Tensor<B, 1>>,
-    heads: usize,
-    channels_out: usize,
-    order_out: usize,
+    pub(crate) key: Linear<B>,
+    pub(crate) value: Linear<B>,
+    pub(crate) query: SelfKernel<B>,
+    pub(crate) self_interaction: SelfKernel<B>,
+    pub(crate) bias: Param<Tensor<B, 1>>,
+    pub(crate) heads: usize,
+    pub(crate) channels_out: usize,
+    pub(crate) order_out: usize,
 }
 
 impl EmanConvConfig {

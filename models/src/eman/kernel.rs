@@ -62,10 +62,10 @@ pub struct SelfKernelConfig {
 /// complex one (`re`, `im` parts) on each order both sides have; zero between orders.
 #[derive(Module, Debug)]
 pub struct SelfKernel<B: Backend> {
-    scalar: Param<Tensor<B, 2>>,
-    re: Vec<Param<Tensor<B, 2>>>,
-    im: Vec<Param<Tensor<B, 2>>>,
-    order_out: usize,
+    pub(crate) scalar: Param<Tensor<B, 2>>,
+    pub(crate) re: Vec<Param<Tensor<B, 2>>>,
+    pub(crate) im: Vec<Param<Tensor<B, 2>>>,
+    pub(crate) order_out: usize,
 }
 
 impl SelfKernelConfig {

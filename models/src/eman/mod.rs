@@ -11,10 +11,12 @@
 //! - [`kernel`]: the equivariant building blocks: rotating features by per-edge angles,
 //!   the self-interaction kernel, the gate nonlinearity.
 //! - [`conv`]: the EMAN attention convolution (EMAN §4).
+//! - [`export`]: the network as a `tether-deploy` mesh model.
 //! - [`net`]: the network (a lifting layer, residual blocks, a scalar head), fed RelTan
 //!   features (equivariant) or raw XYZ (the non-equivariant baseline).
 
 pub mod conv;
+pub mod export;
 pub mod graph;
 pub mod kernel;
 pub mod net;

@@ -126,16 +126,16 @@ pub struct EmanNetConfig {
 /// A residual block: `x + conv_b(gate(conv_a(gate(x))))`.
 #[derive(Module, Debug)]
 pub struct EmanBlock<B: Backend> {
-    a: EmanConv<B>,
-    b: EmanConv<B>,
+    pub(crate) a: EmanConv<B>,
+    pub(crate) b: EmanConv<B>,
 }
 
 /// The EMAN network.
 #[derive(Module, Debug)]
 pub struct EmanNet<B: Backend> {
-    lift: EmanConv<B>,
-    blocks: Vec<EmanBlock<B>>,
-    head: Linear<B>,
+    pub(crate) lift: EmanConv<B>,
+    pub(crate) blocks: Vec<EmanBlock<B>>,
+    pub(crate) head: Linear<B>,
 }
 
 impl EmanNetConfig {

@@ -1,0 +1,368 @@
+//! Running a mesh model (an EMAN exported by `tether-models`) on a mesh.
+//!
+//! A mesh model is an op graph whose samples are a mesh's vertices: value 0 holds each
+//! vertex's position, [`Op::MeshFeatures`] turns the mesh into input features, and
+//! [`Op::EmanConv`] reads each vertex's 1-ring. [`MeshPlan::run`] computes the mesh's
+//! geometry ([`MeshGeometry`], the same code the training side uses) and runs the ops in
+//! order: EMAN convolutions, gates, scalars, residual additions, linear heads, ReLU. The
+//! per-sample [`crate::Plan`] refuses such a model ([`Error::NeedsMesh`]).
+//!
+//! Buffers depend on the mesh's size, so they are allocated per run (`alloc`), unlike
+//! the per-sample plan's fixed arena.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{GeometryOptions, Mesh, MeshGeometry, RelTanOptions};
+use crate::error::Error;
+use crate::format::{Binary, MeshFeatures, Model, Op};
+use crate::kernels::dense::linear;
+
+/// Weights of one op, widened to dense f32 once.
+enum Weights {
+    None,
+    Linear {
+        w: Vec<f32>,
+        b: Option<Vec<f32>>,
+        out: usize,
+        inp: usize,
+    },
+    Eman {
+        key: Vec<f32>,
+        value: Vec<f32>,
+        query: Vec<f32>,
+        self_kernel: Vec<f32>,
+        bias: Vec<f32>,
+    },
+}
+
+/// A mesh model, checked and ready to run on meshes.
+pub struct MeshPlan<'m> {
+    model: Model<'m>,
+    weights: Vec<Weights>,
+    output: Vec<f32>,
+}
+
+impl<'m> MeshPlan<'m> {
+    /// Checks that every op of `model` can run on a mesh.
+    pub fn new(model: Model<'m>) -> Result<Self, Error> {
+        let mut weights = Vec::with_capacity(model.nodes.len());
+        let mut has_features = false;
+        for (index, node) in model.nodes.iter().enumerate() {
+            let bad = |reason| Error::BadOp { index, reason };
+            let dense = |t: usize| model.tensors[t].to_dense();
+            weights.push(match node.op {
+                Op::MeshFeatures(_) => {
+                    has_features = true;
+                    Weights::None
+                }
+                Op::EmanConv {
+                    key,
+                    value,
+                    query,
+                    self_kernel,
+                    bias,
+                    ..
+                } => Weights::Eman {
+                    key: dense(key),
+                    value: dense(value),
+                    query: dense(query),
+                    self_kernel: dense(self_kernel),
+                    bias: dense(bias),
+                },
+                Op::Linear { weight, bias } => {
+                    let d = model.tensors[weight].dims;
+                    Weights::Linear {
+                        w: dense(weight),
+                        b: bias.map(dense),
+                        out: d.as_slice()[0],
+                        inp: d.as_slice()[1],
+                    }
+                }
+                Op::Gate | Op::Scalars | Op::Relu => Weights::None,
+                Op::Binary(Binary::Add) => {
+                    let (a, b) = (node.inputs[0], node.inputs[1]);
+                    if model.shapes[a] != model.shapes[b] || !model.batched[a] || !model.batched[b]
+                    {
+                        return Err(bad("a mesh model adds two per-vertex values of one shape"));
+                    }
+                    Weights::None
+                }
+                _ => return Err(bad("not an op a mesh model runs")),
+            });
+        }
+        if !has_features {
+            return Err(Error::BadOp {
+                index: model.nodes.len(),
+                reason: "a mesh model needs a mesh_features op",
+            });
+        }
+        Ok(Self {
+            model,
+            weights,
+            output: Vec::new(),
+        })
+    }
+
+    /// Values per vertex of the output.
+    pub fn output_width(&self) -> usize {
+        self.model.shapes[self.model.output].numel()
+    }
+
+    /// Runs the model on `mesh`: `[vertices, output_width]` row-major.
+    pub fn run(&mut self, mesh: &Mesh) -> Result<&[f32], Error> {
+        let geometry = MeshGeometry::new(mesh, &GeometryOptions::default()).map_err(Error::Mesh)?;
+        let v = mesh.vertex_count();
+        let mut values: Vec<Vec<f32>> = Vec::with_capacity(self.model.shapes.len());
+        values.push(
+            mesh.positions()
+                .iter()
+                .flat_map(|p| p.map(|c| c as f32))
+                .collect(),
+        );
+        for (node, weights) in self.model.nodes.iter().zip(&self.weights) {
+            let x = &values[node.inputs[0]];
+            let in_shape = self.model.shapes[node.inputs[0]];
+            let width = self.model.shapes[node.output].numel();
+            let out = match (node.op, weights) {
+                (Op::MeshFeatures(f), _) => features(f, mesh, &geometry)?,
+                (Op::EmanConv { heads, .. }, Weights::Eman { .. }) => {
+                    let [c_in, d_in] = [in_shape.as_slice()[0], in_shape.as_slice()[1]];
+                    let shape = self.model.shapes[node.output];
+                    let [c_out, d_out] = [shape.as_slice()[0], shape.as_slice()[1]];
+                    eman_conv(
+                        x,
+                        &geometry,
+                        weights,
+                        Dims4 {
+                            c_in,
+                            d_in,
+                            c_out,
+                            d_out,
+                        },
+                        heads,
+                    )
+                }
+                (Op::Gate, _) => {
+                    let d = in_shape.as_slice()[1];
+                    let mut y = x.clone();
+                    for ch in y.chunks_exact_mut(d) {
+                        let s = ch[0];
+                        let g = 1.0 / (1.0 + libm::expf(-s));
+                        ch[0] = s.max(0.0);
+                        for c in &mut ch[1..] {
+                            *c *= g;
+                        }
+                    }
+                    y
+                }
+                (Op::Scalars, _) => {
+                    let d = in_shape.as_slice()[1];
+                    x.chunks_exact(d).map(|ch| ch[0]).collect()
+                }
+                (Op::Relu, _) => x.iter().map(|&a| a.max(0.0)).collect(),
+                (Op::Binary(Binary::Add), _) => {
+                    let b = &values[node.inputs[1]];
+                    x.iter().zip(b).map(|(a, b)| a + b).collect()
+                }
+                (Op::Linear { .. }, Weights::Linear { w, b, out, inp }) => {
+                    let rows = x.len() / inp;
+                    let mut y = vec![0.0; rows * out];
+                    linear(w, b.as_deref(), x, rows, *out, *inp, &mut y);
+                    y
+                }
+                _ => unreachable!("MeshPlan::new admitted only the ops above"),
+            };
+            debug_assert_eq!(out.len(), v * width);
+            values.push(out);
+        }
+        self.output = values.swap_remove(self.model.output);
+        Ok(&self.output)
+    }
+}
+
+fn features(f: MeshFeatures, mesh: &Mesh, geometry: &MeshGeometry) -> Result<Vec<f32>, Error> {
+    Ok(match f {
+        MeshFeatures::RelTan {
+            powers,
+            count,
+            degree_power,
+            constant,
+        } => {
+            let r = geometry
+                .reltan(&RelTanOptions {
+                    powers: powers[..count].iter().map(|&p| f64::from(p)).collect(),
+                    degree_power: f64::from(degree_power),
+                    constant: f64::from(constant),
+                })
+                .map_err(Error::Mesh)?;
+            r.chunks_exact(2)
+                .flat_map(|xy| [0.0, xy[0] as f32, xy[1] as f32])
+                .collect()
+        }
+        MeshFeatures::Xyz { mean, scale } => mesh
+            .positions()
+            .iter()
+            .flat_map(|p| {
+                [0, 1, 2].map(|k| ((p[k] - f64::from(mean[k])) / f64::from(scale)) as f32)
+            })
+            .collect(),
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Dims4 {
+    c_in: usize,
+    d_in: usize,
+    c_out: usize,
+    d_out: usize,
+}
+
+/// Turns the order-`n` pairs of `row` (`channels` blocks of `d`) by `n * angle`.
+fn rotate(row: &mut [f32], d: usize, angle: f64) {
+    let order = d / 2;
+    if order == 0 {
+        return;
+    }
+    let mut cs = [(0.0f32, 0.0f32); 8];
+    for (n, c) in cs.iter_mut().enumerate().take(order.min(8)).skip(0) {
+        let a = (n + 1) as f64 * angle;
+        *c = (libm::cos(a) as f32, libm::sin(a) as f32);
+    }
+    for ch in row.chunks_exact_mut(d) {
+        for n in 1..=order {
+            let (c, s) = if n <= 8 {
+                cs[n - 1]
+            } else {
+                let a = n as f64 * angle;
+                (libm::cos(a) as f32, libm::sin(a) as f32)
+            };
+            let (x, y) = (ch[2 * n - 1], ch[2 * n]);
+            ch[2 * n - 1] = c * x - s * y;
+            ch[2 * n] = s * x + c * y;
+        }
+    }
+}
+
+/// The equivariant self-kernel (`[1 + 2s, c_in, c_out]`) of one vertex's features.
+fn self_kernel(k: &[f32], x: &[f32], dims: Dims4, y: &mut [f32]) {
+    let Dims4 {
+        c_in,
+        d_in,
+        c_out,
+        d_out,
+    } = dims;
+    let shared = (d_in / 2).min(d_out / 2);
+    let mat = |m: usize, ci: usize, co: usize| k[(m * c_in + ci) * c_out + co];
+    for co in 0..c_out {
+        let mut s = 0.0;
+        for ci in 0..c_in {
+            s += x[ci * d_in] * mat(0, ci, co);
+        }
+        y[co * d_out] = s;
+        for n in 1..=shared {
+            let (mut re, mut im) = (0.0, 0.0);
+            for ci in 0..c_in {
+                let (xr, xi) = (x[ci * d_in + 2 * n - 1], x[ci * d_in + 2 * n]);
+                let (wr, wi) = (mat(2 * n - 1, ci, co), mat(2 * n, ci, co));
+                re += xr * wr - xi * wi;
+                im += xr * wi + xi * wr;
+            }
+            y[co * d_out + 2 * n - 1] = re;
+            y[co * d_out + 2 * n] = im;
+        }
+        for c in &mut y[co * d_out + 1 + 2 * shared..(co + 1) * d_out] {
+            *c = 0.0;
+        }
+    }
+}
+
+/// One EMAN attention convolution over every vertex's 1-ring (`tether_models::eman::conv`
+/// documents the equations).
+fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize) -> Vec<f32> {
+    let Weights::Eman {
+        key,
+        value,
+        query,
+        self_kernel: self_k,
+        bias,
+    } = w
+    else {
+        unreachable!("checked by the caller")
+    };
+    let Dims4 {
+        c_in,
+        d_in,
+        c_out,
+        d_out,
+    } = dims;
+    let (win, wout) = (c_in * d_in, c_out * d_out);
+    let v = g.vertex_count();
+    let offsets = g.offsets();
+    let edges = offsets[v] as usize;
+
+    // Neighbour features transported into each edge's frame, then keys and values.
+    let mut gathered = vec![0.0f32; edges * win];
+    for p in 0..v {
+        for (j, &q) in g.neighbours(p).iter().enumerate() {
+            let e = offsets[p] as usize + j;
+            let row = &mut gathered[e * win..(e + 1) * win];
+            row.copy_from_slice(&x[q as usize * win..(q as usize + 1) * win]);
+            rotate(row, d_in, g.transport()[e] - g.angles()[e]);
+        }
+    }
+    let mut keys = vec![0.0f32; edges * wout];
+    let mut values = vec![0.0f32; edges * wout];
+    linear(key, None, &gathered, edges, wout, win, &mut keys);
+    linear(value, None, &gathered, edges, wout, win, &mut values);
+    drop(gathered);
+    for (e, &theta) in g.angles().iter().enumerate() {
+        rotate(&mut keys[e * wout..(e + 1) * wout], d_out, theta);
+        rotate(&mut values[e * wout..(e + 1) * wout], d_out, theta);
+    }
+
+    let per_head = wout / heads;
+    let scale = 1.0 / libm::sqrtf(per_head as f32);
+    let mut out = vec![0.0f32; v * wout];
+    let mut q = vec![0.0f32; wout];
+    let mut scores = Vec::new();
+    for p in 0..v {
+        let xp = &x[p * win..(p + 1) * win];
+        let y = &mut out[p * wout..(p + 1) * wout];
+        self_kernel(query, xp, dims, &mut q);
+        self_kernel(self_k, xp, dims, y);
+        for co in 0..c_out {
+            y[co * d_out] += bias[co];
+        }
+        let (start, end) = (offsets[p] as usize, offsets[p + 1] as usize);
+        for h in 0..heads {
+            let span = h * per_head..(h + 1) * per_head;
+            scores.clear();
+            let mut max = f32::NEG_INFINITY;
+            for e in start..end {
+                let k = &keys[e * wout..(e + 1) * wout];
+                let s: f32 = q[span.clone()]
+                    .iter()
+                    .zip(&k[span.clone()])
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    * scale;
+                max = max.max(s);
+                scores.push(s);
+            }
+            let mut total = 0.0;
+            for s in &mut scores {
+                *s = libm::expf(*s - max);
+                total += *s;
+            }
+            for (e, s) in (start..end).zip(&scores) {
+                let a = s / total;
+                let val = &values[e * wout..(e + 1) * wout];
+                for (o, vv) in y[span.clone()].iter_mut().zip(&val[span.clone()]) {
+                    *o += a * vv;
+                }
+            }
+        }
+    }
+    out
+}
