@@ -225,7 +225,7 @@ fn rotate(row: &mut [f32], d: usize, angle: f64) {
         return;
     }
     let mut cs = [(0.0f32, 0.0f32); 8];
-    for (n, c) in cs.iter_mut().enumerate().take(order.min(8)).skip(0) {
+    for (n, c) in cs.iter_mut().enumerate().take(order.min(8)) {
         let a = (n + 1) as f64 * angle;
         *c = (libm::cos(a) as f32, libm::sin(a) as f32);
     }
@@ -303,9 +303,9 @@ fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize
 
     // Neighbour features transported into each edge's frame, then keys and values.
     let mut gathered = vec![0.0f32; edges * win];
-    for p in 0..v {
+    for (p, &start) in offsets[..v].iter().enumerate() {
         for (j, &q) in g.neighbours(p).iter().enumerate() {
-            let e = offsets[p] as usize + j;
+            let e = start as usize + j;
             let row = &mut gathered[e * win..(e + 1) * win];
             row.copy_from_slice(&x[q as usize * win..(q as usize + 1) * win]);
             rotate(row, d_in, g.transport()[e] - g.angles()[e]);
