@@ -24,10 +24,11 @@ pub struct EdgeRotation<B: Backend> {
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
     /// Tiled coefficients and the pair swap per `(channels, width)`, built on first use.
-    tiles: Arc<Mutex<HashMap<(usize, usize), Tiles<B>>>>,
+    tiles: TileCache<B>,
 }
 
 type Tiles<B> = (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1, Int>);
+type TileCache<B> = Arc<Mutex<HashMap<(usize, usize), Tiles<B>>>>;
 
 impl<B: Backend> EdgeRotation<B> {
     /// Rotations by `angles[e]` (`[E]`), orders `1..=max_order`.

@@ -46,19 +46,19 @@ pub struct MeshArgs {
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.7")]
     reltan_powers: Vec<f64>,
     /// Hidden channels.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     channels: usize,
     /// Largest rotation order of the hidden features.
     #[arg(long, default_value_t = 2)]
     order: usize,
     /// Residual blocks (two attention layers each).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     blocks: usize,
     /// Attention heads per layer.
     #[arg(long, default_value_t = 2)]
     heads: usize,
     /// Training steps (each over every vertex of the training hemisphere).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 300)]
     steps: usize,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-2)]
@@ -286,11 +286,14 @@ impl BackendTask for Task {
                 },
             ],
         )?;
-        let tmp = out.join("model.tmp");
+        // Written under a partial name, renamed when complete.
         net.clone()
-            .save_file(&tmp, &NamedMpkFileRecorder::<FullPrecisionSettings>::new())
-            .with_context(|| format!("saving {}", tmp.display()))?;
-        std::fs::rename(out.join("model.tmp.mpk"), out.join("model.mpk"))?;
+            .save_file(
+                out.join("model-partial"),
+                &NamedMpkFileRecorder::<FullPrecisionSettings>::new(),
+            )
+            .context("saving the model")?;
+        std::fs::rename(out.join("model-partial.mpk"), out.join("model.mpk"))?;
         write_atomic(&out.join("config.json"), config.to_string().as_bytes())?;
         let summary = Summary {
             parcellation: args.parcellation,
