@@ -203,7 +203,7 @@ mod tests {
                 .chain(&s.test.labels)
                 .all(|&l| l <= 50)
         );
-        assert!(s.test.labels.iter().any(|&l| l == 50));
+        assert!(s.test.labels.contains(&50));
     }
 
     #[test]
