@@ -76,6 +76,10 @@ enum Command {
     },
     /// Runs the model on inputs and prints each prediction (argmax) and its scores.
     ///
+    /// A mesh model (an EMAN, see `tether-train mesh`) takes a mesh file instead (`.off`,
+    /// `.obj`, `.ply`, `.gii`) and predicts a class per vertex; `--vertex-labels` (one
+    /// integer per line) reports the accuracy, `--predictions` writes them.
+    ///
     /// Inputs: a file of little-endian f32 (`.f32`, `.bin`) or of numbers separated by
     /// spaces, commas or newlines (anything else), one or more samples back to back; or
     /// `--idx` images (u8 IDX, e.g. MNIST's t10k-images-idx3-ubyte), normalised with
@@ -104,6 +108,19 @@ enum Command {
         /// Print every sample's scores, not only the prediction.
         #[arg(long)]
         scores: bool,
+        /// Mesh models: a file of one label per vertex (one integer per line; a longer
+        /// file, e.g. both hemispheres, is read from `--label-offset` on).
+        #[arg(long)]
+        vertex_labels: Option<PathBuf>,
+        /// Mesh models: the first line of `--vertex-labels` to read.
+        #[arg(long, default_value_t = 0)]
+        label_offset: usize,
+        /// Mesh models: write each vertex's predicted class here, one per line.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
+        /// Mesh models: drop vertices no face uses (refused by default).
+        #[arg(long)]
+        drop_isolated: bool,
     },
     /// Converts an ONNX model to a tether model (weights stored dense or CSR by their
     /// measured sparsity).
@@ -142,6 +159,9 @@ enum Command {
         /// Trials per batch size (each runs every kernel choice once, ~10 ms each).
         #[arg(long, default_value_t = 15)]
         trials: usize,
+        /// Mesh models: the mesh to time the model on (geometry included).
+        #[arg(long)]
+        mesh: Option<PathBuf>,
     },
 }
 
@@ -200,9 +220,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             kernels,
             scores,
+            vertex_labels,
+            label_offset,
+            predictions,
+            drop_isolated,
         } => {
             let bytes = load(&model)?;
             let m = parse(&bytes, &model)?;
+            if is_mesh_model(&m) {
+                let mesh =
+                    input.context("a mesh model takes a mesh file (.off, .obj, .ply, .gii)")?;
+                return run_mesh(
+                    m,
+                    &mesh,
+                    vertex_labels.as_deref(),
+                    label_offset,
+                    predictions.as_deref(),
+                    drop_isolated,
+                );
+            }
+            ensure!(
+                vertex_labels.is_none() && predictions.is_none() && !drop_isolated,
+                "--vertex-labels, --predictions and --drop-isolated are for mesh models"
+            );
             let per = m.input_shape().numel();
             let (inputs, labels) = match (&input, &idx) {
                 (Some(path), _) => (read_input(path)?, None),
@@ -269,7 +309,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             model,
             batch,
             trials,
-        } => bench(&model, &batch, trials),
+            mesh,
+        } => bench(&model, &batch, trials, mesh.as_deref()),
         #[cfg(feature = "onnx")]
         Command::Import { model, output } => {
             let bytes = load(&model)?;
@@ -320,6 +361,113 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn is_mesh_model(m: &Model<'_>) -> bool {
+    m.nodes
+        .iter()
+        .any(|n| matches!(n.op, tether_deploy::Op::MeshFeatures(_)))
+}
+
+fn read_mesh(path: &Path, drop_isolated: bool) -> anyhow::Result<tether_deploy::mesh::Mesh> {
+    tether_deploy::mesh::io::read(path, drop_isolated)
+        .with_context(|| format!("reading the mesh {}", path.display()))
+}
+
+/// `run` for a mesh model: one prediction per vertex.
+fn run_mesh(
+    model: Model<'_>,
+    mesh_path: &Path,
+    labels: Option<&Path>,
+    offset: usize,
+    predictions: Option<&Path>,
+    drop_isolated: bool,
+) -> anyhow::Result<()> {
+    let mesh = read_mesh(mesh_path, drop_isolated)?;
+    let mut plan = tether_deploy::mesh::MeshPlan::new(model)?;
+    let width = plan.output_width();
+    let start = Instant::now();
+    let y = plan.run(&mesh)?;
+    let secs = start.elapsed().as_secs_f64();
+    let pred: Vec<usize> = y.chunks(width).map(argmax).collect();
+    let mut counts = vec![0usize; width];
+    for &p in &pred {
+        counts[p] += 1;
+    }
+    println!(
+        "{}: {} vertices in {:.1} ms (geometry included); predicted vertices per class: {counts:?}",
+        mesh_path.display(),
+        pred.len(),
+        secs * 1e3
+    );
+    if let Some(path) = labels {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut want = Vec::with_capacity(pred.len());
+        for (i, line) in text.lines().enumerate().skip(offset).take(pred.len()) {
+            let v: f64 = line
+                .trim()
+                .parse()
+                .with_context(|| format!("{}:{}: not a label: {line:?}", path.display(), i + 1))?;
+            want.push(v);
+        }
+        ensure!(
+            want.len() == pred.len(),
+            "{}: {} labels from line {offset} on, the mesh has {} vertices",
+            path.display(),
+            want.len(),
+            pred.len()
+        );
+        let correct = pred
+            .iter()
+            .zip(&want)
+            .filter(|(p, w)| **p as f64 == **w)
+            .count();
+        println!(
+            "accuracy {:.4} ({correct} of {} vertices)",
+            correct as f64 / pred.len() as f64,
+            pred.len()
+        );
+    }
+    if let Some(path) = predictions {
+        let text: String = pred.iter().map(|p| format!("{p}\n")).collect();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".partial");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `bench` for a mesh model: the whole run on one mesh (geometry included).
+fn bench_mesh(
+    model: Model<'_>,
+    path: &Path,
+    mesh_path: &Path,
+    trials: usize,
+) -> anyhow::Result<()> {
+    let mesh = read_mesh(mesh_path, false)?;
+    let mut plan = tether_deploy::mesh::MeshPlan::new(model)?;
+    plan.run(&mesh)?;
+    let mut times = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        let t = Instant::now();
+        plan.run(&mesh)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{} on {} ({} vertices): median {:.1} ms per mesh over {trials} runs (min {:.1}, \
+         max {:.1}), single thread, geometry included",
+        path.display(),
+        mesh_path.display(),
+        mesh.vertex_count(),
+        times[trials / 2],
+        times[0],
+        times[trials - 1]
+    );
+    Ok(())
 }
 
 fn argmax(s: &[f32]) -> usize {
@@ -461,6 +609,13 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
         "weights: {nonzeros} nonzero of {params} ({:.4})",
         nonzeros as f64 / params.max(1) as f64
     );
+    if is_mesh_model(&model) {
+        println!(
+            "a mesh model (EMAN): one sample per vertex; buffers are sized per mesh \
+             (run MODEL MESH, bench MODEL --mesh MESH)"
+        );
+        return Ok(());
+    }
     for batch in [1, 32] {
         let plan = Plan::new(
             model.clone(),
@@ -483,10 +638,15 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(path: &Path, batches: &[usize], trials: usize) -> anyhow::Result<()> {
+fn bench(path: &Path, batches: &[usize], trials: usize, mesh: Option<&Path>) -> anyhow::Result<()> {
     ensure!(trials >= 1, "--trials must be at least 1");
     let bytes = load(path)?;
     let model = parse(&bytes, path)?;
+    if is_mesh_model(&model) {
+        let mesh = mesh.context("a mesh model is timed on a mesh: give --mesh FILE")?;
+        return bench_mesh(model, path, mesh, trials);
+    }
+    ensure!(mesh.is_none(), "--mesh is for mesh models");
     let per = model.input_shape().numel();
     println!(
         "{}: latency per batch, single thread; {trials} trials, the kernel choices in turn \

@@ -12,7 +12,9 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tether_deploy::mesh::RelTanOptions;
+use tether_deploy::mesh::{MeshPlan, RelTanOptions};
+use tether_deploy::{AlignedBytes, Model};
+use tether_models::eman::export::to_deploy;
 use tether_models::eman::{EmanInput, EmanNetConfig};
 use tether_train::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
 use tether_train::data::cortex::{CorticalParcellation, Parcellation};
@@ -100,6 +102,12 @@ pub struct Summary {
     pub transformed_accuracy: Vec<f64>,
     pub transformed_mean: f64,
     pub seconds_per_step: f64,
+    /// Largest |difference| between tether-deploy's and burn's outputs on the test mesh.
+    pub deploy_max_diff: f64,
+    /// tether-deploy on the test mesh, geometry included (ms, single thread).
+    pub deploy_ms: f64,
+    /// burn's forward on the test mesh, geometry precomputed (ms).
+    pub burn_ms: f64,
 }
 
 pub fn run(args: MeshArgs) -> anyhow::Result<()> {
@@ -295,6 +303,31 @@ impl BackendTask for Task {
             .context("saving the model")?;
         std::fs::rename(out.join("model-partial.mpk"), out.join("model.mpk"))?;
         write_atomic(&out.join("config.json"), config.to_string().as_bytes())?;
+        // The deploy model, checked against burn on the test hemisphere.
+        let bytes = to_deploy(&net, &input).context("exporting to the deploy format")?;
+        write_atomic(&out.join("model.tthr"), &bytes)?;
+        let aligned = AlignedBytes::from_slice(&bytes);
+        let mut plan = MeshPlan::new(Model::parse(&aligned)?)?;
+        let t = Instant::now();
+        let deployed = plan.run(&data.test.mesh)?.to_vec();
+        let deploy_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let reference: Vec<f32> = net
+            .forward(test.features.clone(), &test.graph)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let burn_ms = t.elapsed().as_secs_f64() * 1e3;
+        let deploy_max_diff = deployed
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .fold(0.0, f64::max);
+        anyhow::ensure!(
+            deployed.len() == reference.len() && deploy_max_diff < 1e-3,
+            "tether-deploy disagrees with burn on the test mesh (max |diff| {deploy_max_diff:e})"
+        );
         let summary = Summary {
             parcellation: args.parcellation,
             input: args.input,
@@ -306,6 +339,9 @@ impl BackendTask for Task {
             transformed_accuracy,
             transformed_mean,
             seconds_per_step,
+            deploy_max_diff,
+            deploy_ms,
+            burn_ms,
         };
         write_atomic(
             &out.join("summary.json"),
@@ -322,7 +358,11 @@ impl BackendTask for Task {
             args.transforms
         );
         println!(
-            "wrote {}/{{loss.csv, accuracy.csv, training.png, model.mpk, config.json, summary.json}}",
+            "tether-deploy on the test mesh: max |diff| {deploy_max_diff:.1e} from burn, \
+             {deploy_ms:.0} ms (geometry included) vs burn's {burn_ms:.0} ms"
+        );
+        println!(
+            "wrote {}/{{loss.csv, accuracy.csv, training.png, model.mpk, model.tthr, config.json, summary.json}}",
             out.display()
         );
         Ok(())
