@@ -519,3 +519,94 @@ fn gang_writes_the_game_and_its_plots() {
     assert_eq!(summary["gradient_steps"], 200);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn mesh_rejects_bad_input_clearly() {
+    let (ok, _, err) = tether_train(&["mesh", "--input", "normals"], None);
+    assert!(!ok && err.contains("invalid value 'normals'"), "{err}");
+    let (ok, _, err) = tether_train(&["mesh", "--channels", "8", "--heads", "3"], None);
+    assert!(
+        !ok && err.contains("--heads (3) must divide --channels (8)"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["mesh", "--steps", "0"], None);
+    assert!(!ok && err.contains("--steps must be at least 1"), "{err}");
+    let (ok, _, err) = tether_train(&["mesh", "--reltan-powers", "0.5,NaN"], None);
+    assert!(!ok && err.contains("--reltan-powers"), "{err}");
+    let empty = std::env::temp_dir().join(format!("tether-cli-mesh-nodata-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, err) = tether_train(&["mesh"], Some(&empty.to_string_lossy()));
+    assert!(
+        !ok && err.contains("scripts/fetch-data brainspace"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+/// A few steps of EMAN on the cortex: the loss falls, every output is written, and the
+/// exported deploy model computes what burn computes on the test hemisphere.
+#[test]
+fn mesh_trains_evaluates_and_exports() {
+    use tether_train::data::cortex::{CorticalParcellation, Parcellation};
+    if let Err(e) = CorticalParcellation::load(Parcellation::Mesulam) {
+        assert!(
+            tether_train::data::may_skip("brainspace"),
+            "TETHER_REQUIRE_DATA requires brainspace: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("tether-cli-mesh-{}", std::process::id()));
+    let out_s = out.to_string_lossy().into_owned();
+    let (ok, stdout, err) = tether_train(
+        &[
+            "mesh",
+            "--steps",
+            "4",
+            "--channels",
+            "4",
+            "--blocks",
+            "0",
+            "--eval-every",
+            "2",
+            "--transforms",
+            "1",
+            "--quiet",
+            "--out",
+            &out_s,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("transformed test"), "{stdout}");
+    for f in [
+        "loss.csv",
+        "accuracy.csv",
+        "training.png",
+        "model.mpk",
+        "model.tthr",
+        "summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let loss = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    let values: Vec<f64> = loss
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 4);
+    assert!(values[3] < values[0], "the loss did not fall: {values:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["deploy_max_diff"].as_f64().unwrap() < 1e-4,
+        "{summary}"
+    );
+    let acc = summary["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    // EMAN is invariant: the transformed copy scores what the test mesh scores.
+    let moved = summary["transformed_accuracy"][0].as_f64().unwrap();
+    assert!((moved - acc).abs() < 1e-3, "{acc} vs {moved}");
+    let _ = std::fs::remove_dir_all(&out);
+}
