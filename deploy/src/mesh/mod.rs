@@ -431,7 +431,28 @@ mod tests {
             [0.5, 0.0, 1.0],
         ];
         let f = vec![[0, 1, 2], [1, 0, 3], [0, 1, 4]];
-        assert_eq!(Mesh::new(p, f).unwrap().non_manifold_edges(), 1);
+        let m = Mesh::new(p, f).unwrap();
+        assert_eq!(m.non_manifold_edges(), 1);
+        // The documented handling: accepted, and the geometry on it is finite.
+        let g = MeshGeometry::new(&m, &GeometryOptions::default()).unwrap();
+        assert!(
+            g.angles()
+                .iter()
+                .chain(g.transport())
+                .all(|a| a.is_finite())
+        );
+        let r = g.reltan(&RelTanOptions::default()).unwrap();
+        assert!(r.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn a_sheet_glued_back_on_itself_has_no_normal() {
+        let p = vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
+        let m = Mesh::new(p, vec![[0, 1, 2], [0, 2, 1]]).unwrap();
+        assert_eq!(
+            MeshGeometry::new(&m, &GeometryOptions::default()).err(),
+            Some(MeshError::NoNormal { vertex: 0 })
+        );
     }
 
     #[test]

@@ -109,3 +109,73 @@ pub fn read_raw(path: &Path) -> Result<RawMesh, MeshError> {
 pub fn read(path: &Path, drop_isolated: bool) -> Result<Mesh, MeshError> {
     read_raw(path)?.into_mesh(drop_isolated)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::{GeometryOptions, MeshGeometry, RelTanOptions};
+
+    /// Random byte mutations of small valid files in every format never panic a reader,
+    /// and whatever still validates has finite geometry (the fuzz target `mesh_read`
+    /// explores further).
+    #[test]
+    fn mutated_files_are_errors_or_meshes_never_panics() {
+        let off = b"OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n";
+        let obj = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n";
+        let ply = b"ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n\
+                    property float z\nelement face 4\nproperty list uchar int vertex_indices\n\
+                    end_header\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n";
+        let gii = b"<GIFTI><DataArray Intent=\"NIFTI_INTENT_POINTSET\" DataType=\"NIFTI_TYPE_FLOAT32\" \
+                    Dimensionality=\"2\" Dim0=\"3\" Dim1=\"3\" Encoding=\"ASCII\"><Data>0 0 0 1 0 0 0 1 0\
+                    </Data></DataArray><DataArray Intent=\"NIFTI_INTENT_TRIANGLE\" DataType=\"NIFTI_TYPE_INT32\" \
+                    Dimensionality=\"2\" Dim0=\"1\" Dim1=\"3\" Encoding=\"ASCII\"><Data>0 1 2</Data></DataArray></GIFTI>";
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut meshes = 0;
+        for round in 0..4000 {
+            let base: &[u8] = [&off[..], &obj[..], &ply[..], &gii[..]][round % 4];
+            let mut bytes = base.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % bytes.len() as u64) as usize;
+                match next() % 3 {
+                    0 => bytes[i] = next() as u8,
+                    1 => bytes[i] = b"0123456789 -.\n/e"[(next() % 16) as usize],
+                    _ => {
+                        bytes.remove(i);
+                    }
+                }
+            }
+            let text = std::str::from_utf8(&bytes).ok();
+            let parsed = match round % 4 {
+                0 => text.map(parse_off),
+                1 => text.map(parse_obj),
+                2 => Some(parse_ply(&bytes)),
+                _ => Some(parse_gifti(&bytes)),
+            };
+            let Some(Ok(raw)) = parsed else { continue };
+            let Ok(mesh) = raw.into_mesh(true) else {
+                continue;
+            };
+            if let Ok(g) = MeshGeometry::new(&mesh, &GeometryOptions::default()) {
+                assert!(
+                    g.angles()
+                        .iter()
+                        .chain(g.transport())
+                        .all(|a| a.is_finite())
+                );
+                let r = g.reltan(&RelTanOptions::default()).unwrap();
+                assert!(r.iter().all(|v| v.is_finite()), "round {round}");
+                meshes += 1;
+            }
+        }
+        assert!(
+            meshes > 40,
+            "the mutations left too few valid meshes ({meshes})"
+        );
+    }
+}
