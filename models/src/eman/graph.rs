@@ -56,10 +56,18 @@ impl<B: Backend> EdgeRotation<B> {
     }
 
     /// Rotates `x` (`[E, channels * width]`, `width = 2m + 1 <= 2M + 1`).
+    ///
+    /// # Panics
+    /// If `width` is beyond the graph's order (build the graph with the network's order).
     pub fn apply(&self, x: Tensor<B, 2>, channels: usize, width: usize) -> Tensor<B, 2> {
         if width == 1 {
             return x;
         }
+        assert!(
+            width <= self.cos.dims()[1],
+            "features of width {width} on a graph built for order {}",
+            self.cos.dims()[1] / 2
+        );
         let (cos, sin, swap) = {
             let mut tiles = self.tiles.lock().unwrap_or_else(|e| e.into_inner());
             tiles
