@@ -3,38 +3,16 @@
 //! surface, `scripts/fetch-data brainspace`), within 1e-4; and the per-sample `Plan`
 //! refuses a mesh model with a clear error.
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::backend::Backend;
-use tether_deploy::mesh::io::read;
+use common::mesh;
 use tether_deploy::mesh::{GeometryOptions, Mesh, MeshGeometry, MeshPlan, RelTanOptions};
 use tether_deploy::{AlignedBytes, Error, Model, Plan, PlanOptions};
 use tether_models::eman::export::to_deploy;
 use tether_models::eman::{EmanGraph, EmanInput, EmanNetConfig};
 
 type B = burn::backend::Flex;
-
-fn mesh(dataset: &str, file: &str) -> Option<Mesh> {
-    let root = std::env::var_os("TETHER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-cache"));
-    let path = root.join(dataset).join(file);
-    if !path.is_file() {
-        let required = std::env::var("TETHER_REQUIRE_DATA").unwrap_or_default();
-        assert!(
-            !required
-                .split(',')
-                .any(|d| [dataset, "1", "all"].contains(&d.trim())),
-            "{dataset} is required but absent: scripts/fetch-data {dataset}"
-        );
-        eprintln!(
-            "skipped: {} absent (scripts/fetch-data {dataset})",
-            path.display()
-        );
-        return None;
-    }
-    Some(read(&path, false).unwrap())
-}
 
 fn parity(mesh: &Mesh, input: EmanInput, blocks: usize) -> f64 {
     let device = Default::default();

@@ -6,37 +6,15 @@
 //! features turned by `-n gamma_p`. In f32 within 1e-4, in f64 within 1e-9. The XYZ
 //! baseline, fed raw coordinates, must fail the same rotation test (the check can fail).
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::{Tensor, backend::Backend};
-use tether_deploy::mesh::io::read;
+use common::mesh;
 use tether_deploy::mesh::{GeometryOptions, Mesh, MeshGeometry, RelTanOptions};
 use tether_models::eman::{EmanGraph, EmanInput, EmanNet, EmanNetConfig};
 
 type F32 = burn::backend::Flex;
 type F64 = burn::backend::NdArray<f64>;
-
-fn mesh(dataset: &str, file: &str) -> Option<Mesh> {
-    let root = std::env::var_os("TETHER_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-cache"));
-    let path = root.join(dataset).join(file);
-    if !path.is_file() {
-        let required = std::env::var("TETHER_REQUIRE_DATA").unwrap_or_default();
-        assert!(
-            !required
-                .split(',')
-                .any(|d| [dataset, "1", "all"].contains(&d.trim())),
-            "{dataset} is required but absent: scripts/fetch-data {dataset}"
-        );
-        eprintln!(
-            "skipped: {} absent (scripts/fetch-data {dataset})",
-            path.display()
-        );
-        return None;
-    }
-    Some(read(&path, false).unwrap())
-}
 
 /// A deterministic pseudo-random stream in [0, 1).
 fn uniform(seed: u64) -> impl FnMut() -> f64 {
