@@ -78,7 +78,8 @@ impl EmanInput {
     }
 
     /// The standardisation of [`EmanInput::Xyz`] fitted on `mesh`: its centroid and the
-    /// root-mean-square distance to it.
+    /// root-mean-square distance to it, rounded to f32 (what the deploy format stores, so
+    /// an exported network computes from the same inputs).
     pub fn xyz_fitted(mesh: &Mesh) -> Self {
         let n = mesh.vertex_count() as f64;
         let mut mean = [0.0; 3];
@@ -94,8 +95,8 @@ impl EmanInput {
             .sum::<f64>()
             / n;
         EmanInput::Xyz {
-            mean,
-            scale: ms.sqrt().max(f64::MIN_POSITIVE),
+            mean: mean.map(|m| f64::from(m as f32)),
+            scale: f64::from(ms.sqrt().max(1e-30) as f32),
         }
     }
 }

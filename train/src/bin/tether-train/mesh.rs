@@ -150,8 +150,14 @@ impl BackendTask for Task {
         let Task { args, data } = self;
         B::seed(&device, args.seed);
         let input = match args.input {
+            // Rounded to f32, as the deploy format stores them: burn and the exported
+            // model then compute from identical inputs.
             Input::Reltan => EmanInput::RelTan(RelTanOptions {
-                powers: args.reltan_powers.clone(),
+                powers: args
+                    .reltan_powers
+                    .iter()
+                    .map(|&p| f64::from(p as f32))
+                    .collect(),
                 ..Default::default()
             }),
             Input::Xyz => EmanInput::xyz_fitted(&data.train.mesh),
