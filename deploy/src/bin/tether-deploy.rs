@@ -228,6 +228,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes = load(&model)?;
             let m = parse(&bytes, &model)?;
             if is_mesh_model(&m) {
+                ensure!(
+                    labels.is_none() && limit.is_none() && !scores,
+                    "--labels, --limit and --scores are not for mesh models (see --vertex-labels, \
+                     --predictions)"
+                );
                 let mesh =
                     input.context("a mesh model takes a mesh file (.off, .obj, .ply, .gii)")?;
                 return run_mesh(
