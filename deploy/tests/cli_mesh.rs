@@ -36,7 +36,7 @@ fn mesh_model() -> Vec<u8> {
         }),
         &[b.input()],
     );
-    let w = |n: usize, k: f32| (0..n).map(|i| ((i as f32 * k).sin())).collect::<Vec<f32>>();
+    let w = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin()).collect::<Vec<f32>>();
     let key = b.dense(&[6, 3], &w(18, 0.7));
     let value = b.dense(&[6, 3], &w(18, 1.3));
     let query = b.dense(&[3, 1, 2], &w(6, 0.9));
