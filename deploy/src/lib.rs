@@ -15,6 +15,9 @@
 //!   CPU has it, or a portable fallback) and the project's own sparse kernels (CSR weights
 //!   times dense activations), conv via im2col, pooling, activations, broadcasting and
 //!   layout ops.
+//! - [`mesh`]: triangle meshes (validated), the geometry of equivariant mesh attention
+//!   networks (EMAN) in `no_std`, [`mesh::MeshPlan`] that runs an exported EMAN on a mesh,
+//!   and (feature `std`) OFF, OBJ, PLY and GIFTI readers.
 //! - `onnx` (feature `onnx`): ONNX import and export, and the backend node-test runner.
 //!
 //! # Feature flags
