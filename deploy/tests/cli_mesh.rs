@@ -124,3 +124,71 @@ fn bad_mesh_input_is_a_clear_error() {
     let (ok, _, err) = cli(&["run", &s(&model), "/nonexistent/m.obj"]);
     assert!(!ok && err.contains("cannot read"), "{err}");
 }
+
+/// The loader refuses malformed mesh ops (the builder parses what it writes).
+#[test]
+fn malformed_mesh_ops_are_refused_at_load() {
+    use tether_deploy::Error;
+    let features = |f: MeshFeatures| {
+        let mut b = ModelBuilder::new(&[3]);
+        let x = b.op(OpSpec::MeshFeatures(f), &[b.input()]);
+        b.finish(x)
+    };
+    let reltan = |count, constant| MeshFeatures::RelTan {
+        powers: [0.7; 6],
+        count,
+        degree_power: 1.5,
+        constant,
+    };
+    assert!(features(reltan(1, 1.0)).is_ok());
+    for bad in [
+        reltan(0, 1.0),
+        reltan(7, 1.0),
+        reltan(1, 0.0),
+        reltan(1, f32::NAN),
+        MeshFeatures::Xyz {
+            mean: [0.0; 3],
+            scale: -1.0,
+        },
+        MeshFeatures::Xyz {
+            mean: [f32::INFINITY, 0.0, 0.0],
+            scale: 1.0,
+        },
+    ] {
+        assert!(
+            matches!(features(bad), Err(Error::BadOp { .. })),
+            "{bad:?} was accepted"
+        );
+    }
+    // Mesh features read value 0 as a vertex position: a model of another input is refused.
+    let mut b = ModelBuilder::new(&[4]);
+    let x = b.op(OpSpec::MeshFeatures(reltan(1, 1.0)), &[b.input()]);
+    assert!(matches!(b.finish(x), Err(Error::ShapeMismatch { .. })));
+    // EMAN conv: kernels of the wrong shape, heads that do not divide the channels.
+    let conv = |key_cols: usize, heads: u32| {
+        let mut b = ModelBuilder::new(&[3]);
+        let x = b.op(OpSpec::MeshFeatures(reltan(1, 1.0)), &[b.input()]);
+        let key = b.dense(&[6, key_cols], &vec![0.1; 6 * key_cols]);
+        let value = b.dense(&[6, 3], &[0.1; 18]);
+        let query = b.dense(&[3, 1, 2], &[0.1; 6]);
+        let self_k = b.dense(&[3, 1, 2], &[0.1; 6]);
+        let bias = b.dense(&[2], &[0.0; 2]);
+        let h = b.op(
+            OpSpec::EmanConv {
+                key,
+                value,
+                query,
+                self_kernel: self_k,
+                bias,
+                heads,
+                order_out: 1,
+            },
+            &[x],
+        );
+        b.finish(h)
+    };
+    assert!(conv(3, 2).is_ok());
+    assert!(matches!(conv(4, 2), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(conv(3, 3), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(conv(3, 0), Err(Error::BadOp { .. })));
+}
