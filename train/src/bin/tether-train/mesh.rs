@@ -330,9 +330,14 @@ impl BackendTask for Task {
             .zip(&reference)
             .map(|(a, b)| f64::from((a - b).abs()))
             .fold(0.0, f64::max);
+        // Both sides compute in f32, in different orders: their difference grows with the
+        // outputs' magnitude (about 1e-5 of it through a few layers; an f64 reference and
+        // both sides' own errors: the eman_parity example). A bug is off by far more.
+        let magnitude = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         anyhow::ensure!(
-            deployed.len() == reference.len() && deploy_max_diff < 1e-3,
-            "tether-deploy disagrees with burn on the test mesh (max |diff| {deploy_max_diff:e})"
+            deployed.len() == reference.len() && deploy_max_diff < 1e-3 * f64::from(magnitude),
+            "tether-deploy disagrees with burn on the test mesh (max |diff| {deploy_max_diff:e} \
+             for outputs up to {magnitude})"
         );
         let summary = Summary {
             parcellation: args.parcellation,
