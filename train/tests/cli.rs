@@ -533,6 +533,11 @@ fn mesh_rejects_bad_input_clearly() {
     assert!(!ok && err.contains("--steps must be at least 1"), "{err}");
     let (ok, _, err) = tether_train(&["mesh", "--reltan-powers", "0.5,NaN"], None);
     assert!(!ok && err.contains("--reltan-powers"), "{err}");
+    let (ok, _, err) = tether_train(
+        &["mesh", "--reltan-powers", "0.1,0.2,0.3,0.4,0.5,0.6,0.7"],
+        None,
+    );
+    assert!(!ok && err.contains("at most 6"), "{err}");
     let empty = std::env::temp_dir().join(format!("tether-cli-mesh-nodata-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let (ok, _, err) = tether_train(&["mesh"], Some(&empty.to_string_lossy()));

@@ -128,6 +128,11 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
         "--reltan-powers must be finite numbers"
     );
     anyhow::ensure!(
+        args.reltan_powers.len() <= tether_deploy::format::MAX_RELTAN_POWERS,
+        "--reltan-powers: at most {} (what the deploy format carries)",
+        tether_deploy::format::MAX_RELTAN_POWERS
+    );
+    anyhow::ensure!(
         args.translation.is_finite() && args.translation >= 0.0,
         "--translation must be a finite number >= 0"
     );
