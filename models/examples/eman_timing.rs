@@ -1,39 +1,63 @@
+//! Time of one EMAN forward and backward pass on a cortical hemisphere (32,492 vertices;
+//! `scripts/fetch-data brainspace`), on burn's flex or ndarray CPU backend: what a
+//! `tether-train mesh` step costs, without the data loading and the optimizer.
+//!
+//! ```text
+//! cargo run --release -p tether-models --example eman_timing -- [flex|ndarray] [CHANNELS] [BLOCKS]
+//! ```
+
+use std::time::Instant;
+
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
-use std::time::Instant;
 use tether_deploy::mesh::io::read;
 use tether_deploy::mesh::{GeometryOptions, MeshGeometry, RelTanOptions};
 use tether_models::eman::{EmanGraph, EmanInput, EmanNetConfig};
 
-fn run<B: AutodiffBackend>(name: &str) {
+fn run<B: AutodiffBackend>(name: &str, channels: usize, blocks: usize) {
+    let path = std::path::Path::new("data-cache/brainspace/conte69_32k_lh.gii");
+    let mesh = match read(path, false) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{e}: run scripts/fetch-data brainspace from the repository root");
+            std::process::exit(1);
+        }
+    };
     let device = Default::default();
-    let mesh = read(
-        std::path::Path::new("data-cache/brainspace/conte69_32k_lh.gii"),
-        false,
-    )
-    .unwrap();
-    let geometry = MeshGeometry::new(&mesh, &GeometryOptions::default()).unwrap();
+    let t = Instant::now();
+    let geometry = MeshGeometry::new(&mesh, &GeometryOptions::default()).expect("a valid mesh");
+    println!("geometry: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     let graph = EmanGraph::<B>::new(&geometry, 2, &device);
     let input = EmanInput::RelTan(RelTanOptions::default());
-    let x = input.features::<B>(&mesh, &geometry, &device).unwrap();
-    let net = EmanNetConfig::new(1, 1, 5).init::<B>(&device);
+    let x = input
+        .features::<B>(&mesh, &geometry, &device)
+        .expect("default options");
+    let net = EmanNetConfig::new(1, 1, 5)
+        .with_channels(channels)
+        .with_blocks(blocks)
+        .init::<B>(&device);
     for _ in 0..2 {
         let t = Instant::now();
-        let y = net.forward(x.clone(), &graph);
-        let s = y.sum();
-        let _ = s.clone().into_scalar();
-        let f = t.elapsed();
+        let loss = net.forward(x.clone(), &graph).sum();
+        let _ = loss.clone().into_scalar();
+        let forward = t.elapsed();
         let t = Instant::now();
-        let _g = s.backward();
-        println!("{name}: forward {f:?} backward {:?}", t.elapsed());
+        let _grads = loss.backward();
+        println!(
+            "{name}, {channels} channels, {blocks} blocks: forward {:.2} s, backward {:.2} s",
+            forward.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
     }
 }
 
 fn main() {
-    let which = std::env::args().nth(1).unwrap_or_default();
-    if which == "ndarray" {
-        run::<Autodiff<burn::backend::NdArray>>("ndarray");
-    } else {
-        run::<Autodiff<burn::backend::Flex>>("flex");
+    let mut args = std::env::args().skip(1);
+    let backend = args.next().unwrap_or_else(|| "flex".into());
+    let channels = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
+    let blocks = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
+    match backend.as_str() {
+        "ndarray" => run::<Autodiff<burn::backend::NdArray>>("ndarray", channels, blocks),
+        _ => run::<Autodiff<burn::backend::Flex>>("flex", channels, blocks),
     }
 }
