@@ -10,7 +10,9 @@ mod common;
 
 use burn::tensor::{Tensor, backend::Backend};
 use common::mesh;
-use tether_deploy::mesh::{GeometryOptions, Mesh, MeshGeometry, RelTanOptions};
+use tether_deploy::mesh::{
+    GeometryOptions, Mesh, MeshGeometry, RelTanOptions, mat_vec, uniform_rotation,
+};
 use tether_models::eman::{EmanGraph, EmanInput, EmanNet, EmanNetConfig};
 
 type F32 = burn::backend::Flex;
@@ -30,38 +32,8 @@ fn uniform(seed: u64) -> impl FnMut() -> f64 {
 }
 
 fn rotation(seed: u64) -> [[f64; 3]; 3] {
-    // A random unit quaternion -> rotation matrix.
     let mut u = uniform(seed);
-    let (a, b, c) = (u(), u(), u());
-    let tau = std::f64::consts::TAU;
-    let q = [
-        (1.0 - a).sqrt() * (tau * b).sin(),
-        (1.0 - a).sqrt() * (tau * b).cos(),
-        a.sqrt() * (tau * c).sin(),
-        a.sqrt() * (tau * c).cos(),
-    ];
-    let [w, x, y, z] = q;
-    [
-        [
-            1.0 - 2.0 * (y * y + z * z),
-            2.0 * (x * y - w * z),
-            2.0 * (x * z + w * y),
-        ],
-        [
-            2.0 * (x * y + w * z),
-            1.0 - 2.0 * (x * x + z * z),
-            2.0 * (y * z - w * x),
-        ],
-        [
-            2.0 * (x * z - w * y),
-            2.0 * (y * z + w * x),
-            1.0 - 2.0 * (x * x + y * y),
-        ],
-    ]
-}
-
-fn apply(r: &[[f64; 3]; 3], p: [f64; 3]) -> [f64; 3] {
-    [0, 1, 2].map(|i| r[i][0] * p[0] + r[i][1] * p[1] + r[i][2] * p[2])
+    uniform_rotation([u(), u(), u()])
 }
 
 struct Run<B: Backend> {
@@ -127,7 +99,7 @@ fn check_all<B: Backend>(mesh: &Mesh, tol: f64) {
             mesh.map_positions(|p| [p[0] + 3.5, p[1] - 120.0, p[2] + 41.0])
                 .unwrap(),
         ),
-        ("rotation", mesh.map_positions(|p| apply(&r, p)).unwrap()),
+        ("rotation", mesh.map_positions(|p| mat_vec(&r, p)).unwrap()),
         ("scale", mesh.map_positions(|p| p.map(|c| 7.3 * c)).unwrap()),
     ];
     for (name, moved) in cases {
@@ -209,7 +181,7 @@ fn the_xyz_baseline_is_not_rotation_invariant() {
     let run = Run::<F32>::new(EmanInput::xyz_fitted(&mesh));
     let (base, _, _) = run.outputs(&mesh, None);
     let r = rotation(11);
-    let (out, _, _) = run.outputs(&mesh.map_positions(|p| apply(&r, p)).unwrap(), None);
+    let (out, _, _) = run.outputs(&mesh.map_positions(|p| mat_vec(&r, p)).unwrap(), None);
     let d = max_diff(&base, &out);
     eprintln!("xyz baseline, rotation: max |diff| {d:.2e}");
     assert!(d > 1e-2, "raw coordinates should not be invariant ({d:e})");

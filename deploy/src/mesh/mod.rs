@@ -293,6 +293,41 @@ impl Mesh {
     }
 }
 
+/// The rotation matrix of Shoemake's unit quaternion from three numbers `u` in `[0, 1)`:
+/// uniform on SO(3) when `u` is uniform (for random-rotation tests and test sets).
+pub fn uniform_rotation(u: [f64; 3]) -> [[f64; 3]; 3] {
+    let tau = core::f64::consts::TAU;
+    let (s0, s1) = (libm::sqrt(1.0 - u[0]), libm::sqrt(u[0]));
+    let [w, x, y, z] = [
+        s0 * libm::sin(tau * u[1]),
+        s0 * libm::cos(tau * u[1]),
+        s1 * libm::sin(tau * u[2]),
+        s1 * libm::cos(tau * u[2]),
+    ];
+    [
+        [
+            1.0 - 2.0 * (y * y + z * z),
+            2.0 * (x * y - w * z),
+            2.0 * (x * z + w * y),
+        ],
+        [
+            2.0 * (x * y + w * z),
+            1.0 - 2.0 * (x * x + z * z),
+            2.0 * (y * z - w * x),
+        ],
+        [
+            2.0 * (x * z - w * y),
+            2.0 * (y * z + w * x),
+            1.0 - 2.0 * (x * x + y * y),
+        ],
+    ]
+}
+
+/// `r p` for a 3 x 3 matrix `r`.
+pub fn mat_vec(r: &[[f64; 3]; 3], p: [f64; 3]) -> [f64; 3] {
+    [0, 1, 2].map(|i| dot(r[i], p))
+}
+
 pub(crate) fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }

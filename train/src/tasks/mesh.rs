@@ -6,7 +6,9 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use tether_deploy::mesh::{GeometryOptions, Mesh, MeshError, MeshGeometry};
+use tether_deploy::mesh::{
+    GeometryOptions, Mesh, MeshError, MeshGeometry, mat_vec, uniform_rotation,
+};
 use tether_models::eman::{EmanGraph, EmanInput, EmanNet};
 
 use crate::constrained::{CmpState, ConstrainedProblem};
@@ -106,39 +108,16 @@ impl RandomTransform {
     /// `translation` per axis.
     pub fn sample(vertices: usize, translation: f64, seed: u64) -> Self {
         let mut rng = SplitMix64(seed ^ 0xE3A1_5EED);
-        let tau = std::f64::consts::TAU;
-        // Shoemake's uniform unit quaternion.
-        let (a, b, c) = (rng.next_unit(), rng.next_unit(), rng.next_unit());
-        let [w, x, y, z] = [
-            (1.0 - a).sqrt() * (tau * b).sin(),
-            (1.0 - a).sqrt() * (tau * b).cos(),
-            a.sqrt() * (tau * c).sin(),
-            a.sqrt() * (tau * c).cos(),
-        ];
-        let rotation = [
-            [
-                1.0 - 2.0 * (y * y + z * z),
-                2.0 * (x * y - w * z),
-                2.0 * (x * z + w * y),
-            ],
-            [
-                2.0 * (x * y + w * z),
-                1.0 - 2.0 * (x * x + z * z),
-                2.0 * (y * z - w * x),
-            ],
-            [
-                2.0 * (x * z - w * y),
-                2.0 * (y * z + w * x),
-                1.0 - 2.0 * (x * x + y * y),
-            ],
-        ];
+        let rotation = uniform_rotation([rng.next_unit(), rng.next_unit(), rng.next_unit()]);
         let scale = 4f64.powf(2.0 * rng.next_unit() - 1.0);
         let translation = [0; 3].map(|_| translation * (2.0 * rng.next_unit() - 1.0));
         let mut order: Vec<u32> = (0..vertices as u32).collect();
         for i in (1..vertices).rev() {
             order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
         }
-        let gauge = (0..vertices).map(|_| tau * rng.next_unit()).collect();
+        let gauge = (0..vertices)
+            .map(|_| std::f64::consts::TAU * rng.next_unit())
+            .collect();
         Self {
             rotation,
             scale,
@@ -150,12 +129,9 @@ impl RandomTransform {
 
     /// The transformed mesh and its labels (permuted along).
     pub fn apply(&self, mesh: &Mesh, labels: &[u32]) -> Result<(Mesh, Vec<u32>), MeshError> {
-        let r = &self.rotation;
         let moved = mesh.map_positions(|p| {
-            [0, 1, 2].map(|i| {
-                self.scale * (r[i][0] * p[0] + r[i][1] * p[1] + r[i][2] * p[2])
-                    + self.translation[i]
-            })
+            let q = mat_vec(&self.rotation, p);
+            [0, 1, 2].map(|i| self.scale * q[i] + self.translation[i])
         })?;
         let permuted = moved.permuted(&self.order)?;
         let labels = self.order.iter().map(|&o| labels[o as usize]).collect();
