@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tether_deploy::mesh::{MeshPlan, RelTanOptions};
@@ -17,7 +17,7 @@ use tether_deploy::{AlignedBytes, Model};
 use tether_models::eman::export::to_deploy;
 use tether_models::eman::{EmanInput, EmanNetConfig};
 use tether_train::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
-use tether_train::data::cortex::{CorticalParcellation, Parcellation};
+use tether_train::data::cortex::{CorticalParcellation, LabelledMesh, Parcellation};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
 use tether_train::optim::OptimizerArgs;
@@ -143,6 +143,16 @@ pub fn run(args: MeshArgs) -> anyhow::Result<()> {
     run_on(device, Task { args, data })?
 }
 
+fn prepare<Bk: Backend>(
+    m: &LabelledMesh,
+    input: &EmanInput,
+    order: usize,
+    device: &Bk::Device,
+) -> anyhow::Result<PreparedMesh<Bk>> {
+    PreparedMesh::new(&m.mesh, &m.labels, input, None, order, device)
+        .with_context(|| format!("preparing the {}", m.name))
+}
+
 struct Task {
     args: MeshArgs,
     data: CorticalParcellation,
@@ -175,30 +185,10 @@ impl BackendTask for Task {
         let net = config.init::<B>(&device);
         let parameters = net.num_params();
 
-        let train = PreparedMesh::<B>::new(
-            &data.train.mesh,
-            &data.train.labels,
-            &input,
-            None,
-            args.order,
-            &device,
-        )?;
-        let train_eval = PreparedMesh::<B::InnerBackend>::new(
-            &data.train.mesh,
-            &data.train.labels,
-            &input,
-            None,
-            args.order,
-            &device,
-        )?;
-        let test = PreparedMesh::<B::InnerBackend>::new(
-            &data.test.mesh,
-            &data.test.labels,
-            &input,
-            None,
-            args.order,
-            &device,
-        )?;
+        // The training mesh on the autodiff backend; the evaluation meshes on its inner one.
+        let train = prepare::<B>(&data.train, &input, args.order, &device)?;
+        let train_eval = prepare::<B::InnerBackend>(&data.train, &input, args.order, &device)?;
+        let test = prepare::<B::InnerBackend>(&data.test, &input, args.order, &device)?;
 
         let mut set = ConstraintSet::<B>::new(&device);
         let primal = args.optimizer.build()?;
