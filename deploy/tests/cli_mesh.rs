@@ -100,6 +100,20 @@ fn a_mesh_model_runs_on_a_mesh_file() {
     assert!(ok && out.contains("a mesh model"), "{out}{err}");
     let (ok, out, err) = cli(&["bench", &s(&model), "--mesh", &s(&mesh), "--trials", "3"]);
     assert!(ok && out.contains("ms per mesh"), "{out}{err}");
+    assert!(out.contains("f64 / f32"), "{out}");
+    // f64 predicts what f32 predicts on this small model.
+    let pred64 = tmp("pred64.txt");
+    let (ok, out, err) = cli(&[
+        "run",
+        &s(&model),
+        &s(&mesh),
+        "--precision",
+        "f64",
+        "--predictions",
+        &s(&pred64),
+    ]);
+    assert!(ok && out.contains("F64"), "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&pred64).unwrap(), written);
 }
 
 #[test]
@@ -121,6 +135,8 @@ fn bad_mesh_input_is_a_clear_error() {
     assert!(!ok && err.contains("not for mesh models"), "{err}");
     let (ok, _, err) = cli(&["bench", &s(&model)]);
     assert!(!ok && err.contains("--mesh"), "{err}");
+    let (ok, _, err) = cli(&["run", &s(&model), &s(&flat), "--precision", "f16"]);
+    assert!(!ok && err.contains("f16"), "{err}");
     let (ok, _, err) = cli(&["run", &s(&model), "/nonexistent/m.obj"]);
     assert!(!ok && err.contains("cannot read"), "{err}");
 }

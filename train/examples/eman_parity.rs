@@ -1,6 +1,6 @@
 //! How close tether-deploy's EMAN is to burn's, on the test hemisphere, for a model
-//! trained by `tether-train mesh`: deploy (f32) and burn's f32 forward, each against burn's
-//! forward in f64 (the same weights and geometry), and against each other.
+//! trained by `tether-train mesh`: deploy (in f32 and in f64) and burn's f32 forward, each
+//! against burn's forward in f64 (the same weights and geometry), and against each other.
 //!
 //! ```text
 //! cargo run --release -p tether-train --features ndarray --example eman_parity -- out/mesh
@@ -13,7 +13,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::Backend;
-use tether_deploy::mesh::{GeometryOptions, MeshGeometry, MeshPlan, RelTanOptions};
+use tether_deploy::mesh::{GeometryOptions, MeshGeometry, MeshPlan, Precision, RelTanOptions};
 use tether_deploy::{AlignedBytes, MeshFeatures, Model, Op};
 use tether_models::eman::{EmanGraph, EmanInput, EmanNetConfig};
 use tether_train::data::cortex::{CorticalParcellation, Parcellation};
@@ -73,12 +73,13 @@ fn main() -> anyhow::Result<()> {
         })
         .context("not a mesh model")?;
     let data = CorticalParcellation::load(Parcellation::Mesulam)?;
-    let mut plan = MeshPlan::new(model)?;
+    let mut plan = MeshPlan::new(model)?.with_precision(Precision::F32);
     let deploy: Vec<f64> = plan
         .run(&data.test.mesh)?
         .iter()
         .map(|&v| f64::from(v))
         .collect();
+    let deploy64 = plan.run_f64(&data.test.mesh)?;
     let burn32 = forward::<burn::backend::Flex>(&dir, &input, &data)?;
     let burn64 = forward::<burn::backend::NdArray<f64>>(&dir, &input, &data)?;
     let max_diff = |a: &[f64], b: &[f64]| {
@@ -89,12 +90,19 @@ fn main() -> anyhow::Result<()> {
     };
     let scale = burn64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     println!(
-        "{}: {} outputs, largest |output| {scale:.1}\n  deploy (f32) vs burn f64: max |diff| {:.2e}\n  burn f32 vs burn f64:     max |diff| {:.2e}\n  deploy vs burn f32:       max |diff| {:.2e}",
+        "{}: {} outputs, largest |output| {scale:.1}\n  \
+         deploy f32 vs burn f64: max |diff| {:.2e}\n  \
+         deploy f64 vs burn f64: max |diff| {:.2e}\n  \
+         burn f32 vs burn f64:   max |diff| {:.2e}\n  \
+         deploy f32 vs burn f32: max |diff| {:.2e}\n  \
+         deploy f64 vs burn f32: max |diff| {:.2e}",
         dir.display(),
         deploy.len(),
         max_diff(&deploy, &burn64),
+        max_diff(&deploy64, &burn64),
         max_diff(&burn32, &burn64),
-        max_diff(&deploy, &burn32)
+        max_diff(&deploy, &burn32),
+        max_diff(&deploy64, &burn32),
     );
     Ok(())
 }

@@ -121,6 +121,10 @@ enum Command {
         /// Mesh models: drop vertices no face uses (refused by default).
         #[arg(long)]
         drop_isolated: bool,
+        /// Mesh models: the arithmetic (f64: the network's exact value, slower; default
+        /// f32).
+        #[arg(long, value_enum)]
+        precision: Option<MeshPrecision>,
     },
     /// Converts an ONNX model to a tether model (weights stored dense or CSR by their
     /// measured sparsity).
@@ -159,10 +163,29 @@ enum Command {
         /// Trials per batch size (each runs every kernel choice once, ~10 ms each).
         #[arg(long, default_value_t = 15)]
         trials: usize,
-        /// Mesh models: the mesh to time the model on (geometry included).
+        /// Mesh models: the mesh to time the model on (geometry included), in f32 and
+        /// in f64.
         #[arg(long)]
         mesh: Option<PathBuf>,
     },
+}
+
+/// `--precision` of a mesh model.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum MeshPrecision {
+    /// Single precision (the default).
+    F32,
+    /// Double precision throughout.
+    F64,
+}
+
+impl From<MeshPrecision> for tether_deploy::mesh::Precision {
+    fn from(p: MeshPrecision) -> Self {
+        match p {
+            MeshPrecision::F32 => Self::F32,
+            MeshPrecision::F64 => Self::F64,
+        }
+    }
 }
 
 /// Model bytes: a tether model as is, an `.onnx` file imported.
@@ -224,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             label_offset,
             predictions,
             drop_isolated,
+            precision,
         } => {
             let bytes = load(&model)?;
             let m = parse(&bytes, &model)?;
@@ -238,15 +262,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return run_mesh(
                     m,
                     &mesh,
-                    vertex_labels.as_deref(),
-                    label_offset,
-                    predictions.as_deref(),
-                    drop_isolated,
+                    &MeshRun {
+                        labels: vertex_labels.as_deref(),
+                        label_offset,
+                        predictions: predictions.as_deref(),
+                        drop_isolated,
+                        precision: precision.unwrap_or(MeshPrecision::F32).into(),
+                    },
                 );
             }
             ensure!(
-                vertex_labels.is_none() && predictions.is_none() && !drop_isolated,
-                "--vertex-labels, --predictions and --drop-isolated are for mesh models"
+                vertex_labels.is_none()
+                    && predictions.is_none()
+                    && !drop_isolated
+                    && precision.is_none(),
+                "--vertex-labels, --predictions, --drop-isolated and --precision are for mesh \
+                 models"
             );
             let per = m.input_shape().numel();
             let (inputs, labels) = match (&input, &idx) {
@@ -379,17 +410,26 @@ fn read_mesh(path: &Path, drop_isolated: bool) -> anyhow::Result<tether_deploy::
         .with_context(|| format!("reading the mesh {}", path.display()))
 }
 
-/// `run` for a mesh model: one prediction per vertex.
-fn run_mesh(
-    model: Model<'_>,
-    mesh_path: &Path,
-    labels: Option<&Path>,
-    offset: usize,
-    predictions: Option<&Path>,
+/// The options of `run` on a mesh.
+struct MeshRun<'a> {
+    labels: Option<&'a Path>,
+    label_offset: usize,
+    predictions: Option<&'a Path>,
     drop_isolated: bool,
-) -> anyhow::Result<()> {
+    precision: tether_deploy::mesh::Precision,
+}
+
+/// `run` for a mesh model: one prediction per vertex.
+fn run_mesh(model: Model<'_>, mesh_path: &Path, options: &MeshRun<'_>) -> anyhow::Result<()> {
+    let MeshRun {
+        labels,
+        label_offset: offset,
+        predictions,
+        drop_isolated,
+        precision,
+    } = *options;
     let mesh = read_mesh(mesh_path, drop_isolated)?;
-    let mut plan = tether_deploy::mesh::MeshPlan::new(model)?;
+    let mut plan = tether_deploy::mesh::MeshPlan::new(model)?.with_precision(precision);
     let width = plan.output_width();
     let start = Instant::now();
     let y = plan.run(&mesh)?;
@@ -400,10 +440,12 @@ fn run_mesh(
         counts[p] += 1;
     }
     println!(
-        "{}: {} vertices in {:.1} ms (geometry included); predicted vertices per class: {counts:?}",
+        "{}: {} vertices in {:.1} ms ({:?}, geometry included); predicted vertices per class: \
+         {counts:?}",
         mesh_path.display(),
         pred.len(),
-        secs * 1e3
+        secs * 1e3,
+        precision
     );
     if let Some(path) = labels {
         let text =
@@ -445,33 +487,49 @@ fn run_mesh(
     Ok(())
 }
 
-/// `bench` for a mesh model: the whole run on one mesh (geometry included).
+/// `bench` for a mesh model: the whole run on one mesh (geometry included), in f32 and in
+/// f64, the trials interleaved so both see the same machine load.
 fn bench_mesh(
     model: Model<'_>,
     path: &Path,
     mesh_path: &Path,
     trials: usize,
 ) -> anyhow::Result<()> {
+    use tether_deploy::mesh::{MeshPlan, Precision};
     let mesh = read_mesh(mesh_path, false)?;
-    let mut plan = tether_deploy::mesh::MeshPlan::new(model)?;
-    plan.run(&mesh)?;
-    let mut times = Vec::with_capacity(trials);
-    for _ in 0..trials {
-        let t = Instant::now();
+    let mut plans = [
+        MeshPlan::new(model.clone())?.with_precision(Precision::F32),
+        MeshPlan::new(model)?.with_precision(Precision::F64),
+    ];
+    let mut times = [Vec::with_capacity(trials), Vec::with_capacity(trials)];
+    for plan in &mut plans {
         plan.run(&mesh)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort_by(f64::total_cmp);
+    for _ in 0..trials {
+        for (plan, times) in plans.iter_mut().zip(&mut times) {
+            let t = Instant::now();
+            plan.run(&mesh)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
     println!(
-        "{} on {} ({} vertices): median {:.1} ms per mesh over {trials} runs (min {:.1}, \
-         max {:.1}), single thread, geometry included",
+        "{} on {} ({} vertices), single thread, geometry included, {trials} runs each:",
         path.display(),
         mesh_path.display(),
         mesh.vertex_count(),
-        times[trials / 2],
-        times[0],
-        times[trials - 1]
     );
+    let mut medians = [0.0; 2];
+    for ((times, name), median) in times.iter_mut().zip(["f32", "f64"]).zip(&mut medians) {
+        times.sort_by(f64::total_cmp);
+        *median = times[trials / 2];
+        println!(
+            "  {name}: median {:.1} ms per mesh (min {:.1}, max {:.1})",
+            times[trials / 2],
+            times[0],
+            times[trials - 1]
+        );
+    }
+    println!("  f64 / f32: {:.2}x", medians[1] / medians[0]);
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub mod geometry;
 #[cfg(feature = "std")]
 pub mod io;
 mod plan;
+mod real;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -25,6 +26,7 @@ use core::fmt;
 
 pub use geometry::{GeometryOptions, MeshGeometry, RelTanOptions};
 pub use plan::MeshPlan;
+pub use real::Precision;
 
 /// A mesh that cannot be used, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]

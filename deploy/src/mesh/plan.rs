@@ -13,10 +13,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{GeometryOptions, Mesh, MeshGeometry, RelTanOptions};
+use super::real::{Real, linear, widen};
+use super::{GeometryOptions, Mesh, MeshGeometry, Precision, RelTanOptions};
 use crate::error::Error;
 use crate::format::{Binary, MeshFeatures, Model, Op};
-use crate::kernels::dense::linear;
 
 /// Weights of one op, widened to dense f32 once.
 enum Weights {
@@ -40,6 +40,7 @@ enum Weights {
 pub struct MeshPlan<'m> {
     model: Model<'m>,
     weights: Vec<Weights>,
+    precision: Precision,
     output: Vec<f32>,
 }
 
@@ -100,8 +101,21 @@ impl<'m> MeshPlan<'m> {
         Ok(Self {
             model,
             weights,
+            precision: Precision::default(),
             output: Vec::new(),
         })
+    }
+
+    /// Runs in `precision` from now on (f32 by default; see [`Precision`]).
+    #[must_use]
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The arithmetic runs use.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Values per vertex of the output.
@@ -109,15 +123,31 @@ impl<'m> MeshPlan<'m> {
         self.model.shapes[self.model.output].numel()
     }
 
-    /// Runs the model on `mesh`: `[vertices, output_width]` row-major.
+    /// Runs the model on `mesh`: `[vertices, output_width]` row-major, computed in the
+    /// plan's [`Precision`] and returned in f32.
     pub fn run(&mut self, mesh: &Mesh) -> Result<&[f32], Error> {
         let geometry = MeshGeometry::new(mesh, &GeometryOptions::default()).map_err(Error::Mesh)?;
+        self.output = match self.precision {
+            Precision::F32 => to_f32(self.run_in::<f32>(mesh, &geometry)?),
+            Precision::F64 => to_f32(self.run_in::<f64>(mesh, &geometry)?),
+        };
+        Ok(&self.output)
+    }
+
+    /// Runs the model on `mesh` in f64 and returns the f64 outputs (`[vertices,
+    /// output_width]`), for comparisons against a reference evaluation.
+    pub fn run_f64(&self, mesh: &Mesh) -> Result<Vec<f64>, Error> {
+        let geometry = MeshGeometry::new(mesh, &GeometryOptions::default()).map_err(Error::Mesh)?;
+        self.run_in::<f64>(mesh, &geometry)
+    }
+
+    fn run_in<T: Real>(&self, mesh: &Mesh, geometry: &MeshGeometry) -> Result<Vec<T>, Error> {
         let v = mesh.vertex_count();
-        let mut values: Vec<Vec<f32>> = Vec::with_capacity(self.model.shapes.len());
+        let mut values: Vec<Vec<T>> = Vec::with_capacity(self.model.shapes.len());
         values.push(
             mesh.positions()
                 .iter()
-                .flat_map(|p| p.map(|c| c as f32))
+                .flat_map(|p| p.map(T::from_f64))
                 .collect(),
         );
         for (node, weights) in self.model.nodes.iter().zip(&self.weights) {
@@ -125,33 +155,44 @@ impl<'m> MeshPlan<'m> {
             let in_shape = self.model.shapes[node.inputs[0]];
             let width = self.model.shapes[node.output].numel();
             let out = match (node.op, weights) {
-                (Op::MeshFeatures(f), _) => features(f, mesh, &geometry)?,
-                (Op::EmanConv { heads, .. }, Weights::Eman { .. }) => {
+                (Op::MeshFeatures(f), _) => features(f, mesh, geometry)?,
+                (
+                    Op::EmanConv { heads, .. },
+                    Weights::Eman {
+                        key,
+                        value,
+                        query,
+                        self_kernel,
+                        bias,
+                    },
+                ) => {
                     let [c_in, d_in] = [in_shape.as_slice()[0], in_shape.as_slice()[1]];
                     let shape = self.model.shapes[node.output];
                     let [c_out, d_out] = [shape.as_slice()[0], shape.as_slice()[1]];
-                    eman_conv(
-                        x,
-                        &geometry,
-                        weights,
-                        Dims4 {
-                            c_in,
-                            d_in,
-                            c_out,
-                            d_out,
-                        },
-                        heads,
-                    )
+                    let w = EmanWeights {
+                        key: widen(key),
+                        value: widen(value),
+                        query: widen(query),
+                        self_kernel: widen(self_kernel),
+                        bias: widen(bias),
+                    };
+                    let dims = Dims4 {
+                        c_in,
+                        d_in,
+                        c_out,
+                        d_out,
+                    };
+                    eman_conv(x, geometry, &w, dims, heads)
                 }
                 (Op::Gate, _) => {
                     let d = in_shape.as_slice()[1];
                     let mut y = x.clone();
                     for ch in y.chunks_exact_mut(d) {
                         let s = ch[0];
-                        let g = 1.0 / (1.0 + libm::expf(-s));
-                        ch[0] = s.max(0.0);
+                        let g = T::ONE.div(T::ONE + (T::ZERO - s).exp());
+                        ch[0] = s.max(T::ZERO);
                         for c in &mut ch[1..] {
-                            *c *= g;
+                            *c = *c * g;
                         }
                     }
                     y
@@ -160,28 +201,42 @@ impl<'m> MeshPlan<'m> {
                     let d = in_shape.as_slice()[1];
                     x.chunks_exact(d).map(|ch| ch[0]).collect()
                 }
-                (Op::Relu, _) => x.iter().map(|&a| a.max(0.0)).collect(),
+                (Op::Relu, _) => x.iter().map(|&a| a.max(T::ZERO)).collect(),
                 (Op::Binary(Binary::Add), _) => {
                     let b = &values[node.inputs[1]];
-                    x.iter().zip(b).map(|(a, b)| a + b).collect()
+                    x.iter().zip(b).map(|(&a, &b)| a + b).collect()
                 }
                 (Op::Linear { .. }, Weights::Linear { w, b, out, inp }) => {
-                    let rows = x.len() / inp;
-                    let mut y = vec![0.0; rows * out];
-                    linear(w, b.as_deref(), x, rows, *out, *inp, &mut y);
-                    y
+                    let b = b.as_deref().map(widen::<T>);
+                    linear(&widen(w), b.as_deref(), x, x.len() / inp, *out, *inp)
                 }
                 _ => unreachable!("MeshPlan::new admitted only the ops above"),
             };
             debug_assert_eq!(out.len(), v * width);
             values.push(out);
         }
-        self.output = values.swap_remove(self.model.output);
-        Ok(&self.output)
+        Ok(values.swap_remove(self.model.output))
     }
 }
 
-fn features(f: MeshFeatures, mesh: &Mesh, geometry: &MeshGeometry) -> Result<Vec<f32>, Error> {
+fn to_f32<T: Real>(v: Vec<T>) -> Vec<f32> {
+    v.into_iter().map(Real::to_f32).collect()
+}
+
+/// An EMAN convolution's weights in the run's arithmetic.
+struct EmanWeights<T> {
+    key: Vec<T>,
+    value: Vec<T>,
+    query: Vec<T>,
+    self_kernel: Vec<T>,
+    bias: Vec<T>,
+}
+
+fn features<T: Real>(
+    f: MeshFeatures,
+    mesh: &Mesh,
+    geometry: &MeshGeometry,
+) -> Result<Vec<T>, Error> {
     Ok(match f {
         MeshFeatures::RelTan {
             powers,
@@ -197,14 +252,14 @@ fn features(f: MeshFeatures, mesh: &Mesh, geometry: &MeshGeometry) -> Result<Vec
                 })
                 .map_err(Error::Mesh)?;
             r.chunks_exact(2)
-                .flat_map(|xy| [0.0, xy[0] as f32, xy[1] as f32])
+                .flat_map(|xy| [T::ZERO, T::from_f64(xy[0]), T::from_f64(xy[1])])
                 .collect()
         }
         MeshFeatures::Xyz { mean, scale } => mesh
             .positions()
             .iter()
             .flat_map(|p| {
-                [0, 1, 2].map(|k| ((p[k] - f64::from(mean[k])) / f64::from(scale)) as f32)
+                [0, 1, 2].map(|k| T::from_f64((p[k] - f64::from(mean[k])) / f64::from(scale)))
             })
             .collect(),
     })
@@ -219,23 +274,22 @@ struct Dims4 {
 }
 
 /// Turns the order-`n` pairs of `row` (`channels` blocks of `d`) by `n * angle`.
-fn rotate(row: &mut [f32], d: usize, angle: f64) {
+fn rotate<T: Real>(row: &mut [T], d: usize, angle: f64) {
     let order = d / 2;
     if order == 0 {
         return;
     }
-    let mut cs = [(0.0f32, 0.0f32); 8];
+    let cos_sin = |a: f64| (T::from_f64(libm::cos(a)), T::from_f64(libm::sin(a)));
+    let mut cs = [(T::ZERO, T::ZERO); 8];
     for (n, c) in cs.iter_mut().enumerate().take(order.min(8)) {
-        let a = (n + 1) as f64 * angle;
-        *c = (libm::cos(a) as f32, libm::sin(a) as f32);
+        *c = cos_sin((n + 1) as f64 * angle);
     }
     for ch in row.chunks_exact_mut(d) {
         for n in 1..=order {
             let (c, s) = if n <= 8 {
                 cs[n - 1]
             } else {
-                let a = n as f64 * angle;
-                (libm::cos(a) as f32, libm::sin(a) as f32)
+                cos_sin(n as f64 * angle)
             };
             let (x, y) = (ch[2 * n - 1], ch[2 * n]);
             ch[2 * n - 1] = c * x - s * y;
@@ -245,7 +299,7 @@ fn rotate(row: &mut [f32], d: usize, angle: f64) {
 }
 
 /// The equivariant self-kernel (`[1 + 2s, c_in, c_out]`) of one vertex's features.
-fn self_kernel(k: &[f32], x: &[f32], dims: Dims4, y: &mut [f32]) {
+fn self_kernel<T: Real>(k: &[T], x: &[T], dims: Dims4, y: &mut [T]) {
     let Dims4 {
         c_in,
         d_in,
@@ -255,13 +309,13 @@ fn self_kernel(k: &[f32], x: &[f32], dims: Dims4, y: &mut [f32]) {
     let shared = (d_in / 2).min(d_out / 2);
     let mat = |m: usize, ci: usize, co: usize| k[(m * c_in + ci) * c_out + co];
     for co in 0..c_out {
-        let mut s = 0.0;
+        let mut s = T::ZERO;
         for ci in 0..c_in {
             s += x[ci * d_in] * mat(0, ci, co);
         }
         y[co * d_out] = s;
         for n in 1..=shared {
-            let (mut re, mut im) = (0.0, 0.0);
+            let (mut re, mut im) = (T::ZERO, T::ZERO);
             for ci in 0..c_in {
                 let (xr, xi) = (x[ci * d_in + 2 * n - 1], x[ci * d_in + 2 * n]);
                 let (wr, wi) = (mat(2 * n - 1, ci, co), mat(2 * n, ci, co));
@@ -272,24 +326,27 @@ fn self_kernel(k: &[f32], x: &[f32], dims: Dims4, y: &mut [f32]) {
             y[co * d_out + 2 * n] = im;
         }
         for c in &mut y[co * d_out + 1 + 2 * shared..(co + 1) * d_out] {
-            *c = 0.0;
+            *c = T::ZERO;
         }
     }
 }
 
 /// One EMAN attention convolution over every vertex's 1-ring (`tether_models::eman::conv`
 /// documents the equations).
-fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize) -> Vec<f32> {
-    let Weights::Eman {
+fn eman_conv<T: Real>(
+    x: &[T],
+    g: &MeshGeometry,
+    w: &EmanWeights<T>,
+    dims: Dims4,
+    heads: usize,
+) -> Vec<T> {
+    let EmanWeights {
         key,
         value,
         query,
         self_kernel: self_k,
         bias,
-    } = w
-    else {
-        unreachable!("checked by the caller")
-    };
+    } = w;
     let Dims4 {
         c_in,
         d_in,
@@ -302,7 +359,7 @@ fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize
     let edges = offsets[v] as usize;
 
     // Neighbour features transported into each edge's frame, then keys and values.
-    let mut gathered = vec![0.0f32; edges * win];
+    let mut gathered = vec![T::ZERO; edges * win];
     for (p, &start) in offsets[..v].iter().enumerate() {
         for (j, &q) in g.neighbours(p).iter().enumerate() {
             let e = start as usize + j;
@@ -311,10 +368,8 @@ fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize
             rotate(row, d_in, g.transport()[e] - g.angles()[e]);
         }
     }
-    let mut keys = vec![0.0f32; edges * wout];
-    let mut values = vec![0.0f32; edges * wout];
-    linear(key, None, &gathered, edges, wout, win, &mut keys);
-    linear(value, None, &gathered, edges, wout, win, &mut values);
+    let mut keys = linear(key, None, &gathered, edges, wout, win);
+    let mut values = linear(value, None, &gathered, edges, wout, win);
     drop(gathered);
     for (e, &theta) in g.angles().iter().enumerate() {
         rotate(&mut keys[e * wout..(e + 1) * wout], d_out, theta);
@@ -322,9 +377,9 @@ fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize
     }
 
     let per_head = wout / heads;
-    let scale = 1.0 / libm::sqrtf(per_head as f32);
-    let mut out = vec![0.0f32; v * wout];
-    let mut q = vec![0.0f32; wout];
+    let scale = T::from_f64(1.0 / libm::sqrt(per_head as f64));
+    let mut out = vec![T::ZERO; v * wout];
+    let mut q = vec![T::ZERO; wout];
     let mut scores = Vec::new();
     for p in 0..v {
         let xp = &x[p * win..(p + 1) * win];
@@ -338,27 +393,27 @@ fn eman_conv(x: &[f32], g: &MeshGeometry, w: &Weights, dims: Dims4, heads: usize
         for h in 0..heads {
             let span = h * per_head..(h + 1) * per_head;
             scores.clear();
-            let mut max = f32::NEG_INFINITY;
+            let mut max = T::NEG_INFINITY;
             for e in start..end {
                 let k = &keys[e * wout..(e + 1) * wout];
-                let s: f32 = q[span.clone()]
+                let s = q[span.clone()]
                     .iter()
                     .zip(&k[span.clone()])
-                    .map(|(a, b)| a * b)
-                    .sum::<f32>()
+                    .map(|(&a, &b)| a * b)
+                    .sum::<T>()
                     * scale;
                 max = max.max(s);
                 scores.push(s);
             }
-            let mut total = 0.0;
+            let mut total = T::ZERO;
             for s in &mut scores {
-                *s = libm::expf(*s - max);
+                *s = (*s - max).exp();
                 total += *s;
             }
-            for (e, s) in (start..end).zip(&scores) {
-                let a = s / total;
+            for (e, &s) in (start..end).zip(&scores) {
+                let a = s.div(total);
                 let val = &values[e * wout..(e + 1) * wout];
-                for (o, vv) in y[span.clone()].iter_mut().zip(&val[span.clone()]) {
+                for (o, &vv) in y[span.clone()].iter_mut().zip(&val[span.clone()]) {
                     *o += a * vv;
                 }
             }

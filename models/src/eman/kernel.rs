@@ -26,7 +26,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, backend::Backend};
 
 /// Width of a feature of order `order`: one scalar and two components per order.
@@ -41,8 +41,19 @@ pub fn gate<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
     if d == 1 {
         return relu(s);
     }
-    let rest = x.narrow(2, 1, d - 1) * sigmoid(s.clone());
+    let rest = x.narrow(2, 1, d - 1) * exact_sigmoid(s.clone());
     Tensor::cat(vec![relu(s), rest], 2)
+}
+
+/// `1 / (1 + exp(-s))` as `exp(min(s, 0)) / (1 + exp(-|s|))`: no exponent is positive, so
+/// nothing overflows (nor does its gradient), and every op is computed in the backend's own
+/// precision. burn's `sigmoid` falls back to a version that rounds through f32 on backends
+/// without a native one (ndarray), which would cap the f64 checks (equivariance, deploy
+/// parity) at about 1e-8.
+fn exact_sigmoid<B: Backend, const D: usize>(s: Tensor<B, D>) -> Tensor<B, D> {
+    let numerator = relu(s.clone().neg()).neg().exp();
+    let denominator = s.abs().neg().exp().add_scalar(1.0);
+    numerator / denominator
 }
 
 /// Configuration of a [`SelfKernel`].
