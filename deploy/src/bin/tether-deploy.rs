@@ -530,6 +530,18 @@ fn bench_mesh(
         );
     }
     println!("  f64 / f32: {:.2}x", medians[1] / medians[0]);
+    let exact = plans[1].run_f64(&mesh)?;
+    let single = plans[0].run(&mesh)?;
+    let largest = exact.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let diff = single
+        .iter()
+        .zip(&exact)
+        .map(|(a, b)| (f64::from(*a) - b).abs())
+        .fold(0.0f64, f64::max);
+    println!(
+        "  f32 vs f64 outputs: max |diff| {diff:.2e} (largest |output| {largest:.1}): the f32 \
+         rounding error on this mesh"
+    );
     Ok(())
 }
 

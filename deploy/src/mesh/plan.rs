@@ -189,7 +189,12 @@ impl<'m> MeshPlan<'m> {
                     let mut y = x.clone();
                     for ch in y.chunks_exact_mut(d) {
                         let s = ch[0];
-                        let g = T::ONE.div(T::ONE + (T::ZERO - s).exp());
+                        // sigmoid(s) = exp(min(s, 0)) / (1 + exp(-|s|)): no exponent is
+                        // positive (tether-models' gate computes the same).
+                        let neg_abs = if s > T::ZERO { T::ZERO - s } else { s };
+                        let g = (if s > T::ZERO { T::ZERO } else { s })
+                            .exp()
+                            .div(T::ONE + neg_abs.exp());
                         ch[0] = s.max(T::ZERO);
                         for c in &mut ch[1..] {
                             *c = *c * g;
