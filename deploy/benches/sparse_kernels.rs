@@ -3,8 +3,9 @@
 //! For each weight shape (LeNet-300-100's 300x784 and 100x300, LeNet-5's convolutions as
 //! GEMM and its 500x800 layer, a 1024x1024 layer), batch 1 and 32, and unstructured
 //! sparsity 50/70/80/90/95%: the time of the dense kernel (the `gemm` crate, whose best
-//! instruction set is picked at run time) over the time of the runtime's sparse kernel (CSR
-//! spmv at batch 1; transpose + register-blocked spmm at batch 32, the transpose counted).
+//! instruction set is picked at run time) over the time of the runtime's sparse kernel (at
+//! batch 1 the SELL-8 gather kernel where AVX2 runs, else CSR spmv; transpose +
+//! register-blocked spmm at batch 32, the transpose counted).
 //! Convolutions multiply the weight `[oc, c*k*k]` by one sample's patch matrix `[c*k*k,
 //! oh*ow]` (im2col, the same for both, is not timed); "batch 32" runs 32 samples.
 //!
@@ -18,7 +19,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use tether_deploy::format::Csr;
-use tether_deploy::kernels::{dense, sparse};
+use tether_deploy::kernels::{dense, sell as sparse_sell, sparse};
 
 const SPARSITIES: [f64; 5] = [0.5, 0.7, 0.8, 0.9, 0.95];
 const BATCHES: [usize; 2] = [1, 32];
@@ -188,8 +189,9 @@ fn isa() -> String {
 fn main() -> std::io::Result<()> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut md = format!(
-        "Dense: the `gemm` crate ({}; instruction set picked at run time); sparse: tether's CSR \
-         kernels (AVX2+FMA picked at run time). Single thread. Cell: dense time / sparse time \
+        "Dense: the `gemm` crate ({}; instruction set picked at run time); sparse: tether's \
+         kernels (batch 1: SELL-8 gathers; batches: CSR register-blocked spmm; AVX2+FMA or \
+         AVX-512 picked at run time). Single thread. Cell: dense time / sparse time \
          (> 1: sparse faster); in brackets the sparse time per call.\n\n\
          | shape | batch | {} | break-even sparsity |\n|---|---|{}---|\n",
         isa(),
@@ -215,6 +217,7 @@ fn main() -> std::io::Result<()> {
             for &s in &SPARSITIES {
                 let (w, csr) = random_weights(shape.rows, shape.cols, s, &mut rng);
                 let a = csr.view();
+                let sell = sparse_sell::Sell8::from_csr(&a);
                 let (dense_t, sparse_t, ratio) = compare(
                     || {
                         for _ in 0..reps {
@@ -246,6 +249,8 @@ fn main() -> std::io::Result<()> {
                         for _ in 0..reps {
                             if shape.conv_positions.is_some() {
                                 sparse::spmm(&a, Some(&bias), &x, n, &mut y2, n, 1);
+                            } else if n == 1 && sparse_sell::available() {
+                                sparse_sell::spmv(&sell, Some(&bias), &x, &mut y2);
                             } else if n == 1 {
                                 sparse::spmv(&a, Some(&bias), &x, &mut y2);
                             } else {

@@ -12,7 +12,9 @@ use crate::error::Error;
 use crate::format::{
     Binary, Csr, Dims, MAX_INPUTS, Model, Op, PoolGeom, Tensor, TensorData, Unary,
 };
-use crate::kernels::{activation, conv, conv::ConvShape, dense, layout, packed, pool, sparse};
+use crate::kernels::{
+    activation, conv, conv::ConvShape, dense, layout, packed, pool, sell, sparse,
+};
 
 /// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
 /// linear layer at batch 1 (CSR gather-dot against the `gemm` crate's GEMV): the
@@ -98,6 +100,9 @@ struct Layer<'a> {
     cols: usize,
     density: f64,
     weight: Matrix<'a>,
+    /// A sparse linear layer's weights in SELL-8 layout, for batch-1 calls where the
+    /// vector kernel runs (`sell::available`); CSR elsewhere.
+    sell: Option<sell::Sell8>,
     bias: Option<Cow<'a, [f32]>>,
 }
 
@@ -248,6 +253,7 @@ fn group_layer<'a>(
         } else {
             Matrix::Dense(w)
         },
+        sell: None,
         bias: bias.map(|b| sub(dense_view(&model.tensors[b]), rows, 1)),
     }
 }
@@ -294,6 +300,7 @@ fn layer<'a>(
         cols,
         density,
         weight,
+        sell: None,
         bias: bias.map(|b| dense_view(&model.tensors[b])),
     }
 }
@@ -388,6 +395,12 @@ impl<'a> Plan<'a> {
                         && let Matrix::Dense(w) = &l.weight
                     {
                         l.weight = Matrix::Packed(packed::pack(w, l.rows, l.cols));
+                    }
+                    if lead == 1
+                        && sell::available()
+                        && let Matrix::Sparse(s) = &l.weight
+                    {
+                        l.sell = Some(sell::Sell8::from_csr(&s.view()));
                     }
                     layers.push(l);
                     layer_ops.push(i);
@@ -523,7 +536,7 @@ impl<'a> Plan<'a> {
                     2 * s.values.len() + s.rows
                 }
                 _ => 0,
-            })
+            } + l.sell.as_ref().map_or(0, |a| a.stored() * 3 / 2 + a.rows()))
             .sum::<usize>()
             + execs
                 .iter()
@@ -779,7 +792,10 @@ fn run_step(
             match &l.weight {
                 Matrix::Dense(w) => dense::linear(w, bias, x, rows, l.rows, l.cols, y),
                 Matrix::Packed(w) => packed::linear(w, bias, x, rows, l.rows, l.cols, y),
-                Matrix::Sparse(s) if rows == 1 => sparse::spmv(&s.view(), bias, x, y),
+                Matrix::Sparse(s) if rows == 1 => match &l.sell {
+                    Some(a) => sell::spmv(a, bias, x, y),
+                    None => sparse::spmv(&s.view(), bias, x, y),
+                },
                 Matrix::Sparse(s) => {
                     let t: &[f32] = if in_t {
                         x

@@ -7,6 +7,7 @@ pub mod dense;
 pub mod layout;
 pub mod packed;
 pub mod pool;
+pub mod sell;
 pub mod sparse;
 
 /// Deterministic values in [-0.5, 0.5) for the kernels' tests.

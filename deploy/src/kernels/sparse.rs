@@ -1,7 +1,8 @@
 //! The project's sparse kernels: CSR weights times dense activations.
 //!
 //! - [`spmv`] (batch 1): one gather-dot per row (AVX2 `vgatherdps`, 16 nonzeros a step in
-//!   two accumulators; portable: four scalar accumulators).
+//!   two accumulators; portable: four scalar accumulators). It reads the file's CSR bytes
+//!   in place; where AVX2 runs, the plan uses a SELL-8 copy instead ([`super::sell`]).
 //! - [`spmm`] (a batch, or a convolution's patch matrix): the activations as a row-major
 //!   `[k, n]` matrix (a batch is transposed into it first), so each nonzero `w[r, k]` scales
 //!   one contiguous row `x[k, ..]` into the output row. Register blocking: the output row is
