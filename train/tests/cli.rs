@@ -98,6 +98,11 @@ fn prune_rejects_bad_input_clearly() {
         !ok && err.contains("possible values: mnist, fashion-mnist"),
         "{err}"
     );
+    let (ok, _, err) = tether_train(&["prune", "--epochs", "3", "--finetune-epochs", "3"], None);
+    assert!(
+        !ok && err.contains("--finetune-epochs (3) must leave at least one"),
+        "{err}"
+    );
     let (ok, _, err) = tether_train(&["prune"], Some("/nonexistent-tether-data"));
     assert!(
         !ok && err.contains("run `scripts/fetch-data mnist`"),
@@ -188,7 +193,10 @@ fn prune_meets_the_density_constraint_end_to_end() {
     let args = [
         "prune",
         "--epochs",
-        "4",
+        "5",
+        // The last epoch fine-tunes the weights with the gates frozen.
+        "--finetune-epochs",
+        "1",
         "--train-limit",
         "2048",
         "--test-limit",
@@ -234,7 +242,17 @@ fn prune_meets_the_density_constraint_end_to_end() {
         "per-layer counts disagree with the density"
     );
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 4 * (2048 / 64));
+    assert_eq!(csv.lines().count(), 1 + 5 * (2048 / 64));
+    // Frozen gates: the density after the fine-tuning epoch is the density before it.
+    let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
+    let density_of = |line: &str| line.split(',').nth(2).unwrap().to_string();
+    let rows: Vec<&str> = epochs.lines().skip(1).collect();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(density_of(rows[3]), density_of(rows[4]), "{epochs}");
+    assert!(
+        stdout.contains("fine-tuning the pruned network"),
+        "{stdout}"
+    );
     // The exported weights: as many non-zero weights as the gates kept.
     let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

@@ -25,6 +25,9 @@ pub enum GateMode {
     Sample,
     /// Use the deterministic test-time gate (Eq. 13).
     Deterministic,
+    /// The deterministic gate with no gradient to the gate parameters: the pruned network
+    /// as it will be folded, for fine-tuning its weights with the sparsity pattern fixed.
+    Frozen,
 }
 
 /// Hyper-parameters of hard-concrete gates. Defaults are the paper's.
@@ -136,6 +139,7 @@ impl<B: Backend> HardConcrete<B> {
                 sigmoid((logistic + log_alpha).div_scalar(self.beta))
             }
             GateMode::Deterministic => sigmoid(log_alpha),
+            GateMode::Frozen => sigmoid(log_alpha.detach()),
         };
         s.mul_scalar(self.zeta - self.gamma)
             .add_scalar(self.gamma)

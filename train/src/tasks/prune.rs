@@ -68,18 +68,39 @@ pub fn global_density<B: Backend, M: GatedNetwork<B>>(model: &M) -> (Tensor<B, 1
     )
 }
 
-/// The pruning problem: cross-entropy under density constraints.
+/// The pruning problem: cross-entropy under density constraints; after
+/// [`PruneProblem::freeze`], cross-entropy alone through the frozen deterministic gates
+/// (fine-tuning the weights of the pruned network, its sparsity pattern fixed).
 pub struct PruneProblem {
     /// The density constraint: one entry (global) or one per layer.
     pub density: ConstraintId,
     /// Targets, one per entry of `density`.
     pub targets: Vec<f64>,
+    frozen: core::cell::Cell<bool>,
 }
 
 impl PruneProblem {
     /// Density at most `targets` (one global target, or one per gated layer).
     pub fn new(density: ConstraintId, targets: Vec<f64>) -> Self {
-        Self { density, targets }
+        Self {
+            density,
+            targets,
+            frozen: core::cell::Cell::new(false),
+        }
+    }
+
+    /// From now on: the gates as they will be folded (deterministic, no gradient, so they
+    /// and the density stay where they are) and no constraint; the weights alone train.
+    /// Why: sampled gates inject noise into every forward pass, which slows the weights'
+    /// learning; once the density is where it should be, the network that will be
+    /// deployed can be trained without that noise.
+    pub fn freeze(&self) {
+        self.frozen.set(true);
+    }
+
+    /// True after [`PruneProblem::freeze`].
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.get()
     }
 }
 
@@ -89,6 +110,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
     type Input = Batch<B>;
 
     fn compute_cmp_state(&self, model: &M, batch: &Batch<B>) -> CmpState<B> {
+        if self.is_frozen() {
+            let logits = model.forward_gated(batch.images.clone(), GateMode::Frozen);
+            return CmpState::new(cross_entropy(logits, batch.labels.clone()));
+        }
         let logits = model.forward_gated(batch.images.clone(), GateMode::Sample);
         let loss = cross_entropy(logits, batch.labels.clone());
         let (expected, strict) = if self.targets.len() == 1 {

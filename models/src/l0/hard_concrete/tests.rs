@@ -109,6 +109,28 @@ fn expected_l0_gradient_matches_finite_differences() {
     }
 }
 
+/// Frozen gates are the deterministic gates, and pass no gradient to `log_alpha`.
+#[test]
+fn frozen_gates_are_deterministic_and_pass_no_gradient() {
+    type A = Autodiff<Flex>;
+    let device = Default::default();
+    let locs = [-3.0f32, -0.5, 0.0, 1.0, 3.0];
+    let mut g = HardConcreteConfig::new().init::<A>(locs.len(), &device);
+    g.log_alpha = Param::from_tensor(Tensor::from_data(
+        TensorData::new(locs.to_vec(), [locs.len()]),
+        &device,
+    ));
+    let frozen = g.gates(GateMode::Frozen);
+    assert_eq!(host(frozen.clone()), host(g.gates(GateMode::Deterministic)));
+    let x =
+        Tensor::<A, 1>::from_data(TensorData::new(vec![1.0f32; 5], [5]), &device).require_grad();
+    let grads = (frozen * x.clone()).sum().backward();
+    assert!(g.log_alpha.grad(&grads).is_none());
+    assert!(x.grad(&grads).is_some());
+    let grads = g.gates(GateMode::Deterministic).sum().backward();
+    assert!(g.log_alpha.grad(&grads).is_some());
+}
+
 #[test]
 #[should_panic(expected = "hard-concrete init_drop_rate must lie in (0, 1), got 1")]
 fn rejects_a_drop_rate_of_one() {

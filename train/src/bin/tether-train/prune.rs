@@ -98,6 +98,11 @@ pub struct PruneArgs {
     /// Epochs over the training set.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
+    /// Of `--epochs`, the last N fine-tune the pruned network: the gates frozen where
+    /// they are (deterministic, as they will be folded), the constraint off, the weights
+    /// trained without the sampled gates' noise. The budget stays `--epochs`.
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["dense", "fixed_penalty"])]
+    finetune_epochs: usize,
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
@@ -156,6 +161,12 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.epochs > 0 && args.batch > 0,
         "--epochs and --batch must be at least 1"
+    );
+    anyhow::ensure!(
+        args.finetune_epochs < args.epochs,
+        "--finetune-epochs ({}) must leave at least one of the --epochs ({}) for pruning",
+        args.finetune_epochs,
+        args.epochs
     );
     anyhow::ensure!(
         args.lr > 0.0 && args.gate_lr > 0.0,
@@ -321,6 +332,7 @@ impl Task {
         set: &mut ConstraintSet<B>,
         problem: &P,
         health: Option<ShampooHealth>,
+        on_epoch_start: impl Fn(usize),
         mut on_step: impl FnMut(usize, StepInfo<'_, B, M>),
         evaluate: impl Fn(&M::InnerModule, &[Batch<B::InnerBackend>]) -> (f64, f64),
     ) -> anyhow::Result<(M, Vec<Vec<f64>>)>
@@ -337,6 +349,7 @@ impl Task {
         let mut epochs = Vec::new();
         let mut offset = 0;
         for epoch in 0..a.epochs {
+            on_epoch_start(epoch);
             let batches = train.epoch(a.batch, a.seed, epoch as u64, true);
             anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
             model = fit(
@@ -413,6 +426,7 @@ impl Task {
             &mut set,
             &ClassifyProblem,
             health,
+            |_| {},
             |step, info| steps.push(vec![step as f64, info.values.loss]),
             |eval, test| (classify::accuracy(test, |x| eval.logits(x)), 1.0),
         )?;
@@ -508,7 +522,27 @@ impl Task {
             &mut set,
             &problem,
             health,
+            |epoch| {
+                if epoch + a.finetune_epochs == a.epochs && a.finetune_epochs > 0 {
+                    println!(
+                        "epochs {}-{}: fine-tuning the pruned network (gates frozen)",
+                        epoch + 1,
+                        a.epochs
+                    );
+                    problem.freeze();
+                }
+            },
             |step, info| {
+                if problem.is_frozen() {
+                    // Gates and multipliers no longer move: their last values, the new loss.
+                    let mut row = steps.last().cloned().unwrap_or_default();
+                    if row.len() >= 2 {
+                        row[0] = step as f64;
+                        row[1] = info.values.loss;
+                        steps.push(row);
+                    }
+                    return;
+                }
                 let (_, v, strict) = &info.values.constraints[0];
                 let strict = strict.as_ref().expect("strict violation is set");
                 if strict.iter().all(|&g| g <= 0.0) {
@@ -608,7 +642,7 @@ impl Task {
         let summary = serde_json::json!({
             "model": format!("{:?}", a.model), "dataset": a.dataset.name(), "target_density": a.target_density,
             "per_layer_constraints": a.per_layer, "dual": format!("{:?}", self.dual),
-            "fixed_penalty": a.fixed_penalty, "seed": a.seed, "epochs": a.epochs, "dense": false,
+            "fixed_penalty": a.fixed_penalty, "seed": a.seed, "epochs": a.epochs, "finetune_epochs": a.finetune_epochs, "dense": false,
             "optimizer": a.optimizer.optimizer,
             "gate_lr_schedule": if a.constant_gate_lr { "constant" } else { "cosine" },
             "final": {"test_accuracy": epochs.last().map(|e| e[1]), "density": epochs.last().map(|e| e[2])},
