@@ -8,7 +8,9 @@
 //! per-sample [`crate::Plan`] refuses such a model ([`Error::NeedsMesh`]).
 //!
 //! Buffers depend on the mesh's size, so they are allocated per run (`alloc`), unlike
-//! the per-sample plan's fixed arena.
+//! the per-sample plan's fixed arena. A plan computes in f32 or in f64
+//! ([`Precision`], `super::real` says why both): the ops are written once, over the float
+//! type.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -18,7 +20,8 @@ use super::{GeometryOptions, Mesh, MeshGeometry, Precision, RelTanOptions};
 use crate::error::Error;
 use crate::format::{Binary, MeshFeatures, Model, Op};
 
-/// Weights of one op, widened to dense f32 once.
+/// Weights of one op, widened to dense f32 once (and to the run's float type per run:
+/// they are a few thousand numbers).
 enum Weights {
     None,
     Linear {
