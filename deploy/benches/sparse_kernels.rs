@@ -19,7 +19,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use tether_deploy::format::Csr;
-use tether_deploy::kernels::{dense, sell as sparse_sell, sparse};
+use tether_deploy::kernels::{block, dense, sell as sparse_sell, sparse};
 
 const SPARSITIES: [f64; 5] = [0.5, 0.7, 0.8, 0.9, 0.95];
 const BATCHES: [usize; 2] = [1, 32];
@@ -120,6 +120,58 @@ fn random_weights(rows: usize, cols: usize, sparsity: f64, rng: &mut Rng) -> (Ve
             vals,
         },
     )
+}
+
+/// Weights whose sparsity is made of whole 1x4 blocks (aligned at multiples of 4
+/// columns), each kept with probability `1 - sparsity`: what 1x4 structured gates leave.
+fn random_block_weights(
+    rows: usize,
+    cols: usize,
+    sparsity: f64,
+    rng: &mut Rng,
+) -> (Vec<f32>, OwnedCsr) {
+    let mut dense = vec![0.0f32; rows * cols];
+    let (mut ptr, mut idx, mut vals) = (vec![0u32], Vec::new(), Vec::new());
+    for r in 0..rows {
+        for b in 0..cols / block::BLOCK {
+            if rng.next() as f64 >= sparsity {
+                for c in b * block::BLOCK..(b + 1) * block::BLOCK {
+                    let v = rng.next() - 0.5;
+                    dense[r * cols + c] = v;
+                    idx.push(c as u16);
+                    vals.push(v);
+                }
+            }
+        }
+        ptr.push(vals.len() as u32);
+    }
+    (
+        dense,
+        OwnedCsr {
+            rows,
+            cols,
+            ptr,
+            idx,
+            vals,
+        },
+    )
+}
+
+/// The sparsity where the ratios cross 1 (linear interpolation), as a table cell.
+fn break_even(ratios: &[f64]) -> String {
+    let mut even = if ratios[0] >= 1.0 {
+        format!("<= {:.0}%", SPARSITIES[0] * 100.0)
+    } else {
+        "> 95%".into()
+    };
+    for i in 1..ratios.len() {
+        if ratios[i - 1] < 1.0 && ratios[i] >= 1.0 {
+            let f = (1.0 - ratios[i - 1]) / (ratios[i] - ratios[i - 1]);
+            let s = SPARSITIES[i - 1] + f * (SPARSITIES[i] - SPARSITIES[i - 1]);
+            even = format!("{:.0}%", s * 100.0);
+        }
+    }
+    even
 }
 
 /// Seconds per call of `dense` and `sparse` and their ratio: 9 alternating trials of a
@@ -268,19 +320,7 @@ fn main() -> std::io::Result<()> {
                     shape.name
                 ));
             }
-            // Linear interpolation of the sparsity where the ratio crosses 1.
-            let mut even = if ratios[0] >= 1.0 {
-                format!("<= {:.0}%", SPARSITIES[0] * 100.0)
-            } else {
-                "> 95%".into()
-            };
-            for i in 1..ratios.len() {
-                if ratios[i - 1] < 1.0 && ratios[i] >= 1.0 {
-                    let f = (1.0 - ratios[i - 1]) / (ratios[i] - ratios[i - 1]);
-                    let s = SPARSITIES[i - 1] + f * (SPARSITIES[i] - SPARSITIES[i - 1]);
-                    even = format!("{:.0}%", s * 100.0);
-                }
-            }
+            let even = break_even(&ratios);
             let line = format!(
                 "| {} | {batch} | {} | {even} |\n",
                 shape.name,
@@ -289,6 +329,58 @@ fn main() -> std::io::Result<()> {
             print!("{line}");
             md.push_str(&line);
         }
+    }
+    // Batch 1 with sparsity in whole 1x4 blocks: the block kernel (what the plan picks
+    // for such weights) and, for comparison, the unstructured kernel on the same weights.
+    md.push_str(&format!(
+        "\n1x4 block sparsity (whole aligned blocks of 4 weights in a row kept or removed), \
+         batch 1. Cell: dense time / 1x4-block kernel time, then dense time / SELL-8 time on \
+         the same weights.\n\n| shape | {} | break-even (blocks) |\n|---|{}---|\n",
+        SPARSITIES.map(|s| format!("{:.0}%", s * 100.0)).join(" | "),
+        "---|".repeat(SPARSITIES.len()),
+    ));
+    for shape in SHAPES.iter().filter(|s| s.conv_positions.is_none()) {
+        let x: Vec<f32> = (0..shape.cols).map(|_| rng.next() - 0.5).collect();
+        let bias: Vec<f32> = (0..shape.rows).map(|_| rng.next()).collect();
+        let mut y = vec![0.0f32; shape.rows];
+        let mut y2 = vec![0.0f32; shape.rows];
+        let mut cells = Vec::new();
+        let mut ratios = Vec::new();
+        for &s in &SPARSITIES {
+            let (w, csr) = random_block_weights(shape.rows, shape.cols, s, &mut rng);
+            let a = csr.view();
+            let blocks = block::Block4::from_csr(&a).expect("columns a multiple of 4");
+            let sell = sparse_sell::Sell8::from_csr(&a);
+            let mut dense_call = || {
+                dense::linear(&w, Some(&bias), &x, 1, shape.rows, shape.cols, &mut y);
+                black_box(&mut y);
+            };
+            let (_, block_t, ratio) = compare(&mut dense_call, || {
+                block::spmv(&blocks, Some(&bias), &x, &mut y2);
+                black_box(&mut y2);
+            });
+            let (_, _, sell_ratio) = compare(&mut dense_call, || {
+                sparse_sell::spmv(&sell, Some(&bias), &x, &mut y2);
+                black_box(&mut y2);
+            });
+            ratios.push(ratio);
+            cells.push(format!(
+                "{ratio:.2}x ({:.1} us); {sell_ratio:.2}x",
+                block_t * 1e6
+            ));
+            json.push(format!(
+                "{{\"shape\": \"{}\", \"batch\": 1, \"block_sparsity\": {s}, \"block_s\": {block_t:e}, \"ratio\": {ratio}, \"sell_ratio\": {sell_ratio}}}",
+                shape.name
+            ));
+        }
+        let line = format!(
+            "| {} | {} | {} |\n",
+            shape.name,
+            cells.join(" | "),
+            break_even(&ratios)
+        );
+        print!("{line}");
+        md.push_str(&line);
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/bench");
     std::fs::create_dir_all(&out)?;

@@ -384,3 +384,79 @@ fn chained_sparse_layers_on_a_batch_match_the_dense_kernels() {
         }
     }
 }
+
+#[test]
+fn block_and_scattered_sparse_layers_match_the_dense_kernels_at_batch_1() {
+    // One layer pruned in whole 1x4 blocks (the plan's block kernel where AVX2 runs), one
+    // with scattered nonzeros (SELL-8 there); both against the dense kernels.
+    let (i, h, o) = (24, 16, 6);
+    let blocks: Vec<f32> = (0..h * i)
+        .map(|k| {
+            let (r, c) = (k / i, k % i);
+            if (r + c / 4) % 3 == 0 {
+                (k as f32 * 0.31).sin()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let scattered: Vec<f32> = (0..o * h)
+        .map(|k| {
+            if k % 5 == 1 {
+                (k as f32 * 0.17).cos()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut b = ModelBuilder::new(&[i]);
+    let (t1, t2) = (b.csr(&[h, i], &blocks), b.csr(&[o, h], &scattered));
+    let bias = b.dense(&[h], &(0..h).map(|k| k as f32 * 0.01).collect::<Vec<_>>());
+    let x1 = b.op(
+        OpSpec::Linear {
+            weight: t1,
+            bias: Some(bias),
+        },
+        &[b.input()],
+    );
+    let x1 = b.op(OpSpec::Relu, &[x1]);
+    let y = b.op(
+        OpSpec::Linear {
+            weight: t2,
+            bias: None,
+        },
+        &[x1],
+    );
+    let bytes = AlignedBytes::from_slice(&b.finish(y).unwrap());
+    let plan = |kernels| {
+        Plan::new(
+            Model::parse(&bytes).unwrap(),
+            &PlanOptions {
+                batch: 1,
+                kernels,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (mut sparse, mut dense) = (plan(KernelChoice::Sparse), plan(KernelChoice::Dense));
+    let layouts: Vec<_> = sparse.layers().iter().map(|l| l.batch1_layout).collect();
+    if crate::kernels::sell::available() {
+        assert_eq!(layouts, [Some("1x4 blocks"), Some("sell-8")]);
+    } else {
+        assert_eq!(layouts, [Some("csr"), Some("csr")]);
+    }
+    for seed in 0..4 {
+        let x: Vec<f32> = (0..i)
+            .map(|k| ((k + 7 * seed) as f32 * 0.29).sin())
+            .collect();
+        let (a, d) = (
+            sparse.run(&x).unwrap().to_vec(),
+            dense.run(&x).unwrap().to_vec(),
+        );
+        assert!(d.iter().any(|v| v.abs() > 1e-3));
+        for (a, d) in a.iter().zip(&d) {
+            assert!((a - d).abs() < 1e-6, "{a} vs {d}");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crate::format::{
     Binary, Csr, Dims, MAX_INPUTS, Model, Op, PoolGeom, Tensor, TensorData, Unary,
 };
 use crate::kernels::{
-    activation, conv, conv::ConvShape, dense, layout, packed, pool, sell, sparse,
+    activation, block, conv, conv::ConvShape, dense, layout, packed, pool, sell, sparse,
 };
 
 /// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
@@ -93,6 +93,44 @@ enum Matrix<'a> {
     Sparse(CsrStore<'a>),
 }
 
+/// A sparse layer's copy for batch-1 calls (x86-64 with AVX2 and FMA).
+#[derive(Clone, Debug)]
+enum Batch1 {
+    /// Scattered nonzeros: 8 rows per vector, gathers ([`sell`]).
+    Sell(sell::Sell8),
+    /// Nonzeros in whole 1x4 blocks: plain loads ([`block`]).
+    Blocks(block::Block4),
+}
+
+/// Block fill (nonzeros per stored block entry) from which the 1x4-block kernel beats
+/// SELL-8: it costs about 1.5 ns a block where SELL-8 costs 0.6 ns a nonzero (300x784 at
+/// 90%, `cargo bench -p tether-deploy --bench sparse_kernels`), so blocks win above a fill
+/// of about 0.6; scattered 90% sparsity fills about 0.27.
+const BLOCK_FILL_BREAK_EVEN: f64 = 0.6;
+
+impl Batch1 {
+    /// The best batch-1 layout for `a`, or `None` where no vector kernel runs.
+    fn choose(a: &crate::format::Csr) -> Option<Self> {
+        if !sell::available() {
+            return None;
+        }
+        if block::block_fill(a) >= BLOCK_FILL_BREAK_EVEN
+            && let Some(b) = block::Block4::from_csr(a)
+        {
+            return Some(Self::Blocks(b));
+        }
+        Some(Self::Sell(sell::Sell8::from_csr(a)))
+    }
+
+    /// Floats of memory the copy takes (indices counted as fractions of a float).
+    fn floats(&self) -> usize {
+        match self {
+            Self::Sell(a) => a.stored() * 3 / 2 + a.rows(),
+            Self::Blocks(b) => b.blocks() * (block::BLOCK + 1) + b.rows() + 1,
+        }
+    }
+}
+
 /// A weight matrix `[rows, cols]` and its bias, in the form its kernel reads.
 #[derive(Clone, Debug)]
 struct Layer<'a> {
@@ -100,9 +138,9 @@ struct Layer<'a> {
     cols: usize,
     density: f64,
     weight: Matrix<'a>,
-    /// A sparse linear layer's weights in SELL-8 layout, for batch-1 calls where the
-    /// vector kernel runs (`sell::available`); CSR elsewhere.
-    sell: Option<sell::Sell8>,
+    /// A sparse linear layer's weights in the layout of its batch-1 vector kernel, where
+    /// that kernel runs; `None`: the CSR kernel on the model's bytes.
+    batch1: Option<Batch1>,
     bias: Option<Cow<'a, [f32]>>,
 }
 
@@ -188,6 +226,9 @@ pub struct LayerReport {
     pub density: f64,
     /// True when the sparse kernel runs.
     pub sparse: bool,
+    /// The layout a sparse layer's batch-1 calls read: `"csr"`, `"sell-8"` or
+    /// `"1x4 blocks"` (`None` for dense layers).
+    pub batch1_layout: Option<&'static str>,
 }
 
 /// A model ready to run.
@@ -253,7 +294,7 @@ fn group_layer<'a>(
         } else {
             Matrix::Dense(w)
         },
-        sell: None,
+        batch1: None,
         bias: bias.map(|b| sub(dense_view(&model.tensors[b]), rows, 1)),
     }
 }
@@ -300,7 +341,7 @@ fn layer<'a>(
         cols,
         density,
         weight,
-        sell: None,
+        batch1: None,
         bias: bias.map(|b| dense_view(&model.tensors[b])),
     }
 }
@@ -397,10 +438,9 @@ impl<'a> Plan<'a> {
                         l.weight = Matrix::Packed(packed::pack(w, l.rows, l.cols));
                     }
                     if lead == 1
-                        && sell::available()
                         && let Matrix::Sparse(s) = &l.weight
                     {
-                        l.sell = Some(sell::Sell8::from_csr(&s.view()));
+                        l.batch1 = Batch1::choose(&s.view());
                     }
                     layers.push(l);
                     layer_ops.push(i);
@@ -536,7 +576,7 @@ impl<'a> Plan<'a> {
                     2 * s.values.len() + s.rows
                 }
                 _ => 0,
-            } + l.sell.as_ref().map_or(0, |a| a.stored() * 3 / 2 + a.rows()))
+            } + l.batch1.as_ref().map_or(0, Batch1::floats))
             .sum::<usize>()
             + execs
                 .iter()
@@ -596,6 +636,12 @@ impl<'a> Plan<'a> {
                 cols: l.cols,
                 density: l.density,
                 sparse: matches!(l.weight, Matrix::Sparse(_)),
+                batch1_layout: match (&l.weight, &l.batch1) {
+                    (Matrix::Sparse(_), Some(Batch1::Sell(_))) => Some("sell-8"),
+                    (Matrix::Sparse(_), Some(Batch1::Blocks(_))) => Some("1x4 blocks"),
+                    (Matrix::Sparse(_), None) => Some("csr"),
+                    _ => None,
+                },
             })
             .collect()
     }
@@ -792,8 +838,9 @@ fn run_step(
             match &l.weight {
                 Matrix::Dense(w) => dense::linear(w, bias, x, rows, l.rows, l.cols, y),
                 Matrix::Packed(w) => packed::linear(w, bias, x, rows, l.rows, l.cols, y),
-                Matrix::Sparse(s) if rows == 1 => match &l.sell {
-                    Some(a) => sell::spmv(a, bias, x, y),
+                Matrix::Sparse(s) if rows == 1 => match &l.batch1 {
+                    Some(Batch1::Sell(a)) => sell::spmv(a, bias, x, y),
+                    Some(Batch1::Blocks(a)) => block::spmv(a, bias, x, y),
                     None => sparse::spmv(&s.view(), bias, x, y),
                 },
                 Matrix::Sparse(s) => {

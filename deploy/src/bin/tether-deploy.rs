@@ -702,7 +702,11 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
         let sparse: Vec<String> = plan
             .layers()
             .iter()
-            .map(|l| format!("op {} {}", l.op, if l.sparse { "sparse" } else { "dense" }))
+            .map(|l| match l.batch1_layout {
+                Some(layout) if batch == 1 => format!("op {} sparse ({layout})", l.op),
+                Some(_) => format!("op {} sparse", l.op),
+                None => format!("op {} dense", l.op),
+            })
             .collect();
         println!(
             "plan, batch {batch}: activations {} bytes (arena + scratch); kernels: {}",

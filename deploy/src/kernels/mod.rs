@@ -2,6 +2,7 @@
 //! the caller passes (the plan validated the shapes).
 
 pub mod activation;
+pub mod block;
 pub mod conv;
 pub mod dense;
 pub mod layout;
