@@ -59,7 +59,7 @@ impl Block4 {
     /// `a` in 1x4 blocks; `None` when `a.cols()` is not a multiple of 4 (a block would
     /// read past the end of the activations).
     pub fn from_csr(a: &Csr) -> Option<Self> {
-        if a.cols() % BLOCK != 0 {
+        if !a.cols().is_multiple_of(BLOCK) {
             return None;
         }
         let mut row_ptr = Vec::with_capacity(a.rows() + 1);
