@@ -36,7 +36,7 @@ impl GatedMlpConfig {
             .enumerate()
             .map(|(i, w)| {
                 // Removing an output unit of the last layer would remove a class.
-                let structure = if i == last {
+                let structure = if i == last && self.structure == GateStructure::OutputUnit {
                     GateStructure::Weight
                 } else {
                     self.structure

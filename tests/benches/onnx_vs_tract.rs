@@ -32,6 +32,10 @@ fn default_models() -> Vec<(String, PathBuf)> {
     [
         ("LeNet-300-100 dense", "mnist-lenet300-dense-s0"),
         ("LeNet-300-100 pruned 90%", "mnist-lenet300-t0.1-s0"),
+        (
+            "LeNet-300-100 pruned 90% in 1x4 blocks",
+            "mnist-lenet300-t0.1-block1x4-s0",
+        ),
         ("LeNet-5 dense", "mnist-lenet5-dense-s0"),
         ("LeNet-5 pruned 90%", "mnist-lenet5-t0.1-s0"),
     ]

@@ -53,7 +53,8 @@ impl GatedConv2dConfig {
             ))
             .init(device);
         let n_gates = match self.structure {
-            GateStructure::Weight => {
+            // A convolution's 1x4 blocks would cut across kernel windows: per weight.
+            GateStructure::Weight | GateStructure::Block1x4 => {
                 self.channels_out * self.channels_in * self.kernel * self.kernel
             }
             GateStructure::OutputUnit => self.channels_out,
@@ -94,7 +95,7 @@ impl<B: Backend> GatedConv2d<B> {
     fn gated_weight(&self, z: Tensor<B, 1>) -> Tensor<B, 4> {
         let w = self.conv.weight.val();
         match self.structure {
-            GateStructure::Weight => w.clone() * z.reshape(w.dims()),
+            GateStructure::Weight | GateStructure::Block1x4 => w.clone() * z.reshape(w.dims()),
             GateStructure::OutputUnit => {
                 let c = z.dims()[0];
                 w * z.reshape([c, 1, 1, 1])
@@ -108,7 +109,9 @@ impl<B: Backend> GatedConv2d<B> {
         let z = self.gates.gates(mode);
         let bias = self.conv.bias.as_ref().map(|b| b.val());
         match self.structure {
-            GateStructure::Weight => conv2d(x, self.gated_weight(z), bias, self.options()),
+            GateStructure::Weight | GateStructure::Block1x4 => {
+                conv2d(x, self.gated_weight(z), bias, self.options())
+            }
             GateStructure::OutputUnit => {
                 let c = z.dims()[0];
                 conv2d(x, self.conv.weight.val(), bias, self.options()) * z.reshape([1, c, 1, 1])
@@ -119,7 +122,7 @@ impl<B: Backend> GatedConv2d<B> {
     fn params_per_gate(&self) -> usize {
         let [_, c_in, k1, k2] = self.conv.weight.dims();
         match self.structure {
-            GateStructure::Weight => 1,
+            GateStructure::Weight | GateStructure::Block1x4 => 1,
             GateStructure::OutputUnit => c_in * k1 * k2 + usize::from(self.conv.bias.is_some()),
         }
     }

@@ -54,6 +54,10 @@ pub enum Structure {
     Weight,
     /// One gate per hidden unit (removes whole units).
     Unit,
+    /// One gate per 1x4 block of a linear layer's weights (4 consecutive inputs of one
+    /// output; convolutions per weight): sparsity tether-deploy runs with plain loads
+    /// instead of gathers at batch 1.
+    Block1x4,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -224,6 +228,7 @@ impl BackendTask for Task {
         let structure = match self.args.structure {
             Structure::Weight => GateStructure::Weight,
             Structure::Unit => GateStructure::OutputUnit,
+            Structure::Block1x4 => GateStructure::Block1x4,
         };
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         if self.args.dense {
