@@ -333,9 +333,11 @@ fn main() -> std::io::Result<()> {
     // Batch 1 with sparsity in whole 1x4 blocks: the block kernel (what the plan picks
     // for such weights) and, for comparison, the unstructured kernel on the same weights.
     md.push_str(&format!(
-        "\n1x4 block sparsity (whole aligned blocks of 4 weights in a row kept or removed), \
-         batch 1. Cell: dense time / 1x4-block kernel time, then dense time / SELL-8 time on \
-         the same weights.\n\n| shape | {} | break-even (blocks) |\n|---|{}---|\n",
+        "\n1x4 block sparsity (whole aligned blocks of 4 weights in a row kept or removed). \
+         Batch 1 cell: dense time / 1x4-block kernel time, then dense time / SELL-8 time on \
+         the same weights; batch 32: dense time / the batch kernel's time (transpose + \
+         register-blocked spmm, the transpose counted).\n\n| shape | batch | {} | \
+         break-even (blocks) |\n|---|---|{}---|\n",
         SPARSITIES.map(|s| format!("{:.0}%", s * 100.0)).join(" | "),
         "---|".repeat(SPARSITIES.len()),
     ));
@@ -374,7 +376,45 @@ fn main() -> std::io::Result<()> {
             ));
         }
         let line = format!(
-            "| {} | {} | {} |\n",
+            "| {} | 1 | {} | {} |\n",
+            shape.name,
+            cells.join(" | "),
+            break_even(&ratios)
+        );
+        print!("{line}");
+        md.push_str(&line);
+        // Batch 32 on block-pruned weights: the CSR batch kernel (blocks are ordinary
+        // nonzeros to it).
+        let n = 32;
+        let xb: Vec<f32> = (0..shape.cols * n).map(|_| rng.next() - 0.5).collect();
+        let mut yb = vec![0.0f32; shape.rows * n];
+        let mut yb2 = vec![0.0f32; shape.rows * n];
+        let mut t = vec![0.0f32; shape.cols * n];
+        let mut cells = Vec::new();
+        let mut ratios = Vec::new();
+        for &s in &SPARSITIES {
+            let (w, csr) = random_block_weights(shape.rows, shape.cols, s, &mut rng);
+            let a = csr.view();
+            let (_, sparse_t, ratio) = compare(
+                || {
+                    dense::linear(&w, Some(&bias), &xb, n, shape.rows, shape.cols, &mut yb);
+                    black_box(&mut yb);
+                },
+                || {
+                    sparse::transpose(&xb, n, shape.cols, &mut t);
+                    sparse::spmm(&a, Some(&bias), &t, n, &mut yb2, 1, shape.rows);
+                    black_box(&mut yb2);
+                },
+            );
+            ratios.push(ratio);
+            cells.push(format!("{ratio:.2}x ({:.1} us)", sparse_t * 1e6));
+            json.push(format!(
+                "{{\"shape\": \"{}\", \"batch\": {n}, \"block_sparsity\": {s}, \"sparse_s\": {sparse_t:e}, \"ratio\": {ratio}}}",
+                shape.name
+            ));
+        }
+        let line = format!(
+            "| {} | {n} | {} | {} |\n",
             shape.name,
             cells.join(" | "),
             break_even(&ratios)
