@@ -130,8 +130,10 @@ fn report(a: &Args) -> anyhow::Result<()> {
          samples within 3 standard deviations (PacGAN's threshold); high quality: within \
          3 standard deviations of a mode; exploitability: u_G(BR_G, s_C) - u_G(s_G, BR_C) \
          with fresh responses of twice the response budget (0 at an equilibrium).\n\n\
-         | data | method | modes covered per seed | min | high quality % | exploitability | generators used | gradient steps | time (s) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         PNM iterations: where each seed stopped, * at a resource-bounded equilibrium \
+         (epsilon reached) rather than the iteration cap.\n\n\
+         | data | method | modes covered per seed | min | high quality % | exploitability | generators used | PNM iterations | gradient steps | time (s) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         a.seeds, a.response_steps, a.background
     );
     let mut all = Vec::new();
@@ -158,8 +160,23 @@ fn report(a: &Args) -> anyhow::Result<()> {
             let (steps, _) = mean_sd(&get("gradient_steps"));
             let (secs, _) = mean_sd(&get("seconds"));
             let min = modes.iter().copied().fold(f64::INFINITY, f64::min);
+            let iterations = if method == "pnm" {
+                runs.iter()
+                    .map(|r| {
+                        let star = if r["converged"].as_bool() == Some(true) {
+                            "*"
+                        } else {
+                            ""
+                        };
+                        format!("{}{star}", r["iterations"].as_u64().unwrap_or(0))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                "-".into()
+            };
             md.push_str(&format!(
-                "| {data} | {method} | {} | {min}/{total} | {:.1} ± {:.1} | {ex:.3} ± {ex_sd:.3} | {gens:.1} | {steps:.0} | {secs:.0} |\n",
+                "| {data} | {method} | {} | {min}/{total} | {:.1} ± {:.1} | {ex:.3} ± {ex_sd:.3} | {gens:.1} | {iterations} | {steps:.0} | {secs:.0} |\n",
                 modes
                     .iter()
                     .map(|m| format!("{m}"))
