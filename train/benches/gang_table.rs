@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, default_value_t = 80)]
     ring_iterations: usize,
     /// Most PNM iterations on the grid (it needs at least one generator per mode; at 80
-    /// no seed had reached a resource-bounded equilibrium, at 133-144 they did).
+    /// no seed had reached a resource-bounded equilibrium, at 130-144 they all did).
     #[arg(long, default_value_t = 160)]
     grid_iterations: usize,
     /// Adam steps per best response (the CLI's default; 500 left PNM's ring generators

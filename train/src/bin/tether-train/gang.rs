@@ -65,7 +65,7 @@ pub struct GangArgs {
     #[arg(long, value_enum, default_value_t = Method::Pnm)]
     method: Method,
     /// PNM: the most iterations (each adds one generator and one classifier); default 80
-    /// on the ring, 160 on the grid (where PNM reached its equilibrium at 133-144
+    /// on the ring, 160 on the grid (where PNM reached its equilibrium at 130-144
     /// iterations in every seed, and was still short of it at 80).
     #[arg(long)]
     iterations: Option<usize>,
