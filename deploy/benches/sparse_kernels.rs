@@ -96,46 +96,22 @@ impl OwnedCsr {
     }
 }
 
-fn random_weights(rows: usize, cols: usize, sparsity: f64, rng: &mut Rng) -> (Vec<f32>, OwnedCsr) {
-    let mut dense = vec![0.0f32; rows * cols];
-    let (mut ptr, mut idx, mut vals) = (vec![0u32], Vec::new(), Vec::new());
-    for r in 0..rows {
-        for c in 0..cols {
-            if rng.next() as f64 >= sparsity {
-                let v = rng.next() - 0.5;
-                dense[r * cols + c] = v;
-                idx.push(c as u16);
-                vals.push(v);
-            }
-        }
-        ptr.push(vals.len() as u32);
-    }
-    (
-        dense,
-        OwnedCsr {
-            rows,
-            cols,
-            ptr,
-            idx,
-            vals,
-        },
-    )
-}
-
-/// Weights whose sparsity is made of whole 1x4 blocks (aligned at multiples of 4
-/// columns), each kept with probability `1 - sparsity`: what 1x4 structured gates leave.
-fn random_block_weights(
+/// Random weights `[rows, cols]` (dense and CSR) whose nonzeros come in aligned runs of
+/// `block` consecutive columns of a row, each run kept with probability `1 - sparsity`:
+/// `block` 1 is unstructured sparsity, 4 what 1x4 structured gates leave.
+fn random_weights(
     rows: usize,
     cols: usize,
     sparsity: f64,
+    block: usize,
     rng: &mut Rng,
 ) -> (Vec<f32>, OwnedCsr) {
     let mut dense = vec![0.0f32; rows * cols];
     let (mut ptr, mut idx, mut vals) = (vec![0u32], Vec::new(), Vec::new());
     for r in 0..rows {
-        for b in 0..cols / block::BLOCK {
+        for b in 0..cols / block {
             if rng.next() as f64 >= sparsity {
-                for c in b * block::BLOCK..(b + 1) * block::BLOCK {
+                for c in b * block..(b + 1) * block {
                     let v = rng.next() - 0.5;
                     dense[r * cols + c] = v;
                     idx.push(c as u16);
@@ -267,7 +243,7 @@ fn main() -> std::io::Result<()> {
             let mut cells = Vec::new();
             let mut ratios = Vec::new();
             for &s in &SPARSITIES {
-                let (w, csr) = random_weights(shape.rows, shape.cols, s, &mut rng);
+                let (w, csr) = random_weights(shape.rows, shape.cols, s, 1, &mut rng);
                 let a = csr.view();
                 let sell = sparse_sell::Sell8::from_csr(&a);
                 let (dense_t, sparse_t, ratio) = compare(
@@ -349,7 +325,7 @@ fn main() -> std::io::Result<()> {
         let mut cells = Vec::new();
         let mut ratios = Vec::new();
         for &s in &SPARSITIES {
-            let (w, csr) = random_block_weights(shape.rows, shape.cols, s, &mut rng);
+            let (w, csr) = random_weights(shape.rows, shape.cols, s, block::BLOCK, &mut rng);
             let a = csr.view();
             let blocks = block::Block4::from_csr(&a).expect("columns a multiple of 4");
             let sell = sparse_sell::Sell8::from_csr(&a);
@@ -393,7 +369,7 @@ fn main() -> std::io::Result<()> {
         let mut cells = Vec::new();
         let mut ratios = Vec::new();
         for &s in &SPARSITIES {
-            let (w, csr) = random_block_weights(shape.rows, shape.cols, s, &mut rng);
+            let (w, csr) = random_weights(shape.rows, shape.cols, s, block::BLOCK, &mut rng);
             let a = csr.view();
             let (_, sparse_t, ratio) = compare(
                 || {

@@ -68,9 +68,12 @@ impl Block4 {
         row_ptr.push(0u32);
         for r in 0..a.rows() {
             let (cols, vals) = a.row(r);
+            let first = start.len();
             for (&c, &v) in cols.iter().zip(vals) {
                 let s = (c as usize / BLOCK * BLOCK) as u32;
-                if start.last() != Some(&s) || row_ptr.last() == Some(&(start.len() as u32)) {
+                // A new block at the row's first nonzero or a new aligned group (columns out
+                // of order only make more blocks; duplicates add up, as in the CSR product).
+                if start.len() == first || start.last() != Some(&s) {
                     start.push(s);
                     values.extend_from_slice(&[0.0; BLOCK]);
                 }
@@ -196,13 +199,8 @@ mod tests {
     use alloc::vec;
 
     use super::*;
+    use crate::kernels::dense_product;
     use crate::kernels::sparse::csr_from_dense;
-
-    fn dense_product(w: &[f32], b: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        (0..rows)
-            .map(|r| b[r] + (0..cols).map(|k| w[r * cols + k] * x[k]).sum::<f32>())
-            .collect()
-    }
 
     /// Blocks of every count per row (0 to all), whole or partly filled.
     #[test]

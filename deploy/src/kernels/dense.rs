@@ -15,39 +15,68 @@ pub fn linear(
 ) {
     bias_per_column(y, bias, batch, out);
     #[cfg(feature = "gemm")]
-    // SAFETY: the plan sized `w` to out*inp, `x` to batch*inp and `y` to batch*out; the
-    // strides below address exactly those elements.
+    // SAFETY: the plan sized `w` to out*inp, `x` to batch*inp and `y` to batch*out.
     unsafe {
-        // Computed as y^T = W x^T: the `gemm` crate is fastest with a column-major
-        // destination, which y^T is (y[b, n] at b * out + n: row stride 1 in y^T).
-        gemm::gemm(
-            out,
-            batch,
-            inp,
-            y.as_mut_ptr(),
-            out as isize,
-            1,
-            true,
+        gemm_linear_accumulate(
             w.as_ptr(),
-            1,
-            inp as isize,
             x.as_ptr(),
-            inp as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+            y.as_mut_ptr(),
+            batch,
+            out,
+            inp,
+            1.0f32,
+        )
+    };
     #[cfg(not(feature = "gemm"))]
     for b in 0..batch {
         let xb = &x[b * inp..(b + 1) * inp];
         for (n, yv) in y[b * out..(b + 1) * out].iter_mut().enumerate() {
             *yv += dot(&w[n * inp..(n + 1) * inp], xb);
         }
+    }
+}
+
+/// `y[b, n] += sum_k x[b, k] w[n, k]` through the `gemm` crate, for any element type it
+/// supports (`one` is that type's 1: f32 here, f64 for `mesh`'s double-precision runs).
+/// Computed as `y^T += W x^T`: the crate is fastest with a column-major destination, which
+/// `y^T` is (`y[b, n]` at `b * out + n`: row stride 1 in `y^T`).
+///
+/// # Safety
+/// `w` points to `out * inp`, `x` to `batch * inp` and `y` to `batch * out` elements, all
+/// row-major; `T` is f32 or f64.
+#[cfg(feature = "gemm")]
+pub(crate) unsafe fn gemm_linear_accumulate<T: Copy + 'static>(
+    w: *const T,
+    x: *const T,
+    y: *mut T,
+    batch: usize,
+    out: usize,
+    inp: usize,
+    one: T,
+) {
+    // SAFETY: as the caller promises; the strides address exactly those elements.
+    unsafe {
+        gemm::gemm(
+            out,
+            batch,
+            inp,
+            y,
+            out as isize,
+            1,
+            true,
+            w,
+            1,
+            inp as isize,
+            x,
+            inp as isize,
+            1,
+            one,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

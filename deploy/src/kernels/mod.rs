@@ -22,3 +22,18 @@ pub(crate) fn lcg(n: usize, seed: u32) -> alloc::vec::Vec<f32> {
         })
         .collect()
 }
+
+/// `y[r] = b[r] + sum_k w[r, k] x[k]` for a dense row-major `[rows, cols]` weight: the
+/// reference the sparse kernels' tests compare with.
+#[cfg(test)]
+pub(crate) fn dense_product(
+    w: &[f32],
+    b: &[f32],
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+) -> alloc::vec::Vec<f32> {
+    (0..rows)
+        .map(|r| b[r] + (0..cols).map(|k| w[r * cols + k] * x[k]).sum::<f32>())
+        .collect()
+}

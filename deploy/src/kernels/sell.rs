@@ -206,36 +206,25 @@ mod tests {
     use alloc::vec;
 
     use super::*;
+    use crate::kernels::dense_product;
     use crate::kernels::sparse::csr_from_dense;
-
-    fn dense_product(w: &[f32], b: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-        (0..rows)
-            .map(|r| b[r] + (0..cols).map(|k| w[r * cols + k] * x[k]).sum::<f32>())
-            .collect()
-    }
 
     #[test]
     fn sell_matches_the_dense_product_for_every_row_count_and_length() {
-        let mut seed = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32
-        };
         // Row counts around the slice width, rows of every length from 0 to all columns
         // (odd and even step counts, empty rows, full rows).
         for rows in [1, 7, 8, 9, 23, 40] {
             let cols = 37;
+            let vals = crate::kernels::lcg(rows * cols, rows as u32);
             let w: Vec<f32> = (0..rows * cols)
                 .map(|i| {
                     let (r, k) = (i / cols, i % cols);
                     let keep = (r * 7 + k * 3) % cols < (r * 5) % (cols + 1);
-                    if keep { next() - 0.5 } else { 0.0 }
+                    if keep { vals[i] } else { 0.0 }
                 })
                 .collect();
-            let b: Vec<f32> = (0..rows).map(|_| next()).collect();
-            let x: Vec<f32> = (0..cols).map(|_| next() - 0.5).collect();
+            let b = crate::kernels::lcg(rows, 11);
+            let x = crate::kernels::lcg(cols, 13);
             let (ptr, idx, val) = csr_from_dense(rows, cols, &w);
             let csr = Csr::new(rows, cols, &ptr, &idx, &val).unwrap();
             let sell = Sell8::from_csr(&csr);

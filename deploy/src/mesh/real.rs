@@ -118,32 +118,18 @@ pub(crate) fn linear<T: Real>(
     assert!(w.len() >= out * inp && x.len() >= rows * inp);
     #[cfg(feature = "gemm")]
     // SAFETY: `w` holds out*inp, `x` rows*inp and `y` rows*out elements (checked above
-    // and by construction), which are exactly what the strides address. `T` is f32 or
-    // f64, both of which `gemm` supports.
+    // and by construction); `T` is f32 or f64.
     unsafe {
-        // y^T = W x^T: `gemm` is fastest with a column-major destination, which y^T is.
-        gemm::gemm(
-            out,
-            rows,
-            inp,
-            y.as_mut_ptr(),
-            out as isize,
-            1,
-            true,
+        crate::kernels::dense::gemm_linear_accumulate(
             w.as_ptr(),
-            1,
-            inp as isize,
             x.as_ptr(),
-            inp as isize,
-            1,
+            y.as_mut_ptr(),
+            rows,
+            out,
+            inp,
             T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+        )
+    };
     #[cfg(not(feature = "gemm"))]
     for (xr, yr) in x.chunks_exact(inp).zip(y.chunks_exact_mut(out)) {
         for (n, yv) in yr.iter_mut().enumerate() {
