@@ -111,9 +111,6 @@ pub struct HardConcrete<B: Backend> {
     zeta: f64,
 }
 
-/// Keeps `u` away from 0 and 1 so that `log u - log(1 - u)` stays finite in `f32`.
-const UNIFORM_EPS: f64 = 1e-6;
-
 impl<B: Backend> HardConcrete<B> {
     /// Number of gates.
     pub fn len(&self) -> usize {
@@ -126,24 +123,47 @@ impl<B: Backend> HardConcrete<B> {
     }
 
     /// Gate values `z`, sampled or deterministic.
+    ///
+    /// Computed in one pass on the host (`fused`): the noise, the stretch, the clip and
+    /// the derivative `dz / d log_alpha` together, instead of a dozen element-wise tensor
+    /// ops and their backward passes. Under autodiff the result is
+    /// `log_alpha * dz + (z - log_alpha * dz)` with the bracket a constant: two tensor ops
+    /// forward and one backward, derivative `dz` exactly, value `z` up to one rounding
+    /// (and exactly 0 or 1 where the gate is clipped, since `dz` is 0 there).
+    /// `dz`), so the backward pass is one multiply.
     pub fn gates(&self, mode: GateMode) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
-        let s = match mode {
+        let device = log_alpha.device();
+        let computed = match mode {
             GateMode::Sample => {
-                let u = Tensor::<B, 1>::random(
-                    [self.len()],
-                    Distribution::Uniform(UNIFORM_EPS, 1.0 - UNIFORM_EPS),
-                    &log_alpha.device(),
+                // The noise stream is seeded from the backend's generator, so `B::seed`
+                // still makes a run reproducible.
+                let seed = fused::seed_from_uniforms(
+                    &Tensor::<B, 1>::random([3], Distribution::Default, &device)
+                        .into_data()
+                        .iter::<f64>()
+                        .collect::<Vec<_>>(),
                 );
-                let logistic = u.clone().log() - u.neg().add_scalar(1.0).log();
-                sigmoid((logistic + log_alpha).div_scalar(self.beta))
+                fused::sample(&log_alpha.to_data(), &self.params(), seed)
             }
-            GateMode::Deterministic => sigmoid(log_alpha),
-            GateMode::Frozen => sigmoid(log_alpha.detach()),
+            GateMode::Deterministic | GateMode::Frozen => {
+                fused::deterministic(&log_alpha.to_data(), &self.params())
+            }
         };
-        s.mul_scalar(self.zeta - self.gamma)
-            .add_scalar(self.gamma)
-            .clamp(0.0, 1.0)
+        if mode == GateMode::Frozen || !log_alpha.is_require_grad() {
+            return Tensor::from_data(computed.value, &device);
+        }
+        let (offset, dz) = fused::linearised(computed, &log_alpha.to_data());
+        log_alpha * Tensor::<B, 1>::from_data(dz, &device)
+            + Tensor::<B, 1>::from_data(offset, &device)
+    }
+
+    fn params(&self) -> fused::HardConcreteParams {
+        fused::HardConcreteParams {
+            beta: self.beta,
+            gamma: self.gamma,
+            zeta: self.zeta,
+        }
     }
 
     /// `P(z_j != 0)` for every gate: the expected L0 norm per gate (Eq. 12), differentiable
@@ -153,9 +173,21 @@ impl<B: Backend> HardConcrete<B> {
         sigmoid(self.log_alpha.val().sub_scalar(shift))
     }
 
-    /// The expected number of non-zero gates.
+    /// The expected number of non-zero gates, computed in one host pass with its gradient
+    /// (as for sampled gates).
     pub fn expected_l0(&self) -> Tensor<B, 1> {
-        self.prob_nonzero().sum()
+        let log_alpha = self.log_alpha.val();
+        let device = log_alpha.device();
+        let expected = fused::expected_l0(&log_alpha.to_data(), &self.params());
+        let total = Tensor::<B, 1>::from_data(
+            burn::tensor::TensorData::new(vec![expected.value], [1]),
+            &device,
+        );
+        if !log_alpha.is_require_grad() {
+            return total;
+        }
+        let dp = Tensor::<B, 1>::from_data(expected.derivative, &device);
+        total + ((log_alpha.clone() - log_alpha.detach()) * dp).sum()
     }
 
     /// The counts of a layer in which each gate controls `params_per_gate` parameters.
@@ -169,14 +201,20 @@ impl<B: Backend> HardConcrete<B> {
     }
 
     /// The number of deterministic gates that are exactly non-zero (the true L0 of the
-    /// deployed model).
+    /// deployed model), counted on the host: a deterministic gate is non-zero exactly when
+    /// its location exceeds `logit(-gamma / (zeta - gamma))`.
     pub fn count_nonzero(&self) -> Tensor<B, 1> {
-        self.gates(GateMode::Deterministic)
-            .greater_elem(0.0)
-            .float()
-            .sum()
+        let log_alpha = self.log_alpha.val();
+        let count = fused::count_open(&log_alpha.to_data(), &self.params());
+        Tensor::from_data(
+            burn::tensor::TensorData::new(vec![count as f64], [1]),
+            &log_alpha.device(),
+        )
     }
 }
+
+mod fast_math;
+mod fused;
 
 #[cfg(test)]
 mod tests;
