@@ -82,7 +82,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
                     let src = &plane[yi as usize * s.w..(yi as usize + 1) * s.w];
                     let x0 = dj * dw;
                     if contiguous && x0 + ow <= s.w {
-                        out.copy_from_slice(&src[x0..x0 + ow]);
+                        copy_short(&src[x0..x0 + ow], out);
                         continue;
                     }
                     for (j, o) in out.iter_mut().enumerate() {
@@ -99,9 +99,48 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of im2col (a LeNet conv2 patch row is 8
+/// floats, and there are 4,000 of them per sample): `copy_from_slice` is a call to
+/// `memcpy`, whose fixed cost is most of a short copy's. Fixed-size chunks of 8 compile to
+/// inline vector moves; the tail is one more chunk, overlapping the last full one.
+#[inline(always)]
+fn copy_short(src: &[f32], dst: &mut [f32]) {
+    const W: usize = 8;
+    let n = dst.len();
+    debug_assert_eq!(src.len(), n);
+    if n < W {
+        for i in 0..n {
+            dst[i] = core::hint::black_box(src[i]);
+        }
+        return;
+    }
+    for (d, s) in dst.chunks_exact_mut(W).zip(src.chunks_exact(W)) {
+        let s: &[f32; W] = s.try_into().expect("chunk of W");
+        let d: &mut [f32; W] = d.try_into().expect("chunk of W");
+        *d = *s;
+    }
+    if !n.is_multiple_of(W) {
+        let s: &[f32; W] = src[n - W..].try_into().expect("W floats");
+        let d: &mut [f32; W] = (&mut dst[n - W..]).try_into().expect("W floats");
+        *d = *s;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn short_copies_of_every_length() {
+        for n in 0..40 {
+            let src: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+            let mut dst = vec![-1.0; n];
+            copy_short(&src, &mut dst);
+            assert_eq!(src, dst, "length {n}");
+        }
+    }
 
     #[test]
     fn patches_with_padding() {

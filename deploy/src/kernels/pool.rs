@@ -15,6 +15,10 @@ pub fn avg_pool2d(x: &[f32], c: usize, h: usize, w: usize, g: &PoolGeom, y: &mut
     pool(x, c, h, w, g, y, 0.0, |a, b| a + b, |s, n| s / n as f32);
 }
 
+/// Widest row span (columns) the row-first pooling path handles on the stack; wider
+/// inputs take the per-window path.
+const ROW_BUFFER: usize = 512;
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pool(
@@ -38,6 +42,38 @@ fn pool(
     let (top, left) = (g.pads[0] as isize, g.pads[1] as isize);
     let (bottom, right) = ((h + g.pads[2]) as isize, (w + g.pads[3]) as isize);
     let simple = g.pads == [0; 4] && g.dilation == [1, 1] && !g.ceil;
+    // Columns an output row's windows span.
+    let span = ow.saturating_sub(1) * sw + kw;
+    if simple && span <= ROW_BUFFER {
+        for ch in 0..c {
+            let plane = &x[ch * h * w..(ch + 1) * h * w];
+            let out = &mut y[ch * oh * ow..(ch + 1) * oh * ow];
+            for (i, out_row) in out.chunks_exact_mut(ow).enumerate() {
+                // Fold the window's rows element-wise first (a vector loop over the
+                // columns), then the columns of each window: no per-output chain of
+                // kh * kw dependent folds.
+                let mut rows = [init; ROW_BUFFER];
+                let rows = &mut rows[..span];
+                for di in 0..kh {
+                    let src = &plane[(i * sh + di) * w..][..span];
+                    for (r, &v) in rows.iter_mut().zip(src) {
+                        *r = fold(*r, v);
+                    }
+                }
+                if kw == 2 && sw == 2 {
+                    for (o, pair) in out_row.iter_mut().zip(rows.chunks_exact(2)) {
+                        *o = finish(fold(pair[0], pair[1]), kh * kw);
+                    }
+                } else {
+                    for (j, o) in out_row.iter_mut().enumerate() {
+                        let window = &rows[j * sw..j * sw + kw];
+                        *o = finish(window.iter().fold(init, |a, &v| fold(a, v)), kh * kw);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for ch in 0..c {
         let plane = &x[ch * h * w..(ch + 1) * h * w];
         let out = &mut y[ch * oh * ow..(ch + 1) * oh * ow];
@@ -80,6 +116,40 @@ fn pool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// The row-first path (no padding) against the pooling written out per window, on odd
+    /// sizes, strides and kernels.
+    #[test]
+    fn row_first_path_matches_a_direct_computation() {
+        for (h, w, k, s) in [(7, 9, 3, 2), (8, 8, 2, 2), (5, 11, 2, 1), (6, 13, 3, 3)] {
+            let x: Vec<f32> = (0..2 * h * w)
+                .map(|i| ((i * 37) % 23) as f32 - 11.0)
+                .collect();
+            let g = PoolGeom::simple(k, s);
+            let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+            let mut y = vec![0.0; 2 * oh * ow];
+            max_pool2d(&x, 2, h, w, &g, &mut y);
+            let mut z = vec![0.0; 2 * oh * ow];
+            avg_pool2d(&x, 2, h, w, &g, &mut z);
+            for ch in 0..2 {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let cells: Vec<f32> = (0..k)
+                            .flat_map(|di| (0..k).map(move |dj| (di, dj)))
+                            .map(|(di, dj)| x[ch * h * w + (i * s + di) * w + j * s + dj])
+                            .collect();
+                        let max = cells.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                        let mean = cells.iter().sum::<f32>() / cells.len() as f32;
+                        let at = ch * oh * ow + i * ow + j;
+                        assert_eq!(y[at], max, "{h}x{w} k{k} s{s} at {at}");
+                        assert!((z[at] - mean).abs() < 1e-5, "{h}x{w} k{k} s{s} at {at}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn two_by_two() {
