@@ -38,6 +38,10 @@ fn default_models() -> Vec<(String, PathBuf)> {
         ),
         ("LeNet-5 dense", "mnist-lenet5-dense-s0"),
         ("LeNet-5 pruned 90%", "mnist-lenet5-t0.1-s0"),
+        (
+            "LeNet-5 pruned 90% in every layer",
+            "mnist-lenet5-t0.1-per-layer-s0",
+        ),
     ]
     .iter()
     .map(|(n, d)| (n.to_string(), dir.join(d).join("model.tthr")))
