@@ -130,10 +130,14 @@ impl<B: Backend> HardConcrete<B> {
     /// `log_alpha * dz + (z - log_alpha * dz)` with the bracket a constant: two tensor ops
     /// forward and one backward, derivative `dz` exactly, value `z` up to one rounding
     /// (and exactly 0 or 1 where the gate is clipped, since `dz` is 0 there).
-    /// `dz`), so the backward pass is one multiply.
+    ///
+    /// On a GPU backend this is a round trip through host memory per call (the locations
+    /// down, the gates and derivatives up): a synchronisation, for the small networks this
+    /// crate prunes cheaper than the kernel launches it replaces.
     pub fn gates(&self, mode: GateMode) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
         let device = log_alpha.device();
+        let locations = log_alpha.to_data();
         let computed = match mode {
             GateMode::Sample => {
                 // The noise stream is seeded from the backend's generator, so `B::seed`
@@ -144,16 +148,16 @@ impl<B: Backend> HardConcrete<B> {
                         .iter::<f64>()
                         .collect::<Vec<_>>(),
                 );
-                fused::sample(&log_alpha.to_data(), &self.params(), seed)
+                fused::sample(&locations, &self.params(), seed)
             }
             GateMode::Deterministic | GateMode::Frozen => {
-                fused::deterministic(&log_alpha.to_data(), &self.params())
+                fused::deterministic(&locations, &self.params())
             }
         };
         if mode == GateMode::Frozen || !log_alpha.is_require_grad() {
             return Tensor::from_data(computed.value, &device);
         }
-        let (offset, dz) = fused::linearised(computed, &log_alpha.to_data());
+        let (offset, dz) = fused::linearised(computed, &locations);
         log_alpha * Tensor::<B, 1>::from_data(dz, &device)
             + Tensor::<B, 1>::from_data(offset, &device)
     }
