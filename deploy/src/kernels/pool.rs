@@ -45,6 +45,10 @@ fn pool(
     // Columns an output row's windows span.
     let span = ow.saturating_sub(1) * sw + kw;
     if simple && span <= ROW_BUFFER {
+        // One row buffer for the whole call (filled from each window's first row, so it
+        // is never cleared: a fresh array per output row cost more than the pooling).
+        let mut buffer = [0.0f32; ROW_BUFFER];
+        let rows = &mut buffer[..span];
         for ch in 0..c {
             let plane = &x[ch * h * w..(ch + 1) * h * w];
             let out = &mut y[ch * oh * ow..(ch + 1) * oh * ow];
@@ -52,9 +56,8 @@ fn pool(
                 // Fold the window's rows element-wise first (a vector loop over the
                 // columns), then the columns of each window: no per-output chain of
                 // kh * kw dependent folds.
-                let mut rows = [init; ROW_BUFFER];
-                let rows = &mut rows[..span];
-                for di in 0..kh {
+                rows.copy_from_slice(&plane[i * sh * w..][..span]);
+                for di in 1..kh {
                     let src = &plane[(i * sh + di) * w..][..span];
                     for (r, &v) in rows.iter_mut().zip(src) {
                         *r = fold(*r, v);
