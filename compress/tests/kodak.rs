@@ -60,7 +60,11 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
     assert!(out.bytes.len() * 8 <= budget_bits(target, &image));
     assert!(out.bpp >= 0.9 * target, "{} bpp", out.bpp);
     // The decoder sees what the encoder reported, and it is the picture: far closer to
-    // it than the image's own mean colour.
+    // it than the image's own mean colour (the flat image at 13.8 dB here). The bound, +3
+    // dB (half the mean colour's squared error), is set from the spread over seeds: 400
+    // steps from seeds 0-17 gave 17.4-20.2 dB (mean 18.7) with the fused gates and
+    // 17.4-21.0 dB (mean 19.1) with the tensor-op gates before them. The +6 dB this test
+    // asked before held for only 6 of those 18 seeds, seed 0 among them.
     let decoded = decode_file(&out.bytes).unwrap();
     assert_eq!(psnr(&image, &decoded).unwrap(), out.psnr);
     let mut sum = [0u64; 3];
@@ -76,7 +80,7 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
     .unwrap();
     let baseline = psnr(&image, &mean).unwrap();
     assert!(
-        out.psnr > baseline + 6.0,
+        out.psnr > baseline + 3.0,
         "{} dB vs the mean colour's {baseline}",
         out.psnr
     );
