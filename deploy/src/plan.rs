@@ -13,7 +13,8 @@ use crate::format::{
     Binary, Csr, Dims, MAX_INPUTS, Model, Op, PoolGeom, Tensor, TensorData, Unary,
 };
 use crate::kernels::{
-    activation, block, conv, conv::ConvShape, dense, layout, packed, pool, sell, sparse,
+    activation, block, conv, conv::ConvShape, dense, direct_conv, layout, packed, pool, sell,
+    sparse,
 };
 
 /// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
@@ -141,6 +142,9 @@ struct Layer<'a> {
     /// A sparse linear layer's weights in the layout of its batch-1 vector kernel, where
     /// that kernel runs; `None`: the CSR kernel on the model's bytes.
     batch1: Option<Batch1>,
+    /// A sparse convolution's nonzeros as input offsets, where the direct kernel runs
+    /// (stride 1, no padding; a CPU with AVX2): no im2col.
+    direct: Option<direct_conv::DirectConv>,
     bias: Option<Cow<'a, [f32]>>,
 }
 
@@ -227,7 +231,8 @@ pub struct LayerReport {
     /// True when the sparse kernel runs.
     pub sparse: bool,
     /// The layout a sparse layer's batch-1 calls read: `"csr"`, `"sell-8"` or
-    /// `"1x4 blocks"` (`None` for dense layers).
+    /// `"1x4 blocks"`; `"direct"` for a convolution that reads its input planes directly
+    /// at every batch size (no im2col); `None` for dense layers.
     pub batch1_layout: Option<&'static str>,
 }
 
@@ -295,6 +300,7 @@ fn group_layer<'a>(
             Matrix::Dense(w)
         },
         batch1: None,
+        direct: None,
         bias: bias.map(|b| sub(dense_view(&model.tensors[b]), rows, 1)),
     }
 }
@@ -342,6 +348,7 @@ fn layer<'a>(
         density,
         weight,
         batch1: None,
+        direct: None,
         bias: bias.map(|b| dense_view(&model.tensors[b])),
     }
 }
@@ -491,6 +498,13 @@ impl<'a> Plan<'a> {
                         pads: geom.pads,
                         dilation: geom.dilation,
                     };
+                    if sell::available() {
+                        for l in &mut layers[first_layer..] {
+                            if let Matrix::Sparse(s) = &l.weight {
+                                l.direct = direct_conv::DirectConv::new(&s.view(), &shape);
+                            }
+                        }
+                    }
                     if !shape.is_pointwise() {
                         let (oh, ow) = shape.out();
                         let patch = shape
@@ -576,7 +590,8 @@ impl<'a> Plan<'a> {
                     2 * s.values.len() + s.rows
                 }
                 _ => 0,
-            } + l.batch1.as_ref().map_or(0, Batch1::floats))
+            } + l.batch1.as_ref().map_or(0, Batch1::floats)
+                + l.direct.as_ref().map_or(0, direct_conv::DirectConv::floats))
             .sum::<usize>()
             + execs
                 .iter()
@@ -637,6 +652,7 @@ impl<'a> Plan<'a> {
                 density: l.density,
                 sparse: matches!(l.weight, Matrix::Sparse(_)),
                 batch1_layout: match (&l.weight, &l.batch1) {
+                    (Matrix::Sparse(_), _) if l.direct.is_some() => Some("direct"),
                     (Matrix::Sparse(_), Some(Batch1::Sell(_))) => Some("sell-8"),
                     (Matrix::Sparse(_), Some(Batch1::Blocks(_))) => Some("1x4 blocks"),
                     (Matrix::Sparse(_), None) => Some("csr"),
@@ -875,6 +891,10 @@ fn run_step(
                     let bias = l.bias.as_deref();
                     let xg = &xb[g * in_group..(g + 1) * in_group];
                     let yg = &mut yb[g * l.rows * p..(g + 1) * l.rows * p];
+                    if let (Matrix::Sparse(s), Some(d)) = (&l.weight, &l.direct) {
+                        direct_conv::conv(&s.view(), d, bias, xg, &shape, yg);
+                        continue;
+                    }
                     let cols: &[f32] = if shape.is_pointwise() {
                         xg
                     } else {

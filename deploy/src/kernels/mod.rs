@@ -5,6 +5,7 @@ pub mod activation;
 pub mod block;
 pub mod conv;
 pub mod dense;
+pub mod direct_conv;
 pub mod layout;
 pub mod packed;
 pub mod pool;
