@@ -13,8 +13,8 @@
 //!   sparse) chosen by its density; no allocation per inference.
 //! - [`kernels`]: dense (the `gemm` crate, an AVX-512 micro-kernel for batches where the
 //!   CPU has it, or a portable fallback) and the project's own sparse kernels (CSR weights
-//!   times dense activations), conv via im2col, pooling, activations, broadcasting and
-//!   layout ops.
+//!   times dense activations: CSR, SELL-8 and 1x4 blocks; a direct sparse convolution),
+//!   conv via im2col otherwise, pooling, activations, broadcasting and layout ops.
 //! - [`mesh`]: triangle meshes (validated), the geometry of equivariant mesh attention
 //!   networks (EMAN) in `no_std`, [`mesh::MeshPlan`] that runs an exported EMAN on a mesh,
 //!   and (feature `std`) OFF, OBJ, PLY and GIFTI readers.
