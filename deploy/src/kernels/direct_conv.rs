@@ -25,6 +25,8 @@ const ROWS: usize = 4;
 pub struct DirectConv {
     /// Per nonzero: `(c * h + di) * w + dj`.
     offsets: Vec<u32>,
+    /// The geometry the offsets were computed for.
+    shape: ConvShape,
 }
 
 impl DirectConv {
@@ -50,7 +52,10 @@ impl DirectConv {
                 ((c * shape.h + tap / kw) * shape.w + tap % kw) as u32
             })
             .collect();
-        Some(Self { offsets })
+        Some(Self {
+            offsets,
+            shape: *shape,
+        })
     }
 
     /// Floats of memory the offsets take.
@@ -77,27 +82,110 @@ pub fn conv(
         a.values().len(),
         "offsets of another weight"
     );
+    let s = &d.shape;
+    assert!(
+        (s.c, s.h, s.w, s.k) == (shape.c, shape.h, shape.w, shape.k),
+        "offsets of another geometry"
+    );
+    let (oh, ow) = shape.out();
+    assert!(x.len() >= shape.c * shape.h * shape.w && y.len() >= a.rows() * oh * ow);
+    if let Some(b) = bias {
+        assert!(b.len() >= a.rows());
+    }
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if super::sell::available() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above); the function is the
-        // portable body compiled with them.
-        unsafe { avx2(a, d, bias, x, shape, y) };
+        // SAFETY: the CPU has AVX2 and FMA (checked just above). The offsets were built
+        // for this geometry (checked above) from column indices below `c * kh * kw`, so
+        // every 8-float read `off + (i + r) * w + j0 ..+ 8` (i + r < oh, j0 + 8 <= ow)
+        // stays inside plane c of `x`, whose length was checked; every write stays inside
+        // the `[oc, oh, ow]` output, whose length was checked.
+        unsafe { avx2::conv(a, &d.offsets, bias, x, shape, y) };
         return;
     }
     body(a, d, bias, x, shape, y);
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2(
-    a: &Csr,
-    d: &DirectConv,
-    bias: Option<&[f32]>,
-    x: &[f32],
-    shape: &ConvShape,
-    y: &mut [f32],
-) {
-    body(a, d, bias, x, shape, y);
+mod avx2 {
+    use core::arch::x86_64::*;
+
+    use super::{ConvShape, Csr, LANES};
+
+    /// Output rows per tile here: eight independent FMA chains, so that the FMA latency
+    /// (4 cycles) does not bound a loop that can issue two a cycle; each nonzero is one
+    /// broadcast and eight FMAs with their loads folded in.
+    const ROWS: usize = 8;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn conv(
+        a: &Csr,
+        offsets: &[u32],
+        bias: Option<&[f32]>,
+        x: &[f32],
+        shape: &ConvShape,
+        y: &mut [f32],
+    ) {
+        let (oh, ow) = shape.out();
+        let p = oh * ow;
+        let (row_ptr, values) = (a.row_ptr(), a.values());
+        for o in 0..a.rows() {
+            let (start, end) = (row_ptr[o] as usize, row_ptr[o + 1] as usize);
+            let (vals, offs) = (&values[start..end], &offsets[start..end]);
+            let b = bias.map_or(0.0, |b| b[o]);
+            let out = y[o * p..(o + 1) * p].as_mut_ptr();
+            let mut i = 0;
+            // SAFETY (all calls): as in `super::conv`; tiles cover rows i..i + R < oh.
+            while i + ROWS <= oh {
+                unsafe { rows::<ROWS>(vals, offs, b, x.as_ptr(), shape.w, ow, i, out) };
+                i += ROWS;
+            }
+            while i + ROWS / 2 <= oh {
+                unsafe { rows::<{ ROWS / 2 }>(vals, offs, b, x.as_ptr(), shape.w, ow, i, out) };
+                i += ROWS / 2;
+            }
+            while i < oh {
+                unsafe { rows::<1>(vals, offs, b, x.as_ptr(), shape.w, ow, i, out) };
+                i += 1;
+            }
+        }
+    }
+
+    /// The tiles of output rows `i..i + R` of one channel.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const R: usize>(
+        vals: &[f32],
+        offs: &[u32],
+        b: f32,
+        x: *const f32,
+        w: usize,
+        ow: usize,
+        i: usize,
+        out: *mut f32,
+    ) {
+        let mut j = 0;
+        loop {
+            let j0 = j.min(ow - LANES);
+            let mut acc = [_mm256_set1_ps(b); R];
+            for (&v, &off) in vals.iter().zip(offs) {
+                let v = _mm256_set1_ps(v);
+                // SAFETY: the caller's bounds (see `super::conv`).
+                let base = unsafe { x.add(off as usize + i * w + j0) };
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(v, unsafe { _mm256_loadu_ps(base.add(r * w)) }, *acc);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                // SAFETY: row i + r < oh, columns j0..j0 + 8 <= ow of this channel.
+                unsafe { _mm256_storeu_ps(out.add((i + r) * ow + j0), *acc) };
+            }
+            if j0 + LANES >= ow {
+                break;
+            }
+            j += LANES;
+        }
+    }
 }
 
 #[inline(always)]
@@ -191,9 +279,9 @@ mod tests {
         (row_ptr, col_idx, values)
     }
 
-    /// Against im2col and the sparse product on the patch matrix, on LeNet-5's conv2, a
-    /// width that is not a multiple of 8, a height that is not a multiple of 4, and empty
-    /// output channels.
+    /// Against im2col and the sparse product on the patch matrix, on LeNet-5's conv1 and
+    /// conv2, widths that are not a multiple of 8, heights that are not a multiple of 8 or
+    /// 4 (17 rows: tiles of 8, 8 and 1), and empty output channels.
     #[test]
     fn matches_im2col_and_spmm() {
         for (c, h, w, oc, k, density) in [
@@ -201,6 +289,7 @@ mod tests {
             (3, 13, 19, 7, 3, 0.5),
             (2, 9, 10, 5, 2, 0.05),
             (1, 28, 28, 20, 5, 0.6),
+            (4, 19, 16, 3, 3, 0.3),
         ] {
             let shape = ConvShape::square(c, h, w, k, 1, 0);
             let (oh, ow) = shape.out();
@@ -213,10 +302,14 @@ mod tests {
             im2col(&x, &shape, &mut cols);
             let mut want = vec![0.0; oc * oh * ow];
             sparse::spmm(&a, Some(&bias), &cols, oh * ow, &mut want, oh * ow, 1);
+            // The dispatched kernel (AVX2 + FMA where the CPU has them) and the portable one.
             let mut got = vec![f32::NAN; oc * oh * ow];
             conv(&a, &d, Some(&bias), &x, &shape, &mut got);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let mut portable = vec![f32::NAN; oc * oh * ow];
+            body(&a, &d, Some(&bias), &x, &shape, &mut portable);
+            for (i, ((g, p), w)) in got.iter().zip(&portable).zip(&want).enumerate() {
                 assert!((g - w).abs() < 1e-5, "{c}x{h}x{w} k{k}: at {i} {g} vs {w}");
+                assert!((p - w).abs() < 1e-5, "{c}x{h}x{w} k{k}: at {i} {p} vs {w}");
             }
         }
     }
