@@ -4,11 +4,14 @@
 //! inference (LeNet-5's conv2 copies 4,000 rows of 8 floats a sample) and the sparse product
 //! over it reads every patch row once per nonzero anyway.
 //!
-//! Work is tiled as 4 output rows x 8 columns of one output channel: the tile's 32 sums stay
-//! in registers across the channel's nonzeros, each nonzero costs one broadcast and four
-//! 8-float loads (its offset into the input is precomputed at plan time). A row narrower
-//! than 8 is not handled (the plan keeps im2col there); a width that is not a multiple of 8
-//! ends with a tile overlapping the previous one, recomputing the same sums.
+//! Work is tiled as rows x 8 columns of one output channel, the tile's sums kept in
+//! registers across the channel's nonzeros; each nonzero's offset into the input is
+//! precomputed at plan time. With AVX2 and FMA (the `avx2` module) a tile is 8 rows: each
+//! nonzero is one broadcast and eight FMAs with their loads folded in, eight independent
+//! chains that hide the FMA latency. The portable body (4-row tiles, plain Rust) is the
+//! fallback and the tests' second reference. A row narrower than 8 is not handled (the plan
+//! keeps im2col there); a width that is not a multiple of 8 ends with a tile overlapping
+//! the previous one, recomputing the same sums.
 
 use alloc::vec::Vec;
 
