@@ -11,8 +11,8 @@
 //! - [`plan`]: a [`Plan`] built once per model and batch size: the activation arena sized
 //!   and laid out at load (buffers reused by liveness), the kernel of each layer (dense or
 //!   sparse) chosen by its density; no allocation per inference.
-//! - [`kernels`]: dense (the `gemm` crate, an AVX-512 micro-kernel for batches where the
-//!   CPU has it, or a portable fallback) and the project's own sparse kernels (CSR weights
+//! - [`kernels`]: dense (the `gemm` crate, an AVX-512 micro-kernel for batches and an
+//!   AVX-512 GEMV for single samples where the CPU has them, or a portable fallback) and the project's own sparse kernels (CSR weights
 //!   times dense activations: CSR, SELL-8 and 1x4 blocks; a direct sparse convolution),
 //!   conv via im2col otherwise, pooling, activations, broadcasting and layout ops.
 //! - [`mesh`]: triangle meshes (validated), the geometry of equivariant mesh attention
