@@ -14,7 +14,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Distribution, Tensor, backend::Backend};
+use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 
 /// Whether gates are sampled (training) or deterministic (evaluation, deployment).
 ///
@@ -181,12 +181,15 @@ impl<B: Backend> HardConcrete<B> {
     /// (as for sampled gates).
     pub fn expected_l0(&self) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
+        let locations = log_alpha.to_data();
+        self.expected_l0_at(log_alpha, &locations)
+    }
+
+    /// [`Self::expected_l0`] from a host copy of the locations already made.
+    fn expected_l0_at(&self, log_alpha: Tensor<B, 1>, locations: &TensorData) -> Tensor<B, 1> {
         let device = log_alpha.device();
-        let expected = fused::expected_l0(&log_alpha.to_data(), &self.params());
-        let total = Tensor::<B, 1>::from_data(
-            burn::tensor::TensorData::new(vec![expected.value], [1]),
-            &device,
-        );
+        let expected = fused::expected_l0(locations, &self.params());
+        let total = Tensor::<B, 1>::from_data(TensorData::new(vec![expected.value], [1]), &device);
         if !log_alpha.is_require_grad() {
             return total;
         }
@@ -194,26 +197,31 @@ impl<B: Backend> HardConcrete<B> {
         total + ((log_alpha.clone() - log_alpha.detach()) * dp).sum()
     }
 
-    /// The counts of a layer in which each gate controls `params_per_gate` parameters.
+    /// The counts of a layer in which each gate controls `params_per_gate` parameters: one
+    /// host copy of the locations serves both the expected and the true count.
     pub fn layer_gates(&self, params_per_gate: usize) -> crate::gated::LayerGates<B> {
         let k = params_per_gate as f64;
+        let log_alpha = self.log_alpha.val();
+        let locations = log_alpha.to_data();
+        let active = self.count_at(&locations, &log_alpha.device());
         crate::gated::LayerGates {
             gated: self.len() * params_per_gate,
-            expected: self.expected_l0().mul_scalar(k),
-            active: self.count_nonzero().mul_scalar(k),
+            expected: self.expected_l0_at(log_alpha, &locations).mul_scalar(k),
+            active: active.mul_scalar(k),
         }
     }
 
     /// The number of deterministic gates that are exactly non-zero (the true L0 of the
-    /// deployed model), counted on the host: a deterministic gate is non-zero exactly when
-    /// its location exceeds `logit(-gamma / (zeta - gamma))`.
+    /// deployed model), counted on the host with the same computation as the
+    /// deterministic gates, so that it is the folded model's count exactly.
     pub fn count_nonzero(&self) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
-        let count = fused::count_open(&log_alpha.to_data(), &self.params());
-        Tensor::from_data(
-            burn::tensor::TensorData::new(vec![count as f64], [1]),
-            &log_alpha.device(),
-        )
+        self.count_at(&log_alpha.to_data(), &log_alpha.device())
+    }
+
+    fn count_at(&self, locations: &TensorData, device: &B::Device) -> Tensor<B, 1> {
+        let count = fused::count_open(locations, &self.params());
+        Tensor::from_data(TensorData::new(vec![count as f64], [1]), device)
     }
 }
 

@@ -31,6 +31,23 @@ pub(super) struct WithDerivative {
     pub derivative: TensorData,
 }
 
+impl WithDerivative {
+    fn new<T: burn::tensor::Element>(z: Vec<T>, dz: Vec<T>) -> Self {
+        let n = z.len();
+        Self {
+            value: TensorData::new(z, [n]),
+            derivative: TensorData::new(dz, [n]),
+        }
+    }
+
+    /// Runs an `f32` loop that writes `n` values and derivatives.
+    fn from_f32_loop(n: usize, fill: impl FnOnce(&mut [f32], &mut [f32])) -> Self {
+        let (mut z, mut dz) = (vec![0.0f32; n], vec![0.0f32; n]);
+        fill(&mut z, &mut dz);
+        Self::new(z, dz)
+    }
+}
+
 /// `(z - log_alpha * dz, dz)`: the constant and slope of the tangent line through each
 /// gate, so that `log_alpha * dz + offset` has value `z` and derivative `dz`.
 pub(super) fn linearised(
@@ -211,13 +228,7 @@ vectorised!(sample_loop = sample_body(
 ) -> ());
 
 fn sample_f32(loc: &[f32], p: &HardConcreteParams, seed: u64) -> WithDerivative {
-    let mut z = vec![0.0f32; loc.len()];
-    let mut dz = vec![0.0f32; loc.len()];
-    sample_loop(loc, p, seed, &mut z, &mut dz);
-    WithDerivative {
-        value: TensorData::new(z, [loc.len()]),
-        derivative: TensorData::new(dz, [loc.len()]),
-    }
+    WithDerivative::from_f32_loop(loc.len(), |z, dz| sample_loop(loc, p, seed, z, dz))
 }
 
 fn sample_in<T: Real>(loc: &[T], p: &HardConcreteParams, seed: u64) -> WithDerivative {
@@ -236,10 +247,7 @@ fn sample_in<T: Real>(loc: &[T], p: &HardConcreteParams, seed: u64) -> WithDeriv
         z.push(stretched.max(T::zero()).min(T::one()));
         dz.push(if inside { slope_here } else { T::zero() });
     }
-    WithDerivative {
-        value: TensorData::new(z, [loc.len()]),
-        derivative: TensorData::new(dz, [loc.len()]),
-    }
+    WithDerivative::new(z, dz)
 }
 
 /// Sampled gates `z = min(1, max(0, sigmoid((logistic noise + log_alpha) / beta) *
@@ -329,10 +337,7 @@ fn deterministic_in<T: Real>(loc: &[T], p: &HardConcreteParams) -> WithDerivativ
         .iter()
         .map(|&a| deterministic_gate(a, lo, width))
         .unzip();
-    WithDerivative {
-        value: TensorData::new(z, [loc.len()]),
-        derivative: TensorData::new(dz, [loc.len()]),
-    }
+    WithDerivative::new(z, dz)
 }
 
 /// Deterministic gates `min(1, max(0, sigmoid(log_alpha) * (zeta - gamma) + gamma))`
@@ -370,13 +375,7 @@ vectorised!(deterministic_loop = deterministic_body(
 
 fn deterministic_f32(loc: &[f32], p: &HardConcreteParams) -> WithDerivative {
     let (lo, width) = (p.gamma as f32, (p.zeta - p.gamma) as f32);
-    let mut z = vec![0.0f32; loc.len()];
-    let mut dz = vec![0.0f32; loc.len()];
-    deterministic_loop(loc, lo, width, &mut z, &mut dz);
-    WithDerivative {
-        value: TensorData::new(z, [loc.len()]),
-        derivative: TensorData::new(dz, [loc.len()]),
-    }
+    WithDerivative::from_f32_loop(loc.len(), |z, dz| deterministic_loop(loc, lo, width, z, dz))
 }
 
 fn count_in<T: Real>(loc: &[T], p: &HardConcreteParams) -> usize {
