@@ -129,13 +129,8 @@ mod avx2 {
         y: &mut [f32],
     ) {
         let (oh, ow) = shape.out();
-        let p = oh * ow;
-        let (row_ptr, values) = (a.row_ptr(), a.values());
-        for o in 0..a.rows() {
-            let (start, end) = (row_ptr[o] as usize, row_ptr[o + 1] as usize);
-            let (vals, offs) = (&values[start..end], &offsets[start..end]);
-            let b = bias.map_or(0.0, |b| b[o]);
-            let out = y[o * p..(o + 1) * p].as_mut_ptr();
+        super::channels(a, offsets, bias, oh * ow, y, |vals, offs, b, out| {
+            let out = out.as_mut_ptr();
             let mut i = 0;
             // SAFETY (all calls): as in `super::conv`; tiles cover rows i..i + R < oh.
             while i + ROWS <= oh {
@@ -150,7 +145,7 @@ mod avx2 {
                 unsafe { rows::<1>(vals, offs, b, x.as_ptr(), shape.w, ow, i, out) };
                 i += 1;
             }
-        }
+        });
     }
 
     /// The tiles of output rows `i..i + R` of one channel.
@@ -191,7 +186,30 @@ mod avx2 {
     }
 }
 
+/// Calls `f` per output channel with its nonzeros' values and input offsets, its bias and
+/// its `p` outputs.
 #[inline(always)]
+fn channels(
+    a: &Csr,
+    offsets: &[u32],
+    bias: Option<&[f32]>,
+    p: usize,
+    y: &mut [f32],
+    mut f: impl FnMut(&[f32], &[u32], f32, &mut [f32]),
+) {
+    let (row_ptr, values) = (a.row_ptr(), a.values());
+    for (o, out) in y.chunks_exact_mut(p).take(a.rows()).enumerate() {
+        let (start, end) = (row_ptr[o] as usize, row_ptr[o + 1] as usize);
+        f(
+            &values[start..end],
+            &offsets[start..end],
+            bias.map_or(0.0, |b| b[o]),
+            out,
+        );
+    }
+}
+
+/// The portable kernel: 4-row tiles in plain Rust.
 fn body(
     a: &Csr,
     d: &DirectConv,
@@ -201,14 +219,8 @@ fn body(
     y: &mut [f32],
 ) {
     let (oh, ow) = shape.out();
-    let p = oh * ow;
     let w = shape.w;
-    let (row_ptr, values) = (a.row_ptr(), a.values());
-    for o in 0..a.rows() {
-        let (start, end) = (row_ptr[o] as usize, row_ptr[o + 1] as usize);
-        let (vals, offs) = (&values[start..end], &d.offsets[start..end]);
-        let b = bias.map_or(0.0, |b| b[o]);
-        let out = &mut y[o * p..(o + 1) * p];
+    channels(a, &d.offsets, bias, oh * ow, y, |vals, offs, b, out| {
         let mut i = 0;
         while i + ROWS <= oh {
             row_tiles::<ROWS>(vals, offs, b, x, w, ow, i, out);
@@ -218,7 +230,7 @@ fn body(
             row_tiles::<1>(vals, offs, b, x, w, ow, i, out);
             i += 1;
         }
-    }
+    });
 }
 
 /// The tiles of output rows `i..i + R` of one channel.
