@@ -102,16 +102,15 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
 /// `dst.copy_from_slice(src)` for the short rows of im2col (a LeNet conv2 patch row is 8
 /// floats, and there are 4,000 of them per sample): `copy_from_slice` is a call to
 /// `memcpy`, whose fixed cost is most of a short copy's. Fixed-size chunks of 8 compile to
-/// inline vector moves; the tail is one more chunk, overlapping the last full one.
+/// inline vector moves; the tail is one more chunk, overlapping the last full one. Rows
+/// under 8 floats keep `copy_from_slice`.
 #[inline(always)]
 fn copy_short(src: &[f32], dst: &mut [f32]) {
     const W: usize = 8;
     let n = dst.len();
     debug_assert_eq!(src.len(), n);
     if n < W {
-        for i in 0..n {
-            dst[i] = core::hint::black_box(src[i]);
-        }
+        dst.copy_from_slice(src);
         return;
     }
     for (d, s) in dst.chunks_exact_mut(W).zip(src.chunks_exact(W)) {
