@@ -410,6 +410,61 @@ fn fair_prune_bounds_the_excess_gap_end_to_end() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// The early-stopped dense reference and gradual pruning: the dense model kept is the
+/// epoch of lowest validation loss, the held-out samples are out of the training set, and
+/// the cubic ramp ends at exactly the density asked for.
+#[test]
+fn fair_prune_early_stops_the_dense_model_and_prunes_gradually() {
+    let (ok, _, err) = tether_train(&["fair-prune", "--val-fraction", "1"], None);
+    assert!(
+        !ok && err.contains("--val-fraction must lie in [0, 1)"),
+        "{err}"
+    );
+    if tether_train::data::adult::load(tether_train::data::adult::AdultSplit::Train).is_err() {
+        assert!(tether_train::data::may_skip("adult"), "Adult is required");
+        eprintln!("SKIPPED: Adult not fetched (scripts/fetch-data adult)");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("tether-cli-fair-es-{}", std::process::id()));
+    let out_s = out.to_string_lossy().into_owned();
+    let args = [
+        "fair-prune",
+        "--method",
+        "naive",
+        "--dense-epochs",
+        "3",
+        "--val-fraction",
+        "0.1",
+        "--prune-epochs",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        &out_s,
+    ];
+    let (ok, stdout, err) = tether_train(&args, None);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("27146 training samples"), "{stdout}");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["validation_samples"], 3016);
+    let losses: Vec<f64> = s["dense_validation_loss_by_epoch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3);
+    let best = 1
+        + (0..3)
+            .min_by(|&i, &j| losses[i].total_cmp(&losses[j]))
+            .unwrap();
+    assert_eq!(s["dense_epoch_kept"], best);
+    assert_eq!(s["pruning"], "gradual magnitude");
+    assert!((s["density"].as_f64().unwrap() - 0.1).abs() < 1e-4);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn gang_rejects_bad_input_clearly() {
     let (ok, _, err) = tether_train(&["gang", "--data", "spiral"], None);

@@ -92,6 +92,27 @@ pub fn shuffled_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
+/// Splits `0..len` into a training part and a held-out part of `round(fraction * len)`
+/// indices, chosen by a seeded shuffle; both parts in increasing order.
+///
+/// # Panics
+/// When `fraction` is not in `[0, 1)`.
+pub fn holdout(len: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    assert!(
+        (0.0..1.0).contains(&fraction),
+        "the held-out fraction must lie in [0, 1), got {fraction}"
+    );
+    let order = shuffled_order(len, seed, HOLDOUT_SALT);
+    let held = (fraction * len as f64).round() as usize;
+    let (mut out, mut kept) = (order[..held].to_vec(), order[held..].to_vec());
+    out.sort_unstable();
+    kept.sort_unstable();
+    (kept, out)
+}
+
+/// The "epoch" of [`holdout`]'s shuffle: no training epoch's order.
+const HOLDOUT_SALT: u64 = 0x0ba1_da7e;
+
 /// SplitMix64 (Steele et al. 2014): a tiny, well-distributed seeded generator.
 pub(crate) struct SplitMix64(pub(crate) u64);
 
@@ -108,5 +129,27 @@ impl SplitMix64 {
     /// Uniform in `[0, 1)` (the top 53 bits).
     pub(crate) fn next_unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn holdout_partitions_the_indices() {
+        let (kept, held) = super::holdout(1000, 0.1, 7);
+        assert_eq!(held.len(), 100);
+        assert_eq!(kept.len(), 900);
+        let mut all: Vec<usize> = kept.iter().chain(&held).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        assert!(held.windows(2).all(|w| w[0] < w[1]));
+        // Spread over the range, not a block: both halves hold some.
+        assert!(held.iter().any(|&i| i < 500) && held.iter().any(|&i| i >= 500));
+        assert_eq!(super::holdout(1000, 0.1, 7), (kept, held));
+        assert_ne!(
+            super::holdout(1000, 0.1, 8).1,
+            super::holdout(1000, 0.1, 7).1
+        );
+        assert!(super::holdout(10, 0.0, 1).1.is_empty());
     }
 }

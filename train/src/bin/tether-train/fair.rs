@@ -17,6 +17,7 @@ use tether_train::constrained::{
     MultiplierConfig, NuPiConfig, UpdateScheme,
 };
 use tether_train::data::adult::{self, AdultEncoder, AdultSplit};
+use tether_train::data::batches::holdout;
 use tether_train::data::groups::{self, Groups};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
@@ -73,6 +74,12 @@ pub struct FairArgs {
     /// zeros stay zero.
     #[arg(long, value_name = "DIR", conflicts_with = "sparsity")]
     pruned_from: Option<PathBuf>,
+    /// Gradual magnitude pruning (Zhu & Gupta 2017, as in the Balancing Act reference
+    /// code): this many epochs of cross-entropy training (constraints off) before the
+    /// fine-tuning epochs, each starting with a magnitude pruning step on the cubic ramp
+    /// s_e = s (1 - (1 - (e+1)/P)^3), so the last reaches --sparsity. 0 prunes in one shot.
+    #[arg(long, default_value_t = 0, conflicts_with = "pruned_from")]
+    prune_epochs: usize,
     /// Tolerance on each group's excess accuracy gap (CEAG), >= 0.
     #[arg(long, default_value_t = 0.01)]
     epsilon: f64,
@@ -110,6 +117,14 @@ pub struct FairArgs {
     /// Epochs of dense training (default: 10 for adult, 5 for images).
     #[arg(long)]
     dense_epochs: Option<usize>,
+    /// Fraction of the training set held out to choose the dense reference: the epoch
+    /// with the lowest validation loss is kept (early stopping), not the last, which on
+    /// Adult memorises small groups that no sparse model can then match. The held-out
+    /// samples take no part in pruning or fine-tuning either; every "train" figure is on
+    /// the rest. 0 (the default, the paper's setting) keeps the last epoch and trains on
+    /// everything.
+    #[arg(long, default_value_t = 0.0)]
+    val_fraction: f64,
     /// Epochs of fine-tuning after pruning (default: 20 for adult, 10 for images).
     #[arg(long)]
     epochs: Option<usize>,
@@ -149,6 +164,8 @@ struct Data {
     dim: usize,
     classes: usize,
     train: (Vec<f32>, Vec<i64>),
+    /// Held out from `train` (`--val-fraction`) to choose the dense model.
+    val: (Vec<f32>, Vec<i64>),
     test: (Vec<f32>, Vec<i64>),
     groups: Groups,
 }
@@ -157,9 +174,12 @@ fn load(args: &FairArgs) -> anyhow::Result<Data> {
     let limit = |n: usize| args.train_limit.map_or(n, |l| l.min(n));
     match args.dataset {
         FairDataset::Adult => {
-            let mut train = adult::load(AdultSplit::Train)?;
+            let mut rows = adult::load(AdultSplit::Train)?;
             let test = adult::load(AdultSplit::Test)?;
-            train.truncate(limit(train.len()));
+            rows.truncate(limit(rows.len()));
+            let (kept, held) = holdout(rows.len(), args.val_fraction, args.seed);
+            let pick = |idx: &[usize]| idx.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>();
+            let (train, val) = (pick(&kept), pick(&held));
             let name = args.groups.as_deref().unwrap_or("race-sex");
             let groups = groups::adult(name, &train, &test, args.min_group_size, args.seed)?;
             let enc = AdultEncoder::fit(&train);
@@ -170,6 +190,7 @@ fn load(args: &FairArgs) -> anyhow::Result<Data> {
                 dim: enc.dim(),
                 classes: 2,
                 train: (enc.encode(&train), labels(&train)),
+                val: (enc.encode(&val), labels(&val)),
                 test: (enc.encode(&test), labels(&test)),
                 groups,
             })
@@ -182,29 +203,34 @@ fn load(args: &FairArgs) -> anyhow::Result<Data> {
             };
             let train = ImageSet::load(kind, Split::Train)?;
             let test = ImageSet::load(kind, Split::Test)?;
-            let n = limit(train.len());
+            let (kept, held) = holdout(limit(train.len()), args.val_fraction, args.seed);
+            let all: Vec<usize> = (0..test.len()).collect();
             let name = args.groups.as_deref().unwrap_or("class");
+            let class = |set: &ImageSet, idx: &[usize]| -> Vec<u8> {
+                idx.iter().map(|&i| set.labels[i]).collect()
+            };
             let groups = groups::by_class(
                 name,
                 kind.name(),
-                &train.labels[..n],
+                &class(&train, &kept),
                 &test.labels,
                 args.seed,
             )?;
-            let pixels = |set: &ImageSet, n: usize| -> Vec<f32> {
-                set.pixels[..n * 784]
-                    .iter()
+            let pixels = |set: &ImageSet, idx: &[usize]| -> Vec<f32> {
+                idx.iter()
+                    .flat_map(|&i| &set.pixels[i * 784..(i + 1) * 784])
                     .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081)
                     .collect()
             };
-            let labels = |set: &ImageSet, n: usize| -> Vec<i64> {
-                set.labels[..n].iter().map(|&l| l as i64).collect()
+            let labels = |set: &ImageSet, idx: &[usize]| -> Vec<i64> {
+                idx.iter().map(|&i| set.labels[i] as i64).collect()
             };
             Ok(Data {
                 dim: 784,
                 classes: 10,
-                train: (pixels(&train, n), labels(&train, n)),
-                test: (pixels(&test, test.len()), labels(&test, test.len())),
+                train: (pixels(&train, &kept), labels(&train, &kept)),
+                val: (pixels(&train, &held), labels(&train, &held)),
+                test: (pixels(&test, &all), labels(&test, &all)),
                 groups,
             })
         }
@@ -217,6 +243,11 @@ pub fn run(args: FairArgs) -> anyhow::Result<()> {
         (0.0..1.0).contains(&args.sparsity),
         "--sparsity must lie in [0, 1), got {}",
         args.sparsity
+    );
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.val_fraction),
+        "--val-fraction must lie in [0, 1), got {}",
+        args.val_fraction
     );
     anyhow::ensure!(
         args.epsilon >= 0.0 && args.epsilon.is_finite(),
@@ -250,7 +281,9 @@ pub fn run(args: FairArgs) -> anyhow::Result<()> {
 /// `epochs` epochs of [`fit`] over `train`'s shuffled batches; each step appends `[step,
 /// loss, max (strict) violation, mean multiplier, max |multiplier|]` to `log`, and
 /// `on_check(epochs done, model)` runs `checks` times per epoch (at evenly spaced steps,
-/// the last at the epoch's end; none when `checks` is 0).
+/// the last at the epoch's end; none when `checks` is 0). `at_epoch_start(epoch, model)`
+/// may change the model before each epoch (gradual pruning); `shuffle_from` offsets the
+/// epochs' batch orders (so a later phase does not replay an earlier one's).
 #[allow(clippy::too_many_arguments)]
 fn run_epochs<B, M, O>(
     mut model: M,
@@ -265,6 +298,8 @@ fn run_epochs<B, M, O>(
     label: &str,
     log: &mut Vec<Vec<f64>>,
     checks: usize,
+    shuffle_from: u64,
+    mut at_epoch_start: impl FnMut(usize, M) -> M,
     mut on_check: impl FnMut(f64, &M),
 ) -> anyhow::Result<M>
 where
@@ -280,7 +315,8 @@ where
             let t = epoch as f64 / epochs as f64;
             opt.set_lr(base_lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
         }
-        let batches = train.epoch(a.batch, a.seed, epoch as u64);
+        model = at_epoch_start(epoch, model);
+        let batches = train.epoch(a.batch, a.seed, shuffle_from + epoch as u64);
         anyhow::ensure!(!batches.is_empty(), "fewer training samples than one batch");
         let chunk = batches.len().div_ceil(checks.max(1));
         for (c, part) in batches.chunks(chunk).enumerate() {
@@ -348,6 +384,10 @@ fn load_mlp<B: burn::tensor::backend::Backend>(
     );
     Ok(fresh.load_record(record))
 }
+
+/// Batch orders of the gradual-pruning epochs start here, so that they are none of the
+/// dense or fine-tuning epochs' (those count from 0).
+const PRUNING_SHUFFLE: u64 = 1 << 32;
 
 /// An evaluated fine-tuning iterate.
 struct Candidate<M> {
@@ -425,8 +465,19 @@ impl BackendTask for Task {
             FairDataset::Adult => 20,
             _ => 10,
         });
-        // 1. The dense model.
+        // 1. The dense model: the epoch with the lowest validation loss (or the last).
         let started = Instant::now();
+        let val = (!data.val.1.is_empty()).then(|| {
+            let n = data.val.1.len();
+            GroupedSet::<B::InnerBackend>::new(
+                data.val.0,
+                data.dim,
+                &data.val.1,
+                vec![groups::NO_GROUP; n],
+                &device,
+            )
+        });
+        let mut val_losses: Vec<f64> = Vec::new();
         let dense: Mlp<B> = match &a.dense_from {
             Some(dir) => load_mlp(fresh, &widths, &dir.join("dense.mpk"), &device)?,
             None => {
@@ -435,7 +486,8 @@ impl BackendTask for Task {
                 let health = primal.health();
                 let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
                 let mut log = Vec::new();
-                run_epochs(
+                let mut kept: Option<(f64, Mlp<B>)> = None;
+                let last = run_epochs(
                     fresh,
                     &train,
                     a,
@@ -447,11 +499,40 @@ impl BackendTask for Task {
                     false,
                     "dense",
                     &mut log,
+                    usize::from(val.is_some()),
                     0,
-                    |_, _| {},
-                )?
+                    |_, m| m,
+                    |_, model: &Mlp<B>| {
+                        let Some(val) = &val else { return };
+                        let loss = GroupMetrics::measure(&model.valid(), val, 0, 1000).loss;
+                        val_losses.push(loss);
+                        if kept.as_ref().is_none_or(|(best, _)| loss < *best) {
+                            kept = Some((loss, model.clone()));
+                        }
+                    },
+                )?;
+                match kept {
+                    Some((loss, model)) => {
+                        let epoch = 1 + val_losses.iter().position(|&l| l == loss).unwrap_or(0);
+                        println!(
+                            "dense: kept epoch {epoch} of {dense_epochs} (validation loss {loss:.4}; by epoch: {})",
+                            val_losses
+                                .iter()
+                                .map(|l| format!("{l:.4}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        );
+                        model
+                    }
+                    None => last,
+                }
             }
         };
+        let dense_kept_epoch = val_losses
+            .iter()
+            .enumerate()
+            .min_by(|x, y| x.1.total_cmp(y.1))
+            .map_or(dense_epochs, |(e, _)| e + 1);
         dense
             .clone()
             .save_file(a.out.join("dense-partial"), &recorder)
@@ -466,8 +547,38 @@ impl BackendTask for Task {
             dense_train.accuracy, dense_test.accuracy
         );
 
-        // 2. Pruning: by magnitude, or the zeros of an L0-pruned model.
+        // 2. Pruning: by magnitude (in one shot or gradually), or the zeros of an
+        //    L0-pruned model.
+        let ramp = |e: usize| {
+            let p = a.prune_epochs as f64;
+            a.sparsity * (1.0 - (1.0 - (e as f64 + 1.0) / p).powi(3))
+        };
         let masked = match &a.pruned_from {
+            None if a.prune_epochs > 0 => {
+                let mut set = ConstraintSet::<B>::new(&device);
+                let primal = a.optimizer.build()?;
+                let health = primal.health();
+                let mut opt =
+                    ConstrainedOptimizer::new(primal, a.ft_lr, UpdateScheme::Simultaneous);
+                let mut log = Vec::new();
+                run_epochs(
+                    MaskedMlp::magnitude(dense, 0.0),
+                    &train,
+                    a,
+                    &mut opt,
+                    health,
+                    &mut set,
+                    &FairProblem::unconstrained(),
+                    a.prune_epochs,
+                    false,
+                    "prune",
+                    &mut log,
+                    0,
+                    PRUNING_SHUFFLE,
+                    |e, m: MaskedMlp<B>| m.prune_to(ramp(e)),
+                    |_, _| {},
+                )?
+            }
             None => MaskedMlp::magnitude(dense, a.sparsity),
             Some(dir) => {
                 let path = dir.join("model.mpk");
@@ -539,6 +650,8 @@ impl BackendTask for Task {
             "fine-tune",
             &mut log,
             if select { a.checks_per_epoch } else { 0 },
+            0,
+            |_, m| m,
             |at, model| {
                 let m = model.valid();
                 let metrics = GroupMetrics::measure(&m, &train_eval, g, 1000);
@@ -767,10 +880,13 @@ impl BackendTask for Task {
             "dataset": format!("{:?}", a.dataset), "groups": a.groups.clone().unwrap_or_default(),
             "group_count": g, "method": format!("{:?}", a.method), "sparsity": a.sparsity,
             "density": eval.density(), "density_all_layers": eval.total_density(),
-            "pruning": if a.pruned_from.is_some() { "l0" } else { "magnitude" }, "epsilon": a.epsilon, "dual": format!("{dual:?}"),
+            "pruning": if a.pruned_from.is_some() { "l0" } else if a.prune_epochs > 0 { "gradual magnitude" } else { "magnitude" },
+            "prune_epochs": a.prune_epochs, "epsilon": a.epsilon, "dual": format!("{dual:?}"),
             "buffer": a.buffer, "groups_with_full_buffer": full, "seed": a.seed,
             "optimizer": a.optimizer.optimizer,
             "epochs": epochs, "dense_epochs": dense_epochs,
+            "val_fraction": a.val_fraction, "validation_samples": data.val.1.len(),
+            "dense_validation_loss_by_epoch": val_losses, "dense_epoch_kept": if a.dense_from.is_some() { serde_json::Value::Null } else { serde_json::json!(dense_kept_epoch) },
             "overall_gradient_in_constraints": a.keep_overall_gradient,
             "dense": {"train_accuracy": dense_train.accuracy, "test_accuracy": dense_test.accuracy},
             "pruned": {"train_accuracy": pruned_train.accuracy, "test_accuracy": pruned_test.accuracy,
