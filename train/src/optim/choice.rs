@@ -3,6 +3,7 @@
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
     Adam, AdamConfig, GradientsParams, LearningRate, MultiGradientsParams, Optimizer, Sgd,
@@ -64,6 +65,11 @@ pub struct OptimizerArgs {
     /// Shampoo: the grafted method.
     #[arg(long, value_enum, default_value_t = GraftingKind::Adam)]
     pub grafting: GraftingKind,
+    /// L2 weight decay: `weight_decay * w` added to every gradient, as PyTorch's
+    /// `weight_decay` of Adam and SGD (for Shampoo its coupled form, before the
+    /// preconditioner). 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
 }
 
 impl Default for OptimizerArgs {
@@ -76,6 +82,7 @@ impl Default for OptimizerArgs {
             shampoo_beta2: 0.999,
             shampoo_epsilon: 1e-12,
             grafting: GraftingKind::Adam,
+            weight_decay: 0.0,
         }
     }
 }
@@ -110,11 +117,19 @@ impl OptimizerArgs {
             .with_precondition_frequency(self.precondition_frequency)
             .with_max_preconditioner_dim(self.max_preconditioner_dim)
             .with_grafting(grafting)
+            .with_weight_decay(self.weight_decay)
+            .with_decoupled_weight_decay(false)
     }
 
     /// Checks the flags of the chosen optimizer (call before loading data, so a bad flag
     /// fails fast).
     pub fn validate(&self) -> Result<(), ShampooError> {
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(ShampooError::InvalidConfig(format!(
+                "--weight-decay must be finite and >= 0, got {}",
+                self.weight_decay
+            )));
+        }
         match self.optimizer {
             OptimizerKind::Adam => Ok(()),
             OptimizerKind::Sgd if (0.0..1.0).contains(&self.momentum) => Ok(()),
@@ -140,15 +155,24 @@ impl OptimizerArgs {
         adam: &AdamConfig,
     ) -> Result<AnyOptimizer<M, B>, ShampooError> {
         self.validate()?;
+        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
         Ok(match self.optimizer {
-            OptimizerKind::Adam => AnyOptimizer::Adam(adam.init()),
+            OptimizerKind::Adam => AnyOptimizer::Adam(match decay {
+                Some(d) => adam.clone().with_weight_decay(Some(d)).init(),
+                None => adam.init(),
+            }),
             OptimizerKind::Sgd => {
                 let momentum = (self.momentum > 0.0).then(|| {
                     MomentumConfig::new()
                         .with_momentum(self.momentum)
                         .with_dampening(0.0)
                 });
-                AnyOptimizer::Sgd(SgdConfig::new().with_momentum(momentum).init())
+                AnyOptimizer::Sgd(
+                    SgdConfig::new()
+                        .with_momentum(momentum)
+                        .with_weight_decay(decay)
+                        .init(),
+                )
             }
             OptimizerKind::Shampoo => AnyOptimizer::Shampoo(self.shampoo_config().init()?),
         })
@@ -219,5 +243,66 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Optimizer<M, B> for AnyOptimizer<
             // `--optimizer`) carries nothing this one can use: it starts fresh.
             (this, _) => this,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Tensor;
+
+    type B = Autodiff<Flex>;
+
+    /// One step on a loss with zero gradient: only the decay moves the weights.
+    fn step_without_gradient(args: &OptimizerArgs, lr: f64) -> (Vec<f32>, Vec<f32>) {
+        let device = Default::default();
+        let layer: Linear<B> = LinearConfig::new(3, 2).init(&device);
+        let before: Vec<f32> = layer.weight.val().into_data().into_vec().unwrap();
+        let x = Tensor::<B, 2>::ones([1, 3], &device);
+        let loss = layer.forward(x).sum().mul_scalar(0.0);
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        let mut opt = args.build::<B, Linear<B>>().unwrap();
+        let layer = opt.step(lr, layer, grads);
+        let after: Vec<f32> = layer.weight.val().into_data().into_vec().unwrap();
+        (before, after)
+    }
+
+    #[test]
+    fn weight_decay_adds_its_l2_gradient() {
+        let sgd = OptimizerArgs {
+            momentum: 0.0,
+            weight_decay: 0.1,
+            ..OptimizerArgs::default().with_kind(OptimizerKind::Sgd)
+        };
+        // SGD: w - lr * wd * w, exactly.
+        let (before, after) = step_without_gradient(&sgd, 0.5);
+        for (b, a) in before.iter().zip(&after) {
+            assert!((a - b * (1.0 - 0.05)).abs() < 1e-7, "{b} -> {a}");
+        }
+        // Adam: its first step normalises the decay's gradient, so each weight moves by
+        // about lr towards zero.
+        let adam = OptimizerArgs {
+            weight_decay: 0.1,
+            ..OptimizerArgs::default()
+        };
+        let (before, after) = step_without_gradient(&adam, 0.01);
+        for (b, a) in before.iter().zip(&after) {
+            assert!((a - (b - 0.01 * b.signum())).abs() < 1e-4, "{b} -> {a}");
+        }
+        // Off by default: nothing moves.
+        let (before, after) = step_without_gradient(&OptimizerArgs::default(), 0.01);
+        assert_eq!(before, after);
+        let bad = OptimizerArgs {
+            weight_decay: -1.0,
+            ..OptimizerArgs::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--weight-decay must be finite and >= 0")
+        );
     }
 }
