@@ -49,14 +49,14 @@ struct Args {
     /// Datasets (mnist: target 0.985; fashion-mnist: target 0.90).
     #[arg(long, value_delimiter = ',', default_value = "mnist,fashion-mnist")]
     datasets: Vec<String>,
-    /// Adam learning rates.
-    #[arg(long, value_delimiter = ',', default_value = "5e-4,1e-3,2e-3")]
+    /// Adam learning rates (the flag alone: none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "5e-4,1e-3,2e-3")]
     adam_lrs: Vec<f64>,
-    /// Shampoo (Adam grafting) learning rates.
-    #[arg(long, value_delimiter = ',', default_value = "5e-4,1e-3,2e-3")]
+    /// Shampoo (Adam grafting) learning rates (the flag alone: none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "5e-4,1e-3,2e-3")]
     shampoo_lrs: Vec<f64>,
-    /// SGD (momentum 0.9) learning rates.
-    #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.1")]
+    /// SGD (momentum 0.9) learning rates (the flag alone: none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "0.02,0.05,0.1")]
     sgd_lrs: Vec<f64>,
     /// Shampoo's precondition frequency.
     #[arg(long, default_value_t = 10)]

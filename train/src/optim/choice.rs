@@ -155,7 +155,8 @@ impl OptimizerArgs {
         adam: &AdamConfig,
     ) -> Result<AnyOptimizer<M, B>, ShampooError> {
         self.validate()?;
-        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
+        let decay =
+            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
         Ok(match self.optimizer {
             OptimizerKind::Adam => AnyOptimizer::Adam(match decay {
                 Some(d) => adam.clone().with_weight_decay(Some(d)).init(),
