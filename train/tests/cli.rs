@@ -283,6 +283,16 @@ fn fair_prune_rejects_bad_input_clearly() {
         !ok && err.contains("--epsilon must be finite and >= 0"),
         "{err}"
     );
+    let (ok, _, err) = tether_train(&["fair-prune", "--margin", "0.02"], None);
+    assert!(
+        !ok && err.contains("--margin must lie in [0, --epsilon], got 0.02"),
+        "{err}"
+    );
+    let (ok, _, err) = tether_train(&["fair-prune", "--weight-decay=-1"], None);
+    assert!(
+        !ok && err.contains("--weight-decay must be finite and >= 0"),
+        "{err}"
+    );
     let (ok, _, err) = tether_train(&["fair-prune", "--sparsity", "1"], None);
     assert!(
         !ok && err.contains("--sparsity must lie in [0, 1)"),
