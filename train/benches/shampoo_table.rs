@@ -61,6 +61,12 @@ struct Args {
     /// Shampoo's precondition frequency.
     #[arg(long, default_value_t = 10)]
     frequency: usize,
+    /// Shampoo's epsilon (the CLI's default: 1e-12).
+    #[arg(long, default_value_t = 1e-12)]
+    shampoo_epsilon: f64,
+    /// Shampoo's factor decay (the CLI's default: 0.999).
+    #[arg(long, default_value_t = 0.999)]
+    shampoo_beta2: f64,
     /// Step budget on MNIST (3 epochs).
     #[arg(long, default_value_t = 1400)]
     mnist_steps: usize,
@@ -116,6 +122,8 @@ fn run(job: &Job, args: &Args, data: &(ImageSet, ImageSet)) -> anyhow::Result<Va
     let mut model = Lenet5Config::new().init::<B>(&device);
     let optimizer = OptimizerArgs {
         precondition_frequency: args.frequency,
+        shampoo_epsilon: args.shampoo_epsilon,
+        shampoo_beta2: args.shampoo_beta2,
         ..OptimizerArgs::default().with_kind(job.optimizer)
     };
     let primal = optimizer.build::<B, _>()?;
@@ -167,6 +175,7 @@ fn run(job: &Job, args: &Args, data: &(ImageSet, ImageSet)) -> anyhow::Result<Va
     Ok(json!({
         "dataset": job.dataset, "optimizer": job.optimizer, "lr": job.lr,
         "frequency": args.frequency, "target": target, "budget": budget,
+        "shampoo_epsilon": args.shampoo_epsilon, "shampoo_beta2": args.shampoo_beta2,
         "steps_to_target": reached.map(|r| r.0), "seconds_to_target": reached.map(|r| r.1),
         "step_s": train_s / steps.max(1) as f64, "curve": curve,
     }))
