@@ -128,7 +128,7 @@ pub struct FairArgs {
     /// figure is on the rest. 0 (the default, the paper's setting) keeps the last epoch
     /// and trains on everything. (On Adult the validation loss barely moves over 10
     /// epochs, so this does not stop the memorising of small groups; `--weight-decay`
-    /// does: see BENCHMARKS.md.)
+    /// narrows it: see BENCHMARKS.md.)
     #[arg(long, default_value_t = 0.0)]
     val_fraction: f64,
     /// Epochs of fine-tuning after pruning (default: 20 for adult, 10 for images).
