@@ -597,6 +597,19 @@ mod tests {
         assert!((g[0] - (0.02 - 0.1)).abs() < 1e-12 && (g[1] - (0.2 - 0.1)).abs() < 1e-12);
     }
 
+    /// An indexed inequality constraint with one entry per group, for CEAG.
+    fn gap_constraint(cset: &mut ConstraintSet<B>, groups: usize) -> ConstraintId {
+        cset.add(
+            "gap",
+            ConstraintKind::Inequality,
+            groups,
+            FormulationConfig::Lagrangian(
+                MultiplierConfig::new(DualOptimizer::gradient_ascent(1.0)).indexed(),
+            ),
+        )
+        .unwrap()
+    }
+
     /// The strict violation the multipliers see is the paper's excess gap computed from
     /// the buffer, and the surrogate's gradient is that of `L_g - L`: checked against a
     /// direct computation on one batch.
@@ -608,16 +621,7 @@ mod tests {
         let batch = s.in_order(8).remove(0);
         let model = MlpConfig::new(vec![2, 4, 2]).init::<B>(&device);
         let mut cset = ConstraintSet::<B>::new(&device);
-        let id = cset
-            .add(
-                "gap",
-                ConstraintKind::Inequality,
-                2,
-                FormulationConfig::Lagrangian(
-                    MultiplierConfig::new(DualOptimizer::gradient_ascent(1.0)).indexed(),
-                ),
-            )
-            .unwrap();
+        let id = gap_constraint(&mut cset, 2);
         let dense = GroupMetrics {
             group_accuracy: vec![1.0, 0.5],
             group_loss: vec![0.1, 0.2],
@@ -685,16 +689,7 @@ mod tests {
             loss: 0.1,
         };
         let mut cset = ConstraintSet::<B>::new(&Default::default());
-        let id = cset
-            .add(
-                "gap",
-                ConstraintKind::Inequality,
-                1,
-                FormulationConfig::Lagrangian(
-                    MultiplierConfig::new(DualOptimizer::gradient_ascent(1.0)).indexed(),
-                ),
-            )
-            .unwrap();
+        let id = gap_constraint(&mut cset, 1);
         let _ = FairProblem::excess_accuracy_gap(id, dense, 0.01, 4).with_margin(0.02);
     }
 }

@@ -22,8 +22,8 @@ use tether_train::data::groups::{self, Groups};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
-use tether_train::optim::OptimizerArgs;
 use tether_train::optim::shampoo::ShampooHealth;
+use tether_train::optim::{AnyOptimizer, OptimizerArgs};
 use tether_train::plot::{Panel, Series, line_chart};
 use tether_train::tasks::fair::{FairProblem, GroupMetrics, GroupedSet};
 use tether_train::trainer::{FitOptions, fit};
@@ -369,6 +369,24 @@ where
     Ok(model)
 }
 
+/// The `--optimizer` at learning rate `lr`, wrapped for [`fit`], with Shampoo's failure
+/// handle (dense training, gradual pruning and fine-tuning each start a fresh one).
+#[allow(clippy::type_complexity)]
+fn primal_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(
+    a: &FairArgs,
+    lr: f64,
+) -> anyhow::Result<(
+    ConstrainedOptimizer<AnyOptimizer<M, B>>,
+    Option<ShampooHealth>,
+)> {
+    let primal = a.optimizer.build()?;
+    let health = primal.health();
+    Ok((
+        ConstrainedOptimizer::new(primal, lr, UpdateScheme::Simultaneous),
+        health,
+    ))
+}
+
 /// Loads the MLP record at `path` into `fresh` after checking that its layers have the
 /// `widths` of this run (burn would load a record of another shape without complaint, or
 /// panic on another layer count).
@@ -489,15 +507,15 @@ impl BackendTask for Task {
             )
         });
         let mut val_losses: Vec<f64> = Vec::new();
+        let mut dense_kept_epoch = dense_epochs;
         let dense: Mlp<B> = match &a.dense_from {
             Some(dir) => load_mlp(fresh, &widths, &dir.join("dense.mpk"), &device)?,
             None => {
                 let mut set = ConstraintSet::<B>::new(&device);
-                let primal = a.optimizer.build()?;
-                let health = primal.health();
-                let mut opt = ConstrainedOptimizer::new(primal, a.lr, UpdateScheme::Simultaneous);
+                let (mut opt, health) = primal_optimizer(a, a.lr)?;
                 let mut log = Vec::new();
-                let mut kept: Option<(f64, Mlp<B>)> = None;
+                // (epoch, validation loss, model) of the best epoch so far.
+                let mut kept: Option<(usize, f64, Mlp<B>)> = None;
                 let last = run_epochs(
                     fresh,
                     &train,
@@ -517,14 +535,14 @@ impl BackendTask for Task {
                         let Some(val) = &val else { return };
                         let loss = GroupMetrics::measure(&model.valid(), val, 0, 1000).loss;
                         val_losses.push(loss);
-                        if kept.as_ref().is_none_or(|(best, _)| loss < *best) {
-                            kept = Some((loss, model.clone()));
+                        if kept.as_ref().is_none_or(|(_, best, _)| loss < *best) {
+                            kept = Some((val_losses.len(), loss, model.clone()));
                         }
                     },
                 )?;
                 match kept {
-                    Some((loss, model)) => {
-                        let epoch = 1 + val_losses.iter().position(|&l| l == loss).unwrap_or(0);
+                    Some((epoch, loss, model)) => {
+                        dense_kept_epoch = epoch;
                         println!(
                             "dense: kept epoch {epoch} of {dense_epochs} (validation loss {loss:.4}; by epoch: {})",
                             val_losses
@@ -539,11 +557,6 @@ impl BackendTask for Task {
                 }
             }
         };
-        let dense_kept_epoch = val_losses
-            .iter()
-            .enumerate()
-            .min_by(|x, y| x.1.total_cmp(y.1))
-            .map_or(dense_epochs, |(e, _)| e + 1);
         dense
             .clone()
             .save_file(a.out.join("dense-partial"), &recorder)
@@ -567,10 +580,7 @@ impl BackendTask for Task {
         let masked = match &a.pruned_from {
             None if a.prune_epochs > 0 => {
                 let mut set = ConstraintSet::<B>::new(&device);
-                let primal = a.optimizer.build()?;
-                let health = primal.health();
-                let mut opt =
-                    ConstrainedOptimizer::new(primal, a.ft_lr, UpdateScheme::Simultaneous);
+                let (mut opt, health) = primal_optimizer(a, a.ft_lr)?;
                 let mut log = Vec::new();
                 run_epochs(
                     MaskedMlp::magnitude(dense, 0.0),
@@ -636,9 +646,7 @@ impl BackendTask for Task {
                     .with_detached_overall(!a.keep_overall_gradient)
             }
         };
-        let primal = a.optimizer.build()?;
-        let health = primal.health();
-        let mut opt = ConstrainedOptimizer::new(primal, a.ft_lr, UpdateScheme::Simultaneous);
+        let (mut opt, health) = primal_optimizer(a, a.ft_lr)?;
         let mut log = Vec::new();
         let started = Instant::now();
         // CEAG keeps the best iterate among `--checks-per-epoch` evaluations on the
