@@ -131,6 +131,11 @@ fn optimizer_flags_are_checked_before_any_work() {
             "beta2 must be in (0, 1]",
         ),
         (
+            "mesh",
+            vec!["--optimizer", "shampoo", "--shampoo-root", "0"],
+            "root override must be >= 1",
+        ),
+        (
             "gang",
             vec!["--optimizer", "sgd", "--momentum", "1"],
             "--momentum must be in [0, 1)",

@@ -62,6 +62,12 @@ pub struct OptimizerArgs {
     /// Shampoo: epsilon added to the factors' eigenvalues.
     #[arg(long, default_value_t = 1e-12)]
     pub shampoo_epsilon: f64,
+    /// Shampoo: the root `p` of every factor's inverse root `L^(-1/p)` (the reference's
+    /// `inv_root_override`); unset: twice the block's order (4 for a matrix). 2 whitens
+    /// each side with `L^(-1/2)`, the exponent Morwani et al. (2024) derive for the best
+    /// Kronecker approximation of full-matrix AdaGrad.
+    #[arg(long)]
+    pub shampoo_root: Option<u32>,
     /// Shampoo: the grafted method.
     #[arg(long, value_enum, default_value_t = GraftingKind::Adam)]
     pub grafting: GraftingKind,
@@ -81,6 +87,7 @@ impl Default for OptimizerArgs {
             max_preconditioner_dim: 1024,
             shampoo_beta2: 0.999,
             shampoo_epsilon: 1e-12,
+            shampoo_root: None,
             grafting: GraftingKind::Adam,
             weight_decay: 0.0,
         }
@@ -114,6 +121,7 @@ impl OptimizerArgs {
         ShampooConfig::default()
             .with_beta2(self.shampoo_beta2)
             .with_epsilon(self.shampoo_epsilon)
+            .with_root_override(self.shampoo_root)
             .with_precondition_frequency(self.precondition_frequency)
             .with_max_preconditioner_dim(self.max_preconditioner_dim)
             .with_grafting(grafting)
@@ -268,6 +276,22 @@ mod tests {
         let layer = opt.step(lr, layer, grads);
         let after: Vec<f32> = layer.weight.val().into_data().into_vec().unwrap();
         (before, after)
+    }
+
+    #[test]
+    fn shampoo_flags_reach_its_config() {
+        let args = OptimizerArgs {
+            shampoo_root: Some(2),
+            shampoo_beta2: 0.99,
+            ..OptimizerArgs::default().with_kind(OptimizerKind::Shampoo)
+        };
+        let config = args.shampoo_config();
+        assert_eq!(config.root_override, Some(2));
+        assert_eq!(config.beta2, 0.99);
+        assert_eq!(
+            OptimizerArgs::default().shampoo_config().root_override,
+            None
+        );
     }
 
     #[test]

@@ -44,16 +44,25 @@ fn newton_root(a: &Mat<f64>, p: f64, eps: f64) -> Mat<f64> {
 
 /// One block, frequency 1, AdaGrad-style factors (beta2 = 1), no filtering: after each
 /// step `W <- W - lr L^(-1/4) G R^(-1/4)` with `L = sum G G^T`, `R = sum G^T G` (Gupta et
-/// al. 2018, Algorithm 1), computed here densely in f64. On every backend.
+/// al. 2018, Algorithm 1), computed here densely in f64; and with the root overridden to
+/// 2, `L^(-1/2) G R^(-1/2)`. On every backend.
 fn matches_the_dense_formula_on_a_matrix<AB: burn::tensor::backend::AutodiffBackend>() {
+    for root in [None, Some(2)] {
+        dense_formula_with_root::<AB>(root);
+    }
+}
+
+fn dense_formula_with_root<AB: burn::tensor::backend::AutodiffBackend>(root: Option<u32>) {
     type I<AB> = <AB as burn::tensor::backend::AutodiffBackend>::InnerBackend;
     let device = Default::default();
     let (m, n, lr, eps) = (3, 4, 0.1, 1e-4);
+    let p = root.unwrap_or(4) as f64;
     // Unmerged: the reference would merge a 3x4 matrix into one 12-vector (12 <= 1024).
     let opt = ShampooConfig::default()
         .with_beta1(0.0)
         .with_epsilon(eps)
         .with_merge_dims(false)
+        .with_root_override(root)
         .build()
         .unwrap();
     let w0 = random(m * n, 1);
@@ -69,10 +78,10 @@ fn matches_the_dense_formula_on_a_matrix<AB: burn::tensor::backend::AutodiffBack
         let gm = Mat::<f64>::from_fn(m, n, |i, j| g[i * n + j] as f64);
         l = &l + &gm * gm.transpose();
         r = &r + gm.transpose() * &gm;
-        let p = newton_root(&l, 4.0, eps) * &gm * newton_root(&r, 4.0, eps);
+        let d = newton_root(&l, p, eps) * &gm * newton_root(&r, p, eps);
         for i in 0..m {
             for j in 0..n {
-                expected[i * n + j] -= lr * p[(i, j)];
+                expected[i * n + j] -= lr * d[(i, j)];
             }
         }
         let (nw, ns) = SimpleOptimizer::<I<AB>>::step(&opt, lr, w, on(&g), state);
@@ -87,7 +96,7 @@ fn matches_the_dense_formula_on_a_matrix<AB: burn::tensor::backend::AutodiffBack
         for (k, (a, b)) in got.iter().zip(&expected).enumerate() {
             assert!(
                 (*a as f64 - b).abs() < 2e-4 * (1.0 + b.abs()),
-                "step {step} entry {k}: {a} vs {b}"
+                "root {p}, step {step} entry {k}: {a} vs {b}"
             );
         }
     }
