@@ -116,7 +116,8 @@ pub struct FairArgs {
     /// Samples per group in the replay buffer that estimates the sparse model's accuracy.
     #[arg(long, default_value_t = 256)]
     buffer: usize,
-    /// Hidden widths of the MLP (adult).
+    /// Hidden widths of the MLP (adult). A 10%-dense 256-128 MLP cannot keep the dense
+    /// model's accuracy on every one of 100 small groups; 1024,512 does (BENCHMARKS.md).
     #[arg(long, value_delimiter = ',', default_value = "256,128")]
     hidden: Vec<usize>,
     /// Epochs of dense training (default: 10 for adult, 5 for images).
