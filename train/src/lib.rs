@@ -23,6 +23,7 @@
 
 pub mod constrained;
 pub mod data;
+pub mod denormals;
 pub mod device;
 pub mod io;
 pub mod optim;

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::constrained::{
     ConstrainedError, ConstrainedOptimizer, ConstrainedProblem, ConstraintSet, ObservedValues,
 };
+use crate::denormals::FlushDenormals;
 use crate::optim::shampoo::ShampooHealth;
 
 /// What the loop tells its callback after every step.
@@ -86,6 +87,10 @@ where
         }
         None => ProgressBar::hidden(),
     };
+    // Subnormal floats (weights and moments shrunk by decay, squares of tiny gradients)
+    // slow x86 arithmetic by an order of magnitude and carry nothing the model can use:
+    // the loop, callbacks included, runs with them flushed to zero (`crate::denormals`).
+    let _flush = FlushDenormals::new();
     for step in 0..options.steps {
         // Burn modules share their tensors: the clone is a handful of reference counts.
         let observed = model.clone();

@@ -22,7 +22,7 @@ use tether_train::data::groups::{self, Groups};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::io::{csv, write_atomic};
-use tether_train::optim::shampoo::{FlushDenormals, ShampooHealth};
+use tether_train::optim::shampoo::ShampooHealth;
 use tether_train::optim::{AnyOptimizer, OptimizerArgs};
 use tether_train::plot::{Panel, Series, line_chart};
 use tether_train::tasks::fair::{FairProblem, GroupMetrics, GroupedSet};
@@ -451,12 +451,6 @@ impl BackendTask for Task {
     type Output = anyhow::Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<()> {
-        // Subnormal floats turn up in these runs (with L2 decay 1e-3 on the 1024-512 MLP at
-        // 95%, perf put 72% of the time in the f32 GEMM kernel), and x86 multiplies them
-        // through a microcode assist: that run took over 19 minutes, 3 with this guard. A
-        // value under 1.2e-38 carries nothing the fine-tuning can use (the same flags as
-        // Shampoo's step; per thread, restored on drop).
-        let _ftz = FlushDenormals::new();
         let Task { args, dual, data } = self;
         let a = &args;
         B::seed(&device, a.seed);

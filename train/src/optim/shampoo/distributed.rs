@@ -26,10 +26,10 @@ use burn_collective::{
     reset_collective,
 };
 
-use super::denormals::FlushDenormals;
 use super::error::ShampooError;
 use super::health::ShampooHealth;
 use super::step::{BlockAt, Shampoo, ShampooState, join, split};
+use crate::denormals::FlushDenormals;
 
 /// Bytes a block's buffer is rounded up to when balancing (the reference's alignment).
 const ALIGNMENT_BYTES: usize = 64;

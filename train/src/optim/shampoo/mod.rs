@@ -24,7 +24,6 @@
 
 mod blocking;
 mod config;
-mod denormals;
 mod distributed;
 mod error;
 mod health;
@@ -33,7 +32,6 @@ mod step;
 
 pub use blocking::{Block, BlockPlan, merge_small_dims};
 pub use config::{Grafting, ShampooConfig};
-pub use denormals::FlushDenormals;
 pub use distributed::{DistributedShampoo, Peer, assign_blocks, run_data_parallel};
 pub use error::ShampooError;
 pub use health::{HealthLog, ShampooHealth};

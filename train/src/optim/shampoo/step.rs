@@ -11,10 +11,10 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use super::blocking::{Block, BlockPlan};
 use super::config::{Grafting, ShampooConfig};
-use super::denormals::FlushDenormals;
 use super::error::ShampooError;
 use super::health::ShampooHealth;
 use super::inverse_root::{RootError, inverse_root};
+use crate::denormals::FlushDenormals;
 
 /// Added to Shampoo's block norm before grafting divides by it (the reference's 1e-16).
 const GRAFT_NORM_FLOOR: f64 = 1e-16;

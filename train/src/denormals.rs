@@ -1,16 +1,18 @@
-//! Flushing subnormal floats to zero while Shampoo computes.
+//! Flushing subnormal floats to zero while training computes.
 //!
-//! Why: late in training some Kronecker factors and roots hold values below `f32`'s
-//! smallest normal (1.2e-38): squares of tiny gradient entries, rounding residue of roots
-//! cast from f64. x86 CPUs take a microcode assist for every subnormal operand, and a
-//! matrix product full of them ran about 15x slower: a Fashion-MNIST LeNet-5 run went from
-//! 0.25 to 4 s per step at step 850 (perf: 90% of the time in the f32 GEMM kernel). Deep
-//! learning frameworks flush subnormals on CPU for the same reason (PyTorch's
-//! `set_flush_denormal`); a value under 1e-38 carries nothing a preconditioner can use.
+//! Why: late in training some values fall below `f32`'s smallest normal (1.2e-38):
+//! Shampoo's Kronecker factors (squares of tiny gradient entries, rounding residue of roots
+//! cast from f64), weights and gradients shrunk by weight decay, Adam's second moments.
+//! x86 CPUs take a microcode assist for every subnormal operand, and a matrix product full
+//! of them runs an order of magnitude slower: a Fashion-MNIST LeNet-5 Shampoo run went from
+//! 0.25 to 4 s per step at step 850, and an Adult fair-prune run with weight decay 1e-3 from
+//! 3 to over 19 minutes (perf, both: most of the time in the f32 GEMM kernel). Deep learning
+//! frameworks flush subnormals on CPU for the same reason (PyTorch's `set_flush_denormal`);
+//! a value under 1e-38 carries nothing a network or a preconditioner can use.
 //!
 //! The flags (MXCSR's flush-to-zero and denormals-are-zero) are per thread; the guard sets
-//! them for the optimizer's step only and restores the caller's on drop. Other targets:
-//! a no-op.
+//! them for its scope only (the shared training loop, [`crate::trainer::fit`], and Shampoo's
+//! step hold one) and restores the caller's on drop. Other targets: a no-op.
 
 /// Sets flush-to-zero and denormals-are-zero on this thread until dropped (x86-64).
 pub struct FlushDenormals {
