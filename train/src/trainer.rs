@@ -115,3 +115,46 @@ where
     bar.finish();
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::constrained::{DualOptimizer, UpdateScheme};
+    use crate::tasks::svm::{SvmFitConfig, fit_svm};
+    use burn::backend::{Autodiff, Flex};
+
+    /// A product whose exact result is subnormal (1e-40).
+    fn subnormal_product() -> f32 {
+        std::hint::black_box(1e-30f32) * std::hint::black_box(1e-10f32)
+    }
+
+    /// Every step (its callback included) runs with subnormals flushed to zero, and the
+    /// caller's gradual underflow is back once `fit` returns.
+    #[test]
+    fn the_loop_flushes_subnormals_and_restores_the_callers_flags() {
+        assert!(subnormal_product() > 0.0, "gradual underflow by default");
+        let cfg = SvmFitConfig {
+            dual: DualOptimizer::gradient_ascent(0.1),
+            augmented: None,
+            scheme: UpdateScheme::Simultaneous,
+            primal_lr: 0.1,
+            steps: 3,
+        };
+        let x = vec![vec![1.0, 0.5], vec![-1.0, -0.5]];
+        let y = vec![1.0, -1.0];
+        let mut inside = Vec::new();
+        fit_svm::<Autodiff<Flex>>(
+            &x,
+            &y,
+            &cfg,
+            &Default::default(),
+            None,
+            false,
+            |_, _, _, _| inside.push(subnormal_product()),
+        )
+        .unwrap();
+        assert_eq!(inside.len(), 3);
+        #[cfg(target_arch = "x86_64")]
+        assert!(inside.iter().all(|&p| p == 0.0), "{inside:?}");
+        assert!(subnormal_product() > 0.0, "the caller's flags are restored");
+    }
+}
