@@ -12,8 +12,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use tether_deploy::onnx::SUPPORTED_OPS;
 use tether_deploy::onnx::conformance::{Outcome, per_op, run_suite};
+use tether_deploy::onnx::supported_ops;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -80,8 +80,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(md, "| op | cases | passed | refused | rejected | failed |")?;
     writeln!(md, "|---|---|---|---|---|---|")?;
     let table = per_op(&results);
-    for op in SUPPORTED_OPS {
-        let e = table.get(*op).copied().unwrap_or_default();
+    for op in supported_ops() {
+        let e = table.get(op).copied().unwrap_or_default();
         writeln!(
             md,
             "| {op} | {} | {} | {} | {} | {} |",
@@ -111,10 +111,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("{}: no onnx-ops block", readme.display()).into());
         };
         let a = a + text[a..].find("-->").ok_or("unclosed marker")? + 3;
-        let ops: Vec<String> = SUPPORTED_OPS
-            .iter()
+        let ops: Vec<String> = supported_ops()
             .map(|op| {
-                let e = table.get(*op).copied().unwrap_or_default();
+                let e = table.get(op).copied().unwrap_or_default();
                 format!("{op} ({}/{})", e[1], e[0])
             })
             .collect();
@@ -122,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\n{} ONNX ops; in brackets, node tests passed / node tests using only supported \
              ops ({} of {} such cases pass, {failed} fail, the rest are refused with a \
              reason): {}.\n",
-            SUPPORTED_OPS.len(),
+            supported_ops().count(),
             passed + bound,
             claimed,
             ops.join(", ")

@@ -96,6 +96,16 @@ pub mod opcode {
     pub const GATE: u8 = 22;
     /// The scalar (order-0) component of `[channels, 2m + 1]` features.
     pub const SCALARS: u8 = 23;
+    /// A further element-wise binary op, broadcasting; params: function id (see
+    /// [`super::Binary::encode`]).
+    pub const BINARY: u8 = 24;
+    /// A reduction over a set of axes, which keep extent 1; params: kind (0 mean, 1 sum,
+    /// 2 max, 3 min), the axes as a bit mask (bit `i`: axis `i` of the sample).
+    pub const REDUCE: u8 = 25;
+    /// Padding of every axis of a sample; the rank byte, params 0..4: the elements added
+    /// before each axis, 4..8: after, 8: mode (0 constant, 1 reflect, 2 edge), 9: the
+    /// constant as f32 bits.
+    pub const PAD: u8 = 26;
 }
 
 /// How [`Op::MeshFeatures`] computes a vertex's input.
@@ -163,6 +173,16 @@ pub enum Unary {
     Sin,
     /// `cos x`.
     Cos,
+    /// The error function `erf x` (ONNX `Erf`; PyTorch exports exact GELU through it).
+    Erf,
+    /// `x Phi(x) = x (1 + erf(x / sqrt 2)) / 2`, the exact GELU (ONNX `Gelu`, opset 20).
+    Gelu,
+    /// `x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2`, GELU's tanh approximation.
+    GeluTanh,
+    /// `x min(max(x + 3, 0), 6) / 6` (ONNX `HardSwish`, MobileNetV3).
+    HardSwish,
+    /// `x^p` for a constant exponent (ONNX `Pow` with a scalar constant exponent).
+    Pow(f32),
 }
 
 impl Unary {
@@ -187,6 +207,11 @@ impl Unary {
             Unary::Identity => (16, 0.0, 0.0),
             Unary::Sin => (17, 0.0, 0.0),
             Unary::Cos => (18, 0.0, 0.0),
+            Unary::Erf => (19, 0.0, 0.0),
+            Unary::Gelu => (20, 0.0, 0.0),
+            Unary::GeluTanh => (21, 0.0, 0.0),
+            Unary::HardSwish => (22, 0.0, 0.0),
+            Unary::Pow(p) => (23, p, 0.0),
         };
         [id, f32::to_bits(a), f32::to_bits(b)]
     }
@@ -215,6 +240,11 @@ impl Unary {
             16 => Unary::Identity,
             17 => Unary::Sin,
             18 => Unary::Cos,
+            19 => Unary::Erf,
+            20 => Unary::Gelu,
+            21 => Unary::GeluTanh,
+            22 => Unary::HardSwish,
+            23 if finite => Unary::Pow(a),
             _ => return None,
         })
     }
@@ -231,6 +261,98 @@ pub enum Binary {
     Mul,
     /// `a / b`.
     Div,
+    /// `a^b` (ONNX `Pow` with a tensor exponent).
+    Pow,
+    /// `max(a, b)`, NaN if either is NaN (ONNX `Max`).
+    Max,
+    /// `min(a, b)`, NaN if either is NaN (ONNX `Min`).
+    Min,
+    /// `a` for `a >= 0`, `b a` otherwise: a parametric ReLU whose slope `b` broadcasts
+    /// (ONNX `PRelu`).
+    PRelu,
+}
+
+impl Binary {
+    /// The function id of an [`opcode::BINARY`] op; `None` for the four ops that have
+    /// their own opcodes (add, sub, mul, div: the format's first version).
+    pub fn encode(self) -> Option<u32> {
+        match self {
+            Binary::Add | Binary::Sub | Binary::Mul | Binary::Div => None,
+            Binary::Pow => Some(1),
+            Binary::Max => Some(2),
+            Binary::Min => Some(3),
+            Binary::PRelu => Some(4),
+        }
+    }
+
+    /// The op of a stored [`opcode::BINARY`] function id.
+    pub fn decode(id: u32) -> Option<Self> {
+        Some(match id {
+            1 => Binary::Pow,
+            2 => Binary::Max,
+            3 => Binary::Min,
+            4 => Binary::PRelu,
+            _ => return None,
+        })
+    }
+}
+
+/// Reductions of [`opcode::REDUCE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduce {
+    /// Arithmetic mean.
+    Mean,
+    /// Sum.
+    Sum,
+    /// Largest element (NaN if any is NaN).
+    Max,
+    /// Smallest element (NaN if any is NaN).
+    Min,
+}
+
+impl Reduce {
+    /// The stored kind.
+    pub fn encode(self) -> u32 {
+        match self {
+            Reduce::Mean => 0,
+            Reduce::Sum => 1,
+            Reduce::Max => 2,
+            Reduce::Min => 3,
+        }
+    }
+
+    /// The reduction of a stored kind.
+    pub fn decode(k: u32) -> Option<Self> {
+        Some(match k {
+            0 => Reduce::Mean,
+            1 => Reduce::Sum,
+            2 => Reduce::Max,
+            3 => Reduce::Min,
+            _ => return None,
+        })
+    }
+}
+
+/// How [`opcode::PAD`] fills the new elements (ONNX `Pad`'s modes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// A constant.
+    Constant(f32),
+    /// The input mirrored about the edge, the edge itself not repeated.
+    Reflect,
+    /// The edge element repeated.
+    Edge,
+}
+
+/// Padding of every axis of a sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PadGeom {
+    /// Elements added before each axis (`begin[..rank]`).
+    pub begin: [usize; MAX_RANK],
+    /// Elements added after each axis.
+    pub end: [usize; MAX_RANK],
+    /// The fill.
+    pub mode: PadMode,
 }
 
 /// Geometry of a convolution over the last three axes `[c, h, w]` of a sample (ONNX
@@ -600,6 +722,16 @@ pub enum Op {
     Gate,
     /// `[c, 2m + 1] -> [c]`: the order-0 components.
     Scalars,
+    /// A reduction over the axes in the mask `axes` (bit `i`: axis `i`), which keep
+    /// extent 1.
+    Reduce {
+        /// Mean, sum, max or min.
+        kind: Reduce,
+        /// Bit mask of the reduced axes.
+        axes: u8,
+    },
+    /// Padding of every axis (ONNX `Pad` without the batch axis).
+    Pad(PadGeom),
     /// A further input of the model (input 0 is value 0).
     Input {
         /// Input index (1, 2, ...).
@@ -625,6 +757,12 @@ impl Op {
             Op::Binary(Binary::Sub) => "sub",
             Op::Binary(Binary::Mul) => "mul",
             Op::Binary(Binary::Div) => "div",
+            Op::Binary(Binary::Pow) => "pow",
+            Op::Binary(Binary::Max) => "max",
+            Op::Binary(Binary::Min) => "min",
+            Op::Binary(Binary::PRelu) => "prelu",
+            Op::Reduce { .. } => "reduce",
+            Op::Pad(_) => "pad",
             Op::Unary(_) => "unary",
             Op::MatMul => "matmul",
             Op::Transpose { .. } => "transpose",
@@ -1211,6 +1349,39 @@ fn read_node(
         },
         opcode::GATE => Op::Gate,
         opcode::SCALARS => Op::Scalars,
+        opcode::BINARY => Op::Binary(Binary::decode(p[0]).ok_or(bad("unknown binary function"))?),
+        opcode::REDUCE => {
+            let kind = Reduce::decode(p[0]).ok_or(bad("unknown reduction"))?;
+            if p[1] == 0 || p[1] >= 1 << MAX_RANK {
+                return Err(bad("bad reduction axes"));
+            }
+            Op::Reduce {
+                kind,
+                axes: p[1] as u8,
+            }
+        }
+        opcode::PAD => {
+            let n = r.rank;
+            if n == 0 || n > MAX_RANK {
+                return Err(bad("bad pad rank"));
+            }
+            let (mut begin, mut end) = ([0usize; MAX_RANK], [0usize; MAX_RANK]);
+            for i in 0..n {
+                begin[i] = small(p[i], "pad width out of range")?;
+                end[i] = small(p[4 + i], "pad width out of range")?;
+            }
+            if p[..8].iter().enumerate().any(|(i, &v)| i % 4 >= n && v != 0) {
+                return Err(bad("pad widths beyond the rank"));
+            }
+            let value = f32::from_bits(p[9]);
+            let mode = match p[8] {
+                0 if !value.is_nan() => PadMode::Constant(value),
+                1 => PadMode::Reflect,
+                2 => PadMode::Edge,
+                _ => return Err(bad("unknown pad mode")),
+            };
+            Op::Pad(PadGeom { begin, end, mode })
+        }
         _ => return Err(bad("unknown opcode")),
     };
     let inputs_ok = match op {
@@ -1348,6 +1519,34 @@ fn infer_shape(
             with_last(&xs[..r - 2], &[oh, ow])
         }
         Op::Flatten => x.and_then(|x| Dims::new(&[x.numel()])),
+        Op::Reduce { axes, .. } => {
+            if usize::from(axes) >= 1 << xs.len() {
+                return Err(bad("reduction axes beyond the input's rank"));
+            }
+            let mut d = [0usize; MAX_RANK];
+            for (i, o) in d.iter_mut().enumerate().take(xs.len()) {
+                *o = if axes & (1 << i) != 0 { 1 } else { xs[i] };
+            }
+            Dims::new(&d[..xs.len()])
+        }
+        Op::Pad(g) => {
+            let rank = xs.len();
+            let mut d = [0usize; MAX_RANK];
+            for i in 0..rank {
+                if g.mode == PadMode::Reflect && (g.begin[i] >= xs[i] || g.end[i] >= xs[i]) {
+                    return Err(bad("reflect padding as wide as the axis"));
+                }
+                d[i] = xs[i]
+                    .checked_add(g.begin[i])
+                    .and_then(|v| v.checked_add(g.end[i]))
+                    .filter(|&v| v <= 1 << 24)
+                    .ok_or(bad("padded axis too large"))?;
+            }
+            if (rank..MAX_RANK).any(|i| g.begin[i] != 0 || g.end[i] != 0) {
+                return Err(bad("pad widths beyond the input's rank"));
+            }
+            Dims::new(&d[..rank])
+        }
         Op::Relu | Op::Sine { .. } | Op::Unary(_) => x,
         Op::Softmax { axis, end } => {
             let (a, e) = if (axis, end) == (0, 0) {

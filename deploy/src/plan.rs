@@ -207,6 +207,15 @@ enum Step<'a> {
     },
     Const(Cow<'a, [f32]>),
     Input(usize),
+    Reduce {
+        kind: crate::format::Reduce,
+        dims: Dims,
+        axes: u8,
+    },
+    Pad {
+        dims: Dims,
+        geom: crate::format::PadGeom,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -560,6 +569,15 @@ impl<'a> Plan<'a> {
                     perm,
                 },
                 Op::Concat { axis } => Step::Concat { axis },
+                Op::Reduce { kind, axes } => Step::Reduce {
+                    kind,
+                    dims: model.shapes[node.inputs[0]],
+                    axes,
+                },
+                Op::Pad(geom) => Step::Pad {
+                    dims: model.shapes[node.inputs[0]],
+                    geom,
+                },
                 Op::Const { tensor } => Step::Const(dense_view(&model.tensors[tensor])),
                 Op::Input { index, .. } => Step::Input(index),
                 Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
@@ -993,5 +1011,28 @@ fn run_step(
         }
         Step::Const(d) => y.copy_from_slice(d),
         Step::Input(_) => {}
+        &Step::Reduce { kind, dims, axes } => {
+            let in_size = dims.numel();
+            for s in 0..n {
+                layout::reduce(
+                    kind,
+                    &x[s * in_size..(s + 1) * in_size],
+                    dims.as_slice(),
+                    axes,
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        Step::Pad { dims, geom } => {
+            let in_size = dims.numel();
+            for s in 0..n {
+                layout::pad(
+                    &x[s * in_size..(s + 1) * in_size],
+                    dims.as_slice(),
+                    geom,
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
     }
 }

@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::format::{
     Binary, ConvGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK, MeshFeatures,
-    Model, NONE, OP_ENTRY_LEN, OP_PARAMS, PoolGeom, TENSOR_ENTRY_LEN, Unary, VERSION, kind, opcode,
+    Model, NONE, OP_ENTRY_LEN, OP_PARAMS, PadGeom, PadMode, PoolGeom, Reduce, TENSOR_ENTRY_LEN,
+    Unary, VERSION, kind, opcode,
 };
 
 /// A tensor added to a builder.
@@ -132,6 +133,20 @@ pub enum OpSpec {
     Gate,
     /// Order-0 components.
     Scalars,
+    /// A reduction over the axes of a mask (they keep extent 1).
+    Reduce {
+        /// Mean, sum, max or min.
+        kind: Reduce,
+        /// Bit `i`: axis `i` of the sample is reduced.
+        axes: u8,
+    },
+    /// Padding of every axis of a sample of rank `rank`.
+    Pad {
+        /// Widths and fill.
+        geom: PadGeom,
+        /// The input's rank.
+        rank: usize,
+    },
 }
 
 struct TensorEntry {
@@ -307,6 +322,29 @@ impl ModelBuilder {
             OpSpec::Binary(Binary::Sub) => opcode::SUB,
             OpSpec::Binary(Binary::Mul) => opcode::MUL,
             OpSpec::Binary(Binary::Div) => opcode::DIV,
+            OpSpec::Binary(b) => {
+                set(&[b.encode().expect("add, sub, mul and div are matched above")]);
+                opcode::BINARY
+            }
+            OpSpec::Reduce { kind, axes } => {
+                set(&[kind.encode(), u32::from(axes)]);
+                opcode::REDUCE
+            }
+            OpSpec::Pad { geom: g, rank: r } => {
+                rank = r as u8;
+                for i in 0..MAX_RANK {
+                    p[i] = g.begin[i] as u32;
+                    p[4 + i] = g.end[i] as u32;
+                }
+                let (mode, value) = match g.mode {
+                    PadMode::Constant(v) => (0, v),
+                    PadMode::Reflect => (1, 0.0),
+                    PadMode::Edge => (2, 0.0),
+                };
+                p[8] = mode;
+                p[9] = value.to_bits();
+                opcode::PAD
+            }
             OpSpec::Unary(f) => {
                 set(&f.encode());
                 opcode::UNARY

@@ -17,7 +17,8 @@ use onnx_protobuf::{
 };
 use tether_deploy::onnx::conformance::{Outcome, per_op, run_suite};
 use tether_deploy::onnx::{
-    ExportOptions, OnnxError, SUPPORTED_OPS, encode_f32, export_bytes, import, import_bytes,
+    ExportOptions, OnnxError, encode_f32, export_bytes, folded_only_ops, import, import_bytes,
+    supported_ops,
 };
 use tether_deploy::{AlignedBytes, Model, Plan, PlanOptions};
 
@@ -263,10 +264,16 @@ fn onnx_backend_node_tests() {
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
     let table = per_op(&results);
-    // Constant's one node test has no input (a constant model, which the runtime refuses);
-    // Constant nodes are checked by `a_constant_node_feeds_an_op` instead.
-    for op in SUPPORTED_OPS.iter().filter(|&&o| o != "Constant") {
-        let passed = table.get(*op).map_or(0, |e| e[1]);
+    // Ops folded on constants only (Constant, shape arithmetic, comparisons) have node
+    // tests with runtime inputs, which the runtime cannot compute; they are checked by
+    // their own tests (the shape-subgraph and folding tests below).
+    // LayerNormalization's node tests all name its optional Mean and InvStdDev outputs,
+    // which the importer refuses; PyTorch's LayerNorm exports are checked against
+    // onnxruntime in tests/torch_exports.rs.
+    for op in supported_ops()
+        .filter(|o| !folded_only_ops().any(|f| f == *o) && *o != "LayerNormalization")
+    {
+        let passed = table.get(op).map_or(0, |e| e[1]);
         assert!(passed > 0, "{op} is claimed but passes no node test");
     }
 }
@@ -302,4 +309,96 @@ fn the_onnx_fuzz_corpus_imports_or_errs_without_panicking() {
         }
     }
     assert!(seeds >= 2);
+}
+
+/// x [N, 4] -> one `op` node reading `inputs` (x, or initializers `c0`, `c1`, ... of
+/// shape [4]) and writing `outputs` -> y.
+fn one_node(op: &str, inputs: &[&str], outputs: &[&str]) -> ModelProto {
+    let mut m = gemm_relu();
+    let g = m.graph.as_mut().unwrap();
+    g.node.clear();
+    g.initializer.clear();
+    g.output[0] = tensor_info("y", &[4], true);
+    for i in 0..8 {
+        g.initializer
+            .push(encode_f32(&format!("c{i}"), &[4], &lcg(4, i)));
+    }
+    g.node.push(node(op, inputs, outputs));
+    m
+}
+
+#[test]
+fn every_op_refuses_too_few_or_too_many_inputs_and_outputs_by_name() {
+    for op in supported_ops() {
+        // No input at all (Constant takes none: give it one too many instead).
+        let none = one_node(op, &[], &["y"]);
+        let few = if op == "Constant" {
+            one_node(op, &["x"], &["y"])
+        } else {
+            none
+        };
+        let e = err(&few);
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("my_{}", op.to_lowercase())) && msg.contains(op),
+            "{op}: {msg}"
+        );
+        // Nine inputs: more than any fixed-arity op takes (variadic ops accept them, and
+        // must then fail or succeed cleanly).
+        let nine = ["x", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"];
+        let _ = import(&one_node(op, &nine, &["y"]), &HashMap::new());
+        // Four outputs: more than any op has.
+        let e = err(&one_node(op, &["x"], &["y", "o1", "o2", "o3"]));
+        assert!(e.to_string().contains("outputs"), "{op}: {e}");
+        // An empty required input name is a missing input, not an index out of bounds.
+        if op != "Constant" {
+            let _ = import(&one_node(op, &[""], &["y"]), &HashMap::new());
+        }
+    }
+    let e = err(&one_node("Relu", &["x", "c0"], &["y"]));
+    assert!(
+        e.to_string().contains("2 inputs; Relu takes at most 1"),
+        "{e}"
+    );
+    let e = err(&one_node("Conv", &["x"], &["y"]));
+    assert!(e.to_string().contains("input 1 is missing"), "{e}");
+}
+
+/// `y = x.view(x.size(0), -1)` on x [N, 2, 2], as PyTorch's TorchScript exporter writes
+/// it: Shape -> Gather(0) -> Unsqueeze -> Concat([-1]) -> Reshape.
+#[test]
+fn a_shape_subgraph_on_the_batch_axis_folds_to_a_reshape() {
+    let mut g = GraphProto::new();
+    g.input.push(tensor_info("x", &[2, 2], true));
+    g.output.push(tensor_info("y", &[4], true));
+    g.initializer
+        .push(tether_deploy::onnx::encode_i64("zero", &[], &[0]));
+    g.initializer
+        .push(tether_deploy::onnx::encode_i64("axes", &[1], &[0]));
+    g.initializer
+        .push(tether_deploy::onnx::encode_i64("minus1", &[1], &[-1]));
+    g.node.push(node("Shape", &["x"], &["s"]));
+    let mut gather = node("Gather", &["s", "zero"], &["n"]);
+    let mut a = AttributeProto::new();
+    a.name = "axis".into();
+    a.type_ = attribute_proto::AttributeType::INT.into();
+    gather.attribute.push(a.clone());
+    g.node.push(gather);
+    g.node.push(node("Unsqueeze", &["n", "axes"], &["n1"]));
+    let mut concat = node("Concat", &["n1", "minus1"], &["shape"]);
+    concat.attribute.push(a);
+    g.node.push(concat);
+    g.node.push(node("Reshape", &["x", "shape"], &["y"]));
+    let mut m = gemm_relu();
+    m.graph = Some(g).into();
+    let bytes = import(&m, &HashMap::new()).unwrap();
+    let x = lcg(12, 7);
+    assert_eq!(run(&bytes, &x, 3), x, "3 samples of [2, 2] flattened");
+    // Arithmetic on the symbolic batch size is refused, not computed with a guess.
+    let g = m.graph.as_mut().unwrap();
+    g.node[2] = node("Add", &["n", "n"], &["n2"]);
+    g.node
+        .insert(3, node("Unsqueeze", &["n2", "axes"], &["n1"]));
+    let e = err(&m);
+    assert!(e.to_string().contains("symbolic batch size"), "{e}");
 }

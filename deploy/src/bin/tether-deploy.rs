@@ -190,14 +190,15 @@ impl From<MeshPrecision> for tether_deploy::mesh::Precision {
 
 /// Model bytes: a tether model as is, an `.onnx` file imported.
 fn load(path: &Path) -> anyhow::Result<AlignedBytes> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
         #[cfg(feature = "onnx")]
         {
-            let model = tether_deploy::onnx::import_bytes(&bytes)
+            // From the path, so that weights in an external data file beside it (PyTorch's
+            // default export) are found.
+            let model = tether_deploy::onnx::import_file(path)
                 .with_context(|| format!("importing {}", path.display()))?;
             return Ok(AlignedBytes::from_slice(&model));
         }
@@ -207,6 +208,7 @@ fn load(path: &Path) -> anyhow::Result<AlignedBytes> {
             path.display()
         );
     }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(AlignedBytes::from_slice(&bytes))
 }
 

@@ -163,6 +163,42 @@ pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
         Unary::Identity => y.copy_from_slice(x),
         Unary::Sin => map(&libm::sinf, y),
         Unary::Cos => map(&libm::cosf, y),
+        Unary::Erf => map(&libm::erff, y),
+        Unary::Gelu => map(
+            &|v| 0.5 * v * (1.0 + libm::erff(v * core::f32::consts::FRAC_1_SQRT_2)),
+            y,
+        ),
+        Unary::GeluTanh => map(
+            &|v| {
+                // sqrt(2 / pi), as PyTorch's tanh approximation writes it.
+                const K: f32 = 0.797_884_6;
+                0.5 * v * (1.0 + libm::tanhf(K * (v + 0.044_715 * v * v * v)))
+            },
+            y,
+        ),
+        // `x relu6(x + 3) / 6`; written with comparisons that let NaN through.
+        Unary::HardSwish => map(
+            &|v| {
+                if v <= -3.0 {
+                    0.0
+                } else if v >= 3.0 {
+                    v
+                } else {
+                    v * (v + 3.0) / 6.0
+                }
+            },
+            y,
+        ),
+        Unary::Pow(p) => map(
+            &|v| {
+                if p == 2.0 {
+                    v * v
+                } else {
+                    libm::powf(v, p)
+                }
+            },
+            y,
+        ),
     }
 }
 

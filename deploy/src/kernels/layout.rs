@@ -2,7 +2,7 @@
 //! element-wise binary ops, transpose, concatenation, and the matrix product of two values.
 //! Shapes are of one sample, rank 1 to 4 (the model validated them).
 
-use crate::format::{Binary, MAX_RANK};
+use crate::format::{Binary, MAX_RANK, PadGeom, PadMode, Reduce};
 
 /// `dims` left-padded with 1s to rank 4.
 fn pad4(dims: &[usize]) -> [usize; MAX_RANK] {
@@ -29,6 +29,34 @@ fn apply(op: Binary, a: f32, b: f32) -> f32 {
         Binary::Sub => a - b,
         Binary::Mul => a * b,
         Binary::Div => a / b,
+        Binary::Pow => libm::powf(a, b),
+        // IEEE maxNum would drop a NaN operand; ONNX (numpy's maximum) propagates it.
+        Binary::Max => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else if a >= b {
+                a
+            } else {
+                b
+            }
+        }
+        Binary::Min => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else if a <= b {
+                a
+            } else {
+                b
+            }
+        }
+        // `a < 0` is false for NaN, so a NaN input passes through.
+        Binary::PRelu => {
+            if a < 0.0 {
+                a * b
+            } else {
+                a
+            }
+        }
     }
 }
 
@@ -178,6 +206,123 @@ pub fn matmul(a: &[f32], a_dims: &[usize], b: &[f32], b_dims: &[usize], y: &mut 
     }
 }
 
+/// Reduces one sample of shape `dims` over the axes in `axes` (bit `i`: axis `i`), which
+/// keep extent 1 in `y`. Max and min propagate NaN (as numpy and ONNX do); the mean of
+/// `n` elements is their sum over `n`.
+pub fn reduce(kind: Reduce, x: &[f32], dims: &[usize], axes: u8, y: &mut [f32]) {
+    let r = dims.len();
+    let d = pad4(dims);
+    let off = MAX_RANK - r;
+    let reduced = |i: usize| i >= off && axes & (1 << (i - off)) != 0;
+    // Input strides, and the output strides (0 along reduced axes).
+    let mut st = [0; MAX_RANK];
+    let mut acc = 1;
+    for i in (0..MAX_RANK).rev() {
+        st[i] = acc;
+        acc *= d[i];
+    }
+    let mut ost = [0; MAX_RANK];
+    let mut acc = 1;
+    for i in (0..MAX_RANK).rev() {
+        if !reduced(i) {
+            ost[i] = acc;
+            acc *= d[i];
+        }
+    }
+    let init = match kind {
+        Reduce::Mean | Reduce::Sum => 0.0,
+        Reduce::Max => f32::NEG_INFINITY,
+        Reduce::Min => f32::INFINITY,
+    };
+    y.fill(init);
+    for i0 in 0..d[0] {
+        for i1 in 0..d[1] {
+            for i2 in 0..d[2] {
+                for i3 in 0..d[3] {
+                    let v = x[i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]];
+                    let o = &mut y[i0 * ost[0] + i1 * ost[1] + i2 * ost[2] + i3 * ost[3]];
+                    *o = match kind {
+                        Reduce::Mean | Reduce::Sum => *o + v,
+                        // Once NaN, `v > NaN` is false: the NaN stays.
+                        Reduce::Max if v.is_nan() || v > *o => v,
+                        Reduce::Min if v.is_nan() || v < *o => v,
+                        Reduce::Max | Reduce::Min => *o,
+                    };
+                }
+            }
+        }
+    }
+    if kind == Reduce::Mean {
+        let n: usize = (0..MAX_RANK)
+            .filter(|&i| reduced(i))
+            .map(|i| d[i])
+            .product();
+        let inv = 1.0 / n as f32;
+        for v in y.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Pads one sample of shape `dims` (see [`PadGeom`]).
+pub fn pad(x: &[f32], dims: &[usize], g: &PadGeom, y: &mut [f32]) {
+    let r = dims.len();
+    let off = MAX_RANK - r;
+    let d = pad4(dims);
+    let (mut b, mut od) = ([0usize; MAX_RANK], d);
+    for i in 0..r {
+        b[off + i] = g.begin[i];
+        od[off + i] = d[off + i] + g.begin[i] + g.end[i];
+    }
+    let mut st = [0; MAX_RANK];
+    let mut acc = 1;
+    for i in (0..MAX_RANK).rev() {
+        st[i] = acc;
+        acc *= d[i];
+    }
+    // The source index along an axis of extent `n` for output position `o`, `None` for a
+    // constant fill.
+    let src = |o: usize, b: usize, n: usize| -> Option<usize> {
+        let i = o as isize - b as isize;
+        if (0..n as isize).contains(&i) {
+            return Some(i as usize);
+        }
+        match g.mode {
+            PadMode::Constant(_) => None,
+            PadMode::Edge => Some(i.clamp(0, n as isize - 1) as usize),
+            // Validated: the widths are below the extent, so one reflection lands inside.
+            PadMode::Reflect => Some(if i < 0 {
+                (-i) as usize
+            } else {
+                2 * (n - 1) - i as usize
+            }),
+        }
+    };
+    let fill = match g.mode {
+        PadMode::Constant(v) => v,
+        _ => 0.0,
+    };
+    let mut at = 0;
+    for i0 in 0..od[0] {
+        let s0 = src(i0, b[0], d[0]);
+        for i1 in 0..od[1] {
+            let s1 = src(i1, b[1], d[1]);
+            for i2 in 0..od[2] {
+                let s2 = src(i2, b[2], d[2]);
+                for i3 in 0..od[3] {
+                    y[at] = match (s0, s1, s2, src(i3, b[3], d[3])) {
+                        (Some(a), Some(b), Some(c), Some(e)) => {
+                            x[a * st[0] + b * st[1] + c * st[2] + e * st[3]]
+                        }
+                        _ => fill,
+                    };
+                    at += 1;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +406,54 @@ mod tests {
             &mut y,
         );
         assert_eq!(y, [9.0, 12.0, 15.0]);
+    }
+
+    #[test]
+    fn reduce_matches_hand_sums_and_propagates_nan() {
+        use crate::format::Reduce;
+        // [2, 3]: rows (1, 2, 3), (4, 5, 6).
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut y = [0.0; 3];
+        reduce(Reduce::Sum, &x, &[2, 3], 0b01, &mut y);
+        assert_eq!(y, [5.0, 7.0, 9.0]);
+        let mut y = [0.0; 2];
+        reduce(Reduce::Mean, &x, &[2, 3], 0b10, &mut y);
+        assert_eq!(y, [2.0, 5.0]);
+        let mut y = [0.0; 1];
+        reduce(Reduce::Max, &x, &[2, 3], 0b11, &mut y);
+        assert_eq!(y, [6.0]);
+        let x = [1.0, f32::NAN, 3.0, -f32::INFINITY];
+        let mut y = [0.0; 2];
+        reduce(Reduce::Max, &x, &[2, 2], 0b10, &mut y);
+        assert!(y[0].is_nan() && y[1] == 3.0, "{y:?}");
+        reduce(Reduce::Min, &x, &[2, 2], 0b10, &mut y);
+        assert!(y[0].is_nan() && y[1] == -f32::INFINITY, "{y:?}");
+    }
+
+    #[test]
+    fn pad_fills_reflects_and_repeats_the_edge() {
+        use crate::format::{PadGeom, PadMode};
+        let x = [1.0, 2.0, 3.0];
+        let geom = |mode| PadGeom {
+            begin: [2, 0, 0, 0],
+            end: [1, 0, 0, 0],
+            mode,
+        };
+        let mut y = [0.0; 6];
+        pad(&x, &[3], &geom(PadMode::Constant(-1.0)), &mut y);
+        assert_eq!(y, [-1.0, -1.0, 1.0, 2.0, 3.0, -1.0]);
+        pad(&x, &[3], &geom(PadMode::Reflect), &mut y);
+        assert_eq!(y, [3.0, 2.0, 1.0, 2.0, 3.0, 2.0]);
+        pad(&x, &[3], &geom(PadMode::Edge), &mut y);
+        assert_eq!(y, [1.0, 1.0, 1.0, 2.0, 3.0, 3.0]);
+        // Two axes: [1, 2] padded by one column on each side of the last axis.
+        let g = PadGeom {
+            begin: [0, 1, 0, 0],
+            end: [0, 1, 0, 0],
+            mode: PadMode::Edge,
+        };
+        let mut y = [0.0; 4];
+        pad(&[5.0, 6.0], &[1, 2], &g, &mut y);
+        assert_eq!(y, [5.0, 5.0, 6.0, 6.0]);
     }
 }

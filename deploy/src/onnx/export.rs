@@ -15,7 +15,7 @@ use onnx_protobuf::{
 
 use super::OnnxError;
 use super::tensor::{encode_f32, encode_i64};
-use crate::format::{Binary, Model, Op, TensorData, Unary};
+use crate::format::{Binary, Model, Op, PadMode, Reduce, TensorData, Unary};
 use crate::kernels::sparse;
 
 /// The opset the exporter writes.
@@ -348,8 +348,56 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                     Binary::Sub => "Sub",
                     Binary::Mul => "Mul",
                     Binary::Div => "Div",
+                    Binary::Pow => "Pow",
+                    Binary::Max => "Max",
+                    Binary::Min => "Min",
+                    Binary::PRelu => "PRelu",
                 };
                 gr.node(op, &[a, c], &out, vec![]);
+            }
+            Op::Unary(Unary::Gelu) => {
+                // x (1 + erf(x / sqrt 2)) / 2, as PyTorch's exporter writes it at opset 13.
+                let (k, one, half) = (
+                    gr.init_f32("rsqrt2", &[], &[core::f32::consts::FRAC_1_SQRT_2]),
+                    gr.init_f32("one", &[], &[1.0]),
+                    gr.init_f32("half", &[], &[0.5]),
+                );
+                let t: Vec<String> = (0..4).map(|_| gr.fresh("gelu")).collect();
+                gr.node("Mul", &[ins[0].clone(), k], &t[0], vec![]);
+                gr.node("Erf", &[t[0].clone()], &t[1], vec![]);
+                gr.node("Add", &[t[1].clone(), one], &t[2], vec![]);
+                gr.node("Mul", &[ins[0].clone(), t[2].clone()], &t[3], vec![]);
+                gr.node("Mul", &[t[3].clone(), half], &out, vec![]);
+            }
+            Op::Unary(Unary::GeluTanh) => {
+                // x (1 + tanh(k (x + 0.044715 x^3))) / 2.
+                let (k, c, three, one, half) = (
+                    gr.init_f32("k", &[], &[0.797_884_6]),
+                    gr.init_f32("c", &[], &[0.044_715]),
+                    gr.init_f32("three", &[], &[3.0]),
+                    gr.init_f32("one", &[], &[1.0]),
+                    gr.init_f32("half", &[], &[0.5]),
+                );
+                let t: Vec<String> = (0..7).map(|_| gr.fresh("gelu")).collect();
+                gr.node("Pow", &[ins[0].clone(), three], &t[0], vec![]);
+                gr.node("Mul", &[t[0].clone(), c], &t[1], vec![]);
+                gr.node("Add", &[ins[0].clone(), t[1].clone()], &t[2], vec![]);
+                gr.node("Mul", &[t[2].clone(), k], &t[3], vec![]);
+                gr.node("Tanh", &[t[3].clone()], &t[4], vec![]);
+                gr.node("Add", &[t[4].clone(), one], &t[5], vec![]);
+                gr.node("Mul", &[ins[0].clone(), t[5].clone()], &t[6], vec![]);
+                gr.node("Mul", &[t[6].clone(), half], &out, vec![]);
+            }
+            Op::Unary(Unary::HardSwish) => {
+                // HardSwish is opset 14: x HardSigmoid(x; 1/6, 1/2) is the same function.
+                let t = gr.fresh("hardsigmoid");
+                gr.node(
+                    "HardSigmoid",
+                    &ins,
+                    &t,
+                    vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)],
+                );
+                gr.node("Mul", &[ins[0].clone(), t], &out, vec![]);
             }
             Op::Unary(f) => {
                 let (op, attrs, extra): (&str, Vec<AttributeProto>, Vec<String>) = match f {
@@ -379,6 +427,14 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                     Unary::Identity => ("Identity", vec![], vec![]),
                     Unary::Sin => ("Sin", vec![], vec![]),
                     Unary::Cos => ("Cos", vec![], vec![]),
+                    Unary::Erf => ("Erf", vec![], vec![]),
+                    Unary::Pow(p) => {
+                        let e = gr.init_f32("exponent", &[], &[p]);
+                        ("Pow", vec![], vec![e])
+                    }
+                    Unary::Gelu | Unary::GeluTanh | Unary::HardSwish => {
+                        unreachable!("matched above")
+                    }
                 };
                 let mut inputs = ins.clone();
                 inputs.extend(extra);
@@ -426,6 +482,51 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                 gr.g.initializer.push(encode_f32(&out, &d, &v));
             }
             Op::Input { .. } => {}
+            Op::Reduce { kind, axes } => {
+                let o = usize::from(gr.batched(node.inputs[0]));
+                let ax: Vec<usize> = (0..xs.len())
+                    .filter(|&i| axes & (1 << i) != 0)
+                    .map(|i| i + o)
+                    .collect();
+                let keep = attr_int("keepdims", 1);
+                match kind {
+                    // ReduceSum takes its axes as an input since opset 13.
+                    Reduce::Sum => {
+                        let a: Vec<i64> = ax.iter().map(|&a| a as i64).collect();
+                        let a = gr.init_i64("axes", &a);
+                        gr.node("ReduceSum", &[ins[0].clone(), a], &out, vec![keep]);
+                    }
+                    Reduce::Mean | Reduce::Max | Reduce::Min => {
+                        let op = match kind {
+                            Reduce::Mean => "ReduceMean",
+                            Reduce::Max => "ReduceMax",
+                            _ => "ReduceMin",
+                        };
+                        gr.node(op, &ins, &out, vec![attr_ints("axes", &ax), keep]);
+                    }
+                }
+            }
+            Op::Pad(g) => {
+                let o = usize::from(gr.batched(node.inputs[0]));
+                let r = xs.len();
+                let mut pads = vec![0i64; 2 * (r + o)];
+                for i in 0..r {
+                    pads[o + i] = g.begin[i] as i64;
+                    pads[r + o + o + i] = g.end[i] as i64;
+                }
+                let p = gr.init_i64("pads", &pads);
+                let (mode, value) = match g.mode {
+                    PadMode::Constant(v) => ("constant", v),
+                    PadMode::Reflect => ("reflect", 0.0),
+                    PadMode::Edge => ("edge", 0.0),
+                };
+                let v = gr.init_f32("value", &[], &[value]);
+                let mut a = AttributeProto::new();
+                a.name = "mode".to_string();
+                a.type_ = attribute_proto::AttributeType::STRING.into();
+                a.s = mode.as_bytes().to_vec();
+                gr.node("Pad", &[ins[0].clone(), p, v], &out, vec![a]);
+            }
             Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
                 return fail("mesh (EMAN) ops: ONNX has no mesh operators");
             }

@@ -25,5 +25,7 @@ pub mod conformance;
 
 pub use error::OnnxError;
 pub use export::{EXPORT_OPSET, ExportOptions, export, export_bytes};
-pub use import::{SUPPORTED_OPS, import, import_bytes};
+pub use import::{
+    ExternalData, folded_only_ops, import, import_bytes, import_file, import_with, supported_ops,
+};
 pub use tensor::{OnnxTensor, Values, decode_tensor, encode_f32, encode_i64};

@@ -86,7 +86,9 @@ pub fn decode_tensor(t: &TensorProto) -> Result<OnnxTensor, OnnxError> {
     let name = t.name.as_str();
     if t.data_location.value() == DataLocation::EXTERNAL as i32 || !t.external_data.is_empty() {
         return Err(OnnxError::unsupported(format!(
-            "tensor {name:?} keeps its data in an external file"
+            "tensor {name:?} keeps its data in an external file: import the model from its \
+             path (`tether-deploy import MODEL.onnx`, `onnx::import_file`) so that the data \
+             file beside it can be read"
         )));
     }
     if t.segment.is_some() {

@@ -1,0 +1,103 @@
+//! Real PyTorch exports (tests/fixtures/torch, made by its `make_fixtures.py`): each model
+//! exported by the default dynamo exporter (weights in an external `.onnx.data` file,
+//! static shapes) and by the TorchScript exporter at opset 13 with a symbolic batch axis
+//! (shape arithmetic in the graph). Each imports and matches onnxruntime's output.
+
+#![cfg(feature = "onnx")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use tether_deploy::onnx::{import_bytes, import_file};
+use tether_deploy::{AlignedBytes, Model};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch")
+}
+
+fn f32s(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+struct Case {
+    model: String,
+    input: String,
+    input_shape: Vec<usize>,
+}
+
+fn manifest() -> Vec<Case> {
+    let text = std::fs::read_to_string(dir().join("manifest.tsv")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Case {
+                model: f[0].into(),
+                input: f[1].into(),
+                input_shape: f[2].split('x').map(|d| d.parse().unwrap()).collect(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_pytorch_export_imports_and_matches_onnxruntime() {
+    let cases = manifest();
+    assert_eq!(cases.len(), 8, "four models, two exporters each");
+    for c in &cases {
+        let path = dir().join(format!("{}.onnx", c.model));
+        let model = import_file(&path).unwrap_or_else(|e| panic!("{}: {e}", c.model));
+        let x = f32s(&dir().join(format!("{}.in.f32", c.input)));
+        let want = f32s(&dir().join(format!("{}.ort.f32", c.model)));
+        let aligned = AlignedBytes::from_slice(&model);
+        let parsed = Model::parse(&aligned).unwrap();
+        // A symbolic batch axis makes each row a sample; static shapes make the whole
+        // tensor one sample.
+        let per_sample: usize = parsed.shapes[parsed.inputs[0]].numel();
+        let batch = x.len() / per_sample;
+        assert_eq!(batch * per_sample, x.len(), "{}", c.model);
+        if c.model.ends_with("legacy13") {
+            assert_eq!(batch, c.input_shape[0], "{}: batch axis", c.model);
+        }
+        let y = common::run(&model, &x, batch);
+        assert_eq!(y.len(), want.len(), "{}", c.model);
+        for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{} [{i}]: tether {a} vs onnxruntime {b}",
+                c.model
+            );
+        }
+    }
+}
+
+#[test]
+fn an_external_data_model_from_bytes_says_how_to_import_it() {
+    let bytes = std::fs::read(dir().join("mlp_norm_dynamo.onnx")).unwrap();
+    let e = import_bytes(&bytes).unwrap_err().to_string();
+    assert!(e.contains("external file") && e.contains("import"), "{e}");
+}
+
+#[test]
+fn a_missing_external_data_file_is_named() {
+    let tmp = std::env::temp_dir().join(format!("tether-torch-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let path = tmp.join("mlp_norm_dynamo.onnx");
+    std::fs::copy(dir().join("mlp_norm_dynamo.onnx"), &path).unwrap();
+    let e = import_file(&path).unwrap_err().to_string();
+    assert!(e.contains("mlp_norm_dynamo.onnx.data"), "{e}");
+    // A truncated data file: the tensors beyond its end are refused, not read short.
+    let data = std::fs::read(dir().join("mlp_norm_dynamo.onnx.data")).unwrap();
+    std::fs::write(
+        tmp.join("mlp_norm_dynamo.onnx.data"),
+        &data[..data.len() / 2],
+    )
+    .unwrap();
+    let e = import_file(&path).unwrap_err().to_string();
+    assert!(e.contains("lies outside"), "{e}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
