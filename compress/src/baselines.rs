@@ -4,6 +4,10 @@
 //!
 //! Each file is `{"name", "description", "results": {"bpp": [...], "psnr": [...], ...}}`;
 //! other metrics in `results` (MS-SSIM, timings) are ignored.
+//!
+//! The Kodak curves ship inside the crate (`compress/baselines/kodak/`, each one's source
+//! in the README there) and are compiled into it, [`kodak`]: an installed binary has them
+//! with no repository or data folder beside it. [`load_published`] reads another folder.
 
 use std::path::Path;
 
@@ -11,6 +15,46 @@ use serde::Deserialize;
 
 use crate::error::CompressError;
 use crate::rd::{Curve, CurvePoint};
+
+/// The files of `compress/baselines/kodak/`, by file name (the order of the legend), with
+/// their contents.
+const KODAK: [(&str, &str); 8] = [
+    (
+        "bpg_444_x265_ycbcr.json",
+        include_str!("../baselines/kodak/bpg_444_x265_ycbcr.json"),
+    ),
+    ("coin.json", include_str!("../baselines/kodak/coin.json")),
+    (
+        "compressai-bmshj2018-hyperprior.json",
+        include_str!("../baselines/kodak/compressai-bmshj2018-hyperprior.json"),
+    ),
+    (
+        "compressai-cheng2020-anchor.json",
+        include_str!("../baselines/kodak/compressai-cheng2020-anchor.json"),
+    ),
+    (
+        "compressai-mbt2018.json",
+        include_str!("../baselines/kodak/compressai-mbt2018.json"),
+    ),
+    ("jpeg.json", include_str!("../baselines/kodak/jpeg.json")),
+    (
+        "jpeg2000.json",
+        include_str!("../baselines/kodak/jpeg2000.json"),
+    ),
+    ("vtm.json", include_str!("../baselines/kodak/vtm.json")),
+];
+
+/// The published Kodak curves compiled into the crate (768x512 images, the average over
+/// the 24), in the order [`load_published`] would read their folder. They are fixed at
+/// build time and a unit test parses every one, so this cannot fail at run time.
+pub fn kodak() -> Vec<Curve> {
+    KODAK
+        .iter()
+        .map(|(file, text)| {
+            parse_curve(text, file).unwrap_or_else(|e| panic!("embedded Kodak curve: {e}"))
+        })
+        .collect()
+}
 
 #[derive(Deserialize)]
 struct Published {
@@ -32,8 +76,13 @@ struct Results {
 /// ([`CompressError::Invalid`], naming the file).
 pub fn load_curve(path: &Path) -> Result<Curve, CompressError> {
     let text = std::fs::read_to_string(path).map_err(|e| CompressError::io(path, e))?;
-    let bad = |why: String| CompressError::Invalid(format!("{}: {why}", path.display()));
-    let p: Published = serde_json::from_str(&text)
+    parse_curve(&text, &path.display().to_string())
+}
+
+/// Parses one published curve from its JSON text; `source` names it in errors.
+fn parse_curve(text: &str, source: &str) -> Result<Curve, CompressError> {
+    let bad = |why: String| CompressError::Invalid(format!("{source}: {why}"));
+    let p: Published = serde_json::from_str(text)
         .map_err(|e| bad(format!("not a published rate-distortion curve: {e}")))?;
     let Results { bpp, psnr } = p.results;
     if bpp.len() != psnr.len() {
@@ -78,7 +127,7 @@ mod tests {
     use super::*;
 
     fn kodak_dir() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/baselines/kodak")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/kodak")
     }
 
     fn temp_dir(tag: &str) -> std::path::PathBuf {
@@ -88,14 +137,16 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_curves_are_the_folder() {
+        // Every file of the folder is compiled in (a file added there and not to KODAK
+        // fails here), and each parses.
+        assert_eq!(kodak(), load_published(&kodak_dir()).unwrap());
+    }
+
+    #[test]
     fn published_kodak_curves() {
-        let dir = kodak_dir();
-        if !dir.exists() {
-            eprintln!("skipped: {} is absent", dir.display());
-            return;
-        }
-        let curves = load_published(&dir).unwrap();
-        assert!(curves.len() >= 2);
+        let curves = kodak();
+        assert_eq!(curves.len(), KODAK.len());
         for c in &curves {
             assert!(!c.points.is_empty(), "{}", c.name);
             assert!(

@@ -172,3 +172,27 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     assert!(!png_out.exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn eval_needs_no_data_folder_and_checks_published_first() {
+    // The help names no developer-only path: the published curves are built in.
+    let (ok, text) = run(bin().args(["eval", "--help"]));
+    assert!(ok && text.contains("IMAGES_DIR"), "{text}");
+    assert!(!text.contains("shared"), "{text}");
+    // A --published folder that is not there fails at once, naming it, before any
+    // image is encoded.
+    let dir = tmp("eval-published");
+    small_png(&dir);
+    let out = dir.join("out");
+    let (ok, text) = run(bin().args([
+        "eval",
+        dir.to_str().unwrap(),
+        "--published",
+        "/no/such/curves",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(!ok && text.contains("/no/such/curves"), "{text}");
+    assert!(!out.exists(), "nothing written after a failed eval");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -191,7 +191,9 @@ struct DecodeArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A folder of images (every .png in it, by name).
+    /// A folder of images (every .png in it, by name), e.g. the 24 Kodak photos the
+    /// published curves were measured on.
+    #[arg(value_name = "IMAGES_DIR")]
     dir: PathBuf,
     /// Target rates, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0.07,0.15,0.3,0.6")]
@@ -205,10 +207,13 @@ struct EvalArgs {
     /// Use only the first N images.
     #[arg(long)]
     limit: Option<usize>,
-    /// Published curves (JSON) to draw beside, if the folder exists; only drawn at full
-    /// size (--downscale 1), since they were measured on full-size images.
-    #[arg(long, default_value = "../shared/data/baselines/kodak")]
-    published: PathBuf,
+    /// A folder of published curves (JSON, CompressAI's format) to draw beside the
+    /// results instead of the Kodak curves built into the binary (COIN, JPEG, JPEG2000,
+    /// BPG, VTM and three learned codecs, measured on the 24 full-size Kodak photos).
+    /// Either is drawn only at full size (--downscale 1), since the curves were measured
+    /// on full-size images.
+    #[arg(long, value_name = "DIR")]
+    published: Option<PathBuf>,
     /// Output folder: results.csv (one row per image, method and rate; a rerun skips the
     /// rows already there), summary.csv and rd.png.
     #[arg(long, default_value = "out/compress-eval")]
@@ -374,6 +379,12 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     for &b in &args.bpp {
         args.codec.options(b, false)?;
     }
+    // Read the published curves now, so a bad --published folder fails before hours of
+    // encoding rather than after.
+    let published = match &args.published {
+        Some(dir) => baselines::load_published(dir).context("--published")?,
+        None => baselines::kodak(),
+    };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&args.dir)
         .with_context(|| args.dir.display().to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -454,7 +465,7 @@ fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
             }
         }
     }
-    summarise(&args, &images, &rows)
+    summarise(&args, &images, &rows, published)
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> f64 {
@@ -462,7 +473,12 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
     s / n as f64
 }
 
-fn summarise(args: &EvalArgs, images: &[(String, Image)], rows: &[Row]) -> anyhow::Result<()> {
+fn summarise(
+    args: &EvalArgs,
+    images: &[(String, Image)],
+    rows: &[Row],
+    published: Vec<Curve>,
+) -> anyhow::Result<()> {
     let names: Vec<&str> = images.iter().map(|(n, _)| n.as_str()).collect();
     // JPEG: averaged over the same images at equal quality, then interpolated at each
     // method's average rate (how the published JPEG curve was made).
@@ -552,15 +568,11 @@ fn summarise(args: &EvalArgs, images: &[(String, Image)], rows: &[Row]) -> anyho
     write_atomic(&args.out.join("summary.csv"), summary.as_bytes())?;
     print!("{summary}");
     curves.push(jpeg);
-    if args.downscale == 1 && args.published.is_dir() {
-        curves.extend(
-            baselines::load_published(&args.published)?
-                .into_iter()
-                .map(|mut c| {
-                    c.name = format!("{} (published)", c.name);
-                    c
-                }),
-        );
+    if args.downscale == 1 {
+        curves.extend(published.into_iter().map(|mut c| {
+            c.name = format!("{} (published)", c.name);
+            c
+        }));
     }
     let title = format!(
         "{} images{}",
