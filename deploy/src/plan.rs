@@ -522,6 +522,9 @@ impl<'a> Plan<'a> {
                             .ok_or(too_large.clone())?;
                         scratch = scratch.max(patch);
                     }
+                    if shape.c == 1 && groups > 1 {
+                        scratch = scratch.max(conv::depthwise_scratch(&shape));
+                    }
                     Step::Conv {
                         first_layer,
                         groups,
@@ -901,9 +904,37 @@ fn run_step(
             let in_img = groups * shape.c * shape.h * shape.w;
             let in_group = shape.c * shape.h * shape.w;
             let out_img = out_size / lead;
+            // Depthwise (one input channel per group), dense: the direct kernel.
+            let depthwise = shape.c == 1
+                && groups > 1
+                && layers[first_layer..first_layer + groups]
+                    .iter()
+                    .all(|l| matches!(l.weight, Matrix::Dense(_)));
             for b in 0..n * lead {
                 let xb = &x[b * in_img..(b + 1) * in_img];
                 let yb = &mut y[b * out_img..(b + 1) * out_img];
+                if depthwise {
+                    for g in 0..groups {
+                        let l = &layers[first_layer + g];
+                        let Matrix::Dense(w) = &l.weight else {
+                            unreachable!("checked dense above")
+                        };
+                        let xg = &xb[g * in_group..(g + 1) * in_group];
+                        for r in 0..l.rows {
+                            let bias = l.bias.as_deref().map_or(0.0, |b| b[r]);
+                            let at = (g * l.rows + r) * p;
+                            conv::depthwise(
+                                xg,
+                                &w[r * l.cols..(r + 1) * l.cols],
+                                bias,
+                                &shape,
+                                scratch,
+                                &mut yb[at..at + p],
+                            );
+                        }
+                    }
+                    continue;
+                }
                 for g in 0..groups {
                     let l = &layers[first_layer + g];
                     let bias = l.bias.as_deref();

@@ -125,6 +125,64 @@ fn copy_short(src: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// Bytes of scratch (in floats) [`depthwise`] needs: one zero-padded input plane.
+pub fn depthwise_scratch(s: &ConvShape) -> usize {
+    (s.h + s.pads[0] + s.pads[2]) * (s.w + s.pads[1] + s.pads[3])
+}
+
+/// One channel of a depthwise convolution, directly: `y` (`[oh, ow]`) is the bias plus,
+/// for each kernel tap, the tap's weight times the shifted input. The input plane `x`
+/// (`[h, w]`) is first copied into `padded` with its zero border, so the inner loop over
+/// an output row has no bounds checks and, at stride 1, reads a contiguous row (it
+/// vectorises). im2col would copy `kh kw` shifted planes to feed a 1-row matrix product,
+/// which is memory traffic for a handful of multiplies per output.
+pub fn depthwise(
+    x: &[f32],
+    w: &[f32],
+    bias: f32,
+    s: &ConvShape,
+    padded: &mut [f32],
+    y: &mut [f32],
+) {
+    let (oh, ow) = s.out();
+    let [kh, kw] = s.k;
+    let [sh, sw] = s.stride;
+    let [dh, dw] = s.dilation;
+    let pw = s.w + s.pads[1] + s.pads[3];
+    let ph = s.h + s.pads[0] + s.pads[2];
+    let padded = &mut padded[..ph * pw];
+    if s.pads == [0; 4] {
+        padded.copy_from_slice(&x[..s.h * s.w]);
+    } else {
+        padded.fill(0.0);
+        for r in 0..s.h {
+            let at = (r + s.pads[0]) * pw + s.pads[1];
+            padded[at..at + s.w].copy_from_slice(&x[r * s.w..(r + 1) * s.w]);
+        }
+    }
+    let y = &mut y[..oh * ow];
+    y.fill(bias);
+    for i in 0..oh {
+        let out = &mut y[i * ow..(i + 1) * ow];
+        for di in 0..kh {
+            let row = &padded[(i * sh + di * dh) * pw..][..pw];
+            for dj in 0..kw {
+                let wv = w[di * kw + dj];
+                let x0 = dj * dw;
+                if sw == 1 {
+                    for (o, &v) in out.iter_mut().zip(&row[x0..x0 + ow]) {
+                        *o += wv * v;
+                    }
+                } else {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o += wv * row[x0 + j * sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +210,44 @@ mod tests {
         assert_eq!(&cols[16..20], &[1.0, 2.0, 3.0, 4.0]);
         // The top-left tap sees x[i-1][j-1]: only output (1, 1) has it.
         assert_eq!(&cols[0..4], &[0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn depthwise_equals_im2col_times_the_kernel_row() {
+        // Odd sizes, asymmetric padding, strides and dilations.
+        for (stride, dilation, pads) in [
+            ([1, 1], [1, 1], [1, 1, 1, 1]),
+            ([2, 2], [1, 1], [0, 1, 1, 0]),
+            ([2, 1], [2, 1], [2, 0, 1, 2]),
+            ([1, 3], [1, 2], [0, 0, 0, 0]),
+        ] {
+            let s = ConvShape {
+                c: 1,
+                h: 9,
+                w: 11,
+                k: [3, 2],
+                stride,
+                pads,
+                dilation,
+            };
+            let x: alloc::vec::Vec<f32> = (0..99).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+            let w = [0.5, -1.0, 2.0, 0.25, -0.75, 1.5];
+            let (oh, ow) = s.out();
+            let p = oh * ow;
+            let mut cols = alloc::vec![0.0; 6 * p];
+            im2col(&x, &s, &mut cols);
+            let want: alloc::vec::Vec<f32> = (0..p)
+                .map(|q| 0.125 + (0..6).map(|r| w[r] * cols[r * p + q]).sum::<f32>())
+                .collect();
+            let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
+            let mut y = alloc::vec![f32::NAN; p];
+            depthwise(&x, &w, 0.125, &s, &mut padded, &mut y);
+            for (a, b) in y.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{stride:?} {dilation:?} {pads:?}: {a} vs {b}"
+                );
+            }
+        }
     }
 }
