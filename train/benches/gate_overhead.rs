@@ -21,7 +21,8 @@ use tether_models::gated_mlp::GatedMlpConfig;
 use tether_models::l0::{GateMode, GateStructure, HardConcreteConfig};
 use tether_models::lenet5::GatedLenet5Config;
 use tether_train::io::write_atomic;
-use tether_train::tasks::prune::{cross_entropy, global_density};
+use tether_train::tasks::metrics::cross_entropy;
+use tether_train::tasks::prune::global_density;
 
 type B = Autodiff<Flex>;
 

@@ -23,7 +23,7 @@ use tether_models::lenet5::{Lenet5, Lenet5Config};
 use tether_train::io::write_atomic;
 use tether_train::optim::shampoo::{BlockPlan, RootMethod, inverse_root};
 use tether_train::optim::{AnyOptimizer, OptimizerArgs, OptimizerKind};
-use tether_train::tasks::prune::cross_entropy;
+use tether_train::tasks::metrics::cross_entropy;
 
 type B = Autodiff<Flex>;
 type Net = Lenet5<B>;

@@ -38,7 +38,8 @@ use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::io::write_atomic;
 use tether_train::optim::{OptimizerArgs, OptimizerKind};
 use tether_train::plot::{Panel, Series, line_chart_grid};
-use tether_train::tasks::classify::{ClassifyProblem, accuracy};
+use tether_train::tasks::classify::ClassifyProblem;
+use tether_train::tasks::metrics::accuracy;
 use tether_train::trainer::{FitOptions, fit};
 
 type B = Autodiff<Flex>;

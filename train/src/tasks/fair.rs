@@ -32,7 +32,7 @@ use tether_models::classifier::Classifier;
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::shuffled_order;
 use crate::data::groups::NO_GROUP;
-use crate::tasks::prune::per_sample_cross_entropy;
+use crate::tasks::metrics::per_sample_cross_entropy;
 
 /// A split held on the device: features, labels and each sample's group.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use tether_models::eman::{EmanGraph, EmanInput, EmanNet};
 
 use crate::constrained::{CmpState, ConstrainedProblem};
 use crate::data::batches::SplitMix64;
-use crate::tasks::prune::cross_entropy;
+use crate::tasks::metrics::cross_entropy;
 
 /// A mesh made ready for a network: its graph, input features and labels on a device.
 #[derive(Clone, Debug)]

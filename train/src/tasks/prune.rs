@@ -12,32 +12,13 @@
 //! have, is the strict violation that drives the multiplier (the proxy-constraint pattern).
 
 use burn::module::AutodiffModule;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
 use tether_models::gated::GatedNetwork;
 use tether_models::l0::GateMode;
 
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::Batch;
-
-/// Mean cross-entropy of logits `[batch, classes]` against class indices.
-pub fn cross_entropy<B: Backend>(
-    logits: Tensor<B, 2>,
-    labels: Tensor<B, 1, burn::tensor::Int>,
-) -> Tensor<B, 1> {
-    per_sample_cross_entropy(logits, labels).mean()
-}
-
-/// Cross-entropy of each sample `[batch]` (per-group losses average it by group).
-pub fn per_sample_cross_entropy<B: Backend>(
-    logits: Tensor<B, 2>,
-    labels: Tensor<B, 1, burn::tensor::Int>,
-) -> Tensor<B, 1> {
-    log_softmax(logits, 1)
-        .gather(1, labels.unsqueeze_dim(1))
-        .squeeze_dim::<1>(1)
-        .neg()
-}
+use crate::tasks::metrics::cross_entropy;
 
 /// Expected and true density of each gated layer.
 pub fn layer_densities<B: Backend, M: GatedNetwork<B>>(
@@ -136,5 +117,5 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
 
 /// Accuracy (in `[0, 1]`) of `model` with deterministic gates over `batches`.
 pub fn accuracy<B: Backend, M: GatedNetwork<B>>(model: &M, batches: &[Batch<B>]) -> f64 {
-    crate::tasks::classify::accuracy(batches, |x| model.forward_gated(x, GateMode::Deterministic))
+    crate::tasks::metrics::accuracy(batches, |x| model.forward_gated(x, GateMode::Deterministic))
 }

@@ -29,7 +29,8 @@ use tether_train::io::{csv, write_atomic};
 use tether_train::optim::shampoo::ShampooHealth;
 use tether_train::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use tether_train::plot::{Panel, Series, line_chart};
-use tether_train::tasks::classify::{self, ClassifyProblem};
+use tether_train::tasks::classify::ClassifyProblem;
+use tether_train::tasks::metrics;
 use tether_train::tasks::prune::{PruneProblem, accuracy, global_density, layer_densities};
 use tether_train::trainer::{FitOptions, StepInfo, fit};
 
@@ -433,7 +434,7 @@ impl Task {
             health,
             |_| {},
             |step, info| steps.push(vec![step as f64, info.values.loss]),
-            |eval, test| (classify::accuracy(test, |x| eval.logits(x)), 1.0),
+            |eval, test| (metrics::accuracy(test, |x| eval.logits(x)), 1.0),
         )?;
         write_atomic(
             &a.out.join("metrics.csv"),
