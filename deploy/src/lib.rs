@@ -7,7 +7,8 @@
 //!   aligned, checksummed; weights are read zero-copy from a byte slice (flash on a device).
 //!   [`Model::parse`] validates every offset, length, shape and op: hostile bytes are an
 //!   [`Error`], never a panic or an out-of-bounds read.
-//! - [`write`]: [`ModelBuilder`], which writes the format (used by `tether-models`' export).
+//! - [`write`](mod@write): [`ModelBuilder`], which writes the format (used by
+//!   `tether-models`' export).
 //! - [`plan`]: a [`Plan`] built once per model and batch size: the activation arena sized
 //!   and laid out at load (buffers reused by liveness), the kernel of each layer (dense or
 //!   sparse) chosen by its density; no allocation per inference.
