@@ -28,6 +28,12 @@ pub const SPARSE_BREAK_EVEN_GEMV: f64 = 0.2;
 pub const SPARSE_BREAK_EVEN_GEMM: f64 = 0.5;
 
 /// How a plan picks each layer's kernel.
+///
+/// Every choice computes the same model, NaN and infinities included: the sparse kernels
+/// skip pruned weights, which the dense product multiplies (`0 * inf` and `0 * NaN` are
+/// NaN), so where a sparse layer's input holds a non-finite value its outputs are made the
+/// dense product's (`kernels::sparse::match_dense_on_non_finite`), as ONNX Runtime or
+/// PyTorch would compute them on the exported model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
     /// Sparse where the density is at or below the measured break-even
@@ -875,11 +881,16 @@ fn run_step(
             match &l.weight {
                 Matrix::Dense(w) => dense::linear(w, bias, x, rows, l.rows, l.cols, y),
                 Matrix::Packed(w) => packed::linear(w, bias, x, rows, l.rows, l.cols, y),
-                Matrix::Sparse(s) if rows == 1 => match &l.batch1 {
-                    Some(Batch1::Sell(a)) => sell::spmv(a, bias, x, y),
-                    Some(Batch1::Blocks(a)) => block::spmv(a, bias, x, y),
-                    None => sparse::spmv(&s.view(), bias, x, y),
-                },
+                Matrix::Sparse(s) if rows == 1 => {
+                    match &l.batch1 {
+                        Some(Batch1::Sell(a)) => sell::spmv(a, bias, x, y),
+                        Some(Batch1::Blocks(a)) => block::spmv(a, bias, x, y),
+                        None => sparse::spmv(&s.view(), bias, x, y),
+                    }
+                    // A NaN or an infinity facing a pruned weight: NaN, as in the dense
+                    // product (every kernel choice computes the same model).
+                    sparse::match_dense_on_non_finite(&s.view(), bias, x, 1, y, 1, 0);
+                }
                 Matrix::Sparse(s) => {
                     let t: &[f32] = if in_t {
                         x
@@ -890,6 +901,7 @@ fn run_step(
                     };
                     let (rs, cs) = if out_t { (rows, 1) } else { (1, l.rows) };
                     sparse::spmm(&s.view(), bias, t, rows, y, rs, cs);
+                    sparse::match_dense_on_non_finite(&s.view(), bias, t, rows, y, rs, cs);
                 }
             }
         }
@@ -940,8 +952,25 @@ fn run_step(
                     let bias = l.bias.as_deref();
                     let xg = &xb[g * in_group..(g + 1) * in_group];
                     let yg = &mut yb[g * l.rows * p..(g + 1) * l.rows * p];
+                    // The sparse kernels skip pruned weights; where the image holds a NaN or
+                    // an infinity, the outputs are made the dense product's (see
+                    // `sparse::match_dense_on_non_finite`), stated on the patch matrix.
+                    // Padded cells are zeros, so checking the image is enough.
+                    let non_finite =
+                        matches!(l.weight, Matrix::Sparse(_)) && !sparse::all_finite(xg);
                     if let (Matrix::Sparse(s), Some(d)) = (&l.weight, &l.direct) {
                         direct_conv::conv(&s.view(), d, bias, xg, &shape, yg);
+                        if non_finite {
+                            let cols: &[f32] = if shape.is_pointwise() {
+                                xg
+                            } else {
+                                let c = &mut scratch[..shape.patch() * p];
+                                conv::im2col(xg, &shape, c);
+                                c
+                            };
+                            let a = s.view();
+                            sparse::match_dense_on_non_finite(&a, bias, cols, p, yg, p, 1);
+                        }
                         continue;
                     }
                     let cols: &[f32] = if shape.is_pointwise() {
@@ -955,7 +984,13 @@ fn run_step(
                         Matrix::Dense(w) => {
                             dense::matmul_rows(w, bias, cols, l.rows, l.cols, p, yg)
                         }
-                        Matrix::Sparse(s) => sparse::spmm(&s.view(), bias, cols, p, yg, p, 1),
+                        Matrix::Sparse(s) => {
+                            sparse::spmm(&s.view(), bias, cols, p, yg, p, 1);
+                            if non_finite {
+                                let a = s.view();
+                                sparse::match_dense_on_non_finite(&a, bias, cols, p, yg, p, 1);
+                            }
+                        }
                         Matrix::Packed(_) => unreachable!("convolution weights are not packed"),
                     }
                 }

@@ -1,12 +1,36 @@
 //! Element-wise activations and softmax.
+//!
+//! Non-finite values follow IEEE 754, as ONNX Runtime and PyTorch compute them: a NaN in
+//! is a NaN out (`relu`, `clip`, the ReLU family and a softmax axis included), and the
+//! infinities give their limits (`relu(+inf) = +inf`, `relu(-inf) = 0`, `sigmoid(-inf) =
+//! 0`). `f32::max` and `f32::min` are IEEE `maxNum` / `minNum`, which return the other
+//! operand when one is NaN, so they are never used to compute an activation here: a NaN
+//! would leave as a finite value and a broken input as a confident prediction. The
+//! comparisons used instead (`if x < 0.0 { 0.0 } else { x }`) are false for NaN, which is
+//! what lets it through, and compile to the same vector instructions (`maxps` with the
+//! operand order that returns the NaN).
 
 use crate::format::Unary;
 
-/// `y = max(x, 0)`.
+/// `y = max(x, 0)`, NaN kept (see the module documentation).
 pub fn relu(x: &[f32], y: &mut [f32]) {
     for (y, &x) in y.iter_mut().zip(x) {
-        *y = x.max(0.0);
+        *y = relu1(x);
     }
+}
+
+/// `max(x, 0)` with NaN passed through: `NaN < 0.0` is false.
+#[inline(always)]
+fn relu1(x: f32) -> f32 {
+    if x < 0.0 { 0.0 } else { x }
+}
+
+/// The larger of `a` and `b`, NaN if either is NaN (IEEE 754-2019 `maximum`, numpy's
+/// `maximum`), unlike `f32::max`: the max-subtraction of [`softmax_strided`] uses it so a
+/// NaN on the axis reaches every output of that axis.
+#[inline(always)]
+pub(crate) fn max_nan(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() { a } else { b }
 }
 
 /// `y = sin(w0 x)` (SIREN's activation; Sitzmann et al. 2020).
@@ -73,6 +97,11 @@ pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
 
 /// Softmax of each consecutive `row`-long slice of `x` (max-subtracted, so large logits
 /// do not overflow).
+///
+/// Non-finite logits give what the formula `e^(x - max) / sum` gives in f32, as ONNX
+/// Runtime and PyTorch: a NaN anywhere on the axis makes the whole axis NaN, a `+inf`
+/// makes it NaN too (`inf - inf`), a `-inf` gets probability 0, and an axis of only
+/// `-inf` is NaN (`0 / 0`).
 pub fn softmax(x: &[f32], row: usize, y: &mut [f32]) {
     softmax_strided(x, x.len() / row, row, 1, y);
 }
@@ -82,7 +111,7 @@ pub fn softmax(x: &[f32], row: usize, y: &mut [f32]) {
 pub fn softmax_strided(x: &[f32], outer: usize, n: usize, inner: usize, y: &mut [f32]) {
     if inner == 1 {
         for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)).take(outer) {
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, max_nan);
             let mut sum = 0.0;
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = libm::expf(x - max);
@@ -97,7 +126,7 @@ pub fn softmax_strided(x: &[f32], outer: usize, n: usize, inner: usize, y: &mut 
     for o in 0..outer {
         for i in 0..inner {
             let at = |j: usize| o * n * inner + j * inner + i;
-            let max = (0..n).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let max = (0..n).map(|j| x[at(j)]).fold(f32::NEG_INFINITY, max_nan);
             let mut sum = 0.0;
             for j in 0..n {
                 let e = libm::expf(x[at(j)] - max);
@@ -111,7 +140,8 @@ pub fn softmax_strided(x: &[f32], outer: usize, n: usize, inner: usize, y: &mut 
     }
 }
 
-/// `y = f(x)` element-wise.
+/// `y = f(x)` element-wise; NaN in, NaN out, and the infinities to their limits (see the
+/// module documentation).
 pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
     let map = |g: &dyn Fn(f32) -> f32, y: &mut [f32]| {
         for (y, &x) in y.iter_mut().zip(x) {
@@ -121,7 +151,8 @@ pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
     match f {
         Unary::Sigmoid => map(
             &|v| {
-                // Stable on both sides: e^v never overflows for v < 0.
+                // Stable on both sides: e^v never overflows for v < 0. NaN takes the
+                // second branch (`NaN >= 0` is false) and leaves as e^NaN = NaN.
                 if v >= 0.0 {
                     1.0 / (1.0 + libm::expf(-v))
                 } else {
@@ -138,6 +169,7 @@ pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
         Unary::Neg => map(&|v| -v, y),
         Unary::Abs => map(&libm::fabsf, y),
         Unary::Reciprocal => map(&|v| 1.0 / v, y),
+        // NaN (the comparison false) leaves as `a * NaN = NaN`, in Elu as well.
         Unary::LeakyRelu(a) => map(&|v| if v >= 0.0 { v } else { a * v }, y),
         Unary::Elu(a) => map(
             &|v| {
@@ -149,15 +181,24 @@ pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
             },
             y,
         ),
+        // `f32::clamp` returns NaN for a NaN (it compares, unlike `max` / `min`).
         Unary::HardSigmoid(a, b) => map(&|v| (a * v + b).clamp(0.0, 1.0), y),
         Unary::Softplus => map(
             &|v| {
                 // ln(1 + e^v) = max(v, 0) + ln(1 + e^-|v|), without overflow.
-                v.max(0.0) + libm::log1pf(libm::expf(-libm::fabsf(v)))
+                relu1(v) + libm::log1pf(libm::expf(-libm::fabsf(v)))
             },
             y,
         ),
-        Unary::Clip(lo, hi) => map(&|v| v.max(lo).min(hi), y),
+        // `min(max(v, lo), hi)` by comparisons, false for NaN: NaN stays NaN (`f32::max`
+        // would clip it to `lo`); `lo > hi` gives `hi`, as numpy's `clip`.
+        Unary::Clip(lo, hi) => map(
+            &|v| {
+                let m = if v < lo { lo } else { v };
+                if m > hi { hi } else { m }
+            },
+            y,
+        ),
         Unary::Floor => map(&libm::floorf, y),
         Unary::Ceil => map(&libm::ceilf, y),
         Unary::Identity => y.copy_from_slice(x),
@@ -252,5 +293,254 @@ mod tests {
         assert_eq!(y, [0.0, 2.0]);
         sine(&[0.5, 0.0], 2.0, &mut y);
         assert!((y[0] - 1f32.sin()).abs() < 1e-7 && y[1] == 0.0);
+    }
+
+    /// NaN (both signs), the infinities, signed zeros and ordinary values, each at several
+    /// positions of a 37-long slice: the vector bodies and the scalar tails of the loops
+    /// both see every kind (in builds where the loops are vectorised).
+    fn specials() -> Vec<f32> {
+        let base = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            2.0,
+            -2.0,
+            3.0,
+            -3.0,
+            40.0,
+            -40.0,
+            1e30,
+            -1e30,
+            -f32::NAN,
+            7.25,
+        ];
+        (0..37).map(|i| base[(i * 7) % base.len()]).collect()
+    }
+
+    /// Asserts that `f` (a kernel applied to [`specials`]) agrees with `reference`, the
+    /// textbook formula in f64 (or an IEEE definition): NaN exactly where the reference is
+    /// NaN, the same infinity where it is infinite, and elsewhere equal (`ulps` 0) or
+    /// within `ulps` units in the last place of the f32 result (for the ops that call
+    /// `expf` and friends, themselves within an ulp or two).
+    fn check(
+        name: &str,
+        f: impl Fn(&[f32], &mut [f32]),
+        reference: impl Fn(f64) -> f64,
+        ulps: f64,
+    ) {
+        let x = specials();
+        let mut y = vec![0.5f32; x.len()];
+        f(&x, &mut y);
+        for (&x, &y) in x.iter().zip(&y) {
+            let want = reference(f64::from(x));
+            if want.is_nan() {
+                assert!(y.is_nan(), "{name}({x}) = {y}, want NaN");
+            } else if want.is_infinite() {
+                assert_eq!(f64::from(y), want, "{name}({x})");
+            } else {
+                let err = (f64::from(y) - want).abs();
+                let ulp = (want.abs() as f32).max(f32::MIN_POSITIVE) * f32::EPSILON;
+                assert!(
+                    err <= ulps * f64::from(ulp),
+                    "{name}({x}) = {y}, want {want} (off by {err:e})"
+                );
+            }
+        }
+    }
+
+    /// IEEE `x < 0`-style comparisons are false for NaN; the references spell NaN out so
+    /// they do not depend on that.
+    fn nan_or(x: f64, f: impl Fn(f64) -> f64) -> f64 {
+        if x.is_nan() { f64::NAN } else { f(x) }
+    }
+
+    #[test]
+    fn relu_keeps_nan_and_takes_the_limits_of_the_infinities() {
+        check(
+            "relu",
+            relu,
+            |x| nan_or(x, |x| if x > 0.0 { x } else { 0.0 }),
+            0.0,
+        );
+        // relu(+inf) = +inf and relu(-inf) = 0 are in `specials`; spelled out once more.
+        let mut y = [1.0; 3];
+        relu(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], &mut y);
+        assert!(
+            y[0].is_nan() && y[1] == f32::INFINITY && y[2] == 0.0,
+            "{y:?}"
+        );
+    }
+
+    #[test]
+    fn leaky_relu_and_elu_keep_nan() {
+        for a in [0.01f32, 0.2] {
+            let af = f64::from(a);
+            check(
+                "leaky_relu",
+                |x, y| unary(Unary::LeakyRelu(a), x, y),
+                |x| nan_or(x, |x| if x >= 0.0 { x } else { af * x }),
+                0.5,
+            );
+            // elu(-inf) = -alpha: the limit of alpha (e^x - 1).
+            check(
+                "elu",
+                |x, y| unary(Unary::Elu(a), x, y),
+                |x| nan_or(x, |x| if x > 0.0 { x } else { af * libm::expm1(x) }),
+                2.0,
+            );
+        }
+    }
+
+    #[test]
+    fn hard_sigmoid_keeps_nan() {
+        let (a, b) = (0.2f32, 0.5f32);
+        check(
+            "hardsigmoid",
+            |x, y| unary(Unary::HardSigmoid(a, b), x, y),
+            |x| {
+                nan_or(x, |x| {
+                    // In f32 as the runtime computes `a x + b` before clipping.
+                    f64::from(a * x as f32 + b).clamp(0.0, 1.0)
+                })
+            },
+            0.0,
+        );
+    }
+
+    #[test]
+    fn softplus_sigmoid_and_tanh_keep_nan_and_take_the_limits() {
+        // ln(1 + e^x): +inf at +inf, 0 at -inf.
+        check(
+            "softplus",
+            |x, y| unary(Unary::Softplus, x, y),
+            |x| {
+                nan_or(x, |x| {
+                    if x > 0.0 {
+                        x + libm::log1p(libm::exp(-x))
+                    } else {
+                        libm::log1p(libm::exp(x))
+                    }
+                })
+            },
+            2.0,
+        );
+        // 1 / (1 + e^-x): 1 at +inf, 0 at -inf.
+        check(
+            "sigmoid",
+            |x, y| unary(Unary::Sigmoid, x, y),
+            |x| nan_or(x, |x| 1.0 / (1.0 + libm::exp(-x))),
+            2.0,
+        );
+        check(
+            "tanh",
+            |x, y| unary(Unary::Tanh, x, y),
+            |x| nan_or(x, libm::tanh),
+            2.0,
+        );
+    }
+
+    #[test]
+    fn clip_keeps_nan_with_finite_and_infinite_bounds() {
+        for (lo, hi) in [
+            (-1.0f32, 1.0f32),
+            (0.0, 6.0),
+            (f32::NEG_INFINITY, 2.0),
+            (-2.0, f32::INFINITY),
+            // lo > hi: hi everywhere (numpy's clip), NaN still NaN.
+            (1.0, -1.0),
+        ] {
+            let (l, h) = (f64::from(lo), f64::from(hi));
+            check(
+                "clip",
+                |x, y| unary(Unary::Clip(lo, hi), x, y),
+                |x| nan_or(x, |x| x.max(l).min(h)),
+                0.0,
+            );
+        }
+    }
+
+    #[test]
+    fn the_other_unary_functions_follow_ieee() {
+        type Reference = fn(f64) -> f64;
+        let cases: [(Unary, Reference); 12] = [
+            (Unary::Exp, libm::exp),
+            (Unary::Log, libm::log),
+            (Unary::Sqrt, libm::sqrt),
+            (Unary::Neg, |x| -x),
+            (Unary::Abs, libm::fabs),
+            (Unary::Reciprocal, |x| 1.0 / x),
+            (Unary::Floor, libm::floor),
+            (Unary::Ceil, libm::ceil),
+            (Unary::Identity, |x| x),
+            (Unary::Sin, libm::sin),
+            (Unary::Cos, libm::cos),
+            (Unary::Tanh, libm::tanh),
+        ];
+        for (f, reference) in cases {
+            // exp(40) and 1/1e30 are outside or at the edge of f32's range: the reference
+            // is rounded to f32 first, as the f32 result is.
+            check(
+                "unary",
+                |x, y| unary(f, x, y),
+                |x| f64::from(reference(x) as f32),
+                2.0,
+            );
+        }
+        let mut y = [0.0; 3];
+        sine(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], 30.0, &mut y);
+        assert!(y.iter().all(|v| v.is_nan()), "{y:?}");
+    }
+
+    #[test]
+    fn softmax_of_an_axis_with_nan_or_inf_is_what_the_formula_gives() {
+        // Rows of 4: a NaN anywhere spoils its row only; +inf gives NaN (inf - inf);
+        // -inf gets probability 0; a row of -inf is 0 / 0.
+        let x = [
+            1.0,
+            f32::NAN,
+            2.0,
+            3.0, // NaN
+            f32::INFINITY,
+            1.0,
+            2.0,
+            3.0, // +inf
+            f32::NEG_INFINITY,
+            0.0,
+            0.0,
+            f32::NEG_INFINITY, // -inf
+            f32::NEG_INFINITY,
+            f32::NEG_INFINITY,
+            f32::NEG_INFINITY,
+            f32::NEG_INFINITY, // all -inf
+            0.0,
+            0.0,
+            0.0,
+            f32::NAN, // NaN last
+        ];
+        let mut y = [0.0; 20];
+        softmax(&x, 4, &mut y);
+        assert!(y[..8].iter().all(|v| v.is_nan()), "{y:?}");
+        assert_eq!(&y[8..12], &[0.0, 0.5, 0.5, 0.0]);
+        assert!(y[12..].iter().all(|v| v.is_nan()), "{y:?}");
+        // The strided form (an inner axis) the same: [outer 1, n 4, inner 5] holds the
+        // rows above as columns.
+        let mut t = [0.0; 20];
+        for r in 0..5 {
+            for j in 0..4 {
+                t[j * 5 + r] = x[r * 4 + j];
+            }
+        }
+        let mut z = [0.0; 20];
+        softmax_strided(&t, 1, 4, 5, &mut z);
+        for r in 0..5 {
+            for j in 0..4 {
+                let (a, b) = (y[r * 4 + j], z[j * 5 + r]);
+                assert!(a == b || (a.is_nan() && b.is_nan()), "row {r} col {j}");
+            }
+        }
     }
 }

@@ -185,12 +185,19 @@ pub fn matmul_rows(
         );
     }
     #[cfg(not(feature = "gemm"))]
-    for r in 0..m {
-        let yr = &mut y[r * p..(r + 1) * p];
-        for (kk, &wv) in w[r * k..(r + 1) * k].iter().enumerate() {
-            if wv != 0.0 {
-                for (yv, &cv) in yr.iter_mut().zip(&c[kk * p..(kk + 1) * p]) {
-                    *yv += wv * cv;
+    {
+        // Skipping zero weights saves work on a microcontroller, and is exact only where
+        // the patch matrix is finite: `0 * inf` and `0 * NaN` are NaN in the dense product
+        // the `gemm` build and the sparse kernels (`sparse::match_dense_on_non_finite`)
+        // compute.
+        let skip_zeros = super::sparse::all_finite(&c[..k * p]);
+        for r in 0..m {
+            let yr = &mut y[r * p..(r + 1) * p];
+            for (kk, &wv) in w[r * k..(r + 1) * k].iter().enumerate() {
+                if wv != 0.0 || !skip_zeros {
+                    for (yv, &cv) in yr.iter_mut().zip(&c[kk * p..(kk + 1) * p]) {
+                        *yv += wv * cv;
+                    }
                 }
             }
         }

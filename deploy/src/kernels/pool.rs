@@ -1,12 +1,14 @@
 //! 2-D max and average pooling over `[c, h, w]`: rectangular windows, strides, padding,
 //! dilation and ceil mode as ONNX's `MaxPool` / `AveragePool` define them.
 
+use super::activation::max_nan;
 use crate::format::PoolGeom;
 
 /// Max pooling of one sample `x` of shape `[c, h, w]` into `y` of `[c, oh, ow]`; padded
-/// cells are ignored.
+/// cells are ignored. A window holding a NaN gives NaN, as PyTorch and ONNX Runtime do
+/// ([`max_nan`]; `f32::max` would drop the NaN and pass on the window's largest number).
 pub fn max_pool2d(x: &[f32], c: usize, h: usize, w: usize, g: &PoolGeom, y: &mut [f32]) {
-    pool(x, c, h, w, g, y, f32::NEG_INFINITY, f32::max, |m, _| m);
+    pool(x, c, h, w, g, y, f32::NEG_INFINITY, max_nan, |m, _| m);
 }
 
 /// Average pooling of one sample: the mean of the cells inside the input, or with
@@ -163,5 +165,62 @@ mod tests {
         assert_eq!(y, [5.0, 7.0, 13.0, 15.0]);
         avg_pool2d(&x, 1, 4, 4, &g, &mut y);
         assert_eq!(y, [2.5, 4.5, 10.5, 12.5]);
+    }
+
+    /// A NaN anywhere in a window (first cell, last cell, or only in the folded rows of
+    /// the row-first path) makes that window's max NaN and leaves the others alone; the
+    /// infinities are ordinary values of the max and the average (`inf + -inf` is NaN).
+    #[test]
+    fn nan_in_a_window_gives_nan_in_both_paths() {
+        let (h, w) = (4, 6);
+        for nan_at in [0, 1, 7, 13, 23] {
+            let mut x: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
+            x[nan_at] = f32::NAN;
+            x[20] = f32::INFINITY;
+            x[3] = f32::NEG_INFINITY;
+            // 2x2 stride 2 (the paired path), 3x3 stride 1 (per-window fold), and padded
+            // (the general path).
+            let padded = PoolGeom {
+                pads: [1, 1, 1, 1],
+                ..PoolGeom::simple(2, 2)
+            };
+            for g in [PoolGeom::simple(2, 2), PoolGeom::simple(3, 1), padded] {
+                let (oh, ow) = (g.out(0, h).unwrap(), g.out(1, w).unwrap());
+                let mut y = vec![0.0; oh * ow];
+                max_pool2d(&x, 1, h, w, &g, &mut y);
+                let mut z = vec![0.0; oh * ow];
+                avg_pool2d(&x, 1, h, w, &g, &mut z);
+                for i in 0..oh {
+                    for j in 0..ow {
+                        // The window's cells inside the input.
+                        let mut cells = Vec::new();
+                        for di in 0..g.kernel[0] {
+                            for dj in 0..g.kernel[1] {
+                                let r = (i * g.stride[0] + di) as isize - g.pads[0] as isize;
+                                let c = (j * g.stride[1] + dj) as isize - g.pads[1] as isize;
+                                if (0..h as isize).contains(&r) && (0..w as isize).contains(&c) {
+                                    cells.push(x[r as usize * w + c as usize]);
+                                }
+                            }
+                        }
+                        let (m, a) = (y[i * ow + j], z[i * ow + j]);
+                        if cells.iter().any(|v| v.is_nan()) {
+                            assert!(m.is_nan() && a.is_nan(), "{g:?} window {i},{j}: {m} {a}");
+                            continue;
+                        }
+                        let max = cells.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        assert_eq!(m, max, "{g:?} window {i},{j}");
+                        let has = |v: f32| cells.contains(&v);
+                        if has(f32::INFINITY) && has(f32::NEG_INFINITY) {
+                            assert!(a.is_nan());
+                        } else if has(f32::INFINITY) {
+                            assert_eq!(a, f32::INFINITY);
+                        } else if has(f32::NEG_INFINITY) {
+                            assert_eq!(a, f32::NEG_INFINITY);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

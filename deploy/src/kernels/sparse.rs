@@ -355,6 +355,85 @@ mod avx512 {
     }
 }
 
+/// True when every value of `x` is finite: an OR of "exponent all ones" over the bits,
+/// which the compiler vectorises (no early exit), so the check costs a small fraction of
+/// the sparse product it guards (one pass over the activations against one per nonzero).
+pub fn all_finite(x: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    let mut bad = 0u32;
+    for &v in x {
+        bad |= u32::from(v.to_bits() & EXPONENT == EXPONENT);
+    }
+    bad == 0
+}
+
+/// Makes the outputs of a sparse product on non-finite activations what the dense
+/// product gives, so that every kernel choice computes the same model.
+///
+/// The sparse kernels skip pruned (zero) weights. That is exact for finite activations
+/// (`0 * x = 0`) but not for the others: in the dense product, and so in the dense
+/// kernels, in ONNX Runtime and in PyTorch running the exported model, `0 * inf` and
+/// `0 * NaN` are NaN, so a pruned weight facing a NaN or an infinity makes its output NaN.
+/// (The SELL-8 padding and the zeros inside 1x4 blocks, which do multiply, would give yet
+/// other answers.) For each column `j` of `x` (row-major `[a.cols, n]`, as [`spmm`] reads
+/// it; `n = 1` for [`spmv`]) that holds a non-finite value, every output
+/// `y[r * rs + j * cs]` is recomputed from the stored weights: NaN where a non-finite
+/// `x[k, j]` has no stored weight in row `r`, else `bias[r]` plus the stored products. That
+/// sum holds a non-finite term, so it is NaN or an infinity whatever the order of the
+/// additions (NaN if a term is NaN or both infinities occur), the same bits as the dense
+/// kernels compute, except for the sign and payload of a NaN, which IEEE 754 leaves open.
+/// Columns of finite values are left as the kernel computed them; when all of `x` is
+/// finite (nearly always) this is one vectorised pass over `x`.
+///
+/// # Panics
+/// When `x` is shorter than `[a.cols, n]` or `y` than the outputs.
+pub fn match_dense_on_non_finite(
+    a: &Csr,
+    bias: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    rs: usize,
+    cs: usize,
+) {
+    let x = &x[..a.cols() * n];
+    if all_finite(x) {
+        return;
+    }
+    let bad = |k: usize, j: usize| !x[k * n + j].is_finite();
+    for j in 0..n {
+        let count = (0..a.cols()).filter(|&k| bad(k, j)).count();
+        if count == 0 {
+            continue;
+        }
+        for r in 0..a.rows() {
+            let (c, v) = a.row(r);
+            let mut sum = bias.map_or(0.0, |b| b[r]);
+            // Stored weights facing a non-finite value, and whether the row's column
+            // indices are strictly increasing (as every writer here stores them; the
+            // format does not require it).
+            let (mut hits, mut increasing, mut prev) = (0usize, true, None);
+            for (&k, &w) in c.iter().zip(v) {
+                let k = usize::from(k);
+                sum += w * x[k * n + j];
+                hits += usize::from(bad(k, j));
+                increasing &= prev.is_none_or(|p| p < k);
+                prev = Some(k);
+            }
+            // Every non-finite column has a stored weight in this row: with distinct
+            // columns the count says so; otherwise look each one up.
+            let covered = if increasing {
+                hits == count
+            } else {
+                (0..a.cols())
+                    .filter(|&k| bad(k, j))
+                    .all(|k| c.iter().any(|&s| usize::from(s) == k))
+            };
+            y[r * rs + j * cs] = if covered { sum } else { f32::NAN };
+        }
+    }
+}
+
 /// The CSR arrays `(row_ptr, col_idx, values)` of a dense row-major `[rows, cols]` matrix
 /// (exact zeros dropped; column indices truncate to u16, so `cols` must be at most 65,536
 /// for the result to validate).
@@ -619,5 +698,127 @@ mod tests {
         let mut back = alloc::vec![0.0; 30];
         transpose(&t, 10, 3, &mut back);
         assert_eq!(back, x);
+    }
+
+    /// The same value, or both NaN (IEEE leaves a NaN's sign and payload open).
+    fn same(a: f32, b: f32) -> bool {
+        a == b || (a.is_nan() && b.is_nan())
+    }
+
+    /// With NaN and infinities among the activations, spmv and spmm followed by
+    /// [`match_dense_on_non_finite`] give what the dense product gives (in f32, where `0 *
+    /// inf` is NaN): the columns holding a non-finite value exactly (their sums are
+    /// non-finite, so the order of the additions does not matter), the others as the
+    /// kernels computed them (within the tolerance of the finite test above). Without the
+    /// correction the rows whose weights are pruned where the input is infinite come out
+    /// finite, which this also checks.
+    #[test]
+    fn non_finite_activations_give_the_dense_products_results() {
+        let (rows, cols) = (37, 53);
+        let (dense, ptr, idx, vals) = random_sparse(rows, cols, 0.2, 7);
+        let a = Csr::new(rows, cols, &ptr, &idx, &vals).unwrap();
+        let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.01).collect();
+        let mut pruned_rows_were_finite = false;
+        for n in [1, 3, 8, 32, 45] {
+            let mut x: Vec<f32> = (0..cols * n)
+                .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+                .collect();
+            // Column 0: one NaN; column 1: +inf; column 2: +inf and -inf; column 3: -inf
+            // at a column no row keeps, if any; the rest finite.
+            let empty_col = (0..cols).find(|&k| (0..rows).all(|r| dense[r * cols + k] == 0.0));
+            let marks = [
+                (0, 5, f32::NAN),
+                (1, 11, f32::INFINITY),
+                (2, 11, f32::INFINITY),
+                (2, 30, f32::NEG_INFINITY),
+                (3, empty_col.unwrap_or(40), f32::NEG_INFINITY),
+            ];
+            for &(j, k, v) in &marks {
+                if j < n {
+                    x[k * n + j] = v;
+                }
+            }
+            let reference = |r: usize, j: usize| {
+                let mut e = bias[r];
+                for k in 0..cols {
+                    e += dense[r * cols + k] * x[k * n + j];
+                }
+                e
+            };
+            let mut y1 = alloc::vec![0.0; rows * n];
+            let mut y2 = alloc::vec![0.0; rows * n];
+            spmm(&a, Some(&bias), &x, n, &mut y1, n, 1);
+            spmm(&a, Some(&bias), &x, n, &mut y2, 1, rows);
+            // Column 0 faces the NaN at input 5: the rows that pruned input 5 skipped it.
+            pruned_rows_were_finite |=
+                (0..rows).any(|r| y1[r * n].is_finite() && dense[r * cols + 5] == 0.0);
+            match_dense_on_non_finite(&a, Some(&bias), &x, n, &mut y1, n, 1);
+            match_dense_on_non_finite(&a, Some(&bias), &x, n, &mut y2, 1, rows);
+            let mut y3 = alloc::vec![0.0; rows];
+            if n == 1 {
+                spmv(&a, Some(&bias), &x, &mut y3);
+                match_dense_on_non_finite(&a, Some(&bias), &x, 1, &mut y3, 1, 0);
+            }
+            for j in 0..n {
+                let bad = (0..cols).any(|k| !x[k * n + j].is_finite());
+                for r in 0..rows {
+                    let e = reference(r, j);
+                    for (got, what) in [
+                        (y1[r * n + j], "[rows, n]"),
+                        (y2[j * rows + r], "[n, rows]"),
+                    ]
+                    .into_iter()
+                    .chain((n == 1).then_some((y3[r], "spmv")))
+                    {
+                        if bad {
+                            assert!(!e.is_finite(), "row {r} column {j}");
+                            assert!(
+                                same(got, e),
+                                "{what} n {n} row {r} column {j}: {got} vs {e}"
+                            );
+                        } else {
+                            assert!((got - e).abs() < 1e-5, "{what} n {n} row {r} column {j}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            pruned_rows_were_finite,
+            "the correction had nothing to correct"
+        );
+        // Finite activations: untouched.
+        let x: Vec<f32> = (0..cols).map(|i| i as f32).collect();
+        let mut y = alloc::vec![0.0; rows];
+        spmv(&a, None, &x, &mut y);
+        let before = y.clone();
+        match_dense_on_non_finite(&a, None, &x, 1, &mut y, 1, 0);
+        assert_eq!(y, before);
+    }
+
+    /// Unsorted and repeated column indices (the format allows them) take the look-up
+    /// path: a row that stores the non-finite column (twice, out of order) keeps its sum,
+    /// a row that does not is NaN.
+    #[test]
+    fn non_finite_correction_with_unsorted_columns() {
+        // Row 0: columns 2, 0, 2; row 1: column 1 only.
+        let ptr = [0u32, 3, 4];
+        let idx = [2u16, 0, 2, 1];
+        let vals = [1.0f32, 2.0, 3.0, 4.0];
+        let a = Csr::new(2, 3, &ptr, &idx, &vals).unwrap();
+        let x = [1.0, 1.0, f32::INFINITY];
+        let mut y = [0.0; 2];
+        spmv(&a, None, &x, &mut y);
+        match_dense_on_non_finite(&a, None, &x, 1, &mut y, 1, 0);
+        assert_eq!(y[0], f32::INFINITY);
+        assert!(y[1].is_nan());
+        assert!(all_finite(&[0.0, -1e38, f32::MIN_POSITIVE / 2.0]));
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+            for at in 0..19 {
+                let mut x = [1.0f32; 19];
+                x[at] = v;
+                assert!(!all_finite(&x), "{v} at {at}");
+            }
+        }
     }
 }
