@@ -25,6 +25,17 @@ pub enum Error {
         /// Bytes given.
         actual: usize,
     },
+    /// A header field that cannot be right for the bytes given, which are the whole model
+    /// by the other evidence (the checksum, the tables): the header is damaged, the file
+    /// is not truncated.
+    CorruptHeader {
+        /// The field.
+        field: &'static str,
+        /// The length the field claims, in bytes.
+        claims: usize,
+        /// Bytes given.
+        actual: usize,
+    },
     /// The CRC-32 of the body does not match the header's.
     BadChecksum {
         /// Checksum in the header.
@@ -49,6 +60,11 @@ pub enum Error {
     BadOp {
         /// Index in the op table.
         index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The model's input shape (in the header) is not one the runtime takes.
+    BadInputShape {
         /// What is wrong.
         reason: &'static str,
     },
@@ -101,6 +117,16 @@ impl fmt::Display for Error {
                 f,
                 "model length mismatch: header says {header} bytes, got {actual}"
             ),
+            Error::CorruptHeader {
+                field,
+                claims,
+                actual,
+            } => write!(
+                f,
+                "corrupt model header: its {field} field says {claims} bytes, but the file \
+                 holds a complete model of {actual} bytes (the header is damaged, the file is \
+                 not truncated)"
+            ),
             Error::BadChecksum { stored, computed } => write!(
                 f,
                 "model checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt"
@@ -112,6 +138,9 @@ impl fmt::Display for Error {
             Error::BigEndianHost => write!(f, "big-endian hosts cannot read the format zero-copy"),
             Error::BadTensor { index, reason } => write!(f, "tensor {index}: {reason}"),
             Error::BadOp { index, reason } => write!(f, "op {index}: {reason}"),
+            Error::BadInputShape { reason } => {
+                write!(f, "invalid model input shape: {reason}")
+            }
             Error::ShapeMismatch { index, reason } => {
                 write!(f, "op {index}: shapes do not chain: {reason}")
             }

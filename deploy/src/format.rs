@@ -831,6 +831,22 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// The header's input shape, or what is wrong with it (no op is involved, so not a
+/// [`Error::ShapeMismatch`]).
+fn input_shape(bytes: &[u8], rank: usize) -> Result<Dims, Error> {
+    let bad = |reason| Err(Error::BadInputShape { reason });
+    if rank == 0 || rank > MAX_RANK {
+        return bad("its rank is not 1 to 4");
+    }
+    if (0..rank).any(|i| u32_at(bytes, 36 + 4 * i) == 0) {
+        return bad("a dimension is 0");
+    }
+    match dims_at(bytes, 36, rank) {
+        Some(d) => Ok(d),
+        None => bad("too large: more than 2^32 - 1 values per sample"),
+    }
+}
+
 fn dims_at(b: &[u8], at: usize, rank: usize) -> Option<Dims> {
     if rank == 0 || rank > MAX_RANK {
         return None;
@@ -840,6 +856,60 @@ fn dims_at(b: &[u8], at: usize, rank: usize) -> Option<Dims> {
         *v = u32_at(b, at + 4 * i) as usize;
     }
     Dims::new(&d[..rank])
+}
+
+/// The error for a header whose file length is not the number of bytes given: a file cut
+/// short ([`Error::Truncated`]), bytes after the model ([`Error::LengthMismatch`]), or a
+/// damaged length field ([`Error::CorruptHeader`]). A flipped bit in the length field
+/// would otherwise read as a file "truncated" to a fraction of a length it never had.
+/// The field is taken as damaged when the bytes given are the whole model by the other
+/// evidence: the checksum (of bytes `16..`, which does not cover the length field) matches
+/// them, or the tables describe tensors that all lie inside them, padded to
+/// [`DATA_ALIGN`] as the writer pads the end, which a file cut short cannot satisfy.
+fn length_error(bytes: &[u8], file_len: usize, op_len: usize) -> Error {
+    let actual = bytes.len();
+    let corrupt = Error::CorruptHeader {
+        field: "file length",
+        claims: file_len,
+        actual,
+    };
+    if crc32fast::hash(&bytes[16..]) == u32_at(bytes, 12) {
+        return corrupt;
+    }
+    if file_len < actual {
+        return Error::LengthMismatch {
+            header: file_len,
+            actual,
+        };
+    }
+    // The end of the tables and of the furthest tensor data, where all of them lie in
+    // `bytes` (none when a count or an entry points past the end: truncated).
+    let layout_end = || -> Option<usize> {
+        let n_tensors = u32_at(bytes, 16) as usize;
+        let n_ops = u32_at(bytes, 20) as usize;
+        let tables = n_tensors
+            .checked_mul(TENSOR_ENTRY_LEN)?
+            .checked_add(n_ops.checked_mul(op_len)?)?
+            .checked_add(HEADER_LEN)?;
+        if tables > actual {
+            return None;
+        }
+        let mut end = tables;
+        for i in 0..n_tensors {
+            let at = HEADER_LEN + i * TENSOR_ENTRY_LEN;
+            let data_end =
+                (u32_at(bytes, at + 24) as usize).checked_add(u32_at(bytes, at + 28) as usize)?;
+            end = end.max(data_end);
+        }
+        end.checked_next_multiple_of(DATA_ALIGN)
+    };
+    match layout_end() {
+        Some(end) if end <= actual => corrupt,
+        _ => Error::Truncated {
+            needed: file_len,
+            got: actual,
+        },
+    }
 }
 
 impl<'a> Model<'a> {
@@ -867,17 +937,8 @@ impl<'a> Model<'a> {
             OP_ENTRY_LEN
         };
         let file_len = u32_at(bytes, 8) as usize;
-        if file_len > bytes.len() {
-            return Err(Error::Truncated {
-                needed: file_len,
-                got: bytes.len(),
-            });
-        }
         if file_len != bytes.len() {
-            return Err(Error::LengthMismatch {
-                header: file_len,
-                actual: bytes.len(),
-            });
+            return Err(length_error(bytes, file_len, op_len));
         }
         let stored = u32_at(bytes, 12);
         let computed = crc32fast::hash(&bytes[16..]);
@@ -919,10 +980,7 @@ impl<'a> Model<'a> {
                 reason: "output value out of range",
             });
         }
-        let input = dims_at(bytes, 36, input_rank).ok_or(Error::ShapeMismatch {
-            index: 0,
-            reason: "bad model input shape",
-        })?;
+        let input = input_shape(bytes, input_rank)?;
 
         let mut tensors = Vec::with_capacity(n_tensors);
         for index in 0..n_tensors {

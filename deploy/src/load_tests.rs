@@ -93,6 +93,87 @@ fn truncation_anywhere_is_an_error() {
     ));
 }
 
+/// A flipped bit or byte in the file-length field (which the checksum does not cover) is
+/// a corrupt header, not a "truncated model" that needs megabytes it never had; a file cut
+/// short, even by its last padding bytes, is still truncated, and one whose length field
+/// and body are both damaged is judged by its tables.
+#[test]
+fn a_damaged_length_field_is_a_corrupt_header_not_a_truncation() {
+    let bytes = mlp();
+    for at in 8..12 {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[at] ^= flip;
+            let err = parse(&b).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::CorruptHeader {
+                        field: "file length",
+                        actual,
+                        ..
+                    } if actual == bytes.len()
+                ),
+                "byte {at} ^ {flip:#x}: {err}"
+            );
+            assert!(alloc::format!("{err}").contains("not truncated"), "{err}");
+        }
+    }
+    // The length field and a weight both damaged: the checksum no longer vouches, the
+    // tables still place every tensor inside the bytes.
+    let mut b = bytes.clone();
+    b[10] ^= 0xff;
+    let last = b.len() - 20;
+    b[last] ^= 0x40;
+    assert!(matches!(
+        parse(&b).unwrap_err(),
+        Error::CorruptHeader { .. }
+    ));
+    // Cut short, by a table, a tensor or only the final padding: truncated.
+    for cut in [HEADER_LEN + 5, bytes.len() / 2, bytes.len() - 1] {
+        let err = parse(&bytes[..cut]).unwrap_err();
+        assert!(matches!(err, Error::Truncated { .. }), "cut {cut}: {err}");
+    }
+}
+
+/// A header input shape the runtime cannot take is said to be that, not "shapes do not
+/// chain" (no op is involved): a zero dimension, a rank outside 1 to 4, more values than
+/// 32 bits count.
+#[test]
+fn a_bad_input_shape_in_the_header_is_named_as_such() {
+    let bytes = mlp();
+    let patch = |rank: u32, dims: [u32; 4]| {
+        let mut b = bytes.clone();
+        b[32..36].copy_from_slice(&rank.to_le_bytes());
+        for (i, d) in dims.iter().enumerate() {
+            b[36 + 4 * i..40 + 4 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        reseal(&mut b);
+        parse(&b).unwrap_err()
+    };
+    for (rank, dims, reason) in [
+        (1, [0, 0, 0, 0], "a dimension is 0"),
+        (
+            2,
+            [65_536, 65_536, 0, 0],
+            "too large: more than 2^32 - 1 values per sample",
+        ),
+        (5, [4, 1, 1, 1], "its rank is not 1 to 4"),
+        (0, [4, 0, 0, 0], "its rank is not 1 to 4"),
+    ] {
+        assert_eq!(
+            patch(rank, dims),
+            Error::BadInputShape { reason },
+            "{dims:?}"
+        );
+    }
+    let err = patch(2, [65_536, 65_536, 0, 0]);
+    assert_eq!(
+        alloc::format!("{err}"),
+        "invalid model input shape: too large: more than 2^32 - 1 values per sample"
+    );
+}
+
 #[test]
 fn magic_version_and_checksum() {
     let bytes = mlp();

@@ -76,6 +76,11 @@ enum Command {
     },
     /// Runs the model on inputs and prints each prediction (argmax) and its scores.
     ///
+    /// A sample whose scores hold a NaN has no prediction (printed as such, and counted
+    /// wrong in the accuracy); an input sample holding NaN or an infinity is warned about
+    /// (see `--reject-non-finite`). Every `--kernels` choice computes the same outputs on
+    /// such inputs.
+    ///
     /// A mesh model (an EMAN, see `tether-train mesh`) takes a mesh file instead (`.off`,
     /// `.obj`, `.ply`, `.gii`) and predicts a class per vertex; `--vertex-labels` (one
     /// integer per line) reports the accuracy, `--predictions` writes them.
@@ -108,6 +113,11 @@ enum Command {
         /// Print every sample's scores, not only the prediction.
         #[arg(long)]
         scores: bool,
+        /// Refuse inputs holding NaN or an infinity (an error naming the first such
+        /// sample) instead of warning and running them: their scores are NaN, no
+        /// prediction.
+        #[arg(long)]
+        reject_non_finite: bool,
         /// Mesh models: a file of one label per vertex (one integer per line; a longer
         /// file, e.g. both hemispheres, is read from `--label-offset` on).
         #[arg(long)]
@@ -194,32 +204,125 @@ fn load(path: &Path) -> anyhow::Result<AlignedBytes> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
-        #[cfg(feature = "onnx")]
-        {
-            // From the path, so that weights in an external data file beside it (PyTorch's
-            // default export) are found.
-            let model = tether_deploy::onnx::import_file(path)
-                .with_context(|| format!("importing {}", path.display()))?;
-            return Ok(AlignedBytes::from_slice(&model));
-        }
-        #[cfg(not(feature = "onnx"))]
-        bail!(
-            "{}: this build has no ONNX support (feature onnx)",
-            path.display()
-        );
+        return load_onnx(path);
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        !bytes.is_empty(),
+        "{} is not a tether model (empty file)",
+        path.display()
+    );
     Ok(AlignedBytes::from_slice(&bytes))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename (never half a file).
+/// An ONNX file imported, whatever its name (`import` reads nothing else).
+fn load_onnx(path: &Path) -> anyhow::Result<AlignedBytes> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    // What the file is, when it is plainly not ONNX: said before the importer reports
+    // what an empty or foreign protobuf lacks ("the model has no graph").
+    ensure!(
+        !bytes.is_empty(),
+        "{} is not an ONNX model (empty file)",
+        path.display()
+    );
+    ensure!(
+        !bytes.starts_with(b"TTHR"),
+        "{} is not an ONNX model: it is a tether model (.tthr) already",
+        path.display()
+    );
+    #[cfg(feature = "onnx")]
+    {
+        check_onnx_input_dims(path, &bytes)?;
+        // From the path, so that weights in an external data file beside it (PyTorch's
+        // default export) are found. (It reads and parses the file again: the dimension
+        // check belongs in the importer, this is the CLI's until it has one.)
+        let model = tether_deploy::onnx::import_file(path)
+            .with_context(|| format!("importing {}", path.display()))?;
+        Ok(AlignedBytes::from_slice(&model))
+    }
+    #[cfg(not(feature = "onnx"))]
+    bail!(
+        "{}: this build has no ONNX support (feature onnx)",
+        path.display()
+    );
+}
+
+/// Refuses ONNX graph inputs with a dimension the tether format cannot hold (it stores
+/// dimensions, and counts a sample's values, in 32 bits). The importer writes dimensions
+/// through `ModelBuilder`, which keeps their low 32 bits: 2^40 became 0 and read back as a
+/// shape error ("shapes do not chain"), and 2^32 + 5 became 5, a model of the wrong input
+/// size. This names the input and the dimension instead.
 #[cfg(feature = "onnx")]
+fn check_onnx_input_dims(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use onnx_protobuf::Message as _;
+    use onnx_protobuf::tensor_shape_proto::dimension::Value;
+    // Unreadable protobuf: the importer says what is wrong.
+    let Ok(m) = onnx_protobuf::ModelProto::parse_from_bytes(bytes) else {
+        return Ok(());
+    };
+    let initializers: std::collections::HashSet<&str> = m
+        .graph
+        .initializer
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    for input in &m.graph.input {
+        if initializers.contains(input.name.as_str()) {
+            continue;
+        }
+        let Some(onnx_protobuf::type_proto::Value::TensorType(t)) = &input.type_.value else {
+            continue;
+        };
+        let mut values = 1u64;
+        for d in &t.shape.dim {
+            if let Some(Value::DimValue(v)) = d.value {
+                ensure!(
+                    u32::try_from(v).is_ok(),
+                    "{}: input {:?} has a dimension of {v}, too large: the tether format holds \
+                     dimensions up to {} and up to that many values per sample",
+                    path.display(),
+                    input.name,
+                    u32::MAX
+                );
+                values = values.saturating_mul(v as u64);
+            }
+        }
+        ensure!(
+            values <= u64::from(u32::MAX),
+            "{}: input {:?} has {values} values per sample, too large: the tether format \
+             holds up to {}",
+            path.display(),
+            input.name,
+            u32::MAX
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename (never half a file).
+/// A directory is refused before anything is written (the rename onto it used to fail
+/// after `DIR.partial` was written, and left it behind), and the temporary file is
+/// removed when writing or renaming fails (a full disk), so a failed run leaves nothing.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    ensure!(
+        !path.is_dir(),
+        "{} is a directory: give the file to write",
+        path.display()
+    );
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    let written = std::fs::write(&tmp, bytes)
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        });
+    if written.is_err() {
+        // Best effort: the error being reported is the one that matters.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn parse<'a>(bytes: &'a AlignedBytes, path: &Path) -> anyhow::Result<Model<'a>> {
@@ -245,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             kernels,
             scores,
+            reject_non_finite,
             vertex_labels,
             label_offset,
             predictions,
@@ -255,9 +359,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = parse(&bytes, &model)?;
             if is_mesh_model(&m) {
                 ensure!(
-                    labels.is_none() && limit.is_none() && !scores,
-                    "--labels, --limit and --scores are not for mesh models (see --vertex-labels, \
-                     --predictions)"
+                    labels.is_none() && limit.is_none() && !scores && !reject_non_finite,
+                    "--labels, --limit, --scores and --reject-non-finite are not for mesh \
+                     models (see --vertex-labels, --predictions)"
                 );
                 let mesh =
                     input.context("a mesh model takes a mesh file (.off, .obj, .ply, .gii)")?;
@@ -281,9 +385,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--vertex-labels, --predictions, --drop-isolated and --precision are for mesh \
                  models"
             );
+            // Checked here: the plan would name its own option (`batch`) instead.
+            ensure!(limit != Some(0), "--limit must be at least 1 (got 0)");
             let per = m.input_shape().numel();
             let (inputs, labels) = match (&input, &idx) {
-                (Some(path), _) => (read_input(path)?, None),
+                (Some(path), _) => {
+                    let x = read_input(path)?;
+                    ensure!(
+                        !x.is_empty() && x.len() % per == 0,
+                        "{}: {} values, not a multiple of the model's {per} per sample",
+                        path.display(),
+                        x.len()
+                    );
+                    (x, None)
+                }
                 (None, Some(images)) => {
                     let (x, n) = read_idx_images(images, normalize[0], normalize[1])?;
                     ensure!(
@@ -300,12 +415,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, None) => bail!("give an input file or --idx"),
             };
-            ensure!(
-                !inputs.is_empty() && inputs.len() % per == 0,
-                "the input has {} values, not a multiple of the model's {per} per sample",
-                inputs.len()
-            );
             let n = (inputs.len() / per).min(limit.unwrap_or(usize::MAX));
+            let source = input
+                .as_ref()
+                .or(idx.as_ref())
+                .expect("one of them")
+                .display();
+            let bad = non_finite_samples(&inputs[..n * per], per);
+            if let Some(&(i, at, v)) = bad.first()
+                && reject_non_finite
+            {
+                bail!(
+                    "{source}: sample {i} holds {v} at index {at} of its {per} values; \
+                     --reject-non-finite refuses inputs that are not finite"
+                );
+            }
+            for &(i, at, v) in bad.iter().take(MAX_WARNINGS) {
+                eprintln!(
+                    "warning: {source}: sample {i} holds {v} at index {at} of its {per} values: \
+                     its scores may be NaN, then it has no prediction (--reject-non-finite makes \
+                     this an error)"
+                );
+            }
+            if bad.len() > MAX_WARNINGS {
+                eprintln!(
+                    "warning: {source}: {} more samples hold NaN or an infinity",
+                    bad.len() - MAX_WARNINGS
+                );
+            }
             let batch = n.min(64);
             let opts = PlanOptions {
                 batch,
@@ -315,15 +452,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut plan = Plan::new(m, &opts)?;
             let out = plan.model().output_shape().numel();
             let mut correct = 0usize;
+            let mut unpredicted = 0usize;
             let mut index = 0usize;
             for chunk in inputs[..n * per].chunks(batch * per) {
                 let y = plan.run(chunk)?;
                 for s in y.chunks(out) {
-                    let pred = argmax(s);
+                    let pred = prediction(s);
                     let label = labels.as_ref().map(|l| l[index]);
-                    correct += usize::from(label == Some(pred));
+                    correct += usize::from(label.is_some() && label == pred);
+                    unpredicted += usize::from(pred.is_none());
                     if scores || labels.is_none() || n <= 20 {
-                        print!("sample {index}: predicted {pred}");
+                        match pred {
+                            Some(p) => print!("sample {index}: predicted {p}"),
+                            None => print!("sample {index}: no prediction (NaN in the scores)"),
+                        }
                         if let Some(l) = label {
                             print!(" (label {l})");
                         }
@@ -336,10 +478,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             if labels.is_some() {
-                println!(
-                    "accuracy {:.4} ({correct} of {n})",
+                print!(
+                    "accuracy {:.4} ({correct} of {n}",
                     correct as f64 / n as f64
                 );
+                if unpredicted > 0 {
+                    print!("; {unpredicted} without a prediction, counted wrong");
+                }
+                println!(")");
             }
             Ok(())
         }
@@ -351,7 +497,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => bench(&model, &batch, trials, mesh.as_deref()),
         #[cfg(feature = "onnx")]
         Command::Import { model, output } => {
-            let bytes = load(&model)?;
+            let bytes = load_onnx(&model)?;
             let m = parse(&bytes, &model)?;
             let csr = m
                 .tensors
@@ -480,10 +626,7 @@ fn run_mesh(model: Model<'_>, mesh_path: &Path, options: &MeshRun<'_>) -> anyhow
     }
     if let Some(path) = predictions {
         let text: String = pred.iter().map(|p| format!("{p}\n")).collect();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".partial");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", path.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -545,6 +688,33 @@ fn bench_mesh(
          rounding error on this mesh"
     );
     Ok(())
+}
+
+/// Non-finite-input warnings `run` prints before summing up the rest.
+const MAX_WARNINGS: usize = 10;
+
+/// The samples of `x` (`per` values each) holding NaN or an infinity: the sample, the
+/// first such value's position in it, and the value.
+fn non_finite_samples(x: &[f32], per: usize) -> Vec<(usize, usize, f32)> {
+    x.chunks(per)
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let at = s.iter().position(|v| !v.is_finite())?;
+            Some((i, at, s[at]))
+        })
+        .collect()
+}
+
+/// The predicted class: the [`argmax`] of the scores, or `None` when a score is NaN. A NaN
+/// score is no evidence for or against any class, and an argmax over it answers by the
+/// order it happens to give NaN (`total_cmp` ranks a positive NaN above everything: an
+/// all-NaN row predicted the last class, a negative NaN never wins). Infinite scores are
+/// ordinary (`+inf` wins).
+fn prediction(s: &[f32]) -> Option<usize> {
+    if s.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    Some(argmax(s))
 }
 
 fn argmax(s: &[f32]) -> usize {
