@@ -6,7 +6,8 @@ use crate::format::PoolGeom;
 
 /// Max pooling of one sample `x` of shape `[c, h, w]` into `y` of `[c, oh, ow]`; padded
 /// cells are ignored. A window holding a NaN gives NaN, as PyTorch and ONNX Runtime do
-/// ([`max_nan`]; `f32::max` would drop the NaN and pass on the window's largest number).
+/// (`activation::max_nan`; `f32::max` would drop the NaN and pass on the window's largest
+/// number).
 pub fn max_pool2d(x: &[f32], c: usize, h: usize, w: usize, g: &PoolGeom, y: &mut [f32]) {
     pool(x, c, h, w, g, y, f32::NEG_INFINITY, max_nan, |m, _| m);
 }
