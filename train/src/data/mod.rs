@@ -11,6 +11,7 @@ pub mod idx;
 pub mod iris;
 pub mod mixtures;
 pub mod mnist;
+pub mod own;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,233 @@
+//! Input standardisation: `(x - mean) / std`, with one `(mean, std)` pair for all inputs,
+//! one per channel, or one per feature. The statistics come from the training split (or
+//! from the caller) and are applied unchanged to every split.
+
+use super::{LabelledSet, OwnError};
+
+/// Which inputs share a mean and a deviation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NormAxis {
+    /// One pair for every input.
+    Global,
+    /// One pair per channel: the first axis of a `[C, ...]` sample.
+    Channel,
+    /// One pair per input position (a table's columns).
+    Feature,
+}
+
+impl NormAxis {
+    /// The default for samples of `shape`: per channel for images (`[C, H, W]`), per
+    /// feature for flat vectors (`[D]`), one pair otherwise.
+    pub fn default_for(shape: &[usize]) -> Self {
+        match shape.len() {
+            1 => Self::Feature,
+            3 => Self::Channel,
+            _ => Self::Global,
+        }
+    }
+
+    /// Number of statistics for samples of `shape`.
+    pub fn count(self, shape: &[usize]) -> usize {
+        match self {
+            Self::Global => 1,
+            Self::Channel => shape.first().copied().unwrap_or(1),
+            Self::Feature => shape.iter().product(),
+        }
+    }
+
+    /// The statistic of input `k` (flat index within a sample) of a sample of `shape`.
+    fn slot(self, k: usize, shape: &[usize]) -> usize {
+        match self {
+            Self::Global => 0,
+            Self::Channel => k / shape.iter().skip(1).product::<usize>().max(1),
+            Self::Feature => k,
+        }
+    }
+}
+
+/// How to normalise.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Normalize {
+    /// Keep the values.
+    None,
+    /// Statistics of the training split along [`NormAxis::default_for`] the sample shape.
+    Auto,
+    /// Statistics of the training split along this axis.
+    Fit(NormAxis),
+    /// The caller's statistics: one pair for all inputs, one per channel or one per input
+    /// (told apart by their number).
+    Given {
+        /// Means.
+        mean: Vec<f32>,
+        /// Standard deviations (positive).
+        std: Vec<f32>,
+    },
+}
+
+/// Fitted (or given) statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalization {
+    /// Which inputs share a statistic.
+    pub axis: NormAxis,
+    /// Means.
+    pub mean: Vec<f32>,
+    /// Standard deviations (a constant input's is 1: it is only centred).
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// The mean and (population) standard deviation of `set` along `axis`.
+    pub fn fit(set: &LabelledSet, axis: NormAxis) -> Self {
+        let shape = &set.sample_shape;
+        let slots = axis.count(shape);
+        let (mut sum, mut count) = (vec![0f64; slots], vec![0usize; slots]);
+        let d = set.sample_len().max(1);
+        for (i, &v) in set.features.iter().enumerate() {
+            let s = axis.slot(i % d, shape);
+            sum[s] += f64::from(v);
+            count[s] += 1;
+        }
+        let mean: Vec<f64> = sum
+            .iter()
+            .zip(&count)
+            .map(|(&s, &c)| s / c.max(1) as f64)
+            .collect();
+        let mut sq = vec![0f64; slots];
+        for (i, &v) in set.features.iter().enumerate() {
+            let s = axis.slot(i % d, shape);
+            sq[s] += (f64::from(v) - mean[s]).powi(2);
+        }
+        let std = sq
+            .iter()
+            .zip(&count)
+            .map(|(&q, &c)| {
+                let s = (q / c.max(1) as f64).sqrt();
+                if s > 1e-12 { s as f32 } else { 1.0 }
+            })
+            .collect();
+        Self {
+            axis,
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// Given statistics for samples of `shape`: their number picks the axis (1: global,
+    /// the channel count: per channel, the sample length: per feature).
+    pub fn given(mean: Vec<f32>, std: Vec<f32>, shape: &[usize]) -> Result<Self, OwnError> {
+        if mean.len() != std.len() {
+            return Err(OwnError::Invalid(format!(
+                "{} means but {} standard deviations",
+                mean.len(),
+                std.len()
+            )));
+        }
+        if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(OwnError::Invalid(format!(
+                "standard deviation {s} is not a positive number"
+            )));
+        }
+        let axis = [NormAxis::Global, NormAxis::Channel, NormAxis::Feature]
+            .into_iter()
+            .find(|a| a.count(shape) == mean.len() && (*a != NormAxis::Channel || shape.len() > 1))
+            .ok_or_else(|| {
+                OwnError::Invalid(format!(
+                    "{} means for samples of shape {shape:?}: give 1, one per channel ({}) \
+                     or one per input ({})",
+                    mean.len(),
+                    shape.first().copied().unwrap_or(1),
+                    shape.iter().product::<usize>()
+                ))
+            })?;
+        Ok(Self { axis, mean, std })
+    }
+
+    /// What `normalize` asks for on training set `train` (`None` for [`Normalize::None`]).
+    pub fn for_data(normalize: &Normalize, train: &LabelledSet) -> Result<Option<Self>, OwnError> {
+        Ok(match normalize {
+            Normalize::None => None,
+            Normalize::Auto => Some(Self::fit(train, NormAxis::default_for(&train.sample_shape))),
+            Normalize::Fit(axis) => Some(Self::fit(train, *axis)),
+            Normalize::Given { mean, std } => {
+                Some(Self::given(mean.clone(), std.clone(), &train.sample_shape)?)
+            }
+        })
+    }
+
+    /// Standardises `set` in place.
+    pub fn apply(&self, set: &mut LabelledSet) -> Result<(), OwnError> {
+        let shape = set.sample_shape.clone();
+        if self.axis.count(&shape) != self.mean.len() {
+            return Err(OwnError::Invalid(format!(
+                "{} statistics do not fit samples of shape {shape:?} ({:?})",
+                self.mean.len(),
+                self.axis
+            )));
+        }
+        let d = set.sample_len().max(1);
+        let (mean, std) = (&self.mean, &self.std);
+        for (i, v) in set.features.iter_mut().enumerate() {
+            let s = self.axis.slot(i % d, &shape);
+            *v = (*v - mean[s]) / std[s];
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images() -> LabelledSet {
+        // Two 2-channel 1x2 images: channel 0 holds 1, 3, 1, 3; channel 1 holds 10 everywhere.
+        LabelledSet {
+            features: vec![1.0, 3.0, 10.0, 10.0, 1.0, 3.0, 10.0, 10.0],
+            sample_shape: vec![2, 1, 2],
+            labels: vec![0, 0],
+            class_names: vec!["a".into()],
+            groups: None,
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn per_channel_statistics_pool_the_pixels() {
+        let mut s = images();
+        let n = Normalization::fit(&s, NormAxis::Channel);
+        assert_eq!(n.mean, vec![2.0, 10.0]);
+        assert_eq!(n.std, vec![1.0, 1.0]); // channel 1 is constant: centred only.
+        n.apply(&mut s).unwrap();
+        assert_eq!(s.features, vec![-1.0, 1.0, 0.0, 0.0, -1.0, 1.0, 0.0, 0.0]);
+        let g = Normalization::fit(&images(), NormAxis::Global);
+        assert_eq!(g.mean, vec![6.0]);
+        let f = Normalization::fit(&images(), NormAxis::Feature);
+        assert_eq!(f.mean, vec![1.0, 3.0, 10.0, 10.0]);
+    }
+
+    #[test]
+    fn given_statistics_pick_their_axis_by_count() {
+        let shape = [3, 4, 4];
+        let g = Normalization::given(vec![0.5], vec![0.25], &shape).unwrap();
+        assert_eq!(g.axis, NormAxis::Global);
+        let c = Normalization::given(vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225], &shape)
+            .unwrap();
+        assert_eq!(c.axis, NormAxis::Channel);
+        let e = Normalization::given(vec![0.0; 2], vec![1.0; 2], &shape)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("give 1, one per channel (3) or one per input (48)"),
+            "{e}"
+        );
+        let e = Normalization::given(vec![0.0], vec![0.0], &shape).unwrap_err();
+        assert!(e.to_string().contains("not a positive number"), "{e}");
+        let e = Normalization::given(vec![0.0], vec![1.0, 1.0], &shape).unwrap_err();
+        assert!(e.to_string().contains("1 means but 2"), "{e}");
+        // Applying statistics fitted on other shapes is an error.
+        let mut s = images();
+        assert!(c.apply(&mut s).is_err());
+        assert_eq!(NormAxis::default_for(&[5]), NormAxis::Feature);
+        assert_eq!(NormAxis::default_for(&[1, 8, 8]), NormAxis::Channel);
+        assert_eq!(NormAxis::default_for(&[8, 8]), NormAxis::Global);
+    }
+}
