@@ -1428,7 +1428,11 @@ fn read_node(
                 begin[i] = small(p[i], "pad width out of range")?;
                 end[i] = small(p[4 + i], "pad width out of range")?;
             }
-            if p[..8].iter().enumerate().any(|(i, &v)| i % 4 >= n && v != 0) {
+            if p[..8]
+                .iter()
+                .enumerate()
+                .any(|(i, &v)| i % 4 >= n && v != 0)
+            {
                 return Err(bad("pad widths beyond the rank"));
             }
             let value = f32::from_bits(p[9]);

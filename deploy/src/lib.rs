@@ -63,7 +63,7 @@ pub use aligned::{Align16, AlignedBytes};
 pub use error::Error;
 pub use format::{Dims, MeshFeatures, Model, Op, TensorData};
 pub use plan::{KernelChoice, Plan, PlanOptions};
-pub use write::{ModelBuilder, OpSpec, TensorId, ValueId};
+pub use write::{ModelBuilder, OpSpec, TensorId, ValueId, rebuild};
 
 /// The runtime's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

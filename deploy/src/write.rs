@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::format::{
     Binary, ConvGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK, MeshFeatures,
-    Model, NONE, OP_ENTRY_LEN, OP_PARAMS, PadGeom, PadMode, PoolGeom, Reduce, TENSOR_ENTRY_LEN,
+    Model, NONE, OP_ENTRY_LEN, OP_PARAMS, Op, PadGeom, PadMode, PoolGeom, Reduce, TENSOR_ENTRY_LEN,
     Unary, VERSION, kind, opcode,
 };
 
@@ -487,6 +487,96 @@ impl ModelBuilder {
         Model::parse(&crate::AlignedBytes::from_slice(&out))?;
         Ok(out)
     }
+}
+
+/// A copy of `model` in which tensor `i` holds `replace(i)`'s values where that is `Some`
+/// (dense row-major, the tensor's own shape; stored in the smaller of CSR and dense f32),
+/// and its own values otherwise (stored as they were: f32, f16 or CSR). The graph is the
+/// same op for op. This is how a network trained from an imported model (its weights
+/// pruned, the gates folded in) is written back without a second description of it.
+///
+/// # Errors
+/// A replacement of another length than its tensor, or a model the writer refuses.
+pub fn rebuild(
+    model: &Model,
+    mut replace: impl FnMut(usize) -> Option<Vec<f32>>,
+) -> Result<Vec<u8>, Error> {
+    let input = model.shapes[model.inputs[0]].as_slice();
+    let mut b = ModelBuilder::new(input);
+    for (i, t) in model.tensors.iter().enumerate() {
+        let dims = t.dims.as_slice();
+        let id = match replace(i) {
+            Some(v) if v.len() == t.dims.numel() => b.smallest(dims, &v),
+            Some(_) => return Err(Error::BadOptions("a replaced tensor changed its length")),
+            None => match t.data {
+                crate::format::TensorData::F32(_) => b.dense(dims, &t.to_dense()),
+                crate::format::TensorData::F16(_) => b.dense_f16(dims, &t.to_dense()),
+                crate::format::TensorData::Csr(_) => b.csr(dims, &t.to_dense()),
+            },
+        };
+        debug_assert_eq!(id.0 as usize, i);
+    }
+    let t = |i: usize| TensorId(i as u32);
+    // Model value ids to builder value ids (value 0, the input, is the same).
+    let mut ids = alloc::vec![ValueId(0); model.shapes.len()];
+    for node in &model.nodes {
+        let ins: Vec<ValueId> = node.inputs().iter().map(|&v| ids[v]).collect();
+        let spec = match node.op {
+            Op::Input { shape, .. } => {
+                ids[node.output] = b.extra_input(shape.as_slice());
+                continue;
+            }
+            Op::Linear { weight, bias } => OpSpec::Linear {
+                weight: t(weight),
+                bias: bias.map(t),
+            },
+            Op::Conv2d { weight, bias, geom } => OpSpec::Conv {
+                weight: t(weight),
+                bias: bias.map(t),
+                geom,
+            },
+            Op::MaxPool2d(g) => OpSpec::MaxPool(g),
+            Op::AvgPool2d(g) => OpSpec::AvgPool(g),
+            Op::Flatten => OpSpec::Flatten,
+            Op::Relu => OpSpec::Relu,
+            Op::Sine { w0 } => OpSpec::Sine { w0 },
+            Op::Softmax { axis, end } => OpSpec::SoftmaxAxes { axis, end },
+            Op::Binary(op) => OpSpec::Binary(op),
+            Op::Unary(f) => OpSpec::Unary(f),
+            Op::MatMul => OpSpec::MatMul,
+            Op::Transpose { perm, rank } => OpSpec::Transpose { perm, rank },
+            Op::Concat { axis } => OpSpec::Concat { axis },
+            Op::Reshape(d) => OpSpec::Reshape(d),
+            Op::Const { tensor } => OpSpec::Const(t(tensor)),
+            Op::MeshFeatures(f) => OpSpec::MeshFeatures(f),
+            Op::EmanConv {
+                key,
+                value,
+                query,
+                self_kernel,
+                bias,
+                heads,
+                order_out,
+            } => OpSpec::EmanConv {
+                key: t(key),
+                value: t(value),
+                query: t(query),
+                self_kernel: t(self_kernel),
+                bias: t(bias),
+                heads: heads as u32,
+                order_out: order_out as u32,
+            },
+            Op::Gate => OpSpec::Gate,
+            Op::Scalars => OpSpec::Scalars,
+            Op::Reduce { kind, axes } => OpSpec::Reduce { kind, axes },
+            Op::Pad(geom) => OpSpec::Pad {
+                geom,
+                rank: model.shapes[node.inputs[0]].as_slice().len(),
+            },
+        };
+        ids[node.output] = b.op(spec, &ins);
+    }
+    b.finish(ids[model.output])
 }
 
 fn set_pads(p: &mut [u32; OP_PARAMS], pads: [usize; 4]) {

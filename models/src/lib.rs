@@ -9,6 +9,8 @@
 //! - [`export`]: safetensors export (PyTorch layout) of trained networks.
 //! - [`gated_mlp`]: an MLP of gated layers (LeNet-300-100 for L0 pruning).
 //! - [`gated`]: the `GatedNetwork` trait the pruning task works through.
+//! - [`graph`]: a trainable, gated network interpreting a `tether-deploy` model graph
+//!   (a user's ONNX export, imported).
 //! - [`lenet5`]: LeNet-5 (Caffe variant), gated and plain.
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`to_deploy`]: export to `tether-deploy`'s model format (pruned weights as CSR).
@@ -22,6 +24,7 @@ pub mod eman;
 pub mod export;
 pub mod gated;
 pub mod gated_mlp;
+pub mod graph;
 pub mod l0;
 pub mod lenet5;
 pub mod masked;

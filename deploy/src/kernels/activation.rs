@@ -232,11 +232,7 @@ pub fn unary(f: Unary, x: &[f32], y: &mut [f32]) {
         ),
         Unary::Pow(p) => map(
             &|v| {
-                if p == 2.0 {
-                    v * v
-                } else {
-                    libm::powf(v, p)
-                }
+                if p == 2.0 { v * v } else { libm::powf(v, p) }
             },
             y,
         ),

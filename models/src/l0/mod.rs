@@ -13,5 +13,5 @@ mod gated_linear;
 mod hard_concrete;
 
 pub use gated_conv2d::{GatedConv2d, GatedConv2dConfig};
-pub use gated_linear::{GateStructure, GatedLinear, GatedLinearConfig};
+pub use gated_linear::{BLOCK_INPUTS, GateStructure, GatedLinear, GatedLinearConfig};
 pub use hard_concrete::{GateMode, HardConcrete, HardConcreteConfig};
