@@ -232,10 +232,8 @@ fn load_onnx(path: &Path) -> anyhow::Result<AlignedBytes> {
     );
     #[cfg(feature = "onnx")]
     {
-        check_onnx_input_dims(path, &bytes)?;
         // From the path, so that weights in an external data file beside it (PyTorch's
-        // default export) are found. (It reads and parses the file again: the dimension
-        // check belongs in the importer, this is the CLI's until it has one.)
+        // default export) are found.
         let model = tether_deploy::onnx::import_file(path)
             .with_context(|| format!("importing {}", path.display()))?;
         Ok(AlignedBytes::from_slice(&model))
@@ -245,58 +243,6 @@ fn load_onnx(path: &Path) -> anyhow::Result<AlignedBytes> {
         "{}: this build has no ONNX support (feature onnx)",
         path.display()
     );
-}
-
-/// Refuses ONNX graph inputs with a dimension the tether format cannot hold (it stores
-/// dimensions, and counts a sample's values, in 32 bits). The importer writes dimensions
-/// through `ModelBuilder`, which keeps their low 32 bits: 2^40 became 0 and read back as a
-/// shape error ("shapes do not chain"), and 2^32 + 5 became 5, a model of the wrong input
-/// size. This names the input and the dimension instead.
-#[cfg(feature = "onnx")]
-fn check_onnx_input_dims(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use onnx_protobuf::Message as _;
-    use onnx_protobuf::tensor_shape_proto::dimension::Value;
-    // Unreadable protobuf: the importer says what is wrong.
-    let Ok(m) = onnx_protobuf::ModelProto::parse_from_bytes(bytes) else {
-        return Ok(());
-    };
-    let initializers: std::collections::HashSet<&str> = m
-        .graph
-        .initializer
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
-    for input in &m.graph.input {
-        if initializers.contains(input.name.as_str()) {
-            continue;
-        }
-        let Some(onnx_protobuf::type_proto::Value::TensorType(t)) = &input.type_.value else {
-            continue;
-        };
-        let mut values = 1u64;
-        for d in &t.shape.dim {
-            if let Some(Value::DimValue(v)) = d.value {
-                ensure!(
-                    u32::try_from(v).is_ok(),
-                    "{}: input {:?} has a dimension of {v}, too large: the tether format holds \
-                     dimensions up to {} and up to that many values per sample",
-                    path.display(),
-                    input.name,
-                    u32::MAX
-                );
-                values = values.saturating_mul(v as u64);
-            }
-        }
-        ensure!(
-            values <= u64::from(u32::MAX),
-            "{}: input {:?} has {values} values per sample, too large: the tether format \
-             holds up to {}",
-            path.display(),
-            input.name,
-            u32::MAX
-        );
-    }
-    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename (never half a file).

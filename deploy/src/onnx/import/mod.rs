@@ -154,6 +154,25 @@ pub fn import_with(
         if dims.is_empty() {
             dims.push(1);
         }
+        // The format stores extents, and counts a sample's values, in 32 bits.
+        if let Some(&d) = dims.iter().find(|&&d| u32::try_from(d).is_err()) {
+            return Err(OnnxError::unsupported(format!(
+                "input {:?} has a dimension of {d}, too large: the tether format holds \
+                 dimensions up to {}",
+                i.name,
+                u32::MAX
+            )));
+        }
+        let values = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        if values.is_none_or(|v| v > u64::from(u32::MAX)) {
+            return Err(OnnxError::unsupported(format!(
+                "input {:?} has {} values per sample, too large: the tether format holds up \
+                 to {}",
+                i.name,
+                values.map_or("more than 2^64".into(), |v| v.to_string()),
+                u32::MAX
+            )));
+        }
         if dims.len() > MAX_RANK || dims.contains(&0) {
             return Err(OnnxError::unsupported(format!(
                 "input {:?}: per-sample shape {dims:?} (rank 1 to {MAX_RANK}, no empty axis)",
@@ -417,6 +436,12 @@ fn axis(a: i64, rank: usize) -> Result<usize, OnnxError> {
 
 fn dims(d: &[usize]) -> Result<Dims, OnnxError> {
     let d = if d.is_empty() { &[1][..] } else { d };
+    if d.iter().any(|&x| u32::try_from(x).is_err()) {
+        return unsupported(format!(
+            "shape {d:?}: the tether format holds dimensions up to {}",
+            u32::MAX
+        ));
+    }
     Dims::new(d).ok_or_else(|| {
         OnnxError::unsupported(format!(
             "shape {d:?} (the runtime holds rank 1 to {MAX_RANK}, no empty axis)"
