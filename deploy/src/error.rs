@@ -94,6 +94,8 @@ pub enum Error {
     },
     /// Invalid plan or builder options.
     BadOptions(&'static str),
+    /// Header flag bits this reader does not know (a newer writer's).
+    UnknownFlags(u32),
     /// A mesh model (EMAN) given to the per-sample [`crate::Plan`]: it runs on a mesh,
     /// through [`crate::mesh::MeshPlan`] (CLI: `tether-deploy run MODEL MESH`).
     NeedsMesh,
@@ -157,6 +159,10 @@ impl fmt::Display for Error {
                 "the plan needs {bytes} bytes of buffers, over the limit of {limit}"
             ),
             Error::BadOptions(why) => write!(f, "invalid options: {why}"),
+            Error::UnknownFlags(bits) => write!(
+                f,
+                "unknown header flags {bits:#x} (a newer tether wrote this model?)"
+            ),
             Error::NeedsMesh => write!(
                 f,
                 "a mesh model (EMAN): it runs on a mesh (mesh::MeshPlan; CLI: run MODEL MESH)"

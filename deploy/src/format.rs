@@ -30,6 +30,10 @@ pub const DATA_ALIGN: usize = 16;
 pub const NONE: u32 = u32::MAX;
 /// Most dimensions of a tensor or activation.
 pub const MAX_RANK: usize = 4;
+/// Header flag (u32 at offset 52): the model has no batch axis. Its input is the whole
+/// tensor (an ONNX graph with static shapes was imported as one sample), so an export
+/// writes those shapes as they are instead of adding a batch axis.
+pub const FLAG_STATIC_SHAPES: u32 = 1;
 
 /// Tensor kinds (the `kind` byte of a tensor entry).
 pub mod kind {
@@ -821,6 +825,8 @@ pub struct Model<'a> {
     pub version: u16,
     /// Total bytes.
     pub file_len: usize,
+    /// The model has no batch axis ([`FLAG_STATIC_SHAPES`]).
+    pub static_shapes: bool,
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -953,6 +959,10 @@ impl<'a> Model<'a> {
         let n_values = u32_at(bytes, 24) as usize;
         let output = u32_at(bytes, 28) as usize;
         let input_rank = u32_at(bytes, 32) as usize;
+        let flags = u32_at(bytes, 52);
+        if flags & !FLAG_STATIC_SHAPES != 0 {
+            return Err(Error::UnknownFlags(flags));
+        }
         let tables = n_tensors
             .checked_mul(TENSOR_ENTRY_LEN)
             .and_then(|t| n_ops.checked_mul(op_len).and_then(|o| t.checked_add(o)))
@@ -1042,6 +1052,7 @@ impl<'a> Model<'a> {
             output,
             version,
             file_len,
+            static_shapes: flags & FLAG_STATIC_SHAPES != 0,
         })
     }
 

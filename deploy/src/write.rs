@@ -169,6 +169,7 @@ pub struct ModelBuilder {
     tensors: Vec<TensorEntry>,
     ops: Vec<OpEntry>,
     n_inputs: u32,
+    flags: u32,
 }
 
 impl ModelBuilder {
@@ -179,7 +180,14 @@ impl ModelBuilder {
             tensors: Vec::new(),
             ops: Vec::new(),
             n_inputs: 1,
+            flags: 0,
         }
+    }
+
+    /// Marks the model as having no batch axis: its input shape is the whole tensor (see
+    /// [`crate::format::FLAG_STATIC_SHAPES`]).
+    pub fn set_static_shapes(&mut self) {
+        self.flags |= crate::format::FLAG_STATIC_SHAPES;
     }
 
     /// Adds a further model input of per-sample shape `shape` (input 1, 2, ...).
@@ -444,6 +452,7 @@ impl ModelBuilder {
         put(&mut out, 24, self.ops.len() as u32 + 1);
         put(&mut out, 28, output.0);
         put(&mut out, 32, self.input.len() as u32);
+        put(&mut out, 52, self.flags);
         for (i, &d) in self.input.iter().take(4).enumerate() {
             put(&mut out, 36 + 4 * i, d);
         }
@@ -503,6 +512,9 @@ pub fn rebuild(
 ) -> Result<Vec<u8>, Error> {
     let input = model.shapes[model.inputs[0]].as_slice();
     let mut b = ModelBuilder::new(input);
+    if model.static_shapes {
+        b.set_static_shapes();
+    }
     for (i, t) in model.tensors.iter().enumerate() {
         let dims = t.dims.as_slice();
         let id = match replace(i) {

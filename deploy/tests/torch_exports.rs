@@ -101,3 +101,39 @@ fn a_missing_external_data_file_is_named() {
     assert!(e.contains("lies outside"), "{e}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// A static-shape export (the dynamo default, batch fixed at 2) keeps its shapes through
+/// tether and back out: the re-exported graph's input is `[2, 16]`, not `[N, 2, 16]`,
+/// while the symbolic-batch export keeps its `N`.
+#[test]
+fn export_keeps_static_shapes_and_the_symbolic_batch() {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as D;
+    use tether_deploy::onnx::{ExportOptions, export};
+    for (file, want) in [
+        (
+            "mlp_norm_dynamo.onnx",
+            vec![D::DimValue(2), D::DimValue(16)],
+        ),
+        (
+            "mlp_norm_legacy13.onnx",
+            vec![D::DimParam("N".into()), D::DimValue(16)],
+        ),
+    ] {
+        let bytes = import_file(&dir().join(file)).unwrap();
+        let aligned = AlignedBytes::from_slice(&bytes);
+        let model = Model::parse(&aligned).unwrap();
+        assert_eq!(model.static_shapes, file.contains("dynamo"), "{file}");
+        let m = export(&model, &ExportOptions::default()).unwrap();
+        let t = match m.graph.input[0].type_.value.as_ref().unwrap() {
+            onnx_protobuf::type_proto::Value::TensorType(t) => t.clone(),
+            _ => unreachable!(),
+        };
+        let dims: Vec<D> = t
+            .shape
+            .dim
+            .iter()
+            .map(|d| d.value.clone().unwrap())
+            .collect();
+        assert_eq!(dims, want, "{file}");
+    }
+}

@@ -28,8 +28,9 @@ pub struct ExportOptions {
     /// reads them). Off: every weight is a dense initializer, which any runtime loads.
     pub sparse_initializers: bool,
     /// Give inputs and output a symbolic leading batch axis `N` (tether values are per
-    /// sample). Off for models imported with static shapes, whose sample is the whole
-    /// tensor.
+    /// sample). A model imported with static shapes (its sample is the whole tensor,
+    /// [`Model::static_shapes`]) is exported without one whatever this says, so that its
+    /// shapes come back as they went in.
     pub batch_axis: bool,
 }
 
@@ -202,6 +203,10 @@ impl Graph<'_, '_> {
 
 /// Exports a model as an ONNX `ModelProto` (opset 13).
 pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, OnnxError> {
+    let options = &ExportOptions {
+        batch_axis: options.batch_axis && !model.static_shapes,
+        ..*options
+    };
     let mut gr = Graph {
         model,
         g: GraphProto::new(),
@@ -220,8 +225,16 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
         let ins: Vec<String> = node.inputs().iter().map(|&v| gr.name(v)).collect();
         let x = node.inputs().first().copied();
         let xs = x.map_or(&[][..], |x| model.shapes[x].as_slice());
+        let batch_axis = options.batch_axis;
         let fail = |what: &str| {
-            let mut e = OnnxError::unsupported(what.to_string());
+            let mut what = what.to_string();
+            if batch_axis && what.contains("batch") {
+                what.push_str(
+                    " (export without a batch axis: `tether-deploy export --no-batch-axis`, \
+                     or ExportOptions::batch_axis = false)",
+                );
+            }
+            let mut e = OnnxError::unsupported(what);
             e.node = Some(format!("#{i}"));
             e.op = Some(node.op.name().to_string());
             Err(e)

@@ -182,6 +182,9 @@ pub fn import_with(
         per_sample.push(dims);
     }
     let mut b = ModelBuilder::new(&per_sample[0]);
+    if !batch_mode {
+        b.set_static_shapes();
+    }
     let first = b.input();
     vals.insert(
         inputs[0].name.clone(),
