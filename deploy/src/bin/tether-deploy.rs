@@ -663,11 +663,26 @@ fn prediction(s: &[f32]) -> Option<usize> {
     Some(argmax(s))
 }
 
+/// The first index of the largest score, as numpy's and PyTorch's `argmax` break ties
+/// (`max_by` keeps the last of equals; a pruned network often ties on all-zero scores).
 fn argmax(s: &[f32]) -> usize {
-    s.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
+    let mut best = 0;
+    for (i, v) in s.iter().enumerate() {
+        if v.total_cmp(&s[best]).is_gt() {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn argmax_takes_the_first_of_equal_scores() {
+        assert_eq!(super::argmax(&[0.0, 0.0, 0.0]), 0);
+        assert_eq!(super::argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(super::argmax(&[-1.0, -0.5]), 1);
+    }
 }
 
 fn read_input(path: &Path) -> anyhow::Result<Vec<f32>> {
