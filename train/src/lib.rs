@@ -6,7 +6,9 @@
 //!   Lagrangian and quadratic-penalty formulations; dense and indexed multipliers;
 //!   gradient ascent and nuPI; simultaneous, alternating and extragradient updates;
 //!   bit-exact checkpoints).
-//! - [`tasks`]: problems built on it (the Iris SVM reference problem, ...).
+//! - [`tasks`]: problems built on it (pruning, fairness, GANGs, the Iris SVM reference
+//!   problem, ...) and [`tasks::prune_run`], the whole pruning job behind
+//!   `tether-train prune` as a library call.
 //! - [`optim`]: Shampoo (single-device and data-parallel), `--optimizer` selection, and
 //!   optimizer combinators (separate learning rates for L0 gates).
 //! - [`data`]: loaders for the registry datasets fetched by `scripts/fetch-data`.

@@ -703,3 +703,50 @@ fn mesh_trains_evaluates_and_exports() {
     assert!((moved - acc).abs() < 1e-3, "{acc} vs {moved}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--config`: the settings come from a TOML file, a flag given on the command line wins
+/// over the file, and a misspelt key is an error naming it.
+#[test]
+fn prune_reads_a_config_file_under_the_flags() {
+    let dir = std::env::temp_dir().join(format!("tether-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "epochs = 1\ntarget_densty = 0.2\n").unwrap();
+    let (ok, _, err) = tether_train(&["prune", "--config", bad.to_str().unwrap()], None);
+    assert!(
+        !ok && err.contains("unknown setting(s) target_densty"),
+        "{err}"
+    );
+    // Checked like the flags, before the data is looked for.
+    std::fs::write(&bad, "target_density = 1.5\n").unwrap();
+    let missing = Some("/nonexistent-tether-data");
+    let (ok, _, err) = tether_train(&["prune", "--config", bad.to_str().unwrap()], missing);
+    assert!(
+        !ok && err.contains("--target-density must lie in (0, 1]"),
+        "{err}"
+    );
+    if !mnist_is_there() {
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
+    let out = dir.join("out");
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "dense = true\nepochs = 3\ntrain_limit = 256\ntest_limit = 200\nbatch = 64\n\
+             optimizer = \"sgd\"\nlr = 0.05\nout = {:?}\n",
+            out.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let (ok, _, err) = tether_train(&["prune", "--config", config, "--epochs", "1"], None);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["dense"], true, "from the file");
+    assert_eq!(summary["optimizer"], "sgd", "from the file");
+    assert_eq!(summary["epochs"], 1, "the flag wins over the file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

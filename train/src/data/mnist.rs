@@ -7,7 +7,10 @@ use std::path::Path;
 use super::{DataError, idx};
 
 /// Which of the two datasets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum MnistKind {
     /// Handwritten digits.
     Mnist,

@@ -14,7 +14,9 @@ use burn::tensor::backend::AutodiffBackend;
 use super::shampoo::{Grafting, Shampoo, ShampooConfig, ShampooError, ShampooHealth};
 
 /// The optimizers a command can train with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// Adam (Kingma & Ba 2015).
@@ -27,7 +29,10 @@ pub enum OptimizerKind {
 }
 
 /// What grafted method sets Shampoo's per-block step size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum GraftingKind {
     /// No grafting: Shampoo's own step size.
     None,
@@ -41,8 +46,10 @@ pub enum GraftingKind {
     Adam,
 }
 
-/// The `--optimizer` flags, to `#[command(flatten)]` into any command.
-#[derive(Clone, Debug, PartialEq, clap::Args)]
+/// The `--optimizer` flags, to `#[command(flatten)]` into any command; serde reads and
+/// writes them under the same names (a key left out takes its default).
+#[derive(Clone, Debug, PartialEq, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct OptimizerArgs {
     /// Optimizer of the network's weights (the learning rate is the command's `--lr`).
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]

@@ -1,7 +1,8 @@
 //! Problems built on [`crate::constrained`], each a [`ConstrainedProblem`] run by the one
 //! training loop ([`crate::trainer::fit`]).
 //!
-//! - [`prune`]: L0 pruning under a density constraint (Controlled Sparsity).
+//! - [`prune`]: L0 pruning under a density constraint (Controlled Sparsity);
+//!   [`prune_run`]: the whole job (data, schedule, outputs) behind `tether-train prune`.
 //! - [`classify`]: the dense baseline (no constraint).
 //! - [`fair`]: fine-tuning a pruned model with every group's excess accuracy gap bounded
 //!   (CEAG, Balancing Act).
@@ -21,4 +22,5 @@ pub mod mesh;
 pub mod metrics;
 pub mod nash_memory;
 pub mod prune;
+pub mod prune_run;
 pub mod svm;

@@ -1,12 +1,13 @@
 //! `tether-train`: train small networks under explicit constraints.
 
+mod config_file;
 mod fair;
 mod gang;
 mod mesh;
 mod prune;
 mod svm;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tether_train::denormals::FlushDenormals;
 use tether_train::device::DeviceKind;
 
@@ -51,7 +52,11 @@ fn main() -> anyhow::Result<()> {
     // the time in the f32 GEMM kernel), and a value under 1.2e-38 carries nothing a
     // network can use. The flags are per thread; tasks run on this one.
     let _flush = FlushDenormals::new();
-    match Cli::parse().command {
+    // Parsed in two steps (what `Cli::parse` does) to keep the matches: `--config` needs
+    // to know which flags were given on the command line.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
         Command::Devices => {
             for d in DeviceKind::compiled() {
                 println!("{d}");
@@ -59,7 +64,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Svm(args) => svm::run(args),
-        Command::Prune(args) => prune::run(args),
+        Command::Prune(args) => {
+            let matches = matches
+                .subcommand_matches("prune")
+                .expect("the prune subcommand");
+            prune::run(args, matches)
+        }
         Command::FairPrune(args) => fair::run(args),
         Command::Gang(args) => gang::run(args),
         Command::Mesh(args) => mesh::run(args),
