@@ -675,15 +675,6 @@ fn argmax(s: &[f32]) -> usize {
     best
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn argmax_takes_the_first_of_equal_scores() {
-        assert_eq!(super::argmax(&[0.0, 0.0, 0.0]), 0);
-        assert_eq!(super::argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
-        assert_eq!(super::argmax(&[-1.0, -0.5]), 1);
-    }
-}
 
 fn read_input(path: &Path) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -924,4 +915,14 @@ fn bench(path: &Path, batches: &[usize], trials: usize, mesh: Option<&Path>) -> 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn argmax_takes_the_first_of_equal_scores() {
+        assert_eq!(super::argmax(&[0.0, 0.0, 0.0]), 0);
+        assert_eq!(super::argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(super::argmax(&[-1.0, -0.5]), 1);
+    }
 }
