@@ -137,3 +137,37 @@ fn export_keeps_static_shapes_and_the_symbolic_batch() {
         assert_eq!(dims, want, "{file}");
     }
 }
+
+/// PyTorch's default export fixes the batch at the example's size; imported with the
+/// leading axis as the batch axis (as training needs), every dynamo fixture runs its two
+/// samples as a batch and still matches onnxruntime.
+#[test]
+fn a_fixed_leading_axis_imports_as_the_batch_axis_when_asked() {
+    use tether_deploy::onnx::{BatchAxis, ImportOptions, import_file_with};
+    let options = ImportOptions {
+        batch_axis: BatchAxis::Leading,
+    };
+    for c in manifest().iter().filter(|c| c.model.ends_with("dynamo")) {
+        let model = import_file_with(&dir().join(format!("{}.onnx", c.model)), &options)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.model));
+        let aligned = AlignedBytes::from_slice(&model);
+        let parsed = Model::parse(&aligned).unwrap();
+        assert_eq!(
+            parsed.input_shape().as_slice(),
+            &c.input_shape[1..],
+            "{}",
+            c.model
+        );
+        assert!(!parsed.static_shapes, "{}", c.model);
+        let x = f32s(&dir().join(format!("{}.in.f32", c.input)));
+        let want = f32s(&dir().join(format!("{}.ort.f32", c.model)));
+        let y = common::run(&model, &x, c.input_shape[0]);
+        for (a, b) in y.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{}: {a} vs {b}",
+                c.model
+            );
+        }
+    }
+}

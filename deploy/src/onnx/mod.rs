@@ -26,6 +26,7 @@ pub mod conformance;
 pub use error::OnnxError;
 pub use export::{EXPORT_OPSET, ExportOptions, export, export_bytes};
 pub use import::{
-    ExternalData, folded_only_ops, import, import_bytes, import_file, import_with, supported_ops,
+    BatchAxis, ExternalData, ImportOptions, folded_only_ops, import, import_bytes, import_file,
+    import_file_with, import_with, supported_ops,
 };
 pub use tensor::{OnnxTensor, Values, decode_tensor, encode_f32, encode_i64};

@@ -48,6 +48,31 @@ pub fn import_bytes(bytes: &[u8]) -> Result<Vec<u8>, OnnxError> {
 /// EXTERNAL`, as `torch.onnx.export` writes weights into `model.onnx.data`) are read from
 /// files in the model's directory.
 pub fn import_file(path: &Path) -> Result<Vec<u8>, OnnxError> {
+    import_file_with(path, &ImportOptions::default())
+}
+
+/// Which axis of the graph's inputs is the batch axis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchAxis {
+    /// A symbolic leading dimension (`N`, as `dynamic_axes` writes it) is the batch axis;
+    /// a graph with static shapes is one sample.
+    #[default]
+    Symbolic,
+    /// The leading axis is the batch axis even when it is fixed (PyTorch's default export
+    /// fixes it at the example's batch size): training and batched inference need one.
+    /// Reshape targets that name that fixed size in front keep the batch axis.
+    Leading,
+}
+
+/// How to import.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportOptions {
+    /// The batch axis.
+    pub batch_axis: BatchAxis,
+}
+
+/// [`import_file`] with options.
+pub fn import_file_with(path: &Path, options: &ImportOptions) -> Result<Vec<u8>, OnnxError> {
     let bytes = std::fs::read(path)
         .map_err(|e| OnnxError::malformed(format!("cannot read {}: {e}", path.display())))?;
     if bytes.is_empty() {
@@ -57,10 +82,11 @@ pub fn import_file(path: &Path) -> Result<Vec<u8>, OnnxError> {
         )));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    import_with(
+    import_impl(
         &parse(&bytes)?,
         &HashMap::new(),
         Some(ExternalData::new(dir)),
+        options,
     )
 }
 
@@ -82,7 +108,16 @@ pub fn import(m: &ModelProto, bind: &HashMap<String, OnnxTensor>) -> Result<Vec<
 pub fn import_with(
     m: &ModelProto,
     bind: &HashMap<String, OnnxTensor>,
+    ext: Option<ExternalData>,
+) -> Result<Vec<u8>, OnnxError> {
+    import_impl(m, bind, ext, &ImportOptions::default())
+}
+
+fn import_impl(
+    m: &ModelProto,
+    bind: &HashMap<String, OnnxTensor>,
     mut ext: Option<ExternalData>,
+    options: &ImportOptions,
 ) -> Result<Vec<u8>, OnnxError> {
     let g = m
         .graph
@@ -127,12 +162,18 @@ pub fn import_with(
         .iter()
         .map(|i| input_shape(i))
         .collect::<Result<_, _>>()?;
-    // The batch axis: a symbolic leading dimension of the first input.
-    let batch_mode = matches!(shapes[0].first(), Some(Dim::Symbolic(_)));
+    // The batch axis: a symbolic leading dimension of the first input (or its leading
+    // axis whatever it is, when asked).
+    let leading = options.batch_axis == BatchAxis::Leading && shapes.iter().all(|s| s.len() >= 2);
+    let batch_mode = leading || matches!(shapes[0].first(), Some(Dim::Symbolic(_)));
+    let batch_hint = match shapes[0].first() {
+        Some(Dim::Fixed(n)) if leading => Some(*n),
+        _ => None,
+    };
     let mut per_sample = Vec::new();
     for (i, s) in inputs.iter().zip(&shapes) {
         let start = usize::from(batch_mode);
-        if batch_mode && !matches!(s.first(), Some(Dim::Symbolic(_))) {
+        if batch_mode && !leading && !matches!(s.first(), Some(Dim::Symbolic(_))) {
             return Err(OnnxError::unsupported(format!(
                 "input {:?}: the first input has a symbolic batch axis and this one does not",
                 i.name
@@ -218,6 +259,7 @@ pub fn import_with(
         vals,
         materialized: HashMap::new(),
         batch_mode,
+        batch_hint,
         opset,
         ext,
     };
@@ -263,10 +305,9 @@ pub fn import_with(
     if let Ok(declared) = input_shape(out) {
         let full = im.full_shape(&dims, batched);
         let agree = declared.len() == full.len()
-            && declared
-                .iter()
-                .zip(&full)
-                .all(|(d, &f)| !matches!(d, Dim::Fixed(n) if *n != f));
+            && declared.iter().zip(&full).enumerate().all(|(k, (d, &f))| {
+                (k == 0 && im.batch_mode && batched) || !matches!(d, Dim::Fixed(n) if *n != f)
+            });
         let scalar = declared.is_empty() && dims.iter().product::<usize>() == 1;
         if !agree && !scalar && !declared.is_empty() {
             return Err(OnnxError::malformed(format!(
@@ -408,6 +449,8 @@ struct Importer {
     /// Constants already added to the runtime graph as values.
     materialized: HashMap<String, (ValueId, Vec<usize>)>,
     batch_mode: bool,
+    /// The fixed size of a leading axis imported as the batch axis ([`BatchAxis::Leading`]).
+    batch_hint: Option<usize>,
     opset: i64,
     /// Where tensors kept outside the model are read from.
     ext: Option<ExternalData>,

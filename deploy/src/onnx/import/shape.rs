@@ -44,7 +44,7 @@ impl Importer {
 
     pub(super) fn reshape(&mut self, n: &NodeProto, at: &mut Attrs) -> Result<(), OnnxError> {
         let allowzero = at.int("allowzero", 0) != 0;
-        let mut t: Vec<i64> = match (self.opset < 5, self.constant(n, 1, "the target shape")?) {
+        let t: Vec<i64> = match (self.opset < 5, self.constant(n, 1, "the target shape")?) {
             (true, _) => at
                 .ints("shape")
                 .ok_or_else(|| OnnxError::malformed("Reshape without a shape"))?,
@@ -66,25 +66,30 @@ impl Importer {
             self.set_const(n, data);
             return Ok(());
         }
-        // A folded `x.size(0)` in front keeps the batch axis, as 0 does.
-        if self.batch_mode && t.first() == Some(&BATCH) {
-            t[0] = 0;
-        }
-        if t.contains(&BATCH) {
+        // The batch axis is kept by a 0 in front (unless `allowzero`), a -1 in front, a
+        // folded `x.size(0)` in front, or the fixed batch size of a graph whose leading
+        // axis was imported as the batch axis.
+        let hint = self.batch_hint.map(|b| b as i64);
+        let keeps_batch =
+            |t0: i64| t0 == BATCH || Some(t0) == hint || (t0 == 0 && !allowzero) || t0 == -1;
+        if t[1..].contains(&BATCH) {
             return unsupported("Reshape that moves the symbolic batch size off the first axis");
         }
         let (x, d, batched) = self.operand(n, 0)?;
         let nd = if self.batch_mode && batched {
             match t.first() {
-                Some(0) | Some(-1) if !allowzero || t[0] == -1 => {
-                    if t[0] == -1 && t[1..].contains(&-1) {
+                Some(&t0) if keeps_batch(t0) => {
+                    if t0 == -1 && t[1..].contains(&-1) {
                         return unsupported("Reshape with -1 twice");
                     }
-                    resolve_shape(&d, &t[1..], false)?
+                    resolve_shape(&d, &t[1..], allowzero)?
                 }
                 _ => return unsupported("Reshape that does not keep the batch axis"),
             }
         } else {
+            if t.contains(&BATCH) {
+                return unsupported("Reshape to the symbolic batch size of an unbatched value");
+            }
             resolve_shape(&d, &t, allowzero)?
         };
         // To a vector per sample is the runtime's flatten (the same copy).
@@ -680,7 +685,11 @@ pub(super) fn resolve_shape(
     t: &[i64],
     allowzero: bool,
 ) -> Result<Vec<usize>, OnnxError> {
-    let total: usize = input.iter().product();
+    let mismatch = || malformed(format!("Reshape of {input:?} to {t:?}: dimension mismatch"));
+    // Checked: a hostile target's extents (each up to 2^63) overflow a plain product.
+    let Some(total) = checked_numel(input) else {
+        return mismatch();
+    };
     let mut out = Vec::with_capacity(t.len());
     let mut infer = None;
     for (i, &v) in t.iter().enumerate() {
@@ -698,14 +707,47 @@ pub(super) fn resolve_shape(
             _ => return malformed(format!("Reshape target {t:?}")),
         }
     }
-    let known: usize = out.iter().product();
+    let Some(known) = checked_numel(&out) else {
+        return mismatch();
+    };
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
-            return malformed(format!("Reshape of {input:?} to {t:?}: dimension mismatch"));
+            return mismatch();
         }
         out[i] = total / known;
     } else if known != total {
-        return malformed(format!("Reshape of {input:?} to {t:?}: dimension mismatch"));
+        return mismatch();
     }
     Ok(out)
+}
+
+/// The product of `dims`, or `None` where it overflows.
+fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    /// Found by the `onnx_import` fuzz target: a Reshape target whose extents multiply
+    /// past `usize` panicked ("attempt to multiply with overflow") instead of erring.
+    #[test]
+    fn a_reshape_target_whose_product_overflows_is_an_error() {
+        let huge = 1i64 << 40;
+        for t in [
+            vec![huge, huge],
+            vec![huge, huge, -1],
+            vec![-1, huge, huge],
+            vec![i64::MAX, 2],
+        ] {
+            let e = resolve_shape(&[2, 3], &t, false).unwrap_err();
+            assert!(e.to_string().contains("dimension mismatch"), "{t:?}: {e}");
+        }
+        // An input whose own product overflows (no real tensor has one) errs too.
+        assert!(resolve_shape(&[usize::MAX, 2], &[-1], false).is_err());
+        assert_eq!(resolve_shape(&[2, 3], &[3, -1], false).unwrap(), [3, 2]);
+        assert_eq!(resolve_shape(&[2, 3], &[0, 3], false).unwrap(), [2, 3]);
+    }
 }
