@@ -113,6 +113,27 @@ pub fn resnet_to_safetensors<B: Backend>(
     serialize(&entries, metadata)
 }
 
+/// The safetensors bytes of an imported graph's layers with their gates folded in
+/// (`layers.{i}.weight` in PyTorch's layout, `layers.{i}.bias`, in graph order).
+pub fn graph_to_safetensors<B: Backend>(
+    net: &crate::graph::GraphNet<B>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, l) in net.folded_layers().into_iter().enumerate() {
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        entries.push((
+            format!("layers.{i}.weight"),
+            l.dims.clone(),
+            bytes(&l.weight),
+        ));
+        if let Some(b) = &l.bias {
+            entries.push((format!("layers.{i}.bias"), vec![b.len()], bytes(b)));
+        }
+    }
+    serialize(&entries, metadata)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

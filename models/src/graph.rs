@@ -469,6 +469,49 @@ impl<B: Backend> GraphNet<B> {
         y
     }
 
+    /// Every layer's weight (its shape, row-major values) and bias with the deterministic
+    /// gates folded in: closed gates are exact zeros.
+    pub fn folded_layers(&self) -> Vec<FoldedLayer> {
+        let mode = GateMode::Deterministic;
+        self.layers
+            .iter()
+            .map(|l| {
+                let (w, dims): (Tensor<B, 1>, Vec<usize>) = match (&l.linear, &l.conv) {
+                    (Some(w), _) => {
+                        let d = w.dims();
+                        (w.val().reshape([d[0] * d[1]]), d.to_vec())
+                    }
+                    (_, Some(w)) => {
+                        let d = w.dims();
+                        (w.val().reshape([numel(&d)]), d.to_vec())
+                    }
+                    _ => unreachable!("a layer has a weight"),
+                };
+                let mut w = w;
+                if let Some(z) = self.weight_factor(l, mode, &dims) {
+                    w = w * z;
+                }
+                let unit = self.unit_gates(l, mode);
+                if let Some(z) = &unit {
+                    let per = numel(&dims) / dims[0];
+                    let z = z.clone().reshape([dims[0], 1]).repeat_dim(1, per);
+                    w = w * z.reshape([numel(&dims)]);
+                }
+                let bias = l.bias.as_ref().map(|b| {
+                    to_vec(match &unit {
+                        Some(z) => b.val() * z.clone(),
+                        None => b.val(),
+                    })
+                });
+                FoldedLayer {
+                    dims,
+                    weight: to_vec(w),
+                    bias,
+                }
+            })
+            .collect()
+    }
+
     /// The deploy model with the deterministic gates folded into the trained weights
     /// (closed gates are exact zeros, stored sparse where that is smaller).
     ///
@@ -478,42 +521,31 @@ impl<B: Backend> GraphNet<B> {
         let aligned = AlignedBytes::from_slice(&self.graph.bytes);
         let model = Model::parse(&aligned)?;
         let mut replaced: std::collections::HashMap<usize, Vec<f32>> = Default::default();
-        for (l, &(wt, bt)) in self.layers.iter().zip(&self.graph.tensors) {
-            let (w, dims): (Tensor<B, 1>, Vec<usize>) = match (&l.linear, &l.conv) {
-                (Some(w), _) => {
-                    let d = w.dims();
-                    (w.val().reshape([d[0] * d[1]]), d.to_vec())
-                }
-                (_, Some(w)) => {
-                    let d = w.dims();
-                    (w.val().reshape([numel(&d)]), d.to_vec())
-                }
-                _ => unreachable!("a layer has a weight"),
-            };
-            let mode = GateMode::Deterministic;
-            let mut w = w;
-            if let Some(z) = self.weight_factor(l, mode, &dims) {
-                w = w * z;
-            }
-            let unit = self.unit_gates(l, mode);
-            if let Some(z) = &unit {
-                let per = numel(&dims) / dims[0];
-                w = w * z
-                    .clone()
-                    .reshape([dims[0], 1])
-                    .repeat_dim(1, per)
-                    .reshape([numel(&dims)]);
-            }
-            replaced.insert(wt, to_vec(w));
-            if let (Some(bt), Some(bias)) = (bt, &l.bias) {
-                let b = match unit {
-                    Some(z) => bias.val() * z,
-                    None => bias.val(),
-                };
-                replaced.insert(bt, to_vec(b));
+        for (f, &(wt, bt)) in self.folded_layers().into_iter().zip(&self.graph.tensors) {
+            replaced.insert(wt, f.weight);
+            if let (Some(bt), Some(b)) = (bt, f.bias) {
+                replaced.insert(bt, b);
             }
         }
         tether_deploy::rebuild(&model, |i| replaced.remove(&i))
+    }
+}
+
+/// A layer's weight and bias with its gates folded in ([`GraphNet::folded_layers`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoldedLayer {
+    /// The weight's shape: `[out, in]` or `[oc, ic / groups, kh, kw]`.
+    pub dims: Vec<usize>,
+    /// The weight, row-major.
+    pub weight: Vec<f32>,
+    /// The bias.
+    pub bias: Option<Vec<f32>>,
+}
+
+impl<B: Backend> crate::classifier::Classifier<B> for GraphNet<B> {
+    /// The net without gates (or with its deterministic gates).
+    fn logits(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward(x, GateMode::Deterministic)
     }
 }
 

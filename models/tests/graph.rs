@@ -53,8 +53,11 @@ fn values<const D: usize>(t: Tensor<impl burn::tensor::backend::Backend, D>) -> 
     t.into_data().convert::<f32>().to_vec().unwrap()
 }
 
-/// Each fixture (both exporters): (model bytes, input, batch, onnxruntime's output).
-fn cases() -> Vec<(String, Vec<u8>, Vec<f32>, usize, Vec<f32>)> {
+/// A fixture: (name, model bytes, input, batch, onnxruntime's output).
+type Case = (String, Vec<u8>, Vec<f32>, usize, Vec<f32>);
+
+/// Each fixture, both exporters.
+fn cases() -> Vec<Case> {
     let mut out = Vec::new();
     for model in ["mlp_norm", "residual_cnn", "signal1d", "lenet5"] {
         for variant in ["dynamo", "legacy13"] {
@@ -137,7 +140,7 @@ fn every_weight_gradient_matches_central_differences() {
             // (f32 rounding of the loss is ~1e-6 relative).
             for &k in &[0, w0.len() / 3, w0.len() - 1] {
                 let eps = 1e-2f32;
-                let mut at = |delta: f32| -> f64 {
+                let at = |delta: f32| -> f64 {
                     let mut v = w0.clone();
                     v[k] += delta;
                     let mut probe = net.clone();

@@ -43,6 +43,25 @@ impl<B: Backend> DeviceSet<B> {
         }
     }
 
+    /// Uploads samples already normalised: `features` holds `labels.len()` samples of
+    /// `sample_len` values each, row-major (the user's own data, [`crate::data::own`]).
+    pub fn from_features(
+        features: &[f32],
+        sample_len: usize,
+        labels: &[i64],
+        device: &B::Device,
+    ) -> Self {
+        let n = labels.len();
+        Self {
+            images: Tensor::from_data(
+                TensorData::new(features[..n * sample_len].to_vec(), [n, sample_len]),
+                device,
+            ),
+            labels: Tensor::from_data(TensorData::new(labels.to_vec(), [n]), device),
+            len: n,
+        }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.len

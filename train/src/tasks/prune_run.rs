@@ -34,9 +34,12 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 use tether_models::classifier::Classifier;
-use tether_models::export::{lenet5_to_safetensors, mlp_to_safetensors, resnet_to_safetensors};
+use tether_models::export::{
+    graph_to_safetensors, lenet5_to_safetensors, mlp_to_safetensors, resnet_to_safetensors,
+};
 use tether_models::gated::GatedNetwork;
 use tether_models::gated_mlp::GatedMlpConfig;
+use tether_models::graph::{GraphNet, GraphNetConfig};
 use tether_models::l0::{GateStructure, HardConcreteConfig};
 use tether_models::lenet5::{GatedLenet5Config, Lenet5Config};
 use tether_models::mlp::MlpConfig;
@@ -161,6 +164,22 @@ pub struct PruneConfig {
     pub seed: u64,
     /// Output folder.
     pub out: PathBuf,
+    /// The user's own network: an ONNX file (PyTorch's export; weights may sit in a
+    /// `.onnx.data` file beside it) pruned instead of [`PruneConfig::model`]. Its leading
+    /// input axis is the batch axis; its Linear and Conv weights are gated.
+    pub onnx: Option<PathBuf>,
+    /// The user's own training data instead of [`PruneConfig::dataset`]: an image folder
+    /// (one subfolder per class), a CSV (`label_column`), NPY/NPZ arrays or IDX files
+    /// (see [`crate::data::own`]).
+    pub data: Option<PathBuf>,
+    /// The test data for `data`; without it `holdout` of `data` is held out.
+    pub test_data: Option<PathBuf>,
+    /// Without `test_data`: the fraction of `data` held out as the test set (stratified).
+    pub holdout: f64,
+    /// Image folders: resize every image to `HxW`.
+    pub image_size: Option<String>,
+    /// CSV data: the label column's name.
+    pub label_column: Option<String>,
 }
 
 impl Default for PruneConfig {
@@ -190,6 +209,12 @@ impl Default for PruneConfig {
             test_limit: None,
             seed: 0,
             out: PathBuf::from("out/prune"),
+            onnx: None,
+            data: None,
+            test_data: None,
+            holdout: 0.2,
+            image_size: None,
+            label_column: None,
         }
     }
 }
@@ -240,7 +265,34 @@ impl PruneConfig {
             );
         }
         self.dual_optimizer().validate()?;
+        anyhow::ensure!(
+            self.holdout > 0.0 && self.holdout < 1.0,
+            "--holdout must lie in (0, 1), got {}",
+            self.holdout
+        );
+        anyhow::ensure!(
+            self.test_data.is_none() || self.data.is_some(),
+            "--test-data needs --data (the training data)"
+        );
+        if let Some(size) = &self.image_size {
+            crate::data::own::parse_image_size(size)
+                .map_err(|e| anyhow::anyhow!("--image-size {size:?}: {e}"))?;
+        }
+        for (flag, path) in [
+            ("--model", &self.onnx),
+            ("--data", &self.data),
+            ("--test-data", &self.test_data),
+        ] {
+            if let Some(p) = path {
+                anyhow::ensure!(p.exists(), "{flag} {}: no such file or folder", p.display());
+            }
+        }
         Ok(())
+    }
+
+    /// True when the run uses the user's own network or data.
+    pub fn is_own(&self) -> bool {
+        self.onnx.is_some() || self.data.is_some()
     }
 
     /// The multiplier's update rule these settings describe.
@@ -310,9 +362,136 @@ pub fn run<B: AutodiffBackend>(
     progress: bool,
 ) -> anyhow::Result<PruneReport> {
     config.validate()?;
+    if config.is_own() {
+        return run_own::<B>(config, device, progress);
+    }
     let train = ImageSet::load(config.dataset, Split::Train)?;
     let test = ImageSet::load(config.dataset, Split::Test)?;
     run_with_data::<B>(config, &train, &test, device, progress)
+}
+
+/// The own-model / own-data job: imports the ONNX network (its leading axis as the batch
+/// axis), loads the data (checked against the network's input shape and output size,
+/// normalised with the training split's statistics), then trains [`GraphNet`] (or a
+/// built-in network on the user's data) exactly as the built-in job does. Writes the
+/// same outputs plus `model.onnx` for an ONNX network.
+fn run_own<B: AutodiffBackend>(
+    config: &PruneConfig,
+    device: &B::Device,
+    progress: bool,
+) -> anyhow::Result<PruneReport> {
+    use tether_deploy::onnx::{BatchAxis, ImportOptions, import_file_with};
+    let graph = match &config.onnx {
+        Some(path) => Some(
+            import_file_with(
+                path,
+                &ImportOptions {
+                    batch_axis: BatchAxis::Leading,
+                },
+            )
+            .with_context(|| format!("importing {}", path.display()))?,
+        ),
+        None => None,
+    };
+    // The network's per-sample input shape and output size.
+    let (input_shape, outputs) = match &graph {
+        Some(bytes) => {
+            let aligned = tether_deploy::AlignedBytes::from_slice(bytes);
+            let m = tether_deploy::Model::parse(&aligned)?;
+            (
+                m.input_shape().as_slice().to_vec(),
+                m.output_shape().numel(),
+            )
+        }
+        None => (vec![784], 10),
+    };
+    let (train, test) = match &config.data {
+        Some(data) => {
+            let load = crate::data::own::LoadOptions {
+                image_size: match &config.image_size {
+                    Some(s) => Some(
+                        crate::data::own::parse_image_size(s).map_err(|e| anyhow::anyhow!(e))?,
+                    ),
+                    None => None,
+                },
+                label_column: config.label_column.clone(),
+                ..Default::default()
+            };
+            let prep = crate::data::own::PrepareOptions {
+                holdout: config.holdout,
+                seed: config.seed,
+                input_shape: Some(input_shape.clone()),
+                ..Default::default()
+            };
+            let p = crate::data::own::prepare(data, config.test_data.as_deref(), &load, &prep)?;
+            (Samples::Own(p.train), Samples::Own(p.test))
+        }
+        None => {
+            // MNIST / Fashion-MNIST for the user's network: its input must take 28x28.
+            anyhow::ensure!(
+                input_shape.iter().product::<usize>() == 784,
+                "the network's input is {input_shape:?} per sample; {} images are 28x28 \
+                 (give your own data with --data)",
+                config.dataset.name()
+            );
+            (
+                Samples::Mnist(ImageSet::load(config.dataset, Split::Train)?),
+                Samples::Mnist(ImageSet::load(config.dataset, Split::Test)?),
+            )
+        }
+    };
+    let classes = train.classes();
+    anyhow::ensure!(
+        classes <= outputs,
+        "the data has {classes} classes but the network outputs {outputs} scores per sample"
+    );
+    if graph.is_none() {
+        anyhow::ensure!(
+            train.sample_len() == 784,
+            "the built-in networks take 28x28 images (784 values); the data has {} per \
+             sample: give your own network with --model FILE.onnx",
+            train.sample_len()
+        );
+    }
+    B::seed(device, config.seed);
+    let job = Job {
+        config,
+        train: &train,
+        test: &test,
+        progress,
+    };
+    let Some(bytes) = graph else {
+        // A built-in network on the user's 28x28 data: the same run as on MNIST.
+        return job.train_builtin::<B>(device);
+    };
+    let structure = match config.structure {
+        Structure::Weight => GateStructure::Weight,
+        Structure::Unit => GateStructure::OutputUnit,
+        Structure::Block1x4 => GateStructure::Block1x4,
+    };
+    let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
+    let net_config = GraphNetConfig {
+        structure: (!config.dense).then_some(structure),
+        gates,
+    };
+    let net = GraphNet::<B>::from_model_bytes(&bytes, &net_config, device)?;
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let export = |eval: &GraphNet<B::InnerBackend>, out: &Path, meta| {
+        save_record(eval.clone(), &recorder, out)?;
+        let tthr = eval.to_deploy()?;
+        let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
+        let model = tether_deploy::Model::parse(&aligned)?;
+        let onnx = tether_deploy::onnx::export_bytes(&model, &Default::default())?;
+        write_atomic(&out.join("model.onnx"), &onnx)?;
+        Ok((graph_to_safetensors(eval, meta)?, tthr))
+    };
+    let mut report = if config.dense {
+        job.train_dense(net, device, export)?
+    } else {
+        job.train(net, device, export)?
+    };
+    report.files.push("model.onnx");
+    Ok(report)
 }
 
 /// [`run`] on images already loaded (e.g. with [`ImageSet::from_files`]).
@@ -328,92 +507,102 @@ pub fn run_with_data<B: AutodiffBackend>(
 ) -> anyhow::Result<PruneReport> {
     config.validate()?;
     B::seed(device, config.seed);
-    let job = Job {
+    let (train, test) = (Samples::MnistRef(train), Samples::MnistRef(test));
+    Job {
         config,
-        train,
-        test,
+        train: &train,
+        test: &test,
         progress,
-    };
-    let structure = match config.structure {
-        Structure::Weight => GateStructure::Weight,
-        Structure::Unit => GateStructure::OutputUnit,
-        Structure::Block1x4 => GateStructure::Block1x4,
-    };
-    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    if config.dense {
-        return match config.model {
+    }
+    .train_builtin::<B>(device)
+}
+
+impl Job<'_> {
+    /// Trains the built-in network of the config (pruned or dense) on the job's data.
+    fn train_builtin<B: AutodiffBackend>(self, device: &B::Device) -> anyhow::Result<PruneReport> {
+        let config = self.config;
+        let job = self;
+        let structure = match config.structure {
+            Structure::Weight => GateStructure::Weight,
+            Structure::Unit => GateStructure::OutputUnit,
+            Structure::Block1x4 => GateStructure::Block1x4,
+        };
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        if config.dense {
+            return match config.model {
+                Model::Lenet300 => {
+                    let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
+                    job.train_dense(model, device, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            mlp_to_safetensors(eval, meta)?,
+                            mlp_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
+                Model::Resnet => {
+                    let model = ResnetConfig::new().init::<B>(device);
+                    job.train_dense(model, device, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            resnet_to_safetensors(eval, meta)?,
+                            resnet_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
+                Model::Lenet5 => {
+                    let model = Lenet5Config::new().init::<B>(device);
+                    job.train_dense(model, device, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            lenet5_to_safetensors(eval, meta)?,
+                            lenet5_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
+            };
+        }
+        let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
+        match config.model {
             Model::Lenet300 => {
-                let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
-                job.train_dense(model, device, |eval, out, meta| {
-                    save_record(eval.clone(), &recorder, out)?;
+                let model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure)
+                    .with_gates(gates)
+                    .init::<B>(device);
+                job.train(model, device, |eval, out, meta| {
+                    let folded = eval.fold();
+                    save_record(folded.clone(), &recorder, out)?;
                     Ok((
-                        mlp_to_safetensors(eval, meta)?,
-                        mlp_to_deploy(eval, Storage::Smallest)?,
+                        mlp_to_safetensors(&folded, meta)?,
+                        mlp_to_deploy(&folded, Storage::Smallest)?,
                     ))
                 })
             }
             Model::Resnet => {
-                let model = ResnetConfig::new().init::<B>(device);
-                job.train_dense(model, device, |eval, out, meta| {
-                    save_record(eval.clone(), &recorder, out)?;
+                let model = GatedResnetConfig::new(structure)
+                    .with_gates(gates)
+                    .init::<B>(device);
+                job.train(model, device, |eval, out, meta| {
+                    let folded = eval.fold();
+                    save_record(folded.clone(), &recorder, out)?;
                     Ok((
-                        resnet_to_safetensors(eval, meta)?,
-                        resnet_to_deploy(eval, Storage::Smallest)?,
+                        resnet_to_safetensors(&folded, meta)?,
+                        resnet_to_deploy(&folded, Storage::Smallest)?,
                     ))
                 })
             }
             Model::Lenet5 => {
-                let model = Lenet5Config::new().init::<B>(device);
-                job.train_dense(model, device, |eval, out, meta| {
-                    save_record(eval.clone(), &recorder, out)?;
+                let model = GatedLenet5Config::new(structure)
+                    .with_gates(gates)
+                    .init::<B>(device);
+                job.train(model, device, |eval, out, meta| {
+                    let folded = eval.fold();
+                    save_record(folded.clone(), &recorder, out)?;
                     Ok((
-                        lenet5_to_safetensors(eval, meta)?,
-                        lenet5_to_deploy(eval, Storage::Smallest)?,
+                        lenet5_to_safetensors(&folded, meta)?,
+                        lenet5_to_deploy(&folded, Storage::Smallest)?,
                     ))
                 })
             }
-        };
-    }
-    let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
-    match config.model {
-        Model::Lenet300 => {
-            let model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure)
-                .with_gates(gates)
-                .init::<B>(device);
-            job.train(model, device, |eval, out, meta| {
-                let folded = eval.fold();
-                save_record(folded.clone(), &recorder, out)?;
-                Ok((
-                    mlp_to_safetensors(&folded, meta)?,
-                    mlp_to_deploy(&folded, Storage::Smallest)?,
-                ))
-            })
-        }
-        Model::Resnet => {
-            let model = GatedResnetConfig::new(structure)
-                .with_gates(gates)
-                .init::<B>(device);
-            job.train(model, device, |eval, out, meta| {
-                let folded = eval.fold();
-                save_record(folded.clone(), &recorder, out)?;
-                Ok((
-                    resnet_to_safetensors(&folded, meta)?,
-                    resnet_to_deploy(&folded, Storage::Smallest)?,
-                ))
-            })
-        }
-        Model::Lenet5 => {
-            let model = GatedLenet5Config::new(structure)
-                .with_gates(gates)
-                .init::<B>(device);
-            job.train(model, device, |eval, out, meta| {
-                let folded = eval.fold();
-                save_record(folded.clone(), &recorder, out)?;
-                Ok((
-                    lenet5_to_safetensors(&folded, meta)?,
-                    lenet5_to_deploy(&folded, Storage::Smallest)?,
-                ))
-            })
         }
     }
 }
@@ -432,11 +621,59 @@ fn save_record<B: Backend, M: Module<B>>(
     Ok(())
 }
 
+/// Training or test samples: a registry dataset's images, or the user's own data
+/// (normalised already).
+enum Samples<'a> {
+    /// MNIST or Fashion-MNIST, normalised with MNIST's statistics on upload.
+    Mnist(ImageSet),
+    /// Borrowed MNIST images ([`run_with_data`]).
+    MnistRef(&'a ImageSet),
+    /// The user's data.
+    Own(crate::data::own::LabelledSet),
+}
+
+impl Samples<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Samples::Mnist(s) => s.len(),
+            Samples::MnistRef(s) => s.len(),
+            Samples::Own(s) => s.len(),
+        }
+    }
+
+    fn sample_len(&self) -> usize {
+        match self {
+            Samples::Mnist(_) | Samples::MnistRef(_) => 784,
+            Samples::Own(s) => s.sample_len(),
+        }
+    }
+
+    fn classes(&self) -> usize {
+        match self {
+            Samples::Mnist(_) | Samples::MnistRef(_) => 10,
+            Samples::Own(s) => s.class_names.len(),
+        }
+    }
+
+    /// The first `limit` samples on the device.
+    fn device_set<B: Backend>(&self, limit: Option<usize>, device: &B::Device) -> DeviceSet<B> {
+        match self {
+            Samples::Mnist(s) => DeviceSet::new(s, limit, device),
+            Samples::MnistRef(s) => DeviceSet::new(s, limit, device),
+            Samples::Own(s) => {
+                let n = limit.map_or(s.len(), |l| l.min(s.len()));
+                let len = s.sample_len();
+                DeviceSet::from_features(&s.features[..n * len], len, &s.labels_i64()[..n], device)
+            }
+        }
+    }
+}
+
 /// One run's settings and data.
 struct Job<'a> {
     config: &'a PruneConfig,
-    train: &'a ImageSet,
-    test: &'a ImageSet,
+    train: &'a Samples<'a>,
+    test: &'a Samples<'a>,
     progress: bool,
 }
 
@@ -464,8 +701,10 @@ impl Job<'_> {
         P: ConstrainedProblem<B, M, Input = Batch<B>>,
     {
         let c = self.config;
-        let train = DeviceSet::<B>::new(self.train, c.train_limit, device);
-        let test = DeviceSet::<B::InnerBackend>::new(self.test, c.test_limit, device);
+        let train = self.train.device_set::<B>(c.train_limit, device);
+        let test = self
+            .test
+            .device_set::<B::InnerBackend>(c.test_limit, device);
         let test_batches = test.in_order(1000);
         let mut epochs = Vec::new();
         let mut offset = 0;
@@ -519,8 +758,20 @@ impl Job<'_> {
     fn export_meta(&self) -> HashMap<String, String> {
         let c = self.config;
         HashMap::from([
-            ("model".to_string(), format!("{:?}", c.model)),
-            ("dataset".to_string(), c.dataset.name().to_string()),
+            (
+                "model".to_string(),
+                match &c.onnx {
+                    Some(p) => p.display().to_string(),
+                    None => format!("{:?}", c.model),
+                },
+            ),
+            (
+                "dataset".to_string(),
+                match &c.data {
+                    Some(p) => p.display().to_string(),
+                    None => c.dataset.name().to_string(),
+                },
+            ),
             ("target_density".to_string(), c.target().to_string()),
         ])
     }

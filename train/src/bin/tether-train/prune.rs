@@ -15,9 +15,11 @@ use tether_train::tasks::prune_run::{
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct PruneArgs {
-    /// Network to prune.
-    #[arg(long, value_enum, default_value_t = Model::Lenet300)]
-    model: Model,
+    /// Network to prune: a built-in one (lenet300, lenet5, resnet), or your own as an
+    /// ONNX file (`torch.onnx.export`'s, weights in a `.onnx.data` file beside it or
+    /// inside), whose Linear and Conv weights are gated.
+    #[arg(long, default_value = "lenet300", value_parser = parse_model)]
+    model: ModelArg,
     /// Dataset.
     #[arg(long, value_enum, default_value_t = MnistKind::Mnist)]
     dataset: MnistKind,
@@ -104,6 +106,24 @@ pub struct PruneArgs {
     /// Output folder.
     #[arg(long, default_value = "out/prune")]
     out: PathBuf,
+    /// Your own training data instead of --dataset: an image folder (one subfolder per
+    /// class, PNG/JPEG), a CSV (--label-column), NPY/NPZ arrays (x and y) or IDX files.
+    /// Normalised with the training split's per-channel statistics.
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Test data for --data; without it --holdout of --data is held out.
+    #[arg(long, value_name = "PATH", requires = "data")]
+    test_data: Option<PathBuf>,
+    /// Without --test-data: the fraction of --data held out as the test set (the same
+    /// fraction of every class).
+    #[arg(long, default_value_t = 0.2)]
+    holdout: f64,
+    /// Image folders: resize every image to HxW (e.g. 32x32).
+    #[arg(long, value_name = "HxW")]
+    image_size: Option<String>,
+    /// CSV data: the column holding the labels.
+    #[arg(long, value_name = "NAME")]
+    label_column: Option<String>,
     /// Read the settings from this TOML file: one key per flag, its name with underscores
     /// (`target_density = 0.2`). A flag given on the command line overrides the file.
     #[arg(long, value_name = "FILE")]
@@ -115,8 +135,18 @@ pub struct PruneArgs {
 impl PruneArgs {
     /// The settings these flags give (defaults included).
     fn to_config(&self) -> PruneConfig {
+        let (model, onnx) = match &self.model {
+            ModelArg::Builtin(m) => (*m, None),
+            ModelArg::Onnx(p) => (Model::Lenet300, Some(p.clone())),
+        };
         PruneConfig {
-            model: self.model,
+            model,
+            onnx,
+            data: self.data.clone(),
+            test_data: self.test_data.clone(),
+            holdout: self.holdout,
+            image_size: self.image_size.clone(),
+            label_column: self.label_column.clone(),
             dataset: self.dataset,
             target_density: self.target_density,
             per_layer: self.per_layer,
@@ -153,6 +183,11 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     // Every setting is checked before the data is read.
     config.validate()?;
+    if config.is_own() {
+        let report = run_on(args.device.device, OwnTask { config: &config })??;
+        print_report(&config, &report);
+        return Ok(());
+    }
     let train = ImageSet::load(config.dataset, Split::Train)?;
     let test = ImageSet::load(config.dataset, Split::Test)?;
     let task = Task {
@@ -161,6 +196,11 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         test: &test,
     };
     let report = run_on(args.device.device, task)??;
+    print_report(&config, &report);
+    Ok(())
+}
+
+fn print_report(config: &PruneConfig, report: &PruneReport) {
     for l in report.summary["layers"].as_array().into_iter().flatten() {
         println!(
             "layer {}: kept {} of {} ({:.4})",
@@ -175,7 +215,39 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         config.out.display(),
         report.files.join(", ")
     );
-    Ok(())
+}
+
+/// `--model`: a built-in network's name, or an ONNX file.
+#[derive(Clone, Debug)]
+enum ModelArg {
+    Builtin(Model),
+    Onnx(PathBuf),
+}
+
+fn parse_model(s: &str) -> Result<ModelArg, String> {
+    use clap::ValueEnum;
+    if let Ok(m) = Model::from_str(s, true) {
+        return Ok(ModelArg::Builtin(m));
+    }
+    if s.to_ascii_lowercase().ends_with(".onnx") {
+        return Ok(ModelArg::Onnx(PathBuf::from(s)));
+    }
+    Err(format!(
+        "{s:?} is neither a built-in network (lenet300, lenet5, resnet) nor an .onnx file"
+    ))
+}
+
+/// The own-model / own-data job: the library loads the data itself.
+struct OwnTask<'a> {
+    config: &'a PruneConfig,
+}
+
+impl BackendTask for OwnTask<'_> {
+    type Output = anyhow::Result<PruneReport>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        tether_train::tasks::prune_run::run::<B>(self.config, &device, true)
+    }
 }
 
 struct Task<'a> {
