@@ -198,6 +198,15 @@ impl From<MeshPrecision> for tether_deploy::mesh::Precision {
     }
 }
 
+/// The most a plan may allocate in this CLI: 4 GiB, the format's own bound on a tensor.
+/// The library's default (256 MiB) suits embedded hosts; resnet18 at batch 32 needs about
+/// 330 MB of activations and scratch.
+const HOST_PLAN_BYTES: usize = if usize::BITS >= 64 {
+    (4u64 << 30) as usize
+} else {
+    usize::MAX
+};
+
 /// Model bytes: a tether model as is, an `.onnx` file imported.
 fn load(path: &Path) -> anyhow::Result<AlignedBytes> {
     if path
@@ -393,7 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = PlanOptions {
                 batch,
                 kernels: kernels.into(),
-                ..Default::default()
+                max_bytes: HOST_PLAN_BYTES,
             };
             let mut plan = Plan::new(m, &opts)?;
             let out = plan.model().output_shape().numel();
@@ -675,7 +684,6 @@ fn argmax(s: &[f32]) -> usize {
     best
 }
 
-
 fn read_input(path: &Path) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -820,6 +828,7 @@ fn inspect(path: &Path) -> anyhow::Result<()> {
             model.clone(),
             &PlanOptions {
                 batch,
+                max_bytes: HOST_PLAN_BYTES,
                 ..Default::default()
             },
         )?;
@@ -881,7 +890,7 @@ fn bench(path: &Path, batches: &[usize], trials: usize, mesh: Option<&Path>) -> 
                 &PlanOptions {
                     batch,
                     kernels: k,
-                    ..Default::default()
+                    max_bytes: HOST_PLAN_BYTES,
                 },
             )?;
             // Repetitions filling ~10 ms, measured on a warm plan.
