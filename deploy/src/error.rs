@@ -17,7 +17,13 @@ pub enum Error {
     /// The first four bytes are not `TTHR`.
     BadMagic,
     /// A format version this runtime does not read.
-    UnsupportedVersion(u16),
+    UnsupportedVersion {
+        /// The file's version.
+        found: u16,
+        /// The newest version this reader takes (carried here so that this module needs
+        /// nothing from the format's).
+        newest: u16,
+    },
     /// The header's file length disagrees with the bytes given.
     LengthMismatch {
         /// Length the header records.
@@ -110,10 +116,10 @@ impl fmt::Display for Error {
                 write!(f, "truncated model: needs {needed} bytes, has {got}")
             }
             Error::BadMagic => write!(f, "not a tether model (bad magic; expected \"TTHR\")"),
-            Error::UnsupportedVersion(v) => write!(
+            Error::UnsupportedVersion { found, newest } => write!(
                 f,
-                "unsupported model format version {v} (this runtime reads version {})",
-                crate::format::VERSION
+                "unsupported model format version {found} (this runtime reads versions 1 to \
+                 {newest})"
             ),
             Error::LengthMismatch { header, actual } => write!(
                 f,

@@ -935,7 +935,10 @@ impl<'a> Model<'a> {
         }
         let version = u16_at(bytes, 4);
         if version != 1 && version != VERSION {
-            return Err(Error::UnsupportedVersion(version));
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                newest: VERSION,
+            });
         }
         let op_len = if version == 1 {
             OP_ENTRY_LEN_V1

@@ -182,7 +182,13 @@ fn magic_version_and_checksum() {
     assert_eq!(parse(&b).unwrap_err(), Error::BadMagic);
     let mut b = bytes.clone();
     b[4] = 9;
-    assert_eq!(parse(&b).unwrap_err(), Error::UnsupportedVersion(9));
+    assert_eq!(
+        parse(&b).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 9,
+            newest: crate::format::VERSION
+        }
+    );
     let mut b = bytes.clone();
     let last = b.len() - 20;
     b[last] ^= 0x40;
