@@ -24,8 +24,8 @@ pub const EXPORT_OPSET: i64 = 13;
 /// Export options.
 #[derive(Clone, Copy, Debug)]
 pub struct ExportOptions {
-    /// Write CSR-stored weights as `sparse_initializer` (smaller files; not every runtime
-    /// reads them). Off: every weight is a dense initializer, which any runtime loads.
+    /// Write CSR-stored weights sparse, as `Constant` nodes with a `sparse_value` (smaller
+    /// files; not every runtime reads them). Off: every weight is a dense initializer, which any runtime loads.
     pub sparse_initializers: bool,
     /// Give inputs and output a symbolic leading batch axis `N` (tether values are per
     /// sample). A model imported with static shapes (its sample is the whole tensor,
@@ -164,7 +164,15 @@ impl Graph<'_, '_> {
             s.values = Some(encode_f32(&name, &[c.values().len()], c.values())).into();
             s.indices = Some(encode_i64(&format!("{name}_indices"), &[idx.len()], &idx)).into();
             s.dims = d.iter().map(|&x| x as i64).collect();
-            self.g.sparse_initializer.push(s);
+            // A Constant node whose `sparse_value` is the CSR weight: its output is a dense
+            // tensor, so the graph type-checks (onnx.checker's full check refuses a
+            // `sparse_initializer` read by Conv or Gemm, whose inputs are dense tensors),
+            // and runtimes densify it at load as they do sparse initializers.
+            let mut a = AttributeProto::new();
+            a.name = "sparse_value".to_string();
+            a.type_ = attribute_proto::AttributeType::SPARSE_TENSOR.into();
+            a.sparse_tensor = Some(s).into();
+            self.node("Constant", &[], &name, vec![a]);
             return name;
         }
         let dense = tensor.to_dense();

@@ -279,6 +279,11 @@ impl Importer {
                 .as_ref()
                 .ok_or_else(|| OnnxError::malformed("Constant value attribute holds no tensor"))?;
             decode(t, self.ext.as_mut())?
+        } else if let Some(a) = at.get("sparse_value") {
+            let sp = a.sparse_tensor.as_ref().ok_or_else(|| {
+                OnnxError::malformed("Constant sparse_value attribute holds no tensor")
+            })?;
+            super::sparse::decode_sparse(sp, self.ext.as_mut())?.1
         } else if let Some(a) = at.get("value_float") {
             OnnxTensor {
                 dims: vec![],
