@@ -212,6 +212,7 @@ mod tests {
 
     #[test]
     fn decoding_the_file_gives_the_reported_psnr_and_the_budget_holds() {
+        let _rng = crate::rng_lock();
         let image = test_image();
         let device = Default::default();
         for method in [Method::Coin, Method::L0onie] {
@@ -246,6 +247,7 @@ mod tests {
 
     #[test]
     fn l0onie_uses_its_budget() {
+        let _rng = crate::rng_lock();
         let image = test_image();
         let device = Default::default();
         let target = 2.0;
@@ -262,6 +264,7 @@ mod tests {
 
     #[test]
     fn a_budget_too_small_for_any_network_is_a_clear_error() {
+        let _rng = crate::rng_lock();
         let image = test_image();
         let device = Default::default();
         let err = encode::<B>(&image, &options(Method::Coin, 0.01, 10), &device).unwrap_err();

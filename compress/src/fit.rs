@@ -625,6 +625,7 @@ mod tests {
 
     #[test]
     fn prune_to_fit_removes_the_smallest_weights_and_no_more() {
+        let _rng = crate::rng_lock();
         let device = Default::default();
         let arch = Architecture::new(3, 16);
         let weights =

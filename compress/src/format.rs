@@ -531,6 +531,7 @@ mod tests {
 
     #[test]
     fn dense_and_sparse_files_round_trip_exactly() {
+        let _rng = crate::rng_lock();
         for (density, freq) in [(1.0, 30.0), (0.3, 30.0), (0.05, 20.0), (0.0, 30.0)] {
             let mut arch = Architecture::new(3, 12);
             arch.w0 = freq;
@@ -551,6 +552,7 @@ mod tests {
 
     #[test]
     fn quantised_files_decode_to_exactly_what_stored_promises() {
+        let _rng = crate::rng_lock();
         for bits in [2u8, 5, 8, 12, 15] {
             for density in [1.0, 0.3] {
                 let img = CompressedImage {
@@ -593,6 +595,7 @@ mod tests {
 
     #[test]
     fn fixed_bits_are_what_a_file_spends_besides_its_weights_and_mask() {
+        let _rng = crate::rng_lock();
         for (layers, width, bits) in [(2, 6, 16u8), (10, 28, 16), (4, 13, 12), (9, 5, 8)] {
             let arch = Architecture::new(layers, width);
             let img = CompressedImage {
@@ -616,6 +619,7 @@ mod tests {
 
     #[test]
     fn dense_size_formula_is_exact() {
+        let _rng = crate::rng_lock();
         for (layers, width) in [(1, 1), (5, 20), (10, 28), (3, 7)] {
             let arch = Architecture::new(layers, width);
             let img = CompressedImage {
@@ -633,6 +637,7 @@ mod tests {
 
     #[test]
     fn sparse_layers_cost_about_the_entropy_of_their_mask() {
+        let _rng = crate::rng_lock();
         let arch = Architecture::new(4, 64);
         let density = 0.2;
         let img = CompressedImage {
@@ -661,6 +666,7 @@ mod tests {
 
     #[test]
     fn every_truncation_and_every_flipped_byte_is_an_error() {
+        let _rng = crate::rng_lock();
         let img = CompressedImage {
             width: 50,
             height: 40,
@@ -690,6 +696,7 @@ mod tests {
 
     #[test]
     fn hostile_headers_with_valid_checksums_are_errors() {
+        let _rng = crate::rng_lock();
         // A valid checksum over nonsense: sizes out of range, a runaway code.
         let cases: Vec<Vec<u8>> = vec![
             vec![b'T', b'C', 1, 1, 0, 5, 2, 8],             // zero width

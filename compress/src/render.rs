@@ -61,6 +61,7 @@ mod tests {
 
     #[test]
     fn the_runtime_computes_what_burn_computes() {
+        let _rng = crate::rng_lock();
         // The decoder (tether-deploy: gemm, CSR kernels, its own sine) against burn's
         // forward pass on the same weights, dense and pruned.
         let device = Default::default();
