@@ -47,7 +47,7 @@ fn manifest() -> Vec<Case> {
 #[test]
 fn every_pytorch_export_imports_and_matches_onnxruntime() {
     let cases = manifest();
-    assert_eq!(cases.len(), 8, "four models, two exporters each");
+    assert_eq!(cases.len(), 10, "five models, two exporters each");
     for c in &cases {
         let path = dir().join(format!("{}.onnx", c.model));
         let model = import_file(&path).unwrap_or_else(|e| panic!("{}: {e}", c.model));

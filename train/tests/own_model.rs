@@ -199,6 +199,36 @@ fn own_model_and_data_mismatches_are_refused_before_training() {
         o,
     ]);
     assert!(!ok && err.to_lowercase().contains("label"), "{err}");
+    // The same table without its header row (columns named by position) trains the
+    // network when its 10 classes fit the 10 outputs.
+    let headerless = out.join("ten.csv");
+    let rows: String = (0..40)
+        .map(|i| {
+            let mut r = format!("{}", i % 10);
+            for k in 0..16 {
+                r.push_str(&format!(",{}", (i * 16 + k) % 7));
+            }
+            r + "\n"
+        })
+        .collect();
+    std::fs::write(&headerless, rows).unwrap();
+    let (ok, stdout, err) = tether_train(&[
+        "prune",
+        "--model",
+        &mlp,
+        "--data",
+        headerless.to_str().unwrap(),
+        "--no-header",
+        "--label-column",
+        "0",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--out",
+        out.join("run").to_str().unwrap(),
+    ]);
+    assert!(ok && stdout.contains("model.onnx"), "{err}");
     // MNIST for a network that does not take 28x28 images.
     let (ok, _, err) = tether_train(&["prune", "--model", &mlp, "--out", o]);
     assert!(!ok && err.contains("28x28"), "{err}");

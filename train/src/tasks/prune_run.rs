@@ -180,6 +180,8 @@ pub struct PruneConfig {
     pub image_size: Option<String>,
     /// CSV data: the label column's name.
     pub label_column: Option<String>,
+    /// CSV data without a header row: columns are named by position (`"0"`, `"1"`, ...).
+    pub no_header: bool,
 }
 
 impl Default for PruneConfig {
@@ -215,6 +217,7 @@ impl Default for PruneConfig {
             holdout: 0.2,
             image_size: None,
             label_column: None,
+            no_header: false,
         }
     }
 }
@@ -415,6 +418,7 @@ fn run_own<B: AutodiffBackend>(
                     None => None,
                 },
                 label_column: config.label_column.clone(),
+                header: !config.no_header,
                 ..Default::default()
             };
             let prep = crate::data::own::PrepareOptions {

@@ -124,6 +124,10 @@ pub struct PruneArgs {
     /// CSV data: the column holding the labels.
     #[arg(long, value_name = "NAME")]
     label_column: Option<String>,
+    /// CSV data without a header row: columns are named by position, from 0
+    /// (`--label-column 64` is the 65th).
+    #[arg(long)]
+    no_header: bool,
     /// Read the settings from this TOML file: one key per flag, its name with underscores
     /// (`target_density = 0.2`). A flag given on the command line overrides the file.
     #[arg(long, value_name = "FILE")]
@@ -147,6 +151,7 @@ impl PruneArgs {
             holdout: self.holdout,
             image_size: self.image_size.clone(),
             label_column: self.label_column.clone(),
+            no_header: self.no_header,
             dataset: self.dataset,
             target_density: self.target_density,
             per_layer: self.per_layer,
