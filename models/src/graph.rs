@@ -292,27 +292,26 @@ impl<B: Backend> GraphNet<B> {
                     let r = d.len();
                     let x = get(0);
                     let b = x.dims()[0];
-                    let mut x = x.reshape([b * numel(&d[..r - 2]), d[r - 2], d[r - 1]]);
-                    let mut x4: Tensor<B, 4> = x.clone().unsqueeze_dim(0);
-                    let symmetric = p.pads[0] == p.pads[2] && p.pads[1] == p.pads[3];
+                    // Every channel of every sample as its own one-channel image.
+                    let mut x: Tensor<B, 4> =
+                        x.reshape([b * numel(&d[..r - 2]), 1, d[r - 2], d[r - 1]]);
                     let max = matches!(node.op, Op::MaxPool2d(_));
                     let mut pad = [p.pads[0], p.pads[1]];
-                    if !symmetric {
-                        // Explicit padding: -inf never wins a max; zeros counted in an
-                        // average that counts the pad (the other case is refused above).
+                    if p.pads[0] != p.pads[2] || p.pads[1] != p.pads[3] {
+                        // burn pads symmetrically: pad explicitly. -inf never wins a max;
+                        // zeros count in an average that counts the pad (the other case is
+                        // refused when the net is built).
                         let fill = if max { f32::NEG_INFINITY } else { 0.0 };
                         x = x.pad(
                             [(p.pads[0], p.pads[2]), (p.pads[1], p.pads[3])],
                             BurnPad::Constant(fill),
                         );
-                        x4 = x.unsqueeze_dim(0);
                         pad = [0, 0];
                     }
-                    let x4 = x4.swap_dims(0, 1);
                     let y = if max {
-                        max_pool2d(x4, p.kernel, p.stride, pad, p.dilation, p.ceil)
+                        max_pool2d(x, p.kernel, p.stride, pad, p.dilation, p.ceil)
                     } else {
-                        avg_pool2d(x4, p.kernel, p.stride, pad, p.count_pad, p.ceil)
+                        avg_pool2d(x, p.kernel, p.stride, pad, p.count_pad, p.ceil)
                     };
                     y.reshape([b, numel(out)])
                 }

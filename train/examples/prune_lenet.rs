@@ -10,7 +10,7 @@ use tether_train::tasks::prune_run::{Model, PruneConfig, run};
 
 fn main() -> anyhow::Result<()> {
     let config = PruneConfig {
-        model: Model::Lenet300,
+        model: Model::Lenet300.into(),
         target_density: 0.1,
         out: "out/prune-example".into(),
         // The rest as the CLI's defaults: 3 epochs of Adam, the multiplier by nuPI with

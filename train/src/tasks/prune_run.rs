@@ -23,6 +23,7 @@
 //! `model.safetensors` (PyTorch's layout), `model.tthr` (tether-deploy's format, pruned
 //! weights stored sparse) and `summary.json`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,68 @@ pub enum Model {
     Resnet,
 }
 
+/// The network a run prunes: a built-in one, or the user's own as an ONNX file
+/// (PyTorch's export; weights may sit in a `.onnx.data` file beside it), whose leading
+/// input axis is the batch axis and whose Linear and Conv weights are gated. Written as
+/// the CLI's `--model` value, in a config file too: `lenet5`, or `path/to/net.onnx`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// A built-in network.
+    Builtin(Model),
+    /// An ONNX file.
+    Onnx(PathBuf),
+}
+
+impl From<Model> for ModelSpec {
+    fn from(m: Model) -> Self {
+        ModelSpec::Builtin(m)
+    }
+}
+
+impl std::str::FromStr for ModelSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use clap::ValueEnum;
+        if let Ok(m) = Model::from_str(s, true) {
+            return Ok(ModelSpec::Builtin(m));
+        }
+        if s.to_ascii_lowercase().ends_with(".onnx") {
+            return Ok(ModelSpec::Onnx(PathBuf::from(s)));
+        }
+        Err(format!(
+            "{s:?} is neither a built-in network (lenet300, lenet5, resnet) nor an .onnx file"
+        ))
+    }
+}
+
+impl ModelSpec {
+    /// How outputs name it: the built-in network's name (as `summary.json` always wrote
+    /// it), or the file's path.
+    pub fn label(&self) -> String {
+        match self {
+            ModelSpec::Builtin(m) => format!("{m:?}"),
+            ModelSpec::Onnx(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl Serialize for ModelSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ModelSpec::Builtin(m) => m.serialize(s),
+            ModelSpec::Onnx(p) => p.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a gate removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -105,7 +168,7 @@ pub enum DualUpdate {
 #[serde(default)]
 pub struct PruneConfig {
     /// Network to prune.
-    pub model: Model,
+    pub model: ModelSpec,
     /// Dataset.
     pub dataset: MnistKind,
     /// Target fraction of gated parameters kept, in (0, 1].
@@ -164,10 +227,6 @@ pub struct PruneConfig {
     pub seed: u64,
     /// Output folder.
     pub out: PathBuf,
-    /// The user's own network: an ONNX file (PyTorch's export; weights may sit in a
-    /// `.onnx.data` file beside it) pruned instead of [`PruneConfig::model`]. Its leading
-    /// input axis is the batch axis; its Linear and Conv weights are gated.
-    pub onnx: Option<PathBuf>,
     /// The user's own training data instead of [`PruneConfig::dataset`]: an image folder
     /// (one subfolder per class), a CSV (`label_column`), NPY/NPZ arrays or IDX files
     /// (see [`crate::data::own`]).
@@ -187,7 +246,7 @@ pub struct PruneConfig {
 impl Default for PruneConfig {
     fn default() -> Self {
         Self {
-            model: Model::Lenet300,
+            model: ModelSpec::Builtin(Model::Lenet300),
             dataset: MnistKind::Mnist,
             target_density: 0.1,
             per_layer: false,
@@ -211,7 +270,6 @@ impl Default for PruneConfig {
             test_limit: None,
             seed: 0,
             out: PathBuf::from("out/prune"),
-            onnx: None,
             data: None,
             test_data: None,
             holdout: 0.2,
@@ -281,8 +339,12 @@ impl PruneConfig {
             crate::data::own::parse_image_size(size)
                 .map_err(|e| anyhow::anyhow!("--image-size {size:?}: {e}"))?;
         }
+        let onnx = match &self.model {
+            ModelSpec::Onnx(p) => Some(p.clone()),
+            ModelSpec::Builtin(_) => None,
+        };
         for (flag, path) in [
-            ("--model", &self.onnx),
+            ("--model", &onnx),
             ("--data", &self.data),
             ("--test-data", &self.test_data),
         ] {
@@ -295,7 +357,7 @@ impl PruneConfig {
 
     /// True when the run uses the user's own network or data.
     pub fn is_own(&self) -> bool {
-        self.onnx.is_some() || self.data.is_some()
+        matches!(self.model, ModelSpec::Onnx(_)) || self.data.is_some()
     }
 
     /// The multiplier's update rule these settings describe.
@@ -384,8 +446,8 @@ fn run_own<B: AutodiffBackend>(
     progress: bool,
 ) -> anyhow::Result<PruneReport> {
     use tether_deploy::onnx::{BatchAxis, ImportOptions, import_file_with};
-    let graph = match &config.onnx {
-        Some(path) => Some(
+    let graph = match &config.model {
+        ModelSpec::Onnx(path) => Some(
             import_file_with(
                 path,
                 &ImportOptions {
@@ -394,7 +456,7 @@ fn run_own<B: AutodiffBackend>(
             )
             .with_context(|| format!("importing {}", path.display()))?,
         ),
-        None => None,
+        ModelSpec::Builtin(_) => None,
     };
     // The network's per-sample input shape and output size.
     let (input_shape, outputs) = match &graph {
@@ -439,8 +501,8 @@ fn run_own<B: AutodiffBackend>(
                 config.dataset.name()
             );
             (
-                Samples::Mnist(ImageSet::load(config.dataset, Split::Train)?),
-                Samples::Mnist(ImageSet::load(config.dataset, Split::Test)?),
+                Samples::Mnist(Cow::Owned(ImageSet::load(config.dataset, Split::Train)?)),
+                Samples::Mnist(Cow::Owned(ImageSet::load(config.dataset, Split::Test)?)),
             )
         }
     };
@@ -511,7 +573,10 @@ pub fn run_with_data<B: AutodiffBackend>(
 ) -> anyhow::Result<PruneReport> {
     config.validate()?;
     B::seed(device, config.seed);
-    let (train, test) = (Samples::MnistRef(train), Samples::MnistRef(test));
+    let (train, test) = (
+        Samples::Mnist(Cow::Borrowed(train)),
+        Samples::Mnist(Cow::Borrowed(test)),
+    );
     Job {
         config,
         train: &train,
@@ -526,6 +591,9 @@ impl Job<'_> {
     fn train_builtin<B: AutodiffBackend>(self, device: &B::Device) -> anyhow::Result<PruneReport> {
         let config = self.config;
         let job = self;
+        let &ModelSpec::Builtin(builtin) = &config.model else {
+            anyhow::bail!("train_builtin on an ONNX network");
+        };
         let structure = match config.structure {
             Structure::Weight => GateStructure::Weight,
             Structure::Unit => GateStructure::OutputUnit,
@@ -533,7 +601,7 @@ impl Job<'_> {
         };
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         if config.dense {
-            return match config.model {
+            return match builtin {
                 Model::Lenet300 => {
                     let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
                     job.train_dense(model, device, |eval, out, meta| {
@@ -567,7 +635,7 @@ impl Job<'_> {
             };
         }
         let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
-        match config.model {
+        match builtin {
             Model::Lenet300 => {
                 let model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure)
                     .with_gates(gates)
@@ -628,10 +696,9 @@ fn save_record<B: Backend, M: Module<B>>(
 /// Training or test samples: a registry dataset's images, or the user's own data
 /// (normalised already).
 enum Samples<'a> {
-    /// MNIST or Fashion-MNIST, normalised with MNIST's statistics on upload.
-    Mnist(ImageSet),
-    /// Borrowed MNIST images ([`run_with_data`]).
-    MnistRef(&'a ImageSet),
+    /// MNIST or Fashion-MNIST (loaded for this run, or [`run_with_data`]'s), normalised
+    /// with MNIST's statistics on upload.
+    Mnist(Cow<'a, ImageSet>),
     /// The user's data.
     Own(crate::data::own::LabelledSet),
 }
@@ -640,21 +707,20 @@ impl Samples<'_> {
     fn len(&self) -> usize {
         match self {
             Samples::Mnist(s) => s.len(),
-            Samples::MnistRef(s) => s.len(),
             Samples::Own(s) => s.len(),
         }
     }
 
     fn sample_len(&self) -> usize {
         match self {
-            Samples::Mnist(_) | Samples::MnistRef(_) => 784,
+            Samples::Mnist(_) => 784,
             Samples::Own(s) => s.sample_len(),
         }
     }
 
     fn classes(&self) -> usize {
         match self {
-            Samples::Mnist(_) | Samples::MnistRef(_) => 10,
+            Samples::Mnist(_) => 10,
             Samples::Own(s) => s.class_names.len(),
         }
     }
@@ -663,7 +729,6 @@ impl Samples<'_> {
     fn device_set<B: Backend>(&self, limit: Option<usize>, device: &B::Device) -> DeviceSet<B> {
         match self {
             Samples::Mnist(s) => DeviceSet::new(s, limit, device),
-            Samples::MnistRef(s) => DeviceSet::new(s, limit, device),
             Samples::Own(s) => {
                 let n = limit.map_or(s.len(), |l| l.min(s.len()));
                 let len = s.sample_len();
@@ -762,13 +827,7 @@ impl Job<'_> {
     fn export_meta(&self) -> HashMap<String, String> {
         let c = self.config;
         HashMap::from([
-            (
-                "model".to_string(),
-                match &c.onnx {
-                    Some(p) => p.display().to_string(),
-                    None => format!("{:?}", c.model),
-                },
-            ),
+            ("model".to_string(), c.model.label()),
             (
                 "dataset".to_string(),
                 match &c.data {
@@ -839,7 +898,7 @@ impl Job<'_> {
         )?;
         let test_accuracy = epochs.last().map(|e| e.test_accuracy);
         let summary = serde_json::json!({
-            "model": format!("{:?}", c.model), "dataset": c.dataset.name(), "dense": true,
+            "model": c.model.label(), "dataset": c.dataset.name(), "dense": true,
             "optimizer": c.optimizer.optimizer,
             "target_density": 1.0, "seed": c.seed, "epochs": c.epochs,
             "final": {"test_accuracy": test_accuracy, "density": 1.0},
@@ -1013,7 +1072,7 @@ impl Job<'_> {
             .collect();
         let last = epochs.last();
         let summary = serde_json::json!({
-            "model": format!("{:?}", c.model), "dataset": c.dataset.name(), "target_density": c.target_density,
+            "model": c.model.label(), "dataset": c.dataset.name(), "target_density": c.target_density,
             "per_layer_constraints": c.per_layer, "dual": format!("{dual:?}"),
             "fixed_penalty": c.fixed_penalty, "seed": c.seed, "epochs": c.epochs, "finetune_epochs": c.finetune_epochs, "dense": false,
             "optimizer": c.optimizer.optimizer,
@@ -1101,7 +1160,7 @@ mod tests {
     #[test]
     fn a_config_round_trips_through_json_with_the_optimizer_at_the_top_level() {
         let config = PruneConfig {
-            model: Model::Lenet5,
+            model: Model::Lenet5.into(),
             structure: Structure::Block1x4,
             fixed_penalty: Some(0.5),
             ..PruneConfig::default()

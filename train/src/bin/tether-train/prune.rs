@@ -10,7 +10,7 @@ use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::optim::OptimizerArgs;
 use tether_train::tasks::prune_run::{
-    DualUpdate, Model, PruneConfig, PruneReport, Structure, run_with_data,
+    DualUpdate, ModelSpec, PruneConfig, PruneReport, Structure, run_with_data,
 };
 
 #[derive(Clone, Debug, clap::Args)]
@@ -18,8 +18,8 @@ pub struct PruneArgs {
     /// Network to prune: a built-in one (lenet300, lenet5, resnet), or your own as an
     /// ONNX file (`torch.onnx.export`'s, weights in a `.onnx.data` file beside it or
     /// inside), whose Linear and Conv weights are gated.
-    #[arg(long, default_value = "lenet300", value_parser = parse_model)]
-    model: ModelArg,
+    #[arg(long, default_value = "lenet300")]
+    model: ModelSpec,
     /// Dataset.
     #[arg(long, value_enum, default_value_t = MnistKind::Mnist)]
     dataset: MnistKind,
@@ -139,13 +139,8 @@ pub struct PruneArgs {
 impl PruneArgs {
     /// The settings these flags give (defaults included).
     fn to_config(&self) -> PruneConfig {
-        let (model, onnx) = match &self.model {
-            ModelArg::Builtin(m) => (*m, None),
-            ModelArg::Onnx(p) => (Model::Lenet300, Some(p.clone())),
-        };
         PruneConfig {
-            model,
-            onnx,
+            model: self.model.clone(),
             data: self.data.clone(),
             test_data: self.test_data.clone(),
             holdout: self.holdout,
@@ -220,26 +215,6 @@ fn print_report(config: &PruneConfig, report: &PruneReport) {
         config.out.display(),
         report.files.join(", ")
     );
-}
-
-/// `--model`: a built-in network's name, or an ONNX file.
-#[derive(Clone, Debug)]
-enum ModelArg {
-    Builtin(Model),
-    Onnx(PathBuf),
-}
-
-fn parse_model(s: &str) -> Result<ModelArg, String> {
-    use clap::ValueEnum;
-    if let Ok(m) = Model::from_str(s, true) {
-        return Ok(ModelArg::Builtin(m));
-    }
-    if s.to_ascii_lowercase().ends_with(".onnx") {
-        return Ok(ModelArg::Onnx(PathBuf::from(s)));
-    }
-    Err(format!(
-        "{s:?} is neither a built-in network (lenet300, lenet5, resnet) nor an .onnx file"
-    ))
 }
 
 /// The own-model / own-data job: the library loads the data itself.
