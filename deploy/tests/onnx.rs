@@ -430,3 +430,37 @@ fn a_shape_subgraph_on_the_batch_axis_folds_to_a_reshape() {
     let e = err(&m);
     assert!(e.to_string().contains("symbolic batch size"), "{e}");
 }
+
+/// Comparisons and `Where` fold on constants, NaN comparing false (as numpy and ONNX):
+/// `y = x + Where(a == b, 10, Where(a > b, 20, 30))` with `a = [1, 2, NaN, 5]`,
+/// `b = [1, 3, NaN, 4]` adds `[10, 30, 30, 20]`.
+#[test]
+fn comparisons_and_where_fold_with_ieee_nan() {
+    let mut m = one_node("Identity", &["x"], &["unused"]);
+    let g = m.graph.as_mut().unwrap();
+    g.node.clear();
+    g.initializer.clear();
+    g.initializer
+        .push(encode_f32("a", &[4], &[1.0, 2.0, f32::NAN, 5.0]));
+    g.initializer
+        .push(encode_f32("b", &[4], &[1.0, 3.0, f32::NAN, 4.0]));
+    for (name, v) in [("ten", 10.0), ("twenty", 20.0), ("thirty", 30.0)] {
+        g.initializer.push(encode_f32(name, &[], &[v]));
+    }
+    g.node.push(node("Equal", &["a", "b"], &["eq"]));
+    g.node.push(node("Greater", &["a", "b"], &["gt"]));
+    g.node
+        .push(node("Where", &["gt", "twenty", "thirty"], &["inner"]));
+    g.node.push(node("Where", &["eq", "ten", "inner"], &["c"]));
+    g.node.push(node("Add", &["x", "c"], &["y"]));
+    let bytes = import(&m, &HashMap::new()).unwrap();
+    let x = lcg(8, 11);
+    let y = run(&bytes, &x, 2);
+    let c = [10.0, 30.0, 30.0, 20.0];
+    for (i, (&yv, &xv)) in y.iter().zip(&x).enumerate() {
+        assert_eq!(yv, xv + c[i % 4], "element {i}");
+    }
+    // On a runtime value a comparison is refused, naming the op.
+    let e = err(&one_node("Greater", &["x", "c0"], &["y"]));
+    assert!(e.to_string().contains("folded on constants only"), "{e}");
+}

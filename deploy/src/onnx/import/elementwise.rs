@@ -9,7 +9,7 @@ use std::vec::Vec;
 use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
-use super::fold::{has_batch, map_const, no_batch};
+use super::fold::{broadcast_any, broadcast_index, has_batch, map_const, no_batch};
 use super::{Importer, OnnxError, Val, malformed, unsupported};
 use crate::format::{Binary, Unary, broadcast};
 use crate::onnx::tensor::{OnnxTensor, Values};
@@ -388,23 +388,30 @@ impl Importer {
                 _ => o != Greater,
             })
         };
-        let t = if a.as_i64().is_some() && b.as_i64().is_some() {
-            map_const(&[a, b], &n.op_type, |v| Ok(cmp(v[0].cmp(&v[1]))), |_| 0.0)?
-        } else {
-            // Floats: NaN compares false (and unequal) with everything.
-            let f = map_const(
-                &[a, b],
-                &n.op_type,
-                |_| Ok(0),
-                |v| match v[0].partial_cmp(&v[1]) {
-                    Some(o) => cmp(o) as f32,
-                    None => 0.0,
-                },
-            )?;
-            OnnxTensor {
-                dims: f.dims.clone(),
-                data: Values::I64(f.to_f32().iter().map(|&x| x as i64).collect()),
-            }
+        let dims = broadcast_any(&[&a.dims, &b.dims]).ok_or_else(|| {
+            OnnxError::malformed(format!(
+                "{}: shapes {:?} and {:?} do not broadcast",
+                n.op_type, a.dims, b.dims
+            ))
+        })?;
+        let (ia, ib) = (
+            broadcast_index(&a.dims, &dims),
+            broadcast_index(&b.dims, &dims),
+        );
+        let (af, bf) = (a.to_f32(), b.to_f32());
+        let out: Vec<i64> = (0..ia.len())
+            .map(|k| {
+                let order = match (a.as_i64(), b.as_i64()) {
+                    (Some(x), Some(y)) => Some(x[ia[k]].cmp(&y[ib[k]])),
+                    // Floats: NaN compares false (and unequal) with everything.
+                    _ => af[ia[k]].partial_cmp(&bf[ib[k]]),
+                };
+                order.map_or(0, cmp)
+            })
+            .collect();
+        let t = OnnxTensor {
+            dims,
+            data: Values::I64(out),
         };
         self.set_const(n, t);
         Ok(())
