@@ -1,0 +1,323 @@
+//! [`Plan`] and [`Plan::new`]: the arena laid out, each layer's kernel chosen and its
+//! weights converted, the memory bounded.
+
+use alloc::borrow::Cow;
+use alloc::vec::Vec;
+
+use super::arena::Arena;
+use super::layer::{Batch1, Layer, LayerReport, Matrix, dense_view, group_layer, layer};
+use super::options::{PlanOptions, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV};
+use super::step::{Exec, Step, transposed_chains};
+use crate::error::Error;
+use crate::format::{Model, Op, Unary};
+use crate::kernels::{conv, conv::ConvShape, direct_conv, packed, sell};
+
+/// A model ready to run.
+pub struct Plan<'a> {
+    pub(super) model: Model<'a>,
+    pub(super) layers: Vec<Layer<'a>>,
+    pub(super) layer_ops: Vec<usize>,
+    pub(super) execs: Vec<Exec<'a>>,
+    /// Per value: start in the arena and floats per sample.
+    pub(super) offsets: Vec<usize>,
+    pub(super) sizes: Vec<usize>,
+    pub(super) arena: Vec<f32>,
+    pub(super) scratch: Vec<f32>,
+    pub(super) batch: usize,
+}
+
+impl<'a> Plan<'a> {
+    /// Plans `model` for batches of up to `options.batch` samples.
+    pub fn new(model: Model<'a>, options: &PlanOptions) -> Result<Self, Error> {
+        if options.batch == 0 {
+            return Err(Error::BadOptions("batch must be at least 1"));
+        }
+        let batch = options.batch;
+        let sizes: Vec<usize> = model.shapes.iter().map(|d| d.numel()).collect();
+        let too_large = Error::TooLarge {
+            bytes: usize::MAX,
+            limit: options.max_bytes,
+        };
+        // Last reader of every value (the output is read at the end).
+        let mut last_use: Vec<usize> = (0..sizes.len()).collect();
+        for (i, n) in model.nodes.iter().enumerate() {
+            for &v in n.inputs() {
+                last_use[v] = i + 1;
+            }
+        }
+        last_use[model.output] = usize::MAX;
+
+        let mut arena = Arena {
+            live: Vec::new(),
+            end: 0,
+        };
+        let mut offsets = alloc::vec![0usize; sizes.len()];
+        // A constant has one copy; a batched value one per sample.
+        let floats_of = |v: usize| {
+            if model.batched[v] {
+                sizes[v].checked_mul(batch)
+            } else {
+                Some(sizes[v])
+            }
+        };
+        offsets[0] = arena.place(floats_of(0).ok_or(too_large.clone())?, 0);
+        let mut layers = Vec::new();
+        let mut layer_ops = Vec::new();
+        let mut execs = Vec::with_capacity(model.nodes.len());
+        let mut scratch = 0usize;
+        for (i, node) in model.nodes.iter().enumerate() {
+            let x = node.inputs().first().map(|&v| model.shapes[v]);
+            let xs = x.as_ref().map_or(&[][..], |x| x.as_slice());
+            let lead_of = |k: usize| xs[..xs.len() - k].iter().product::<usize>();
+            // Samples of the input that one op call sees.
+            let rows_in_batch = if node.inputs().first().is_some_and(|&v| model.batched[v]) {
+                batch
+            } else {
+                1
+            };
+            let step = match node.op {
+                Op::Linear { weight, bias } => {
+                    let lead = lead_of(1);
+                    let rows = lead.checked_mul(rows_in_batch).ok_or(too_large.clone())?;
+                    let break_even = if rows == 1 {
+                        SPARSE_BREAK_EVEN_GEMV
+                    } else {
+                        SPARSE_BREAK_EVEN_GEMM
+                    };
+                    let mut l = layer(&model, weight, bias, options.kernels, break_even);
+                    if rows > 1
+                        && packed::available()
+                        && let Matrix::Dense(w) = &l.weight
+                    {
+                        l.weight = Matrix::Packed(packed::pack(w, l.rows, l.cols));
+                    }
+                    if lead == 1
+                        && let Matrix::Sparse(s) = &l.weight
+                    {
+                        l.batch1 = Batch1::choose(&s.view());
+                    }
+                    layers.push(l);
+                    layer_ops.push(i);
+                    let l = layers.last().expect("pushed");
+                    if matches!(l.weight, Matrix::Sparse(_)) && rows > 1 {
+                        scratch = scratch.max(l.cols.checked_mul(rows).ok_or(too_large.clone())?);
+                    }
+                    Step::Linear {
+                        layer: layers.len() - 1,
+                        lead,
+                        in_t: false,
+                        out_t: false,
+                    }
+                }
+                Op::Conv2d { weight, bias, geom } => {
+                    let wd = model.tensors[weight].dims.as_slice();
+                    let r = xs.len();
+                    let groups = geom.group;
+                    let first_layer = layers.len();
+                    if groups == 1 {
+                        layers.push(layer(
+                            &model,
+                            weight,
+                            bias,
+                            options.kernels,
+                            SPARSE_BREAK_EVEN_GEMM,
+                        ));
+                        layer_ops.push(i);
+                    } else {
+                        let per = wd[0] / groups;
+                        for g in 0..groups {
+                            layers.push(group_layer(
+                                &model,
+                                weight,
+                                bias,
+                                g * per..(g + 1) * per,
+                                options.kernels,
+                            ));
+                            layer_ops.push(i);
+                        }
+                    }
+                    let shape = ConvShape {
+                        c: xs[r - 3] / groups,
+                        h: xs[r - 2],
+                        w: xs[r - 1],
+                        k: [wd[2], wd[3]],
+                        stride: geom.stride,
+                        pads: geom.pads,
+                        dilation: geom.dilation,
+                    };
+                    if sell::available() {
+                        for l in &mut layers[first_layer..] {
+                            if let Matrix::Sparse(s) = &l.weight {
+                                l.direct = direct_conv::DirectConv::new(&s.view(), &shape);
+                            }
+                        }
+                    }
+                    if !shape.is_pointwise() {
+                        let (oh, ow) = shape.out();
+                        let patch = shape
+                            .patch()
+                            .checked_mul(oh * ow)
+                            .ok_or(too_large.clone())?;
+                        scratch = scratch.max(patch);
+                    }
+                    if shape.c == 1 && groups > 1 {
+                        scratch = scratch.max(conv::depthwise_scratch(&shape));
+                    }
+                    Step::Conv {
+                        first_layer,
+                        groups,
+                        shape,
+                        lead: lead_of(3),
+                    }
+                }
+                Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {
+                    let r = xs.len();
+                    let (c, h, w) = (lead_of(2), xs[r - 2], xs[r - 1]);
+                    if matches!(node.op, Op::MaxPool2d(_)) {
+                        Step::MaxPool { c, h, w, geom }
+                    } else {
+                        Step::AvgPool { c, h, w, geom }
+                    }
+                }
+                Op::Flatten | Op::Reshape(_) | Op::Unary(Unary::Identity) => Step::Copy,
+                Op::Relu => Step::Relu,
+                Op::Sine { w0 } => Step::Sine(w0),
+                Op::Unary(f) => Step::Unary(f),
+                Op::Softmax { axis, end } => {
+                    let (a, e) = if (axis, end) == (0, 0) {
+                        (xs.len() - 1, xs.len())
+                    } else {
+                        (axis, end)
+                    };
+                    Step::Softmax {
+                        outer: xs[..a].iter().product(),
+                        n: xs[a..e].iter().product(),
+                        inner: xs[e..].iter().product(),
+                    }
+                }
+                Op::Binary(op) => Step::Binary {
+                    op,
+                    a: model.shapes[node.inputs[0]],
+                    b: model.shapes[node.inputs[1]],
+                    out: model.shapes[node.output],
+                },
+                Op::MatMul => Step::MatMul {
+                    a: model.shapes[node.inputs[0]],
+                    b: model.shapes[node.inputs[1]],
+                },
+                Op::Transpose { perm, .. } => Step::Transpose {
+                    dims: model.shapes[node.inputs[0]],
+                    perm,
+                },
+                Op::Concat { axis } => Step::Concat { axis },
+                Op::Reduce { kind, axes } => Step::Reduce {
+                    kind,
+                    dims: model.shapes[node.inputs[0]],
+                    axes,
+                },
+                Op::Pad(geom) => Step::Pad {
+                    dims: model.shapes[node.inputs[0]],
+                    geom,
+                },
+                Op::Const { tensor } => Step::Const(dense_view(&model.tensors[tensor])),
+                Op::Input { index, .. } => Step::Input(index),
+                Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
+                    return Err(Error::NeedsMesh);
+                }
+            };
+            let out = node.output;
+            offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);
+            // Values whose last reader is this op (and this op's output if nothing reads it).
+            for (v, &last) in last_use.iter().enumerate().take(out + 1) {
+                if last == i + 1 {
+                    arena.free(v);
+                }
+            }
+            execs.push(Exec {
+                step,
+                inputs: node.inputs,
+                n_inputs: node.n_inputs,
+                output: out,
+            });
+        }
+        transposed_chains(&mut execs, &layers, &model, batch);
+        let weight_floats: usize = layers
+            .iter()
+            .map(|l| match &l.weight {
+                Matrix::Dense(Cow::Owned(d)) | Matrix::Packed(d) => d.len(),
+                Matrix::Sparse(s) if matches!(s.values, Cow::Owned(_)) => {
+                    2 * s.values.len() + s.rows
+                }
+                _ => 0,
+            } + l.batch1.as_ref().map_or(0, Batch1::floats)
+                + l.direct.as_ref().map_or(0, direct_conv::DirectConv::floats))
+            .sum::<usize>()
+            + execs
+                .iter()
+                .map(|e| match &e.step {
+                    Step::Const(Cow::Owned(d)) => d.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
+        let total = arena
+            .end
+            .checked_add(scratch)
+            .and_then(|f| f.checked_add(weight_floats))
+            .and_then(|f| f.checked_mul(4))
+            .ok_or(too_large.clone())?;
+        if total > options.max_bytes {
+            return Err(Error::TooLarge {
+                bytes: total,
+                limit: options.max_bytes,
+            });
+        }
+        Ok(Self {
+            model,
+            layers,
+            layer_ops,
+            execs,
+            offsets,
+            sizes,
+            arena: alloc::vec![0.0; arena.end],
+            scratch: alloc::vec![0.0; scratch],
+            batch,
+        })
+    }
+
+    /// The model planned.
+    pub fn model(&self) -> &Model<'a> {
+        &self.model
+    }
+
+    /// Largest batch `run` accepts.
+    pub fn max_batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Bytes of activation buffers: the arena (values reuse space once dead) plus scratch.
+    pub fn activation_bytes(&self) -> usize {
+        4 * (self.arena.len() + self.scratch.len())
+    }
+
+    /// The layers with weights and the kernel each runs.
+    pub fn layers(&self) -> Vec<LayerReport> {
+        self.layers
+            .iter()
+            .zip(&self.layer_ops)
+            .map(|(l, &op)| LayerReport {
+                op,
+                rows: l.rows,
+                cols: l.cols,
+                density: l.density,
+                sparse: matches!(l.weight, Matrix::Sparse(_)),
+                batch1_layout: match (&l.weight, &l.batch1) {
+                    (Matrix::Sparse(_), _) if l.direct.is_some() => Some("direct"),
+                    (Matrix::Sparse(_), Some(Batch1::Sell(_))) => Some("sell-8"),
+                    (Matrix::Sparse(_), Some(Batch1::Blocks(_))) => Some("1x4 blocks"),
+                    (Matrix::Sparse(_), None) => Some("csr"),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,54 @@
+//! What a plan is asked for: [`PlanOptions`], and [`KernelChoice`] with its measured
+//! break-even densities.
+
+/// Weight density at or below which [`KernelChoice::Auto`] runs the sparse kernel, for a
+/// linear layer at batch 1 (CSR gather-dot against the `gemm` crate's GEMV): the
+/// break-even measured by `cargo bench -p tether-deploy --bench sparse_kernels` was at
+/// 73-83% sparsity on LeNet-sized layers (BENCHMARKS.md), so density 0.2.
+pub const SPARSE_BREAK_EVEN_GEMV: f64 = 0.2;
+
+/// The same for a batch or a convolution (register-blocked spmm): sparse was already
+/// faster at 50% sparsity on every measured shape, so density 0.5.
+pub const SPARSE_BREAK_EVEN_GEMM: f64 = 0.5;
+
+/// How a plan picks each layer's kernel.
+///
+/// Every choice computes the same model, NaN and infinities included: the sparse kernels
+/// skip pruned weights, which the dense product multiplies (`0 * inf` and `0 * NaN` are
+/// NaN), so where a sparse layer's input holds a non-finite value its outputs are made the
+/// dense product's (`kernels::sparse::match_dense_on_non_finite`), as ONNX Runtime or
+/// PyTorch would compute them on the exported model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Sparse where the density is at or below the measured break-even
+    /// ([`SPARSE_BREAK_EVEN_GEMV`] for linear layers at batch 1, [`SPARSE_BREAK_EVEN_GEMM`]
+    /// otherwise), dense elsewhere.
+    #[default]
+    Auto,
+    /// Dense everywhere (CSR weights are expanded at plan time).
+    Dense,
+    /// Sparse everywhere (dense weights are compressed at plan time).
+    Sparse,
+}
+
+/// Options of [`Plan::new`](super::Plan::new).
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Largest batch `run` accepts.
+    pub batch: usize,
+    /// Kernel selection.
+    pub kernels: KernelChoice,
+    /// Most bytes the plan may allocate for activations, scratch and converted weights
+    /// (a hostile model cannot make the runtime allocate without bound).
+    pub max_bytes: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            batch: 1,
+            kernels: KernelChoice::Auto,
+            max_bytes: 256 << 20,
+        }
+    }
+}
