@@ -20,9 +20,12 @@
 //!   networks (EMAN) in `no_std`, [`mesh::MeshPlan`] that runs an exported EMAN on a mesh,
 //!   and (feature `std`) OFF, OBJ, PLY and GIFTI readers.
 //! - `onnx` (feature `onnx`): ONNX import and export, and the backend node-test runner.
+//! - `cli` (feature `std`): what the `tether-deploy` CLI does (read models and inputs, run,
+//!   bench, inspect, import, export), as functions the binary calls.
 //!
 //! # Feature flags
-//! - `std` (default): file I/O, the `tether-deploy` CLI, run-time instruction-set dispatch.
+//! - `std` (default): file I/O, the `tether-deploy` CLI and its library (`cli`), run-time
+//!   instruction-set dispatch.
 //! - `gemm` (default): dense layers through the `gemm` crate.
 //! - `onnx` (default): ONNX import/export (`onnx-protobuf`, `protobuf` 3.4.0).
 //!
@@ -47,6 +50,8 @@ extern crate alloc;
 extern crate std;
 
 mod aligned;
+#[cfg(feature = "std")]
+pub mod cli;
 mod error;
 pub mod format;
 pub mod kernels;

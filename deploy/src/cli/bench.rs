@@ -1,0 +1,106 @@
+//! `bench`: the latency of one inference with dense, sparse and automatic kernels, single
+//! thread (a mesh model: in f32 and f64 on a mesh).
+
+use std::io::Write;
+use std::time::Instant;
+use std::vec::Vec;
+
+use anyhow::{Context, ensure};
+
+use super::config::BenchConfig;
+use super::files::{load_model, parse_model};
+use super::host::host_plan_options;
+use super::mesh::{bench_mesh, is_mesh_model};
+use crate::plan::{KernelChoice, Plan};
+
+/// Seconds of repetitions one timed trial of a kernel choice fills (measured on a warm
+/// plan).
+const TRIAL_SECONDS: f64 = 0.01;
+
+/// Times `config.model` at each batch size, the kernel choices in turn within each trial,
+/// and prints the medians and the median dense / auto ratio to `out` (a mesh model: on
+/// `config.mesh`, see [`bench_mesh`]).
+///
+/// # Errors
+/// No trial or a zero batch size, a mesh missing for a mesh model (or given for another),
+/// an unreadable or invalid model, or a write to `out` failing.
+pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
+    let BenchConfig {
+        model: path,
+        batches,
+        trials,
+        mesh,
+    } = config;
+    let trials = *trials;
+    ensure!(trials >= 1, "--trials must be at least 1");
+    let bytes = load_model(path)?;
+    let model = parse_model(&bytes, path)?;
+    if is_mesh_model(&model) {
+        let mesh = mesh
+            .as_deref()
+            .context("a mesh model is timed on a mesh: give --mesh FILE")?;
+        return bench_mesh(model, path, mesh, trials, out);
+    }
+    ensure!(mesh.is_none(), "--mesh is for mesh models");
+    let per = model.input_shape().numel();
+    writeln!(
+        out,
+        "{}: latency per batch, single thread; {trials} trials, the kernel choices in turn \
+         within each trial; times are medians, the ratio is the median of per-trial ratios \
+         (so load on the machine hits both sides alike)",
+        path.display()
+    )?;
+    writeln!(
+        out,
+        "{:>5}  {:>12} {:>12} {:>12}  {:>14}",
+        "batch", "dense", "sparse", "auto", "dense / auto"
+    )?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for &batch in batches {
+        ensure!(batch >= 1, "--batch sizes must be at least 1");
+        let input: Vec<f32> = (0..per * batch)
+            .map(|i| ((i * 31) % 17) as f32 / 17.0)
+            .collect();
+        let mut plans = Vec::new();
+        for k in [
+            KernelChoice::Dense,
+            KernelChoice::Sparse,
+            KernelChoice::Auto,
+        ] {
+            let mut plan = Plan::new(model.clone(), &host_plan_options(batch, k))?;
+            // Repetitions filling ~10 ms, measured on a warm plan.
+            plan.run(&input)?;
+            let t = Instant::now();
+            let mut reps = 0usize;
+            while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
+                plan.run(&input)?;
+                reps += 1;
+            }
+            plans.push((plan, reps));
+        }
+        let mut times: [Vec<f64>; 3] = Default::default();
+        for _ in 0..trials {
+            for ((plan, reps), out) in plans.iter_mut().zip(times.iter_mut()) {
+                let t = Instant::now();
+                for _ in 0..*reps {
+                    std::hint::black_box(plan.run(&input).map(|y| y[0]).unwrap_or(0.0));
+                }
+                out.push(t.elapsed().as_secs_f64() / *reps as f64);
+            }
+        }
+        let ratio = median(times[0].iter().zip(&times[2]).map(|(d, a)| d / a).collect());
+        let [d, s, a] = times.map(median);
+        writeln!(
+            out,
+            "{batch:>5}  {:>9.1} us {:>9.1} us {:>9.1} us  {:>13.2}x",
+            d * 1e6,
+            s * 1e6,
+            a * 1e6,
+            ratio
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `inspect`: a model's layers, shapes, densities and bytes, and its plan's activation
+//! memory and kernels.
+
+use std::format;
+use std::io::Write;
+use std::path::Path;
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+use super::files::{load_model, parse_model};
+use super::host::host_plan_options;
+use super::mesh::is_mesh_model;
+use crate::format::{Op, TensorData};
+use crate::plan::{KernelChoice, Plan};
+
+/// Prints to `out` the model's sizes and shapes, one line per op (its input and output
+/// shapes, and for a weighted op the weight's density, bytes and storage), the nonzero
+/// weights, and the activation memory and kernel of each layer of its plan at batch 1 and
+/// 32 (not for a mesh model, whose buffers are sized per mesh).
+///
+/// # Errors
+/// An unreadable or invalid model, a plan over [`HOST_PLAN_BYTES`](super::HOST_PLAN_BYTES),
+/// or a write to `out` failing.
+pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let bytes = load_model(path)?;
+    let model = parse_model(&bytes, path)?;
+    writeln!(
+        out,
+        "{}: {} bytes, {} tensors, {} ops, input {:?}, output {:?}",
+        path.display(),
+        model.file_len,
+        model.tensors.len(),
+        model.nodes.len(),
+        model.input_shape().as_slice(),
+        model.output_shape().as_slice()
+    )?;
+    writeln!(
+        out,
+        "{:>3}  {:<10} {:<16} {:<16} {:>8} {:>9} {:>9}",
+        "op", "kind", "input", "output", "density", "bytes", "storage"
+    )?;
+    let mut params = 0usize;
+    let mut nonzeros = 0usize;
+    for (i, node) in model.nodes.iter().enumerate() {
+        let name = node.op.name();
+        let weight = match node.op {
+            Op::Linear { weight, .. } | Op::Conv2d { weight, .. } => Some(weight),
+            _ => None,
+        };
+        let shape = |v: usize| format!("{:?}", model.shapes[v].as_slice());
+        let (density, bytes, storage) = match weight {
+            Some(w) => {
+                let t = &model.tensors[w];
+                let nnz = match t.data {
+                    TensorData::Csr(c) => c.values().len(),
+                    TensorData::F32(d) => d.iter().filter(|&&v| v != 0.0).count(),
+                    TensorData::F16(d) => d.iter().filter(|&&h| h & 0x7fff != 0).count(),
+                };
+                params += t.dims.numel();
+                nonzeros += nnz;
+                let storage = match t.data {
+                    TensorData::Csr(_) => "csr",
+                    TensorData::F32(_) => "f32",
+                    TensorData::F16(_) => "f16",
+                };
+                (
+                    format!("{:.4}", nnz as f64 / t.dims.numel() as f64),
+                    t.bytes().to_string(),
+                    storage,
+                )
+            }
+            None => ("".into(), "".into(), ""),
+        };
+        writeln!(
+            out,
+            "{i:>3}  {name:<10} {:<16} {:<16} {density:>8} {bytes:>9} {storage:>9}",
+            shape(node.inputs[0]),
+            shape(node.output)
+        )?;
+    }
+    writeln!(
+        out,
+        "weights: {nonzeros} nonzero of {params} ({:.4})",
+        nonzeros as f64 / params.max(1) as f64
+    )?;
+    if is_mesh_model(&model) {
+        writeln!(
+            out,
+            "a mesh model (EMAN): one sample per vertex; buffers are sized per mesh \
+             (run MODEL MESH, bench MODEL --mesh MESH)"
+        )?;
+        return Ok(());
+    }
+    for batch in [1, 32] {
+        let plan = Plan::new(
+            model.clone(),
+            &host_plan_options(batch, KernelChoice::default()),
+        )?;
+        let sparse: Vec<String> = plan
+            .layers()
+            .iter()
+            .map(|l| match l.batch1_layout {
+                Some(layout) if batch == 1 => format!("op {} sparse ({layout})", l.op),
+                Some(_) => format!("op {} sparse", l.op),
+                None => format!("op {} dense", l.op),
+            })
+            .collect();
+        writeln!(
+            out,
+            "plan, batch {batch}: activations {} bytes (arena + scratch); kernels: {}",
+            plan.activation_bytes(),
+            sparse.join(", ")
+        )?;
+    }
+    Ok(())
+}
