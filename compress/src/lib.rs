@@ -14,6 +14,8 @@
 //! - [`render`]: decoding through `tether-deploy`; [`grid`]: the coordinates.
 //! - [`image`]: loading, downscaling, PSNR; [`jpeg`]: the JPEG baseline (4:2:0);
 //!   [`rd`] and [`baselines`]: rate-distortion curves, published ones, and their plot.
+//! - [`tasks`]: the `tether-compress` commands (encode, decode, eval) as functions with
+//!   typed configs, which the binary calls.
 #![warn(missing_docs)]
 
 pub mod arch;
@@ -28,6 +30,7 @@ pub mod image;
 pub mod jpeg;
 pub mod rd;
 pub mod render;
+pub mod tasks;
 pub mod weights;
 
 pub use error::CompressError;

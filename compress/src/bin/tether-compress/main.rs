@@ -1,0 +1,99 @@
+//! `tether-compress`: compress images into tiny SIREN weight files (COIN / L0onie), decode
+//! them with `tether-deploy`, and measure rate-distortion against JPEG and published codecs.
+//!
+//! The flags are parsed here ([`args`]); the work is the library's
+//! (`tether_compress::tasks`), one `run` per subcommand.
+
+mod args;
+
+use clap::Parser;
+use tether_compress::tasks::config::{CodecConfig, DecodeConfig, EncodeConfig, EvalConfig};
+use tether_compress::tasks::{decode, encode, eval};
+
+use args::{Cli, CodecArgs, Command, DecodeArgs, EncodeArgs, EvalArgs};
+
+fn main() -> anyhow::Result<()> {
+    let out = &mut std::io::stdout();
+    match Cli::parse().command {
+        Command::Encode(a) => encode::run(&a.into(), out, true).map(drop),
+        Command::Decode(a) => decode::run(&a.into(), out).map(drop),
+        Command::Eval(a) => eval::run(&a.into(), out, true).map(drop),
+    }
+}
+
+impl From<CodecArgs> for CodecConfig {
+    fn from(a: CodecArgs) -> Self {
+        Self {
+            method: a.method,
+            steps: a.steps,
+            lr: a.lr,
+            gate_lr: a.gate_lr,
+            overparam: a.overparam,
+            value_bits: a.value_bits,
+            dual: a.dual,
+            dual_lr: a.dual_lr,
+            kp: a.kp,
+            prune_fraction: a.prune_fraction,
+            no_gate_noise: a.no_gate_noise,
+            gate_init_drop: a.gate_init_drop,
+            seed: a.seed,
+            device: a.device.device,
+        }
+    }
+}
+
+impl From<EncodeArgs> for EncodeConfig {
+    fn from(a: EncodeArgs) -> Self {
+        Self {
+            image: a.image,
+            output: a.output,
+            bpp: a.bpp,
+            downscale: a.downscale,
+            decoded: a.decoded,
+            log: a.log,
+            codec: a.codec.into(),
+        }
+    }
+}
+
+impl From<DecodeArgs> for DecodeConfig {
+    fn from(a: DecodeArgs) -> Self {
+        Self {
+            input: a.input,
+            output: a.output,
+        }
+    }
+}
+
+impl From<EvalArgs> for EvalConfig {
+    fn from(a: EvalArgs) -> Self {
+        Self {
+            dir: a.dir,
+            bpp: a.bpp,
+            methods: a.methods,
+            downscale: a.downscale,
+            limit: a.limit,
+            published: a.published,
+            out: a.out,
+            codec: a.codec.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tether_compress::tasks::config::CodecConfig;
+
+    use super::args::{Cli, Command};
+
+    /// The library's defaults are the flags' defaults.
+    #[test]
+    fn codec_defaults_match_the_flags() {
+        let cli = Cli::parse_from(["tether-compress", "encode", "x.png", "-o", "x.tc"]);
+        let Command::Encode(args) = cli.command else {
+            panic!("encode")
+        };
+        assert_eq!(CodecConfig::from(args.codec), CodecConfig::default());
+    }
+}

@@ -1,0 +1,183 @@
+//! The settings of each command: [`CodecConfig`] (the knobs of a fit, shared by encode and
+//! eval) and one config per subcommand.
+
+use std::path::PathBuf;
+
+use tether_train::constrained::{DualOptimizer, NuPiConfig};
+use tether_train::device::DeviceKind;
+
+use crate::codec::{EncodeOptions, Method};
+use crate::fit::{FitSettings, L0onieSettings};
+
+/// L0onie's multiplier update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dual {
+    /// nuPI (Sohrabi et al. 2024).
+    Nupi,
+    /// Projected gradient ascent.
+    Ga,
+}
+
+/// The knobs of a fit, shared by `encode` and `eval` (the CLI's defaults in
+/// [`Default`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodecConfig {
+    /// COIN or L0onie.
+    pub method: Method,
+    /// Full-batch training steps.
+    pub steps: usize,
+    /// Adam learning rate of the weights.
+    pub lr: f64,
+    /// L0onie: Adam learning rate of the gate locations.
+    pub gate_lr: f64,
+    /// L0onie: the starting network has about this many times the weights the budget
+    /// holds.
+    pub overparam: f64,
+    /// L0onie: bits per stored weight (2 to 16; 12 when `None`). COIN stores f16: `None` or
+    /// 16.
+    pub value_bits: Option<u8>,
+    /// L0onie: the multiplier's update rule.
+    pub dual: Dual,
+    /// L0onie: the multiplier's step size.
+    pub dual_lr: f64,
+    /// L0onie: nuPI's proportional gain.
+    pub kp: f64,
+    /// L0onie: fraction of the steps spent pruning; the rest fine-tunes the kept weights.
+    pub prune_fraction: f64,
+    /// L0onie: train through the deterministic gates instead of sampling them.
+    pub no_gate_noise: bool,
+    /// L0onie: initial drop probability of the gates, in (0, 1).
+    pub gate_init_drop: f64,
+    /// Seed.
+    pub seed: u64,
+    /// The backend the fit runs on.
+    pub device: DeviceKind,
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::L0onie,
+            steps: 2000,
+            lr: 1e-3,
+            gate_lr: 0.05,
+            overparam: 1.3,
+            value_bits: None,
+            dual: Dual::Nupi,
+            dual_lr: 0.05,
+            kp: 2.0,
+            prune_fraction: 0.5,
+            no_gate_noise: false,
+            gate_init_drop: 0.05,
+            seed: 0,
+            device: DeviceKind::Flex,
+        }
+    }
+}
+
+impl CodecConfig {
+    /// The encoder's options at `bpp` (`progress`: progress bars during the fit).
+    ///
+    /// # Errors
+    /// `bpp` not a positive number, `gate_init_drop` outside (0, 1), a dual optimizer
+    /// setting out of range, or COIN with `value_bits` other than 16.
+    pub fn options(&self, bpp: f64, progress: bool) -> anyhow::Result<EncodeOptions> {
+        anyhow::ensure!(
+            bpp.is_finite() && bpp > 0.0,
+            "--bpp must be a positive number, got {bpp}"
+        );
+        anyhow::ensure!(
+            self.gate_init_drop > 0.0 && self.gate_init_drop < 1.0,
+            "--gate-init-drop must lie in (0, 1), got {}",
+            self.gate_init_drop
+        );
+        let dual = match self.dual {
+            Dual::Ga => DualOptimizer::gradient_ascent(self.dual_lr),
+            Dual::Nupi => DualOptimizer::NuPi(NuPiConfig::new(self.dual_lr).with_kp(self.kp)),
+        };
+        dual.validate()?;
+        let value_bits = match (self.method, self.value_bits) {
+            (Method::Coin, None) => 16,
+            (Method::Coin, Some(b)) => {
+                anyhow::ensure!(
+                    b == 16,
+                    "COIN stores f16 weights: --value-bits must be 16, got {b}"
+                );
+                16
+            }
+            (Method::L0onie, b) => b.unwrap_or(12),
+        };
+        Ok(EncodeOptions {
+            method: self.method,
+            bpp,
+            fit: FitSettings {
+                steps: self.steps,
+                lr: self.lr,
+                progress,
+            },
+            l0onie: L0onieSettings {
+                value_bits,
+                gate_lr: self.gate_lr,
+                dual,
+                init_drop_rate: self.gate_init_drop,
+                init_spread: 0.5,
+                eval_every: 10,
+                prune_fraction: self.prune_fraction,
+                sample_gates: !self.no_gate_noise,
+            },
+            overparam: self.overparam,
+            value_bits,
+            seed: self.seed,
+        })
+    }
+}
+
+/// The settings of [`encode::run`](super::encode::run) (`tether-compress encode`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodeConfig {
+    /// The image (PNG or JPEG).
+    pub image: PathBuf,
+    /// The compressed file to write.
+    pub output: PathBuf,
+    /// Target bits per pixel of the whole file (header and checksum included).
+    pub bpp: f64,
+    /// Downscale the image by this integer factor first (box filter; 1: as is).
+    pub downscale: usize,
+    /// Also write the decoded image here (PNG).
+    pub decoded: Option<PathBuf>,
+    /// Also write the fit's log here (CSV), and its plot beside it (same name, .png).
+    pub log: Option<PathBuf>,
+    /// The fit.
+    pub codec: CodecConfig,
+}
+
+/// The settings of [`decode::run`](super::decode::run) (`tether-compress decode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeConfig {
+    /// A file written by `encode`.
+    pub input: PathBuf,
+    /// The PNG to write.
+    pub output: PathBuf,
+}
+
+/// The settings of [`eval::run`](super::eval::run) (`tether-compress eval`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalConfig {
+    /// A folder of images (every .png in it, by name).
+    pub dir: PathBuf,
+    /// Target rates.
+    pub bpp: Vec<f64>,
+    /// Methods.
+    pub methods: Vec<Method>,
+    /// Downscale every image by this integer factor first (box filter; 1: as is).
+    pub downscale: usize,
+    /// Use only the first N images.
+    pub limit: Option<usize>,
+    /// A folder of published curves (JSON, CompressAI's format) instead of the Kodak curves
+    /// built in.
+    pub published: Option<PathBuf>,
+    /// Output folder: `results.csv`, `summary.csv` and `rd.png`.
+    pub out: PathBuf,
+    /// The fit (its method and, for COIN, its value bits are set per job).
+    pub codec: CodecConfig,
+}

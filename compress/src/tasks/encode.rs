@@ -1,0 +1,162 @@
+//! `encode`: an image fitted under a bit budget and written as a compressed file (and,
+//! optionally, the decoded image and the fit's log and plot).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::backend::AutodiffBackend;
+use tether_train::device::{BackendTask, run_on};
+use tether_train::io::{csv, write_atomic};
+use tether_train::plot::{Panel, Series, line_chart};
+
+use super::config::EncodeConfig;
+use crate::codec::{EncodeOptions, Encoded, encode};
+use crate::error::CompressError;
+use crate::image::Image;
+
+/// One encoding as a task for [`run_on`] (the backend is chosen at run time).
+pub struct EncodeTask<'a> {
+    /// The image.
+    pub image: &'a Image,
+    /// The encoder's options.
+    pub options: EncodeOptions,
+}
+
+impl BackendTask for EncodeTask<'_> {
+    type Output = Result<Encoded, CompressError>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        encode::<B>(self.image, &self.options, &device)
+    }
+}
+
+/// An image file, downscaled by `downscale` (1: as is).
+///
+/// # Errors
+/// `downscale` 0, an unreadable image, or one smaller than `downscale`.
+pub fn load_image(path: &Path, downscale: usize) -> anyhow::Result<Image> {
+    anyhow::ensure!(downscale >= 1, "--downscale must be at least 1");
+    let img = Image::load(path)?;
+    Ok(if downscale > 1 {
+        img.downscale(downscale)?
+    } else {
+        img
+    })
+}
+
+/// What [`run`] wrote and measured.
+#[derive(Clone, Debug)]
+pub struct EncodeReport {
+    /// The compressed file written.
+    pub output: PathBuf,
+    /// The image encoded (after downscaling), width and height.
+    pub size: (usize, usize),
+    /// The encoding: the file's bytes, its rate, the decoder's PSNR, the network.
+    pub encoded: Encoded,
+    /// Seconds, loading excluded.
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for EncodeReport {
+    /// The line `tether-compress encode` prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let out = &self.encoded;
+        write!(
+            f,
+            "{}: {}x{} -> {} bytes, {:.4} bpp (COIN's convention {:.4}), PSNR {:.2} dB; \
+             {}x{} SIREN, {} nonzero weights, kept step {}, {:.1} s",
+            self.output.display(),
+            self.size.0,
+            self.size.1,
+            out.bytes.len(),
+            out.bpp,
+            out.coin_bpp,
+            out.psnr,
+            out.arch.layers,
+            out.arch.width,
+            out.nonzero_weights,
+            out.fitted.step,
+            self.seconds
+        )
+    }
+}
+
+/// Encodes `config.image` under `config.bpp` and writes the file (and the decoded image
+/// and the log, when asked); prints the report line to `out`. With `progress`, the fit
+/// shows progress bars and a fallback to magnitude pruning is warned about on stderr.
+///
+/// # Errors
+/// A setting out of range, an unreadable image, a budget too small for any network, a
+/// failed fit, or an output that cannot be written.
+pub fn run(
+    config: &EncodeConfig,
+    out: &mut dyn Write,
+    progress: bool,
+) -> anyhow::Result<EncodeReport> {
+    let options = config.codec.options(config.bpp, progress)?;
+    let image = load_image(&config.image, config.downscale)?;
+    let started = Instant::now();
+    let encoded = run_on(
+        config.codec.device,
+        EncodeTask {
+            image: &image,
+            options,
+        },
+    )??;
+    write_atomic(&config.output, &encoded.bytes)
+        .with_context(|| config.output.display().to_string())?;
+    if let Some(path) = &config.decoded {
+        encoded.decoded.save_png(path)?;
+    }
+    if progress && encoded.fitted.magnitude_pruned > 0 {
+        eprintln!(
+            "warning: the gates had not met the budget when pruning ended; {} weights were \
+             removed by magnitude to fit (more --steps or a larger --gate-lr avoid this)",
+            encoded.fitted.magnitude_pruned
+        );
+    }
+    if let Some(path) = &config.log {
+        write_log(path, &encoded)?;
+    }
+    let report = EncodeReport {
+        output: config.output.clone(),
+        size: (image.width, image.height),
+        encoded,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    writeln!(out, "{report}")?;
+    Ok(report)
+}
+
+/// The fit's log at `path` (CSV: step, PSNR of the training pass, bpp of the file the
+/// network would make) and its plot beside it (same name, .png).
+fn write_log(path: &Path, encoded: &Encoded) -> anyhow::Result<()> {
+    let rows: Vec<Vec<f64>> = encoded
+        .fitted
+        .history
+        .iter()
+        .map(|p| vec![p.step as f64, p.psnr, p.bpp])
+        .collect();
+    let header = ["step".into(), "psnr".into(), "bpp".into()];
+    write_atomic(path, csv(&header, &rows).as_bytes())?;
+    // The same log as a picture: PSNR and file rate over the steps.
+    let series = |label: &str, col: usize| Series {
+        label: label.into(),
+        points: rows.iter().map(|r| (r[0], r[col])).collect(),
+    };
+    let panel = |title: &str, y: &str, s: Series| Panel {
+        title: title.into(),
+        x_label: "step".into(),
+        y_label: y.into(),
+        series: vec![s],
+    };
+    line_chart(
+        &path.with_extension("png"),
+        &[
+            panel("PSNR of the training pass", "PSNR (dB)", series("PSNR", 1)),
+            panel("file rate the network would make", "bpp", series("bpp", 2)),
+        ],
+    )?;
+    Ok(())
+}
