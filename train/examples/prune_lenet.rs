@@ -11,7 +11,7 @@ use tether_train::tasks::prune_run::{Model, PruneConfig, run};
 fn main() -> anyhow::Result<()> {
     let config = PruneConfig {
         model: Model::Lenet300.into(),
-        target_density: 0.1,
+        target_density: Some(0.1),
         out: "out/prune-example".into(),
         // The rest as the CLI's defaults: 3 epochs of Adam, the multiplier by nuPI with
         // dual restarts, the gates' learning rate decayed once the target is met.
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         "test accuracy {:.4} at density {:.4} (target {}); outputs in {}",
         report.test_accuracy,
         report.density,
-        config.target_density,
+        config.target_density.unwrap_or(1.0),
         config.out.display()
     );
     Ok(())

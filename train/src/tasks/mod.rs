@@ -14,9 +14,11 @@
 //!
 //! [`ConstrainedProblem`]: crate::constrained::ConstrainedProblem
 
+pub mod budget;
 pub mod classify;
 pub mod fair;
 pub mod gang;
+pub mod magnitude;
 pub mod matrix_game;
 pub mod mesh;
 pub mod metrics;

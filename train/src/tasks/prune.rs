@@ -13,19 +13,25 @@
 
 use burn::module::AutodiffModule;
 use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
-use tether_models::gated::GatedNetwork;
+use tether_models::gated::{GatedNetwork, LayerGates};
 use tether_models::l0::GateMode;
 
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::Batch;
+use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::metrics::cross_entropy;
 
 /// Expected and true density of each gated layer.
 pub fn layer_densities<B: Backend, M: GatedNetwork<B>>(
     model: &M,
 ) -> (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>) {
-    model
-        .layer_gates()
+    densities_per_layer(model.layer_gates())
+}
+
+fn densities_per_layer<B: Backend>(
+    layers: Vec<LayerGates<B>>,
+) -> (Vec<Tensor<B, 1>>, Vec<Tensor<B, 1>>) {
+    layers
         .into_iter()
         .map(|l| {
             let n = l.gated as f64;
@@ -36,7 +42,10 @@ pub fn layer_densities<B: Backend, M: GatedNetwork<B>>(
 
 /// Global expected and true density (over all gated parameters).
 pub fn global_density<B: Backend, M: GatedNetwork<B>>(model: &M) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let layers = model.layer_gates();
+    density_of(model.layer_gates())
+}
+
+fn density_of<B: Backend>(layers: Vec<LayerGates<B>>) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let total: usize = layers.iter().map(|l| l.gated).sum();
     let (expected, active) = layers
         .into_iter()
@@ -49,14 +58,62 @@ pub fn global_density<B: Backend, M: GatedNetwork<B>>(model: &M) -> (Tensor<B, 1
     )
 }
 
+/// A flash budget: the written `model.tthr` at most `budget` bytes (see
+/// [`crate::tasks::budget::flash`]). Its violation is `(size - budget) / full`, the bytes
+/// over budget as a fraction of the unpruned file, so that it moves on the scale of a
+/// density and the dual settings tuned for the density constraint carry over.
+#[derive(Clone, Debug)]
+pub struct FlashConstraint {
+    /// Its constraint in the set (one entry).
+    pub id: ConstraintId,
+    /// The file size as a function of each layer's nonzeros.
+    pub model: FlashModel,
+    /// At most this many bytes.
+    pub budget: usize,
+}
+
+impl FlashConstraint {
+    fn scale(&self) -> f64 {
+        self.model.full_size() as f64
+    }
+
+    /// Bytes from a violation this constraint reported.
+    pub fn bytes_of(&self, violation: f64) -> f64 {
+        violation * self.scale() + self.aim() as f64
+    }
+
+    /// The size the multiplier steers to: 0.5% (at least two 16-byte padding chunks)
+    /// under the budget. Near the end of a run the gates' rate has decayed and the
+    /// multiplier, restarted at every feasible step, is about 0, so a gate or two can
+    /// reopen and leave the file a padding chunk over a budget it was steered onto
+    /// exactly (MNIST LeNet-300-100 at 32 KiB: 32784 bytes); the margin keeps that drift
+    /// inside.
+    pub fn aim(&self) -> usize {
+        let margin = (self.budget / 200).max(32);
+        self.budget.saturating_sub(margin)
+    }
+
+    fn state<B: Backend>(&self, layers: &[LayerGates<B>]) -> ConstraintState<B> {
+        let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
+        let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
+        let (b, s) = (self.aim() as f64, self.scale());
+        let violation = |size: Tensor<B, 1>| size.sub_scalar(b).div_scalar(s);
+        ConstraintState::new(violation(self.model.expected_size_tensor(&expected)))
+            .with_strict_violation(violation(self.model.size_tensor(&active)))
+    }
+}
+
 /// The pruning problem: cross-entropy under density constraints; after
 /// [`PruneProblem::freeze`], cross-entropy alone through the frozen deterministic gates
 /// (fine-tuning the weights of the pruned network, its sparsity pattern fixed).
 pub struct PruneProblem {
-    /// The density constraint: one entry (global) or one per layer.
-    pub density: ConstraintId,
+    /// The density constraint: one entry (global) or one per layer; `None` when only
+    /// budgets constrain the run.
+    pub density: Option<ConstraintId>,
     /// Targets, one per entry of `density`.
     pub targets: Vec<f64>,
+    /// The flash budget, if any.
+    pub flash: Option<FlashConstraint>,
     frozen: core::cell::Cell<bool>,
 }
 
@@ -64,10 +121,27 @@ impl PruneProblem {
     /// Density at most `targets` (one global target, or one per gated layer).
     pub fn new(density: ConstraintId, targets: Vec<f64>) -> Self {
         Self {
-            density,
+            density: Some(density),
             targets,
+            flash: None,
             frozen: core::cell::Cell::new(false),
         }
+    }
+
+    /// No density constraint: budgets alone (add them with [`PruneProblem::with_flash`]).
+    pub fn budgets_only() -> Self {
+        Self {
+            density: None,
+            targets: Vec::new(),
+            flash: None,
+            frozen: core::cell::Cell::new(false),
+        }
+    }
+
+    /// Adds a flash budget.
+    pub fn with_flash(mut self, flash: FlashConstraint) -> Self {
+        self.flash = Some(flash);
+        self
     }
 
     /// From now on: the gates as they will be folded (deterministic, no gradient, so they
@@ -97,21 +171,29 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
         }
         let logits = model.forward_gated(batch.images.clone(), GateMode::Sample);
         let loss = cross_entropy(logits, batch.labels.clone());
-        let (expected, strict) = if self.targets.len() == 1 {
-            global_density(model)
-        } else {
-            let (e, t) = layer_densities(model);
-            (Tensor::cat(e, 0), Tensor::cat(t, 0))
-        };
-        let device = expected.device();
-        let targets: Vec<f32> = self.targets.iter().map(|&t| t as f32).collect();
-        let target = Tensor::<B, 1>::from_data(
-            burn::tensor::TensorData::new(targets, [self.targets.len()]),
-            &device,
-        );
-        let state =
-            ConstraintState::new(expected - target.clone()).with_strict_violation(strict - target);
-        CmpState::new(loss).with(self.density, state)
+        let layers = model.layer_gates();
+        let mut cmp = CmpState::new(loss);
+        if let Some(flash) = &self.flash {
+            cmp = cmp.with(flash.id, flash.state(&layers));
+        }
+        if let Some(density) = self.density {
+            let (expected, strict) = if self.targets.len() == 1 {
+                density_of(layers)
+            } else {
+                let (e, t) = densities_per_layer(layers);
+                (Tensor::cat(e, 0), Tensor::cat(t, 0))
+            };
+            let device = expected.device();
+            let targets: Vec<f32> = self.targets.iter().map(|&t| t as f32).collect();
+            let target = Tensor::<B, 1>::from_data(
+                burn::tensor::TensorData::new(targets, [self.targets.len()]),
+                &device,
+            );
+            let state = ConstraintState::new(expected - target.clone())
+                .with_strict_violation(strict - target);
+            cmp = cmp.with(density, state);
+        }
+        cmp
     }
 }
 

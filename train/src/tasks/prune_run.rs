@@ -9,7 +9,7 @@
 //! use tether_train::tasks::prune_run::{PruneConfig, run};
 //!
 //! let config = PruneConfig {
-//!     target_density: 0.1,
+//!     target_density: Some(0.1),
 //!     ..PruneConfig::default()
 //! };
 //! let report = run::<Autodiff<Flex>>(&config, &Default::default(), true)?;
@@ -24,6 +24,7 @@
 //! weights stored sparse) and `summary.json`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -39,12 +40,12 @@ use tether_models::export::{
     graph_to_safetensors, lenet5_to_safetensors, mlp_to_safetensors, resnet_to_safetensors,
 };
 use tether_models::gated::GatedNetwork;
-use tether_models::gated_mlp::GatedMlpConfig;
+use tether_models::gated_mlp::{GatedMlp, GatedMlpConfig};
 use tether_models::graph::{GraphNet, GraphNetConfig};
 use tether_models::l0::{GateStructure, HardConcreteConfig};
-use tether_models::lenet5::{GatedLenet5Config, Lenet5Config};
-use tether_models::mlp::MlpConfig;
-use tether_models::resnet::{GatedResnetConfig, ResnetConfig};
+use tether_models::lenet5::{GatedLenet5, GatedLenet5Config, Lenet5, Lenet5Config};
+use tether_models::mlp::{Mlp, MlpConfig};
+use tether_models::resnet::{GatedResnet, GatedResnetConfig, Resnet, ResnetConfig};
 use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy, resnet_to_deploy};
 
 use crate::constrained::{
@@ -57,9 +58,14 @@ use crate::io::{csv, write_atomic};
 use crate::optim::shampoo::ShampooHealth;
 use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use crate::plot::{Panel, Series, line_chart};
+use crate::tasks::budget::BudgetResult;
+use crate::tasks::budget::flash::FlashModel;
+use crate::tasks::budget::units::Bytes;
 use crate::tasks::classify::ClassifyProblem;
 use crate::tasks::metrics;
-use crate::tasks::prune::{PruneProblem, accuracy, global_density, layer_densities};
+use crate::tasks::prune::{
+    FlashConstraint, PruneProblem, accuracy, global_density, layer_densities,
+};
 use crate::trainer::{FitOptions, StepInfo, fit};
 
 /// Networks that can be pruned.
@@ -151,6 +157,23 @@ pub enum Structure {
     Block1x4,
 }
 
+/// How the network is pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Hard-concrete L0 gates under constraints (density, budgets): Controlled Sparsity.
+    #[default]
+    L0,
+    /// One-shot global magnitude pruning: dense training, the largest |w| kept, then
+    /// fine-tuning with the rest held at zero (the first half of the epochs dense unless
+    /// `finetune_epochs` says how many fine-tune).
+    Magnitude,
+    /// Zhu & Gupta's gradual magnitude pruning: a cubic sparsity ramp over the first three
+    /// quarters of the epochs (unless `finetune_epochs` says how many fine-tune at the
+    /// end), 100 pruning steps.
+    Gmp,
+}
+
 /// Which multiplier update to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -169,10 +192,16 @@ pub enum DualUpdate {
 pub struct PruneConfig {
     /// Network to prune.
     pub model: ModelSpec,
+    /// How: L0 gates under constraints, or a magnitude baseline.
+    pub method: Method,
     /// Dataset.
     pub dataset: MnistKind,
-    /// Target fraction of gated parameters kept, in (0, 1].
-    pub target_density: f64,
+    /// Target fraction of gated parameters kept, in (0, 1]. Without it: 0.1, or no
+    /// density constraint when a budget (`max_flash`) is given; 1 means no density
+    /// constraint (a budget must then be given).
+    pub target_density: Option<f64>,
+    /// Flash budget: the written `model.tthr` takes at most this many bytes.
+    pub max_flash: Option<Bytes>,
     /// One constraint per layer (each layer at the target) instead of one global one.
     pub per_layer: bool,
     /// What a gate removes.
@@ -247,8 +276,10 @@ impl Default for PruneConfig {
     fn default() -> Self {
         Self {
             model: ModelSpec::Builtin(Model::Lenet300),
+            method: Method::L0,
             dataset: MnistKind::Mnist,
-            target_density: 0.1,
+            target_density: None,
+            max_flash: None,
             per_layer: false,
             structure: Structure::Weight,
             dual: DualUpdate::Nupi,
@@ -288,10 +319,44 @@ impl PruneConfig {
     /// The first setting out of its range.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.optimizer.validate()?;
+        if let Some(t) = self.target_density {
+            anyhow::ensure!(
+                t > 0.0 && t <= 1.0,
+                "--target-density must lie in (0, 1], got {t}"
+            );
+            anyhow::ensure!(
+                t < 1.0 || self.has_budget() || self.dense,
+                "--target-density 1 keeps every weight: give a budget (--max-flash) to prune \
+                 to, or --dense for the unpruned baseline"
+            );
+        }
+        if self.has_budget() {
+            anyhow::ensure!(
+                !self.dense,
+                "--dense trains without gates: it cannot meet a budget (--max-flash)"
+            );
+            anyhow::ensure!(
+                self.fixed_penalty.is_none(),
+                "--fixed-penalty is a density penalty: it cannot be combined with a budget \
+                 (--max-flash)"
+            );
+        }
+        if self.method != Method::L0 {
+            anyhow::ensure!(
+                !self.dense && !self.per_layer && self.fixed_penalty.is_none(),
+                "--method {} prunes by magnitude: --dense, --per-layer and --fixed-penalty \
+                 belong to the L0 method",
+                self.method_name()
+            );
+            anyhow::ensure!(
+                self.epochs >= 2 || self.finetune_epochs > 0,
+                "--method {} needs at least 2 epochs (pruning, then fine-tuning)",
+                self.method_name()
+            );
+        }
         anyhow::ensure!(
-            self.target_density > 0.0 && self.target_density <= 1.0,
-            "--target-density must lie in (0, 1], got {}",
-            self.target_density
+            !self.per_layer || self.density_target().is_some(),
+            "--per-layer needs a density target (--target-density below 1)"
         );
         anyhow::ensure!(
             self.epochs > 0 && self.batch > 0,
@@ -368,9 +433,64 @@ impl PruneConfig {
         }
     }
 
-    /// The target density of the run: 1 for the dense baseline.
+    /// The method's name as the flag writes it.
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            Method::L0 => "l0",
+            Method::Magnitude => "magnitude",
+            Method::Gmp => "gmp",
+        }
+    }
+
+    /// Epochs of fine-tuning at the final sparsity for the magnitude baselines.
+    fn magnitude_finetune_epochs(&self) -> usize {
+        if self.finetune_epochs > 0 {
+            return self.finetune_epochs;
+        }
+        match self.method {
+            Method::Magnitude => self.epochs / 2,
+            _ => self.epochs / 4,
+        }
+    }
+
+    /// True when a device budget constrains the run.
+    pub fn has_budget(&self) -> bool {
+        self.max_flash.is_some()
+    }
+
+    /// The density the run is constrained to, `None` for none (budgets alone, or the
+    /// dense baseline).
+    pub fn density_target(&self) -> Option<f64> {
+        if self.dense {
+            return None;
+        }
+        match self.target_density {
+            Some(t) if t < 1.0 => Some(t),
+            Some(_) => None,
+            None if self.has_budget() => None,
+            None => Some(0.1),
+        }
+    }
+
+    /// What the run aims at, as the per-epoch line says it.
+    fn goal(&self) -> String {
+        let mut goals = Vec::new();
+        if self.dense {
+            goals.push("dense".to_string());
+        }
+        if let Some(t) = self.density_target() {
+            goals.push(format!("target {t}"));
+        }
+        if let Some(b) = self.max_flash {
+            goals.push(format!("flash at most {b}"));
+        }
+        goals.join(", ")
+    }
+
+    /// The target density of the run as outputs state it: 1 for the dense baseline and
+    /// for budgets alone.
     fn target(&self) -> f64 {
-        if self.dense { 1.0 } else { self.target_density }
+        self.density_target().unwrap_or(1.0)
     }
 }
 
@@ -399,6 +519,8 @@ pub struct LayerResult {
 /// What a run measured (the same numbers as its `summary.json`).
 #[derive(Clone, Debug)]
 pub struct PruneReport {
+    /// Each budget the run was given: budget, achieved by the written model, met.
+    pub budgets: Vec<BudgetResult>,
     /// Test accuracy after the last epoch.
     pub test_accuracy: f64,
     /// Density after the last epoch.
@@ -537,7 +659,7 @@ fn run_own<B: AutodiffBackend>(
     };
     let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
     let net_config = GraphNetConfig {
-        structure: (!config.dense).then_some(structure),
+        structure: (!config.dense && config.method == Method::L0).then_some(structure),
         gates,
     };
     let net = GraphNet::<B>::from_model_bytes(&bytes, &net_config, device)?;
@@ -551,10 +673,12 @@ fn run_own<B: AutodiffBackend>(
         write_atomic(&out.join("model.onnx"), &onnx)?;
         Ok((graph_to_safetensors(eval, meta)?, tthr))
     };
-    let mut report = if config.dense {
+    let mut report = if config.method != Method::L0 {
+        job.train_magnitude(net, device, |eval| Ok(eval.to_deploy()?), export)?
+    } else if config.dense {
         job.train_dense(net, device, export)?
     } else {
-        job.train(net, device, export)?
+        job.train(net, device, |eval| Ok(eval.to_deploy()?), export)?
     };
     report.files.push("model.onnx");
     Ok(report)
@@ -600,6 +724,48 @@ impl Job<'_> {
             Structure::Block1x4 => GateStructure::Block1x4,
         };
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        if config.method != Method::L0 {
+            return match builtin {
+                Model::Lenet300 => {
+                    let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
+                    let tthr =
+                        |eval: &Mlp<B::InnerBackend>| Ok(mlp_to_deploy(eval, Storage::Smallest)?);
+                    job.train_magnitude(model, device, tthr, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            mlp_to_safetensors(eval, meta)?,
+                            mlp_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
+                Model::Resnet => {
+                    let model = ResnetConfig::new().init::<B>(device);
+                    let tthr = |eval: &Resnet<B::InnerBackend>| {
+                        Ok(resnet_to_deploy(eval, Storage::Smallest)?)
+                    };
+                    job.train_magnitude(model, device, tthr, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            resnet_to_safetensors(eval, meta)?,
+                            resnet_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
+                Model::Lenet5 => {
+                    let model = Lenet5Config::new().init::<B>(device);
+                    let tthr = |eval: &Lenet5<B::InnerBackend>| {
+                        Ok(lenet5_to_deploy(eval, Storage::Smallest)?)
+                    };
+                    job.train_magnitude(model, device, tthr, |eval, out, meta| {
+                        save_record(eval.clone(), &recorder, out)?;
+                        Ok((
+                            lenet5_to_safetensors(eval, meta)?,
+                            lenet5_to_deploy(eval, Storage::Smallest)?,
+                        ))
+                    })
+                }
+            };
+        }
         if config.dense {
             return match builtin {
                 Model::Lenet300 => {
@@ -640,7 +806,10 @@ impl Job<'_> {
                 let model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure)
                     .with_gates(gates)
                     .init::<B>(device);
-                job.train(model, device, |eval, out, meta| {
+                let tthr = |eval: &GatedMlp<B::InnerBackend>| {
+                    Ok(mlp_to_deploy(&eval.fold(), Storage::Smallest)?)
+                };
+                job.train(model, device, tthr, |eval, out, meta| {
                     let folded = eval.fold();
                     save_record(folded.clone(), &recorder, out)?;
                     Ok((
@@ -653,7 +822,10 @@ impl Job<'_> {
                 let model = GatedResnetConfig::new(structure)
                     .with_gates(gates)
                     .init::<B>(device);
-                job.train(model, device, |eval, out, meta| {
+                let tthr = |eval: &GatedResnet<B::InnerBackend>| {
+                    Ok(resnet_to_deploy(&eval.fold(), Storage::Smallest)?)
+                };
+                job.train(model, device, tthr, |eval, out, meta| {
                     let folded = eval.fold();
                     save_record(folded.clone(), &recorder, out)?;
                     Ok((
@@ -666,7 +838,10 @@ impl Job<'_> {
                 let model = GatedLenet5Config::new(structure)
                     .with_gates(gates)
                     .init::<B>(device);
-                job.train(model, device, |eval, out, meta| {
+                let tthr = |eval: &GatedLenet5<B::InnerBackend>| {
+                    Ok(lenet5_to_deploy(&eval.fold(), Storage::Smallest)?)
+                };
+                job.train(model, device, tthr, |eval, out, meta| {
                     let folded = eval.fold();
                     save_record(folded.clone(), &recorder, out)?;
                     Ok((
@@ -797,9 +972,9 @@ impl Job<'_> {
             let (test_accuracy, density) = evaluate(&model.valid(), &test_batches);
             if self.progress {
                 println!(
-                    "epoch {}: test accuracy {test_accuracy:.4}, density {density:.4} (target {})",
+                    "epoch {}: test accuracy {test_accuracy:.4}, density {density:.4} ({})",
                     epoch + 1,
-                    c.target()
+                    c.goal()
                 );
             }
             epochs.push(EpochResult {
@@ -847,10 +1022,20 @@ impl Job<'_> {
         export: impl FnOnce(&M, &Path, HashMap<String, String>) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
         summary: &serde_json::Value,
     ) -> anyhow::Result<()> {
+        let (st, tthr) = export(eval, &self.config.out, self.export_meta())?;
+        self.write_outputs(&st, &tthr, summary)
+    }
+
+    /// Writes `model.safetensors`, `model.tthr` and `summary.json`.
+    fn write_outputs(
+        &self,
+        safetensors: &[u8],
+        tthr: &[u8],
+        summary: &serde_json::Value,
+    ) -> anyhow::Result<()> {
         let out = &self.config.out;
-        let (st, tthr) = export(eval, out, self.export_meta())?;
-        write_atomic(&out.join("model.safetensors"), &st)?;
-        write_atomic(&out.join("model.tthr"), &tthr)?;
+        write_atomic(&out.join("model.safetensors"), safetensors)?;
+        write_atomic(&out.join("model.tthr"), tthr)?;
         write_atomic(
             &out.join("summary.json"),
             serde_json::to_string_pretty(summary)?.as_bytes(),
@@ -905,6 +1090,7 @@ impl Job<'_> {
         });
         self.write_model(&model.valid(), export, &summary)?;
         Ok(PruneReport {
+            budgets: Vec::new(),
             test_accuracy: test_accuracy.unwrap_or(f64::NAN),
             density: 1.0,
             epochs,
@@ -921,12 +1107,216 @@ impl Job<'_> {
         })
     }
 
-    /// Trains `model` under the density constraint and writes every output; `export` folds
-    /// the gates, saves the burn record and returns the safetensors and deploy bytes.
+    /// A magnitude baseline ([`Method::Magnitude`] or [`Method::Gmp`]): trains the dense
+    /// `model` through the same loop, optimizer and data as the L0 runs, prunes it by
+    /// global magnitude on the method's schedule to the density target or to the largest
+    /// size that fits the flash budget (whichever keeps fewer weights), fine-tunes, and
+    /// writes the same outputs (`export` gets the network with the pruned weights zeroed).
+    fn train_magnitude<B, M>(
+        self,
+        model: M,
+        device: &B::Device,
+        deploy_bytes: impl Fn(&M::InnerModule) -> anyhow::Result<Vec<u8>>,
+        export: impl FnOnce(
+            &M::InnerModule,
+            &Path,
+            HashMap<String, String>,
+        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+    ) -> anyhow::Result<PruneReport>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + Classifier<B>,
+        M::InnerModule: Classifier<B::InnerBackend>,
+    {
+        use crate::tasks::magnitude::{
+            MaskedProblem, Masks, gmp_density, largest_fitting, prunable,
+        };
+        let c = self.config;
+        let layers = prunable(&model.valid());
+        let numels: Vec<usize> = layers.iter().map(|l| l.numel).collect();
+        let total: usize = numels.iter().sum();
+        let flash = match c.max_flash {
+            Some(Bytes(max)) => {
+                let flash = FlashModel::from_export(&deploy_bytes(&model.valid())?, &numels)?;
+                let min = flash.min_size();
+                anyhow::ensure!(
+                    max as usize >= min,
+                    "--max-flash {}: this network cannot be written in under {min} bytes ({})",
+                    Bytes(max),
+                    Bytes(min as u64)
+                );
+                Some((flash, max as usize))
+            }
+            None => None,
+        };
+        let density_keep = c
+            .density_target()
+            .map_or(total, |t| (t * total as f64).round() as usize);
+        // The final count: the density target's, lowered to what fits the flash budget
+        // with this network's weights as they are now.
+        let final_keep = |masks: &Masks<B::InnerBackend>, net: &M::InnerModule| -> usize {
+            let mut keep = density_keep.min(masks.kept().iter().sum());
+            if let Some((flash, max)) = &flash {
+                let counts = masks.counts_for(net);
+                keep = largest_fitting(keep, |k| flash.size(&counts(k)) <= *max).unwrap_or(0);
+            }
+            keep
+        };
+        let steps_per_epoch = c
+            .train_limit
+            .map_or(self.train.len(), |l| l.min(self.train.len()))
+            / c.batch;
+        let prune_end = (c.epochs - c.magnitude_finetune_epochs()).max(1) * steps_per_epoch;
+        let every = (prune_end / 100).max(1);
+        let problem = MaskedProblem::<B> {
+            masks: RefCell::new(Masks::full(layers, device)),
+        };
+        // The ramp's end density, estimated from the dense network (the last step uses
+        // the exact count).
+        let ramp_to = final_keep(&problem.masks.borrow(), &model.valid()) as f64 / total as f64;
+        let mut set = ConstraintSet::<B>::new(device);
+        let primal = c.optimizer.build()?;
+        let health = primal.health();
+        let mut opt = ConstrainedOptimizer::new(primal, c.lr, UpdateScheme::Simultaneous);
+        let mut steps: Vec<Vec<f64>> = Vec::new();
+        let method = c.method;
+        let (model, epochs) = self.run_epochs(
+            model,
+            device,
+            &mut opt,
+            &mut set,
+            &problem,
+            health,
+            |_| {},
+            |step, info| {
+                // The masks for the next step, from the weights as they are.
+                let next = step + 1;
+                let keep = if next == prune_end {
+                    Some(final_keep(&problem.masks.borrow(), &info.model.valid()))
+                } else if method == Method::Gmp && next < prune_end && next % every == 0 {
+                    let d = gmp_density(next, 0, prune_end, every, ramp_to);
+                    Some((d * total as f64).round() as usize)
+                } else {
+                    None
+                };
+                if let Some(k) = keep {
+                    problem
+                        .masks
+                        .borrow_mut()
+                        .prune_to(&info.model.valid(), k, device);
+                }
+                steps.push(vec![
+                    step as f64,
+                    info.values.loss,
+                    problem.masks.borrow().density(),
+                ]);
+            },
+            |eval, test| {
+                let masks = problem.masks.borrow();
+                let masked = masks.apply(eval.clone());
+                (
+                    metrics::accuracy(test, |x| masked.logits(x)),
+                    masks.density(),
+                )
+            },
+        )?;
+        let masks = problem.masks.into_inner();
+        write_atomic(
+            &c.out.join("metrics.csv"),
+            csv(&["step".into(), "loss".into(), "density".into()], &steps).as_bytes(),
+        )?;
+        let pruned = masks.apply(model.valid());
+        let per_layer: Vec<LayerResult> = masks
+            .layers()
+            .iter()
+            .zip(masks.kept())
+            .map(|(l, kept)| LayerResult {
+                gated_params: l.numel,
+                kept,
+                density: kept as f64 / l.numel as f64,
+            })
+            .collect();
+        let layers_json: Vec<serde_json::Value> = per_layer
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::json!({"layer": i, "gated_params": l.gated_params,
+                    "kept": l.kept as f64, "density": l.density as f32})
+            })
+            .collect();
+        let last = epochs.last();
+        let mut summary = serde_json::json!({
+            "model": c.model.label(), "dataset": c.dataset.name(), "method": c.method_name(),
+            "target_density": c.density_target(), "seed": c.seed, "epochs": c.epochs,
+            "finetune_epochs": c.magnitude_finetune_epochs(), "dense": false,
+            "optimizer": c.optimizer.optimizer,
+            "final": {"test_accuracy": last.map(|e| e.test_accuracy), "density": last.map(|e| e.density)},
+            "layers": layers_json,
+        });
+        let (st, tthr) = export(&pruned, &c.out, self.export_meta())?;
+        let mut budgets = Vec::new();
+        if let Some((_, max)) = &flash {
+            budgets.push(BudgetResult::new("flash", *max as f64, tthr.len() as f64));
+            summary["budgets"] = serde_json::to_value(&budgets)?;
+        }
+        let mut panel_title = "Density".to_string();
+        for b in &budgets {
+            panel_title = format!(
+                "{panel_title}; flash budget {}, written {} ({})",
+                b.budget,
+                b.achieved,
+                if b.met { "met" } else { "NOT met" }
+            );
+        }
+        let end = steps.len() as f64;
+        let mut series = vec![Series {
+            label: format!("density ({})", c.method_name()),
+            points: steps.iter().map(|r| (r[0], r[2])).collect(),
+        }];
+        if let Some(t) = c.density_target() {
+            series.push(Series {
+                label: format!("target {t}"),
+                points: vec![(0.0, t), (end, t)],
+            });
+        }
+        line_chart(
+            &c.out.join("density.png"),
+            &[Panel {
+                title: panel_title,
+                x_label: "step".into(),
+                y_label: "fraction of weights kept".into(),
+                series,
+            }],
+        )?;
+        self.write_outputs(&st, &tthr, &summary)?;
+        Ok(PruneReport {
+            budgets,
+            test_accuracy: last.map_or(f64::NAN, |e| e.test_accuracy),
+            density: last.map_or(f64::NAN, |e| e.density),
+            epochs,
+            layers: per_layer,
+            summary,
+            files: vec![
+                "metrics.csv",
+                "epochs.csv",
+                "density.png",
+                "model.mpk",
+                "model.safetensors",
+                "model.tthr",
+                "summary.json",
+            ],
+        })
+    }
+
+    /// Trains `model` under its constraints (density, budgets) and writes every output;
+    /// `export` folds the gates, saves the burn record and returns the safetensors and
+    /// deploy bytes; `deploy_bytes` writes the deploy format alone (a budget reads the
+    /// network's fixed cost off it before training).
     fn train<B, M>(
         self,
         model: M,
         device: &B::Device,
+        deploy_bytes: impl Fn(&M::InnerModule) -> anyhow::Result<Vec<u8>>,
         export: impl FnOnce(
             &M::InnerModule,
             &Path,
@@ -939,12 +1329,8 @@ impl Job<'_> {
         M::InnerModule: GatedNetwork<B::InnerBackend>,
     {
         let c = self.config;
-        let layers = model.layer_gates().len();
-        let targets = if c.per_layer {
-            vec![c.target_density; layers]
-        } else {
-            vec![c.target_density]
-        };
+        let gated: Vec<usize> = model.layer_gates().iter().map(|l| l.gated).collect();
+        let layers = gated.len();
         let dual = c.dual_optimizer();
         let mut set = ConstraintSet::<B>::new(device);
         let multiplier = match c.fixed_penalty {
@@ -954,17 +1340,70 @@ impl Job<'_> {
                 MultiplierConfig::new(dual.clone()).with_restart_on_feasible(!c.no_dual_restarts)
             }
         };
-        let density = set.add(
-            "density",
-            ConstraintKind::Inequality,
-            targets.len(),
-            FormulationConfig::Lagrangian(multiplier),
-        )?;
+        // What metrics.csv and the plot follow, in the order of the constraint set.
+        let mut logged: Vec<Logged> = Vec::new();
+        let mut problem = match c.density_target() {
+            Some(t) => {
+                let targets = if c.per_layer {
+                    vec![t; layers]
+                } else {
+                    vec![t]
+                };
+                let id = set.add(
+                    "density",
+                    ConstraintKind::Inequality,
+                    targets.len(),
+                    FormulationConfig::Lagrangian(multiplier.clone()),
+                )?;
+                for (k, &t) in targets.iter().enumerate() {
+                    let name = if c.per_layer {
+                        format!("layer{k}")
+                    } else {
+                        "global".into()
+                    };
+                    logged.push(Logged::density(id, k, name, t));
+                }
+                PruneProblem::new(id, targets)
+            }
+            None => PruneProblem::budgets_only(),
+        };
+        if let Some(Bytes(max)) = c.max_flash {
+            let flash = FlashModel::from_export(&deploy_bytes(&model.valid())?, &gated)?;
+            let min = flash.min_size();
+            anyhow::ensure!(
+                max as usize >= min,
+                "--max-flash {}: this network cannot be written in under {min} bytes ({}: \
+                 its tables, biases, ungated tensors and the row pointers of its pruned \
+                 weights); give at least that",
+                Bytes(max),
+                Bytes(min as u64)
+            );
+            let id = set.add(
+                "flash",
+                ConstraintKind::Inequality,
+                1,
+                FormulationConfig::Lagrangian(multiplier.clone()),
+            )?;
+            if self.progress {
+                println!(
+                    "flash budget {} (the unpruned network: {}, the smallest it can be: {})",
+                    Bytes(max),
+                    Bytes(flash.full_size() as u64),
+                    Bytes(min as u64)
+                );
+            }
+            let constraint = FlashConstraint {
+                id,
+                model: flash,
+                budget: max as usize,
+            };
+            logged.push(Logged::flash(&constraint));
+            problem = problem.with_flash(constraint);
+        }
         let steps_per_epoch = c
             .train_limit
             .map_or(self.train.len(), |l| l.min(self.train.len()))
             / c.batch;
-        let problem = PruneProblem::new(density, targets.clone());
         let gate_ids = model.gate_ids();
         // The chosen optimizer steps the weights; the gate locations keep Adam (their
         // rate and momentum are tuned for it, see `gate_lr`).
@@ -976,7 +1415,7 @@ impl Job<'_> {
             gate_ids,
             c.gate_lr / c.lr,
         );
-        // The gates' rate decays from the step the density first meets its target(s).
+        // The gates' rate decays from the step every constraint is first met.
         let decay_start = DecayStart::new();
         if !c.constant_gate_lr {
             primal = primal.with_second_decay(c.epochs * steps_per_epoch, decay_start.clone());
@@ -1013,24 +1452,15 @@ impl Job<'_> {
                     }
                     return;
                 }
-                let (_, v, strict) = &info.values.constraints[0];
-                let strict = strict.as_ref().expect("strict violation is set");
-                if strict.iter().all(|&g| g <= 0.0) {
+                let met = info.values.constraints.iter().all(|(_, _, strict)| {
+                    strict.as_ref().is_some_and(|s| s.iter().all(|&g| g <= 0.0))
+                });
+                if met {
                     decay_start.fire(step + 1);
                 }
-                let lambda = info
-                    .set
-                    .get(density)
-                    .expect("registered")
-                    .formulation()
-                    .multiplier()
-                    .expect("Lagrangian")
-                    .to_vec();
                 let mut row = vec![step as f64, info.values.loss];
-                for k in 0..targets.len() {
-                    row.push(v[k] + targets[k]);
-                    row.push(strict[k] + targets[k]);
-                    row.push(lambda[k]);
+                for l in &logged {
+                    row.extend(l.observe(&info));
                 }
                 steps.push(row);
             },
@@ -1040,13 +1470,6 @@ impl Job<'_> {
                 (accuracy(eval, test), dens as f64)
             },
         )?;
-        let names: Vec<String> = if c.per_layer {
-            (0..layers).map(|l| format!("layer{l}")).collect()
-        } else {
-            vec!["global".into()]
-        };
-        write_metrics(c, &names, &steps)?;
-
         let eval = model.valid();
         let (_, true_d) = layer_densities(&eval);
         let per_layer: Vec<LayerResult> = eval
@@ -1071,8 +1494,9 @@ impl Job<'_> {
             })
             .collect();
         let last = epochs.last();
-        let summary = serde_json::json!({
-            "model": c.model.label(), "dataset": c.dataset.name(), "target_density": c.target_density,
+        let mut summary = serde_json::json!({
+            "model": c.model.label(), "dataset": c.dataset.name(),
+            "target_density": c.density_target(),
             "per_layer_constraints": c.per_layer, "dual": format!("{dual:?}"),
             "fixed_penalty": c.fixed_penalty, "seed": c.seed, "epochs": c.epochs, "finetune_epochs": c.finetune_epochs, "dense": false,
             "optimizer": c.optimizer.optimizer,
@@ -1080,34 +1504,134 @@ impl Job<'_> {
             "final": {"test_accuracy": last.map(|e| e.test_accuracy), "density": last.map(|e| e.density)},
             "layers": layers_json,
         });
-        self.write_model(&eval, export, &summary)?;
+        // The budgets are judged on the file as written, not on the model of its size.
+        let (st, tthr) = export(&eval, &c.out, self.export_meta())?;
+        let mut budgets = Vec::new();
+        if let Some(flash) = &problem.flash {
+            budgets.push(BudgetResult::new(
+                "flash",
+                flash.budget as f64,
+                tthr.len() as f64,
+            ));
+        }
+        write_metrics(c, &logged, &steps, &budgets)?;
+        if !budgets.is_empty() {
+            summary["budgets"] = serde_json::to_value(&budgets)?;
+            if self.progress {
+                for b in &budgets {
+                    println!(
+                        "{} budget {}: the written model takes {} ({}, {:.1}% of the budget)",
+                        b.name,
+                        Bytes(b.budget as u64),
+                        Bytes(b.achieved as u64),
+                        if b.met { "met" } else { "NOT met" },
+                        100.0 * b.achieved / b.budget
+                    );
+                }
+            }
+        }
+        self.write_outputs(&st, &tthr, &summary)?;
+        let files = vec![
+            "metrics.csv",
+            "epochs.csv",
+            "density.png",
+            "model.mpk",
+            "model.safetensors",
+            "model.tthr",
+            "summary.json",
+        ];
         Ok(PruneReport {
+            budgets,
             test_accuracy: last.map_or(f64::NAN, |e| e.test_accuracy),
             density: last.map_or(f64::NAN, |e| e.density),
             epochs,
             layers: per_layer,
             summary,
-            files: vec![
-                "metrics.csv",
-                "epochs.csv",
-                "density.png",
-                "model.mpk",
-                "model.safetensors",
-                "model.tthr",
-                "summary.json",
-            ],
+            files,
         })
     }
 }
 
-/// `metrics.csv` (per step: loss, then per constraint entry its expected density, true
-/// density and multiplier) and its plot, `density.png`.
-fn write_metrics(c: &PruneConfig, names: &[String], steps: &[Vec<f64>]) -> anyhow::Result<()> {
+/// One quantity `metrics.csv` follows per step (three columns: its expected value, its
+/// value with deterministic gates, the multiplier) and `density.png` plots.
+struct Logged {
+    /// Column prefix (`global`, `layer0`, `flash`).
+    name: String,
+    /// The constraint and entry it reads.
+    id: crate::constrained::ConstraintId,
+    entry: usize,
+    /// Value of the quantity from a violation (the target or budget added back).
+    scale: f64,
+    offset: f64,
+    /// `density` or `bytes`.
+    unit: &'static str,
+    /// Its target or budget, in `unit`.
+    bound: f64,
+}
+
+impl Logged {
+    fn density(id: crate::constrained::ConstraintId, entry: usize, name: String, t: f64) -> Self {
+        Self {
+            name,
+            id,
+            entry,
+            scale: 1.0,
+            offset: t,
+            unit: "density",
+            bound: t,
+        }
+    }
+
+    fn flash(f: &FlashConstraint) -> Self {
+        Self {
+            name: "flash".into(),
+            id: f.id,
+            entry: 0,
+            scale: f.bytes_of(1.0) - f.bytes_of(0.0),
+            offset: f.bytes_of(0.0),
+            unit: "bytes",
+            bound: f.budget as f64,
+        }
+    }
+
+    /// Expected value, deterministic value and multiplier at this step.
+    fn observe<B: AutodiffBackend, M>(&self, info: &StepInfo<'_, B, M>) -> [f64; 3] {
+        let Some((_, v, strict)) = info
+            .values
+            .constraints
+            .iter()
+            .find(|(id, _, _)| *id == self.id)
+        else {
+            return [f64::NAN; 3];
+        };
+        let at = |x: f64| x * self.scale + self.offset;
+        let strict = strict.as_ref().map_or(f64::NAN, |s| s[self.entry]);
+        let lambda = info
+            .set
+            .get(self.id)
+            .ok()
+            .and_then(|c| c.formulation().multiplier())
+            .map_or(f64::NAN, |m| m.to_vec()[self.entry]);
+        [at(v[self.entry]), at(strict), lambda]
+    }
+}
+
+/// `metrics.csv` (per step: loss, then per logged quantity its expected value, its value
+/// with deterministic gates and its multiplier: `global_density`, `flash_bytes`, ...) and
+/// its plot, `density.png`: one panel per kind of constraint with its target or budget
+/// (its title says whether the written model met it), and the multipliers.
+fn write_metrics(
+    c: &PruneConfig,
+    logged: &[Logged],
+    steps: &[Vec<f64>],
+    budgets: &[BudgetResult],
+) -> anyhow::Result<()> {
     let mut header: Vec<String> = vec!["step".into(), "loss".into()];
-    for n in names {
+    for l in logged {
+        let (n, u) = (&l.name, l.unit);
         header.extend([
-            format!("{n}_expected_density"),
-            format!("{n}_density"),
+            format!("{n}_expected_{u}"),
+            format!("{n}_{u}"),
             format!("{n}_multiplier"),
         ]);
     }
@@ -1116,40 +1640,61 @@ fn write_metrics(c: &PruneConfig, names: &[String], steps: &[Vec<f64>]) -> anyho
         label,
         points: steps.iter().map(|r| (r[0], r[col])).collect(),
     };
-    let mut dens = Vec::new();
+    let end = steps.len() as f64;
+    let mut panels = Vec::new();
     let mut mult = Vec::new();
-    for (k, n) in names.iter().enumerate() {
-        dens.push(series(
-            3 + 3 * k,
-            format!("{n} density (deterministic gates)"),
-        ));
-        dens.push(series(2 + 3 * k, format!("{n} expected density")));
-        mult.push(series(4 + 3 * k, format!("{n} multiplier")));
+    for (unit, title, y_label) in [
+        (
+            "density",
+            "Density".to_string(),
+            "fraction of parameters kept",
+        ),
+        ("bytes", "Flash (model.tthr)".to_string(), "bytes"),
+    ] {
+        let mut lines = Vec::new();
+        let mut title = title;
+        for (k, l) in logged.iter().enumerate().filter(|(_, l)| l.unit == unit) {
+            let n = &l.name;
+            lines.push(series(
+                3 + 3 * k,
+                format!("{n} {unit} (deterministic gates)"),
+            ));
+            lines.push(series(2 + 3 * k, format!("{n} expected {unit}")));
+            mult.push(series(4 + 3 * k, format!("{n} multiplier")));
+            let what = if unit == "density" {
+                "target"
+            } else {
+                "budget"
+            };
+            lines.push(Series {
+                label: format!("{what} {}", l.bound),
+                points: vec![(0.0, l.bound), (end, l.bound)],
+            });
+            if let Some(b) = budgets.iter().find(|b| b.name == l.name) {
+                title = format!(
+                    "{title}: budget {}, written {} ({})",
+                    b.budget,
+                    b.achieved,
+                    if b.met { "met" } else { "NOT met" }
+                );
+            }
+        }
+        if !lines.is_empty() {
+            panels.push(Panel {
+                title,
+                x_label: "step".into(),
+                y_label: y_label.into(),
+                series: lines,
+            });
+        }
     }
-    dens.push(Series {
-        label: format!("target {}", c.target_density),
-        points: vec![
-            (0.0, c.target_density),
-            (steps.len() as f64, c.target_density),
-        ],
+    panels.push(Panel {
+        title: "Lagrange multipliers".into(),
+        x_label: "step".into(),
+        y_label: "lambda".into(),
+        series: mult,
     });
-    line_chart(
-        &c.out.join("density.png"),
-        &[
-            Panel {
-                title: "Density".into(),
-                x_label: "step".into(),
-                y_label: "fraction of parameters kept".into(),
-                series: dens,
-            },
-            Panel {
-                title: "Lagrange multipliers".into(),
-                x_label: "step".into(),
-                y_label: "lambda".into(),
-                series: mult,
-            },
-        ],
-    )?;
+    line_chart(&c.out.join("density.png"), &panels)?;
     Ok(())
 }
 
@@ -1187,7 +1732,7 @@ mod tests {
     fn bad_settings_are_named() {
         let bad = |c: PruneConfig| c.validate().unwrap_err().to_string();
         let e = bad(PruneConfig {
-            target_density: 0.0,
+            target_density: Some(0.0),
             ..PruneConfig::default()
         });
         assert!(e.contains("--target-density"), "{e}");

@@ -9,8 +9,9 @@ use clap::ArgMatches;
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::optim::OptimizerArgs;
+use tether_train::tasks::budget::units::Bytes;
 use tether_train::tasks::prune_run::{
-    DualUpdate, ModelSpec, PruneConfig, PruneReport, Structure, run_with_data,
+    DualUpdate, Method, ModelSpec, PruneConfig, PruneReport, Structure, run_with_data,
 };
 
 #[derive(Clone, Debug, clap::Args)]
@@ -20,12 +21,26 @@ pub struct PruneArgs {
     /// inside), whose Linear and Conv weights are gated.
     #[arg(long, default_value = "lenet300")]
     model: ModelSpec,
+    /// How to prune: l0 (hard-concrete gates under the constraints), or a magnitude
+    /// baseline with the same epochs, optimizer, data and outputs: magnitude (one-shot
+    /// global magnitude after the first half of the epochs, then fine-tuning) or gmp (Zhu
+    /// & Gupta's cubic schedule over the first three quarters). --finetune-epochs sets
+    /// how many epochs fine-tune at the end.
+    #[arg(long, value_enum, default_value_t = Method::L0)]
+    method: Method,
     /// Dataset.
     #[arg(long, value_enum, default_value_t = MnistKind::Mnist)]
     dataset: MnistKind,
-    /// Target fraction of gated parameters kept, in (0, 1].
-    #[arg(long, default_value_t = 0.1)]
-    target_density: f64,
+    /// Target fraction of gated parameters kept, in (0, 1]. Default 0.1, or none when a
+    /// budget (--max-flash) is given; 1 turns the density constraint off (a budget is then
+    /// needed).
+    #[arg(long)]
+    target_density: Option<f64>,
+    /// Flash budget: the written model.tthr takes at most this much (64KiB, 256K, 1.5MB).
+    /// A constraint of its own, met exactly by the file as written (its size a function
+    /// of each layer's kept weights, dense or CSR as the writer stores them).
+    #[arg(long, value_name = "SIZE")]
+    max_flash: Option<Bytes>,
     /// One constraint per layer (each layer at the target) instead of one global constraint.
     #[arg(long)]
     per_layer: bool,
@@ -52,7 +67,7 @@ pub struct PruneArgs {
     fixed_penalty: Option<f64>,
     /// Baseline: train the same network without gates or constraints, with the same
     /// budget (epochs, batch, learning rate), to measure what pruning costs in accuracy.
-    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density"])]
+    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density", "max_flash"])]
     dense: bool,
     /// Epochs over the training set.
     #[arg(long, default_value_t = 3)]
@@ -141,6 +156,7 @@ impl PruneArgs {
     fn to_config(&self) -> PruneConfig {
         PruneConfig {
             model: self.model.clone(),
+            method: self.method,
             data: self.data.clone(),
             test_data: self.test_data.clone(),
             holdout: self.holdout,
@@ -149,6 +165,7 @@ impl PruneArgs {
             no_header: self.no_header,
             dataset: self.dataset,
             target_density: self.target_density,
+            max_flash: self.max_flash,
             per_layer: self.per_layer,
             structure: self.structure,
             dual: self.dual,

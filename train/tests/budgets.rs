@@ -1,0 +1,211 @@
+//! `tether-train prune` with device budgets and the magnitude baselines, end to end
+//! through the binary: budgets met by the file as written, bad budgets refused before
+//! training.
+
+use std::path::Path;
+use std::process::Command;
+
+fn tether_train(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether-train"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mnist_is_there() -> bool {
+    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+    match ImageSet::load(MnistKind::Mnist, Split::Test) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                tether_train::data::may_skip("mnist"),
+                "TETHER_REQUIRE_DATA requires MNIST: {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+    }
+}
+
+fn out_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tether-budget-{name}-{}", std::process::id()))
+}
+
+fn summary(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn bad_budgets_are_refused_with_the_flag_named() {
+    for (args, says) in [
+        (&["--max-flash", "64 parsecs"][..], "unknown size unit"),
+        (&["--max-flash", "0.5B"], "whole number of bytes"),
+        (&["--dense", "--max-flash", "64KiB"], "--max-flash"),
+        (&["--target-density", "1"], "--target-density 1"),
+        (
+            &["--max-flash", "64KiB", "--fixed-penalty", "0.1"],
+            "--fixed-penalty",
+        ),
+        (&["--method", "gmp", "--per-layer"], "--per-layer"),
+        (
+            &["--method", "magnitude", "--epochs", "1"],
+            "at least 2 epochs",
+        ),
+        (&["--method", "lottery"], "lottery"),
+    ] {
+        let mut all = vec!["prune"];
+        all.extend_from_slice(args);
+        let (ok, _, err) = tether_train(&all);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_flash_budget_below_the_fixed_cost_is_refused_before_training_naming_the_minimum() {
+    if !mnist_is_there() {
+        return;
+    }
+    let out = out_dir("tiny");
+    for method in ["l0", "gmp"] {
+        let (ok, stdout, err) = tether_train(&[
+            "prune",
+            "--method",
+            method,
+            "--max-flash",
+            "1KiB",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{stdout}");
+        // LeNet-300-100: tables, 410 biases and 413 row pointers come to about 3.8 KiB.
+        assert!(
+            err.contains("--max-flash 1.00 KiB (1024 B): this network cannot be written in under"),
+            "{err}"
+        );
+        assert!(!stdout.contains("epoch 1"), "it trained first: {stdout}");
+    }
+}
+
+/// L0 gates under a flash budget alone (no density target): the written file takes at
+/// most the budget and uses at least 95% of it, as the summary reports and the file on
+/// disk says; the magnitude baseline under the same budget meets it too.
+#[test]
+fn prune_meets_a_flash_budget_with_the_file_as_written() {
+    if !mnist_is_there() {
+        return;
+    }
+    let budget = 160 * 1024;
+    for (method, extra) in [
+        ("l0", &["--gate-lr", "0.3", "--dual-lr", "0.5"][..]),
+        ("gmp", &[][..]),
+    ] {
+        let out = out_dir(method);
+        let mut args = vec![
+            "prune",
+            "--method",
+            method,
+            "--max-flash",
+            "160KiB",
+            "--epochs",
+            "4",
+            "--train-limit",
+            "4096",
+            "--test-limit",
+            "1000",
+            "--batch",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, stdout, err) = tether_train(&args);
+        assert!(ok, "{method}: {err}");
+        let written = std::fs::metadata(out.join("model.tthr")).unwrap().len() as usize;
+        assert!(
+            written <= budget,
+            "{method}: {written} > {budget}\n{stdout}"
+        );
+        assert!(
+            written as f64 >= 0.95 * budget as f64,
+            "{method}: {written} leaves more than 5% of {budget} unused\n{stdout}"
+        );
+        let s = summary(&out);
+        let b = &s["budgets"][0];
+        assert_eq!(b["name"], "flash");
+        assert_eq!(b["budget"].as_f64().unwrap() as usize, budget);
+        assert_eq!(b["achieved"].as_f64().unwrap() as usize, written);
+        assert_eq!(b["met"], true);
+        assert!(
+            s["final"]["test_accuracy"].as_f64().unwrap() > 0.5,
+            "{method}: near chance\n{stdout}"
+        );
+        // The written model loads and runs in the deploy runtime.
+        let bytes = std::fs::read(out.join("model.tthr")).unwrap();
+        let aligned = tether_deploy::AlignedBytes::from_slice(&bytes);
+        tether_deploy::Model::parse(&aligned).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+/// Both magnitude baselines land exactly on the density target, and their exported
+/// weights have exactly that many non-zeros.
+#[test]
+fn the_magnitude_baselines_prune_to_exactly_the_target() {
+    if !mnist_is_there() {
+        return;
+    }
+    for method in ["magnitude", "gmp"] {
+        let out = out_dir(method);
+        let (ok, stdout, err) = tether_train(&[
+            "prune",
+            "--method",
+            method,
+            "--target-density",
+            "0.2",
+            "--epochs",
+            "2",
+            "--train-limit",
+            "2048",
+            "--test-limit",
+            "1000",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{method}: {err}");
+        let s = summary(&out);
+        assert_eq!(s["method"], method);
+        let total = 784 * 300 + 300 * 100 + 100 * 10;
+        let kept: f64 = s["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["kept"].as_f64().unwrap())
+            .sum();
+        assert_eq!(kept as usize, (0.2 * total as f64).round() as usize);
+        assert!(
+            s["final"]["test_accuracy"].as_f64().unwrap() > 0.5,
+            "{stdout}"
+        );
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let nonzero: usize = (0..3)
+            .map(|i| {
+                let w = st.tensor(&format!("layers.{i}.weight")).unwrap();
+                w.data()
+                    .chunks_exact(4)
+                    .filter(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) != 0.0)
+                    .count()
+            })
+            .sum();
+        assert_eq!(nonzero as f64, kept, "{method}");
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
