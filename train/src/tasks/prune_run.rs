@@ -54,7 +54,7 @@ use crate::constrained::{
 };
 use crate::data::batches::{Batch, DeviceSet};
 use crate::data::mnist::{ImageSet, MnistKind, Split};
-use crate::io::{csv, write_atomic};
+use crate::io::{check_output_dir, csv, write_atomic};
 use crate::optim::shampoo::ShampooHealth;
 use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use crate::plot::{Panel, Series, line_chart};
@@ -549,6 +549,7 @@ pub fn run<B: AutodiffBackend>(
     progress: bool,
 ) -> anyhow::Result<PruneReport> {
     config.validate()?;
+    check_output_dir(&config.out, "--out")?;
     if config.is_own() {
         return run_own::<B>(config, device, progress);
     }
@@ -696,6 +697,7 @@ pub fn run_with_data<B: AutodiffBackend>(
     progress: bool,
 ) -> anyhow::Result<PruneReport> {
     config.validate()?;
+    check_output_dir(&config.out, "--out")?;
     B::seed(device, config.seed);
     let (train, test) = (
         Samples::Mnist(Cow::Borrowed(train)),

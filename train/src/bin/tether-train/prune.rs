@@ -198,8 +198,9 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(path) => crate::config_file::load(path, &flags, matches)?,
         None => flags,
     };
-    // Every setting is checked before the data is read.
+    // Every setting and the output folder are checked before the data is read.
     config.validate()?;
+    tether_train::io::check_output_dir(&config.out, "--out")?;
     if config.is_own() {
         let report = run_on(args.device.device, OwnTask { config: &config })??;
         print_report(&config, &report);
