@@ -547,3 +547,59 @@ fn block_and_scattered_sparse_layers_match_the_dense_kernels_at_batch_1() {
         }
     }
 }
+
+/// A weight stored as CSR but denser than the break-even runs dense under `auto` (the
+/// sparse kernel there is several times slower), stays sparse with `expand_csr` off, and
+/// stays sparse when the dense copy would not fit `max_bytes`; all three agree.
+#[test]
+fn auto_runs_a_dense_csr_weight_dense_when_the_copy_fits() {
+    let (i, o) = (64, 32);
+    let values: Vec<f32> = (0..i * o)
+        .map(|k| {
+            if k % 2 == 0 {
+                (k % 13) as f32 * 0.1 - 0.6
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut b = ModelBuilder::new(&[i]);
+    let w = b.smallest(&[o, i], &values);
+    let x = b.input();
+    let y = b.op(
+        OpSpec::Linear {
+            weight: w,
+            bias: None,
+        },
+        &[x],
+    );
+    let bytes = AlignedBytes::from_slice(&b.finish(y).unwrap());
+    let model = Model::parse(&bytes).unwrap();
+    assert!(
+        matches!(model.tensors[0].data, crate::TensorData::Csr(_)),
+        "density 0.5 is stored as CSR"
+    );
+    let input: Vec<f32> = (0..i).map(|k| (k as f32 * 0.37).sin()).collect();
+    let run = |options: PlanOptions| {
+        let mut plan = Plan::new(Model::parse(&bytes).unwrap(), &options).unwrap();
+        let sparse = plan.layers()[0].sparse;
+        (sparse, plan.run(&input).unwrap().to_vec())
+    };
+    let (sparse, expanded) = run(PlanOptions::default());
+    assert!(!sparse, "auto at batch 1 runs density 0.5 dense");
+    let (sparse, kept) = run(PlanOptions {
+        expand_csr: false,
+        ..Default::default()
+    });
+    assert!(sparse);
+    // Room for the sparse plan (activations, its batch-1 layout: about 6.1 KiB), not for
+    // the 8 KiB dense copy.
+    let (sparse, fallback) = run(PlanOptions {
+        max_bytes: 7000,
+        ..Default::default()
+    });
+    assert!(sparse, "the dense copy does not fit: sparse");
+    for (a, b) in expanded.iter().zip(&kept).chain(kept.iter().zip(&fallback)) {
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+    }
+}

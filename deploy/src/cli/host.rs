@@ -18,5 +18,6 @@ pub fn host_plan_options(batch: usize, kernels: KernelChoice) -> PlanOptions {
         batch,
         kernels,
         max_bytes: HOST_PLAN_BYTES,
+        expand_csr: true,
     }
 }

@@ -28,7 +28,25 @@ pub struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// Plans `model` for batches of up to `options.batch` samples.
+    ///
+    /// With [`KernelChoice::Auto`](super::KernelChoice::Auto), a weight stored as CSR (the smaller file below a
+    /// density of about 2/3) but denser than the sparse kernel's break-even runs dense
+    /// from a dense copy: the sparse kernel there is several times slower (MNIST
+    /// LeNet-300-100 pruned to 0.51: 227 us against 49 us dense at batch 1). The copy
+    /// counts against `options.max_bytes`; where the plan would not fit with it, the CSR
+    /// weights stay sparse ([`PlanOptions::expand_csr`] turns this off).
     pub fn new(model: Model<'a>, options: &PlanOptions) -> Result<Self, Error> {
+        if options.kernels == super::KernelChoice::Auto && options.expand_csr {
+            match Self::build(model.clone(), options, true) {
+                Err(Error::TooLarge { .. }) => {}
+                built => return built,
+            }
+        }
+        Self::build(model, options, false)
+    }
+
+    /// [`Plan::new`]; `expand_csr`: run CSR weights above the break-even dense.
+    fn build(model: Model<'a>, options: &PlanOptions, expand_csr: bool) -> Result<Self, Error> {
         if options.batch == 0 {
             return Err(Error::BadOptions("batch must be at least 1"));
         }
@@ -84,7 +102,14 @@ impl<'a> Plan<'a> {
                     } else {
                         SPARSE_BREAK_EVEN_GEMM
                     };
-                    let mut l = layer(&model, weight, bias, options.kernels, break_even);
+                    let mut l = layer(
+                        &model,
+                        weight,
+                        bias,
+                        options.kernels,
+                        break_even,
+                        expand_csr,
+                    );
                     if rows > 1
                         && packed::available()
                         && let Matrix::Dense(w) = &l.weight
@@ -121,6 +146,7 @@ impl<'a> Plan<'a> {
                             bias,
                             options.kernels,
                             SPARSE_BREAK_EVEN_GEMM,
+                            expand_csr,
                         ));
                         layer_ops.push(i);
                     } else {

@@ -175,6 +175,7 @@ pub(super) fn layer<'a>(
     bias: Option<usize>,
     choice: KernelChoice,
     break_even: f64,
+    expand_csr: bool,
 ) -> Layer<'a> {
     let t = &model.tensors[weight];
     let rows = t.dims.as_slice()[0];
@@ -189,9 +190,12 @@ pub(super) fn layer<'a>(
     };
     let density = nonzeros as f64 / (rows * cols) as f64;
     let sparse = match choice {
-        // A CSR-stored weight stays sparse: expanding it would allocate a dense copy
-        // (on a microcontroller, more RAM than there is).
-        KernelChoice::Auto => density <= break_even || matches!(t.data, TensorData::Csr(_)),
+        // A CSR-stored weight stays sparse unless `expand_csr`: expanding it allocates a
+        // dense copy (on a microcontroller, more RAM than there is; `Plan::new` retries
+        // without it when the plan does not fit).
+        KernelChoice::Auto => {
+            density <= break_even || (!expand_csr && matches!(t.data, TensorData::Csr(_)))
+        }
         KernelChoice::Dense => false,
         KernelChoice::Sparse => true,
     } && cols <= u16::MAX as usize + 1;

@@ -41,6 +41,12 @@ pub struct PlanOptions {
     /// Most bytes the plan may allocate for activations, scratch and converted weights
     /// (a hostile model cannot make the runtime allocate without bound).
     pub max_bytes: usize,
+    /// With [`KernelChoice::Auto`]: run a CSR-stored weight denser than the sparse
+    /// kernel's break-even from a dense copy (faster; the copy counts against
+    /// `max_bytes`, and the plan falls back to the sparse kernel where it would not fit).
+    /// Off on a microcontroller whose heap is smaller than `max_bytes` says: the copy is
+    /// allocated before the plan's total is checked.
+    pub expand_csr: bool,
 }
 
 impl Default for PlanOptions {
@@ -49,6 +55,7 @@ impl Default for PlanOptions {
             batch: 1,
             kernels: KernelChoice::Auto,
             max_bytes: 256 << 20,
+            expand_csr: true,
         }
     }
 }
