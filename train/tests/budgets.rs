@@ -58,6 +58,12 @@ fn bad_budgets_are_refused_with_the_flag_named() {
             "at least 2 epochs",
         ),
         (&["--method", "lottery"], "lottery"),
+        (&["--max-latency", "5"], "a time needs a unit"),
+        (&["--max-latency", "0ms"], "--max-latency must be above 0"),
+        (
+            &["--max-latency", "1ms", "--latency-batch", "0"],
+            "--latency-batch",
+        ),
     ] {
         let mut all = vec!["prune"];
         all.extend_from_slice(args);
@@ -142,6 +148,8 @@ fn prune_meets_a_flash_budget_with_the_file_as_written() {
         assert_eq!(b["name"], "flash");
         assert_eq!(b["budget"].as_f64().unwrap() as usize, budget);
         assert_eq!(b["achieved"].as_f64().unwrap() as usize, written);
+        // The size model the constraint steered is exact.
+        assert_eq!(b["predicted"].as_f64().unwrap() as usize, written);
         assert_eq!(b["met"], true);
         assert!(
             s["final"]["test_accuracy"].as_f64().unwrap() > 0.5,
@@ -208,4 +216,62 @@ fn the_magnitude_baselines_prune_to_exactly_the_target() {
         assert_eq!(nonzero as f64, kept, "{method}");
         std::fs::remove_dir_all(&out).unwrap();
     }
+}
+
+#[test]
+fn a_latency_budget_below_the_fastest_the_network_can_run_is_refused_naming_it() {
+    if !mnist_is_there() {
+        return;
+    }
+    let out = out_dir("latency-tiny");
+    let (ok, stdout, err) = tether_train(&[
+        "prune",
+        "--max-latency",
+        "1ns",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        err.contains("--max-latency 0.0 us: this network takes at least"),
+        "{err}"
+    );
+    assert!(!stdout.contains("epoch 1"), "it trained first: {stdout}");
+}
+
+/// A latency budget: the kernels are timed before training, the written model is timed at
+/// the end, and both figures are reported. (How close to a tight budget the timing lands
+/// depends on the machine's load, which a shared CI runner does not bound: that is a
+/// benchmark's figure, BENCHMARKS.md, "Device budgets".)
+#[test]
+fn a_latency_budget_is_measured_and_reported_on_the_written_model() {
+    if !mnist_is_there() {
+        return;
+    }
+    let out = out_dir("latency");
+    let (ok, stdout, err) = tether_train(&[
+        "prune",
+        "--max-latency",
+        "1s",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "512",
+        "--test-limit",
+        "200",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let s = summary(&out);
+    let b = &s["budgets"][0];
+    assert_eq!(b["name"], "latency");
+    assert_eq!(b["budget"].as_f64().unwrap(), 1.0);
+    let achieved = b["achieved"].as_f64().unwrap();
+    let predicted = b["predicted"].as_f64().unwrap();
+    assert!(achieved > 0.0 && achieved < 1.0, "{achieved}\n{stdout}");
+    assert!(predicted > 0.0 && predicted < 1.0, "{predicted}");
+    assert_eq!(b["met"], true);
+    assert!(stdout.contains("timing the deploy kernels"), "{stdout}");
+    std::fs::remove_dir_all(&out).unwrap();
 }

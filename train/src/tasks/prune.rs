@@ -19,6 +19,7 @@ use tether_models::l0::GateMode;
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::Batch;
 use crate::tasks::budget::flash::FlashModel;
+use crate::tasks::budget::latency::LatencyModel;
 use crate::tasks::metrics::cross_entropy;
 
 /// Expected and true density of each gated layer.
@@ -103,6 +104,45 @@ impl FlashConstraint {
     }
 }
 
+/// A latency budget: one inference in tether-deploy on this host at most `budget`
+/// seconds, as [`LatencyModel`] predicts it from each layer's kept weights. Violation:
+/// `(latency - aim) / dense latency`, on the scale of a density like the flash budget's.
+#[derive(Clone, Debug)]
+pub struct LatencyConstraint {
+    /// Its constraint in the set (one entry).
+    pub id: ConstraintId,
+    /// The fitted cost model.
+    pub model: LatencyModel,
+    /// At most this many seconds.
+    pub budget: f64,
+}
+
+impl LatencyConstraint {
+    fn scale(&self) -> f64 {
+        self.model.dense
+    }
+
+    /// The latency the multiplier steers to: 3% under the budget, for the cost model's
+    /// error and the end-of-run drift the flash budget's margin covers.
+    pub fn aim(&self) -> f64 {
+        0.97 * self.budget
+    }
+
+    /// Seconds from a violation this constraint reported.
+    pub fn seconds_of(&self, violation: f64) -> f64 {
+        violation * self.scale() + self.aim()
+    }
+
+    fn state<B: Backend>(&self, layers: &[LayerGates<B>]) -> ConstraintState<B> {
+        let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
+        let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
+        let (a, s) = (self.aim(), self.scale());
+        let violation = |t: Tensor<B, 1>| t.sub_scalar(a).div_scalar(s);
+        ConstraintState::new(violation(self.model.expected_latency_tensor(&expected)))
+            .with_strict_violation(violation(self.model.latency_tensor(&active)))
+    }
+}
+
 /// The pruning problem: cross-entropy under density constraints; after
 /// [`PruneProblem::freeze`], cross-entropy alone through the frozen deterministic gates
 /// (fine-tuning the weights of the pruned network, its sparsity pattern fixed).
@@ -114,6 +154,8 @@ pub struct PruneProblem {
     pub targets: Vec<f64>,
     /// The flash budget, if any.
     pub flash: Option<FlashConstraint>,
+    /// The latency budget, if any.
+    pub latency: Option<LatencyConstraint>,
     frozen: core::cell::Cell<bool>,
 }
 
@@ -124,6 +166,7 @@ impl PruneProblem {
             density: Some(density),
             targets,
             flash: None,
+            latency: None,
             frozen: core::cell::Cell::new(false),
         }
     }
@@ -134,8 +177,15 @@ impl PruneProblem {
             density: None,
             targets: Vec::new(),
             flash: None,
+            latency: None,
             frozen: core::cell::Cell::new(false),
         }
+    }
+
+    /// Adds a latency budget.
+    pub fn with_latency(mut self, latency: LatencyConstraint) -> Self {
+        self.latency = Some(latency);
+        self
     }
 
     /// Adds a flash budget.
@@ -175,6 +225,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
         let mut cmp = CmpState::new(loss);
         if let Some(flash) = &self.flash {
             cmp = cmp.with(flash.id, flash.state(&layers));
+        }
+        if let Some(latency) = &self.latency {
+            cmp = cmp.with(latency.id, latency.state(&layers));
         }
         if let Some(density) = self.density {
             let (expected, strict) = if self.targets.len() == 1 {

@@ -60,11 +60,12 @@ use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use crate::plot::{Panel, Series, line_chart};
 use crate::tasks::budget::BudgetResult;
 use crate::tasks::budget::flash::FlashModel;
-use crate::tasks::budget::units::Bytes;
+use crate::tasks::budget::latency::{LatencyModel, measure_latency};
+use crate::tasks::budget::units::{Bytes, Seconds};
 use crate::tasks::classify::ClassifyProblem;
 use crate::tasks::metrics;
 use crate::tasks::prune::{
-    FlashConstraint, PruneProblem, accuracy, global_density, layer_densities,
+    FlashConstraint, LatencyConstraint, PruneProblem, accuracy, global_density, layer_densities,
 };
 use crate::trainer::{FitOptions, StepInfo, fit};
 
@@ -202,6 +203,12 @@ pub struct PruneConfig {
     pub target_density: Option<f64>,
     /// Flash budget: the written `model.tthr` takes at most this many bytes.
     pub max_flash: Option<Bytes>,
+    /// Latency budget: one inference of the written model in tether-deploy on this host
+    /// (single thread, `latency_batch` samples, the kernels the plan picks) takes at most
+    /// this long, as a cost model fitted to measurements of the deploy kernels predicts it.
+    pub max_latency: Option<Seconds>,
+    /// The batch size `max_latency` is for.
+    pub latency_batch: usize,
     /// One constraint per layer (each layer at the target) instead of one global one.
     pub per_layer: bool,
     /// What a gate removes.
@@ -280,6 +287,8 @@ impl Default for PruneConfig {
             dataset: MnistKind::Mnist,
             target_density: None,
             max_flash: None,
+            max_latency: None,
+            latency_batch: 1,
             per_layer: false,
             structure: Structure::Weight,
             dual: DualUpdate::Nupi,
@@ -330,6 +339,13 @@ impl PruneConfig {
                  to, or --dense for the unpruned baseline"
             );
         }
+        if let Some(Seconds(t)) = self.max_latency {
+            anyhow::ensure!(t > 0.0, "--max-latency must be above 0");
+        }
+        anyhow::ensure!(
+            self.latency_batch >= 1,
+            "--latency-batch must be at least 1"
+        );
         if self.has_budget() {
             anyhow::ensure!(
                 !self.dense,
@@ -455,7 +471,7 @@ impl PruneConfig {
 
     /// True when a device budget constrains the run.
     pub fn has_budget(&self) -> bool {
-        self.max_flash.is_some()
+        self.max_flash.is_some() || self.max_latency.is_some()
     }
 
     /// The density the run is constrained to, `None` for none (budgets alone, or the
@@ -483,6 +499,9 @@ impl PruneConfig {
         }
         if let Some(b) = self.max_flash {
             goals.push(format!("flash at most {b}"));
+        }
+        if let Some(t) = self.max_latency {
+            goals.push(format!("latency at most {t}"));
         }
         goals.join(", ")
     }
@@ -1000,6 +1019,49 @@ impl Job<'_> {
         Ok((model, epochs))
     }
 
+    /// Times the deploy kernels on the exported network (`tthr`) to fit its latency model,
+    /// and refuses a budget below the fastest the network can run.
+    fn latency_model(&self, tthr: &[u8], gated: &[usize]) -> anyhow::Result<LatencyModel> {
+        let c = self.config;
+        let Some(Seconds(max)) = c.max_latency else {
+            anyhow::bail!("internal error: no latency budget");
+        };
+        if self.progress {
+            println!(
+                "timing the deploy kernels for the latency model ({} gated layers, batch {})",
+                gated.len(),
+                c.latency_batch
+            );
+        }
+        let model = LatencyModel::measure(tthr, gated, c.latency_batch, LATENCY_TRIALS)?;
+        let min = model.min_latency();
+        anyhow::ensure!(
+            max >= min,
+            "--max-latency {}: this network takes at least {} per inference on this host \
+             (batch {}) with every gated weight pruned (the rest of its ops); give at least \
+             that",
+            Seconds(max),
+            Seconds(min),
+            c.latency_batch
+        );
+        if self.progress {
+            println!(
+                "latency budget {} (the unpruned network: {}, the fastest it can be: {})",
+                Seconds(max),
+                Seconds(model.dense),
+                Seconds(min)
+            );
+        }
+        Ok(model)
+    }
+
+    /// The latency budget judged on the written model, measured as `tether-deploy bench`
+    /// measures it.
+    fn latency_result(&self, budget: f64, tthr: &[u8]) -> anyhow::Result<BudgetResult> {
+        let measured = measure_latency(tthr, self.config.latency_batch, LATENCY_TRIALS)?;
+        Ok(BudgetResult::new("latency", budget, measured))
+    }
+
     /// The metadata written into the safetensors header.
     fn export_meta(&self) -> HashMap<String, String> {
         let c = self.config;
@@ -1151,6 +1213,13 @@ impl Job<'_> {
             }
             None => None,
         };
+        let latency = match c.max_latency {
+            Some(Seconds(max)) => Some((
+                self.latency_model(&deploy_bytes(&model.valid())?, &numels)?,
+                max,
+            )),
+            None => None,
+        };
         let density_keep = c
             .density_target()
             .map_or(total, |t| (t * total as f64).round() as usize);
@@ -1158,9 +1227,12 @@ impl Job<'_> {
         // with this network's weights as they are now.
         let final_keep = |masks: &Masks<B::InnerBackend>, net: &M::InnerModule| -> usize {
             let mut keep = density_keep.min(masks.kept().iter().sum());
+            let counts = masks.counts_for(net);
             if let Some((flash, max)) = &flash {
-                let counts = masks.counts_for(net);
                 keep = largest_fitting(keep, |k| flash.size(&counts(k)) <= *max).unwrap_or(0);
+            }
+            if let Some((latency, max)) = &latency {
+                keep = largest_fitting(keep, |k| latency.latency(&counts(k)) <= *max).unwrap_or(0);
             }
             keep
         };
@@ -1257,14 +1329,32 @@ impl Job<'_> {
         });
         let (st, tthr) = export(&pruned, &c.out, self.export_meta())?;
         let mut budgets = Vec::new();
-        if let Some((_, max)) = &flash {
-            budgets.push(BudgetResult::new("flash", *max as f64, tthr.len() as f64));
+        let kept = masks.kept();
+        if let Some((model, max)) = &flash {
+            budgets.push(
+                BudgetResult::new("flash", *max as f64, tthr.len() as f64)
+                    .with_predicted(model.size(&kept) as f64),
+            );
+        }
+        if let Some((model, max)) = &latency {
+            budgets.push(
+                self.latency_result(*max, &tthr)?
+                    .with_predicted(model.latency(&kept)),
+            );
+        }
+        if !budgets.is_empty() {
             summary["budgets"] = serde_json::to_value(&budgets)?;
+        }
+        if self.progress {
+            for b in &budgets {
+                println!("{}", b.describe());
+            }
         }
         let mut panel_title = "Density".to_string();
         for b in &budgets {
             panel_title = format!(
-                "{panel_title}; flash budget {}, written {} ({})",
+                "{panel_title}; {} budget {}, reached {} ({})",
+                b.name,
                 b.budget,
                 b.achieved,
                 if b.met { "met" } else { "NOT met" }
@@ -1402,6 +1492,22 @@ impl Job<'_> {
             logged.push(Logged::flash(&constraint));
             problem = problem.with_flash(constraint);
         }
+        if let Some(Seconds(max)) = c.max_latency {
+            let latency = self.latency_model(&deploy_bytes(&model.valid())?, &gated)?;
+            let id = set.add(
+                "latency",
+                ConstraintKind::Inequality,
+                1,
+                FormulationConfig::Lagrangian(multiplier.clone()),
+            )?;
+            let constraint = LatencyConstraint {
+                id,
+                model: latency,
+                budget: max,
+            };
+            logged.push(Logged::latency(&constraint));
+            problem = problem.with_latency(constraint);
+        }
         let steps_per_epoch = c
             .train_limit
             .map_or(self.train.len(), |l| l.min(self.train.len()))
@@ -1509,26 +1615,25 @@ impl Job<'_> {
         // The budgets are judged on the file as written, not on the model of its size.
         let (st, tthr) = export(&eval, &c.out, self.export_meta())?;
         let mut budgets = Vec::new();
+        let kept: Vec<usize> = per_layer.iter().map(|l| l.kept).collect();
         if let Some(flash) = &problem.flash {
-            budgets.push(BudgetResult::new(
-                "flash",
-                flash.budget as f64,
-                tthr.len() as f64,
-            ));
+            budgets.push(
+                BudgetResult::new("flash", flash.budget as f64, tthr.len() as f64)
+                    .with_predicted(flash.model.size(&kept) as f64),
+            );
+        }
+        if let Some(latency) = &problem.latency {
+            budgets.push(
+                self.latency_result(latency.budget, &tthr)?
+                    .with_predicted(latency.model.latency(&kept)),
+            );
         }
         write_metrics(c, &logged, &steps, &budgets)?;
         if !budgets.is_empty() {
             summary["budgets"] = serde_json::to_value(&budgets)?;
             if self.progress {
                 for b in &budgets {
-                    println!(
-                        "{} budget {}: the written model takes {} ({}, {:.1}% of the budget)",
-                        b.name,
-                        Bytes(b.budget as u64),
-                        Bytes(b.achieved as u64),
-                        if b.met { "met" } else { "NOT met" },
-                        100.0 * b.achieved / b.budget
-                    );
+                    println!("{}", b.describe());
                 }
             }
         }
@@ -1553,6 +1658,9 @@ impl Job<'_> {
         })
     }
 }
+
+/// Interleaved trials per latency measurement (medians).
+const LATENCY_TRIALS: usize = 15;
 
 /// One quantity `metrics.csv` follows per step (three columns: its expected value, its
 /// value with deterministic gates, the multiplier) and `density.png` plots.
@@ -1593,6 +1701,18 @@ impl Logged {
             offset: f.bytes_of(0.0),
             unit: "bytes",
             bound: f.budget as f64,
+        }
+    }
+
+    fn latency(l: &LatencyConstraint) -> Self {
+        Self {
+            name: "latency".into(),
+            id: l.id,
+            entry: 0,
+            scale: l.seconds_of(1.0) - l.seconds_of(0.0),
+            offset: l.seconds_of(0.0),
+            unit: "seconds",
+            bound: l.budget,
         }
     }
 
@@ -1652,6 +1772,11 @@ fn write_metrics(
             "fraction of parameters kept",
         ),
         ("bytes", "Flash (model.tthr)".to_string(), "bytes"),
+        (
+            "seconds",
+            "Latency (tether-deploy, this host)".to_string(),
+            "seconds",
+        ),
     ] {
         let mut lines = Vec::new();
         let mut title = title;

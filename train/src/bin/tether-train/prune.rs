@@ -9,7 +9,7 @@ use clap::ArgMatches;
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::optim::OptimizerArgs;
-use tether_train::tasks::budget::units::Bytes;
+use tether_train::tasks::budget::units::{Bytes, Seconds};
 use tether_train::tasks::prune_run::{
     DualUpdate, Method, ModelSpec, PruneConfig, PruneReport, Structure, run_with_data,
 };
@@ -41,6 +41,15 @@ pub struct PruneArgs {
     /// of each layer's kept weights, dense or CSR as the writer stores them).
     #[arg(long, value_name = "SIZE")]
     max_flash: Option<Bytes>,
+    /// Latency budget: one inference of the written model in tether-deploy on this host
+    /// (single thread, --latency-batch samples) takes at most this long (2.5ms, 800us). The
+    /// deploy kernels are timed on the network before training to fit a per-layer cost
+    /// model; the end of the run measures the written model as `tether-deploy bench` does.
+    #[arg(long, value_name = "TIME")]
+    max_latency: Option<Seconds>,
+    /// The batch size --max-latency is for.
+    #[arg(long, default_value_t = 1)]
+    latency_batch: usize,
     /// One constraint per layer (each layer at the target) instead of one global constraint.
     #[arg(long)]
     per_layer: bool,
@@ -67,7 +76,7 @@ pub struct PruneArgs {
     fixed_penalty: Option<f64>,
     /// Baseline: train the same network without gates or constraints, with the same
     /// budget (epochs, batch, learning rate), to measure what pruning costs in accuracy.
-    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density", "max_flash"])]
+    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density", "max_flash", "max_latency"])]
     dense: bool,
     /// Epochs over the training set.
     #[arg(long, default_value_t = 3)]
@@ -166,6 +175,8 @@ impl PruneArgs {
             dataset: self.dataset,
             target_density: self.target_density,
             max_flash: self.max_flash,
+            max_latency: self.max_latency,
+            latency_batch: self.latency_batch,
             per_layer: self.per_layer,
             structure: self.structure,
             dual: self.dual,

@@ -4,10 +4,13 @@
 //! says what a pruned network costs.
 //!
 //! - [`units`]: `64KiB`, `2.5ms` as written on a command line or in a config file.
+//! - [`latency`]: the time of one inference in tether-deploy on this host, from a cost
+//!   model fitted to measurements of the deploy kernels.
 //! - [`flash`]: the exact bytes of the written `model.tthr` as a function of each gated
 //!   layer's nonzeros, and its differentiable surrogate in the gates.
 
 pub mod flash;
+pub mod latency;
 pub mod units;
 
 use serde::Serialize;
@@ -15,7 +18,7 @@ use serde::Serialize;
 /// One budget at the end of a run: what was asked, what the written model takes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BudgetResult {
-    /// `flash` (bytes of `model.tthr`).
+    /// `flash` (bytes of `model.tthr`) or `latency` (seconds per inference).
     pub name: &'static str,
     /// The budget, in the unit of `achieved`.
     pub budget: f64,
@@ -23,6 +26,10 @@ pub struct BudgetResult {
     pub achieved: f64,
     /// `achieved <= budget`.
     pub met: bool,
+    /// What the budget's model (the flash size model, the fitted latency model) predicted
+    /// for the final network, which the constraint steered: the flash model's is exact,
+    /// the latency model's is a measurement of its own.
+    pub predicted: Option<f64>,
 }
 
 impl BudgetResult {
@@ -33,6 +40,35 @@ impl BudgetResult {
             budget,
             achieved,
             met: achieved <= budget,
+            predicted: None,
         }
+    }
+
+    /// With the model's prediction for the final network.
+    pub fn with_predicted(mut self, predicted: f64) -> Self {
+        self.predicted = Some(predicted);
+        self
+    }
+
+    /// One line for a person: `flash budget 64.00 KiB (65536 B): the written model takes
+    /// ... (met, 99.4% of the budget)`.
+    pub fn describe(&self) -> String {
+        let show = |v: f64| match self.name {
+            "flash" => units::Bytes(v as u64).to_string(),
+            _ => units::Seconds(v).to_string(),
+        };
+        format!(
+            "{} budget {}: the written model {} {} ({}, {:.1}% of the budget)",
+            self.name,
+            show(self.budget),
+            if self.name == "flash" {
+                "takes"
+            } else {
+                "runs in"
+            },
+            show(self.achieved),
+            if self.met { "met" } else { "NOT met" },
+            100.0 * self.achieved / self.budget
+        )
     }
 }
