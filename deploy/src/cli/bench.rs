@@ -17,6 +17,42 @@ use crate::plan::{KernelChoice, Plan};
 /// plan).
 const TRIAL_SECONDS: f64 = 0.01;
 
+/// Median seconds of one inference of `model` at `batch` with the automatic kernels,
+/// single thread, over `trials` trials of repetitions filling about 10 ms on a warm plan:
+/// the `auto` column of [`bench`], and the latency a budget is judged by.
+///
+/// # Errors
+/// The model does not plan, or a run fails.
+pub fn latency(model: &crate::Model, batch: usize, trials: usize) -> anyhow::Result<f64> {
+    ensure!(
+        trials >= 1 && batch >= 1,
+        "trials and batch must be at least 1"
+    );
+    let per = model.input_shape().numel();
+    let input: Vec<f32> = (0..per * batch)
+        .map(|i| ((i * 31) % 17) as f32 / 17.0)
+        .collect();
+    let mut plan = Plan::new(model.clone(), &host_plan_options(batch, KernelChoice::Auto))?;
+    plan.run(&input)?;
+    let t = Instant::now();
+    let mut reps = 0usize;
+    while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
+        plan.run(&input)?;
+        reps += 1;
+    }
+    let reps = reps.max(1);
+    let mut times = Vec::with_capacity(trials);
+    for _ in 0..trials {
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(plan.run(&input)?[0]);
+        }
+        times.push(t.elapsed().as_secs_f64() / reps as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// Times `config.model` at each batch size, the kernel choices in turn within each trial,
 /// and prints the medians and the median dense / auto ratio to `out` (a mesh model: on
 /// `config.mesh`, see [`bench_mesh`]).

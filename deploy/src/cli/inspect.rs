@@ -13,10 +13,14 @@ use super::mesh::is_mesh_model;
 use crate::format::{Op, TensorData};
 use crate::plan::{KernelChoice, Plan};
 
+/// Trials of the latency `inspect` reports.
+const LATENCY_TRIALS: usize = 9;
+
 /// Prints to `out` the model's sizes and shapes, one line per op (its input and output
 /// shapes, and for a weighted op the weight's density, bytes and storage), the nonzero
-/// weights, and the activation memory and kernel of each layer of its plan at batch 1 and
-/// 32 (not for a mesh model, whose buffers are sized per mesh).
+/// weights, the activation memory and kernel of each layer of its plan at batch 1 and 32,
+/// and the device figures at batch 1: flash (the file), RAM (the plan's allocations) and
+/// latency on this host (not for a mesh model, whose buffers are sized per mesh).
 ///
 /// # Errors
 /// An unreadable or invalid model, a plan over [`HOST_PLAN_BYTES`](super::HOST_PLAN_BYTES),
@@ -112,5 +116,21 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
             sparse.join(", ")
         )?;
     }
+    // The three figures a device budget is stated in (`tether-train prune --max-flash
+    // --max-ram --max-latency` are judged by the same).
+    let plan = Plan::new(
+        model.clone(),
+        &host_plan_options(1, KernelChoice::default()),
+    )?;
+    let seconds = super::bench::latency(&model, 1, LATENCY_TRIALS)?;
+    writeln!(
+        out,
+        "device, batch 1: flash {} bytes (this file); RAM {} bytes (activations, scratch and \
+         converted weights); latency {:.1} us on this host (auto kernels, single thread, \
+         median of {LATENCY_TRIALS} trials)",
+        model.file_len,
+        plan.ram_bytes(),
+        seconds * 1e6
+    )?;
     Ok(())
 }

@@ -24,13 +24,16 @@ pub struct Plan<'a> {
     pub(super) arena: Vec<f32>,
     pub(super) scratch: Vec<f32>,
     pub(super) batch: usize,
+    /// Bytes the plan allocated: activations, scratch, converted weights.
+    pub(super) ram_bytes: usize,
 }
 
 impl<'a> Plan<'a> {
     /// Plans `model` for batches of up to `options.batch` samples.
     ///
-    /// With [`KernelChoice::Auto`](super::KernelChoice::Auto), a weight stored as CSR (the smaller file below a
-    /// density of about 2/3) but denser than the sparse kernel's break-even runs dense
+    /// With [`KernelChoice::Auto`](super::KernelChoice::Auto), a weight stored as CSR (the
+    /// smaller file below a density of about 2/3) but denser than the sparse kernel's
+    /// break-even runs dense
     /// from a dense copy: the sparse kernel there is several times slower (MNIST
     /// LeNet-300-100 pruned to 0.51: 227 us against 49 us dense at batch 1). The copy
     /// counts against `options.max_bytes`; where the plan would not fit with it, the CSR
@@ -307,6 +310,7 @@ impl<'a> Plan<'a> {
             arena: alloc::vec![0.0; arena.end],
             scratch: alloc::vec![0.0; scratch],
             batch,
+            ram_bytes: total,
         })
     }
 
@@ -323,6 +327,13 @@ impl<'a> Plan<'a> {
     /// Bytes of activation buffers: the arena (values reuse space once dead) plus scratch.
     pub fn activation_bytes(&self) -> usize {
         4 * (self.arena.len() + self.scratch.len())
+    }
+
+    /// The RAM the plan takes besides the model file (which a microcontroller reads in
+    /// place from flash): activations and scratch, and the weights it converted (sparse
+    /// layouts, dense copies), as checked against [`PlanOptions::max_bytes`].
+    pub fn ram_bytes(&self) -> usize {
+        self.ram_bytes
     }
 
     /// The layers with weights and the kernel each runs.

@@ -102,13 +102,15 @@ pub struct LatencyModel {
     pub layers: Vec<LayerCurve>,
 }
 
-/// Median seconds of one inference of `bytes` at `batch` with the auto kernels.
+/// Median seconds of one inference of `bytes` at `batch` with the auto kernels: what
+/// `tether-deploy bench` reports as `auto` and `inspect` as latency (the same function).
 ///
 /// # Errors
 /// The model does not parse or plan.
 pub fn measure_latency(bytes: &[u8], batch: usize, trials: usize) -> anyhow::Result<f64> {
-    let mut timers = vec![Timer::new(bytes, batch)?];
-    Ok(median_of_trials(&mut timers, trials)?[0])
+    let aligned = AlignedBytes::from_slice(bytes);
+    let model = Model::parse(&aligned).context("timing a model")?;
+    tether_deploy::cli::latency(&model, batch, trials)
 }
 
 /// A warm plan and the repetitions that fill one trial.
