@@ -56,6 +56,12 @@ fn main() -> anyhow::Result<()> {
     // to know which flags were given on the command line.
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A subcommand's own matches, for `--config` (the one parsed is always there).
+    let sub = |name: &str| {
+        matches
+            .subcommand_matches(name)
+            .expect("the parsed subcommand has matches")
+    };
     match cli.command {
         Command::Devices => {
             for d in DeviceKind::compiled() {
@@ -63,15 +69,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Svm(args) => svm::run(args),
+        Command::Svm(args) => svm::run(args, sub("svm")),
         Command::Prune(args) => {
             let matches = matches
                 .subcommand_matches("prune")
                 .expect("the prune subcommand");
             prune::run(args, matches)
         }
-        Command::FairPrune(args) => fair::run(args),
-        Command::Gang(args) => gang::run(args),
-        Command::Mesh(args) => mesh::run(args),
+        Command::FairPrune(args) => fair::run(args, sub("fair-prune")),
+        Command::Gang(args) => gang::run(args, sub("gang")),
+        Command::Mesh(args) => mesh::run(args, sub("mesh")),
     }
 }

@@ -1,0 +1,103 @@
+//! A fair-pruning dataset in memory: encoded features, labels and group ids of the
+//! training, held-out and test splits.
+
+use crate::data::adult::{self, AdultEncoder, AdultSplit};
+use crate::data::batches::holdout;
+use crate::data::groups::{self, Groups};
+use crate::data::mnist::{ImageSet, MnistKind, Split};
+
+use super::{FairConfig, FairDataset};
+
+/// Features (row-major, `dim` per sample) and labels of one split.
+pub(super) type Samples = (Vec<f32>, Vec<i64>);
+
+/// A dataset in memory: features, labels and groups of both splits.
+pub(super) struct FairData {
+    /// Features per sample.
+    pub dim: usize,
+    /// Classes of the labels.
+    pub classes: usize,
+    /// The training samples (less the held-out ones).
+    pub train: Samples,
+    /// Held out from `train` (`val_fraction`) to choose the dense model.
+    pub val: Samples,
+    /// The test samples.
+    pub test: Samples,
+    /// Group ids of the training and test samples, and the groups' names.
+    pub groups: Groups,
+}
+
+/// MNIST's mean and standard deviation, as every image task normalises with.
+const MNIST_MEAN: f32 = 0.1307;
+const MNIST_STD: f32 = 0.3081;
+
+/// Loads `config.dataset`, limited to `train_limit` training samples, holds out
+/// `val_fraction` of them, and builds the grouping `config.groups` (or the dataset's
+/// default: race-sex on Adult, class on images). Adult's one-hot encoder is fitted on the
+/// training part only.
+pub(super) fn load(config: &FairConfig) -> anyhow::Result<FairData> {
+    let limit = |n: usize| config.train_limit.map_or(n, |l| l.min(n));
+    match config.dataset {
+        FairDataset::Adult => {
+            let mut rows = adult::load(AdultSplit::Train)?;
+            let test = adult::load(AdultSplit::Test)?;
+            rows.truncate(limit(rows.len()));
+            let (kept, held) = holdout(rows.len(), config.val_fraction, config.seed);
+            let pick = |idx: &[usize]| idx.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>();
+            let (train, val) = (pick(&kept), pick(&held));
+            let name = config.groups.as_deref().unwrap_or("race-sex");
+            let groups = groups::adult(name, &train, &test, config.min_group_size, config.seed)?;
+            let enc = AdultEncoder::fit(&train);
+            let labels = |rows: &[adult::AdultRow]| -> Vec<i64> {
+                rows.iter().map(|r| i64::from(r.high_income)).collect()
+            };
+            Ok(FairData {
+                dim: enc.dim(),
+                classes: 2,
+                train: (enc.encode(&train), labels(&train)),
+                val: (enc.encode(&val), labels(&val)),
+                test: (enc.encode(&test), labels(&test)),
+                groups,
+            })
+        }
+        FairDataset::Mnist | FairDataset::FashionMnist => {
+            let kind = if config.dataset == FairDataset::Mnist {
+                MnistKind::Mnist
+            } else {
+                MnistKind::FashionMnist
+            };
+            let train = ImageSet::load(kind, Split::Train)?;
+            let test = ImageSet::load(kind, Split::Test)?;
+            let (kept, held) = holdout(limit(train.len()), config.val_fraction, config.seed);
+            let all: Vec<usize> = (0..test.len()).collect();
+            let name = config.groups.as_deref().unwrap_or("class");
+            let class = |set: &ImageSet, idx: &[usize]| -> Vec<u8> {
+                idx.iter().map(|&i| set.labels[i]).collect()
+            };
+            let groups = groups::by_class(
+                name,
+                kind.name(),
+                &class(&train, &kept),
+                &test.labels,
+                config.seed,
+            )?;
+            let pixels = |set: &ImageSet, idx: &[usize]| -> Vec<f32> {
+                idx.iter()
+                    .flat_map(|&i| &set.pixels[i * 784..(i + 1) * 784])
+                    .map(|&p| (p as f32 / 255.0 - MNIST_MEAN) / MNIST_STD)
+                    .collect()
+            };
+            let labels = |set: &ImageSet, idx: &[usize]| -> Vec<i64> {
+                idx.iter().map(|&i| set.labels[i] as i64).collect()
+            };
+            Ok(FairData {
+                dim: 784,
+                classes: 10,
+                train: (pixels(&train, &kept), labels(&train, &kept)),
+                val: (pixels(&train, &held), labels(&train, &held)),
+                test: (pixels(&test, &all), labels(&test, &all)),
+                groups,
+            })
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The training schedule of a fair-pruning run: epochs of [`fit`] with a cosine learning
+//! rate and evaluations along the way, the primal optimizer, loading earlier models, and
+//! the best-iterate rule.
+
+use std::path::Path;
+
+use anyhow::Context;
+use burn::module::{AutodiffModule, Module};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use tether_models::classifier::Classifier;
+use tether_models::mlp::Mlp;
+
+use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
+use crate::optim::AnyOptimizer;
+use crate::optim::shampoo::ShampooHealth;
+use crate::tasks::fair::{FairProblem, GroupedSet};
+use crate::trainer::{FitOptions, fit};
+
+use super::FairConfig;
+
+/// Batch orders of the gradual-pruning epochs start here, so that they are none of the
+/// dense or fine-tuning epochs' (those count from 0).
+pub(super) const PRUNING_SHUFFLE: u64 = 1 << 32;
+
+/// One phase of training (dense, gradual pruning, fine-tuning).
+pub(super) struct Phase<'a> {
+    /// Epochs of the phase.
+    pub epochs: usize,
+    /// Cosine decay of the learning rate over the epochs (the last iterates settle).
+    pub decay: bool,
+    /// The progress bar's label; none without progress.
+    pub label: Option<&'a str>,
+    /// `on_check` runs this many times per epoch (0: never).
+    pub checks: usize,
+    /// The epochs' batch orders are `shuffle_from + epoch` (a later phase does not replay
+    /// an earlier one's).
+    pub shuffle_from: u64,
+}
+
+/// The primal optimizer wrapped for [`fit`], and Shampoo's failure handle.
+pub(super) struct Primal<M: AutodiffModule<B>, B: AutodiffBackend> {
+    /// The optimizer.
+    pub opt: ConstrainedOptimizer<AnyOptimizer<M, B>>,
+    /// Shampoo's health (none for the other optimizers).
+    pub health: Option<ShampooHealth>,
+}
+
+/// The configured optimizer at learning rate `lr` (dense training, gradual pruning and
+/// fine-tuning each start a fresh one).
+pub(super) fn primal_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(
+    c: &FairConfig,
+    lr: f64,
+) -> anyhow::Result<Primal<M, B>> {
+    let primal = c.optimizer.build()?;
+    let health = primal.health();
+    Ok(Primal {
+        opt: ConstrainedOptimizer::new(primal, lr, UpdateScheme::Simultaneous),
+        health,
+    })
+}
+
+/// `phase.epochs` epochs of [`fit`] over `train`'s shuffled batches; each step appends
+/// `[step, loss, max (strict) violation, mean multiplier, max |multiplier|]` to `log`, and
+/// `on_check(epochs done, model)` runs `phase.checks` times per epoch (at evenly spaced
+/// steps, the last at the epoch's end). `at_epoch_start(epoch, model)` may change the
+/// model before each epoch (gradual pruning).
+#[allow(clippy::too_many_arguments)] // the phase's state, each borrowed differently
+pub(super) fn run_epochs<B, M>(
+    mut model: M,
+    train: &GroupedSet<B>,
+    c: &FairConfig,
+    primal: &mut Primal<M, B>,
+    set: &mut ConstraintSet<B>,
+    problem: &FairProblem,
+    phase: &Phase<'_>,
+    log: &mut Vec<Vec<f64>>,
+    mut at_epoch_start: impl FnMut(usize, M) -> M,
+    mut on_check: impl FnMut(f64, &M),
+) -> anyhow::Result<M>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Classifier<B>,
+{
+    let epochs = phase.epochs;
+    let opt = &mut primal.opt;
+    let mut offset = 0;
+    let base_lr = opt.lr();
+    for epoch in 0..epochs {
+        if phase.decay {
+            // Cosine over epochs: the last iterates settle.
+            let t = epoch as f64 / epochs as f64;
+            opt.set_lr(base_lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
+        }
+        model = at_epoch_start(epoch, model);
+        let batches = train.epoch(c.batch, c.seed, phase.shuffle_from + epoch as u64);
+        anyhow::ensure!(!batches.is_empty(), "fewer training samples than one batch");
+        let chunk = batches.len().div_ceil(phase.checks.max(1));
+        for (k, part) in batches.chunks(chunk).enumerate() {
+            let label = phase.label.map(|l| format!("{l} {}/{epochs}", epoch + 1));
+            model = fit(
+                model,
+                opt,
+                set,
+                problem,
+                &FitOptions::new(part.len(), label).with_health(primal.health.clone()),
+                |s| part[s].clone(),
+                |info| {
+                    let mut row = vec![(offset + info.step) as f64, info.values.loss];
+                    match info.values.constraints.first() {
+                        Some((_, v, strict)) => {
+                            let v = strict.as_ref().unwrap_or(v);
+                            row.push(v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+                            let lambda = info.set.constraints()[0]
+                                .formulation()
+                                .multiplier()
+                                .map(|m| m.to_vec())
+                                .unwrap_or_default();
+                            let n = lambda.len().max(1) as f64;
+                            row.push(lambda.iter().sum::<f64>() / n);
+                            row.push(lambda.iter().fold(0.0, |m: f64, l| m.max(l.abs())));
+                        }
+                        None => row.extend([f64::NAN, 0.0, 0.0]),
+                    }
+                    log.push(row);
+                },
+            )?;
+            offset += part.len();
+            if phase.checks > 0 {
+                let done = (k * chunk + part.len()) as f64 / batches.len() as f64;
+                on_check(epoch as f64 + done, &model);
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// Loads the MLP record at `path` into `fresh` after checking that its layers have the
+/// `widths` of this run (burn would load a record of another shape without complaint, or
+/// panic on another layer count).
+pub(super) fn load_mlp<B: Backend>(
+    fresh: Mlp<B>,
+    widths: &[usize],
+    path: &Path,
+    device: &B::Device,
+) -> anyhow::Result<Mlp<B>> {
+    let record: <Mlp<B> as Module<B>>::Record =
+        NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+            .load(path.to_path_buf(), device)
+            .with_context(|| format!("loading {}", path.display()))?;
+    let got: Vec<usize> = match record.layers.first() {
+        Some(first) => std::iter::once(first.weight.dims()[0])
+            .chain(record.layers.iter().map(|l| l.weight.dims()[1]))
+            .collect(),
+        None => Vec::new(),
+    };
+    anyhow::ensure!(
+        got == widths,
+        "{} holds a network of widths {got:?}, this run needs {widths:?} (another dataset or --hidden?)",
+        path.display()
+    );
+    Ok(fresh.load_record(record))
+}
+
+/// An evaluated fine-tuning iterate.
+pub(super) struct Candidate<M> {
+    /// Every group's training gap within epsilon.
+    pub feasible: bool,
+    /// Training accuracy.
+    pub accuracy: f64,
+    /// The largest training gap.
+    pub worst: f64,
+    /// Epochs done when it was evaluated.
+    pub at: f64,
+    /// The iterate.
+    pub model: M,
+}
+
+impl<M> Candidate<M> {
+    /// Feasible beats infeasible; among feasible, higher training accuracy (ties: the
+    /// later); among infeasible, the smaller worst gap.
+    pub fn beats(&self, other: &Self) -> bool {
+        match (self.feasible, other.feasible) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => self.accuracy >= other.accuracy,
+            (false, false) => self.worst <= other.worst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Candidate;
+
+    fn candidate(feasible: bool, accuracy: f64, worst: f64) -> Candidate<()> {
+        Candidate {
+            feasible,
+            accuracy,
+            worst,
+            at: 0.0,
+            model: (),
+        }
+    }
+
+    /// The best-iterate rule: feasibility first, then accuracy, else the smaller gap.
+    #[test]
+    fn feasible_iterates_beat_infeasible_ones_then_accuracy_decides() {
+        let (good, better) = (candidate(true, 0.8, 0.0), candidate(true, 0.9, 0.0));
+        let infeasible = candidate(false, 0.95, 0.05);
+        assert!(good.beats(&infeasible) && !infeasible.beats(&good));
+        assert!(better.beats(&good) && !good.beats(&better));
+        assert!(
+            good.beats(&candidate(true, 0.8, 0.0)),
+            "ties go to the later"
+        );
+        assert!(candidate(false, 0.5, 0.01).beats(&infeasible));
+    }
+}
