@@ -27,6 +27,8 @@ pub fn run(args: FairArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(path) => crate::config_file::load(path, &args.settings, matches)?,
         None => args.settings,
     };
+    // Checked before the device is looked for and the data read (`run` checks again).
+    config.validate()?;
     let report = fair_run::run_on(args.device.device, &config, true)?;
     let fine_tuned = &report.fine_tuned;
     println!(

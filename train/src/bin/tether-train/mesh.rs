@@ -32,6 +32,8 @@ pub fn run(args: MeshArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(path) => crate::config_file::load(path, &args.settings, matches)?,
         None => args.settings,
     };
+    // Checked before the device is looked for and the data read (`run` checks again).
+    config.validate()?;
     let report = mesh_run::run_on(args.device.device, &config, !args.quiet)?;
     let s = &report.summary;
     println!(

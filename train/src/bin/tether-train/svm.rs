@@ -27,6 +27,8 @@ pub fn run(args: SvmArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         Some(path) => crate::config_file::load(path, &args.settings, matches)?,
         None => args.settings,
     };
+    // Checked before the device is looked for and the data read (`run` checks again).
+    config.validate()?;
     let report = svm_run::run_on(args.device.device, &config, true)?;
     let six = |v: &[f64]| v.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>();
     println!("w, b       {:?}", six(&report.wb));
