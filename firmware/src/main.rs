@@ -22,7 +22,7 @@ use panic_semihosting as _;
 use tether_deploy::{Align16, Model, Plan, PlanOptions};
 
 /// The pruned network (`tether-train prune --target-density 0.1`), read in place from flash.
-static MODEL: &[u8] = tether_deploy::include_model!("../assets/lenet300-mnist-0.1.tthr");
+static MODEL: &[u8] = tether_deploy::include_model!("../assets/lenet300-mnist-64k.tthr");
 /// Normalised test digits, `[n, 784]` little-endian `f32` (written by `host/`).
 static DIGITS: &Align16<[u8]> = &Align16(*include_bytes!("../assets/digits.f32"));
 /// Their labels, one byte each.

@@ -160,7 +160,7 @@ fn firmware_under_qemu_predicts_as_the_host() {
         return;
     }
     let assets = firmware_dir().join("assets");
-    let model_bytes = std::fs::read(assets.join("lenet300-mnist-0.1.tthr")).unwrap();
+    let model_bytes = std::fs::read(assets.join("lenet300-mnist-64k.tthr")).unwrap();
     let raw = std::fs::read(assets.join("digits.f32")).unwrap();
     let labels = std::fs::read(assets.join("labels.u8")).unwrap();
     let inputs: Vec<f32> = raw

@@ -47,7 +47,7 @@ fn check(name: &str, original: &[u8], input: &[f32], batch: usize) {
 #[test]
 fn a_pruned_mnist_lenet300_exports_to_onnx_that_tract_runs_identically() {
     let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/assets");
-    let model = std::fs::read(asset.join("lenet300-mnist-0.1.tthr")).unwrap();
+    let model = std::fs::read(asset.join("lenet300-mnist-64k.tthr")).unwrap();
     // Real MNIST digits (the firmware's test images), normalised as in training.
     let digits = std::fs::read(asset.join("digits.f32")).unwrap();
     let x: Vec<f32> = digits

@@ -11,7 +11,7 @@
 //! label), normalised as in training (`(p / 255 - 0.1307) / 0.3081`), and writes
 //! `firmware/assets/digits.f32` (`[N, 784]` little-endian `f32`) and
 //! `firmware/assets/labels.u8` (one byte per digit). Then runs
-//! `firmware/assets/lenet300-mnist-0.1.tthr` on them with tether-deploy built as on the
+//! `firmware/assets/lenet300-mnist-64k.tthr` on them with tether-deploy built as on the
 //! device (portable kernels) and prints the lines the firmware prints, so the two outputs
 //! can be diffed.
 
@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         first + n
     );
 
-    let bytes = AlignedBytes::from_slice(&fs::read(assets.join("lenet300-mnist-0.1.tthr"))?);
+    let bytes = AlignedBytes::from_slice(&fs::read(assets.join("lenet300-mnist-64k.tthr"))?);
     let model = Model::parse(&bytes)?;
     let mut plan = Plan::new(model, &PlanOptions::default())?;
     for (i, (x, &label)) in digits.chunks_exact(per).zip(labels).enumerate() {
