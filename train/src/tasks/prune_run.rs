@@ -188,135 +188,154 @@ pub enum DualUpdate {
 /// Every setting of a pruning run. The defaults are the CLI's, chosen so that the density
 /// lands on the target (README, "Run"); the `tether-train prune` flag of each field is its
 /// name with dashes, and its `--help` says what happens without the default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
 pub struct PruneConfig {
-    /// Network to prune.
+    /// Network to prune: a built-in one (lenet300, lenet5, resnet), or your own as an
+    /// ONNX file (`torch.onnx.export`'s, weights in a `.onnx.data` file beside it or
+    /// inside), whose Linear and Conv weights are gated.
+    #[arg(long, default_value = "lenet300")]
     pub model: ModelSpec,
-    /// How: L0 gates under constraints, or a magnitude baseline.
+    /// How to prune: l0 (hard-concrete gates under the constraints), or a magnitude
+    /// baseline with the same epochs, optimizer, data and outputs: magnitude (one-shot
+    /// global magnitude after the first half of the epochs, then fine-tuning) or gmp (Zhu
+    /// & Gupta's cubic schedule over the first three quarters). --finetune-epochs sets
+    /// how many epochs fine-tune at the end.
+    #[arg(long, value_enum, default_value_t = Method::L0)]
     pub method: Method,
     /// Dataset.
+    #[arg(long, value_enum, default_value_t = MnistKind::Mnist)]
     pub dataset: MnistKind,
-    /// Target fraction of gated parameters kept, in (0, 1]. Without it: 0.1, or no
-    /// density constraint when a budget (`max_flash`) is given; 1 means no density
-    /// constraint (a budget must then be given).
+    /// Target fraction of gated parameters kept, in (0, 1]. Default 0.1, or none when a
+    /// budget (--max-flash) is given; 1 turns the density constraint off (a budget is then
+    /// needed).
+    #[arg(long)]
     pub target_density: Option<f64>,
-    /// Flash budget: the written `model.tthr` takes at most this many bytes.
+    /// Flash budget: the written model.tthr takes at most this much (64KiB, 256K, 1.5MB).
+    /// A constraint of its own, met exactly by the file as written (its size a function
+    /// of each layer's kept weights, dense or CSR as the writer stores them).
+    #[arg(long, value_name = "SIZE")]
     pub max_flash: Option<Bytes>,
     /// Latency budget: one inference of the written model in tether-deploy on this host
-    /// (single thread, `latency_batch` samples, the kernels the plan picks) takes at most
-    /// this long, as a cost model fitted to measurements of the deploy kernels predicts it.
+    /// (single thread, --latency-batch samples) takes at most this long (2.5ms, 800us). The
+    /// deploy kernels are timed on the network before training to fit a per-layer cost
+    /// model; the end of the run measures the written model as `tether-deploy bench` does.
+    #[arg(long, value_name = "TIME")]
     pub max_latency: Option<Seconds>,
-    /// The batch size `max_latency` is for.
+    /// The batch size --max-latency is for.
+    #[arg(long, default_value_t = 1)]
     pub latency_batch: usize,
-    /// One constraint per layer (each layer at the target) instead of one global one.
+    /// One constraint per layer (each layer at the target) instead of one global constraint.
+    #[arg(long)]
     pub per_layer: bool,
     /// What a gate removes.
+    #[arg(long, value_enum, default_value_t = Structure::Weight)]
     pub structure: Structure,
     /// Multiplier update rule.
+    #[arg(long, value_enum, default_value_t = DualUpdate::Nupi)]
     pub dual: DualUpdate,
-    /// Dual step size: larger steps drive the density down faster but overshoot below the
+    /// Dual step size. Larger steps drive the density down faster but overshoot below the
     /// target, and gates pushed shut reopen slowly.
+    #[arg(long, default_value_t = 0.1)]
     pub dual_lr: f64,
-    /// nuPI's proportional gain.
+    /// nuPI proportional gain.
+    #[arg(long, default_value_t = 2.0)]
     pub kp: f64,
     /// Keep the multiplier when the density drops below the target, instead of the dual
     /// restart (reset to 0) that the controlled-sparsity paper recommends.
+    #[arg(long)]
     pub no_dual_restarts: bool,
-    /// Baseline: a fixed L0 penalty with this coefficient instead of a constraint (the
-    /// multiplier frozen at it); the dual settings are then unused.
+    /// Baseline: instead of a constraint, a fixed L0 penalty with this coefficient (the
+    /// multiplier is frozen at it). The density it lands at is whatever it lands at.
+    #[arg(long, conflicts_with_all = ["dual", "dual_lr", "kp", "no_dual_restarts"])]
     pub fixed_penalty: Option<f64>,
-    /// Baseline: the same network without gates or constraints and the same budget; the
-    /// gate, constraint and fine-tuning settings are then unused.
+    /// Baseline: train the same network without gates or constraints, with the same
+    /// budget (epochs, batch, learning rate), to measure what pruning costs in accuracy.
+    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density", "max_flash", "max_latency"])]
     pub dense: bool,
     /// Epochs over the training set.
+    #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    /// Of `epochs`, the last N train the weights with the gates frozen where they are
-    /// (deterministic, as they will be folded) and the constraint off: no sampling noise.
+    /// Of `--epochs`, the last N fine-tune the pruned network: the gates frozen where
+    /// they are (deterministic, as they will be folded), the constraint off, the weights
+    /// trained without the sampled gates' noise. The budget stays `--epochs`.
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["dense", "fixed_penalty"])]
     pub finetune_epochs: usize,
     /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Learning rate of the weights (Adam: 1e-3; SGD with momentum wants about 0.05).
+    /// Learning rate of the weights (Adam and Shampoo with Adam grafting: 1e-3; SGD with
+    /// momentum wants about 0.05).
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// The weights' optimizer (the gate locations always use Adam); its keys sit at the
     /// top level of a config file, as its flags do on the command line.
+    #[command(flatten)]
     #[serde(flatten)]
     pub optimizer: OptimizerArgs,
     /// Keep the gates' learning rate constant instead of decaying it to 0 on a cosine from
-    /// the step the density first meets the target (at a constant rate, gates whose
-    /// gradient is mostly noise random-walk and the density drifts under the target).
+    /// the step the density first meets the target to the end of the run. At a constant rate, gates whose gradient is mostly noise random-walk and
+    /// the density drifts under the target (MNIST LeNet-300-100, target 0.5, 10 epochs:
+    /// 0.488). Decaying the weights' rate too cost accuracy at 0.1 (0.9750 vs 0.9795).
+    #[arg(long)]
     pub constant_gate_lr: bool,
-    /// Adam learning rate of the gate locations (runs of a few hundred steps need more,
-    /// about 0.3, for the gates to reach the target in time).
+    /// Adam learning rate of the gate locations. The default suits runs of a thousand
+    /// steps or more; short runs need more (a few hundred steps: 0.3) for the gates to
+    /// reach the target in time.
+    #[arg(long, default_value_t = 0.05)]
     pub gate_lr: f64,
-    /// Adam's beta1 for the gate locations: with momentum the gates coast on after the
-    /// multiplier lets go and carry the density below the target.
+    /// Adam's first-moment decay (beta1) for the gate locations. With momentum (0.9) the
+    /// gates coast on after the multiplier lets go and carry the density below the target;
+    /// gates below the test-time threshold get almost no gradient back, so the undershoot
+    /// stays (MNIST LeNet-300-100 at target 0.5: 0.484 with 0.9, 0.4975 with 0).
+    #[arg(long, default_value_t = 0.0)]
     pub gate_momentum: f64,
-    /// Standard deviation of the initial gate locations: spread gates cross the test-time
-    /// threshold one by one, so the true density falls smoothly to the target.
+    /// Standard deviation of the initial gate locations (log alpha). Spread gates leave
+    /// the test-time threshold one by one, so the true density falls smoothly and the
+    /// multiplier can settle on the target; alike gates (0.01, the reference code's) cross
+    /// together and the density jumps below the target (0.4825 at target 0.5).
+    #[arg(long, default_value_t = 2.0)]
     pub gate_init_spread: f64,
     /// Use only the first N training images (quick runs, tests).
+    #[arg(long)]
     pub train_limit: Option<usize>,
     /// Evaluate on only the first N test images (quick runs, tests).
+    #[arg(long)]
     pub test_limit: Option<usize>,
     /// Seed of the initialisation and the batch order.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output folder.
+    #[arg(long, default_value = "out/prune")]
     pub out: PathBuf,
-    /// The user's own training data instead of [`PruneConfig::dataset`]: an image folder
-    /// (one subfolder per class), a CSV (`label_column`), NPY/NPZ arrays or IDX files
-    /// (see [`crate::data::own`]).
+    /// Your own training data instead of --dataset: an image folder (one subfolder per
+    /// class, PNG/JPEG), a CSV (--label-column), NPY/NPZ arrays (x and y) or IDX files.
+    /// Normalised with the training split's per-channel statistics.
+    #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
-    /// The test data for `data`; without it `holdout` of `data` is held out.
+    /// Test data for --data; without it --holdout of --data is held out.
+    #[arg(long, value_name = "PATH", requires = "data")]
     pub test_data: Option<PathBuf>,
-    /// Without `test_data`: the fraction of `data` held out as the test set (stratified).
+    /// Without --test-data: the fraction of --data held out as the test set (the same
+    /// fraction of every class).
+    #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
-    /// Image folders: resize every image to `HxW`.
+    /// Image folders: resize every image to HxW (e.g. 32x32).
+    #[arg(long, value_name = "HxW")]
     pub image_size: Option<String>,
-    /// CSV data: the label column's name.
+    /// CSV data: the column holding the labels.
+    #[arg(long, value_name = "NAME")]
     pub label_column: Option<String>,
-    /// CSV data without a header row: columns are named by position (`"0"`, `"1"`, ...).
+    /// CSV data without a header row: columns are named by position, from 0
+    /// (`--label-column 64` is the 65th).
+    #[arg(long)]
     pub no_header: bool,
 }
 
 impl Default for PruneConfig {
+    /// The flags' defaults (one source: the `#[arg]` attributes above).
     fn default() -> Self {
-        Self {
-            model: ModelSpec::Builtin(Model::Lenet300),
-            method: Method::L0,
-            dataset: MnistKind::Mnist,
-            target_density: None,
-            max_flash: None,
-            max_latency: None,
-            latency_batch: 1,
-            per_layer: false,
-            structure: Structure::Weight,
-            dual: DualUpdate::Nupi,
-            dual_lr: 0.1,
-            kp: 2.0,
-            no_dual_restarts: false,
-            fixed_penalty: None,
-            dense: false,
-            epochs: 3,
-            finetune_epochs: 0,
-            batch: 128,
-            lr: 1e-3,
-            optimizer: OptimizerArgs::default(),
-            constant_gate_lr: false,
-            gate_lr: 0.05,
-            gate_momentum: 0.0,
-            gate_init_spread: 2.0,
-            train_limit: None,
-            test_limit: None,
-            seed: 0,
-            out: PathBuf::from("out/prune"),
-            data: None,
-            test_data: None,
-            holdout: 0.2,
-            image_size: None,
-            label_column: None,
-            no_header: false,
-        }
+        crate::tasks::flag_defaults()
     }
 }
 
