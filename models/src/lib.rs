@@ -17,6 +17,8 @@
 //! - [`resnet`]: a small ResNet (basic blocks, no batch norm), gated and plain.
 //! - [`siren`]: SIREN (sine layers, SIREN init) and its gated L0onie form, for COIN.
 //! - [`mlp`]: a ReLU multi-layer perceptron (LeNet-300-100 is `[784, 300, 100, 10]`).
+//! - [`trainable`]: which parameters one training step gives a gradient (benchmark and
+//!   test checks that a timed or folded network trains all of its parameters).
 #![warn(missing_docs)]
 
 pub mod classifier;
@@ -32,3 +34,4 @@ pub mod mlp;
 pub mod resnet;
 pub mod siren;
 pub mod to_deploy;
+pub mod trainable;

@@ -259,12 +259,13 @@ impl<B: Backend> MaskedSiren<B> {
             .forward_mapped(x, |k, w| w * self.masks[k].clone())
     }
 
-    /// The plain SIREN with the masks' zeros written into its weights.
+    /// The plain SIREN with the masks' zeros written into its weights (leaves, trainable
+    /// when this network's are).
     pub fn fold(&self) -> Siren<B> {
         let mut siren = self.siren.clone();
         for (layer, mask) in siren.layers.iter_mut().zip(&self.masks) {
-            let w = layer.weight.val() * mask.clone();
-            layer.weight = layer.weight.clone().map(|_| w);
+            layer.weight =
+                crate::l0::folded_param(&layer.weight, layer.weight.val() * mask.clone());
         }
         siren
     }

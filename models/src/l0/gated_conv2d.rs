@@ -9,7 +9,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::{GateMode, GateStructure, HardConcrete, HardConcreteConfig};
+use super::{GateMode, GateStructure, HardConcrete, HardConcreteConfig, folded_param};
 
 /// Configuration of a [`GatedConv2d`] (square kernel, equal stride and padding per axis).
 #[derive(Config, Debug)]
@@ -133,17 +133,18 @@ impl<B: Backend> GatedConv2d<B> {
         self.gates.layer_gates(self.params_per_gate())
     }
 
-    /// The equivalent plain `Conv2d` with the deterministic gates multiplied in.
+    /// The equivalent plain `Conv2d` with the deterministic gates multiplied in. Its
+    /// parameters are leaves, trainable when this layer's are, with this layer's ids.
     pub fn fold(&self) -> Conv2d<B> {
         let z = self.gates.gates(GateMode::Deterministic);
         let mut conv = self.conv.clone();
-        let w = self.gated_weight(z.clone());
-        conv.weight = conv.weight.map(|_| w);
+        conv.weight = folded_param(&self.conv.weight, self.gated_weight(z.clone()));
         if self.structure == GateStructure::OutputUnit {
-            conv.bias = conv.bias.map(|b| {
-                let v = b.val() * z;
-                b.map(|_| v)
-            });
+            conv.bias = self
+                .conv
+                .bias
+                .as_ref()
+                .map(|b| folded_param(b, b.val() * z));
         }
         conv
     }

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::{GateMode, HardConcrete, HardConcreteConfig};
+use super::{GateMode, HardConcrete, HardConcreteConfig, folded_param};
 
 /// What one gate switches off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -129,22 +129,25 @@ impl<B: Backend> GatedLinear<B> {
         self.gates.layer_gates(self.params_per_gate())
     }
 
-    /// The equivalent plain `Linear` with the deterministic gates multiplied in.
+    /// The equivalent plain `Linear` with the deterministic gates multiplied in. Its
+    /// parameters are leaves, trainable when this layer's are (fine-tuning the folded
+    /// network trains its weights), with this layer's parameter ids.
     pub fn fold(&self) -> Linear<B> {
         let z = self.gates.gates(GateMode::Deterministic);
         let mut linear = self.linear.clone();
         match self.structure {
             GateStructure::Weight | GateStructure::Block1x4 => {
                 let w = self.linear.weight.val() * self.weight_factor(z);
-                linear.weight = linear.weight.map(|_| w);
+                linear.weight = folded_param(&self.linear.weight, w);
             }
             GateStructure::OutputUnit => {
                 let w = self.linear.weight.val() * z.clone().unsqueeze_dim(0);
-                linear.weight = linear.weight.map(|_| w);
-                linear.bias = linear.bias.map(|b| {
-                    let v = b.val() * z;
-                    b.map(|_| v)
-                });
+                linear.weight = folded_param(&self.linear.weight, w);
+                linear.bias = self
+                    .linear
+                    .bias
+                    .as_ref()
+                    .map(|b| folded_param(b, b.val() * z));
             }
         }
         linear

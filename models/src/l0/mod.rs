@@ -15,3 +15,19 @@ mod hard_concrete;
 pub use gated_conv2d::{GatedConv2d, GatedConv2dConfig};
 pub use gated_linear::{BLOCK_INPUTS, GateStructure, GatedLinear, GatedLinearConfig};
 pub use hard_concrete::{GateMode, HardConcrete, HardConcreteConfig};
+
+use burn::module::Param;
+use burn::tensor::{Tensor, backend::Backend};
+
+/// `value` (computed from `like` and gates, say) as a parameter in `like`'s place: a new
+/// leaf, detached from the computation that produced it and tracked for gradients when
+/// `like` is, with `like`'s id. A folded network trains like the one it came from;
+/// `Param::map` over a computed tensor would leave a non-leaf that `backward` gives no
+/// gradient, so the optimizer would skip it.
+pub(crate) fn folded_param<B: Backend, const D: usize>(
+    like: &Param<Tensor<B, D>>,
+    value: Tensor<B, D>,
+) -> Param<Tensor<B, D>> {
+    let require_grad = like.is_require_grad();
+    Param::initialized(like.id, value.detach().set_require_grad(require_grad))
+}
