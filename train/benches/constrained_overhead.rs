@@ -23,6 +23,7 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use tether_models::mlp::{Mlp, MlpConfig};
+use tether_models::trainable::untrained_params;
 use tether_train::constrained::*;
 use tether_train::io::write_atomic;
 
@@ -128,6 +129,20 @@ fn main() -> anyhow::Result<()> {
     let mut idx_model: Mlp<B> = cfg.init(&device);
     let mut idx_opt =
         ConstrainedOptimizer::new(SgdConfig::new().init(), 0.01, UpdateScheme::Simultaneous);
+
+    // Every timed network trains all of its parameters (a parameter without a gradient
+    // would make its step look cheaper than training it).
+    for (what, model) in [
+        ("bare", &bare_model),
+        ("dense", &dense_model),
+        ("indexed", &idx_model),
+    ] {
+        let missing = untrained_params(model, per_sample_loss(model, &batch).mean());
+        assert!(
+            missing.is_empty(),
+            "{what}: parameters without a gradient: {missing:?}"
+        );
+    }
 
     let (mut t_bare, mut t_dense, mut t_idx) = (vec![], vec![], vec![]);
     for round in 0..=ROUNDS {

@@ -21,6 +21,7 @@ use burn::optim::AdamConfig;
 use clap::Parser;
 use tether_models::masked::MaskedMlp;
 use tether_models::mlp::MlpConfig;
+use tether_models::trainable::untrained_params;
 use tether_train::constrained::{
     ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
     MultiplierConfig, UpdateScheme,
@@ -29,6 +30,7 @@ use tether_train::data::adult::{self, AdultEncoder, AdultSplit};
 use tether_train::data::groups::Groups;
 use tether_train::io::write_atomic;
 use tether_train::tasks::fair::{FairProblem, GroupMetrics, GroupedBatch, GroupedSet};
+use tether_train::tasks::metrics::cross_entropy;
 
 type B = Autodiff<Flex>;
 
@@ -108,7 +110,20 @@ fn main() -> anyhow::Result<()> {
         };
         let built = Instant::now();
         let batches = data.epoch(128, 0, 0);
-        let per_batch = built.elapsed().as_secs_f64() / batches.len() as f64;
+        let built_s = built.elapsed().as_secs_f64();
+        // The timed network trains all of its parameters (its masks are constants).
+        let missing = untrained_params(
+            &model,
+            cross_entropy(
+                model.forward(batches[0].inputs.clone()),
+                batches[0].labels.clone(),
+            ),
+        );
+        assert!(
+            missing.is_empty(),
+            "parameters without a gradient: {missing:?}"
+        );
+        let per_batch = built_s / batches.len() as f64;
         println!(
             "{}: {} batches, {:.1} groups present per batch, batching {:.0} us per batch",
             groups.map_or("cross-entropy only".to_string(), |g| format!("{g} groups")),

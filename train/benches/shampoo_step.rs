@@ -20,6 +20,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use tether_models::lenet5::{Lenet5, Lenet5Config};
+use tether_models::trainable::untrained_params;
 use tether_train::io::write_atomic;
 use tether_train::optim::shampoo::{BlockPlan, RootMethod, inverse_root};
 use tether_train::optim::{AnyOptimizer, OptimizerArgs, OptimizerKind};
@@ -67,6 +68,12 @@ fn main() -> anyhow::Result<()> {
     let labels: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let net = Lenet5Config::new().init::<B>(&device);
+    // The timed network trains all of its parameters.
+    let missing = untrained_params(&net, cross_entropy(net.forward(x.clone()), y.clone()));
+    assert!(
+        missing.is_empty(),
+        "parameters without a gradient: {missing:?}"
+    );
 
     let shampoo = |freq: usize, max_dim: usize| OptimizerArgs {
         precondition_frequency: freq,
