@@ -19,7 +19,7 @@ const TRIAL_SECONDS: f64 = 0.01;
 
 /// Median seconds of one inference of `model` at `batch` with the automatic kernels,
 /// single thread, over `trials` trials of repetitions filling about 10 ms on a warm plan:
-/// the `auto` column of [`bench`], and the latency a budget is judged by.
+/// the `auto` column of [`bench()`], and the latency a budget is judged by.
 ///
 /// # Errors
 /// The model does not plan, or a run fails.
