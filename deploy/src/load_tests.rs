@@ -2,8 +2,12 @@
 
 use alloc::vec::Vec;
 
+use crate::aligned::AlignedBytes;
+use crate::error::Error;
+use crate::format::Model;
 use crate::format::{HEADER_LEN, TENSOR_ENTRY_LEN};
-use crate::{AlignedBytes, Error, KernelChoice, Model, ModelBuilder, OpSpec, Plan, PlanOptions};
+use crate::plan::{KernelChoice, Plan, PlanOptions};
+use crate::write::{ModelBuilder, OpSpec};
 
 /// A small MLP: 4 -> 3 (CSR) -> relu -> 2 (dense) -> softmax.
 fn mlp() -> Vec<u8> {
@@ -576,7 +580,7 @@ fn auto_runs_a_dense_csr_weight_dense_when_the_copy_fits() {
     let bytes = AlignedBytes::from_slice(&b.finish(y).unwrap());
     let model = Model::parse(&bytes).unwrap();
     assert!(
-        matches!(model.tensors[0].data, crate::TensorData::Csr(_)),
+        matches!(model.tensors[0].data, crate::format::TensorData::Csr(_)),
         "density 0.5 is stored as CSR"
     );
     let input: Vec<f32> = (0..i).map(|k| (k as f32 * 0.37).sin()).collect();

@@ -493,7 +493,7 @@ impl ModelBuilder {
         put(&mut out, 8, len);
         let crc = crc32fast::hash(&out[16..]);
         put(&mut out, 12, crc);
-        Model::parse(&crate::AlignedBytes::from_slice(&out))?;
+        Model::parse(&crate::aligned::AlignedBytes::from_slice(&out))?;
         Ok(out)
     }
 }

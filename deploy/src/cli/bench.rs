@@ -23,7 +23,7 @@ const TRIAL_SECONDS: f64 = 0.01;
 ///
 /// # Errors
 /// The model does not plan, or a run fails.
-pub fn latency(model: &crate::Model, batch: usize, trials: usize) -> anyhow::Result<f64> {
+pub fn latency(model: &crate::format::Model, batch: usize, trials: usize) -> anyhow::Result<f64> {
     ensure!(
         trials >= 1 && batch >= 1,
         "trials and batch must be at least 1"

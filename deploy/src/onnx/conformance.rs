@@ -19,7 +19,9 @@ use onnx_protobuf::{Message, ModelProto, TensorProto};
 
 use super::tensor::{OnnxTensor, decode_tensor};
 use super::{import, supported_ops};
-use crate::{AlignedBytes, Model, Plan, PlanOptions};
+use crate::aligned::AlignedBytes;
+use crate::format::Model;
+use crate::plan::{Plan, PlanOptions};
 
 /// What happened to one case.
 #[derive(Clone, Debug, PartialEq)]

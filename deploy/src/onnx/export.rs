@@ -13,7 +13,7 @@ use onnx_protobuf::{
     SparseTensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto,
 };
 
-use super::OnnxError;
+use super::error::OnnxError;
 use super::tensor::{encode_f32, encode_i64};
 use crate::format::{Binary, Model, Op, PadMode, Reduce, TensorData, Unary};
 use crate::kernels::sparse;

@@ -9,7 +9,7 @@ use std::vec::Vec;
 use onnx_protobuf::TensorProto;
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};
 
-use super::OnnxError;
+use super::error::OnnxError;
 
 /// Most elements a tensor may hold (1 GiB of f32): a hostile header cannot make the
 /// importer allocate without bound.

@@ -331,16 +331,34 @@ mod tests {
     #[test]
     fn a_masked_weight_gets_no_gradient() {
         let device = Default::default();
-        let mlp = MlpConfig::new(vec![4, 3, 2]).init::<A>(&device);
+        let mut mlp = MlpConfig::new(vec![4, 3, 2]).init::<A>(&device);
+        // Fixed positive weights of distinct magnitudes and positive inputs: every hidden
+        // unit is active, so every kept weight has a gradient (random weights could leave
+        // the kept ones behind dead ReLUs, and burn's RNG is shared by parallel tests).
+        for (l, layer) in mlp.layers.iter_mut().enumerate() {
+            let dims = layer.weight.dims();
+            let n = dims[0] * dims[1];
+            // The output layer's weights are the largest: it keeps all 6, the hidden layer
+            // the largest one of its 12, so both layers keep weights.
+            let v: Vec<f32> = (0..n)
+                .map(|k| l as f32 + 0.1 + 0.05 * ((k * 5 + l) % n) as f32)
+                .collect();
+            layer.weight = Param::from_tensor(Tensor::from_data(TensorData::new(v, dims), &device));
+            // Zero biases: a random negative one could still silence the kept unit.
+            layer.bias = layer
+                .bias
+                .take()
+                .map(|b| Param::from_tensor(Tensor::zeros(b.dims(), &device)));
+        }
         let mut masks = Masks::<B>::full(prunable(&mlp.valid()), &device);
         masks.prune_to(&mlp.valid(), 7, &device);
         let ad = masks.to_autodiff::<A>();
-        // Inputs of both signs, so that some hidden unit is active whatever the weights.
-        let x: Vec<f32> = (0..64).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
+        let x: Vec<f32> = (0..64).map(|i| 0.1 + (i * 7 % 13) as f32 / 13.0).collect();
         let x = Tensor::<A, 2>::from_data(TensorData::new(x, [16, 4]), &device);
         let loss = ad.apply(mlp.clone()).forward(x).powi_scalar(2).sum();
         let grads = loss.backward();
         let mask = masks.host.clone();
+        assert_eq!(masks.kept(), vec![1, 6]);
         for (l, layer) in mlp.layers.iter().enumerate() {
             let g: Vec<f32> = layer
                 .weight

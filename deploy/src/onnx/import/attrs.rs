@@ -9,7 +9,8 @@ use std::vec::Vec;
 
 use onnx_protobuf::{AttributeProto, NodeProto};
 
-use super::{OnnxError, unsupported};
+use super::importer::unsupported;
+use crate::onnx::error::OnnxError;
 
 /// Attributes of one node, each read at most once; any left unread is an unsupported
 /// attribute.

@@ -9,8 +9,9 @@ use std::vec::Vec;
 use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
-use super::{Importer, OnnxError, dims, malformed, unsupported};
+use super::importer::{Importer, dims, malformed, unsupported};
 use crate::format::{ConvGeom, MAX_RANK, PadGeom, PadMode, PoolGeom, conv_out};
+use crate::onnx::error::OnnxError;
 use crate::write::OpSpec;
 
 impl Importer {

@@ -10,8 +10,9 @@ use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
 use super::fold::{broadcast_any, broadcast_index, has_batch, map_const, no_batch};
-use super::{Importer, OnnxError, Val, malformed, unsupported};
+use super::importer::{Importer, Val, malformed, unsupported};
 use crate::format::{Binary, Unary, broadcast};
+use crate::onnx::error::OnnxError;
 use crate::onnx::tensor::{OnnxTensor, Values};
 use crate::write::OpSpec;
 

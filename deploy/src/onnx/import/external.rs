@@ -13,7 +13,7 @@ use std::vec::Vec;
 use onnx_protobuf::TensorProto;
 use onnx_protobuf::tensor_proto::DataLocation;
 
-use super::OnnxError;
+use crate::onnx::error::OnnxError;
 
 /// Reads external tensor data from files in one directory, each file read once.
 #[derive(Debug)]

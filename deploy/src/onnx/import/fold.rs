@@ -14,7 +14,8 @@ use std::vec::Vec;
 
 use onnx_protobuf::NodeProto;
 
-use super::{Importer, OnnxError, Val, unsupported};
+use super::importer::{Importer, Val, unsupported};
+use crate::onnx::error::OnnxError;
 use crate::onnx::tensor::{OnnxTensor, Values};
 
 /// The symbolic batch size inside a folded integer tensor. No real extent or index is

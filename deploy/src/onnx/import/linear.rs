@@ -8,8 +8,9 @@ use std::vec::Vec;
 use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
-use super::{Importer, OnnxError, Val, malformed, transpose2, unsupported};
+use super::importer::{Importer, Val, malformed, transpose2, unsupported};
 use crate::format::{Binary, broadcast};
+use crate::onnx::error::OnnxError;
 use crate::write::{OpSpec, ValueId};
 
 impl Importer {

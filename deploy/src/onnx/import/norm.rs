@@ -8,8 +8,9 @@ use std::vec::Vec;
 use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
-use super::{Importer, OnnxError, dims, malformed, unsupported};
+use super::importer::{Importer, dims, malformed, unsupported};
 use crate::format::{Binary, Reduce, Unary};
+use crate::onnx::error::OnnxError;
 use crate::write::{OpSpec, ValueId};
 
 impl Importer {

@@ -15,7 +15,8 @@ use std::vec::Vec;
 use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
-use super::{Importer, OnnxError, malformed, unsupported};
+use super::importer::{Importer, malformed, unsupported};
+use crate::onnx::error::OnnxError;
 
 /// Any number of inputs (variadic ops).
 const MANY: usize = usize::MAX;

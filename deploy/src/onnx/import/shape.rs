@@ -10,8 +10,9 @@ use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
 use super::fold::{BATCH, has_batch, take};
-use super::{Importer, OnnxError, Val, axis, decode, dims, malformed, unsupported};
+use super::importer::{Importer, Val, axis, decode, dims, malformed, unsupported};
 use crate::format::MAX_RANK;
+use crate::onnx::error::OnnxError;
 use crate::onnx::tensor::{OnnxTensor, Values};
 use crate::write::OpSpec;
 

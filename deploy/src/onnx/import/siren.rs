@@ -6,7 +6,8 @@ use std::string::String;
 
 use onnx_protobuf::NodeProto;
 
-use super::{Importer, OnnxError, Val, malformed};
+use super::importer::{Importer, Val, malformed};
+use crate::onnx::error::OnnxError;
 use crate::onnx::tensor::Values;
 use crate::write::OpSpec;
 

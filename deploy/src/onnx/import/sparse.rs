@@ -6,7 +6,9 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use super::{ExternalData, OnnxError, decode, malformed};
+use super::external::ExternalData;
+use super::importer::{decode, malformed};
+use crate::onnx::error::OnnxError;
 use crate::onnx::tensor::{OnnxTensor, Values};
 
 /// A `SparseTensorProto` as a dense tensor: values `[nnz]` at indices given either as

@@ -14,7 +14,7 @@ use crate::tasks::fair::{FairProblem, GroupMetrics, GroupedSet};
 use crate::tasks::outputs::save_record;
 
 use super::data::FairData;
-use super::outputs::{Measured, write_outputs};
+use super::outputs::{Measured, max, write_outputs};
 use super::schedule::{Candidate, PRUNING_SHUFFLE, Phase, load_mlp, primal_optimizer, run_epochs};
 use super::{FairConfig, FairDataset, FairMethod, FairReport};
 
@@ -344,9 +344,4 @@ fn train_dense<B: AutodiffBackend>(
             kept_epoch: phase.epochs,
         },
     })
-}
-
-/// The largest entry (`-inf` for none).
-pub(super) fn max(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }

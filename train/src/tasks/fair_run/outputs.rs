@@ -14,7 +14,6 @@ use crate::plot::{Panel, Series, line_chart};
 use crate::tasks::fair::{GroupMetrics, ReplayBuffer};
 use crate::tasks::outputs::write_json;
 
-use super::job::max;
 use super::{FairConfig, FairMethod, FairReport, GroupResult, StageResult};
 
 /// Everything a run measured, for its outputs. Pairs and triples are `[train, test]`.
@@ -352,4 +351,9 @@ fn plot_gaps(
             },
         ],
     )
+}
+
+/// The largest entry (`-inf` for none).
+pub(super) fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
