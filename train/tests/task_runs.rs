@@ -293,3 +293,75 @@ fn svm_through_the_library_is_the_cli() {
     assert_eq!(read(&lib).iter().filter(|&&b| b == b'\n').count(), 201);
     let _ = std::fs::remove_dir_all(lib.parent().unwrap());
 }
+
+/// `prune` through the library (as `train/examples/prune_lenet.rs` does, shortened) and
+/// through the CLI: the same summary, metrics and deploy model; with a flash budget and the
+/// gmp baseline too, so the budgets' reporting goes through both.
+#[test]
+fn prune_through_the_library_is_the_cli() {
+    use tether_train::tasks::budget::units::Bytes;
+    use tether_train::tasks::prune_run::{Method, PruneConfig, run};
+    if let Err(e) = tether_train::data::mnist::ImageSet::load(
+        tether_train::data::mnist::MnistKind::Mnist,
+        tether_train::data::mnist::Split::Test,
+    ) {
+        assert!(may_skip("mnist"), "TETHER_REQUIRE_DATA requires MNIST: {e}");
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    for (name, method, flash) in [
+        ("prune-l0", Method::L0, None),
+        ("prune-gmp", Method::Gmp, Some(200 * 1024)),
+    ] {
+        let (lib, cli) = (folder(name, "lib"), folder(name, "cli"));
+        let config = PruneConfig {
+            method,
+            target_density: flash.is_none().then_some(0.3),
+            max_flash: flash.map(Bytes),
+            epochs: 2,
+            train_limit: Some(1024),
+            test_limit: Some(500),
+            batch: 64,
+            gate_lr: 0.3,
+            seed: 3,
+            out: lib.clone(),
+            ..PruneConfig::default()
+        };
+        {
+            let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+            run::<B>(&config, &Default::default(), false).unwrap();
+        }
+        let method_name = config.method_name();
+        let mut args = vec![
+            "prune",
+            "--method",
+            method_name,
+            "--epochs",
+            "2",
+            "--train-limit",
+            "1024",
+            "--test-limit",
+            "500",
+            "--batch",
+            "64",
+            "--gate-lr",
+            "0.3",
+            "--seed",
+            "3",
+            "--out",
+            path(&cli),
+        ];
+        let flash_arg = flash.map(|b| format!("{b}B"));
+        match &flash_arg {
+            Some(b) => args.extend(["--max-flash", b.as_str()]),
+            None => args.extend(["--target-density", "0.3"]),
+        }
+        tether_train(&args);
+        assert_same_outputs(
+            &lib,
+            &cli,
+            &[],
+            &["metrics.csv", "epochs.csv", "model.tthr"],
+        );
+    }
+}
