@@ -84,6 +84,8 @@ pub struct Masks<B: Backend> {
     layers: Vec<Prunable>,
     /// Host copy (what the next pruning step starts from).
     host: Vec<Vec<bool>>,
+    /// Kept weights per layer (counted once per pruning step, read every step).
+    kept: Vec<usize>,
     device: HashMap<ParamId, Tensor<B, 1>>,
 }
 
@@ -94,6 +96,7 @@ impl<B: Backend> Masks<B> {
         let mut m = Self {
             layers,
             host,
+            kept: Vec::new(),
             device: HashMap::new(),
         };
         m.upload(device);
@@ -101,6 +104,11 @@ impl<B: Backend> Masks<B> {
     }
 
     fn upload(&mut self, device: &B::Device) {
+        self.kept = self
+            .host
+            .iter()
+            .map(|h| h.iter().filter(|&&k| k).count())
+            .collect();
         self.device = self
             .layers
             .iter()
@@ -117,10 +125,7 @@ impl<B: Backend> Masks<B> {
 
     /// Kept weights per layer.
     pub fn kept(&self) -> Vec<usize> {
-        self.host
-            .iter()
-            .map(|h| h.iter().filter(|&&k| k).count())
-            .collect()
+        self.kept.clone()
     }
 
     /// The prunable weights, in order.
@@ -131,7 +136,7 @@ impl<B: Backend> Masks<B> {
     /// Fraction of the prunable weights kept.
     pub fn density(&self) -> f64 {
         let total: usize = self.layers.iter().map(|l| l.numel).sum();
-        self.kept().iter().sum::<usize>() as f64 / total.max(1) as f64
+        self.kept.iter().sum::<usize>() as f64 / total.max(1) as f64
     }
 
     /// Keeps the `keep` weights of largest `|w|` of `model` among those kept now (ties: the
@@ -195,6 +200,7 @@ impl<B: Backend> Masks<B> {
         Masks {
             layers: self.layers.clone(),
             host: self.host.clone(),
+            kept: self.kept.clone(),
             device: self
                 .device
                 .iter()
@@ -241,7 +247,37 @@ pub fn gmp_density(t: usize, start: usize, end: usize, every: usize, final_densi
 /// Cross-entropy of a classifier whose prunable weights are masked.
 pub struct MaskedProblem<B: AutodiffBackend> {
     /// The current masks (replaced at the schedule's steps).
-    pub masks: RefCell<Masks<B::InnerBackend>>,
+    masks: RefCell<Masks<B::InnerBackend>>,
+    /// The same masks as constants of the autodiff backend, made once per pruning step.
+    on_tape: RefCell<Masks<B>>,
+}
+
+impl<B: AutodiffBackend> MaskedProblem<B> {
+    /// Training under `masks`.
+    pub fn new(masks: Masks<B::InnerBackend>) -> Self {
+        let on_tape = RefCell::new(masks.to_autodiff());
+        Self {
+            masks: RefCell::new(masks),
+            on_tape,
+        }
+    }
+
+    /// The current masks.
+    pub fn masks(&self) -> std::cell::Ref<'_, Masks<B::InnerBackend>> {
+        self.masks.borrow()
+    }
+
+    /// [`Masks::prune_to`] on the current masks.
+    pub fn prune_to<M: Module<B::InnerBackend>>(&self, model: &M, keep: usize, device: &B::Device) {
+        let mut masks = self.masks.borrow_mut();
+        masks.prune_to(model, keep, device);
+        *self.on_tape.borrow_mut() = masks.to_autodiff();
+    }
+
+    /// The final masks.
+    pub fn into_masks(self) -> Masks<B::InnerBackend> {
+        self.masks.into_inner()
+    }
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>> ConstrainedProblem<B, M>
@@ -250,7 +286,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Classifier<B>> ConstrainedProble
     type Input = Batch<B>;
 
     fn compute_cmp_state(&self, model: &M, batch: &Batch<B>) -> CmpState<B> {
-        let masked = self.masks.borrow().to_autodiff::<B>().apply(model.clone());
+        let masked = self.on_tape.borrow().apply(model.clone());
         CmpState::new(cross_entropy(
             masked.logits(batch.images.clone()),
             batch.labels.clone(),

@@ -24,7 +24,6 @@
 //! weights stored sparse) and `summary.json`.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -712,10 +711,8 @@ fn run_own<B: AutodiffBackend>(
         write_atomic(&out.join("model.onnx"), &onnx)?;
         Ok((graph_to_safetensors(eval, meta)?, tthr))
     };
-    let mut report = if config.method != Method::L0 {
-        job.train_magnitude(net, device, |eval| Ok(eval.to_deploy()?), export)?
-    } else if config.dense {
-        job.train_dense(net, device, export)?
+    let mut report = if config.dense || config.method != Method::L0 {
+        job.train_plain(net, device, |eval| Ok(eval.to_deploy()?), export)?
     } else {
         job.train(net, device, |eval| Ok(eval.to_deploy()?), export)?
     };
@@ -764,13 +761,14 @@ impl Job<'_> {
             Structure::Block1x4 => GateStructure::Block1x4,
         };
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        if config.method != Method::L0 {
+        // The plain network: the dense baseline or a magnitude baseline.
+        if config.dense || config.method != Method::L0 {
             return match builtin {
                 Model::Lenet300 => {
                     let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
                     let tthr =
                         |eval: &Mlp<B::InnerBackend>| Ok(mlp_to_deploy(eval, Storage::Smallest)?);
-                    job.train_magnitude(model, device, tthr, |eval, out, meta| {
+                    job.train_plain(model, device, tthr, |eval, out, meta| {
                         save_record(eval.clone(), &recorder, out)?;
                         Ok((
                             mlp_to_safetensors(eval, meta)?,
@@ -783,7 +781,7 @@ impl Job<'_> {
                     let tthr = |eval: &Resnet<B::InnerBackend>| {
                         Ok(resnet_to_deploy(eval, Storage::Smallest)?)
                     };
-                    job.train_magnitude(model, device, tthr, |eval, out, meta| {
+                    job.train_plain(model, device, tthr, |eval, out, meta| {
                         save_record(eval.clone(), &recorder, out)?;
                         Ok((
                             resnet_to_safetensors(eval, meta)?,
@@ -796,41 +794,7 @@ impl Job<'_> {
                     let tthr = |eval: &Lenet5<B::InnerBackend>| {
                         Ok(lenet5_to_deploy(eval, Storage::Smallest)?)
                     };
-                    job.train_magnitude(model, device, tthr, |eval, out, meta| {
-                        save_record(eval.clone(), &recorder, out)?;
-                        Ok((
-                            lenet5_to_safetensors(eval, meta)?,
-                            lenet5_to_deploy(eval, Storage::Smallest)?,
-                        ))
-                    })
-                }
-            };
-        }
-        if config.dense {
-            return match builtin {
-                Model::Lenet300 => {
-                    let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
-                    job.train_dense(model, device, |eval, out, meta| {
-                        save_record(eval.clone(), &recorder, out)?;
-                        Ok((
-                            mlp_to_safetensors(eval, meta)?,
-                            mlp_to_deploy(eval, Storage::Smallest)?,
-                        ))
-                    })
-                }
-                Model::Resnet => {
-                    let model = ResnetConfig::new().init::<B>(device);
-                    job.train_dense(model, device, |eval, out, meta| {
-                        save_record(eval.clone(), &recorder, out)?;
-                        Ok((
-                            resnet_to_safetensors(eval, meta)?,
-                            resnet_to_deploy(eval, Storage::Smallest)?,
-                        ))
-                    })
-                }
-                Model::Lenet5 => {
-                    let model = Lenet5Config::new().init::<B>(device);
-                    job.train_dense(model, device, |eval, out, meta| {
+                    job.train_plain(model, device, tthr, |eval, out, meta| {
                         save_record(eval.clone(), &recorder, out)?;
                         Ok((
                             lenet5_to_safetensors(eval, meta)?,
@@ -1190,6 +1154,31 @@ impl Job<'_> {
         })
     }
 
+    /// Trains a network without gates: the dense baseline, or the magnitude baseline of
+    /// [`PruneConfig::method`] (`deploy_bytes` only serves the latter's budgets).
+    fn train_plain<B, M>(
+        self,
+        model: M,
+        device: &B::Device,
+        deploy_bytes: impl Fn(&M::InnerModule) -> anyhow::Result<Vec<u8>>,
+        export: impl FnOnce(
+            &M::InnerModule,
+            &Path,
+            HashMap<String, String>,
+        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+    ) -> anyhow::Result<PruneReport>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B> + Classifier<B>,
+        M::InnerModule: Classifier<B::InnerBackend>,
+    {
+        if self.config.method == Method::L0 {
+            self.train_dense(model, device, export)
+        } else {
+            self.train_magnitude(model, device, deploy_bytes, export)
+        }
+    }
+
     /// A magnitude baseline ([`Method::Magnitude`] or [`Method::Gmp`]): trains the dense
     /// `model` through the same loop, optimizer and data as the L0 runs, prunes it by
     /// global magnitude on the method's schedule to the density target or to the largest
@@ -1261,12 +1250,10 @@ impl Job<'_> {
             / c.batch;
         let prune_end = (c.epochs - c.magnitude_finetune_epochs()).max(1) * steps_per_epoch;
         let every = (prune_end / 100).max(1);
-        let problem = MaskedProblem::<B> {
-            masks: RefCell::new(Masks::full(layers, device)),
-        };
+        let problem = MaskedProblem::<B>::new(Masks::full(layers, device));
         // The ramp's end density, estimated from the dense network (the last step uses
         // the exact count).
-        let ramp_to = final_keep(&problem.masks.borrow(), &model.valid()) as f64 / total as f64;
+        let ramp_to = final_keep(&problem.masks(), &model.valid()) as f64 / total as f64;
         let mut set = ConstraintSet::<B>::new(device);
         let primal = c.optimizer.build()?;
         let health = primal.health();
@@ -1285,7 +1272,7 @@ impl Job<'_> {
                 // The masks for the next step, from the weights as they are.
                 let next = step + 1;
                 let keep = if next == prune_end {
-                    Some(final_keep(&problem.masks.borrow(), &info.model.valid()))
+                    Some(final_keep(&problem.masks(), &info.model.valid()))
                 } else if method == Method::Gmp && next < prune_end && next % every == 0 {
                     let d = gmp_density(next, 0, prune_end, every, ramp_to);
                     Some((d * total as f64).round() as usize)
@@ -1293,19 +1280,16 @@ impl Job<'_> {
                     None
                 };
                 if let Some(k) = keep {
-                    problem
-                        .masks
-                        .borrow_mut()
-                        .prune_to(&info.model.valid(), k, device);
+                    problem.prune_to(&info.model.valid(), k, device);
                 }
                 steps.push(vec![
                     step as f64,
                     info.values.loss,
-                    problem.masks.borrow().density(),
+                    problem.masks().density(),
                 ]);
             },
             |eval, test| {
-                let masks = problem.masks.borrow();
+                let masks = problem.masks();
                 let masked = masks.apply(eval.clone());
                 (
                     metrics::accuracy(test, |x| masked.logits(x)),
@@ -1313,7 +1297,7 @@ impl Job<'_> {
                 )
             },
         )?;
-        let masks = problem.masks.into_inner();
+        let masks = problem.into_masks();
         write_atomic(
             &c.out.join("metrics.csv"),
             csv(&["step".into(), "loss".into(), "density".into()], &steps).as_bytes(),
@@ -1329,14 +1313,7 @@ impl Job<'_> {
                 density: kept as f64 / l.numel as f64,
             })
             .collect();
-        let layers_json: Vec<serde_json::Value> = per_layer
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::json!({"layer": i, "gated_params": l.gated_params,
-                    "kept": l.kept as f64, "density": l.density as f32})
-            })
-            .collect();
+        let layers_json = layers_json(&per_layer);
         let last = epochs.last();
         let mut summary = serde_json::json!({
             "model": c.model.label(), "dataset": c.dataset.name(), "method": c.method_name(),
@@ -1612,14 +1589,7 @@ impl Job<'_> {
                 }
             })
             .collect();
-        let layers_json: Vec<serde_json::Value> = per_layer
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::json!({"layer": i, "gated_params": l.gated_params,
-                    "kept": l.kept as f64, "density": l.density as f32})
-            })
-            .collect();
+        let layers_json = layers_json(&per_layer);
         let last = epochs.last();
         let mut summary = serde_json::json!({
             "model": c.model.label(), "dataset": c.dataset.name(),
@@ -1676,6 +1646,18 @@ impl Job<'_> {
             files,
         })
     }
+}
+
+/// `summary.json`'s `layers`: each pruned layer's counts.
+fn layers_json(layers: &[LayerResult]) -> Vec<serde_json::Value> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::json!({"layer": i, "gated_params": l.gated_params,
+                "kept": l.kept as f64, "density": l.density as f32})
+        })
+        .collect()
 }
 
 /// Interleaved trials per latency measurement (medians).
