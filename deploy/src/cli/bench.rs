@@ -17,38 +17,66 @@ use crate::plan::{KernelChoice, Plan};
 /// plan).
 const TRIAL_SECONDS: f64 = 0.01;
 
+/// A warm plan of one model at the automatic kernels, single thread, and the number of
+/// runs that fill one timed trial (about 10 ms): what [`latency`] times, and what a caller
+/// timing several models interleaves (the same load then hits them alike).
+pub struct PlanTimer<'a> {
+    plan: Plan<'a>,
+    input: Vec<f32>,
+    reps: usize,
+}
+
+impl<'a> PlanTimer<'a> {
+    /// Plans `model` for `batch` samples, warms it and counts the runs of one trial.
+    ///
+    /// # Errors
+    /// A zero batch, a model that does not plan, or a failing run.
+    pub fn new(model: crate::format::Model<'a>, batch: usize) -> anyhow::Result<Self> {
+        ensure!(batch >= 1, "batch must be at least 1");
+        let per = model.input_shape().numel();
+        let input: Vec<f32> = (0..per * batch)
+            .map(|i| ((i * 31) % 17) as f32 / 17.0)
+            .collect();
+        let mut plan = Plan::new(model, &host_plan_options(batch, KernelChoice::Auto))?;
+        plan.run(&input)?;
+        let t = Instant::now();
+        let mut reps = 0usize;
+        while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
+            plan.run(&input)?;
+            reps += 1;
+        }
+        Ok(Self {
+            plan,
+            input,
+            reps: reps.max(1),
+        })
+    }
+
+    /// Seconds per inference over one trial.
+    ///
+    /// # Errors
+    /// A failing run.
+    pub fn trial(&mut self) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        for _ in 0..self.reps {
+            std::hint::black_box(self.plan.run(&self.input)?[0]);
+        }
+        Ok(t.elapsed().as_secs_f64() / self.reps as f64)
+    }
+}
+
 /// Median seconds of one inference of `model` at `batch` with the automatic kernels,
-/// single thread, over `trials` trials of repetitions filling about 10 ms on a warm plan:
-/// the `auto` column of [`bench()`], and the latency a budget is judged by.
+/// single thread, over `trials` trials of a [`PlanTimer`]: the `auto` column of
+/// [`bench()`], and the latency a budget is judged by.
 ///
 /// # Errors
 /// The model does not plan, or a run fails.
 pub fn latency(model: &crate::format::Model, batch: usize, trials: usize) -> anyhow::Result<f64> {
-    ensure!(
-        trials >= 1 && batch >= 1,
-        "trials and batch must be at least 1"
-    );
-    let per = model.input_shape().numel();
-    let input: Vec<f32> = (0..per * batch)
-        .map(|i| ((i * 31) % 17) as f32 / 17.0)
-        .collect();
-    let mut plan = Plan::new(model.clone(), &host_plan_options(batch, KernelChoice::Auto))?;
-    plan.run(&input)?;
-    let t = Instant::now();
-    let mut reps = 0usize;
-    while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
-        plan.run(&input)?;
-        reps += 1;
-    }
-    let reps = reps.max(1);
-    let mut times = Vec::with_capacity(trials);
-    for _ in 0..trials {
-        let t = Instant::now();
-        for _ in 0..reps {
-            std::hint::black_box(plan.run(&input)?[0]);
-        }
-        times.push(t.elapsed().as_secs_f64() / reps as f64);
-    }
+    ensure!(trials >= 1, "trials must be at least 1");
+    let mut timer = PlanTimer::new(model.clone(), batch)?;
+    let mut times = (0..trials)
+        .map(|_| timer.trial())
+        .collect::<anyhow::Result<Vec<f64>>>()?;
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
 }

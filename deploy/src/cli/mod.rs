@@ -33,7 +33,7 @@ mod mesh;
 mod run;
 mod scores;
 
-pub use bench::{bench, latency};
+pub use bench::{PlanTimer, bench, latency};
 pub use classify::{MAX_WARNINGS, run_classifier};
 pub use config::{BenchConfig, MNIST_NORMALIZE, RunConfig};
 #[cfg(feature = "onnx")]

@@ -24,17 +24,13 @@
 //! uses CSR's slope: the auto plan keeps a layer dense, flat in its nonzeros, until it
 //! crosses the sparse kernel's break-even, and it has to be pushed there.
 //!
-//! Times are medians of interleaved trials of repetitions filling about 10 ms, as
-//! `tether-deploy bench` measures them, single thread.
-
-use std::time::Instant;
+//! Times are medians of interleaved trials of `tether_deploy::cli::PlanTimer` (repetitions
+//! filling about 10 ms, single thread), as `tether-deploy bench` measures them.
 
 use anyhow::Context;
 use burn::tensor::{Tensor, backend::Backend};
-use tether_deploy::{AlignedBytes, KernelChoice, Model, Plan, PlanOptions};
-
-/// Seconds of repetitions one timed trial fills.
-const TRIAL_SECONDS: f64 = 0.01;
+use tether_deploy::cli::PlanTimer;
+use tether_deploy::{AlignedBytes, Model};
 
 /// Densities each gated layer is timed at (besides 1: the exported network).
 const GRID: [f64; 10] = [1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05, 0.02, 0.01];
@@ -113,58 +109,9 @@ pub fn measure_latency(bytes: &[u8], batch: usize, trials: usize) -> anyhow::Res
     tether_deploy::cli::latency(&model, batch, trials)
 }
 
-/// A warm plan and the repetitions that fill one trial.
-struct Timer {
-    plan: Plan<'static>,
-    input: Vec<f32>,
-    reps: usize,
-}
-
-impl Timer {
-    fn new(bytes: &[u8], batch: usize) -> anyhow::Result<Self> {
-        // The plan borrows the model's bytes for its whole life: leaked, they live as
-        // long as the process (a few models, measured once).
-        let aligned: &'static AlignedBytes = Box::leak(Box::new(AlignedBytes::from_slice(bytes)));
-        let model = Model::parse(aligned).context("timing a model")?;
-        let per = model.input_shape().numel();
-        let mut plan = Plan::new(
-            model,
-            &PlanOptions {
-                batch,
-                kernels: KernelChoice::Auto,
-                max_bytes: 4 << 30,
-                expand_csr: true,
-            },
-        )?;
-        let input: Vec<f32> = (0..per * batch)
-            .map(|i| ((i * 31) % 17) as f32 / 17.0)
-            .collect();
-        plan.run(&input)?;
-        let t = Instant::now();
-        let mut reps = 0usize;
-        while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
-            plan.run(&input)?;
-            reps += 1;
-        }
-        Ok(Self {
-            plan,
-            input,
-            reps: reps.max(1),
-        })
-    }
-
-    fn trial(&mut self) -> anyhow::Result<f64> {
-        let t = Instant::now();
-        for _ in 0..self.reps {
-            std::hint::black_box(self.plan.run(&self.input)?[0]);
-        }
-        Ok(t.elapsed().as_secs_f64() / self.reps as f64)
-    }
-}
-
 /// The timers in turn within each trial (so load on the machine hits them alike); the
 /// median per timer.
-fn median_of_trials(timers: &mut [Timer], trials: usize) -> anyhow::Result<Vec<f64>> {
+fn median_of_trials(timers: &mut [PlanTimer<'_>], trials: usize) -> anyhow::Result<Vec<f64>> {
     let mut times = vec![Vec::with_capacity(trials); timers.len()];
     for _ in 0..trials.max(1) {
         for (timer, t) in timers.iter_mut().zip(&mut times) {
@@ -244,12 +191,16 @@ impl LatencyModel {
                 Some(v)
             })?)
         };
-        let mut timers = vec![Timer::new(&variant(None)?, batch)?];
+        let mut variants = vec![AlignedBytes::from_slice(&variant(None)?)];
         for l in 0..gated.len() {
             for &d in &GRID {
-                timers.push(Timer::new(&variant(Some((l, d)))?, batch)?);
+                variants.push(AlignedBytes::from_slice(&variant(Some((l, d)))?));
             }
         }
+        let mut timers = variants
+            .iter()
+            .map(|v| PlanTimer::new(Model::parse(v)?, batch))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let times = median_of_trials(&mut timers, trials)?;
         let empty = times[0];
         let layers: Vec<LayerCurve> = gated
