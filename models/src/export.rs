@@ -64,7 +64,42 @@ fn serialize(
             ))
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    safetensors::serialize(views, Some(metadata))
+    let bytes = safetensors::serialize(views, None)?;
+    Ok(with_sorted_metadata(bytes, &metadata))
+}
+
+/// `bytes` (a safetensors file without metadata) with `metadata` in its header, keys in
+/// sorted order. The safetensors crate writes a `HashMap`'s keys in its random iteration
+/// order, so the same model gave different bytes from run to run; a resumed run is
+/// checked byte for byte against the uninterrupted one, and reproducible files are what
+/// a user expects of a fixed seed.
+fn with_sorted_metadata(bytes: Vec<u8>, metadata: &HashMap<String, String>) -> Vec<u8> {
+    if metadata.is_empty() {
+        return bytes;
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[..8]);
+    let n = u64::from_le_bytes(len) as usize;
+    let header = String::from_utf8_lossy(&bytes[8..8 + n]);
+    let body = header.trim_end();
+    let sorted: std::collections::BTreeMap<&String, &String> = metadata.iter().collect();
+    let meta = serde_json::to_string(&sorted).expect("a map of strings serializes");
+    let rest = &body[1..];
+    let sep = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let mut new_header = format!("{{\"__metadata__\":{meta}{sep}{rest}").into_bytes();
+    // The data starts 8-byte aligned, as the crate writes it (spaces pad the header).
+    while new_header.len() % 8 != 0 {
+        new_header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + new_header.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(new_header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&new_header);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// The safetensors bytes of `mlp` (`layers.{i}.weight`, `layers.{i}.bias`); `metadata` goes
@@ -141,6 +176,33 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::{Distribution, Tensor};
     use safetensors::SafeTensors;
+
+    /// The same network and metadata give the same bytes every time (the metadata's keys
+    /// sorted), and the file reads back with its metadata whole.
+    #[test]
+    fn the_bytes_are_reproducible_and_the_metadata_reads_back() {
+        let device = Default::default();
+        let mlp = MlpConfig::new(vec![5, 4, 3]).init::<Flex>(&device);
+        let meta = || -> HashMap<String, String> {
+            (0..20)
+                .map(|i| (format!("key{i:02}"), format!("value \"{i}\"")))
+                .collect()
+        };
+        let a = mlp_to_safetensors(&mlp, meta()).unwrap();
+        for _ in 0..5 {
+            assert!(a == mlp_to_safetensors(&mlp, meta()).unwrap());
+        }
+        let (n, header) = SafeTensors::read_metadata(&a).unwrap();
+        assert_eq!(n % 8, 0, "the data starts 8-byte aligned");
+        assert_eq!(header.metadata().as_ref().unwrap(), &meta());
+        let text = String::from_utf8_lossy(&a[8..8 + n]);
+        assert!(text.find("key00").unwrap() < text.find("key19").unwrap());
+        let st = SafeTensors::deserialize(&a).unwrap();
+        assert_eq!(st.tensor("layers.1.weight").unwrap().shape(), [3, 4]);
+        // Without metadata the crate's own bytes are kept.
+        let plain = mlp_to_safetensors(&mlp, HashMap::new()).unwrap();
+        assert!(SafeTensors::deserialize(&plain).is_ok());
+    }
 
     /// Reading the file back and applying PyTorch's `x W^T + b` by hand reproduces the
     /// network's output.

@@ -12,6 +12,8 @@
 //! - [`optim`]: Shampoo (single-device and data-parallel), `--optimizer` selection, and
 //!   optimizer combinators (separate learning rates for L0 gates).
 //! - [`data`]: loaders for the registry datasets fetched by `scripts/fetch-data`.
+//! - [`resume`]: checkpoints of a command's run, `--resume`, and the interrupt that
+//!   writes one on SIGINT/SIGTERM.
 //! - [`transient`]: overshoot and settling time of a controlled quantity.
 //! - [`device`]: `--device flex|ndarray|cuda`, shared by every command.
 //! - [`denormals`]: the flush-to-zero guard the training loop and every command hold
@@ -33,6 +35,7 @@ pub mod io;
 pub mod optim;
 pub mod plot;
 pub mod reference;
+pub mod resume;
 pub mod tasks;
 pub mod trainer;
 pub mod transient;

@@ -12,6 +12,7 @@ use crate::constrained::{
 };
 use crate::denormals::FlushDenormals;
 use crate::optim::shampoo::ShampooHealth;
+use crate::resume::{Interrupt, step_seed};
 
 /// What the loop tells its callback after every step.
 pub struct StepInfo<'a, B: AutodiffBackend, M> {
@@ -37,6 +38,14 @@ pub struct FitOptions {
     /// every step: burn's `Optimizer::step` cannot return an error, so a non-finite gradient
     /// or failing inverse roots surface here.
     pub optimizer_health: Option<ShampooHealth>,
+    /// Checked before every step: once raised, the loop returns after the steps taken so
+    /// far (the caller counts them through `on_step`, checkpoints and reports).
+    pub interrupt: Option<Interrupt>,
+    /// `(seed, first)`: before its step `s` the loop reseeds the backend's generator with
+    /// [`step_seed`]`(seed, first + s)`, so each step's random draws (the gates' noise)
+    /// depend on the run's seed and the global step alone, and a resumed run draws what
+    /// the uninterrupted one did.
+    pub step_seeds: Option<(u64, usize)>,
 }
 
 impl FitOptions {
@@ -47,7 +56,22 @@ impl FitOptions {
             steps,
             progress,
             optimizer_health: None,
+            interrupt: None,
+            step_seeds: None,
         }
+    }
+
+    /// Stops early when `interrupt` is raised.
+    pub fn with_interrupt(mut self, interrupt: Option<Interrupt>) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Step-indexed random streams: step `s` of this call is global step `first + s` of a
+    /// run seeded with `seed`.
+    pub fn with_step_seeds(mut self, seed: u64, first: usize) -> Self {
+        self.step_seeds = Some((seed, first));
+        self
     }
 
     /// Checks `health` after every step.
@@ -58,7 +82,8 @@ impl FitOptions {
 }
 
 /// Runs `steps` iterations of `optimizer` on `problem`; `input(step)` supplies each step's
-/// input (a batch, or `()`).
+/// input (a batch, or `()`). Returns early, after the step under way, when
+/// [`FitOptions::interrupt`] is raised.
 pub fn fit<B, M, O, P>(
     mut model: M,
     optimizer: &mut ConstrainedOptimizer<O>,
@@ -92,6 +117,13 @@ where
     // the loop, callbacks included, runs with them flushed to zero (`crate::denormals`).
     let _flush = FlushDenormals::new();
     for step in 0..options.steps {
+        if options.interrupt.as_ref().is_some_and(Interrupt::is_raised) {
+            bar.abandon_with_message("interrupted");
+            return Ok(model);
+        }
+        if let Some((seed, first)) = options.step_seeds {
+            B::seed(set.device(), step_seed(seed, first + step));
+        }
         // Burn modules share their tensors: the clone is a handful of reference counts.
         let observed = model.clone();
         let out = optimizer.roll(model, set, problem, &input(step))?;
@@ -111,6 +143,9 @@ where
             values: &out.values,
             set,
         });
+        if let Some(interrupt) = &options.interrupt {
+            interrupt.count_step();
+        }
     }
     bar.finish();
     Ok(model)

@@ -52,7 +52,9 @@ mod set;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use checkpoint::{
+    adopt_checkpoint_ids, load_checkpoint, save_checkpoint, save_checkpoint_with,
+};
 pub use constraint::{ConstraintId, ConstraintKind, ConstraintState};
 pub use dual::{DualOptimizer, GradientAscentConfig, NuPiConfig, NuPiInit, NuPiState};
 pub use error::{ConstrainedError, Result};

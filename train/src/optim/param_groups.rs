@@ -123,7 +123,9 @@ where
     A: Optimizer<M, B>,
     O: Optimizer<M, B>,
 {
-    type Record = (A::Record, O::Record);
+    /// Both groups' states, the decay's clock and the step its decay was fired at
+    /// (`usize::MAX`: not yet): what a resumed run needs to continue the same schedule.
+    type Record = (A::Record, O::Record, usize, usize);
 
     fn step(&mut self, lr: LearningRate, module: M, mut grads: GradientsParams) -> M {
         let second = self.split::<B>(&mut grads);
@@ -148,13 +150,25 @@ where
     }
 
     fn to_record(&self) -> Self::Record {
-        (self.a.to_record(), self.b.to_record())
+        let fired = self
+            .decay
+            .as_ref()
+            .and_then(|(_, start)| start.step())
+            .unwrap_or(usize::MAX);
+        (self.a.to_record(), self.b.to_record(), self.steps, fired)
     }
 
     fn load_record(self, record: Self::Record) -> Self {
+        let (a, b, steps, fired) = record;
+        // The handle is shared with whoever fires it: restoring it here restores it for
+        // them too.
+        if let (Some((_, start)), true) = (&self.decay, fired != usize::MAX) {
+            start.fire(fired);
+        }
         Self {
-            a: self.a.load_record(record.0),
-            b: self.b.load_record(record.1),
+            a: self.a.load_record(a),
+            b: self.b.load_record(b),
+            steps,
             ..self
         }
     }

@@ -195,6 +195,61 @@ impl<B: Backend> Masks<B> {
         })
     }
 
+    /// The masks as text (a checkpoint's): per layer, the kept bits packed 8 to a byte,
+    /// least significant first, in hexadecimal.
+    pub fn to_hex(&self) -> Vec<String> {
+        self.host
+            .iter()
+            .map(|h| {
+                h.chunks(8)
+                    .map(|c| {
+                        let byte = c
+                            .iter()
+                            .enumerate()
+                            .fold(0u8, |b, (i, &k)| b | (u8::from(k) << i));
+                        format!("{byte:02x}")
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Replaces the masks with [`Masks::to_hex`]'s text.
+    ///
+    /// # Errors
+    /// Text of other layers, lengths or characters.
+    pub fn load_hex(&mut self, hex: &[String], device: &B::Device) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            hex.len() == self.layers.len(),
+            "masks of {} layers for a network with {}",
+            hex.len(),
+            self.layers.len()
+        );
+        let mut host = Vec::with_capacity(hex.len());
+        for (layer, text) in self.layers.iter().zip(hex) {
+            anyhow::ensure!(
+                text.len() == layer.numel.div_ceil(8) * 2 && text.is_ascii(),
+                "a mask of {} characters for a layer of {} weights",
+                text.len(),
+                layer.numel
+            );
+            let mut bits = Vec::with_capacity(layer.numel);
+            for i in 0..layer.numel.div_ceil(8) {
+                let byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                    .map_err(|e| anyhow::anyhow!("a mask is not hexadecimal: {e}"))?;
+                for b in 0..8 {
+                    if bits.len() < layer.numel {
+                        bits.push(byte >> b & 1 == 1);
+                    }
+                }
+            }
+            host.push(bits);
+        }
+        self.host = host;
+        self.upload(device);
+        Ok(())
+    }
+
     /// The same masks on the autodiff backend over `B`, as constants.
     pub fn to_autodiff<A: AutodiffBackend<InnerBackend = B>>(&self) -> Masks<A> {
         Masks {
@@ -274,6 +329,17 @@ impl<B: AutodiffBackend> MaskedProblem<B> {
         *self.on_tape.borrow_mut() = masks.to_autodiff();
     }
 
+    /// Replaces the current masks with a checkpoint's ([`Masks::to_hex`]).
+    ///
+    /// # Errors
+    /// As [`Masks::load_hex`].
+    pub fn restore(&self, hex: &[String], device: &B::Device) -> anyhow::Result<()> {
+        let mut masks = self.masks.borrow_mut();
+        masks.load_hex(hex, device)?;
+        *self.on_tape.borrow_mut() = masks.to_autodiff();
+        Ok(())
+    }
+
     /// The final masks.
     pub fn into_masks(self) -> Masks<B::InnerBackend> {
         self.masks.into_inner()
@@ -330,6 +396,25 @@ mod tests {
                     .unwrap()
             })
             .collect()
+    }
+
+    #[test]
+    fn masks_round_trip_through_their_checkpoint_text() {
+        let device = Default::default();
+        let mlp = MlpConfig::new(vec![6, 5, 3]).init::<B>(&device);
+        let mut masks = Masks::<B>::full(prunable(&mlp), &device);
+        masks.prune_to(&mlp, 13, &device);
+        let hex = masks.to_hex();
+        // 30 and 15 weights: 4 and 2 bytes.
+        assert_eq!(hex.iter().map(String::len).collect::<Vec<_>>(), [8, 4]);
+        let mut back = Masks::<B>::full(prunable(&mlp), &device);
+        back.load_hex(&hex, &device).unwrap();
+        assert_eq!(back.host, masks.host);
+        assert_eq!(back.kept(), masks.kept());
+        let err = back.load_hex(&hex[..1], &device).unwrap_err().to_string();
+        assert!(err.contains("masks of 1 layers"), "{err}");
+        let bad = vec![hex[0].clone(), "zz00".into()];
+        assert!(back.load_hex(&bad, &device).is_err());
     }
 
     #[test]

@@ -49,7 +49,8 @@ use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy, resnet_
 
 use crate::constrained::{
     ConstrainedOptimizer, ConstrainedProblem, ConstraintKind, ConstraintSet, DualOptimizer,
-    FormulationConfig, MultiplierConfig, NuPiConfig, UpdateScheme,
+    FormulationConfig, MultiplierConfig, NuPiConfig, UpdateScheme, adopt_checkpoint_ids,
+    load_checkpoint, save_checkpoint_with,
 };
 use crate::data::batches::{Batch, DeviceSet};
 use crate::data::mnist::{ImageSet, MnistKind, Split};
@@ -57,6 +58,10 @@ use crate::io::{check_output_dir, csv, write_atomic};
 use crate::optim::shampoo::ShampooHealth;
 use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use crate::plot::{Panel, Series, line_chart};
+use crate::resume::{
+    CheckpointEvery, Interrupt, Interrupted, Position, RUN_FILE, RunState, checkpoint_dir,
+    remove_checkpoint, resolve_resume,
+};
 use crate::tasks::budget::BudgetResult;
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::latency::{LatencyModel, measure_latency};
@@ -307,6 +312,16 @@ pub struct PruneConfig {
     /// Output folder.
     #[arg(long, default_value = "out/prune")]
     pub out: PathBuf,
+    /// Write a checkpoint to OUT/checkpoint every N epochs (0 or never: only when
+    /// interrupted). SIGINT (Ctrl-C), SIGTERM and SIGHUP always write one after the step
+    /// under way; a finished run removes it.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub checkpoint_every: CheckpointEvery,
+    /// Continue the run whose checkpoint is in DIR (OUT/checkpoint, or the OUT of that
+    /// run), with the same settings; the result equals the uninterrupted run's bit for
+    /// bit on CPU.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// Your own training data instead of --dataset: an image folder (one subfolder per
     /// class, PNG/JPEG), a CSV (--label-column), NPY/NPZ arrays (x and y) or IDX files.
     /// Normalised with the training split's per-channel statistics.
@@ -532,7 +547,7 @@ impl PruneConfig {
 }
 
 /// One epoch's measurement on the test set.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochResult {
     /// 1-based epoch.
     pub epoch: usize,
@@ -572,6 +587,27 @@ pub struct PruneReport {
     pub files: Vec<&'static str>,
 }
 
+/// How a library caller drives a run: progress output and the interrupt that stops it.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// A progress bar per epoch and a line per epoch, as the CLI shows; without it the run
+    /// is silent.
+    pub progress: bool,
+    /// Raised, it stops the run after the step under way: a checkpoint is written and the
+    /// run returns [`Interrupted`] (the CLI raises it on SIGINT/SIGTERM/SIGHUP).
+    pub interrupt: Interrupt,
+}
+
+impl RunControl {
+    /// Progress shown or not, never interrupted.
+    pub fn new(progress: bool) -> Self {
+        Self {
+            progress,
+            interrupt: Interrupt::new(),
+        }
+    }
+}
+
 /// Runs the pruning job on backend `B`: reads the dataset from the data cache
 /// (`scripts/fetch-data`), then [`run_with_data`]. `progress` shows a progress bar per
 /// epoch and prints a line per epoch, as the CLI does; without it the run is silent.
@@ -585,14 +621,32 @@ pub fn run<B: AutodiffBackend>(
     device: &B::Device,
     progress: bool,
 ) -> anyhow::Result<PruneReport> {
+    run_controlled::<B>(config, device, &RunControl::new(progress))
+}
+
+/// [`run`] with a [`RunControl`]: an interrupt that stops the run with a checkpoint.
+///
+/// # Errors
+/// As [`run`]; [`Interrupted`] (downcast the error) when the interrupt stopped it.
+pub fn run_controlled<B: AutodiffBackend>(
+    config: &PruneConfig,
+    device: &B::Device,
+    control: &RunControl,
+) -> anyhow::Result<PruneReport> {
     config.validate()?;
     check_output_dir(&config.out, "--out")?;
+    let resume = read_resume(config)?;
     if config.is_own() {
-        return run_own::<B>(config, device, progress);
+        return run_own::<B>(config, device, control, resume);
     }
     let train = ImageSet::load(config.dataset, Split::Train)?;
     let test = ImageSet::load(config.dataset, Split::Test)?;
-    run_with_data::<B>(config, &train, &test, device, progress)
+    let (train, test) = (
+        Samples::Mnist(Cow::Owned(train)),
+        Samples::Mnist(Cow::Owned(test)),
+    );
+    B::seed(device, config.seed);
+    Job::new(config, &train, &test, control, resume).train_builtin::<B>(device)
 }
 
 /// The own-model / own-data job: imports the ONNX network (its leading axis as the batch
@@ -603,7 +657,8 @@ pub fn run<B: AutodiffBackend>(
 fn run_own<B: AutodiffBackend>(
     config: &PruneConfig,
     device: &B::Device,
-    progress: bool,
+    control: &RunControl,
+    resume: Option<Resumed>,
 ) -> anyhow::Result<PruneReport> {
     use tether_deploy::onnx::{BatchAxis, ImportOptions, import_file_with};
     let graph = match &config.model {
@@ -680,12 +735,7 @@ fn run_own<B: AutodiffBackend>(
         );
     }
     B::seed(device, config.seed);
-    let job = Job {
-        config,
-        train: &train,
-        test: &test,
-        progress,
-    };
+    let job = Job::new(config, &train, &test, control, resume);
     let Some(bytes) = graph else {
         // A built-in network on the user's 28x28 data: the same run as on MNIST.
         return job.train_builtin::<B>(device);
@@ -731,23 +781,60 @@ pub fn run_with_data<B: AutodiffBackend>(
     device: &B::Device,
     progress: bool,
 ) -> anyhow::Result<PruneReport> {
+    run_with_data_controlled::<B>(config, train, test, device, &RunControl::new(progress))
+}
+
+/// [`run_with_data`] with a [`RunControl`].
+///
+/// # Errors
+/// As [`run_controlled`], less the missing dataset.
+pub fn run_with_data_controlled<B: AutodiffBackend>(
+    config: &PruneConfig,
+    train: &ImageSet,
+    test: &ImageSet,
+    device: &B::Device,
+    control: &RunControl,
+) -> anyhow::Result<PruneReport> {
     config.validate()?;
     check_output_dir(&config.out, "--out")?;
+    let resume = read_resume(config)?;
     B::seed(device, config.seed);
     let (train, test) = (
         Samples::Mnist(Cow::Borrowed(train)),
         Samples::Mnist(Cow::Borrowed(test)),
     );
-    Job {
-        config,
-        train: &train,
-        test: &test,
-        progress,
+    Job::new(config, &train, &test, control, resume).train_builtin::<B>(device)
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        config: &'a PruneConfig,
+        train: &'a Samples<'a>,
+        test: &'a Samples<'a>,
+        control: &RunControl,
+        resume: Option<Resumed>,
+    ) -> Self {
+        Job {
+            config,
+            train,
+            test,
+            progress: control.progress,
+            interrupt: control.interrupt.clone(),
+            resume,
+        }
     }
-    .train_builtin::<B>(device)
 }
 
 impl Job<'_> {
+    /// A resumed run's fresh network with the checkpoint's parameter ids (what the
+    /// optimizer's groups and the masks are keyed by: [`adopt_checkpoint_ids`]).
+    fn adopt_ids<B: Backend, M: Module<B>>(&self, model: M) -> anyhow::Result<M> {
+        match &self.resume {
+            Some(r) => Ok(adopt_checkpoint_ids(&r.dir, model)?),
+            None => Ok(model),
+        }
+    }
+
     /// Trains the built-in network of the config (pruned or dense) on the job's data.
     fn train_builtin<B: AutodiffBackend>(self, device: &B::Device) -> anyhow::Result<PruneReport> {
         let config = self.config;
@@ -923,25 +1010,90 @@ struct Job<'a> {
     train: &'a Samples<'a>,
     test: &'a Samples<'a>,
     progress: bool,
+    /// Stops the run (checkpoint written) when raised.
+    interrupt: Interrupt,
+    /// The checkpoint `--resume` continues from, read and checked before any work.
+    resume: Option<Resumed>,
+}
+
+/// A checkpoint to continue from.
+struct Resumed {
+    dir: PathBuf,
+    state: RunState,
+}
+
+/// The run's state beyond the constrained checkpoint: the epochs finished, the metrics
+/// rows so far and the method's own (the magnitude masks).
+#[derive(Serialize, Deserialize)]
+struct PruneState {
+    epochs: Vec<EpochResult>,
+    rows: Vec<Vec<f64>>,
+    method: serde_json::Value,
+}
+
+/// A method's state for the checkpoint, saved and restored by the method (the L0 and
+/// dense runs keep theirs in the optimizer and multipliers: none).
+struct MethodState<'a> {
+    save: &'a dyn Fn() -> serde_json::Value,
+    restore: &'a dyn Fn(serde_json::Value) -> anyhow::Result<()>,
+}
+
+impl MethodState<'_> {
+    fn none() -> MethodState<'static> {
+        MethodState {
+            save: &|| serde_json::Value::Null,
+            restore: &|_| Ok(()),
+        }
+    }
+}
+
+/// The settings a resumed run must share with the interrupted one: all but where it
+/// writes, how often it checkpoints and what it resumes from.
+fn resume_key(config: &PruneConfig) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(config)?;
+    if let Some(o) = v.as_object_mut() {
+        for k in ["out", "resume", "checkpoint_every"] {
+            o.remove(k);
+        }
+    }
+    Ok(v)
+}
+
+/// Reads and checks `--resume`'s checkpoint (before any data is read).
+fn read_resume(config: &PruneConfig) -> anyhow::Result<Option<Resumed>> {
+    let Some(path) = &config.resume else {
+        return Ok(None);
+    };
+    let dir = resolve_resume(path)?;
+    let state = RunState::read(&dir, "prune")?;
+    state.check_config(&resume_key(config)?, &dir)?;
+    Ok(Some(Resumed { dir, state }))
 }
 
 impl Job<'_> {
     /// The epochs of one run, pruned or dense: [`fit`] over each epoch's shuffled batches
-    /// (`on_step` gets the global step index), then `evaluate` (test accuracy, density) on
-    /// the test set, written to `epochs.csv`.
+    /// (`on_step` gets the global step index and the metrics rows to append to), then
+    /// `evaluate` (test accuracy, density) on the test set, written to `epochs.csv`.
+    ///
+    /// Checkpoints (model, optimizer, multipliers, rows, `method` state, position) go to
+    /// `OUT/checkpoint` every [`PruneConfig::checkpoint_every`] epochs and when the
+    /// interrupt is raised (then the run returns [`Interrupted`]); a [`Job::resume`]
+    /// starts from one. Each step's random draws come from a stream seeded by the run's
+    /// seed and the global step, so a resumed run repeats the uninterrupted one exactly.
     #[allow(clippy::too_many_arguments)]
     fn run_epochs<B, M, O, P>(
         &self,
-        mut model: M,
+        model: M,
         device: &B::Device,
         opt: &mut ConstrainedOptimizer<O>,
         set: &mut ConstraintSet<B>,
         problem: &P,
         health: Option<ShampooHealth>,
+        method: MethodState<'_>,
         on_epoch_start: impl Fn(usize),
-        mut on_step: impl FnMut(usize, StepInfo<'_, B, M>),
+        mut on_step: impl FnMut(usize, StepInfo<'_, B, M>, &mut Vec<Vec<f64>>),
         evaluate: impl Fn(&M::InnerModule, &[Batch<B::InnerBackend>]) -> (f64, f64),
-    ) -> anyhow::Result<(M, Vec<EpochResult>)>
+    ) -> anyhow::Result<(M, Vec<EpochResult>, Vec<Vec<f64>>)>
     where
         B: AutodiffBackend,
         M: AutodiffModule<B>,
@@ -954,24 +1106,97 @@ impl Job<'_> {
             .test
             .device_set::<B::InnerBackend>(c.test_limit, device);
         let test_batches = test.in_order(1000);
-        let mut epochs = Vec::new();
-        let mut offset = 0;
-        for epoch in 0..c.epochs {
+        let (mut model, start, mut epochs, mut rows) = match &self.resume {
+            Some(r) => {
+                let (model, _) = load_checkpoint(&r.dir, model, opt, set)?;
+                let state: PruneState = serde_json::from_value(r.state.task.clone())
+                    .with_context(|| format!("corrupt checkpoint {}", r.dir.display()))?;
+                (method.restore)(state.method)?;
+                if self.progress {
+                    println!(
+                        "resuming from {}: epoch {}, step {} of it",
+                        r.dir.display(),
+                        r.state.position.epoch + 1,
+                        r.state.position.step_in_epoch
+                    );
+                }
+                (model, r.state.position, state.epochs, state.rows)
+            }
+            None => (model, Position::default(), Vec::new(), Vec::new()),
+        };
+        let checkpoint = checkpoint_dir(&c.out);
+        let save = |model: &M,
+                    opt: &ConstrainedOptimizer<O>,
+                    set: &ConstraintSet<B>,
+                    position: Position,
+                    epochs: &[EpochResult],
+                    rows: &[Vec<f64>]|
+         -> anyhow::Result<()> {
+            let state = RunState {
+                format: 1,
+                command: "prune".into(),
+                config: resume_key(c)?,
+                position,
+                task: serde_json::to_value(PruneState {
+                    epochs: epochs.to_vec(),
+                    rows: rows.to_vec(),
+                    method: (method.save)(),
+                })?,
+            };
+            let json = serde_json::to_vec(&state)?;
+            save_checkpoint_with(
+                &checkpoint,
+                position.global_step as u64,
+                model,
+                opt,
+                set,
+                &[(RUN_FILE, &json)],
+            )?;
+            Ok(())
+        };
+        let mut offset = start.global_step - start.step_in_epoch;
+        for epoch in start.epoch..c.epochs {
             on_epoch_start(epoch);
             let batches = train.epoch(c.batch, c.seed, epoch as u64, true);
             anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
+            let first = if epoch == start.epoch {
+                start.step_in_epoch
+            } else {
+                0
+            };
             let label = self
                 .progress
                 .then(|| format!("epoch {}/{}", epoch + 1, c.epochs));
+            let mut done = first;
             model = fit(
                 model,
                 opt,
                 set,
                 problem,
-                &FitOptions::new(batches.len(), label).with_health(health.clone()),
-                |s| batches[s].clone(),
-                |info| on_step(offset + info.step, info),
+                &FitOptions::new(batches.len() - first, label)
+                    .with_health(health.clone())
+                    .with_interrupt(Some(self.interrupt.clone()))
+                    .with_step_seeds(c.seed, offset + first),
+                |s| batches[first + s].clone(),
+                |info| {
+                    done += 1;
+                    on_step(offset + first + info.step, info, &mut rows)
+                },
             )?;
+            if done < batches.len() {
+                let position = Position {
+                    epoch,
+                    step_in_epoch: done,
+                    global_step: offset + done,
+                };
+                save(&model, opt, set, position, &epochs, &rows)?;
+                return Err(Interrupted {
+                    checkpoint,
+                    position,
+                    epochs: c.epochs,
+                }
+                .into());
+            }
             offset += batches.len();
             let (test_accuracy, density) = evaluate(&model.valid(), &test_batches);
             if self.progress {
@@ -986,8 +1211,25 @@ impl Job<'_> {
                 test_accuracy,
                 density,
             });
+            let position = Position {
+                epoch: epoch + 1,
+                step_in_epoch: 0,
+                global_step: offset,
+            };
+            let interrupted = self.interrupt.is_raised() && epoch + 1 < c.epochs;
+            if (c.checkpoint_every.due(epoch + 1) && epoch + 1 < c.epochs) || interrupted {
+                save(&model, opt, set, position, &epochs, &rows)?;
+            }
+            if interrupted {
+                return Err(Interrupted {
+                    checkpoint,
+                    position,
+                    epochs: c.epochs,
+                }
+                .into());
+            }
         }
-        let rows: Vec<Vec<f64>> = epochs
+        let table: Vec<Vec<f64>> = epochs
             .iter()
             .map(|e| vec![e.epoch as f64, e.test_accuracy, e.density])
             .collect();
@@ -995,11 +1237,11 @@ impl Job<'_> {
             &c.out.join("epochs.csv"),
             csv(
                 &["epoch".into(), "test_accuracy".into(), "density".into()],
-                &rows,
+                &table,
             )
             .as_bytes(),
         )?;
-        Ok((model, epochs))
+        Ok((model, epochs, rows))
     }
 
     /// Times the deploy kernels on the exported network (`tthr`) to fit its latency model,
@@ -1087,7 +1329,8 @@ impl Job<'_> {
             &out.join("summary.json"),
             serde_json::to_string_pretty(summary)?.as_bytes(),
         )?;
-        Ok(())
+        // Every output is written: nothing is left to resume.
+        remove_checkpoint(out)
     }
 
     /// The dense baseline: trains `model` (no gates, no constraints) with the same loop,
@@ -1112,16 +1355,16 @@ impl Job<'_> {
         let primal = c.optimizer.build()?;
         let health = primal.health();
         let mut opt = ConstrainedOptimizer::new(primal, c.lr, UpdateScheme::Simultaneous);
-        let mut steps: Vec<Vec<f64>> = Vec::new();
-        let (model, epochs) = self.run_epochs(
+        let (model, epochs, steps) = self.run_epochs(
             model,
             device,
             &mut opt,
             &mut set,
             &ClassifyProblem,
             health,
+            MethodState::none(),
             |_| {},
-            |step, info| steps.push(vec![step as f64, info.values.loss]),
+            |step, info, rows| rows.push(vec![step as f64, info.values.loss]),
             |eval, test| (metrics::accuracy(test, |x| eval.logits(x)), 1.0),
         )?;
         write_atomic(
@@ -1172,6 +1415,7 @@ impl Job<'_> {
         M: AutodiffModule<B> + Classifier<B>,
         M::InnerModule: Classifier<B::InnerBackend>,
     {
+        let model = self.adopt_ids(model)?;
         if self.config.method == Method::L0 {
             self.train_dense(model, device, export)
         } else {
@@ -1258,17 +1502,24 @@ impl Job<'_> {
         let primal = c.optimizer.build()?;
         let health = primal.health();
         let mut opt = ConstrainedOptimizer::new(primal, c.lr, UpdateScheme::Simultaneous);
-        let mut steps: Vec<Vec<f64>> = Vec::new();
         let method = c.method;
-        let (model, epochs) = self.run_epochs(
+        let (model, epochs, steps) = self.run_epochs(
             model,
             device,
             &mut opt,
             &mut set,
             &problem,
             health,
+            MethodState {
+                save: &|| serde_json::json!({"masks": problem.masks().to_hex()}),
+                restore: &|state| {
+                    let hex: Vec<String> = serde_json::from_value(state["masks"].clone())
+                        .context("the checkpoint's masks")?;
+                    problem.restore(&hex, device)
+                },
+            },
             |_| {},
-            |step, info| {
+            |step, info, steps| {
                 // The masks for the next step, from the weights as they are.
                 let next = step + 1;
                 let keep = if next == prune_end {
@@ -1416,6 +1667,7 @@ impl Job<'_> {
         M: AutodiffModule<B> + GatedNetwork<B>,
         M::InnerModule: GatedNetwork<B::InnerBackend>,
     {
+        let model = self.adopt_ids(model)?;
         let c = self.config;
         let gated: Vec<usize> = model.layer_gates().iter().map(|l| l.gated).collect();
         let layers = gated.len();
@@ -1525,16 +1777,19 @@ impl Job<'_> {
             primal = primal.with_second_decay(c.epochs * steps_per_epoch, decay_start.clone());
         }
         let mut opt = ConstrainedOptimizer::new(primal, c.lr, UpdateScheme::Simultaneous);
-        let mut steps: Vec<Vec<f64>> = Vec::new();
-        let (model, epochs) = self.run_epochs(
+        let (model, epochs, steps) = self.run_epochs(
             model,
             device,
             &mut opt,
             &mut set,
             &problem,
             health,
+            MethodState::none(),
             |epoch| {
-                if epoch + c.finetune_epochs == c.epochs && c.finetune_epochs > 0 {
+                if epoch + c.finetune_epochs >= c.epochs
+                    && c.finetune_epochs > 0
+                    && !problem.is_frozen()
+                {
                     if self.progress {
                         println!(
                             "epochs {}-{}: fine-tuning the pruned network (gates frozen)",
@@ -1545,7 +1800,7 @@ impl Job<'_> {
                     problem.freeze();
                 }
             },
-            |step, info| {
+            |step, info, steps| {
                 if problem.is_frozen() {
                     // Gates and multipliers no longer move: their last values, the new loss.
                     let mut row = steps.last().cloned().unwrap_or_default();

@@ -10,6 +10,7 @@ mod svm;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tether_train::denormals::FlushDenormals;
 use tether_train::device::DeviceKind;
+use tether_train::resume::Interrupted;
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +46,23 @@ enum Command {
     Mesh(mesh::MeshArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A run stopped on request with its checkpoint written: the status shells give
+        // SIGINT (128 + 2), and the message says how to continue.
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // Every command, evaluations included, runs with subnormal floats flushed to zero:
     // x86 multiplies them through a microcode assist (a fair-prune run with L2 decay 1e-3
     // on the 1024-512 MLP at 95% took over 19 minutes, 3 with the flags; perf put 72% of

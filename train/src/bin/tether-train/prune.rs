@@ -8,7 +8,10 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::ArgMatches;
 use tether_train::data::mnist::{ImageSet, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
-use tether_train::tasks::prune_run::{PruneConfig, PruneReport, run_with_data};
+use tether_train::resume::Interrupt;
+use tether_train::tasks::prune_run::{
+    PruneConfig, PruneReport, RunControl, run_controlled, run_with_data_controlled,
+};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct PruneArgs {
@@ -31,8 +34,17 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     // Every setting and the output folder are checked before the data is read.
     config.validate()?;
     tether_train::io::check_output_dir(&config.out, "--out")?;
+    // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.
+    let control = RunControl {
+        progress: true,
+        interrupt: Interrupt::on_signals()?,
+    };
     if config.is_own() {
-        let report = run_on(args.device.device, OwnTask { config: &config })??;
+        let task = OwnTask {
+            config: &config,
+            control: &control,
+        };
+        let report = run_on(args.device.device, task)??;
         print_report(&config, &report);
         return Ok(());
     }
@@ -42,6 +54,7 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         config: &config,
         train: &train,
         test: &test,
+        control: &control,
     };
     let report = run_on(args.device.device, task)??;
     print_report(&config, &report);
@@ -68,13 +81,14 @@ fn print_report(config: &PruneConfig, report: &PruneReport) {
 /// The own-model / own-data job: the library loads the data itself.
 struct OwnTask<'a> {
     config: &'a PruneConfig,
+    control: &'a RunControl,
 }
 
 impl BackendTask for OwnTask<'_> {
     type Output = anyhow::Result<PruneReport>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        tether_train::tasks::prune_run::run::<B>(self.config, &device, true)
+        run_controlled::<B>(self.config, &device, self.control)
     }
 }
 
@@ -82,12 +96,13 @@ struct Task<'a> {
     config: &'a PruneConfig,
     train: &'a ImageSet,
     test: &'a ImageSet,
+    control: &'a RunControl,
 }
 
 impl BackendTask for Task<'_> {
     type Output = anyhow::Result<PruneReport>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        run_with_data::<B>(self.config, self.train, self.test, &device, true)
+        run_with_data_controlled::<B>(self.config, self.train, self.test, &device, self.control)
     }
 }

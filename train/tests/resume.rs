@@ -1,0 +1,276 @@
+//! Interrupted pruning runs resumed from their checkpoints end bit for bit where the
+//! uninterrupted run ends: through the library (stopped at known steps, once and twice,
+//! for L0 with a fine-tuning epoch and for the gradual magnitude baseline), and through
+//! the binary (a real SIGINT, then `--resume`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use burn::backend::{Autodiff, Flex};
+use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+use tether_train::resume::{Interrupt, Interrupted};
+use tether_train::tasks::prune_run::{
+    Method, PruneConfig, RunControl, run_with_data, run_with_data_controlled,
+};
+
+type B = Autodiff<Flex>;
+
+/// The backend's random generator is one per process: runs in parallel test threads
+/// would draw from each other's streams. The library's runs here take turns.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn mnist() -> Option<(ImageSet, ImageSet)> {
+    match (
+        ImageSet::load(MnistKind::Mnist, Split::Train),
+        ImageSet::load(MnistKind::Mnist, Split::Test),
+    ) {
+        (Ok(train), Ok(test)) => Some((train, test)),
+        (Err(e), _) | (_, Err(e)) => {
+            assert!(
+                tether_train::data::may_skip("mnist"),
+                "TETHER_REQUIRE_DATA requires MNIST: {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tether-resume-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The files a resumed run must reproduce byte for byte.
+fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    [
+        "model.safetensors",
+        "model.tthr",
+        "metrics.csv",
+        "epochs.csv",
+    ]
+    .iter()
+    .map(|f| {
+        let bytes =
+            std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
+        (f.to_string(), bytes)
+    })
+    .collect()
+}
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for ((name, x), (_, y)) in outputs(a).into_iter().zip(outputs(b)) {
+        assert!(
+            x == y,
+            "{name} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+/// A short run: 8 steps per epoch, 3 epochs.
+fn config(method: Method, out: &Path) -> PruneConfig {
+    PruneConfig {
+        method,
+        epochs: 3,
+        train_limit: Some(1024),
+        test_limit: Some(500),
+        gate_lr: 0.3,
+        out: out.to_path_buf(),
+        ..PruneConfig::default()
+    }
+}
+
+/// Runs `config` until `interrupt` stops it, expecting it to stop at `global_step`.
+fn run_until(
+    config: &PruneConfig,
+    data: &(ImageSet, ImageSet),
+    steps: usize,
+    global_step: usize,
+) -> PathBuf {
+    let control = RunControl {
+        progress: false,
+        interrupt: Interrupt::after_steps(steps),
+    };
+    let err =
+        run_with_data_controlled::<B>(config, &data.0, &data.1, &Default::default(), &control)
+            .expect_err("the interrupt stops the run");
+    let stop = err
+        .downcast_ref::<Interrupted>()
+        .unwrap_or_else(|| panic!("not an interruption: {err:?}"));
+    assert_eq!(stop.position.global_step, global_step, "{stop}");
+    assert!(stop.to_string().contains("--resume"), "{stop}");
+    assert!(stop.checkpoint.join("run.json").is_file());
+    stop.checkpoint.clone()
+}
+
+#[test]
+fn an_l0_run_stopped_twice_and_resumed_ends_bit_for_bit_where_the_whole_run_ends() {
+    let Some(data) = mnist() else { return };
+    let _turn = turn();
+    let whole = out_dir("l0-whole");
+    let parts = out_dir("l0-parts");
+    // The last epoch fine-tunes with the gates frozen: the second stop falls inside it.
+    let mut c = config(Method::L0, &whole);
+    c.finetune_epochs = 1;
+    run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false).unwrap();
+    assert!(
+        !whole.join("checkpoint").exists(),
+        "a finished run removes its checkpoint"
+    );
+
+    c.out = parts.clone();
+    // Stopped mid-epoch 1 (step 5 of 8), then again mid-epoch 3 (step 19 = 3 of epoch 3).
+    let first = run_until(&c, &data, 5, 5);
+    c.resume = Some(first);
+    let second = run_until(&c, &data, 14, 19);
+    c.resume = Some(second);
+    run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false).unwrap();
+    assert_same_outputs(&whole, &parts);
+    assert!(!parts.join("checkpoint").exists());
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&parts).ok();
+}
+
+#[test]
+fn a_gradual_magnitude_run_resumed_from_an_epoch_checkpoint_keeps_its_masks() {
+    let Some(data) = mnist() else { return };
+    let _turn = turn();
+    let whole = out_dir("gmp-whole");
+    let parts = out_dir("gmp-parts");
+    let mut c = config(Method::Gmp, &whole);
+    c.target_density = Some(0.2);
+    run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false).unwrap();
+    // Stopped at the end of epoch 2, after the masks have been cut several times.
+    c.out = parts.clone();
+    let checkpoint = run_until(&c, &data, 16, 16);
+    // `--resume` also takes the run's output folder.
+    c.resume = Some(parts.clone());
+    assert_eq!(checkpoint, parts.join("checkpoint"));
+    run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false).unwrap();
+    assert_same_outputs(&whole, &parts);
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&parts).ok();
+}
+
+#[test]
+fn a_resume_with_other_settings_or_without_a_checkpoint_is_refused_before_training() {
+    let Some(data) = mnist() else { return };
+    let _turn = turn();
+    let parts = out_dir("mismatch");
+    let mut c = config(Method::L0, &parts);
+    let checkpoint = run_until(&c, &data, 3, 3);
+    c.resume = Some(checkpoint.clone());
+    c.lr = 0.01;
+    c.epochs = 4;
+    let err = run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("epochs: 3 then, 4 now"), "{err}");
+    assert!(err.contains("lr: 0.001 then, 0.01 now"), "{err}");
+
+    let empty = out_dir("no-checkpoint");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut c = config(Method::L0, &parts);
+    c.resume = Some(empty.clone());
+    let err = run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no checkpoint there"), "{err}");
+
+    std::fs::write(checkpoint.join("run.json"), b"{\"format\": 1").unwrap();
+    c.resume = Some(checkpoint);
+    let err = run_with_data::<B>(&c, &data.0, &data.1, &Default::default(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("corrupt checkpoint"), "{err}");
+    std::fs::remove_dir_all(&parts).ok();
+    std::fs::remove_dir_all(&empty).ok();
+}
+
+/// `tether-train prune` with the short run's flags, writing to `out`.
+fn prune_command(out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether-train"));
+    cmd.args([
+        "prune",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "4096",
+        "--test-limit",
+        "500",
+        "--gate-lr",
+        "0.3",
+        "--checkpoint-every",
+        "never",
+        "--out",
+    ])
+    .arg(out)
+    .env_remove("RUST_BACKTRACE");
+    cmd
+}
+
+#[test]
+fn the_cli_checkpoints_on_sigint_and_resumes_to_the_same_model() {
+    if mnist().is_none() {
+        return;
+    }
+    let whole = out_dir("cli-whole");
+    let parts = out_dir("cli-parts");
+    let done = prune_command(&whole).output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    // SIGINT once the first epoch is reported: the run finishes its step, checkpoints
+    // (even with periodic checkpoints off) and exits with 130.
+    let mut child = prune_command(&parts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read to the end: a closed pipe would kill the child's next print.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().starts_with("epoch 1:") {
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+        }
+    }
+    let stopped = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(parts.join("checkpoint/run.json").is_file());
+    assert!(!parts.join("model.safetensors").exists());
+
+    let resumed = prune_command(&parts)
+        .arg("--resume")
+        .arg(parts.join("checkpoint"))
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming from"));
+    assert_same_outputs(&whole, &parts);
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&parts).ok();
+}
