@@ -274,3 +274,22 @@ fn the_cli_checkpoints_on_sigint_and_resumes_to_the_same_model() {
     std::fs::remove_dir_all(&whole).ok();
     std::fs::remove_dir_all(&parts).ok();
 }
+
+#[test]
+fn a_latency_budgets_cost_model_travels_in_the_checkpoint() {
+    let Some(data) = mnist() else { return };
+    let _turn = turn();
+    let parts = out_dir("latency");
+    let mut c = config(Method::L0, &parts);
+    c.max_latency = Some("1s".parse().unwrap());
+    let checkpoint = run_until(&c, &data, 2, 2);
+    // The timings are the interrupted run's: a resumed run must not time again (its
+    // constraint would be another function of the gates).
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoint.join("run.json")).unwrap()).unwrap();
+    let layers = run["task"]["latency"]["layers"]
+        .as_array()
+        .expect("a latency model");
+    assert_eq!(layers.len(), 3, "one curve per gated layer");
+    std::fs::remove_dir_all(&parts).ok();
+}

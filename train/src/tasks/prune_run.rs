@@ -821,6 +821,7 @@ impl<'a> Job<'a> {
             progress: control.progress,
             interrupt: control.interrupt.clone(),
             resume,
+            latency: Default::default(),
         }
     }
 }
@@ -1014,6 +1015,9 @@ struct Job<'a> {
     interrupt: Interrupt,
     /// The checkpoint `--resume` continues from, read and checked before any work.
     resume: Option<Resumed>,
+    /// The latency model fitted for this run (timings differ from process to process: a
+    /// resumed run takes the interrupted run's from its checkpoint).
+    latency: std::cell::RefCell<Option<LatencyModel>>,
 }
 
 /// A checkpoint to continue from.
@@ -1029,6 +1033,8 @@ struct PruneState {
     epochs: Vec<EpochResult>,
     rows: Vec<Vec<f64>>,
     method: serde_json::Value,
+    #[serde(default)]
+    latency: Option<LatencyModel>,
 }
 
 /// A method's state for the checkpoint, saved and restored by the method (the L0 and
@@ -1141,6 +1147,7 @@ impl Job<'_> {
                     epochs: epochs.to_vec(),
                     rows: rows.to_vec(),
                     method: (method.save)(),
+                    latency: self.latency.borrow().clone(),
                 })?,
             };
             let json = serde_json::to_vec(&state)?;
@@ -1258,7 +1265,17 @@ impl Job<'_> {
                 c.latency_batch
             );
         }
-        let model = LatencyModel::measure(tthr, gated, c.latency_batch, LATENCY_TRIALS)?;
+        let saved = match &self.resume {
+            Some(r) => serde_json::from_value::<PruneState>(r.state.task.clone())
+                .ok()
+                .and_then(|s| s.latency),
+            None => None,
+        };
+        let model = match saved {
+            Some(model) => model,
+            None => LatencyModel::measure(tthr, gated, c.latency_batch, LATENCY_TRIALS)?,
+        };
+        *self.latency.borrow_mut() = Some(model.clone());
         let min = model.min_latency();
         anyhow::ensure!(
             max >= min,

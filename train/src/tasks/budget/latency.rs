@@ -37,7 +37,7 @@ const GRID: [f64; 10] = [1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05, 0.02, 0.01]
 
 /// One gated layer's cost: inference time (seconds, the other layers dense) at measured
 /// nonzero counts, increasing in both.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerCurve {
     /// `(nnz, seconds)`, nnz from 0 to the layer's size.
     pub points: Vec<(f64, f64)>,
@@ -86,7 +86,7 @@ impl LayerCurve {
 }
 
 /// A network's inference latency as a function of its gated layers' nonzeros.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyModel {
     /// Batch size the times are for.
     pub batch: usize,
