@@ -1,4 +1,5 @@
-//! 8-bit RGB images: loading with validation, box downscaling, saving, PSNR.
+//! 8-bit RGB images: loading with validation (and a report of what the conversion to 8-bit
+//! RGB lost: [`Dropped`]), box downscaling, saving, PSNR.
 //!
 //! PSNR follows the convention of every Kodak figure the project compares with (COIN,
 //! CompressAI's curves): MSE over all pixels and all three channels of the 8-bit images,
@@ -7,6 +8,10 @@
 use std::path::Path;
 
 use crate::error::CompressError;
+
+/// Bits per pixel of the pixels uncompressed, 8-bit RGB: the codec's input. A rate at or
+/// above it makes a file no smaller than the raw pixels.
+pub const RAW_BPP: f64 = 24.0;
 
 /// An 8-bit RGB image, row-major, 3 bytes a pixel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,13 +43,22 @@ impl Image {
         Ok(Self { width, height, rgb })
     }
 
-    /// Reads any format the `image` crate decodes (PNG, JPEG), converted to 8-bit RGB.
+    /// Reads any format the `image` crate decodes (PNG, JPEG), converted to 8-bit RGB
+    /// whatever it lost ([`load_reporting`](Self::load_reporting) says what).
     ///
     /// # Errors
     /// An unreadable file, an undecodable image, or one with a zero dimension.
     pub fn load(path: &Path) -> Result<Self, CompressError> {
+        Self::load_reporting(path).map(|(image, _)| image)
+    }
+
+    /// [`load`](Self::load), and what the conversion to 8-bit RGB dropped.
+    ///
+    /// # Errors
+    /// An unreadable file, an undecodable image, or one with a zero dimension.
+    pub fn load_reporting(path: &Path) -> Result<(Self, Dropped), CompressError> {
         let bytes = std::fs::read(path).map_err(|e| CompressError::io(path, e))?;
-        Self::decode(&bytes).map_err(|e| match e {
+        Self::decode_reporting(&bytes).map_err(|e| match e {
             CompressError::Decode(msg) => {
                 CompressError::Decode(format!("{}: {msg}", path.display()))
             }
@@ -52,19 +66,28 @@ impl Image {
         })
     }
 
-    /// Decodes an encoded image (PNG, JPEG) from memory.
+    /// Decodes an encoded image (PNG, JPEG) from memory, converted to 8-bit RGB.
     ///
     /// # Errors
     /// Bytes the `image` crate cannot decode, or a zero-size image.
     pub fn decode(bytes: &[u8]) -> Result<Self, CompressError> {
+        Self::decode_reporting(bytes).map(|(image, _)| image)
+    }
+
+    /// [`decode`](Self::decode), and what the conversion to 8-bit RGB dropped.
+    ///
+    /// # Errors
+    /// Bytes the `image` crate cannot decode, or a zero-size image.
+    pub fn decode_reporting(bytes: &[u8]) -> Result<(Self, Dropped), CompressError> {
         if bytes.is_empty() {
             return Err(CompressError::Decode("the file is empty".into()));
         }
-        let img = image::load_from_memory(bytes)
-            .map_err(|e| CompressError::Decode(e.to_string()))?
-            .to_rgb8();
-        let (w, h) = img.dimensions();
-        Self::new(w as usize, h as usize, img.into_raw())
+        let img =
+            image::load_from_memory(bytes).map_err(|e| CompressError::Decode(e.to_string()))?;
+        let dropped = Dropped::of(&img);
+        let rgb = img.to_rgb8();
+        let (w, h) = rgb.dimensions();
+        Ok((Self::new(w as usize, h as usize, rgb.into_raw())?, dropped))
     }
 
     /// Writes a PNG (temporary file, then rename: never a half-written image).
@@ -134,6 +157,89 @@ impl Image {
     pub fn from_unit(width: usize, height: usize, values: &[f32]) -> Result<Self, CompressError> {
         let rgb = values.iter().map(|&v| to_u8(v)).collect();
         Self::new(width, height, rgb)
+    }
+}
+
+/// What converting a decoded image to 8-bit RGB lost. A conversion that loses nothing is
+/// not reported: an alpha channel that is opaque everywhere, 16-bit values that are all
+/// exact 8-bit levels (multiples of 257), grey levels copied to three channels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Pixels whose alpha was not fully opaque, and the image's pixels. The alpha channel
+    /// is dropped, not composited: such a pixel is coded with the colour stored under it.
+    pub translucent: Option<(usize, usize)>,
+    /// Bits per channel of an image whose values were rounded to 8 bits (16; 32 for
+    /// floating point).
+    pub bits: Option<u8>,
+}
+
+impl Dropped {
+    /// What converting `img` to 8-bit RGB loses.
+    fn of(img: &image::DynamicImage) -> Self {
+        use image::DynamicImage as D;
+        /// Pixels of `raw` (`channels` a pixel, alpha last) whose alpha is not `opaque`.
+        fn translucent<T: PartialEq + Copy>(raw: &[T], channels: usize, opaque: T) -> usize {
+            raw.chunks_exact(channels)
+                .filter(|p| p[channels - 1] != opaque)
+                .count()
+        }
+        /// Whether a colour value of `raw` (`channels` a pixel, the first `colour` of them
+        /// colour) is not an exact 8-bit level.
+        fn inexact(raw: &[u16], channels: usize, colour: usize) -> bool {
+            raw.chunks_exact(channels)
+                .any(|p| p[..colour].iter().any(|v| v % 257 != 0))
+        }
+        let translucent = match img {
+            D::ImageLumaA8(b) => translucent(b.as_raw(), 2, u8::MAX),
+            D::ImageRgba8(b) => translucent(b.as_raw(), 4, u8::MAX),
+            D::ImageLumaA16(b) => translucent(b.as_raw(), 2, u16::MAX),
+            D::ImageRgba16(b) => translucent(b.as_raw(), 4, u16::MAX),
+            D::ImageRgba32F(b) => translucent(b.as_raw(), 4, 1.0),
+            _ => 0,
+        };
+        let inexact16 = match img {
+            D::ImageLuma16(b) => inexact(b.as_raw(), 1, 1),
+            D::ImageLumaA16(b) => inexact(b.as_raw(), 2, 1),
+            D::ImageRgb16(b) => inexact(b.as_raw(), 3, 3),
+            D::ImageRgba16(b) => inexact(b.as_raw(), 4, 3),
+            _ => false,
+        };
+        let float = matches!(img, D::ImageRgb32F(_) | D::ImageRgba32F(_));
+        let pixels = img.width() as usize * img.height() as usize;
+        Self {
+            translucent: (translucent > 0).then_some((translucent, pixels)),
+            bits: if float {
+                Some(32)
+            } else {
+                inexact16.then_some(16)
+            },
+        }
+    }
+
+    /// Whether nothing was lost.
+    pub fn is_empty(&self) -> bool {
+        self.translucent.is_none() && self.bits.is_none()
+    }
+}
+
+impl std::fmt::Display for Dropped {
+    /// What is lost, e.g. "alpha channel dropped: 12 of 64 pixels are not fully opaque
+    /// (the colour stored under them is coded, not composited over a background)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some((n, of)) = self.translucent {
+            parts.push(format!(
+                "alpha channel dropped: {n} of {of} pixels are not fully opaque (the colour \
+                 stored under them is coded, not composited over a background)"
+            ));
+        }
+        if let Some(bits) = self.bits {
+            parts.push(format!("{bits}-bit channels rounded to 8 bits"));
+        }
+        if parts.is_empty() {
+            return f.write_str("nothing lost");
+        }
+        f.write_str(&parts.join("; "))
     }
 }
 
@@ -218,6 +324,73 @@ mod tests {
             Image::decode(b"not an image at all"),
             Err(CompressError::Decode(_))
         ));
+    }
+
+    /// A PNG of `width` x 1 pixels of `color` from its raw bytes (16-bit values
+    /// big-endian, as PNG stores them).
+    fn png(width: u32, raw: &[u8], color: image::ExtendedColorType) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::ImageEncoder::write_image(
+            image::codecs::png::PngEncoder::new(&mut bytes),
+            raw,
+            width,
+            1,
+            color,
+        )
+        .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn what_the_conversion_to_8_bit_rgb_loses_is_reported() {
+        use image::ExtendedColorType as C;
+        // RGBA, one pixel of three translucent: the alpha is dropped, the colour kept.
+        let raw = [10, 20, 30, 255, 40, 50, 60, 0, 70, 80, 90, 128];
+        let (img, dropped) = Image::decode_reporting(&png(3, &raw, C::Rgba8)).unwrap();
+        assert_eq!(img.rgb, [10, 20, 30, 40, 50, 60, 70, 80, 90]);
+        assert_eq!(dropped.translucent, Some((2, 3)));
+        assert_eq!(dropped.bits, None);
+        assert!(
+            dropped
+                .to_string()
+                .contains("2 of 3 pixels are not fully opaque")
+        );
+        // Opaque everywhere: nothing lost.
+        let raw = [10, 20, 30, 255, 40, 50, 60, 255];
+        let (_, dropped) = Image::decode_reporting(&png(2, &raw, C::Rgba8)).unwrap();
+        assert!(dropped.is_empty(), "{dropped}");
+        // Grey with alpha.
+        let (_, dropped) = Image::decode_reporting(&png(2, &[9, 255, 9, 254], C::La8)).unwrap();
+        assert_eq!(dropped.translucent, Some((1, 2)));
+        // 16-bit RGB: values that are exact 8-bit levels (v * 257) lose nothing ...
+        let exact: Vec<u8> = [0u16, 257, 255 * 257, 3 * 257, 4 * 257, 5 * 257]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let (img, dropped) = Image::decode_reporting(&png(2, &exact, C::Rgb16)).unwrap();
+        assert!(dropped.is_empty(), "{dropped}");
+        assert_eq!(img.rgb, [0, 1, 255, 3, 4, 5]);
+        // ... one that is not is rounded, and said so.
+        let mut inexact = exact.clone();
+        inexact[3] += 1;
+        let (_, dropped) = Image::decode_reporting(&png(2, &inexact, C::Rgb16)).unwrap();
+        assert_eq!(dropped.bits, Some(16));
+        assert_eq!(dropped.translucent, None);
+        assert_eq!(dropped.to_string(), "16-bit channels rounded to 8 bits");
+        // 16-bit grey and alpha: both at once.
+        let raw: Vec<u8> = [1000u16, 65535, 2570, 0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let (_, dropped) = Image::decode_reporting(&png(2, &raw, C::La16)).unwrap();
+        assert_eq!(dropped.bits, Some(16));
+        assert_eq!(dropped.translucent, Some((1, 2)));
+        // Plain 8-bit RGB and grey lose nothing.
+        let (_, dropped) = Image::decode_reporting(&png(1, &[1, 2, 3], C::Rgb8)).unwrap();
+        assert!(dropped.is_empty());
+        let (img, dropped) = Image::decode_reporting(&png(1, &[7], C::L8)).unwrap();
+        assert!(dropped.is_empty());
+        assert_eq!(img.rgb, [7, 7, 7]);
     }
 
     #[test]

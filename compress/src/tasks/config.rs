@@ -8,6 +8,7 @@ use tether_train::device::DeviceKind;
 
 use crate::codec::{EncodeOptions, Method};
 use crate::fit::{FitSettings, L0onieSettings};
+use crate::image::RAW_BPP;
 
 /// L0onie's multiplier update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -79,12 +80,18 @@ impl CodecConfig {
     /// The encoder's options at `bpp` (`progress`: progress bars during the fit).
     ///
     /// # Errors
-    /// `bpp` not a positive number, `gate_init_drop` outside (0, 1), a dual optimizer
-    /// setting out of range, or COIN with `value_bits` other than 16.
+    /// `bpp` not a positive number below [`RAW_BPP`], `gate_init_drop` outside (0, 1), a
+    /// dual optimizer setting out of range, or COIN with `value_bits` other than 16.
     pub fn options(&self, bpp: f64, progress: bool) -> anyhow::Result<EncodeOptions> {
         anyhow::ensure!(
             bpp.is_finite() && bpp > 0.0,
             "--bpp must be a positive number, got {bpp}"
+        );
+        anyhow::ensure!(
+            bpp < RAW_BPP,
+            "--bpp {bpp} is at or above the size of the raw pixels ({RAW_BPP} bits per pixel, \
+             8-bit RGB): the file would be no smaller than the image uncompressed; give a \
+             rate below {RAW_BPP}"
         );
         anyhow::ensure!(
             self.gate_init_drop > 0.0 && self.gate_init_drop < 1.0,
@@ -147,6 +154,9 @@ pub struct EncodeConfig {
     pub decoded: Option<PathBuf>,
     /// Also write the fit's log here (CSV), and its plot beside it (same name, .png).
     pub log: Option<PathBuf>,
+    /// Refuse an image that loses something in its conversion to 8-bit RGB (an alpha
+    /// channel not opaque everywhere, values beyond 8 bits) instead of warning.
+    pub strict_input: bool,
     /// The fit.
     pub codec: CodecConfig,
 }
@@ -178,6 +188,9 @@ pub struct EvalConfig {
     pub published: Option<PathBuf>,
     /// Output folder: `results.csv`, `summary.csv` and `rd.png`.
     pub out: PathBuf,
+    /// Refuse an image that loses something in its conversion to 8-bit RGB instead of
+    /// warning.
+    pub strict_input: bool,
     /// The fit (its method and, for COIN, its value bits are set per job).
     pub codec: CodecConfig,
 }

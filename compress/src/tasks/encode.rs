@@ -14,7 +14,7 @@ use tether_train::plot::{Panel, Series, line_chart};
 use super::config::EncodeConfig;
 use crate::codec::{EncodeOptions, Encoded, encode};
 use crate::error::CompressError;
-use crate::image::Image;
+use crate::image::{Dropped, Image};
 
 /// One encoding as a task for [`run_on`] (the backend is chosen at run time).
 pub struct EncodeTask<'a> {
@@ -31,17 +31,44 @@ impl BackendTask for EncodeTask<'_> {
     }
 }
 
-/// An image file, downscaled by `downscale` (1: as is).
+/// An image file, downscaled by `downscale` (1: as is), and what its conversion to 8-bit
+/// RGB lost (for a warning). With `strict_input`, a conversion that loses anything (an
+/// alpha channel not opaque everywhere, values beyond 8 bits) is an error instead.
 ///
 /// # Errors
-/// `downscale` 0, an unreadable image, or one smaller than `downscale`.
-pub fn load_image(path: &Path, downscale: usize) -> anyhow::Result<Image> {
+/// `downscale` 0, an unreadable image, one smaller than `downscale`, or, with
+/// `strict_input`, one that does not convert to 8-bit RGB losslessly.
+pub fn load_image(
+    path: &Path,
+    downscale: usize,
+    strict_input: bool,
+) -> anyhow::Result<(Image, Dropped)> {
     anyhow::ensure!(downscale >= 1, "--downscale must be at least 1");
-    let img = Image::load(path)?;
-    Ok(if downscale > 1 {
+    let (img, dropped) = Image::load_reporting(path)?;
+    anyhow::ensure!(
+        !strict_input || dropped.is_empty(),
+        "{}: the image loses information as 8-bit RGB, the one format the codec codes \
+         ({dropped}); --strict-input refuses such images (convert it to 8-bit RGB first, or \
+         leave out --strict-input to encode it with a warning)",
+        path.display()
+    );
+    let img = if downscale > 1 {
         img.downscale(downscale)?
     } else {
         img
+    };
+    Ok((img, dropped))
+}
+
+/// The warning for an image whose conversion to 8-bit RGB lost something (none when
+/// nothing was).
+pub fn dropped_warning(path: &Path, dropped: &Dropped) -> Option<String> {
+    (!dropped.is_empty()).then(|| {
+        format!(
+            "warning: {}: {dropped}; the codec codes 8-bit RGB (--strict-input refuses \
+             such images)",
+            path.display()
+        )
     })
 }
 
@@ -84,10 +111,12 @@ impl std::fmt::Display for EncodeReport {
 
 /// Encodes `config.image` under `config.bpp` and writes the file (and the decoded image
 /// and the log, when asked); prints the report line to `out`. With `progress`, the fit
-/// shows progress bars and a fallback to magnitude pruning is warned about on stderr.
+/// shows progress bars, and what the image lost in its conversion to 8-bit RGB and a
+/// fallback to magnitude pruning are warned about on stderr.
 ///
 /// # Errors
-/// A setting out of range, an unreadable image, a budget too small for any network, a
+/// A setting out of range, an unreadable image (or, with `strict_input`, one that loses
+/// something in the conversion to 8-bit RGB), a budget too small for any network, a
 /// failed fit, or an output that cannot be written.
 pub fn run(
     config: &EncodeConfig,
@@ -95,7 +124,10 @@ pub fn run(
     progress: bool,
 ) -> anyhow::Result<EncodeReport> {
     let options = config.codec.options(config.bpp, progress)?;
-    let image = load_image(&config.image, config.downscale)?;
+    let (image, dropped) = load_image(&config.image, config.downscale, config.strict_input)?;
+    if let Some(warning) = dropped_warning(&config.image, &dropped).filter(|_| progress) {
+        eprintln!("{warning}");
+    }
     let started = Instant::now();
     let encoded = run_on(
         config.codec.device,

@@ -11,7 +11,7 @@ use tether_train::device::run_on;
 use tether_train::io::write_atomic;
 
 use super::config::EvalConfig;
-use super::encode::{EncodeTask, load_image};
+use super::encode::{EncodeTask, dropped_warning, load_image};
 use super::summary::{Row, Summary, summarise};
 use crate::baselines;
 use crate::codec::Method;
@@ -60,6 +60,8 @@ fn load_images(
     dir: &Path,
     limit: Option<usize>,
     downscale: usize,
+    strict_input: bool,
+    progress: bool,
 ) -> anyhow::Result<Vec<(String, Image)>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| dir.display().to_string())?
@@ -77,19 +79,25 @@ fn load_images(
             let name = p
                 .file_stem()
                 .map_or_else(String::new, |s| s.to_string_lossy().into());
-            load_image(p, downscale).map(|img| (name, img))
+            let (img, dropped) = load_image(p, downscale, strict_input)?;
+            if let Some(warning) = dropped_warning(p, &dropped).filter(|_| progress) {
+                eprintln!("{warning}");
+            }
+            Ok((name, img))
         })
         .collect()
 }
 
 /// Encodes every image of `config.dir` at every rate with every method (skipping the rows
 /// `results.csv` already holds, writing it after each), then writes `summary.csv`, prints
-/// it to `out` and draws `rd.png` ([`summarise`]). With `progress`, a line per encoding
-/// and the folder written go to stderr.
+/// it to `out` and draws `rd.png` ([`summarise`]). With `progress`, a line per encoding,
+/// the folder written, and what an image lost in its conversion to 8-bit RGB go to
+/// stderr.
 ///
 /// # Errors
 /// A setting out of range, a bad `published` folder (checked before any encoding), no
-/// images, a `results.csv` that is not this command's, a failed encoding, or an output
+/// images (or, with `strict_input`, one that loses something in the conversion to 8-bit
+/// RGB), a `results.csv` that is not this command's, a failed encoding, or an output
 /// that cannot be written.
 pub fn run(config: &EvalConfig, out: &mut dyn Write, progress: bool) -> anyhow::Result<Summary> {
     anyhow::ensure!(!config.bpp.is_empty(), "--bpp needs at least one rate");
@@ -102,7 +110,13 @@ pub fn run(config: &EvalConfig, out: &mut dyn Write, progress: bool) -> anyhow::
         Some(dir) => baselines::load_published(dir).context("--published")?,
         None => baselines::kodak(),
     };
-    let images = load_images(&config.dir, config.limit, config.downscale)?;
+    let images = load_images(
+        &config.dir,
+        config.limit,
+        config.downscale,
+        config.strict_input,
+        progress,
+    )?;
     let results = config.out.join("results.csv");
     let (mut lines, mut rows) = read_rows(&results)?;
     let total = images.len() * config.methods.len() * config.bpp.len();

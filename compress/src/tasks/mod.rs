@@ -19,6 +19,7 @@
 //!     downscale: 1,
 //!     decoded: None,
 //!     log: None,
+//!     strict_input: false,
 //!     codec: CodecConfig { steps: 500, ..CodecConfig::default() },
 //! };
 //! let report = encode::run(&config, &mut std::io::sink(), false)?;

@@ -86,6 +86,18 @@ pub struct CodecArgs {
     pub device: DeviceArgs,
 }
 
+/// How an image the codec cannot code exactly is treated, shared by `encode` and `eval`.
+#[derive(Args, Clone, Debug)]
+pub struct InputArgs {
+    /// Refuse an image that loses something in its conversion to 8-bit RGB, the one format
+    /// the codec codes, instead of warning and encoding it: an alpha channel not opaque
+    /// everywhere (by default dropped, the colour stored under each pixel coded as is, not
+    /// composited) or 16-bit channels (by default rounded to 8 bits). An opaque alpha
+    /// channel and 16-bit values that are exact 8-bit levels lose nothing and pass.
+    #[arg(long)]
+    pub strict_input: bool,
+}
+
 #[derive(Args)]
 pub struct EncodeArgs {
     /// The image (PNG or JPEG).
@@ -93,7 +105,8 @@ pub struct EncodeArgs {
     /// Output file.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Target bits per pixel of the whole file (header and checksum included).
+    /// Target bits per pixel of the whole file (header and checksum included), below 24
+    /// (the raw pixels, 8-bit RGB).
     #[arg(long, default_value_t = 0.3)]
     pub bpp: f64,
     /// Downscale the image by this integer factor first (box filter).
@@ -106,6 +119,8 @@ pub struct EncodeArgs {
     /// file the network would make), and its plot beside it (same name, .png).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     #[command(flatten)]
     pub codec: CodecArgs,
 }
@@ -125,7 +140,7 @@ pub struct EvalArgs {
     /// published curves were measured on.
     #[arg(value_name = "IMAGES_DIR")]
     pub dir: PathBuf,
-    /// Target rates, comma-separated.
+    /// Target rates, comma-separated, each below 24 bits per pixel (the raw pixels).
     #[arg(long, value_delimiter = ',', default_value = "0.07,0.15,0.3,0.6")]
     pub bpp: Vec<f64>,
     /// Methods, comma-separated.
@@ -148,6 +163,8 @@ pub struct EvalArgs {
     /// rows already there), summary.csv and rd.png.
     #[arg(long, default_value = "out/compress-eval")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
     #[command(flatten)]
     pub codec: CodecArgs,
 }

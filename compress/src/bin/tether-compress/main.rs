@@ -51,6 +51,7 @@ impl From<EncodeArgs> for EncodeConfig {
             downscale: a.downscale,
             decoded: a.decoded,
             log: a.log,
+            strict_input: a.input.strict_input,
             codec: a.codec.into(),
         }
     }
@@ -75,6 +76,7 @@ impl From<EvalArgs> for EvalConfig {
             limit: a.limit,
             published: a.published,
             out: a.out,
+            strict_input: a.input.strict_input,
             codec: a.codec.into(),
         }
     }
