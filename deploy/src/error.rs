@@ -42,6 +42,14 @@ pub enum Error {
         /// Bytes given.
         actual: usize,
     },
+    /// The header's header-length field is not the format's 64 (the field is outside the
+    /// checksum, so a damaged one is caught here).
+    BadHeaderLength {
+        /// The field's value.
+        found: u16,
+        /// The format's header length.
+        expected: u16,
+    },
     /// The CRC-32 of the body does not match the header's.
     BadChecksum {
         /// Checksum in the header.
@@ -134,6 +142,11 @@ impl fmt::Display for Error {
                 "corrupt model header: its {field} field says {claims} bytes, but the file \
                  holds a complete model of {actual} bytes (the header is damaged, the file is \
                  not truncated)"
+            ),
+            Error::BadHeaderLength { found, expected } => write!(
+                f,
+                "corrupt model header: its header length field says {found} bytes, the \
+                 format's header is {expected} (the header is damaged)"
             ),
             Error::BadChecksum { stored, computed } => write!(
                 f,

@@ -140,6 +140,28 @@ fn a_damaged_length_field_is_a_corrupt_header_not_a_truncation() {
     }
 }
 
+/// The header-length field (outside the checksum, as the file length is) damaged is a
+/// corrupt header, named as such; before, the reader ignored it and took the file.
+#[test]
+fn a_damaged_header_length_field_is_a_corrupt_header() {
+    let bytes = mlp();
+    for at in 6..8 {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[at] ^= flip;
+            let err = parse(&b).unwrap_err();
+            assert!(
+                matches!(err, Error::BadHeaderLength { found, expected: 64 } if found != 64),
+                "byte {at} ^ {flip:#x}: {err}"
+            );
+            assert!(
+                alloc::format!("{err}").starts_with("corrupt model header: its header length"),
+                "{err}"
+            );
+        }
+    }
+}
+
 /// A header input shape the runtime cannot take is said to be that, not "shapes do not
 /// chain" (no op is involved): a zero dimension, a rank outside 1 to 4, more values than
 /// 32 bits count.

@@ -131,6 +131,13 @@ impl<'a> Model<'a> {
                 newest: VERSION,
             });
         }
+        let header_len = u16_at(bytes, 6);
+        if usize::from(header_len) != HEADER_LEN {
+            return Err(Error::BadHeaderLength {
+                found: header_len,
+                expected: HEADER_LEN as u16,
+            });
+        }
         let op_len = if version == 1 {
             OP_ENTRY_LEN_V1
         } else {
