@@ -79,9 +79,15 @@ fn read_idx(path: &Path, magic: u32) -> anyhow::Result<(Vec<u8>, Vec<usize>)> {
 /// `(p / 255 - mean) / std`: the values, image after image, and the number of images.
 ///
 /// # Errors
-/// `std` not positive, an unreadable file or one that is not u8 IDX images.
+/// `mean` not finite or `std` not positive and finite (every pixel would be NaN or an
+/// infinity, warned about as if the images held them), an unreadable file or one that is
+/// not u8 IDX images.
 pub fn read_idx_images(path: &Path, mean: f32, std: f32) -> anyhow::Result<(Vec<f32>, usize)> {
-    ensure!(std > 0.0, "--normalize: std must be > 0");
+    ensure!(
+        mean.is_finite() && std.is_finite() && std > 0.0,
+        "--normalize: the mean must be a finite number and std a positive one (got mean \
+         {mean}, std {std})"
+    );
     let (data, dims) = read_idx(path, IDX_IMAGES)?;
     Ok((
         data.iter()

@@ -71,8 +71,9 @@ pub enum Command {
         /// IDX label file (with --idx): print the accuracy.
         #[arg(long, requires = "idx")]
         labels: Option<PathBuf>,
-        /// Pixel normalisation of --idx images: (p / 255 - mean) / std.
-        #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = MNIST_NORMALIZE)]
+        /// Pixel normalisation of --idx images: (p / 255 - mean) / std, given as two
+        /// numbers (`--normalize 0.5 0.25`).
+        #[arg(long, num_args = 2, value_names = ["MEAN", "STD"], default_values_t = MNIST_NORMALIZE)]
         normalize: Vec<f32>,
         /// At most this many samples.
         #[arg(long)]
