@@ -140,6 +140,21 @@ fn a_damaged_length_field_is_a_corrupt_header_not_a_truncation() {
     }
 }
 
+/// A short file that does not start as a model does is not one (it is not a "truncated
+/// model" that needs 64 bytes); a model's first bytes, even its first two, are truncated.
+#[test]
+fn a_short_file_of_something_else_is_not_a_model_not_a_truncated_one() {
+    assert_eq!(parse(b"hello, world").unwrap_err(), Error::BadMagic);
+    assert_eq!(parse(b"TT!").unwrap_err(), Error::BadMagic);
+    let bytes = mlp();
+    for cut in [0, 2, 4, 40] {
+        assert!(
+            matches!(parse(&bytes[..cut]).unwrap_err(), Error::Truncated { .. }),
+            "cut {cut}"
+        );
+    }
+}
+
 /// The header-length field (outside the checksum, as the file length is) damaged is a
 /// corrupt header, named as such; before, the reader ignored it and took the file.
 #[test]

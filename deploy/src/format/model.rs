@@ -115,14 +115,23 @@ impl<'a> Model<'a> {
         if cfg!(target_endian = "big") {
             return Err(Error::BigEndianHost);
         }
+        // The magic first: a short file of something else (a text file) is not a tether
+        // model, rather than a "truncated" one.
+        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+            return Err(if MAGIC.starts_with(bytes) {
+                Error::Truncated {
+                    needed: HEADER_LEN,
+                    got: bytes.len(),
+                }
+            } else {
+                Error::BadMagic
+            });
+        }
         if bytes.len() < HEADER_LEN {
             return Err(Error::Truncated {
                 needed: HEADER_LEN,
                 got: bytes.len(),
             });
-        }
-        if bytes[..4] != MAGIC {
-            return Err(Error::BadMagic);
         }
         let version = u16_at(bytes, 4);
         if version != 1 && version != VERSION {

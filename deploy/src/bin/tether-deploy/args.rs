@@ -72,8 +72,14 @@ pub enum Command {
         #[arg(long, requires = "idx")]
         labels: Option<PathBuf>,
         /// Pixel normalisation of --idx images: (p / 255 - mean) / std, given as two
-        /// numbers (`--normalize 0.5 0.25`).
-        #[arg(long, num_args = 2, value_names = ["MEAN", "STD"], default_values_t = MNIST_NORMALIZE)]
+        /// numbers (`--normalize 0.5 0.25`; a negative mean as is: `--normalize -1 2`).
+        #[arg(
+            long,
+            num_args = 2,
+            value_names = ["MEAN", "STD"],
+            allow_negative_numbers = true,
+            default_values_t = MNIST_NORMALIZE
+        )]
         normalize: Vec<f32>,
         /// At most this many samples.
         #[arg(long)]
