@@ -1,50 +1,32 @@
-//! `tether-deploy` on bad input (issue 30): each mistake is an error that says what is
-//! wrong and names the file or option at fault, with exit status 1; inputs holding NaN or
-//! an infinity give the same output with every `--kernels` choice, a warning naming the
-//! sample, and an error under `--reject-non-finite`.
-
-#![cfg(feature = "std")]
+//! `tether-deploy` on bad input: each mistake is an error that says what is wrong and
+//! names the file or option at fault, with exit status 1 (2 for a flag clap refuses);
+//! inputs holding NaN or an infinity give the same output with every `--kernels` choice,
+//! a warning naming the sample, and an error under `--reject-non-finite`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tether_deploy::{ModelBuilder, OpSpec};
 
-/// Exit status, stdout and stderr of the CLI on `args`.
+use super::{Outcome, listing, s, tmp};
+
+/// `tether-deploy` with `args`: exit status, stdout and stderr.
 fn cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tether-deploy"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let Outcome {
+        code,
+        stdout,
+        stderr,
+    } = super::run("tether-deploy", args);
+    (code, stdout, stderr)
 }
 
-/// Asserts the CLI fails with status 1 and an error holding every one of `want`.
+/// Asserts `tether-deploy` fails with status 1 and an error holding every one of `want`.
 fn fails_with(args: &[&str], want: &[&str]) -> String {
-    let (code, _, err) = cli(args);
-    assert_eq!(code, Some(1), "{args:?}: {err}");
-    for w in want {
-        assert!(err.contains(w), "{args:?}: {w:?} not in {err:?}");
-    }
-    err
+    super::fails_with("tether-deploy", args, 1, want)
 }
 
-/// A fresh directory per test (tests run in parallel).
+/// A fresh folder for `test`.
 fn dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "tether-deploy-cli-bad-input-{}-{test}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    tmp(&format!("deploy-{test}"))
 }
 
 /// 8 inputs -> 6 (CSR, inputs 0 and 1 pruned in every row) -> relu -> 3 (dense): a pruned
@@ -241,7 +223,204 @@ fn an_empty_model_file_is_called_empty() {
     );
 }
 
-#[cfg(feature = "onnx")]
+/// A flipped bit or byte anywhere in the 64-byte header is reported as what it is (a bad
+/// magic, an unknown version, a corrupt header, a checksum that does not match), never as
+/// a truncated file: the file is whole.
+#[test]
+fn a_flipped_byte_anywhere_in_the_header_is_never_a_truncation() {
+    let d = dir("flip-header");
+    let bytes = model();
+    let f = d.join("flipped.tthr");
+    for at in 0..64 {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[at] ^= flip;
+            std::fs::write(&f, &b).unwrap();
+            let err = fails_with(&["inspect", s(&f)], &[s(&f), "is not a valid tether model"]);
+            assert!(
+                !err.contains("truncated model"),
+                "byte {at} ^ {flip:#x}: {err}"
+            );
+            let want = match at {
+                0..4 => "bad magic",
+                4..6 => "unsupported model format version",
+                // Outside the checksum: said to be a damaged header.
+                6..8 => "corrupt model header: its header length field",
+                8..12 => "corrupt model header: its file length field",
+                _ => "model checksum mismatch",
+            };
+            assert!(err.contains(want), "byte {at} ^ {flip:#x}: {err}");
+        }
+    }
+}
+
+/// The same values as a `.f32` file: NaN and infinities read from binary input are caught
+/// as from text.
+#[test]
+fn non_finite_values_in_a_binary_input_are_warned_about_and_refused_on_request() {
+    let d = dir("f32");
+    let m = write_model(&d);
+    let input = d.join("x.f32");
+    let mut values = [0.25f32; 16];
+    values[8 + 5] = f32::NEG_INFINITY;
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&input, bytes).unwrap();
+    let (code, out, err) = cli(&["run", s(&m), s(&input)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sample 0: predicted"), "{out}");
+    assert!(
+        out.contains("sample 1: no prediction (NaN in the scores)"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: {}: sample 1 holds -inf at index 5 of its 8 values",
+            s(&input)
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("sample 0 holds"), "{err}");
+    let (code, out, _) = cli(&["run", s(&m), s(&input), "--reject-non-finite"]);
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty(), "{out}");
+}
+
+/// `u8` IDX images of `n` images of 2 x 4 pixels (the test model's 8 inputs).
+fn idx_images(n: usize) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, 3];
+    for dim in [n as u32, 2, 4] {
+        b.extend_from_slice(&dim.to_be_bytes());
+    }
+    b.extend((0..n * 8).map(|i| (i * 37 % 256) as u8));
+    b
+}
+
+/// `u8` IDX labels.
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, 1];
+    b.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    b.extend_from_slice(labels);
+    b
+}
+
+#[test]
+fn a_normalisation_that_makes_every_pixel_non_finite_is_refused() {
+    let d = dir("normalize");
+    let m = write_model(&d);
+    let images = d.join("images.idx");
+    std::fs::write(&images, idx_images(3)).unwrap();
+    // Before: a std of infinity or a NaN mean ran, every sample warned about as if the
+    // images held NaN.
+    for [mean, std] in [["0.5", "0"], ["0.5", "inf"], ["NaN", "1"], ["0.5", "-1"]] {
+        let err = fails_with(
+            &["run", s(&m), "--idx", s(&images), "--normalize", mean, std],
+            &["--normalize: the mean must be a finite number and std a positive one"],
+        );
+        assert!(!err.contains("warning"), "{err}");
+    }
+    // Two numbers, separated by a space: the comma form is one value, refused by clap (2)
+    // (before, the parser split it, then counted one value anyway).
+    super::fails_with(
+        "tether-deploy",
+        &["run", s(&m), "--idx", s(&images), "--normalize", "0.5,0.25"],
+        2,
+        &["2 values required for '--normalize <MEAN> <STD>' but 1 was provided"],
+    );
+    let (code, out, err) = cli(&[
+        "run",
+        s(&m),
+        "--idx",
+        s(&images),
+        "--normalize",
+        "0.5",
+        "0.25",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sample 2: predicted"), "{out}");
+}
+
+/// Mistakes the CLI already reported well, kept that way.
+#[test]
+fn files_and_options_that_do_not_fit_are_named() {
+    let d = dir("named");
+    let m = write_model(&d);
+    let input = d.join("x.txt");
+    std::fs::write(&input, "1 2 3 4 5 6 7 8").unwrap();
+    // A missing model, a missing input: the path and the OS's reason.
+    let missing = d.join("missing.tthr");
+    fails_with(
+        &["run", s(&missing), s(&input)],
+        &[&format!("reading {}", s(&missing))],
+    );
+    let missing = d.join("missing.txt");
+    fails_with(
+        &["run", s(&m), s(&missing)],
+        &[&format!("reading {}", s(&missing))],
+    );
+    // A file that is not a model, shorter than a header: not a tether model (before:
+    // "truncated model: needs 64 bytes"); a model's first bytes are truncated.
+    let junk = d.join("junk.tthr");
+    std::fs::write(&junk, b"this is not a tether model, it is text").unwrap();
+    let err = fails_with(
+        &["inspect", s(&junk)],
+        &[
+            &format!("{} is not a valid tether model", s(&junk)),
+            "not a tether model (bad magic",
+        ],
+    );
+    assert!(!err.contains("truncated"), "{err}");
+    std::fs::write(&junk, &model()[..40]).unwrap();
+    fails_with(
+        &["inspect", s(&junk)],
+        &["truncated model: needs 64 bytes, has 40"],
+    );
+    // A token that is not a number; a binary file that is not whole f32s.
+    let text = d.join("words.txt");
+    std::fs::write(&text, "1 2 three 4").unwrap();
+    fails_with(
+        &["run", s(&m), s(&text)],
+        &[&format!("{}: \"three\" is not a number", s(&text))],
+    );
+    let odd = d.join("odd.f32");
+    std::fs::write(&odd, [0u8; 7]).unwrap();
+    fails_with(
+        &["run", s(&m), s(&odd)],
+        &[&format!(
+            "{}: 7 bytes is not a whole number of f32",
+            s(&odd)
+        )],
+    );
+    // Labels that do not match the images; a label file given as images.
+    let images = d.join("images.idx");
+    std::fs::write(&images, idx_images(3)).unwrap();
+    let labels = d.join("labels.idx");
+    std::fs::write(&labels, idx_labels(&[1, 2])).unwrap();
+    fails_with(
+        &["run", s(&m), "--idx", s(&images), "--labels", s(&labels)],
+        &["3 images but 2 labels"],
+    );
+    fails_with(
+        &["run", s(&m), "--idx", s(&labels)],
+        &[s(&labels), "IDX magic 0x801, expected 0x803"],
+    );
+    // Mesh options for a classifier; a zero trial count.
+    fails_with(
+        &["run", s(&m), s(&input), "--drop-isolated"],
+        &["are for mesh models"],
+    );
+    fails_with(
+        &["bench", s(&m), "--trials", "0"],
+        &["--trials must be at least 1"],
+    );
+    // An unknown flag is clap's error (2), naming it.
+    super::fails_with(
+        "tether-deploy",
+        &["run", s(&m), s(&input), "--kernel", "dense"],
+        2,
+        &["--kernel"],
+    );
+}
+
 mod onnx {
     use super::*;
 
@@ -295,6 +474,21 @@ mod onnx {
         let (code, _, err) = cli(&["import", s(&onnx), "-o", s(&file)]);
         assert_eq!(code, Some(0), "{err}");
         assert!(file.exists() && !d.join("back.tthr.partial").exists());
+        // Export to a directory likewise.
+        fails_with(
+            &["export", s(&m), "-o", s(&target)],
+            &[&format!("{} is a directory", s(&target))],
+        );
+        assert_eq!(
+            listing(&d),
+            ["back.tthr", "m.onnx", "m.tthr", "outdir"],
+            "nothing else left behind"
+        );
+        assert!(listing(&target).is_empty());
+        // An output folder that does not exist: named, nothing written.
+        let nowhere = d.join("no/such/dir/out.tthr");
+        fails_with(&["import", s(&onnx), "-o", s(&nowhere)], &[s(&nowhere)]);
+        assert!(!d.join("no").exists());
     }
 
     /// `x [N, d] -> Relu -> y`.
