@@ -1,6 +1,6 @@
 //! The `tether-compress` binary as a user runs it: round trips, eval's help and its early
 //! check of `--published`. Bad input (clear errors, never a panic, never a half-written
-//! output) is `tests/tests/cli_bad_input/`, with `tether-deploy`'s.
+//! output) is `cli_bad_input.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

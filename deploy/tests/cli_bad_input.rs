@@ -1,32 +1,76 @@
-//! `tether-deploy` on bad input: each mistake is an error that says what is wrong and
-//! names the file or option at fault, with exit status 1 (2 for a flag clap refuses);
-//! inputs holding NaN or an infinity give the same output with every `--kernels` choice,
-//! a warning naming the sample, and an error under `--reject-non-finite`.
+//! `tether-deploy` on bad input (issue 30), run as a user runs it: each mistake is an
+//! error that says what is wrong and names the file or option at fault, with exit status 1
+//! (2 for a flag clap refuses), never a panic, and leaves no output or `.partial` file
+//! behind; inputs holding NaN or an infinity give the same output with every `--kernels`
+//! choice, a warning naming the sample, and an error under `--reject-non-finite`.
+//! `tether-compress`'s bad-input cases are `compress/tests/cli_bad_input.rs`.
+
+#![cfg(feature = "std")]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use tether_deploy::{ModelBuilder, OpSpec};
 
-use super::{Outcome, listing, s, tmp};
-
-/// `tether-deploy` with `args`: exit status, stdout and stderr.
+/// `tether-deploy` with `args` (no backtraces in the messages): exit status, stdout and
+/// stderr; fails the test on a panic.
 fn cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let Outcome {
-        code,
-        stdout,
-        stderr,
-    } = super::run("tether-deploy", args);
+    let out = Command::new(env!("CARGO_BIN_EXE_tether-deploy"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("the binary runs");
+    let (code, stdout, stderr) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     (code, stdout, stderr)
+}
+
+/// Asserts `tether-deploy` with `args` exits with `code` and a message on stderr holding
+/// every one of `want`; returns the message.
+fn fails_with_code(args: &[&str], code: i32, want: &[&str]) -> String {
+    let (got, _, err) = cli(args);
+    assert_eq!(got, Some(code), "{args:?}: {err}");
+    for w in want {
+        assert!(err.contains(w), "{args:?}: {w:?} not in {err:?}");
+    }
+    err
 }
 
 /// Asserts `tether-deploy` fails with status 1 and an error holding every one of `want`.
 fn fails_with(args: &[&str], want: &[&str]) -> String {
-    super::fails_with("tether-deploy", args, 1, want)
+    fails_with_code(args, 1, want)
 }
 
-/// A fresh folder for `test`.
+/// A fresh, empty folder per test (tests run in parallel).
 fn dir(test: &str) -> PathBuf {
-    tmp(&format!("deploy-{test}"))
+    let d = std::env::temp_dir().join(format!(
+        "tether-deploy-bad-input-{}-{test}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A path as a `&str` (the temporary folders' are UTF-8).
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// The names in `dir`, sorted: what a failed command left there.
+#[cfg(feature = "onnx")]
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// 8 inputs -> 6 (CSR, inputs 0 and 1 pruned in every row) -> relu -> 3 (dense): a pruned
@@ -320,8 +364,7 @@ fn a_normalisation_that_makes_every_pixel_non_finite_is_refused() {
     }
     // Two numbers, separated by a space: the comma form is one value, refused by clap (2)
     // (before, the parser split it, then counted one value anyway).
-    super::fails_with(
-        "tether-deploy",
+    fails_with_code(
         &["run", s(&m), "--idx", s(&images), "--normalize", "0.5,0.25"],
         2,
         &["2 values required for '--normalize <MEAN> <STD>' but 1 was provided"],
@@ -413,14 +456,15 @@ fn files_and_options_that_do_not_fit_are_named() {
         &["--trials must be at least 1"],
     );
     // An unknown flag is clap's error (2), naming it.
-    super::fails_with(
-        "tether-deploy",
+    fails_with_code(
         &["run", s(&m), s(&input), "--kernel", "dense"],
         2,
         &["--kernel"],
     );
 }
 
+/// ONNX import and export (the `onnx` feature).
+#[cfg(feature = "onnx")]
 mod onnx {
     use super::*;
 

@@ -1,23 +1,83 @@
-//! `tether-compress` on bad input: images the codec cannot code exactly (translucent
-//! alpha, 16-bit channels) are warned about by name and refused under `--strict-input`;
-//! rates at or above the raw size, files that are not images or not compressed files,
-//! and settings out of range are errors (status 1, 2 for a flag clap refuses) that write
-//! nothing.
+//! `tether-compress` on bad input (issue 30), run as a user runs it: images the codec
+//! cannot code exactly (translucent alpha, 16-bit channels) are warned about by name and
+//! refused under `--strict-input`; rates at or above the raw size, files that are not
+//! images or not compressed files, and settings out of range are errors (status 1, 2 for
+//! a flag clap refuses) that never panic and write nothing. `tether-deploy`'s bad-input
+//! cases are `deploy/tests/cli_bad_input.rs`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use image::ExtendedColorType;
 
-use super::{listing, s, tmp};
-
-/// `tether-compress` with `args`: exit status, stdout and stderr.
-fn cli(args: &[&str]) -> super::Outcome {
-    super::run("tether-compress", args)
+/// What a run of the CLI gave.
+struct Outcome {
+    /// Exit status (`None`: killed by a signal).
+    code: Option<i32>,
+    /// Standard error.
+    stderr: String,
 }
 
-/// Asserts `tether-compress` fails with `code` and an error holding every one of `want`.
+/// `tether-compress` with `args` (no backtraces in the messages); fails the test on a
+/// panic.
+fn cli(args: &[&str]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_tether-compress"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("the binary runs");
+    let outcome = Outcome {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !outcome.stderr.contains("panicked"),
+        "{args:?} panicked: {}",
+        outcome.stderr
+    );
+    outcome
+}
+
+/// Asserts `tether-compress` with `args` exits with `code` and a message on stderr holding
+/// every one of `want`; returns the message.
 fn fails_with(args: &[&str], code: i32, want: &[&str]) -> String {
-    super::fails_with("tether-compress", args, code, want)
+    let out = cli(args);
+    assert_eq!(out.code, Some(code), "{args:?}: {}", out.stderr);
+    for w in want {
+        assert!(
+            out.stderr.contains(w),
+            "{args:?}: {w:?} not in {:?}",
+            out.stderr
+        );
+    }
+    out.stderr
+}
+
+/// A fresh, empty folder per test (tests run in parallel).
+fn tmp(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "tether-compress-bad-input-{}-{test}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A path as a `&str` (the temporary folders' are UTF-8).
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// The names in `dir`, sorted: what a failed command left there.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// A 16 x 12 PNG of `color` at `path`, each pixel's channels from `pixel(x, y)` (16-bit
@@ -56,7 +116,7 @@ fn colour(x: u32, y: u32) -> [u16; 3] {
 }
 
 /// `encode IMAGE -o OUT`, a few steps at 4 bpp (quick), and `extra`.
-fn encode(image: &Path, out: &Path, extra: &[&str]) -> super::Outcome {
+fn encode(image: &Path, out: &Path, extra: &[&str]) -> Outcome {
     let mut args = vec![
         "encode",
         s(image),
@@ -73,7 +133,7 @@ fn encode(image: &Path, out: &Path, extra: &[&str]) -> super::Outcome {
 
 #[test]
 fn translucent_alpha_is_warned_about_and_refused_under_strict_input() {
-    let d = tmp("compress-alpha");
+    let d = tmp("alpha");
     // Alpha 0 on the left half: the colour under it is coded as stored.
     let rgba = png(&d.join("rgba.png"), ExtendedColorType::Rgba8, |x, y| {
         let [r, g, b] = colour(x, y);
@@ -115,7 +175,7 @@ fn translucent_alpha_is_warned_about_and_refused_under_strict_input() {
 
 #[test]
 fn sixteen_bit_channels_are_warned_about_and_refused_under_strict_input() {
-    let d = tmp("compress-16-bit");
+    let d = tmp("16-bit");
     // Values between 8-bit levels: rounding loses them.
     let deep = png(&d.join("deep.png"), ExtendedColorType::Rgb16, |x, y| {
         colour(x, y).iter().map(|&v| v * 257 + 100).collect()
@@ -175,7 +235,7 @@ fn sixteen_bit_channels_are_warned_about_and_refused_under_strict_input() {
 
 #[test]
 fn a_rate_at_or_above_the_raw_size_is_refused() {
-    let d = tmp("compress-bpp");
+    let d = tmp("bpp");
     let img = png(&d.join("rgb.png"), ExtendedColorType::Rgb8, |x, y| {
         colour(x, y).to_vec()
     });
@@ -234,7 +294,7 @@ fn a_rate_at_or_above_the_raw_size_is_refused() {
 
 #[test]
 fn eval_refuses_an_image_that_loses_information_under_strict_input() {
-    let d = tmp("compress-eval-strict");
+    let d = tmp("eval-strict");
     let images = d.join("images");
     std::fs::create_dir_all(&images).unwrap();
     png(&images.join("a.png"), ExtendedColorType::Rgb8, |x, y| {
@@ -265,11 +325,10 @@ fn eval_refuses_an_image_that_loses_information_under_strict_input() {
     assert!(!results.exists(), "refused before any encoding");
 }
 
-/// Mistakes the CLI already reported well, kept that way (moved from
-/// `compress/tests/cli.rs`).
+/// Mistakes the CLI already reported well, kept that way.
 #[test]
 fn bad_input_is_a_clear_error_and_writes_nothing() {
-    let dir = tmp("compress-bad-input");
+    let dir = tmp("bad-input");
     let out = dir.join("out.tc");
     // A missing image.
     fails_with(
