@@ -41,9 +41,9 @@ impl Interrupt {
 
     /// Raised by SIGINT (Ctrl-C), SIGTERM (a scheduler or a cloud pre-emption) and SIGHUP
     /// (a lost SSH session). The handler is installed once per process; every call
-    /// returns the same interrupt. A second signal while the checkpoint is written is
-    /// ignored (the write is atomic anyway); SIGKILL cannot be caught, which is what the
-    /// periodic checkpoints are for.
+    /// returns the same interrupt. A second signal ends the process at once, without a
+    /// checkpoint (for a phase that does not stop for one, or a person who will not wait);
+    /// SIGKILL cannot be caught, which is what the periodic checkpoints are for.
     ///
     /// # Errors
     /// When the process already has a handler installed by someone else.
@@ -53,11 +53,15 @@ impl Interrupt {
                 let interrupt = Interrupt::new();
                 let raised = interrupt.clone();
                 ctrlc::set_handler(move || {
-                    if !raised.is_raised() {
-                        eprintln!(
-                            "\ninterrupted: finishing the step under way and writing a checkpoint"
-                        );
+                    if raised.is_raised() {
+                        // A second signal: the person does not want to wait.
+                        eprintln!("\ninterrupted again: stopping without a checkpoint");
+                        std::process::exit(130);
                     }
+                    eprintln!(
+                        "\ninterrupted: finishing the step under way and writing a checkpoint \
+                         (again to stop at once, without one)"
+                    );
                     raised.raise();
                 })
                 .map(|()| interrupt)
@@ -95,6 +99,38 @@ impl Interrupt {
                 self.raise();
             }
         }
+    }
+}
+
+/// How a library caller drives a run: progress output and the interrupt that stops it.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// Progress bars and a line per epoch or phase, as the CLI shows; without it the run
+    /// is silent.
+    pub progress: bool,
+    /// Raised, it stops the run after the step under way: a checkpoint is written and the
+    /// run returns [`Interrupted`] (the CLI raises it on SIGINT/SIGTERM/SIGHUP).
+    pub interrupt: Interrupt,
+}
+
+impl RunControl {
+    /// Progress shown or not, never interrupted.
+    pub fn new(progress: bool) -> Self {
+        Self {
+            progress,
+            interrupt: Interrupt::new(),
+        }
+    }
+
+    /// The CLI's: progress shown, stopped by SIGINT, SIGTERM or SIGHUP.
+    ///
+    /// # Errors
+    /// As [`Interrupt::on_signals`].
+    pub fn cli() -> anyhow::Result<Self> {
+        Ok(Self {
+            progress: true,
+            interrupt: Interrupt::on_signals()?,
+        })
     }
 }
 

@@ -293,3 +293,56 @@ fn a_latency_budgets_cost_model_travels_in_the_checkpoint() {
     assert_eq!(layers.len(), 3, "one curve per gated layer");
     std::fs::remove_dir_all(&parts).ok();
 }
+
+#[test]
+fn a_fair_prune_run_stopped_in_its_fine_tuning_twice_ends_bit_for_bit_where_the_whole_run_ends() {
+    use tether_train::tasks::fair_run::{FairConfig, FairDataset, run, run_controlled};
+    if mnist().is_none() {
+        return;
+    }
+    let _turn = turn();
+    let whole = out_dir("fair-whole");
+    let parts = out_dir("fair-parts");
+    // CEAG with its best-iterate checks (2 per epoch), early stopping on a held-out part,
+    // 8 fine-tuning steps per epoch.
+    let mut c = FairConfig {
+        dataset: FairDataset::Mnist,
+        groups: Some("random-3".into()),
+        train_limit: Some(1200),
+        val_fraction: 0.1,
+        dense_epochs: Some(1),
+        epochs: Some(3),
+        checks_per_epoch: 2,
+        sparsity: 0.8,
+        seed: 4,
+        out: whole.clone(),
+        ..FairConfig::default()
+    };
+    let report = run::<B>(&c, &Default::default(), false).unwrap();
+    assert!(!whole.join("checkpoint").exists());
+    c.out = parts.clone();
+    let mut stop_after = |steps: usize, global_step: usize| {
+        let control = RunControl {
+            progress: false,
+            interrupt: Interrupt::after_steps(steps),
+        };
+        let err = run_controlled::<B>(&c, &Default::default(), &control).unwrap_err();
+        let stop = err
+            .downcast_ref::<Interrupted>()
+            .unwrap_or_else(|| panic!("not an interruption: {err:?}"));
+        assert_eq!(stop.position.global_step, global_step, "{stop}");
+        c.resume = Some(stop.checkpoint.clone());
+    };
+    // Mid-epoch 1 after its first check (step 6 of 8), then mid-epoch 3 (step 19).
+    stop_after(6, 6);
+    stop_after(13, 19);
+    run::<B>(&c, &Default::default(), false).unwrap();
+    assert!(!parts.join("checkpoint").exists());
+    for f in ["model.tthr", "metrics.csv", "checks.csv", "groups.csv"] {
+        assert!(report.files.contains(&f), "{f} is an output");
+        let read = |d: &Path| std::fs::read(d.join(f)).unwrap();
+        assert!(read(&whole) == read(&parts), "{f} differs");
+    }
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&parts).ok();
+}

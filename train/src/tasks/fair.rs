@@ -173,7 +173,7 @@ impl<B: Backend> GroupedBatch<B> {
 /// Each group's most recent per-sample correctness, `capacity` per group, plus the most
 /// recent `overall_capacity` samples of any group for the overall accuracy; running sums
 /// make a query O(1).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ReplayBuffer {
     capacity: Vec<usize>,
     overall_capacity: usize,
@@ -181,7 +181,7 @@ pub struct ReplayBuffer {
     overall: Ring,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Ring {
     slots: Vec<bool>,
     next: usize,
@@ -253,7 +253,7 @@ impl ReplayBuffer {
 
 /// The dense model's accuracy and loss, per group and overall, on the training set: what
 /// the sparse model's drops are measured against.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupMetrics {
     /// Accuracy of each group.
     pub group_accuracy: Vec<f64>,
@@ -437,6 +437,11 @@ impl FairProblem {
     /// A copy of the replay buffer as it stands.
     pub fn buffer(&self) -> ReplayBuffer {
         self.buffer.borrow().clone()
+    }
+
+    /// Replaces the replay buffer (a resumed run's, from its checkpoint).
+    pub fn set_buffer(&self, buffer: ReplayBuffer) {
+        *self.buffer.borrow_mut() = buffer;
     }
 }
 

@@ -587,26 +587,7 @@ pub struct PruneReport {
     pub files: Vec<&'static str>,
 }
 
-/// How a library caller drives a run: progress output and the interrupt that stops it.
-#[derive(Clone, Debug, Default)]
-pub struct RunControl {
-    /// A progress bar per epoch and a line per epoch, as the CLI shows; without it the run
-    /// is silent.
-    pub progress: bool,
-    /// Raised, it stops the run after the step under way: a checkpoint is written and the
-    /// run returns [`Interrupted`] (the CLI raises it on SIGINT/SIGTERM/SIGHUP).
-    pub interrupt: Interrupt,
-}
-
-impl RunControl {
-    /// Progress shown or not, never interrupted.
-    pub fn new(progress: bool) -> Self {
-        Self {
-            progress,
-            interrupt: Interrupt::new(),
-        }
-    }
-}
+pub use crate::resume::RunControl;
 
 /// Runs the pruning job on backend `B`: reads the dataset from the data cache
 /// (`scripts/fetch-data`), then [`run_with_data`]. `progress` shows a progress bar per

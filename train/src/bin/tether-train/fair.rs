@@ -29,7 +29,13 @@ pub fn run(args: FairArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     // Checked before the device is looked for and the data read (`run` checks again).
     config.validate()?;
-    let report = fair_run::run_on(args.device.device, &config, true)?;
+    // Ctrl-C, SIGTERM and SIGHUP stop the fine-tuning with a checkpoint.
+    let control = tether_train::resume::RunControl::cli()?;
+    let task = fair_run::ControlledFairTask {
+        config: &config,
+        control: &control,
+    };
+    let report = tether_train::device::run_on(args.device.device, task)??;
     let fine_tuned = &report.fine_tuned;
     println!(
         "fine-tuned ({:?}): train accuracy {:.4}, test accuracy {:.4}; max excess gap train {:+.4} ({} of {} groups over epsilon {}), test {:+.4}",

@@ -8,7 +8,6 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::ArgMatches;
 use tether_train::data::mnist::{ImageSet, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
-use tether_train::resume::Interrupt;
 use tether_train::tasks::prune_run::{
     PruneConfig, PruneReport, RunControl, run_controlled, run_with_data_controlled,
 };
@@ -35,10 +34,7 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     config.validate()?;
     tether_train::io::check_output_dir(&config.out, "--out")?;
     // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.
-    let control = RunControl {
-        progress: true,
-        interrupt: Interrupt::on_signals()?,
-    };
+    let control = RunControl::cli()?;
     if config.is_own() {
         let task = OwnTask {
             config: &config,

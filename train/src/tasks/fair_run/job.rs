@@ -1,21 +1,35 @@
 //! The three phases of a fair-pruning run in order: the dense model, pruning, and the
 //! fine-tuning under the group constraints, each measured per group on both splits.
 
+use std::cell::RefCell;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use anyhow::Context;
+use burn::module::{AutodiffModule, Module};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 use tether_models::masked::MaskedMlp;
 use tether_models::mlp::{Mlp, MlpConfig};
 
-use crate::constrained::{ConstraintKind, ConstraintSet, FormulationConfig, MultiplierConfig};
+use crate::constrained::{
+    ConstraintKind, ConstraintSet, FormulationConfig, MultiplierConfig, load_checkpoint,
+    save_checkpoint_with,
+};
 use crate::data::groups;
-use crate::tasks::fair::{FairProblem, GroupMetrics, GroupedSet};
+use crate::resume::{
+    Position, RUN_FILE, RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume,
+};
+use crate::tasks::fair::{FairProblem, GroupMetrics, GroupedSet, ReplayBuffer};
 use crate::tasks::outputs::save_record;
 
 use super::data::FairData;
 use super::outputs::{Measured, max, write_outputs};
-use super::schedule::{Candidate, PRUNING_SHUFFLE, Phase, load_mlp, primal_optimizer, run_epochs};
+use super::schedule::{
+    Candidate, PRUNING_SHUFFLE, Phase, Resumable, load_mlp, primal_optimizer, run_epochs,
+};
 use super::{FairConfig, FairDataset, FairMethod, FairReport};
 
 /// Samples per evaluation batch.
@@ -30,13 +44,147 @@ struct Dense<B: AutodiffBackend> {
     kept_epoch: usize,
 }
 
-/// Trains, prunes and fine-tunes on `data`, and writes every output.
+/// The checkpoint's files beside the constrained core's: the dense model, the masks and
+/// the best iterate so far (burn records: the masks are constants, in no record).
+const DENSE_FILE: &str = "dense.bin";
+const MASKS_FILE: &str = "masks.bin";
+const BEST_FILE: &str = "best.bin";
+/// The fine-tuning's per-step log so far (JSON).
+const LOG_FILE: &str = "log.json";
+
+/// A fine-tuning checkpoint to continue from.
+pub(super) struct Resumed {
+    dir: PathBuf,
+    position: Position,
+    state: FairState,
+}
+
+/// What a fine-tuning checkpoint holds beyond the model, optimizer and multipliers: what
+/// the earlier phases measured, and the fine-tuning's log, checks, best iterate and
+/// replay buffer.
+#[derive(Serialize, Deserialize)]
+struct FairState {
+    val_losses: Vec<f64>,
+    kept_epoch: usize,
+    dense_secs: f64,
+    ft_secs: f64,
+    pruned: [GroupMetrics; 2],
+    checks_log: Vec<Vec<f64>>,
+    best: Option<BestSoFar>,
+    buffer: ReplayBuffer,
+}
+
+/// The best iterate's measurements (its weights are [`BEST_FILE`]).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct BestSoFar {
+    feasible: bool,
+    accuracy: f64,
+    worst: f64,
+    at: f64,
+}
+
+/// The settings a resumed run must share with the interrupted one.
+fn resume_key(config: &FairConfig) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(config)?;
+    if let Some(o) = v.as_object_mut() {
+        for k in ["out", "resume", "checkpoint_every"] {
+            o.remove(k);
+        }
+    }
+    Ok(v)
+}
+
+/// Reads and checks `--resume`'s checkpoint (before any data is read).
+pub(super) fn read_resume(config: &FairConfig) -> anyhow::Result<Option<Resumed>> {
+    let Some(path) = &config.resume else {
+        return Ok(None);
+    };
+    let dir = resolve_resume(path)?;
+    let run = RunState::read(&dir, "fair-prune")?;
+    run.check_config(&resume_key(config)?, &dir)?;
+    let state: FairState = serde_json::from_value(run.task)
+        .with_context(|| format!("corrupt checkpoint {}", dir.display()))?;
+    Ok(Some(Resumed {
+        dir,
+        position: run.position,
+        state,
+    }))
+}
+
+fn record_bytes<B: Backend, M: Module<B>>(model: M) -> anyhow::Result<Vec<u8>> {
+    Ok(BinBytesRecorder::<FullPrecisionSettings>::default().record(model.into_record(), ())?)
+}
+
+fn load_bytes<B: Backend, M: Module<B>>(
+    fresh: M,
+    dir: &std::path::Path,
+    file: &str,
+    device: &B::Device,
+) -> anyhow::Result<M> {
+    let path = dir.join(file);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let record = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .load(bytes, device)
+        .with_context(|| format!("corrupt checkpoint file {}", path.display()))?;
+    Ok(fresh.load_record(record))
+}
+
+/// The masks' values, little-endian f32, layer after layer.
+fn mask_bytes<B: Backend>(masks: &[Tensor<B, 2>]) -> Vec<u8> {
+    masks
+        .iter()
+        .flat_map(|m| {
+            m.to_data()
+                .iter::<f32>()
+                .flat_map(f32::to_le_bytes)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Masks of the shapes of `like` from [`mask_bytes`]'s bytes.
+fn masks_from_bytes<B: Backend>(
+    like: &[Tensor<B, 2>],
+    bytes: &[u8],
+    device: &B::Device,
+) -> anyhow::Result<Vec<Tensor<B, 2>>> {
+    let total: usize = like
+        .iter()
+        .map(|m| m.dims().iter().product::<usize>())
+        .sum();
+    anyhow::ensure!(
+        bytes.len() == 4 * total,
+        "corrupt checkpoint: {MASKS_FILE} has {} bytes, the masks take {}",
+        bytes.len(),
+        4 * total
+    );
+    let mut at = 0;
+    Ok(like
+        .iter()
+        .map(|m| {
+            let dims = m.dims();
+            let n = dims[0] * dims[1];
+            let values: Vec<f32> = bytes[at..at + 4 * n]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            at += 4 * n;
+            Tensor::from_data(TensorData::new(values, dims), device)
+        })
+        .collect())
+}
+
+/// Trains, prunes and fine-tunes on `data`, and writes every output. With `resume` the
+/// dense and pruning phases are restored from the checkpoint, and the fine-tuning goes on
+/// from where it stopped.
 pub(super) fn train<B: AutodiffBackend>(
     c: &FairConfig,
     data: FairData,
     device: &B::Device,
-    progress: bool,
+    control: &RunControl,
+    resume: Option<Resumed>,
 ) -> anyhow::Result<FairReport> {
+    let progress = control.progress;
     B::seed(device, c.seed);
     let g = data.groups.len();
     let train = GroupedSet::<B>::new(
@@ -88,13 +236,18 @@ pub(super) fn train<B: AutodiffBackend>(
             device,
         )
     });
-    let dense = match &c.dense_from {
-        Some(dir) => Dense {
+    let dense = match (&resume, &c.dense_from) {
+        (Some(r), _) => Dense {
+            model: load_bytes(fresh, &r.dir, DENSE_FILE, device)?,
+            val_losses: r.state.val_losses.clone(),
+            kept_epoch: r.state.kept_epoch,
+        },
+        (None, Some(dir)) => Dense {
             model: load_mlp(fresh, &widths, &dir.join("dense.mpk"), device)?,
             val_losses: Vec::new(),
             kept_epoch: dense_epochs,
         },
-        None => {
+        (None, None) => {
             let phase = Phase {
                 epochs: dense_epochs,
                 decay: false,
@@ -106,7 +259,10 @@ pub(super) fn train<B: AutodiffBackend>(
         }
     };
     save_record(dense.model.clone(), &c.out, "dense", "the dense model")?;
-    let dense_secs = started.elapsed().as_secs_f64();
+    let dense_secs = resume
+        .as_ref()
+        .map_or(started.elapsed().as_secs_f64(), |r| r.state.dense_secs);
+    let dense_bytes = record_bytes(dense.model.valid())?;
     let dense_eval = dense.model.valid();
     let dense_train = GroupMetrics::measure(&dense_eval, &train_eval, g, EVAL_BATCH);
     let dense_test = GroupMetrics::measure(&dense_eval, &test, g, EVAL_BATCH);
@@ -124,6 +280,15 @@ pub(super) fn train<B: AutodiffBackend>(
         c.sparsity * (1.0 - (1.0 - (e as f64 + 1.0) / p).powi(3))
     };
     let masked = match &c.pruned_from {
+        // The masks from the checkpoint; the weights come with the fine-tuning's.
+        _ if resume.is_some() => {
+            let r = resume.as_ref().expect("resumed");
+            let mut shell = MaskedMlp::magnitude(dense.model, 0.0);
+            let bytes = std::fs::read(r.dir.join(MASKS_FILE))
+                .with_context(|| format!("reading {}", r.dir.join(MASKS_FILE).display()))?;
+            shell.masks = masks_from_bytes(&shell.masks, &bytes, device)?;
+            shell
+        }
         None if c.prune_epochs > 0 => {
             let mut set = ConstraintSet::<B>::new(device);
             let mut primal = primal_optimizer(c, c.ft_lr)?;
@@ -145,6 +310,7 @@ pub(super) fn train<B: AutodiffBackend>(
                 &mut Vec::new(),
                 |e, m: MaskedMlp<B>| m.prune_to(ramp(e)),
                 |_, _| {},
+                None,
             )?
         }
         None => MaskedMlp::magnitude(dense.model, c.sparsity),
@@ -156,8 +322,14 @@ pub(super) fn train<B: AutodiffBackend>(
         }
     };
     let pruned_eval = masked.valid();
-    let pruned_train = GroupMetrics::measure(&pruned_eval, &train_eval, g, EVAL_BATCH);
-    let pruned_test = GroupMetrics::measure(&pruned_eval, &test, g, EVAL_BATCH);
+    let (pruned_train, pruned_test) = match &resume {
+        Some(r) => (r.state.pruned[0].clone(), r.state.pruned[1].clone()),
+        None => (
+            GroupMetrics::measure(&pruned_eval, &train_eval, g, EVAL_BATCH),
+            GroupMetrics::measure(&pruned_eval, &test, g, EVAL_BATCH),
+        ),
+    };
+    let masks = mask_bytes(&masked.masks);
     if progress {
         println!(
             "pruned to density {:.4} ({:.4} with the output layer): train accuracy {:.4}, test accuracy {:.4}",
@@ -197,20 +369,115 @@ pub(super) fn train<B: AutodiffBackend>(
     let mut primal = primal_optimizer(c, c.ft_lr)?;
     let mut log = Vec::new();
     let started = Instant::now();
+    let ft_secs_before = resume.as_ref().map_or(0.0, |r| r.state.ft_secs);
     // CEAG keeps the best iterate among `checks_per_epoch` evaluations on the training
     // set: the last-evaluated iterate whose groups all meet the bound with the best
     // accuracy, else the one with the smallest worst gap (the best-iterate rule that goes
     // with the proxy-constraint pattern, Cotter et al. 2019). The baselines keep their
     // last iterate.
     let select = c.method == FairMethod::Ceag;
-    let mut best: Option<Candidate<MaskedMlp<B::InnerBackend>>> = None;
-    let mut checks_log: Vec<Vec<f64>> = Vec::new();
+    let best: RefCell<Option<Candidate<MaskedMlp<B::InnerBackend>>>> = RefCell::new(None);
+    let checks_log: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
+    let mut masked = masked;
+    let mut start = Position::default();
+    if let Some(r) = &resume {
+        if progress {
+            println!(
+                "resuming the fine-tuning from {}: epoch {}, step {} of it",
+                r.dir.display(),
+                r.position.epoch + 1,
+                r.position.step_in_epoch
+            );
+        }
+        problem.set_buffer(r.state.buffer.clone());
+        *checks_log.borrow_mut() = r.state.checks_log.clone();
+        if let Some(b) = r.state.best {
+            *best.borrow_mut() = Some(Candidate {
+                feasible: b.feasible,
+                accuracy: b.accuracy,
+                worst: b.worst,
+                at: b.at,
+                model: load_bytes(masked.valid(), &r.dir, BEST_FILE, device)?,
+            });
+        }
+        let (model, _) = load_checkpoint(&r.dir, masked, &mut primal.opt, &mut set)?;
+        masked = model;
+        start = r.position;
+        let saved_log: Vec<Vec<f64>> = serde_json::from_slice(
+            &std::fs::read(r.dir.join(LOG_FILE))
+                .with_context(|| format!("reading {}", r.dir.join(LOG_FILE).display()))?,
+        )
+        .with_context(|| format!("corrupt checkpoint file {}", r.dir.join(LOG_FILE).display()))?;
+        log = saved_log;
+    }
+    let checkpoint = checkpoint_dir(&c.out);
+    let save = |model: &MaskedMlp<B>,
+                opt: &crate::constrained::ConstrainedOptimizer<_>,
+                set: &ConstraintSet<B>,
+                position: Position,
+                log: &[Vec<f64>]|
+     -> anyhow::Result<()> {
+        let best = best.borrow();
+        let state = FairState {
+            val_losses: dense.val_losses.clone(),
+            kept_epoch: dense.kept_epoch,
+            dense_secs,
+            ft_secs: ft_secs_before + started.elapsed().as_secs_f64(),
+            pruned: [pruned_train.clone(), pruned_test.clone()],
+            checks_log: checks_log.borrow().clone(),
+            best: best.as_ref().map(|b| BestSoFar {
+                feasible: b.feasible,
+                accuracy: b.accuracy,
+                worst: b.worst,
+                at: b.at,
+            }),
+            buffer: problem.buffer(),
+        };
+        let run = RunState {
+            format: 1,
+            command: "fair-prune".into(),
+            config: resume_key(c)?,
+            position,
+            task: serde_json::to_value(state)?,
+        };
+        let run = serde_json::to_vec(&run)?;
+        let log = serde_json::to_vec(log)?;
+        let best_bytes = match best.as_ref() {
+            Some(b) => record_bytes(b.model.clone())?,
+            None => Vec::new(),
+        };
+        let mut files: Vec<(&str, &[u8])> = vec![
+            (RUN_FILE, &run),
+            (LOG_FILE, &log),
+            (DENSE_FILE, &dense_bytes),
+            (MASKS_FILE, &masks),
+        ];
+        if best.is_some() {
+            files.push((BEST_FILE, &best_bytes));
+        }
+        save_checkpoint_with(
+            &checkpoint,
+            position.global_step as u64,
+            model,
+            opt,
+            set,
+            &files,
+        )?;
+        Ok(())
+    };
     let phase = Phase {
         epochs,
         decay: !c.constant_lr,
         label: label("fine-tune"),
         checks: if select { c.checks_per_epoch } else { 0 },
         shuffle_from: 0,
+    };
+    let resumable = Resumable {
+        start,
+        interrupt: control.interrupt.clone(),
+        every: c.checkpoint_every,
+        checkpoint: checkpoint.clone(),
+        save: &save,
     };
     let tuned = run_epochs(
         masked,
@@ -226,7 +493,9 @@ pub(super) fn train<B: AutodiffBackend>(
             let m = model.valid();
             let metrics = GroupMetrics::measure(&m, &train_eval, g, EVAL_BATCH);
             let worst = max(&dense_train.excess_gaps(&metrics));
-            checks_log.push(vec![at, metrics.accuracy, worst]);
+            checks_log
+                .borrow_mut()
+                .push(vec![at, metrics.accuracy, worst]);
             let candidate = Candidate {
                 feasible: worst <= c.epsilon,
                 accuracy: metrics.accuracy,
@@ -234,15 +503,18 @@ pub(super) fn train<B: AutodiffBackend>(
                 at,
                 model: m,
             };
+            let mut best = best.borrow_mut();
             if best.as_ref().is_none_or(|b| candidate.beats(b)) {
-                best = Some(candidate);
+                *best = Some(candidate);
             }
         },
+        Some(&resumable),
     )?;
-    let ft_secs = started.elapsed().as_secs_f64();
+    let ft_secs = ft_secs_before + started.elapsed().as_secs_f64();
+    let checks_log = checks_log.into_inner();
     let last_train = GroupMetrics::measure(&tuned.valid(), &train_eval, g, EVAL_BATCH);
     let last_worst = max(&dense_train.excess_gaps(&last_train));
-    let (eval, selected_at) = match best {
+    let (eval, selected_at) = match best.into_inner() {
         Some(b) => (b.model, b.at),
         None => (tuned.valid(), epochs as f64),
     };
@@ -260,7 +532,7 @@ pub(super) fn train<B: AutodiffBackend>(
         .unwrap_or_else(|| vec![0.0; g]);
 
     // 4. Outputs.
-    write_outputs(
+    let report = write_outputs(
         c,
         &Measured {
             groups: &data.groups,
@@ -281,7 +553,10 @@ pub(super) fn train<B: AutodiffBackend>(
             seconds: [dense_secs, ft_secs],
         },
         &eval,
-    )
+    )?;
+    // Every output is written: nothing is left to resume.
+    remove_checkpoint(&c.out)?;
+    Ok(report)
 }
 
 /// Trains the dense model from `fresh`, keeping the epoch of lowest loss on `val` when
@@ -318,6 +593,7 @@ fn train_dense<B: AutodiffBackend>(
                 kept = Some((val_losses.len(), loss, model.clone()));
             }
         },
+        None,
     )?;
     Ok(match kept {
         Some((epoch, loss, model)) => {

@@ -43,6 +43,7 @@ use crate::constrained::{DualOptimizer, NuPiConfig};
 use crate::denormals::FlushDenormals;
 use crate::device::DeviceKind;
 use crate::optim::OptimizerArgs;
+use crate::resume::{CheckpointEvery, RunControl};
 use crate::tasks::prune_run::DualUpdate;
 
 /// Datasets with groups.
@@ -186,6 +187,17 @@ pub struct FairConfig {
     /// Output folder.
     #[arg(long, default_value = "out/fair")]
     pub out: PathBuf,
+    /// Write a checkpoint of the fine-tuning to OUT/checkpoint every N of its epochs (0 or
+    /// never: only when interrupted). SIGINT (Ctrl-C), SIGTERM and SIGHUP write one after
+    /// the step under way (during the dense and pruning phases, at the first fine-tuning
+    /// step; a second signal stops at once); a finished run removes it.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub checkpoint_every: CheckpointEvery,
+    /// Continue the run whose checkpoint is in DIR (OUT/checkpoint, or that run's OUT),
+    /// with the same settings; the result equals the uninterrupted run's bit for bit on
+    /// CPU.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
 }
 
 impl Default for FairConfig {
@@ -345,12 +357,27 @@ pub fn run<B: AutodiffBackend>(
     device: &B::Device,
     progress: bool,
 ) -> anyhow::Result<FairReport> {
+    run_controlled::<B>(config, device, &RunControl::new(progress))
+}
+
+/// [`run`] with a [`RunControl`]: an interrupt that stops the fine-tuning with a
+/// checkpoint.
+///
+/// # Errors
+/// As [`run`]; [`crate::resume::Interrupted`] (downcast the error) when the interrupt
+/// stopped it; a `resume` checkpoint that is missing, corrupt or of other settings.
+pub fn run_controlled<B: AutodiffBackend>(
+    config: &FairConfig,
+    device: &B::Device,
+    control: &RunControl,
+) -> anyhow::Result<FairReport> {
     let _flush = FlushDenormals::new();
     config.validate()?;
+    let resume = job::read_resume(config)?;
     let data = data::load(config)?;
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
-    job::train::<B>(config, data, device, progress)
+    job::train::<B>(config, data, device, control, resume)
 }
 
 /// [`run`] as a [`crate::device::BackendTask`], for [`crate::device::run_on`]: the CLI's
@@ -367,6 +394,22 @@ impl crate::device::BackendTask for FairTask<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         run::<B>(self.config, &device, self.progress)
+    }
+}
+
+/// [`run_controlled`] as a [`crate::device::BackendTask`] (the CLI's, with its signals).
+pub struct ControlledFairTask<'a> {
+    /// The settings.
+    pub config: &'a FairConfig,
+    /// Progress and interrupt.
+    pub control: &'a RunControl,
+}
+
+impl crate::device::BackendTask for ControlledFairTask<'_> {
+    type Output = anyhow::Result<FairReport>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        run_controlled::<B>(self.config, &device, self.control)
     }
 }
 

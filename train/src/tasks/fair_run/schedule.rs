@@ -2,7 +2,7 @@
 //! rate and evaluations along the way, the primal optimizer, loading earlier models, and
 //! the best-iterate rule.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
@@ -14,6 +14,7 @@ use tether_models::mlp::Mlp;
 use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
 use crate::optim::AnyOptimizer;
 use crate::optim::shampoo::ShampooHealth;
+use crate::resume::{CheckpointEvery, Interrupt, Interrupted, Position};
 use crate::tasks::fair::{FairProblem, GroupedSet};
 use crate::trainer::{FitOptions, fit};
 
@@ -60,11 +61,38 @@ pub(super) fn primal_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(
     })
 }
 
+/// Writes a checkpoint of the run with the phase's model, optimizer, multipliers and log
+/// at a position (the caller adds its own state).
+pub(super) type SaveCheckpoint<'a, M, B> = &'a dyn Fn(
+    &M,
+    &ConstrainedOptimizer<AnyOptimizer<M, B>>,
+    &ConstraintSet<B>,
+    Position,
+    &[Vec<f64>],
+) -> anyhow::Result<()>;
+
+/// A phase that stops on an interrupt with a checkpoint, writes one every few epochs, and
+/// can start from one (the fine-tuning).
+pub(super) struct Resumable<'a, M: AutodiffModule<B>, B: AutodiffBackend> {
+    /// Where the phase starts (0 unless resumed).
+    pub start: Position,
+    /// Stops the phase after the step under way.
+    pub interrupt: Interrupt,
+    /// Periodic checkpoints, in epochs of the phase.
+    pub every: CheckpointEvery,
+    /// The folder the checkpoint goes to.
+    pub checkpoint: PathBuf,
+    /// Writes it.
+    pub save: SaveCheckpoint<'a, M, B>,
+}
+
 /// `phase.epochs` epochs of [`fit`] over `train`'s shuffled batches; each step appends
 /// `[step, loss, max (strict) violation, mean multiplier, max |multiplier|]` to `log`, and
 /// `on_check(epochs done, model)` runs `phase.checks` times per epoch (at evenly spaced
 /// steps, the last at the epoch's end). `at_epoch_start(epoch, model)` may change the
-/// model before each epoch (gradual pruning).
+/// model before each epoch (gradual pruning). Each step's random draws come from a stream
+/// seeded by the run's seed and the step. With `resumable` the phase starts where it
+/// says, checkpoints, and returns [`Interrupted`] when interrupted.
 #[allow(clippy::too_many_arguments)] // the phase's state, each borrowed differently
 pub(super) fn run_epochs<B, M>(
     mut model: M,
@@ -77,6 +105,7 @@ pub(super) fn run_epochs<B, M>(
     log: &mut Vec<Vec<f64>>,
     mut at_epoch_start: impl FnMut(usize, M) -> M,
     mut on_check: impl FnMut(f64, &M),
+    resumable: Option<&Resumable<'_, M, B>>,
 ) -> anyhow::Result<M>
 where
     B: AutodiffBackend,
@@ -84,9 +113,10 @@ where
 {
     let epochs = phase.epochs;
     let opt = &mut primal.opt;
-    let mut offset = 0;
+    let start = resumable.map_or(Position::default(), |r| r.start);
+    let mut offset = start.global_step - start.step_in_epoch;
     let base_lr = opt.lr();
-    for epoch in 0..epochs {
+    for epoch in start.epoch..epochs {
         if phase.decay {
             // Cosine over epochs: the last iterates settle.
             let t = epoch as f64 / epochs as f64;
@@ -96,17 +126,35 @@ where
         let batches = train.epoch(c.batch, c.seed, phase.shuffle_from + epoch as u64);
         anyhow::ensure!(!batches.is_empty(), "fewer training samples than one batch");
         let chunk = batches.len().div_ceil(phase.checks.max(1));
+        // Steps of this epoch taken before the checkpoint the phase resumed from.
+        let first = if epoch == start.epoch {
+            start.step_in_epoch
+        } else {
+            0
+        };
         for (k, part) in batches.chunks(chunk).enumerate() {
+            let part_start = k * chunk;
+            if part_start + part.len() <= first {
+                // Taken, and checked, before the checkpoint.
+                continue;
+            }
+            let from = part_start + first.saturating_sub(part_start);
+            let todo = &batches[from..part_start + part.len()];
             let label = phase.label.map(|l| format!("{l} {}/{epochs}", epoch + 1));
+            let mut done = 0;
             model = fit(
                 model,
                 opt,
                 set,
                 problem,
-                &FitOptions::new(part.len(), label).with_health(primal.health.clone()),
-                |s| part[s].clone(),
+                &FitOptions::new(todo.len(), label)
+                    .with_health(primal.health.clone())
+                    .with_interrupt(resumable.map(|r| r.interrupt.clone()))
+                    .with_step_seeds(c.seed, offset + from),
+                |s| todo[s].clone(),
                 |info| {
-                    let mut row = vec![(offset + info.step) as f64, info.values.loss];
+                    done += 1;
+                    let mut row = vec![(offset + from + info.step) as f64, info.values.loss];
                     match info.values.constraints.first() {
                         Some((_, v, strict)) => {
                             let v = strict.as_ref().unwrap_or(v);
@@ -125,10 +173,43 @@ where
                     log.push(row);
                 },
             )?;
-            offset += part.len();
+            if let Some(r) = resumable.filter(|_| done < todo.len()) {
+                let position = Position {
+                    epoch,
+                    step_in_epoch: from + done,
+                    global_step: offset + from + done,
+                };
+                (r.save)(&model, opt, set, position, log)?;
+                return Err(Interrupted {
+                    checkpoint: r.checkpoint.clone(),
+                    position,
+                    epochs,
+                }
+                .into());
+            }
             if phase.checks > 0 {
-                let done = (k * chunk + part.len()) as f64 / batches.len() as f64;
+                let done = (part_start + part.len()) as f64 / batches.len() as f64;
                 on_check(epoch as f64 + done, &model);
+            }
+        }
+        offset += batches.len();
+        if let Some(r) = resumable.filter(|_| epoch + 1 < epochs) {
+            let position = Position {
+                epoch: epoch + 1,
+                step_in_epoch: 0,
+                global_step: offset,
+            };
+            let interrupted = r.interrupt.is_raised();
+            if r.every.due(epoch + 1) || interrupted {
+                (r.save)(&model, opt, set, position, log)?;
+            }
+            if interrupted {
+                return Err(Interrupted {
+                    checkpoint: r.checkpoint.clone(),
+                    position,
+                    epochs,
+                }
+                .into());
             }
         }
     }
