@@ -193,6 +193,7 @@ mod tests {
                 steps,
                 lr: 1e-3,
                 progress: false,
+                checkpoint: None,
             },
             value_bits: 16,
             l0onie: L0onieSettings {

@@ -31,6 +31,9 @@ pub enum CompressError {
     /// An invalid argument or configuration.
     #[error("{0}")]
     Invalid(String),
+    /// The fit was stopped on request (a signal) with its checkpoint written.
+    #[error(transparent)]
+    Interrupted(tether_train::resume::Interrupted),
 }
 
 impl CompressError {

@@ -16,11 +16,16 @@
 //!   pattern that the Rice code approaches, plus the fixed bits (header, biases). The kept
 //!   weights are the best deterministic PSNR among steps whose file fits the budget.
 
-use burn::module::{AutodiffModule, Param};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::AdamConfig;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
 use tether_models::l0::{GateMode, HardConcreteConfig};
 use tether_models::siren::{GatedSiren, MaskedSiren, Siren};
 use tether_train::constrained::{
@@ -28,8 +33,10 @@ use tether_train::constrained::{
     ConstraintSet, ConstraintState, DualOptimizer, FormulationConfig, MultiplierConfig,
     UpdateScheme,
 };
+use tether_train::constrained::{adopt_checkpoint_ids, load_checkpoint, save_checkpoint_with};
 use tether_train::optim::TwoGroups;
-use tether_train::trainer::{FitOptions, fit};
+use tether_train::resume::{Interrupt, Interrupted, Position, RUN_FILE, RunState};
+use tether_train::trainer::{FitOptions, StepInfo, fit};
 
 use crate::error::CompressError;
 use crate::format::CompressedImage;
@@ -46,6 +53,28 @@ pub struct FitSettings {
     pub lr: f64,
     /// Show a progress bar (step, PSNR, bpp).
     pub progress: bool,
+    /// Checkpoints, the interrupt and resuming; `None`: a fit that runs to its end.
+    pub checkpoint: Option<Checkpointing>,
+}
+
+/// Where and how often a fit checkpoints, what stops it, and whether it continues from
+/// the checkpoint already there. A resumed fit ends bit for bit where the uninterrupted
+/// one ends (on CPU): the model, Adam's moments, the multiplier, the log and the best
+/// weights so far are stored exactly, and each step's gate noise comes from a stream
+/// seeded by (seed, step).
+#[derive(Clone, Debug)]
+pub struct Checkpointing {
+    /// The checkpoint folder (written atomically: temporary folder, then rename).
+    pub dir: PathBuf,
+    /// Steps between checkpoints (0: only when interrupted).
+    pub every: usize,
+    /// Raised, the fit stops after the step under way, checkpoints and returns
+    /// [`CompressError::Interrupted`].
+    pub interrupt: Interrupt,
+    /// Continue from the checkpoint in this folder (`dir`, or one written elsewhere).
+    pub resume: Option<PathBuf>,
+    /// The settings a resumed fit must share, stored in the checkpoint.
+    pub key: serde_json::Value,
 }
 
 /// L0onie's extra knobs.
@@ -76,7 +105,7 @@ pub struct L0onieSettings {
 }
 
 /// One logged point of a fit.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitPoint {
     /// Step.
     pub step: usize,
@@ -175,57 +204,291 @@ fn training_error(e: impl std::fmt::Display) -> CompressError {
     CompressError::Training(e.to_string())
 }
 
-/// Adam on the full-batch MSE for `steps` steps, keeping the best-PSNR model (COIN's
-/// recipe). Steps are logged from `first_step` on, at file rate `bpp`.
+/// The phase a checkpoint was written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Phase {
+    /// COIN's fit.
+    Coin,
+    /// L0onie's pruning under the budget.
+    Prune,
+    /// L0onie's fine-tuning with the mask frozen.
+    FineTune,
+}
+
+/// A fit's state beside its model, optimizer and multipliers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct FitState {
+    phase: Phase,
+    history: Vec<FitPoint>,
+    /// The best PSNR so far and its step (the weights are [`BEST_FILE`]).
+    best: Option<(f64, usize)>,
+    /// L0onie's fine-tuning: what the pruning phase handed over (its start network is
+    /// [`START_FILE`]).
+    pruned: Option<PruneOutcome>,
+}
+
+/// What L0onie's pruning phase hands to the fine-tuning.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct PruneOutcome {
+    psnr: f64,
+    step: usize,
+    magnitude_pruned: usize,
+}
+
+const BEST_FILE: &str = "best.bin";
+const START_FILE: &str = "start.bin";
+
+/// A checkpoint read back: where to go on from.
+struct Restored {
+    step: usize,
+    state: FitState,
+}
+
+fn record_bytes<B: Backend, M: Module<B>>(model: M) -> Result<Vec<u8>, CompressError> {
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(model.into_record(), ())
+        .map_err(|e| CompressError::Training(format!("cannot record a checkpoint: {e}")))
+}
+
+fn load_record_file<B: Backend, M: Module<B>>(
+    fresh: M,
+    dir: &Path,
+    file: &str,
+    device: &B::Device,
+) -> Result<M, CompressError> {
+    let path = dir.join(file);
+    let bytes = std::fs::read(&path).map_err(|e| CompressError::io(&path, e))?;
+    let record = BinBytesRecorder::<FullPrecisionSettings>::default()
+        .load(bytes, device)
+        .map_err(|e| CompressError::Corrupt(format!("checkpoint {}: {e}", path.display())))?;
+    Ok(fresh.load_record(record))
+}
+
+/// Reads the fit state of the checkpoint `ck` resumes from, if it does.
+fn restored(ck: Option<&Checkpointing>) -> Result<Option<Restored>, CompressError> {
+    let Some(dir) = ck.and_then(|c| c.resume.as_ref()) else {
+        return Ok(None);
+    };
+    let ck = ck.expect("a resume folder implies checkpoints");
+    let run = RunState::read(dir, "encode")
+        .map_err(|e| CompressError::Invalid(format!("--resume: {e}")))?;
+    run.check_config(&ck.key, dir)
+        .map_err(|e| CompressError::Invalid(e.to_string()))?;
+    let state: FitState = serde_json::from_value(run.task)
+        .map_err(|e| CompressError::Corrupt(format!("checkpoint {}: {e}", dir.display())))?;
+    Ok(Some(Restored {
+        step: run.position.global_step,
+        state,
+    }))
+}
+
+/// Writes a checkpoint of a fit phase at `step`: the constrained core's files, the state,
+/// the best weights so far and `extra` files.
+#[allow(clippy::too_many_arguments)]
+fn save_fit<B, M, O>(
+    ck: &Checkpointing,
+    step: usize,
+    model: &M,
+    opt: &ConstrainedOptimizer<O>,
+    set: &ConstraintSet<B>,
+    state: FitState,
+    best: Option<Vec<u8>>,
+    extra: &[(&str, &[u8])],
+) -> Result<(), CompressError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: burn::optim::Optimizer<M, B>,
+{
+    let run = RunState {
+        format: 1,
+        command: "encode".into(),
+        config: ck.key.clone(),
+        position: Position {
+            epoch: 0,
+            step_in_epoch: step,
+            global_step: step,
+        },
+        task: serde_json::to_value(state).map_err(training_error)?,
+    };
+    let run = serde_json::to_vec(&run).map_err(training_error)?;
+    let mut files: Vec<(&str, &[u8])> = vec![(RUN_FILE, &run)];
+    if let Some(best) = &best {
+        files.push((BEST_FILE, best));
+    }
+    files.extend_from_slice(extra);
+    save_checkpoint_with(&ck.dir, step as u64, model, opt, set, &files).map_err(training_error)
+}
+
+/// Steps `range` (global step indices) of [`fit`] on the full-batch `target`, in segments
+/// that end at `ck`'s checkpoint boundaries: `save(model, opt, set, step)` writes one
+/// there and when the interrupt stops the fit, which then returns
+/// [`CompressError::Interrupted`]. `on_step(step, info)` sees every step; step `t` draws
+/// its random numbers from the stream seeded by (`seed`, `t`).
+#[allow(clippy::too_many_arguments)]
+fn run_steps<B, M, O, P>(
+    mut model: M,
+    opt: &mut ConstrainedOptimizer<O>,
+    set: &mut ConstraintSet<B>,
+    problem: &P,
+    target: &Target<B>,
+    range: std::ops::Range<usize>,
+    seed: u64,
+    ck: Option<&Checkpointing>,
+    mut on_step: impl FnMut(usize, StepInfo<'_, B, M>),
+    save: impl Fn(&M, &ConstrainedOptimizer<O>, &ConstraintSet<B>, usize) -> Result<(), CompressError>,
+) -> Result<M, CompressError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: burn::optim::Optimizer<M, B>,
+    P: ConstrainedProblem<B, M, Input = Target<B>>,
+{
+    let every = ck.map_or(0, |c| c.every);
+    let mut at = range.start;
+    while at < range.end {
+        let next = at
+            .checked_div(every)
+            .map_or(range.end, |k| ((k + 1) * every).min(range.end));
+        let mut done = 0;
+        model = fit(
+            model,
+            opt,
+            set,
+            problem,
+            &FitOptions::new(next - at, None)
+                .with_interrupt(ck.map(|c| c.interrupt.clone()))
+                .with_step_seeds(seed, at),
+            |_| target.clone(),
+            |info| {
+                done += 1;
+                on_step(at + info.step, info);
+            },
+        )
+        .map_err(training_error)?;
+        at += done;
+        if let Some(c) = ck {
+            let stopped = at < next;
+            if stopped || (at < range.end && every > 0 && at.is_multiple_of(every)) {
+                save(&model, opt, set, at)?;
+            }
+            if stopped {
+                return Err(CompressError::Interrupted(Interrupted {
+                    checkpoint: c.dir.clone(),
+                    position: Position {
+                        epoch: 0,
+                        step_in_epoch: at,
+                        global_step: at,
+                    },
+                    epochs: 1,
+                }));
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// The best-PSNR model of a fit (PSNR, step, weights) and the fit's log.
+type KeptBest<M> = ((f64, usize, M), Vec<FitPoint>);
+
+/// Adam on the full-batch MSE over the global steps `steps`, keeping the best-PSNR model
+/// (COIN's recipe), logged at file rate `bpp` after `history`. With `ck` it checkpoints as
+/// `phase` (`pruned` and `extra` go into each checkpoint), and `resume` (the step and best
+/// PSNR of a checkpoint of this phase) continues from the one in `ck.resume`.
 #[allow(clippy::too_many_arguments)]
 fn fit_keep_best<B, M>(
     model: M,
     forward: impl Fn(&M, Tensor<B, 2>) -> Tensor<B, 2>,
     target: &Target<B>,
-    steps: usize,
+    steps: std::ops::Range<usize>,
     lr: f64,
-    first_step: usize,
     bpp: f64,
     bar: &ProgressBar,
-    history: &mut Vec<FitPoint>,
-) -> Result<(f64, usize, M), CompressError>
+    history: Vec<FitPoint>,
+    seed: u64,
+    ck: Option<&Checkpointing>,
+    phase: Phase,
+    resume: Option<(usize, Option<(f64, usize)>)>,
+    pruned: Option<PruneOutcome>,
+    extra: &[(&str, &[u8])],
+) -> Result<KeptBest<M>, CompressError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
 {
-    let mut set = ConstraintSet::<B>::new(&target.coords.device());
+    let device = target.coords.device();
+    let mut set = ConstraintSet::<B>::new(&device);
     let mut opt =
         ConstrainedOptimizer::new(AdamConfig::new().init(), lr, UpdateScheme::Simultaneous);
-    let mut best: Option<(f64, usize, M)> = None;
-    fit(
+    let best: RefCell<Option<(f64, usize, M)>> = RefCell::new(None);
+    let (model, from) = match (resume, ck) {
+        (
+            Some((step, kept)),
+            Some(Checkpointing {
+                resume: Some(dir), ..
+            }),
+        ) => {
+            if let Some((psnr, at)) = kept {
+                let weights = load_record_file(model.clone(), dir, BEST_FILE, &device)?;
+                *best.borrow_mut() = Some((psnr, at, weights));
+            }
+            let (model, _) =
+                load_checkpoint(dir, model, &mut opt, &mut set).map_err(training_error)?;
+            bar.set_position(step as u64);
+            (model, step)
+        }
+        _ => (model, steps.start),
+    };
+    let history = RefCell::new(history);
+    let save = |model: &M, opt: &ConstrainedOptimizer<_>, set: &ConstraintSet<B>, step| {
+        let best = best.borrow();
+        let state = FitState {
+            phase,
+            history: history.borrow().clone(),
+            best: best.as_ref().map(|(p, s, _)| (*p, *s)),
+            pruned,
+        };
+        let weights = best
+            .as_ref()
+            .map(|(_, _, m)| record_bytes(m.clone()))
+            .transpose()?;
+        let c = ck.expect("saving implies checkpoints");
+        save_fit(c, step, model, opt, set, state, weights, extra)
+    };
+    run_steps(
         model,
         &mut opt,
         &mut set,
         &MseProblem(forward),
-        &FitOptions::new(steps, None),
-        |_| target.clone(),
-        |info| {
+        target,
+        from..steps.end,
+        seed,
+        ck,
+        |step, info| {
             let psnr = psnr_of(info.values.loss);
-            let step = first_step + info.step;
+            let mut best = best.borrow_mut();
             if best.as_ref().is_none_or(|(p, _, _)| psnr > *p) {
-                best = Some((psnr, step, info.model.clone()));
+                *best = Some((psnr, step, info.model.clone()));
             }
-            history.push(FitPoint { step, psnr, bpp });
+            history.borrow_mut().push(FitPoint { step, psnr, bpp });
             bar.inc(1);
             if info.step % 25 == 0 {
                 let p = best.as_ref().map_or(psnr, |b| b.0);
                 bar.set_message(format!("PSNR {p:.2} dB, {bpp:.4} bpp"));
             }
         },
-    )
-    .map_err(training_error)?;
-    Ok(best.expect("at least one step"))
+        save,
+    )?;
+    let best = best.into_inner().expect("at least one step");
+    Ok((best, history.into_inner()))
 }
 
 /// COIN: fits `arch` to `image` and keeps the best-PSNR weights.
 ///
 /// # Errors
-/// Zero steps, a non-positive learning rate, or a training failure (a NaN loss).
+/// Zero steps, a non-positive learning rate, a training failure (a NaN loss), a
+/// checkpoint that cannot be written or read, or [`CompressError::Interrupted`].
 pub fn fit_coin<B: AutodiffBackend>(
     image: &Image,
     arch: Architecture,
@@ -240,17 +503,32 @@ pub fn fit_coin<B: AutodiffBackend>(
     let bytes = crate::format::dense_file_bytes(&arch, image.width, image.height);
     let bpp = CompressedImage::bpp(bytes, image.pixels());
     let bar = bar(settings.steps, settings.progress, "coin");
-    let mut history = Vec::with_capacity(settings.steps);
-    let (psnr, step, model) = fit_keep_best(
+    let ck = settings.checkpoint.as_ref();
+    let (history, resume) = match restored(ck)? {
+        Some(r) if r.state.phase == Phase::Coin => (r.state.history, Some((r.step, r.state.best))),
+        Some(r) => {
+            return Err(CompressError::Invalid(format!(
+                "--resume: the checkpoint is of a {:?} phase, not of a COIN fit",
+                r.state.phase
+            )));
+        }
+        None => (Vec::with_capacity(settings.steps), None),
+    };
+    let ((psnr, step, model), history) = fit_keep_best(
         model,
         |m: &Siren<B>, x| m.forward(x),
         &target,
-        settings.steps,
+        0..settings.steps,
         settings.lr,
-        0,
         bpp,
         &bar,
-        &mut history,
+        history,
+        seed,
+        ck,
+        Phase::Coin,
+        resume,
+        None,
+        &[],
     )?;
     bar.finish();
     Ok(Fitted {
@@ -388,6 +666,15 @@ pub fn fit_l0onie<B: AutodiffBackend>(
         .with_init_drop_rate(l0.init_drop_rate)
         .with_init_spread(l0.init_spread);
     let model = arch.config().init_gated::<B>(&gates, device);
+    let ck = settings.checkpoint.as_ref();
+    let restored = restored(ck)?;
+    // A pruning checkpoint's parameter ids, before the gates' group is keyed by them.
+    let model = match (&restored, ck.and_then(|c| c.resume.as_ref())) {
+        (Some(r), Some(dir)) if r.state.phase == Phase::Prune => {
+            adopt_checkpoint_ids(dir, model).map_err(training_error)?
+        }
+        _ => model,
+    };
     let target = Target::<B>::new(image, device);
     let target_inner = Target::<B::InnerBackend>::new(image, device);
     let mut set = ConstraintSet::<B>::new(device);
@@ -425,70 +712,139 @@ pub fn fit_l0onie<B: AutodiffBackend>(
     let mut opt = ConstrainedOptimizer::new(primal, settings.lr, UpdateScheme::Simultaneous);
     let pixels = image.pixels() as f64;
     let bar = bar(settings.steps, settings.progress, "l0onie");
-    let mut best: Option<(f64, usize, GatedSiren<B>)> = None;
-    let mut history = Vec::with_capacity(settings.steps);
     let last = prune_steps - 1;
-    let final_model = fit(
-        model,
-        &mut opt,
-        &mut set,
-        &problem,
-        &FitOptions::new(prune_steps, None),
-        |_| target.clone(),
-        |info| {
-            let strict = info.values.constraints[0]
-                .2
-                .as_ref()
-                .expect("strict is set")[0];
-            let file_bits = (strict + 1.0) * budget_bits as f64;
-            let bpp = file_bits / pixels;
-            history.push(FitPoint {
-                step: info.step,
-                psnr: psnr_of(info.values.loss),
-                bpp,
-            });
-            if strict <= 0.0 && (info.step % l0.eval_every == 0 || info.step == last) {
-                let inner = info.model.valid();
-                let mse = scalar(
-                    target_inner
-                        .mse(inner.forward(target_inner.coords.clone(), GateMode::Deterministic)),
-                );
-                let psnr = psnr_of(mse);
-                if best.as_ref().is_none_or(|(p, _, _)| psnr > *p) {
-                    best = Some((psnr, info.step, info.model.clone()));
+    // 1. Pruning under the budget (skipped when resuming the fine-tuning).
+    let (start, psnr, step, magnitude_pruned, history, resume_tune) = match restored {
+        Some(r) if r.state.phase == Phase::FineTune => {
+            let dir = ck
+                .and_then(|c| c.resume.as_ref())
+                .expect("restored implies a resume folder");
+            let pruned = r.state.pruned.ok_or_else(|| {
+                CompressError::Corrupt(format!(
+                    "checkpoint {}: a fine-tuning checkpoint without the pruning's outcome",
+                    dir.display()
+                ))
+            })?;
+            let start = load_record_file(arch.config().init::<B>(device), dir, START_FILE, device)?;
+            (
+                start,
+                pruned.psnr,
+                pruned.step,
+                pruned.magnitude_pruned,
+                r.state.history,
+                Some((r.step, r.state.best)),
+            )
+        }
+        Some(r) if r.state.phase != Phase::Prune => {
+            return Err(CompressError::Invalid(format!(
+                "--resume: the checkpoint is of a {:?} phase, not of an L0onie fit",
+                r.state.phase
+            )));
+        }
+        restored => {
+            let dir = ck.and_then(|c| c.resume.as_ref());
+            let best: RefCell<Option<(f64, usize, GatedSiren<B>)>> = RefCell::new(None);
+            let (model, from, history) = match (&restored, dir) {
+                (Some(r), Some(dir)) => {
+                    if let Some((psnr, at)) = r.state.best {
+                        let weights = load_record_file(model.clone(), dir, BEST_FILE, device)?;
+                        *best.borrow_mut() = Some((psnr, at, weights));
+                    }
+                    let (model, _) =
+                        load_checkpoint(dir, model, &mut opt, &mut set).map_err(training_error)?;
+                    bar.set_position(r.step as u64);
+                    (model, r.step, r.state.history.clone())
+                }
+                _ => (model, 0, Vec::with_capacity(settings.steps)),
+            };
+            let history = RefCell::new(history);
+            let save = |model: &GatedSiren<B>,
+                        opt: &ConstrainedOptimizer<_>,
+                        set: &ConstraintSet<B>,
+                        step| {
+                let best = best.borrow();
+                let state = FitState {
+                    phase: Phase::Prune,
+                    history: history.borrow().clone(),
+                    best: best.as_ref().map(|(p, s, _)| (*p, *s)),
+                    pruned: None,
+                };
+                let weights = best
+                    .as_ref()
+                    .map(|(_, _, m)| record_bytes(m.clone()))
+                    .transpose()?;
+                let c = ck.expect("saving implies checkpoints");
+                save_fit(c, step, model, opt, set, state, weights, &[])
+            };
+            let final_model = run_steps(
+                model,
+                &mut opt,
+                &mut set,
+                &problem,
+                &target,
+                from..prune_steps,
+                seed,
+                ck,
+                |step, info| {
+                    let strict = info.values.constraints[0]
+                        .2
+                        .as_ref()
+                        .expect("strict is set")[0];
+                    let file_bits = (strict + 1.0) * budget_bits as f64;
+                    let bpp = file_bits / pixels;
+                    history.borrow_mut().push(FitPoint {
+                        step,
+                        psnr: psnr_of(info.values.loss),
+                        bpp,
+                    });
+                    let mut best = best.borrow_mut();
+                    if strict <= 0.0 && (step % l0.eval_every == 0 || step == last) {
+                        let inner = info.model.valid();
+                        let mse = scalar(target_inner.mse(
+                            inner.forward(target_inner.coords.clone(), GateMode::Deterministic),
+                        ));
+                        let psnr = psnr_of(mse);
+                        if best.as_ref().is_none_or(|(p, _, _)| psnr > *p) {
+                            *best = Some((psnr, step, info.model.clone()));
+                        }
+                    }
+                    bar.inc(1);
+                    if step % 25 == 0 {
+                        let kept = best.as_ref().map_or_else(
+                            || "none fits yet".to_string(),
+                            |b| format!("{:.2} dB", b.0),
+                        );
+                        bar.set_message(format!(
+                            "PSNR {:.2} dB (sampled), {bpp:.4} bpp, best kept {kept}",
+                            psnr_of(info.values.loss)
+                        ));
+                    }
+                },
+                save,
+            )?;
+            let history = history.into_inner();
+            // The network the fine-tuning starts from: the best that fit the budget or,
+            // when the gates never got the file under it, the last one with its smallest
+            // weights removed until it fits (reported in `Fitted::magnitude_pruned`).
+            match best.into_inner() {
+                Some((psnr, step, model)) => (leaves(model.fold()), psnr, step, 0, history, None),
+                None => {
+                    let last_weights = SirenWeights::from_siren(&final_model.valid().fold(), arch);
+                    let fitted = prune_to_fit(
+                        &last_weights,
+                        image.width,
+                        image.height,
+                        l0.value_bits,
+                        budget_bits,
+                    )?;
+                    let removed = last_weights.nonzero_weights() - fitted.nonzero_weights();
+                    let siren = fitted.to_siren::<B>(device);
+                    let mse = scalar(
+                        target_inner.mse(siren.valid().forward(target_inner.coords.clone())),
+                    );
+                    (siren, psnr_of(mse), last, removed, history, None)
                 }
             }
-            bar.inc(1);
-            if info.step % 25 == 0 {
-                let kept = best
-                    .as_ref()
-                    .map_or_else(|| "none fits yet".to_string(), |b| format!("{:.2} dB", b.0));
-                bar.set_message(format!(
-                    "PSNR {:.2} dB (sampled), {bpp:.4} bpp, best kept {kept}",
-                    psnr_of(info.values.loss)
-                ));
-            }
-        },
-    )
-    .map_err(training_error)?;
-    // The network the fine-tuning starts from: the best that fit the budget or, when the
-    // gates never got the file under it, the last one with its smallest weights removed
-    // until it fits (reported in `Fitted::magnitude_pruned`).
-    let (start, psnr, step, magnitude_pruned) = match best {
-        Some((psnr, step, model)) => (leaves(model.fold()), psnr, step, 0),
-        None => {
-            let last_weights = SirenWeights::from_siren(&final_model.valid().fold(), arch);
-            let fitted = prune_to_fit(
-                &last_weights,
-                image.width,
-                image.height,
-                l0.value_bits,
-                budget_bits,
-            )?;
-            let removed = last_weights.nonzero_weights() - fitted.nonzero_weights();
-            let siren = fitted.to_siren::<B>(device);
-            let mse = scalar(target_inner.mse(siren.valid().forward(target_inner.coords.clone())));
-            (siren, psnr_of(mse), last, removed)
         }
     };
     let start_weights = SirenWeights::from_siren(&start.valid(), arch);
@@ -503,8 +859,8 @@ pub fn fit_l0onie<B: AutodiffBackend>(
         bar.finish();
         return Ok(done(start_weights, psnr, step, history));
     }
-    // Fine-tune with the mask frozen, the zeros of the stored (quantised) weights
-    // included: a kept weight can only stay or round to zero, so the file cannot grow.
+    // 2. Fine-tune with the mask frozen, the zeros of the stored (quantised) weights
+    //    included: a kept weight can only stay or round to zero, so the file cannot grow.
     let file = CompressedImage {
         width: image.width,
         height: image.height,
@@ -513,19 +869,32 @@ pub fn fit_l0onie<B: AutodiffBackend>(
     };
     let bits = file.encode()?.len() * 8;
     let stored_zeros = file.stored().to_siren::<B>(device);
+    let start_bytes = match ck {
+        Some(_) => record_bytes(start.clone())?,
+        None => Vec::new(),
+    };
     let mut masked = MaskedSiren::from_zeros(stored_zeros);
     masked.siren = start;
     let value_bits = l0.value_bits;
-    let (tuned_psnr, tuned_step, tuned) = fit_keep_best(
+    let ((tuned_psnr, tuned_step, tuned), history) = fit_keep_best(
         masked,
         |m: &MaskedSiren<B>, x| masked_forward(m, x, value_bits),
         &target,
-        settings.steps - prune_steps,
+        prune_steps..settings.steps,
         settings.lr,
-        prune_steps,
         bits as f64 / pixels,
         &bar,
-        &mut history,
+        history,
+        seed,
+        ck,
+        Phase::FineTune,
+        resume_tune,
+        Some(PruneOutcome {
+            psnr,
+            step,
+            magnitude_pruned,
+        }),
+        &[(START_FILE, &start_bytes)],
     )?;
     bar.finish();
     Ok(if tuned_psnr > psnr {

@@ -39,6 +39,7 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
             steps: 400,
             lr: 1e-3,
             progress: false,
+            checkpoint: None,
         },
         l0onie: L0onieSettings {
             gate_lr: 0.05,

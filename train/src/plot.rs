@@ -9,8 +9,20 @@ use plotters::prelude::*;
 pub struct Series {
     /// Legend label.
     pub label: String,
-    /// Points `(x, y)`.
+    /// Points `(x, y)`. A point with a non-finite coordinate breaks the line: the points
+    /// on either side are drawn as separate pieces (gaps in the data, or marks such as
+    /// vertical segments).
     pub points: Vec<(f64, f64)>,
+}
+
+/// Vertical segments from `y0` to `y1` at each of `xs`, as one series (the pieces are
+/// separated by breaks): events on a time axis.
+pub fn vertical_marks(label: String, xs: &[f64], y0: f64, y1: f64) -> Series {
+    let mut points = Vec::with_capacity(3 * xs.len());
+    for &x in xs {
+        points.extend([(x, y0), (x, y1), (f64::NAN, f64::NAN)]);
+    }
+    Series { label, points }
 }
 
 /// One panel: a title, axis labels and its lines.
@@ -84,15 +96,23 @@ fn draw_panel(
         .draw()?;
     for (i, s) in p.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
+        let pieces = s
+            .points
+            .split(|(x, y)| !(x.is_finite() && y.is_finite()))
+            .filter(|piece| !piece.is_empty());
+        let mut labelled = false;
+        for piece in pieces {
+            let drawn = chart.draw_series(LineSeries::new(
+                piece.iter().copied(),
                 color.stroke_width(2),
-            ))?
-            .label(s.label.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+            ))?;
+            if !labelled {
+                drawn.label(s.label.as_str()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+                labelled = true;
+            }
+        }
     }
     chart
         .configure_series_labels()
@@ -172,4 +192,36 @@ pub fn scatter_grid(path: &Path, panels: &[ScatterPanel], columns: usize) -> any
     }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Breaks split a line into pieces; marks and gaps draw, and the picture is a PNG of
+    /// the panel's size whose pixels are not all white.
+    #[test]
+    fn lines_with_breaks_and_vertical_marks_draw() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marks.png");
+        let gappy = Series {
+            label: "with a gap".into(),
+            points: vec![(0.0, 1.0), (1.0, 2.0), (f64::NAN, f64::NAN), (3.0, 1.0)],
+        };
+        let marks = vertical_marks("events".into(), &[0.5, 2.5], 0.0, 2.0);
+        assert_eq!(marks.points.len(), 6);
+        line_chart(
+            &path,
+            &[Panel {
+                title: "t".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                series: vec![gappy, marks],
+            }],
+        )
+        .unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (960, 360));
+        assert!(img.pixels().any(|p| p.0 != [255, 255, 255]));
+    }
 }

@@ -121,6 +121,7 @@ impl CodecConfig {
                 steps: self.steps,
                 lr: self.lr,
                 progress,
+                checkpoint: None,
             },
             l0onie: L0onieSettings {
                 value_bits,
@@ -157,8 +158,52 @@ pub struct EncodeConfig {
     /// Refuse an image that loses something in its conversion to 8-bit RGB (an alpha
     /// channel not opaque everywhere, values beyond 8 bits) instead of warning.
     pub strict_input: bool,
+    /// Checkpoint the fit to `OUTPUT.checkpoint` every this many steps (0: only when
+    /// interrupted); removed once the file is written.
+    pub checkpoint_every: usize,
+    /// Continue the fit whose checkpoint is in this folder (`OUTPUT.checkpoint` of an
+    /// interrupted encode with the same settings).
+    pub resume: Option<PathBuf>,
     /// The fit.
     pub codec: CodecConfig,
+}
+
+impl EncodeConfig {
+    /// The folder the fit checkpoints to: beside the output, `OUTPUT.checkpoint`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        let mut name = self
+            .output
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "encode".into());
+        name.push(".checkpoint");
+        self.output.with_file_name(name)
+    }
+
+    /// The settings a resumed fit must share with the interrupted one: all but where the
+    /// outputs go and how often it checkpoints.
+    pub fn resume_key(&self) -> serde_json::Value {
+        let c = &self.codec;
+        serde_json::json!({
+            "image": self.image.display().to_string(),
+            "bpp": self.bpp,
+            "downscale": self.downscale,
+            "method": c.method.to_string(),
+            "steps": c.steps,
+            "lr": c.lr,
+            "gate_lr": c.gate_lr,
+            "overparam": c.overparam,
+            "value_bits": c.value_bits,
+            "dual": format!("{:?}", c.dual),
+            "dual_lr": c.dual_lr,
+            "kp": c.kp,
+            "prune_fraction": c.prune_fraction,
+            "no_gate_noise": c.no_gate_noise,
+            "gate_init_drop": c.gate_init_drop,
+            "seed": c.seed,
+            "device": format!("{:?}", c.device),
+        })
+    }
 }
 
 /// The settings of [`decode::run`](super::decode::run) (`tether-compress decode`).

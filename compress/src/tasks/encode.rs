@@ -11,9 +11,12 @@ use tether_train::device::{BackendTask, run_on};
 use tether_train::io::{csv, write_atomic};
 use tether_train::plot::{Panel, Series, line_chart};
 
+use tether_train::resume::{RunControl, RunState, resolve_resume};
+
 use super::config::EncodeConfig;
 use crate::codec::{EncodeOptions, Encoded, encode};
 use crate::error::CompressError;
+use crate::fit::Checkpointing;
 use crate::image::{Dropped, Image};
 
 /// One encoding as a task for [`run_on`] (the backend is chosen at run time).
@@ -123,7 +126,47 @@ pub fn run(
     out: &mut dyn Write,
     progress: bool,
 ) -> anyhow::Result<EncodeReport> {
-    let options = config.codec.options(config.bpp, progress)?;
+    run_controlled(config, out, &RunControl::new(progress))
+}
+
+/// [`run`] with a [`RunControl`]: the fit checkpoints to [`EncodeConfig::checkpoint_dir`]
+/// every [`EncodeConfig::checkpoint_every`] steps and when the interrupt is raised (then
+/// it returns [`CompressError::Interrupted`]), and continues from
+/// [`EncodeConfig::resume`]'s checkpoint.
+///
+/// # Errors
+/// As [`run`]; a resume folder without a checkpoint of an encode with these settings.
+pub fn run_controlled(
+    config: &EncodeConfig,
+    out: &mut dyn Write,
+    control: &RunControl,
+) -> anyhow::Result<EncodeReport> {
+    let progress = control.progress;
+    let mut options = config.codec.options(config.bpp, progress)?;
+    let resume = match &config.resume {
+        Some(path) => {
+            let dir = resolve_resume(path).or_else(|e| {
+                // `--resume OUTPUT` names the output; its checkpoint sits beside it.
+                let beside = EncodeConfig {
+                    output: path.clone(),
+                    ..config.clone()
+                }
+                .checkpoint_dir();
+                resolve_resume(&beside).map_err(|_| e)
+            })?;
+            // Checked before the image is read and the fit starts.
+            RunState::read(&dir, "encode")?.check_config(&config.resume_key(), &dir)?;
+            Some(dir)
+        }
+        None => None,
+    };
+    options.fit.checkpoint = Some(Checkpointing {
+        dir: config.checkpoint_dir(),
+        every: config.checkpoint_every,
+        interrupt: control.interrupt.clone(),
+        resume,
+        key: config.resume_key(),
+    });
     let (image, dropped) = load_image(&config.image, config.downscale, config.strict_input)?;
     if let Some(warning) = dropped_warning(&config.image, &dropped).filter(|_| progress) {
         eprintln!("{warning}");
@@ -150,6 +193,12 @@ pub fn run(
     }
     if let Some(path) = &config.log {
         write_log(path, &encoded)?;
+    }
+    // Every output is written: nothing is left to resume.
+    let checkpoint = config.checkpoint_dir();
+    if checkpoint.exists() {
+        std::fs::remove_dir_all(&checkpoint)
+            .with_context(|| format!("removing {}", checkpoint.display()))?;
     }
     let report = EncodeReport {
         output: config.output.clone(),

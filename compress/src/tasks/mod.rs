@@ -20,6 +20,8 @@
 //!     decoded: None,
 //!     log: None,
 //!     strict_input: false,
+//!     checkpoint_every: 0,
+//!     resume: None,
 //!     codec: CodecConfig { steps: 500, ..CodecConfig::default() },
 //! };
 //! let report = encode::run(&config, &mut std::io::sink(), false)?;

@@ -57,7 +57,7 @@ use crate::data::mnist::{ImageSet, MnistKind, Split};
 use crate::io::{check_output_dir, csv, write_atomic};
 use crate::optim::shampoo::ShampooHealth;
 use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
-use crate::plot::{Panel, Series, line_chart};
+use crate::plot::{Panel, Series, line_chart, vertical_marks};
 use crate::resume::{
     CheckpointEvery, Interrupt, Interrupted, Position, RUN_FILE, RunState, checkpoint_dir,
     remove_checkpoint, resolve_resume,
@@ -546,11 +546,19 @@ impl PruneConfig {
     }
 }
 
+/// Training samples the per-epoch training accuracy is measured on (the first ones): a
+/// forward pass over all of a large set every epoch would cost a sizeable part of an
+/// epoch's training.
+pub const TRAIN_EVAL_SAMPLES: usize = 10_000;
+
 /// One epoch's measurement on the test set.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochResult {
     /// 1-based epoch.
     pub epoch: usize,
+    /// Accuracy in `[0, 1]` on the first [`TRAIN_EVAL_SAMPLES`] training samples, with
+    /// deterministic gates (beside the test accuracy: how far the two part).
+    pub train_accuracy: f64,
     /// Accuracy in `[0, 1]`, with deterministic gates.
     pub test_accuracy: f64,
     /// Fraction of gated parameters kept (1 for the dense baseline).
@@ -1093,6 +1101,12 @@ impl Job<'_> {
             .test
             .device_set::<B::InnerBackend>(c.test_limit, device);
         let test_batches = test.in_order(1000);
+        let train_eval = self.train.device_set::<B::InnerBackend>(
+            Some(c.train_limit.unwrap_or(usize::MAX).min(TRAIN_EVAL_SAMPLES)),
+            device,
+        );
+        let train_batches = train_eval.in_order(1000);
+        let mut steps_per_epoch = 0;
         let (mut model, start, mut epochs, mut rows) = match &self.resume {
             Some(r) => {
                 let (model, _) = load_checkpoint(&r.dir, model, opt, set)?;
@@ -1147,6 +1161,7 @@ impl Job<'_> {
             on_epoch_start(epoch);
             let batches = train.epoch(c.batch, c.seed, epoch as u64, true);
             anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
+            steps_per_epoch = batches.len();
             let first = if epoch == start.epoch {
                 start.step_in_epoch
             } else {
@@ -1186,16 +1201,20 @@ impl Job<'_> {
                 .into());
             }
             offset += batches.len();
-            let (test_accuracy, density) = evaluate(&model.valid(), &test_batches);
+            let valid = model.valid();
+            let (train_accuracy, _) = evaluate(&valid, &train_batches);
+            let (test_accuracy, density) = evaluate(&valid, &test_batches);
             if self.progress {
                 println!(
-                    "epoch {}: test accuracy {test_accuracy:.4}, density {density:.4} ({})",
+                    "epoch {}: train accuracy {train_accuracy:.4}, test accuracy \
+                     {test_accuracy:.4}, density {density:.4} ({})",
                     epoch + 1,
                     c.goal()
                 );
             }
             epochs.push(EpochResult {
                 epoch: epoch + 1,
+                train_accuracy,
                 test_accuracy,
                 density,
             });
@@ -1219,16 +1238,22 @@ impl Job<'_> {
         }
         let table: Vec<Vec<f64>> = epochs
             .iter()
-            .map(|e| vec![e.epoch as f64, e.test_accuracy, e.density])
+            .map(|e| vec![e.epoch as f64, e.train_accuracy, e.test_accuracy, e.density])
             .collect();
         write_atomic(
             &c.out.join("epochs.csv"),
             csv(
-                &["epoch".into(), "test_accuracy".into(), "density".into()],
+                &[
+                    "epoch".into(),
+                    "train_accuracy".into(),
+                    "test_accuracy".into(),
+                    "density".into(),
+                ],
                 &table,
             )
             .as_bytes(),
         )?;
+        training_plot(&c.out.join("training.png"), &rows, &epochs, steps_per_epoch)?;
         Ok((model, epochs, rows))
     }
 
@@ -1387,6 +1412,7 @@ impl Job<'_> {
             files: vec![
                 "metrics.csv",
                 "epochs.csv",
+                "training.png",
                 "model.mpk",
                 "model.safetensors",
                 "model.tthr",
@@ -1636,6 +1662,7 @@ impl Job<'_> {
             files: vec![
                 "metrics.csv",
                 "epochs.csv",
+                "training.png",
                 "density.png",
                 "model.mpk",
                 "model.safetensors",
@@ -1883,6 +1910,7 @@ impl Job<'_> {
         let files = vec![
             "metrics.csv",
             "epochs.csv",
+            "training.png",
             "density.png",
             "model.mpk",
             "model.safetensors",
@@ -1899,6 +1927,66 @@ impl Job<'_> {
             files,
         })
     }
+}
+
+/// `training.png`: the loss at every step (and its mean over each epoch) above the
+/// training and test accuracy after each epoch. `rows` start `[step, loss, ...]`.
+fn training_plot(
+    path: &Path,
+    rows: &[Vec<f64>],
+    epochs: &[EpochResult],
+    steps_per_epoch: usize,
+) -> anyhow::Result<()> {
+    let per_epoch = steps_per_epoch.max(1);
+    let epoch_means: Vec<(f64, f64)> = rows
+        .chunks(per_epoch)
+        .enumerate()
+        .map(|(e, chunk)| {
+            let mean = chunk.iter().map(|r| r[1]).sum::<f64>() / chunk.len() as f64;
+            (((e + 1) * per_epoch) as f64, mean)
+        })
+        .collect();
+    let accuracy = |f: fn(&EpochResult) -> f64| -> Vec<(f64, f64)> {
+        epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+    };
+    line_chart(
+        path,
+        &[
+            Panel {
+                title: "Training loss (cross-entropy of the batch; sampled gates)".into(),
+                x_label: "step".into(),
+                y_label: "loss".into(),
+                series: vec![
+                    Series {
+                        label: "each step".into(),
+                        points: rows.iter().map(|r| (r[0], r[1])).collect(),
+                    },
+                    Series {
+                        label: "mean over the epoch".into(),
+                        points: epoch_means,
+                    },
+                ],
+            },
+            Panel {
+                title: format!(
+                    "Accuracy after each epoch (deterministic gates; train: the first {} samples)",
+                    TRAIN_EVAL_SAMPLES
+                ),
+                x_label: "epoch".into(),
+                y_label: "accuracy".into(),
+                series: vec![
+                    Series {
+                        label: "train".into(),
+                        points: accuracy(|e| e.train_accuracy),
+                    },
+                    Series {
+                        label: "test".into(),
+                        points: accuracy(|e| e.test_accuracy),
+                    },
+                ],
+            },
+        ],
+    )
 }
 
 /// `summary.json`'s `layers`: each pruned layer's counts.
@@ -2069,8 +2157,41 @@ fn write_metrics(
             });
         }
     }
+    // Where a multiplier fell to 0 from above: the dual restart (Gallego-Posada et al.
+    // 2022, Sec. 4.2) resets it once the constraint is met, so the gates stop being
+    // pushed the moment the target is reached; marked, so the drop is not a mystery.
+    let top = steps
+        .iter()
+        .flat_map(|r| (0..logged.len()).map(move |k| r[4 + 3 * k]))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let drops: Vec<f64> = steps
+        .windows(2)
+        .filter(|w| (0..logged.len()).any(|k| w[0][4 + 3 * k] > 0.0 && w[1][4 + 3 * k] == 0.0))
+        .map(|w| w[1][0])
+        .collect();
+    let restarts = c.fixed_penalty.is_none() && !c.no_dual_restarts;
+    let mut title = "Lagrange multipliers".to_string();
+    if !drops.is_empty() {
+        let what = if restarts {
+            "reset to 0 by the dual restart (constraint met)"
+        } else {
+            "projected to 0 (lambda >= 0)"
+        };
+        title = format!("{title}: marks where one is {what}, {} times", drops.len());
+        mult.push(vertical_marks(
+            if restarts {
+                "dual restart".into()
+            } else {
+                "projected to 0".into()
+            },
+            &drops,
+            0.0,
+            top.max(1e-9),
+        ));
+    }
     panels.push(Panel {
-        title: "Lagrange multipliers".into(),
+        title,
         x_label: "step".into(),
         y_label: "lambda".into(),
         series: mult,

@@ -119,6 +119,15 @@ pub struct EncodeArgs {
     /// file the network would make), and its plot beside it (same name, .png).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Write a checkpoint of the fit to OUTPUT.checkpoint every N steps (0: only when
+    /// interrupted). Ctrl-C, SIGTERM and SIGHUP write one after the step under way (a
+    /// second signal stops at once); it is removed once the file is written.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub checkpoint_every: usize,
+    /// Continue the fit whose checkpoint is in DIR (OUTPUT.checkpoint of an interrupted
+    /// encode with the same settings); the file equals the uninterrupted fit's on CPU.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub input: InputArgs,
     #[command(flatten)]

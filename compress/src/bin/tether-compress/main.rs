@@ -7,15 +7,36 @@
 mod args;
 
 use clap::Parser;
+use tether_compress::error::CompressError;
 use tether_compress::tasks::config::{CodecConfig, DecodeConfig, EncodeConfig, EvalConfig};
 use tether_compress::tasks::{decode, encode, eval};
 
 use args::{Cli, CodecArgs, Command, DecodeArgs, EncodeArgs, EvalArgs};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A fit stopped by a signal with its checkpoint written: the status shells give
+        // SIGINT (128 + 2), and the message says how to continue.
+        Err(e) if matches!(e.downcast_ref(), Some(CompressError::Interrupted(_))) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let out = &mut std::io::stdout();
     match Cli::parse().command {
-        Command::Encode(a) => encode::run(&a.into(), out, true).map(drop),
+        Command::Encode(a) => {
+            // Ctrl-C, SIGTERM and SIGHUP stop the fit with a checkpoint.
+            let control = tether_train::resume::RunControl::cli()?;
+            encode::run_controlled(&a.into(), out, &control).map(drop)
+        }
         Command::Decode(a) => decode::run(&a.into(), out).map(drop),
         Command::Eval(a) => eval::run(&a.into(), out, true).map(drop),
     }
@@ -52,6 +73,8 @@ impl From<EncodeArgs> for EncodeConfig {
             decoded: a.decoded,
             log: a.log,
             strict_input: a.input.strict_input,
+            checkpoint_every: a.checkpoint_every,
+            resume: a.resume,
             codec: a.codec.into(),
         }
     }

@@ -70,6 +70,7 @@ struct FairState {
     ft_secs: f64,
     pruned: [GroupMetrics; 2],
     checks_log: Vec<Vec<f64>>,
+    epoch_log: Vec<Vec<f64>>,
     best: Option<BestSoFar>,
     buffer: ReplayBuffer,
 }
@@ -374,10 +375,11 @@ pub(super) fn train<B: AutodiffBackend>(
     // set: the last-evaluated iterate whose groups all meet the bound with the best
     // accuracy, else the one with the smallest worst gap (the best-iterate rule that goes
     // with the proxy-constraint pattern, Cotter et al. 2019). The baselines keep their
-    // last iterate.
-    let select = c.method == FairMethod::Ceag;
+    // last iterate (and so does CEAG with 0 checks per epoch).
+    let select = c.method == FairMethod::Ceag && c.checks_per_epoch > 0;
     let best: RefCell<Option<Candidate<MaskedMlp<B::InnerBackend>>>> = RefCell::new(None);
     let checks_log: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
+    let epoch_log: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
     let mut masked = masked;
     let mut start = Position::default();
     if let Some(r) = &resume {
@@ -391,6 +393,7 @@ pub(super) fn train<B: AutodiffBackend>(
         }
         problem.set_buffer(r.state.buffer.clone());
         *checks_log.borrow_mut() = r.state.checks_log.clone();
+        *epoch_log.borrow_mut() = r.state.epoch_log.clone();
         if let Some(b) = r.state.best {
             *best.borrow_mut() = Some(Candidate {
                 feasible: b.feasible,
@@ -425,6 +428,7 @@ pub(super) fn train<B: AutodiffBackend>(
             ft_secs: ft_secs_before + started.elapsed().as_secs_f64(),
             pruned: [pruned_train.clone(), pruned_test.clone()],
             checks_log: checks_log.borrow().clone(),
+            epoch_log: epoch_log.borrow().clone(),
             best: best.as_ref().map(|b| BestSoFar {
                 feasible: b.feasible,
                 accuracy: b.accuracy,
@@ -469,7 +473,9 @@ pub(super) fn train<B: AutodiffBackend>(
         epochs,
         decay: !c.constant_lr,
         label: label("fine-tune"),
-        checks: if select { c.checks_per_epoch } else { 0 },
+        // Every method is measured at least at each epoch's end (the accuracy curves); CEAG
+        // keeps the best of its checks.
+        checks: if select { c.checks_per_epoch } else { 1 },
         shuffle_from: 0,
     };
     let resumable = Resumable {
@@ -492,6 +498,15 @@ pub(super) fn train<B: AutodiffBackend>(
         |at, model| {
             let m = model.valid();
             let metrics = GroupMetrics::measure(&m, &train_eval, g, EVAL_BATCH);
+            if at.fract() == 0.0 {
+                let test = GroupMetrics::measure(&m, &test, g, EVAL_BATCH);
+                epoch_log
+                    .borrow_mut()
+                    .push(vec![at, metrics.accuracy, test.accuracy]);
+            }
+            if !select {
+                return;
+            }
             let worst = max(&dense_train.excess_gaps(&metrics));
             checks_log
                 .borrow_mut()
@@ -512,6 +527,7 @@ pub(super) fn train<B: AutodiffBackend>(
     )?;
     let ft_secs = ft_secs_before + started.elapsed().as_secs_f64();
     let checks_log = checks_log.into_inner();
+    let epoch_log = epoch_log.into_inner();
     let last_train = GroupMetrics::measure(&tuned.valid(), &train_eval, g, EVAL_BATCH);
     let last_worst = max(&dense_train.excess_gaps(&last_train));
     let (eval, selected_at) = match best.into_inner() {
@@ -544,6 +560,7 @@ pub(super) fn train<B: AutodiffBackend>(
             buffer: problem.buffer(),
             log: &log,
             checks: select.then_some(&checks_log[..]),
+            epoch_log: &epoch_log,
             dense_epochs,
             epochs,
             val_losses: &dense.val_losses,

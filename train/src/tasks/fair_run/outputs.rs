@@ -31,6 +31,8 @@ pub(super) struct Measured<'a> {
     pub log: &'a [Vec<f64>],
     /// CEAG's best-iterate checks: `[epoch, train accuracy, worst train gap]`.
     pub checks: Option<&'a [Vec<f64>]>,
+    /// The fine-tuning's accuracy after each epoch: `[epoch, train, test]`.
+    pub epoch_log: &'a [Vec<f64>],
     pub dense_epochs: usize,
     pub epochs: usize,
     pub val_losses: &'a [f64],
@@ -105,7 +107,27 @@ pub(super) fn write_outputs<B: Backend>(
     };
     let pruned = stage(pruned_train, pruned_test, &before_tr, &before_te);
     let fine_tuned = stage(final_train, final_test, &after_tr, &after_te);
-    let mut files = vec!["report.md", "groups.csv", "metrics.csv", "gaps.png"];
+    let mut files = vec![
+        "report.md",
+        "groups.csv",
+        "metrics.csv",
+        "epochs.csv",
+        "gaps.png",
+        "training.png",
+    ];
+    write_atomic(
+        &c.out.join("epochs.csv"),
+        csv(
+            &[
+                "epoch".into(),
+                "train_accuracy".into(),
+                "test_accuracy".into(),
+            ],
+            m.epoch_log,
+        )
+        .as_bytes(),
+    )?;
+    plot_training(c, m)?;
     if let Some(checks) = m.checks {
         write_atomic(
             &c.out.join("checks.csv"),
@@ -308,6 +330,72 @@ fn report_md(
         ));
     }
     md
+}
+
+/// `training.png`: the fine-tuning's loss at every step, the worst violation and the
+/// multipliers (constrained methods), and the training and test accuracy after each epoch
+/// against the dense and the freshly pruned model's.
+fn plot_training(c: &FairConfig, m: &Measured<'_>) -> anyhow::Result<()> {
+    let column = |label: &str, col: usize| Series {
+        label: label.into(),
+        points: m.log.iter().map(|r| (r[0], r[col])).collect(),
+    };
+    let mut panels = vec![Panel {
+        title: format!(
+            "Fine-tuning loss ({:?}, cross-entropy of the batch)",
+            c.method
+        ),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        series: vec![column("each step", 1)],
+    }];
+    if c.method != FairMethod::Naive {
+        panels.push(Panel {
+            title: "Constraints: the worst violation and the multipliers".into(),
+            x_label: "step".into(),
+            y_label: "violation / lambda".into(),
+            series: vec![
+                column("max violation", 2),
+                column("mean multiplier", 3),
+                column("max |multiplier|", 4),
+            ],
+        });
+    }
+    let epochs = m.epoch_log.len().max(1) as f64;
+    let level = |label: String, y: f64| Series {
+        label,
+        points: vec![(0.0, y), (epochs, y)],
+    };
+    let accuracy =
+        |col: usize| -> Vec<(f64, f64)> { m.epoch_log.iter().map(|r| (r[0], r[col])).collect() };
+    panels.push(Panel {
+        title: "Accuracy after each fine-tuning epoch (0: as pruned)".into(),
+        x_label: "epoch".into(),
+        y_label: "accuracy".into(),
+        series: vec![
+            Series {
+                label: "train".into(),
+                points: std::iter::once((0.0, m.pruned[0].accuracy))
+                    .chain(accuracy(1))
+                    .collect(),
+            },
+            Series {
+                label: "test".into(),
+                points: std::iter::once((0.0, m.pruned[1].accuracy))
+                    .chain(accuracy(2))
+                    .collect(),
+            },
+            level(
+                format!("dense, train {:.4}", m.dense[0].accuracy),
+                m.dense[0].accuracy,
+            ),
+            level(
+                format!("dense, test {:.4}", m.dense[1].accuracy),
+                m.dense[1].accuracy,
+            ),
+        ],
+    });
+    line_chart(&c.out.join("training.png"), &panels)
 }
 
 /// `gaps.png`: every group's excess gap after pruning and after fine-tuning, against
