@@ -401,3 +401,46 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         "nothing else written"
     );
 }
+
+/// Output paths that cannot be written are refused before the fit (with the flag and
+/// path named), and nothing is created; `--resume` without a checkpoint likewise.
+#[test]
+fn unwritable_outputs_and_a_missing_checkpoint_are_refused_before_the_fit() {
+    let dir = tmp("outputs");
+    let image = png(&dir.join("in.png"), ExtendedColorType::Rgb8, |x, y| {
+        colour(x, y).to_vec()
+    });
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("out.tc");
+    for (extra, want) in [
+        (vec!["-o", s(&dir)], vec!["-o", "is a folder, not a file"]),
+        (
+            vec!["-o", s(&under_file)],
+            vec!["-o", "a-file is a file, not a folder"],
+        ),
+        (
+            vec!["-o", s(&dir.join("ok.tc")), "--log", s(&under_file)],
+            vec!["--log", "is a file, not a folder"],
+        ),
+        (
+            vec!["-o", s(&dir.join("ok.tc")), "--decoded", s(&dir)],
+            vec!["--decoded", "is a folder"],
+        ),
+        (
+            vec![
+                "-o",
+                s(&dir.join("ok.tc")),
+                "--resume",
+                s(&dir.join("none")),
+            ],
+            vec!["--resume", "no checkpoint there"],
+        ),
+    ] {
+        let mut args = vec!["encode", s(&image), "--bpp", "4", "--steps", "4"];
+        args.extend(extra);
+        fails_with(&args, 1, &want);
+    }
+    assert_eq!(listing(&dir), ["a-file", "in.png"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -48,6 +48,9 @@ pub fn line_chart(path: &Path, panels: &[Panel]) -> anyhow::Result<()> {
 pub fn line_chart_grid(path: &Path, panels: &[Panel], columns: usize) -> anyhow::Result<()> {
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
     let tmp = path.with_extension("tmp.png");
     {
         let size = (960 * columns as u32, 360 * rows as u32);
@@ -148,6 +151,9 @@ pub struct ScatterPanel {
 pub fn scatter_grid(path: &Path, panels: &[ScatterPanel], columns: usize) -> anyhow::Result<()> {
     let columns = columns.max(1);
     let rows = panels.len().div_ceil(columns).max(1);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
     let tmp = path.with_extension("tmp.png");
     {
         let size = (420 * columns as u32, 440 * rows as u32);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use tether_train::device::{BackendTask, run_on};
-use tether_train::io::{csv, write_atomic};
+use tether_train::io::{check_output_file, csv, write_atomic};
 use tether_train::plot::{Panel, Series, line_chart};
 
 use tether_train::resume::{RunControl, RunState, resolve_resume};
@@ -143,6 +143,13 @@ pub fn run_controlled(
 ) -> anyhow::Result<EncodeReport> {
     let progress = control.progress;
     let mut options = config.codec.options(config.bpp, progress)?;
+    // Every output can be written: checked before the fit, not after it.
+    check_output_file(&config.output, "-o")?;
+    for (path, flag) in [(&config.decoded, "--decoded"), (&config.log, "--log")] {
+        if let Some(path) = path {
+            check_output_file(path, flag)?;
+        }
+    }
     let resume = match &config.resume {
         Some(path) => {
             let dir = resolve_resume(path).or_else(|e| {

@@ -212,9 +212,8 @@ pub fn run<B: AutodiffBackend>(
 ) -> anyhow::Result<MeshReport> {
     let _flush = FlushDenormals::new();
     config.validate()?;
+    crate::io::check_output_dir(&config.out, "--out")?;
     let data = CorticalParcellation::load(config.parcellation)?;
-    std::fs::create_dir_all(&config.out)
-        .with_context(|| format!("creating {}", config.out.display()))?;
     let args = config;
     B::seed(device, args.seed);
     let input = match args.input {

@@ -27,6 +27,8 @@ pub fn save_record<B: Backend, M: Module<B>>(
     what: &str,
 ) -> anyhow::Result<()> {
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    // The output folder appears with its first file (`check_output_dir` creates nothing).
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let partial = dir.join(format!("{name}-partial"));
     module
         .save_file(&partial, &recorder)

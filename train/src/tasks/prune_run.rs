@@ -942,6 +942,8 @@ fn save_record<B: Backend, M: Module<B>>(
     recorder: &NamedMpkFileRecorder<FullPrecisionSettings>,
     out: &Path,
 ) -> anyhow::Result<()> {
+    // The output folder appears with its first file (`check_output_dir` creates nothing).
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     module
         .save_file(out.join("model-partial"), recorder)
         .context("saving the pruned model")?;

@@ -158,6 +158,7 @@ pub fn run<B: AutodiffBackend>(
 ) -> anyhow::Result<SvmReport> {
     let _flush = FlushDenormals::new();
     config.validate()?;
+    crate::io::check_output_dir(&config.out, "--out")?;
     let iris = Iris::load()?;
     let (x, y) = iris_setosa_versicolor(&iris);
     let exact = exact_svm(&x, &y)

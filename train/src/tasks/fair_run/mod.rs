@@ -35,7 +35,6 @@ mod schedule;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
@@ -373,10 +372,9 @@ pub fn run_controlled<B: AutodiffBackend>(
 ) -> anyhow::Result<FairReport> {
     let _flush = FlushDenormals::new();
     config.validate()?;
+    crate::io::check_output_dir(&config.out, "--out")?;
     let resume = job::read_resume(config)?;
     let data = data::load(config)?;
-    std::fs::create_dir_all(&config.out)
-        .with_context(|| format!("creating {}", config.out.display()))?;
     job::train::<B>(config, data, device, control, resume)
 }
 

@@ -304,8 +304,9 @@ pub fn run<B: AutodiffBackend>(
     let _flush = FlushDenormals::new();
     config.validate()?;
     let a = config;
+    crate::io::check_output_dir(&a.out, "--out")?;
     std::fs::create_dir_all(a.out.join("samples"))
-        .with_context(|| format!("creating {}", a.out.display()))?;
+        .with_context(|| format!("creating {}", a.out.join("samples").display()))?;
     let mut game = GanGame::<B>::new(a.data.mixture(), a.game(), device.clone(), a.seed)?;
     let started = Instant::now();
     let mixtures = match a.method {
