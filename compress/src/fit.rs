@@ -35,8 +35,8 @@ use tether_train::constrained::{
 };
 use tether_train::constrained::{adopt_checkpoint_ids, load_checkpoint, save_checkpoint_with};
 use tether_train::optim::TwoGroups;
-use tether_train::resume::{Interrupt, Interrupted, Position, RUN_FILE, RunState};
-use tether_train::trainer::{FitOptions, StepInfo, fit};
+use tether_train::resume::{Interrupt, Position, RUN_FILE, RunState};
+use tether_train::trainer::{Checkpoints, FitOptions, StepInfo, StepsStop, fit_resumable};
 
 use crate::error::CompressError;
 use crate::format::CompressedImage;
@@ -321,14 +321,13 @@ where
     save_checkpoint_with(&ck.dir, step as u64, model, opt, set, &files).map_err(training_error)
 }
 
-/// Steps `range` (global step indices) of [`fit`] on the full-batch `target`, in segments
-/// that end at `ck`'s checkpoint boundaries: `save(model, opt, set, step)` writes one
-/// there and when the interrupt stops the fit, which then returns
-/// [`CompressError::Interrupted`]. `on_step(step, info)` sees every step; step `t` draws
-/// its random numbers from the stream seeded by (`seed`, `t`).
+/// Steps `range` (global step indices) of the training loop on the full-batch `target`,
+/// checkpointed and resumable ([`fit_resumable`]): `save(model, opt, set, step)` writes a
+/// checkpoint at `ck`'s boundaries and when the interrupt stops the fit, which then
+/// returns [`CompressError::Interrupted`].
 #[allow(clippy::too_many_arguments)]
 fn run_steps<B, M, O, P>(
-    mut model: M,
+    model: M,
     opt: &mut ConstrainedOptimizer<O>,
     set: &mut ConstraintSet<B>,
     problem: &P,
@@ -336,7 +335,7 @@ fn run_steps<B, M, O, P>(
     range: std::ops::Range<usize>,
     seed: u64,
     ck: Option<&Checkpointing>,
-    mut on_step: impl FnMut(usize, StepInfo<'_, B, M>),
+    on_step: impl FnMut(usize, StepInfo<'_, B, M>),
     save: impl Fn(&M, &ConstrainedOptimizer<O>, &ConstraintSet<B>, usize) -> Result<(), CompressError>,
 ) -> Result<M, CompressError>
 where
@@ -345,48 +344,29 @@ where
     O: burn::optim::Optimizer<M, B>,
     P: ConstrainedProblem<B, M, Input = Target<B>>,
 {
-    let every = ck.map_or(0, |c| c.every);
-    let mut at = range.start;
-    while at < range.end {
-        let next = at
-            .checked_div(every)
-            .map_or(range.end, |k| ((k + 1) * every).min(range.end));
-        let mut done = 0;
-        model = fit(
-            model,
-            opt,
-            set,
-            problem,
-            &FitOptions::new(next - at, None)
-                .with_interrupt(ck.map(|c| c.interrupt.clone()))
-                .with_step_seeds(seed, at),
-            |_| target.clone(),
-            |info| {
-                done += 1;
-                on_step(at + info.step, info);
-            },
-        )
-        .map_err(training_error)?;
-        at += done;
-        if let Some(c) = ck {
-            let stopped = at < next;
-            if stopped || (at < range.end && every > 0 && at.is_multiple_of(every)) {
-                save(&model, opt, set, at)?;
-            }
-            if stopped {
-                return Err(CompressError::Interrupted(Interrupted {
-                    checkpoint: c.dir.clone(),
-                    position: Position {
-                        epoch: 0,
-                        step_in_epoch: at,
-                        global_step: at,
-                    },
-                    epochs: 1,
-                }));
-            }
-        }
-    }
-    Ok(model)
+    let checkpoints = ck.map(|c| Checkpoints {
+        every: c.every,
+        interrupt: &c.interrupt,
+        dir: &c.dir,
+    });
+    fit_resumable(
+        model,
+        opt,
+        set,
+        problem,
+        range,
+        seed,
+        &FitOptions::new(0, None),
+        checkpoints,
+        |_| target.clone(),
+        on_step,
+        save,
+    )
+    .map_err(|stop| match stop {
+        StepsStop::Train(e) => training_error(e),
+        StepsStop::Save(e) => e,
+        StepsStop::Interrupted(i) => CompressError::Interrupted(i),
+    })
 }
 
 /// The best-PSNR model of a fit (PSNR, step, weights) and the fit's log.

@@ -171,14 +171,21 @@ pub struct Interrupted {
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.epochs > 1 {
+            write!(
+                f,
+                "interrupted in epoch {} of {}, after step {} of it ({} in all)",
+                self.position.epoch + 1,
+                self.epochs,
+                self.position.step_in_epoch,
+                self.position.global_step,
+            )?;
+        } else {
+            write!(f, "interrupted after step {}", self.position.global_step)?;
+        }
         write!(
             f,
-            "interrupted in epoch {} of {}, after step {} of it ({} in all); checkpoint \
-             written to {}: run the same command with --resume {} to continue",
-            self.position.epoch + 1,
-            self.epochs,
-            self.position.step_in_epoch,
-            self.position.global_step,
+            "; checkpoint written to {}: run the same command with --resume {} to continue",
             self.checkpoint.display(),
             self.checkpoint.display()
         )

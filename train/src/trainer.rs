@@ -12,7 +12,7 @@ use crate::constrained::{
 };
 use crate::denormals::FlushDenormals;
 use crate::optim::shampoo::ShampooHealth;
-use crate::resume::{Interrupt, step_seed};
+use crate::resume::{Interrupt, Interrupted, step_seed};
 
 /// What the loop tells its callback after every step.
 pub struct StepInfo<'a, B: AutodiffBackend, M> {
@@ -46,6 +46,9 @@ pub struct FitOptions {
     /// depend on the run's seed and the global step alone, and a resumed run draws what
     /// the uninterrupted one did.
     pub step_seeds: Option<(u64, usize)>,
+    /// A progress bar of the caller's (several calls sharing one bar); it replaces
+    /// `progress`'s and is left unfinished.
+    pub bar: Option<ProgressBar>,
 }
 
 impl FitOptions {
@@ -58,7 +61,14 @@ impl FitOptions {
             optimizer_health: None,
             interrupt: None,
             step_seeds: None,
+            bar: None,
         }
+    }
+
+    /// Shows progress on `bar` (the caller's, shared by several calls).
+    pub fn with_bar(mut self, bar: ProgressBar) -> Self {
+        self.bar = Some(bar);
+        self
     }
 
     /// Stops early when `interrupt` is raised.
@@ -81,6 +91,21 @@ impl FitOptions {
     }
 }
 
+/// The loop's progress bar: `steps` long, labelled `label` (`None`: hidden).
+pub fn progress_bar(steps: usize, label: Option<&str>) -> ProgressBar {
+    let Some(label) = label else {
+        return ProgressBar::hidden();
+    };
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
 /// Runs `steps` iterations of `optimizer` on `problem`; `input(step)` supplies each step's
 /// input (a batch, or `()`). Returns early, after the step under way, when
 /// [`FitOptions::interrupt`] is raised.
@@ -99,18 +124,9 @@ where
     O: Optimizer<M, B>,
     P: ConstrainedProblem<B, M>,
 {
-    let bar = match &options.progress {
-        Some(label) => {
-            let bar = ProgressBar::new(options.steps as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(label.clone());
-            bar
-        }
-        None => ProgressBar::hidden(),
+    let bar = match &options.bar {
+        Some(bar) => bar.clone(),
+        None => progress_bar(options.steps, options.progress.as_deref()),
     };
     // Subnormal floats (weights and moments shrunk by decay, squares of tiny gradients)
     // slow x86 arithmetic by an order of magnitude and carry nothing the model can use:
@@ -118,7 +134,9 @@ where
     let _flush = FlushDenormals::new();
     for step in 0..options.steps {
         if options.interrupt.as_ref().is_some_and(Interrupt::is_raised) {
-            bar.abandon_with_message("interrupted");
+            if options.bar.is_none() {
+                bar.abandon_with_message("interrupted");
+            }
             return Ok(model);
         }
         if let Some((seed, first)) = options.step_seeds {
@@ -147,7 +165,105 @@ where
             interrupt.count_step();
         }
     }
-    bar.finish();
+    if options.bar.is_none() {
+        bar.finish();
+    }
+    Ok(model)
+}
+
+/// Where a resumable run of steps checkpoints, and what stops it.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoints<'a> {
+    /// Steps between checkpoints (0: only when interrupted).
+    pub every: usize,
+    /// Stops the run after the step under way.
+    pub interrupt: &'a Interrupt,
+    /// The checkpoint folder (reported in [`Interrupted`]).
+    pub dir: &'a std::path::Path,
+}
+
+/// Why [`fit_resumable`] stopped before its last step.
+#[derive(Debug)]
+pub enum StepsStop<E> {
+    /// A training failure.
+    Train(ConstrainedError),
+    /// The checkpoint could not be written.
+    Save(E),
+    /// Interrupted, the checkpoint written.
+    Interrupted(Interrupted),
+}
+
+/// [`fit`] over the global steps `steps` (from where a resumed run stands) in segments that
+/// end at `checkpoints`' boundaries: `save(model, optimizer, set, step)` writes a
+/// checkpoint there and when the interrupt stops the run (which then returns
+/// [`StepsStop::Interrupted`]). `on_step(step, info)` sees every step, `input(step)` gives
+/// its input; step `t` draws its random numbers from [`step_seed`]`(seed, t)`.
+/// `options` gives the bar and the health check (its `steps` are ignored).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_resumable<B, M, O, P, E>(
+    mut model: M,
+    optimizer: &mut ConstrainedOptimizer<O>,
+    set: &mut ConstraintSet<B>,
+    problem: &P,
+    steps: std::ops::Range<usize>,
+    seed: u64,
+    options: &FitOptions,
+    checkpoints: Option<Checkpoints<'_>>,
+    mut input: impl FnMut(usize) -> P::Input,
+    mut on_step: impl FnMut(usize, StepInfo<'_, B, M>),
+    save: impl Fn(&M, &ConstrainedOptimizer<O>, &ConstraintSet<B>, usize) -> Result<(), E>,
+) -> Result<M, StepsStop<E>>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    P: ConstrainedProblem<B, M>,
+{
+    let every = checkpoints.map_or(0, |c| c.every);
+    let mut at = steps.start;
+    while at < steps.end {
+        let next = at
+            .checked_div(every)
+            .map_or(steps.end, |k| ((k + 1) * every).min(steps.end));
+        let mut done = 0;
+        let segment = FitOptions {
+            steps: next - at,
+            interrupt: checkpoints.map(|c| c.interrupt.clone()),
+            step_seeds: Some((seed, at)),
+            ..options.clone()
+        };
+        model = fit(
+            model,
+            optimizer,
+            set,
+            problem,
+            &segment,
+            |s| input(at + s),
+            |info| {
+                done += 1;
+                on_step(at + info.step, info);
+            },
+        )
+        .map_err(StepsStop::Train)?;
+        at += done;
+        if let Some(c) = checkpoints {
+            let stopped = at < next;
+            if stopped || (at < steps.end && every > 0 && at.is_multiple_of(every)) {
+                save(&model, optimizer, set, at).map_err(StepsStop::Save)?;
+            }
+            if stopped {
+                return Err(StepsStop::Interrupted(Interrupted {
+                    checkpoint: c.dir.to_path_buf(),
+                    position: crate::resume::Position {
+                        epoch: 0,
+                        step_in_epoch: at,
+                        global_step: at,
+                    },
+                    epochs: 1,
+                }));
+            }
+        }
+    }
     Ok(model)
 }
 

@@ -346,3 +346,136 @@ fn a_fair_prune_run_stopped_in_its_fine_tuning_twice_ends_bit_for_bit_where_the_
     std::fs::remove_dir_all(&whole).ok();
     std::fs::remove_dir_all(&parts).ok();
 }
+
+#[test]
+fn a_mesh_run_stopped_between_checkpoints_ends_bit_for_bit_where_the_whole_run_ends() {
+    use tether_train::data::cortex::{CorticalParcellation, Parcellation};
+    use tether_train::tasks::mesh_run::{MeshConfig, run, run_controlled};
+    if let Err(e) = CorticalParcellation::load(Parcellation::Mesulam) {
+        assert!(
+            tether_train::data::may_skip("brainspace"),
+            "TETHER_REQUIRE_DATA requires brainspace: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return;
+    }
+    let _turn = turn();
+    let whole = out_dir("mesh-whole");
+    let parts = out_dir("mesh-parts");
+    // A small EMAN, 5 steps, evaluated every 2, checkpointed every 2, no transformed copies.
+    let mut c = MeshConfig {
+        channels: 4,
+        order: 1,
+        heads: 1,
+        steps: 5,
+        eval_every: 2,
+        checkpoint_every: 2,
+        transforms: 0,
+        out: whole.clone(),
+        ..MeshConfig::default()
+    };
+    run::<B>(&c, &Default::default(), false).unwrap();
+    assert!(!whole.join("checkpoint").exists());
+    c.out = parts.clone();
+    // Stopped at step 3: the checkpoint of step 2 is replaced by the interrupt's at 3.
+    let control = RunControl {
+        progress: false,
+        interrupt: Interrupt::after_steps(3),
+    };
+    let err = run_controlled::<B>(&c, &Default::default(), &control).unwrap_err();
+    let stop = err
+        .downcast_ref::<Interrupted>()
+        .unwrap_or_else(|| panic!("not an interruption: {err:?}"));
+    assert_eq!(stop.position.global_step, 3, "{stop}");
+    assert!(
+        stop.to_string().contains("interrupted after step 3"),
+        "{stop}"
+    );
+    c.resume = Some(stop.checkpoint.clone());
+    run::<B>(&c, &Default::default(), false).unwrap();
+    for f in ["model.tthr", "loss.csv", "accuracy.csv"] {
+        let read = |d: &Path| std::fs::read(d.join(f)).unwrap();
+        assert!(read(&whole) == read(&parts), "{f} differs");
+    }
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&parts).ok();
+}
+
+/// A small GANG run: `method` on the ring, tiny networks.
+fn gang_config(
+    method: tether_train::tasks::gang_run::GangMethod,
+    out: &Path,
+) -> tether_train::tasks::gang_run::GangRunConfig {
+    tether_train::tasks::gang_run::GangRunConfig {
+        method,
+        iterations: Some(4),
+        gan_steps: Some(120),
+        epsilon: 0.0,
+        response_steps: 30,
+        restarts: 2,
+        generator_hidden: vec![16],
+        classifier_hidden: vec![16],
+        eval_samples: 256,
+        metric_samples: 500,
+        exploit_steps: Some(30),
+        seed: 5,
+        out: out.to_path_buf(),
+        ..Default::default()
+    }
+}
+
+fn gang_resumes_to_the_same_outputs(
+    method: tether_train::tasks::gang_run::GangMethod,
+    stop_after: usize,
+    at: usize,
+    files: &[&str],
+) {
+    use tether_train::tasks::gang_run::{run, run_controlled};
+    let _turn = turn();
+    let name = format!("gang-{method:?}");
+    let whole = out_dir(&format!("{name}-whole"));
+    let parts = out_dir(&format!("{name}-parts"));
+    let mut c = gang_config(method, &whole);
+    run::<B>(&c, &Default::default(), false).unwrap();
+    assert!(!whole.join("checkpoint").exists());
+    c.out = parts.clone();
+    let control = RunControl {
+        progress: false,
+        interrupt: Interrupt::after_steps(stop_after),
+    };
+    let err = run_controlled::<B>(&c, &Default::default(), &control).unwrap_err();
+    let stop = err
+        .downcast_ref::<Interrupted>()
+        .unwrap_or_else(|| panic!("not an interruption: {err:?}"));
+    assert_eq!(stop.position.global_step, at, "{stop}");
+    c.resume = Some(stop.checkpoint.clone());
+    run::<B>(&c, &Default::default(), false).unwrap();
+    assert!(!parts.join("checkpoint").exists());
+    for f in files {
+        let read = |d: &Path| std::fs::read(d.join(f)).unwrap();
+        assert!(read(&whole) == read(&parts), "{method:?}: {f} differs");
+    }
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&parts).ok();
+}
+
+#[test]
+fn a_pnm_run_stopped_after_two_iterations_ends_where_the_whole_run_ends() {
+    gang_resumes_to_the_same_outputs(
+        tether_train::tasks::gang_run::GangMethod::Pnm,
+        2,
+        2,
+        &["metrics.csv", "payoff.csv", "mixtures.json"],
+    );
+}
+
+#[test]
+fn a_gan_run_stopped_between_snapshots_ends_where_the_whole_run_ends() {
+    // 120 steps, a snapshot every 6: stopped at step 50.
+    gang_resumes_to_the_same_outputs(
+        tether_train::tasks::gang_run::GangMethod::Gan,
+        50,
+        50,
+        &["metrics.csv"],
+    );
+}

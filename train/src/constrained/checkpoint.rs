@@ -86,16 +86,23 @@ where
     };
     let json = serde_json::to_vec(&dual).map_err(|e| io("cannot encode", &tmp, e))?;
     fs::write(tmp.join(DUAL), json).map_err(|e| io("cannot write", &tmp, e))?;
-    for (name, bytes) in extra {
+    install(&tmp, dir, extra)
+}
+
+/// Writes `files` into the checkpoint folder under construction `tmp`, syncs everything to
+/// disk, and renames `tmp` into place as `dir` (the older `dir`, if any, moved aside and
+/// removed): a crash leaves the old checkpoint or the new one, never a mixture.
+fn install(tmp: &Path, dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    for (name, bytes) in files {
         fs::write(tmp.join(name), bytes).map_err(|e| io("cannot write", &tmp.join(name), e))?;
     }
     // The bytes reach the disk before the rename makes them the checkpoint: a power cut
     // leaves the old checkpoint or the new one, never a renamed folder of empty files.
-    for entry in fs::read_dir(&tmp).map_err(|e| io("cannot list", &tmp, e))? {
-        let path = entry.map_err(|e| io("cannot list", &tmp, e))?.path();
+    for entry in fs::read_dir(tmp).map_err(|e| io("cannot list", tmp, e))? {
+        let path = entry.map_err(|e| io("cannot list", tmp, e))?.path();
         sync(&path)?;
     }
-    sync(&tmp)?;
+    sync(tmp)?;
 
     let old = sibling(dir, "old");
     if dir.exists() {
@@ -104,11 +111,26 @@ where
         }
         fs::rename(dir, &old).map_err(|e| io("cannot move aside", dir, e))?;
     }
-    fs::rename(&tmp, dir).map_err(|e| io("cannot move into place", dir, e))?;
+    fs::rename(tmp, dir).map_err(|e| io("cannot move into place", dir, e))?;
     if old.exists() {
         fs::remove_dir_all(&old).map_err(|e| io("cannot remove", &old, e))?;
     }
     Ok(())
+}
+
+/// A checkpoint of byte files only (a task whose state is not a constrained run's), with
+/// the same guarantees as [`save_checkpoint`]: written beside `dir`, synced, renamed into
+/// place.
+///
+/// # Errors
+/// A file or folder that cannot be written, synced or renamed (the path named).
+pub fn save_files_checkpoint(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    let tmp = sibling(dir, "tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| io("cannot clear", &tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+    install(&tmp, dir, files)
 }
 
 /// Restores a checkpoint written by [`save_checkpoint`] into freshly built objects of

@@ -54,6 +54,7 @@ pub(crate) mod tests;
 
 pub use checkpoint::{
     adopt_checkpoint_ids, load_checkpoint, save_checkpoint, save_checkpoint_with,
+    save_files_checkpoint,
 };
 pub use constraint::{ConstraintId, ConstraintKind, ConstraintState};
 pub use dual::{DualOptimizer, GradientAscentConfig, NuPiConfig, NuPiInit, NuPiState};

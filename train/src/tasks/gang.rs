@@ -106,6 +106,12 @@ pub enum GangError {
     /// Training a response failed (a non-finite loss).
     #[error("training diverged: {0}")]
     Training(#[from] ConstrainedError),
+    /// Stopped on request, the checkpoint written.
+    #[error(transparent)]
+    Interrupted(crate::resume::Interrupted),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A non-finite loss in the GAN baseline.
     #[error("GAN training diverged at step {step}: {what} loss is {value}")]
     Diverged {
@@ -116,6 +122,17 @@ pub enum GangError {
         /// The value.
         value: f64,
     },
+}
+
+/// A game's own state between iterations ([`GanGame::state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GameState {
+    /// The random stream's state.
+    pub rng: u64,
+    /// The next player's id.
+    pub next_id: usize,
+    /// Gradient steps taken so far.
+    pub gradient_steps: usize,
 }
 
 /// A pure strategy of either player: a network with an id for the payoff caches.
@@ -223,6 +240,41 @@ impl<B: AutodiffBackend> GanGame<B> {
     /// Gradient steps taken so far, both players together.
     pub fn gradient_steps(&self) -> usize {
         self.gradient_steps
+    }
+
+    /// The game's own state (its random stream, the next id, the steps taken): with the
+    /// strategies, what a checkpoint needs to continue the game exactly. The payoff caches
+    /// are not part of it (they refill with the same values).
+    pub fn state(&self) -> GameState {
+        GameState {
+            rng: self.rng.0,
+            next_id: self.next_id,
+            gradient_steps: self.gradient_steps,
+        }
+    }
+
+    /// Continues from a checkpoint's [`GanGame::state`].
+    pub fn restore(&mut self, state: GameState) {
+        self.rng = SplitMix64(state.rng);
+        self.next_id = state.next_id;
+        self.gradient_steps = state.gradient_steps;
+        self.fake_cache.clear();
+        self.real_cache.clear();
+    }
+
+    /// A player with network `net` (its values replaced by a checkpoint's) and `id`,
+    /// without drawing from the game's stream: a generator when `generator`.
+    pub fn shell(&self, id: usize, generator: bool) -> Player<B> {
+        let c = &self.config;
+        let widths = if generator {
+            [vec![c.latent_dim], c.generator_hidden.clone(), vec![2]].concat()
+        } else {
+            [vec![2], c.classifier_hidden.clone(), vec![1]].concat()
+        };
+        Player {
+            id,
+            net: MlpConfig::new(widths).init::<B>(&self.device),
+        }
     }
 
     /// A network with burn's default `Linear` initialisation (weights and biases uniform
@@ -573,13 +625,69 @@ impl<B: AutodiffBackend> GanGame<B> {
         snapshot_every: usize,
         snapshot_samples: usize,
     ) -> Result<GanRun<B>, GangError> {
-        let (gp, cp) = (self.new_generator(), self.new_classifier());
+        self.train_gan_resumable(steps, snapshot_every, snapshot_samples, None, None)
+    }
+
+    /// [`GanGame::train_gan`] from a checkpoint (`resume`), with `hooks`: after every
+    /// snapshot (but the last), and when the interrupt is raised (after the step under
+    /// way), `save` gets the run's [`GanCheckpoint`]; interrupted, the run then returns
+    /// [`GangError::Interrupted`] with the `checkpoint` folder.
+    ///
+    /// # Errors
+    /// A non-finite loss, a checkpoint that cannot be written or read, an interrupt.
+    pub fn train_gan_resumable(
+        &mut self,
+        steps: usize,
+        snapshot_every: usize,
+        snapshot_samples: usize,
+        resume: Option<GanCheckpoint>,
+        mut hooks: Option<GanHooks<'_>>,
+    ) -> Result<GanRun<B>, GangError> {
+        let (gp, cp) = match &resume {
+            Some(r) => (self.shell(r.ids[0], true), self.shell(r.ids[1], false)),
+            None => (self.new_generator(), self.new_classifier()),
+        };
         let (mut g, mut c) = (gp.net.clone(), cp.net.clone());
         let (mut opt_g, mut opt_c) = (self.optimizer()?, self.optimizer()?);
         let batch = self.config.batch_size;
         let mut trace = Vec::new();
         let (mut sum_c, mut sum_g, mut count) = (0.0, 0.0, 0usize);
-        for step in 0..steps {
+        let mut first = 0;
+        if let Some(r) = resume {
+            g = load_bytes(g, &r.nets[0], &self.device)?;
+            c = load_bytes(c, &r.nets[1], &self.device)?;
+            opt_g = opt_g.load_record(record_from_bytes(&r.optimizers[0], &self.device)?);
+            opt_c = opt_c.load_record(record_from_bytes(&r.optimizers[1], &self.device)?);
+            trace = r.trace;
+            (sum_c, sum_g, count) = r.sums;
+            first = r.step;
+            self.restore(r.game);
+        }
+        for step in first..steps {
+            if let Some(h) = hooks.as_mut().filter(|h| h.interrupt.is_raised()) {
+                let checkpoint = GanCheckpoint {
+                    step,
+                    ids: [gp.id, cp.id],
+                    nets: [record_bytes(g.clone())?, record_bytes(c.clone())?],
+                    optimizers: [
+                        record_bytes_of(opt_g.to_record())?,
+                        record_bytes_of(opt_c.to_record())?,
+                    ],
+                    trace,
+                    sums: (sum_c, sum_g, count),
+                    game: self.state(),
+                };
+                (h.save)(&checkpoint)?;
+                return Err(GangError::Interrupted(crate::resume::Interrupted {
+                    checkpoint: h.dir.to_path_buf(),
+                    position: crate::resume::Position {
+                        epoch: 0,
+                        step_in_epoch: step,
+                        global_step: step,
+                    },
+                    epochs: 1,
+                }));
+            }
             let z = self.latent(batch);
             let fake = g.forward(z);
             let loss_c = classifier_loss(&c, &self.classifier_batch(fake.clone().detach()));
@@ -606,6 +714,9 @@ impl<B: AutodiffBackend> GanGame<B> {
                     .check()
                     .map_err(|e| ConstrainedError::Optimizer(e.to_string()))?;
             }
+            if let Some(h) = hooks.as_mut() {
+                h.interrupt.count_step();
+            }
             if (step + 1) % snapshot_every.max(1) == 0 || step + 1 == steps {
                 let current = Player {
                     id: usize::MAX, // never cached: the network changes
@@ -619,6 +730,21 @@ impl<B: AutodiffBackend> GanGame<B> {
                     generator_loss: sum_g / count as f64,
                 });
                 (sum_c, sum_g, count) = (0.0, 0.0, 0);
+                if let Some(h) = hooks.as_mut().filter(|_| step + 1 < steps) {
+                    let checkpoint = GanCheckpoint {
+                        step: step + 1,
+                        ids: [gp.id, cp.id],
+                        nets: [record_bytes(g.clone())?, record_bytes(c.clone())?],
+                        optimizers: [
+                            record_bytes_of(opt_g.to_record())?,
+                            record_bytes_of(opt_c.to_record())?,
+                        ],
+                        trace: trace.clone(),
+                        sums: (0.0, 0.0, 0),
+                        game: self.state(),
+                    };
+                    (h.save)(&checkpoint)?;
+                }
             }
         }
         self.gradient_steps += 2 * steps;
@@ -628,6 +754,121 @@ impl<B: AutodiffBackend> GanGame<B> {
             trace,
         })
     }
+}
+
+/// A GAN baseline run between two steps: what [`GanGame::train_gan_resumable`] continues
+/// from.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct GanCheckpoint {
+    /// Steps taken.
+    pub step: usize,
+    /// The generator's and the classifier's ids.
+    pub ids: [usize; 2],
+    /// Their networks (burn records, bytes).
+    #[serde(skip)]
+    pub nets: [Vec<u8>; 2],
+    /// Their optimizers' states (burn records, bytes).
+    #[serde(skip)]
+    pub optimizers: [Vec<u8>; 2],
+    /// The snapshots so far.
+    pub trace: Vec<GanSnapshot>,
+    /// The losses summed since the last snapshot, and their count.
+    pub sums: (f64, f64, usize),
+    /// The game's own state.
+    pub game: GameState,
+}
+
+/// What a GAN baseline run does at its checkpoints.
+pub struct GanHooks<'a> {
+    /// Stops the run after the step under way.
+    pub interrupt: &'a crate::resume::Interrupt,
+    /// The checkpoint folder, reported when interrupted.
+    pub dir: &'a std::path::Path,
+    /// Writes a checkpoint.
+    pub save: &'a mut dyn FnMut(&GanCheckpoint) -> Result<(), GangError>,
+}
+
+/// A module's record as bytes (exact values).
+///
+/// # Errors
+/// The recorder fails.
+pub fn record_bytes<B: Backend, M: Module<B>>(module: M) -> Result<Vec<u8>, GangError> {
+    record_bytes_of::<B, _>(module.into_record())
+}
+
+fn record_bytes_of<B: Backend, R: burn::record::Record<B>>(
+    record: R,
+) -> Result<Vec<u8>, GangError> {
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+        .record(record, ())
+        .map_err(|e| GangError::Checkpoint(e.to_string()))
+}
+
+fn record_from_bytes<B: Backend, R: burn::record::Record<B>>(
+    bytes: &[u8],
+    device: &B::Device,
+) -> Result<R, GangError> {
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    BinBytesRecorder::<FullPrecisionSettings>::default()
+        .load(bytes.to_vec(), device)
+        .map_err(|e| GangError::Checkpoint(format!("a corrupt record: {e}")))
+}
+
+/// The networks of `players`, in order, as one record's bytes.
+///
+/// # Errors
+/// The recorder fails.
+pub fn players_bytes<B: AutodiffBackend>(players: &[Player<B>]) -> Result<Vec<u8>, GangError> {
+    let records: Vec<_> = players
+        .iter()
+        .map(|p| p.net.clone().into_record())
+        .collect();
+    record_bytes_of::<B, _>(records)
+}
+
+/// Players of `ids` (generators when `generator`) with the networks of
+/// [`players_bytes`]'s bytes, built without drawing from the game's stream.
+///
+/// # Errors
+/// Bytes that are not as many networks of the game's widths.
+pub fn load_players<B: AutodiffBackend>(
+    game: &GanGame<B>,
+    ids: &[usize],
+    generator: bool,
+    bytes: &[u8],
+) -> Result<Vec<Player<B>>, GangError> {
+    let records: Vec<<Mlp<B> as Module<B>>::Record> = record_from_bytes(bytes, &game.device)?;
+    if records.len() != ids.len() {
+        return Err(GangError::Checkpoint(format!(
+            "{} networks for {} players",
+            records.len(),
+            ids.len()
+        )));
+    }
+    Ok(ids
+        .iter()
+        .zip(records)
+        .map(|(&id, record)| {
+            let shell = game.shell(id, generator);
+            Player {
+                id,
+                net: shell.net.load_record(record),
+            }
+        })
+        .collect())
+}
+
+/// `fresh` with the values of [`record_bytes`]'s bytes.
+///
+/// # Errors
+/// Bytes that are not a record of this module.
+pub fn load_bytes<B: Backend, M: Module<B>>(
+    fresh: M,
+    bytes: &[u8],
+    device: &B::Device,
+) -> Result<M, GangError> {
+    Ok(fresh.load_record(record_from_bytes(bytes, device)?))
 }
 
 /// Data points scored when choosing where generator restarts begin.
@@ -657,7 +898,7 @@ pub struct GanRun<B: AutodiffBackend> {
 }
 
 /// The state of a GAN run at one point.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct GanSnapshot {
     /// Steps taken.
     pub step: usize,

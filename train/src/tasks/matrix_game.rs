@@ -53,7 +53,7 @@ pub enum GameError {
 }
 
 /// A mixed equilibrium: both strategies and the game's value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Equilibrium {
     /// The row (maximising) player's mixture.
     pub row: Vec<f64>,

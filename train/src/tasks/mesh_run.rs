@@ -24,6 +24,7 @@
 //! `model.mpk` (a burn record), `model.tthr` (tether-deploy), `config.json` (the network's
 //! [`EmanNetConfig`]) and `summary.json`.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -38,15 +39,19 @@ use tether_models::eman::export::to_deploy;
 use tether_models::eman::{EmanInput, EmanNet, EmanNetConfig};
 
 use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
+use crate::constrained::{load_checkpoint, save_checkpoint_with};
 use crate::data::cortex::{CorticalParcellation, LabelledMesh, Parcellation};
 use crate::denormals::FlushDenormals;
 use crate::device::DeviceKind;
 use crate::io::{csv, write_atomic};
 use crate::optim::OptimizerArgs;
 use crate::plot::{Panel, Series, line_chart};
+use crate::resume::{
+    Position, RUN_FILE, RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume,
+};
 use crate::tasks::mesh::{MeshSegmentation, PreparedMesh, RandomTransform, accuracy};
 use crate::tasks::outputs::{save_record, write_json};
-use crate::trainer::{FitOptions, fit};
+use crate::trainer::{Checkpoints, FitOptions, StepsStop, fit_resumable, progress_bar};
 
 /// What the network is fed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -112,6 +117,16 @@ pub struct MeshConfig {
     /// Output folder.
     #[arg(long, default_value = "out/mesh")]
     pub out: PathBuf,
+    /// Write a checkpoint to OUT/checkpoint every N steps (0: only when interrupted).
+    /// SIGINT (Ctrl-C), SIGTERM and SIGHUP write one after the step under way (a second
+    /// signal stops at once); a finished run removes it.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub checkpoint_every: usize,
+    /// Continue the run whose checkpoint is in DIR (OUT/checkpoint, or that run's OUT),
+    /// with the same settings; the result equals the uninterrupted run's bit for bit on
+    /// CPU.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
 }
 
 impl Default for MeshConfig {
@@ -210,9 +225,54 @@ pub fn run<B: AutodiffBackend>(
     device: &B::Device,
     progress: bool,
 ) -> anyhow::Result<MeshReport> {
+    run_controlled::<B>(config, device, &RunControl::new(progress))
+}
+
+/// The settings a resumed run must share with the interrupted one.
+fn resume_key(config: &MeshConfig) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(config)?;
+    if let Some(o) = v.as_object_mut() {
+        for k in ["out", "resume", "checkpoint_every"] {
+            o.remove(k);
+        }
+    }
+    Ok(v)
+}
+
+/// A mesh run's state beside its model, optimizer and multipliers: the logs so far.
+#[derive(Serialize, Deserialize)]
+struct MeshState {
+    losses: Vec<Vec<f64>>,
+    evals: Vec<Vec<f64>>,
+    seconds: f64,
+}
+
+/// [`run`] with a [`RunControl`]: checkpoints every [`MeshConfig::checkpoint_every`]
+/// steps and when the interrupt is raised (then [`crate::resume::Interrupted`] is
+/// returned), and continues from [`MeshConfig::resume`].
+///
+/// # Errors
+/// As [`run`]; a resume folder without a checkpoint of a mesh run with these settings.
+pub fn run_controlled<B: AutodiffBackend>(
+    config: &MeshConfig,
+    device: &B::Device,
+    control: &RunControl,
+) -> anyhow::Result<MeshReport> {
+    let progress = control.progress;
     let _flush = FlushDenormals::new();
     config.validate()?;
     crate::io::check_output_dir(&config.out, "--out")?;
+    let resume = match &config.resume {
+        Some(path) => {
+            let dir = resolve_resume(path)?;
+            let run = RunState::read(&dir, "mesh")?;
+            run.check_config(&resume_key(config)?, &dir)?;
+            let state: MeshState = serde_json::from_value(run.task)
+                .with_context(|| format!("corrupt checkpoint {}", dir.display()))?;
+            Some((dir, run.position.global_step, state))
+        }
+        None => None,
+    };
     let data = CorticalParcellation::load(config.parcellation)?;
     let args = config;
     B::seed(device, args.seed);
@@ -247,31 +307,98 @@ pub fn run<B: AutodiffBackend>(
     let health = primal.health();
     let mut opt = ConstrainedOptimizer::new(primal, args.lr, UpdateScheme::Simultaneous);
     let problem = MeshSegmentation { mesh: train };
-    let label = progress.then(|| format!("mesh {:?}", args.input).to_lowercase());
-    let options = FitOptions::new(args.steps, label).with_health(health);
-    let mut losses = Vec::new();
-    let mut evals: Vec<Vec<f64>> = Vec::new();
+    let label = format!("mesh {:?}", args.input).to_lowercase();
+    let bar = progress_bar(args.steps, progress.then_some(label.as_str()));
+    let options = FitOptions::new(args.steps, None)
+        .with_health(health)
+        .with_bar(bar.clone());
+    let losses = RefCell::new(Vec::new());
+    let evals: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
+    let (net, from, seconds_before) = match &resume {
+        Some((dir, step, state)) => {
+            let (net, _) = load_checkpoint(dir, net, &mut opt, &mut set)?;
+            *losses.borrow_mut() = state.losses.clone();
+            *evals.borrow_mut() = state.evals.clone();
+            bar.set_position(*step as u64);
+            if progress {
+                println!("resuming from {}: step {step}", dir.display());
+            }
+            (net, *step, state.seconds)
+        }
+        None => (net, 0, 0.0),
+    };
     let start = Instant::now();
-    let net = fit(
+    let checkpoint = checkpoint_dir(&args.out);
+    let save = |net: &EmanNet<B>,
+                opt: &ConstrainedOptimizer<_>,
+                set: &ConstraintSet<B>,
+                step: usize|
+     -> anyhow::Result<()> {
+        let state = MeshState {
+            losses: losses.borrow().clone(),
+            evals: evals.borrow().clone(),
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
+        };
+        let run = RunState {
+            format: 1,
+            command: "mesh".into(),
+            config: resume_key(args)?,
+            position: Position {
+                epoch: 0,
+                step_in_epoch: step,
+                global_step: step,
+            },
+            task: serde_json::to_value(state)?,
+        };
+        let json = serde_json::to_vec(&run)?;
+        save_checkpoint_with(
+            &checkpoint,
+            step as u64,
+            net,
+            opt,
+            set,
+            &[(RUN_FILE, &json)],
+        )?;
+        Ok(())
+    };
+    let net = fit_resumable(
         net,
         &mut opt,
         &mut set,
         &problem,
+        from..args.steps,
+        args.seed,
         &options,
+        Some(Checkpoints {
+            every: args.checkpoint_every,
+            interrupt: &control.interrupt,
+            dir: &checkpoint,
+        }),
         |_| (),
-        |info| {
-            losses.push(vec![info.step as f64, info.values.loss]);
-            if args.eval_every > 0 && info.step % args.eval_every == 0 {
+        |step, info| {
+            losses
+                .borrow_mut()
+                .push(vec![step as f64, info.values.loss]);
+            if args.eval_every > 0 && step % args.eval_every == 0 {
                 let valid = info.model.valid();
-                evals.push(vec![
-                    info.step as f64,
+                evals.borrow_mut().push(vec![
+                    step as f64,
                     accuracy(&valid, &train_eval),
                     accuracy(&valid, &test),
                 ]);
             }
         },
-    )?;
-    let seconds_per_step = start.elapsed().as_secs_f64() / args.steps as f64;
+        save,
+    )
+    .map_err(|stop| match stop {
+        StepsStop::Train(e) => anyhow::Error::from(e),
+        StepsStop::Save(e) => e,
+        StepsStop::Interrupted(i) => i.into(),
+    })?;
+    bar.finish();
+    let (losses, mut evals) = (losses.into_inner(), evals.into_inner());
+    // Per step of this process's part of the run, the resumed part included.
+    let seconds_per_step = start.elapsed().as_secs_f64() / (args.steps - from).max(1) as f64;
     let net = net.valid();
     let train_accuracy = accuracy(&net, &train_eval);
     let test_accuracy = accuracy(&net, &test);
@@ -334,6 +461,8 @@ pub fn run<B: AutodiffBackend>(
         burn_ms,
     };
     write_json(&out.join("summary.json"), &summary)?;
+    // Every output is written: nothing is left to resume.
+    remove_checkpoint(out)?;
     Ok(MeshReport {
         summary,
         files: vec![
@@ -452,6 +581,22 @@ impl crate::device::BackendTask for MeshTask<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         run::<B>(self.config, &device, self.progress)
+    }
+}
+
+/// [`run_controlled`] as a [`crate::device::BackendTask`] (the CLI's, with its signals).
+pub struct ControlledMeshTask<'a> {
+    /// The settings.
+    pub config: &'a MeshConfig,
+    /// Progress and interrupt.
+    pub control: &'a RunControl,
+}
+
+impl crate::device::BackendTask for ControlledMeshTask<'_> {
+    type Output = anyhow::Result<MeshReport>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        run_controlled::<B>(self.config, &device, self.control)
     }
 }
 

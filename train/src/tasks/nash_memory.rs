@@ -76,7 +76,7 @@ pub struct PnmConfig {
 /// were added; `row_response` and `col_response` are what the new responses earn against
 /// the current mixtures. With exact best responses over a finite game,
 /// `col_response <= value* <= row_response` brackets the full game's value `value*`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PnmRecord {
     /// 0-based iteration.
     pub iteration: usize,
@@ -143,11 +143,37 @@ pub fn parallel_nash_memory<O: BestResponseOracle>(
     row0: O::Row,
     col0: O::Col,
     config: PnmConfig,
-    mut on_iteration: impl FnMut(&PnmRecord, &[O::Row], &[O::Col]),
+    on_iteration: impl FnMut(&PnmRecord, &[O::Row], &[O::Col]),
 ) -> PnmResult<O>
 where
     O::Error: std::fmt::Display,
 {
+    check_config(&config)?;
+    let first = oracle.payoff(&row0, &col0).map_err(PnmError::Oracle)?;
+    let start = PnmState {
+        rows: vec![row0],
+        cols: vec![col0],
+        payoff: vec![vec![first]],
+        history: Vec::new(),
+    };
+    parallel_nash_memory_from(oracle, start, config, on_iteration, |_| Ok(()))
+}
+
+/// Where a PNM run stands between iterations: the strategies found, their payoff matrix
+/// and the iterations' records. What a checkpoint holds, and where a resumed run starts.
+#[derive(Clone, Debug)]
+pub struct PnmState<R, C> {
+    /// Row strategies so far.
+    pub rows: Vec<R>,
+    /// Column strategies so far.
+    pub cols: Vec<C>,
+    /// `payoff[i][j]`: row `i` against column `j`.
+    pub payoff: Vec<Vec<f64>>,
+    /// The iterations run (the next is `history.len()`).
+    pub history: Vec<PnmRecord>,
+}
+
+fn check_config<E: std::fmt::Display>(config: &PnmConfig) -> Result<(), PnmError<E>> {
     if config.epsilon.is_nan() || config.epsilon < 0.0 {
         return Err(PnmError::Config(format!(
             "epsilon must be >= 0, got {}",
@@ -157,13 +183,35 @@ where
     if config.max_iterations == 0 {
         return Err(PnmError::Config("max_iterations must be >= 1".into()));
     }
-    let first = oracle.payoff(&row0, &col0).map_err(PnmError::Oracle)?;
-    let mut rows = vec![row0];
-    let mut cols = vec![col0];
-    let mut payoff = vec![vec![first]];
-    let mut history = Vec::new();
+    Ok(())
+}
+
+/// [`parallel_nash_memory`] from `start` (a checkpoint's state, or the first pair), up to
+/// `config.max_iterations` iterations in all. After each iteration that did not converge,
+/// `after_iteration(state)` sees the grown state (to checkpoint it); its error stops the
+/// run (an interrupt, a checkpoint that cannot be written).
+///
+/// # Errors
+/// As [`parallel_nash_memory`], and `after_iteration`'s.
+pub fn parallel_nash_memory_from<O: BestResponseOracle>(
+    oracle: &mut O,
+    start: PnmState<O::Row, O::Col>,
+    config: PnmConfig,
+    mut on_iteration: impl FnMut(&PnmRecord, &[O::Row], &[O::Col]),
+    mut after_iteration: impl FnMut(&PnmState<O::Row, O::Col>) -> Result<(), O::Error>,
+) -> PnmResult<O>
+where
+    O::Error: std::fmt::Display,
+{
+    check_config(&config)?;
+    let PnmState {
+        mut rows,
+        mut cols,
+        mut payoff,
+        mut history,
+    } = start;
     let mut converged = false;
-    for iteration in 0..config.max_iterations {
+    for iteration in history.len()..config.max_iterations {
         let equilibrium = matrix_game::solve(&payoff)?;
         let row = oracle
             .row_best_response(&cols, &equilibrium.col)
@@ -206,6 +254,16 @@ where
         payoff.push(grown);
         rows.push(row);
         cols.push(col);
+        if iteration + 1 < config.max_iterations {
+            let state = PnmState {
+                rows,
+                cols,
+                payoff,
+                history,
+            };
+            after_iteration(&state).map_err(PnmError::Oracle)?;
+            (rows, cols, payoff, history) = (state.rows, state.cols, state.payoff, state.history);
+        }
     }
     let equilibrium = matrix_game::solve(&payoff)?;
     Ok(PnmOutcome {

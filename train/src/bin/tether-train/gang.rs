@@ -32,7 +32,16 @@ pub fn run(args: GangArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     // Checked before the device is looked for and the data read (`run` checks again).
     config.validate()?;
-    let report = gang_run::run_on(args.device.device, &config, !args.quiet)?;
+    // Ctrl-C, SIGTERM and SIGHUP stop the run with a checkpoint.
+    let control = tether_train::resume::RunControl {
+        progress: !args.quiet,
+        interrupt: tether_train::resume::Interrupt::on_signals()?,
+    };
+    let task = gang_run::ControlledGangTask {
+        config: &config,
+        control: &control,
+    };
+    let report = tether_train::device::run_on(args.device.device, task)??;
     let (s, q) = (&report.summary, &report.quality);
     println!(
         "{}: {}/{} modes covered, {:.1}% high-quality samples, exploitability {:.4} \

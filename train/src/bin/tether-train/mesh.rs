@@ -34,7 +34,16 @@ pub fn run(args: MeshArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     // Checked before the device is looked for and the data read (`run` checks again).
     config.validate()?;
-    let report = mesh_run::run_on(args.device.device, &config, !args.quiet)?;
+    // Ctrl-C, SIGTERM and SIGHUP stop the run with a checkpoint.
+    let control = tether_train::resume::RunControl {
+        progress: !args.quiet,
+        interrupt: tether_train::resume::Interrupt::on_signals()?,
+    };
+    let task = mesh_run::ControlledMeshTask {
+        config: &config,
+        control: &control,
+    };
+    let report = tether_train::device::run_on(args.device.device, task)??;
     let s = &report.summary;
     println!(
         "{:?} ({} parameters, {:.2} s/step): train {:.4}, test {:.4}, \

@@ -40,6 +40,7 @@ use crate::denormals::FlushDenormals;
 use crate::device::DeviceKind;
 use crate::io::write_atomic;
 use crate::optim::OptimizerArgs;
+use crate::resume::{RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume};
 use crate::tasks::gang::{
     Exploitability, GanGame, GangConfig, SampleQuality, exploitability, sample_quality,
 };
@@ -175,6 +176,17 @@ pub struct GangRunConfig {
     /// Output folder.
     #[arg(long, default_value = "out/gang")]
     pub out: PathBuf,
+    /// Write a checkpoint to OUT/checkpoint every N PNM iterations, or every N of the GAN
+    /// baseline's snapshots (0: only when interrupted). SIGINT (Ctrl-C), SIGTERM and
+    /// SIGHUP write one after the PNM iteration or GAN step under way (a second signal
+    /// stops at once); a finished run removes it.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub checkpoint_every: usize,
+    /// Continue the run whose checkpoint is in DIR (OUT/checkpoint, or that run's OUT),
+    /// with the same settings; the result equals the uninterrupted run's bit for bit on
+    /// CPU.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
 }
 
 impl Default for GangRunConfig {
@@ -301,17 +313,60 @@ pub fn run<B: AutodiffBackend>(
     device: &B::Device,
     progress: bool,
 ) -> anyhow::Result<GangReport> {
+    run_controlled::<B>(config, device, &RunControl::new(progress))
+}
+
+/// The settings a resumed run must share with the interrupted one.
+fn resume_key(config: &GangRunConfig) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(config)?;
+    if let Some(o) = v.as_object_mut() {
+        for k in ["out", "resume", "checkpoint_every"] {
+            o.remove(k);
+        }
+    }
+    Ok(v)
+}
+
+/// [`run`] with a [`RunControl`]: checkpoints every [`GangRunConfig::checkpoint_every`]
+/// PNM iterations or GAN snapshots and when the interrupt is raised (then
+/// [`crate::resume::Interrupted`] is returned), and continues from
+/// [`GangRunConfig::resume`].
+///
+/// # Errors
+/// As [`run`]; a resume folder without a checkpoint of a gang run with these settings.
+pub fn run_controlled<B: AutodiffBackend>(
+    config: &GangRunConfig,
+    device: &B::Device,
+    control: &RunControl,
+) -> anyhow::Result<GangReport> {
+    let progress = control.progress;
     let _flush = FlushDenormals::new();
     config.validate()?;
     let a = config;
     crate::io::check_output_dir(&a.out, "--out")?;
+    let resume = match &a.resume {
+        Some(path) => {
+            let dir = resolve_resume(path)?;
+            let run = RunState::read(&dir, "gang")?;
+            run.check_config(&resume_key(a)?, &dir)?;
+            Some((dir, run))
+        }
+        None => None,
+    };
+    let checkpoints = play::Checkpointing {
+        dir: checkpoint_dir(&a.out),
+        every: a.checkpoint_every,
+        interrupt: control.interrupt.clone(),
+        key: resume_key(a)?,
+        resume,
+    };
     std::fs::create_dir_all(a.out.join("samples"))
         .with_context(|| format!("creating {}", a.out.join("samples").display()))?;
     let mut game = GanGame::<B>::new(a.data.mixture(), a.game(), device.clone(), a.seed)?;
     let started = Instant::now();
     let mixtures = match a.method {
-        GangMethod::Pnm => play::run_pnm(a, &mut game, progress)?,
-        GangMethod::Gan => play::run_gan(a, &mut game, progress)?,
+        GangMethod::Pnm => play::run_pnm(a, &mut game, progress, &checkpoints)?,
+        GangMethod::Gan => play::run_gan(a, &mut game, progress, &checkpoints)?,
     };
     let train_seconds = started.elapsed().as_secs_f64();
     let (gens, gw) = (&mixtures.generators, &mixtures.generator_weights);
@@ -359,6 +414,8 @@ pub fn run<B: AutodiffBackend>(
         &a.out.join("report.md"),
         outputs::report(a, &summary, &quality, &ex).as_bytes(),
     )?;
+    // Every output is written: nothing is left to resume.
+    remove_checkpoint(&a.out)?;
     let files = match a.method {
         GangMethod::Pnm => vec![
             "metrics.csv",
@@ -401,6 +458,22 @@ impl crate::device::BackendTask for GangTask<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         run::<B>(self.config, &device, self.progress)
+    }
+}
+
+/// [`run_controlled`] as a [`crate::device::BackendTask`] (the CLI's, with its signals).
+pub struct ControlledGangTask<'a> {
+    /// The settings.
+    pub config: &'a GangRunConfig,
+    /// Progress and interrupt.
+    pub control: &'a RunControl,
+}
+
+impl crate::device::BackendTask for ControlledGangTask<'_> {
+    type Output = anyhow::Result<GangReport>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        run_controlled::<B>(self.config, &device, self.control)
     }
 }
 
