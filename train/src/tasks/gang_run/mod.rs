@@ -31,7 +31,6 @@ mod play;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
@@ -360,8 +359,6 @@ pub fn run_controlled<B: AutodiffBackend>(
         key: resume_key(a)?,
         resume,
     };
-    std::fs::create_dir_all(a.out.join("samples"))
-        .with_context(|| format!("creating {}", a.out.join("samples").display()))?;
     let mut game = GanGame::<B>::new(a.data.mixture(), a.game(), device.clone(), a.seed)?;
     let started = Instant::now();
     let mixtures = match a.method {
