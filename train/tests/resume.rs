@@ -338,7 +338,14 @@ fn a_fair_prune_run_stopped_in_its_fine_tuning_twice_ends_bit_for_bit_where_the_
     stop_after(13, 19);
     run::<B>(&c, &Default::default(), false).unwrap();
     assert!(!parts.join("checkpoint").exists());
-    for f in ["model.tthr", "metrics.csv", "checks.csv", "groups.csv"] {
+    for f in [
+        "model.safetensors",
+        "model.tthr",
+        "metrics.csv",
+        "checks.csv",
+        "groups.csv",
+        "epochs.csv",
+    ] {
         assert!(report.files.contains(&f), "{f} is an output");
         let read = |d: &Path| std::fs::read(d.join(f)).unwrap();
         assert!(read(&whole) == read(&parts), "{f} differs");

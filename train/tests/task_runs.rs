@@ -123,6 +123,11 @@ fn fair_prune_through_the_library_is_the_cli() {
     ]);
     assert_eq!(report.groups.len(), 3);
     assert!(report.files.contains(&"checks.csv"));
+    // Every file the report lists is there, the training curves among them.
+    assert!(report.files.contains(&"training.png"));
+    for f in &report.files {
+        assert!(lib.join(f).is_file(), "{f} is listed but not written");
+    }
     assert_eq!(
         report.summary["final"]["test_accuracy"],
         summary(&cli, &[])["final"]["test_accuracy"]
