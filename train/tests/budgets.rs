@@ -275,3 +275,52 @@ fn a_latency_budget_is_measured_and_reported_on_the_written_model() {
     assert!(stdout.contains("timing the deploy kernels"), "{stdout}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
+    if !mnist_is_there() {
+        return;
+    }
+    let out = out_dir("fair-flash");
+    let base = [
+        "fair-prune",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "1000",
+        "--dense-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--sparsity",
+        "0",
+    ];
+    // Below the output layer, biases and row pointers: refused before training.
+    let mut args = base.to_vec();
+    args.extend(["--max-flash", "1KiB", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = tether_train(&args);
+    assert!(!ok);
+    assert!(err.contains("cannot be written in under"), "{err}");
+    assert!(!out.join("dense.mpk").exists(), "refused before training");
+
+    let mut args = base.to_vec();
+    args.extend(["--max-flash", "64KiB", "--out", out.to_str().unwrap()]);
+    let (ok, stdout, err) = tether_train(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("flash budget 64.00 KiB"), "{stdout}");
+    let s = summary(&out);
+    let b = &s["budgets"][0];
+    let (budget, achieved) = (
+        b["budget"].as_f64().unwrap(),
+        b["achieved"].as_f64().unwrap(),
+    );
+    let written = std::fs::metadata(out.join("model.tthr")).unwrap().len() as f64;
+    assert_eq!(achieved, written, "judged on the file as written");
+    assert!(
+        written <= budget && written >= 0.95 * budget,
+        "{written} of {budget}"
+    );
+    assert_eq!(b["met"], true);
+    assert!(s["sparsity"].as_f64().unwrap() > 0.5, "{s}");
+    std::fs::remove_dir_all(&out).ok();
+}

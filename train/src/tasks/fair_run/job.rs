@@ -13,6 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use tether_models::masked::MaskedMlp;
 use tether_models::mlp::{Mlp, MlpConfig};
+use tether_models::to_deploy::{Storage, mlp_to_deploy};
 
 use crate::constrained::{
     ConstraintKind, ConstraintSet, FormulationConfig, MultiplierConfig, load_checkpoint,
@@ -22,6 +23,8 @@ use crate::data::groups;
 use crate::resume::{
     Position, RUN_FILE, RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume,
 };
+use crate::tasks::budget::flash::FlashModel;
+use crate::tasks::budget::units::Bytes;
 use crate::tasks::fair::{FairProblem, GroupMetrics, GroupedSet, ReplayBuffer};
 use crate::tasks::outputs::save_record;
 
@@ -110,6 +113,59 @@ pub(super) fn read_resume(config: &FairConfig) -> anyhow::Result<Option<Resumed>
         position: run.position,
         state,
     }))
+}
+
+/// The sparsity a flash budget asks for.
+struct FlashFit {
+    budget: usize,
+    /// The smallest sparsity at or above the requested one whose file fits.
+    sparsity: f64,
+    /// The file's size at that sparsity (exact).
+    predicted: usize,
+    /// The file's size at the requested sparsity.
+    at_user_sparsity: usize,
+}
+
+/// The smallest sparsity `>= from` (in steps of 1e-4) at which `mlp`, its hidden layers
+/// pruned by magnitude ([`MaskedMlp::magnitude`]'s counts: `round(s n)` removed per layer),
+/// is written in at most `budget` bytes.
+fn flash_sparsity<B: Backend>(mlp: &Mlp<B>, budget: usize, from: f64) -> anyhow::Result<FlashFit> {
+    let hidden: Vec<usize> = mlp.layers[..mlp.layers.len() - 1]
+        .iter()
+        .map(|l| l.weight.dims().iter().product())
+        .collect();
+    let model = FlashModel::from_export(&mlp_to_deploy(mlp, Storage::Smallest)?, &hidden)?;
+    let min = model.min_size();
+    anyhow::ensure!(
+        budget >= min,
+        "--max-flash {}: this network cannot be written in under {min} bytes ({}: its output \
+         layer, biases and the row pointers of its pruned layers); give at least that",
+        Bytes(budget as u64),
+        Bytes(min as u64)
+    );
+    let size = |s: f64| -> usize {
+        let kept: Vec<usize> = hidden
+            .iter()
+            .map(|&n| n - ((s * n as f64).round() as usize).min(n))
+            .collect();
+        model.size(&kept)
+    };
+    let steps = ((1.0 - from) / 1e-4).ceil() as usize;
+    let sparsity = (0..=steps)
+        .map(|k| (from + k as f64 * 1e-4).min(1.0))
+        .find(|&s| size(s) <= budget)
+        .unwrap_or(1.0);
+    anyhow::ensure!(
+        sparsity < 1.0,
+        "--max-flash {}: only a network with every hidden weight pruned fits",
+        Bytes(budget as u64)
+    );
+    Ok(FlashFit {
+        budget,
+        sparsity,
+        predicted: size(sparsity),
+        at_user_sparsity: size(from),
+    })
 }
 
 fn record_bytes<B: Backend, M: Module<B>>(model: M) -> anyhow::Result<Vec<u8>> {
@@ -221,6 +277,27 @@ pub(super) fn train<B: AutodiffBackend>(
         );
     }
     let fresh = MlpConfig::new(widths.clone()).init::<B>(device);
+    // A flash budget sets the sparsity (checked now, before any training).
+    let flash = match c.max_flash {
+        Some(Bytes(max)) => Some(flash_sparsity(&fresh.valid(), max as usize, c.sparsity)?),
+        None => None,
+    };
+    let user = c;
+    let effective = FairConfig {
+        sparsity: flash.as_ref().map_or(c.sparsity, |f| f.sparsity),
+        ..c.clone()
+    };
+    let c = &effective;
+    if let (Some(f), true) = (&flash, progress) {
+        println!(
+            "flash budget {}: sparsity {:.4} (the file {} bytes; the network at --sparsity {}: {} bytes)",
+            Bytes(f.budget as u64),
+            f.sparsity,
+            f.predicted,
+            user.sparsity,
+            f.at_user_sparsity
+        );
+    }
     let dense_epochs = c.dense_epochs();
     let epochs = c.fine_tune_epochs();
     let label = |l: &'static str| progress.then_some(l);
@@ -440,7 +517,7 @@ pub(super) fn train<B: AutodiffBackend>(
         let run = RunState {
             format: 1,
             command: "fair-prune".into(),
-            config: resume_key(c)?,
+            config: resume_key(user)?,
             position,
             task: serde_json::to_value(state)?,
         };
@@ -568,6 +645,7 @@ pub(super) fn train<B: AutodiffBackend>(
             selected_at,
             last_worst,
             seconds: [dense_secs, ft_secs],
+            flash_budget: flash.as_ref().map(|f| (f.budget, f.predicted)),
         },
         &eval,
     )?;

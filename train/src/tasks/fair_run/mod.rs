@@ -90,6 +90,13 @@ pub struct FairConfig {
     /// (the output layer stays dense).
     #[arg(long, default_value_t = 0.9)]
     pub sparsity: f64,
+    /// Flash budget: the written model.tthr takes at most this much (64KiB, 256K). The
+    /// sparsity is raised from --sparsity to the smallest that fits (every hidden layer
+    /// pruned to it by magnitude; the file's size is exact per layer), and a budget below
+    /// the network's fixed cost is refused before training. Give --sparsity 0 to let the
+    /// budget alone decide.
+    #[arg(long, value_name = "SIZE", conflicts_with = "pruned_from")]
+    pub max_flash: Option<crate::tasks::budget::units::Bytes>,
     /// The L0 route: instead of magnitude pruning, fine-tune the model that `tether-train
     /// prune` wrote to DIR (its `model.mpk`, gates folded; same dataset and network); its
     /// zeros stay zero.

@@ -11,6 +11,7 @@ use tether_models::to_deploy::{Storage, mlp_to_deploy};
 use crate::data::groups::Groups;
 use crate::io::{csv, write_atomic};
 use crate::plot::{Panel, Series, line_chart};
+use crate::tasks::budget::BudgetResult;
 use crate::tasks::fair::{GroupMetrics, ReplayBuffer};
 use crate::tasks::outputs::write_json;
 
@@ -42,6 +43,8 @@ pub(super) struct Measured<'a> {
     pub last_worst: f64,
     /// Wall-clock seconds of the dense training and of the fine-tuning.
     pub seconds: [f64; 2],
+    /// The flash budget and the file size predicted for it, when one was given.
+    pub flash_budget: Option<(usize, usize)>,
 }
 
 /// Writes every output of the run and returns its report; `eval` is the fine-tuned model.
@@ -175,10 +178,17 @@ pub(super) fn write_outputs<B: Backend>(
             ]),
         )?,
     )?;
-    write_atomic(
-        &c.out.join("model.tthr"),
-        &mlp_to_deploy(&folded, Storage::Smallest)?,
-    )?;
+    let tthr = mlp_to_deploy(&folded, Storage::Smallest)?;
+    write_atomic(&c.out.join("model.tthr"), &tthr)?;
+    // The budget judged on the file as written.
+    let budgets: Vec<BudgetResult> = m
+        .flash_budget
+        .iter()
+        .map(|&(budget, predicted)| {
+            BudgetResult::new("flash", budget as f64, tthr.len() as f64)
+                .with_predicted(predicted as f64)
+        })
+        .collect();
     let steps = m.log.len().max(1) as f64;
     let violating = after_tr.iter().filter(|&&x| x > c.epsilon).count();
     let [dense_secs, ft_secs] = m.seconds;
@@ -206,6 +216,10 @@ pub(super) fn write_outputs<B: Backend>(
                   "buffer_max_excess_gap_full_groups": if full > 0 { serde_json::json!(full_max) } else { serde_json::Value::Null }},
         "seconds": {"dense": dense_secs, "fine_tune": ft_secs, "per_fine_tune_step": ft_secs / steps},
     });
+    let mut summary = summary;
+    if !budgets.is_empty() {
+        summary["budgets"] = serde_json::to_value(&budgets)?;
+    }
     write_json(&c.out.join("summary.json"), &summary)?;
     files.extend([
         "dense.mpk",
