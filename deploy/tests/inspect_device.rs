@@ -3,8 +3,8 @@
 
 use tether_deploy::{AlignedBytes, KernelChoice, Model, ModelBuilder, OpSpec, Plan};
 
-#[test]
-fn inspect_reports_flash_ram_and_latency_of_the_model() {
+/// A small two-layer model, its first layer 10% dense.
+fn small_model() -> Vec<u8> {
     let (i, h, o) = (64, 48, 10);
     let w1: Vec<f32> = (0..i * h)
         .map(|k| {
@@ -35,7 +35,12 @@ fn inspect_reports_flash_ram_and_latency_of_the_model() {
         },
         &[x],
     );
-    let bytes = b.finish(x).unwrap();
+    b.finish(x).unwrap()
+}
+
+#[test]
+fn inspect_reports_flash_ram_and_latency_of_the_model() {
+    let bytes = small_model();
     let path = std::env::temp_dir().join(format!("tether-inspect-{}.tthr", std::process::id()));
     std::fs::write(&path, &bytes).unwrap();
 
@@ -62,4 +67,46 @@ fn inspect_reports_flash_ram_and_latency_of_the_model() {
     let us = number_after("latency ");
     assert!(us > 0.0 && us < 1e5, "{line}");
     std::fs::remove_file(&path).unwrap();
+}
+
+/// `inspect --board` judges the model against each budget the board sets, and the CLI
+/// exits with status 3 when one is not met.
+#[test]
+fn inspect_says_whether_the_model_fits_a_board() {
+    let dir = std::env::temp_dir().join(format!("tether-inspect-board-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.tthr");
+    let bytes = small_model();
+    std::fs::write(&model, &bytes).unwrap();
+    let inspect = |board: &str| {
+        let path = dir.join("board.toml");
+        std::fs::write(&path, board).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether-deploy"))
+            .args(["inspect", model.to_str().unwrap(), "--board"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let roomy = inspect("name = \"roomy\"\nflash = \"1MiB\"\nram = \"1MiB\"\nlatency = \"1s\"\n");
+    let text = String::from_utf8_lossy(&roomy.stdout);
+    assert!(roomy.status.success(), "{text}");
+    assert!(text.contains("board roomy: fits"), "{text}");
+    assert_eq!(
+        text.matches(": fits").count(),
+        4,
+        "the verdict and three budgets: {text}"
+    );
+    let tight = format!("name = \"tight\"\nflash = \"{}\"\n", bytes.len() - 1);
+    let small = inspect(&tight);
+    let text = String::from_utf8_lossy(&small.stdout);
+    assert_eq!(small.status.code(), Some(3), "{text}");
+    assert!(text.contains("board tight: DOES NOT FIT"), "{text}");
+    assert!(
+        text.contains("flash") && text.contains("DOES NOT FIT"),
+        "{text}"
+    );
+    let bad = inspect("name = \"x\"\nflsh = \"1KiB\"\n");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown field"));
+    std::fs::remove_dir_all(&dir).ok();
 }

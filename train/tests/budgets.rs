@@ -324,3 +324,65 @@ fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
     assert!(s["sparsity"].as_f64().unwrap() > 0.5, "{s}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A board file gives prune its flash budget (gmp: quick and exact) and has the written
+/// model's RAM reported against the board's, as `tether-deploy inspect --board` judges it.
+#[test]
+fn a_board_file_sets_the_flash_budget_and_reports_ram() {
+    if !mnist_is_there() {
+        return;
+    }
+    let out = out_dir("board");
+    std::fs::create_dir_all(&out).unwrap();
+    let board = out.join("board.toml");
+    std::fs::write(
+        &board,
+        "name = \"test board\"\nflash = \"160KiB\"\nram = \"1MiB\"\nclock = \"64MHz\"\n",
+    )
+    .unwrap();
+    let run = out.join("run");
+    let (ok, stdout, err) = tether_train(&[
+        "prune",
+        "--method",
+        "gmp",
+        "--board",
+        board.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--train-limit",
+        "2048",
+        "--test-limit",
+        "500",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let s = summary(&run);
+    let budgets = s["budgets"].as_array().unwrap();
+    let flash = budgets.iter().find(|b| b["name"] == "flash").unwrap();
+    assert_eq!(
+        flash["budget"].as_f64().unwrap() as usize,
+        160 * 1024,
+        "{stdout}"
+    );
+    assert_eq!(flash["met"], true);
+    let ram = budgets.iter().find(|b| b["name"] == "ram").unwrap();
+    let bytes = std::fs::read(run.join("model.tthr")).unwrap();
+    let aligned = tether_deploy::AlignedBytes::from_slice(&bytes);
+    let plan = tether_deploy::Plan::new(
+        tether_deploy::Model::parse(&aligned).unwrap(),
+        &tether_deploy::cli::host_plan_options(1, tether_deploy::KernelChoice::Auto),
+    )
+    .unwrap();
+    assert_eq!(ram["achieved"].as_f64().unwrap() as usize, plan.ram_bytes());
+    assert_eq!(ram["met"], true);
+    // A misspelt key is an error before training, naming the file.
+    std::fs::write(&board, "name = \"x\"\nflsh = \"1KiB\"\n").unwrap();
+    let (ok, _, err) = tether_train(&["prune", "--board", board.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown field `flsh`") && err.contains("board.toml"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -26,6 +26,20 @@ const LATENCY_TRIALS: usize = 9;
 /// An unreadable or invalid model, a plan over [`HOST_PLAN_BYTES`](super::HOST_PLAN_BYTES),
 /// or a write to `out` failing.
 pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    inspect_for(path, None, out).map(drop)
+}
+
+/// [`inspect`], and with a `board` a line per budget it sets (flash, RAM, latency on this
+/// host): used, budget, fits or not. Returns whether the model fits the board (true
+/// without one).
+///
+/// # Errors
+/// As [`inspect`]; a mesh model with a board (its figures depend on the mesh).
+pub fn inspect_for(
+    path: &Path,
+    board: Option<&super::board::Board>,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
     let bytes = load_model(path)?;
     let model = parse_model(&bytes, path)?;
     writeln!(
@@ -93,7 +107,11 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
             "a mesh model (EMAN): one sample per vertex; buffers are sized per mesh \
              (run MODEL MESH, bench MODEL --mesh MESH)"
         )?;
-        return Ok(());
+        anyhow::ensure!(
+            board.is_none(),
+            "--board: a mesh model's RAM and latency depend on the mesh; inspect it without one"
+        );
+        return Ok(true);
     }
     for batch in [1, 32] {
         let plan = Plan::new(
@@ -132,5 +150,18 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         plan.ram_bytes(),
         seconds * 1e6
     )?;
-    Ok(())
+    let Some(board) = board else {
+        return Ok(true);
+    };
+    let (lines, fits) = board.verdict(model.file_len as u64, plan.ram_bytes() as u64, seconds);
+    writeln!(
+        out,
+        "board {}: {}",
+        board.name,
+        if fits { "fits" } else { "DOES NOT FIT" }
+    )?;
+    for line in lines {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(fits)
 }

@@ -21,6 +21,7 @@
 //! ```
 
 mod bench;
+pub mod board;
 mod classify;
 mod config;
 #[cfg(feature = "onnx")]
@@ -32,6 +33,7 @@ mod inspect;
 mod mesh;
 mod run;
 mod scores;
+pub mod units;
 
 pub use bench::{PlanTimer, bench, latency};
 pub use classify::{MAX_WARNINGS, run_classifier};
@@ -43,7 +45,7 @@ pub use convert::{export, import};
 pub use files::{load_model, load_onnx, parse_model, write_atomic};
 pub use host::{HOST_PLAN_BYTES, host_plan_options};
 pub use inputs::{non_finite_samples, read_idx_images, read_idx_labels, read_input};
-pub use inspect::inspect;
+pub use inspect::{inspect, inspect_for};
 pub use mesh::{MeshRun, bench_mesh, is_mesh_model, read_mesh, run_mesh};
 pub use run::run;
 pub use scores::{argmax, prediction};

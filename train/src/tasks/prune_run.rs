@@ -229,6 +229,12 @@ pub struct PruneConfig {
     /// The batch size --max-latency is for.
     #[arg(long, default_value_t = 1)]
     pub latency_batch: usize,
+    /// A device description (TOML: name, flash, ram, latency; see `tether-deploy inspect
+    /// --board`): its flash and latency become --max-flash and --max-latency where those
+    /// are not given, and the written model's RAM (the plan at batch 1) is reported against
+    /// its RAM (a check, not a constraint).
+    #[arg(long, value_name = "FILE")]
+    pub board: Option<PathBuf>,
     /// One constraint per layer (each layer at the target) instead of one global constraint.
     #[arg(long)]
     pub per_layer: bool,
@@ -507,6 +513,21 @@ impl PruneConfig {
         self.max_flash.is_some() || self.max_latency.is_some()
     }
 
+    /// These settings with `board`'s budgets filled in where no flag gave one (the
+    /// settings a run uses).
+    ///
+    /// # Errors
+    /// A board file that cannot be read.
+    pub fn with_board(&self) -> anyhow::Result<Self> {
+        let mut c = self.clone();
+        if let Some(path) = &self.board {
+            let board = tether_deploy::cli::board::Board::load(path)?;
+            c.max_flash = c.max_flash.or(board.flash);
+            c.max_latency = c.max_latency.or(board.latency);
+        }
+        Ok(c)
+    }
+
     /// The density the run is constrained to, `None` for none (budgets alone, or the
     /// dense baseline).
     pub fn density_target(&self) -> Option<f64> {
@@ -622,6 +643,7 @@ pub fn run_controlled<B: AutodiffBackend>(
     device: &B::Device,
     control: &RunControl,
 ) -> anyhow::Result<PruneReport> {
+    let config = &config.with_board()?;
     config.validate()?;
     check_output_dir(&config.out, "--out")?;
     let resume = read_resume(config)?;
@@ -784,6 +806,7 @@ pub fn run_with_data_controlled<B: AutodiffBackend>(
     device: &B::Device,
     control: &RunControl,
 ) -> anyhow::Result<PruneReport> {
+    let config = &config.with_board()?;
     config.validate()?;
     check_output_dir(&config.out, "--out")?;
     let resume = read_resume(config)?;
@@ -1305,6 +1328,27 @@ impl Job<'_> {
         Ok(model)
     }
 
+    /// The board's RAM judged on the written model: the plan's allocations at batch 1, as
+    /// `tether-deploy inspect` reports them (a check: RAM is not a constraint yet).
+    fn board_ram(&self, tthr: &[u8]) -> anyhow::Result<Option<BudgetResult>> {
+        let Some(path) = &self.config.board else {
+            return Ok(None);
+        };
+        let Some(Bytes(ram)) = tether_deploy::cli::board::Board::load(path)?.ram else {
+            return Ok(None);
+        };
+        let aligned = tether_deploy::AlignedBytes::from_slice(tthr);
+        let plan = tether_deploy::Plan::new(
+            tether_deploy::Model::parse(&aligned)?,
+            &tether_deploy::cli::host_plan_options(1, tether_deploy::KernelChoice::Auto),
+        )?;
+        Ok(Some(BudgetResult::new(
+            "ram",
+            ram as f64,
+            plan.ram_bytes() as f64,
+        )))
+    }
+
     /// The latency budget judged on the written model, measured as `tether-deploy bench`
     /// measures it.
     fn latency_result(&self, budget: f64, tthr: &[u8]) -> anyhow::Result<BudgetResult> {
@@ -1615,6 +1659,7 @@ impl Job<'_> {
                     .with_predicted(model.latency(&kept)),
             );
         }
+        budgets.extend(self.board_ram(&tthr)?);
         if !budgets.is_empty() {
             summary["budgets"] = serde_json::to_value(&budgets)?;
         }
@@ -1899,6 +1944,7 @@ impl Job<'_> {
                     .with_predicted(latency.model.latency(&kept)),
             );
         }
+        budgets.extend(self.board_ram(&tthr)?);
         write_metrics(c, &logged, &steps, &budgets)?;
         if !budgets.is_empty() {
             summary["budgets"] = serde_json::to_value(&budgets)?;

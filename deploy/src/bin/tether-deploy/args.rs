@@ -43,6 +43,10 @@ pub enum Command {
     Inspect {
         /// Model file.
         model: PathBuf,
+        /// A device description (TOML: name, flash, ram, latency, clock): says whether
+        /// the model fits each budget it sets, and exits with status 3 when one is not met.
+        #[arg(long, value_name = "FILE")]
+        board: Option<PathBuf>,
     },
     /// Runs the model on inputs and prints each prediction (argmax) and its scores.
     ///

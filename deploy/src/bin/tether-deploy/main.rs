@@ -49,7 +49,15 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let out = &mut Stdout(std::io::stdout());
     match cli.command {
-        Command::Inspect { model } => cli::inspect(&model, out),
+        Command::Inspect { model, board } => {
+            let board = board.as_deref().map(cli::board::Board::load).transpose()?;
+            if !cli::inspect_for(&model, board.as_ref(), out)? {
+                // A model that does not fit its board: a failure a script can test.
+                out.flush()?;
+                std::process::exit(3);
+            }
+            Ok(())
+        }
         Command::Run {
             model,
             input,

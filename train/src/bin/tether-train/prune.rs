@@ -31,6 +31,7 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         None => args.settings.clone(),
     };
     // Every setting and the output folder are checked before the data is read.
+    let config = config.with_board()?;
     config.validate()?;
     tether_train::io::check_output_dir(&config.out, "--out")?;
     // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.

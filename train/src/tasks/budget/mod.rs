@@ -11,7 +11,8 @@
 
 pub mod flash;
 pub mod latency;
-pub mod units;
+/// Sizes and times with units: the deploy crate's, shared with `tether-deploy inspect --board`.
+pub use tether_deploy::cli::units;
 
 use serde::Serialize;
 

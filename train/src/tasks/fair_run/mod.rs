@@ -97,6 +97,10 @@ pub struct FairConfig {
     /// budget alone decide.
     #[arg(long, value_name = "SIZE", conflicts_with = "pruned_from")]
     pub max_flash: Option<crate::tasks::budget::units::Bytes>,
+    /// A device description (TOML: name, flash, ...; see `tether-deploy inspect --board`):
+    /// its flash becomes --max-flash where that is not given.
+    #[arg(long, value_name = "FILE", conflicts_with = "pruned_from")]
+    pub board: Option<PathBuf>,
     /// The L0 route: instead of magnitude pruning, fine-tune the model that `tether-train
     /// prune` wrote to DIR (its `model.mpk`, gates folded; same dataset and network); its
     /// zeros stay zero.
@@ -378,6 +382,13 @@ pub fn run_controlled<B: AutodiffBackend>(
     control: &RunControl,
 ) -> anyhow::Result<FairReport> {
     let _flush = FlushDenormals::new();
+    // The board's flash budget where no flag gave one.
+    let mut config = config.clone();
+    if let Some(path) = &config.board {
+        let board = tether_deploy::cli::board::Board::load(path)?;
+        config.max_flash = config.max_flash.or(board.flash);
+    }
+    let config = &config;
     config.validate()?;
     crate::io::check_output_dir(&config.out, "--out")?;
     let resume = job::read_resume(config)?;

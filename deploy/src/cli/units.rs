@@ -1,6 +1,9 @@
 //! Sizes and times as people write them on a command line or in a device description:
 //! `64KiB`, `1.5MB`, `65536`; `2.5ms`, `800us`, `1s`.
 
+use std::format;
+use std::string::String;
+
 use serde::{Deserialize, Serialize};
 
 /// A number of bytes, written with an optional binary (`KiB`, `MiB`, `GiB`) or decimal
