@@ -2226,7 +2226,11 @@ fn write_metrics(
         } else {
             "projected to 0 (lambda >= 0)"
         };
-        title = format!("{title}: marks where one is {what}, {} times", drops.len());
+        let times = match drops.len() {
+            1 => "once".to_string(),
+            n => format!("{n} times"),
+        };
+        title = format!("{title}: marks where one is {what}, {times}");
         mult.push(vertical_marks(
             if restarts {
                 "dual restart".into()
