@@ -244,8 +244,9 @@ fn the_cli_checkpoints_on_sigint_and_resumes_to_the_same_model() {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     for line in stdout.lines() {
         if line.unwrap().starts_with("epoch 1:") {
-            let kill = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
+            // The shell's own `kill` (a procps binary may be absent).
+            let kill = Command::new("sh")
+                .args(["-c", &format!("kill -INT {}", child.id())])
                 .status()
                 .unwrap();
             assert!(kill.success());
