@@ -24,7 +24,7 @@ use burn::optim::AdamConfig;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tether_models::l0::{GateMode, HardConcreteConfig};
 use tether_models::siren::{GatedSiren, MaskedSiren, Siren};
@@ -36,7 +36,9 @@ use tether_train::constrained::{
 use tether_train::constrained::{adopt_checkpoint_ids, load_checkpoint, save_checkpoint_with};
 use tether_train::optim::TwoGroups;
 use tether_train::resume::{Interrupt, Position, RUN_FILE, RunState};
-use tether_train::trainer::{Checkpoints, FitOptions, StepInfo, StepsStop, fit_resumable};
+use tether_train::trainer::{
+    Checkpoints, FitOptions, StepInfo, StepsStop, fit_resumable, progress_bar,
+};
 
 use crate::error::CompressError;
 use crate::format::CompressedImage;
@@ -170,18 +172,9 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
+/// The training loop's progress bar, shown when `show`.
 fn bar(steps: usize, show: bool, label: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
+    progress_bar(steps, show.then_some(label))
 }
 
 /// Full-batch MSE of `forward(model, coordinates)`.
@@ -301,18 +294,8 @@ where
     M: AutodiffModule<B>,
     O: burn::optim::Optimizer<M, B>,
 {
-    let run = RunState {
-        format: 1,
-        command: "encode".into(),
-        config: ck.key.clone(),
-        position: Position {
-            epoch: 0,
-            step_in_epoch: step,
-            global_step: step,
-        },
-        task: serde_json::to_value(state).map_err(training_error)?,
-    };
-    let run = serde_json::to_vec(&run).map_err(training_error)?;
+    let run = RunState::file_bytes("encode", ck.key.clone(), Position::at_step(step), &state)
+        .map_err(training_error)?;
     let mut files: Vec<(&str, &[u8])> = vec![(RUN_FILE, &run)];
     if let Some(best) = &best {
         files.push((BEST_FILE, best));

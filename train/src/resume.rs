@@ -122,13 +122,13 @@ impl RunControl {
         }
     }
 
-    /// The CLI's: progress shown, stopped by SIGINT, SIGTERM or SIGHUP.
+    /// The CLI's: stopped by SIGINT, SIGTERM or SIGHUP, progress shown or not.
     ///
     /// # Errors
     /// As [`Interrupt::on_signals`].
-    pub fn cli() -> anyhow::Result<Self> {
+    pub fn cli(progress: bool) -> anyhow::Result<Self> {
         Ok(Self {
-            progress: true,
+            progress,
             interrupt: Interrupt::on_signals()?,
         })
     }
@@ -155,6 +155,17 @@ pub struct Position {
     pub step_in_epoch: usize,
     /// Steps taken since the start of the run.
     pub global_step: usize,
+}
+
+impl Position {
+    /// Step `step` of a run counted in steps alone (no epochs).
+    pub fn at_step(step: usize) -> Self {
+        Self {
+            epoch: 0,
+            step_in_epoch: step,
+            global_step: step,
+        }
+    }
 }
 
 /// A run stopped on request, its checkpoint written: not a failure, and the CLIs exit
@@ -193,6 +204,18 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+impl Interrupted {
+    /// A run counted in steps alone (no epochs) stopped after `step` steps, its
+    /// checkpoint in `checkpoint`.
+    pub fn after_step(checkpoint: &Path, step: usize) -> Self {
+        Self {
+            checkpoint: checkpoint.to_path_buf(),
+            position: Position::at_step(step),
+            epochs: 1,
+        }
+    }
+}
 
 /// How often a command checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +309,27 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// The bytes of [`RUN_FILE`] for `command` at `position`: its settings `config`
+    /// ([`settings_key`]) and its own state `task`.
+    ///
+    /// # Errors
+    /// `task` does not serialize.
+    pub fn file_bytes(
+        command: &str,
+        config: serde_json::Value,
+        position: Position,
+        task: &impl Serialize,
+    ) -> anyhow::Result<Vec<u8>> {
+        let state = RunState {
+            format: 1,
+            command: command.into(),
+            config,
+            position,
+            task: serde_json::to_value(task)?,
+        };
+        Ok(serde_json::to_vec(&state)?)
+    }
+
     /// Reads a checkpoint's [`RUN_FILE`].
     ///
     /// # Errors
@@ -347,6 +391,38 @@ impl RunState {
         );
         Ok(())
     }
+}
+
+/// The settings a resumed run must share with the interrupted one: `config` as JSON,
+/// without where it writes (`out`), how often it checkpoints and what it resumes from.
+///
+/// # Errors
+/// `config` does not serialize.
+pub fn settings_key<T: Serialize>(config: &T) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(config)?;
+    if let Some(o) = v.as_object_mut() {
+        for k in ["out", "resume", "checkpoint_every"] {
+            o.remove(k);
+        }
+    }
+    Ok(v)
+}
+
+/// `--resume PATH` of `command`: the checkpoint folder ([`resolve_resume`]) and its
+/// [`RunState`], checked against the settings `key` of this run.
+///
+/// # Errors
+/// No checkpoint there, a corrupt one, one of another command, or other settings (each
+/// named).
+pub fn open_checkpoint(
+    path: &Path,
+    command: &str,
+    key: &serde_json::Value,
+) -> anyhow::Result<(PathBuf, RunState)> {
+    let dir = resolve_resume(path)?;
+    let state = RunState::read(&dir, command)?;
+    state.check_config(key, &dir)?;
+    Ok((dir, state))
 }
 
 /// Removes a finished run's checkpoint (nothing is left to resume).

@@ -252,15 +252,7 @@ where
                 save(&model, optimizer, set, at).map_err(StepsStop::Save)?;
             }
             if stopped {
-                return Err(StepsStop::Interrupted(Interrupted {
-                    checkpoint: c.dir.to_path_buf(),
-                    position: crate::resume::Position {
-                        epoch: 0,
-                        step_in_epoch: at,
-                        global_step: at,
-                    },
-                    epochs: 1,
-                }));
+                return Err(StepsStop::Interrupted(Interrupted::after_step(c.dir, at)));
             }
         }
     }

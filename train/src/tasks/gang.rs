@@ -665,28 +665,13 @@ impl<B: AutodiffBackend> GanGame<B> {
         }
         for step in first..steps {
             if let Some(h) = hooks.as_mut().filter(|h| h.interrupt.is_raised()) {
-                let checkpoint = GanCheckpoint {
-                    step,
-                    ids: [gp.id, cp.id],
-                    nets: [record_bytes(g.clone())?, record_bytes(c.clone())?],
-                    optimizers: [
-                        record_bytes_of(opt_g.to_record())?,
-                        record_bytes_of(opt_c.to_record())?,
-                    ],
-                    trace,
-                    sums: (sum_c, sum_g, count),
-                    game: self.state(),
-                };
+                let players = [(gp.id, &g, &opt_g), (cp.id, &c, &opt_c)];
+                let checkpoint =
+                    GanCheckpoint::of(step, players, trace, (sum_c, sum_g, count), self.state())?;
                 (h.save)(&checkpoint)?;
-                return Err(GangError::Interrupted(crate::resume::Interrupted {
-                    checkpoint: h.dir.to_path_buf(),
-                    position: crate::resume::Position {
-                        epoch: 0,
-                        step_in_epoch: step,
-                        global_step: step,
-                    },
-                    epochs: 1,
-                }));
+                return Err(GangError::Interrupted(
+                    crate::resume::Interrupted::after_step(h.dir, step),
+                ));
             }
             let z = self.latent(batch);
             let fake = g.forward(z);
@@ -731,18 +716,14 @@ impl<B: AutodiffBackend> GanGame<B> {
                 });
                 (sum_c, sum_g, count) = (0.0, 0.0, 0);
                 if let Some(h) = hooks.as_mut().filter(|_| step + 1 < steps) {
-                    let checkpoint = GanCheckpoint {
-                        step: step + 1,
-                        ids: [gp.id, cp.id],
-                        nets: [record_bytes(g.clone())?, record_bytes(c.clone())?],
-                        optimizers: [
-                            record_bytes_of(opt_g.to_record())?,
-                            record_bytes_of(opt_c.to_record())?,
-                        ],
-                        trace: trace.clone(),
-                        sums: (0.0, 0.0, 0),
-                        game: self.state(),
-                    };
+                    let players = [(gp.id, &g, &opt_g), (cp.id, &c, &opt_c)];
+                    let checkpoint = GanCheckpoint::of(
+                        step + 1,
+                        players,
+                        trace.clone(),
+                        (0.0, 0.0, 0),
+                        self.state(),
+                    )?;
                     (h.save)(&checkpoint)?;
                 }
             }
@@ -776,6 +757,36 @@ pub struct GanCheckpoint {
     pub sums: (f64, f64, usize),
     /// The game's own state.
     pub game: GameState,
+}
+
+/// A GAN player as a checkpoint sees it: its id, network and optimizer.
+type PlayerState<'a, B> = (usize, &'a Mlp<B>, &'a AnyOptimizer<Mlp<B>, B>);
+
+impl GanCheckpoint {
+    /// The checkpoint after `step` steps of the generator and the classifier (`players`:
+    /// id, network, optimizer each), with the snapshots so far, the losses summed since
+    /// the last one and the game's state.
+    fn of<B: AutodiffBackend>(
+        step: usize,
+        players: [PlayerState<'_, B>; 2],
+        trace: Vec<GanSnapshot>,
+        sums: (f64, f64, usize),
+        game: GameState,
+    ) -> Result<Self, GangError> {
+        let [(gid, g, opt_g), (cid, c, opt_c)] = players;
+        Ok(Self {
+            step,
+            ids: [gid, cid],
+            nets: [record_bytes(g.clone())?, record_bytes(c.clone())?],
+            optimizers: [
+                record_bytes_of(opt_g.to_record())?,
+                record_bytes_of(opt_c.to_record())?,
+            ],
+            trace,
+            sums,
+            game,
+        })
+    }
 }
 
 /// What a GAN baseline run does at its checkpoints.

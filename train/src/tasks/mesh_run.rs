@@ -47,7 +47,8 @@ use crate::io::{csv, write_atomic};
 use crate::optim::OptimizerArgs;
 use crate::plot::{Panel, Series, line_chart};
 use crate::resume::{
-    Position, RUN_FILE, RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume,
+    Position, RUN_FILE, RunControl, RunState, checkpoint_dir, open_checkpoint, remove_checkpoint,
+    settings_key,
 };
 use crate::tasks::mesh::{MeshSegmentation, PreparedMesh, RandomTransform, accuracy};
 use crate::tasks::outputs::{save_record, write_json};
@@ -228,17 +229,6 @@ pub fn run<B: AutodiffBackend>(
     run_controlled::<B>(config, device, &RunControl::new(progress))
 }
 
-/// The settings a resumed run must share with the interrupted one.
-fn resume_key(config: &MeshConfig) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(config)?;
-    if let Some(o) = v.as_object_mut() {
-        for k in ["out", "resume", "checkpoint_every"] {
-            o.remove(k);
-        }
-    }
-    Ok(v)
-}
-
 /// A mesh run's state beside its model, optimizer and multipliers: the logs so far.
 #[derive(Serialize, Deserialize)]
 struct MeshState {
@@ -264,9 +254,7 @@ pub fn run_controlled<B: AutodiffBackend>(
     crate::io::check_output_dir(&config.out, "--out")?;
     let resume = match &config.resume {
         Some(path) => {
-            let dir = resolve_resume(path)?;
-            let run = RunState::read(&dir, "mesh")?;
-            run.check_config(&resume_key(config)?, &dir)?;
+            let (dir, run) = open_checkpoint(path, "mesh", &settings_key(config)?)?;
             let state: MeshState = serde_json::from_value(run.task)
                 .with_context(|| format!("corrupt checkpoint {}", dir.display()))?;
             Some((dir, run.position.global_step, state))
@@ -339,18 +327,8 @@ pub fn run_controlled<B: AutodiffBackend>(
             evals: evals.borrow().clone(),
             seconds: seconds_before + start.elapsed().as_secs_f64(),
         };
-        let run = RunState {
-            format: 1,
-            command: "mesh".into(),
-            config: resume_key(args)?,
-            position: Position {
-                epoch: 0,
-                step_in_epoch: step,
-                global_step: step,
-            },
-            task: serde_json::to_value(state)?,
-        };
-        let json = serde_json::to_vec(&run)?;
+        let json =
+            RunState::file_bytes("mesh", settings_key(args)?, Position::at_step(step), &state)?;
         save_checkpoint_with(
             &checkpoint,
             step as u64,

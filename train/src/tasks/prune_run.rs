@@ -60,7 +60,7 @@ use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
 use crate::plot::{Panel, Series, line_chart, vertical_marks};
 use crate::resume::{
     CheckpointEvery, Interrupt, Interrupted, Position, RUN_FILE, RunState, checkpoint_dir,
-    remove_checkpoint, resolve_resume,
+    open_checkpoint, remove_checkpoint, settings_key,
 };
 use crate::tasks::budget::BudgetResult;
 use crate::tasks::budget::flash::FlashModel;
@@ -1067,26 +1067,12 @@ impl MethodState<'_> {
     }
 }
 
-/// The settings a resumed run must share with the interrupted one: all but where it
-/// writes, how often it checkpoints and what it resumes from.
-fn resume_key(config: &PruneConfig) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(config)?;
-    if let Some(o) = v.as_object_mut() {
-        for k in ["out", "resume", "checkpoint_every"] {
-            o.remove(k);
-        }
-    }
-    Ok(v)
-}
-
 /// Reads and checks `--resume`'s checkpoint (before any data is read).
 fn read_resume(config: &PruneConfig) -> anyhow::Result<Option<Resumed>> {
     let Some(path) = &config.resume else {
         return Ok(None);
     };
-    let dir = resolve_resume(path)?;
-    let state = RunState::read(&dir, "prune")?;
-    state.check_config(&resume_key(config)?, &dir)?;
+    let (dir, state) = open_checkpoint(path, "prune", &settings_key(config)?)?;
     Ok(Some(Resumed { dir, state }))
 }
 
@@ -1158,19 +1144,13 @@ impl Job<'_> {
                     epochs: &[EpochResult],
                     rows: &[Vec<f64>]|
          -> anyhow::Result<()> {
-            let state = RunState {
-                format: 1,
-                command: "prune".into(),
-                config: resume_key(c)?,
-                position,
-                task: serde_json::to_value(PruneState {
-                    epochs: epochs.to_vec(),
-                    rows: rows.to_vec(),
-                    method: (method.save)(),
-                    latency: self.latency.borrow().clone(),
-                })?,
+            let state = PruneState {
+                epochs: epochs.to_vec(),
+                rows: rows.to_vec(),
+                method: (method.save)(),
+                latency: self.latency.borrow().clone(),
             };
-            let json = serde_json::to_vec(&state)?;
+            let json = RunState::file_bytes("prune", settings_key(c)?, position, &state)?;
             save_checkpoint_with(
                 &checkpoint,
                 position.global_step as u64,

@@ -34,7 +34,7 @@ fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Encode(a) => {
             // Ctrl-C, SIGTERM and SIGHUP stop the fit with a checkpoint.
-            let control = tether_train::resume::RunControl::cli()?;
+            let control = tether_train::resume::RunControl::cli(true)?;
             encode::run_controlled(&a.into(), out, &control).map(drop)
         }
         Command::Decode(a) => decode::run(&a.into(), out).map(drop),

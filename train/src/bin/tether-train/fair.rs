@@ -30,7 +30,7 @@ pub fn run(args: FairArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     // Checked before the device is looked for and the data read (`run` checks again).
     config.validate()?;
     // Ctrl-C, SIGTERM and SIGHUP stop the fine-tuning with a checkpoint.
-    let control = tether_train::resume::RunControl::cli()?;
+    let control = tether_train::resume::RunControl::cli(true)?;
     let task = fair_run::ControlledFairTask {
         config: &config,
         control: &control,

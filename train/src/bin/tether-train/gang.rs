@@ -33,10 +33,7 @@ pub fn run(args: GangArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     // Checked before the device is looked for and the data read (`run` checks again).
     config.validate()?;
     // Ctrl-C, SIGTERM and SIGHUP stop the run with a checkpoint.
-    let control = tether_train::resume::RunControl {
-        progress: !args.quiet,
-        interrupt: tether_train::resume::Interrupt::on_signals()?,
-    };
+    let control = tether_train::resume::RunControl::cli(!args.quiet)?;
     let task = gang_run::ControlledGangTask {
         config: &config,
         control: &control,

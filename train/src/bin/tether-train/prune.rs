@@ -35,7 +35,7 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     config.validate()?;
     tether_train::io::check_output_dir(&config.out, "--out")?;
     // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.
-    let control = RunControl::cli()?;
+    let control = RunControl::cli(true)?;
     if config.is_own() {
         let task = OwnTask {
             config: &config,

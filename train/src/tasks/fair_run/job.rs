@@ -21,7 +21,8 @@ use crate::constrained::{
 };
 use crate::data::groups;
 use crate::resume::{
-    Position, RUN_FILE, RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume,
+    Position, RUN_FILE, RunControl, RunState, checkpoint_dir, open_checkpoint, remove_checkpoint,
+    settings_key,
 };
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::units::Bytes;
@@ -87,25 +88,12 @@ struct BestSoFar {
     at: f64,
 }
 
-/// The settings a resumed run must share with the interrupted one.
-fn resume_key(config: &FairConfig) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(config)?;
-    if let Some(o) = v.as_object_mut() {
-        for k in ["out", "resume", "checkpoint_every"] {
-            o.remove(k);
-        }
-    }
-    Ok(v)
-}
-
 /// Reads and checks `--resume`'s checkpoint (before any data is read).
 pub(super) fn read_resume(config: &FairConfig) -> anyhow::Result<Option<Resumed>> {
     let Some(path) = &config.resume else {
         return Ok(None);
     };
-    let dir = resolve_resume(path)?;
-    let run = RunState::read(&dir, "fair-prune")?;
-    run.check_config(&resume_key(config)?, &dir)?;
+    let (dir, run) = open_checkpoint(path, "fair-prune", &settings_key(config)?)?;
     let state: FairState = serde_json::from_value(run.task)
         .with_context(|| format!("corrupt checkpoint {}", dir.display()))?;
     Ok(Some(Resumed {
@@ -514,14 +502,7 @@ pub(super) fn train<B: AutodiffBackend>(
             }),
             buffer: problem.buffer(),
         };
-        let run = RunState {
-            format: 1,
-            command: "fair-prune".into(),
-            config: resume_key(user)?,
-            position,
-            task: serde_json::to_value(state)?,
-        };
-        let run = serde_json::to_vec(&run)?;
+        let run = RunState::file_bytes("fair-prune", settings_key(user)?, position, &state)?;
         let log = serde_json::to_vec(log)?;
         let best_bytes = match best.as_ref() {
             Some(b) => record_bytes(b.model.clone())?,

@@ -39,7 +39,7 @@ use crate::denormals::FlushDenormals;
 use crate::device::DeviceKind;
 use crate::io::write_atomic;
 use crate::optim::OptimizerArgs;
-use crate::resume::{RunControl, RunState, checkpoint_dir, remove_checkpoint, resolve_resume};
+use crate::resume::{RunControl, checkpoint_dir, open_checkpoint, remove_checkpoint, settings_key};
 use crate::tasks::gang::{
     Exploitability, GanGame, GangConfig, SampleQuality, exploitability, sample_quality,
 };
@@ -315,17 +315,6 @@ pub fn run<B: AutodiffBackend>(
     run_controlled::<B>(config, device, &RunControl::new(progress))
 }
 
-/// The settings a resumed run must share with the interrupted one.
-fn resume_key(config: &GangRunConfig) -> anyhow::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(config)?;
-    if let Some(o) = v.as_object_mut() {
-        for k in ["out", "resume", "checkpoint_every"] {
-            o.remove(k);
-        }
-    }
-    Ok(v)
-}
-
 /// [`run`] with a [`RunControl`]: checkpoints every [`GangRunConfig::checkpoint_every`]
 /// PNM iterations or GAN snapshots and when the interrupt is raised (then
 /// [`crate::resume::Interrupted`] is returned), and continues from
@@ -345,9 +334,7 @@ pub fn run_controlled<B: AutodiffBackend>(
     crate::io::check_output_dir(&a.out, "--out")?;
     let resume = match &a.resume {
         Some(path) => {
-            let dir = resolve_resume(path)?;
-            let run = RunState::read(&dir, "gang")?;
-            run.check_config(&resume_key(a)?, &dir)?;
+            let (dir, run) = open_checkpoint(path, "gang", &settings_key(a)?)?;
             Some((dir, run))
         }
         None => None,
@@ -356,7 +343,7 @@ pub fn run_controlled<B: AutodiffBackend>(
         dir: checkpoint_dir(&a.out),
         every: a.checkpoint_every,
         interrupt: control.interrupt.clone(),
-        key: resume_key(a)?,
+        key: settings_key(a)?,
         resume,
     };
     let mut game = GanGame::<B>::new(a.data.mixture(), a.game(), device.clone(), a.seed)?;

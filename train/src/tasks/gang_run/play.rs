@@ -75,18 +75,8 @@ impl Checkpointing {
         step: usize,
         files: &[(&str, &[u8])],
     ) -> Result<(), GangError> {
-        let run = RunState {
-            format: 1,
-            command: "gang".into(),
-            config: self.key.clone(),
-            position: Position {
-                epoch: 0,
-                step_in_epoch: step,
-                global_step: step,
-            },
-            task: serde_json::to_value(state).map_err(|e| GangError::Checkpoint(e.to_string()))?,
-        };
-        let json = serde_json::to_vec(&run).map_err(|e| GangError::Checkpoint(e.to_string()))?;
+        let json = RunState::file_bytes("gang", self.key.clone(), Position::at_step(step), state)
+            .map_err(|e| GangError::Checkpoint(e.to_string()))?;
         let mut all: Vec<(&str, &[u8])> = vec![(RUN_FILE, &json)];
         all.extend_from_slice(files);
         save_files_checkpoint(&self.dir, &all).map_err(|e| GangError::Checkpoint(e.to_string()))
@@ -103,15 +93,7 @@ impl Checkpointing {
     }
 
     fn interrupted(&self, step: usize) -> GangError {
-        GangError::Interrupted(Interrupted {
-            checkpoint: self.dir.clone(),
-            position: Position {
-                epoch: 0,
-                step_in_epoch: step,
-                global_step: step,
-            },
-            epochs: 1,
-        })
+        GangError::Interrupted(Interrupted::after_step(&self.dir, step))
     }
 }
 
