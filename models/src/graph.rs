@@ -63,6 +63,10 @@ pub struct GraphLayer<B: Backend> {
     pub bias: Option<Param<Tensor<B, 1>>>,
     /// The gates (none when the net is trained dense).
     pub gates: Option<HardConcrete<B>>,
+    /// A fixed 0/1 mask over the weight, flattened row-major (magnitude pruning: see
+    /// [`crate::graph_masks`]); a constant, in no record, and it stops the masked
+    /// weights' gradient.
+    pub mask: Option<Tensor<B, 1>>,
     #[module(skip)]
     structure: GateStructure,
 }
@@ -181,6 +185,7 @@ impl<B: Backend> GraphNet<B> {
                         conv,
                         bias: b,
                         gates,
+                        mask: None,
                         structure,
                     });
                     tensors.push((weight, bias));
@@ -399,9 +404,23 @@ impl<B: Backend> GraphNet<B> {
         }
     }
 
-    /// The gates of layer `l` as a factor of its weight (per weight and block gates), or
-    /// `None` (no gates, or per-unit gates, applied to the output).
+    /// The factor of layer `l`'s flattened weight: its per-weight or block gates times its
+    /// mask, or `None` (neither; per-unit gates apply to the output).
     fn weight_factor(
+        &self,
+        l: &GraphLayer<B>,
+        mode: GateMode,
+        dims: &[usize],
+    ) -> Option<Tensor<B, 1>> {
+        match (self.gate_factor(l, mode, dims), &l.mask) {
+            (Some(z), Some(m)) => Some(z * m.clone()),
+            (None, Some(m)) => Some(m.clone()),
+            (z, None) => z,
+        }
+    }
+
+    /// The per-weight or block gates of layer `l` as a factor of its flattened weight.
+    fn gate_factor(
         &self,
         l: &GraphLayer<B>,
         mode: GateMode,

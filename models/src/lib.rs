@@ -11,6 +11,7 @@
 //! - [`gated`]: the `GatedNetwork` trait the pruning task works through.
 //! - [`graph`]: a trainable, gated network interpreting a `tether-deploy` model graph
 //!   (a user's ONNX export, imported).
+//! - [`graph_masks`]: fixed magnitude-pruning masks on a [`graph::GraphNet`]'s weights.
 //! - [`lenet5`]: LeNet-5 (Caffe variant), gated and plain.
 //! - [`l0`]: hard-concrete gates (Louizos et al. 2018) for L0-constrained pruning.
 //! - [`to_deploy`]: export to `tether-deploy`'s model format (pruned weights as CSR).
@@ -27,6 +28,7 @@ pub mod export;
 pub mod gated;
 pub mod gated_mlp;
 pub mod graph;
+pub mod graph_masks;
 pub mod l0;
 pub mod lenet5;
 pub mod masked;

@@ -69,30 +69,7 @@ impl<B: Backend> MaskedMlp<B> {
                     .expect("f32")
             };
             let dims = mask.dims();
-            let weights = host(layer.weight.val());
-            let kept = host(mask.clone());
-            // Pruned entries sort first (their effective magnitude is zero), then by |w|,
-            // ties by position.
-            let key = |j: usize| {
-                if kept[j] == 0.0 {
-                    0.0
-                } else {
-                    weights[j].abs()
-                }
-            };
-            let mut order: Vec<usize> = (0..weights.len()).collect();
-            order.sort_by(|&a, &b| {
-                (kept[a] != 0.0)
-                    .cmp(&(kept[b] != 0.0))
-                    .then(key(a).total_cmp(&key(b)))
-                    .then(a.cmp(&b))
-            });
-            let already = kept.iter().filter(|&&k| k == 0.0).count();
-            let pruned = ((sparsity * weights.len() as f64).round() as usize).max(already);
-            let mut next = vec![1f32; weights.len()];
-            for &j in &order[..pruned] {
-                next[j] = 0.0;
-            }
+            let next = magnitude_mask(&host(layer.weight.val()), &host(mask.clone()), sparsity);
             *mask = Tensor::from_data(TensorData::new(next, dims), &mask.device());
         }
         self
@@ -153,6 +130,36 @@ impl<B: Backend> MaskedMlp<B> {
             .collect();
         Mlp::from_layers(layers)
     }
+}
+
+/// One layer's next mask in gradual magnitude pruning: of `weights`, with `kept` (0/1) the
+/// mask so far, the `round(sparsity * n)` of smallest `|w|` are pruned, those already
+/// pruned first (their effective magnitude is zero), ties by position; a lower sparsity
+/// than the mask already has prunes nothing more.
+pub fn magnitude_mask(weights: &[f32], kept: &[f32], sparsity: f64) -> Vec<f32> {
+    let key = |j: usize| {
+        if kept[j] == 0.0 {
+            0.0
+        } else {
+            weights[j].abs()
+        }
+    };
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| {
+        (kept[a] != 0.0)
+            .cmp(&(kept[b] != 0.0))
+            .then(key(a).total_cmp(&key(b)))
+            .then(a.cmp(&b))
+    });
+    let already = kept.iter().filter(|&&k| k == 0.0).count();
+    let pruned = ((sparsity * weights.len() as f64).round() as usize)
+        .max(already)
+        .min(weights.len());
+    let mut next = vec![1f32; weights.len()];
+    for &j in &order[..pruned] {
+        next[j] = 0.0;
+    }
+    next
 }
 
 /// Ones over entries, across `masks`.
