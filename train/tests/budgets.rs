@@ -301,7 +301,7 @@ fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
     let (ok, _, err) = tether_train(&args);
     assert!(!ok);
     assert!(err.contains("cannot be written in under"), "{err}");
-    assert!(!out.join("dense.mpk").exists(), "refused before training");
+    assert!(!out.join("dense.tthr").exists(), "refused before training");
 
     let mut args = base.to_vec();
     args.extend(["--max-flash", "64KiB", "--out", out.to_str().unwrap()]);

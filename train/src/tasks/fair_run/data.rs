@@ -5,6 +5,7 @@ use crate::data::adult::{self, AdultEncoder, AdultSplit};
 use crate::data::batches::holdout;
 use crate::data::groups::{self, Groups};
 use crate::data::mnist::{ImageSet, MnistKind, Split};
+use crate::data::own;
 
 use super::{FairConfig, FairDataset};
 
@@ -31,11 +32,18 @@ pub(super) struct FairData {
 const MNIST_MEAN: f32 = 0.1307;
 const MNIST_STD: f32 = 0.3081;
 
-/// Loads `config.dataset`, limited to `train_limit` training samples, holds out
-/// `val_fraction` of them, and builds the grouping `config.groups` (or the dataset's
-/// default: race-sex on Adult, class on images). Adult's one-hot encoder is fitted on the
-/// training part only.
-pub(super) fn load(config: &FairConfig) -> anyhow::Result<FairData> {
+/// Loads `config.data` (the user's, see [`load_own`]) or `config.dataset`, limited to
+/// `train_limit` training samples, holds out `val_fraction` of them, and builds the
+/// grouping `config.groups` (or the dataset's default: race-sex on Adult, class on
+/// images). Adult's one-hot encoder is fitted on the training part only. `input_shape` is
+/// the user's network's per-sample input, checked against the data's samples.
+pub(super) fn load(
+    config: &FairConfig,
+    input_shape: Option<Vec<usize>>,
+) -> anyhow::Result<FairData> {
+    if let Some(path) = &config.data {
+        return load_own(config, path, input_shape);
+    }
     let limit = |n: usize| config.train_limit.map_or(n, |l| l.min(n));
     match config.dataset {
         FairDataset::Adult => {
@@ -100,4 +108,58 @@ pub(super) fn load(config: &FairConfig) -> anyhow::Result<FairData> {
             })
         }
     }
+}
+
+/// The user's data: `path` (and `config.test_data`, or `config.holdout` of `path` held
+/// out), read as [`own::prepare`] does for `prune --data` (classes aligned by name, the
+/// training split's normalisation), its groups from `--group-column` or `--groups-file`
+/// (groups with fewer than `min_group_size` training samples left unconstrained).
+fn load_own(
+    config: &FairConfig,
+    path: &std::path::Path,
+    input_shape: Option<Vec<usize>>,
+) -> anyhow::Result<FairData> {
+    let image_size = match &config.image_size {
+        Some(s) => Some(own::parse_image_size(s).map_err(|e| anyhow::anyhow!(e))?),
+        None => None,
+    };
+    let groups_file = config.groups_file.clone();
+    let load = own::LoadOptions {
+        image_size,
+        label_column: config.label_column.clone(),
+        group_column: config.group_column.clone(),
+        header: !config.no_header,
+        // One flag for both: an image folder's `path,group` CSV, or NPY features' array.
+        groups_file: groups_file.clone(),
+        groups_path: groups_file,
+        ..Default::default()
+    };
+    let prep = own::PrepareOptions {
+        holdout: config.holdout,
+        seed: config.seed,
+        input_shape,
+        ..Default::default()
+    };
+    let p = own::prepare(path, config.test_data.as_deref(), &load, &prep)?;
+    anyhow::ensure!(
+        p.train.groups.is_some(),
+        "{} has no groups: fair-prune bounds each group's accuracy drop; name the group \
+         column of a CSV with --group-column, or give --groups-file (image folders, NPY)",
+        path.display()
+    );
+    let n = config
+        .train_limit
+        .map_or(p.train.len(), |l| l.min(p.train.len()));
+    let (kept, held) = holdout(n, config.val_fraction, config.seed);
+    let (train, val) = (p.train.subset(&kept), p.train.subset(&held));
+    let groups = own::set::groups(&train, &p.test, config.min_group_size)?;
+    let samples = |s: &own::LabelledSet| (s.features.clone(), s.labels_i64());
+    Ok(FairData {
+        dim: train.sample_len(),
+        classes: train.num_classes(),
+        train: samples(&train),
+        val: samples(&val),
+        test: samples(&p.test),
+        groups,
+    })
 }

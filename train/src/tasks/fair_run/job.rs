@@ -9,10 +9,10 @@ use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use tether_models::masked::MaskedMlp;
-use tether_models::mlp::{Mlp, MlpConfig};
+use tether_models::graph::{GraphNet, GraphNetConfig};
+use tether_models::l0::HardConcreteConfig;
+use tether_models::mlp::MlpConfig;
 use tether_models::to_deploy::{Storage, mlp_to_deploy};
 
 use crate::constrained::{
@@ -27,13 +27,10 @@ use crate::resume::{
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::units::Bytes;
 use crate::tasks::fair::{FairProblem, GroupMetrics, GroupedSet, ReplayBuffer};
-use crate::tasks::outputs::save_record;
 
 use super::data::FairData;
 use super::outputs::{Measured, max, write_outputs};
-use super::schedule::{
-    Candidate, PRUNING_SHUFFLE, Phase, Resumable, load_mlp, primal_optimizer, run_epochs,
-};
+use super::schedule::{Candidate, PRUNING_SHUFFLE, Phase, Resumable, primal_optimizer, run_epochs};
 use super::{FairConfig, FairDataset, FairMethod, FairReport};
 
 /// Samples per evaluation batch.
@@ -41,7 +38,7 @@ const EVAL_BATCH: usize = 1000;
 
 /// The dense model and what choosing it measured.
 struct Dense<B: AutodiffBackend> {
-    model: Mlp<B>,
+    model: GraphNet<B>,
     /// Validation loss after each dense epoch (empty without a held-out set).
     val_losses: Vec<f64>,
     /// The epoch kept (1-based).
@@ -114,20 +111,26 @@ struct FlashFit {
     at_user_sparsity: usize,
 }
 
-/// The smallest sparsity `>= from` (in steps of 1e-4) at which `mlp`, its hidden layers
-/// pruned by magnitude ([`MaskedMlp::magnitude`]'s counts: `round(s n)` removed per layer),
-/// is written in at most `budget` bytes.
-fn flash_sparsity<B: Backend>(mlp: &Mlp<B>, budget: usize, from: f64) -> anyhow::Result<FlashFit> {
-    let hidden: Vec<usize> = mlp.layers[..mlp.layers.len() - 1]
+/// The smallest sparsity `>= from` (in steps of 1e-4) at which `net`, its layers but the
+/// last pruned by magnitude ([`GraphNet::prune_magnitude`]'s counts: `round(s n)` removed
+/// per layer), is written in at most `budget` bytes.
+fn flash_sparsity<B: Backend>(
+    net: &GraphNet<B>,
+    budget: usize,
+    from: f64,
+) -> anyhow::Result<FlashFit> {
+    let hidden: Vec<usize> = layer_dims(net)
         .iter()
-        .map(|l| l.weight.dims().iter().product())
+        .take(net.layers.len().saturating_sub(1))
+        .map(|d| d.iter().product())
         .collect();
-    let model = FlashModel::from_export(&mlp_to_deploy(mlp, Storage::Smallest)?, &hidden)?;
+    let model = FlashModel::from_export(&net.to_deploy()?, &hidden)?;
     let min = model.min_size();
     anyhow::ensure!(
         budget >= min,
         "--max-flash {}: this network cannot be written in under {min} bytes ({}: its output \
-         layer, biases and the row pointers of its pruned layers); give at least that",
+         layer, biases, other ops and the row pointers of its pruned layers); give at least \
+         that",
         Bytes(budget as u64),
         Bytes(min as u64)
     );
@@ -174,49 +177,131 @@ fn load_bytes<B: Backend, M: Module<B>>(
     Ok(fresh.load_record(record))
 }
 
-/// The masks' values, little-endian f32, layer after layer.
-fn mask_bytes<B: Backend>(masks: &[Tensor<B, 2>]) -> Vec<u8> {
-    masks
+/// The masks' values ([`GraphNet::mask_values`]), little-endian f32.
+fn mask_bytes<B: Backend>(net: &GraphNet<B>) -> Vec<u8> {
+    net.mask_values()
+        .into_iter()
+        .flat_map(f32::to_le_bytes)
+        .collect()
+}
+
+/// `net` with the masks of [`mask_bytes`]' bytes.
+fn with_mask_bytes<B: Backend>(net: GraphNet<B>, bytes: &[u8]) -> anyhow::Result<GraphNet<B>> {
+    anyhow::ensure!(
+        bytes.len().is_multiple_of(4),
+        "corrupt checkpoint: {MASKS_FILE} has {} bytes, not whole f32 values",
+        bytes.len()
+    );
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    net.with_mask_values(&values)
+        .map_err(|e| anyhow::anyhow!("corrupt checkpoint: {MASKS_FILE}: {e}"))
+}
+
+/// Imports the user's ONNX network (its leading axis as the batch axis) into tether's
+/// model bytes.
+///
+/// # Errors
+/// The importer's, naming the file.
+pub(super) fn import(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use tether_deploy::onnx::{BatchAxis, ImportOptions, import_file_with};
+    import_file_with(
+        path,
+        &ImportOptions {
+            batch_axis: BatchAxis::Leading,
+        },
+    )
+    .with_context(|| format!("importing {}", path.display()))
+}
+
+/// The per-sample input shape of tether model bytes.
+pub(super) fn input_shape(bytes: &[u8]) -> anyhow::Result<Vec<usize>> {
+    let aligned = tether_deploy::AlignedBytes::from_slice(bytes);
+    let model = tether_deploy::Model::parse(&aligned)?;
+    Ok(model.input_shape().as_slice().to_vec())
+}
+
+/// A network from tether model bytes, without gates (the job prunes by magnitude).
+fn graph_net<B: Backend>(bytes: &[u8], device: &B::Device) -> anyhow::Result<GraphNet<B>> {
+    let config = GraphNetConfig {
+        structure: None,
+        gates: HardConcreteConfig::new(),
+    };
+    Ok(GraphNet::from_model_bytes(bytes, &config, device)?)
+}
+
+/// Every Linear/Conv layer's weight shape, in graph order.
+fn layer_dims<B: Backend>(net: &GraphNet<B>) -> Vec<Vec<usize>> {
+    net.layers
         .iter()
-        .flat_map(|m| {
-            m.to_data()
-                .iter::<f32>()
-                .flat_map(f32::to_le_bytes)
-                .collect::<Vec<_>>()
+        .map(|l| match (&l.linear, &l.conv) {
+            (Some(w), _) => w.dims().to_vec(),
+            (_, Some(w)) => w.dims().to_vec(),
+            _ => Vec::new(),
         })
         .collect()
 }
 
-/// Masks of the shapes of `like` from [`mask_bytes`]'s bytes.
-fn masks_from_bytes<B: Backend>(
-    like: &[Tensor<B, 2>],
-    bytes: &[u8],
+/// The network of this run, freshly initialised: the user's (`graph`), or the built-in
+/// MLP of `widths` (burn's initialisation, written as a graph: one model path), checked
+/// against the data's sample size and classes.
+fn fresh_net<B: AutodiffBackend>(
+    graph: Option<&[u8]>,
+    widths: &[usize],
+    (dim, classes): (usize, usize),
     device: &B::Device,
-) -> anyhow::Result<Vec<Tensor<B, 2>>> {
-    let total: usize = like
-        .iter()
-        .map(|m| m.dims().iter().product::<usize>())
-        .sum();
-    anyhow::ensure!(
-        bytes.len() == 4 * total,
-        "corrupt checkpoint: {MASKS_FILE} has {} bytes, the masks take {}",
-        bytes.len(),
-        4 * total
+) -> anyhow::Result<GraphNet<B>> {
+    let net = match graph {
+        Some(bytes) => graph_net(bytes, device)?,
+        None => {
+            let mlp = MlpConfig::new(widths.to_vec()).init::<B>(device);
+            graph_net(&mlp_to_deploy(&mlp, Storage::Dense)?, device)?
+        }
+    };
+    let (inputs, outputs): (usize, usize) = (
+        net.input_shape().iter().product(),
+        net.output_shape().iter().product(),
     );
-    let mut at = 0;
-    Ok(like
-        .iter()
-        .map(|m| {
-            let dims = m.dims();
-            let n = dims[0] * dims[1];
-            let values: Vec<f32> = bytes[at..at + 4 * n]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            at += 4 * n;
-            Tensor::from_data(TensorData::new(values, dims), device)
-        })
-        .collect())
+    anyhow::ensure!(
+        inputs == dim,
+        "the network takes {inputs} values per sample ({:?}), the data has {dim}",
+        net.input_shape(),
+    );
+    anyhow::ensure!(
+        classes <= outputs,
+        "the data has {classes} classes but the network outputs {outputs} scores per sample"
+    );
+    anyhow::ensure!(
+        net.layers.len() >= 2,
+        "the network has {} Linear/Conv layer(s); fair pruning prunes all but the last, so \
+         it needs at least 2",
+        net.layers.len()
+    );
+    Ok(net)
+}
+
+/// The network in `path` (a `dense.tthr` or a pruned `model.tthr` of an earlier run),
+/// checked to have the layers of `like`, this run's network.
+fn load_net<B: Backend>(
+    like: &GraphNet<B>,
+    path: &std::path::Path,
+    device: &B::Device,
+) -> anyhow::Result<GraphNet<B>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let net =
+        graph_net::<B>(&bytes, device).with_context(|| format!("loading {}", path.display()))?;
+    let (got, want) = (layer_dims(&net), layer_dims(like));
+    anyhow::ensure!(
+        got == want && net.input_shape() == like.input_shape(),
+        "{} holds a network with input {:?} and layers {got:?}; this run's has input {:?} and \
+         layers {want:?} (another dataset, --hidden or --model?)",
+        path.display(),
+        net.input_shape(),
+        like.input_shape()
+    );
+    Ok(net)
 }
 
 /// Trains, prunes and fine-tunes on `data`, and writes every output. With `resume` the
@@ -225,6 +310,7 @@ fn masks_from_bytes<B: Backend>(
 pub(super) fn train<B: AutodiffBackend>(
     c: &FairConfig,
     data: FairData,
+    graph: Option<Vec<u8>>,
     device: &B::Device,
     control: &RunControl,
     resume: Option<Resumed>,
@@ -248,13 +334,26 @@ pub(super) fn train<B: AutodiffBackend>(
     );
     let train_eval = train.clone().inner();
     let widths = match c.dataset {
+        _ if c.data.is_some() => [vec![data.dim], c.hidden.clone(), vec![data.classes]].concat(),
         FairDataset::Adult => [vec![data.dim], c.hidden.clone(), vec![data.classes]].concat(),
         _ => vec![784, 300, 100, 10],
     };
+    let fresh = fresh_net::<B>(graph.as_deref(), &widths, (data.dim, data.classes), device)?;
     if progress {
+        let source = match (&c.data, &c.model) {
+            (Some(d), _) => d.display().to_string(),
+            (None, _) => format!("{:?}", c.dataset),
+        };
+        let network = match &c.model {
+            Some(m) => format!(
+                "{} ({} Linear/Conv layers)",
+                m.display(),
+                fresh.layers.len()
+            ),
+            None => format!("MLP {widths:?}"),
+        };
         println!(
-            "{:?}: {} training samples, {} groups ({} samples in none), widths {widths:?}",
-            c.dataset,
+            "{source}: {} training samples, {} groups ({} samples in none), {network}",
             train.len(),
             g,
             data.groups
@@ -264,7 +363,6 @@ pub(super) fn train<B: AutodiffBackend>(
                 .count()
         );
     }
-    let fresh = MlpConfig::new(widths.clone()).init::<B>(device);
     // A flash budget sets the sparsity (checked now, before any training).
     let flash = match c.max_flash {
         Some(Bytes(max)) => Some(flash_sparsity(&fresh.valid(), max as usize, c.sparsity)?),
@@ -309,7 +407,7 @@ pub(super) fn train<B: AutodiffBackend>(
             kept_epoch: r.state.kept_epoch,
         },
         (None, Some(dir)) => Dense {
-            model: load_mlp(fresh, &widths, &dir.join("dense.mpk"), device)?,
+            model: load_net(&fresh, &dir.join("dense.tthr"), device)?,
             val_losses: Vec::new(),
             kept_epoch: dense_epochs,
         },
@@ -324,7 +422,8 @@ pub(super) fn train<B: AutodiffBackend>(
             train_dense(c, fresh, &train, val.as_ref(), &phase, device, progress)?
         }
     };
-    save_record(dense.model.clone(), &c.out, "dense", "the dense model")?;
+    crate::io::write_atomic(&c.out.join("dense.tthr"), &dense.model.valid().to_deploy()?)
+        .with_context(|| format!("writing {}", c.out.join("dense.tthr").display()))?;
     let dense_secs = resume
         .as_ref()
         .map_or(started.elapsed().as_secs_f64(), |r| r.state.dense_secs);
@@ -349,11 +448,9 @@ pub(super) fn train<B: AutodiffBackend>(
         // The masks from the checkpoint; the weights come with the fine-tuning's.
         _ if resume.is_some() => {
             let r = resume.as_ref().expect("resumed");
-            let mut shell = MaskedMlp::magnitude(dense.model, 0.0);
             let bytes = std::fs::read(r.dir.join(MASKS_FILE))
                 .with_context(|| format!("reading {}", r.dir.join(MASKS_FILE).display()))?;
-            shell.masks = masks_from_bytes(&shell.masks, &bytes, device)?;
-            shell
+            with_mask_bytes(dense.model, &bytes)?
         }
         None if c.prune_epochs > 0 => {
             let mut set = ConstraintSet::<B>::new(device);
@@ -366,7 +463,7 @@ pub(super) fn train<B: AutodiffBackend>(
                 shuffle_from: PRUNING_SHUFFLE,
             };
             run_epochs(
-                MaskedMlp::magnitude(dense.model, 0.0),
+                dense.model.prune_magnitude(0.0),
                 &train,
                 c,
                 &mut primal,
@@ -374,18 +471,13 @@ pub(super) fn train<B: AutodiffBackend>(
                 &FairProblem::unconstrained(),
                 &phase,
                 &mut Vec::new(),
-                |e, m: MaskedMlp<B>| m.prune_to(ramp(e)),
+                |e, m: GraphNet<B>| m.prune_magnitude(ramp(e)),
                 |_, _| {},
                 None,
             )?
         }
-        None => MaskedMlp::magnitude(dense.model, c.sparsity),
-        Some(dir) => {
-            let path = dir.join("model.mpk");
-            let fresh = MlpConfig::new(widths.clone()).init::<B>(device);
-            let pruned: Mlp<B> = load_mlp(fresh, &widths, &path, device)?;
-            MaskedMlp::from_zeros(pruned)
-        }
+        None => dense.model.prune_magnitude(c.sparsity),
+        Some(dir) => load_net(&dense.model, &dir.join("model.tthr"), device)?.mask_zeros(),
     };
     let pruned_eval = masked.valid();
     let (pruned_train, pruned_test) = match &resume {
@@ -395,12 +487,12 @@ pub(super) fn train<B: AutodiffBackend>(
             GroupMetrics::measure(&pruned_eval, &test, g, EVAL_BATCH),
         ),
     };
-    let masks = mask_bytes(&masked.masks);
+    let masks = mask_bytes(&masked);
     if progress {
         println!(
             "pruned to density {:.4} ({:.4} with the output layer): train accuracy {:.4}, test accuracy {:.4}",
-            masked.density(),
-            masked.total_density(),
+            masked.masked_density(),
+            masked.masked_total_density(),
             pruned_train.accuracy,
             pruned_test.accuracy
         );
@@ -442,7 +534,7 @@ pub(super) fn train<B: AutodiffBackend>(
     // with the proxy-constraint pattern, Cotter et al. 2019). The baselines keep their
     // last iterate (and so does CEAG with 0 checks per epoch).
     let select = c.method == FairMethod::Ceag && c.checks_per_epoch > 0;
-    let best: RefCell<Option<Candidate<MaskedMlp<B::InnerBackend>>>> = RefCell::new(None);
+    let best: RefCell<Option<Candidate<GraphNet<B::InnerBackend>>>> = RefCell::new(None);
     let checks_log: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
     let epoch_log: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
     let mut masked = masked;
@@ -479,7 +571,7 @@ pub(super) fn train<B: AutodiffBackend>(
         log = saved_log;
     }
     let checkpoint = checkpoint_dir(&c.out);
-    let save = |model: &MaskedMlp<B>,
+    let save = |model: &GraphNet<B>,
                 opt: &crate::constrained::ConstrainedOptimizer<_>,
                 set: &ConstraintSet<B>,
                 position: Position,
@@ -639,7 +731,7 @@ pub(super) fn train<B: AutodiffBackend>(
 /// there is one (early stopping), else the last.
 fn train_dense<B: AutodiffBackend>(
     c: &FairConfig,
-    fresh: Mlp<B>,
+    fresh: GraphNet<B>,
     train: &GroupedSet<B>,
     val: Option<&GroupedSet<B::InnerBackend>>,
     phase: &Phase<'_>,
@@ -650,7 +742,7 @@ fn train_dense<B: AutodiffBackend>(
     let mut primal = primal_optimizer(c, c.lr)?;
     let mut val_losses: Vec<f64> = Vec::new();
     // (epoch, validation loss, model) of the best epoch so far.
-    let mut kept: Option<(usize, f64, Mlp<B>)> = None;
+    let mut kept: Option<(usize, f64, GraphNet<B>)> = None;
     let last = run_epochs(
         fresh,
         train,
@@ -661,7 +753,7 @@ fn train_dense<B: AutodiffBackend>(
         phase,
         &mut Vec::new(),
         |_, m| m,
-        |_, model: &Mlp<B>| {
+        |_, model: &GraphNet<B>| {
             let Some(val) = val else { return };
             let loss = GroupMetrics::measure(&model.valid(), val, 0, EVAL_BATCH).loss;
             val_losses.push(loss);

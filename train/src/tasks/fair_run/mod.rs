@@ -1,5 +1,6 @@
 //! The fair-pruning job end to end, as `tether-train fair-prune` runs it: train a dense
-//! MLP, prune it (by magnitude, in one shot or gradually, or take the zeros of an
+//! network (the built-in MLP or the user's ONNX model, both a [`GraphNet`]), prune it (by
+//! magnitude, in one shot or gradually, or take the zeros of an
 //! L0-pruned model), fine-tune it with every group's excess accuracy gap bounded (CEAG,
 //! Hashemizadeh et al., ICLR 2024, Eq. 4: `D_g - D <= eps`) or with a baseline objective,
 //! and report per group. The problem itself is [`super::fair`]; this module is the schedule
@@ -21,12 +22,17 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
-//! Written under [`FairConfig::out`]: `dense.mpk` (the dense model, a burn record),
+//! The data is a built-in dataset or the user's own ([`FairConfig::data`]: a CSV with a
+//! group column, an image folder, arrays).
+//!
+//! Written under [`FairConfig::out`]: `dense.tthr` (the dense model, tether-deploy's format),
 //! `report.md` and `groups.csv` (per group: accuracies and excess gaps of the dense,
 //! pruned and fine-tuned models, multipliers), `metrics.csv` (per step: loss, largest
 //! violation, mean and largest multiplier), `gaps.png`, `checks.csv` (CEAG: the iterates
-//! evaluated for the best-iterate choice), `model.safetensors` and `model.tthr` (the
-//! fine-tuned model, zeros folded in) and `summary.json`.
+//! evaluated for the best-iterate choice), `model.safetensors`, `model.tthr` and
+//! `model.onnx` (the fine-tuned model, zeros folded in) and `summary.json`.
+//!
+//! [`GraphNet`]: tether_models::graph::GraphNet
 
 mod data;
 mod job;
@@ -102,7 +108,7 @@ pub struct FairConfig {
     #[arg(long, value_name = "FILE", conflicts_with = "pruned_from")]
     pub board: Option<PathBuf>,
     /// The L0 route: instead of magnitude pruning, fine-tune the model that `tether-train
-    /// prune` wrote to DIR (its `model.mpk`, gates folded; same dataset and network); its
+    /// prune` wrote to DIR (its `model.tthr`, gates folded; same data and network); its
     /// zeros stay zero.
     #[arg(long, value_name = "DIR", conflicts_with = "sparsity")]
     pub pruned_from: Option<PathBuf>,
@@ -152,6 +158,44 @@ pub struct FairConfig {
     /// model's accuracy on every one of 100 small groups; 1024,512 does (BENCHMARKS.md).
     #[arg(long, value_delimiter = ',', default_value = "256,128")]
     pub hidden: Vec<usize>,
+    /// Your own network instead of the built-in MLP: an ONNX file (a PyTorch export; its
+    /// weights may sit in an external `.onnx.data` file) that takes the data's samples and
+    /// outputs a score per class. Its Linear and Conv layers but the last are pruned by
+    /// magnitude, like the MLP's hidden layers; `model.onnx` is written beside the other
+    /// outputs.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: Option<PathBuf>,
+    /// Your own data instead of --dataset: a CSV (--label-column, --group-column; every
+    /// other column a numeric feature), an image folder (one subfolder per class; groups
+    /// from --groups-file), NPY/NPZ arrays or IDX files. Normalised with the training
+    /// split's statistics.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Test data for --data; without it --holdout of --data is held out.
+    #[arg(long, value_name = "PATH", requires = "data")]
+    pub test_data: Option<PathBuf>,
+    /// Without --test-data: the fraction of --data held out as the test set (the same
+    /// fraction of every class).
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// CSV data: the column holding the labels.
+    #[arg(long, value_name = "NAME", requires = "data")]
+    pub label_column: Option<String>,
+    /// CSV data: the column naming each sample's group (the groups whose accuracy drop is
+    /// bounded).
+    #[arg(long, value_name = "NAME", requires = "data")]
+    pub group_column: Option<String>,
+    /// Groups of --data that is not a CSV: for an image folder a CSV with columns `path`
+    /// (relative to the folder) and `group`; for NPY features an array of group ids or
+    /// names, one per sample.
+    #[arg(long, value_name = "FILE", requires = "data")]
+    pub groups_file: Option<PathBuf>,
+    /// CSV data without a header row: columns are named by position, from 0.
+    #[arg(long, requires = "data")]
+    pub no_header: bool,
+    /// Image folders: resize every image to HxW (e.g. 32x32).
+    #[arg(long, value_name = "HxW", requires = "data")]
+    pub image_size: Option<String>,
     /// Epochs of dense training (default: 10 for adult, 5 for images).
     #[arg(long)]
     pub dense_epochs: Option<usize>,
@@ -184,7 +228,7 @@ pub struct FairConfig {
     /// Learning rate of the fine-tuning (start of its cosine decay).
     #[arg(long, default_value_t = 5e-4)]
     pub ft_lr: f64,
-    /// Reuse the dense model of an earlier run (its `dense.mpk`; same dataset, widths and
+    /// Reuse the dense model of an earlier run (its `dense.tthr`; same data, network and
     /// seed) instead of training one.
     #[arg(long)]
     pub dense_from: Option<PathBuf>,
@@ -228,6 +272,16 @@ impl FairConfig {
             (0.0..1.0).contains(&self.sparsity),
             "--sparsity must lie in [0, 1), got {}",
             self.sparsity
+        );
+        anyhow::ensure!(
+            self.holdout > 0.0 && self.holdout < 1.0,
+            "--holdout must lie in (0, 1), got {}",
+            self.holdout
+        );
+        anyhow::ensure!(
+            self.data.is_none() || self.groups.is_none(),
+            "--groups names a grouping of the built-in datasets; the groups of --data come \
+             from --group-column (CSV) or --groups-file"
         );
         anyhow::ensure!(
             (0.0..1.0).contains(&self.val_fraction),
@@ -280,6 +334,7 @@ impl FairConfig {
     /// Epochs of dense training: `dense_epochs`, or the dataset's default.
     pub fn dense_epochs(&self) -> usize {
         self.dense_epochs.unwrap_or(match self.dataset {
+            _ if self.data.is_some() => 10,
             FairDataset::Adult => 10,
             _ => 5,
         })
@@ -288,6 +343,7 @@ impl FairConfig {
     /// Epochs of fine-tuning: `epochs`, or the dataset's default.
     pub fn fine_tune_epochs(&self) -> usize {
         self.epochs.unwrap_or(match self.dataset {
+            _ if self.data.is_some() => 20,
             FairDataset::Adult => 20,
             _ => 10,
         })
@@ -392,8 +448,14 @@ pub fn run_controlled<B: AutodiffBackend>(
     config.validate()?;
     crate::io::check_output_dir(&config.out, "--out")?;
     let resume = job::read_resume(config)?;
-    let data = data::load(config)?;
-    job::train::<B>(config, data, device, control, resume)
+    // The user's network, imported before any data is read (a bad file fails first).
+    let graph = match &config.model {
+        Some(path) => Some(job::import(path)?),
+        None => None,
+    };
+    let input_shape = graph.as_deref().map(job::input_shape).transpose()?;
+    let data = data::load(config, input_shape)?;
+    job::train::<B>(config, data, graph, device, control, resume)
 }
 
 /// [`run`] as a [`crate::device::BackendTask`], for [`crate::device::run_on`]: the CLI's

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
-use tether_models::masked::MaskedMlp;
-use tether_models::to_deploy::{Storage, mlp_to_deploy};
+use tether_models::graph::GraphNet;
 
 use crate::data::groups::Groups;
 use crate::io::{csv, write_atomic};
@@ -51,7 +50,7 @@ pub(super) struct Measured<'a> {
 pub(super) fn write_outputs<B: Backend>(
     c: &FairConfig,
     m: &Measured<'_>,
-    eval: &MaskedMlp<B>,
+    eval: &GraphNet<B>,
 ) -> anyhow::Result<FairReport> {
     let g = m.groups.len();
     let [dense_train, dense_test] = m.dense;
@@ -167,19 +166,25 @@ pub(super) fn write_outputs<B: Backend>(
         csv(&log_header, m.log).as_bytes(),
     )?;
     plot_gaps(c, g, [&before_tr, &after_tr], [&before_te, &after_te])?;
-    let folded = eval.fold();
     write_atomic(
         &c.out.join("model.safetensors"),
-        &tether_models::export::mlp_to_safetensors(
-            &folded,
+        &tether_models::export::graph_to_safetensors(
+            eval,
             HashMap::from([
                 ("task".to_string(), "fair-prune".to_string()),
                 ("sparsity".to_string(), c.sparsity.to_string()),
             ]),
         )?,
     )?;
-    let tthr = mlp_to_deploy(&folded, Storage::Smallest)?;
+    // The masks folded in: pruned weights are exact zeros, stored sparse where smaller.
+    let tthr = eval.to_deploy()?;
     write_atomic(&c.out.join("model.tthr"), &tthr)?;
+    let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
+    let onnx = tether_deploy::onnx::export_bytes(
+        &tether_deploy::Model::parse(&aligned)?,
+        &Default::default(),
+    )?;
+    write_atomic(&c.out.join("model.onnx"), &onnx)?;
     // The budget judged on the file as written.
     let budgets: Vec<BudgetResult> = m
         .flash_budget
@@ -195,7 +200,9 @@ pub(super) fn write_outputs<B: Backend>(
     let summary = serde_json::json!({
         "dataset": format!("{:?}", c.dataset), "groups": c.groups.clone().unwrap_or_default(),
         "group_count": g, "method": format!("{:?}", c.method), "sparsity": c.sparsity,
-        "density": eval.density(), "density_all_layers": eval.total_density(),
+        "model": c.model.as_ref().map_or("mlp".to_string(), |m| m.display().to_string()),
+        "data": c.data.as_ref().map(|d| d.display().to_string()),
+        "density": eval.masked_density(), "density_all_layers": eval.masked_total_density(),
         "pruning": if c.pruned_from.is_some() { "l0" } else if c.prune_epochs > 0 { "gradual magnitude" } else { "magnitude" },
         "prune_epochs": c.prune_epochs, "epsilon": c.epsilon, "margin": c.margin,
         "dual": format!("{:?}", c.dual_optimizer()),
@@ -222,9 +229,10 @@ pub(super) fn write_outputs<B: Backend>(
     }
     write_json(&c.out.join("summary.json"), &summary)?;
     files.extend([
-        "dense.mpk",
+        "dense.tthr",
         "model.safetensors",
         "model.tthr",
+        "model.onnx",
         "summary.json",
     ]);
     if m.checks.is_some() {
@@ -235,7 +243,7 @@ pub(super) fn write_outputs<B: Backend>(
         pruned,
         fine_tuned,
         train_groups_over_epsilon: violating,
-        density: eval.density(),
+        density: eval.masked_density(),
         groups,
         summary,
         files,

@@ -1,15 +1,11 @@
 //! The training schedule of a fair-pruning run: epochs of [`fit`] with a cosine learning
-//! rate and evaluations along the way, the primal optimizer, loading earlier models, and
-//! the best-iterate rule.
+//! rate and evaluations along the way, the primal optimizer, and the best-iterate rule.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
-use burn::module::{AutodiffModule, Module};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
 use tether_models::classifier::Classifier;
-use tether_models::mlp::Mlp;
 
 use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
 use crate::optim::AnyOptimizer;
@@ -214,33 +210,6 @@ where
         }
     }
     Ok(model)
-}
-
-/// Loads the MLP record at `path` into `fresh` after checking that its layers have the
-/// `widths` of this run (burn would load a record of another shape without complaint, or
-/// panic on another layer count).
-pub(super) fn load_mlp<B: Backend>(
-    fresh: Mlp<B>,
-    widths: &[usize],
-    path: &Path,
-    device: &B::Device,
-) -> anyhow::Result<Mlp<B>> {
-    let record: <Mlp<B> as Module<B>>::Record =
-        NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-            .load(path.to_path_buf(), device)
-            .with_context(|| format!("loading {}", path.display()))?;
-    let got: Vec<usize> = match record.layers.first() {
-        Some(first) => std::iter::once(first.weight.dims()[0])
-            .chain(record.layers.iter().map(|l| l.weight.dims()[1]))
-            .collect(),
-        None => Vec::new(),
-    };
-    anyhow::ensure!(
-        got == widths,
-        "{} holds a network of widths {got:?}, this run needs {widths:?} (another dataset or --hidden?)",
-        path.display()
-    );
-    Ok(fresh.load_record(record))
 }
 
 /// An evaluated fine-tuning iterate.
