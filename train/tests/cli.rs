@@ -389,6 +389,8 @@ fn fair_prune_bounds_the_excess_gap_end_to_end() {
             "metrics.csv",
             "gaps.png",
             "model.tthr",
+            "model.onnx",
+            "dense.tthr",
         ] {
             assert!(out.join(f).is_file(), "{f} missing");
         }
@@ -423,8 +425,10 @@ fn fair_prune_bounds_the_excess_gap_end_to_end() {
         None,
     );
     assert!(
-        !ok && err
-            .contains("holds a network of widths [103, 256, 128, 2], this run needs [103, 64, 2]"),
+        !ok && err.contains(
+            "holds a network with input [103] and layers [[256, 103], [128, 256], [2, 128]]; \
+             this run's has input [103] and layers [[64, 103], [2, 64]]"
+        ),
         "{err}"
     );
     let groups = std::fs::read_to_string(root.join("ceag/groups.csv")).unwrap();

@@ -234,3 +234,233 @@ fn own_model_and_data_mismatches_are_refused_before_training() {
     assert!(!ok && err.contains("28x28"), "{err}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+fn own_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn f32s(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The fixtures a user would bring (PyTorch's default export, weights in `.onnx.data`)
+/// become trainable graphs whose forward pass is onnxruntime's, and whose import runs in
+/// tether-deploy alike: the MLP for a one-hot table, and the small ResNet whose
+/// BatchNorms and residual adds the importer folds.
+#[test]
+fn the_own_model_fixtures_train_as_graphs_that_compute_what_onnxruntime_computes() {
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData};
+    use tether_models::graph::{GraphNet, GraphNetConfig};
+    use tether_models::l0::{GateMode, HardConcreteConfig};
+    for (name, per_sample) in [("adult_mlp", 103), ("mnist_resnet", 784)] {
+        let bytes = tether_deploy::onnx::import_file_with(
+            &own_fixture(&format!("{name}.onnx")),
+            &tether_deploy::onnx::ImportOptions {
+                batch_axis: tether_deploy::onnx::BatchAxis::Leading,
+            },
+        )
+        .unwrap();
+        let x = f32s(&own_fixture(&format!("{name}.in.f32")));
+        let want = f32s(&own_fixture(&format!("{name}.ort.f32")));
+        assert_eq!(x.len(), 2 * per_sample);
+        let config = GraphNetConfig {
+            structure: None,
+            gates: HardConcreteConfig::new(),
+        };
+        let device = Default::default();
+        let net = GraphNet::<Flex>::from_model_bytes(&bytes, &config, &device).unwrap();
+        let input =
+            Tensor::<Flex, 2>::from_data(TensorData::new(x.clone(), [2, per_sample]), &device);
+        let got: Vec<f32> = net
+            .forward(input, GateMode::Deterministic)
+            .into_data()
+            .into_vec()
+            .unwrap();
+        let deployed = run_model(&bytes, &x, 2);
+        assert_eq!(got.len(), want.len(), "{name}");
+        for ((g, d), w) in got.iter().zip(&deployed).zip(&want) {
+            let tol = 1e-5 * (1.0 + w.abs());
+            assert!((g - w).abs() <= tol, "{name}: graph {g} vs onnxruntime {w}");
+            assert!(
+                (d - w).abs() <= tol,
+                "{name}: deploy {d} vs onnxruntime {w}"
+            );
+        }
+    }
+}
+
+/// Writes UCI Adult as a user's table would be: the one-hot features (`f0`..), the label
+/// `income`, and the group `race_sex` as text; returns (train, test) paths.
+fn adult_csv(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    use tether_train::data::adult::{AdultEncoder, AdultSplit, load};
+    let Ok(train) = load(AdultSplit::Train) else {
+        assert!(tether_train::data::may_skip("adult"), "Adult is required");
+        eprintln!("SKIPPED: Adult not fetched (scripts/fetch-data adult)");
+        return None;
+    };
+    let test = load(AdultSplit::Test).unwrap();
+    let enc = AdultEncoder::fit(&train);
+    let write = |rows: &[tether_train::data::adult::AdultRow], name: &str| -> PathBuf {
+        let x = enc.encode(rows);
+        let d = enc.dim();
+        let mut text: String = (0..d).map(|j| format!("f{j},")).collect();
+        text.push_str("income,race_sex\n");
+        for (i, r) in rows.iter().enumerate() {
+            for v in &x[i * d..(i + 1) * d] {
+                text.push_str(&format!("{v},"));
+            }
+            let group = format!(
+                "{}/{}",
+                r.category("race").unwrap(),
+                r.category("sex").unwrap()
+            );
+            text.push_str(&format!("{},\"{group}\"\n", u8::from(r.high_income)));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    Some((write(&train, "adult.csv"), write(&test, "adult_test.csv")))
+}
+
+/// `fair-prune` on the user's network (a PyTorch export) and the user's CSV, groups named
+/// by a column: pruned to the sparsity asked for, every group reported, and the written
+/// models (tthr and ONNX) predict alike.
+#[test]
+fn fair_prune_takes_an_onnx_model_and_a_csv_with_a_group_column() {
+    let out = tmp("fair-own");
+    let Some((train, test)) = adult_csv(&out) else {
+        return;
+    };
+    let run = out.join("run");
+    let (ok, stdout, err) = tether_train(&[
+        "fair-prune",
+        "--model",
+        own_fixture("adult_mlp.onnx").to_str().unwrap(),
+        "--data",
+        train.to_str().unwrap(),
+        "--test-data",
+        test.to_str().unwrap(),
+        "--label-column",
+        "income",
+        "--group-column",
+        "race_sex",
+        "--train-limit",
+        "8000",
+        "--dense-epochs",
+        "2",
+        "--epochs",
+        "2",
+        "--sparsity",
+        "0.8",
+        "--epsilon",
+        "0.03",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("adult_mlp.onnx (3 Linear/Conv layers)"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    // The two hidden layers pruned to exactly 80% (103x128 and 128x64 weights).
+    let kept = (13184.0 - (0.8f64 * 13184.0).round()) + (8192.0 - (0.8f64 * 8192.0).round());
+    let density = summary["density"].as_f64().unwrap();
+    assert!((density - kept / 21376.0).abs() < 1e-6, "{density}");
+    // Race x sex groups with at least 50 of the first 8,000 training samples: Asian-Pac-
+    // Islander, Black and White, each by sex, named in the table.
+    let groups = std::fs::read_to_string(run.join("groups.csv")).unwrap();
+    assert_eq!(groups.lines().count(), 7, "{groups}");
+    assert!(
+        groups.contains("White/Male") && groups.contains("Black/Female"),
+        "{groups}"
+    );
+    let accuracy = summary["final"]["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.78, "test accuracy {accuracy}");
+    // The written model holds the pruned weights' zeros, and its ONNX form computes alike.
+    let tthr = std::fs::read(run.join("model.tthr")).unwrap();
+    let back = import_file(&run.join("model.onnx")).unwrap();
+    let x = f32s(&own_fixture("adult_mlp.in.f32"));
+    let (a, b) = (run_model(&tthr, &x, 2), run_model(&back, &x, 2));
+    assert_eq!(a.len(), 4);
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{u} vs {v}");
+    }
+    let aligned = AlignedBytes::from_slice(&tthr);
+    let m = Model::parse(&aligned).unwrap();
+    let zeros: usize = m
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            tether_deploy::Op::Linear { weight, .. } => Some(
+                m.tensors[weight]
+                    .to_dense()
+                    .iter()
+                    .filter(|&&v| v == 0.0)
+                    .count(),
+            ),
+            _ => None,
+        })
+        .sum();
+    assert!(zeros >= 21376 - kept as usize, "{zeros} zeros");
+    // A group column that is not in the table is named.
+    let (ok, _, err) = tether_train(&[
+        "fair-prune",
+        "--model",
+        own_fixture("adult_mlp.onnx").to_str().unwrap(),
+        "--data",
+        train.to_str().unwrap(),
+        "--label-column",
+        "income",
+        "--group-column",
+        "gender",
+        "--out",
+        out.join("bad").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("gender"), "{err}");
+    // A table without groups is told what to give.
+    let (ok, _, err) = tether_train(&[
+        "fair-prune",
+        "--data",
+        train.to_str().unwrap(),
+        "--label-column",
+        "income",
+        "--ignore-columns",
+        "race_sex",
+        "--out",
+        out.join("bad").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("--group-column"), "{err}");
+    // A network that does not take the table's 103 features.
+    let (ok, _, err) = tether_train(&[
+        "fair-prune",
+        "--model",
+        own_fixture("mnist_resnet.onnx").to_str().unwrap(),
+        "--data",
+        train.to_str().unwrap(),
+        "--label-column",
+        "income",
+        "--group-column",
+        "race_sex",
+        "--out",
+        out.join("bad").to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("[103]") && err.contains("[1, 28, 28]"),
+        "{err}"
+    );
+    assert!(
+        !out.join("bad").exists(),
+        "nothing written for refused runs"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}

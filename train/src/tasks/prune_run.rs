@@ -350,6 +350,9 @@ pub struct PruneConfig {
     /// (`--label-column 64` is the 65th).
     #[arg(long)]
     pub no_header: bool,
+    /// CSV data: columns to leave out (ids, free text), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "data")]
+    pub ignore_columns: Vec<String>,
 }
 
 impl Default for PruneConfig {
@@ -706,6 +709,7 @@ fn run_own<B: AutodiffBackend>(
                     None => None,
                 },
                 label_column: config.label_column.clone(),
+                ignore_columns: config.ignore_columns.clone(),
                 header: !config.no_header,
                 ..Default::default()
             };

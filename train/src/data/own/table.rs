@@ -148,7 +148,8 @@ pub fn parse_csv(
                         line,
                         format!(
                             "column {:?}: {v:?} is not a number; feature columns must be numeric: \
-                             one-hot encode categorical columns, or ignore the column",
+                             one-hot encode categorical columns, or leave the column out \
+                             (--ignore-columns)",
                             header[c]
                         ),
                     ));

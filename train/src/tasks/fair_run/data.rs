@@ -128,6 +128,7 @@ fn load_own(
         image_size,
         label_column: config.label_column.clone(),
         group_column: config.group_column.clone(),
+        ignore_columns: config.ignore_columns.clone(),
         header: !config.no_header,
         // One flag for both: an image folder's `path,group` CSV, or NPY features' array.
         groups_file: groups_file.clone(),

@@ -190,6 +190,9 @@ pub struct FairConfig {
     /// names, one per sample.
     #[arg(long, value_name = "FILE", requires = "data")]
     pub groups_file: Option<PathBuf>,
+    /// CSV data: columns to leave out (ids, free text), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "data")]
+    pub ignore_columns: Vec<String>,
     /// CSV data without a header row: columns are named by position, from 0.
     #[arg(long, requires = "data")]
     pub no_header: bool,

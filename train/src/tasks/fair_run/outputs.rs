@@ -144,10 +144,7 @@ pub(super) fn write_outputs<B: Backend>(
             .as_bytes(),
         )?;
     }
-    write_atomic(
-        &c.out.join("groups.csv"),
-        csv(&group_header(), &group_rows(&groups)).as_bytes(),
-    )?;
+    write_atomic(&c.out.join("groups.csv"), groups_csv(&groups).as_bytes())?;
     write_atomic(
         &c.out.join("report.md"),
         report_md(c, dense_train, dense_test, &pruned, &fine_tuned, &groups).as_bytes(),
@@ -268,9 +265,29 @@ fn group_header() -> Vec<String> {
         "sparse_test_gap",
         "multiplier",
         "buffer_train_gap",
+        "name",
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// `groups.csv`: [`group_rows`]' numbers, then the group's name (last, quoted where it
+/// holds a comma or a quote, so the numeric columns split on commas alike).
+fn groups_csv(groups: &[GroupResult]) -> String {
+    let mut out = group_header().join(",");
+    out.push('\n');
+    for (row, g) in group_rows(groups).iter().zip(groups) {
+        for v in row {
+            out.push_str(&format!("{v},"));
+        }
+        if g.name.contains([',', '"', '\n']) {
+            out.push_str(&format!("\"{}\"", g.name.replace('"', "\"\"")));
+        } else {
+            out.push_str(&g.name);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `groups.csv`'s rows, one per group in [`group_header`]'s order.
