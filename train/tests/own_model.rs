@@ -464,3 +464,52 @@ fn fair_prune_takes_an_onnx_model_and_a_csv_with_a_group_column() {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// scikit-learn's 8x8 digits as the user's headerless CSV (`scripts/fetch-data digits`) and
+/// a 64-32-10 MLP exported by PyTorch: L0 pruning meets density 0.1 within 0.01 and keeps
+/// most of the accuracy (BENCHMARKS.md has the 200-epoch run beside the dense one).
+#[test]
+fn an_onnx_mlp_prunes_on_a_headerless_csv_to_the_target_density() {
+    let csv = tether_train::data::data_dir().join("digits/digits.csv.gz");
+    if !csv.exists() {
+        assert!(
+            tether_train::data::may_skip("digits"),
+            "TETHER_REQUIRE_DATA requires digits"
+        );
+        eprintln!("SKIPPED: digits is not fetched (scripts/fetch-data digits)");
+        return;
+    }
+    let out = tmp("digits");
+    let (ok, _, err) = tether_train(&[
+        "prune",
+        "--model",
+        &fixture("digits_mlp_dynamo.onnx"),
+        "--data",
+        csv.to_str().unwrap(),
+        "--no-header",
+        "--label-column",
+        "64",
+        "--holdout",
+        "0.2",
+        "--batch",
+        "64",
+        "--epochs",
+        "100",
+        "--gate-lr",
+        "0.3",
+        "--dual-lr",
+        "0.5",
+        "--target-density",
+        "0.1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let density = summary["final"]["density"].as_f64().unwrap();
+    assert!((density - 0.1).abs() <= 0.01, "density {density}");
+    let accuracy = summary["final"]["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.9, "held-out accuracy {accuracy}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
