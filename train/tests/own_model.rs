@@ -296,8 +296,8 @@ fn the_own_model_fixtures_train_as_graphs_that_compute_what_onnxruntime_computes
     }
 }
 
-/// Writes UCI Adult as a user's table would be: the one-hot features (`f0`..), the label
-/// `income`, and the group `race_sex` as text; returns (train, test) paths.
+/// Writes UCI Adult as a user's table would be (`AdultEncoder::to_csv`: the one-hot
+/// features, the label `income`, the groups as text); returns (train, test) paths.
 fn adult_csv(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     use tether_train::data::adult::{AdultEncoder, AdultSplit, load};
     let Ok(train) = load(AdultSplit::Train) else {
@@ -307,27 +307,10 @@ fn adult_csv(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     };
     let test = load(AdultSplit::Test).unwrap();
     let enc = AdultEncoder::fit(&train);
-    let write = |rows: &[tether_train::data::adult::AdultRow], name: &str| -> PathBuf {
-        let x = enc.encode(rows);
-        let d = enc.dim();
-        let mut text: String = (0..d).map(|j| format!("f{j},")).collect();
-        text.push_str("income,race_sex\n");
-        for (i, r) in rows.iter().enumerate() {
-            for v in &x[i * d..(i + 1) * d] {
-                text.push_str(&format!("{v},"));
-            }
-            let group = format!(
-                "{}/{}",
-                r.category("race").unwrap(),
-                r.category("sex").unwrap()
-            );
-            text.push_str(&format!("{},\"{group}\"\n", u8::from(r.high_income)));
-        }
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    Some((write(&train, "adult.csv"), write(&test, "adult_test.csv")))
+    let (a, b) = (dir.join("adult.csv"), dir.join("adult_test.csv"));
+    std::fs::write(&a, enc.to_csv(&train)).unwrap();
+    std::fs::write(&b, enc.to_csv(&test)).unwrap();
+    Some((a, b))
 }
 
 /// `fair-prune` on the user's network (a PyTorch export) and the user's CSV, groups named
@@ -351,7 +334,7 @@ fn fair_prune_takes_an_onnx_model_and_a_csv_with_a_group_column() {
         "--label-column",
         "income",
         "--group-column",
-        "race_sex",
+        "race,sex",
         "--train-limit",
         "8000",
         "--dense-epochs",
@@ -423,6 +406,8 @@ fn fair_prune_takes_an_onnx_model_and_a_csv_with_a_group_column() {
         "income",
         "--group-column",
         "gender",
+        "--ignore-columns",
+        "race,sex",
         "--out",
         out.join("bad").to_str().unwrap(),
     ]);
@@ -435,7 +420,7 @@ fn fair_prune_takes_an_onnx_model_and_a_csv_with_a_group_column() {
         "--label-column",
         "income",
         "--ignore-columns",
-        "race_sex",
+        "race,sex",
         "--out",
         out.join("bad").to_str().unwrap(),
     ]);
@@ -450,7 +435,7 @@ fn fair_prune_takes_an_onnx_model_and_a_csv_with_a_group_column() {
         "--label-column",
         "income",
         "--group-column",
-        "race_sex",
+        "race,sex",
         "--out",
         out.join("bad").to_str().unwrap(),
     ]);

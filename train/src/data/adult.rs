@@ -191,6 +191,51 @@ impl AdultEncoder {
     }
 }
 
+impl AdultEncoder {
+    /// The feature names, in [`AdultEncoder::encode`]'s order: the numeric columns, then
+    /// `column=value` per one-hot entry (pandas' `get_dummies` naming, with `=`).
+    pub fn feature_names(&self) -> Vec<String> {
+        let numeric = [
+            "age",
+            "education-num",
+            "capital-gain",
+            "capital-loss",
+            "hours-per-week",
+        ];
+        let mut names: Vec<String> = numeric.iter().map(|s| (*s).to_string()).collect();
+        for (c, vocab) in self.vocab.iter().enumerate() {
+            names.extend(vocab.iter().map(|v| format!("{}={v}", CATEGORICAL[c])));
+        }
+        names
+    }
+
+    /// `rows` as the numeric table a user trains on with `--data`: a header, the encoded
+    /// features, `income` (1 above 50K) and the text columns `race` and `sex` (quoted),
+    /// for groups such as `--group-column race,sex`.
+    pub fn to_csv(&self, rows: &[AdultRow]) -> String {
+        let d = self.dim();
+        let x = self.encode(rows);
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut text: Vec<String> = self.feature_names().iter().map(|n| quote(n)).collect();
+        text.extend(["income", "race", "sex"].map(String::from));
+        let mut out = text.join(",");
+        out.push('\n');
+        for (r, f) in rows.iter().zip(x.chunks(d.max(1))) {
+            for v in f {
+                out.push_str(&format!("{v},"));
+            }
+            let (race, sex) = (r.categorical[5].as_str(), r.categorical[6].as_str());
+            out.push_str(&format!(
+                "{},{},{}\n",
+                u8::from(r.high_income),
+                quote(race),
+                quote(sex)
+            ));
+        }
+        out
+    }
+}
+
 /// Numeric column `k`, with the heavy-tailed capital columns log-compressed.
 fn numeric(r: &AdultRow, k: usize) -> f32 {
     match k {

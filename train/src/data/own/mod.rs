@@ -193,7 +193,8 @@ pub struct LoadOptions {
     pub groups_file: Option<PathBuf>,
     /// Tables: the label column's name (required for tables).
     pub label_column: Option<String>,
-    /// Tables: the group column's name.
+    /// Tables: the group column's name, or several comma-separated names (where no column
+    /// has the whole name) whose values joined by `/` name the group.
     pub group_column: Option<String>,
     /// Tables: columns to leave out (ids, free text, ...).
     pub ignore_columns: Vec<String>,

@@ -89,19 +89,24 @@ pub fn parse_csv(
         ))
     })?;
     let label = find(label_name, "label")?;
-    let group = options
-        .group_column
-        .as_deref()
-        .map(|g| find(g, "group"))
-        .transpose()?;
-    if group == Some(label) {
+    // One group column, or several (`race,sex`: intersectional groups such as
+    // `White/Male`, Balancing Act's groupings) where no column has the whole name.
+    let group: Vec<usize> = match options.group_column.as_deref() {
+        None => Vec::new(),
+        Some(g) if header.iter().any(|h| h == g) || !g.contains(',') => vec![find(g, "group")?],
+        Some(g) => g
+            .split(',')
+            .map(|name| find(name.trim(), "group"))
+            .collect::<Result<_, _>>()?,
+    };
+    if group.contains(&label) {
         return Err(OwnError::Invalid(
-            "the label column cannot also be the group column".into(),
+            "the label column cannot also be a group column".into(),
         ));
     }
     let mut skip = vec![false; header.len()];
     skip[label] = true;
-    if let Some(g) = group {
+    for &g in &group {
         skip[g] = true;
     }
     for name in &options.ignore_columns {
@@ -156,14 +161,15 @@ pub fn parse_csv(
                 }
             }
         }
-        for c in std::iter::once(label).chain(group) {
+        for &c in std::iter::once(&label).chain(&group) {
             if MISSING.contains(&f[c].trim().to_lowercase().as_str()) {
                 return Err(missing(c));
             }
         }
         labels.push(f[label].trim().to_string());
-        if let Some(g) = group {
-            groups.push(Some(f[g].trim().to_string()));
+        if !group.is_empty() {
+            let key: Vec<&str> = group.iter().map(|&g| f[g].trim()).collect();
+            groups.push(Some(key.join("/")));
         }
     }
     if labels.is_empty() {
@@ -175,7 +181,7 @@ pub fn parse_csv(
         sample_shape: vec![features.len()],
         labels,
         class_names,
-        groups: group.map(|_| index_group_keys(&groups)),
+        groups: (!group.is_empty()).then(|| index_group_keys(&groups)),
         skipped: Vec::new(),
     })
 }
@@ -258,6 +264,19 @@ mod tests {
             (g.names, g.ids),
             (vec!["f".into(), "m".into()], vec![0, 1, 1])
         );
+        // Several group columns: their intersections.
+        let o = LoadOptions {
+            group_column: Some("id,sex".into()),
+            ..opts("species")
+        };
+        let g = parse(text, &o).unwrap().groups.unwrap();
+        assert_eq!(g.names, vec!["1/f", "2/m", "3/m"]);
+        let o = LoadOptions {
+            group_column: Some("sex,age".into()),
+            ..opts("species")
+        };
+        let e = parse(text, &o).unwrap_err().to_string();
+        assert!(e.contains("no group column \"age\""), "{e}");
         // Numeric labels sort as numbers.
         let s = parse("x,y\n1,10\n2,9\n3,9.0\n", &opts("y")).unwrap();
         assert_eq!(s.class_names, vec!["9", "10"]);

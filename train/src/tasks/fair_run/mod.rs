@@ -182,7 +182,8 @@ pub struct FairConfig {
     #[arg(long, value_name = "NAME", requires = "data")]
     pub label_column: Option<String>,
     /// CSV data: the column naming each sample's group (the groups whose accuracy drop is
-    /// bounded).
+    /// bounded), or several, comma-separated, for their intersections (`race,sex`: groups
+    /// such as `White/Male`).
     #[arg(long, value_name = "NAME", requires = "data")]
     pub group_column: Option<String>,
     /// Groups of --data that is not a CSV: for an image folder a CSV with columns `path`
