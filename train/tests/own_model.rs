@@ -170,6 +170,46 @@ fn own_model_and_data_mismatches_are_refused_before_training() {
         !ok && err.contains("12 classes but the network outputs 10"),
         "{err}"
     );
+    // A normalisation that is none of the forms, or statistics of another length.
+    for (how, says) in [
+        ("imagenet", "MEANS/STDS"),
+        ("0.5,0.5/0.2", "2 means but 1 deviations"),
+    ] {
+        let (ok, _, err) = tether_train(&[
+            "prune",
+            "--model",
+            &mlp,
+            "--data",
+            csv.to_str().unwrap(),
+            "--label-column",
+            "label",
+            "--normalize",
+            how,
+            "--out",
+            o,
+        ]);
+        assert!(
+            !ok && err.contains("--normalize") && err.contains(says),
+            "{err}"
+        );
+    }
+    let (ok, _, err) = tether_train(&[
+        "prune",
+        "--model",
+        &mlp,
+        "--data",
+        csv.to_str().unwrap(),
+        "--label-column",
+        "label",
+        "--normalize",
+        "1,2,3/1,1,1",
+        "--out",
+        o,
+    ]);
+    assert!(
+        !ok && err.contains('3'),
+        "three channel statistics for 16 features: {err}"
+    );
     // Samples of the wrong shape for the network.
     let lenet = fixture("lenet5_dynamo.onnx");
     let (ok, _, err) = tether_train(&[

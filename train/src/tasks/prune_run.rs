@@ -353,6 +353,12 @@ pub struct PruneConfig {
     /// CSV data: columns to leave out (ids, free text), comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "data")]
     pub ignore_columns: Vec<String>,
+    /// How --data is normalised: auto (the training split's statistics per channel for
+    /// images, per column for tables), none, global, channel, feature, or the statistics
+    /// the network was trained with, MEANS/STDS (e.g. 0.485,0.456,0.406/0.229,0.224,0.225
+    /// for torchvision's pretrained networks, on values in [0, 1]).
+    #[arg(long, value_name = "HOW", default_value = "auto", requires = "data")]
+    pub normalize: String,
 }
 
 impl Default for PruneConfig {
@@ -370,6 +376,9 @@ impl PruneConfig {
     /// The first setting out of its range.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.optimizer.validate()?;
+        self.normalize
+            .parse::<crate::data::own::Normalize>()
+            .map_err(|e| anyhow::anyhow!("--normalize: {e}"))?;
         if let Some(t) = self.target_density {
             anyhow::ensure!(
                 t > 0.0 && t <= 1.0,
@@ -714,6 +723,10 @@ fn run_own<B: AutodiffBackend>(
                 ..Default::default()
             };
             let prep = crate::data::own::PrepareOptions {
+                normalize: config
+                    .normalize
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--normalize: {e}"))?,
                 holdout: config.holdout,
                 seed: config.seed,
                 input_shape: Some(input_shape.clone()),

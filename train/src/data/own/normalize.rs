@@ -64,6 +64,59 @@ pub enum Normalize {
     },
 }
 
+impl std::str::FromStr for Normalize {
+    type Err = String;
+
+    /// `auto`, `none`, `global`, `channel`, `feature` (statistics of the training split
+    /// along that axis), or given statistics `MEANS/STDS`, each one number or a
+    /// comma-separated list (one per channel, or one per input): `0.1307/0.3081` (MNIST),
+    /// `0.485,0.456,0.406/0.229,0.224,0.225` (ImageNet, what torchvision's pretrained
+    /// networks expect).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "auto" => return Ok(Self::Auto),
+            "none" => return Ok(Self::None),
+            "global" => return Ok(Self::Fit(NormAxis::Global)),
+            "channel" => return Ok(Self::Fit(NormAxis::Channel)),
+            "feature" => return Ok(Self::Fit(NormAxis::Feature)),
+            _ => {}
+        }
+        let usage = || {
+            format!(
+                "normalisation {text:?}: expected auto, none, global, channel, feature or \
+                 MEANS/STDS (e.g. 0.1307/0.3081, or 0.485,0.456,0.406/0.229,0.224,0.225)"
+            )
+        };
+        let (m, s) = t.split_once('/').ok_or_else(usage)?;
+        let list = |part: &str| -> Result<Vec<f32>, String> {
+            part.split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(usage)
+                })
+                .collect()
+        };
+        let (mean, std) = (list(m)?, list(s)?);
+        if mean.len() != std.len() {
+            return Err(format!(
+                "normalisation {text:?}: {} means but {} deviations",
+                mean.len(),
+                std.len()
+            ));
+        }
+        if std.iter().any(|&d| d <= 0.0) {
+            return Err(format!(
+                "normalisation {text:?}: deviations must be positive"
+            ));
+        }
+        Ok(Self::Given { mean, std })
+    }
+}
+
 /// Fitted (or given) statistics.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Normalization {
@@ -177,6 +230,31 @@ impl Normalization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalisations_parse_from_their_flag_text() {
+        assert_eq!("auto".parse(), Ok(Normalize::Auto));
+        assert_eq!("None".parse(), Ok(Normalize::None));
+        assert_eq!("channel".parse(), Ok(Normalize::Fit(NormAxis::Channel)));
+        assert_eq!(
+            "0.485,0.456,0.406/0.229,0.224,0.225".parse(),
+            Ok(Normalize::Given {
+                mean: vec![0.485, 0.456, 0.406],
+                std: vec![0.229, 0.224, 0.225]
+            })
+        );
+        assert_eq!(
+            "0.1307 / 0.3081".parse(),
+            Ok(Normalize::Given {
+                mean: vec![0.1307],
+                std: vec![0.3081]
+            })
+        );
+        for bad in ["", "imagenet", "1,2/3", "0.5/0", "0.5/-1", "a/1", "0.5/nan"] {
+            let e = bad.parse::<Normalize>().unwrap_err();
+            assert!(e.contains(bad.trim()) || bad.is_empty(), "{bad}: {e}");
+        }
+    }
 
     fn images() -> LabelledSet {
         // Two 2-channel 1x2 images: channel 0 holds 1, 3, 1, 3; channel 1 holds 10 everywhere.

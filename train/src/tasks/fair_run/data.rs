@@ -136,6 +136,10 @@ fn load_own(
         ..Default::default()
     };
     let prep = own::PrepareOptions {
+        normalize: config
+            .normalize
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--normalize: {e}"))?,
         holdout: config.holdout,
         seed: config.seed,
         input_shape,

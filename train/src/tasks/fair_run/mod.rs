@@ -194,6 +194,11 @@ pub struct FairConfig {
     /// CSV data: columns to leave out (ids, free text), comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "data")]
     pub ignore_columns: Vec<String>,
+    /// How --data is normalised: auto (the training split's statistics per channel for
+    /// images, per column for tables), none, global, channel, feature, or the statistics
+    /// the network was trained with, MEANS/STDS (e.g. 0.485,0.456,0.406/0.229,0.224,0.225).
+    #[arg(long, value_name = "HOW", default_value = "auto", requires = "data")]
+    pub normalize: String,
     /// CSV data without a header row: columns are named by position, from 0.
     #[arg(long, requires = "data")]
     pub no_header: bool,
@@ -272,6 +277,9 @@ impl FairConfig {
     /// The first setting out of its range.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.optimizer.validate()?;
+        self.normalize
+            .parse::<crate::data::own::Normalize>()
+            .map_err(|e| anyhow::anyhow!("--normalize: {e}"))?;
         anyhow::ensure!(
             (0.0..1.0).contains(&self.sparsity),
             "--sparsity must lie in [0, 1), got {}",
