@@ -325,6 +325,69 @@ fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+/// `fair-prune --max-latency`: a budget below what the network's other ops take is refused
+/// before training; a loose one keeps the sparsity asked for and is timed on the written
+/// model, with flash too (both budgets reported, the larger sparsity wins).
+#[test]
+fn fair_prune_takes_a_latency_budget_beside_the_flash_one() {
+    if !mnist_is_there() {
+        return;
+    }
+    let out = out_dir("fair-latency");
+    let base = [
+        "fair-prune",
+        "--dataset",
+        "mnist",
+        "--train-limit",
+        "1000",
+        "--dense-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--sparsity",
+        "0.5",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--max-latency", "1ns", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = tether_train(&args);
+    assert!(!ok && err.contains("takes at least"), "{err}");
+    assert!(!out.exists(), "refused before training");
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--max-latency",
+        "1s",
+        "--max-flash",
+        "64KiB",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (ok, stdout, err) = tether_train(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("latency budget 1.000 s"), "{stdout}");
+    let s = summary(&out);
+    let names: Vec<&str> = s["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["flash", "latency"]);
+    let l = &s["budgets"][1];
+    let (achieved, predicted) = (
+        l["achieved"].as_f64().unwrap(),
+        l["predicted"].as_f64().unwrap(),
+    );
+    assert!(achieved > 0.0 && achieved < 1.0, "{achieved}");
+    assert!(predicted > 0.0 && predicted < 1.0, "{predicted}");
+    assert_eq!(l["met"], true);
+    // The flash budget needs more than 0.5 (LeNet-300-100 at 0.5 is about 500 KiB): its
+    // sparsity is the run's.
+    assert!(s["sparsity"].as_f64().unwrap() > 0.9, "{s}");
+    assert_eq!(s["budgets"][0]["met"], true);
+    std::fs::remove_dir_all(&out).ok();
+}
+
 /// A board file gives prune its flash budget (gmp: quick and exact) and has the written
 /// model's RAM reported against the board's, as `tether-deploy inspect --board` judges it.
 #[test]

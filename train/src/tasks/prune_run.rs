@@ -64,7 +64,7 @@ use crate::resume::{
 };
 use crate::tasks::budget::BudgetResult;
 use crate::tasks::budget::flash::FlashModel;
-use crate::tasks::budget::latency::{LatencyModel, measure_latency};
+use crate::tasks::budget::latency::{LATENCY_TRIALS, LatencyModel, measure_latency};
 use crate::tasks::budget::units::{Bytes, Seconds};
 use crate::tasks::classify::ClassifyProblem;
 use crate::tasks::metrics;
@@ -2045,9 +2045,6 @@ fn layers_json(layers: &[LayerResult]) -> Vec<serde_json::Value> {
         })
         .collect()
 }
-
-/// Interleaved trials per latency measurement (medians).
-const LATENCY_TRIALS: usize = 15;
 
 /// One quantity `metrics.csv` follows per step (three columns: its expected value, its
 /// value with deterministic gates, the multiplier) and `density.png` plots.

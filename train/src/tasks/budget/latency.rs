@@ -85,6 +85,9 @@ impl LayerCurve {
     }
 }
 
+/// Interleaved trials per latency measurement (medians).
+pub const LATENCY_TRIALS: usize = 15;
+
 /// A network's inference latency as a function of its gated layers' nonzeros.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyModel {

@@ -25,7 +25,9 @@ use crate::resume::{
     settings_key,
 };
 use crate::tasks::budget::flash::FlashModel;
+use crate::tasks::budget::latency::{LATENCY_TRIALS, LatencyModel};
 use crate::tasks::budget::units::Bytes;
+use crate::tasks::budget::units::Seconds;
 use crate::tasks::fair::{FairProblem, GroupMetrics, GroupedSet, ReplayBuffer};
 
 use super::data::FairData;
@@ -109,6 +111,15 @@ struct FlashFit {
     predicted: usize,
     /// The file's size at the requested sparsity.
     at_user_sparsity: usize,
+    model: FlashModel,
+    numels: Vec<usize>,
+}
+
+impl FlashFit {
+    /// The file's size at `sparsity` (exact).
+    fn size_at(&self, sparsity: f64) -> usize {
+        self.model.size(&kept_at(&self.numels, sparsity))
+    }
 }
 
 /// The smallest sparsity `>= from` (in steps of 1e-4) at which `net`, its layers but the
@@ -119,11 +130,7 @@ fn flash_sparsity<B: Backend>(
     budget: usize,
     from: f64,
 ) -> anyhow::Result<FlashFit> {
-    let hidden: Vec<usize> = layer_dims(net)
-        .iter()
-        .take(net.layers.len().saturating_sub(1))
-        .map(|d| d.iter().product())
-        .collect();
+    let hidden = pruned_numels(net);
     let model = FlashModel::from_export(&net.to_deploy()?, &hidden)?;
     let min = model.min_size();
     anyhow::ensure!(
@@ -134,28 +141,106 @@ fn flash_sparsity<B: Backend>(
         Bytes(budget as u64),
         Bytes(min as u64)
     );
-    let size = |s: f64| -> usize {
-        let kept: Vec<usize> = hidden
-            .iter()
-            .map(|&n| n - ((s * n as f64).round() as usize).min(n))
-            .collect();
-        model.size(&kept)
-    };
-    let steps = ((1.0 - from) / 1e-4).ceil() as usize;
-    let sparsity = (0..=steps)
-        .map(|k| (from + k as f64 * 1e-4).min(1.0))
-        .find(|&s| size(s) <= budget)
-        .unwrap_or(1.0);
-    anyhow::ensure!(
-        sparsity < 1.0,
-        "--max-flash {}: only a network with every hidden weight pruned fits",
-        Bytes(budget as u64)
-    );
+    let size = |s: f64| model.size(&kept_at(&hidden, s));
+    let sparsity = smallest_sparsity(from, |s| size(s) <= budget).with_context(|| {
+        format!(
+            "--max-flash {}: only a network with every hidden weight pruned fits",
+            Bytes(budget as u64)
+        )
+    })?;
     Ok(FlashFit {
         budget,
         sparsity,
         predicted: size(sparsity),
         at_user_sparsity: size(from),
+        model,
+        numels: hidden,
+    })
+}
+
+/// Weights of each pruned layer (every Linear/Conv layer but the last), in graph order.
+fn pruned_numels<B: Backend>(net: &GraphNet<B>) -> Vec<usize> {
+    layer_dims(net)
+        .iter()
+        .take(net.layers.len().saturating_sub(1))
+        .map(|d| d.iter().product())
+        .collect()
+}
+
+/// Kept weights per pruned layer at `sparsity`: [`GraphNet::prune_magnitude`]'s counts,
+/// `round(s n)` removed from each.
+fn kept_at(numels: &[usize], sparsity: f64) -> Vec<usize> {
+    numels
+        .iter()
+        .map(|&n| n - ((sparsity * n as f64).round() as usize).min(n))
+        .collect()
+}
+
+/// The smallest sparsity `>= from`, in steps of 1e-4 and below 1, at which `fits`.
+fn smallest_sparsity(from: f64, fits: impl Fn(f64) -> bool) -> Option<f64> {
+    let steps = ((1.0 - from) / 1e-4).ceil() as usize;
+    (0..=steps)
+        .map(|k| (from + k as f64 * 1e-4).min(1.0))
+        .take_while(|&s| s < 1.0)
+        .find(|&s| fits(s))
+}
+
+/// The sparsity a latency budget asks for, and the fitted model that predicted it.
+struct LatencyFit {
+    budget: f64,
+    sparsity: f64,
+    model: LatencyModel,
+    numels: Vec<usize>,
+}
+
+impl LatencyFit {
+    /// The predicted seconds per inference at `sparsity`.
+    fn predicted(&self, sparsity: f64) -> f64 {
+        self.model.latency(&kept_at(&self.numels, sparsity))
+    }
+}
+
+/// The smallest sparsity `>= from` at which `net`, its layers but the last pruned by
+/// magnitude, is predicted to run one inference of `batch` samples in at most `budget`
+/// seconds: the deploy kernels are timed on the network's export, each pruned layer at
+/// several densities ([`LatencyModel::measure`], as `prune --max-latency` does).
+fn latency_sparsity<B: Backend>(
+    net: &GraphNet<B>,
+    budget: f64,
+    from: f64,
+    batch: usize,
+    progress: bool,
+) -> anyhow::Result<LatencyFit> {
+    let numels = pruned_numels(net);
+    if progress {
+        println!(
+            "timing the deploy kernels for the latency model ({} pruned layers, batch {batch})",
+            numels.len()
+        );
+    }
+    let model = LatencyModel::measure(&net.to_deploy()?, &numels, batch, LATENCY_TRIALS)?;
+    let min = model.min_latency();
+    anyhow::ensure!(
+        budget >= min,
+        "--max-latency {}: this network takes at least {} per inference on this host (batch \
+         {batch}) with every hidden weight pruned (its output layer and other ops); give at \
+         least that",
+        Seconds(budget),
+        Seconds(min)
+    );
+    let fits = |s: f64| model.latency(&kept_at(&numels, s)) <= budget;
+    let sparsity = smallest_sparsity(from, fits).with_context(|| {
+        format!(
+            "--max-latency {}: only a network with every hidden weight pruned is predicted to \
+             fit",
+            Seconds(budget)
+        )
+    })?;
+    Ok(LatencyFit {
+        budget,
+        sparsity,
+        model,
+        numels,
     })
 }
 
@@ -368,12 +453,39 @@ pub(super) fn train<B: AutodiffBackend>(
         Some(Bytes(max)) => Some(flash_sparsity(&fresh.valid(), max as usize, c.sparsity)?),
         None => None,
     };
+    // A latency budget too, from the same starting sparsity; the larger of the two wins.
+    let latency = match c.max_latency {
+        Some(Seconds(max)) => Some(latency_sparsity(
+            &fresh.valid(),
+            max,
+            c.sparsity,
+            c.latency_batch,
+            progress,
+        )?),
+        None => None,
+    };
     let user = c;
     let effective = FairConfig {
-        sparsity: flash.as_ref().map_or(c.sparsity, |f| f.sparsity),
+        sparsity: [
+            Some(c.sparsity),
+            flash.as_ref().map(|f| f.sparsity),
+            latency.as_ref().map(|l| l.sparsity),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max),
         ..c.clone()
     };
     let c = &effective;
+    if let (Some(l), true) = (&latency, progress) {
+        println!(
+            "latency budget {}: sparsity {:.4} (predicted {}; the unpruned network: {})",
+            Seconds(l.budget),
+            l.sparsity,
+            Seconds(l.predicted(l.sparsity)),
+            Seconds(l.model.dense)
+        );
+    }
     if let (Some(f), true) = (&flash, progress) {
         println!(
             "flash budget {}: sparsity {:.4} (the file {} bytes; the network at --sparsity {}: {} bytes)",
@@ -718,7 +830,10 @@ pub(super) fn train<B: AutodiffBackend>(
             selected_at,
             last_worst,
             seconds: [dense_secs, ft_secs],
-            flash_budget: flash.as_ref().map(|f| (f.budget, f.predicted)),
+            flash_budget: flash.as_ref().map(|f| (f.budget, f.size_at(c.sparsity))),
+            latency_budget: latency
+                .as_ref()
+                .map(|l| (l.budget, l.predicted(c.sparsity), c.latency_batch)),
         },
         &eval,
     )?;

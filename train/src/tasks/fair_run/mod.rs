@@ -103,8 +103,20 @@ pub struct FairConfig {
     /// budget alone decide.
     #[arg(long, value_name = "SIZE", conflicts_with = "pruned_from")]
     pub max_flash: Option<crate::tasks::budget::units::Bytes>,
-    /// A device description (TOML: name, flash, ...; see `tether-deploy inspect --board`):
-    /// its flash becomes --max-flash where that is not given.
+    /// Latency budget: one inference of the written model in tether-deploy on this host
+    /// (single thread, --latency-batch samples) takes at most this long (2.5ms, 800us). The
+    /// deploy kernels are timed on the network before training to fit a per-layer cost
+    /// model, and the sparsity is raised from --sparsity to the smallest whose predicted
+    /// latency fits (with --max-flash, the larger of the two); the end of the run measures
+    /// the written model as `tether-deploy bench` does.
+    #[arg(long, value_name = "TIME", conflicts_with = "pruned_from")]
+    pub max_latency: Option<crate::tasks::budget::units::Seconds>,
+    /// The batch size --max-latency is for.
+    #[arg(long, default_value_t = 1)]
+    pub latency_batch: usize,
+    /// A device description (TOML: name, flash, latency, ...; see `tether-deploy inspect
+    /// --board`): its flash and latency become --max-flash and --max-latency where those
+    /// are not given.
     #[arg(long, value_name = "FILE", conflicts_with = "pruned_from")]
     pub board: Option<PathBuf>,
     /// The L0 route: instead of magnitude pruning, fine-tune the model that `tether-train
@@ -322,6 +334,16 @@ impl FairConfig {
             "--lr and --ft-lr must be > 0"
         );
         anyhow::ensure!(
+            self.latency_batch >= 1,
+            "--latency-batch must be at least 1"
+        );
+        if let Some(crate::tasks::budget::units::Seconds(t)) = self.max_latency {
+            anyhow::ensure!(
+                t > 0.0 && t.is_finite(),
+                "--max-latency must be a positive time"
+            );
+        }
+        anyhow::ensure!(
             self.hidden.iter().all(|&h| h > 0),
             "--hidden widths must be at least 1"
         );
@@ -455,6 +477,7 @@ pub fn run_controlled<B: AutodiffBackend>(
     if let Some(path) = &config.board {
         let board = tether_deploy::cli::board::Board::load(path)?;
         config.max_flash = config.max_flash.or(board.flash);
+        config.max_latency = config.max_latency.or(board.latency);
     }
     let config = &config;
     config.validate()?;

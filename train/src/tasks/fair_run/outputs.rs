@@ -11,6 +11,7 @@ use crate::data::groups::Groups;
 use crate::io::{csv, write_atomic};
 use crate::plot::{Panel, Series, line_chart};
 use crate::tasks::budget::BudgetResult;
+use crate::tasks::budget::latency::{LATENCY_TRIALS, measure_latency};
 use crate::tasks::fair::{GroupMetrics, ReplayBuffer};
 use crate::tasks::outputs::write_json;
 
@@ -44,6 +45,9 @@ pub(super) struct Measured<'a> {
     pub seconds: [f64; 2],
     /// The flash budget and the file size predicted for it, when one was given.
     pub flash_budget: Option<(usize, usize)>,
+    /// The latency budget (seconds), the latency model's prediction for the final network
+    /// and the batch, when one was given.
+    pub latency_budget: Option<(f64, f64, usize)>,
 }
 
 /// Writes every output of the run and returns its report; `eval` is the fine-tuned model.
@@ -182,8 +186,8 @@ pub(super) fn write_outputs<B: Backend>(
         &Default::default(),
     )?;
     write_atomic(&c.out.join("model.onnx"), &onnx)?;
-    // The budget judged on the file as written.
-    let budgets: Vec<BudgetResult> = m
+    // The budgets judged on the file as written, and on the written model as timed.
+    let mut budgets: Vec<BudgetResult> = m
         .flash_budget
         .iter()
         .map(|&(budget, predicted)| {
@@ -191,6 +195,10 @@ pub(super) fn write_outputs<B: Backend>(
                 .with_predicted(predicted as f64)
         })
         .collect();
+    if let Some((budget, predicted, batch)) = m.latency_budget {
+        let measured = measure_latency(&tthr, batch, LATENCY_TRIALS)?;
+        budgets.push(BudgetResult::new("latency", budget, measured).with_predicted(predicted));
+    }
     let steps = m.log.len().max(1) as f64;
     let violating = after_tr.iter().filter(|&&x| x > c.epsilon).count();
     let [dense_secs, ft_secs] = m.seconds;
