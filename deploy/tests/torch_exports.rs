@@ -1,7 +1,9 @@
 //! Real PyTorch exports (tests/fixtures/torch, made by its `make_fixtures.py`): each model
 //! exported by the default dynamo exporter (weights in an external `.onnx.data` file,
 //! static shapes) and by the TorchScript exporter at opset 13 with a symbolic batch axis
-//! (shape arithmetic in the graph). Each imports and matches onnxruntime's output.
+//! (shape arithmetic in the graph). Each imports and matches onnxruntime's output. The
+//! encoder-decoder (`tiny_unet`: ConvTranspose2d, nearest Upsample, bilinear interpolate
+//! by size and by scale) is exported by dynamo at opset 18.
 
 #![cfg(feature = "onnx")]
 
@@ -47,7 +49,7 @@ fn manifest() -> Vec<Case> {
 #[test]
 fn every_pytorch_export_imports_and_matches_onnxruntime() {
     let cases = manifest();
-    assert_eq!(cases.len(), 10, "five models, two exporters each");
+    assert_eq!(cases.len(), 12, "six models, two exporters each");
     for c in &cases {
         let path = dir().join(format!("{}.onnx", c.model));
         let model = import_file(&path).unwrap_or_else(|e| panic!("{}: {e}", c.model));

@@ -373,8 +373,27 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                     Binary::Max => "Max",
                     Binary::Min => "Min",
                     Binary::PRelu => "PRelu",
+                    Binary::Equal => "Equal",
+                    Binary::Greater => "Greater",
+                    Binary::Less => "Less",
+                    Binary::GreaterOrEqual => "GreaterOrEqual",
+                    Binary::LessOrEqual => "LessOrEqual",
                 };
-                gr.node(op, &[a, c], &out, vec![]);
+                if matches!(
+                    b,
+                    Binary::Equal
+                        | Binary::Greater
+                        | Binary::Less
+                        | Binary::GreaterOrEqual
+                        | Binary::LessOrEqual
+                ) {
+                    // ONNX comparisons give booleans; the runtime holds them as 0 and 1.
+                    let t = gr.fresh("compare");
+                    gr.node(op, &[a, c], &t, vec![]);
+                    gr.node("Cast", &[t], &out, vec![attr_int("to", 1)]);
+                } else {
+                    gr.node(op, &[a, c], &out, vec![]);
+                }
             }
             Op::Unary(Unary::Gelu) => {
                 // x (1 + erf(x / sqrt 2)) / 2, as PyTorch's exporter writes it at opset 13.
@@ -551,6 +570,38 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
             Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
                 return fail("mesh (EMAN) ops: ONNX has no mesh operators");
             }
+            Op::ConvTranspose2d { weight, bias, geom } => {
+                if xs.len() + off != 4 {
+                    return fail("a transposed convolution of other than [N, C, H, W] in ONNX");
+                }
+                let wd = model.tensors[weight].dims.as_slice().to_vec();
+                let mut inputs = vec![ins[0].clone(), gr.weight(weight, false)];
+                inputs.extend(bias.map(|b| gr.weight(b, false)));
+                gr.node(
+                    "ConvTranspose",
+                    &inputs,
+                    &out,
+                    vec![
+                        attr_ints("kernel_shape", &wd[2..4]),
+                        attr_ints("strides", &geom.stride),
+                        attr_ints("pads", &geom.pads),
+                        attr_ints("dilations", &geom.dilation),
+                        attr_int("group", geom.group as i64),
+                        attr_ints("output_padding", &geom.output_padding),
+                    ],
+                );
+            }
+            Op::Where => {
+                let rank = model.shapes[node.output].as_slice().len();
+                let c = gr.lift(node.inputs[0], rank);
+                let a = gr.lift(node.inputs[1], rank);
+                let b = gr.lift(node.inputs[2], rank);
+                let t = gr.fresh("condition");
+                gr.node("Cast", &[c], &t, vec![attr_int("to", 9)]);
+                gr.node("Where", &[t, a, b], &out, vec![]);
+            }
+            Op::Resize(_) => return fail("Resize (not exported yet)"),
+            Op::Output { .. } => return fail("several outputs (not exported yet)"),
         }
     }
     gr.g.output.push(value_info(
