@@ -62,7 +62,9 @@ pub fn inspect_for(
     for (i, node) in model.nodes.iter().enumerate() {
         let name = node.op.name();
         let weight = match node.op {
-            Op::Linear { weight, .. } | Op::Conv2d { weight, .. } => Some(weight),
+            Op::Linear { weight, .. }
+            | Op::Conv2d { weight, .. }
+            | Op::ConvTranspose2d { weight, .. } => Some(weight),
             _ => None,
         };
         let shape = |v: usize| format!("{:?}", model.shapes[v].as_slice());
