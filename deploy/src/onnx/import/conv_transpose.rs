@@ -31,6 +31,9 @@ impl Importer {
                 w.dims.len().saturating_sub(2)
             ));
         }
+        if w.dims.contains(&0) {
+            return malformed(format!("ConvTranspose weight of shape {:?}", w.dims));
+        }
         let sd = w.dims.len() - 2;
         let auto_pad = at.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
         let mut ks = at.ints("kernel_shape");
