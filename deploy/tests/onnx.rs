@@ -264,9 +264,9 @@ fn onnx_backend_node_tests() {
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
     let table = per_op(&results);
-    // Ops folded on constants only (Constant, shape arithmetic, comparisons) have node
-    // tests with runtime inputs, which the runtime cannot compute; they are checked by
-    // their own tests (the shape-subgraph and folding tests below).
+    // Ops folded on constants only (Constant, shape arithmetic) have node tests with
+    // runtime inputs, which the runtime cannot compute; they are checked by their own
+    // tests (the shape-subgraph and folding tests below).
     // LayerNormalization's node tests all name its optional Mean and InvStdDev outputs,
     // which the importer refuses; PyTorch's LayerNorm exports are checked against
     // onnxruntime in tests/torch_exports.rs.
