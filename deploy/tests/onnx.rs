@@ -599,9 +599,13 @@ fn several_graph_outputs_are_model_outputs_in_order() {
     }
     // Output 0 is also what run_inputs returns.
     let first = plan.run_inputs(&[&a, &b]).unwrap().to_vec();
-    assert_eq!(first[..], ys_first(&a, &b)[..]);
-}
-
-fn ys_first(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| x * y).collect()
+    let product: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
+    assert_eq!(first, product);
+    // Exported, both outputs are graph outputs again, in order.
+    let m = tether_deploy::onnx::export(plan.model(), &Default::default()).unwrap();
+    let names: Vec<&str> = m.graph.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["output", "output1"]);
+    let again = import(&m, &HashMap::new()).unwrap();
+    let aligned = AlignedBytes::from_slice(&again);
+    assert_eq!(Model::parse(&aligned).unwrap().outputs.len(), 2);
 }

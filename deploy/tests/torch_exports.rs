@@ -173,3 +173,29 @@ fn a_fixed_leading_axis_imports_as_the_batch_axis_when_asked() {
         }
     }
 }
+
+/// The encoder-decoder (Resize, ConvTranspose, Concat) goes back out to ONNX and in again
+/// with the same outputs, for both exporters' graphs.
+#[test]
+fn resize_and_transposed_convolution_export_and_import_back() {
+    use tether_deploy::onnx::{ExportOptions, export, import};
+    for file in ["tiny_unet_dynamo.onnx", "tiny_unet_legacy13.onnx"] {
+        let bytes = import_file(&dir().join(file)).unwrap();
+        let aligned = AlignedBytes::from_slice(&bytes);
+        let model = Model::parse(&aligned).unwrap();
+        let m = export(&model, &ExportOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let ops: Vec<&str> = m.graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(
+            ops.contains(&"Resize") && ops.contains(&"ConvTranspose"),
+            "{ops:?}"
+        );
+        let again = import(&m, &Default::default()).unwrap();
+        let x = f32s(&dir().join("tiny_unet.in.f32"));
+        let per = model.input_shape().numel();
+        let (a, b) = (
+            common::run(&bytes, &x, x.len() / per),
+            common::run(&again, &x, x.len() / per),
+        );
+        assert_eq!(a, b, "{file}");
+    }
+}

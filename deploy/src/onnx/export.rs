@@ -15,7 +15,9 @@ use onnx_protobuf::{
 
 use super::error::OnnxError;
 use super::tensor::{encode_f32, encode_i64};
-use crate::format::{Binary, Model, Op, PadMode, Reduce, TensorData, Unary};
+use crate::format::{
+    Binary, CoordMode, Model, NearestRound, Op, PadMode, Reduce, ResizeMode, TensorData, Unary,
+};
 use crate::kernels::sparse;
 
 /// The opset the exporter writes.
@@ -109,6 +111,8 @@ impl Graph<'_, '_> {
     fn name(&self, v: usize) -> String {
         if v == self.model.output {
             "output".to_string()
+        } else if let Some(k) = self.model.outputs.iter().position(|&o| o == v) {
+            format!("output{k}")
         } else if let Some(k) = self.model.inputs.iter().position(|&i| i == v) {
             if k == 0 {
                 "input".to_string()
@@ -600,8 +604,62 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                 gr.node("Cast", &[c], &t, vec![attr_int("to", 9)]);
                 gr.node("Where", &[t, a, b], &out, vec![]);
             }
-            Op::Resize(_) => return fail("Resize (not exported yet)"),
-            Op::Output { .. } => return fail("several outputs (not exported yet)"),
+            Op::Resize(g) => {
+                // Scales per ONNX axis (1 on the batch axis); a resize to sizes (scale 0)
+                // is written as the scale `out / in` where that gives the same extent.
+                let mut scales = vec![1.0f32; off];
+                for (a, &n) in xs.iter().enumerate() {
+                    let s = if g.scales[a] == 0.0 {
+                        g.out[a] as f32 / n as f32
+                    } else {
+                        g.scales[a]
+                    };
+                    if (s * n as f32).floor() as usize != g.out[a] {
+                        return fail("a Resize to sizes no f32 scale reproduces");
+                    }
+                    scales.push(s);
+                }
+                let sc = gr.init_f32("scales", &[scales.len()], &scales);
+                let text = |name: &str, v: &str| {
+                    let mut a = AttributeProto::new();
+                    a.name = name.to_string();
+                    a.type_ = attribute_proto::AttributeType::STRING.into();
+                    a.s = v.as_bytes().to_vec();
+                    a
+                };
+                let (mode, nearest) = match g.mode {
+                    ResizeMode::Linear => ("linear", "round_prefer_floor"),
+                    ResizeMode::Nearest(NearestRound::PreferFloor) => {
+                        ("nearest", "round_prefer_floor")
+                    }
+                    ResizeMode::Nearest(NearestRound::PreferCeil) => {
+                        ("nearest", "round_prefer_ceil")
+                    }
+                    ResizeMode::Nearest(NearestRound::Floor) => ("nearest", "floor"),
+                    ResizeMode::Nearest(NearestRound::Ceil) => ("nearest", "ceil"),
+                };
+                let coord = match g.coord {
+                    CoordMode::HalfPixel => "half_pixel",
+                    CoordMode::Asymmetric => "asymmetric",
+                    CoordMode::PytorchHalfPixel => "pytorch_half_pixel",
+                    CoordMode::AlignCorners => "align_corners",
+                    CoordMode::TfHalfPixelForNearest => "tf_half_pixel_for_nearest",
+                    CoordMode::HalfPixelSymmetric => {
+                        return fail("Resize half_pixel_symmetric (opset 19; export writes 13)");
+                    }
+                };
+                gr.node(
+                    "Resize",
+                    &[ins[0].clone(), String::new(), sc],
+                    &out,
+                    vec![
+                        text("mode", mode),
+                        text("coordinate_transformation_mode", coord),
+                        text("nearest_mode", nearest),
+                    ],
+                );
+            }
+            Op::Output { .. } => gr.node("Identity", &ins, &out, vec![]),
         }
     }
     gr.g.output.push(value_info(
@@ -609,6 +667,11 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
         model.shapes[model.output].as_slice(),
         options.batch_axis,
     ));
+    for &v in &model.outputs[1..] {
+        let name = gr.name(v);
+        let vi = value_info(&name, model.shapes[v].as_slice(), options.batch_axis);
+        gr.g.output.push(vi);
+    }
     if model.inputs.contains(&model.output) {
         return Err(OnnxError::unsupported("a model whose output is its input"));
     }
