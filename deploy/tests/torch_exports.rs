@@ -3,7 +3,9 @@
 //! static shapes) and by the TorchScript exporter at opset 13 with a symbolic batch axis
 //! (shape arithmetic in the graph). Each imports and matches onnxruntime's output. The
 //! encoder-decoder (`tiny_unet`: ConvTranspose2d, nearest Upsample, bilinear interpolate
-//! by size and by scale) is exported by dynamo at opset 18.
+//! by size and by scale) is exported by dynamo at opset 18, with static shapes and
+//! (`tiny_unet_dynamo18dyn`) with a dynamic batch, whose Resize sizes come from the
+//! input's Shape.
 
 #![cfg(feature = "onnx")]
 
@@ -49,7 +51,11 @@ fn manifest() -> Vec<Case> {
 #[test]
 fn every_pytorch_export_imports_and_matches_onnxruntime() {
     let cases = manifest();
-    assert_eq!(cases.len(), 12, "six models, two exporters each");
+    assert_eq!(
+        cases.len(),
+        13,
+        "six models, two exporters each, and tiny_unet's dynamic-batch dynamo export"
+    );
     for c in &cases {
         let path = dir().join(format!("{}.onnx", c.model));
         let model = import_file(&path).unwrap_or_else(|e| panic!("{}: {e}", c.model));
@@ -62,7 +68,7 @@ fn every_pytorch_export_imports_and_matches_onnxruntime() {
         let per_sample: usize = parsed.shapes[parsed.inputs[0]].numel();
         let batch = x.len() / per_sample;
         assert_eq!(batch * per_sample, x.len(), "{}", c.model);
-        if c.model.ends_with("legacy13") {
+        if c.model.ends_with("legacy13") || c.model.ends_with("dyn") {
             assert_eq!(batch, c.input_shape[0], "{}: batch axis", c.model);
         }
         let y = common::run(&model, &x, batch);
