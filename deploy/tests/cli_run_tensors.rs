@@ -172,6 +172,16 @@ fn named_inputs_run_and_every_output_is_written_by_name() {
     assert!(stdout.contains("sample 1: [2.0, -1.0, 19.0]"), "{stdout}");
     assert!(stdout.contains("sample 1: [1.5, 0.0, 10.0]"), "{stdout}");
     assert!(stdout.contains("sample 0: [2.0, 5.0, -2.0]"), "{stdout}");
+    // inspect and bench feed every input too.
+    let (code, stdout, err) = cli(&["inspect", s(&model)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        stdout.contains("inputs [3], [3]; outputs [3], [3]"),
+        "{stdout}"
+    );
+    let (code, stdout, err) = cli(&["bench", s(&model), "--batch", "2", "--trials", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(stdout.contains("dense / auto"), "{stdout}");
     std::fs::remove_dir_all(&d).unwrap();
 }
 
