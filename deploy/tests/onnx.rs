@@ -565,6 +565,82 @@ fn resize_with_an_unsupported_mode_is_a_clear_error_naming_the_node() {
     }
     let e = err(&resize(vec![], &[2.0, 2.0]));
     assert!(e.unsupported && e.to_string().contains("batch axis"), "{e}");
+    // Upsample's mode, likewise.
+    let mut m = resize(vec![string_attr("mode", "cubic")], &[1.0, 2.0]);
+    let g = m.graph.as_mut().unwrap();
+    g.node[0] = node("Upsample", &["x", "scales"], &["y"]);
+    g.node[0].attribute.push(string_attr("mode", "cubic"));
+    let text = err(&m).to_string();
+    assert!(
+        text.contains("my_upsample") && text.contains("\"cubic\""),
+        "{text}"
+    );
+}
+
+/// ConvTranspose's bad attributes (an unknown auto_pad, output padding not below the
+/// stride, a kernel_shape that is not the weight's) are errors naming the node.
+#[test]
+fn conv_transpose_with_bad_attributes_is_a_clear_error_naming_the_node() {
+    let ints = |name: &str, v: &[i64]| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = attribute_proto::AttributeType::INTS.into();
+        a.ints = v.to_vec();
+        a
+    };
+    let model = |attrs: Vec<AttributeProto>| {
+        let mut m = one_node("ConvTranspose", &["x", "w"], &["y"]);
+        let g = m.graph.as_mut().unwrap();
+        g.input[0] = tensor_info("x", &[2, 3, 3], true);
+        g.initializer
+            .push(encode_f32("w", &[2, 1, 2, 2], &lcg(8, 3)));
+        g.output[0] = tensor_info("y", &[1, 4, 4], true);
+        g.node[0].attribute = attrs;
+        m
+    };
+    // Valid: 3x3 -> 4x4 (stride 1, 2x2 kernel); the node then computes the definition.
+    let bytes = import(&model(vec![]), &HashMap::new()).unwrap();
+    let x = lcg(18, 4);
+    let w = lcg(8, 3);
+    let y = run(&bytes, &x, 1);
+    for oy in 0..4 {
+        for ox in 0..4 {
+            let mut want = 0.0f32;
+            for ic in 0..2 {
+                for a in 0..2 {
+                    for b in 0..2 {
+                        let (iy, ix) = (oy as isize - a as isize, ox as isize - b as isize);
+                        if (0..3).contains(&iy) && (0..3).contains(&ix) {
+                            want +=
+                                w[ic * 4 + a * 2 + b] * x[ic * 9 + iy as usize * 3 + ix as usize];
+                        }
+                    }
+                }
+            }
+            assert!((y[oy * 4 + ox] - want).abs() < 1e-6, "({oy}, {ox})");
+        }
+    }
+    let mut auto = AttributeProto::new();
+    auto.name = "auto_pad".into();
+    auto.type_ = attribute_proto::AttributeType::STRING.into();
+    auto.s = b"SIDEWAYS".to_vec();
+    for (attrs, says) in [
+        (vec![auto], "SIDEWAYS"),
+        (
+            vec![ints("output_padding", &[1, 1])],
+            "not below the stride",
+        ),
+        (
+            vec![ints("kernel_shape", &[3, 3])],
+            "differs from the weight",
+        ),
+    ] {
+        let text = err(&model(attrs)).to_string();
+        assert!(
+            text.contains("my_convtranspose") && text.contains(says),
+            "{text}"
+        );
+    }
 }
 
 /// A graph of two outputs (and two inputs) imports as one model whose outputs
