@@ -9,9 +9,9 @@ use super::step::{Exec, Step};
 use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
-    activation, block, conv, conv_transpose, dense, direct_conv, layout, packed, pool, resize,
-    select, sell, sparse,
+    activation, block, conv, dense, direct_conv, layout, packed, pool, sell, sparse,
 };
+use crate::kernels::{conv_transpose, resize, select};
 
 impl<'a> Plan<'a> {
     /// Runs a batch of `input.len() / per-sample size` samples (at most the plan's batch),
