@@ -6,7 +6,7 @@
 //! neighbours are weighted even where a weight is 0, as onnxruntime and PyTorch do, so a NaN
 //! reaches every output it is a neighbour of.
 
-use crate::format::{MAX_RANK, NearestRound, ResizeGeom, ResizeMode};
+use crate::format::{CoordMode, MAX_RANK, NearestRound, ResizeGeom, ResizeMode};
 
 /// One axis's taps for an output coordinate: the two input indices and the second's
 /// weight (nearest: one index, weight 0).
@@ -50,7 +50,13 @@ fn taps(g: &ResizeGeom, axis: usize, x: usize, n_in: usize) -> Taps {
     }
 }
 
+/// Output columns whose last-axis taps are computed once and reused by every row.
+const CHUNK: usize = 64;
+
 /// Resizes one sample `x` of shape `in_dims` (rank 1 to 4) to `g.out[..rank]` in `y`.
+/// The last axis's taps are computed once per chunk of columns and reused for every row;
+/// an axis that is not resized (same extent, scale 1, a transformation that maps `x` to
+/// `x`, as the channels of an image) reads its own element, never a neighbour.
 pub fn resize(x: &[f32], in_dims: &[usize], g: &ResizeGeom, y: &mut [f32]) {
     let r = in_dims.len();
     let lead = MAX_RANK - r;
@@ -65,34 +71,56 @@ pub fn resize(x: &[f32], in_dims: &[usize], g: &ResizeGeom, y: &mut [f32]) {
         stride[i] = acc;
         acc *= din[i];
     }
-    let axis_taps = |a: usize, x: usize| {
-        if a < lead {
+    let maps_to_itself = g.coord != CoordMode::TfHalfPixelForNearest;
+    let identity: [bool; MAX_RANK] = core::array::from_fn(|a| {
+        a < lead
+            || (din[a] == dout[a]
+                && (g.scales[a - lead] == 0.0 || g.scales[a - lead] == 1.0)
+                && maps_to_itself)
+    });
+    let axis_taps = |a: usize, o: usize| {
+        if identity[a] {
             Taps {
-                i0: 0,
-                i1: 0,
+                i0: o,
+                i1: o,
                 w: 0.0,
             }
         } else {
-            taps(g, a - lead, x, din[a])
+            taps(g, a - lead, o, din[a])
         }
     };
     let linear = g.mode == ResizeMode::Linear;
-    let mut at = 0;
-    for o0 in 0..dout[0] {
-        let t0 = axis_taps(0, o0);
-        for o1 in 0..dout[1] {
-            let t1 = axis_taps(1, o1);
-            for o2 in 0..dout[2] {
-                let t2 = axis_taps(2, o2);
-                for o3 in 0..dout[3] {
-                    let t3 = axis_taps(3, o3);
-                    let t = [t0, t1, t2, t3];
-                    y[at] = if linear {
-                        interpolate(x, &t, &stride)
+    let width = dout[3];
+    let mut t3 = [Taps {
+        i0: 0,
+        i1: 0,
+        w: 0.0,
+    }; CHUNK];
+    for c0 in (0..width).step_by(CHUNK) {
+        let cw = CHUNK.min(width - c0);
+        for (j, t) in t3.iter_mut().enumerate().take(cw) {
+            *t = axis_taps(3, c0 + j);
+        }
+        let mut row = 0;
+        for o0 in 0..dout[0] {
+            let t0 = axis_taps(0, o0);
+            for o1 in 0..dout[1] {
+                let t1 = axis_taps(1, o1);
+                for o2 in 0..dout[2] {
+                    let t2 = axis_taps(2, o2);
+                    let at = row * width + c0;
+                    let out = &mut y[at..at + cw];
+                    if linear {
+                        for (v, t) in out.iter_mut().zip(&t3) {
+                            *v = interpolate(x, &[t0, t1, t2, *t], &stride);
+                        }
                     } else {
-                        x[(0..MAX_RANK).map(|k| t[k].i0 * stride[k]).sum::<usize>()]
-                    };
-                    at += 1;
+                        let base = t0.i0 * stride[0] + t1.i0 * stride[1] + t2.i0 * stride[2];
+                        for (v, t) in out.iter_mut().zip(&t3) {
+                            *v = x[base + t.i0];
+                        }
+                    }
+                    row += 1;
                 }
             }
         }
@@ -154,7 +182,6 @@ fn interpolate(x: &[f32], t: &[Taps; MAX_RANK], stride: &[usize; MAX_RANK]) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::CoordMode;
 
     fn geom(out: &[usize], scales: &[f32], mode: ResizeMode, coord: CoordMode) -> ResizeGeom {
         let mut g = ResizeGeom {
