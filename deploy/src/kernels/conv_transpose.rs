@@ -1,12 +1,15 @@
 //! 2-D transposed convolution (ONNX `ConvTranspose`, PyTorch `ConvTranspose2d`): the
 //! adjoint of a strided convolution. Each input pixel scatters its kernel, weighted, into
 //! the output: `y[oc, i s + k d - pad] += w[ic, oc, k] x[ic, i]` along both axes, in
-//! groups. Computed as that scatter, one (input channel, output channel, kernel tap) at a
-//! time with the input row as the contiguous inner loop: no scratch, the same multiplies as
-//! im2col + GEMM + col2im. Every product is added, zeros included, so a NaN or an infinity
-//! in the input reaches every output it touches (IEEE, as the dense convolution).
+//! groups. [`conv_transpose_gemm`] (what the plan runs) computes every pixel's
+//! contributions at once as a matrix product, `cols[oc k, pixel] = W^T[oc k, ic]
+//! x[ic, pixel]`, then adds them into place (col2im, the adjoint of a convolution's
+//! im2col); [`conv_transpose`] is the direct scatter, no scratch. Every product is added,
+//! zeros included, so a NaN or an infinity in the input reaches every output it touches
+//! (IEEE, as the dense convolution).
 
 use crate::format::ConvTransposeGeom;
+use crate::kernels::dense;
 
 /// The extents of one transposed convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +101,89 @@ pub fn conv_transpose(
     }
 }
 
+/// A weight `[c_in, oc_per_group, kh, kw]` as the matrices [`conv_transpose_gemm`] reads:
+/// per group, `[oc_per_group kh kw, c_in / groups]` (the group's rows transposed), groups
+/// back to back.
+pub fn transpose_weight(weight: &[f32], s: &DeconvShape, out: &mut [f32]) {
+    let icg = s.c_in / s.geom.group;
+    let cols = s.oc_per_group * s.k[0] * s.k[1];
+    for g in 0..s.geom.group {
+        let w = &weight[g * icg * cols..(g + 1) * icg * cols];
+        let o = &mut out[g * icg * cols..(g + 1) * icg * cols];
+        for i in 0..icg {
+            for c in 0..cols {
+                o[c * icg + i] = w[i * cols + c];
+            }
+        }
+    }
+}
+
+/// Floats of scratch [`conv_transpose_gemm`] needs: one group's `[oc kh kw, h w]`.
+pub fn gemm_scratch(s: &DeconvShape) -> usize {
+    s.oc_per_group * s.k[0] * s.k[1] * s.h * s.w
+}
+
+/// One image as [`conv_transpose`], through a matrix product per group: `wt` from
+/// [`transpose_weight`], `cols` at least [`gemm_scratch`] floats.
+pub fn conv_transpose_gemm(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    s: &DeconvShape,
+    cols: &mut [f32],
+    y: &mut [f32],
+) {
+    let g = s.geom;
+    let [oh, ow] = s.out;
+    let plane = oh * ow;
+    let ocg = s.oc_per_group;
+    for oc in 0..ocg * g.group {
+        let b = bias.map_or(0.0, |b| b[oc]);
+        y[oc * plane..(oc + 1) * plane].fill(b);
+    }
+    let icg = s.c_in / g.group;
+    let [kh, kw] = s.k;
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let hw = s.h * s.w;
+    let rows = ocg * kh * kw;
+    let cols = &mut cols[..rows * hw];
+    for grp in 0..g.group {
+        let xg = &x[grp * icg * hw..(grp + 1) * icg * hw];
+        let wg = &wt[grp * rows * icg..(grp + 1) * rows * icg];
+        dense::matmul_rows(wg, None, xg, rows, icg, hw, cols);
+        for o in 0..ocg {
+            let oc = grp * ocg + o;
+            let yc = &mut y[oc * plane..(oc + 1) * plane];
+            for a in 0..kh {
+                let (i_lo, i_hi) = span(s.h, sh, a * dh, g.pads[0], oh);
+                for b in 0..kw {
+                    let (j_lo, j_hi) = span(s.w, sw, b * dw, g.pads[1], ow);
+                    let row = &cols[((o * kh + a) * kw + b) * hw..][..hw];
+                    for i in i_lo..i_hi {
+                        let oy = i * sh + a * dh - g.pads[0];
+                        let src = &row[i * s.w..(i + 1) * s.w];
+                        let dst = &mut yc[oy * ow..(oy + 1) * ow];
+                        if sw == 1 {
+                            let ox0 = j_lo + b * dw - g.pads[1];
+                            for (d, &v) in dst[ox0..ox0 + (j_hi - j_lo)]
+                                .iter_mut()
+                                .zip(&src[j_lo..j_hi])
+                            {
+                                *d += v;
+                            }
+                        } else {
+                            for (j, &v) in src.iter().enumerate().take(j_hi).skip(j_lo) {
+                                dst[j * sw + b * dw - g.pads[1]] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +261,16 @@ mod tests {
             let r = reference(&x, &wt, &b, &s);
             for (a, e) in y.iter().zip(&r) {
                 assert!((a - e).abs() <= 1e-5, "{stride:?} {pads:?}: {a} vs {e}");
+            }
+            let mut t = vec![0.0; wt.len()];
+            transpose_weight(&wt, &s, &mut t);
+            let mut cols = vec![0.0; gemm_scratch(&s)];
+            conv_transpose_gemm(&x, &t, Some(&b), &s, &mut cols, &mut y);
+            for (a, e) in y.iter().zip(&r) {
+                assert!(
+                    (a - e).abs() <= 1e-5,
+                    "gemm {stride:?} {pads:?}: {a} vs {e}"
+                );
             }
         }
     }

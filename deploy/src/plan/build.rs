@@ -255,21 +255,27 @@ impl<'a> Plan<'a> {
                     geom,
                 },
                 Op::ConvTranspose2d { weight, bias, geom } => {
+                    use crate::kernels::conv_transpose as ct;
                     let wd = model.tensors[weight].dims.as_slice();
                     let r = xs.len();
                     let out = model.shapes[node.output].as_slice();
+                    let shape = ct::DeconvShape {
+                        c_in: xs[r - 3],
+                        oc_per_group: wd[1],
+                        h: xs[r - 2],
+                        w: xs[r - 1],
+                        k: [wd[2], wd[3]],
+                        out: [out[r - 2], out[r - 1]],
+                        geom,
+                    };
+                    // The weight as the per-group matrices the product reads (a copy).
+                    let mut wt = alloc::vec![0.0; model.tensors[weight].dims.numel()];
+                    ct::transpose_weight(&dense_view(&model.tensors[weight]), &shape, &mut wt);
+                    scratch = scratch.max(ct::gemm_scratch(&shape));
                     Step::ConvTranspose {
-                        weight: dense_view(&model.tensors[weight]),
+                        weight: Cow::Owned(wt),
                         bias: bias.map(|b| dense_view(&model.tensors[b])),
-                        shape: crate::kernels::conv_transpose::DeconvShape {
-                            c_in: xs[r - 3],
-                            oc_per_group: wd[1],
-                            h: xs[r - 2],
-                            w: xs[r - 1],
-                            k: [wd[2], wd[3]],
-                            out: [out[r - 2], out[r - 1]],
-                            geom,
-                        },
+                        shape,
                         lead: lead_of(3),
                     }
                 }

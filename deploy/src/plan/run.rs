@@ -383,11 +383,12 @@ fn run_step(
             let in_img = shape.c_in * shape.h * shape.w;
             let out_img = out_size / lead;
             for b in 0..n * lead {
-                conv_transpose::conv_transpose(
+                conv_transpose::conv_transpose_gemm(
                     &x[b * in_img..(b + 1) * in_img],
                     weight,
                     bias.as_deref(),
                     shape,
+                    scratch,
                     &mut y[b * out_img..(b + 1) * out_img],
                 );
             }

@@ -79,7 +79,8 @@ pub(super) enum Step<'a> {
         dims: Dims,
         geom: crate::format::ResizeGeom,
     },
-    /// `lead` images per sample.
+    /// `lead` images per sample; `weight` as `conv_transpose::transpose_weight` lays it
+    /// out.
     ConvTranspose {
         weight: Cow<'a, [f32]>,
         bias: Option<Cow<'a, [f32]>>,
