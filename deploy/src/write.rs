@@ -7,9 +7,9 @@ use alloc::vec::Vec;
 
 use crate::error::Error;
 use crate::format::{
-    Binary, ConvGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK, MeshFeatures,
-    Model, NONE, OP_ENTRY_LEN, OP_PARAMS, Op, PadGeom, PadMode, PoolGeom, Reduce, TENSOR_ENTRY_LEN,
-    Unary, VERSION, kind, opcode,
+    Binary, ConvGeom, ConvTransposeGeom, DATA_ALIGN, Dims, HEADER_LEN, MAGIC, MAX_INPUTS, MAX_RANK,
+    MeshFeatures, Model, NONE, OP_ENTRY_LEN, OP_PARAMS, Op, PadGeom, PadMode, PoolGeom, Reduce,
+    ResizeGeom, TENSOR_ENTRY_LEN, Unary, VERSION, kind, opcode,
 };
 
 /// A tensor added to a builder.
@@ -147,6 +147,24 @@ pub enum OpSpec {
         /// The input's rank.
         rank: usize,
     },
+    /// Resizing of every axis of a sample of rank `rank`.
+    Resize {
+        /// Output extents, scales, interpolation.
+        geom: ResizeGeom,
+        /// The input's rank.
+        rank: usize,
+    },
+    /// 2-D transposed convolution, weight `[ic, oc / group, kh, kw]`.
+    ConvTranspose {
+        /// Weight.
+        weight: TensorId,
+        /// Bias.
+        bias: Option<TensorId>,
+        /// Strides, cropping, dilation, groups, output padding.
+        geom: ConvTransposeGeom,
+    },
+    /// `c != 0 ? a : b` of three values (condition first).
+    Where,
 }
 
 struct TensorEntry {
@@ -169,6 +187,7 @@ pub struct ModelBuilder {
     tensors: Vec<TensorEntry>,
     ops: Vec<OpEntry>,
     n_inputs: u32,
+    n_outputs: u32,
     flags: u32,
 }
 
@@ -180,6 +199,7 @@ impl ModelBuilder {
             tensors: Vec::new(),
             ops: Vec::new(),
             n_inputs: 1,
+            n_outputs: 1,
             flags: 0,
         }
     }
@@ -202,6 +222,21 @@ impl ModelBuilder {
             code: opcode::INPUT,
             rank: shape.len() as u8,
             inputs: Vec::new(),
+            params,
+        });
+        ValueId(self.ops.len() as u32)
+    }
+
+    /// Marks `v` as a further model output (output 1, 2, ... in the order of the calls;
+    /// output 0 is the one [`ModelBuilder::finish`] names).
+    pub fn extra_output(&mut self, v: ValueId) -> ValueId {
+        let mut params = [0u32; OP_PARAMS];
+        params[0] = self.n_outputs;
+        self.n_outputs += 1;
+        self.ops.push(OpEntry {
+            code: opcode::OUTPUT,
+            rank: 0,
+            inputs: alloc::vec![v.0],
             params,
         });
         ValueId(self.ops.len() as u32)
@@ -426,6 +461,26 @@ impl ModelBuilder {
             }
             OpSpec::Gate => opcode::GATE,
             OpSpec::Scalars => opcode::SCALARS,
+            OpSpec::Resize { geom: g, rank: r } => {
+                rank = r as u8;
+                for i in 0..MAX_RANK {
+                    p[i] = g.out[i] as u32;
+                    p[4 + i] = g.scales[i].to_bits();
+                }
+                p[8] = g.encode_mode();
+                opcode::RESIZE
+            }
+            OpSpec::ConvTranspose { weight, bias, geom } => {
+                set(&[t(weight), opt(bias), pair(geom.stride)]);
+                for (q, v) in p[3..7].iter_mut().zip(geom.pads) {
+                    *q = v as u32;
+                }
+                p[7] = pair(geom.dilation);
+                p[8] = geom.group as u32;
+                p[9] = pair(geom.output_padding);
+                opcode::CONV_TRANSPOSE2D
+            }
+            OpSpec::Where => opcode::WHERE,
         };
         self.ops.push(OpEntry {
             code,
@@ -538,6 +593,20 @@ pub fn rebuild(
                 ids[node.output] = b.extra_input(shape.as_slice());
                 continue;
             }
+            Op::Output { .. } => {
+                ids[node.output] = b.extra_output(ins[0]);
+                continue;
+            }
+            Op::Resize(geom) => OpSpec::Resize {
+                geom,
+                rank: model.shapes[node.inputs[0]].as_slice().len(),
+            },
+            Op::ConvTranspose2d { weight, bias, geom } => OpSpec::ConvTranspose {
+                weight: t(weight),
+                bias: bias.map(t),
+                geom,
+            },
+            Op::Where => OpSpec::Where,
             Op::Linear { weight, bias } => OpSpec::Linear {
                 weight: t(weight),
                 bias: bias.map(t),

@@ -406,3 +406,121 @@ fn softmax_and_max_pool_in_a_model_pass_nan_on() {
     assert!(y[..3].iter().all(|v| v.is_nan()), "{y:?}");
     assert_eq!(&y[3..], &[0.0, 0.5, 0.5]);
 }
+
+/// Resize (nearest and bilinear), the transposed convolution, comparisons and `Where`
+/// through the plan: a NaN reaches every output it is a neighbour or a term of (both
+/// interpolation weights are applied, as in onnxruntime and PyTorch, so a weight of 0
+/// still gives NaN), comparisons with NaN are false, and `Where` passes on the NaN of the
+/// branch it takes only.
+#[test]
+fn resize_transposed_conv_comparisons_and_where_pass_nan_on() {
+    use tether_deploy::format::{
+        Binary, ConvTransposeGeom, CoordMode, MAX_RANK, NearestRound, ResizeGeom, ResizeMode,
+    };
+    let resize = |mode, coord| {
+        let mut out = [0; MAX_RANK];
+        out[..2].copy_from_slice(&[1, 8]);
+        let mut scales = [0.0; MAX_RANK];
+        scales[..2].copy_from_slice(&[1.0, 2.0]);
+        OpSpec::Resize {
+            geom: ResizeGeom {
+                out,
+                scales,
+                mode,
+                coord,
+            },
+            rank: 2,
+        }
+    };
+    let x = [1.0, NAN, INF, 4.0];
+    let mut b = ModelBuilder::new(&[1, 4]);
+    let y = b.op(
+        resize(ResizeMode::Linear, CoordMode::HalfPixel),
+        &[b.input()],
+    );
+    let got = run(&b.finish(y).unwrap(), &x, 1, KernelChoice::Auto);
+    // Sources -0.25 (clamped to 0), 0.25, 0.75, ..., 3.25 (clamped to 3); PyTorch's
+    // `interpolate(mode="linear")` of this input: NaN x5, inf, inf, 4.
+    assert!(got[..5].iter().all(|v| v.is_nan()), "{got:?}");
+    assert_eq!(&got[5..], &[INF, INF, 4.0]);
+    let mut b = ModelBuilder::new(&[1, 4]);
+    let y = b.op(
+        resize(
+            ResizeMode::Nearest(NearestRound::Floor),
+            CoordMode::Asymmetric,
+        ),
+        &[b.input()],
+    );
+    let got = run(&b.finish(y).unwrap(), &x, 1, KernelChoice::Auto);
+    assert!(got[2].is_nan() && got[3].is_nan());
+    assert_eq!([got[0], got[1], got[4], got[7]], [1.0, 1.0, INF, 4.0]);
+
+    // A 2x2 stride-2 transposed convolution of [1, 2, 2]: each pixel writes its own 2x2
+    // block, so only the NaN pixel's block is NaN, the inf pixel's block is +-inf (and
+    // NaN where its weight is 0).
+    let mut b = ModelBuilder::new(&[1, 2, 2]);
+    let w = b.dense(&[1, 1, 2, 2], &[1.0, -1.0, 0.0, 2.0]);
+    let geom = ConvTransposeGeom {
+        stride: [2, 2],
+        pads: [0; 4],
+        dilation: [1, 1],
+        group: 1,
+        output_padding: [0, 0],
+    };
+    let y = b.op(
+        OpSpec::ConvTranspose {
+            weight: w,
+            bias: None,
+            geom,
+        },
+        &[b.input()],
+    );
+    let got = run(
+        &b.finish(y).unwrap(),
+        &[NAN, INF, 1.0, 0.5],
+        1,
+        KernelChoice::Auto,
+    );
+    let block = |by: usize, bx: usize| -> Vec<f32> {
+        [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .iter()
+            .map(|&(i, j)| got[(2 * by + i) * 4 + 2 * bx + j])
+            .collect()
+    };
+    assert!(block(0, 0).iter().all(|v| v.is_nan()));
+    let inf = block(0, 1);
+    assert_eq!([inf[0], inf[1], inf[3]], [INF, -INF, INF]);
+    assert!(inf[2].is_nan(), "0 * inf");
+    assert_eq!(block(1, 0), [1.0, -1.0, 0.0, 2.0]);
+    assert_eq!(block(1, 1), [0.5, -0.5, 0.0, 1.0]);
+
+    // Comparisons with NaN are false; Where takes the branch's NaN only where chosen.
+    let x = [NAN, 1.0, INF, -INF];
+    let mut b = ModelBuilder::new(&[4]);
+    let zero = b.dense(&[1], &[0.0]);
+    let z = b.op(OpSpec::Const(zero), &[]);
+    let ge = b.op(OpSpec::Binary(Binary::GreaterOrEqual), &[b.input(), z]);
+    let lt = b.op(OpSpec::Binary(Binary::Less), &[b.input(), z]);
+    let eq = b.op(OpSpec::Binary(Binary::Equal), &[b.input(), b.input()]);
+    let s = b.op(OpSpec::Binary(Binary::Add), &[ge, lt]);
+    let s = b.op(OpSpec::Binary(Binary::Add), &[s, eq]);
+    let got = run(&b.finish(s).unwrap(), &x, 1, KernelChoice::Auto);
+    assert_eq!(
+        got,
+        [0.0, 2.0, 2.0, 2.0],
+        "NaN: none true; others: one of ge/lt, and eq"
+    );
+    let mut b = ModelBuilder::new(&[4]);
+    let cond = b.dense(&[4], &[1.0, 0.0, 1.0, 0.0]);
+    let c = b.op(OpSpec::Const(cond), &[]);
+    let neg = b.op(OpSpec::Unary(Unary::Neg), &[b.input()]);
+    let y = b.op(OpSpec::Where, &[c, b.input(), neg]);
+    let got = run(
+        &b.finish(y).unwrap(),
+        &[NAN, NAN, 2.0, 3.0],
+        1,
+        KernelChoice::Auto,
+    );
+    assert!(got[0].is_nan() && got[1].is_nan());
+    assert_eq!(&got[2..], &[2.0, -3.0]);
+}

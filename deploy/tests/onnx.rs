@@ -264,15 +264,17 @@ fn onnx_backend_node_tests() {
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
     let table = per_op(&results);
-    // Ops folded on constants only (Constant, shape arithmetic, comparisons) have node
-    // tests with runtime inputs, which the runtime cannot compute; they are checked by
-    // their own tests (the shape-subgraph and folding tests below).
+    // Ops folded on constants only (Constant, shape arithmetic) have node tests with
+    // runtime inputs, which the runtime cannot compute; they are checked by their own
+    // tests (the shape-subgraph and folding tests below).
     // LayerNormalization's node tests all name its optional Mean and InvStdDev outputs,
     // which the importer refuses; PyTorch's LayerNorm exports are checked against
     // onnxruntime in tests/torch_exports.rs.
-    for op in supported_ops()
-        .filter(|o| !folded_only_ops().any(|f| f == *o) && *o != "LayerNormalization")
-    {
+    // Equal's node tests compare integers and strings only, which the runtime does not
+    // hold; its runtime form is checked by comparisons_not_and_where_run_on_runtime_values.
+    for op in supported_ops().filter(|o| {
+        !folded_only_ops().any(|f| f == *o) && !["LayerNormalization", "Equal"].contains(o)
+    }) {
         let passed = table.get(op).map_or(0, |e| e[1]);
         assert!(passed > 0, "{op} is claimed but passes no node test");
     }
@@ -460,7 +462,226 @@ fn comparisons_and_where_fold_with_ieee_nan() {
     for (i, (&yv, &xv)) in y.iter().zip(&x).enumerate() {
         assert_eq!(yv, xv + c[i % 4], "element {i}");
     }
-    // On a runtime value a comparison is refused, naming the op.
-    let e = err(&one_node("Greater", &["x", "c0"], &["y"]));
-    assert!(e.to_string().contains("folded on constants only"), "{e}");
+}
+
+/// Comparisons, `Not` and `Where` on runtime values (booleans as 0 and 1), batched:
+/// `y = Where(Not(x <= c0), x, Where(x == c1, 100, -x))`, and a Cast to bool of `x`.
+#[test]
+fn comparisons_not_and_where_run_on_runtime_values() {
+    let mut m = one_node("Identity", &["x"], &["unused"]);
+    let g = m.graph.as_mut().unwrap();
+    g.node.clear();
+    g.initializer.push(encode_f32("hundred", &[], &[100.0]));
+    g.node.push(node("LessOrEqual", &["x", "c0"], &["le"]));
+    g.node.push(node("Not", &["le"], &["gt"]));
+    g.node.push(node("Equal", &["x", "c1"], &["eq"]));
+    g.node.push(node("Neg", &["x"], &["neg"]));
+    g.node
+        .push(node("Where", &["eq", "hundred", "neg"], &["inner"]));
+    g.node.push(node("Where", &["gt", "x", "inner"], &["y"]));
+    let bytes = import(&m, &HashMap::new()).unwrap();
+    let (c0, c1) = (lcg(4, 0), lcg(4, 1));
+    // Sample 0 equals c1 (the Equal branch), sample 1 is random, sample 2 holds a NaN.
+    let mut x = c1.clone();
+    x.extend(lcg(4, 9));
+    x.extend([f32::NAN, 0.25, -0.25, 0.0]);
+    let y = run(&bytes, &x, 3);
+    for (i, (&yv, &xv)) in y.iter().zip(&x).enumerate() {
+        let (a, b) = (c0[i % 4], c1[i % 4]);
+        // NaN <= a is false, so Not gives true and Where passes x (NaN) on.
+        let le = xv.partial_cmp(&a).is_some_and(|o| o.is_le());
+        let want = if !le {
+            xv
+        } else if xv == b {
+            100.0
+        } else {
+            -xv
+        };
+        assert!(
+            yv == want || (yv.is_nan() && want.is_nan()),
+            "{i}: {yv} vs {want}"
+        );
+    }
+    assert!(y[8].is_nan());
+    // Cast to bool: x != 0, NaN true.
+    let mut m = one_node("Cast", &["x"], &["y"]);
+    let mut a = AttributeProto::new();
+    a.name = "to".into();
+    a.type_ = attribute_proto::AttributeType::INT.into();
+    a.i = 9;
+    m.graph.as_mut().unwrap().node[0].attribute.push(a);
+    let bytes = import(&m, &HashMap::new()).unwrap();
+    let y = run(&bytes, &[0.0, -0.0, f32::NAN, 2.0], 1);
+    assert_eq!(y, [0.0, 0.0, 1.0, 1.0]);
+}
+
+/// A Resize whose mode or coordinate transformation the runtime lacks is an unsupported
+/// error naming the node, the op and the attribute's value; Resize of the batch axis too.
+#[test]
+fn resize_with_an_unsupported_mode_is_a_clear_error_naming_the_node() {
+    let string_attr = |name: &str, v: &str| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = attribute_proto::AttributeType::STRING.into();
+        a.s = v.as_bytes().to_vec();
+        a
+    };
+    let resize = |attrs: Vec<AttributeProto>, scales: &[f32]| {
+        let mut m = one_node("Resize", &["x", "", "scales"], &["y"]);
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(encode_f32("scales", &[2], scales));
+        g.output[0] = tensor_info("y", &[8], true);
+        g.node[0].attribute = attrs;
+        m
+    };
+    // The model itself imports and doubles x's samples (nearest, asymmetric, floor).
+    let nearest = vec![
+        string_attr("coordinate_transformation_mode", "asymmetric"),
+        string_attr("nearest_mode", "floor"),
+    ];
+    let bytes = import(&resize(nearest, &[1.0, 2.0]), &HashMap::new()).unwrap();
+    let y = run(&bytes, &[1.0, 2.0, 3.0, 4.0], 1);
+    assert_eq!(y, [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
+    for (attrs, says) in [
+        (vec![string_attr("mode", "cubic")], "\"cubic\""),
+        (
+            vec![string_attr(
+                "coordinate_transformation_mode",
+                "tf_crop_and_resize",
+            )],
+            "tf_crop_and_resize",
+        ),
+        (
+            vec![string_attr("coordinate_transformation_mode", "sideways")],
+            "sideways",
+        ),
+        (vec![string_attr("nearest_mode", "sometimes")], "sometimes"),
+    ] {
+        let e = err(&resize(attrs, &[1.0, 2.0]));
+        let text = e.to_string();
+        for part in ["my_resize", "Resize", says] {
+            assert!(text.contains(part), "{text}");
+        }
+    }
+    let e = err(&resize(vec![], &[2.0, 2.0]));
+    assert!(e.unsupported && e.to_string().contains("batch axis"), "{e}");
+    // Upsample's mode, likewise.
+    let mut m = resize(vec![string_attr("mode", "cubic")], &[1.0, 2.0]);
+    let g = m.graph.as_mut().unwrap();
+    g.node[0] = node("Upsample", &["x", "scales"], &["y"]);
+    g.node[0].attribute.push(string_attr("mode", "cubic"));
+    let text = err(&m).to_string();
+    assert!(
+        text.contains("my_upsample") && text.contains("\"cubic\""),
+        "{text}"
+    );
+}
+
+/// ConvTranspose's bad attributes (an unknown auto_pad, output padding not below the
+/// stride, a kernel_shape that is not the weight's) are errors naming the node.
+#[test]
+fn conv_transpose_with_bad_attributes_is_a_clear_error_naming_the_node() {
+    let ints = |name: &str, v: &[i64]| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = attribute_proto::AttributeType::INTS.into();
+        a.ints = v.to_vec();
+        a
+    };
+    let model = |attrs: Vec<AttributeProto>| {
+        let mut m = one_node("ConvTranspose", &["x", "w"], &["y"]);
+        let g = m.graph.as_mut().unwrap();
+        g.input[0] = tensor_info("x", &[2, 3, 3], true);
+        g.initializer
+            .push(encode_f32("w", &[2, 1, 2, 2], &lcg(8, 3)));
+        g.output[0] = tensor_info("y", &[1, 4, 4], true);
+        g.node[0].attribute = attrs;
+        m
+    };
+    // Valid: 3x3 -> 4x4 (stride 1, 2x2 kernel); the node then computes the definition.
+    let bytes = import(&model(vec![]), &HashMap::new()).unwrap();
+    let x = lcg(18, 4);
+    let w = lcg(8, 3);
+    let y = run(&bytes, &x, 1);
+    for oy in 0..4 {
+        for ox in 0..4 {
+            let mut want = 0.0f32;
+            for ic in 0..2 {
+                for a in 0..2 {
+                    for b in 0..2 {
+                        let (iy, ix) = (oy as isize - a as isize, ox as isize - b as isize);
+                        if (0..3).contains(&iy) && (0..3).contains(&ix) {
+                            want +=
+                                w[ic * 4 + a * 2 + b] * x[ic * 9 + iy as usize * 3 + ix as usize];
+                        }
+                    }
+                }
+            }
+            assert!((y[oy * 4 + ox] - want).abs() < 1e-6, "({oy}, {ox})");
+        }
+    }
+    let mut auto = AttributeProto::new();
+    auto.name = "auto_pad".into();
+    auto.type_ = attribute_proto::AttributeType::STRING.into();
+    auto.s = b"SIDEWAYS".to_vec();
+    for (attrs, says) in [
+        (vec![auto], "SIDEWAYS"),
+        (
+            vec![ints("output_padding", &[1, 1])],
+            "not below the stride",
+        ),
+        (
+            vec![ints("kernel_shape", &[3, 3])],
+            "differs from the weight",
+        ),
+    ] {
+        let text = err(&model(attrs)).to_string();
+        assert!(
+            text.contains("my_convtranspose") && text.contains(says),
+            "{text}"
+        );
+    }
+}
+
+/// A graph of two outputs (and two inputs) imports as one model whose outputs
+/// `Plan::run_outputs` returns in the graph's order.
+#[test]
+fn several_graph_outputs_are_model_outputs_in_order() {
+    let mut m = one_node("Add", &["x", "x2"], &["sum"]);
+    let g = m.graph.as_mut().unwrap();
+    g.input.push(tensor_info("x2", &[4], true));
+    g.node.push(node("Mul", &["x", "x2"], &["prod"]));
+    g.output.clear();
+    g.output.push(tensor_info("prod", &[4], true));
+    g.output.push(tensor_info("sum", &[4], true));
+    let bytes = import(&m, &HashMap::new()).unwrap();
+    let aligned = AlignedBytes::from_slice(&bytes);
+    let model = Model::parse(&aligned).unwrap();
+    assert_eq!(model.outputs.len(), 2);
+    let mut plan = Plan::new(
+        model,
+        &PlanOptions {
+            batch: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (a, b) = (lcg(8, 1), lcg(8, 2));
+    let ys = plan.run_outputs(&[&a, &b]).unwrap();
+    assert_eq!(ys.len(), 2);
+    for i in 0..8 {
+        assert_eq!(ys[0][i], a[i] * b[i]);
+        assert_eq!(ys[1][i], a[i] + b[i]);
+    }
+    // Output 0 is also what run_inputs returns.
+    let first = plan.run_inputs(&[&a, &b]).unwrap().to_vec();
+    let product: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
+    assert_eq!(first, product);
+    // Exported, both outputs are graph outputs again, in order.
+    let m = tether_deploy::onnx::export(plan.model(), &Default::default()).unwrap();
+    let names: Vec<&str> = m.graph.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["output", "output1"]);
+    let again = import(&m, &HashMap::new()).unwrap();
+    let aligned = AlignedBytes::from_slice(&again);
+    assert_eq!(Model::parse(&aligned).unwrap().outputs.len(), 2);
 }

@@ -1,7 +1,11 @@
 //! Real PyTorch exports (tests/fixtures/torch, made by its `make_fixtures.py`): each model
 //! exported by the default dynamo exporter (weights in an external `.onnx.data` file,
 //! static shapes) and by the TorchScript exporter at opset 13 with a symbolic batch axis
-//! (shape arithmetic in the graph). Each imports and matches onnxruntime's output.
+//! (shape arithmetic in the graph). Each imports and matches onnxruntime's output. The
+//! encoder-decoder (`tiny_unet`: ConvTranspose2d, nearest Upsample, bilinear interpolate
+//! by size and by scale) is exported by dynamo at opset 18, with static shapes and
+//! (`tiny_unet_dynamo18dyn`) with a dynamic batch, whose Resize sizes come from the
+//! input's Shape.
 
 #![cfg(feature = "onnx")]
 
@@ -47,7 +51,11 @@ fn manifest() -> Vec<Case> {
 #[test]
 fn every_pytorch_export_imports_and_matches_onnxruntime() {
     let cases = manifest();
-    assert_eq!(cases.len(), 10, "five models, two exporters each");
+    assert_eq!(
+        cases.len(),
+        13,
+        "six models, two exporters each, and tiny_unet's dynamic-batch dynamo export"
+    );
     for c in &cases {
         let path = dir().join(format!("{}.onnx", c.model));
         let model = import_file(&path).unwrap_or_else(|e| panic!("{}: {e}", c.model));
@@ -60,7 +68,7 @@ fn every_pytorch_export_imports_and_matches_onnxruntime() {
         let per_sample: usize = parsed.shapes[parsed.inputs[0]].numel();
         let batch = x.len() / per_sample;
         assert_eq!(batch * per_sample, x.len(), "{}", c.model);
-        if c.model.ends_with("legacy13") {
+        if c.model.ends_with("legacy13") || c.model.ends_with("dyn") {
             assert_eq!(batch, c.input_shape[0], "{}: batch axis", c.model);
         }
         let y = common::run(&model, &x, batch);
@@ -169,5 +177,31 @@ fn a_fixed_leading_axis_imports_as_the_batch_axis_when_asked() {
                 c.model
             );
         }
+    }
+}
+
+/// The encoder-decoder (Resize, ConvTranspose, Concat) goes back out to ONNX and in again
+/// with the same outputs, for both exporters' graphs.
+#[test]
+fn resize_and_transposed_convolution_export_and_import_back() {
+    use tether_deploy::onnx::{ExportOptions, export, import};
+    for file in ["tiny_unet_dynamo.onnx", "tiny_unet_legacy13.onnx"] {
+        let bytes = import_file(&dir().join(file)).unwrap();
+        let aligned = AlignedBytes::from_slice(&bytes);
+        let model = Model::parse(&aligned).unwrap();
+        let m = export(&model, &ExportOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let ops: Vec<&str> = m.graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(
+            ops.contains(&"Resize") && ops.contains(&"ConvTranspose"),
+            "{ops:?}"
+        );
+        let again = import(&m, &Default::default()).unwrap();
+        let x = f32s(&dir().join("tiny_unet.in.f32"));
+        let per = model.input_shape().numel();
+        let (a, b) = (
+            common::run(&bytes, &x, x.len() / per),
+            common::run(&again, &x, x.len() / per),
+        );
+        assert_eq!(a, b, "{file}");
     }
 }

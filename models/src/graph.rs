@@ -225,7 +225,18 @@ impl<B: Backend> GraphNet<B> {
                 | Op::MeshFeatures(_)
                 | Op::EmanConv { .. }
                 | Op::Gate
-                | Op::Scalars => {
+                | Op::Scalars
+                | Op::Resize(_)
+                | Op::ConvTranspose2d { .. }
+                | Op::Where
+                | Op::Output { .. }
+                | Op::Binary(
+                    Binary::Equal
+                    | Binary::Greater
+                    | Binary::Less
+                    | Binary::GreaterOrEqual
+                    | Binary::LessOrEqual,
+                ) => {
                     return err(format!(
                         "op {k} ({}) cannot be trained here",
                         node.op.name()
@@ -390,7 +401,11 @@ impl<B: Backend> GraphNet<B> {
                 | Op::MeshFeatures(_)
                 | Op::EmanConv { .. }
                 | Op::Gate
-                | Op::Scalars => unreachable!("refused when the net is built"),
+                | Op::Scalars
+                | Op::Resize(_)
+                | Op::ConvTranspose2d { .. }
+                | Op::Where
+                | Op::Output { .. } => unreachable!("refused when the net is built"),
             };
             vals[node.output] = Some(y);
         }
@@ -637,6 +652,11 @@ fn binary<B: Backend>(
             let mask = a.clone().lower_elem(0.0);
             a.mask_where(mask, scaled)
         }
+        Binary::Equal
+        | Binary::Greater
+        | Binary::Less
+        | Binary::GreaterOrEqual
+        | Binary::LessOrEqual => unreachable!("refused when the net is built"),
     };
     let n = y.dims()[0];
     y.reshape([n, numel(out)])

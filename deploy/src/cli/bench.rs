@@ -22,8 +22,27 @@ const TRIAL_SECONDS: f64 = 0.01;
 /// timing several models interleaves (the same load then hits them alike).
 pub struct PlanTimer<'a> {
     plan: Plan<'a>,
-    input: Vec<f32>,
+    inputs: Vec<Vec<f32>>,
     reps: usize,
+}
+
+/// Deterministic values in [0, 1) for each input of `model`, `batch` samples each.
+fn synthetic_inputs(model: &crate::format::Model, batch: usize) -> Vec<Vec<f32>> {
+    model
+        .inputs
+        .iter()
+        .map(|&v| {
+            (0..model.shapes[v].numel() * batch)
+                .map(|i| ((i * 31) % 17) as f32 / 17.0)
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `plan` on `inputs` (every input of the model); output 0's first value.
+fn run_once(plan: &mut Plan, inputs: &[Vec<f32>]) -> Result<f32, crate::error::Error> {
+    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    plan.run_inputs(&refs).map(|y| y[0])
 }
 
 impl<'a> PlanTimer<'a> {
@@ -33,21 +52,18 @@ impl<'a> PlanTimer<'a> {
     /// A zero batch, a model that does not plan, or a failing run.
     pub fn new(model: crate::format::Model<'a>, batch: usize) -> anyhow::Result<Self> {
         ensure!(batch >= 1, "batch must be at least 1");
-        let per = model.input_shape().numel();
-        let input: Vec<f32> = (0..per * batch)
-            .map(|i| ((i * 31) % 17) as f32 / 17.0)
-            .collect();
+        let inputs = synthetic_inputs(&model, batch);
         let mut plan = Plan::new(model, &host_plan_options(batch, KernelChoice::Auto))?;
-        plan.run(&input)?;
+        run_once(&mut plan, &inputs)?;
         let t = Instant::now();
         let mut reps = 0usize;
         while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
-            plan.run(&input)?;
+            run_once(&mut plan, &inputs)?;
             reps += 1;
         }
         Ok(Self {
             plan,
-            input,
+            inputs,
             reps: reps.max(1),
         })
     }
@@ -59,7 +75,7 @@ impl<'a> PlanTimer<'a> {
     pub fn trial(&mut self) -> anyhow::Result<f64> {
         let t = Instant::now();
         for _ in 0..self.reps {
-            std::hint::black_box(self.plan.run(&self.input)?[0]);
+            std::hint::black_box(run_once(&mut self.plan, &self.inputs)?);
         }
         Ok(t.elapsed().as_secs_f64() / self.reps as f64)
     }
@@ -106,7 +122,6 @@ pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
         return bench_mesh(model, path, mesh, trials, out);
     }
     ensure!(mesh.is_none(), "--mesh is for mesh models");
-    let per = model.input_shape().numel();
     writeln!(
         out,
         "{}: latency per batch, single thread; {trials} trials, the kernel choices in turn \
@@ -125,9 +140,7 @@ pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     for &batch in batches {
         ensure!(batch >= 1, "--batch sizes must be at least 1");
-        let input: Vec<f32> = (0..per * batch)
-            .map(|i| ((i * 31) % 17) as f32 / 17.0)
-            .collect();
+        let inputs = synthetic_inputs(&model, batch);
         let mut plans = Vec::new();
         for k in [
             KernelChoice::Dense,
@@ -136,11 +149,11 @@ pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
         ] {
             let mut plan = Plan::new(model.clone(), &host_plan_options(batch, k))?;
             // Repetitions filling ~10 ms, measured on a warm plan.
-            plan.run(&input)?;
+            run_once(&mut plan, &inputs)?;
             let t = Instant::now();
             let mut reps = 0usize;
             while t.elapsed().as_secs_f64() < TRIAL_SECONDS {
-                plan.run(&input)?;
+                run_once(&mut plan, &inputs)?;
                 reps += 1;
             }
             plans.push((plan, reps));
@@ -150,7 +163,7 @@ pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
             for ((plan, reps), out) in plans.iter_mut().zip(times.iter_mut()) {
                 let t = Instant::now();
                 for _ in 0..*reps {
-                    std::hint::black_box(plan.run(&input).map(|y| y[0]).unwrap_or(0.0));
+                    std::hint::black_box(run_once(plan, &inputs).unwrap_or(0.0));
                 }
                 out.push(t.elapsed().as_secs_f64() / *reps as f64);
             }

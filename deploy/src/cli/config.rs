@@ -1,6 +1,7 @@
 //! The settings of each command, one struct per subcommand (the CLI's flags, typed).
 
 use std::path::PathBuf;
+use std::string::String;
 use std::vec::Vec;
 
 use crate::mesh::Precision;
@@ -41,6 +42,11 @@ pub struct RunConfig {
     pub drop_isolated: bool,
     /// Mesh models: the arithmetic (f32 when `None`).
     pub precision: Option<Precision>,
+    /// Inputs by name (`--input NAME=FILE`): the graph's names for an ONNX model,
+    /// `input0`, `input1`, ... for any.
+    pub named_inputs: Vec<(String, PathBuf)>,
+    /// Write every output to `DIR/NAME.npy` instead of printing predictions.
+    pub outputs: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -61,6 +67,8 @@ impl RunConfig {
             predictions: None,
             drop_isolated: false,
             precision: None,
+            named_inputs: Vec::new(),
+            outputs: None,
         }
     }
 }

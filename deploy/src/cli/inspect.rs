@@ -52,6 +52,20 @@ pub fn inspect_for(
         model.input_shape().as_slice(),
         model.output_shape().as_slice()
     )?;
+    if model.inputs.len() > 1 || model.outputs.len() > 1 {
+        let shapes = |vs: &[usize]| {
+            vs.iter()
+                .map(|&v| format!("{:?}", model.shapes[v].as_slice()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            out,
+            "inputs {}; outputs {}",
+            shapes(&model.inputs),
+            shapes(&model.outputs)
+        )?;
+    }
     writeln!(
         out,
         "{:>3}  {:<10} {:<16} {:<16} {:>8} {:>9} {:>9}",
@@ -62,7 +76,9 @@ pub fn inspect_for(
     for (i, node) in model.nodes.iter().enumerate() {
         let name = node.op.name();
         let weight = match node.op {
-            Op::Linear { weight, .. } | Op::Conv2d { weight, .. } => Some(weight),
+            Op::Linear { weight, .. }
+            | Op::Conv2d { weight, .. }
+            | Op::ConvTranspose2d { weight, .. } => Some(weight),
             _ => None,
         };
         let shape = |v: usize| format!("{:?}", model.shapes[v].as_slice());

@@ -31,8 +31,10 @@ mod host;
 mod inputs;
 mod inspect;
 mod mesh;
+mod npy;
 mod run;
 mod scores;
+mod tensors;
 pub mod units;
 
 pub use bench::{PlanTimer, bench, latency};

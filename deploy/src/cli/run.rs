@@ -9,6 +9,7 @@ use super::classify::run_classifier;
 use super::config::RunConfig;
 use super::files::{load_model, parse_model};
 use super::mesh::{MeshRun, is_mesh_model, run_mesh};
+use super::tensors::{run_tensors, wants_tensors};
 use crate::mesh::Precision;
 
 /// Runs `config.model` on its inputs and prints each prediction to `out` (every one when
@@ -52,6 +53,9 @@ pub fn run(
             },
             out,
         );
+    }
+    if wants_tensors(&m, config) {
+        return run_tensors(m, config, out, warnings);
     }
     run_classifier(m, config, out, warnings)
 }

@@ -42,6 +42,11 @@ impl Dims {
     }
 }
 
+/// The numpy broadcast of three shapes (ONNX `Where`), or `None`.
+pub fn broadcast_three(a: &[usize], b: &[usize], c: &[usize]) -> Option<Dims> {
+    broadcast(broadcast(a, b)?.as_slice(), c)
+}
+
 /// The numpy broadcast of two shapes (aligned at the last axis), or `None`.
 pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Dims> {
     let n = a.len().max(b.len());

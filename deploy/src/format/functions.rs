@@ -138,6 +138,16 @@ pub enum Binary {
     /// `a` for `a >= 0`, `b a` otherwise: a parametric ReLU whose slope `b` broadcasts
     /// (ONNX `PRelu`).
     PRelu,
+    /// `1` if `a == b`, else `0` (ONNX `Equal`; NaN equals nothing).
+    Equal,
+    /// `1` if `a > b`, else `0` (false when either is NaN).
+    Greater,
+    /// `1` if `a < b`, else `0`.
+    Less,
+    /// `1` if `a >= b`, else `0`.
+    GreaterOrEqual,
+    /// `1` if `a <= b`, else `0`.
+    LessOrEqual,
 }
 
 impl Binary {
@@ -151,6 +161,11 @@ impl Binary {
             Binary::Max => Some(2),
             Binary::Min => Some(3),
             Binary::PRelu => Some(4),
+            Binary::Equal => Some(5),
+            Binary::Greater => Some(6),
+            Binary::Less => Some(7),
+            Binary::GreaterOrEqual => Some(8),
+            Binary::LessOrEqual => Some(9),
         }
     }
 
@@ -161,6 +176,11 @@ impl Binary {
             2 => Binary::Max,
             3 => Binary::Min,
             4 => Binary::PRelu,
+            5 => Binary::Equal,
+            6 => Binary::Greater,
+            7 => Binary::Less,
+            8 => Binary::GreaterOrEqual,
+            9 => Binary::LessOrEqual,
             _ => return None,
         })
     }

@@ -50,6 +50,38 @@ impl ConvGeom {
     }
 }
 
+/// Geometry of a transposed convolution over the last three axes `[c, h, w]` of a sample
+/// (ONNX `ConvTranspose`): each input pixel `(i, j)` adds its weighted kernel to the output
+/// at `(i s_h + k_h d_h - pad_top, j s_w + k_w d_w - pad_left)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTransposeGeom {
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Cropped from the full output: top, left, bottom, right.
+    pub pads: [usize; 4],
+    /// Dilation (h, w).
+    pub dilation: [usize; 2],
+    /// Groups.
+    pub group: usize,
+    /// Added at the bottom and right of the output (h, w), less than the stride or the
+    /// dilation (it picks one of the input sizes that a strided convolution maps to one
+    /// output size).
+    pub output_padding: [usize; 2],
+}
+
+impl ConvTransposeGeom {
+    /// Output extent along axis `a` (0: h, 1: w) for an input extent `n` and kernel `k`:
+    /// `(n - 1) s + d (k - 1) + 1 + output_padding - pads`, or `None` when not positive.
+    pub fn out(&self, a: usize, n: usize, k: usize) -> Option<usize> {
+        let full = (n.checked_sub(1)?)
+            .checked_mul(self.stride[a])?
+            .checked_add(self.dilation[a].checked_mul(k.checked_sub(1)?)?)?
+            .checked_add(1 + self.output_padding[a])?;
+        full.checked_sub(self.pads[a] + self.pads[a + 2])
+            .filter(|&o| o > 0)
+    }
+}
+
 /// Geometry of a pooling window over the last two axes (ONNX `MaxPool` / `AveragePool`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolGeom {

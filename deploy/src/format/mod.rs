@@ -16,17 +16,19 @@ mod model;
 mod op;
 mod op_entry;
 pub mod opcode;
+mod resize;
 mod shape;
 mod tensor;
 mod tensor_entry;
 
 pub use dims::{Dims, broadcast};
 pub use functions::{Binary, Reduce, Unary};
-pub use geometry::{ConvGeom, PadGeom, PadMode, PoolGeom, conv_out};
+pub use geometry::{ConvGeom, ConvTransposeGeom, PadGeom, PadMode, PoolGeom, conv_out};
 pub use layout::{
     DATA_ALIGN, FLAG_STATIC_SHAPES, HEADER_LEN, MAGIC, MAX_RANK, NONE, OP_ENTRY_LEN,
     OP_ENTRY_LEN_V1, OP_PARAMS, TENSOR_ENTRY_LEN, VERSION,
 };
 pub use model::Model;
 pub use op::{MAX_INPUTS, MAX_RELTAN_POWERS, MeshFeatures, Node, Op};
+pub use resize::{CoordMode, NearestRound, ResizeGeom, ResizeMode};
 pub use tensor::{Csr, Tensor, TensorData};

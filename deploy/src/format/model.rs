@@ -29,8 +29,11 @@ pub struct Model<'a> {
     pub batched: Vec<bool>,
     /// The values holding the model's inputs, in input order (value 0 first).
     pub inputs: Vec<usize>,
-    /// The output value.
+    /// The output value (output 0).
     pub output: usize,
+    /// The values holding the model's outputs, in output order (`output` first, then each
+    /// [`Op::Output`]'s value).
+    pub outputs: Vec<usize>,
     /// Format version of the bytes.
     pub version: u16,
     /// Total bytes.
@@ -212,6 +215,7 @@ impl<'a> Model<'a> {
         let mut shapes = Vec::with_capacity(n_values);
         let mut batched = Vec::with_capacity(n_values);
         let mut inputs = alloc::vec![0];
+        let mut outputs = alloc::vec![output];
         shapes.push(input);
         batched.push(true);
         for index in 0..n_ops {
@@ -238,6 +242,15 @@ impl<'a> Model<'a> {
                 }
                 inputs.push(node.output);
             }
+            if let Op::Output { index: k } = node.op {
+                if k != outputs.len() {
+                    return Err(Error::BadOp {
+                        index,
+                        reason: "model outputs are not numbered 1, 2, ... in order",
+                    });
+                }
+                outputs.push(node.output);
+            }
             let out = infer_shape(&node, &shapes, &tensors, index)?;
             shapes.push(out);
             batched.push(match node.op {
@@ -247,7 +260,7 @@ impl<'a> Model<'a> {
             });
             nodes.push(node);
         }
-        if !batched[output] {
+        if outputs.iter().any(|&v| !batched[v]) {
             return Err(Error::BadOp {
                 index: n_ops,
                 reason: "the output is a constant (it depends on no input)",
@@ -260,6 +273,7 @@ impl<'a> Model<'a> {
             batched,
             inputs,
             output,
+            outputs,
             version,
             file_len,
             static_shapes: flags & FLAG_STATIC_SHAPES != 0,

@@ -2,8 +2,9 @@
 
 use super::dims::Dims;
 use super::functions::{Binary, Reduce, Unary};
-use super::geometry::{ConvGeom, PadGeom, PoolGeom};
+use super::geometry::{ConvGeom, ConvTransposeGeom, PadGeom, PoolGeom};
 use super::layout::MAX_RANK;
+use super::resize::ResizeGeom;
 
 /// How [`Op::MeshFeatures`] computes a vertex's input.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -135,6 +136,26 @@ pub enum Op {
     },
     /// Padding of every axis (ONNX `Pad` without the batch axis).
     Pad(PadGeom),
+    /// Resizing of every axis (nearest or linear; ONNX `Resize`).
+    Resize(ResizeGeom),
+    /// 2-D transposed convolution of `[.., c, h, w]`.
+    ConvTranspose2d {
+        /// Weight tensor index, `[ic, oc / group, kh, kw]`.
+        weight: usize,
+        /// Bias tensor index, `[oc]`.
+        bias: Option<usize>,
+        /// Strides, cropping, dilation, groups, output padding.
+        geom: ConvTransposeGeom,
+    },
+    /// `c != 0 ? a : b` element-wise, the three broadcasting (ONNX `Where`; booleans are
+    /// 0 and 1).
+    Where,
+    /// A further output of the model (the header's output is output 0): a copy of its
+    /// input.
+    Output {
+        /// Output index (1, 2, ...).
+        index: usize,
+    },
     /// A further input of the model (input 0 is value 0).
     Input {
         /// Input index (1, 2, ...).
@@ -164,6 +185,15 @@ impl Op {
             Op::Binary(Binary::Max) => "max",
             Op::Binary(Binary::Min) => "min",
             Op::Binary(Binary::PRelu) => "prelu",
+            Op::Binary(Binary::Equal) => "equal",
+            Op::Binary(Binary::Greater) => "greater",
+            Op::Binary(Binary::Less) => "less",
+            Op::Binary(Binary::GreaterOrEqual) => "greater_eq",
+            Op::Binary(Binary::LessOrEqual) => "less_eq",
+            Op::Resize(_) => "resize",
+            Op::ConvTranspose2d { .. } => "deconv2d",
+            Op::Where => "where",
+            Op::Output { .. } => "output",
             Op::Reduce { .. } => "reduce",
             Op::Pad(_) => "pad",
             Op::Unary(_) => "unary",

@@ -4,10 +4,11 @@
 use super::bytes::u32_at;
 use super::dims::Dims;
 use super::functions::{Binary, Reduce, Unary};
-use super::geometry::{ConvGeom, PadGeom, PadMode, PoolGeom};
+use super::geometry::{ConvGeom, ConvTransposeGeom, PadGeom, PadMode, PoolGeom};
 use super::layout::{MAX_RANK, NONE, OP_PARAMS};
 use super::op::{MAX_INPUTS, MAX_RELTAN_POWERS, MeshFeatures, Node, Op};
 use super::opcode;
+use super::resize::ResizeGeom;
 use super::tensor::Tensor;
 use crate::error::Error;
 
@@ -324,10 +325,69 @@ pub(super) fn read_node(
             };
             Op::Pad(PadGeom { begin, end, mode })
         }
+        opcode::RESIZE => {
+            let n = r.rank;
+            if n == 0 || n > MAX_RANK {
+                return Err(bad("bad resize rank"));
+            }
+            let (mode, coord) = ResizeGeom::decode_mode(p[8]).ok_or(bad("unknown resize mode"))?;
+            let mut out = [0usize; MAX_RANK];
+            let mut scales = [0f32; MAX_RANK];
+            for i in 0..MAX_RANK {
+                let s = f32::from_bits(p[4 + i]);
+                if i < n {
+                    if p[i] == 0 || p[i] > 1 << 24 {
+                        return Err(bad("resize output extent out of range"));
+                    }
+                    if !s.is_finite() || s < 0.0 {
+                        return Err(bad("resize scale is not finite and non-negative"));
+                    }
+                } else if p[i] != 0 || p[4 + i] != 0 {
+                    return Err(bad("resize extents beyond the rank"));
+                }
+                out[i] = p[i] as usize;
+                scales[i] = s;
+            }
+            if p[9] != 0 {
+                return Err(bad("resize reserved parameter is not zero"));
+            }
+            Op::Resize(ResizeGeom {
+                out,
+                scales,
+                mode,
+                coord,
+            })
+        }
+        opcode::CONV_TRANSPOSE2D => {
+            let geom = ConvTransposeGeom {
+                stride: pair(p[2], "transposed conv stride must be in 1..=65535")?,
+                pads: pads(3)?,
+                dilation: pair(p[7], "transposed conv dilation must be in 1..=65535")?,
+                group: positive(p[8], "transposed conv group must be in 1..=65536")?,
+                output_padding: [(p[9] & 0xffff) as usize, (p[9] >> 16) as usize],
+            };
+            for a in 0..2 {
+                if geom.output_padding[a] >= geom.stride[a].max(geom.dilation[a]) {
+                    return Err(bad(
+                        "transposed conv output padding not below the stride or dilation",
+                    ));
+                }
+            }
+            Op::ConvTranspose2d {
+                weight: tensor(p[0])?,
+                bias: optional(p[1])?,
+                geom,
+            }
+        }
+        opcode::WHERE => Op::Where,
+        opcode::OUTPUT => Op::Output {
+            index: positive(p[0], "bad output index")?,
+        },
         _ => return Err(bad("unknown opcode")),
     };
     let inputs_ok = match op {
         Op::Binary(_) | Op::MatMul => r.n_inputs == 2,
+        Op::Where => r.n_inputs == 3,
         Op::Concat { .. } => (2..=MAX_INPUTS).contains(&r.n_inputs),
         Op::Const { .. } | Op::Input { .. } => r.n_inputs == 0,
         _ => r.n_inputs == 1,

@@ -62,3 +62,16 @@ pub const REDUCE: u8 = 25;
 /// before each axis, 4..8: after, 8: mode (0 constant, 1 reflect, 2 edge), 9: the
 /// constant as f32 bits.
 pub const PAD: u8 = 26;
+/// Resizing (ONNX `Resize`/`Upsample`) of every axis of a sample by nearest-neighbour or
+/// (multi)linear interpolation; the rank byte, params 0..4: the output shape, 4..8: each
+/// axis's scale as f32 bits (0: the ratio of the output to the input extent), 8: mode
+/// (`mode | coordinate transformation << 8 | nearest rounding << 16`).
+pub const RESIZE: u8 = 27;
+/// 2-D transposed convolution (ONNX `ConvTranspose`); params: weight `[ic, oc/group, kh,
+/// kw]`, bias, stride `h | w << 16`, pads top, left, bottom, right, dilation `h | w << 16`,
+/// group, output padding `h | w << 16`.
+pub const CONV_TRANSPOSE2D: u8 = 28;
+/// Element-wise selection `c != 0 ? a : b` of three broadcasting values (ONNX `Where`).
+pub const WHERE: u8 = 29;
+/// A further model output: a copy of its input; params: output index (1, 2, ...).
+pub const OUTPUT: u8 = 30;

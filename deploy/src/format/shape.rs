@@ -1,6 +1,7 @@
 //! Shape inference: each op's output shape from its inputs' shapes and its tensors, or
 //! what does not fit.
 
+use super::dims::broadcast_three;
 use super::dims::{Dims, broadcast};
 use super::geometry::{PadMode, conv_out};
 use super::layout::MAX_RANK;
@@ -212,6 +213,53 @@ pub(super) fn infer_shape(
             }
             Some(d)
         }
+        Op::Resize(g) => {
+            let r = xs.len();
+            if (r..MAX_RANK).any(|i| g.out[i] != 0) || (0..r).any(|i| g.out[i] == 0) {
+                return Err(bad("resize rank differs from the input's"));
+            }
+            Dims::new(&g.out[..r])
+        }
+        Op::ConvTranspose2d { weight, bias, geom } => {
+            let w = tensors[weight].dims.as_slice();
+            if w.len() != 4 {
+                return Err(bad(
+                    "transposed conv weight must be [ic, oc / group, kh, kw]",
+                ));
+            }
+            if xs.len() < 3 {
+                return Err(bad("transposed conv input is not [.., c, h, w]"));
+            }
+            let r = xs.len();
+            let g = geom.group;
+            if xs[r - 3] != w[0] || !w[0].is_multiple_of(g) {
+                return Err(bad(
+                    "transposed conv channels do not match the weight and groups",
+                ));
+            }
+            let oc = w[1].checked_mul(g).ok_or(bad("too large"))?;
+            check_bias(bias, oc)?;
+            let oh = geom
+                .out(0, xs[r - 2], w[2])
+                .filter(|&o| o <= 1 << 24)
+                .ok_or(bad("transposed conv output empty or too large"))?;
+            let ow = geom
+                .out(1, xs[r - 1], w[3])
+                .filter(|&o| o <= 1 << 24)
+                .ok_or(bad("transposed conv output empty or too large"))?;
+            with_last(&xs[..r - 3], &[oc, oh, ow])
+        }
+        Op::Where => {
+            let [c, a, b] = [node.inputs[0], node.inputs[1], node.inputs[2]];
+            broadcast_three(
+                shapes[c].as_slice(),
+                shapes[a].as_slice(),
+                shapes[b].as_slice(),
+            )
+            .ok_or(bad("where operands do not broadcast"))
+            .map(Some)?
+        }
+        Op::Output { .. } => x,
         Op::Const { tensor } => Some(tensors[tensor].dims),
         Op::Input { shape, .. } => Some(shape),
         Op::MeshFeatures(f) => {

@@ -57,6 +57,12 @@ fn apply(op: Binary, a: f32, b: f32) -> f32 {
                 a
             }
         }
+        // Booleans as 0 and 1; IEEE comparisons (a NaN operand compares false).
+        Binary::Equal => f32::from(u8::from(a == b)),
+        Binary::Greater => f32::from(u8::from(a > b)),
+        Binary::Less => f32::from(u8::from(a < b)),
+        Binary::GreaterOrEqual => f32::from(u8::from(a >= b)),
+        Binary::LessOrEqual => f32::from(u8::from(a <= b)),
     }
 }
 

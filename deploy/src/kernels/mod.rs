@@ -4,11 +4,14 @@
 pub mod activation;
 pub mod block;
 pub mod conv;
+pub mod conv_transpose;
 pub mod dense;
 pub mod direct_conv;
 pub mod layout;
 pub mod packed;
 pub mod pool;
+pub mod resize;
+pub mod select;
 pub mod sell;
 pub mod sparse;
 

@@ -203,40 +203,50 @@ fn run_claimed(dir: &Path, rtol: f64, atol: f64) -> Result<Outcome, Outcome> {
             .map(|p| read_tensor(p))
             .collect::<Result<_, _>>()
             .map_err(data_error)?;
-        let expected = outputs
-            .first()
-            .ok_or(Outcome::Rejected("no output".into()))?
-            .to_f32();
+        if outputs.is_empty() {
+            return Err(Outcome::Rejected("no output".into()));
+        }
         let feed: Vec<Vec<f32>> = inputs[..inputs.len() - bound]
             .iter()
             .map(|t| t.to_f32())
             .collect();
         let refs: Vec<&[f32]> = feed.iter().map(|v| v.as_slice()).collect();
-        let y = plan
-            .run_inputs(&refs)
+        let ys = plan
+            .run_outputs(&refs)
             .map_err(|e| Outcome::Rejected(format!("run: {e}")))?;
-        if y.len() != expected.len() {
+        if ys.len() != outputs.len() {
             return Err(Outcome::Failed(format!(
                 "{} outputs, expected {}",
-                y.len(),
-                expected.len()
+                ys.len(),
+                outputs.len()
             )));
         }
-        let mut worst: Option<(usize, f64)> = None;
-        for (i, (&a, &b)) in y.iter().zip(&expected).enumerate() {
-            let (a, b) = (a as f64, b as f64);
-            let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs();
-            if !ok && worst.is_none_or(|(_, w)| (a - b).abs() > w) {
-                worst = Some((i, (a - b).abs()));
+        for (k, (y, expected)) in ys.iter().zip(&outputs).enumerate() {
+            let expected = expected.to_f32();
+            if y.len() != expected.len() {
+                return Err(Outcome::Failed(format!(
+                    "output {k}: {} values, expected {}",
+                    y.len(),
+                    expected.len()
+                )));
             }
-        }
-        if let Some((i, err)) = worst {
-            return Err(Outcome::Failed(format!(
-                "{}: element {i} is {} instead of {} (error {err:.3e})",
-                set.file_name().unwrap_or_default().to_string_lossy(),
-                y[i],
-                expected[i]
-            )));
+            let mut worst: Option<(usize, f64)> = None;
+            for (i, (&a, &b)) in y.iter().zip(&expected).enumerate() {
+                let (a, b) = (a as f64, b as f64);
+                let ok =
+                    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs();
+                if !ok && worst.is_none_or(|(_, w)| (a - b).abs() > w) {
+                    worst = Some((i, (a - b).abs()));
+                }
+            }
+            if let Some((i, err)) = worst {
+                return Err(Outcome::Failed(format!(
+                    "{}: output {k} element {i} is {} instead of {} (error {err:.3e})",
+                    set.file_name().unwrap_or_default().to_string_lossy(),
+                    y[i],
+                    expected[i]
+                )));
+            }
         }
     }
     Ok(if bound > 0 {

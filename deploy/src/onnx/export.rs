@@ -15,7 +15,9 @@ use onnx_protobuf::{
 
 use super::error::OnnxError;
 use super::tensor::{encode_f32, encode_i64};
-use crate::format::{Binary, Model, Op, PadMode, Reduce, TensorData, Unary};
+use crate::format::{
+    Binary, CoordMode, Model, NearestRound, Op, PadMode, Reduce, ResizeMode, TensorData, Unary,
+};
 use crate::kernels::sparse;
 
 /// The opset the exporter writes.
@@ -109,6 +111,8 @@ impl Graph<'_, '_> {
     fn name(&self, v: usize) -> String {
         if v == self.model.output {
             "output".to_string()
+        } else if let Some(k) = self.model.outputs.iter().position(|&o| o == v) {
+            format!("output{k}")
         } else if let Some(k) = self.model.inputs.iter().position(|&i| i == v) {
             if k == 0 {
                 "input".to_string()
@@ -373,8 +377,27 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
                     Binary::Max => "Max",
                     Binary::Min => "Min",
                     Binary::PRelu => "PRelu",
+                    Binary::Equal => "Equal",
+                    Binary::Greater => "Greater",
+                    Binary::Less => "Less",
+                    Binary::GreaterOrEqual => "GreaterOrEqual",
+                    Binary::LessOrEqual => "LessOrEqual",
                 };
-                gr.node(op, &[a, c], &out, vec![]);
+                if matches!(
+                    b,
+                    Binary::Equal
+                        | Binary::Greater
+                        | Binary::Less
+                        | Binary::GreaterOrEqual
+                        | Binary::LessOrEqual
+                ) {
+                    // ONNX comparisons give booleans; the runtime holds them as 0 and 1.
+                    let t = gr.fresh("compare");
+                    gr.node(op, &[a, c], &t, vec![]);
+                    gr.node("Cast", &[t], &out, vec![attr_int("to", 1)]);
+                } else {
+                    gr.node(op, &[a, c], &out, vec![]);
+                }
             }
             Op::Unary(Unary::Gelu) => {
                 // x (1 + erf(x / sqrt 2)) / 2, as PyTorch's exporter writes it at opset 13.
@@ -551,6 +574,92 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
             Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
                 return fail("mesh (EMAN) ops: ONNX has no mesh operators");
             }
+            Op::ConvTranspose2d { weight, bias, geom } => {
+                if xs.len() + off != 4 {
+                    return fail("a transposed convolution of other than [N, C, H, W] in ONNX");
+                }
+                let wd = model.tensors[weight].dims.as_slice().to_vec();
+                let mut inputs = vec![ins[0].clone(), gr.weight(weight, false)];
+                inputs.extend(bias.map(|b| gr.weight(b, false)));
+                gr.node(
+                    "ConvTranspose",
+                    &inputs,
+                    &out,
+                    vec![
+                        attr_ints("kernel_shape", &wd[2..4]),
+                        attr_ints("strides", &geom.stride),
+                        attr_ints("pads", &geom.pads),
+                        attr_ints("dilations", &geom.dilation),
+                        attr_int("group", geom.group as i64),
+                        attr_ints("output_padding", &geom.output_padding),
+                    ],
+                );
+            }
+            Op::Where => {
+                let rank = model.shapes[node.output].as_slice().len();
+                let c = gr.lift(node.inputs[0], rank);
+                let a = gr.lift(node.inputs[1], rank);
+                let b = gr.lift(node.inputs[2], rank);
+                let t = gr.fresh("condition");
+                gr.node("Cast", &[c], &t, vec![attr_int("to", 9)]);
+                gr.node("Where", &[t, a, b], &out, vec![]);
+            }
+            Op::Resize(g) => {
+                // Scales per ONNX axis (1 on the batch axis); a resize to sizes (scale 0)
+                // is written as the scale `out / in` where that gives the same extent.
+                let mut scales = vec![1.0f32; off];
+                for (a, &n) in xs.iter().enumerate() {
+                    let s = if g.scales[a] == 0.0 {
+                        g.out[a] as f32 / n as f32
+                    } else {
+                        g.scales[a]
+                    };
+                    if (s * n as f32).floor() as usize != g.out[a] {
+                        return fail("a Resize to sizes no f32 scale reproduces");
+                    }
+                    scales.push(s);
+                }
+                let sc = gr.init_f32("scales", &[scales.len()], &scales);
+                let text = |name: &str, v: &str| {
+                    let mut a = AttributeProto::new();
+                    a.name = name.to_string();
+                    a.type_ = attribute_proto::AttributeType::STRING.into();
+                    a.s = v.as_bytes().to_vec();
+                    a
+                };
+                let (mode, nearest) = match g.mode {
+                    ResizeMode::Linear => ("linear", "round_prefer_floor"),
+                    ResizeMode::Nearest(NearestRound::PreferFloor) => {
+                        ("nearest", "round_prefer_floor")
+                    }
+                    ResizeMode::Nearest(NearestRound::PreferCeil) => {
+                        ("nearest", "round_prefer_ceil")
+                    }
+                    ResizeMode::Nearest(NearestRound::Floor) => ("nearest", "floor"),
+                    ResizeMode::Nearest(NearestRound::Ceil) => ("nearest", "ceil"),
+                };
+                let coord = match g.coord {
+                    CoordMode::HalfPixel => "half_pixel",
+                    CoordMode::Asymmetric => "asymmetric",
+                    CoordMode::PytorchHalfPixel => "pytorch_half_pixel",
+                    CoordMode::AlignCorners => "align_corners",
+                    CoordMode::TfHalfPixelForNearest => "tf_half_pixel_for_nearest",
+                    CoordMode::HalfPixelSymmetric => {
+                        return fail("Resize half_pixel_symmetric (opset 19; export writes 13)");
+                    }
+                };
+                gr.node(
+                    "Resize",
+                    &[ins[0].clone(), String::new(), sc],
+                    &out,
+                    vec![
+                        text("mode", mode),
+                        text("coordinate_transformation_mode", coord),
+                        text("nearest_mode", nearest),
+                    ],
+                );
+            }
+            Op::Output { .. } => gr.node("Identity", &ins, &out, vec![]),
         }
     }
     gr.g.output.push(value_info(
@@ -558,6 +667,11 @@ pub fn export(model: &Model, options: &ExportOptions) -> Result<ModelProto, Onnx
         model.shapes[model.output].as_slice(),
         options.batch_axis,
     ));
+    for &v in &model.outputs[1..] {
+        let name = gr.name(v);
+        let vi = value_info(&name, model.shapes[v].as_slice(), options.batch_axis);
+        gr.g.output.push(vi);
+    }
     if model.inputs.contains(&model.output) {
         return Err(OnnxError::unsupported("a model whose output is its input"));
     }

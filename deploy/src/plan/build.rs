@@ -66,7 +66,9 @@ impl<'a> Plan<'a> {
                 last_use[v] = i + 1;
             }
         }
-        last_use[model.output] = usize::MAX;
+        for &v in &model.outputs {
+            last_use[v] = usize::MAX;
+        }
 
         let mut arena = Arena {
             live: Vec::new(),
@@ -248,6 +250,42 @@ impl<'a> Plan<'a> {
                     dims: model.shapes[node.inputs[0]],
                     geom,
                 },
+                Op::Resize(geom) => Step::Resize {
+                    dims: model.shapes[node.inputs[0]],
+                    geom,
+                },
+                Op::ConvTranspose2d { weight, bias, geom } => {
+                    use crate::kernels::conv_transpose as ct;
+                    let wd = model.tensors[weight].dims.as_slice();
+                    let r = xs.len();
+                    let out = model.shapes[node.output].as_slice();
+                    let shape = ct::DeconvShape {
+                        c_in: xs[r - 3],
+                        oc_per_group: wd[1],
+                        h: xs[r - 2],
+                        w: xs[r - 1],
+                        k: [wd[2], wd[3]],
+                        out: [out[r - 2], out[r - 1]],
+                        geom,
+                    };
+                    // The weight as the per-group matrices the product reads (a copy).
+                    let mut wt = alloc::vec![0.0; model.tensors[weight].dims.numel()];
+                    ct::transpose_weight(&dense_view(&model.tensors[weight]), &shape, &mut wt);
+                    scratch = scratch.max(ct::gemm_scratch(&shape));
+                    Step::ConvTranspose {
+                        weight: Cow::Owned(wt),
+                        bias: bias.map(|b| dense_view(&model.tensors[b])),
+                        shape,
+                        lead: lead_of(3),
+                    }
+                }
+                Op::Where => Step::Where {
+                    c: model.shapes[node.inputs[0]],
+                    a: model.shapes[node.inputs[1]],
+                    b: model.shapes[node.inputs[2]],
+                    out: model.shapes[node.output],
+                },
+                Op::Output { .. } => Step::Copy,
                 Op::Const { tensor } => Step::Const(dense_view(&model.tensors[tensor])),
                 Op::Input { index, .. } => Step::Input(index),
                 Op::MeshFeatures(_) | Op::EmanConv { .. } | Op::Gate | Op::Scalars => {
@@ -285,6 +323,10 @@ impl<'a> Plan<'a> {
                 .iter()
                 .map(|e| match &e.step {
                     Step::Const(Cow::Owned(d)) => d.len(),
+                    Step::ConvTranspose {
+                        weight: Cow::Owned(d),
+                        ..
+                    } => d.len(),
                     _ => 0,
                 })
                 .sum::<usize>();

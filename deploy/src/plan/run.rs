@@ -11,6 +11,7 @@ use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
     activation, block, conv, dense, direct_conv, layout, packed, pool, sell, sparse,
 };
+use crate::kernels::{conv_transpose, resize, select};
 
 impl<'a> Plan<'a> {
     /// Runs a batch of `input.len() / per-sample size` samples (at most the plan's batch),
@@ -25,8 +26,31 @@ impl<'a> Plan<'a> {
     }
 
     /// Runs a batch on a model of several inputs: `inputs[i]` holds the samples of input
-    /// `i`, each input the same number of samples.
+    /// `i`, each input the same number of samples. Returns output 0.
     pub fn run_inputs(&mut self, inputs: &[&[f32]]) -> Result<&[f32], Error> {
+        let n = self.execute(inputs)?;
+        Ok(&self.arena[self.output_range(self.model.output, n)])
+    }
+
+    /// [`Plan::run_inputs`], returning every output of the model (in the model's output
+    /// order), each with one row per sample.
+    pub fn run_outputs(&mut self, inputs: &[&[f32]]) -> Result<alloc::vec::Vec<&[f32]>, Error> {
+        let n = self.execute(inputs)?;
+        Ok(self
+            .model
+            .outputs
+            .iter()
+            .map(|&v| &self.arena[self.output_range(v, n)])
+            .collect())
+    }
+
+    /// Where value `v` (batched) of a run of `n` samples lies in the arena.
+    fn output_range(&self, v: usize, n: usize) -> Range<usize> {
+        self.offsets[v]..self.offsets[v] + n * self.sizes[v]
+    }
+
+    /// Runs the steps on a batch; returns its number of samples.
+    fn execute(&mut self, inputs: &[&[f32]]) -> Result<usize, Error> {
         let per = self.sizes[0];
         let input = inputs.first().copied().unwrap_or(&[]);
         let n = input.len() / per;
@@ -79,7 +103,7 @@ impl<'a> Plan<'a> {
             }
             run_step(e, &ctx, layers, scratch, &xs[..e.n_inputs], y);
         }
-        Ok(&arena[range(model.output)])
+        Ok(n)
     }
 }
 
@@ -335,6 +359,47 @@ fn run_step(
                     &x[s * in_size..(s + 1) * in_size],
                     dims.as_slice(),
                     axes,
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        Step::Resize { dims, geom } => {
+            let in_size = dims.numel();
+            for s in 0..n {
+                resize::resize(
+                    &x[s * in_size..(s + 1) * in_size],
+                    dims.as_slice(),
+                    geom,
+                    &mut y[s * out_size..(s + 1) * out_size],
+                );
+            }
+        }
+        Step::ConvTranspose {
+            weight,
+            bias,
+            shape,
+            lead,
+        } => {
+            let in_img = shape.c_in * shape.h * shape.w;
+            let out_img = out_size / lead;
+            for b in 0..n * lead {
+                conv_transpose::conv_transpose_gemm(
+                    &x[b * in_img..(b + 1) * in_img],
+                    weight,
+                    bias.as_deref(),
+                    shape,
+                    scratch,
+                    &mut y[b * out_img..(b + 1) * out_img],
+                );
+            }
+        }
+        &Step::Where { c, a, b, out } => {
+            for s in 0..n {
+                select::select(
+                    (ctx.sample(xs[0], 0, s), c.as_slice()),
+                    (ctx.sample(xs[1], 1, s), a.as_slice()),
+                    (ctx.sample(xs[2], 2, s), b.as_slice()),
+                    out.as_slice(),
                     &mut y[s * out_size..(s + 1) * out_size],
                 );
             }

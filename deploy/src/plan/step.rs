@@ -75,6 +75,24 @@ pub(super) enum Step<'a> {
         dims: Dims,
         geom: crate::format::PadGeom,
     },
+    Resize {
+        dims: Dims,
+        geom: crate::format::ResizeGeom,
+    },
+    /// `lead` images per sample; `weight` as `conv_transpose::transpose_weight` lays it
+    /// out.
+    ConvTranspose {
+        weight: Cow<'a, [f32]>,
+        bias: Option<Cow<'a, [f32]>>,
+        shape: crate::kernels::conv_transpose::DeconvShape,
+        lead: usize,
+    },
+    Where {
+        c: Dims,
+        a: Dims,
+        b: Dims,
+        out: Dims,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -108,7 +126,9 @@ pub(super) fn transposed_chains(execs: &mut [Exec], layers: &[Layer], model: &Mo
     // Backward: every reader takes the transposed layout.
     let mut readers_ok = alloc::vec![true; n_values];
     let mut read = alloc::vec![false; n_values];
-    readers_ok[model.output] = false;
+    for &v in &model.outputs {
+        readers_ok[v] = false;
+    }
     for e in execs.iter().rev() {
         for &v in &e.inputs[..e.n_inputs] {
             read[v] = true;

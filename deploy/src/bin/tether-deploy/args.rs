@@ -63,12 +63,25 @@ pub enum Command {
     /// spaces, commas or newlines (anything else), one or more samples back to back; or
     /// `--idx` images (u8 IDX, e.g. MNIST's t10k-images-idx3-ubyte), normalised with
     /// `--normalize`, and optionally `--labels` to report the accuracy.
+    ///
+    /// A model of several inputs takes each as `--input NAME=FILE` (the ONNX graph's input
+    /// names, or `input0`, `input1`, ...; `.npy` files are read too); every output of a model
+    /// of several outputs is printed, or written to `--outputs DIR` as `NAME.npy`.
     Run {
         /// Model file.
         model: PathBuf,
         /// Input file (f32 or text).
-        #[arg(required_unless_present = "idx", conflicts_with = "idx")]
+        #[arg(
+            required_unless_present_any = ["idx", "named_inputs"],
+            conflicts_with = "idx"
+        )]
         input: Option<PathBuf>,
+        /// An input by name, `NAME=FILE` (repeat for each input).
+        #[arg(long = "input", value_name = "NAME=FILE", value_parser = parse_named_input, conflicts_with = "idx")]
+        named_inputs: Vec<(String, PathBuf)>,
+        /// Write every output to DIR/NAME.npy (one row per sample) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        outputs: Option<PathBuf>,
         /// IDX image file instead of an input file.
         #[arg(long)]
         idx: Option<PathBuf>,
@@ -177,5 +190,15 @@ impl From<MeshPrecision> for tether_deploy::mesh::Precision {
             MeshPrecision::F32 => Self::F32,
             MeshPrecision::F64 => Self::F64,
         }
+    }
+}
+
+/// `NAME=FILE` of `run --input`.
+fn parse_named_input(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => Err(format!("{s:?} is not NAME=FILE")),
     }
 }

@@ -61,6 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             model,
             input,
+            named_inputs,
+            outputs,
             idx,
             labels,
             normalize,
@@ -89,6 +91,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 predictions,
                 drop_isolated,
                 precision: precision.map(MeshPrecision::into),
+                named_inputs,
+                outputs,
             };
             cli::run(&config, out, &mut std::io::stderr())
         }

@@ -1,7 +1,8 @@
 //! Element-wise ops: activations, arithmetic with broadcasting, comparisons and casts.
-//! Arithmetic and comparisons whose inputs are all constants fold (see [`super::fold`]);
-//! comparisons and `Where` exist only folded (the runtime computes in f32, without
-//! boolean values).
+//! Arithmetic and comparisons whose inputs are all constants fold (see [`super::fold`]).
+//! On runtime values, booleans are f32 0 and 1 (the runtime computes in f32): comparisons
+//! give 0 or 1, `Not` is `x == 0`, `Where` selects on `c != 0`, a Cast to bool is
+//! `x != 0`.
 
 use std::format;
 use std::vec::Vec;
@@ -142,6 +143,9 @@ impl Importer {
                 && t.as_i64().is_some_and(|v| v.iter().any(|&x| x != 0))
             {
                 return unsupported("Dropout with training_mode = true");
+            }
+            if self.opset >= 12 && matches!(self.get(n, 2)?, Some(Val::Run { .. })) {
+                return unsupported("Dropout whose training_mode is a runtime input");
             }
         }
         let v = self.input(n, 0)?.clone();
@@ -359,6 +363,16 @@ impl Importer {
             self.set_const(n, t);
             return Ok(());
         }
+        if to == 9 {
+            // To bool: `x != 0` as 0 or 1 (NaN is true).
+            let (x, d, batched) = self.operand(n, 0)?;
+            let zero = self.b.dense(&[1], &[0.0]);
+            let z = self.b.op(OpSpec::Const(zero), &[]);
+            let is_zero = self.b.op(OpSpec::Binary(Binary::Equal), &[x, z]);
+            let y = self.b.op(OpSpec::Binary(Binary::Equal), &[is_zero, z]);
+            self.set(n, 0, y, d, batched);
+            return Ok(());
+        }
         if !FLOAT_TYPES.contains(&to) {
             return unsupported(format!(
                 "Cast of a runtime value to element type {to} (the runtime computes in f32)"
@@ -369,13 +383,23 @@ impl Importer {
         Ok(())
     }
 
-    /// Equal, Greater, Less and the like, on constants only (as booleans).
+    /// Equal, Greater, Less and the like: folded on constants (as booleans), else a
+    /// runtime comparison giving 0 or 1.
     pub(super) fn compare(&mut self, n: &NodeProto, _: &mut Attrs) -> Result<(), OnnxError> {
         let (Some(a), Some(b)) = (self.const_input(n, 0), self.const_input(n, 1)) else {
-            return unsupported(format!(
-                "{} of runtime values (comparisons are folded on constants only)",
-                n.op_type
-            ));
+            let op = match n.op_type.as_str() {
+                "Equal" => Binary::Equal,
+                "Greater" => Binary::Greater,
+                "GreaterOrEqual" => Binary::GreaterOrEqual,
+                "Less" => Binary::Less,
+                _ => Binary::LessOrEqual,
+            };
+            for i in 0..2 {
+                if let Some(t) = self.const_input(n, i) {
+                    no_batch(&[t], &n.op_type)?;
+                }
+            }
+            return self.binary(n, op);
         };
         no_batch(&[a, b], &n.op_type)?;
         let op = n.op_type.clone();
@@ -418,10 +442,15 @@ impl Importer {
         Ok(())
     }
 
-    /// Logical not, on constants only.
+    /// Logical not: folded on constants; on a runtime value, `x == 0`.
     pub(super) fn not(&mut self, n: &NodeProto, _: &mut Attrs) -> Result<(), OnnxError> {
         let Some(t) = self.const_input(n, 0) else {
-            return unsupported("Not of a runtime value (folded on constants only)");
+            let (x, d, batched) = self.operand(n, 0)?;
+            let zero = self.b.dense(&[1], &[0.0]);
+            let z = self.b.op(OpSpec::Const(zero), &[]);
+            let y = self.b.op(OpSpec::Binary(Binary::Equal), &[x, z]);
+            self.set(n, 0, y, d, batched);
+            return Ok(());
         };
         no_batch(&[t], "Not")?;
         let t = map_const(
@@ -434,15 +463,15 @@ impl Importer {
         Ok(())
     }
 
-    /// `Where(cond, x, y)`, on constants only; the symbolic batch size may be selected
-    /// (it is moved, not computed with).
+    /// `Where(cond, x, y)`: folded on constants (the symbolic batch size may be selected:
+    /// it is moved, not computed with); else the runtime selection, broadcasting.
     pub(super) fn where_(&mut self, n: &NodeProto, _: &mut Attrs) -> Result<(), OnnxError> {
         let (Some(c), Some(x), Some(y)) = (
             self.const_input(n, 0),
             self.const_input(n, 1),
             self.const_input(n, 2),
         ) else {
-            return unsupported("Where of runtime values (folded on constants only)");
+            return self.where_runtime(n);
         };
         no_batch(&[c], "Where's condition")?;
         let mixed = x.as_i64().is_some() != y.as_i64().is_some();
@@ -456,6 +485,57 @@ impl Importer {
             |v| if v[0] != 0.0 { v[1] } else { v[2] },
         )?;
         self.set_const(n, t);
+        Ok(())
+    }
+
+    /// `Where` with a runtime operand. The batched operands must share a rank (their
+    /// broadcast would mix the batch axis otherwise); constants that span the batch axis
+    /// with extent 1 drop it.
+    fn where_runtime(&mut self, n: &NodeProto) -> Result<(), OnnxError> {
+        for i in 0..3 {
+            if let Some(t) = self.const_input(n, i) {
+                no_batch(&[t], "Where on runtime values")?;
+            }
+        }
+        let mut ops = Vec::with_capacity(3);
+        for i in 0..3 {
+            ops.push(self.operand(n, i)?);
+        }
+        let batched = ops.iter().any(|o| o.2);
+        // The per-sample rank of a batched operand (every batched one must agree).
+        let rank = ops.iter().filter(|o| o.2).map(|o| o.1.len()).max();
+        let mut ids = Vec::with_capacity(3);
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(3);
+        for (id, mut d, b) in ops {
+            let id = match rank {
+                Some(r) if self.batch_mode && b && d.len() != r => {
+                    return unsupported(
+                        "Where on batched operands of different ranks (their broadcast mixes \
+                         the batch axis)",
+                    );
+                }
+                Some(r) if self.batch_mode && !b && d.len() > r => {
+                    if d.len() == r + 1 && d[0] == 1 {
+                        d.remove(0);
+                        let nd = super::importer::dims(&d)?;
+                        self.b.op(OpSpec::Reshape(nd), &[id])
+                    } else {
+                        return unsupported("a constant operand that spans the batch axis");
+                    }
+                }
+                _ => id,
+            };
+            ids.push(id);
+            shapes.push(d);
+        }
+        let out = broadcast_any(&[&shapes[0], &shapes[1], &shapes[2]]).ok_or_else(|| {
+            OnnxError::malformed(format!(
+                "Where: shapes {:?}, {:?} and {:?} do not broadcast",
+                shapes[0], shapes[1], shapes[2]
+            ))
+        })?;
+        let y = self.b.op(OpSpec::Where, &ids);
+        self.set(n, 0, y, out, batched);
         Ok(())
     }
 }

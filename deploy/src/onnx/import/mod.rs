@@ -11,6 +11,7 @@
 
 mod attrs;
 mod conv;
+mod conv_transpose;
 mod elementwise;
 mod external;
 mod fold;
@@ -18,6 +19,7 @@ mod importer;
 mod linear;
 mod norm;
 mod ops;
+mod resize;
 mod shape;
 mod siren;
 mod sparse;
@@ -248,11 +250,8 @@ fn import_impl(
             },
         );
     }
-    if g.output.len() != 1 {
-        return Err(OnnxError::unsupported(format!(
-            "{} graph outputs (the runtime has one)",
-            g.output.len()
-        )));
+    if g.output.is_empty() {
+        return Err(OnnxError::malformed("the graph has no output"));
     }
     let order = topological_order(&g.node, &vals)?;
     let (sines, fused) = siren_sines(g, &vals);
@@ -281,7 +280,20 @@ fn import_impl(
         };
         done.map_err(|e| with_context(e, Some((label, node.op_type.clone())), opset))?;
     }
-    let out = &g.output[0];
+    let mut outs = Vec::with_capacity(g.output.len());
+    for out in &g.output {
+        outs.push(graph_output(&im, out)?);
+    }
+    for &extra in &outs[1..] {
+        im.b.extra_output(extra);
+    }
+    let id = outs[0];
+    im.b.finish(id)
+        .map_err(|e| OnnxError::malformed(format!("the translated model does not load: {e}")))
+}
+/// The runtime value of graph output `out`, checked: computed from an input, of the shape
+/// the graph declares.
+fn graph_output(im: &Importer, out: &ValueInfoProto) -> Result<crate::write::ValueId, OnnxError> {
     let (id, dims, batched) = match im.vals.get(&out.name) {
         Some(Val::Run { id, dims, batched }) => (*id, dims.clone(), *batched),
         Some(Val::Const(_)) => {
@@ -318,9 +330,9 @@ fn import_impl(
             )));
         }
     }
-    im.b.finish(id)
-        .map_err(|e| OnnxError::malformed(format!("the translated model does not load: {e}")))
+    Ok(id)
 }
+
 fn with_context(mut e: OnnxError, node: Option<(String, String)>, opset: i64) -> OnnxError {
     if let Some((n, op)) = node {
         e.node.get_or_insert(n);
@@ -348,7 +360,9 @@ fn input_shape(i: &ValueInfoProto) -> Result<Vec<Dim>, OnnxError> {
             )));
         }
     };
-    let float = [1, 10, 11, 16]; // FLOAT, FLOAT16, DOUBLE, BFLOAT16
+    // FLOAT, FLOAT16, DOUBLE, BFLOAT16, and BOOL (held as 0 and 1, as the runtime's
+    // comparisons give them).
+    let float = [1, 10, 11, 16, 9];
     if !float.contains(&t.elem_type) {
         return Err(OnnxError::unsupported(format!(
             "value {:?} has element type {} (the runtime computes in f32)",

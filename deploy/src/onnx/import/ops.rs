@@ -74,6 +74,7 @@ const OPS: &[OpInfo] = &[
     op("Constant", (0, 0), (1, 1), Importer::constant_node),
     unary("ConstantOfShape", Importer::constant_of_shape),
     op("Conv", (2, 3), (1, 1), Importer::conv),
+    op("ConvTranspose", (2, 3), (1, 1), Importer::conv_transpose),
     unary("Cos", Importer::simple_unary),
     op("Div", (2, 2), (1, 1), Importer::arithmetic),
     op("Dropout", (1, 3), (1, 2), Importer::identity),
@@ -117,6 +118,7 @@ const OPS: &[OpInfo] = &[
     op("ReduceSum", (1, 2), (1, 1), Importer::reduce),
     unary("Relu", Importer::activation),
     op("Reshape", (1, 2), (1, 1), Importer::reshape),
+    op("Resize", (1, 4), (1, 1), Importer::resize),
     unary("Shape", Importer::shape_of),
     unary("Sigmoid", Importer::simple_unary),
     unary("Sin", Importer::simple_unary),
@@ -129,6 +131,7 @@ const OPS: &[OpInfo] = &[
     unary("Tanh", Importer::simple_unary),
     unary("Transpose", Importer::transpose),
     op("Unsqueeze", (1, 2), (1, 1), Importer::unsqueeze),
+    op("Upsample", (1, 2), (1, 1), Importer::upsample),
     op("Where", (3, 3), (1, 1), Importer::where_),
 ];
 
@@ -143,17 +146,10 @@ pub fn supported_ops() -> impl Iterator<Item = &'static str> {
 const FOLDED_ONLY: &[&str] = &[
     "Constant",
     "ConstantOfShape",
-    "Equal",
     "Gather",
-    "Greater",
-    "GreaterOrEqual",
-    "Less",
-    "LessOrEqual",
-    "Not",
     "Range",
     "Shape",
     "Slice",
-    "Where",
 ];
 
 /// The supported ops that are folded on constants only (see [`supported_ops`]).
