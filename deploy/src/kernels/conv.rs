@@ -3,6 +3,8 @@
 //! is the output `[oc, oh*ow]`, already in `[c, h, w]` order. Grouped convolutions run
 //! this once per group, on the group's channels.
 
+use super::implicit_conv::Act;
+
 /// Geometry of one convolution (of one group).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
@@ -137,22 +139,95 @@ fn copy_short(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// Bytes of scratch (in floats) [`depthwise`] needs: one zero-padded input plane.
+/// Floats of scratch [`depthwise`] needs: one zero-padded input plane, split by stride
+/// phase (see [`super::implicit_conv`]).
 pub fn depthwise_scratch(s: &ConvShape) -> usize {
-    (s.h + s.pads[0] + s.pads[2]) * (s.w + s.pads[1] + s.pads[3])
+    let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(s.stride[0]);
+    let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(s.stride[1]);
+    let portable = (s.h + s.pads[0] + s.pads[2]) * (s.w + s.pads[1] + s.pads[3]);
+    portable.max(s.stride[0] * s.stride[1] * ph * pw)
 }
 
-/// One channel of a depthwise convolution, directly: `y` (`[oh, ow]`) is the bias plus,
-/// for each kernel tap, the tap's weight times the shifted input. The input plane `x`
-/// (`[h, w]`) is first copied into `padded` with its zero border, so the inner loop over
-/// an output row has no bounds checks and, at stride 1, reads a contiguous row (it
-/// vectorises). im2col would copy `kh kw` shifted planes to feed a 1-row matrix product,
-/// which is memory traffic for a handful of multiplies per output.
+/// One channel of a depthwise convolution, directly: `y` (`[oh, ow]`) is
+/// `act(bias + sum over taps of the tap's weight times the shifted input)`. The input plane
+/// `x` (`[h, w]`) is first copied into `padded` with its zero border, so the inner loop over
+/// an output row has no bounds checks. im2col would copy `kh kw` shifted planes to feed a
+/// 1-row matrix product, which is memory traffic for a handful of multiplies per output.
+///
+/// With AVX-512 (the `avx512` module) the padded plane is split by stride phase, as the
+/// implicit product's ([`super::implicit_conv`]), so every tap reads 16 consecutive
+/// columns at any stride, and each 16-column piece of an output row sums its taps in a
+/// register and is stored once, activated: the portable loop (the fallback, and the
+/// reference in the tests) adds one tap at a time over the row and strided taps gather.
+#[allow(clippy::too_many_arguments)]
 pub fn depthwise(
     x: &[f32],
     w: &[f32],
     bias: f32,
     s: &ConvShape,
+    taps: &DepthwiseTaps,
+    act: Act,
+    padded: &mut [f32],
+    y: &mut [f32],
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if let Some((offs, n)) = &taps.offsets {
+        let offs = &offs[..*n];
+        let (oh, ow) = s.out();
+        assert!(x.len() >= s.h * s.w && y.len() >= oh * ow && w.len() >= s.k[0] * s.k[1]);
+        assert!(padded.len() >= depthwise_scratch(s));
+        assert_eq!(offs.len(), s.k[0] * s.k[1], "taps of another geometry");
+        // SAFETY: AVX-512F is present (`DepthwiseTaps::new` checked); the lengths are
+        // asserted above.
+        unsafe { avx512::depthwise(x, w, bias, s, offs, act, padded, y) };
+        return;
+    }
+    let _ = taps;
+    depthwise_portable(x, w, bias, s, act, padded, y);
+}
+
+/// The vector kernel's per-tap offsets into the phase planes of one geometry, computed
+/// once per convolution (no allocation) rather than per channel (a MobileNet's 2x2 and 4x4 layers have
+/// hundreds of channels of a few outputs each, where the divisions cost more than the
+/// sums); `None` where the portable loop runs.
+#[cfg_attr(
+    not(all(feature = "std", target_arch = "x86_64")),
+    allow(dead_code) // read by the AVX-512 kernel only
+)]
+#[derive(Clone, Debug)]
+pub struct DepthwiseTaps {
+    offsets: Option<([usize; 64], usize)>,
+}
+
+impl DepthwiseTaps {
+    /// The offsets for `s`, where the CPU has AVX-512F and the kernel has at most 64 taps.
+    pub fn new(s: &ConvShape) -> Self {
+        let vector = super::packed::available() && s.k[0] * s.k[1] <= 64;
+        let [sh, sw] = s.stride;
+        let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(sw);
+        let plane = (s.h + s.pads[0] + s.pads[2]).div_ceil(sh) * pw;
+        let offsets = vector.then(|| {
+            let mut offs = [0usize; 64];
+            for di in 0..s.k[0] {
+                for dj in 0..s.k[1] {
+                    let (r, c) = (di * s.dilation[0], dj * s.dilation[1]);
+                    offs[di * s.k[1] + dj] =
+                        ((r % sh) * sw + c % sw) * plane + (r / sh) * pw + c / sw;
+                }
+            }
+            (offs, s.k[0] * s.k[1])
+        });
+        Self { offsets }
+    }
+}
+
+/// The portable body of [`depthwise`].
+fn depthwise_portable(
+    x: &[f32],
+    w: &[f32],
+    bias: f32,
+    s: &ConvShape,
+    act: Act,
     padded: &mut [f32],
     y: &mut [f32],
 ) {
@@ -190,6 +265,79 @@ pub fn depthwise(
                         *o += wv * row[x0 + j * sw];
                     }
                 }
+            }
+        }
+    }
+    super::implicit_conv::activate_in_place(y, act);
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::{Act, ConvShape};
+
+    /// # Safety
+    /// AVX-512F; `x` holds `h w` floats, `w` `kh kw`, `y` `oh ow`, `padded`
+    /// `depthwise_scratch(s)`; `offs` from [`super::DepthwiseTaps::new`]`(s)`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn depthwise(
+        x: &[f32],
+        w: &[f32],
+        bias: f32,
+        s: &ConvShape,
+        offs: &[usize],
+        act: Act,
+        padded: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let (oh, ow) = s.out();
+        let [sh, sw] = s.stride;
+        let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(sh);
+        let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(sw);
+        let plane = ph * pw;
+        padded[..sh * sw * plane].fill(0.0);
+        let (top, left) = (s.pads[0], s.pads[1]);
+        for r in 0..s.h {
+            let pr = r + top;
+            let base = (pr % sh) * sw * plane + (pr / sh) * pw;
+            let src = &x[r * s.w..(r + 1) * s.w];
+            crate::kernels::implicit_conv::split_row(src, left, sw, plane, &mut padded[base..]);
+        }
+        let taps = offs.len();
+        let (pp, yp) = (padded.as_ptr(), y.as_mut_ptr());
+        let b = _mm512_set1_ps(bias);
+        let (zero, lo, hi) = match act {
+            Act::Clip(lo, hi) => (_mm512_setzero_ps(), _mm512_set1_ps(lo), _mm512_set1_ps(hi)),
+            _ => (
+                _mm512_setzero_ps(),
+                _mm512_setzero_ps(),
+                _mm512_setzero_ps(),
+            ),
+        };
+        for i in 0..oh {
+            let mut j0 = 0;
+            while j0 < ow {
+                let cnt = (ow - j0).min(16);
+                let mask: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                let mut acc = b;
+                for t in 0..taps {
+                    // SAFETY: output (i, j) of a tap reads phase-plane row i + r / sh,
+                    // column j + c / sw, inside the plane for j < ow (the lanes past ow
+                    // are masked off).
+                    let v = unsafe { _mm512_maskz_loadu_ps(mask, pp.add(offs[t] + i * pw + j0)) };
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(w[t]), v, acc);
+                }
+                // `vmaxps a, b` returns b when either is NaN: the value, NaN kept.
+                let out = match act {
+                    Act::None => acc,
+                    Act::Relu => _mm512_max_ps(zero, acc),
+                    Act::Clip(..) => _mm512_min_ps(hi, _mm512_max_ps(lo, acc)),
+                };
+                // SAFETY: row i, columns j0..j0 + cnt of the `oh x ow` output.
+                unsafe { _mm512_mask_storeu_ps(yp.add(i * ow + j0), mask, out) };
+                j0 += 16;
             }
         }
     }
@@ -232,6 +380,7 @@ mod tests {
             ([2, 2], [1, 1], [0, 1, 1, 0]),
             ([2, 1], [2, 1], [2, 0, 1, 2]),
             ([1, 3], [1, 2], [0, 0, 0, 0]),
+            ([3, 2], [1, 1], [1, 2, 2, 1]),
         ] {
             let s = ConvShape {
                 c: 1,
@@ -251,14 +400,29 @@ mod tests {
             let want: alloc::vec::Vec<f32> = (0..p)
                 .map(|q| 0.125 + (0..6).map(|r| w[r] * cols[r * p + q]).sum::<f32>())
                 .collect();
-            let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
-            let mut y = alloc::vec![f32::NAN; p];
-            depthwise(&x, &w, 0.125, &s, &mut padded, &mut y);
-            for (a, b) in y.iter().zip(&want) {
-                assert!(
-                    (a - b).abs() < 1e-5,
-                    "{stride:?} {dilation:?} {pads:?}: {a} vs {b}"
+            for act in [Act::None, Act::Relu, Act::Clip(-1.0, 2.5)] {
+                let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
+                // The dispatched kernel (AVX-512 where the CPU has it) and the portable one.
+                let mut y = alloc::vec![f32::NAN; p];
+                depthwise(
+                    &x,
+                    &w,
+                    0.125,
+                    &s,
+                    &DepthwiseTaps::new(&s),
+                    act,
+                    &mut padded,
+                    &mut y,
                 );
+                let mut portable = alloc::vec![f32::NAN; p];
+                depthwise_portable(&x, &w, 0.125, &s, act, &mut padded, &mut portable);
+                for ((a, c), b) in y.iter().zip(&portable).zip(&want) {
+                    let b = act.apply(*b);
+                    assert!(
+                        (a - b).abs() < 1e-5 && (c - b).abs() < 1e-5,
+                        "{stride:?} {dilation:?} {pads:?} {act:?}: {a}, {c} vs {b}"
+                    );
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod block;
 pub mod conv;
 pub mod dense;
 pub mod direct_conv;
+pub mod implicit_conv;
 pub mod layout;
 pub mod packed;
 pub mod pool;

@@ -10,6 +10,7 @@ use super::options::{PlanOptions, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV
 use super::step::{Exec, Step, transposed_chains};
 use crate::error::Error;
 use crate::format::{Model, Op, Unary};
+use crate::kernels::implicit_conv::{self, Act};
 use crate::kernels::{conv, conv::ConvShape, direct_conv, packed, sell};
 
 /// A model ready to run.
@@ -181,7 +182,17 @@ impl<'a> Plan<'a> {
                             }
                         }
                     }
-                    if !shape.is_pointwise() {
+                    let images = lead_of(3)
+                        .checked_mul(rows_in_batch)
+                        .ok_or(too_large.clone())?;
+                    let implicit = groups == 1 && implicit_conv::available();
+                    if implicit && let Matrix::Dense(w) = &layers[first_layer].weight {
+                        let l = &layers[first_layer];
+                        let p = implicit_conv::pack(w, l.rows, l.cols);
+                        layers[first_layer].weight = Matrix::Packed(p);
+                        let mode = implicit_conv::mode(&shape);
+                        scratch = scratch.max(implicit_conv::scratch(&shape, mode, images));
+                    } else if !shape.is_pointwise() {
                         let (oh, ow) = shape.out();
                         let patch = shape
                             .patch()
@@ -197,6 +208,7 @@ impl<'a> Plan<'a> {
                         groups,
                         shape,
                         lead: lead_of(3),
+                        act: Act::None,
                     }
                 }
                 Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {
@@ -255,12 +267,35 @@ impl<'a> Plan<'a> {
                 }
             };
             let out = node.output;
-            offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);
+            let fused = fused_activation(&step, node.inputs(), &execs, &last_use, i);
+            if let Some(act) = fused {
+                // The convolution before computes this activation on its tile: its output
+                // is this op's, and this op is not run.
+                let v = node.inputs()[0];
+                if let Some(Exec {
+                    step: Step::Conv { act: a, .. },
+                    ..
+                }) = execs.last_mut()
+                {
+                    *a = act;
+                }
+                offsets[out] = offsets[v];
+                for entry in &mut arena.live {
+                    if entry.2 == v {
+                        entry.2 = out;
+                    }
+                }
+            } else {
+                offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);
+            }
             // Values whose last reader is this op (and this op's output if nothing reads it).
             for (v, &last) in last_use.iter().enumerate().take(out + 1) {
                 if last == i + 1 {
                     arena.free(v);
                 }
+            }
+            if fused.is_some() {
+                continue;
             }
             execs.push(Exec {
                 step,
@@ -356,5 +391,31 @@ impl<'a> Plan<'a> {
                 },
             })
             .collect()
+    }
+}
+
+/// The activation `step` (node `i`, reading `inputs`) computes, where the convolution just
+/// before it can apply it to its output tile instead: the step is a ReLU or a Clip whose
+/// input is the output of the previous step, a convolution with no activation yet, and no
+/// other step reads that value (nor is it the model's output).
+fn fused_activation(
+    step: &Step,
+    inputs: &[usize],
+    execs: &[Exec],
+    last_use: &[usize],
+    i: usize,
+) -> Option<Act> {
+    let act = match *step {
+        Step::Relu => Act::Relu,
+        Step::Unary(Unary::Clip(lo, hi)) => Act::Clip(lo, hi),
+        _ => return None,
+    };
+    let v = *inputs.first()?;
+    let prev = execs.last()?;
+    let only_reader =
+        last_use[v] == i + 1 && !execs.iter().any(|e| e.inputs[..e.n_inputs].contains(&v));
+    match prev.step {
+        Step::Conv { act: Act::None, .. } if prev.output == v && only_reader => Some(act),
+        _ => None,
     }
 }

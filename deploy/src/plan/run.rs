@@ -9,7 +9,7 @@ use super::step::{Exec, Step};
 use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
-    activation, block, conv, dense, direct_conv, layout, packed, pool, sell, sparse,
+    activation, block, conv, dense, direct_conv, implicit_conv, layout, packed, pool, sell, sparse,
 };
 
 impl<'a> Plan<'a> {
@@ -160,8 +160,17 @@ fn run_step(
             groups,
             shape,
             lead,
+            act,
         } => {
             let (oh, ow) = shape.out();
+            if let Matrix::Packed(w) = &layers[first_layer].weight {
+                // Dense, one group, AVX-512: the implicit product over the whole batch.
+                let l = &layers[first_layer];
+                let mode = implicit_conv::mode(&shape);
+                let bias = l.bias.as_deref();
+                implicit_conv::conv(w, l.rows, bias, act, x, n * lead, &shape, mode, scratch, y);
+                return;
+            }
             let p = oh * ow;
             let in_img = groups * shape.c * shape.h * shape.w;
             let in_group = shape.c * shape.h * shape.w;
@@ -172,6 +181,7 @@ fn run_step(
                 && layers[first_layer..first_layer + groups]
                     .iter()
                     .all(|l| matches!(l.weight, Matrix::Dense(_)));
+            let taps = depthwise.then(|| conv::DepthwiseTaps::new(&shape));
             for b in 0..n * lead {
                 let xb = &x[b * in_img..(b + 1) * in_img];
                 let yb = &mut y[b * out_img..(b + 1) * out_img];
@@ -190,6 +200,8 @@ fn run_step(
                                 &w[r * l.cols..(r + 1) * l.cols],
                                 bias,
                                 &shape,
+                                taps.as_ref().expect("depthwise"),
+                                act,
                                 scratch,
                                 &mut yb[at..at + p],
                             );
@@ -241,9 +253,12 @@ fn run_step(
                                 sparse::match_dense_on_non_finite(&a, bias, cols, p, yg, p, 1);
                             }
                         }
-                        Matrix::Packed(_) => unreachable!("convolution weights are not packed"),
+                        Matrix::Packed(_) => unreachable!("packed: one group, run above"),
                     }
                 }
+            }
+            if !depthwise {
+                implicit_conv::activate_in_place(&mut y[..n * out_size], act);
             }
         }
         Step::MaxPool { c, h, w, geom } | Step::AvgPool { c, h, w, geom } => {

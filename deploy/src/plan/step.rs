@@ -6,6 +6,7 @@ use alloc::borrow::Cow;
 use super::layer::{Layer, Matrix};
 use crate::format::{Binary, Dims, MAX_INPUTS, Model, PoolGeom, Unary};
 use crate::kernels::conv::ConvShape;
+use crate::kernels::implicit_conv::Act;
 
 #[derive(Clone, Debug)]
 pub(super) enum Step<'a> {
@@ -19,12 +20,14 @@ pub(super) enum Step<'a> {
         in_t: bool,
         out_t: bool,
     },
-    /// One layer per group (consecutive), `lead` images per sample.
+    /// One layer per group (consecutive), `lead` images per sample; `act` applied to the
+    /// output (a ReLU or Clip op fused into the convolution).
     Conv {
         first_layer: usize,
         groups: usize,
         shape: ConvShape,
         lead: usize,
+        act: Act,
     },
     MaxPool {
         c: usize,
