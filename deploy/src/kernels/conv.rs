@@ -119,7 +119,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
 /// inline vector moves; the tail is one more chunk, overlapping the last full one. Rows
 /// under 8 floats keep `copy_from_slice`.
 #[inline(always)]
-fn copy_short(src: &[f32], dst: &mut [f32]) {
+pub(crate) fn copy_short(src: &[f32], dst: &mut [f32]) {
     const W: usize = 8;
     let n = dst.len();
     debug_assert_eq!(src.len(), n);
@@ -299,46 +299,129 @@ mod avx512 {
         let plane = ph * pw;
         padded[..sh * sw * plane].fill(0.0);
         let (top, left) = (s.pads[0], s.pads[1]);
+        // Padded row r + top is row `row` of phase `phase` (counters, not divisions: a
+        // small plane's whole work is a few hundred cycles).
+        let (mut phase, mut row) = (top % sh, top / sh);
         for r in 0..s.h {
-            let pr = r + top;
-            let base = (pr % sh) * sw * plane + (pr / sh) * pw;
+            let base = phase * sw * plane + row * pw;
+            phase += 1;
+            if phase == sh {
+                (phase, row) = (0, row + 1);
+            }
             let src = &x[r * s.w..(r + 1) * s.w];
             crate::kernels::implicit_conv::split_row(src, left, sw, plane, &mut padded[base..]);
         }
-        let taps = offs.len();
         let (pp, yp) = (padded.as_ptr(), y.as_mut_ptr());
-        let b = _mm512_set1_ps(bias);
-        let (zero, lo, hi) = match act {
-            Act::Clip(lo, hi) => (_mm512_setzero_ps(), _mm512_set1_ps(lo), _mm512_set1_ps(hi)),
-            _ => (
-                _mm512_setzero_ps(),
-                _mm512_setzero_ps(),
-                _mm512_setzero_ps(),
-            ),
+        let g = Rows {
+            oh,
+            ow,
+            pw,
+            bias: _mm512_set1_ps(bias),
+            act,
         };
-        for i in 0..oh {
-            let mut j0 = 0;
-            while j0 < ow {
-                let cnt = (ow - j0).min(16);
-                let mask: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
-                let mut acc = b;
-                for t in 0..taps {
-                    // SAFETY: output (i, j) of a tap reads phase-plane row i + r / sh,
-                    // column j + c / sw, inside the plane for j < ow (the lanes past ow
-                    // are masked off).
-                    let v = unsafe { _mm512_maskz_loadu_ps(mask, pp.add(offs[t] + i * pw + j0)) };
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(w[t]), v, acc);
-                }
-                // `vmaxps a, b` returns b when either is NaN: the value, NaN kept.
-                let out = match act {
-                    Act::None => acc,
-                    Act::Relu => _mm512_max_ps(zero, acc),
-                    Act::Clip(..) => _mm512_min_ps(hi, _mm512_max_ps(lo, acc)),
-                };
-                // SAFETY: row i, columns j0..j0 + cnt of the `oh x ow` output.
-                unsafe { _mm512_mask_storeu_ps(yp.add(i * ow + j0), mask, out) };
-                j0 += 16;
+        // SAFETY: as this function's callers promise; `offs` are taps inside the planes.
+        unsafe {
+            match offs.len() {
+                9 => rows::<9>(pp, offs, w, &g, yp),
+                25 => rows::<25>(pp, offs, w, &g, yp),
+                _ => rows::<64>(pp, offs, w, &g, yp),
             }
+        }
+    }
+
+    /// What [`rows`] needs besides the planes and taps.
+    struct Rows {
+        oh: usize,
+        ow: usize,
+        pw: usize,
+        bias: __m512,
+        act: Act,
+    }
+
+    /// The output of one channel: `T` taps (64: any number up to 64, `offs.len()`), each
+    /// weight broadcast once into a register.
+    ///
+    /// Rows of 16 or more outputs run row by row, 16 columns a vector (the tail masked).
+    /// Narrower rows (a MobileNet's 8x8, 4x4 and 2x2 planes) run over the phase plane as
+    /// one flat sequence `q = i * pw + j`, 16 positions a vector whatever the row breaks,
+    /// and the lanes with `j < ow` are compressed into consecutive outputs: a 2x2 output
+    /// is one vector, not two a quarter full.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows<const T: usize>(
+        pp: *const f32,
+        offs: &[usize],
+        w: &[f32],
+        g: &Rows,
+        yp: *mut f32,
+    ) {
+        let taps = if T == 64 { offs.len() } else { T };
+        let mut o = [0usize; T];
+        let mut wv = [_mm512_setzero_ps(); T];
+        for t in 0..taps {
+            o[t] = offs[t];
+            wv[t] = _mm512_set1_ps(w[t]);
+        }
+        let (lo, hi) = match g.act {
+            Act::Clip(lo, hi) => (_mm512_set1_ps(lo), _mm512_set1_ps(hi)),
+            _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        let sum = |at: usize, mask: __mmask16| {
+            let mut acc = g.bias;
+            for t in 0..taps {
+                // SAFETY: the lanes in `mask` are outputs whose taps read inside the
+                // planes (the callers' bounds).
+                let v = unsafe { _mm512_maskz_loadu_ps(mask, pp.add(o[t] + at)) };
+                acc = _mm512_fmadd_ps(wv[t], v, acc);
+            }
+            // `vmaxps a, b` returns b when either is NaN: the value, NaN kept.
+            match g.act {
+                Act::None => acc,
+                Act::Relu => _mm512_max_ps(_mm512_setzero_ps(), acc),
+                Act::Clip(..) => _mm512_min_ps(hi, _mm512_max_ps(lo, acc)),
+            }
+        };
+        let (oh, ow, pw) = (g.oh, g.ow, g.pw);
+        if ow >= 16 {
+            for i in 0..oh {
+                let mut j0 = 0;
+                while j0 < ow {
+                    let cnt = (ow - j0).min(16);
+                    let mask: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                    let out = sum(i * pw + j0, mask);
+                    // SAFETY: row i, columns j0..j0 + cnt of the `oh x ow` output.
+                    unsafe { _mm512_mask_storeu_ps(yp.add(i * ow + j0), mask, out) };
+                    j0 += 16;
+                }
+            }
+            return;
+        }
+        let end = (oh - 1) * pw + ow;
+        // q0 is column j0 of a plane row (counted, not divided).
+        let (mut q0, mut j0, mut done) = (0, 0, 0);
+        while q0 < end {
+            // Lanes of q0..q0 + 16 that are outputs: j < ow, below `end`.
+            let mut mask = 0u32;
+            let (mut q, mut j) = (q0, j0);
+            let stop = (q0 + 16).min(end);
+            while q < stop {
+                if j < ow {
+                    let cnt = (ow - j).min(stop - q);
+                    mask |= ((1u32 << cnt) - 1) << (q - q0);
+                }
+                q += pw - j;
+                j = 0;
+            }
+            j0 += 16;
+            while j0 >= pw {
+                j0 -= pw;
+            }
+            let mask = mask as __mmask16;
+            let out = _mm512_maskz_compress_ps(mask, sum(q0, mask));
+            let cnt = mask.count_ones() as usize;
+            // SAFETY: `done + cnt` outputs of the `oh x ow` channel, in order.
+            unsafe { _mm512_mask_storeu_ps(yp.add(done), ((1u32 << cnt) - 1) as u16, out) };
+            done += cnt;
+            q0 += 16;
         }
     }
 }
@@ -374,54 +457,61 @@ mod tests {
 
     #[test]
     fn depthwise_equals_im2col_times_the_kernel_row() {
-        // Odd sizes, asymmetric padding, strides and dilations.
-        for (stride, dilation, pads) in [
-            ([1, 1], [1, 1], [1, 1, 1, 1]),
-            ([2, 2], [1, 1], [0, 1, 1, 0]),
-            ([2, 1], [2, 1], [2, 0, 1, 2]),
-            ([1, 3], [1, 2], [0, 0, 0, 0]),
-            ([3, 2], [1, 1], [1, 2, 2, 1]),
-        ] {
-            let s = ConvShape {
-                c: 1,
-                h: 9,
-                w: 11,
-                k: [3, 2],
-                stride,
-                pads,
-                dilation,
-            };
-            let x: alloc::vec::Vec<f32> = (0..99).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
-            let w = [0.5, -1.0, 2.0, 0.25, -0.75, 1.5];
-            let (oh, ow) = s.out();
-            let p = oh * ow;
-            let mut cols = alloc::vec![0.0; 6 * p];
-            im2col(&x, &s, &mut cols);
-            let want: alloc::vec::Vec<f32> = (0..p)
-                .map(|q| 0.125 + (0..6).map(|r| w[r] * cols[r * p + q]).sum::<f32>())
-                .collect();
-            for act in [Act::None, Act::Relu, Act::Clip(-1.0, 2.5)] {
-                let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
-                // The dispatched kernel (AVX-512 where the CPU has it) and the portable one.
-                let mut y = alloc::vec![f32::NAN; p];
-                depthwise(
-                    &x,
-                    &w,
-                    0.125,
-                    &s,
-                    &DepthwiseTaps::new(&s),
-                    act,
-                    &mut padded,
-                    &mut y,
-                );
-                let mut portable = alloc::vec![f32::NAN; p];
-                depthwise_portable(&x, &w, 0.125, &s, act, &mut padded, &mut portable);
-                for ((a, c), b) in y.iter().zip(&portable).zip(&want) {
-                    let b = act.apply(*b);
-                    assert!(
-                        (a - b).abs() < 1e-5 && (c - b).abs() < 1e-5,
-                        "{stride:?} {dilation:?} {pads:?} {act:?}: {a}, {c} vs {b}"
+        // Odd sizes, asymmetric padding, strides and dilations; rows narrower than a
+        // vector (the flat path) and wider (row by row), 6, 9 and 25 taps.
+        for (wd, k) in [(11, [3, 2]), (37, [3, 3]), (7, [3, 3]), (23, [5, 5])] {
+            for (stride, dilation, pads) in [
+                ([1, 1], [1, 1], [1, 1, 1, 1]),
+                ([2, 2], [1, 1], [0, 1, 1, 0]),
+                ([2, 1], [2, 1], [2, 0, 1, 2]),
+                ([1, 3], [1, 2], [0, 0, 0, 0]),
+                ([3, 2], [1, 1], [1, 2, 2, 1]),
+            ] {
+                let s = ConvShape {
+                    c: 1,
+                    h: 9,
+                    w: wd,
+                    k,
+                    stride,
+                    pads,
+                    dilation,
+                };
+                let taps = k[0] * k[1];
+                let x: alloc::vec::Vec<f32> =
+                    (0..9 * wd).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+                let w: alloc::vec::Vec<f32> = (0..taps)
+                    .map(|i| ((i * 5) % 7) as f32 * 0.25 - 0.75)
+                    .collect();
+                let (oh, ow) = s.out();
+                let p = oh * ow;
+                let mut cols = alloc::vec![0.0; taps * p];
+                im2col(&x, &s, &mut cols);
+                let want: alloc::vec::Vec<f32> = (0..p)
+                    .map(|q| 0.125 + (0..taps).map(|r| w[r] * cols[r * p + q]).sum::<f32>())
+                    .collect();
+                for act in [Act::None, Act::Relu, Act::Clip(-1.0, 2.5)] {
+                    let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
+                    // The dispatched kernel (AVX-512 where the CPU has it) and the portable one.
+                    let mut y = alloc::vec![f32::NAN; p];
+                    depthwise(
+                        &x,
+                        &w,
+                        0.125,
+                        &s,
+                        &DepthwiseTaps::new(&s),
+                        act,
+                        &mut padded,
+                        &mut y,
                     );
+                    let mut portable = alloc::vec![f32::NAN; p];
+                    depthwise_portable(&x, &w, 0.125, &s, act, &mut padded, &mut portable);
+                    for ((a, c), b) in y.iter().zip(&portable).zip(&want) {
+                        let b = act.apply(*b);
+                        assert!(
+                            (a - b).abs() < 1e-5 && (c - b).abs() < 1e-5,
+                            "{stride:?} {dilation:?} {pads:?} {act:?}: {a}, {c} vs {b}"
+                        );
+                    }
                 }
             }
         }
