@@ -36,6 +36,13 @@ pub const MR: usize = 8;
 const NV: usize = 3;
 /// Columns per tile.
 const NR: usize = 16 * NV;
+/// Speed of the [`Mode::Channels`] tile per lane against the column tiles' (its
+/// broadcasts come from scattered addresses): measured, the channel tiles lost on every
+/// small ResNet layer they were picked for at 0.9 (batch 1 389 -> 468 us) and gained 7% on
+/// resnet18.
+const CHANNELS_SPEED: f64 = 0.8;
+/// Output positions per tile of [`Mode::Channels`].
+const CR: usize = 12;
 /// Most kernel taps the implicit mode handles (larger kernels build the patch matrix).
 const MAX_TAPS: usize = 64;
 /// Columns per sample from which a 1x1 convolution runs sample by sample on its input,
@@ -97,6 +104,12 @@ pub enum Mode {
     /// The chunk's patch matrix `[c kh kw, samples * oh * ow]` (a 1x1 convolution's is
     /// its input, transposed to channel-major).
     Patches,
+    /// The phase planes (a 1x1 convolution: its input), with 16 output channels in the
+    /// vector lanes and 12 output positions broadcast per tile, so that only outputs are
+    /// computed: no dropped columns, no tile past the last output. For small planes (a
+    /// 7x7 output is 81 plane columns, two 48-column tiles) and batch 1, where the other
+    /// modes compute up to twice the outputs; the weight is packed by 16 channels.
+    Channels,
 }
 
 /// True when the running CPU has the instructions [`conv`] uses.
@@ -131,17 +144,45 @@ impl Planes {
     }
 }
 
-/// The mode that does less work for `s`: the planes unless their dropped rows and
-/// columns make the product over half as large again as the output (the patch matrix
-/// costs a copy of `kh kw` times the input, the planes' waste a share of the product).
-pub fn mode(s: &ConvShape) -> Mode {
+/// The mode that does the least work for `s` with `m` output channels on batches of
+/// `images`: the share of the computed tile lanes that are outputs, per mode (the patch
+/// matrix discounted for its copy of `kh kw` times the input, the channel tiles for their
+/// scattered loads and stores).
+pub fn mode(s: &ConvShape, m: usize, images: usize) -> Mode {
     let (oh, ow) = s.out();
     let p = Planes::of(s);
     let taps = s.k[0] * s.k[1];
-    if taps > MAX_TAPS || taps == 1 || 2 * p.ph * p.pw > 3 * oh * ow {
-        Mode::Patches
+    let round = |v: usize, to: usize| v.div_ceil(to) * to;
+    let lanes = |useful: usize, computed: usize| useful as f64 / computed.max(1) as f64;
+    let rows_wide = lanes(m, round(m, MR));
+    let nb = |mode| chunk(s, mode, images);
+    let planes = if taps > MAX_TAPS || taps == 1 {
+        0.0
     } else {
+        let n = nb(Mode::Planes);
+        lanes(n * oh * ow, round(n * p.ph * p.pw, 16)) * rows_wide
+    };
+    let n = nb(Mode::Patches);
+    // im2col copies `k p` floats for the product's `m k p` multiply-adds: about as long
+    // as 32 channels of product (16-channel convolutions spent as long in im2col as in
+    // the product, `perf`).
+    let copy = if taps == 1 {
+        1.0
+    } else {
+        m as f64 / (m + 32) as f64
+    };
+    let patches = lanes(n * oh * ow, round(n * oh * ow, 16)) * rows_wide * copy;
+    let channels = if taps > MAX_TAPS {
+        0.0
+    } else {
+        lanes(m, round(m, 16)) * lanes(oh * ow, round(oh * ow, CR)) * CHANNELS_SPEED
+    };
+    if channels > planes && channels > patches {
+        Mode::Channels
+    } else if planes >= patches {
         Mode::Planes
+    } else {
+        Mode::Patches
     }
 }
 
@@ -149,7 +190,7 @@ pub fn mode(s: &ConvShape) -> Mode {
 fn per_sample(s: &ConvShape, mode: Mode) -> usize {
     let (oh, ow) = s.out();
     match mode {
-        Mode::Planes => s.c * Planes::of(s).per_channel(),
+        Mode::Planes | Mode::Channels => s.c * Planes::of(s).per_channel(),
         Mode::Patches => s.patch() * oh * ow,
     }
 }
@@ -171,24 +212,31 @@ fn slack(s: &ConvShape, mode: Mode) -> usize {
     let (oh, ow) = s.out();
     NR + match mode {
         Mode::Patches => s.patch() * oh * ow,
-        Mode::Planes => {
+        Mode::Planes | Mode::Channels => {
             let p = Planes::of(s);
             p.ph * p.pw
         }
     }
 }
 
-/// `w` (`[m, k]` row-major) as `ceil(m / 8)` panels of `[k, 8]` (rows past `m` zero).
-pub fn pack(w: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let panels = m.div_ceil(MR);
-    let mut p = alloc::vec![0.0f32; panels * k * MR];
-    for r in 0..m {
-        let (panel, i) = (r / MR, r % MR);
+/// `w` (`[m, k]` row-major) as `ceil(m / r)` panels of `[k, r]` (rows past `m` zero),
+/// `r` the channels of a tile of `mode` (8, or 16 for [`Mode::Channels`]).
+pub fn pack(w: &[f32], m: usize, k: usize, mode: Mode) -> Vec<f32> {
+    let r = panel_rows(mode);
+    let panels = m.div_ceil(r);
+    let mut p = alloc::vec![0.0f32; panels * k * r];
+    for row in 0..m {
+        let (panel, i) = (row / r, row % r);
         for kk in 0..k {
-            p[(panel * k + kk) * MR + i] = w[r * k + kk];
+            p[(panel * k + kk) * r + i] = w[row * k + kk];
         }
     }
     p
+}
+
+/// Output channels per weight panel in `mode`.
+fn panel_rows(mode: Mode) -> usize {
+    if mode == Mode::Channels { 16 } else { MR }
 }
 
 /// Copies samples `x` (`n` of `[c, h, w]`) into phase planes, laid out
@@ -296,15 +344,20 @@ pub fn conv(
     let k = s.patch();
     let (oh, ow) = s.out();
     let p = oh * ow;
-    assert!(packed.len() >= m.div_ceil(MR) * k * MR);
+    let pr = panel_rows(mode);
+    assert!(packed.len() >= m.div_ceil(pr) * k * pr);
     assert!(x.len() >= n * s.c * s.h * s.w && y.len() >= n * m * p);
     assert!(bias.is_none_or(|b| b.len() >= m));
-    let mode = if mode == Mode::Planes && s.k[0] * s.k[1] > MAX_TAPS {
-        Mode::Patches
-    } else {
-        mode
+    assert!(
+        mode == Mode::Patches || s.k[0] * s.k[1] <= MAX_TAPS,
+        "more taps than the plane modes take"
+    );
+    let direct = match mode {
+        Mode::Patches => n == 1 || p >= UNFOLDED_COLUMNS,
+        Mode::Channels => true,
+        Mode::Planes => false,
     };
-    if mode == Mode::Patches && s.is_pointwise() && (n == 1 || p >= UNFOLDED_COLUMNS) {
+    if s.is_pointwise() && direct {
         // A 1x1 convolution's input is its patch matrix: with enough columns per sample,
         // no copy (the masked loads stop at the end of the input).
         let g = Operand {
@@ -318,7 +371,20 @@ pub fn conv(
         for b in 0..n {
             let xb = &x[b * s.c * p..(b + 1) * s.c * p];
             let yb = &mut y[b * m * p..(b + 1) * m * p];
-            run(packed, m, k, bias, act, &g, &[0; MAX_TAPS], xb, oh, ow, yb);
+            run(
+                packed,
+                m,
+                k,
+                bias,
+                act,
+                &g,
+                &[0; MAX_TAPS],
+                xb,
+                oh,
+                ow,
+                yb,
+                mode,
+            );
         }
         return;
     }
@@ -334,7 +400,7 @@ pub fn conv(
         // columns `q` of `cnt` samples of `plane` floats, row `q / pw` column `q % pw` of
         // a sample's output where `q % pw < ow` and `q / pw < oh`.
         let g = match mode {
-            Mode::Planes => {
+            Mode::Planes | Mode::Channels => {
                 let pl = Planes::of(s);
                 let cstride = fill_planes(xs, s, cnt, scratch);
                 let phase_stride = s.c * cstride;
@@ -391,7 +457,9 @@ pub fn conv(
         // SAFETY: AVX-512F is checked by `run`; the operand's reads stay inside the filled
         // part of `scratch` plus the slack `scratch()` adds (asserted above); the output
         // writes stay inside `ys` (the column mapping drops q outside the outputs).
-        run(packed, m, k, bias, act, &g, &taps, scratch, oh, ow, ys);
+        run(
+            packed, m, k, bias, act, &g, &taps, scratch, oh, ow, ys, mode,
+        );
         b0 += cnt;
     }
 }
@@ -425,14 +493,21 @@ fn run(
     oh: usize,
     ow: usize,
     y: &mut [f32],
+    mode: Mode,
 ) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if available() {
         // SAFETY: AVX-512F is present; see `conv` for the bounds.
-        unsafe { avx512::run(packed, m, k, bias, act, g, taps, xp, oh, ow, y) };
+        unsafe {
+            if mode == Mode::Channels {
+                avx512::run_channels(packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+            } else {
+                avx512::run(packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+            }
+        }
         return;
     }
-    let _ = (packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+    let _ = (packed, m, k, bias, act, g, taps, xp, oh, ow, y, mode);
     panic!("implicit_conv::conv needs AVX-512F (check implicit_conv::available)");
 }
 
@@ -440,7 +515,7 @@ fn run(
 mod avx512 {
     use core::arch::x86_64::*;
 
-    use super::{Act, MAX_TAPS, MR, NV, Operand};
+    use super::{Act, CR, MAX_TAPS, MR, NV, Operand};
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
@@ -635,6 +710,104 @@ mod avx512 {
         }
     }
 
+    /// [`Mode::Channels`]: tiles of 16 channels x 12 outputs, the outputs taken in order
+    /// (sample, row, column) so that none is computed twice or dropped.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn run_channels(
+        packed: &[f32],
+        m: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+        act: Act,
+        g: &Operand,
+        taps: &[u32; MAX_TAPS],
+        xp: &[f32],
+        oh: usize,
+        ow: usize,
+        y: &mut [f32],
+    ) {
+        let p = oh * ow;
+        let samples = g.columns / g.plane;
+        let total = samples * p;
+        for panel in 0..m.div_ceil(16) {
+            let m0 = panel * 16;
+            let rows = 16.min(m - m0);
+            let w = &packed[panel * k * 16..(panel + 1) * k * 16];
+            let mut bias_lanes = [0.0f32; 16];
+            if let Some(b) = bias {
+                bias_lanes[..rows].copy_from_slice(&b[m0..m0 + rows]);
+            }
+            // SAFETY: 16 floats.
+            let bv = unsafe { _mm512_loadu_ps(bias_lanes.as_ptr()) };
+            // The next output: sample b, row i, column j.
+            let (mut b, mut i, mut j) = (0, 0, 0);
+            let mut done = 0;
+            while done < total {
+                let cnt = CR.min(total - done);
+                let mut q = [0usize; CR];
+                let mut at = [0usize; CR];
+                for r in 0..CR {
+                    // Past the last output, the tile repeats it (computed, not stored).
+                    if r < cnt {
+                        q[r] = b * g.plane + i * g.pw + j;
+                        at[r] = (b * m + m0) * p + i * ow + j;
+                        j += 1;
+                        if j == ow {
+                            (i, j) = (i + 1, 0);
+                            if i == oh {
+                                (b, i) = (b + 1, 0);
+                            }
+                        }
+                    } else {
+                        q[r] = q[cnt - 1];
+                    }
+                }
+                // SAFETY: every q is an output's column, whose tap reads lie in `xp`.
+                let acc = unsafe { tile_channels(w, bv, g, taps, xp.as_ptr(), &q) };
+                let mut spill = [0.0f32; 16];
+                for r in 0..cnt {
+                    // SAFETY: 16 floats into the local array.
+                    unsafe { _mm512_storeu_ps(spill.as_mut_ptr(), activate(acc[r], act)) };
+                    for (lane, &v) in spill.iter().enumerate().take(rows) {
+                        y[at[r] + lane * p] = v;
+                    }
+                }
+                done += cnt;
+            }
+        }
+    }
+
+    /// One tile of 16 channels x 12 outputs at operand columns `q`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile_channels(
+        w: &[f32],
+        bias: __m512,
+        g: &Operand,
+        taps: &[u32; MAX_TAPS],
+        xp: *const f32,
+        q: &[usize; CR],
+    ) -> [__m512; CR] {
+        // SAFETY (whole body): as the caller promises; `w` holds k * 16 floats.
+        unsafe {
+            let mut acc = [bias; CR];
+            let mut wp = w.as_ptr();
+            for c in 0..g.channels {
+                let base = xp.add(c * g.cstride);
+                for &t in &taps[..g.taps] {
+                    let wv = _mm512_loadu_ps(wp);
+                    let xr = base.add(t as usize);
+                    for (a, &qr) in acc.iter_mut().zip(q) {
+                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*xr.add(qr)), wv, *a);
+                    }
+                    wp = wp.add(16);
+                }
+            }
+            acc
+        }
+    }
+
     /// Stores rows `m0..m0 + rows` of the 16 columns from `qv`: one masked store per row
     /// where they are one run of outputs, else lane runs through a spill.
     #[allow(clippy::too_many_arguments)]
@@ -772,9 +945,12 @@ mod tests {
             };
             let kk = s.patch();
             let (wt, x, b) = (lcg(m * kk, 1 + i as u32), lcg(n * c * h * w, 2), lcg(m, 3));
-            let packed = pack(&wt, m, kk);
             let (oh, ow) = s.out();
-            for mode in [Mode::Planes, Mode::Patches] {
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+                if mode != Mode::Patches && k[0] * k[1] > MAX_TAPS {
+                    continue;
+                }
+                let packed = pack(&wt, m, kk, mode);
                 for act in [Act::None, Act::Relu, Act::Clip(-0.1, 0.2)] {
                     let want = reference(&wt, &b, &x, n, m, &s, act);
                     let mut sc = alloc::vec![f32::NAN; scratch(&s, mode, n)];
@@ -825,11 +1001,11 @@ mod tests {
         let s = ConvShape::square(2, 6, 6, 3, 1, 1);
         let (m, kk) = (3, s.patch());
         let wt = lcg(m * kk, 5);
-        let packed = pack(&wt, m, kk);
         for bad in [f32::NAN, f32::INFINITY] {
             let mut x = lcg(2 * 36, 6);
             x[36 + 2 * 6 + 3] = bad;
-            for mode in [Mode::Planes, Mode::Patches] {
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+                let packed = pack(&wt, m, kk, mode);
                 for act in [Act::Relu, Act::Clip(0.0, 6.0)] {
                     let want = reference(&wt, &[0.0; 3], &x, 1, m, &s, act);
                     let mut sc = alloc::vec![0.0; scratch(&s, mode, 1)];

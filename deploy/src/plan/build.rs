@@ -6,7 +6,9 @@ use alloc::vec::Vec;
 
 use super::arena::Arena;
 use super::layer::{Batch1, Layer, LayerReport, Matrix, dense_view, group_layer, layer};
-use super::options::{PlanOptions, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV};
+use super::options::{
+    PlanOptions, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV,
+};
 use super::step::{Exec, Step, transposed_chains};
 use crate::error::Error;
 use crate::format::{Model, Op, Unary};
@@ -143,29 +145,6 @@ impl<'a> Plan<'a> {
                     let r = xs.len();
                     let groups = geom.group;
                     let first_layer = layers.len();
-                    if groups == 1 {
-                        layers.push(layer(
-                            &model,
-                            weight,
-                            bias,
-                            options.kernels,
-                            SPARSE_BREAK_EVEN_GEMM,
-                            expand_csr,
-                        ));
-                        layer_ops.push(i);
-                    } else {
-                        let per = wd[0] / groups;
-                        for g in 0..groups {
-                            layers.push(group_layer(
-                                &model,
-                                weight,
-                                bias,
-                                g * per..(g + 1) * per,
-                                options.kernels,
-                            ));
-                            layer_ops.push(i);
-                        }
-                    }
                     let shape = ConvShape {
                         c: xs[r - 3] / groups,
                         h: xs[r - 2],
@@ -175,6 +154,50 @@ impl<'a> Plan<'a> {
                         pads: geom.pads,
                         dilation: geom.dilation,
                     };
+                    if groups == 1 {
+                        // Where the sparse kernel needs im2col (padding, a stride) and the
+                        // dense one does not, dense wins down to a lower density.
+                        let sparse_reads_input = shape.is_pointwise()
+                            || (shape.stride == [1, 1]
+                                && shape.pads == [0; 4]
+                                && shape.dilation == [1, 1]
+                                && sell::available());
+                        let break_even = if implicit_conv::available() && !sparse_reads_input {
+                            SPARSE_BREAK_EVEN_CONV
+                        } else {
+                            SPARSE_BREAK_EVEN_GEMM
+                        };
+                        layers.push(layer(
+                            &model,
+                            weight,
+                            bias,
+                            options.kernels,
+                            break_even,
+                            expand_csr,
+                        ));
+                        layer_ops.push(i);
+                    } else {
+                        let per = wd[0] / groups;
+                        // Depthwise: the direct vector kernel (9 multiply-adds an output for
+                        // a 3x3 kernel, no patch matrix) is faster than the sparse product
+                        // over im2col at any density, and needs every group dense.
+                        let break_even = if wd[1] == 1 && packed::available() {
+                            -1.0
+                        } else {
+                            SPARSE_BREAK_EVEN_GEMM
+                        };
+                        for g in 0..groups {
+                            layers.push(group_layer(
+                                &model,
+                                weight,
+                                bias,
+                                g * per..(g + 1) * per,
+                                options.kernels,
+                                break_even,
+                            ));
+                            layer_ops.push(i);
+                        }
+                    }
                     if sell::available() {
                         for l in &mut layers[first_layer..] {
                             if let Matrix::Sparse(s) = &l.weight {
@@ -185,13 +208,17 @@ impl<'a> Plan<'a> {
                     let images = lead_of(3)
                         .checked_mul(rows_in_batch)
                         .ok_or(too_large.clone())?;
-                    let implicit = groups == 1 && implicit_conv::available();
-                    if implicit && let Matrix::Dense(w) = &layers[first_layer].weight {
+                    let mut implicit = None;
+                    if groups == 1
+                        && implicit_conv::available()
+                        && let Matrix::Dense(w) = &layers[first_layer].weight
+                    {
                         let l = &layers[first_layer];
-                        let p = implicit_conv::pack(w, l.rows, l.cols);
+                        let mode = implicit_conv::mode(&shape, l.rows, images);
+                        let p = implicit_conv::pack(w, l.rows, l.cols, mode);
                         layers[first_layer].weight = Matrix::Packed(p);
-                        let mode = implicit_conv::mode(&shape);
                         scratch = scratch.max(implicit_conv::scratch(&shape, mode, images));
+                        implicit = Some(mode);
                     } else if !shape.is_pointwise() {
                         let (oh, ow) = shape.out();
                         let patch = shape
@@ -209,6 +236,7 @@ impl<'a> Plan<'a> {
                         shape,
                         lead: lead_of(3),
                         act: Act::None,
+                        implicit,
                     }
                 }
                 Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {

@@ -161,12 +161,12 @@ fn run_step(
             shape,
             lead,
             act,
+            implicit,
         } => {
             let (oh, ow) = shape.out();
-            if let Matrix::Packed(w) = &layers[first_layer].weight {
+            if let (Some(mode), Matrix::Packed(w)) = (implicit, &layers[first_layer].weight) {
                 // Dense, one group, AVX-512: the implicit product over the whole batch.
                 let l = &layers[first_layer];
-                let mode = implicit_conv::mode(&shape);
                 let bias = l.bias.as_deref();
                 implicit_conv::conv(w, l.rows, bias, act, x, n * lead, &shape, mode, scratch, y);
                 return;

@@ -6,7 +6,7 @@ use alloc::borrow::Cow;
 use super::layer::{Layer, Matrix};
 use crate::format::{Binary, Dims, MAX_INPUTS, Model, PoolGeom, Unary};
 use crate::kernels::conv::ConvShape;
-use crate::kernels::implicit_conv::Act;
+use crate::kernels::implicit_conv::{Act, Mode};
 
 #[derive(Clone, Debug)]
 pub(super) enum Step<'a> {
@@ -21,13 +21,15 @@ pub(super) enum Step<'a> {
         out_t: bool,
     },
     /// One layer per group (consecutive), `lead` images per sample; `act` applied to the
-    /// output (a ReLU or Clip op fused into the convolution).
+    /// output (a ReLU or Clip op fused into the convolution); `implicit`: the mode of the
+    /// implicit AVX-512 product, whose packing the (one) layer holds.
     Conv {
         first_layer: usize,
         groups: usize,
         shape: ConvShape,
         lead: usize,
         act: Act,
+        implicit: Option<Mode>,
     },
     MaxPool {
         c: usize,
