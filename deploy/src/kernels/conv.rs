@@ -160,30 +160,44 @@ pub fn depthwise_scratch(s: &ConvShape) -> usize {
 /// register and is stored once, activated: the portable loop (the fallback, and the
 /// reference in the tests) adds one tap at a time over the row and strided taps gather.
 #[allow(clippy::too_many_arguments)]
-pub fn depthwise(
+pub fn depthwise<'w>(
     x: &[f32],
-    w: &[f32],
-    bias: f32,
+    samples: usize,
+    channels: usize,
+    weight: &dyn Fn(usize) -> (&'w [f32], f32),
     s: &ConvShape,
     taps: &DepthwiseTaps,
     act: Act,
     padded: &mut [f32],
     y: &mut [f32],
 ) {
+    let (oh, ow) = s.out();
+    let (hw, p) = (s.h * s.w, oh * ow);
+    assert!(x.len() >= samples * channels * hw && y.len() >= samples * channels * p);
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if let Some((offs, n)) = &taps.offsets {
         let offs = &offs[..*n];
-        let (oh, ow) = s.out();
-        assert!(x.len() >= s.h * s.w && y.len() >= oh * ow && w.len() >= s.k[0] * s.k[1]);
         assert!(padded.len() >= depthwise_scratch(s));
         assert_eq!(offs.len(), s.k[0] * s.k[1], "taps of another geometry");
+        let checked = |ch: usize| {
+            let (w, b) = weight(ch);
+            assert!(w.len() >= offs.len());
+            (w, b)
+        };
         // SAFETY: AVX-512F is present (`DepthwiseTaps::new` checked); the lengths are
-        // asserted above.
-        unsafe { avx512::depthwise(x, w, bias, s, offs, act, padded, y) };
+        // asserted above and by `checked`.
+        unsafe { avx512::depthwise(x, samples, channels, &checked, s, offs, act, padded, y) };
         return;
     }
     let _ = taps;
-    depthwise_portable(x, w, bias, s, act, padded, y);
+    for ch in 0..channels {
+        let (w, b) = weight(ch);
+        for i in 0..samples {
+            let at = i * channels + ch;
+            let (xc, yc) = (&x[at * hw..(at + 1) * hw], &mut y[at * p..(at + 1) * p]);
+            depthwise_portable(xc, w, b, s, act, padded, yc);
+        }
+    }
 }
 
 /// The vector kernel's per-tap offsets into the phase planes of one geometry, computed
@@ -278,14 +292,17 @@ mod avx512 {
     use super::{Act, ConvShape};
 
     /// # Safety
-    /// AVX-512F; `x` holds `h w` floats, `w` `kh kw`, `y` `oh ow`, `padded`
+    /// AVX-512F; `x` holds `samples` of `channels` planes of `h w` floats, `y` as many of
+    /// `oh ow`,
+    /// `weight` gives each channel's `kh kw` weights and bias, `padded` holds
     /// `depthwise_scratch(s)`; `offs` from [`super::DepthwiseTaps::new`]`(s)`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn depthwise(
+    pub(super) unsafe fn depthwise<'w>(
         x: &[f32],
-        w: &[f32],
-        bias: f32,
+        samples: usize,
+        channels: usize,
+        weight: &dyn Fn(usize) -> (&'w [f32], f32),
         s: &ConvShape,
         offs: &[usize],
         act: Act,
@@ -297,34 +314,45 @@ mod avx512 {
         let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(sh);
         let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(sw);
         let plane = ph * pw;
+        // The border is zeroed once: every channel writes the same inside positions.
         padded[..sh * sw * plane].fill(0.0);
         let (top, left) = (s.pads[0], s.pads[1]);
-        // Padded row r + top is row `row` of phase `phase` (counters, not divisions: a
-        // small plane's whole work is a few hundred cycles).
-        let (mut phase, mut row) = (top % sh, top / sh);
-        for r in 0..s.h {
-            let base = phase * sw * plane + row * pw;
-            phase += 1;
-            if phase == sh {
-                (phase, row) = (0, row + 1);
+        let (mut w, mut bias) = weight(0);
+        // Channel by channel, each channel's weights fetched once for every sample.
+        for (ch, i) in (0..channels).flat_map(|ch| (0..samples).map(move |i| (ch, i))) {
+            let at = i * channels + ch;
+            if i == 0 {
+                (w, bias) = weight(ch);
             }
-            let src = &x[r * s.w..(r + 1) * s.w];
-            crate::kernels::implicit_conv::split_row(src, left, sw, plane, &mut padded[base..]);
-        }
-        let (pp, yp) = (padded.as_ptr(), y.as_mut_ptr());
-        let g = Rows {
-            oh,
-            ow,
-            pw,
-            bias: _mm512_set1_ps(bias),
-            act,
-        };
-        // SAFETY: as this function's callers promise; `offs` are taps inside the planes.
-        unsafe {
-            match offs.len() {
-                9 => rows::<9>(pp, offs, w, &g, yp),
-                25 => rows::<25>(pp, offs, w, &g, yp),
-                _ => rows::<64>(pp, offs, w, &g, yp),
+            let xc = &x[at * s.h * s.w..(at + 1) * s.h * s.w];
+            // Padded row r + top is row `row` of phase `phase` (counters, not divisions:
+            // a small plane's whole work is a few hundred cycles).
+            let (mut phase, mut row) = (top % sh, top / sh);
+            for r in 0..s.h {
+                let base = phase * sw * plane + row * pw;
+                phase += 1;
+                if phase == sh {
+                    (phase, row) = (0, row + 1);
+                }
+                let src = &xc[r * s.w..(r + 1) * s.w];
+                crate::kernels::implicit_conv::split_row(src, left, sw, plane, &mut padded[base..]);
+            }
+            let (pp, yp) = (padded.as_ptr(), y[at * oh * ow..].as_mut_ptr());
+            let g = Rows {
+                oh,
+                ow,
+                pw,
+                bias: _mm512_set1_ps(bias),
+                act,
+            };
+            // SAFETY: as this function's callers promise; `offs` are taps inside the
+            // planes; channel ch's `oh ow` outputs lie in `y`.
+            unsafe {
+                match offs.len() {
+                    9 => rows::<9>(pp, offs, w, &g, yp),
+                    25 => rows::<25>(pp, offs, w, &g, yp),
+                    _ => rows::<64>(pp, offs, w, &g, yp),
+                }
             }
         }
     }
@@ -492,17 +520,27 @@ mod tests {
                 for act in [Act::None, Act::Relu, Act::Clip(-1.0, 2.5)] {
                     let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
                     // The dispatched kernel (AVX-512 where the CPU has it) and the portable one.
-                    let mut y = alloc::vec![f32::NAN; p];
-                    depthwise(
-                        &x,
-                        &w,
-                        0.125,
-                        &s,
-                        &DepthwiseTaps::new(&s),
-                        act,
-                        &mut padded,
-                        &mut y,
-                    );
+                    // Two channels: the second sees the first's input reversed, and its
+                    // zero border must survive the first channel's pass.
+                    let mut x2 = x.clone();
+                    x2.extend(x.iter().rev());
+                    let mut y = alloc::vec![f32::NAN; 2 * p];
+                    let wr: alloc::vec::Vec<f32> = w.iter().rev().copied().collect();
+                    let weight = |ch: usize| {
+                        if ch == 0 {
+                            (&w[..], 0.125)
+                        } else {
+                            (&wr[..], 0.125)
+                        }
+                    };
+                    let taps = DepthwiseTaps::new(&s);
+                    depthwise(&x2, 1, 2, &weight, &s, &taps, act, &mut padded, &mut y);
+                    let xr: alloc::vec::Vec<f32> = x.iter().rev().copied().collect();
+                    let mut y2 = alloc::vec![f32::NAN; p];
+                    depthwise_portable(&xr, &wr, 0.125, &s, act, &mut padded, &mut y2);
+                    for (a, b) in y[p..].iter().zip(&y2) {
+                        assert!((a - b).abs() < 1e-5, "second channel: {a} vs {b}");
+                    }
                     let mut portable = alloc::vec![f32::NAN; p];
                     depthwise_portable(&x, &w, 0.125, &s, act, &mut padded, &mut portable);
                     for ((a, c), b) in y.iter().zip(&portable).zip(&want) {

@@ -182,6 +182,24 @@ fn run_step(
                     .iter()
                     .all(|l| matches!(l.weight, Matrix::Dense(_)));
             let taps = depthwise.then(|| conv::DepthwiseTaps::new(&shape));
+            if depthwise
+                && layers[first_layer..first_layer + groups]
+                    .iter()
+                    .all(|l| l.rows == 1)
+            {
+                // One output channel per group: every channel of every image in one call.
+                let weight = |g: usize| {
+                    let l = &layers[first_layer + g];
+                    let Matrix::Dense(w) = &l.weight else {
+                        unreachable!("checked dense above")
+                    };
+                    (&w[..], l.bias.as_deref().map_or(0.0, |b| b[0]))
+                };
+                let taps = taps.as_ref().expect("depthwise");
+                let images = n * lead;
+                conv::depthwise(x, images, groups, &weight, &shape, taps, act, scratch, y);
+                return;
+            }
             for b in 0..n * lead {
                 let xb = &x[b * in_img..(b + 1) * in_img];
                 let yb = &mut y[b * out_img..(b + 1) * out_img];
@@ -195,10 +213,12 @@ fn run_step(
                         for r in 0..l.rows {
                             let bias = l.bias.as_deref().map_or(0.0, |b| b[r]);
                             let at = (g * l.rows + r) * p;
+                            let wr = &w[r * l.cols..(r + 1) * l.cols];
                             conv::depthwise(
                                 xg,
-                                &w[r * l.cols..(r + 1) * l.cols],
-                                bias,
+                                1,
+                                1,
+                                &|_| (wr, bias),
                                 &shape,
                                 taps.as_ref().expect("depthwise"),
                                 act,
