@@ -1,4 +1,5 @@
-//! Thread CPU time of one inference with the automatic kernels, single thread: the least
+//! Thread CPU time of one inference, single thread (the automatic kernels, or those of
+//! `--kernels dense|sparse`): the least
 //! over `--trials` trials of about 10 ms of CPU time each. Unlike `tether-deploy bench`
 //! (wall time), the figure does not count the time the thread waits for a core, so it
 //! stays meaningful on a machine loaded with other work (`scripts/bench-vs-ort.py
@@ -6,7 +7,7 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`).
 //!
 //! ```sh
-//! cargo run --release -p tether-deploy --example cpu_time -- --batch 32 MODEL.onnx...
+//! cargo run --release -p tether-deploy --example cpu_time -- --batch 32 [--kernels dense] MODEL.onnx...
 //! ```
 
 use std::path::Path;
@@ -41,16 +42,25 @@ fn thread_cpu_seconds() -> f64 {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut batch, mut trials, mut models) = (1usize, 15usize, Vec::new());
+    let mut kernels = KernelChoice::Auto;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--batch" => batch = args.next().context("--batch N")?.parse()?,
             "--trials" => trials = args.next().context("--trials N")?.parse()?,
+            "--kernels" => {
+                kernels = match args.next().as_deref() {
+                    Some("auto") => KernelChoice::Auto,
+                    Some("dense") => KernelChoice::Dense,
+                    Some("sparse") => KernelChoice::Sparse,
+                    _ => bail!("--kernels auto|dense|sparse"),
+                }
+            }
             _ if a.starts_with("--") => bail!("unknown option {a}"),
             _ => models.push(a),
         }
     }
     if models.is_empty() || batch == 0 || trials == 0 {
-        bail!("usage: cpu_time [--batch N] [--trials N] MODEL...");
+        bail!("usage: cpu_time [--batch N] [--trials N] [--kernels K] MODEL...");
     }
     for path in &models {
         let path = Path::new(path);
@@ -60,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let input: Vec<f32> = (0..per * batch)
             .map(|i| ((i * 31) % 17) as f32 / 17.0)
             .collect();
-        let mut plan = Plan::new(model, &host_plan_options(batch, KernelChoice::Auto))?;
+        let mut plan = Plan::new(model, &host_plan_options(batch, kernels))?;
         plan.run(&input)?;
         let t = thread_cpu_seconds();
         let mut reps = 0usize;
