@@ -17,6 +17,13 @@ setting) and `tether-deploy bench` (the `auto` kernels) alternate for `--rounds`
 each round's ratio is ORT's time over tether's, and the table gives the median ratio
 (above 1: tether is faster). Both runtimes' outputs are compared first (max relative
 difference), so the benchmark times models that compute the same thing.
+
+With `--cpu-time BIN` (BIN: `cargo build --release -p tether-deploy --example cpu_time`,
+then `target/release/examples/cpu_time`), both sides are timed in thread CPU time
+instead of wall time: onnxruntime's session runs on the calling thread with one intra-op
+thread, timed by `time.thread_time`, and the example times tether's plan by
+`CLOCK_THREAD_CPUTIME_ID` (the least over its trials). Time spent waiting for a core is
+not counted, so the ratios hold on a machine loaded with other work.
 """
 
 import argparse
@@ -138,13 +145,25 @@ def ort_session(path):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def ort_time(sess, x, budget=0.3):
+def ort_time(sess, x, budget=0.3, clock=time.perf_counter):
     sess.run(None, {"x": x})
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < budget or reps < 2:
+    reps, t0 = 0, clock()
+    while clock() - t0 < budget or reps < 2:
         sess.run(None, {"x": x})
         reps += 1
-    return (time.perf_counter() - t0) / reps
+    return (clock() - t0) / reps
+
+
+def ort_cpu_time(sess, x, trials=5):
+    """The least thread CPU time per run over `trials` trials of about 10 ms (as the
+    cpu_time example times tether)."""
+    return min(ort_time(sess, x, budget=0.01, clock=time.thread_time) for _ in range(trials))
+
+
+def tether_cpu_time(binary, path, batch):
+    out = subprocess.run([binary, "--batch", str(batch), "--trials", "5", path],
+                         check=True, capture_output=True, text=True).stdout
+    return float(re.match(r"([0-9.]+) us", out).group(1)) * 1e-6
 
 
 def tether_time(tether, path, batch):
@@ -172,6 +191,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--only", default="", help="comma-separated model names")
+    ap.add_argument("--cpu-time", default="",
+                    help="the cpu_time example's binary: time both in thread CPU time")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     batches = [int(b) for b in a.batches.split(",")]
@@ -190,8 +211,12 @@ def main():
                 agree = sum(int(g == w) for g, w in zip(got, want)) / batch
                 ratios, ort_t, tet_t = [], [], []
                 for _ in range(a.rounds):
-                    o = ort_time(sess, x)
-                    t = tether_time(a.tether, path, batch)
+                    if a.cpu_time:
+                        o = ort_cpu_time(sess, x)
+                        t = tether_cpu_time(a.cpu_time, path, batch)
+                    else:
+                        o = ort_time(sess, x)
+                        t = tether_time(a.tether, path, batch)
                     ort_t.append(o)
                     tet_t.append(t)
                     ratios.append(o / t)

@@ -3,6 +3,8 @@
 //! is the output `[oc, oh*ow]`, already in `[c, h, w]` order. Grouped convolutions run
 //! this once per group, on the group's channels.
 
+use super::implicit_conv::Act;
+
 /// Geometry of one convolution (of one group).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
@@ -117,7 +119,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
 /// inline vector moves; the tail is one more chunk, overlapping the last full one. Rows
 /// under 8 floats keep `copy_from_slice`.
 #[inline(always)]
-fn copy_short(src: &[f32], dst: &mut [f32]) {
+pub(crate) fn copy_short(src: &[f32], dst: &mut [f32]) {
     const W: usize = 8;
     let n = dst.len();
     debug_assert_eq!(src.len(), n);
@@ -137,22 +139,109 @@ fn copy_short(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// Bytes of scratch (in floats) [`depthwise`] needs: one zero-padded input plane.
+/// Floats of scratch [`depthwise`] needs: one zero-padded input plane, split by stride
+/// phase (see [`super::implicit_conv`]).
 pub fn depthwise_scratch(s: &ConvShape) -> usize {
-    (s.h + s.pads[0] + s.pads[2]) * (s.w + s.pads[1] + s.pads[3])
+    let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(s.stride[0]);
+    let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(s.stride[1]);
+    let portable = (s.h + s.pads[0] + s.pads[2]) * (s.w + s.pads[1] + s.pads[3]);
+    portable.max(s.stride[0] * s.stride[1] * ph * pw)
 }
 
-/// One channel of a depthwise convolution, directly: `y` (`[oh, ow]`) is the bias plus,
-/// for each kernel tap, the tap's weight times the shifted input. The input plane `x`
-/// (`[h, w]`) is first copied into `padded` with its zero border, so the inner loop over
-/// an output row has no bounds checks and, at stride 1, reads a contiguous row (it
-/// vectorises). im2col would copy `kh kw` shifted planes to feed a 1-row matrix product,
-/// which is memory traffic for a handful of multiplies per output.
-pub fn depthwise(
+/// One channel of a depthwise convolution, directly: `y` (`[oh, ow]`) is
+/// `act(bias + sum over taps of the tap's weight times the shifted input)`. The input plane
+/// `x` (`[h, w]`) is first copied into `padded` with its zero border, so the inner loop over
+/// an output row has no bounds checks. im2col would copy `kh kw` shifted planes to feed a
+/// 1-row matrix product, which is memory traffic for a handful of multiplies per output.
+///
+/// With AVX-512 (the `avx512` module) the padded plane is split by stride phase, as the
+/// implicit product's ([`super::implicit_conv`]), so every tap reads 16 consecutive
+/// columns at any stride, and each 16-column piece of an output row sums its taps in a
+/// register and is stored once, activated: the portable loop (the fallback, and the
+/// reference in the tests) adds one tap at a time over the row and strided taps gather.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise<'w>(
+    x: &[f32],
+    samples: usize,
+    channels: usize,
+    weight: &dyn Fn(usize) -> (&'w [f32], f32),
+    s: &ConvShape,
+    taps: &DepthwiseTaps,
+    act: Act,
+    padded: &mut [f32],
+    y: &mut [f32],
+) {
+    let (oh, ow) = s.out();
+    let (hw, p) = (s.h * s.w, oh * ow);
+    assert!(x.len() >= samples * channels * hw && y.len() >= samples * channels * p);
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if let Some((offs, n)) = &taps.offsets {
+        let offs = &offs[..*n];
+        assert!(padded.len() >= depthwise_scratch(s));
+        assert_eq!(offs.len(), s.k[0] * s.k[1], "taps of another geometry");
+        let checked = |ch: usize| {
+            let (w, b) = weight(ch);
+            assert!(w.len() >= offs.len());
+            (w, b)
+        };
+        // SAFETY: AVX-512F is present (`DepthwiseTaps::new` checked); the lengths are
+        // asserted above and by `checked`.
+        unsafe { avx512::depthwise(x, samples, channels, &checked, s, offs, act, padded, y) };
+        return;
+    }
+    let _ = taps;
+    for ch in 0..channels {
+        let (w, b) = weight(ch);
+        for i in 0..samples {
+            let at = i * channels + ch;
+            let (xc, yc) = (&x[at * hw..(at + 1) * hw], &mut y[at * p..(at + 1) * p]);
+            depthwise_portable(xc, w, b, s, act, padded, yc);
+        }
+    }
+}
+
+/// The vector kernel's per-tap offsets into the phase planes of one geometry, computed
+/// once per convolution (no allocation) rather than per channel (a MobileNet's 2x2 and 4x4 layers have
+/// hundreds of channels of a few outputs each, where the divisions cost more than the
+/// sums); `None` where the portable loop runs.
+#[cfg_attr(
+    not(all(feature = "std", target_arch = "x86_64")),
+    allow(dead_code) // read by the AVX-512 kernel only
+)]
+#[derive(Clone, Debug)]
+pub struct DepthwiseTaps {
+    offsets: Option<([usize; 64], usize)>,
+}
+
+impl DepthwiseTaps {
+    /// The offsets for `s`, where the CPU has AVX-512F and the kernel has at most 64 taps.
+    pub fn new(s: &ConvShape) -> Self {
+        let vector = super::packed::available() && s.k[0] * s.k[1] <= 64;
+        let [sh, sw] = s.stride;
+        let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(sw);
+        let plane = (s.h + s.pads[0] + s.pads[2]).div_ceil(sh) * pw;
+        let offsets = vector.then(|| {
+            let mut offs = [0usize; 64];
+            for di in 0..s.k[0] {
+                for dj in 0..s.k[1] {
+                    let (r, c) = (di * s.dilation[0], dj * s.dilation[1]);
+                    offs[di * s.k[1] + dj] =
+                        ((r % sh) * sw + c % sw) * plane + (r / sh) * pw + c / sw;
+                }
+            }
+            (offs, s.k[0] * s.k[1])
+        });
+        Self { offsets }
+    }
+}
+
+/// The portable body of [`depthwise`].
+fn depthwise_portable(
     x: &[f32],
     w: &[f32],
     bias: f32,
     s: &ConvShape,
+    act: Act,
     padded: &mut [f32],
     y: &mut [f32],
 ) {
@@ -193,6 +282,176 @@ pub fn depthwise(
             }
         }
     }
+    super::implicit_conv::activate_in_place(y, act);
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::{Act, ConvShape};
+
+    /// # Safety
+    /// AVX-512F; `x` holds `samples` of `channels` planes of `h w` floats, `y` as many of
+    /// `oh ow`,
+    /// `weight` gives each channel's `kh kw` weights and bias, `padded` holds
+    /// `depthwise_scratch(s)`; `offs` from [`super::DepthwiseTaps::new`]`(s)`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn depthwise<'w>(
+        x: &[f32],
+        samples: usize,
+        channels: usize,
+        weight: &dyn Fn(usize) -> (&'w [f32], f32),
+        s: &ConvShape,
+        offs: &[usize],
+        act: Act,
+        padded: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let (oh, ow) = s.out();
+        let [sh, sw] = s.stride;
+        let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(sh);
+        let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(sw);
+        let plane = ph * pw;
+        // The border is zeroed once: every channel writes the same inside positions.
+        padded[..sh * sw * plane].fill(0.0);
+        let (top, left) = (s.pads[0], s.pads[1]);
+        let (mut w, mut bias) = weight(0);
+        // Channel by channel, each channel's weights fetched once for every sample.
+        for (ch, i) in (0..channels).flat_map(|ch| (0..samples).map(move |i| (ch, i))) {
+            let at = i * channels + ch;
+            if i == 0 {
+                (w, bias) = weight(ch);
+            }
+            let xc = &x[at * s.h * s.w..(at + 1) * s.h * s.w];
+            // Padded row r + top is row `row` of phase `phase` (counters, not divisions:
+            // a small plane's whole work is a few hundred cycles).
+            let (mut phase, mut row) = (top % sh, top / sh);
+            for r in 0..s.h {
+                let base = phase * sw * plane + row * pw;
+                phase += 1;
+                if phase == sh {
+                    (phase, row) = (0, row + 1);
+                }
+                let src = &xc[r * s.w..(r + 1) * s.w];
+                crate::kernels::implicit_conv::split_row(src, left, sw, plane, &mut padded[base..]);
+            }
+            let (pp, yp) = (padded.as_ptr(), y[at * oh * ow..].as_mut_ptr());
+            let g = Rows {
+                oh,
+                ow,
+                pw,
+                bias: _mm512_set1_ps(bias),
+                act,
+            };
+            // SAFETY: as this function's callers promise; `offs` are taps inside the
+            // planes; channel ch's `oh ow` outputs lie in `y`.
+            unsafe {
+                match offs.len() {
+                    9 => rows::<9>(pp, offs, w, &g, yp),
+                    25 => rows::<25>(pp, offs, w, &g, yp),
+                    _ => rows::<64>(pp, offs, w, &g, yp),
+                }
+            }
+        }
+    }
+
+    /// What [`rows`] needs besides the planes and taps.
+    struct Rows {
+        oh: usize,
+        ow: usize,
+        pw: usize,
+        bias: __m512,
+        act: Act,
+    }
+
+    /// The output of one channel: `T` taps (64: any number up to 64, `offs.len()`), each
+    /// weight broadcast once into a register.
+    ///
+    /// Rows of 16 or more outputs run row by row, 16 columns a vector (the tail masked).
+    /// Narrower rows (a MobileNet's 8x8, 4x4 and 2x2 planes) run over the phase plane as
+    /// one flat sequence `q = i * pw + j`, 16 positions a vector whatever the row breaks,
+    /// and the lanes with `j < ow` are compressed into consecutive outputs: a 2x2 output
+    /// is one vector, not two a quarter full.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows<const T: usize>(
+        pp: *const f32,
+        offs: &[usize],
+        w: &[f32],
+        g: &Rows,
+        yp: *mut f32,
+    ) {
+        let taps = if T == 64 { offs.len() } else { T };
+        let mut o = [0usize; T];
+        let mut wv = [_mm512_setzero_ps(); T];
+        for t in 0..taps {
+            o[t] = offs[t];
+            wv[t] = _mm512_set1_ps(w[t]);
+        }
+        let (lo, hi) = match g.act {
+            Act::Clip(lo, hi) => (_mm512_set1_ps(lo), _mm512_set1_ps(hi)),
+            _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        let sum = |at: usize, mask: __mmask16| {
+            let mut acc = g.bias;
+            for t in 0..taps {
+                // SAFETY: the lanes in `mask` are outputs whose taps read inside the
+                // planes (the callers' bounds).
+                let v = unsafe { _mm512_maskz_loadu_ps(mask, pp.add(o[t] + at)) };
+                acc = _mm512_fmadd_ps(wv[t], v, acc);
+            }
+            // `vmaxps a, b` returns b when either is NaN: the value, NaN kept.
+            match g.act {
+                Act::None => acc,
+                Act::Relu => _mm512_max_ps(_mm512_setzero_ps(), acc),
+                Act::Clip(..) => _mm512_min_ps(hi, _mm512_max_ps(lo, acc)),
+            }
+        };
+        let (oh, ow, pw) = (g.oh, g.ow, g.pw);
+        if ow >= 16 {
+            for i in 0..oh {
+                let mut j0 = 0;
+                while j0 < ow {
+                    let cnt = (ow - j0).min(16);
+                    let mask: __mmask16 = if cnt == 16 { 0xffff } else { (1u16 << cnt) - 1 };
+                    let out = sum(i * pw + j0, mask);
+                    // SAFETY: row i, columns j0..j0 + cnt of the `oh x ow` output.
+                    unsafe { _mm512_mask_storeu_ps(yp.add(i * ow + j0), mask, out) };
+                    j0 += 16;
+                }
+            }
+            return;
+        }
+        let end = (oh - 1) * pw + ow;
+        // q0 is column j0 of a plane row (counted, not divided).
+        let (mut q0, mut j0, mut done) = (0, 0, 0);
+        while q0 < end {
+            // Lanes of q0..q0 + 16 that are outputs: j < ow, below `end`.
+            let mut mask = 0u32;
+            let (mut q, mut j) = (q0, j0);
+            let stop = (q0 + 16).min(end);
+            while q < stop {
+                if j < ow {
+                    let cnt = (ow - j).min(stop - q);
+                    mask |= ((1u32 << cnt) - 1) << (q - q0);
+                }
+                q += pw - j;
+                j = 0;
+            }
+            j0 += 16;
+            while j0 >= pw {
+                j0 -= pw;
+            }
+            let mask = mask as __mmask16;
+            let out = _mm512_maskz_compress_ps(mask, sum(q0, mask));
+            let cnt = mask.count_ones() as usize;
+            // SAFETY: `done + cnt` outputs of the `oh x ow` channel, in order.
+            unsafe { _mm512_mask_storeu_ps(yp.add(done), ((1u32 << cnt) - 1) as u16, out) };
+            done += cnt;
+            q0 += 16;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -226,39 +485,72 @@ mod tests {
 
     #[test]
     fn depthwise_equals_im2col_times_the_kernel_row() {
-        // Odd sizes, asymmetric padding, strides and dilations.
-        for (stride, dilation, pads) in [
-            ([1, 1], [1, 1], [1, 1, 1, 1]),
-            ([2, 2], [1, 1], [0, 1, 1, 0]),
-            ([2, 1], [2, 1], [2, 0, 1, 2]),
-            ([1, 3], [1, 2], [0, 0, 0, 0]),
-        ] {
-            let s = ConvShape {
-                c: 1,
-                h: 9,
-                w: 11,
-                k: [3, 2],
-                stride,
-                pads,
-                dilation,
-            };
-            let x: alloc::vec::Vec<f32> = (0..99).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
-            let w = [0.5, -1.0, 2.0, 0.25, -0.75, 1.5];
-            let (oh, ow) = s.out();
-            let p = oh * ow;
-            let mut cols = alloc::vec![0.0; 6 * p];
-            im2col(&x, &s, &mut cols);
-            let want: alloc::vec::Vec<f32> = (0..p)
-                .map(|q| 0.125 + (0..6).map(|r| w[r] * cols[r * p + q]).sum::<f32>())
-                .collect();
-            let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
-            let mut y = alloc::vec![f32::NAN; p];
-            depthwise(&x, &w, 0.125, &s, &mut padded, &mut y);
-            for (a, b) in y.iter().zip(&want) {
-                assert!(
-                    (a - b).abs() < 1e-5,
-                    "{stride:?} {dilation:?} {pads:?}: {a} vs {b}"
-                );
+        // Odd sizes, asymmetric padding, strides and dilations; rows narrower than a
+        // vector (the flat path) and wider (row by row), 6, 9 and 25 taps.
+        for (wd, k) in [(11, [3, 2]), (37, [3, 3]), (7, [3, 3]), (23, [5, 5])] {
+            for (stride, dilation, pads) in [
+                ([1, 1], [1, 1], [1, 1, 1, 1]),
+                ([2, 2], [1, 1], [0, 1, 1, 0]),
+                ([2, 1], [2, 1], [2, 0, 1, 2]),
+                ([1, 3], [1, 2], [0, 0, 0, 0]),
+                ([3, 2], [1, 1], [1, 2, 2, 1]),
+            ] {
+                let s = ConvShape {
+                    c: 1,
+                    h: 9,
+                    w: wd,
+                    k,
+                    stride,
+                    pads,
+                    dilation,
+                };
+                let taps = k[0] * k[1];
+                let x: alloc::vec::Vec<f32> =
+                    (0..9 * wd).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+                let w: alloc::vec::Vec<f32> = (0..taps)
+                    .map(|i| ((i * 5) % 7) as f32 * 0.25 - 0.75)
+                    .collect();
+                let (oh, ow) = s.out();
+                let p = oh * ow;
+                let mut cols = alloc::vec![0.0; taps * p];
+                im2col(&x, &s, &mut cols);
+                let want: alloc::vec::Vec<f32> = (0..p)
+                    .map(|q| 0.125 + (0..taps).map(|r| w[r] * cols[r * p + q]).sum::<f32>())
+                    .collect();
+                for act in [Act::None, Act::Relu, Act::Clip(-1.0, 2.5)] {
+                    let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
+                    // The dispatched kernel (AVX-512 where the CPU has it) and the portable one.
+                    // Two channels: the second sees the first's input reversed, and its
+                    // zero border must survive the first channel's pass.
+                    let mut x2 = x.clone();
+                    x2.extend(x.iter().rev());
+                    let mut y = alloc::vec![f32::NAN; 2 * p];
+                    let wr: alloc::vec::Vec<f32> = w.iter().rev().copied().collect();
+                    let weight = |ch: usize| {
+                        if ch == 0 {
+                            (&w[..], 0.125)
+                        } else {
+                            (&wr[..], 0.125)
+                        }
+                    };
+                    let taps = DepthwiseTaps::new(&s);
+                    depthwise(&x2, 1, 2, &weight, &s, &taps, act, &mut padded, &mut y);
+                    let xr: alloc::vec::Vec<f32> = x.iter().rev().copied().collect();
+                    let mut y2 = alloc::vec![f32::NAN; p];
+                    depthwise_portable(&xr, &wr, 0.125, &s, act, &mut padded, &mut y2);
+                    for (a, b) in y[p..].iter().zip(&y2) {
+                        assert!((a - b).abs() < 1e-5, "second channel: {a} vs {b}");
+                    }
+                    let mut portable = alloc::vec![f32::NAN; p];
+                    depthwise_portable(&x, &w, 0.125, &s, act, &mut padded, &mut portable);
+                    for ((a, c), b) in y.iter().zip(&portable).zip(&want) {
+                        let b = act.apply(*b);
+                        assert!(
+                            (a - b).abs() < 1e-5 && (c - b).abs() < 1e-5,
+                            "{stride:?} {dilation:?} {pads:?} {act:?}: {a}, {c} vs {b}"
+                        );
+                    }
+                }
             }
         }
     }

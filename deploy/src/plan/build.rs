@@ -6,10 +6,13 @@ use alloc::vec::Vec;
 
 use super::arena::Arena;
 use super::layer::{Batch1, Layer, LayerReport, Matrix, dense_view, group_layer, layer};
-use super::options::{PlanOptions, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV};
+use super::options::{
+    PlanOptions, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV,
+};
 use super::step::{Exec, Step, transposed_chains};
 use crate::error::Error;
 use crate::format::{Model, Op, Unary};
+use crate::kernels::implicit_conv::{self, Act};
 use crate::kernels::{conv, conv::ConvShape, direct_conv, packed, sell};
 
 /// A model ready to run.
@@ -144,29 +147,6 @@ impl<'a> Plan<'a> {
                     let r = xs.len();
                     let groups = geom.group;
                     let first_layer = layers.len();
-                    if groups == 1 {
-                        layers.push(layer(
-                            &model,
-                            weight,
-                            bias,
-                            options.kernels,
-                            SPARSE_BREAK_EVEN_GEMM,
-                            expand_csr,
-                        ));
-                        layer_ops.push(i);
-                    } else {
-                        let per = wd[0] / groups;
-                        for g in 0..groups {
-                            layers.push(group_layer(
-                                &model,
-                                weight,
-                                bias,
-                                g * per..(g + 1) * per,
-                                options.kernels,
-                            ));
-                            layer_ops.push(i);
-                        }
-                    }
                     let shape = ConvShape {
                         c: xs[r - 3] / groups,
                         h: xs[r - 2],
@@ -176,6 +156,50 @@ impl<'a> Plan<'a> {
                         pads: geom.pads,
                         dilation: geom.dilation,
                     };
+                    if groups == 1 {
+                        // Where the sparse kernel needs im2col (padding, a stride) and the
+                        // dense one does not, dense wins down to a lower density.
+                        let sparse_reads_input = shape.is_pointwise()
+                            || (shape.stride == [1, 1]
+                                && shape.pads == [0; 4]
+                                && shape.dilation == [1, 1]
+                                && sell::available());
+                        let break_even = if implicit_conv::available() && !sparse_reads_input {
+                            SPARSE_BREAK_EVEN_CONV
+                        } else {
+                            SPARSE_BREAK_EVEN_GEMM
+                        };
+                        layers.push(layer(
+                            &model,
+                            weight,
+                            bias,
+                            options.kernels,
+                            break_even,
+                            expand_csr,
+                        ));
+                        layer_ops.push(i);
+                    } else {
+                        let per = wd[0] / groups;
+                        // Depthwise: the direct vector kernel (9 multiply-adds an output for
+                        // a 3x3 kernel, no patch matrix) is faster than the sparse product
+                        // over im2col at any density, and needs every group dense.
+                        let break_even = if wd[1] == 1 && packed::available() {
+                            -1.0
+                        } else {
+                            SPARSE_BREAK_EVEN_GEMM
+                        };
+                        for g in 0..groups {
+                            layers.push(group_layer(
+                                &model,
+                                weight,
+                                bias,
+                                g * per..(g + 1) * per,
+                                options.kernels,
+                                break_even,
+                            ));
+                            layer_ops.push(i);
+                        }
+                    }
                     if sell::available() {
                         for l in &mut layers[first_layer..] {
                             if let Matrix::Sparse(s) = &l.weight {
@@ -183,7 +207,21 @@ impl<'a> Plan<'a> {
                             }
                         }
                     }
-                    if !shape.is_pointwise() {
+                    let images = lead_of(3)
+                        .checked_mul(rows_in_batch)
+                        .ok_or(too_large.clone())?;
+                    let mut implicit = None;
+                    if groups == 1
+                        && implicit_conv::available()
+                        && let Matrix::Dense(w) = &layers[first_layer].weight
+                    {
+                        let l = &layers[first_layer];
+                        let mode = implicit_conv::mode(&shape, l.rows, images);
+                        let p = implicit_conv::pack(w, l.rows, l.cols, mode);
+                        layers[first_layer].weight = Matrix::Packed(p);
+                        scratch = scratch.max(implicit_conv::scratch(&shape, mode, images));
+                        implicit = Some(mode);
+                    } else if !shape.is_pointwise() {
                         let (oh, ow) = shape.out();
                         let patch = shape
                             .patch()
@@ -199,6 +237,8 @@ impl<'a> Plan<'a> {
                         groups,
                         shape,
                         lead: lead_of(3),
+                        act: Act::None,
+                        implicit,
                     }
                 }
                 Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {
@@ -293,12 +333,35 @@ impl<'a> Plan<'a> {
                 }
             };
             let out = node.output;
-            offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);
+            let fused = fused_activation(&step, node.inputs(), &execs, &last_use, i);
+            if let Some(act) = fused {
+                // The convolution before computes this activation on its tile: its output
+                // is this op's, and this op is not run.
+                let v = node.inputs()[0];
+                if let Some(Exec {
+                    step: Step::Conv { act: a, .. },
+                    ..
+                }) = execs.last_mut()
+                {
+                    *a = act;
+                }
+                offsets[out] = offsets[v];
+                for entry in &mut arena.live {
+                    if entry.2 == v {
+                        entry.2 = out;
+                    }
+                }
+            } else {
+                offsets[out] = arena.place(floats_of(out).ok_or(too_large.clone())?, out);
+            }
             // Values whose last reader is this op (and this op's output if nothing reads it).
             for (v, &last) in last_use.iter().enumerate().take(out + 1) {
                 if last == i + 1 {
                     arena.free(v);
                 }
+            }
+            if fused.is_some() {
+                continue;
             }
             execs.push(Exec {
                 step,
@@ -398,5 +461,31 @@ impl<'a> Plan<'a> {
                 },
             })
             .collect()
+    }
+}
+
+/// The activation `step` (node `i`, reading `inputs`) computes, where the convolution just
+/// before it can apply it to its output tile instead: the step is a ReLU or a Clip whose
+/// input is the output of the previous step, a convolution with no activation yet, and no
+/// other step reads that value (nor is it the model's output).
+fn fused_activation(
+    step: &Step,
+    inputs: &[usize],
+    execs: &[Exec],
+    last_use: &[usize],
+    i: usize,
+) -> Option<Act> {
+    let act = match *step {
+        Step::Relu => Act::Relu,
+        Step::Unary(Unary::Clip(lo, hi)) => Act::Clip(lo, hi),
+        _ => return None,
+    };
+    let v = *inputs.first()?;
+    let prev = execs.last()?;
+    let only_reader =
+        last_use[v] == i + 1 && !execs.iter().any(|e| e.inputs[..e.n_inputs].contains(&v));
+    match prev.step {
+        Step::Conv { act: Act::None, .. } if prev.output == v && only_reader => Some(act),
+        _ => None,
     }
 }

@@ -6,7 +6,7 @@ use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::options::{KernelChoice, SPARSE_BREAK_EVEN_GEMM};
+use super::options::KernelChoice;
 use crate::format::{Csr, Model, Tensor, TensorData};
 use crate::kernels::{block, direct_conv, sell, sparse};
 
@@ -139,6 +139,7 @@ pub(super) fn group_layer<'a>(
     bias: Option<usize>,
     rows: Range<usize>,
     choice: KernelChoice,
+    break_even: f64,
 ) -> Layer<'a> {
     let t = &model.tensors[weight];
     let cols = t.dims.numel() / t.dims.as_slice()[0];
@@ -150,7 +151,7 @@ pub(super) fn group_layer<'a>(
     let n = rows.len();
     let density = w.iter().filter(|&&v| v != 0.0).count() as f64 / w.len() as f64;
     let sparse = match choice {
-        KernelChoice::Auto => density <= SPARSE_BREAK_EVEN_GEMM,
+        KernelChoice::Auto => density <= break_even,
         KernelChoice::Dense => false,
         KernelChoice::Sparse => true,
     } && cols <= u16::MAX as usize + 1;

@@ -13,4 +13,7 @@ mod step;
 
 pub use build::Plan;
 pub use layer::LayerReport;
-pub use options::{KernelChoice, PlanOptions, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV};
+pub use options::{
+    KernelChoice, PlanOptions, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM,
+    SPARSE_BREAK_EVEN_GEMV,
+};

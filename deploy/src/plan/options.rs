@@ -11,6 +11,17 @@ pub const SPARSE_BREAK_EVEN_GEMV: f64 = 0.2;
 /// faster at 50% sparsity on every measured shape, so density 0.5.
 pub const SPARSE_BREAK_EVEN_GEMM: f64 = 0.5;
 
+/// The same for a convolution of one group with padding or a stride where the implicit
+/// AVX-512 product runs ([`crate::kernels::implicit_conv`]): the dense kernel reads the
+/// padded input directly while the sparse one multiplies an im2col patch matrix, so sparse
+/// wins only on sparser weights. Measured on the 90%-pruned small ResNet of
+/// `scripts/bench-vs-ort.py` (layer densities 0.07 to 0.35, thread CPU time of the `auto`
+/// plan with this constant at 0.5 / 0.2 / 0.1 / 0.05): batch 1 394 / 269 / 270 / 322 us,
+/// batch 32 13.1 / 9.1 / 9.1 / 10.2 ms. Convolutions whose sparse kernel reads the input
+/// itself (1x1, or the direct kernel at stride 1 without padding) keep
+/// [`SPARSE_BREAK_EVEN_GEMM`] (LeNet-5 at 90%: 16 us at 0.5, 19 us below 0.2).
+pub const SPARSE_BREAK_EVEN_CONV: f64 = 0.15;
+
 /// How a plan picks each layer's kernel.
 ///
 /// Every choice computes the same model, NaN and infinities included: the sparse kernels

@@ -9,7 +9,7 @@ use super::step::{Exec, Step};
 use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
-    activation, block, conv, dense, direct_conv, layout, packed, pool, sell, sparse,
+    activation, block, conv, dense, direct_conv, implicit_conv, layout, packed, pool, sell, sparse,
 };
 use crate::kernels::{conv_transpose, resize, select};
 
@@ -184,8 +184,17 @@ fn run_step(
             groups,
             shape,
             lead,
+            act,
+            implicit,
         } => {
             let (oh, ow) = shape.out();
+            if let (Some(mode), Matrix::Packed(w)) = (implicit, &layers[first_layer].weight) {
+                // Dense, one group, AVX-512: the implicit product over the whole batch.
+                let l = &layers[first_layer];
+                let bias = l.bias.as_deref();
+                implicit_conv::conv(w, l.rows, bias, act, x, n * lead, &shape, mode, scratch, y);
+                return;
+            }
             let p = oh * ow;
             let in_img = groups * shape.c * shape.h * shape.w;
             let in_group = shape.c * shape.h * shape.w;
@@ -196,6 +205,25 @@ fn run_step(
                 && layers[first_layer..first_layer + groups]
                     .iter()
                     .all(|l| matches!(l.weight, Matrix::Dense(_)));
+            let taps = depthwise.then(|| conv::DepthwiseTaps::new(&shape));
+            if depthwise
+                && layers[first_layer..first_layer + groups]
+                    .iter()
+                    .all(|l| l.rows == 1)
+            {
+                // One output channel per group: every channel of every image in one call.
+                let weight = |g: usize| {
+                    let l = &layers[first_layer + g];
+                    let Matrix::Dense(w) = &l.weight else {
+                        unreachable!("checked dense above")
+                    };
+                    (&w[..], l.bias.as_deref().map_or(0.0, |b| b[0]))
+                };
+                let taps = taps.as_ref().expect("depthwise");
+                let images = n * lead;
+                conv::depthwise(x, images, groups, &weight, &shape, taps, act, scratch, y);
+                return;
+            }
             for b in 0..n * lead {
                 let xb = &x[b * in_img..(b + 1) * in_img];
                 let yb = &mut y[b * out_img..(b + 1) * out_img];
@@ -209,11 +237,15 @@ fn run_step(
                         for r in 0..l.rows {
                             let bias = l.bias.as_deref().map_or(0.0, |b| b[r]);
                             let at = (g * l.rows + r) * p;
+                            let wr = &w[r * l.cols..(r + 1) * l.cols];
                             conv::depthwise(
                                 xg,
-                                &w[r * l.cols..(r + 1) * l.cols],
-                                bias,
+                                1,
+                                1,
+                                &|_| (wr, bias),
                                 &shape,
+                                taps.as_ref().expect("depthwise"),
+                                act,
                                 scratch,
                                 &mut yb[at..at + p],
                             );
@@ -265,9 +297,12 @@ fn run_step(
                                 sparse::match_dense_on_non_finite(&a, bias, cols, p, yg, p, 1);
                             }
                         }
-                        Matrix::Packed(_) => unreachable!("convolution weights are not packed"),
+                        Matrix::Packed(_) => unreachable!("packed: one group, run above"),
                     }
                 }
+            }
+            if !depthwise {
+                implicit_conv::activate_in_place(&mut y[..n * out_size], act);
             }
         }
         Step::MaxPool { c, h, w, geom } | Step::AvgPool { c, h, w, geom } => {

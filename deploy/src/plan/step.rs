@@ -6,6 +6,7 @@ use alloc::borrow::Cow;
 use super::layer::{Layer, Matrix};
 use crate::format::{Binary, Dims, MAX_INPUTS, Model, PoolGeom, Unary};
 use crate::kernels::conv::ConvShape;
+use crate::kernels::implicit_conv::{Act, Mode};
 
 #[derive(Clone, Debug)]
 pub(super) enum Step<'a> {
@@ -19,12 +20,16 @@ pub(super) enum Step<'a> {
         in_t: bool,
         out_t: bool,
     },
-    /// One layer per group (consecutive), `lead` images per sample.
+    /// One layer per group (consecutive), `lead` images per sample; `act` applied to the
+    /// output (a ReLU or Clip op fused into the convolution); `implicit`: the mode of the
+    /// implicit AVX-512 product, whose packing the (one) layer holds.
     Conv {
         first_layer: usize,
         groups: usize,
         shape: ConvShape,
         lead: usize,
+        act: Act,
+        implicit: Option<Mode>,
     },
     MaxPool {
         c: usize,

@@ -1,0 +1,1037 @@
+//! Dense convolution as an implicit matrix product, with AVX-512: no patch matrix, the
+//! batch folded into the product's columns, and the bias and activation applied to the
+//! tile in registers before it is stored.
+//!
+//! Why: im2col copies every input value `kh kw` times (a 3x3 convolution's patch matrix
+//! is nine times its input) and was a third of a small ResNet's time beside the `gemm`
+//! crate's product (`perf`, BENCHMARKS.md); one im2col and product per sample left the
+//! 4x4 and 2x2 layers of a MobileNet with 4 to 16 columns per product, under one vector;
+//! and the bias, ReLU and ReLU6 passes each read and wrote the whole output again.
+//!
+//! The input is copied once into zero-padded planes, split by stride phase (for stride
+//! `s`, padded row `r` goes to phase `r % s`, row `r / s`), so that every kernel tap of a
+//! convolution of any stride and dilation reads its phase plane at stride 1, shifted by a
+//! fixed offset: column `q = i * pw + j` of the product (output row `i`, column `j`, `pw`
+//! the plane's width) is the plane at `q + offset(c, tap)`. The product then runs over
+//! `q` as if the plane were a matrix of `c * kh * kw` overlapping rows (Chellapilla et
+//! al. 2006's unrolling without the copy; the "implicit GEMM" of cuDNN, Chetlur et al.
+//! 2014), computing and dropping the few columns past each row's end (`j >= ow`) and
+//! below the last row. The samples' planes lie one after the other, so a chunk of
+//! samples is one product. Where that waste is large (small planes: a 2x2 output in a
+//! 4x4 padded plane is four times the work), the patch matrix of the chunk is built
+//! instead ([`Mode::Patches`]), read by the same kernel with one tap per row.
+//!
+//! The micro-kernel holds an 8-channel x 48-column tile in 24 registers: each patch row
+//! costs three loads of the input, eight broadcasts of the packed weight and 24 fused
+//! multiply-adds. Only where the CPU has AVX-512F ([`available`]); elsewhere the plan
+//! keeps im2col and the `gemm` crate.
+
+use alloc::vec::Vec;
+
+use super::conv::{ConvShape, im2col};
+
+/// Output channels per weight panel (rows of the micro-kernel's tile).
+pub const MR: usize = 8;
+/// Vectors of 16 columns per tile.
+const NV: usize = 3;
+/// Columns per tile.
+const NR: usize = 16 * NV;
+/// Speed of the [`Mode::Channels`] tile per lane against the column tiles' (its
+/// broadcasts come from scattered addresses): measured, the channel tiles lost on every
+/// small ResNet layer they were picked for at 0.9 (batch 1 389 -> 468 us) and gained 7% on
+/// resnet18.
+const CHANNELS_SPEED: f64 = 0.8;
+/// Output positions per tile of [`Mode::Channels`].
+const CR: usize = 12;
+/// Most kernel taps the implicit mode handles (larger kernels build the patch matrix).
+const MAX_TAPS: usize = 64;
+/// Columns per sample from which a 1x1 convolution runs sample by sample on its input,
+/// not folding the batch into a copy (the copy costs as much as a 16-channel product; 64
+/// columns fill a 48-column tile and a 16-column one).
+const UNFOLDED_COLUMNS: usize = 64;
+/// Floats of input planes per chunk of samples: about half of a 1 MiB L2 cache, so a chunk
+/// is read from L2 once per weight panel.
+const CHUNK_FLOATS: usize = 128 << 10;
+
+/// The activation applied to the output tile before it is stored.
+///
+/// NaN passes through both, as in [`super::activation`]: `max(0, x)` and the clamp are
+/// computed with the operand order of `vmaxps`/`vminps` that returns `x` when it is NaN.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// The identity.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, lo), hi)` (ONNX Clip; ReLU6 is `Clip(0, 6)`).
+    Clip(f32, f32),
+}
+
+impl Act {
+    /// The activation of one value, as the vector code computes it.
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => {
+                if v < 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Act::Clip(lo, hi) => {
+                let m = if v < lo { lo } else { v };
+                if m > hi { hi } else { m }
+            }
+        }
+    }
+}
+
+/// `y = act(y)`, for the kernels that do not apply it to their tiles.
+pub fn activate_in_place(y: &mut [f32], act: Act) {
+    match act {
+        Act::None => {}
+        Act::Relu => y.iter_mut().for_each(|v| *v = Act::Relu.apply(*v)),
+        Act::Clip(..) => y.iter_mut().for_each(|v| *v = act.apply(*v)),
+    }
+}
+
+/// How the kernel reads the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Zero-padded phase planes, read through per-tap offsets.
+    Planes,
+    /// The chunk's patch matrix `[c kh kw, samples * oh * ow]` (a 1x1 convolution's is
+    /// its input, transposed to channel-major).
+    Patches,
+    /// The phase planes (a 1x1 convolution: its input), with 16 output channels in the
+    /// vector lanes and 12 output positions broadcast per tile, so that only outputs are
+    /// computed: no dropped columns, no tile past the last output. For small planes (a
+    /// 7x7 output is 81 plane columns, two 48-column tiles) and batch 1, where the other
+    /// modes compute up to twice the outputs; the weight is packed by 16 channels.
+    Channels,
+}
+
+/// True when the running CPU has the instructions [`conv`] uses.
+pub fn available() -> bool {
+    super::packed::available()
+}
+
+/// The geometry of the phase planes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Planes {
+    /// Stride phases (rows, columns).
+    s: [usize; 2],
+    /// Height and width of one phase plane.
+    ph: usize,
+    pw: usize,
+}
+
+impl Planes {
+    fn of(s: &ConvShape) -> Self {
+        let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(s.stride[0]);
+        let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(s.stride[1]);
+        Self {
+            s: s.stride,
+            ph,
+            pw,
+        }
+    }
+
+    /// Floats of one sample's planes of one channel.
+    fn per_channel(&self) -> usize {
+        self.s[0] * self.s[1] * self.ph * self.pw
+    }
+}
+
+/// The mode that does the least work for `s` with `m` output channels on batches of
+/// `images`: the share of the computed tile lanes that are outputs, per mode (the patch
+/// matrix discounted for its copy of `kh kw` times the input, the channel tiles for their
+/// scattered loads and stores).
+pub fn mode(s: &ConvShape, m: usize, images: usize) -> Mode {
+    let (oh, ow) = s.out();
+    let p = Planes::of(s);
+    let taps = s.k[0] * s.k[1];
+    let round = |v: usize, to: usize| v.div_ceil(to) * to;
+    let lanes = |useful: usize, computed: usize| useful as f64 / computed.max(1) as f64;
+    let rows_wide = lanes(m, round(m, MR));
+    let nb = |mode| chunk(s, mode, images);
+    let planes = if taps > MAX_TAPS || taps == 1 {
+        0.0
+    } else {
+        let n = nb(Mode::Planes);
+        lanes(n * oh * ow, round(n * p.ph * p.pw, 16)) * rows_wide
+    };
+    let n = nb(Mode::Patches);
+    // im2col copies `k p` floats for the product's `m k p` multiply-adds: about as long
+    // as 32 channels of product (16-channel convolutions spent as long in im2col as in
+    // the product, `perf`).
+    let copy = if taps == 1 {
+        1.0
+    } else {
+        m as f64 / (m + 32) as f64
+    };
+    let patches = lanes(n * oh * ow, round(n * oh * ow, 16)) * rows_wide * copy;
+    let channels = if taps > MAX_TAPS {
+        0.0
+    } else {
+        lanes(m, round(m, 16)) * lanes(oh * ow, round(oh * ow, CR)) * CHANNELS_SPEED
+    };
+    if channels > planes && channels > patches {
+        Mode::Channels
+    } else if planes >= patches {
+        Mode::Planes
+    } else {
+        Mode::Patches
+    }
+}
+
+/// Floats of input one sample takes in `mode`.
+fn per_sample(s: &ConvShape, mode: Mode) -> usize {
+    let (oh, ow) = s.out();
+    match mode {
+        Mode::Planes | Mode::Channels => s.c * Planes::of(s).per_channel(),
+        Mode::Patches => s.patch() * oh * ow,
+    }
+}
+
+/// Samples per chunk for a batch of `n`.
+fn chunk(s: &ConvShape, mode: Mode, n: usize) -> usize {
+    (CHUNK_FLOATS / per_sample(s, mode).max(1)).clamp(1, n.max(1))
+}
+
+/// Floats of scratch [`conv`] needs for batches of up to `n` samples.
+pub fn scratch(s: &ConvShape, mode: Mode, n: usize) -> usize {
+    chunk(s, mode, n) * per_sample(s, mode) + slack(s, mode)
+}
+
+/// Floats past the chunk's operand: a tile's loads run up to one tile past the last
+/// column, shifted by at most one plane (the largest tap offset); the patch matrices are
+/// built one sample at a time past the chunk's.
+fn slack(s: &ConvShape, mode: Mode) -> usize {
+    let (oh, ow) = s.out();
+    NR + match mode {
+        Mode::Patches => s.patch() * oh * ow,
+        Mode::Planes | Mode::Channels => {
+            let p = Planes::of(s);
+            p.ph * p.pw
+        }
+    }
+}
+
+/// `w` (`[m, k]` row-major) as `ceil(m / r)` panels of `[k, r]` (rows past `m` zero),
+/// `r` the channels of a tile of `mode` (8, or 16 for [`Mode::Channels`]).
+pub fn pack(w: &[f32], m: usize, k: usize, mode: Mode) -> Vec<f32> {
+    let r = panel_rows(mode);
+    let panels = m.div_ceil(r);
+    let mut p = alloc::vec![0.0f32; panels * k * r];
+    for row in 0..m {
+        let (panel, i) = (row / r, row % r);
+        for kk in 0..k {
+            p[(panel * k + kk) * r + i] = w[row * k + kk];
+        }
+    }
+    p
+}
+
+/// Output channels per weight panel in `mode`.
+fn panel_rows(mode: Mode) -> usize {
+    if mode == Mode::Channels { 16 } else { MR }
+}
+
+/// Copies samples `x` (`n` of `[c, h, w]`) into phase planes, laid out
+/// `[phase][c][sample][ph][pw]` with zero borders; returns the stride between channels.
+fn fill_planes(x: &[f32], s: &ConvShape, n: usize, buf: &mut [f32]) -> usize {
+    let p = Planes::of(s);
+    let plane = p.ph * p.pw;
+    let cstride = n * plane;
+    let phase_stride = s.c * cstride;
+    let phases = p.s[0] * p.s[1];
+    buf[..phases * phase_stride].fill(0.0);
+    let (top, left) = (s.pads[0], s.pads[1]);
+    for ch in 0..s.c {
+        for b in 0..n {
+            let src = &x[(b * s.c + ch) * s.h * s.w..][..s.h * s.w];
+            for r in 0..s.h {
+                let pr = r + top;
+                let (phase_r, row) = (pr % p.s[0], pr / p.s[0]);
+                let src_row = &src[r * s.w..(r + 1) * s.w];
+                let at = phase_r * p.s[1] * phase_stride + ch * cstride + b * plane + row * p.pw;
+                split_row(src_row, left, p.s[1], phase_stride, &mut buf[at..]);
+            }
+        }
+    }
+    cstride
+}
+
+/// `dst.copy_from_slice(src)`, with masked AVX-512 moves where the CPU has them (rows of
+/// 4 to 16 floats, where a call to `memmove` costs more than the copy).
+fn copy(src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if available() {
+        // SAFETY: AVX-512F is present; the slices have the same length.
+        unsafe { avx512::copy_row(src, dst) };
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
+/// Writes one input row, shifted right by `left` (the padding), into its `stride` column
+/// phases: padded column `pc` goes to phase `pc % stride`, column `pc / stride`, phase
+/// `f` starting at `dst[f * phase_stride]`.
+pub(crate) fn split_row(
+    src: &[f32],
+    left: usize,
+    stride: usize,
+    phase_stride: usize,
+    dst: &mut [f32],
+) {
+    if stride == 1 {
+        let dst = &mut dst[left..left + src.len()];
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if available() {
+            // SAFETY: AVX-512F is present; the slices have the same length.
+            unsafe { avx512::copy_row(src, dst) };
+            return;
+        }
+        super::conv::copy_short(src, dst);
+        return;
+    }
+    if stride == 2 {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if available() {
+            // Source columns 2t go to phase `left & 1`, column t + left / 2; columns
+            // 2t + 1 to the other phase, one column further where `left` is odd.
+            let (even, odd) = if left & 1 == 0 {
+                (left >> 1, phase_stride + (left >> 1))
+            } else {
+                (phase_stride + (left >> 1), (left >> 1) + 1)
+            };
+            let (ne, no) = (src.len().div_ceil(2), src.len() / 2);
+            assert!(dst.len() >= (even + ne).max(odd + no));
+            // SAFETY: AVX-512F is present; `ne` floats from `even` and `no` from `odd`
+            // lie in `dst` (asserted).
+            unsafe { avx512::deinterleave(src, dst.as_mut_ptr(), even, odd) };
+            return;
+        }
+        // Even and odd padded columns; bit operations, not divisions.
+        for (c, &v) in src.iter().enumerate() {
+            let pc = c + left;
+            dst[(pc & 1) * phase_stride + (pc >> 1)] = v;
+        }
+        return;
+    }
+    for f in 0..stride {
+        // The first source column whose padded column falls in phase f.
+        let c0 = (f + stride - left % stride) % stride;
+        if c0 >= src.len() {
+            continue;
+        }
+        let at = f * phase_stride + (c0 + left) / stride;
+        for (d, &v) in dst[at..].iter_mut().zip(src[c0..].iter().step_by(stride)) {
+            *d = v;
+        }
+    }
+}
+
+/// `y = act(bias + w * x)` for `n` samples: `x` is `n` of `[c, h, w]`, `y` `n` of
+/// `[m, oh, ow]`, `packed` the weight `[m, c kh kw]` packed by [`pack`], `scratch` at
+/// least [`scratch`]`(s, mode, n)` floats.
+///
+/// # Panics
+/// When [`available`] is false, or a slice is shorter than its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn conv(
+    packed: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    act: Act,
+    x: &[f32],
+    n: usize,
+    s: &ConvShape,
+    mode: Mode,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let k = s.patch();
+    let (oh, ow) = s.out();
+    let p = oh * ow;
+    let pr = panel_rows(mode);
+    assert!(packed.len() >= m.div_ceil(pr) * k * pr);
+    assert!(x.len() >= n * s.c * s.h * s.w && y.len() >= n * m * p);
+    assert!(bias.is_none_or(|b| b.len() >= m));
+    assert!(
+        mode == Mode::Patches || s.k[0] * s.k[1] <= MAX_TAPS,
+        "more taps than the plane modes take"
+    );
+    let direct = match mode {
+        Mode::Patches => n == 1 || p >= UNFOLDED_COLUMNS,
+        Mode::Channels => true,
+        Mode::Planes => false,
+    };
+    if s.is_pointwise() && direct {
+        // A 1x1 convolution's input is its patch matrix: with enough columns per sample,
+        // no copy (the masked loads stop at the end of the input).
+        let g = Operand {
+            channels: s.c,
+            taps: 1,
+            cstride: p,
+            plane: p,
+            pw: ow,
+            columns: p,
+        };
+        for b in 0..n {
+            let xb = &x[b * s.c * p..(b + 1) * s.c * p];
+            let yb = &mut y[b * m * p..(b + 1) * m * p];
+            run(
+                packed,
+                m,
+                k,
+                bias,
+                act,
+                &g,
+                &[0; MAX_TAPS],
+                xb,
+                oh,
+                ow,
+                yb,
+                mode,
+            );
+        }
+        return;
+    }
+    let nb = chunk(s, mode, n);
+    assert!(scratch.len() >= nb * per_sample(s, mode) + slack(s, mode));
+    let mut b0 = 0;
+    while b0 < n {
+        let cnt = nb.min(n - b0);
+        let xs = &x[b0 * s.c * s.h * s.w..(b0 + cnt) * s.c * s.h * s.w];
+        let ys = &mut y[b0 * m * p..(b0 + cnt) * m * p];
+        let mut taps = [0u32; MAX_TAPS];
+        // The product's operand: rows `(channel, tap)` at `channel * cstride + taps[tap]`,
+        // columns `q` of `cnt` samples of `plane` floats, row `q / pw` column `q % pw` of
+        // a sample's output where `q % pw < ow` and `q / pw < oh`.
+        let g = match mode {
+            Mode::Planes | Mode::Channels => {
+                let pl = Planes::of(s);
+                let cstride = fill_planes(xs, s, cnt, scratch);
+                let phase_stride = s.c * cstride;
+                for di in 0..s.k[0] {
+                    for dj in 0..s.k[1] {
+                        let (r, c) = (di * s.dilation[0], dj * s.dilation[1]);
+                        let phase = (r % pl.s[0]) * pl.s[1] + c % pl.s[1];
+                        taps[di * s.k[1] + dj] =
+                            (phase * phase_stride + (r / pl.s[0]) * pl.pw + c / pl.s[1]) as u32;
+                    }
+                }
+                Operand {
+                    channels: s.c,
+                    taps: s.k[0] * s.k[1],
+                    cstride,
+                    plane: pl.ph * pl.pw,
+                    pw: pl.pw,
+                    columns: cnt * pl.ph * pl.pw,
+                }
+            }
+            Mode::Patches => {
+                let q = cnt * p;
+                if s.is_pointwise() {
+                    for b in 0..cnt {
+                        for ch in 0..s.c {
+                            let src = &xs[(b * s.c + ch) * p..][..p];
+                            copy(src, &mut scratch[ch * q + b * p..][..p]);
+                        }
+                    }
+                } else if cnt == 1 {
+                    im2col(xs, s, &mut scratch[..k * p]);
+                } else {
+                    // Each sample's patch matrix, then its rows moved into the chunk's.
+                    let (all, one) = scratch.split_at_mut(k * q);
+                    let one = &mut one[..k * p];
+                    for b in 0..cnt {
+                        im2col(&xs[b * s.c * s.h * s.w..(b + 1) * s.c * s.h * s.w], s, one);
+                        for (r, src) in one.chunks_exact(p).enumerate() {
+                            copy(src, &mut all[r * q + b * p..][..p]);
+                        }
+                    }
+                }
+                taps[0] = 0;
+                Operand {
+                    channels: k,
+                    taps: 1,
+                    cstride: q,
+                    plane: p,
+                    pw: ow,
+                    columns: q,
+                }
+            }
+        };
+        // SAFETY: AVX-512F is checked by `run`; the operand's reads stay inside the filled
+        // part of `scratch` plus the slack `scratch()` adds (asserted above); the output
+        // writes stay inside `ys` (the column mapping drops q outside the outputs).
+        run(
+            packed, m, k, bias, act, &g, &taps, scratch, oh, ow, ys, mode,
+        );
+        b0 += cnt;
+    }
+}
+
+/// The product's right operand, as the micro-kernel reads it.
+#[cfg_attr(
+    not(all(feature = "std", target_arch = "x86_64")),
+    allow(dead_code) // read by the AVX-512 kernel only
+)]
+struct Operand {
+    channels: usize,
+    taps: usize,
+    cstride: usize,
+    /// Columns per sample, and per row of a sample.
+    plane: usize,
+    pw: usize,
+    /// Columns in all.
+    columns: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    packed: &[f32],
+    m: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+    act: Act,
+    g: &Operand,
+    taps: &[u32; MAX_TAPS],
+    xp: &[f32],
+    oh: usize,
+    ow: usize,
+    y: &mut [f32],
+    mode: Mode,
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if available() {
+        // SAFETY: AVX-512F is present; see `conv` for the bounds.
+        unsafe {
+            if mode == Mode::Channels {
+                avx512::run_channels(packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+            } else {
+                avx512::run(packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+            }
+        }
+        return;
+    }
+    let _ = (packed, m, k, bias, act, g, taps, xp, oh, ow, y, mode);
+    panic!("implicit_conv::conv needs AVX-512F (check implicit_conv::available)");
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::{Act, CR, MAX_TAPS, MR, NV, Operand};
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn run(
+        packed: &[f32],
+        m: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+        act: Act,
+        g: &Operand,
+        taps: &[u32; MAX_TAPS],
+        xp: &[f32],
+        oh: usize,
+        ow: usize,
+        y: &mut [f32],
+    ) {
+        let p = oh * ow;
+        for panel in 0..m.div_ceil(MR) {
+            let m0 = panel * MR;
+            let rows = MR.min(m - m0);
+            let w = &packed[panel * k * MR..(panel + 1) * k * MR];
+            let mut bias_lanes = [0.0f32; MR];
+            if let Some(b) = bias {
+                bias_lanes[..rows].copy_from_slice(&b[m0..m0 + rows]);
+            }
+            let mut q0 = 0;
+            while q0 < g.columns {
+                // The last tile narrower where fewer columns are left (a 4x4 plane of one
+                // sample is one vector of work, not three).
+                let left = g.columns - q0;
+                let nv = if left > 32 { NV } else { left.div_ceil(16) };
+                // SAFETY: the tile's loads reach column q0 + NR - 1 of every row, inside
+                // `xp` by the slack `scratch()` adds; `w` holds k * MR floats.
+                let (acc3, acc2, acc1);
+                let acc: &[[__m512; MR]] = unsafe {
+                    match nv {
+                        3 => {
+                            acc3 = tile::<3>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                            &acc3
+                        }
+                        2 => {
+                            acc2 = tile::<2>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                            &acc2
+                        }
+                        _ => {
+                            acc1 = tile::<1>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                            &acc1
+                        }
+                    }
+                };
+                for (v, acc) in acc.iter().enumerate() {
+                    let qv = q0 + 16 * v;
+                    if qv >= g.columns {
+                        break;
+                    }
+                    // SAFETY: the stores map columns to outputs inside `y`.
+                    unsafe { store(acc, rows, act, g, qv, m0, m, p, oh, ow, y) };
+                }
+                q0 += 16 * nv;
+            }
+        }
+    }
+
+    /// One tile of 8 channels x `16 V` columns: the panel's channels, columns from q0.
+    #[allow(clippy::needless_range_loop)] // acc[v][r]: both axes indexed
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const V: usize>(
+        w: &[f32],
+        bias: &[f32; MR],
+        g: &Operand,
+        taps: &[u32; MAX_TAPS],
+        xp: *const f32,
+        q0: usize,
+    ) -> [[__m512; MR]; V] {
+        // SAFETY (whole body): as the caller promises.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); MR]; V];
+            for v in acc.iter_mut() {
+                for (r, a) in v.iter_mut().enumerate() {
+                    *a = _mm512_set1_ps(bias[r]);
+                }
+            }
+            // Lanes of each vector inside the operand's columns.
+            let mut masks = [0xffffu16; V];
+            for (v, mk) in masks.iter_mut().enumerate() {
+                let left = g.columns.saturating_sub(q0 + 16 * v);
+                if left < 16 {
+                    *mk = ((1u32 << left) - 1) as u16;
+                }
+            }
+            let mut wp = w.as_ptr();
+            for c in 0..g.channels {
+                let base = xp.add(c * g.cstride + q0);
+                for &t in &taps[..g.taps] {
+                    let xr = base.add(t as usize);
+                    let mut xv = [_mm512_setzero_ps(); V];
+                    for (v, x) in xv.iter_mut().enumerate() {
+                        *x = _mm512_maskz_loadu_ps(masks[v], xr.add(16 * v));
+                    }
+                    for r in 0..MR {
+                        let wv = _mm512_set1_ps(*wp.add(r));
+                        for v in 0..V {
+                            acc[v][r] = _mm512_fmadd_ps(wv, xv[v], acc[v][r]);
+                        }
+                    }
+                    wp = wp.add(MR);
+                }
+            }
+            acc
+        }
+    }
+
+    /// `dst.copy_from_slice(src)` in 16-float pieces, the last one masked: the rows of a
+    /// MobileNet's small planes are 2 to 16 floats, where a call to `memmove` costs more
+    /// than the copy.
+    ///
+    /// # Safety
+    /// AVX-512F; `src` and `dst` of the same length.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_row(src: &[f32], dst: &mut [f32]) {
+        let n = src.len();
+        debug_assert_eq!(dst.len(), n);
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let mut i = 0;
+        // SAFETY (both loops): floats i..i + 16 (or the masked rest) of both slices.
+        while i + 16 <= n {
+            unsafe { _mm512_storeu_ps(d.add(i), _mm512_loadu_ps(s.add(i))) };
+            i += 16;
+        }
+        if i < n {
+            let m = ((1u32 << (n - i)) - 1) as __mmask16;
+            unsafe { _mm512_mask_storeu_ps(d.add(i), m, _mm512_maskz_loadu_ps(m, s.add(i))) };
+        }
+    }
+
+    /// Even source columns to `dst + even`, odd ones to `dst + odd`, 32 columns a step
+    /// (two permutes): the stride-2 phase split, which element by element was a tenth of
+    /// a MobileNet's time.
+    ///
+    /// # Safety
+    /// AVX-512F; `ceil(n / 2)` floats from `dst + even` and `n / 2` from `dst + odd` are
+    /// writable (`n = src.len()`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn deinterleave(src: &[f32], dst: *mut f32, even: usize, odd: usize) {
+        let n = src.len();
+        let sp = src.as_ptr();
+        let ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        let mut i = 0;
+        while i < n {
+            let rest = n - i;
+            let lo = if rest >= 16 {
+                0xffff
+            } else {
+                ((1u32 << rest) - 1) as u16
+            };
+            let hi = if rest >= 32 {
+                0xffff
+            } else if rest > 16 {
+                ((1u32 << (rest - 16)) - 1) as u16
+            } else {
+                0
+            };
+            let (ne, no) = (rest.min(32).div_ceil(2), rest.min(32) / 2);
+            // SAFETY: source floats i..i + min(rest, 32) (masked), destination floats
+            // i / 2 .. i / 2 + ne (no) from `even` (`odd`), as the caller promises.
+            unsafe {
+                let a = _mm512_maskz_loadu_ps(lo, sp.add(i));
+                let b = _mm512_maskz_loadu_ps(hi, sp.add(i + 16));
+                let ev = _mm512_permutex2var_ps(a, ie, b);
+                let od = _mm512_permutex2var_ps(a, io, b);
+                let me = ((1u32 << ne) - 1) as u16;
+                let mo = ((1u32 << no) - 1) as u16;
+                _mm512_mask_storeu_ps(dst.add(even + i / 2), me, ev);
+                _mm512_mask_storeu_ps(dst.add(odd + i / 2), mo, od);
+            }
+            i += 32;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn activate(v: __m512, act: Act) -> __m512 {
+        match act {
+            Act::None => v,
+            // `vmaxps a, b` returns b when either is NaN: the value, NaN kept.
+            Act::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
+            Act::Clip(lo, hi) => {
+                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v))
+            }
+        }
+    }
+
+    /// [`Mode::Channels`]: tiles of 16 channels x 12 outputs, the outputs taken in order
+    /// (sample, row, column) so that none is computed twice or dropped.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn run_channels(
+        packed: &[f32],
+        m: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+        act: Act,
+        g: &Operand,
+        taps: &[u32; MAX_TAPS],
+        xp: &[f32],
+        oh: usize,
+        ow: usize,
+        y: &mut [f32],
+    ) {
+        let p = oh * ow;
+        let samples = g.columns / g.plane;
+        let total = samples * p;
+        for panel in 0..m.div_ceil(16) {
+            let m0 = panel * 16;
+            let rows = 16.min(m - m0);
+            let w = &packed[panel * k * 16..(panel + 1) * k * 16];
+            let mut bias_lanes = [0.0f32; 16];
+            if let Some(b) = bias {
+                bias_lanes[..rows].copy_from_slice(&b[m0..m0 + rows]);
+            }
+            // SAFETY: 16 floats.
+            let bv = unsafe { _mm512_loadu_ps(bias_lanes.as_ptr()) };
+            // The next output: sample b, row i, column j.
+            let (mut b, mut i, mut j) = (0, 0, 0);
+            let mut done = 0;
+            while done < total {
+                let cnt = CR.min(total - done);
+                let mut q = [0usize; CR];
+                let mut at = [0usize; CR];
+                for r in 0..CR {
+                    // Past the last output, the tile repeats it (computed, not stored).
+                    if r < cnt {
+                        q[r] = b * g.plane + i * g.pw + j;
+                        at[r] = (b * m + m0) * p + i * ow + j;
+                        j += 1;
+                        if j == ow {
+                            (i, j) = (i + 1, 0);
+                            if i == oh {
+                                (b, i) = (b + 1, 0);
+                            }
+                        }
+                    } else {
+                        q[r] = q[cnt - 1];
+                    }
+                }
+                // SAFETY: every q is an output's column, whose tap reads lie in `xp`.
+                let acc = unsafe { tile_channels(w, bv, g, taps, xp.as_ptr(), &q) };
+                let mut spill = [0.0f32; 16];
+                for r in 0..cnt {
+                    // SAFETY: 16 floats into the local array.
+                    unsafe { _mm512_storeu_ps(spill.as_mut_ptr(), activate(acc[r], act)) };
+                    for (lane, &v) in spill.iter().enumerate().take(rows) {
+                        y[at[r] + lane * p] = v;
+                    }
+                }
+                done += cnt;
+            }
+        }
+    }
+
+    /// One tile of 16 channels x 12 outputs at operand columns `q`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile_channels(
+        w: &[f32],
+        bias: __m512,
+        g: &Operand,
+        taps: &[u32; MAX_TAPS],
+        xp: *const f32,
+        q: &[usize; CR],
+    ) -> [__m512; CR] {
+        // SAFETY (whole body): as the caller promises; `w` holds k * 16 floats.
+        unsafe {
+            let mut acc = [bias; CR];
+            let mut wp = w.as_ptr();
+            for c in 0..g.channels {
+                let base = xp.add(c * g.cstride);
+                for &t in &taps[..g.taps] {
+                    let wv = _mm512_loadu_ps(wp);
+                    let xr = base.add(t as usize);
+                    for (a, &qr) in acc.iter_mut().zip(q) {
+                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*xr.add(qr)), wv, *a);
+                    }
+                    wp = wp.add(16);
+                }
+            }
+            acc
+        }
+    }
+
+    /// Stores rows `m0..m0 + rows` of the 16 columns from `qv`: one masked store per row
+    /// where they are one run of outputs, else lane runs through a spill.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store(
+        acc: &[__m512; MR],
+        rows: usize,
+        act: Act,
+        g: &Operand,
+        qv: usize,
+        m0: usize,
+        m: usize,
+        p: usize,
+        oh: usize,
+        ow: usize,
+        y: &mut [f32],
+    ) {
+        // Runs of lanes: (first lane, output offset of row m0, count).
+        let mut runs = [(0usize, 0usize, 0usize); 16];
+        let mut nruns = 0;
+        let end = (qv + 16).min(g.columns);
+        let mut q = qv;
+        while q < end {
+            let (b, rem) = (q / g.plane, q % g.plane);
+            let (i, j) = (rem / g.pw, rem % g.pw);
+            let run = (g.pw - j).min(end - q).min(g.plane - rem);
+            if i < oh && j < ow {
+                let cnt = run.min(ow - j);
+                runs[nruns] = (q - qv, (b * m + m0) * p + i * ow + j, cnt);
+                nruns += 1;
+            }
+            q += run;
+        }
+        let yp = y.as_mut_ptr();
+        for (r, a) in acc.iter().enumerate().take(rows) {
+            let v = activate(*a, act);
+            for &(lane, at, cnt) in &runs[..nruns] {
+                // Lanes lane..lane + cnt to outputs at..at + cnt of row m0 + r: one masked
+                // store whose base sits `lane` floats before them (the lanes below are
+                // masked off, never written; a copy through memory called `memmove` per
+                // run, a tenth of a MobileNet's batch-32 time).
+                let mask = (((1u32 << cnt) - 1) << lane) as __mmask16;
+                let base = yp.wrapping_add(at + r * p).wrapping_sub(lane);
+                // SAFETY: the written lanes are outputs at..at + cnt of row m0 + r, inside
+                // `y` (the column mapping above).
+                unsafe { _mm512_mask_storeu_ps(base, mask, v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::lcg;
+
+    /// The definition of a convolution, in f64, then the activation.
+    fn reference(
+        w: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        n: usize,
+        m: usize,
+        s: &ConvShape,
+        act: Act,
+    ) -> Vec<f32> {
+        let (oh, ow) = s.out();
+        let mut y = alloc::vec![0.0; n * m * oh * ow];
+        for b in 0..n {
+            for o in 0..m {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let mut sum = bias[o] as f64;
+                        for c in 0..s.c {
+                            for di in 0..s.k[0] {
+                                for dj in 0..s.k[1] {
+                                    let yi = (i * s.stride[0] + di * s.dilation[0]) as isize
+                                        - s.pads[0] as isize;
+                                    let xj = (j * s.stride[1] + dj * s.dilation[1]) as isize
+                                        - s.pads[1] as isize;
+                                    if yi < 0 || xj < 0 || yi >= s.h as isize || xj >= s.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv =
+                                        x[((b * s.c + c) * s.h + yi as usize) * s.w + xj as usize];
+                                    let wv = w[((o * s.c + c) * s.k[0] + di) * s.k[1] + dj];
+                                    sum += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        y[((b * m + o) * oh + i) * ow + j] = act.apply(sum as f32);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// Both modes against the definition: strides, dilations, asymmetric padding, 1x1
+    /// kernels, channel counts around the 8-channel panels, planes around the 48-column
+    /// tiles, batches folded and chunked, each activation.
+    #[test]
+    fn matches_the_definition_on_every_geometry() {
+        if !available() {
+            return;
+        }
+        let cases = [
+            // (c, h, w, m, k, stride, pads, dilation, n)
+            (3, 9, 9, 8, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1),
+            (4, 7, 11, 13, [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 3),
+            (2, 10, 6, 5, [5, 2], [2, 3], [2, 0, 1, 3], [2, 1], 2),
+            (16, 4, 4, 17, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 5),
+            (5, 8, 9, 11, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 3),
+            (6, 9, 9, 9, [1, 1], [2, 2], [0, 0, 0, 0], [1, 1], 2),
+            (5, 2, 2, 24, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 7),
+            (3, 12, 12, 4, [3, 3], [1, 1], [3, 3, 3, 3], [3, 3], 1),
+            (1, 28, 28, 6, [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 2),
+            (3, 16, 16, 8, [7, 7], [2, 2], [3, 3, 3, 3], [1, 1], 2),
+            (2, 40, 40, 3, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 70),
+        ];
+        for (i, &(c, h, w, m, k, stride, pads, dilation, n)) in cases.iter().enumerate() {
+            let s = ConvShape {
+                c,
+                h,
+                w,
+                k,
+                stride,
+                pads,
+                dilation,
+            };
+            let kk = s.patch();
+            let (wt, x, b) = (lcg(m * kk, 1 + i as u32), lcg(n * c * h * w, 2), lcg(m, 3));
+            let (oh, ow) = s.out();
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+                if mode != Mode::Patches && k[0] * k[1] > MAX_TAPS {
+                    continue;
+                }
+                let packed = pack(&wt, m, kk, mode);
+                for act in [Act::None, Act::Relu, Act::Clip(-0.1, 0.2)] {
+                    let want = reference(&wt, &b, &x, n, m, &s, act);
+                    let mut sc = alloc::vec![f32::NAN; scratch(&s, mode, n)];
+                    let mut y = alloc::vec![f32::NAN; n * m * oh * ow + 1];
+                    y[n * m * oh * ow] = 7.0;
+                    conv(&packed, m, Some(&b), act, &x, n, &s, mode, &mut sc, &mut y);
+                    assert_eq!(y[n * m * oh * ow], 7.0, "case {i}: wrote past the output");
+                    for (at, (g, e)) in y.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - e).abs() < 1e-5,
+                            "case {i} {mode:?} {act:?}: at {at} {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The phase split against its definition: every length around the 16- and 32-float
+    /// steps, both parities of the padding, strides 1 to 3.
+    #[test]
+    fn split_row_puts_each_column_in_its_phase() {
+        for stride in 1usize..=3 {
+            for left in 0usize..4 {
+                for n in 0usize..70 {
+                    let src: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+                    let ps = (n + left).div_ceil(stride) + 1;
+                    let mut dst = alloc::vec![0.0; stride * ps + 1];
+                    split_row(&src, left, stride, ps, &mut dst);
+                    let mut want = alloc::vec![0.0; stride * ps + 1];
+                    for (c, &v) in src.iter().enumerate() {
+                        let pc = c + left;
+                        want[(pc % stride) * ps + pc / stride] = v;
+                    }
+                    assert_eq!(dst, want, "stride {stride} left {left} n {n}");
+                }
+            }
+        }
+    }
+
+    /// A NaN or an infinity in the input reaches the outputs whose patches hold it, through
+    /// the activations (0 * inf is NaN, as in the dense product).
+    #[test]
+    fn non_finite_inputs_propagate() {
+        if !available() {
+            return;
+        }
+        let s = ConvShape::square(2, 6, 6, 3, 1, 1);
+        let (m, kk) = (3, s.patch());
+        let wt = lcg(m * kk, 5);
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut x = lcg(2 * 36, 6);
+            x[36 + 2 * 6 + 3] = bad;
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+                let packed = pack(&wt, m, kk, mode);
+                for act in [Act::Relu, Act::Clip(0.0, 6.0)] {
+                    let want = reference(&wt, &[0.0; 3], &x, 1, m, &s, act);
+                    let mut sc = alloc::vec![0.0; scratch(&s, mode, 1)];
+                    let mut y = alloc::vec![0.0; m * 36];
+                    conv(&packed, m, None, act, &x, 1, &s, mode, &mut sc, &mut y);
+                    for (g, e) in y.iter().zip(&want) {
+                        assert!(
+                            g.to_bits() == e.to_bits()
+                                || (g.is_nan() && e.is_nan())
+                                || (g - e).abs() < 1e-5,
+                            "{bad} {mode:?} {act:?}: {g} vs {e}"
+                        );
+                    }
+                    assert!(y.iter().any(|v| v.is_nan()) || bad.is_infinite());
+                }
+            }
+        }
+    }
+}
