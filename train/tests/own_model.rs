@@ -299,7 +299,11 @@ fn the_own_model_fixtures_train_as_graphs_that_compute_what_onnxruntime_computes
     use burn::tensor::{Tensor, TensorData};
     use tether_models::graph::{GraphNet, GraphNetConfig};
     use tether_models::l0::{GateMode, HardConcreteConfig};
-    for (name, per_sample) in [("adult_mlp", 103), ("mnist_resnet", 784)] {
+    for (name, per_sample) in [
+        ("adult_mlp", 103),
+        ("mnist_resnet", 784),
+        ("mnist_resnet_trained", 784),
+    ] {
         let bytes = tether_deploy::onnx::import_file_with(
             &own_fixture(&format!("{name}.onnx")),
             &tether_deploy::onnx::ImportOptions {
