@@ -328,37 +328,10 @@ pub struct PruneConfig {
     /// bit on CPU.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
-    /// Your own training data instead of --dataset: an image folder (one subfolder per
-    /// class, PNG/JPEG), a CSV (--label-column), NPY/NPZ arrays (x and y) or IDX files.
-    /// Normalised with the training split's per-channel statistics.
-    #[arg(long, value_name = "PATH")]
-    pub data: Option<PathBuf>,
-    /// Test data for --data; without it --holdout of --data is held out.
-    #[arg(long, value_name = "PATH", requires = "data")]
-    pub test_data: Option<PathBuf>,
-    /// Without --test-data: the fraction of --data held out as the test set (the same
-    /// fraction of every class).
-    #[arg(long, default_value_t = 0.2)]
-    pub holdout: f64,
-    /// Image folders: resize every image to HxW (e.g. 32x32).
-    #[arg(long, value_name = "HxW")]
-    pub image_size: Option<String>,
-    /// CSV data: the column holding the labels.
-    #[arg(long, value_name = "NAME")]
-    pub label_column: Option<String>,
-    /// CSV data without a header row: columns are named by position, from 0
-    /// (`--label-column 64` is the 65th).
-    #[arg(long)]
-    pub no_header: bool,
-    /// CSV data: columns to leave out (ids, free text), comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "data")]
-    pub ignore_columns: Vec<String>,
-    /// How --data is normalised: auto (the training split's statistics per channel for
-    /// images, per column for tables), none, global, channel, feature, or the statistics
-    /// the network was trained with, MEANS/STDS (e.g. 0.485,0.456,0.406/0.229,0.224,0.225
-    /// for torchvision's pretrained networks, on values in [0, 1]).
-    #[arg(long, value_name = "HOW", default_value = "auto", requires = "data")]
-    pub normalize: String,
+    /// The user's own data (`--data` and the flags that read it).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub own: crate::data::own::OwnDataArgs,
 }
 
 impl Default for PruneConfig {
@@ -376,9 +349,6 @@ impl PruneConfig {
     /// The first setting out of its range.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.optimizer.validate()?;
-        self.normalize
-            .parse::<crate::data::own::Normalize>()
-            .map_err(|e| anyhow::anyhow!("--normalize: {e}"))?;
         if let Some(t) = self.target_density {
             anyhow::ensure!(
                 t > 0.0 && t <= 1.0,
@@ -458,38 +428,19 @@ impl PruneConfig {
             );
         }
         self.dual_optimizer().validate()?;
-        anyhow::ensure!(
-            self.holdout > 0.0 && self.holdout < 1.0,
-            "--holdout must lie in (0, 1), got {}",
-            self.holdout
-        );
-        anyhow::ensure!(
-            self.test_data.is_none() || self.data.is_some(),
-            "--test-data needs --data (the training data)"
-        );
-        if let Some(size) = &self.image_size {
-            crate::data::own::parse_image_size(size)
-                .map_err(|e| anyhow::anyhow!("--image-size {size:?}: {e}"))?;
+        if let ModelSpec::Onnx(p) = &self.model {
+            anyhow::ensure!(
+                p.exists(),
+                "--model {}: no such file or folder",
+                p.display()
+            );
         }
-        let onnx = match &self.model {
-            ModelSpec::Onnx(p) => Some(p.clone()),
-            ModelSpec::Builtin(_) => None,
-        };
-        for (flag, path) in [
-            ("--model", &onnx),
-            ("--data", &self.data),
-            ("--test-data", &self.test_data),
-        ] {
-            if let Some(p) = path {
-                anyhow::ensure!(p.exists(), "{flag} {}: no such file or folder", p.display());
-            }
-        }
-        Ok(())
+        self.own.validate()
     }
 
     /// True when the run uses the user's own network or data.
     pub fn is_own(&self) -> bool {
-        matches!(self.model, ModelSpec::Onnx(_)) || self.data.is_some()
+        matches!(self.model, ModelSpec::Onnx(_)) || self.own.data.is_some()
     }
 
     /// The multiplier's update rule these settings describe.
@@ -708,31 +659,13 @@ fn run_own<B: AutodiffBackend>(
         }
         None => (vec![784], 10),
     };
-    let (train, test) = match &config.data {
+    let (train, test) = match &config.own.data {
         Some(data) => {
-            let load = crate::data::own::LoadOptions {
-                image_size: match &config.image_size {
-                    Some(s) => Some(
-                        crate::data::own::parse_image_size(s).map_err(|e| anyhow::anyhow!(e))?,
-                    ),
-                    None => None,
-                },
-                label_column: config.label_column.clone(),
-                ignore_columns: config.ignore_columns.clone(),
-                header: !config.no_header,
-                ..Default::default()
-            };
-            let prep = crate::data::own::PrepareOptions {
-                normalize: config
-                    .normalize
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!("--normalize: {e}"))?,
-                holdout: config.holdout,
-                seed: config.seed,
-                input_shape: Some(input_shape.clone()),
-                ..Default::default()
-            };
-            let p = crate::data::own::prepare(data, config.test_data.as_deref(), &load, &prep)?;
+            let load = config.own.load_options()?;
+            let prep = config
+                .own
+                .prepare_options(config.seed, Some(input_shape.clone()))?;
+            let p = crate::data::own::prepare(data, config.own.test_data.as_deref(), &load, &prep)?;
             (Samples::Own(p.train), Samples::Own(p.test))
         }
         None => {
@@ -1360,7 +1293,7 @@ impl Job<'_> {
             ("model".to_string(), c.model.label()),
             (
                 "dataset".to_string(),
-                match &c.data {
+                match &c.own.data {
                     Some(p) => p.display().to_string(),
                     None => c.dataset.name().to_string(),
                 },

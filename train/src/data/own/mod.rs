@@ -53,6 +53,7 @@
 //!   Test samples whose group has no training sample get [`NO_GROUP`] (they carry no
 //!   constraint), as in [`crate::data::groups`].
 
+pub mod args;
 pub mod folder;
 pub mod idx_files;
 pub mod normalize;
@@ -63,6 +64,7 @@ pub mod table;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use args::OwnDataArgs;
 pub use normalize::{NormAxis, Normalization, Normalize};
 pub use set::{LabelledSet, SampleGroups, holdout_indices};
 

@@ -32,7 +32,7 @@ pub(super) struct FairData {
 const MNIST_MEAN: f32 = 0.1307;
 const MNIST_STD: f32 = 0.3081;
 
-/// Loads `config.data` (the user's, see [`load_own`]) or `config.dataset`, limited to
+/// Loads `--data` (the user's, see [`load_own`]) or `config.dataset`, limited to
 /// `train_limit` training samples, holds out `val_fraction` of them, and builds the
 /// grouping `config.groups` (or the dataset's default: race-sex on Adult, class on
 /// images). Adult's one-hot encoder is fitted on the training part only. `input_shape` is
@@ -41,7 +41,7 @@ pub(super) fn load(
     config: &FairConfig,
     input_shape: Option<Vec<usize>>,
 ) -> anyhow::Result<FairData> {
-    if let Some(path) = &config.data {
+    if let Some(path) = &config.own.data {
         return load_own(config, path, input_shape);
     }
     let limit = |n: usize| config.train_limit.map_or(n, |l| l.min(n));
@@ -110,7 +110,7 @@ pub(super) fn load(
     }
 }
 
-/// The user's data: `path` (and `config.test_data`, or `config.holdout` of `path` held
+/// The user's data: `path` (and its test data, or `--holdout` of `path` held
 /// out), read as [`own::prepare`] does for `prune --data` (classes aligned by name, the
 /// training split's normalisation), its groups from `--group-column` or `--groups-file`
 /// (groups with fewer than `min_group_size` training samples left unconstrained).
@@ -119,33 +119,16 @@ fn load_own(
     path: &std::path::Path,
     input_shape: Option<Vec<usize>>,
 ) -> anyhow::Result<FairData> {
-    let image_size = match &config.image_size {
-        Some(s) => Some(own::parse_image_size(s).map_err(|e| anyhow::anyhow!(e))?),
-        None => None,
-    };
     let groups_file = config.groups_file.clone();
     let load = own::LoadOptions {
-        image_size,
-        label_column: config.label_column.clone(),
         group_column: config.group_column.clone(),
-        ignore_columns: config.ignore_columns.clone(),
-        header: !config.no_header,
         // One flag for both: an image folder's `path,group` CSV, or NPY features' array.
         groups_file: groups_file.clone(),
         groups_path: groups_file,
-        ..Default::default()
+        ..config.own.load_options()?
     };
-    let prep = own::PrepareOptions {
-        normalize: config
-            .normalize
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--normalize: {e}"))?,
-        holdout: config.holdout,
-        seed: config.seed,
-        input_shape,
-        ..Default::default()
-    };
-    let p = own::prepare(path, config.test_data.as_deref(), &load, &prep)?;
+    let prep = config.own.prepare_options(config.seed, input_shape)?;
+    let p = own::prepare(path, config.own.test_data.as_deref(), &load, &prep)?;
     anyhow::ensure!(
         p.train.groups.is_some(),
         "{} has no groups: fair-prune bounds each group's accuracy drop; name the group \

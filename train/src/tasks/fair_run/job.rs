@@ -419,13 +419,15 @@ pub(super) fn train<B: AutodiffBackend>(
     );
     let train_eval = train.clone().inner();
     let widths = match c.dataset {
-        _ if c.data.is_some() => [vec![data.dim], c.hidden.clone(), vec![data.classes]].concat(),
+        _ if c.own.data.is_some() => {
+            [vec![data.dim], c.hidden.clone(), vec![data.classes]].concat()
+        }
         FairDataset::Adult => [vec![data.dim], c.hidden.clone(), vec![data.classes]].concat(),
         _ => vec![784, 300, 100, 10],
     };
     let fresh = fresh_net::<B>(graph.as_deref(), &widths, (data.dim, data.classes), device)?;
     if progress {
-        let source = match (&c.data, &c.model) {
+        let source = match (&c.own.data, &c.model) {
             (Some(d), _) => d.display().to_string(),
             (None, _) => format!("{:?}", c.dataset),
         };

@@ -22,7 +22,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
-//! The data is a built-in dataset or the user's own ([`FairConfig::data`]: a CSV with a
+//! The data is a built-in dataset or the user's own ([`FairConfig::own`]: a CSV with a
 //! group column, an image folder, arrays).
 //!
 //! Written under [`FairConfig::out`]: `dense.tthr` (the dense model, tether-deploy's format),
@@ -177,22 +177,11 @@ pub struct FairConfig {
     /// outputs.
     #[arg(long, value_name = "FILE.onnx")]
     pub model: Option<PathBuf>,
-    /// Your own data instead of --dataset: a CSV (--label-column, --group-column; every
-    /// other column a numeric feature), an image folder (one subfolder per class; groups
-    /// from --groups-file), NPY/NPZ arrays or IDX files. Normalised with the training
-    /// split's statistics.
-    #[arg(long, value_name = "PATH")]
-    pub data: Option<PathBuf>,
-    /// Test data for --data; without it --holdout of --data is held out.
-    #[arg(long, value_name = "PATH", requires = "data")]
-    pub test_data: Option<PathBuf>,
-    /// Without --test-data: the fraction of --data held out as the test set (the same
-    /// fraction of every class).
-    #[arg(long, default_value_t = 0.2)]
-    pub holdout: f64,
-    /// CSV data: the column holding the labels.
-    #[arg(long, value_name = "NAME", requires = "data")]
-    pub label_column: Option<String>,
+    /// The user's own data instead of --dataset (`--data` and the flags that read it;
+    /// its groups: --group-column or --groups-file).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub own: crate::data::own::OwnDataArgs,
     /// CSV data: the column naming each sample's group (the groups whose accuracy drop is
     /// bounded), or several, comma-separated, for their intersections (`race,sex`: groups
     /// such as `White/Male`).
@@ -203,20 +192,6 @@ pub struct FairConfig {
     /// names, one per sample.
     #[arg(long, value_name = "FILE", requires = "data")]
     pub groups_file: Option<PathBuf>,
-    /// CSV data: columns to leave out (ids, free text), comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "data")]
-    pub ignore_columns: Vec<String>,
-    /// How --data is normalised: auto (the training split's statistics per channel for
-    /// images, per column for tables), none, global, channel, feature, or the statistics
-    /// the network was trained with, MEANS/STDS (e.g. 0.485,0.456,0.406/0.229,0.224,0.225).
-    #[arg(long, value_name = "HOW", default_value = "auto", requires = "data")]
-    pub normalize: String,
-    /// CSV data without a header row: columns are named by position, from 0.
-    #[arg(long, requires = "data")]
-    pub no_header: bool,
-    /// Image folders: resize every image to HxW (e.g. 32x32).
-    #[arg(long, value_name = "HxW", requires = "data")]
-    pub image_size: Option<String>,
     /// Epochs of dense training (default: 10 for adult, 5 for images).
     #[arg(long)]
     pub dense_epochs: Option<usize>,
@@ -289,21 +264,14 @@ impl FairConfig {
     /// The first setting out of its range.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.optimizer.validate()?;
-        self.normalize
-            .parse::<crate::data::own::Normalize>()
-            .map_err(|e| anyhow::anyhow!("--normalize: {e}"))?;
+        self.own.validate()?;
         anyhow::ensure!(
             (0.0..1.0).contains(&self.sparsity),
             "--sparsity must lie in [0, 1), got {}",
             self.sparsity
         );
         anyhow::ensure!(
-            self.holdout > 0.0 && self.holdout < 1.0,
-            "--holdout must lie in (0, 1), got {}",
-            self.holdout
-        );
-        anyhow::ensure!(
-            self.data.is_none() || self.groups.is_none(),
+            self.own.data.is_none() || self.groups.is_none(),
             "--groups names a grouping of the built-in datasets; the groups of --data come \
              from --group-column (CSV) or --groups-file"
         );
@@ -368,7 +336,7 @@ impl FairConfig {
     /// Epochs of dense training: `dense_epochs`, or the dataset's default.
     pub fn dense_epochs(&self) -> usize {
         self.dense_epochs.unwrap_or(match self.dataset {
-            _ if self.data.is_some() => 10,
+            _ if self.own.data.is_some() => 10,
             FairDataset::Adult => 10,
             _ => 5,
         })
@@ -377,7 +345,7 @@ impl FairConfig {
     /// Epochs of fine-tuning: `epochs`, or the dataset's default.
     pub fn fine_tune_epochs(&self) -> usize {
         self.epochs.unwrap_or(match self.dataset {
-            _ if self.data.is_some() => 20,
+            _ if self.own.data.is_some() => 20,
             FairDataset::Adult => 20,
             _ => 10,
         })

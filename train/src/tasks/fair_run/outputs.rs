@@ -206,7 +206,7 @@ pub(super) fn write_outputs<B: Backend>(
         "dataset": format!("{:?}", c.dataset), "groups": c.groups.clone().unwrap_or_default(),
         "group_count": g, "method": format!("{:?}", c.method), "sparsity": c.sparsity,
         "model": c.model.as_ref().map_or("mlp".to_string(), |m| m.display().to_string()),
-        "data": c.data.as_ref().map(|d| d.display().to_string()),
+        "data": c.own.data.as_ref().map(|d| d.display().to_string()),
         "density": eval.masked_density(), "density_all_layers": eval.masked_total_density(),
         "pruning": if c.pruned_from.is_some() { "l0" } else if c.prune_epochs > 0 { "gradual magnitude" } else { "magnitude" },
         "prune_epochs": c.prune_epochs, "epsilon": c.epsilon, "margin": c.margin,
