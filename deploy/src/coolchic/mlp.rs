@@ -64,13 +64,16 @@ impl Mlp {
         src[..x.len()].copy_from_slice(x);
         let last = self.layers.len() - 1;
         for (k, l) in self.layers.iter().enumerate() {
-            for o in 0..l.outputs {
-                let row = &l.weight[o * l.inputs..(o + 1) * l.inputs];
-                let mut acc = l.bias[o];
+            for ((d, row), &bias) in dst
+                .iter_mut()
+                .zip(l.weight.chunks_exact(l.inputs))
+                .zip(&l.bias)
+            {
+                let mut acc = bias;
                 for (w, v) in row.iter().zip(&src[..l.inputs]) {
                     acc += w * v;
                 }
-                dst[o] = if k < last && acc < 0.0 { 0.0 } else { acc };
+                *d = if k < last && acc < 0.0 { 0.0 } else { acc };
             }
             core::mem::swap(&mut src, &mut dst);
         }

@@ -191,7 +191,7 @@ mod tests {
             enc.put(start, freq).unwrap();
             ideal -= (f64::from(freq) / f64::from(PROB_TOTAL)).log2();
             expect.push(Some(k));
-            if xorshift(&mut s) % 7 == 0 {
+            if xorshift(&mut s).is_multiple_of(7) {
                 let u = (xorshift(&mut s) % 32) as u32;
                 enc.put_uniform(u, 32).unwrap();
                 ideal += 5.0;

@@ -26,16 +26,16 @@ pub fn taps(i: usize, n: usize, l: usize) -> (usize, usize, f32) {
 
 /// Level `l` (`rows x cols` values, row-major) upsampled to `height x width`, added into
 /// `planes` as plane `l` (pixel-major: `planes[p * levels + l]`).
-fn upsample_into(
-    level: &[f32],
-    rows: usize,
-    cols: usize,
-    l: usize,
+/// Where a level goes: the image's size and the pixel-major planes.
+struct Planes<'a> {
     width: usize,
     height: usize,
     levels: usize,
-    planes: &mut [f32],
-) {
+    data: &'a mut [f32],
+}
+
+fn upsample_into(level: &[f32], rows: usize, cols: usize, l: usize, out: &mut Planes<'_>) {
+    let (width, height, levels) = (out.width, out.height, out.levels);
     // Horizontal pass: rows x width.
     let xt: Vec<_> = (0..width).map(|x| taps(x, cols, l)).collect();
     let mut wide = vec![0.0f32; rows * width];
@@ -49,7 +49,7 @@ fn upsample_into(
     for y in 0..height {
         let (a, b, f) = taps(y, rows, l);
         for x in 0..width {
-            planes[(y * width + x) * levels + l] =
+            out.data[(y * width + x) * levels + l] =
                 wide[a * width + x] * (1.0 - f) + wide[b * width + x] * f;
         }
     }
@@ -60,10 +60,16 @@ pub fn upsample(c: &CoolChic) -> Vec<f32> {
     let (w, h) = (c.header.width, c.header.height);
     let levels = c.header.arch.levels;
     let mut planes = vec![0.0f32; w * h * levels];
+    let mut out = Planes {
+        width: w,
+        height: h,
+        levels,
+        data: &mut planes,
+    };
     for (l, level) in c.latents.iter().enumerate() {
         let (rows, cols) = Arch::level_size(w, h, l);
         let values: Vec<f32> = level.iter().map(|&v| v as f32).collect();
-        upsample_into(&values, rows, cols, l, w, h, levels, &mut planes);
+        upsample_into(&values, rows, cols, l, &mut out);
     }
     planes
 }
