@@ -9,8 +9,8 @@
 //!
 //! The rANS stream holds, in decoding order: for each tensor of the ARM then of the
 //! synthesis (layer by layer, weight then bias) its step exponent `e` (uniform on 0..16,
-//! step `2^-e`), its Laplace scale index `k` (uniform on 0..32, scale `2^(k/4 - 2)`
-//! steps) and its integer codes (Laplace at 0 over `-255..=255`); then for each latent
+//! step `2^-e`), its Laplace scale index `k` (uniform on 0..32, scale `2^(k/4 - 1)`
+//! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); then for each latent
 //! level a flag (uniform bit: 1 = the level is all zeros and has no codes) and, unless
 //! flagged, its integers in raster order, each under the Laplace the ARM computes from its
 //! decoded causal neighbours. Every symbol is in the one stream, so the fields cost what
@@ -50,13 +50,13 @@ pub struct Header {
 pub struct QTensor {
     /// The step is `2^-exponent` (`0..16`).
     pub exponent: u32,
-    /// Integers in `-255..=255`.
+    /// Integers in `-WEIGHT_MAX..=WEIGHT_MAX`.
     pub codes: Vec<i32>,
 }
 
 impl QTensor {
     /// `values` rounded to the step `2^-exponent`, with the exponent lowered (a coarser
-    /// step) until every code fits in `-255..=255`.
+    /// step) until every code fits in `-WEIGHT_MAX..=WEIGHT_MAX`.
     pub fn quantise(values: &[f32], exponent: u32) -> Self {
         let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let mut e = exponent.min(WEIGHT_EXPONENTS - 1);
@@ -172,7 +172,7 @@ impl Reader<'_> {
 }
 
 fn weight_scale(k: u32) -> f32 {
-    libm::exp2f(k as f32 / 4.0 - 2.0)
+    libm::exp2f(k as f32 / 4.0 - 1.0)
 }
 
 fn encode_tensor(t: &QTensor, enc: &mut RansEncoder) -> Result<(), CodecError> {

@@ -48,8 +48,10 @@ pub const CONTEXT: [(i32, i32); 12] = [
 
 /// Latents are integers in `-LATENT_MAX..=LATENT_MAX`.
 pub const LATENT_MAX: i32 = 63;
-/// Network weights are integers in `-WEIGHT_MAX..=WEIGHT_MAX` times a power-of-two step.
-pub const WEIGHT_MAX: i32 = 255;
+/// Network weights are integers in `-WEIGHT_MAX..=WEIGHT_MAX` times a power-of-two step
+/// (wide enough that ARM weights of magnitude 4 keep a step of 2^-8: the ARM's
+/// probabilities are sensitive to its weights).
+pub const WEIGHT_MAX: i32 = 1023;
 /// Most latent levels.
 pub const MAX_LEVELS: usize = 8;
 /// Most hidden layers of either network.

@@ -133,11 +133,11 @@ fn a_valid_checksum_over_a_damaged_stream_is_still_an_error() {
 
 #[test]
 fn weights_quantise_to_power_of_two_steps_within_range() {
-    let q = QTensor::quantise(&[0.5, -0.26, 3.0], 8);
-    // 3.0 * 2^8 = 768 > 255: the step coarsens to 2^-6 (3.0 * 64 = 192).
-    assert_eq!(q.exponent, 6);
-    assert_eq!(q.codes, [32, -17, 192]);
-    assert_eq!(q.values(), [0.5, -17.0 / 64.0, 3.0]);
+    let q = QTensor::quantise(&[0.5, -0.26, 7.0], 8);
+    // 7.0 * 2^8 = 1792 > 1023: the step coarsens to 2^-7 (7.0 * 128 = 896).
+    assert_eq!(q.exponent, 7);
+    assert_eq!(q.codes, [64, -33, 896]);
+    assert_eq!(q.values(), [0.5, -33.0 / 128.0, 7.0]);
 }
 
 #[test]
