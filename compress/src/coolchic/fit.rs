@@ -108,10 +108,6 @@ impl Networks {
         }
     }
 
-    fn tensor_count(&self) -> usize {
-        2 * (self.arm.layers.len() + self.synth.layers.len())
-    }
-
     fn file(&self, header: &Header, exponents: &[u32], latents: Vec<Vec<i32>>) -> CoolChic {
         let na = 2 * self.arm.layers.len();
         CoolChic {
@@ -163,17 +159,25 @@ impl<B: AutodiffBackend> ConstrainedProblem<B, CoolChicNet<B>> for Problem<B> {
     type Input = ();
 
     fn compute_cmp_state(&self, model: &CoolChicNet<B>, _: &()) -> CmpState<B> {
-        let f = model.forward(&self.geometry, self.quant.get());
-        let loss = (f.rgb - self.target.clone()).square().mean();
         // Encoding cannot fail for the model's own shape; were it to, an infinite size
         // makes the step an error in the training loop.
-        let (strict, overhead) = match self.measure(model) {
+        let (strict, overhead, steps) = match self.measure(model) {
             Ok((file, bits, overhead)) => {
+                // The steps the file's tensors actually got (coarser where a weight is
+                // too large for the codes at the asked step).
+                let e = |t: &[QTensor]| t.iter().map(|q| q.exponent).collect::<Vec<_>>();
+                let steps = (e(&file.arm), e(&file.synthesis));
                 *self.last.borrow_mut() = Some((file, bits));
-                (bits as f64, overhead as f64)
+                (bits as f64, overhead as f64, Some(steps))
             }
-            Err(_) => (f64::INFINITY, 0.0),
+            Err(_) => (f64::INFINITY, 0.0, None),
         };
+        let f = model.forward(
+            &self.geometry,
+            self.quant.get(),
+            steps.as_ref().map(|(a, s)| (a.as_slice(), s.as_slice())),
+        );
+        let loss = (f.rgb - self.target.clone()).square().mean();
         let device = loss.device();
         let strict = Tensor::<B, 1>::from_data(
             TensorData::new(vec![(strict / self.budget - 1.0) as f32], [1]),
