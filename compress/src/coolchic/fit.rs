@@ -220,7 +220,7 @@ pub fn fit_coolchic<B: AutodiffBackend>(
             "--steps and the evaluation interval must be at least 1".into(),
         ));
     }
-    if !(cc.lr.is_finite() && cc.lr > 0.0) || !(0.0..=1.0).contains(&cc.noise_fraction) {
+    if !(cc.lr.is_finite() && cc.lr > 0.0 && (0.0..=1.0).contains(&cc.noise_fraction)) {
         return Err(CompressError::Invalid(format!(
             "the learning rate must be > 0 and the noise fraction in [0, 1], got {} and {}",
             cc.lr, cc.noise_fraction
@@ -380,15 +380,9 @@ pub fn fit_coolchic<B: AutodiffBackend>(
             budget_bits,
         )?;
     }
-    let (_, (file, bytes, decoded_image, m)) = choose_steps(
-        &nets,
-        &header,
-        exps,
-        latents,
-        image,
-        budget_bits,
-        multiplier,
-    )?;
+    // Bits under the budget are free: the final steps maximise the PSNR within it.
+    let (_, (file, bytes, decoded_image, m)) =
+        choose_steps(&nets, &header, exps, latents, image, budget_bits, 0.0)?;
     if bytes.len() * 8 > budget_bits {
         return Err(CompressError::Invalid(format!(
             "internal error: the file has {} bits, over the budget of {budget_bits}",
