@@ -1,10 +1,11 @@
-//! Encoding an image end to end: choose the network for the budget, fit it (COIN or
-//! L0onie), write the file, and decode that file with `tether-deploy` to report the PSNR a
-//! reader will actually see.
+//! Encoding an image end to end: choose the network for the budget, fit it (COIN,
+//! L0onie or Cool-chic), write the file, and decode that file with `tether-deploy` to
+//! report the PSNR a reader will actually see.
 
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::arch::{coin_architecture, l0onie_architecture};
+use crate::coolchic::fit::{CoolChicSettings, FittedCoolChic, fit_coolchic};
 use crate::error::CompressError;
 use crate::fit::{FitSettings, Fitted, L0onieSettings, fit_coin, fit_l0onie};
 use crate::format::CompressedImage;
@@ -19,6 +20,10 @@ pub enum Method {
     Coin,
     /// L0onie: an over-parameterised SIREN pruned by L0 gates under the budget constraint.
     L0onie,
+    /// Cool-chic: latent grids, an auto-regressive entropy model and a small synthesis
+    /// network, the file's size a constraint ([`crate::coolchic`]).
+    #[value(name = "coolchic")]
+    CoolChic,
 }
 
 impl std::fmt::Display for Method {
@@ -26,6 +31,7 @@ impl std::fmt::Display for Method {
         f.write_str(match self {
             Self::Coin => "coin",
             Self::L0onie => "l0onie",
+            Self::CoolChic => "coolchic",
         })
     }
 }
@@ -46,8 +52,24 @@ pub struct EncodeOptions {
     /// Bits per stored weight value: 16 (f16, COIN's format) or, for L0onie, 2 to 15
     /// (quantised, fine-tuned quantisation-aware).
     pub value_bits: u8,
+    /// Cool-chic's learning rate, phases and step search.
+    pub coolchic: CoolChicSettings,
     /// Seed of the initialisation and the gates' noise.
     pub seed: u64,
+}
+
+/// What was fitted: a SIREN (COIN, L0onie) or a Cool-chic model.
+#[derive(Clone, Debug)]
+pub enum Fit {
+    /// COIN or L0onie.
+    Siren {
+        /// The network fitted (for L0onie, before pruning).
+        arch: Architecture,
+        /// The fit (its log, the step the weights were kept at).
+        fitted: Fitted,
+    },
+    /// Cool-chic.
+    CoolChic(Box<FittedCoolChic>),
 }
 
 /// An encoded image.
@@ -55,20 +77,136 @@ pub struct EncodeOptions {
 pub struct Encoded {
     /// The file.
     pub bytes: Vec<u8>,
-    /// The network fitted (for L0onie, before pruning).
-    pub arch: Architecture,
     /// The file decoded by `tether-deploy`.
     pub decoded: Image,
     /// PSNR of `decoded` against the input (dB, 8-bit).
     pub psnr: f64,
     /// Bits per pixel of the file, everything included.
     pub bpp: f64,
-    /// COIN's convention: stored parameters (nonzero weights and biases) x 16 / pixels.
+    /// COIN's convention: stored parameters (nonzero weights and biases) x 16 / pixels
+    /// (Cool-chic: network parameters and nonzero latents x 16 / pixels).
     pub coin_bpp: f64,
-    /// Nonzero weights in the file.
+    /// Nonzero weights in the file (Cool-chic: nonzero network weights).
     pub nonzero_weights: usize,
-    /// The fit (its log, the step the weights were kept at).
-    pub fitted: Fitted,
+    /// The fit.
+    pub fit: Fit,
+}
+
+impl Encoded {
+    /// SIREN: hidden layers; Cool-chic: hidden layers of the ARM and the synthesis.
+    pub fn layers(&self) -> usize {
+        match &self.fit {
+            Fit::Siren { arch, .. } => arch.layers,
+            Fit::CoolChic(c) => {
+                let a = &c.file.header.arch;
+                a.arm_hidden.len() + a.synth_hidden.len()
+            }
+        }
+    }
+
+    /// The widest hidden layer.
+    pub fn width(&self) -> usize {
+        match &self.fit {
+            Fit::Siren { arch, .. } => arch.width,
+            Fit::CoolChic(c) => {
+                let a = &c.file.header.arch;
+                a.arm_hidden
+                    .iter()
+                    .chain(&a.synth_hidden)
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    /// The step the kept model was taken at.
+    pub fn kept_step(&self) -> usize {
+        match &self.fit {
+            Fit::Siren { fitted, .. } => fitted.step,
+            Fit::CoolChic(c) => c.step,
+        }
+    }
+
+    /// Weights (L0onie) or latents (Cool-chic) removed by magnitude after the fit because
+    /// the constraint had not met the budget (0 normally).
+    pub fn magnitude_pruned(&self) -> usize {
+        match &self.fit {
+            Fit::Siren { fitted, .. } => fitted.magnitude_pruned,
+            Fit::CoolChic(c) => c.dropped_latents,
+        }
+    }
+
+    /// The fit's log.
+    pub fn history(&self) -> &[crate::fit::FitPoint] {
+        match &self.fit {
+            Fit::Siren { fitted, .. } => &fitted.history,
+            Fit::CoolChic(c) => &c.history,
+        }
+    }
+}
+
+/// Cool-chic's encoding (see [`encode`]).
+fn encode_coolchic<B: AutodiffBackend>(
+    image: &Image,
+    options: &EncodeOptions,
+    device: &B::Device,
+) -> Result<Encoded, CompressError> {
+    if options
+        .fit
+        .checkpoint
+        .as_ref()
+        .is_some_and(|c| c.resume.is_some())
+    {
+        return Err(CompressError::Invalid(
+            "Cool-chic fits do not checkpoint yet: --resume is for COIN and L0onie".into(),
+        ));
+    }
+    let budget = budget_bits(options.bpp, image);
+    let arch = crate::coolchic::arch_for(budget, image.width, image.height)?;
+    let fitted = fit_coolchic::<B>(
+        image,
+        &arch,
+        budget,
+        &options.fit,
+        &options.coolchic,
+        options.seed,
+        device,
+    )?;
+    let bytes = fitted.bytes.clone();
+    let decoded = decode_file(&bytes)?;
+    if decoded != fitted.decoded {
+        return Err(CompressError::Invalid(
+            "internal error: the file decodes to another image than the encoder's".into(),
+        ));
+    }
+    let psnr = psnr(image, &decoded)?;
+    let pixels = image.pixels();
+    let count = |t: &[tether_deploy::coolchic::file::QTensor]| {
+        let all: usize = t.iter().map(|q| q.codes.len()).sum();
+        let nz: usize = t
+            .iter()
+            .map(|q| q.codes.iter().filter(|&&c| c != 0).count())
+            .sum();
+        (all, nz)
+    };
+    let (arm, arm_nz) = count(&fitted.file.arm);
+    let (syn, syn_nz) = count(&fitted.file.synthesis);
+    let nonzero_latents: usize = fitted
+        .file
+        .latents
+        .iter()
+        .map(|l| l.iter().filter(|&&v| v != 0).count())
+        .sum();
+    Ok(Encoded {
+        bpp: CompressedImage::bpp(bytes.len(), pixels),
+        coin_bpp: ((arm + syn + nonzero_latents) * 16) as f64 / pixels as f64,
+        nonzero_weights: arm_nz + syn_nz,
+        bytes,
+        decoded,
+        psnr,
+        fit: Fit::CoolChic(Box::new(fitted)),
+    })
 }
 
 /// The budget in bits of `bpp` on `image`.
@@ -87,6 +225,9 @@ pub fn encode<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Encoded, CompressError> {
     let (w, h) = (image.width, image.height);
+    if options.method == Method::CoolChic {
+        return encode_coolchic::<B>(image, options, device);
+    }
     let budget = budget_bits(options.bpp, image);
     if !(2..=16).contains(&options.value_bits)
         || (options.method == Method::Coin && options.value_bits != 16)
@@ -118,6 +259,7 @@ pub fn encode<B: AutodiffBackend>(
             )?;
             (arch, fitted)
         }
+        Method::CoolChic => unreachable!("handled above"),
     };
     let file = CompressedImage {
         width: w,
@@ -141,10 +283,9 @@ pub fn encode<B: AutodiffBackend>(
         coin_bpp: (stored.stored_params() * 16) as f64 / pixels as f64,
         nonzero_weights: stored.nonzero_weights(),
         bytes,
-        arch,
         decoded,
         psnr,
-        fitted,
+        fit: Fit::Siren { arch, fitted },
     })
 }
 
@@ -207,6 +348,13 @@ mod tests {
                 prune_fraction: 0.5,
             },
             overparam: 1.3,
+            coolchic: crate::coolchic::fit::CoolChicSettings {
+                lr: 1e-2,
+                noise_fraction: 0.75,
+                dual: DualOptimizer::NuPi(NuPiConfig::new(0.01).with_kp(2.0)),
+                eval_every: 10,
+                weight_exponent: 8,
+            },
             seed: 0,
         }
     }
@@ -242,7 +390,10 @@ mod tests {
             );
             // The decoded PSNR matches the float PSNR at fit time up to f16 and 8-bit
             // rounding.
-            assert!((out.psnr - out.fitted.psnr).abs() < 1.0, "{method}");
+            let Fit::Siren { fitted, .. } = &out.fit else {
+                panic!("a SIREN method")
+            };
+            assert!((out.psnr - fitted.psnr).abs() < 1.0, "{method}");
         }
     }
 
@@ -259,8 +410,66 @@ mod tests {
             out.bpp
         );
         // It started over the budget: the constraint, not the architecture, got it there.
-        let dense = crate::format::dense_file_bytes(&out.arch, image.width, image.height);
+        let Fit::Siren { arch, .. } = &out.fit else {
+            panic!("L0onie fits a SIREN")
+        };
+        let dense = crate::format::dense_file_bytes(arch, image.width, image.height);
         assert!(dense * 8 > budget_bits(target, &image));
+    }
+
+    #[test]
+    fn coolchic_files_decode_to_the_encoders_image_under_budget() {
+        let _rng = crate::rng_lock();
+        let image = test_image();
+        let device = Default::default();
+        let target = 1.5;
+        let out = encode::<B>(&image, &options(Method::CoolChic, target, 300), &device).unwrap();
+        // The decoder (tether_deploy::coolchic, no_std) gives the encoder's image bit for bit.
+        let decoded = crate::render::decode_file(&out.bytes).unwrap();
+        assert_eq!(decoded, out.decoded);
+        assert_eq!(crate::image::psnr(&image, &decoded).unwrap(), out.psnr);
+        // Under the budget, counting every byte.
+        let budget = budget_bits(target, &image);
+        let bits = out.bytes.len() * 8;
+        assert!(bits <= budget, "{bits} of {budget}");
+        assert_eq!(
+            out.magnitude_pruned(),
+            0,
+            "the constraint met the budget by itself"
+        );
+        let baseline = crate::image::psnr(&image, &mean_colour(&image)).unwrap();
+        assert!(out.psnr > baseline + 5.0, "{} vs {baseline} dB", out.psnr);
+        // Truncated and damaged files are errors, not panics or other images.
+        for cut in [0, 1, 3, out.bytes.len() / 2, out.bytes.len() - 1] {
+            assert!(
+                crate::render::decode_file(&out.bytes[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        for i in (0..out.bytes.len()).step_by(7) {
+            let mut bad = out.bytes.clone();
+            bad[i] ^= 0x04;
+            assert!(crate::render::decode_file(&bad).is_err(), "byte {i}");
+        }
+    }
+
+    /// Issue 27's "within 3% of the budget": not met yet (88% of it here: 2032 of 2304
+    /// bits after 300 steps; 94% on kodim01 at 0.6 bpp after 1500).
+    #[test]
+    #[ignore = "known gap (issue 27): Cool-chic files use 88-100% of the budget, not >= 97%"]
+    fn coolchic_files_use_the_budget_within_three_percent() {
+        let _rng = crate::rng_lock();
+        let image = test_image();
+        let target = 1.5;
+        let out = encode::<B>(
+            &image,
+            &options(Method::CoolChic, target, 300),
+            &Default::default(),
+        )
+        .unwrap();
+        let budget = budget_bits(target, &image);
+        let bits = out.bytes.len() * 8;
+        assert!(bits as f64 >= 0.97 * budget as f64, "{bits} of {budget}");
     }
 
     #[test]

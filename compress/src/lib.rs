@@ -5,6 +5,9 @@
 //! `tether_deploy` for decoding (so a device can decode).
 //!
 //! - [`codec`]: encode end to end (choose, fit, write, decode to report the real PSNR).
+//! - [`coolchic`]: Cool-chic (latent grids, an auto-regressive entropy model, a small
+//!   synthesis; its file and decoder are `tether_deploy::coolchic`), fitted under the
+//!   budget as a constraint.
 //! - [`arch`]: which network a budget buys (COIN's family; L0onie's over-parameterised start).
 //! - [`fit`]: COIN's fit (best PSNR kept) and L0onie's (file size as a constraint, then
 //!   fine-tuning with the sparsity pattern frozen), on the project's one training loop.
@@ -22,6 +25,7 @@ pub mod arch;
 pub mod baselines;
 pub mod bitstream;
 pub mod codec;
+pub mod coolchic;
 pub mod error;
 pub mod fit;
 pub mod format;

@@ -47,6 +47,11 @@ pub fn render(weights: &SirenWeights, width: usize, height: usize) -> Result<Ima
 /// # Errors
 /// A corrupt file ([`CompressError::Corrupt`]) or a runtime error.
 pub fn decode_file(bytes: &[u8]) -> Result<Image, CompressError> {
+    if bytes.starts_with(&tether_deploy::coolchic::file::MAGIC) {
+        let (w, h, rgb) = tether_deploy::coolchic::synthesis::decode_image(bytes)
+            .map_err(|e| CompressError::Corrupt(e.to_string()))?;
+        return Image::new(w, h, rgb);
+    }
     let c = CompressedImage::decode(bytes)?;
     render(&c.weights, c.width, c.height)
 }

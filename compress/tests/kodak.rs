@@ -53,11 +53,18 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
         },
         overparam: 1.3,
         value_bits: 16,
+        coolchic: tether_compress::coolchic::fit::CoolChicSettings {
+            lr: 1e-2,
+            noise_fraction: 0.75,
+            dual: DualOptimizer::NuPi(NuPiConfig::new(0.01).with_kp(2.0)),
+            eval_every: 10,
+            weight_exponent: 8,
+        },
         seed: 0,
     };
     let out = encode::<Autodiff<Flex>>(&image, &options, &Default::default()).unwrap();
     // The constraint met the budget (no magnitude fallback) and used it.
-    assert_eq!(out.fitted.magnitude_pruned, 0);
+    assert_eq!(out.magnitude_pruned(), 0);
     assert!(out.bytes.len() * 8 <= budget_bits(target, &image));
     assert!(out.bpp >= 0.9 * target, "{} bpp", out.bpp);
     // The decoder sees what the encoder reported, and it is the picture: far closer to

@@ -7,6 +7,7 @@ use tether_train::constrained::{DualOptimizer, NuPiConfig};
 use tether_train::device::DeviceKind;
 
 use crate::codec::{EncodeOptions, Method};
+use crate::coolchic::fit::CoolChicSettings;
 use crate::fit::{FitSettings, L0onieSettings};
 use crate::image::RAW_BPP;
 
@@ -23,7 +24,7 @@ pub enum Dual {
 /// [`Default`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CodecConfig {
-    /// COIN or L0onie.
+    /// COIN, L0onie or Cool-chic.
     pub method: Method,
     /// Full-batch training steps.
     pub steps: usize,
@@ -49,6 +50,8 @@ pub struct CodecConfig {
     pub no_gate_noise: bool,
     /// L0onie: initial drop probability of the gates, in (0, 1).
     pub gate_init_drop: f64,
+    /// Cool-chic: Adam learning rate of the noise phase (the rounding phase: a tenth).
+    pub coolchic_lr: f64,
     /// Seed.
     pub seed: u64,
     /// The backend the fit runs on.
@@ -70,6 +73,7 @@ impl Default for CodecConfig {
             prune_fraction: 0.5,
             no_gate_noise: false,
             gate_init_drop: 0.05,
+            coolchic_lr: 1e-2,
             seed: 0,
             device: DeviceKind::Flex,
         }
@@ -113,7 +117,14 @@ impl CodecConfig {
                 16
             }
             (Method::L0onie, b) => b.unwrap_or(12),
+            // Cool-chic quantises its own way (power-of-two steps, searched per tensor).
+            (Method::CoolChic, _) => 16,
         };
+        anyhow::ensure!(
+            self.coolchic_lr.is_finite() && self.coolchic_lr > 0.0,
+            "--coolchic-lr must be a positive number, got {}",
+            self.coolchic_lr
+        );
         Ok(EncodeOptions {
             method: self.method,
             bpp,
@@ -126,7 +137,7 @@ impl CodecConfig {
             l0onie: L0onieSettings {
                 value_bits,
                 gate_lr: self.gate_lr,
-                dual,
+                dual: dual.clone(),
                 init_drop_rate: self.gate_init_drop,
                 init_spread: 0.5,
                 eval_every: 10,
@@ -135,6 +146,13 @@ impl CodecConfig {
             },
             overparam: self.overparam,
             value_bits,
+            coolchic: CoolChicSettings {
+                lr: self.coolchic_lr,
+                noise_fraction: 0.75,
+                dual: dual.clone(),
+                eval_every: 10,
+                weight_exponent: 8,
+            },
             seed: self.seed,
         })
     }
@@ -200,6 +218,7 @@ impl EncodeConfig {
             "prune_fraction": c.prune_fraction,
             "no_gate_noise": c.no_gate_noise,
             "gate_init_drop": c.gate_init_drop,
+            "coolchic_lr": c.coolchic_lr,
             "seed": c.seed,
             "device": format!("{:?}", c.device),
         })

@@ -95,7 +95,7 @@ impl std::fmt::Display for EncodeReport {
         write!(
             f,
             "{}: {}x{} -> {} bytes, {:.4} bpp (COIN's convention {:.4}), PSNR {:.2} dB; \
-             {}x{} SIREN, {} nonzero weights, kept step {}, {:.1} s",
+             {}x{} {}, {} nonzero weights, kept step {}, {:.1} s",
             self.output.display(),
             self.size.0,
             self.size.1,
@@ -103,10 +103,14 @@ impl std::fmt::Display for EncodeReport {
             out.bpp,
             out.coin_bpp,
             out.psnr,
-            out.arch.layers,
-            out.arch.width,
+            out.layers(),
+            out.width(),
+            match out.fit {
+                crate::codec::Fit::Siren { .. } => "SIREN",
+                crate::codec::Fit::CoolChic(_) => "Cool-chic (hidden layers x widest)",
+            },
             out.nonzero_weights,
-            out.fitted.step,
+            out.kept_step(),
             self.seconds
         )
     }
@@ -191,11 +195,16 @@ pub fn run_controlled(
     if let Some(path) = &config.decoded {
         encoded.decoded.save_png(path)?;
     }
-    if progress && encoded.fitted.magnitude_pruned > 0 {
+    if progress && encoded.magnitude_pruned() > 0 {
         eprintln!(
-            "warning: the gates had not met the budget when pruning ended; {} weights were \
-             removed by magnitude to fit (more --steps or a larger --gate-lr avoid this)",
-            encoded.fitted.magnitude_pruned
+            "warning: the constraint had not met the budget when the fit ended; {} {} \
+             removed by magnitude to fit (more --steps or a larger --dual-lr avoid this)",
+            encoded.magnitude_pruned(),
+            if config.codec.method == crate::codec::Method::CoolChic {
+                "latents were"
+            } else {
+                "weights were"
+            }
         );
     }
     if let Some(path) = &config.log {
@@ -221,8 +230,7 @@ pub fn run_controlled(
 /// network would make) and its plot beside it (same name, .png).
 fn write_log(path: &Path, encoded: &Encoded) -> anyhow::Result<()> {
     let rows: Vec<Vec<f64>> = encoded
-        .fitted
-        .history
+        .history()
         .iter()
         .map(|p| vec![p.step as f64, p.psnr, p.bpp])
         .collect();

@@ -147,10 +147,10 @@ pub fn run(config: &EvalConfig, out: &mut dyn Write, progress: bool) -> anyhow::
                     out.coin_bpp,
                     out.psnr,
                     out.bytes.len(),
-                    out.arch.layers,
-                    out.arch.width,
+                    out.layers(),
+                    out.width(),
                     out.nonzero_weights,
-                    out.fitted.step
+                    out.kept_step()
                 );
                 if progress {
                     eprintln!(

@@ -79,6 +79,10 @@ pub struct CodecArgs {
     /// L0onie: initial drop probability of the gates.
     #[arg(long, default_value_t = 0.05)]
     pub gate_init_drop: f64,
+    /// Cool-chic: Adam learning rate of the noise phase (the rounding phase uses a tenth;
+    /// Ladune et al. 2023 use 1e-2).
+    #[arg(long, default_value_t = 0.01)]
+    pub coolchic_lr: f64,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -57,6 +57,7 @@ impl From<CodecArgs> for CodecConfig {
             prune_fraction: a.prune_fraction,
             no_gate_noise: a.no_gate_noise,
             gate_init_drop: a.gate_init_drop,
+            coolchic_lr: a.coolchic_lr,
             seed: a.seed,
             device: a.device.device,
         }

@@ -1,0 +1,519 @@
+//! Fitting a Cool-chic model to an image under a bit budget, and writing its file.
+//!
+//! ```text
+//! min  MSE(synthesis(upsample(Q(y))), image)   s.t.   bits(file) / budget - 1 <= 0
+//! ```
+//! on the project's training loop and constrained core: the model descends the Lagrangian
+//! `MSE + lambda (R(y) + R_0) / budget`, where `R(y)` is the ARM's differentiable rate of
+//! the (noisy or rounded) latents and `R_0` the measured bits of everything else (header,
+//! weights, checksum); the multiplier `lambda` (nuPI) follows the *true* size of the file
+//! the current model makes, written every step by the decoder's own encoder (the
+//! strict-violation pattern of L0onie's fit). `lambda` is the rate-distortion trade-off
+//! that the papers sweep by hand.
+//!
+//! Phases (Ladune et al. 2023, Sec. 3.3): additive uniform noise on the latents for the
+//! first `noise_fraction` of the steps at `lr`, then rounding with a straight-through
+//! gradient at `lr / 10`. Every `eval_every` steps, a file that fits the budget is decoded
+//! and the best PSNR kept. Last, each network tensor's quantisation step (`2^-e`) is
+//! chosen greedily to minimise `MSE + lambda bits / budget` among files that fit (the
+//! papers' post-training weight quantisation, with the constraint's own multiplier).
+
+use std::cell::{Cell, RefCell};
+
+use burn::module::AutodiffModule;
+use burn::optim::AdamConfig;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use tether_deploy::coolchic::file::QTensor;
+use tether_deploy::coolchic::{Arch, CoolChic, Header, Mlp, encode, synthesis};
+use tether_train::constrained::{
+    CmpState, ConstrainedOptimizer, ConstrainedProblem, ConstraintId, ConstraintKind,
+    ConstraintSet, ConstraintState, DualOptimizer, FormulationConfig, MultiplierConfig,
+    UpdateScheme,
+};
+use tether_train::trainer::{FitOptions, StepsStop, fit_resumable, progress_bar};
+
+use super::model::{CoolChicNet, Geometry, Quant, to_dense};
+use crate::error::CompressError;
+use crate::fit::{FitPoint, FitSettings};
+use crate::image::{Image, mse, psnr_from_mse};
+
+/// Cool-chic's knobs besides the step count.
+#[derive(Clone, Debug)]
+pub struct CoolChicSettings {
+    /// Adam learning rate of the noise phase (Cool-chic: 1e-2); the rounding phase uses a
+    /// tenth of it.
+    pub lr: f64,
+    /// Fraction of the steps with noise (the rest rounds).
+    pub noise_fraction: f64,
+    /// The multiplier's update rule.
+    pub dual: DualOptimizer,
+    /// Decode the file (for the best-PSNR choice) every this many steps.
+    pub eval_every: usize,
+    /// The networks' quantisation step `2^-e` during the fit (searched at the end).
+    pub weight_exponent: u32,
+}
+
+/// A fitted, written image.
+#[derive(Clone, Debug)]
+pub struct FittedCoolChic {
+    /// What the file holds.
+    pub file: CoolChic,
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// The file decoded by `tether_deploy::coolchic`.
+    pub decoded: Image,
+    /// Its PSNR (dB).
+    pub psnr: f64,
+    /// The step the model was kept at.
+    pub step: usize,
+    /// Per step: the training forward pass's PSNR and the real file's bpp.
+    pub history: Vec<FitPoint>,
+    /// The multiplier at the end (the rate-distortion trade-off found).
+    pub multiplier: f64,
+    /// Latents set to zero after the fit because no file fitted the budget (0 normally).
+    pub dropped_latents: usize,
+}
+
+/// PSNR of an MSE of values in `[0, 1]`.
+fn unit_psnr(mse: f64) -> f64 {
+    -10.0 * mse.log10()
+}
+
+fn training_error(e: impl std::fmt::Display) -> CompressError {
+    CompressError::Training(e.to_string())
+}
+
+fn tensors(mlp: &Mlp, exponents: &[u32]) -> Vec<QTensor> {
+    mlp.layers
+        .iter()
+        .flat_map(|l| [&l.weight, &l.bias])
+        .zip(exponents)
+        .map(|(v, &e)| QTensor::quantise(v, e))
+        .collect()
+}
+
+/// Float networks (runtime layout) of a model, ARM then synthesis.
+#[derive(Clone, Debug)]
+struct Networks {
+    arm: Mlp,
+    synth: Mlp,
+}
+
+impl Networks {
+    fn of<B: burn::tensor::backend::Backend>(net: &CoolChicNet<B>) -> Self {
+        Self {
+            arm: to_dense(&net.arm),
+            synth: to_dense(&net.synth),
+        }
+    }
+
+    fn file(&self, header: &Header, exponents: &[u32], latents: Vec<Vec<i32>>) -> CoolChic {
+        let na = 2 * self.arm.layers.len();
+        CoolChic {
+            header: header.clone(),
+            arm: tensors(&self.arm, &exponents[..na]),
+            synthesis: tensors(&self.synth, &exponents[na..]),
+            latents,
+        }
+    }
+}
+
+fn coded(file: &CoolChic) -> Result<Vec<u8>, CompressError> {
+    encode(file).map_err(|e| CompressError::Invalid(format!("internal error: {e}")))
+}
+
+fn decoded(file: &CoolChic) -> Result<Image, CompressError> {
+    let rgb = synthesis::render(file).map_err(|e| CompressError::Invalid(format!("{e}")))?;
+    Image::new(file.header.width, file.header.height, rgb)
+}
+
+struct Problem<B: AutodiffBackend> {
+    bits: ConstraintId,
+    geometry: Geometry<B>,
+    target: Tensor<B, 2>,
+    header: Header,
+    budget: f64,
+    /// The networks' step exponents the file is measured with (per tensor).
+    exponents: RefCell<Vec<u32>>,
+    quant: Cell<Quant>,
+    /// The file of the model last observed, and its bits.
+    last: RefCell<Option<(CoolChic, usize)>>,
+}
+
+impl<B: AutodiffBackend> Problem<B> {
+    /// The file `net` makes (weights at the fit's step) and the bits of its non-latent part.
+    fn measure(&self, net: &CoolChicNet<B>) -> Result<(CoolChic, usize, usize), CompressError> {
+        let nets = Networks::of(net);
+        let exps = self.exponents.borrow().clone();
+        let latents = net.latent_codes();
+        let empty: Vec<Vec<i32>> = latents.iter().map(|l| vec![0; l.len()]).collect();
+        let overhead = coded(&nets.file(&self.header, &exps, empty))?.len() * 8;
+        let file = nets.file(&self.header, &exps, latents);
+        let bits = coded(&file)?.len() * 8;
+        Ok((file, bits, overhead))
+    }
+}
+
+impl<B: AutodiffBackend> ConstrainedProblem<B, CoolChicNet<B>> for Problem<B> {
+    type Input = ();
+
+    fn compute_cmp_state(&self, model: &CoolChicNet<B>, _: &()) -> CmpState<B> {
+        // Encoding cannot fail for the model's own shape; were it to, an infinite size
+        // makes the step an error in the training loop.
+        let (strict, overhead, steps) = match self.measure(model) {
+            Ok((file, bits, overhead)) => {
+                // The steps the file's tensors actually got (coarser where a weight is
+                // too large for the codes at the asked step).
+                let e = |t: &[QTensor]| t.iter().map(|q| q.exponent).collect::<Vec<_>>();
+                let steps = (e(&file.arm), e(&file.synthesis));
+                *self.last.borrow_mut() = Some((file, bits));
+                (bits as f64, overhead as f64, Some(steps))
+            }
+            Err(_) => (f64::INFINITY, 0.0, None),
+        };
+        let f = model.forward(
+            &self.geometry,
+            self.quant.get(),
+            steps.as_ref().map(|(a, s)| (a.as_slice(), s.as_slice())),
+        );
+        let loss = (f.rgb - self.target.clone()).square().mean();
+        let device = loss.device();
+        let strict = Tensor::<B, 1>::from_data(
+            TensorData::new(vec![(strict / self.budget - 1.0) as f32], [1]),
+            &device,
+        );
+        let proxy = f
+            .bits
+            .add_scalar(overhead)
+            .div_scalar(self.budget)
+            .sub_scalar(1.0);
+        CmpState::new(loss).with(
+            self.bits,
+            ConstraintState::new(proxy).with_strict_violation(strict),
+        )
+    }
+}
+
+/// The best file kept so far.
+struct Kept<B: AutodiffBackend> {
+    psnr: f64,
+    step: usize,
+    net: CoolChicNet<B>,
+}
+
+/// Fits `arch` to `image` under `budget_bits` and writes the file.
+///
+/// # Errors
+/// Invalid settings, a failed fit, or a budget no file of `arch` fits.
+pub fn fit_coolchic<B: AutodiffBackend>(
+    image: &Image,
+    arch: &Arch,
+    budget_bits: usize,
+    settings: &FitSettings,
+    cc: &CoolChicSettings,
+    seed: u64,
+    device: &B::Device,
+) -> Result<FittedCoolChic, CompressError> {
+    if settings.steps == 0 || cc.eval_every == 0 {
+        return Err(CompressError::Invalid(
+            "--steps and the evaluation interval must be at least 1".into(),
+        ));
+    }
+    if !(cc.lr.is_finite() && cc.lr > 0.0 && (0.0..=1.0).contains(&cc.noise_fraction)) {
+        return Err(CompressError::Invalid(format!(
+            "the learning rate must be > 0 and the noise fraction in [0, 1], got {} and {}",
+            cc.lr, cc.noise_fraction
+        )));
+    }
+    cc.dual.validate().map_err(training_error)?;
+    B::seed(device, seed);
+    let (w, h) = (image.width, image.height);
+    let header = Header {
+        width: w,
+        height: h,
+        arch: arch.clone(),
+    };
+    let net = CoolChicNet::<B>::new(w, h, arch, device);
+    let mut set = ConstraintSet::<B>::new(device);
+    let bits = set
+        .add(
+            "file bits",
+            ConstraintKind::Inequality,
+            1,
+            FormulationConfig::Lagrangian(
+                MultiplierConfig::new(cc.dual.clone()).with_restart_on_feasible(true),
+            ),
+        )
+        .map_err(training_error)?;
+    let problem = Problem {
+        bits,
+        geometry: Geometry::new(w, h, arch, device),
+        target: Tensor::from_data(TensorData::new(image.to_unit(), [w * h, 3]), device),
+        header: header.clone(),
+        budget: budget_bits as f64,
+        exponents: RefCell::new(vec![
+            cc.weight_exponent;
+            2 * (arch.arm_hidden.len()
+                + arch.synth_hidden.len()
+                + 2)
+        ]),
+        quant: Cell::new(Quant::Noise),
+        last: RefCell::new(None),
+    };
+    let mut opt =
+        ConstrainedOptimizer::new(AdamConfig::new().init(), cc.lr, UpdateScheme::Simultaneous);
+    let noise_steps = (settings.steps as f64 * cc.noise_fraction).round() as usize;
+    let bar = progress_bar(settings.steps, settings.progress.then_some("coolchic"));
+    let pixels = image.pixels() as f64;
+    let history = RefCell::new(Vec::with_capacity(settings.steps));
+    let kept: RefCell<Option<Kept<B>>> = RefCell::new(None);
+    let mut error: Option<CompressError> = None;
+    let mut model = net;
+    for (range, quant, lr) in [
+        (0..noise_steps, Quant::Noise, cc.lr),
+        (noise_steps..settings.steps, Quant::Round, cc.lr / 10.0),
+    ] {
+        if range.is_empty() {
+            continue;
+        }
+        if quant == Quant::Round {
+            // The networks' steps chosen now, with the multiplier reached, so the rounding
+            // phase holds the budget with the steps the file will (mostly) have.
+            let net = model.valid();
+            let nets = Networks::of(&net);
+            let exps = problem.exponents.borrow().clone();
+            let lambda = multiplier_of(&set, bits);
+            let (exps, _) = choose_steps(
+                &nets,
+                &header,
+                exps,
+                net.latent_codes(),
+                image,
+                budget_bits,
+                lambda,
+            )?;
+            *problem.exponents.borrow_mut() = exps;
+        }
+        problem.quant.set(quant);
+        opt.set_lr(lr);
+        let last_step = settings.steps - 1;
+        model = fit_resumable(
+            model,
+            &mut opt,
+            &mut set,
+            &problem,
+            range,
+            seed,
+            &FitOptions::new(0, None),
+            None,
+            |_| (),
+            |step, info| {
+                let strict = info.values.constraints[0].2.as_ref().expect("strict")[0];
+                let file_bits = (strict + 1.0) * budget_bits as f64;
+                history.borrow_mut().push(FitPoint {
+                    step,
+                    psnr: unit_psnr(info.values.loss),
+                    bpp: file_bits / pixels,
+                });
+                bar.inc(1);
+                if strict <= 0.0 && (step % cc.eval_every == 0 || step == last_step) {
+                    let last = problem.last.borrow();
+                    let Some((file, _)) = last.as_ref() else {
+                        return;
+                    };
+                    match decoded(file).and_then(|d| mse(image, &d)) {
+                        Ok(m) => {
+                            let psnr = psnr_from_mse(m);
+                            let mut kept = kept.borrow_mut();
+                            if kept.as_ref().is_none_or(|k| psnr > k.psnr) {
+                                *kept = Some(Kept {
+                                    psnr,
+                                    step,
+                                    net: info.model.clone(),
+                                });
+                            }
+                        }
+                        Err(e) => error = Some(e),
+                    }
+                }
+                if step % 25 == 0 {
+                    let best = kept
+                        .borrow()
+                        .as_ref()
+                        .map_or_else(|| "none fits yet".into(), |k| format!("{:.2} dB", k.psnr));
+                    bar.set_message(format!(
+                        "PSNR {:.2} dB (training), {:.4} bpp, best kept {best}",
+                        unit_psnr(info.values.loss),
+                        file_bits / pixels
+                    ));
+                }
+            },
+            |_, _, _, _| Ok::<(), CompressError>(()),
+        )
+        .map_err(|stop| match stop {
+            StepsStop::Train(e) => training_error(e),
+            StepsStop::Save(e) => e,
+            StepsStop::Interrupted(i) => CompressError::Interrupted(i),
+        })?;
+    }
+    bar.finish();
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let multiplier = multiplier_of(&set, bits);
+    let (net, step, dropped) = match kept.into_inner() {
+        Some(k) => (k.net.valid(), k.step, None),
+        None => (model.valid(), settings.steps - 1, Some(())),
+    };
+    let nets = Networks::of(&net);
+    let mut latents = net.latent_codes();
+    let exps = problem.exponents.borrow().clone();
+    let mut dropped_latents = 0;
+    if dropped.is_some() {
+        (latents, dropped_latents) = drop_latents(
+            &nets,
+            &header,
+            &exps,
+            latents,
+            &net.latent_values(),
+            budget_bits,
+        )?;
+    }
+    // Bits under the budget are free: the final steps maximise the PSNR within it.
+    let (_, (file, bytes, decoded_image, m)) =
+        choose_steps(&nets, &header, exps, latents, image, budget_bits, 0.0)?;
+    if bytes.len() * 8 > budget_bits {
+        return Err(CompressError::Invalid(format!(
+            "internal error: the file has {} bits, over the budget of {budget_bits}",
+            bytes.len() * 8
+        )));
+    }
+    Ok(FittedCoolChic {
+        file,
+        bytes,
+        decoded: decoded_image,
+        psnr: psnr_from_mse(m),
+        step,
+        history: history.into_inner(),
+        multiplier,
+        dropped_latents,
+    })
+}
+
+/// The latents with the fewest nonzero ones of smallest magnitude set to zero so that the
+/// file fits `budget_bits` (by bisection on how many; the file shrinks, give or take the
+/// ARM's contexts, as latents go, and the result is checked).
+fn drop_latents(
+    nets: &Networks,
+    header: &Header,
+    exps: &[u32],
+    latents: Vec<Vec<i32>>,
+    values: &[Vec<f32>],
+    budget_bits: usize,
+) -> Result<(Vec<Vec<i32>>, usize), CompressError> {
+    let mut order: Vec<(f32, usize, usize)> = latents
+        .iter()
+        .enumerate()
+        .flat_map(|(l, level)| {
+            level
+                .iter()
+                .enumerate()
+                .filter(|&(_, &v)| v != 0)
+                .map(move |(i, _)| (values[l][i].abs(), l, i))
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let without = |k: usize| -> Result<(Vec<Vec<i32>>, bool), CompressError> {
+        let mut l = latents.clone();
+        for &(_, lv, i) in &order[..k] {
+            l[lv][i] = 0;
+        }
+        let fits = coded(&nets.file(header, exps, l.clone()))?.len() * 8 <= budget_bits;
+        Ok((l, fits))
+    };
+    if !without(order.len())?.1 {
+        return Err(CompressError::BudgetTooSmall(format!(
+            "{budget_bits} bits cannot hold this Cool-chic network even with no latents; \
+             raise --bpp"
+        )));
+    }
+    let (mut lo, mut hi) = (0, order.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if without(mid)?.1 {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    // The bisection assumed a monotone size; step on until it truly fits.
+    let mut k = lo;
+    loop {
+        let (l, fits) = without(k)?;
+        if fits {
+            return Ok((l, k));
+        }
+        k += 1;
+    }
+}
+
+/// A file, its bytes, its decoding and the decoding's MSE.
+type Written = (CoolChic, Vec<u8>, Image, f64);
+
+/// The multiplier of the constraint `id` (0 before it has one).
+fn multiplier_of<B: AutodiffBackend>(set: &ConstraintSet<B>, id: ConstraintId) -> f64 {
+    set.get(id)
+        .ok()
+        .and_then(|c| c.formulation().multiplier().map(|m| m.to_vec()[0]))
+        .unwrap_or(0.0)
+}
+
+/// Each network tensor's step exponent, chosen greedily in turn (one pass, exponents 2 to
+/// 12) to minimise `MSE + lambda bits / budget` among files within the budget (over the
+/// budget: the smallest file), and the file they make.
+fn choose_steps(
+    nets: &Networks,
+    header: &Header,
+    mut exps: Vec<u32>,
+    latents: Vec<Vec<i32>>,
+    image: &Image,
+    budget_bits: usize,
+    lambda: f64,
+) -> Result<(Vec<u32>, Written), CompressError> {
+    let write = |exps: &[u32]| -> Result<Written, CompressError> {
+        let file = nets.file(header, exps, latents.clone());
+        let bytes = coded(&file)?;
+        let d = decoded(&file)?;
+        let m = mse(image, &d)?;
+        Ok((file, bytes, d, m))
+    };
+    let cost = |w: &Written| {
+        let bits = w.1.len() * 8;
+        if bits > budget_bits {
+            1e9 + bits as f64
+        } else {
+            // Ties (lambda = 0) go to the smaller file.
+            w.3 + lambda.max(1e-12) * bits as f64 / budget_bits as f64
+        }
+    };
+    let mut best = write(&exps)?;
+    let mut best_cost = cost(&best);
+    for t in 0..exps.len() {
+        for e in 2..=12 {
+            if e == exps[t] {
+                continue;
+            }
+            let mut trial = exps.clone();
+            trial[t] = e;
+            let w = write(&trial)?;
+            let c = cost(&w);
+            if c < best_cost {
+                best_cost = c;
+                best = w;
+                exps = trial;
+            }
+        }
+    }
+    Ok((exps, best))
+}
