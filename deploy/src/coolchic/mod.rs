@@ -6,7 +6,7 @@
 //! `ceil(H / 2^l) x ceil(W / 2^l)`, one value per position), the weights of a small
 //! auto-regressive model (ARM) that predicts each latent's Laplace distribution from its
 //! already-decoded causal neighbours, and a small synthesis network. Decoding:
-//! 1. read the quantised network weights ([`file`]);
+//! 1. read the quantised network weights ([`mod@file`]);
 //! 2. entropy-decode each level in raster order, the ARM giving every latent's
 //!    distribution ([`laplace`], [`rans`]);
 //! 3. upsample every level to full resolution (bilinear, [`synthesis`]) and run the

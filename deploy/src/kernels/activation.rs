@@ -540,3 +540,46 @@ mod tests {
         }
     }
 }
+
+/// The activation applied to the output tile before it is stored.
+///
+/// NaN passes through both, as in [`super::activation`]: `max(0, x)` and the clamp are
+/// computed with the operand order of `vmaxps`/`vminps` that returns `x` when it is NaN.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// The identity.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, lo), hi)` (ONNX Clip; ReLU6 is `Clip(0, 6)`).
+    Clip(f32, f32),
+}
+
+impl Act {
+    /// The activation of one value, as the vector code computes it.
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => {
+                if v < 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Act::Clip(lo, hi) => {
+                let m = if v < lo { lo } else { v };
+                if m > hi { hi } else { m }
+            }
+        }
+    }
+}
+
+/// `y = act(y)`, for the kernels that do not apply it to their tiles.
+pub fn activate_in_place(y: &mut [f32], act: Act) {
+    match act {
+        Act::None => {}
+        Act::Relu => y.iter_mut().for_each(|v| *v = Act::Relu.apply(*v)),
+        Act::Clip(..) => y.iter_mut().for_each(|v| *v = act.apply(*v)),
+    }
+}

@@ -3,7 +3,8 @@
 //! is the output `[oc, oh*ow]`, already in `[c, h, w]` order. Grouped convolutions run
 //! this once per group, on the group's channels.
 
-use super::implicit_conv::Act;
+use super::activation::Act;
+use super::rows::copy_short;
 
 /// Geometry of one convolution (of one group).
 #[derive(Clone, Copy, Debug)]
@@ -110,32 +111,6 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
                 }
             }
         }
-    }
-}
-
-/// `dst.copy_from_slice(src)` for the short rows of im2col (a LeNet conv2 patch row is 8
-/// floats, and there are 4,000 of them per sample): `copy_from_slice` is a call to
-/// `memcpy`, whose fixed cost is most of a short copy's. Fixed-size chunks of 8 compile to
-/// inline vector moves; the tail is one more chunk, overlapping the last full one. Rows
-/// under 8 floats keep `copy_from_slice`.
-#[inline(always)]
-pub(crate) fn copy_short(src: &[f32], dst: &mut [f32]) {
-    const W: usize = 8;
-    let n = dst.len();
-    debug_assert_eq!(src.len(), n);
-    if n < W {
-        dst.copy_from_slice(src);
-        return;
-    }
-    for (d, s) in dst.chunks_exact_mut(W).zip(src.chunks_exact(W)) {
-        let s: &[f32; W] = s.try_into().expect("chunk of W");
-        let d: &mut [f32; W] = d.try_into().expect("chunk of W");
-        *d = *s;
-    }
-    if !n.is_multiple_of(W) {
-        let s: &[f32; W] = src[n - W..].try_into().expect("W floats");
-        let d: &mut [f32; W] = (&mut dst[n - W..]).try_into().expect("W floats");
-        *d = *s;
     }
 }
 
@@ -282,7 +257,7 @@ fn depthwise_portable(
             }
         }
     }
-    super::implicit_conv::activate_in_place(y, act);
+    super::activation::activate_in_place(y, act);
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
@@ -335,7 +310,7 @@ mod avx512 {
                     (phase, row) = (0, row + 1);
                 }
                 let src = &xc[r * s.w..(r + 1) * s.w];
-                crate::kernels::implicit_conv::split_row(src, left, sw, plane, &mut padded[base..]);
+                crate::kernels::rows::split_row(src, left, sw, plane, &mut padded[base..]);
             }
             let (pp, yp) = (padded.as_ptr(), y[at * oh * ow..].as_mut_ptr());
             let g = Rows {

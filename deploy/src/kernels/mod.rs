@@ -12,6 +12,7 @@ pub mod layout;
 pub mod packed;
 pub mod pool;
 pub mod resize;
+pub mod rows;
 pub mod select;
 pub mod sell;
 pub mod sparse;
