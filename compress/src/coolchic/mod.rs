@@ -30,7 +30,7 @@ pub fn levels_for(width: usize, height: usize) -> usize {
 /// The network shapes tried, smallest first: `(context, ARM hidden, synthesis hidden)`.
 /// The largest (12 neighbours, two hidden layers of 24 in the ARM, two of 32 in the
 /// synthesis) is about the first Cool-chic's.
-const SHAPES: [(usize, &[usize], &[usize]); 8] = [
+pub const SHAPES: [(usize, &[usize], &[usize]); 8] = [
     (4, &[], &[6]),
     (6, &[], &[8]),
     (8, &[8], &[8]),
@@ -42,9 +42,9 @@ const SHAPES: [(usize, &[usize], &[usize]); 8] = [
 ];
 
 /// Bits a network weight takes on average (measured: 4-6 at the steps the fit picks).
-const BITS_PER_WEIGHT: f64 = 6.0;
+pub const BITS_PER_WEIGHT: f64 = 6.0;
 /// Share of the budget the networks may take.
-const NETWORK_SHARE: f64 = 0.2;
+pub const NETWORK_SHARE: f64 = 0.2;
 
 /// The largest shape of [`SHAPES`] whose networks take at most [`NETWORK_SHARE`] of
 /// `budget_bits` at [`BITS_PER_WEIGHT`].
