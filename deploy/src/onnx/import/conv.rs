@@ -12,9 +12,58 @@ use super::attrs::Attrs;
 use super::importer::{Importer, dims, malformed, unsupported};
 use crate::format::{ConvGeom, MAX_RANK, PadGeom, PadMode, PoolGeom, conv_out};
 use crate::onnx::error::OnnxError;
-use crate::write::OpSpec;
+use crate::write::{OpSpec, ValueId};
+
+/// The geometry attributes Conv and ConvTranspose share, as read (1-D or 2-D).
+pub(super) struct Geometry {
+    pub kernel_shape: Option<Vec<i64>>,
+    pub strides: Vec<i64>,
+    pub dilations: Vec<i64>,
+    pub pads: Vec<i64>,
+}
 
 impl Importer {
+    /// A 1-D convolution (`[.., C, L]`, PyTorch's Conv1d and ConvTranspose1d) as a 2-D one
+    /// of height 1: the input reshaped to `[.., C, 1, L]`, the weight `[.., k]` to
+    /// `[.., 1, k]`, and each attribute given a leading unit axis (no padding on it); a
+    /// 2-D one as it is. Then `kernel_shape`, where given, must be the weight's.
+    pub(super) fn lift_1d(
+        &mut self,
+        op: &str,
+        one_d: bool,
+        g: &mut Geometry,
+        weight: &mut Vec<usize>,
+        x: ValueId,
+        d: Vec<usize>,
+    ) -> Result<(ValueId, Vec<usize>), OnnxError> {
+        let lifted = if one_d {
+            if g.strides.len() != 1 || g.dilations.len() != 1 || g.pads.len() != 2 {
+                return malformed(format!("1-D {op} attributes of another rank"));
+            }
+            g.strides.insert(0, 1);
+            g.dilations.insert(0, 1);
+            g.pads = vec![0, g.pads[0], 0, g.pads[1]];
+            if let Some(k) = &mut g.kernel_shape {
+                k.insert(0, 1);
+            }
+            weight.insert(2, 1);
+            let mut d2 = d.clone();
+            d2.insert(d2.len() - 1, 1);
+            let y = self.b.op(OpSpec::Reshape(dims(&d2)?), &[x]);
+            (y, d2)
+        } else {
+            (x, d)
+        };
+        if let Some(ks) = &g.kernel_shape
+            && (ks.len() != 2 || ks[0] as usize != weight[2] || ks[1] as usize != weight[3])
+        {
+            return malformed(format!(
+                "kernel_shape {ks:?} differs from the weight {weight:?}"
+            ));
+        }
+        Ok(lifted)
+    }
+
     /// Conv, 2-D; a 1-D Conv (`[N, C, L]`, PyTorch's Conv1d) runs as a 2-D one of height
     /// 1 between two reshapes.
     pub(super) fn conv(&mut self, n: &NodeProto, at: &mut Attrs) -> Result<(), OnnxError> {
@@ -31,42 +80,28 @@ impl Importer {
         }
         let sd = w.dims.len() - 2;
         let auto_pad = at.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
-        let mut ks = at.ints("kernel_shape");
-        let mut strides = at.ints("strides").unwrap_or_else(|| vec![1; sd]);
-        let mut dil = at.ints("dilations").unwrap_or_else(|| vec![1; sd]);
-        let mut pads = at.ints("pads").unwrap_or_else(|| vec![0; 2 * sd]);
+        let ks = at.ints("kernel_shape");
+        let strides = at.ints("strides").unwrap_or_else(|| vec![1; sd]);
+        let dil = at.ints("dilations").unwrap_or_else(|| vec![1; sd]);
+        let pads = at.ints("pads").unwrap_or_else(|| vec![0; 2 * sd]);
         let group = at.int("group", 1);
         let (x0, d0, batched) = self.operand(n, 0)?;
-        let (x, d) = if one_d {
-            // [.., C, L] -> [.., C, 1, L]; the 1-D attributes gain a leading unit axis.
-            if self.full_shape(&d0, batched).len() != 3 {
-                return unsupported("1-D Conv of other than [N, C, L]");
-            }
-            if strides.len() != 1 || dil.len() != 1 || pads.len() != 2 {
-                return malformed("1-D Conv attributes of another rank");
-            }
-            strides.insert(0, 1);
-            dil.insert(0, 1);
-            pads = vec![0, pads[0], 0, pads[1]];
-            if let Some(k) = &mut ks {
-                k.insert(0, 1);
-            }
-            w.dims.insert(2, 1);
-            let mut d = d0.clone();
-            d.insert(d.len() - 1, 1);
-            let y = self.b.op(OpSpec::Reshape(dims(&d)?), &[x0]);
-            (y, d)
-        } else {
-            (x0, d0)
-        };
-        if let Some(ks) = &ks
-            && (ks.len() != 2 || ks[0] as usize != w.dims[2] || ks[1] as usize != w.dims[3])
-        {
-            return malformed(format!(
-                "kernel_shape {ks:?} differs from the weight {:?}",
-                w.dims
-            ));
+        if one_d && self.full_shape(&d0, batched).len() != 3 {
+            return unsupported("1-D Conv of other than [N, C, L]");
         }
+        let mut geom = Geometry {
+            kernel_shape: ks,
+            strides,
+            dilations: dil,
+            pads,
+        };
+        let (x, d) = self.lift_1d("Conv", one_d, &mut geom, &mut w.dims, x0, d0)?;
+        let Geometry {
+            strides,
+            dilations: dil,
+            pads,
+            ..
+        } = geom;
         if self.full_shape(&d, batched).len() != 4 {
             return unsupported("Conv of other than [N, C, H, W]");
         }

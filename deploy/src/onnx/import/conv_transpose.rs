@@ -9,6 +9,7 @@ use std::vec::Vec;
 use onnx_protobuf::NodeProto;
 
 use super::attrs::Attrs;
+use super::conv::Geometry;
 use super::importer::{Importer, dims, malformed, unsupported};
 use crate::format::ConvTransposeGeom;
 use crate::onnx::error::OnnxError;
@@ -36,10 +37,10 @@ impl Importer {
         }
         let sd = w.dims.len() - 2;
         let auto_pad = at.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
-        let mut ks = at.ints("kernel_shape");
-        let mut strides = at.ints("strides").unwrap_or_else(|| vec![1; sd]);
-        let mut dil = at.ints("dilations").unwrap_or_else(|| vec![1; sd]);
-        let mut pads = at.ints("pads").unwrap_or_else(|| vec![0; 2 * sd]);
+        let ks = at.ints("kernel_shape");
+        let strides = at.ints("strides").unwrap_or_else(|| vec![1; sd]);
+        let dil = at.ints("dilations").unwrap_or_else(|| vec![1; sd]);
+        let pads = at.ints("pads").unwrap_or_else(|| vec![0; 2 * sd]);
         let mut out_pad = at.ints("output_padding").unwrap_or_else(|| vec![0; sd]);
         let mut out_shape = at.ints("output_shape");
         let group = at.int("group", 1);
@@ -51,33 +52,29 @@ impl Importer {
                 if one_d { "L" } else { "H, W" }
             ));
         }
-        let (x, d) = if one_d {
-            if strides.len() != 1 || dil.len() != 1 || pads.len() != 2 || out_pad.len() != 1 {
+        if one_d {
+            // ConvTranspose's own per-axis lists gain the unit axis too.
+            if out_pad.len() != 1 {
                 return malformed("1-D ConvTranspose attributes of another rank");
             }
-            strides.insert(0, 1);
-            dil.insert(0, 1);
             out_pad.insert(0, 0);
-            pads = vec![0, pads[0], 0, pads[1]];
-            for v in [&mut ks, &mut out_shape].into_iter().flatten() {
+            if let Some(v) = &mut out_shape {
                 v.insert(0, 1);
             }
-            w.dims.insert(2, 1);
-            let mut d = d0.clone();
-            d.insert(d.len() - 1, 1);
-            let y = self.b.op(OpSpec::Reshape(dims(&d)?), &[x0]);
-            (y, d)
-        } else {
-            (x0, d0)
-        };
-        if let Some(ks) = &ks
-            && (ks.len() != 2 || ks[0] as usize != w.dims[2] || ks[1] as usize != w.dims[3])
-        {
-            return malformed(format!(
-                "kernel_shape {ks:?} differs from the weight {:?}",
-                w.dims
-            ));
         }
+        let mut geom = Geometry {
+            kernel_shape: ks,
+            strides,
+            dilations: dil,
+            pads,
+        };
+        let (x, d) = self.lift_1d("ConvTranspose", one_d, &mut geom, &mut w.dims, x0, d0)?;
+        let Geometry {
+            strides,
+            dilations: dil,
+            pads,
+            ..
+        } = geom;
         let r = d.len();
         let pair = |v: &[i64], what: &str, lo: i64| -> Result<[usize; 2], OnnxError> {
             if v.len() != 2 || v.iter().any(|&x| !(lo..=65535).contains(&x)) {
