@@ -122,16 +122,17 @@ impl FlashFit {
     }
 }
 
-/// The smallest sparsity `>= from` (in steps of 1e-4) at which `net`, its layers but the
-/// last pruned by magnitude ([`GraphNet::prune_magnitude`]'s counts: `round(s n)` removed
-/// per layer), is written in at most `budget` bytes.
-fn flash_sparsity<B: Backend>(
-    net: &GraphNet<B>,
+/// The smallest sparsity `>= from` (in steps of 1e-4) at which the network exported as
+/// `export`, its pruned layers (`hidden` weights each) pruned by magnitude
+/// ([`GraphNet::prune_magnitude`]'s counts: `round(s n)` removed per layer), is written in
+/// at most `budget` bytes.
+fn flash_sparsity(
+    export: &[u8],
+    hidden: Vec<usize>,
     budget: usize,
     from: f64,
 ) -> anyhow::Result<FlashFit> {
-    let hidden = pruned_numels(net);
-    let model = FlashModel::from_export(&net.to_deploy()?, &hidden)?;
+    let model = FlashModel::from_export(export, &hidden)?;
     let min = model.min_size();
     anyhow::ensure!(
         budget >= min,
@@ -200,25 +201,26 @@ impl LatencyFit {
     }
 }
 
-/// The smallest sparsity `>= from` at which `net`, its layers but the last pruned by
-/// magnitude, is predicted to run one inference of `batch` samples in at most `budget`
-/// seconds: the deploy kernels are timed on the network's export, each pruned layer at
-/// several densities ([`LatencyModel::measure`], as `prune --max-latency` does).
-fn latency_sparsity<B: Backend>(
-    net: &GraphNet<B>,
+/// The smallest sparsity `>= from` at which the network exported as `export`, its pruned
+/// layers (`numels` weights each) pruned by magnitude, is predicted to run one inference
+/// of `batch` samples in at most `budget` seconds: the deploy kernels are timed on the
+/// export, each pruned layer at several densities ([`LatencyModel::measure`], as `prune
+/// --max-latency` does).
+fn latency_sparsity(
+    export: &[u8],
+    numels: Vec<usize>,
     budget: f64,
     from: f64,
     batch: usize,
     progress: bool,
 ) -> anyhow::Result<LatencyFit> {
-    let numels = pruned_numels(net);
     if progress {
         println!(
             "timing the deploy kernels for the latency model ({} pruned layers, batch {batch})",
             numels.len()
         );
     }
-    let model = LatencyModel::measure(&net.to_deploy()?, &numels, batch, LATENCY_TRIALS)?;
+    let model = LatencyModel::measure(export, &numels, batch, LATENCY_TRIALS)?;
     let min = model.min_latency();
     anyhow::ensure!(
         budget >= min,
@@ -450,15 +452,27 @@ pub(super) fn train<B: AutodiffBackend>(
                 .count()
         );
     }
-    // A flash budget sets the sparsity (checked now, before any training).
+    // A flash budget sets the sparsity (checked now, before any training), from the
+    // network's export (written once for both budgets' models).
+    let export = if c.max_flash.is_some() || c.max_latency.is_some() {
+        fresh.valid().to_deploy()?
+    } else {
+        Vec::new()
+    };
     let flash = match c.max_flash {
-        Some(Bytes(max)) => Some(flash_sparsity(&fresh.valid(), max as usize, c.sparsity)?),
+        Some(Bytes(max)) => Some(flash_sparsity(
+            &export,
+            pruned_numels(&fresh),
+            max as usize,
+            c.sparsity,
+        )?),
         None => None,
     };
     // A latency budget too, from the same starting sparsity; the larger of the two wins.
     let latency = match c.max_latency {
         Some(Seconds(max)) => Some(latency_sparsity(
-            &fresh.valid(),
+            &export,
+            pruned_numels(&fresh),
             max,
             c.sparsity,
             c.latency_batch,
