@@ -276,34 +276,35 @@ fn a_latency_budget_is_measured_and_reported_on_the_written_model() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// A quick fair-prune run on 1,000 MNIST images (one dense, one fine-tuning epoch).
+const FAIR_QUICK: [&str; 9] = [
+    "fair-prune",
+    "--dataset",
+    "mnist",
+    "--train-limit",
+    "1000",
+    "--dense-epochs",
+    "1",
+    "--epochs",
+    "1",
+];
+
 #[test]
 fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
     if !mnist_is_there() {
         return;
     }
     let out = out_dir("fair-flash");
-    let base = [
-        "fair-prune",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "1000",
-        "--dense-epochs",
-        "1",
-        "--epochs",
-        "1",
-        "--sparsity",
-        "0",
-    ];
+    let base = [FAIR_QUICK.as_slice(), &["--sparsity", "0"]].concat();
     // Below the output layer, biases and row pointers: refused before training.
-    let mut args = base.to_vec();
+    let mut args = base.clone();
     args.extend(["--max-flash", "1KiB", "--out", out.to_str().unwrap()]);
     let (ok, _, err) = tether_train(&args);
     assert!(!ok);
     assert!(err.contains("cannot be written in under"), "{err}");
     assert!(!out.join("dense.tthr").exists(), "refused before training");
 
-    let mut args = base.to_vec();
+    let mut args = base.clone();
     args.extend(["--max-flash", "64KiB", "--out", out.to_str().unwrap()]);
     let (ok, stdout, err) = tether_train(&args);
     assert!(ok, "{err}");
@@ -334,26 +335,14 @@ fn fair_prune_takes_a_latency_budget_beside_the_flash_one() {
         return;
     }
     let out = out_dir("fair-latency");
-    let base = [
-        "fair-prune",
-        "--dataset",
-        "mnist",
-        "--train-limit",
-        "1000",
-        "--dense-epochs",
-        "1",
-        "--epochs",
-        "1",
-        "--sparsity",
-        "0.5",
-    ];
-    let mut args = base.to_vec();
+    let base = [FAIR_QUICK.as_slice(), &["--sparsity", "0.5"]].concat();
+    let mut args = base.clone();
     args.extend(["--max-latency", "1ns", "--out", out.to_str().unwrap()]);
     let (ok, _, err) = tether_train(&args);
     assert!(!ok && err.contains("takes at least"), "{err}");
     assert!(!out.exists(), "refused before training");
 
-    let mut args = base.to_vec();
+    let mut args = base.clone();
     args.extend([
         "--max-latency",
         "1s",
