@@ -10,11 +10,28 @@
 //! weights and writes the same graph back ([`tether_deploy::rebuild`]), so a pruned model
 //! leaves as it came in, op for op, and exports to ONNX through `tether-deploy`.
 //!
+//! BatchNorm: PyTorch's default export (either exporter, eval mode) folds every
+//! BatchNorm that follows a convolution into the convolution's weight and bias, so the
+//! file has none; an export without that folding has BatchNormalization nodes, which
+//! the importer turns into a per-channel `Mul` and `Add` by constants.
+//! [`GraphNet::train_batch_norms`] gives the net trainable [`BatchNorm`]s again (batch
+//! statistics in training, running statistics in evaluation, as PyTorch's
+//! `model.train()` fine-tuning does): one in place of each such `Mul`/`Add` pair that
+//! follows a layer, and with [`NormSites::AfterConvs`] one after every convolution
+//! (with a bias) not already followed by one, which is where the default export's were
+//! folded. Each is calibrated on a batch so the net starts equal to the imported one,
+//! and [`GraphNet::to_deploy`] folds it back (into the two constants, or into the
+//! convolution's weight and bias): the exported graph has the imported graph's ops.
+//! Frozen, the folded statistics no longer match a convolution's output once its
+//! weights are pruned, and a pretrained network's pruning collapses (BENCHMARKS.md,
+//! own-model section).
+//!
 //! Values are carried flattened, `[batch, numel]` (a constant `[1, numel]`), and reshaped
 //! to the rank an op needs: per-sample shapes are known when the net is built, so no
 //! shape is computed per step.
 
-use burn::module::{Module, Param, ParamId};
+use burn::module::{Module, Param, ParamId, RunningState};
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation;
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{PadMode as BurnPad, PaddedConvOptions};
@@ -79,6 +96,97 @@ struct GraphNode {
     output: usize,
     /// The layer of a Linear or Conv node, the constant of a Const node.
     slot: usize,
+    /// The node's part in a folded BatchNorm ([`NormSite`]).
+    norm: Option<NormRole>,
+}
+
+/// A node's part in a BatchNorm site ([`NormSite`]).
+#[derive(Clone, Copy, Debug)]
+enum NormRole {
+    /// The `Mul` of an affine site: computes the whole BatchNorm of site `.0`.
+    Apply(usize),
+    /// The `Add` of an affine site: passes its input `.0` (the `Apply`'s output) through.
+    Pass(usize),
+    /// A convolution followed by the BatchNorm of site `.0`.
+    AfterLayer(usize),
+}
+
+/// Which BatchNorms [`GraphNet::train_batch_norms`] trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NormSites {
+    /// None: every folded BatchNorm stays a frozen affine map.
+    None,
+    /// The file's BatchNormalization nodes that follow a layer (an export without
+    /// BatchNorm folding).
+    Imported,
+    /// Those, and one after every convolution with a bias that none follows: where
+    /// PyTorch's default export folded them.
+    #[default]
+    AfterConvs,
+}
+
+/// Where a trainable BatchNorm sits and what it starts as.
+#[derive(Clone, Debug)]
+enum NormKind {
+    /// A BatchNorm the importer made `Mul(x, scale)` then `Add(., shift)`, by
+    /// per-channel constants, right after a Linear or Conv layer.
+    Affine {
+        /// The const slots of the scale and the shift.
+        consts: [usize; 2],
+        /// The deploy model's tensors of the scale and the shift.
+        tensors: [usize; 2],
+    },
+    /// After layer `.0`, a convolution whose weight and bias hold a folded BatchNorm
+    /// (it starts as the identity).
+    AfterConv(usize),
+}
+
+/// A trainable BatchNorm's place in the graph.
+#[derive(Clone, Debug)]
+struct NormSite {
+    /// The per-sample shape of the normalised value.
+    dims: Vec<usize>,
+    /// Its channel axis; the axes before it are batch axes too (a static-shape export's).
+    axis: usize,
+    kind: NormKind,
+}
+
+impl NormSite {
+    /// `[lead, channels, rest]`: the normalised value as BatchNorm sees it, per sample.
+    fn split(&self) -> [usize; 3] {
+        let d = &self.dims;
+        [
+            numel(&d[..self.axis]),
+            d[self.axis],
+            numel(&d[self.axis + 1..]),
+        ]
+    }
+
+    fn channels(&self) -> usize {
+        self.dims[self.axis]
+    }
+
+    /// `y = BatchNorm(x)` for `x` `[batch, numel(dims)]`.
+    fn apply<B: Backend>(&self, bn: &BatchNorm<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [b, n] = x.dims();
+        let [lead, c, rest] = self.split();
+        bn.forward(x.reshape([b * lead, c, rest])).reshape([b, n])
+    }
+
+    /// The per-channel mean and (biased) variance of `x`, `[batch, numel(dims)]`, over
+    /// the batch and the other axes: BatchNorm's batch statistics.
+    fn stats<B: Backend>(&self, x: Tensor<B, 2>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let b = x.dims()[0];
+        let [lead, c, rest] = self.split();
+        let per_channel = x
+            .detach()
+            .reshape([b * lead, c, rest])
+            .swap_dims(0, 1)
+            .reshape([c, b * lead * rest]);
+        let mean = per_channel.clone().mean_dim(1);
+        let var = (per_channel - mean.clone()).square().mean_dim(1);
+        (mean.reshape([c]), var.reshape([c]))
+    }
 }
 
 /// The graph and shapes, fixed when the net is built.
@@ -92,6 +200,17 @@ struct Graph {
     output: usize,
     /// Per layer: the weight tensor and the bias tensor of the deploy model.
     tensors: Vec<(usize, Option<usize>)>,
+    /// The folded BatchNorms.
+    norm_sites: Vec<NormSite>,
+}
+
+/// How a forward pass treats the folded BatchNorms.
+enum NormPass<'a, B: Backend> {
+    /// The trained [`BatchNorm`]s when there are, else the folded constants.
+    Auto,
+    /// The folded constants, no gates, and each site's batch mean and variance of its
+    /// input collected ([`GraphNet::train_batch_norms`]).
+    Calibrate(&'a mut Vec<Option<(Tensor<B, 1>, Tensor<B, 1>)>>),
 }
 
 /// A trainable, gateable network interpreting a `tether-deploy` model graph.
@@ -101,6 +220,9 @@ pub struct GraphNet<B: Backend> {
     pub layers: Vec<GraphLayer<B>>,
     /// The graph's constants (flattened), frozen.
     pub consts: Vec<Param<Tensor<B, 1>>>,
+    /// The trained BatchNorms, one per site, or none (the folded BatchNorms stay
+    /// frozen): see [`GraphNet::train_batch_norms`].
+    pub norms: Vec<BatchNorm<B>>,
     #[module(skip)]
     graph: Graph,
 }
@@ -249,20 +371,166 @@ impl<B: Backend> GraphNet<B> {
                 inputs: node.inputs().to_vec(),
                 output: node.output,
                 slot,
+                norm: None,
             });
         }
-        let shapes = model.shapes.iter().map(|d| d.as_slice().to_vec()).collect();
+        let shapes: Vec<Vec<usize>> = model.shapes.iter().map(|d| d.as_slice().to_vec()).collect();
+        let norm_sites = find_norm_sites(&mut nodes, &shapes, model.output);
         Ok(Self {
             layers,
             consts,
+            norms: Vec::new(),
             graph: Graph {
                 bytes: bytes.to_vec(),
                 nodes,
                 shapes,
                 output: model.output,
                 tensors,
+                norm_sites,
             },
         })
+    }
+
+    /// How many BatchNorms [`Self::train_batch_norms`] would train with `sites`.
+    pub fn batch_norm_sites(&self, sites: NormSites) -> usize {
+        match sites {
+            NormSites::None => 0,
+            NormSites::Imported => self.graph.norm_sites.len(),
+            NormSites::AfterConvs => self.graph.norm_sites.len() + self.bare_convs().len(),
+        }
+    }
+
+    /// The convolutions with a bias that no BatchNorm site follows: `(node, layer)`.
+    fn bare_convs(&self) -> Vec<(usize, usize)> {
+        let g = &self.graph;
+        g.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.op, Op::Conv2d { bias: Some(_), .. }))
+            .filter(|(_, n)| {
+                !g.nodes.iter().any(|m| {
+                    matches!(m.norm, Some(NormRole::Apply(_)))
+                        && m.inputs.first() == Some(&n.output)
+                })
+            })
+            .map(|(k, n)| (k, n.slot))
+            .collect()
+    }
+
+    /// Gives the net trainable [`BatchNorm`]s at `sites` (momentum `momentum`, epsilon
+    /// 1e-5; PyTorch's defaults are 0.1 and 1e-5). Call it once, before training (and
+    /// before loading a record saved from a net that had them).
+    ///
+    /// A folded BatchNorm is a per-channel `x * scale + shift`: the import kept only
+    /// `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` (for one
+    /// folded into a convolution, the convolution computes `x * scale + shift` and the
+    /// site starts from `scale = 1`, `shift = 0`). So the statistics are measured: on
+    /// `x`, a batch of inputs, through the net as imported (no gates), each site's batch
+    /// mean `m` and variance `v` of its input become its running statistics, and
+    /// `gamma = scale * sqrt(v + eps)`, `beta = shift + m * scale`, so that in evaluation
+    /// `gamma (x - m) / sqrt(v + eps) + beta = x * scale + shift`: the net computes what
+    /// it computed before, and in training it normalises by the batch.
+    #[must_use]
+    pub fn train_batch_norms(mut self, x: Tensor<B, 2>, momentum: f64, sites: NormSites) -> Self {
+        match sites {
+            NormSites::None => self.graph.norm_sites.clear(),
+            NormSites::Imported => {}
+            NormSites::AfterConvs => {
+                for (k, layer) in self.bare_convs() {
+                    let s = self.graph.norm_sites.len();
+                    let node = &mut self.graph.nodes[k];
+                    node.norm = Some(NormRole::AfterLayer(s));
+                    let dims = self.graph.shapes[node.output].clone();
+                    self.graph.norm_sites.push(NormSite {
+                        axis: dims.len() - 3,
+                        dims,
+                        kind: NormKind::AfterConv(layer),
+                    });
+                }
+            }
+        }
+        if sites == NormSites::None {
+            for n in &mut self.graph.nodes {
+                n.norm = None;
+            }
+        }
+        let sites = self.graph.norm_sites.len();
+        if sites == 0 {
+            return self;
+        }
+        let device = x.device();
+        let mut stats = vec![None; sites];
+        drop(self.forward_pass(x, GateMode::Deterministic, NormPass::Calibrate(&mut stats)));
+        let eps = 1e-5;
+        self.norms = self
+            .graph
+            .norm_sites
+            .iter()
+            .zip(stats)
+            .map(|(site, s)| {
+                let (mean, var) = s.expect("every site is computed");
+                let channels = site.channels();
+                let [scale, shift] = match site.kind {
+                    NormKind::Affine { consts, .. } => {
+                        consts.map(|c| self.consts[c].val().detach())
+                    }
+                    NormKind::AfterConv(_) => [
+                        Tensor::ones([channels], &device),
+                        Tensor::zeros([channels], &device),
+                    ],
+                };
+                let mut bn = BatchNormConfig::new(channels)
+                    .with_momentum(momentum)
+                    .with_epsilon(eps)
+                    .init(&device);
+                let std = var.clone().add_scalar(eps).sqrt();
+                bn.gamma = Param::from_tensor(scale.clone() * std);
+                bn.beta = Param::from_tensor(shift + mean.clone() * scale);
+                bn.running_mean = RunningState::new(mean);
+                bn.running_var = RunningState::new(var);
+                bn
+            })
+            .collect();
+        self
+    }
+
+    /// Site `s`'s trained BatchNorm in evaluation as `x * scale + shift`, from its
+    /// running statistics.
+    fn norm_affine(&self, s: usize) -> [Tensor<B, 1>; 2] {
+        let bn = &self.norms[s];
+        let scale = bn.gamma.val() / bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        [scale, shift]
+    }
+
+    /// The trained BatchNorms of affine sites folded back into their constants (deploy
+    /// tensor index, values); those after a convolution are in [`Self::folded_layers`].
+    fn folded_norms(&self) -> Vec<(usize, Vec<f32>)> {
+        let mut out = Vec::new();
+        if self.norms.is_empty() {
+            return out;
+        }
+        for (s, site) in self.graph.norm_sites.iter().enumerate() {
+            if let NormKind::Affine { tensors, .. } = site.kind {
+                let [scale, shift] = self.norm_affine(s);
+                out.push((tensors[0], to_vec(scale)));
+                out.push((tensors[1], to_vec(shift)));
+            }
+        }
+        out
+    }
+
+    /// The trained BatchNorm after layer `layer`, if any, as `[scale, shift]`.
+    fn layer_norm_affine(&self, layer: usize) -> Option<[Tensor<B, 1>; 2]> {
+        if self.norms.is_empty() {
+            return None;
+        }
+        let s = self
+            .graph
+            .norm_sites
+            .iter()
+            .position(|site| matches!(site.kind, NormKind::AfterConv(l) if l == layer))?;
+        Some(self.norm_affine(s))
     }
 
     /// Per-sample input shape.
@@ -277,13 +545,40 @@ impl<B: Backend> GraphNet<B> {
 
     /// The output `[batch, numel(output)]` for flattened inputs `[batch, numel(input)]`.
     pub fn forward(&self, x: Tensor<B, 2>, mode: GateMode) -> Tensor<B, 2> {
+        self.forward_pass(x, mode, NormPass::Auto)
+    }
+
+    fn forward_pass(
+        &self,
+        x: Tensor<B, 2>,
+        mode: GateMode,
+        mut norms: NormPass<B>,
+    ) -> Tensor<B, 2> {
         let g = &self.graph;
+        let trained = matches!(norms, NormPass::Auto) && !self.norms.is_empty();
+        // Calibration measures the imported net: no gates.
+        let gated = matches!(norms, NormPass::Auto);
         let mut vals: Vec<Option<Tensor<B, 2>>> = vec![None; g.shapes.len()];
         vals[0] = Some(x);
         for node in &g.nodes {
             let get = |i: usize| vals[node.inputs[i]].clone().expect("computed before");
             let dims = |i: usize| g.shapes[node.inputs[i]].as_slice();
             let out = g.shapes[node.output].as_slice();
+            match (node.norm, &mut norms) {
+                (Some(NormRole::Apply(s)), _) if trained => {
+                    vals[node.output] = Some(g.norm_sites[s].apply(&self.norms[s], get(0)));
+                    continue;
+                }
+                (Some(NormRole::Pass(i)), _) if trained => {
+                    vals[node.output] = Some(get(i));
+                    continue;
+                }
+                (Some(NormRole::Apply(s)), NormPass::Calibrate(stats)) => {
+                    stats[s] = Some(g.norm_sites[s].stats(get(0)));
+                }
+                _ => {}
+            }
+            let mode = gated.then_some(mode);
             let y = match node.op {
                 Op::Linear { .. } => self.linear(node.slot, get(0), dims(0), mode),
                 Op::Conv2d { geom, .. } => {
@@ -300,8 +595,17 @@ impl<B: Backend> GraphNet<B> {
                         geom.dilation,
                         geom.group,
                     );
-                    let y = self.conv(node.slot, x, opts, mode);
-                    y.reshape([b, numel(out)])
+                    let y = self.conv(node.slot, x, opts, mode).reshape([b, numel(out)]);
+                    match (node.norm, &mut norms) {
+                        (Some(NormRole::AfterLayer(s)), _) if trained => {
+                            g.norm_sites[s].apply(&self.norms[s], y)
+                        }
+                        (Some(NormRole::AfterLayer(s)), NormPass::Calibrate(stats)) => {
+                            stats[s] = Some(g.norm_sites[s].stats(y.clone()));
+                            y
+                        }
+                        _ => y,
+                    }
                 }
                 Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
                     let d = dims(0);
@@ -424,10 +728,11 @@ impl<B: Backend> GraphNet<B> {
     fn weight_factor(
         &self,
         l: &GraphLayer<B>,
-        mode: GateMode,
+        mode: Option<GateMode>,
         dims: &[usize],
     ) -> Option<Tensor<B, 1>> {
-        match (self.gate_factor(l, mode, dims), &l.mask) {
+        let z = mode.and_then(|mode| self.gate_factor(l, mode, dims));
+        match (z, &l.mask) {
             (Some(z), Some(m)) => Some(z * m.clone()),
             (None, Some(m)) => Some(m.clone()),
             (z, None) => z,
@@ -463,7 +768,14 @@ impl<B: Backend> GraphNet<B> {
         }
     }
 
-    fn linear(&self, slot: usize, x: Tensor<B, 2>, d: &[usize], mode: GateMode) -> Tensor<B, 2> {
+    /// Layer `slot` as a linear layer; `mode` `None` leaves the gates out.
+    fn linear(
+        &self,
+        slot: usize,
+        x: Tensor<B, 2>,
+        d: &[usize],
+        mode: Option<GateMode>,
+    ) -> Tensor<B, 2> {
         let l = &self.layers[slot];
         let mut w = l.linear.as_ref().expect("a linear layer").val();
         let [out, inp] = w.dims();
@@ -476,7 +788,7 @@ impl<B: Backend> GraphNet<B> {
         if let Some(bias) = &l.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
-        if let Some(z) = self.unit_gates(l, mode) {
+        if let Some(z) = mode.and_then(|mode| self.unit_gates(l, mode)) {
             y = y * z.unsqueeze_dim(0);
         }
         y.reshape([b, rows * out])
@@ -487,7 +799,7 @@ impl<B: Backend> GraphNet<B> {
         slot: usize,
         x: Tensor<B, 4>,
         opts: PaddedConvOptions<2>,
-        mode: GateMode,
+        mode: Option<GateMode>,
     ) -> Tensor<B, 4> {
         let l = &self.layers[slot];
         let mut w = l.conv.as_ref().expect("a conv layer").val();
@@ -496,7 +808,7 @@ impl<B: Backend> GraphNet<B> {
             w = w * z.reshape(wd);
         }
         let mut y = conv2d(x, w, l.bias.as_ref().map(|b| b.val()), opts);
-        if let Some(z) = self.unit_gates(l, mode) {
+        if let Some(z) = mode.and_then(|mode| self.unit_gates(l, mode)) {
             y = y * z.reshape([1, wd[0], 1, 1]);
         }
         y
@@ -508,7 +820,8 @@ impl<B: Backend> GraphNet<B> {
         let mode = GateMode::Deterministic;
         self.layers
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(i, l)| {
                 let (w, dims): (Tensor<B, 1>, Vec<usize>) = match (&l.linear, &l.conv) {
                     (Some(w), _) => {
                         let d = w.dims();
@@ -521,7 +834,7 @@ impl<B: Backend> GraphNet<B> {
                     _ => unreachable!("a layer has a weight"),
                 };
                 let mut w = w;
-                if let Some(z) = self.weight_factor(l, mode, &dims) {
+                if let Some(z) = self.weight_factor(l, Some(mode), &dims) {
                     w = w * z;
                 }
                 let unit = self.unit_gates(l, mode);
@@ -530,12 +843,22 @@ impl<B: Backend> GraphNet<B> {
                     let z = z.clone().reshape([dims[0], 1]).repeat_dim(1, per);
                     w = w * z.reshape([numel(&dims)]);
                 }
-                let bias = l.bias.as_ref().map(|b| {
-                    to_vec(match &unit {
-                        Some(z) => b.val() * z.clone(),
-                        None => b.val(),
-                    })
+                let mut bias = l.bias.as_ref().map(|b| match &unit {
+                    Some(z) => b.val() * z.clone(),
+                    None => b.val(),
                 });
+                if let Some([scale, shift]) = self.layer_norm_affine(i) {
+                    // BatchNorm(conv(x)) in evaluation is conv(x) * scale + shift, per
+                    // output channel: a convolution with scaled weights and bias.
+                    let per = numel(&dims) / dims[0];
+                    w = w * scale
+                        .clone()
+                        .reshape([dims[0], 1])
+                        .repeat_dim(1, per)
+                        .reshape([numel(&dims)]);
+                    bias = bias.map(|b| b * scale + shift);
+                }
+                let bias = bias.map(to_vec);
                 FoldedLayer {
                     dims,
                     weight: to_vec(w),
@@ -560,8 +883,86 @@ impl<B: Backend> GraphNet<B> {
                 replaced.insert(bt, b);
             }
         }
+        replaced.extend(self.folded_norms());
         tether_deploy::rebuild(&model, |i| replaced.remove(&i))
     }
+}
+
+/// Marks the folded BatchNorms among `nodes` (see [`NormSite`]): a `Mul` of a Linear or
+/// Conv layer's output by a constant of shape `[C, 1, ..]` (C the extent of the value's
+/// channel axis, the const right-aligned to the value as broadcasting does; the
+/// importer's channel axis is the first per-sample one, or the second of a static-shape
+/// export), whose only consumer is an `Add` of a constant of the same shape. Other
+/// affine pairs (a LayerNorm's, a user's own) are not after a layer and stay as they
+/// are.
+fn find_norm_sites(nodes: &mut [GraphNode], shapes: &[Vec<usize>], output: usize) -> Vec<NormSite> {
+    let producer = |v: usize| nodes.iter().position(|n| n.output == v);
+    let consumers = |v: usize| nodes.iter().filter(|n| n.inputs.contains(&v)).count();
+    // The channel axis of `d` if constant `c` is per channel along one.
+    let per_channel = |c: usize, d: &[usize]| {
+        let cd = &shapes[nodes[c].output];
+        let axis = d.len().checked_sub(cd.len())?;
+        let ok = matches!(nodes[c].op, Op::Const { .. })
+            && axis <= 1
+            && !cd.is_empty()
+            && cd[0] == d[axis]
+            && cd.iter().skip(1).all(|&e| e == 1);
+        ok.then_some(axis)
+    };
+    let const_tensor = |c: usize| match nodes[c].op {
+        Op::Const { tensor } => tensor,
+        _ => unreachable!("checked to be a constant"),
+    };
+    let mut marks = Vec::new();
+    let mut sites = Vec::new();
+    for (m, node) in nodes.iter().enumerate() {
+        if !matches!(node.op, Op::Binary(Binary::Mul)) || node.inputs.len() != 2 {
+            continue;
+        }
+        let (x, d) = (node.inputs[0], &shapes[node.inputs[0]]);
+        let Some(scale) = producer(node.inputs[1]) else {
+            continue;
+        };
+        let after_layer = producer(x)
+            .is_some_and(|p| matches!(nodes[p].op, Op::Linear { .. } | Op::Conv2d { .. }));
+        let Some(axis) = per_channel(scale, d) else {
+            continue;
+        };
+        if !after_layer || node.output == output {
+            continue;
+        }
+        if consumers(node.output) != 1 {
+            continue;
+        }
+        let Some(a) = nodes.iter().position(|n| n.inputs.contains(&node.output)) else {
+            continue;
+        };
+        let add = &nodes[a];
+        if !matches!(add.op, Op::Binary(Binary::Add)) || add.inputs.len() != 2 {
+            continue;
+        }
+        let pass = usize::from(add.inputs[1] == node.output);
+        let Some(shift) = producer(add.inputs[1 - pass]) else {
+            continue;
+        };
+        if per_channel(shift, d) != Some(axis) {
+            continue;
+        }
+        marks.push((m, a, pass, sites.len()));
+        sites.push(NormSite {
+            dims: d.clone(),
+            axis,
+            kind: NormKind::Affine {
+                consts: [nodes[scale].slot, nodes[shift].slot],
+                tensors: [const_tensor(scale), const_tensor(shift)],
+            },
+        });
+    }
+    for (m, a, pass, s) in marks {
+        nodes[m].norm = Some(NormRole::Apply(s));
+        nodes[a].norm = Some(NormRole::Pass(pass));
+    }
+    sites
 }
 
 /// A layer's weight and bias with its gates folded in ([`GraphNet::folded_layers`]).

@@ -303,6 +303,7 @@ fn the_own_model_fixtures_train_as_graphs_that_compute_what_onnxruntime_computes
         ("adult_mlp", 103),
         ("mnist_resnet", 784),
         ("mnist_resnet_trained", 784),
+        ("mnist_resnet_bn", 784),
     ] {
         let bytes = tether_deploy::onnx::import_file_with(
             &own_fixture(&format!("{name}.onnx")),
@@ -539,4 +540,111 @@ fn an_onnx_mlp_prunes_on_a_headerless_csv_to_the_target_density() {
     let accuracy = summary["final"]["test_accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.9, "held-out accuracy {accuracy}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The Mul/Add constants of a model's folded BatchNorms, in graph order.
+fn norm_constants(bytes: &[u8]) -> Vec<Vec<f32>> {
+    let aligned = AlignedBytes::from_slice(bytes);
+    let m = Model::parse(&aligned).unwrap();
+    m.nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            tether_deploy::Op::Const { tensor } => Some(m.tensors[tensor].to_dense()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A ResNet exported with its BatchNormalization nodes: pruned with `--batch-norm train`
+/// its BatchNorms train and fold back into the written model, whose predictions on the
+/// test images give the accuracy the run reports; with `--batch-norm frozen` they are
+/// written exactly as imported.
+#[test]
+fn an_onnx_resnet_prunes_with_its_batch_norms_trained_and_folded_back() {
+    let Some(idx) = mnist_idx() else { return };
+    let model = own_fixture("mnist_resnet_bn.onnx");
+    let imported = norm_constants(&import_file(&model).unwrap());
+    assert_eq!(
+        imported.len(),
+        12,
+        "six BatchNorms, a scale and a shift each"
+    );
+    let labels = std::fs::read(idx.with_file_name("t10k-labels-idx1-ubyte")).unwrap();
+    let pixels = std::fs::read(&idx).unwrap();
+    let n = 128;
+    let x: Vec<f32> = pixels[16..16 + n * 784]
+        .iter()
+        .map(|&p| (f32::from(p) / 255.0 - 0.1307) / 0.3081)
+        .collect();
+    for mode in ["train", "frozen"] {
+        let out = tmp(&format!("resnet-bn-{mode}"));
+        let (ok, _, err) = tether_train(&[
+            "prune",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            idx.to_str().unwrap(),
+            "--test-data",
+            idx.to_str().unwrap(),
+            "--normalize",
+            "0.1307/0.3081",
+            "--train-limit",
+            "512",
+            "--test-limit",
+            &n.to_string(),
+            "--batch",
+            "64",
+            "--epochs",
+            "1",
+            "--gate-lr",
+            "0.3",
+            "--target-density",
+            "0.5",
+            "--batch-norm",
+            mode,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{mode}: {err}");
+        let tthr = std::fs::read(out.join("model.tthr")).unwrap();
+        let written = norm_constants(&tthr);
+        assert_eq!(
+            written.len(),
+            imported.len(),
+            "{mode}: the graph keeps its ops"
+        );
+        let moved = written
+            .iter()
+            .flatten()
+            .zip(imported.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        if mode == "train" {
+            assert!(
+                moved > 1e-3,
+                "the BatchNorms did not train (max change {moved})"
+            );
+        } else {
+            assert_eq!(moved, 0.0, "frozen BatchNorms changed");
+        }
+        // The written model predicts what the run evaluated.
+        let scores = run_model(&tthr, &x, n);
+        let correct = scores
+            .chunks(10)
+            .zip(&labels[8..8 + n])
+            .filter(|(s, l)| {
+                let best = (0..10).max_by(|&a, &b| s[a].total_cmp(&s[b])).unwrap();
+                best == usize::from(**l)
+            })
+            .count();
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let reported = summary["final"]["test_accuracy"].as_f64().unwrap();
+        let ours = correct as f64 / n as f64;
+        assert!(
+            (reported - ours).abs() <= 1.0 / n as f64 + 1e-9,
+            "{mode}: the run reports {reported}, the written model scores {ours}"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }

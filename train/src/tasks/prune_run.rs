@@ -31,8 +31,8 @@ use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
-use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use tether_models::classifier::Classifier;
 use tether_models::export::{
@@ -40,7 +40,7 @@ use tether_models::export::{
 };
 use tether_models::gated::GatedNetwork;
 use tether_models::gated_mlp::{GatedMlp, GatedMlpConfig};
-use tether_models::graph::{GraphNet, GraphNetConfig};
+use tether_models::graph::{GraphNet, GraphNetConfig, NormSites};
 use tether_models::l0::{GateStructure, HardConcreteConfig};
 use tether_models::lenet5::{GatedLenet5, GatedLenet5Config, Lenet5, Lenet5Config};
 use tether_models::mlp::{Mlp, MlpConfig};
@@ -179,6 +179,39 @@ pub enum Method {
     Gmp,
 }
 
+/// What happens to an imported network's BatchNorms (`--model FILE.onnx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchNormMode {
+    /// Trained as PyTorch's `model.train()` does (batch statistics, running averages for
+    /// evaluation), folded back at export: the file's BatchNormalization nodes, and one
+    /// after every convolution with a bias, where PyTorch's default export folded them
+    /// (a convolution that had none gains a trainable normalisation while training; the
+    /// exported graph is unchanged in shape).
+    #[default]
+    Train,
+    /// Only the file's own BatchNormalization nodes are trained (an export that kept
+    /// them); convolutions get none.
+    Imported,
+    /// Frozen at the imported statistics (the folded affine maps stay as they are).
+    Frozen,
+}
+
+impl BatchNormMode {
+    /// The graph sites this mode trains.
+    pub fn sites(self) -> NormSites {
+        match self {
+            BatchNormMode::Train => NormSites::AfterConvs,
+            BatchNormMode::Imported => NormSites::Imported,
+            BatchNormMode::Frozen => NormSites::None,
+        }
+    }
+}
+
+/// How many random training samples measure the BatchNorms' starting statistics
+/// ([`GraphNet::train_batch_norms`]).
+const NORM_CALIBRATION_SAMPLES: usize = 512;
+
 /// Which multiplier update to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -210,6 +243,12 @@ pub struct PruneConfig {
     /// Dataset.
     #[arg(long, value_enum, default_value_t = MnistKind::Mnist)]
     pub dataset: MnistKind,
+    /// An imported network's BatchNorms (--model FILE.onnx): train (batch statistics in
+    /// training as PyTorch's fine-tuning does, folded back at export; where the export
+    /// folded them into the convolutions, one after each convolution), imported (only
+    /// the file's BatchNormalization nodes), or frozen (the imported statistics).
+    #[arg(long, value_enum, default_value_t = BatchNormMode::Train)]
+    pub batch_norm: BatchNormMode,
     /// Target fraction of gated parameters kept, in (0, 1]. Default 0.1, or none when a
     /// budget (--max-flash) is given; 1 turns the density constraint off (a budget is then
     /// needed).
@@ -712,6 +751,13 @@ fn run_own<B: AutodiffBackend>(
         gates,
     };
     let net = GraphNet::<B>::from_model_bytes(&bytes, &net_config, device)?;
+    let sites = config.batch_norm.sites();
+    let net = if net.batch_norm_sites(sites) > 0 {
+        let x = train.calibration_batch::<B>(NORM_CALIBRATION_SAMPLES, config.seed, device);
+        net.train_batch_norms(x, 0.1, sites)
+    } else {
+        net
+    };
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let export = |eval: &GraphNet<B::InnerBackend>, out: &Path, meta| {
         save_record(eval.clone(), &recorder, out)?;
@@ -953,6 +999,40 @@ impl Samples<'_> {
         match self {
             Samples::Mnist(_) => 10,
             Samples::Own(s) => s.class_names.len(),
+        }
+    }
+
+    /// `n` samples (all if fewer) drawn at random (seeded), normalised as training sees
+    /// them, on the device: the batch that measures the BatchNorms' starting statistics.
+    fn calibration_batch<B: Backend>(
+        &self,
+        n: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
+        let order = crate::data::batches::shuffled_order(self.len(), seed, u64::MAX);
+        let pick = &order[..n.min(order.len())];
+        match self {
+            Samples::Mnist(s) => {
+                let px = s.pixels.len() / s.len().max(1);
+                let sub = ImageSet {
+                    pixels: pick
+                        .iter()
+                        .flat_map(|&i| s.pixels[i * px..(i + 1) * px].iter().copied())
+                        .collect(),
+                    labels: pick.iter().map(|&i| s.labels[i]).collect(),
+                };
+                let set = DeviceSet::<B>::new(&sub, None, device);
+                set.in_order(pick.len().max(1)).swap_remove(0).images
+            }
+            Samples::Own(s) => {
+                let len = s.sample_len();
+                let x: Vec<f32> = pick
+                    .iter()
+                    .flat_map(|&i| s.features[i * len..(i + 1) * len].iter().copied())
+                    .collect();
+                Tensor::from_data(TensorData::new(x, [pick.len(), len]), device)
+            }
         }
     }
 
