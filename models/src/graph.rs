@@ -261,6 +261,12 @@ impl<B: Backend> GraphNet<B> {
             ));
         }
         let dense = |i: usize| model.tensors[i].to_dense();
+        // The last layer computes the scores: removing one of its output units would
+        // remove a class, so per-unit gating gates its weights instead (as GatedMlp).
+        let last_layer = model
+            .nodes
+            .iter()
+            .rposition(|n| matches!(n.op, Op::Linear { .. } | Op::Conv2d { .. }));
         let (mut layers, mut consts, mut nodes, mut tensors) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (k, node) in model.nodes.iter().enumerate() {
@@ -290,6 +296,9 @@ impl<B: Backend> GraphNet<B> {
                         Some(GateStructure::Block1x4)
                             if is_conv || !wd[1].is_multiple_of(BLOCK_INPUTS) =>
                         {
+                            GateStructure::Weight
+                        }
+                        Some(GateStructure::OutputUnit) if Some(k) == last_layer => {
                             GateStructure::Weight
                         }
                         Some(s) => s,

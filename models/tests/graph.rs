@@ -212,16 +212,33 @@ fn gated_export_folds_the_deterministic_gates_exactly() {
         let aligned = AlignedBytes::from_slice(&pruned);
         let m = Model::parse(&aligned).unwrap();
         let mut nonzero = 0usize;
-        for node in &m.nodes {
-            if let tether_deploy::Op::Linear { weight, bias }
-            | tether_deploy::Op::Conv2d { weight, bias, .. } = node.op
+        let layers: Vec<_> = m
+            .nodes
+            .iter()
+            .filter_map(|node| match node.op {
+                tether_deploy::Op::Linear { weight, bias }
+                | tether_deploy::Op::Conv2d { weight, bias, .. } => Some((weight, bias)),
+                _ => None,
+            })
+            .collect();
+        // Per-unit gates leave the scores' layer whole: it is gated per weight.
+        let last = net.layers.last().unwrap();
+        let last_weights: usize = m.tensors[layers.last().unwrap().0]
+            .dims
+            .as_slice()
+            .iter()
+            .product();
+        if structure == GateStructure::OutputUnit {
+            assert_eq!(last.gates.as_ref().unwrap().len(), last_weights);
+        }
+        for (i, &(weight, bias)) in layers.iter().enumerate() {
             {
                 nonzero += m.tensors[weight]
                     .to_dense()
                     .iter()
                     .filter(|&&v| v != 0.0)
                     .count();
-                if structure == GateStructure::OutputUnit {
+                if structure == GateStructure::OutputUnit && i + 1 < layers.len() {
                     nonzero += bias.map_or(0, |b| {
                         m.tensors[b]
                             .to_dense()
