@@ -644,3 +644,56 @@ fn auto_runs_a_dense_csr_weight_dense_when_the_copy_fits() {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
     }
 }
+
+#[test]
+fn auto_keeps_a_sparse_chain_sparse_on_a_batch_up_to_the_chain_break_even() {
+    // LeNet-300-100's shape at 90%: a sparse layer, ReLU, then a layer 65% dense (above the
+    // GEMM break-even) that continues the chain at batch 32 and runs dense at batch 1; a
+    // layer denser than the chain break-even runs dense either way.
+    use crate::plan::{SPARSE_BREAK_EVEN_CHAIN, SPARSE_BREAK_EVEN_GEMM};
+    for density in [0.65f64, 0.9] {
+        let mut b = ModelBuilder::new(&[20]);
+        let w1: Vec<f32> = (0..20 * 16)
+            .map(|i| if i % 10 == 0 { 0.5 } else { 0.0 })
+            .collect();
+        let keep = (density * 16.0 * 4.0).round() as usize;
+        let w2: Vec<f32> = (0..16 * 4)
+            .map(|i| if i < keep { 0.25 } else { 0.0 })
+            .collect();
+        let (t1, t2) = (b.dense(&[16, 20], &w1), b.dense(&[4, 16], &w2));
+        let h = b.op(
+            OpSpec::Linear {
+                weight: t1,
+                bias: None,
+            },
+            &[b.input()],
+        );
+        let h = b.op(OpSpec::Relu, &[h]);
+        let y = b.op(
+            OpSpec::Linear {
+                weight: t2,
+                bias: None,
+            },
+            &[h],
+        );
+        let bytes = b.finish(y).expect("builds");
+        let aligned = AlignedBytes::from_slice(&bytes);
+        let got = keep as f64 / 64.0;
+        assert!(got > SPARSE_BREAK_EVEN_GEMM);
+        for batch in [1, 32] {
+            let model = Model::parse(&aligned).expect("valid");
+            let plan = Plan::new(
+                model,
+                &PlanOptions {
+                    batch,
+                    ..Default::default()
+                },
+            )
+            .expect("plans");
+            let layers = plan.layers();
+            assert!(layers[0].sparse, "the 10% layer runs sparse");
+            let want = batch > 1 && got <= SPARSE_BREAK_EVEN_CHAIN;
+            assert_eq!(layers[1].sparse, want, "density {got}, batch {batch}");
+        }
+    }
+}

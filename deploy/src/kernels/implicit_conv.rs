@@ -665,6 +665,19 @@ mod avx512 {
         let mut nruns = 0;
         let end = (qv + 16).min(g.columns);
         let mut q = qv;
+        if g.pw == ow && g.plane == p {
+            // No dropped columns (the patch matrix, a 1x1 input): a sample's outputs are
+            // its columns in order, so runs break only between samples (row by row, a 2x2
+            // plane's vector was eight stores per channel).
+            let (mut b, mut rem) = (q / g.plane, q % g.plane);
+            while q < end {
+                let cnt = (g.plane - rem).min(end - q);
+                runs[nruns] = (q - qv, (b * m + m0) * p + rem, cnt);
+                nruns += 1;
+                q += cnt;
+                (b, rem) = (b + 1, 0);
+            }
+        }
         while q < end {
             let (b, rem) = (q / g.plane, q % g.plane);
             let (i, j) = (rem / g.pw, rem % g.pw);

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 use super::arena::Arena;
 use super::layer::{Batch1, Layer, LayerReport, Matrix, dense_view, group_layer, layer};
 use super::options::{
-    PlanOptions, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV,
+    PlanOptions, SPARSE_BREAK_EVEN_CHAIN, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM,
+    SPARSE_BREAK_EVEN_GEMV,
 };
 use super::step::{Exec, Step, transposed_chains};
 use crate::error::Error;
@@ -91,7 +92,15 @@ impl<'a> Plan<'a> {
         let mut layer_ops = Vec::new();
         let mut execs = Vec::with_capacity(model.nodes.len());
         let mut scratch = 0usize;
+        // Per value: the output of a sparse linear layer on a batch, or of an element-wise
+        // op on one (a value the sparse kernels can keep transposed, `transposed_chains`).
+        let mut chain = alloc::vec![false; sizes.len()];
         for (i, node) in model.nodes.iter().enumerate() {
+            if matches!(node.op, Op::Relu | Op::Sine { .. } | Op::Unary(_))
+                && node.inputs().first().is_some_and(|&v| chain[v])
+            {
+                chain[node.output] = true;
+            }
             let x = node.inputs().first().map(|&v| model.shapes[v]);
             let xs = x.as_ref().map_or(&[][..], |x| x.as_slice());
             let lead_of = |k: usize| xs[..xs.len() - k].iter().product::<usize>();
@@ -107,6 +116,8 @@ impl<'a> Plan<'a> {
                     let rows = lead.checked_mul(rows_in_batch).ok_or(too_large.clone())?;
                     let break_even = if rows == 1 {
                         SPARSE_BREAK_EVEN_GEMV
+                    } else if lead == 1 && node.inputs().first().is_some_and(|&v| chain[v]) {
+                        SPARSE_BREAK_EVEN_CHAIN
                     } else {
                         SPARSE_BREAK_EVEN_GEMM
                     };
@@ -132,6 +143,8 @@ impl<'a> Plan<'a> {
                     layers.push(l);
                     layer_ops.push(i);
                     let l = layers.last().expect("pushed");
+                    chain[node.output] =
+                        matches!(l.weight, Matrix::Sparse(_)) && rows > 1 && lead == 1;
                     if matches!(l.weight, Matrix::Sparse(_)) && rows > 1 {
                         scratch = scratch.max(l.cols.checked_mul(rows).ok_or(too_large.clone())?);
                     }
@@ -231,6 +244,9 @@ impl<'a> Plan<'a> {
                     }
                     if shape.c == 1 && groups > 1 {
                         scratch = scratch.max(conv::depthwise_scratch(&shape));
+                        if crate::kernels::depthwise_lanes::suits(&shape) {
+                            scratch = scratch.max(crate::kernels::depthwise_lanes::scratch(&shape));
+                        }
                     }
                     Step::Conv {
                         first_layer,

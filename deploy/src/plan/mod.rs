@@ -14,6 +14,6 @@ mod step;
 pub use build::Plan;
 pub use layer::LayerReport;
 pub use options::{
-    KernelChoice, PlanOptions, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM,
-    SPARSE_BREAK_EVEN_GEMV,
+    KernelChoice, PlanOptions, SPARSE_BREAK_EVEN_CHAIN, SPARSE_BREAK_EVEN_CONV,
+    SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV,
 };

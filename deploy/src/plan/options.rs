@@ -11,6 +11,15 @@ pub const SPARSE_BREAK_EVEN_GEMV: f64 = 0.2;
 /// faster at 50% sparsity on every measured shape, so density 0.5.
 pub const SPARSE_BREAK_EVEN_GEMM: f64 = 0.5;
 
+/// The same for a linear layer on a batch whose input is a sparse linear layer's output
+/// (directly or through element-wise ops): run sparse, the chain keeps its activations in
+/// the transposed layout `spmm` reads and writes (`plan::step::transposed_chains`); run
+/// dense, the layer before writes its output transposed back and this one packs it again.
+/// Measured on LeNet-300-100 pruned to 90% at batch 32 (thread CPU time, `cpu_time
+/// --kernels auto|sparse`), whose last layer (100 -> 10) is 65% dense: `auto` with the
+/// GEMM break-even ran it dense and was 20% slower than all-sparse (48.5 against 40.5 us).
+pub const SPARSE_BREAK_EVEN_CHAIN: f64 = 0.75;
+
 /// The same for a convolution of one group with padding or a stride where the implicit
 /// AVX-512 product runs ([`crate::kernels::implicit_conv`]): the dense kernel reads the
 /// padded input directly while the sparse one multiplies an im2col patch matrix, so sparse
@@ -32,8 +41,10 @@ pub const SPARSE_BREAK_EVEN_CONV: f64 = 0.15;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
     /// Sparse where the density is at or below the measured break-even
-    /// ([`SPARSE_BREAK_EVEN_GEMV`] for linear layers at batch 1, [`SPARSE_BREAK_EVEN_GEMM`]
-    /// otherwise), dense elsewhere.
+    /// ([`SPARSE_BREAK_EVEN_GEMV`] for linear layers at batch 1,
+    /// [`SPARSE_BREAK_EVEN_CHAIN`] for one on a batch that continues a chain of sparse
+    /// ones, [`SPARSE_BREAK_EVEN_CONV`] for a convolution the implicit product runs,
+    /// [`SPARSE_BREAK_EVEN_GEMM`] otherwise), dense elsewhere.
     #[default]
     Auto,
     /// Dense everywhere (CSR weights are expanded at plan time).
