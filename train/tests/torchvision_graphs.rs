@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, LearningRate, MultiGradientsParams, Optimizer};
-use burn::tensor::{Int, Tensor, TensorData, backend::AutodiffBackend};
+use burn::tensor::{Int, Tensor, TensorData, backend::AutodiffBackend, backend::Backend};
 use tether_deploy::onnx::{BatchAxis, ImportOptions, import_file_with};
 use tether_models::graph::{GraphNet, GraphNetConfig, NormSites};
 use tether_models::l0::{GateStructure, HardConcreteConfig};
@@ -280,6 +280,8 @@ fn one_constrained_step(name: &str, layers: usize, norms: usize) {
     // The job's defaults (`tether-train prune`'s flags), as `prune_run` uses them.
     let c = PruneConfig::default();
     let device = Default::default();
+    // The gates' initial locations and samples, as the job seeds them.
+    B::seed(&device, c.seed);
     let config = GraphNetConfig {
         structure: Some(GateStructure::Weight),
         gates: HardConcreteConfig::new().with_init_spread(c.gate_init_spread),
