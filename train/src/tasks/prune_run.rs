@@ -35,16 +35,13 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use tether_models::classifier::Classifier;
-use tether_models::export::{
-    graph_to_safetensors, lenet5_to_safetensors, mlp_to_safetensors, resnet_to_safetensors,
-};
+use tether_models::export::graph_to_safetensors;
 use tether_models::gated::GatedNetwork;
-use tether_models::gated_mlp::{GatedMlp, GatedMlpConfig};
 use tether_models::graph::{GraphNet, GraphNetConfig, NormSites};
 use tether_models::l0::{GateStructure, HardConcreteConfig};
-use tether_models::lenet5::{GatedLenet5, GatedLenet5Config, Lenet5, Lenet5Config};
-use tether_models::mlp::{Mlp, MlpConfig};
-use tether_models::resnet::{GatedResnet, GatedResnetConfig, Resnet, ResnetConfig};
+use tether_models::lenet5::Lenet5Config;
+use tether_models::mlp::MlpConfig;
+use tether_models::resnet::ResnetConfig;
 use tether_models::to_deploy::{Storage, lenet5_to_deploy, mlp_to_deploy, resnet_to_deploy};
 
 use crate::constrained::{
@@ -736,45 +733,11 @@ fn run_own<B: AutodiffBackend>(
     }
     B::seed(device, config.seed);
     let job = Job::new(config, &train, &test, control, resume);
-    let Some(bytes) = graph else {
+    match graph {
+        Some(bytes) => job.train_graph::<B>(bytes, config.batch_norm.sites(), device),
         // A built-in network on the user's 28x28 data: the same run as on MNIST.
-        return job.train_builtin::<B>(device);
-    };
-    let structure = match config.structure {
-        Structure::Weight => GateStructure::Weight,
-        Structure::Unit => GateStructure::OutputUnit,
-        Structure::Block1x4 => GateStructure::Block1x4,
-    };
-    let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
-    let net_config = GraphNetConfig {
-        structure: (!config.dense && config.method == Method::L0).then_some(structure),
-        gates,
-    };
-    let net = GraphNet::<B>::from_model_bytes(&bytes, &net_config, device)?;
-    let sites = config.batch_norm.sites();
-    let net = if net.batch_norm_sites(sites) > 0 {
-        let x = train.calibration_batch::<B>(NORM_CALIBRATION_SAMPLES, config.seed, device);
-        net.train_batch_norms(x, 0.1, sites)
-    } else {
-        net
-    };
-    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let export = |eval: &GraphNet<B::InnerBackend>, out: &Path, meta| {
-        save_record(eval.clone(), &recorder, out)?;
-        let tthr = eval.to_deploy()?;
-        let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
-        let model = tether_deploy::Model::parse(&aligned)?;
-        let onnx = tether_deploy::onnx::export_bytes(&model, &Default::default())?;
-        write_atomic(&out.join("model.onnx"), &onnx)?;
-        Ok((graph_to_safetensors(eval, meta)?, tthr))
-    };
-    let mut report = if config.dense || config.method != Method::L0 {
-        job.train_plain(net, device, |eval| Ok(eval.to_deploy()?), export)?
-    } else {
-        job.train(net, device, |eval| Ok(eval.to_deploy()?), export)?
-    };
-    report.files.push("model.onnx");
-    Ok(report)
+        None => job.train_builtin::<B>(device),
+    }
 }
 
 /// [`run`] on images already loaded (e.g. with [`ImageSet::from_files`]).
@@ -844,113 +807,74 @@ impl Job<'_> {
         }
     }
 
-    /// Trains the built-in network of the config (pruned or dense) on the job's data.
+    /// Trains the built-in network of the config (pruned or dense) on the job's data: burn's
+    /// initialisation of it, written as a graph and trained as one ([`Self::train_graph`]),
+    /// like a user's network (one model path). It has no BatchNorm to train.
     fn train_builtin<B: AutodiffBackend>(self, device: &B::Device) -> anyhow::Result<PruneReport> {
-        let config = self.config;
-        let job = self;
-        let &ModelSpec::Builtin(builtin) = &config.model else {
+        let &ModelSpec::Builtin(builtin) = &self.config.model else {
             anyhow::bail!("train_builtin on an ONNX network");
         };
+        let bytes = match builtin {
+            Model::Lenet300 => mlp_to_deploy(
+                &MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device),
+                Storage::Dense,
+            )?,
+            Model::Lenet5 => {
+                lenet5_to_deploy(&Lenet5Config::new().init::<B>(device), Storage::Dense)?
+            }
+            Model::Resnet => {
+                resnet_to_deploy(&ResnetConfig::new().init::<B>(device), Storage::Dense)?
+            }
+        };
+        self.train_graph::<B>(bytes, NormSites::None, device)
+    }
+
+    /// Trains the network of `bytes` (a tether model: the user's import or a built-in
+    /// one) as a [`GraphNet`], gated for L0 or plain for the dense and magnitude runs,
+    /// its BatchNorms at `sites` trained; writes its outputs and `model.onnx`.
+    fn train_graph<B: AutodiffBackend>(
+        self,
+        bytes: Vec<u8>,
+        sites: NormSites,
+        device: &B::Device,
+    ) -> anyhow::Result<PruneReport> {
+        let config = self.config;
         let structure = match config.structure {
             Structure::Weight => GateStructure::Weight,
             Structure::Unit => GateStructure::OutputUnit,
             Structure::Block1x4 => GateStructure::Block1x4,
         };
-        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        // The plain network: the dense baseline or a magnitude baseline.
-        if config.dense || config.method != Method::L0 {
-            return match builtin {
-                Model::Lenet300 => {
-                    let model = MlpConfig::new(vec![784, 300, 100, 10]).init::<B>(device);
-                    let tthr =
-                        |eval: &Mlp<B::InnerBackend>| Ok(mlp_to_deploy(eval, Storage::Smallest)?);
-                    job.train_plain(model, device, tthr, |eval, out, meta| {
-                        save_record(eval.clone(), &recorder, out)?;
-                        Ok((
-                            mlp_to_safetensors(eval, meta)?,
-                            mlp_to_deploy(eval, Storage::Smallest)?,
-                        ))
-                    })
-                }
-                Model::Resnet => {
-                    let model = ResnetConfig::new().init::<B>(device);
-                    let tthr = |eval: &Resnet<B::InnerBackend>| {
-                        Ok(resnet_to_deploy(eval, Storage::Smallest)?)
-                    };
-                    job.train_plain(model, device, tthr, |eval, out, meta| {
-                        save_record(eval.clone(), &recorder, out)?;
-                        Ok((
-                            resnet_to_safetensors(eval, meta)?,
-                            resnet_to_deploy(eval, Storage::Smallest)?,
-                        ))
-                    })
-                }
-                Model::Lenet5 => {
-                    let model = Lenet5Config::new().init::<B>(device);
-                    let tthr = |eval: &Lenet5<B::InnerBackend>| {
-                        Ok(lenet5_to_deploy(eval, Storage::Smallest)?)
-                    };
-                    job.train_plain(model, device, tthr, |eval, out, meta| {
-                        save_record(eval.clone(), &recorder, out)?;
-                        Ok((
-                            lenet5_to_safetensors(eval, meta)?,
-                            lenet5_to_deploy(eval, Storage::Smallest)?,
-                        ))
-                    })
-                }
-            };
-        }
         let gates = HardConcreteConfig::new().with_init_spread(config.gate_init_spread);
-        match builtin {
-            Model::Lenet300 => {
-                let model = GatedMlpConfig::new(vec![784, 300, 100, 10], structure)
-                    .with_gates(gates)
-                    .init::<B>(device);
-                let tthr = |eval: &GatedMlp<B::InnerBackend>| {
-                    Ok(mlp_to_deploy(&eval.fold(), Storage::Smallest)?)
-                };
-                job.train(model, device, tthr, |eval, out, meta| {
-                    let folded = eval.fold();
-                    save_record(folded.clone(), &recorder, out)?;
-                    Ok((
-                        mlp_to_safetensors(&folded, meta)?,
-                        mlp_to_deploy(&folded, Storage::Smallest)?,
-                    ))
-                })
-            }
-            Model::Resnet => {
-                let model = GatedResnetConfig::new(structure)
-                    .with_gates(gates)
-                    .init::<B>(device);
-                let tthr = |eval: &GatedResnet<B::InnerBackend>| {
-                    Ok(resnet_to_deploy(&eval.fold(), Storage::Smallest)?)
-                };
-                job.train(model, device, tthr, |eval, out, meta| {
-                    let folded = eval.fold();
-                    save_record(folded.clone(), &recorder, out)?;
-                    Ok((
-                        resnet_to_safetensors(&folded, meta)?,
-                        resnet_to_deploy(&folded, Storage::Smallest)?,
-                    ))
-                })
-            }
-            Model::Lenet5 => {
-                let model = GatedLenet5Config::new(structure)
-                    .with_gates(gates)
-                    .init::<B>(device);
-                let tthr = |eval: &GatedLenet5<B::InnerBackend>| {
-                    Ok(lenet5_to_deploy(&eval.fold(), Storage::Smallest)?)
-                };
-                job.train(model, device, tthr, |eval, out, meta| {
-                    let folded = eval.fold();
-                    save_record(folded.clone(), &recorder, out)?;
-                    Ok((
-                        lenet5_to_safetensors(&folded, meta)?,
-                        lenet5_to_deploy(&folded, Storage::Smallest)?,
-                    ))
-                })
-            }
-        }
+        let net_config = GraphNetConfig {
+            structure: (!config.dense && config.method == Method::L0).then_some(structure),
+            gates,
+        };
+        let net = GraphNet::<B>::from_model_bytes(&bytes, &net_config, device)?;
+        let net = if net.batch_norm_sites(sites) > 0 {
+            let x =
+                self.train
+                    .calibration_batch::<B>(NORM_CALIBRATION_SAMPLES, config.seed, device);
+            net.train_batch_norms(x, 0.1, sites)
+        } else {
+            net
+        };
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let export = |eval: &GraphNet<B::InnerBackend>, out: &Path, meta| {
+            save_record(eval.clone(), &recorder, out)?;
+            let tthr = eval.to_deploy()?;
+            let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
+            let model = tether_deploy::Model::parse(&aligned)?;
+            let onnx = tether_deploy::onnx::export_bytes(&model, &Default::default())?;
+            write_atomic(&out.join("model.onnx"), &onnx)?;
+            Ok((graph_to_safetensors(eval, meta)?, tthr))
+        };
+        let mut report = if config.dense || config.method != Method::L0 {
+            self.train_plain(net, device, |eval| Ok(eval.to_deploy()?), export)?
+        } else {
+            self.train(net, device, |eval| Ok(eval.to_deploy()?), export)?
+        };
+        report.files.push("model.onnx");
+        Ok(report)
     }
 }
 
