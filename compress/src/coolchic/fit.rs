@@ -34,6 +34,7 @@ use tether_train::constrained::{
 use tether_train::trainer::{FitOptions, StepsStop, fit_resumable, progress_bar};
 
 use super::model::{CoolChicNet, Geometry, Quant, to_dense};
+use super::refine::{Candidate, Refined, spend_budget};
 use crate::error::CompressError;
 use crate::fit::{FitPoint, FitSettings};
 use crate::image::{Image, mse, psnr_from_mse};
@@ -73,6 +74,8 @@ pub struct FittedCoolChic {
     pub multiplier: f64,
     /// Latents set to zero after the fit because no file fitted the budget (0 normally).
     pub dropped_latents: usize,
+    /// The greedy refinements that spent the bits left under the budget.
+    pub refined: Refined,
 }
 
 /// PSNR of an MSE of values in `[0, 1]`.
@@ -317,7 +320,11 @@ pub fn fit_coolchic<B: AutodiffBackend>(
                     bpp: file_bits / pixels,
                 });
                 bar.inc(1);
-                if strict <= 0.0 && (step % cc.eval_every == 0 || step == last_step) {
+                // The rounding phase's files are the candidates: every one that fits is
+                // decoded (the size moves step to step, and a file evaluated only every
+                // `eval_every` steps missed those closest to the budget).
+                let rounding = problem.quant.get() == Quant::Round;
+                if strict <= 0.0 && (rounding || step % cc.eval_every == 0 || step == last_step) {
                     let last = problem.last.borrow();
                     let Some((file, _)) = last.as_ref() else {
                         return;
@@ -362,10 +369,11 @@ pub fn fit_coolchic<B: AutodiffBackend>(
         return Err(e);
     }
     let multiplier = multiplier_of(&set, bits);
-    let (net, step, dropped) = match kept.into_inner() {
-        Some(k) => (k.net.valid(), k.step, None),
-        None => (model.valid(), settings.steps - 1, Some(())),
+    let (net_ad, step, dropped) = match kept.into_inner() {
+        Some(k) => (k.net, k.step, None),
+        None => (model, settings.steps - 1, Some(())),
     };
+    let net = net_ad.valid();
     let nets = Networks::of(&net);
     let mut latents = net.latent_codes();
     let exps = problem.exponents.borrow().clone();
@@ -381,8 +389,31 @@ pub fn fit_coolchic<B: AutodiffBackend>(
         )?;
     }
     // Bits under the budget are free: the final steps maximise the PSNR within it.
-    let (_, (file, bytes, decoded_image, m)) =
+    let (_, (file, bytes, _, m)) =
         choose_steps(&nets, &header, exps, latents, image, budget_bits, 0.0)?;
+    // What is still under the budget goes to the latents that lower the error most per bit.
+    let (best, refined) = spend_budget(
+        &net_ad,
+        &problem.geometry,
+        &problem.target,
+        Candidate {
+            file,
+            bytes,
+            mse: m,
+        },
+        budget_bits,
+        |f| {
+            let bytes = coded(f)?;
+            let m = mse(image, &decoded(f)?)?;
+            Ok((bytes, m))
+        },
+    )?;
+    let Candidate {
+        file,
+        bytes,
+        mse: m,
+    } = best;
+    let decoded_image = decoded(&file)?;
     if bytes.len() * 8 > budget_bits {
         return Err(CompressError::Invalid(format!(
             "internal error: the file has {} bits, over the budget of {budget_bits}",
@@ -398,6 +429,7 @@ pub fn fit_coolchic<B: AutodiffBackend>(
         history: history.into_inner(),
         multiplier,
         dropped_latents,
+        refined,
     })
 }
 
@@ -516,4 +548,20 @@ fn choose_steps(
         }
     }
     Ok((exps, best))
+}
+
+/// What other modules' tests need from the fit.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The file of `net` with its networks at the step `2^-8` and its latents rounded.
+    pub(crate) fn networks_file<B: burn::tensor::backend::Backend>(
+        net: &CoolChicNet<B>,
+        header: &Header,
+    ) -> CoolChic {
+        let nets = Networks::of(net);
+        let n = 2 * (nets.arm.layers.len() + nets.synth.layers.len());
+        nets.file(header, &vec![8; n], net.latent_codes())
+    }
 }

@@ -5,12 +5,14 @@
 //!
 //! - [`model`]: the burn module and its training forward pass (noise, then rounding).
 //! - [`fit`]: the constrained fit, the weights' quantisation steps, the budget check.
+//! - [`refine`]: greedy latent moves that spend what the fit left under the budget.
 //! - The file and its decoder live in `tether_deploy::coolchic` (`no_std`), and the
 //!   encoder writes the file through it: the probabilities the entropy coder uses are
 //!   computed by the decoder's own code on the quantised values, never by burn.
 
 pub mod fit;
 pub mod model;
+pub mod refine;
 
 use tether_deploy::coolchic::Arch;
 

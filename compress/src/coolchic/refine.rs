@@ -1,0 +1,276 @@
+//! Spending the bits the fit left under the budget: greedy latent refinements, each
+//! checked on the true file.
+//!
+//! The constrained fit ends where the multiplier put it, which is a few percent under the
+//! budget (the real size moves in jumps between steps, and the file kept is the best that
+//! fitted at an evaluation step). Bits under the budget buy nothing, so the last stage
+//! moves single latents by one step where that lowers the distortion most per bit:
+//! - the gain of moving latent `i` by `delta = -sign(g_i)` is estimated to first order by
+//!   the gradient `g` of the squared error with respect to the (integer) latents, through
+//!   the same straight-through forward pass as the fit's rounding phase;
+//! - its cost is the change of its own code length under the file's ARM (its neighbours'
+//!   contexts change too; the true encoding counts that);
+//! - candidates are taken by gain per bit, in batches sized to a share of the bits left;
+//!   a batch is kept only if the *written* file is within the budget and its *decoded*
+//!   image is closer to the original (so the first-order estimate can never make the file
+//!   worse, only waste a try); a rejected batch is halved, and a rejected single
+//!   candidate is never tried again.
+
+use std::collections::HashSet;
+
+use burn::module::Param;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use tether_deploy::coolchic::file::QTensor;
+use tether_deploy::coolchic::{Arch, CoolChic, LATENT_MAX, context_of, latent_distribution};
+
+use super::model::{CoolChicNet, Geometry, Quant};
+use crate::error::CompressError;
+
+/// The file's latents at which the refinement stops: within this share of the budget.
+pub const STOP_SHARE: f64 = 0.005;
+/// Most batches tried.
+pub const MAX_ROUNDS: usize = 200;
+/// Batches rejected in a row after which the refinement gives up.
+pub const MAX_REJECTED: usize = 25;
+
+/// What a refinement works on: a file, its bytes, its decoding's squared error.
+pub struct Candidate {
+    /// The file.
+    pub file: CoolChic,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// MSE of its decoding.
+    pub mse: f64,
+}
+
+/// What the refinement did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refined {
+    /// Latents moved.
+    pub moved: usize,
+    /// Batches kept.
+    pub kept: usize,
+    /// Batches tried.
+    pub tried: usize,
+}
+
+/// Gradient of the squared error with respect to each latent of `file` (the model `net`'s
+/// networks, quantised at the file's steps).
+fn latent_gradients<B: AutodiffBackend>(
+    net: &CoolChicNet<B>,
+    geometry: &Geometry<B>,
+    target: &Tensor<B, 2>,
+    file: &CoolChic,
+) -> Vec<Vec<f32>> {
+    let device = target.device();
+    let mut n = net.clone();
+    n.latents = file
+        .latents
+        .iter()
+        .enumerate()
+        .map(|(l, codes)| {
+            let (h, w) = Arch::level_size(file.header.width, file.header.height, l);
+            let v: Vec<f32> = codes.iter().map(|&c| c as f32).collect();
+            Param::from_tensor(Tensor::from_data(TensorData::new(v, [h, w]), &device))
+        })
+        .collect();
+    let e = |t: &[QTensor]| t.iter().map(|q| q.exponent).collect::<Vec<_>>();
+    let (ea, es) = (e(&file.arm), e(&file.synthesis));
+    let f = n.forward(geometry, Quant::Round, Some((&ea, &es)));
+    let loss = (f.rgb - target.clone()).square().sum();
+    let grads = loss.backward();
+    n.latents
+        .iter()
+        .map(|p| {
+            p.val()
+                .grad(&grads)
+                .map(|g| g.into_data().to_vec().expect("f32 gradients"))
+                .unwrap_or_else(|| vec![0.0; p.val().dims().iter().product()])
+        })
+        .collect()
+}
+
+/// Per latent of `file`: its code length now and moved by `-1` and `+1` (bits), under the
+/// file's ARM with the present contexts.
+fn code_lengths(file: &CoolChic) -> Result<Vec<Vec<[f64; 3]>>, CompressError> {
+    let arm = file
+        .arm_mlp()
+        .map_err(|e| CompressError::Invalid(format!("internal error: {e}")))?;
+    let arch = &file.header.arch;
+    let width = arm.max_width().max(arch.context);
+    let (mut ctx, mut a, mut b) = (vec![0.0; arch.context], vec![0.0; width], vec![0.0; width]);
+    Ok(file
+        .latents
+        .iter()
+        .enumerate()
+        .map(|(l, codes)| {
+            let (rows, cols) = Arch::level_size(file.header.width, file.header.height, l);
+            let grid: Vec<f32> = codes.iter().map(|&c| c as f32).collect();
+            let mut out = Vec::with_capacity(codes.len());
+            for y in 0..rows {
+                for x in 0..cols {
+                    context_of(&grid, rows, cols, y, x, &mut ctx);
+                    let d = latent_distribution(arm.forward(&ctx, &mut a, &mut b));
+                    let v = codes[y * cols + x];
+                    out.push([d.bits(v - 1), d.bits(v), d.bits(v + 1)]);
+                }
+            }
+            out
+        })
+        .collect())
+}
+
+/// Moves latents of `start` one step at a time (see the module documentation) while the
+/// file stays within `budget_bits` and its decoding improves; `write` writes and decodes
+/// a file (bytes and MSE). Returns the best file and what was done.
+///
+/// # Errors
+/// A file that cannot be written or decoded (a bug).
+pub fn spend_budget<B: AutodiffBackend>(
+    net: &CoolChicNet<B>,
+    geometry: &Geometry<B>,
+    target: &Tensor<B, 2>,
+    start: Candidate,
+    budget_bits: usize,
+    write: impl Fn(&CoolChic) -> Result<(Vec<u8>, f64), CompressError>,
+) -> Result<(Candidate, Refined), CompressError> {
+    let mut best = start;
+    let mut done = Refined::default();
+    let mut tabu: HashSet<(usize, usize, i32)> = HashSet::new();
+    let mut share = 0.5;
+    let mut rejected = 0;
+    while done.tried < MAX_ROUNDS && rejected < MAX_REJECTED {
+        let left = budget_bits as f64 - (best.bytes.len() * 8) as f64;
+        if left < STOP_SHARE * budget_bits as f64 {
+            break;
+        }
+        let grads = latent_gradients(net, geometry, target, &best.file);
+        let lengths = code_lengths(&best.file)?;
+        // (gain per bit, level, index, step, bits)
+        let mut cands: Vec<(f64, usize, usize, i32, f64)> = Vec::new();
+        for (l, (g, len)) in grads.iter().zip(&lengths).enumerate() {
+            for (i, (&gi, bits)) in g.iter().zip(len).enumerate() {
+                if gi == 0.0 {
+                    continue;
+                }
+                let step = if gi > 0.0 { -1 } else { 1 };
+                let v = best.file.latents[l][i] + step;
+                if v.abs() > LATENT_MAX || tabu.contains(&(l, i, step)) {
+                    continue;
+                }
+                let cost = bits[(1 + step) as usize] - bits[1];
+                let gain = f64::from(gi.abs());
+                cands.push((gain / cost.max(0.25), l, i, step, cost));
+            }
+        }
+        if cands.is_empty() {
+            break;
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let allowance = share * left;
+        let mut spent = 0.0;
+        let mut batch = Vec::new();
+        for &(_, l, i, step, cost) in &cands {
+            if !batch.is_empty() && spent + cost.max(0.0) > allowance {
+                break;
+            }
+            spent += cost.max(0.0);
+            batch.push((l, i, step));
+        }
+        let mut file = best.file.clone();
+        for &(l, i, step) in &batch {
+            file.latents[l][i] += step;
+        }
+        done.tried += 1;
+        let (bytes, mse) = write(&file)?;
+        if bytes.len() * 8 <= budget_bits && mse < best.mse {
+            done.kept += 1;
+            done.moved += batch.len();
+            best = Candidate { file, bytes, mse };
+            share = (share * 1.5).min(0.5);
+            rejected = 0;
+        } else {
+            rejected += 1;
+            if batch.len() == 1 {
+                tabu.insert(batch[0]);
+            } else {
+                share /= 2.0;
+            }
+        }
+    }
+    Ok((best, done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use tether_deploy::coolchic::{Header, encode, synthesis};
+
+    use crate::coolchic::fit::tests_support::networks_file;
+    use crate::image::{Image, mse};
+
+    type B = Autodiff<Flex>;
+
+    #[test]
+    fn refinements_never_pass_the_budget_nor_worsen_the_image() {
+        let _rng = crate::rng_lock();
+        let device = Default::default();
+        <B as burn::tensor::backend::Backend>::seed(&device, 5);
+        let arch = Arch {
+            levels: 3,
+            context: 4,
+            arm_hidden: vec![],
+            synth_hidden: vec![6],
+        };
+        let (w, h) = (16, 12);
+        let net = CoolChicNet::<B>::new(w, h, &arch, &device);
+        let header = Header {
+            width: w,
+            height: h,
+            arch: arch.clone(),
+        };
+        // A gradient image; the untrained model's all-zero latents are far from it.
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|p| {
+                let (x, y) = (p % w, p / w);
+                [(x * 15) as u8, (y * 20) as u8, 128]
+            })
+            .collect();
+        let image = Image::new(w, h, rgb).unwrap();
+        let file = networks_file(&net, &header);
+        let write = |f: &CoolChic| -> Result<(Vec<u8>, f64), CompressError> {
+            let bytes = encode(f).unwrap();
+            let d = Image::new(w, h, synthesis::render(f).unwrap()).unwrap();
+            Ok((bytes, mse(&image, &d)?))
+        };
+        let (bytes, m) = write(&file).unwrap();
+        let start_bits = bytes.len() * 8;
+        let geometry = Geometry::new(w, h, &arch, &device);
+        let target = Tensor::from_data(TensorData::new(image.to_unit(), [w * h, 3]), &device);
+        for budget in [start_bits, start_bits + 200] {
+            let (best, done) = spend_budget(
+                &net,
+                &geometry,
+                &target,
+                Candidate {
+                    file: file.clone(),
+                    bytes: bytes.clone(),
+                    mse: m,
+                },
+                budget,
+                write,
+            )
+            .unwrap();
+            assert!(best.bytes.len() * 8 <= budget, "{budget}");
+            assert!(best.mse <= m);
+            assert_eq!(best.bytes, encode(&best.file).unwrap());
+            if budget > start_bits {
+                assert!(done.moved > 0 && best.mse < m, "{done:?}");
+            } else {
+                assert_eq!(done.moved, 0);
+            }
+        }
+    }
+}
