@@ -94,8 +94,32 @@ impl ImageFiles {
         self.normalization = normalization;
     }
 
+    /// Splits into the samples at `kept` and at `held` (each in that order), moving the
+    /// paths rather than copying them: the index is the one part of a streamed set that
+    /// grows with the folder, and two copies of it would double that.
+    pub fn split(mut self, kept: &[usize], held: &[usize]) -> (Self, Self) {
+        let mut paths: Vec<Option<PathBuf>> = std::mem::take(&mut self.paths)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut take = |indices: &[usize]| -> Vec<PathBuf> {
+            indices
+                .iter()
+                .map(|&i| paths[i].take().expect("each sample in one part"))
+                .collect()
+        };
+        let (kept_paths, held_paths) = (take(kept), take(held));
+        (self.part(kept, kept_paths), self.part(held, held_paths))
+    }
+
     /// The samples at `indices`, in that order (classes and group names unchanged).
     pub fn subset(&self, indices: &[usize]) -> Self {
+        let paths = indices.iter().map(|&i| self.paths[i].clone()).collect();
+        self.part(indices, paths)
+    }
+
+    /// The samples at `indices`, whose files are `paths`.
+    fn part(&self, indices: &[usize], paths: Vec<PathBuf>) -> Self {
         let index = &self.index;
         Self {
             index: LabelledSet {
@@ -109,7 +133,7 @@ impl ImageFiles {
                 }),
                 skipped: Vec::new(),
             },
-            paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
+            paths,
             channels: self.channels,
             size: self.size,
             resize: self.resize,
@@ -242,7 +266,10 @@ mod tests {
             assert_eq!(streamed, n);
             let mut mem = mem;
             n.apply(&mut mem).unwrap();
-            let mut files = files.subset(&[7, 2]);
+            let (mut files, rest) = files.split(&[7, 2], &[0, 9]);
+            assert_eq!(rest.paths().len(), 2);
+            assert_eq!(rest.index().labels, vec![0, 1]);
+            assert!(rest.paths()[1].ends_with("b/4.jpg"), "{:?}", rest.paths());
             files.set_normalization(Some(n));
             let mut out = vec![0f32; mem.sample_len()];
             assert_eq!(files.read(0, &mut out).unwrap(), 1);

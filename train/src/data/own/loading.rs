@@ -239,7 +239,8 @@ fn prepare_files(
                 options.seed,
                 options.stratify,
             )?;
-            (train_files.subset(&kept), train_files.subset(&held), true)
+            let (kept, held) = train_files.split(&kept, &held);
+            (kept, held, true)
         }
     };
     let normalization = Normalization::for_samples(&options.normalize, &shape, |visit| {
