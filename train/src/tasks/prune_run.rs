@@ -676,13 +676,16 @@ fn run_own<B: AutodiffBackend>(
             if control.progress && p.train.is_streamed() {
                 println!(
                     "{}: {} training and {} test images, decoded from their files for each \
-                     batch (--loading stream)",
+                     batch (--loading memory keeps them in memory)",
                     data.display(),
                     p.train.len(),
                     p.test.len()
                 );
             }
-            (Samples::Own(p.train), Samples::Own(p.test))
+            (
+                Samples::Own(Box::new(p.train)),
+                Samples::Own(Box::new(p.test)),
+            )
         }
         None => {
             // MNIST / Fashion-MNIST for the user's network: its input must take 28x28.
@@ -947,7 +950,7 @@ enum Samples<'a> {
     /// with MNIST's statistics on upload.
     Mnist(Cow<'a, ImageSet>),
     /// The user's data: in memory, or an image folder read from its files.
-    Own(crate::data::own::OwnSet),
+    Own(Box<crate::data::own::OwnSet>),
 }
 
 impl Samples<'_> {
@@ -976,7 +979,7 @@ impl Samples<'_> {
     fn source(&self) -> &dyn SampleSource {
         match self {
             Samples::Mnist(s) => s.as_ref(),
-            Samples::Own(s) => s,
+            Samples::Own(s) => &**s,
         }
     }
 
