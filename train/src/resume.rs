@@ -394,14 +394,15 @@ impl RunState {
 }
 
 /// The settings a resumed run must share with the interrupted one: `config` as JSON,
-/// without where it writes (`out`), how often it checkpoints and what it resumes from.
+/// without where it writes (`out`), how often it checkpoints, what it resumes from and
+/// whether an image folder is streamed (`loading`: both ways give the same batches).
 ///
 /// # Errors
 /// `config` does not serialize.
 pub fn settings_key<T: Serialize>(config: &T) -> anyhow::Result<serde_json::Value> {
     let mut v = serde_json::to_value(config)?;
     if let Some(o) = v.as_object_mut() {
-        for k in ["out", "resume", "checkpoint_every"] {
+        for k in ["out", "resume", "checkpoint_every", "loading"] {
             o.remove(k);
         }
     }

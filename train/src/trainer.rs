@@ -110,19 +110,49 @@ pub fn progress_bar(steps: usize, label: Option<&str>) -> ProgressBar {
 /// input (a batch, or `()`). Returns early, after the step under way, when
 /// [`FitOptions::interrupt`] is raised.
 pub fn fit<B, M, O, P>(
-    mut model: M,
+    model: M,
     optimizer: &mut ConstrainedOptimizer<O>,
     set: &mut ConstraintSet<B>,
     problem: &P,
     options: &FitOptions,
     mut input: impl FnMut(usize) -> P::Input,
-    mut on_step: impl FnMut(StepInfo<'_, B, M>),
+    on_step: impl FnMut(StepInfo<'_, B, M>),
 ) -> Result<M, ConstrainedError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
     P: ConstrainedProblem<B, M>,
+{
+    try_fit(
+        model,
+        optimizer,
+        set,
+        problem,
+        options,
+        |s| Ok(input(s)),
+        on_step,
+    )
+}
+
+/// [`fit`] whose input can fail: batches read from files as training goes
+/// ([`crate::data::stream`]). The first input that cannot be had ends the loop with its
+/// error, before a step is taken on it.
+pub fn try_fit<B, M, O, P, E>(
+    mut model: M,
+    optimizer: &mut ConstrainedOptimizer<O>,
+    set: &mut ConstraintSet<B>,
+    problem: &P,
+    options: &FitOptions,
+    mut input: impl FnMut(usize) -> Result<P::Input, E>,
+    mut on_step: impl FnMut(StepInfo<'_, B, M>),
+) -> Result<M, E>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    P: ConstrainedProblem<B, M>,
+    E: From<ConstrainedError>,
 {
     let bar = match &options.bar {
         Some(bar) => bar.clone(),
@@ -144,7 +174,8 @@ where
         }
         // Burn modules share their tensors: the clone is a handful of reference counts.
         let observed = model.clone();
-        let out = optimizer.roll(model, set, problem, &input(step))?;
+        let step_input = input(step)?;
+        let out = optimizer.roll(model, set, problem, &step_input)?;
         model = out.model;
         if let Some(health) = &options.optimizer_health {
             health

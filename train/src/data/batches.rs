@@ -101,6 +101,26 @@ impl<B: Backend> DeviceSet<B> {
     }
 }
 
+/// MNIST's bytes read one image at a time, normalised as [`DeviceSet::new`] does (the
+/// streamed batches of the built-in datasets, [`super::stream`]).
+impl super::stream::SampleSource for ImageSet {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn sample_len(&self) -> usize {
+        SIDE * SIDE
+    }
+
+    fn read(&self, i: usize, out: &mut [f32]) -> anyhow::Result<i64> {
+        let px = SIDE * SIDE;
+        for (o, &p) in out.iter_mut().zip(&self.pixels[i * px..(i + 1) * px]) {
+            *o = (p as f32 / 255.0 - MEAN) / STD;
+        }
+        Ok(i64::from(self.labels[i]))
+    }
+}
+
 /// `0..len` in the order that `(seed, epoch)` shuffles it to (Fisher-Yates).
 pub fn shuffled_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();

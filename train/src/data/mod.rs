@@ -12,6 +12,7 @@ pub mod iris;
 pub mod mixtures;
 pub mod mnist;
 pub mod own;
+pub mod stream;
 
 use std::path::{Path, PathBuf};
 

@@ -102,11 +102,20 @@ impl<B: Backend> GroupedSet<B> {
 
     /// One epoch's full batches in the order `(seed, epoch)` shuffles them to.
     pub fn epoch(&self, batch: usize, seed: u64, epoch: u64) -> Vec<GroupedBatch<B>> {
+        self.epoch_rows(batch, seed, epoch)
+            .iter()
+            .map(|c| self.batch(c))
+            .collect()
+    }
+
+    /// The rows of [`GroupedSet::epoch`]'s batches, to assemble each with
+    /// [`GroupedSet::batch`] when it is trained on (memory for one batch, not an epoch's).
+    pub fn epoch_rows(&self, batch: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
         let order = shuffled_order(self.len(), seed, epoch);
         order
             .chunks(batch.max(1))
             .filter(|c| c.len() == batch)
-            .map(|c| self.batch(c))
+            .map(<[usize]>::to_vec)
             .collect()
     }
 
@@ -116,7 +125,8 @@ impl<B: Backend> GroupedSet<B> {
         order.chunks(batch.max(1)).map(|c| self.batch(c)).collect()
     }
 
-    fn batch(&self, rows: &[usize]) -> GroupedBatch<B> {
+    /// The batch of the samples at `rows`, in that order.
+    pub fn batch(&self, rows: &[usize]) -> GroupedBatch<B> {
         let device = self.inputs.device();
         let int = |v: Vec<i64>| {
             let n = v.len();
@@ -279,7 +289,9 @@ impl GroupMetrics {
         let mut loss = vec![0f64; groups];
         let mut count = vec![0usize; groups];
         let (mut all_hits, mut all_loss, mut n) = (0usize, 0f64, 0usize);
-        for b in set.in_order(batch) {
+        // One batch at a time, assembled as it is measured.
+        let order: Vec<usize> = (0..set.len()).collect();
+        for b in order.chunks(batch.max(1)).map(|rows| set.batch(rows)) {
             let logits = model.logits(b.inputs.clone());
             let ce = per_sample_cross_entropy(logits.clone(), b.labels.clone());
             let correct = correctness(logits, b.labels.clone());

@@ -23,13 +23,16 @@ pub fn per_sample_cross_entropy<B: Backend>(
         .neg()
 }
 
-/// Accuracy (in `[0, 1]`) of the classifier `logits` over `batches`.
-pub fn accuracy<B: Backend>(
-    batches: &[Batch<B>],
-    logits: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
-) -> f64 {
+/// Accuracy (in `[0, 1]`) of the classifier `logits` over `batches` (a slice, or batches
+/// streamed as they are assembled, [`crate::data::stream`]).
+pub fn accuracy<B: Backend, I>(batches: I, logits: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>) -> f64
+where
+    I: IntoIterator,
+    I::Item: std::borrow::Borrow<Batch<B>>,
+{
     let (mut correct, mut total) = (0i64, 0usize);
     for b in batches {
+        let b: &Batch<B> = std::borrow::Borrow::borrow(&b);
         let pred = logits(b.images.clone()).argmax(1).squeeze_dim::<1>(1);
         let hits: i64 = pred
             .equal(b.labels.clone())
@@ -62,7 +65,7 @@ mod tests {
         // The identity "network" predicts the larger coordinate: 2 of 4 labels agree.
         assert_eq!(accuracy(std::slice::from_ref(&batch), |x| x), 0.5);
         assert_eq!(accuracy(&[batch], |x| x.neg()), 0.5);
-        assert_eq!(accuracy::<B>(&[], |x| x), 0.0);
+        assert_eq!(accuracy::<B, _>(&[] as &[Batch<B>], |x| x), 0.0);
     }
 
     #[test]

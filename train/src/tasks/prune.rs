@@ -251,6 +251,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
 }
 
 /// Accuracy (in `[0, 1]`) of `model` with deterministic gates over `batches`.
-pub fn accuracy<B: Backend, M: GatedNetwork<B>>(model: &M, batches: &[Batch<B>]) -> f64 {
+pub fn accuracy<B: Backend, M: GatedNetwork<B>, I>(model: &M, batches: I) -> f64
+where
+    I: IntoIterator,
+    I::Item: std::borrow::Borrow<Batch<B>>,
+{
     crate::tasks::metrics::accuracy(batches, |x| model.forward_gated(x, GateMode::Deterministic))
 }

@@ -32,7 +32,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 use tether_models::classifier::Classifier;
 use tether_models::export::graph_to_safetensors;
@@ -49,8 +49,9 @@ use crate::constrained::{
     FormulationConfig, MultiplierConfig, NuPiConfig, UpdateScheme, adopt_checkpoint_ids,
     load_checkpoint, save_checkpoint_with,
 };
-use crate::data::batches::{Batch, DeviceSet};
+use crate::data::batches::{Batch, shuffled_order};
 use crate::data::mnist::{ImageSet, MnistKind, Split};
+use crate::data::stream::{HostBatch, PREFETCH_DEPTH, SampleSource, batch_count, with_batches};
 use crate::io::{check_output_dir, csv, write_atomic};
 use crate::optim::shampoo::ShampooHealth;
 use crate::optim::{DecayStart, OptimizerArgs, TwoGroups};
@@ -68,7 +69,7 @@ use crate::tasks::metrics;
 use crate::tasks::prune::{
     FlashConstraint, LatencyConstraint, PruneProblem, accuracy, global_density, layer_densities,
 };
-use crate::trainer::{FitOptions, StepInfo, fit};
+use crate::trainer::{FitOptions, StepInfo, try_fit};
 
 /// Networks that can be pruned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -701,8 +702,26 @@ fn run_own<B: AutodiffBackend>(
             let prep = config
                 .own
                 .prepare_options(config.seed, Some(input_shape.clone()))?;
-            let p = crate::data::own::prepare(data, config.own.test_data.as_deref(), &load, &prep)?;
-            (Samples::Own(p.train), Samples::Own(p.test))
+            let p = crate::data::own::prepare_sets(
+                data,
+                config.own.test_data.as_deref(),
+                &load,
+                &prep,
+                config.own.loading,
+            )?;
+            if control.progress && p.train.is_streamed() {
+                println!(
+                    "{}: {} training and {} test images, decoded from their files for each \
+                     batch (--loading memory keeps them in memory)",
+                    data.display(),
+                    p.train.len(),
+                    p.test.len()
+                );
+            }
+            (
+                Samples::Own(Box::new(p.train)),
+                Samples::Own(Box::new(p.test)),
+            )
         }
         None => {
             // MNIST / Fashion-MNIST for the user's network: its input must take 28x28.
@@ -853,7 +872,7 @@ impl Job<'_> {
         let net = if net.batch_norm_sites(sites) > 0 {
             let x =
                 self.train
-                    .calibration_batch::<B>(NORM_CALIBRATION_SAMPLES, config.seed, device);
+                    .calibration_batch::<B>(NORM_CALIBRATION_SAMPLES, config.seed, device)?;
             net.train_batch_norms(x, 0.1, sites)
         } else {
             net
@@ -900,8 +919,8 @@ enum Samples<'a> {
     /// MNIST or Fashion-MNIST (loaded for this run, or [`run_with_data`]'s), normalised
     /// with MNIST's statistics on upload.
     Mnist(Cow<'a, ImageSet>),
-    /// The user's data.
-    Own(crate::data::own::LabelledSet),
+    /// The user's data: in memory, or an image folder read from its files.
+    Own(Box<crate::data::own::OwnSet>),
 }
 
 impl Samples<'_> {
@@ -922,56 +941,79 @@ impl Samples<'_> {
     fn classes(&self) -> usize {
         match self {
             Samples::Mnist(_) => 10,
-            Samples::Own(s) => s.class_names.len(),
+            Samples::Own(s) => s.num_classes(),
         }
     }
 
     /// `n` samples (all if fewer) drawn at random (seeded), normalised as training sees
     /// them, on the device: the batch that measures the BatchNorms' starting statistics.
+    ///
+    /// # Errors
+    /// A sample that cannot be read (it names the file).
     fn calibration_batch<B: Backend>(
         &self,
         n: usize,
         seed: u64,
         device: &B::Device,
-    ) -> Tensor<B, 2> {
-        let order = crate::data::batches::shuffled_order(self.len(), seed, u64::MAX);
+    ) -> anyhow::Result<Tensor<B, 2>> {
+        let order = shuffled_order(self.len(), seed, u64::MAX);
         let pick = &order[..n.min(order.len())];
+        Ok(HostBatch::assemble(self.source(), pick)?
+            .to_device::<B>(device)
+            .images)
+    }
+
+    /// The samples, read one at a time into the batches ([`crate::data::stream`]).
+    fn source(&self) -> &dyn SampleSource {
         match self {
-            Samples::Mnist(s) => {
-                let px = s.pixels.len() / s.len().max(1);
-                let sub = ImageSet {
-                    pixels: pick
-                        .iter()
-                        .flat_map(|&i| s.pixels[i * px..(i + 1) * px].iter().copied())
-                        .collect(),
-                    labels: pick.iter().map(|&i| s.labels[i]).collect(),
-                };
-                let set = DeviceSet::<B>::new(&sub, None, device);
-                set.in_order(pick.len().max(1)).swap_remove(0).images
-            }
-            Samples::Own(s) => {
-                let len = s.sample_len();
-                let x: Vec<f32> = pick
-                    .iter()
-                    .flat_map(|&i| s.features[i * len..(i + 1) * len].iter().copied())
-                    .collect();
-                Tensor::from_data(TensorData::new(x, [pick.len(), len]), device)
-            }
+            Samples::Mnist(s) => s.as_ref(),
+            Samples::Own(s) => &**s,
         }
     }
 
-    /// The first `limit` samples on the device.
-    fn device_set<B: Backend>(&self, limit: Option<usize>, device: &B::Device) -> DeviceSet<B> {
-        match self {
-            Samples::Mnist(s) => DeviceSet::new(s, limit, device),
-            Samples::Own(s) => {
-                let n = limit.map_or(s.len(), |l| l.min(s.len()));
-                let len = s.sample_len();
-                DeviceSet::from_features(&s.features[..n * len], len, &s.labels_i64()[..n], device)
-            }
-        }
+    /// How many of the samples a run reads: the first `limit`.
+    fn limited(&self, limit: Option<usize>) -> usize {
+        limit.map_or(self.len(), |l| l.min(self.len()))
+    }
+
+    /// Runs `evaluate` on `model` over the first `n` samples in order, in batches of
+    /// [`EVAL_BATCH`] assembled as the evaluation goes.
+    fn evaluate<B: Backend, M, R>(
+        &self,
+        model: &M,
+        n: usize,
+        device: &B::Device,
+        evaluate: &impl Fn(&M, &mut dyn Iterator<Item = Batch<B>>) -> R,
+    ) -> anyhow::Result<R> {
+        let order: Vec<usize> = (0..n).collect();
+        with_batches(
+            self.source(),
+            &order,
+            EVAL_BATCH,
+            false,
+            PREFETCH_DEPTH,
+            |batches| {
+                let mut failed = None;
+                let mut each = batches.map_while(|b| match b {
+                    Ok(b) => Some(b.to_device::<B>(device)),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                });
+                let out = evaluate(model, &mut each);
+                drop(each);
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok(out),
+                }
+            },
+        )
     }
 }
+
+/// Samples per evaluation batch (a forward pass only: larger than a training batch).
+const EVAL_BATCH: usize = 1000;
 
 /// One run's settings and data.
 struct Job<'a> {
@@ -1052,7 +1094,10 @@ impl Job<'_> {
         method: MethodState<'_>,
         on_epoch_start: impl Fn(usize),
         mut on_step: impl FnMut(usize, StepInfo<'_, B, M>, &mut Vec<Vec<f64>>),
-        evaluate: impl Fn(&M::InnerModule, &[Batch<B::InnerBackend>]) -> (f64, f64),
+        evaluate: impl Fn(
+            &M::InnerModule,
+            &mut dyn Iterator<Item = Batch<B::InnerBackend>>,
+        ) -> (f64, f64),
     ) -> anyhow::Result<(M, Vec<EpochResult>, Vec<Vec<f64>>)>
     where
         B: AutodiffBackend,
@@ -1061,16 +1106,11 @@ impl Job<'_> {
         P: ConstrainedProblem<B, M, Input = Batch<B>>,
     {
         let c = self.config;
-        let train = self.train.device_set::<B>(c.train_limit, device);
-        let test = self
-            .test
-            .device_set::<B::InnerBackend>(c.test_limit, device);
-        let test_batches = test.in_order(1000);
-        let train_eval = self.train.device_set::<B::InnerBackend>(
-            Some(c.train_limit.unwrap_or(usize::MAX).min(TRAIN_EVAL_SAMPLES)),
-            device,
-        );
-        let train_batches = train_eval.in_order(1000);
+        // Batches are assembled as training reads them (`data::stream`): memory holds a
+        // few batches, never an epoch's worth.
+        let train_len = self.train.limited(c.train_limit);
+        let test_len = self.test.limited(c.test_limit);
+        let train_eval_len = train_len.min(TRAIN_EVAL_SAMPLES);
         let mut steps_per_epoch = 0;
         let (mut model, start, mut epochs, mut rows) = match &self.resume {
             Some(r) => {
@@ -1118,9 +1158,9 @@ impl Job<'_> {
         let mut offset = start.global_step - start.step_in_epoch;
         for epoch in start.epoch..c.epochs {
             on_epoch_start(epoch);
-            let batches = train.epoch(c.batch, c.seed, epoch as u64, true);
-            anyhow::ensure!(!batches.is_empty(), "fewer training images than one batch");
-            steps_per_epoch = batches.len();
+            let batches = batch_count(train_len, c.batch, true);
+            anyhow::ensure!(batches > 0, "fewer training images than one batch");
+            steps_per_epoch = batches;
             let first = if epoch == start.epoch {
                 start.step_in_epoch
             } else {
@@ -1130,22 +1170,39 @@ impl Job<'_> {
                 .progress
                 .then(|| format!("epoch {}/{}", epoch + 1, c.epochs));
             let mut done = first;
-            model = fit(
-                model,
-                opt,
-                set,
-                problem,
-                &FitOptions::new(batches.len() - first, label)
-                    .with_health(health.clone())
-                    .with_interrupt(Some(self.interrupt.clone()))
-                    .with_step_seeds(c.seed, offset + first),
-                |s| batches[first + s].clone(),
-                |info| {
-                    done += 1;
-                    on_step(offset + first + info.step, info, &mut rows)
+            // The epoch's order; a resumed epoch starts at its first step not yet taken.
+            let order = shuffled_order(train_len, c.seed, epoch as u64);
+            let order = &order[(first * c.batch).min(order.len())..];
+            model = with_batches(
+                self.train.source(),
+                order,
+                c.batch,
+                true,
+                PREFETCH_DEPTH,
+                |stream| {
+                    try_fit(
+                        model,
+                        opt,
+                        set,
+                        problem,
+                        &FitOptions::new(batches - first, label)
+                            .with_health(health.clone())
+                            .with_interrupt(Some(self.interrupt.clone()))
+                            .with_step_seeds(c.seed, offset + first),
+                        |_| match stream.next() {
+                            Some(b) => Ok(b?.to_device::<B>(device)),
+                            None => Err(anyhow::anyhow!(
+                                "internal error: the epoch's batches ran out"
+                            )),
+                        },
+                        |info| {
+                            done += 1;
+                            on_step(offset + first + info.step, info, &mut rows)
+                        },
+                    )
                 },
             )?;
-            if done < batches.len() {
+            if done < batches {
                 let position = Position {
                     epoch,
                     step_in_epoch: done,
@@ -1159,10 +1216,17 @@ impl Job<'_> {
                 }
                 .into());
             }
-            offset += batches.len();
+            offset += batches;
             let valid = model.valid();
-            let (train_accuracy, _) = evaluate(&valid, &train_batches);
-            let (test_accuracy, density) = evaluate(&valid, &test_batches);
+            let (train_accuracy, _) = self.train.evaluate::<B::InnerBackend, _, _>(
+                &valid,
+                train_eval_len,
+                device,
+                &evaluate,
+            )?;
+            let (test_accuracy, density) = self
+                .test
+                .evaluate::<B::InnerBackend, _, _>(&valid, test_len, device, &evaluate)?;
             if self.progress {
                 println!(
                     "epoch {}: train accuracy {train_accuracy:.4}, test accuracy \

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{LoadOptions, Normalize, PrepareOptions, parse_image_size};
+use super::{LoadOptions, Loading, Normalize, PrepareOptions, parse_image_size};
 
 /// Where the user's data is and how to read it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -43,6 +43,11 @@ pub struct OwnDataArgs {
     /// for torchvision's pretrained networks, on values in [0, 1]).
     #[arg(long, value_name = "HOW", default_value = "auto", requires = "data")]
     pub normalize: String,
+    /// Image folders: keep the decoded images in memory (memory), decode them from their
+    /// files for every batch on a prefetch thread (stream: memory stays bounded whatever
+    /// the folder's size), or choose by size (auto: in memory up to 8 MiB decoded).
+    #[arg(long, value_enum, default_value = "auto", requires = "data")]
+    pub loading: Loading,
 }
 
 impl Default for OwnDataArgs {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{FilterType, resize};
 
+use super::files::ImageFiles;
 use super::table::split_line;
 use super::{
     Channels, LabelledSet, LoadOptions, OwnError, index_group_keys, io, malformed, read_file,
@@ -29,6 +30,58 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// Loads an image folder (see the module documentation).
 pub fn load_image_folder(root: &Path, options: &LoadOptions) -> Result<LabelledSet, OwnError> {
+    let mut features = Vec::new();
+    let files = scan(root, options, Some(&mut features))?;
+    Ok(files.into_set(features))
+}
+
+/// Indexes an image folder without keeping its pixels: every file is decoded once, so that
+/// an unreadable one, or one of another size, is an error naming it now rather than in the
+/// middle of training (with [`LoadOptions::skip_unreadable`] it is skipped and listed),
+/// and the images are read again from their files for each batch ([`ImageFiles`]).
+pub fn index_image_folder(root: &Path, options: &LoadOptions) -> Result<ImageFiles, OwnError> {
+    scan(root, options, None)
+}
+
+/// The files of the folder's first class folder that has a PNG/JPEG file, and the first
+/// such file decoded: what [`super::loading`] estimates a folder's decoded size from
+/// (with the image count of [`count_images`]).
+pub fn first_image(root: &Path) -> Result<Option<(PathBuf, image::DynamicImage)>, OwnError> {
+    for (dir, is_dir) in list(root)?.0 {
+        if !is_dir {
+            continue;
+        }
+        let mut files = Vec::new();
+        walk(&dir, &mut files)?;
+        for file in files {
+            if let Ok(img) = decode(&file) {
+                return Ok(Some((file, img)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The number of PNG/JPEG files (by name) in the class folders of `root`.
+pub fn count_images(root: &Path) -> Result<usize, OwnError> {
+    let mut n = 0;
+    for (dir, is_dir) in list(root)?.0 {
+        if is_dir {
+            let mut files = Vec::new();
+            walk(&dir, &mut files)?;
+            n += files.iter().filter(|f| has_image_extension(f)).count();
+        }
+    }
+    Ok(n)
+}
+
+/// Reads the folder: every image decoded in order, its pixels appended to `features`
+/// when given (the in-memory set), else only checked (the streamed one).
+fn scan(
+    root: &Path,
+    options: &LoadOptions,
+    mut features: Option<&mut Vec<f32>>,
+) -> Result<ImageFiles, OwnError> {
     let (classes, loose_files) = list(root)?;
     let class_dirs: Vec<(String, PathBuf)> = classes
         .into_iter()
@@ -112,7 +165,9 @@ pub fn load_image_folder(root: &Path, options: &LoadOptions) -> Result<LabelledS
                     *size
                 }
             };
-            push_pixels(&mut out.features, &img, ch, size);
+            if let Some(features) = features.as_deref_mut() {
+                push_pixels(features, &img, ch, size);
+            }
             if out.sample_shape.is_empty() {
                 out.sample_shape = vec![ch.count(), size.0 as usize, size.1 as usize];
             }
@@ -134,7 +189,15 @@ pub fn load_image_folder(root: &Path, options: &LoadOptions) -> Result<LabelledS
     if let Some(groups_file) = &options.groups_file {
         out.groups = Some(group_keys(root, &paths, groups_file).map(|k| index_group_keys(&k))?);
     }
-    Ok(out)
+    let channels = channels.unwrap_or(Channels::Gray);
+    let size = (out.sample_shape[1] as u32, out.sample_shape[2] as u32);
+    Ok(ImageFiles::new(
+        out,
+        paths,
+        channels,
+        size,
+        options.image_size.is_some(),
+    ))
 }
 
 /// The entries of `dir` that are not hidden, sorted by name, with whether each is a
@@ -169,13 +232,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), OwnError> {
     Ok(())
 }
 
-/// Decodes an image file, or says why not.
-fn decode(path: &Path) -> Result<image::DynamicImage, String> {
+/// Whether `path`'s extension is one of [`IMAGE_EXTENSIONS`].
+fn has_image_extension(path: &Path) -> bool {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    if !IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+    IMAGE_EXTENSIONS.contains(&ext.as_str())
+}
+
+/// Decodes an image file, or says why not.
+pub(super) fn decode(path: &Path) -> Result<image::DynamicImage, String> {
+    if !has_image_extension(path) {
         return Err("not a PNG or JPEG image (only .png, .jpg and .jpeg files are read)".into());
     }
     image::ImageReader::open(path)
@@ -186,7 +254,12 @@ fn decode(path: &Path) -> Result<image::DynamicImage, String> {
 }
 
 /// Appends `img`'s pixels as `[C, H, W]` floats in `[0, 1]`, resized to `(h, w)`.
-fn push_pixels(out: &mut Vec<f32>, img: &image::DynamicImage, ch: Channels, (h, w): (u32, u32)) {
+pub(super) fn push_pixels(
+    out: &mut Vec<f32>,
+    img: &image::DynamicImage,
+    ch: Channels,
+    (h, w): (u32, u32),
+) {
     let same = (img.height(), img.width()) == (h, w);
     match ch {
         Channels::Gray => {

@@ -1,5 +1,7 @@
 //! Your own data: an image folder, a CSV table, NPY/NPZ arrays or IDX files, loaded into one
-//! in-memory labelled set ([`LabelledSet`]) that the training and pruning commands take.
+//! in-memory labelled set ([`LabelledSet`]) that the training and pruning commands take, or,
+//! for a large image folder, indexed and read from its files as batches take the images
+//! ([`loading`], [`ImageFiles`]).
 //!
 //! # Formats
 //!
@@ -54,8 +56,10 @@
 //!   constraint), as in [`crate::data::groups`].
 
 pub mod args;
+pub mod files;
 pub mod folder;
 pub mod idx_files;
+pub mod loading;
 pub mod normalize;
 pub mod npy;
 pub mod set;
@@ -65,6 +69,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use args::OwnDataArgs;
+pub use files::ImageFiles;
+pub use loading::{IN_MEMORY_MAX_BYTES, Loading, OwnSet, PreparedSets, prepare_sets};
 pub use normalize::{NormAxis, Normalization, Normalize};
 pub use set::{LabelledSet, SampleGroups, holdout_indices};
 

@@ -131,25 +131,46 @@ pub struct Normalization {
 impl Normalization {
     /// The mean and (population) standard deviation of `set` along `axis`.
     pub fn fit(set: &LabelledSet, axis: NormAxis) -> Self {
-        let shape = &set.sample_shape;
+        let each = |visit: &mut dyn FnMut(&[f32])| {
+            (0..set.len()).for_each(|i| visit(set.sample(i)));
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match Self::fit_samples(&set.sample_shape, axis, each) {
+            Ok(n) => n,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Normalization::fit`] over samples of `shape` that `each` hands to its visitor,
+    /// in order, without holding them: it is called twice (the mean, then the squared
+    /// deviations from it, in `f64`), so an image folder read from its files gives the
+    /// same statistics, bit for bit, as the same images in memory.
+    pub fn fit_samples<E>(
+        shape: &[usize],
+        axis: NormAxis,
+        mut each: impl FnMut(&mut dyn FnMut(&[f32])) -> Result<(), E>,
+    ) -> Result<Self, E> {
         let slots = axis.count(shape);
         let (mut sum, mut count) = (vec![0f64; slots], vec![0usize; slots]);
-        let d = set.sample_len().max(1);
-        for (i, &v) in set.features.iter().enumerate() {
-            let s = axis.slot(i % d, shape);
-            sum[s] += f64::from(v);
-            count[s] += 1;
-        }
+        each(&mut |x: &[f32]| {
+            for (k, &v) in x.iter().enumerate() {
+                let s = axis.slot(k, shape);
+                sum[s] += f64::from(v);
+                count[s] += 1;
+            }
+        })?;
         let mean: Vec<f64> = sum
             .iter()
             .zip(&count)
             .map(|(&s, &c)| s / c.max(1) as f64)
             .collect();
         let mut sq = vec![0f64; slots];
-        for (i, &v) in set.features.iter().enumerate() {
-            let s = axis.slot(i % d, shape);
-            sq[s] += (f64::from(v) - mean[s]).powi(2);
-        }
+        each(&mut |x: &[f32]| {
+            for (k, &v) in x.iter().enumerate() {
+                let s = axis.slot(k, shape);
+                sq[s] += (f64::from(v) - mean[s]).powi(2);
+            }
+        })?;
         let std = sq
             .iter()
             .zip(&count)
@@ -158,11 +179,11 @@ impl Normalization {
                 if s > 1e-12 { s as f32 } else { 1.0 }
             })
             .collect();
-        Self {
+        Ok(Self {
             axis,
             mean: mean.iter().map(|&m| m as f32).collect(),
             std,
-        }
+        })
     }
 
     /// Given statistics for samples of `shape`: their number picks the axis (1: global,
@@ -197,13 +218,28 @@ impl Normalization {
 
     /// What `normalize` asks for on training set `train` (`None` for [`Normalize::None`]).
     pub fn for_data(normalize: &Normalize, train: &LabelledSet) -> Result<Option<Self>, OwnError> {
+        Self::for_samples(normalize, &train.sample_shape, |visit| {
+            (0..train.len()).for_each(|i| visit(train.sample(i)));
+            Ok(())
+        })
+    }
+
+    /// [`Normalization::for_data`] on training samples of `shape` visited by `each` (see
+    /// [`Normalization::fit_samples`]), which is not called when nothing is fitted.
+    pub fn for_samples(
+        normalize: &Normalize,
+        shape: &[usize],
+        each: impl FnMut(&mut dyn FnMut(&[f32])) -> Result<(), OwnError>,
+    ) -> Result<Option<Self>, OwnError> {
         Ok(match normalize {
             Normalize::None => None,
-            Normalize::Auto => Some(Self::fit(train, NormAxis::default_for(&train.sample_shape))),
-            Normalize::Fit(axis) => Some(Self::fit(train, *axis)),
-            Normalize::Given { mean, std } => {
-                Some(Self::given(mean.clone(), std.clone(), &train.sample_shape)?)
-            }
+            Normalize::Auto => Some(Self::fit_samples(
+                shape,
+                NormAxis::default_for(shape),
+                each,
+            )?),
+            Normalize::Fit(axis) => Some(Self::fit_samples(shape, *axis, each)?),
+            Normalize::Given { mean, std } => Some(Self::given(mean.clone(), std.clone(), shape)?),
         })
     }
 
@@ -218,12 +254,20 @@ impl Normalization {
             )));
         }
         let d = set.sample_len().max(1);
-        let (mean, std) = (&self.mean, &self.std);
-        for (i, v) in set.features.iter_mut().enumerate() {
-            let s = self.axis.slot(i % d, &shape);
-            *v = (*v - mean[s]) / std[s];
+        for sample in set.features.chunks_mut(d) {
+            self.apply_sample(sample, &shape);
         }
         Ok(())
+    }
+
+    /// Standardises one sample of `shape` in place (whose statistics' count
+    /// [`Normalization::apply`] checked): what a streamed batch does to each sample it reads.
+    pub fn apply_sample(&self, sample: &mut [f32], shape: &[usize]) {
+        let (mean, std) = (&self.mean, &self.std);
+        for (k, v) in sample.iter_mut().enumerate() {
+            let s = self.axis.slot(k, shape);
+            *v = (*v - mean[s]) / std[s];
+        }
     }
 }
 

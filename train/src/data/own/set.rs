@@ -28,6 +28,22 @@ pub struct LabelledSet {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+/// The samples in memory, copied into each batch ([`crate::data::stream`]).
+impl crate::data::stream::SampleSource for LabelledSet {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    fn read(&self, i: usize, out: &mut [f32]) -> anyhow::Result<i64> {
+        out.copy_from_slice(self.sample(i));
+        Ok(i64::from(self.labels[i]))
+    }
+}
+
 /// Each sample's group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SampleGroups {

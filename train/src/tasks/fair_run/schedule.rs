@@ -119,7 +119,8 @@ where
             opt.set_lr(base_lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()));
         }
         model = at_epoch_start(epoch, model);
-        let batches = train.epoch(c.batch, c.seed, phase.shuffle_from + epoch as u64);
+        // Each batch is assembled when its step takes it.
+        let batches = train.epoch_rows(c.batch, c.seed, phase.shuffle_from + epoch as u64);
         anyhow::ensure!(!batches.is_empty(), "fewer training samples than one batch");
         let chunk = batches.len().div_ceil(phase.checks.max(1));
         // Steps of this epoch taken before the checkpoint the phase resumed from.
@@ -147,7 +148,7 @@ where
                     .with_health(primal.health.clone())
                     .with_interrupt(resumable.map(|r| r.interrupt.clone()))
                     .with_step_seeds(c.seed, offset + from),
-                |s| todo[s].clone(),
+                |s| train.batch(&todo[s]),
                 |info| {
                     done += 1;
                     let mut row = vec![(offset + from + info.step) as f64, info.values.loss];
