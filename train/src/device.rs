@@ -1,4 +1,4 @@
-//! Picking a backend at run time: `--device flex|ndarray|cuda`.
+//! Picking a backend at run time: `--device flex|ndarray|cuda|wgpu`.
 //!
 //! Training code is generic over `B: AutodiffBackend`; a command describes its work as a
 //! [`BackendTask`] and [`run_on`] monomorphises it for the backend the user named. A
@@ -17,6 +17,9 @@ pub enum DeviceKind {
     Ndarray,
     /// An NVIDIA GPU through burn's CUDA backend (feature `cuda`).
     Cuda,
+    /// burn's wgpu backend (feature `wgpu`): any Vulkan device, including Mesa's
+    /// software Vulkan (lavapipe), which lets device-resident code run without a GPU.
+    Wgpu,
 }
 
 impl DeviceKind {
@@ -26,6 +29,7 @@ impl DeviceKind {
             Self::Flex => "flex",
             Self::Ndarray => "ndarray",
             Self::Cuda => "cuda",
+            Self::Wgpu => "wgpu",
         }
     }
 
@@ -35,12 +39,13 @@ impl DeviceKind {
             Self::Flex => cfg!(feature = "flex"),
             Self::Ndarray => cfg!(feature = "ndarray"),
             Self::Cuda => cfg!(feature = "cuda"),
+            Self::Wgpu => cfg!(feature = "wgpu"),
         }
     }
 
     /// The devices compiled into this binary.
     pub fn compiled() -> Vec<DeviceKind> {
-        [Self::Flex, Self::Ndarray, Self::Cuda]
+        [Self::Flex, Self::Ndarray, Self::Cuda, Self::Wgpu]
             .into_iter()
             .filter(|d| d.is_compiled())
             .collect()
@@ -121,6 +126,10 @@ pub fn run_on<T: BackendTask>(kind: DeviceKind, task: T) -> Result<T::Output, De
         DeviceKind::Cuda => {
             Ok(task.run::<burn::backend::Autodiff<burn::backend::Cuda>>(Default::default()))
         }
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => {
+            Ok(task.run::<burn::backend::Autodiff<burn::backend::Wgpu>>(Default::default()))
+        }
         #[allow(unreachable_patterns)] // reachable whenever a feature is off
         other => Err(DeviceError::NotCompiled {
             device: other,
@@ -148,7 +157,12 @@ mod tests {
 
     #[test]
     fn compiled_devices_run_and_others_are_clear_errors() {
-        for kind in [DeviceKind::Flex, DeviceKind::Ndarray, DeviceKind::Cuda] {
+        for kind in [
+            DeviceKind::Flex,
+            DeviceKind::Ndarray,
+            DeviceKind::Cuda,
+            DeviceKind::Wgpu,
+        ] {
             if kind == DeviceKind::Cuda && kind.is_compiled() {
                 // needs a GPU (scripts/gpu-check); without one, a clear error
                 if !std::path::Path::new("/dev/nvidiactl").exists() {

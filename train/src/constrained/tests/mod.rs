@@ -65,7 +65,8 @@ pub(super) fn state_of<B: AutodiffBackend>(
 
 /// Instantiates backend-generic tests (`fn name<B: AutodiffBackend>()`) for every compiled
 /// backend. The CUDA instances are ignored by default (CI has no GPU) and run by
-/// `scripts/gpu-check` with `--include-ignored`.
+/// `scripts/gpu-check` with `--include-ignored`. The wgpu instances run wherever the
+/// feature is on: Mesa's software Vulkan (lavapipe) needs no GPU.
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod flex {
@@ -87,6 +88,13 @@ macro_rules! backend_tests {
             #[ignore = "needs an NVIDIA GPU: run by scripts/gpu-check"]
             fn $name() {
                 super::$name::<burn::backend::Autodiff<burn::backend::Cuda>>();
+            })*
+        }
+        #[cfg(feature = "wgpu")]
+        mod wgpu {
+            $(#[test]
+            fn $name() {
+                super::$name::<burn::backend::Autodiff<burn::backend::Wgpu>>();
             })*
         }
     };
