@@ -4,13 +4,13 @@
 //! pixels: 40,000 MNIST-sized images are 125 MB as `f32`, their paths about 3 MB.
 //!
 //! A sample reads to exactly the values [`super::folder::load_image_folder`] stores for
-//! it (the same decoder, [`super::folder::push_pixels`] and
+//! it (the same decoder, `push_pixels` and
 //! [`Normalization::apply_sample`]), so a streamed run and an in-memory one of the same
 //! seed train on the same numbers.
 
 use std::path::{Path, PathBuf};
 
-use super::folder::{decode, push_pixels};
+use super::pixels::{decode, push_pixels};
 use super::{Channels, LabelledSet, Normalization, OwnError, malformed};
 use crate::data::stream::SampleSource;
 

@@ -62,6 +62,7 @@ pub mod idx_files;
 pub mod loading;
 pub mod normalize;
 pub mod npy;
+mod pixels;
 pub mod set;
 pub mod table;
 
