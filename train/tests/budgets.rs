@@ -3,20 +3,9 @@
 //! training.
 
 use std::path::Path;
-use std::process::Command;
 
-fn tether_train(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tether-train"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::tether_train;
 
 fn mnist_is_there() -> bool {
     use tether_train::data::mnist::{ImageSet, MnistKind, Split};

@@ -3,23 +3,12 @@
 //! input is refused before any training with a message that says what is wrong.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tether_deploy::onnx::import_file;
 use tether_deploy::{AlignedBytes, Model, Plan, PlanOptions};
 
-fn tether_train(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tether-train"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::tether_train;
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,10 +19,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tether-own-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::fresh_dir("own", name)
 }
 
 /// MNIST's test IDX pair (10k images), as a user's own IDX data; `None` (skipped) when
