@@ -52,6 +52,7 @@ extern crate std;
 mod aligned;
 #[cfg(feature = "std")]
 pub mod cli;
+pub mod compact;
 pub mod coolchic;
 mod error;
 pub mod format;

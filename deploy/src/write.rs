@@ -565,6 +565,31 @@ pub fn rebuild(
     model: &Model,
     mut replace: impl FnMut(usize) -> Option<Vec<f32>>,
 ) -> Result<Vec<u8>, Error> {
+    rebuild_resized(model, |i| {
+        let Some(v) = replace(i) else {
+            return Ok(None);
+        };
+        let dims = model.tensors[i].dims.as_slice();
+        if v.len() != model.tensors[i].dims.numel() {
+            return Err(Error::BadOptions("a replaced tensor changed its length"));
+        }
+        Ok(Some((dims.to_vec(), v)))
+    })
+}
+
+/// [`rebuild`] where a replaced tensor may take another shape (`replace(i)`: its new
+/// dims and dense row-major values); the writer re-derives every value's shape from the
+/// ops, so the replacements must keep the graph consistent (as
+/// [`crate::compact::remove_dead_channels`] does: a layer's rows and its reader's columns
+/// go together).
+///
+/// # Errors
+/// `replace`'s own, values that do not fill their dims, or a model the writer refuses
+/// (shapes that no longer agree).
+pub fn rebuild_resized(
+    model: &Model,
+    mut replace: impl FnMut(usize) -> Result<Option<(Vec<usize>, Vec<f32>)>, Error>,
+) -> Result<Vec<u8>, Error> {
     let input = model.shapes[model.inputs[0]].as_slice();
     let mut b = ModelBuilder::new(input);
     if model.static_shapes {
@@ -572,9 +597,11 @@ pub fn rebuild(
     }
     for (i, t) in model.tensors.iter().enumerate() {
         let dims = t.dims.as_slice();
-        let id = match replace(i) {
-            Some(v) if v.len() == t.dims.numel() => b.smallest(dims, &v),
-            Some(_) => return Err(Error::BadOptions("a replaced tensor changed its length")),
+        let id = match replace(i)? {
+            Some((d, v)) if v.len() == d.iter().product::<usize>() && !d.contains(&0) => {
+                b.smallest(&d, &v)
+            }
+            Some(_) => return Err(Error::BadOptions("a replaced tensor does not fill its dims")),
             None => match t.data {
                 crate::format::TensorData::F32(_) => b.dense(dims, &t.to_dense()),
                 crate::format::TensorData::F16(_) => b.dense_f16(dims, &t.to_dense()),

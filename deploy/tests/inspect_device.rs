@@ -57,13 +57,25 @@ fn inspect_reports_flash_ram_and_latency_of_the_model() {
     };
     assert_eq!(number_after("flash ") as usize, bytes.len(), "{line}");
     let aligned = AlignedBytes::from_slice(&bytes);
-    let plan = Plan::new(
+    let host = Plan::new(
         Model::parse(&aligned).unwrap(),
         &tether_deploy::cli::host_plan_options(1, KernelChoice::Auto),
     )
     .unwrap();
-    assert_eq!(number_after("RAM ") as usize, plan.ram_bytes(), "{line}");
-    assert!(plan.ram_bytes() >= plan.activation_bytes());
+    // The device's RAM: the plan with no weight copied (the CSR layer run in place).
+    let device = Plan::new(
+        Model::parse(&aligned).unwrap(),
+        &tether_deploy::PlanOptions::in_place(1),
+    )
+    .unwrap();
+    assert_eq!(number_after("RAM ") as usize, device.ram_bytes(), "{line}");
+    assert_eq!(device.ram_bytes(), device.activation_bytes(), "nothing copied");
+    assert_eq!(
+        number_after("weight copies: ") as usize,
+        host.ram_bytes(),
+        "{line}"
+    );
+    assert!(host.ram_bytes() >= host.activation_bytes());
     let us = number_after("latency ");
     assert!(us > 0.0 && us < 1e5, "{line}");
     std::fs::remove_file(&path).unwrap();

@@ -19,5 +19,6 @@ pub fn host_plan_options(batch: usize, kernels: KernelChoice) -> PlanOptions {
         kernels,
         max_bytes: HOST_PLAN_BYTES,
         expand_csr: true,
+        vector_kernels: true,
     }
 }

@@ -11,7 +11,22 @@ use super::files::{load_model, parse_model};
 use super::host::host_plan_options;
 use super::mesh::is_mesh_model;
 use crate::format::{Op, TensorData};
-use crate::plan::{KernelChoice, Plan};
+use crate::plan::{KernelChoice, Plan, PlanOptions};
+
+/// The RAM a device needs to run `model` on batches of `batch` besides the model in
+/// flash: the plan a microcontroller builds ([`PlanOptions::in_place`]: activations and
+/// scratch, no weight copied). What a board's `ram` and `tether-train prune --max-ram`
+/// are judged by.
+///
+/// # Errors
+/// A plan over [`HOST_PLAN_BYTES`](super::HOST_PLAN_BYTES).
+pub fn device_ram(model: &crate::Model, batch: usize) -> anyhow::Result<usize> {
+    let options = PlanOptions {
+        max_bytes: super::HOST_PLAN_BYTES,
+        ..PlanOptions::in_place(batch)
+    };
+    Ok(Plan::new(model.clone(), &options)?.ram_bytes())
+}
 
 /// Trials of the latency `inspect` reports.
 const LATENCY_TRIALS: usize = 9;
@@ -152,24 +167,26 @@ pub fn inspect_for(
     }
     // The three figures a device budget is stated in (`tether-train prune --max-flash
     // --max-ram --max-latency` are judged by the same).
-    let plan = Plan::new(
+    let host = Plan::new(
         model.clone(),
         &host_plan_options(1, KernelChoice::default()),
     )?;
+    let ram = device_ram(&model, 1)?;
     let seconds = super::bench::latency(&model, 1, LATENCY_TRIALS)?;
     writeln!(
         out,
-        "device, batch 1: flash {} bytes (this file); RAM {} bytes (activations, scratch and \
-         converted weights); latency {:.1} us on this host (auto kernels, single thread, \
-         median of {LATENCY_TRIALS} trials)",
+        "device, batch 1: flash {} bytes (this file); RAM {ram} bytes (activations and \
+         scratch, every weight read in place as on a microcontroller; this host's plan, with \
+         its vector kernels' weight copies: {} bytes); latency {:.1} us on this host (auto \
+         kernels, single thread, median of {LATENCY_TRIALS} trials)",
         model.file_len,
-        plan.ram_bytes(),
+        host.ram_bytes(),
         seconds * 1e6
     )?;
     let Some(board) = board else {
         return Ok(true);
     };
-    let (lines, fits) = board.verdict(model.file_len as u64, plan.ram_bytes() as u64, seconds);
+    let (lines, fits) = board.verdict(model.file_len as u64, ram as u64, seconds);
     writeln!(
         out,
         "board {}: {}",

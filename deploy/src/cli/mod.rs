@@ -47,7 +47,7 @@ pub use convert::{export, import};
 pub use files::{load_model, load_onnx, parse_model, write_atomic};
 pub use host::{HOST_PLAN_BYTES, host_plan_options};
 pub use inputs::{non_finite_samples, read_idx_images, read_idx_labels, read_input};
-pub use inspect::{inspect, inspect_for};
+pub use inspect::{device_ram, inspect, inspect_for};
 pub use mesh::{MeshRun, bench_mesh, is_mesh_model, read_mesh, run_mesh};
 pub use run::run;
 pub use scores::{argmax, prediction};

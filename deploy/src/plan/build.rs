@@ -58,6 +58,9 @@ impl<'a> Plan<'a> {
             return Err(Error::BadOptions("batch must be at least 1"));
         }
         let batch = options.batch;
+        // Weight copies for this CPU's vector kernels, unless the plan is to take what a
+        // microcontroller's would (`PlanOptions::vector_kernels`).
+        let vector = options.vector_kernels;
         let sizes: Vec<usize> = model.shapes.iter().map(|d| d.numel()).collect();
         let too_large = Error::TooLarge {
             bytes: usize::MAX,
@@ -130,12 +133,14 @@ impl<'a> Plan<'a> {
                         expand_csr,
                     );
                     if rows > 1
+                        && vector
                         && packed::available()
                         && let Matrix::Dense(w) = &l.weight
                     {
                         l.weight = Matrix::Packed(packed::pack(w, l.rows, l.cols));
                     }
                     if lead == 1
+                        && vector
                         && let Matrix::Sparse(s) = &l.weight
                     {
                         l.batch1 = Batch1::choose(&s.view());
@@ -176,8 +181,12 @@ impl<'a> Plan<'a> {
                             || (shape.stride == [1, 1]
                                 && shape.pads == [0; 4]
                                 && shape.dilation == [1, 1]
+                                && vector
                                 && sell::available());
-                        let break_even = if implicit_conv::available() && !sparse_reads_input {
+                        let break_even = if vector
+                            && implicit_conv::available()
+                            && !sparse_reads_input
+                        {
                             SPARSE_BREAK_EVEN_CONV
                         } else {
                             SPARSE_BREAK_EVEN_GEMM
@@ -196,7 +205,7 @@ impl<'a> Plan<'a> {
                         // Depthwise: the direct vector kernel (9 multiply-adds an output for
                         // a 3x3 kernel, no patch matrix) is faster than the sparse product
                         // over im2col at any density, and needs every group dense.
-                        let break_even = if wd[1] == 1 && packed::available() {
+                        let break_even = if wd[1] == 1 && vector && packed::available() {
                             -1.0
                         } else {
                             SPARSE_BREAK_EVEN_GEMM
@@ -213,7 +222,7 @@ impl<'a> Plan<'a> {
                             layer_ops.push(i);
                         }
                     }
-                    if sell::available() {
+                    if vector && sell::available() {
                         for l in &mut layers[first_layer..] {
                             if let Matrix::Sparse(s) = &l.weight {
                                 l.direct = direct_conv::DirectConv::new(&s.view(), &shape);
@@ -225,6 +234,7 @@ impl<'a> Plan<'a> {
                         .ok_or(too_large.clone())?;
                     let mut implicit = None;
                     if groups == 1
+                        && vector
                         && implicit_conv::available()
                         && let Matrix::Dense(w) = &layers[first_layer].weight
                     {

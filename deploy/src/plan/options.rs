@@ -69,6 +69,29 @@ pub struct PlanOptions {
     /// Off on a microcontroller whose heap is smaller than `max_bytes` says: the copy is
     /// allocated before the plan's total is checked.
     pub expand_csr: bool,
+    /// Use this CPU's vector kernels where they run (AVX2 / AVX-512 on x86-64), with the
+    /// weight copies some of them read (packed panels, SELL-8 and block layouts, direct
+    /// convolution offsets). Off, the plan is the one a microcontroller builds: every
+    /// weight read in place from the model's bytes, portable kernels, so its
+    /// [`ram_bytes`](super::Plan::ram_bytes) is the device's (with `expand_csr` off too;
+    /// [`PlanOptions::in_place`]).
+    pub vector_kernels: bool,
+}
+
+impl PlanOptions {
+    /// The plan a microcontroller builds for batches of `batch`: no weight copied to RAM
+    /// (no vector-kernel layouts, CSR weights run sparse), so that
+    /// [`Plan::ram_bytes`](super::Plan::ram_bytes) is the RAM the device needs besides the
+    /// model in flash: the activation arena and scratch. What a RAM budget is judged on
+    /// (`tether-deploy inspect --board`, `tether-train prune --max-ram`).
+    pub fn in_place(batch: usize) -> Self {
+        Self {
+            batch,
+            expand_csr: false,
+            vector_kernels: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for PlanOptions {
@@ -78,6 +101,7 @@ impl Default for PlanOptions {
             kernels: KernelChoice::Auto,
             max_bytes: 256 << 20,
             expand_csr: true,
+            vector_kernels: true,
         }
     }
 }
