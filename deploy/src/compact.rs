@@ -247,13 +247,15 @@ mod tests {
     fn outputs(bytes: &[u8], inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let aligned = AlignedBytes::from_slice(bytes);
         let mut plan = Plan::new(Model::parse(&aligned).unwrap(), &PlanOptions::default()).unwrap();
-        inputs.iter().map(|x| plan.run(x).unwrap().to_vec()).collect()
+        inputs
+            .iter()
+            .map(|x| plan.run(x).unwrap().to_vec())
+            .collect()
     }
 
     fn parse(bytes: &[u8]) -> Model<'static> {
-        let aligned = alloc::boxed::Box::leak(alloc::boxed::Box::new(AlignedBytes::from_slice(
-            bytes,
-        )));
+        let aligned =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(AlignedBytes::from_slice(bytes)));
         Model::parse(aligned).unwrap()
     }
 
@@ -283,7 +285,13 @@ mod tests {
             .enumerate()
         {
             let w: Vec<f32> = (0..o * i)
-                .map(|k| if dead.contains(&(k / i)) { 0.0 } else { value(k + 100 * l) })
+                .map(|k| {
+                    if dead.contains(&(k / i)) {
+                        0.0
+                    } else {
+                        value(k + 100 * l)
+                    }
+                })
                 .collect();
             let bias: Vec<f32> = (0..o)
                 .map(|k| {
@@ -314,7 +322,9 @@ mod tests {
     fn an_mlp_loses_its_closed_units_and_computes_the_same() {
         let bytes = mlp(&[1, 3], &[0], false);
         let model = parse(&bytes);
-        let c = remove_dead_channels(&model).unwrap().expect("closed units to remove");
+        let c = remove_dead_channels(&model)
+            .unwrap()
+            .expect("closed units to remove");
         assert_eq!(
             c.narrowed,
             vec![
@@ -382,7 +392,13 @@ mod tests {
         let mut b = ModelBuilder::new(&[1, 8, 8]);
         let filled = |n: usize, per: usize, dead: &[usize], seed: usize| -> Vec<f32> {
             (0..n)
-                .map(|k| if dead.contains(&(k / per)) { 0.0 } else { value(k + seed) })
+                .map(|k| {
+                    if dead.contains(&(k / per)) {
+                        0.0
+                    } else {
+                        value(k + seed)
+                    }
+                })
                 .collect()
         };
         let w1 = b.dense(&[4, 1, 3, 3], &filled(36, 9, dead1, 1));
@@ -449,7 +465,10 @@ mod tests {
         let small = parse(&c.bytes);
         // The linear layer reads 1 channel of 2x2 after the flatten.
         assert_eq!(small.tensors.last().unwrap().dims.as_slice(), &[2, 4]);
-        assert_same(&outputs(&bytes, &inputs(64)), &outputs(&c.bytes, &inputs(64)));
+        assert_same(
+            &outputs(&bytes, &inputs(64)),
+            &outputs(&c.bytes, &inputs(64)),
+        );
         let ram = |bytes: &[u8]| {
             Plan::new(parse(bytes), &PlanOptions::default())
                 .unwrap()

@@ -601,7 +601,11 @@ pub fn rebuild_resized(
             Some((d, v)) if v.len() == d.iter().product::<usize>() && !d.contains(&0) => {
                 b.smallest(&d, &v)
             }
-            Some(_) => return Err(Error::BadOptions("a replaced tensor does not fill its dims")),
+            Some(_) => {
+                return Err(Error::BadOptions(
+                    "a replaced tensor does not fill its dims",
+                ));
+            }
             None => match t.data {
                 crate::format::TensorData::F32(_) => b.dense(dims, &t.to_dense()),
                 crate::format::TensorData::F16(_) => b.dense_f16(dims, &t.to_dense()),

@@ -69,7 +69,11 @@ fn inspect_reports_flash_ram_and_latency_of_the_model() {
     )
     .unwrap();
     assert_eq!(number_after("RAM ") as usize, device.ram_bytes(), "{line}");
-    assert_eq!(device.ram_bytes(), device.activation_bytes(), "nothing copied");
+    assert_eq!(
+        device.ram_bytes(),
+        device.activation_bytes(),
+        "nothing copied"
+    );
     assert_eq!(
         number_after("weight copies: ") as usize,
         host.ram_bytes(),

@@ -407,15 +407,15 @@ fn a_board_file_sets_the_flash_budget_and_reports_ram() {
         "{stdout}"
     );
     assert_eq!(flash["met"], true);
+    // The board's RAM is a budget too; the unpruned network already fits 1 MiB.
     let ram = budgets.iter().find(|b| b["name"] == "ram").unwrap();
     let bytes = std::fs::read(run.join("model.tthr")).unwrap();
     let aligned = tether_deploy::AlignedBytes::from_slice(&bytes);
-    let plan = tether_deploy::Plan::new(
-        tether_deploy::Model::parse(&aligned).unwrap(),
-        &tether_deploy::cli::host_plan_options(1, tether_deploy::KernelChoice::Auto),
-    )
-    .unwrap();
-    assert_eq!(ram["achieved"].as_f64().unwrap() as usize, plan.ram_bytes());
+    let model = tether_deploy::Model::parse(&aligned).unwrap();
+    assert_eq!(
+        ram["achieved"].as_f64().unwrap() as usize,
+        tether_deploy::cli::device_ram(&model, 1).unwrap()
+    );
     assert_eq!(ram["met"], true);
     // A misspelt key is an error before training, naming the file.
     std::fs::write(&board, "name = \"x\"\nflsh = \"1KiB\"\n").unwrap();
@@ -426,4 +426,114 @@ fn a_board_file_sets_the_flash_budget_and_reports_ram() {
         "{err}"
     );
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// `--max-ram` with unit gates: the written model (its closed units cut out) runs in the
+/// budget as a microcontroller plans it, using it, with the accuracy the run reports; a
+/// budget below the least the network can take, or one that unstructured pruning cannot
+/// reach, is refused before training with the figure named.
+#[test]
+fn prune_meets_a_ram_budget_by_cutting_out_closed_units() {
+    if !mnist_is_there() {
+        return;
+    }
+    // LeNet-300-100 at batch 1 needs 4336 bytes unpruned (the 784 inputs and the 300
+    // first hidden units live at once) and 3140 with one unit per layer.
+    let budget = 3600;
+    let out = out_dir("ram");
+    let (ok, stdout, err) = tether_train(&[
+        "prune",
+        "--structure",
+        "unit",
+        "--max-ram",
+        "3600B",
+        "--epochs",
+        "4",
+        "--train-limit",
+        "4096",
+        "--test-limit",
+        "1000",
+        "--batch",
+        "64",
+        "--gate-lr",
+        "0.3",
+        "--dual-lr",
+        "0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let s = summary(&out);
+    let b = s["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "ram")
+        .unwrap_or_else(|| panic!("no RAM budget in the summary\n{stdout}"))
+        .clone();
+    let bytes = std::fs::read(out.join("model.tthr")).unwrap();
+    let aligned = tether_deploy::AlignedBytes::from_slice(&bytes);
+    let model = tether_deploy::Model::parse(&aligned).unwrap();
+    let ram = tether_deploy::cli::device_ram(&model, 1).unwrap();
+    assert_eq!(b["achieved"].as_f64().unwrap() as usize, ram);
+    assert_eq!(b["predicted"].as_f64().unwrap() as usize, ram, "{stdout}");
+    assert!(ram <= budget, "{ram} > {budget}\n{stdout}");
+    assert!(
+        ram as f64 >= 0.95 * budget as f64,
+        "{ram} leaves more than 5% of {budget} unused\n{stdout}"
+    );
+    assert_eq!(b["met"], true);
+    // Closed units are gone from the file: the first layer is narrower than 300.
+    let first = model.tensors[0].dims.as_slice()[0];
+    assert!(
+        first < 300 && ram >= 4 * (784 + first),
+        "{first} units, {ram} bytes"
+    );
+    // The narrowed model computes what the trained network did: its accuracy on the
+    // same 1,000 test images is the one the run reports (up to argmax ties between the
+    // two float summation orders).
+    use tether_train::data::mnist::{ImageSet, MnistKind, Split};
+    let test = ImageSet::load(MnistKind::Mnist, Split::Test).unwrap();
+    let [mean, std] = tether_deploy::cli::MNIST_NORMALIZE;
+    let mut plan =
+        tether_deploy::Plan::new(model, &tether_deploy::PlanOptions::in_place(1)).unwrap();
+    let correct = (0..1000)
+        .filter(|&i| {
+            let x: Vec<f32> = test.pixels[i * 784..(i + 1) * 784]
+                .iter()
+                .map(|&p| (p as f32 / 255.0 - mean) / std)
+                .collect();
+            let y = plan.run(&x).unwrap();
+            tether_deploy::cli::argmax(y) == test.labels[i] as usize
+        })
+        .count();
+    let reported = s["final"]["test_accuracy"].as_f64().unwrap();
+    assert!(reported > 0.8, "{stdout}");
+    assert!(
+        (correct as f64 / 1000.0 - reported).abs() <= 0.002,
+        "the written model: {correct} of 1000; the run: {reported}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+
+    for (args, want) in [
+        (
+            &["--structure", "unit", "--max-ram", "3KiB"][..],
+            "needs at least 3.07 KiB (3140 B) of RAM at batch 1",
+        ),
+        (
+            &["--max-ram", "4000B"][..],
+            "prune whole units with --structure unit",
+        ),
+        (
+            &["--method", "gmp", "--max-ram", "4000B"][..],
+            "--method gmp prunes single weights",
+        ),
+    ] {
+        let mut all = vec!["prune", "--epochs", "2", "--train-limit", "256"];
+        all.extend_from_slice(args);
+        let (ok, _, err) = tether_train(&all);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("epoch 1"), "refused before training: {err}");
+    }
 }

@@ -183,14 +183,12 @@ impl<'a> Plan<'a> {
                                 && shape.dilation == [1, 1]
                                 && vector
                                 && sell::available());
-                        let break_even = if vector
-                            && implicit_conv::available()
-                            && !sparse_reads_input
-                        {
-                            SPARSE_BREAK_EVEN_CONV
-                        } else {
-                            SPARSE_BREAK_EVEN_GEMM
-                        };
+                        let break_even =
+                            if vector && implicit_conv::available() && !sparse_reads_input {
+                                SPARSE_BREAK_EVEN_CONV
+                            } else {
+                                SPARSE_BREAK_EVEN_GEMM
+                            };
                         layers.push(layer(
                             &model,
                             weight,

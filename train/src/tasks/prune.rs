@@ -20,6 +20,7 @@ use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintS
 use crate::data::batches::Batch;
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::latency::LatencyModel;
+use crate::tasks::budget::ram::RamModel;
 use crate::tasks::metrics::cross_entropy;
 
 /// Expected and true density of each gated layer.
@@ -143,6 +144,59 @@ impl LatencyConstraint {
     }
 }
 
+/// A RAM budget: the device RAM of the written model (activations and scratch, weights
+/// in flash; [`RamModel`]) at most `budget` bytes. Its units close through unit gates.
+/// Violation: `(RAM - aim) / (full RAM - least RAM)`: 1 is the whole range the gates can
+/// move it through (the input and output stay whatever is pruned, so the full RAM would
+/// make every unit's share tiny and the multiplier slow).
+/// The strict violation is the RAM measured at the deterministic gates' widths (one host
+/// read per unit-gated layer and step); the differentiable one its linearisation there.
+#[derive(Clone, Debug)]
+pub struct RamConstraint {
+    /// Its constraint in the set (one entry).
+    pub id: ConstraintId,
+    /// RAM as a function of the layers' widths.
+    pub model: RamModel,
+    /// At most this many bytes.
+    pub budget: usize,
+}
+
+impl RamConstraint {
+    fn scale(&self) -> f64 {
+        (self.model.full - self.model.least).max(1) as f64
+    }
+
+    /// The RAM the multiplier steers to: 1% (at least 16 bytes) under the budget, for the
+    /// end-of-run drift the flash budget's margin covers.
+    pub fn aim(&self) -> usize {
+        let margin = (self.budget / 100).max(16);
+        self.budget.saturating_sub(margin)
+    }
+
+    /// Bytes from a violation this constraint reported.
+    pub fn bytes_of(&self, violation: f64) -> f64 {
+        violation * self.scale() + self.aim() as f64
+    }
+
+    fn state<B: Backend>(&self, layers: &[LayerGates<B>]) -> ConstraintState<B> {
+        let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
+        let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
+        let widths = self.model.widths_of(&active);
+        let (a, s) = (self.aim() as f64, self.scale());
+        // The narrowed network planned at its full width and at one unit per layer, so
+        // these cannot fail where they did not at the start; if one did, the full RAM
+        // (the most the network takes) keeps the multiplier pushing.
+        let measured = self.model.measure(&widths).unwrap_or(self.model.full) as f64;
+        let device = expected[0].device();
+        let surrogate = self
+            .model
+            .expected_ram_tensor(&expected, &widths)
+            .unwrap_or_else(|_| Tensor::from_data([measured as f32], &device));
+        let strict = Tensor::<B, 1>::from_data([((measured - a) / s) as f32], &device);
+        ConstraintState::new(surrogate.sub_scalar(a).div_scalar(s)).with_strict_violation(strict)
+    }
+}
+
 /// The pruning problem: cross-entropy under density constraints; after
 /// [`PruneProblem::freeze`], cross-entropy alone through the frozen deterministic gates
 /// (fine-tuning the weights of the pruned network, its sparsity pattern fixed).
@@ -156,6 +210,8 @@ pub struct PruneProblem {
     pub flash: Option<FlashConstraint>,
     /// The latency budget, if any.
     pub latency: Option<LatencyConstraint>,
+    /// The RAM budget, if any.
+    pub ram: Option<RamConstraint>,
     frozen: core::cell::Cell<bool>,
 }
 
@@ -167,6 +223,7 @@ impl PruneProblem {
             targets,
             flash: None,
             latency: None,
+            ram: None,
             frozen: core::cell::Cell::new(false),
         }
     }
@@ -178,6 +235,7 @@ impl PruneProblem {
             targets: Vec::new(),
             flash: None,
             latency: None,
+            ram: None,
             frozen: core::cell::Cell::new(false),
         }
     }
@@ -185,6 +243,12 @@ impl PruneProblem {
     /// Adds a latency budget.
     pub fn with_latency(mut self, latency: LatencyConstraint) -> Self {
         self.latency = Some(latency);
+        self
+    }
+
+    /// Adds a RAM budget.
+    pub fn with_ram(mut self, ram: RamConstraint) -> Self {
+        self.ram = Some(ram);
         self
     }
 
@@ -228,6 +292,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
         }
         if let Some(latency) = &self.latency {
             cmp = cmp.with(latency.id, latency.state(&layers));
+        }
+        if let Some(ram) = &self.ram {
+            cmp = cmp.with(ram.id, ram.state(&layers));
         }
         if let Some(density) = self.density {
             let (expected, strict) = if self.targets.len() == 1 {

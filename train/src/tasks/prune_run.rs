@@ -63,11 +63,13 @@ use crate::resume::{
 use crate::tasks::budget::BudgetResult;
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::latency::{LATENCY_TRIALS, LatencyModel, measure_latency};
+use crate::tasks::budget::ram::RamModel;
 use crate::tasks::budget::units::{Bytes, Seconds};
 use crate::tasks::classify::ClassifyProblem;
 use crate::tasks::metrics;
 use crate::tasks::prune::{
-    FlashConstraint, LatencyConstraint, PruneProblem, accuracy, global_density, layer_densities,
+    FlashConstraint, LatencyConstraint, PruneProblem, RamConstraint, accuracy, global_density,
+    layer_densities,
 };
 use crate::trainer::{FitOptions, StepInfo, try_fit};
 
@@ -266,10 +268,19 @@ pub struct PruneConfig {
     /// The batch size --max-latency is for.
     #[arg(long, default_value_t = 1)]
     pub latency_batch: usize,
+    /// RAM budget: running the written model on a microcontroller takes at most this much
+    /// RAM besides the model in flash (the deploy plan's activations and scratch for
+    /// --ram-batch samples, every weight read in place; `tether-deploy inspect`'s RAM).
+    /// Only whole units and channels lower it, so it needs --structure unit unless the
+    /// unpruned network already fits; closed units are cut out of the written model.
+    #[arg(long, value_name = "SIZE")]
+    pub max_ram: Option<Bytes>,
+    /// The batch size --max-ram is for.
+    #[arg(long, default_value_t = 1)]
+    pub ram_batch: usize,
     /// A device description (TOML: name, flash, ram, latency; see `tether-deploy inspect
-    /// --board`): its flash and latency become --max-flash and --max-latency where those
-    /// are not given, and the written model's RAM (the plan at batch 1) is reported against
-    /// its RAM (a check, not a constraint).
+    /// --board`): its flash, RAM and latency become --max-flash, --max-ram and
+    /// --max-latency where those are not given.
     #[arg(long, value_name = "FILE")]
     pub board: Option<PathBuf>,
     /// One constraint per layer (each layer at the target) instead of one global constraint.
@@ -298,7 +309,7 @@ pub struct PruneConfig {
     pub fixed_penalty: Option<f64>,
     /// Baseline: train the same network without gates or constraints, with the same
     /// budget (epochs, batch, learning rate), to measure what pruning costs in accuracy.
-    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density", "max_flash", "max_latency"])]
+    #[arg(long, conflicts_with_all = ["per_layer", "structure", "dual", "dual_lr", "kp", "no_dual_restarts", "fixed_penalty", "gate_lr", "gate_init_spread", "gate_momentum", "constant_gate_lr", "target_density", "max_flash", "max_latency", "max_ram"])]
     pub dense: bool,
     /// Epochs over the training set.
     #[arg(long, default_value_t = 3)]
@@ -404,6 +415,7 @@ impl PruneConfig {
             self.latency_batch >= 1,
             "--latency-batch must be at least 1"
         );
+        anyhow::ensure!(self.ram_batch >= 1, "--ram-batch must be at least 1");
         if self.has_budget() {
             anyhow::ensure!(
                 !self.dense,
@@ -510,7 +522,7 @@ impl PruneConfig {
 
     /// True when a device budget constrains the run.
     pub fn has_budget(&self) -> bool {
-        self.max_flash.is_some() || self.max_latency.is_some()
+        self.max_flash.is_some() || self.max_latency.is_some() || self.max_ram.is_some()
     }
 
     /// These settings with `board`'s budgets filled in where no flag gave one (the
@@ -524,6 +536,7 @@ impl PruneConfig {
             let board = tether_deploy::cli::board::Board::load(path)?;
             c.max_flash = c.max_flash.or(board.flash);
             c.max_latency = c.max_latency.or(board.latency);
+            c.max_ram = c.max_ram.or(board.ram);
         }
         Ok(c)
     }
@@ -556,6 +569,9 @@ impl PruneConfig {
         }
         if let Some(t) = self.max_latency {
             goals.push(format!("latency at most {t}"));
+        }
+        if let Some(b) = self.max_ram {
+            goals.push(format!("RAM at most {b}"));
         }
         goals.join(", ")
     }
@@ -878,9 +894,16 @@ impl Job<'_> {
             net
         };
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        // Units closed by unit gates are cut out of the written model (and its reader's
+        // columns): the same outputs on narrower activations, which is what lowers RAM.
+        let cut_units = net_config.structure == Some(GateStructure::OutputUnit);
+        let progress = self.progress;
         let export = |eval: &GraphNet<B::InnerBackend>, out: &Path, meta| {
             save_record(eval.clone(), &recorder, out)?;
-            let tthr = eval.to_deploy()?;
+            let mut tthr = eval.to_deploy()?;
+            if cut_units {
+                tthr = cut_closed_units(tthr, progress)?;
+            }
             let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
             let model = tether_deploy::Model::parse(&aligned)?;
             let onnx = tether_deploy::onnx::export_bytes(&model, &Default::default())?;
@@ -895,6 +918,28 @@ impl Job<'_> {
         report.files.push("model.onnx");
         Ok(report)
     }
+}
+
+/// `tthr` with the output units its unit gates closed removed
+/// ([`tether_deploy::compact::remove_dead_channels`]); says which layers narrowed.
+fn cut_closed_units(tthr: Vec<u8>, progress: bool) -> anyhow::Result<Vec<u8>> {
+    let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
+    let model = tether_deploy::Model::parse(&aligned)?;
+    let Some(cut) = tether_deploy::compact::remove_dead_channels(&model)? else {
+        return Ok(tthr);
+    };
+    if progress {
+        let layers: Vec<String> = cut
+            .narrowed
+            .iter()
+            .map(|n| format!("op {}: {} -> {}", n.node, n.channels, n.kept))
+            .collect();
+        println!(
+            "closed units cut out of the written model: {}",
+            layers.join(", ")
+        );
+    }
+    Ok(cut.bytes)
 }
 
 /// Saves a burn record as `out/model.mpk` (the recorder appends ".mpk": write under another
@@ -1326,25 +1371,64 @@ impl Job<'_> {
         Ok(model)
     }
 
-    /// The board's RAM judged on the written model: the plan's allocations at batch 1, as
-    /// `tether-deploy inspect` reports them (a check: RAM is not a constraint yet).
-    fn board_ram(&self, tthr: &[u8]) -> anyhow::Result<Option<BudgetResult>> {
-        let Some(path) = &self.config.board else {
+    /// The RAM budget's model where the budget needs one: `None` when the unpruned
+    /// network already runs in `max` bytes (nothing to constrain). Refuses, before any
+    /// training, a budget that the network cannot meet: below its RAM with one unit left
+    /// per layer, or below its unpruned RAM when no layer is unit-gated (weights pruned
+    /// one by one leave every activation as wide).
+    fn ram_model_needed(&self, ram: RamModel, max: usize) -> anyhow::Result<Option<RamModel>> {
+        let c = self.config;
+        if ram.full <= max {
+            if self.progress {
+                println!(
+                    "RAM budget {}: the unpruned network already runs in {} (batch {})",
+                    Bytes(max as u64),
+                    Bytes(ram.full as u64),
+                    c.ram_batch
+                );
+            }
             return Ok(None);
-        };
-        let Some(Bytes(ram)) = tether_deploy::cli::board::Board::load(path)?.ram else {
+        }
+        anyhow::ensure!(
+            ram.has_units(),
+            "--max-ram {}: this network needs {} of RAM at batch {} whatever its weights \
+             (pruning single weights leaves every activation as wide); prune whole units \
+             with --structure unit and --method l0",
+            Bytes(max as u64),
+            Bytes(ram.full as u64),
+            c.ram_batch
+        );
+        let min = ram.min()?;
+        anyhow::ensure!(
+            max >= min,
+            "--max-ram {}: this network needs at least {} of RAM at batch {} with one unit \
+             left in every layer (its input, output and the layers' scratch); give at least \
+             that",
+            Bytes(max as u64),
+            Bytes(min as u64),
+            c.ram_batch
+        );
+        if self.progress {
+            println!(
+                "RAM budget {} (the unpruned network: {}, the least it can take: {})",
+                Bytes(max as u64),
+                Bytes(ram.full as u64),
+                Bytes(min as u64)
+            );
+        }
+        Ok(Some(ram))
+    }
+
+    /// The RAM budget judged on the written model: the device's RAM for --ram-batch
+    /// samples, as `tether-deploy inspect` reports it.
+    fn ram_result(&self, tthr: &[u8]) -> anyhow::Result<Option<BudgetResult>> {
+        let Some(Bytes(max)) = self.config.max_ram else {
             return Ok(None);
         };
         let aligned = tether_deploy::AlignedBytes::from_slice(tthr);
-        let plan = tether_deploy::Plan::new(
-            tether_deploy::Model::parse(&aligned)?,
-            &tether_deploy::cli::host_plan_options(1, tether_deploy::KernelChoice::Auto),
-        )?;
-        Ok(Some(BudgetResult::new(
-            "ram",
-            ram as f64,
-            plan.ram_bytes() as f64,
-        )))
+        let model = tether_deploy::Model::parse(&aligned)?;
+        let ram = tether_deploy::cli::device_ram(&model, self.config.ram_batch)?;
+        Ok(Some(BudgetResult::new("ram", max as f64, ram as f64)))
     }
 
     /// The latency budget judged on the written model, measured as `tether-deploy bench`
@@ -1540,6 +1624,24 @@ impl Job<'_> {
             )),
             None => None,
         };
+        if let Some(Bytes(max)) = c.max_ram {
+            let tthr = deploy_bytes(&model.valid())?;
+            let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
+            let full = tether_deploy::cli::device_ram(
+                &tether_deploy::Model::parse(&aligned)?,
+                c.ram_batch,
+            )?;
+            anyhow::ensure!(
+                full <= max as usize,
+                "--max-ram {}: this network needs {} of RAM at batch {} whatever its weights, \
+                 and --method {} prunes single weights, which leaves every activation as \
+                 wide; prune whole units with --method l0 --structure unit",
+                Bytes(max),
+                Bytes(full as u64),
+                c.ram_batch,
+                c.method_name()
+            );
+        }
         let density_keep = c
             .density_target()
             .map_or(total, |t| (t * total as f64).round() as usize);
@@ -1657,7 +1759,7 @@ impl Job<'_> {
                     .with_predicted(model.latency(&kept)),
             );
         }
-        budgets.extend(self.board_ram(&tthr)?);
+        budgets.extend(self.ram_result(&tthr)?);
         if !budgets.is_empty() {
             summary["budgets"] = serde_json::to_value(&budgets)?;
         }
@@ -1826,6 +1928,29 @@ impl Job<'_> {
             logged.push(Logged::latency(&constraint));
             problem = problem.with_latency(constraint);
         }
+        if let Some(Bytes(max)) = c.max_ram {
+            let last = layers.saturating_sub(1);
+            let unit: Vec<bool> = (0..layers)
+                .map(|l| c.structure == Structure::Unit && l < last)
+                .collect();
+            let ram =
+                RamModel::from_export(&deploy_bytes(&model.valid())?, &gated, &unit, c.ram_batch)?;
+            if let Some(model) = self.ram_model_needed(ram, max as usize)? {
+                let id = set.add(
+                    "ram",
+                    ConstraintKind::Inequality,
+                    1,
+                    FormulationConfig::Lagrangian(multiplier.clone()),
+                )?;
+                let constraint = RamConstraint {
+                    id,
+                    model,
+                    budget: max as usize,
+                };
+                logged.push(Logged::ram(&constraint));
+                problem = problem.with_ram(constraint);
+            }
+        }
         let steps_per_epoch = c
             .train_limit
             .map_or(self.train.len(), |l| l.min(self.train.len()))
@@ -1942,7 +2067,15 @@ impl Job<'_> {
                     .with_predicted(latency.model.latency(&kept)),
             );
         }
-        budgets.extend(self.board_ram(&tthr)?);
+        let ram = self.ram_result(&tthr)?;
+        budgets.extend(match (&problem.ram, ram) {
+            (Some(r), Some(b)) => {
+                let active: Vec<_> = eval.layer_gates().into_iter().map(|l| l.active).collect();
+                let predicted = r.model.measure(&r.model.widths_of(&active))?;
+                Some(b.with_predicted(predicted as f64))
+            }
+            (_, b) => b,
+        });
         write_metrics(c, &logged, &steps, &budgets)?;
         if !budgets.is_empty() {
             summary["budgets"] = serde_json::to_value(&budgets)?;
@@ -2089,6 +2222,18 @@ impl Logged {
         }
     }
 
+    fn ram(r: &RamConstraint) -> Self {
+        Self {
+            name: "ram".into(),
+            id: r.id,
+            entry: 0,
+            scale: r.bytes_of(1.0) - r.bytes_of(0.0),
+            offset: r.bytes_of(0.0),
+            unit: "bytes",
+            bound: r.budget as f64,
+        }
+    }
+
     fn latency(l: &LatencyConstraint) -> Self {
         Self {
             name: "latency".into(),
@@ -2150,22 +2295,37 @@ fn write_metrics(
     let end = steps.len() as f64;
     let mut panels = Vec::new();
     let mut mult = Vec::new();
-    for (unit, title, y_label) in [
+    // One panel per kind of constraint: the densities together, each budget alone.
+    for (unit, name, title, y_label) in [
         (
             "density",
+            None,
             "Density".to_string(),
             "fraction of parameters kept",
         ),
-        ("bytes", "Flash (model.tthr)".to_string(), "bytes"),
+        (
+            "bytes",
+            Some("flash"),
+            "Flash (model.tthr)".to_string(),
+            "bytes",
+        ),
+        (
+            "bytes",
+            Some("ram"),
+            "RAM (the device's plan)".to_string(),
+            "bytes",
+        ),
         (
             "seconds",
+            None,
             "Latency (tether-deploy, this host)".to_string(),
             "seconds",
         ),
     ] {
         let mut lines = Vec::new();
         let mut title = title;
-        for (k, l) in logged.iter().enumerate().filter(|(_, l)| l.unit == unit) {
+        let shown = |l: &&Logged| l.unit == unit && name.is_none_or(|n| l.name == n);
+        for (k, l) in logged.iter().enumerate().filter(|(_, l)| shown(l)) {
             let n = &l.name;
             lines.push(series(
                 3 + 3 * k,

@@ -23,7 +23,8 @@ use serde::Serialize;
 /// One budget at the end of a run: what was asked, what the written model takes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BudgetResult {
-    /// `flash` (bytes of `model.tthr`) or `latency` (seconds per inference).
+    /// `flash` (bytes of `model.tthr`), `ram` (bytes a microcontroller needs to run it)
+    /// or `latency` (seconds per inference).
     pub name: &'static str,
     /// The budget, in the unit of `achieved`.
     pub budget: f64,
@@ -59,17 +60,17 @@ impl BudgetResult {
     /// ... (met, 99.4% of the budget)`.
     pub fn describe(&self) -> String {
         let show = |v: f64| match self.name {
-            "flash" => units::Bytes(v as u64).to_string(),
+            "flash" | "ram" => units::Bytes(v as u64).to_string(),
             _ => units::Seconds(v).to_string(),
         };
         format!(
             "{} budget {}: the written model {} {} ({}, {:.1}% of the budget)",
             self.name,
             show(self.budget),
-            if self.name == "flash" {
-                "takes"
-            } else {
-                "runs in"
+            match self.name {
+                "flash" => "takes",
+                "ram" => "needs",
+                _ => "runs in",
             },
             show(self.achieved),
             if self.met { "met" } else { "NOT met" },

@@ -45,6 +45,8 @@ pub struct RamModel {
     cache: RefCell<HashMap<Vec<usize>, usize>>,
     /// Bytes with every unit kept.
     pub full: usize,
+    /// Bytes with one unit left in every unit-gated layer.
+    pub least: usize,
 }
 
 impl RamModel {
@@ -97,8 +99,10 @@ impl RamModel {
             batch,
             cache: RefCell::new(HashMap::new()),
             full: 0,
+            least: 0,
         };
         ram.full = ram.measure(&ram.full_widths())?;
+        ram.least = ram.min()?;
         Ok(ram)
     }
 
@@ -234,7 +238,11 @@ impl RamModel {
             if let Some(l) = l
                 && s != 0.0
             {
-                total = total + e.clone().div_scalar(l.per).sub_scalar(w as f64).mul_scalar(s);
+                total = total
+                    + e.clone()
+                        .div_scalar(l.per)
+                        .sub_scalar(w as f64)
+                        .mul_scalar(s);
             }
         }
         Ok(total)
@@ -291,18 +299,28 @@ mod tests {
             assert_eq!(ram.full, planned(&mlp(&dims)));
             for (h1, h2) in [(30, 20), (10, 20), (3, 17), (1, 1), (25, 3)] {
                 let built = planned(&mlp(&[dims[0], h1, h2, 5]));
-                assert_eq!(ram.measure(&[h1, h2, 0]).unwrap(), built, "{dims:?} {h1} {h2}");
+                assert_eq!(
+                    ram.measure(&[h1, h2, 0]).unwrap(),
+                    built,
+                    "{dims:?} {h1} {h2}"
+                );
                 assert!(built <= ram.full);
             }
             assert_eq!(ram.min().unwrap(), planned(&mlp(&[dims[0], 1, 1, 5])));
             let slopes = ram.slopes(&[30, 20, 0]).unwrap();
             assert!(slopes.iter().all(|&s| s >= 0.0), "{slopes:?}");
-            assert!(slopes[0] > 0.0, "the first hidden layer is on the peak: {slopes:?}");
+            assert!(
+                slopes[0] > 0.0,
+                "the first hidden layer is on the peak: {slopes:?}"
+            );
             assert_eq!(slopes[2], 0.0, "the last layer is gated per weight");
         }
         // The 40-wide input sits on the peak with the first hidden layer, so shrinking
         // the second does not lower it.
-        assert_eq!(model(&[40, 30, 20, 5]).slopes(&[30, 20, 0]).unwrap()[1], 0.0);
+        assert_eq!(
+            model(&[40, 30, 20, 5]).slopes(&[30, 20, 0]).unwrap()[1],
+            0.0
+        );
     }
 
     /// The surrogate equals the measured RAM at the deterministic widths, and its gradient
@@ -319,7 +337,10 @@ mod tests {
             .map(|&v| Tensor::from_data(Data::from([v as f32]), &device).require_grad())
             .collect();
         let s = ram.expected_ram_tensor(&expected, &widths).unwrap();
-        assert_eq!(s.clone().into_scalar(), ram.measure(&widths).unwrap() as f32);
+        assert_eq!(
+            s.clone().into_scalar(),
+            ram.measure(&widths).unwrap() as f32
+        );
         let slopes = ram.slopes(&widths).unwrap();
         let grads = s.backward();
         for (l, p) in per.iter().enumerate() {
@@ -327,7 +348,11 @@ mod tests {
             let want = (slopes[l] / p) as f32;
             assert!((g - want).abs() < 1e-6, "layer {l}: {g} vs {want}");
         }
-        assert!(expected[2].grad(&grads).is_none_or(|g| g.into_scalar() == 0.0));
+        assert!(
+            expected[2]
+                .grad(&grads)
+                .is_none_or(|g| g.into_scalar() == 0.0)
+        );
         // Host widths from the active counts.
         let active: Vec<Tensor<Flex, 1>> = [12.0 * per[0], 7.0 * per[1], 150.0]
             .iter()
