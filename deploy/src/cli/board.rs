@@ -5,7 +5,7 @@
 //! ```toml
 //! name = "nRF52840"
 //! flash = "256KiB"   # room for the model file
-//! ram = "64KiB"      # heap for the plan: activations, scratch, converted weights
+//! ram = "64KiB"      # heap for the plan: activations and scratch (weights stay in flash)
 //! latency = "5ms"    # one inference, measured on the host that prunes and inspects
 //! clock = "64MHz"    # informational
 //! ```
@@ -30,7 +30,7 @@ pub struct Board {
     pub name: String,
     /// Bytes of flash the model file may take.
     pub flash: Option<Bytes>,
-    /// Bytes of RAM the runtime's plan may take at batch 1.
+    /// Bytes of RAM the plan a microcontroller builds may take at batch 1 (`PlanOptions::in_place`).
     pub ram: Option<Bytes>,
     /// Time one inference may take, judged on the host that measures it.
     pub latency: Option<Seconds>,
