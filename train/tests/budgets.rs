@@ -292,9 +292,27 @@ fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
     assert!(!ok);
     assert!(err.contains("cannot be written in under"), "{err}");
     assert!(!out.join("dense.tthr").exists(), "refused before training");
+    // A RAM budget the network's activations do not fit: magnitude pruning cannot
+    // narrow them, so it is refused before training too.
+    let mut args = base.clone();
+    args.extend(["--max-ram", "1KiB", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = tether_train(&args);
+    assert!(!ok);
+    assert!(
+        err.contains("needs 4.23 KiB (4336 B) of RAM at batch 1 whatever its weights"),
+        "{err}"
+    );
+    assert!(!out.join("dense.tthr").exists(), "refused before training");
 
     let mut args = base.clone();
-    args.extend(["--max-flash", "64KiB", "--out", out.to_str().unwrap()]);
+    args.extend([
+        "--max-flash",
+        "64KiB",
+        "--max-ram",
+        "8KiB",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let (ok, stdout, err) = tether_train(&args);
     assert!(ok, "{err}");
     assert!(stdout.contains("flash budget 64.00 KiB"), "{stdout}");
@@ -312,6 +330,10 @@ fn fair_prune_fits_a_flash_budget_and_refuses_one_below_the_fixed_cost() {
     );
     assert_eq!(b["met"], true);
     assert!(s["sparsity"].as_f64().unwrap() > 0.5, "{s}");
+    let ram = &s["budgets"][1];
+    assert_eq!(ram["name"], "ram");
+    assert_eq!(ram["achieved"].as_f64().unwrap(), 4336.0, "{s}");
+    assert_eq!(ram["met"], true);
     std::fs::remove_dir_all(&out).ok();
 }
 

@@ -30,7 +30,8 @@ pub struct Board {
     pub name: String,
     /// Bytes of flash the model file may take.
     pub flash: Option<Bytes>,
-    /// Bytes of RAM the plan a microcontroller builds may take at batch 1 (`PlanOptions::in_place`).
+    /// Bytes of RAM the plan a microcontroller builds may take at batch 1
+    /// ([`PlanOptions::in_place`](crate::PlanOptions::in_place)).
     pub ram: Option<Bytes>,
     /// Time one inference may take, judged on the host that measures it.
     pub latency: Option<Seconds>,

@@ -480,6 +480,22 @@ pub(super) fn train<B: AutodiffBackend>(
         )?),
         None => None,
     };
+    // A RAM budget: unstructured pruning cannot lower it, so the network fits or not now.
+    if let Some(Bytes(max)) = c.max_ram {
+        let tthr = fresh.valid().to_deploy()?;
+        let aligned = tether_deploy::AlignedBytes::from_slice(&tthr);
+        let ram =
+            tether_deploy::cli::device_ram(&tether_deploy::Model::parse(&aligned)?, c.ram_batch)?;
+        anyhow::ensure!(
+            ram <= max as usize,
+            "--max-ram {}: this network needs {} of RAM at batch {} whatever its weights \
+             (magnitude pruning removes single weights, which leaves every activation as \
+             wide); narrow it first (`tether-train prune --structure unit --max-ram`)",
+            Bytes(max),
+            Bytes(ram as u64),
+            c.ram_batch
+        );
+    }
     let user = c;
     let effective = FairConfig {
         sparsity: [
@@ -850,6 +866,7 @@ pub(super) fn train<B: AutodiffBackend>(
             latency_budget: latency
                 .as_ref()
                 .map(|l| (l.budget, l.predicted(c.sparsity), c.latency_batch)),
+            ram_budget: c.max_ram.map(|Bytes(b)| (b as usize, c.ram_batch)),
         },
         &eval,
     )?;

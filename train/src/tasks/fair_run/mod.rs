@@ -114,9 +114,20 @@ pub struct FairConfig {
     /// The batch size --max-latency is for.
     #[arg(long, default_value_t = 1)]
     pub latency_batch: usize,
-    /// A device description (TOML: name, flash, latency, ...; see `tether-deploy inspect
-    /// --board`): its flash and latency become --max-flash and --max-latency where those
-    /// are not given.
+    /// RAM budget: running the written model on a microcontroller takes at most this much
+    /// RAM besides the model in flash (activations and scratch for --ram-batch samples;
+    /// `tether-deploy inspect`'s RAM). Magnitude pruning removes single weights, which
+    /// leaves every activation as wide, so this is checked before training (a network
+    /// that does not fit is refused, naming its RAM; `prune --structure unit --max-ram`
+    /// narrows one) and reported on the written model.
+    #[arg(long, value_name = "SIZE", conflicts_with = "pruned_from")]
+    pub max_ram: Option<crate::tasks::budget::units::Bytes>,
+    /// The batch size --max-ram is for.
+    #[arg(long, default_value_t = 1)]
+    pub ram_batch: usize,
+    /// A device description (TOML: name, flash, ram, latency; see `tether-deploy inspect
+    /// --board`): its flash, RAM and latency become --max-flash, --max-ram and
+    /// --max-latency where those are not given.
     #[arg(long, value_name = "FILE", conflicts_with = "pruned_from")]
     pub board: Option<PathBuf>,
     /// The L0 route: instead of magnitude pruning, fine-tune the model that `tether-train
@@ -305,6 +316,7 @@ impl FairConfig {
             self.latency_batch >= 1,
             "--latency-batch must be at least 1"
         );
+        anyhow::ensure!(self.ram_batch >= 1, "--ram-batch must be at least 1");
         if let Some(crate::tasks::budget::units::Seconds(t)) = self.max_latency {
             anyhow::ensure!(
                 t > 0.0 && t.is_finite(),
@@ -446,6 +458,7 @@ pub fn run_controlled<B: AutodiffBackend>(
         let board = tether_deploy::cli::board::Board::load(path)?;
         config.max_flash = config.max_flash.or(board.flash);
         config.max_latency = config.max_latency.or(board.latency);
+        config.max_ram = config.max_ram.or(board.ram);
     }
     let config = &config;
     config.validate()?;

@@ -48,6 +48,8 @@ pub(super) struct Measured<'a> {
     /// The latency budget (seconds), the latency model's prediction for the final network
     /// and the batch, when one was given.
     pub latency_budget: Option<(f64, f64, usize)>,
+    /// The RAM budget and the batch it is for, when one was given.
+    pub ram_budget: Option<(usize, usize)>,
 }
 
 /// Writes every output of the run and returns its report; `eval` is the fine-tuned model.
@@ -198,6 +200,10 @@ pub(super) fn write_outputs<B: Backend>(
     if let Some((budget, predicted, batch)) = m.latency_budget {
         let measured = measure_latency(&tthr, batch, LATENCY_TRIALS)?;
         budgets.push(BudgetResult::new("latency", budget, measured).with_predicted(predicted));
+    }
+    if let Some((budget, batch)) = m.ram_budget {
+        let ram = tether_deploy::cli::device_ram(&tether_deploy::Model::parse(&aligned)?, batch)?;
+        budgets.push(BudgetResult::new("ram", budget as f64, ram as f64));
     }
     let steps = m.log.len().max(1) as f64;
     let violating = after_tr.iter().filter(|&&x| x > c.epsilon).count();
