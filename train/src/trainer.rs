@@ -176,6 +176,7 @@ where
     // the loop, callbacks included, runs with them flushed to zero (`crate::denormals`).
     let _flush = FlushDenormals::new();
     for step in 0..options.steps {
+        let started = std::time::Instant::now();
         let raised = options.interrupt.as_ref().is_some_and(Interrupt::is_raised);
         // Ranks stop after the same step (a signal reaches each at its own moment), or
         // the ones that go on would wait for the others' gradients forever.
@@ -203,6 +204,7 @@ where
                 .check()
                 .map_err(|e| ConstrainedError::Optimizer(e.to_string()))?;
         }
+        crate::parallel::stats::record_step(started.elapsed());
         if step % 50 == 0 || step + 1 == options.steps {
             bar.set_message(format!("loss {:.4}", out.values.loss));
         }

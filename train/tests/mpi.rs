@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -324,8 +325,9 @@ fn a_killed_rank_ends_the_job_with_nothing_half_written() {
         .iter()
         .find(|(_, r)| *r == 1)
         .unwrap_or_else(|| panic!("rank 1 among mpirun's children: {ranks:?}"));
-    let status = Command::new("kill")
-        .args(["-9", &victim.to_string()])
+    // The shell's own `kill` (a procps binary may be absent).
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -9 {victim}")])
         .status()
         .unwrap();
     assert!(status.success());
@@ -363,4 +365,56 @@ fn a_killed_rank_ends_the_job_with_nothing_half_written() {
     assert!(!resumed.status.success());
     assert!(stderr.contains("epochs"), "{stderr}");
     let _ = std::fs::remove_dir_all(out.parent().unwrap());
+}
+
+/// A checkpoint holds the global position and nothing of the process count: one
+/// process's run, stopped by SIGINT after its first epoch, resumed by `mpirun -np 2`,
+/// ends where the uninterrupted single process does (to the same tolerance).
+#[test]
+fn a_single_process_checkpoint_resumes_on_two_processes() {
+    if !ready() {
+        return;
+    }
+    let base = fresh_dir("mpi", "resume");
+    let (whole, parts) = (base.join("whole"), base.join("parts"));
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&whole), "--distributed", "off"]);
+    let (ok, _, stderr) = tether_train(&args);
+    assert!(ok, "the single-process run failed: {stderr}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether-train"))
+        .args(SHORT)
+        .args(["--out", path(&parts), "--distributed", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read to the end: a closed pipe would kill the child's next print.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().starts_with("epoch 1:") {
+            let kill = Command::new("sh")
+                .args(["-c", &format!("kill -INT {}", child.id())])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+        }
+    }
+    let stopped = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    let checkpoint = parts.join("checkpoint");
+    assert!(checkpoint.join("run.json").is_file());
+
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&parts), "--resume", path(&checkpoint)]);
+    let stdout = run_ok(mpirun(2, &args), "the resumed mpirun -np 2");
+    assert!(stdout.contains("resuming from"), "{stdout}");
+    let (diff, name) = weight_difference(&whole, &parts);
+    eprintln!("largest weight difference, resumed on 2 processes vs 1 whole: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

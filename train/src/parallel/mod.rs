@@ -20,7 +20,7 @@
 //! parameters alone (expected density, flash, latency) are the same numbers on each rank.
 //!
 //! [`Collective`] is the transport: [`Single`] for one process (a no-op), and with the
-//! `mpi` feature [`mpi::Mpi`] over the system's MPI library. [`args::DistributedArgs`] is
+//! `mpi` feature `mpi::Mpi` over the system's MPI library. [`args::DistributedArgs`] is
 //! the CLI's `--distributed` flag and the `mpirun` detection.
 
 pub mod args;
@@ -28,6 +28,7 @@ mod grads;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod shard;
+pub mod stats;
 
 use std::rc::Rc;
 
@@ -106,14 +107,21 @@ impl DataParallel {
     /// Whether `flag` is raised on any rank (every rank gets the same answer).
     pub fn any(&self, flag: bool) -> bool {
         let mut buf = [f32::from(u8::from(flag))];
-        self.collective.all_reduce_sum(&mut buf);
+        self.sum(&mut buf);
         buf[0] > 0.0
+    }
+
+    /// The element-wise sum over the ranks, timed ([`stats`]).
+    fn sum(&self, buf: &mut [f32]) {
+        let start = std::time::Instant::now();
+        self.collective.all_reduce_sum(buf);
+        stats::record_reduction(start.elapsed());
     }
 
     /// The weighted mean over the ranks of the values in `buf`, in place.
     pub fn mean(&self, buf: &mut [f32]) {
         buf.iter_mut().for_each(|v| *v *= self.weight);
-        self.collective.all_reduce_sum(buf);
+        self.sum(buf);
     }
 
     /// `state` with its loss and (strict) violations replaced by their weighted means

@@ -100,6 +100,13 @@ fn run_job(
     if lead {
         print_report(config, &report);
     }
+    if std::env::var_os("TETHER_PARALLEL_STATS").is_some() {
+        let who = match &control.collective {
+            Some(c) => format!("rank {} of {}", c.rank(), c.size()),
+            None => "one process".into(),
+        };
+        eprintln!("{who}: {}", tether_train::parallel::stats::stats());
+    }
     Ok(())
 }
 
