@@ -111,10 +111,6 @@ pub struct RunControl {
     /// Raised, it stops the run after the step under way: a checkpoint is written and the
     /// run returns [`Interrupted`] (the CLI raises it on SIGINT/SIGTERM/SIGHUP).
     pub interrupt: Interrupt,
-    /// The process group of a data-parallel run ([`crate::parallel`]; `None`: one
-    /// process). A command that supports it trains on this rank's shard of every global
-    /// batch; the caller keeps the other ranks' outputs out of the way (rank 0 writes).
-    pub collective: Option<std::rc::Rc<dyn crate::parallel::Collective>>,
 }
 
 impl RunControl {
@@ -123,7 +119,6 @@ impl RunControl {
         Self {
             progress,
             interrupt: Interrupt::new(),
-            collective: None,
         }
     }
 
@@ -135,7 +130,6 @@ impl RunControl {
         Ok(Self {
             progress,
             interrupt: Interrupt::on_signals()?,
-            collective: None,
         })
     }
 }

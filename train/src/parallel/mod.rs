@@ -53,6 +53,24 @@ pub trait Collective: std::fmt::Debug {
     fn abort(&self, code: i32) -> !;
 }
 
+thread_local! {
+    static GROUP: std::cell::RefCell<Option<Rc<dyn Collective>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `group` this thread's process group (`None`: one process): the commands that
+/// train data-parallel (`prune`) shard their batches over it. The CLI sets it once MPI is
+/// up. Per thread, as MPI's world is the process's and only the thread that initialised
+/// it calls it (`MPI_THREAD_FUNNELED`).
+pub fn set_group(group: Option<Rc<dyn Collective>>) {
+    GROUP.with(|g| *g.borrow_mut() = group);
+}
+
+/// This thread's process group ([`set_group`]).
+pub fn group() -> Option<Rc<dyn Collective>> {
+    GROUP.with(|g| g.borrow().clone())
+}
+
 /// One process: rank 0 of 1, sums are the identity.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Single;

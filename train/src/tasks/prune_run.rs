@@ -811,7 +811,7 @@ impl<'a> Job<'a> {
             progress: control.progress,
             interrupt: control.interrupt.clone(),
             resume,
-            collective: control.collective.clone(),
+            collective: crate::parallel::group(),
             latency: Default::default(),
         }
     }
@@ -1026,7 +1026,7 @@ struct Job<'a> {
     interrupt: Interrupt,
     /// The checkpoint `--resume` continues from, read and checked before any work.
     resume: Option<Resumed>,
-    /// The data-parallel group ([`RunControl::collective`]).
+    /// The data-parallel group ([`crate::parallel::set_group`]).
     collective: Option<std::rc::Rc<dyn crate::parallel::Collective>>,
     /// The latency model fitted for this run (timings differ from process to process: a
     /// resumed run takes the interrupted run's from its checkpoint).

@@ -43,7 +43,7 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         return run_job(&config, &args, None);
     };
     // Rank 0 writes --out; the others run the same job into a folder of their own,
-    // removed afterwards (their outputs are rank 0's, bit for bit).
+    // removed afterwards (the same model as rank 0's).
     let scratch = (group.rank() > 0).then(|| {
         std::env::temp_dir().join(format!(
             "tether-train-rank{}-{}",
@@ -55,12 +55,16 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         config.out = dir.clone();
     }
     let result = run_job(&config, &args, collective);
+    // The last reference but `group`: MPI is finalised when this function returns.
+    tether_train::parallel::set_group(None);
     if let Some(dir) = &scratch {
         let _ = std::fs::remove_dir_all(dir);
     }
     match result {
         // Every rank stops after the same step with its checkpoint written: an orderly
-        // exit (status 130 from main).
+        // exit (status 130 from main), told by rank 0 (the others' are in their scratch
+        // folders, gone).
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() && group.rank() > 0 => Ok(()),
         Err(e) if e.downcast_ref::<Interrupted>().is_none() => {
             // A failure, maybe this rank's alone: the others would wait for it in the
             // next all-reduce, so the whole job ends here.
@@ -80,9 +84,8 @@ fn run_job(
 ) -> anyhow::Result<()> {
     let lead = collective.as_ref().is_none_or(|c| c.rank() == 0);
     // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.
-    let mut control = RunControl::cli(lead)?;
-    control.collective = collective;
-    let control = &control;
+    let control = &RunControl::cli(lead)?;
+    tether_train::parallel::set_group(collective.clone());
     let report = if config.is_own() {
         let task = OwnTask { config, control };
         run_on(args.device.device, task)??
@@ -101,7 +104,7 @@ fn run_job(
         print_report(config, &report);
     }
     if std::env::var_os("TETHER_PARALLEL_STATS").is_some() {
-        let who = match &control.collective {
+        let who = match &collective {
             Some(c) => format!("rank {} of {}", c.rank(), c.size()),
             None => "one process".into(),
         };
