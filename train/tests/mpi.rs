@@ -365,6 +365,10 @@ fn a_killed_rank_ends_the_job_with_nothing_half_written() {
     assert!(!resumed.status.success());
     assert!(stderr.contains("epochs"), "{stderr}");
     let _ = std::fs::remove_dir_all(out.parent().unwrap());
+    // The killed rank's scratch `--out` (ranks above 0 write there and remove it when
+    // they end, which a SIGKILL prevents).
+    let _ =
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("tether-train-rank1-{victim}")));
 }
 
 /// A checkpoint holds the global position and nothing of the process count: one
