@@ -15,6 +15,8 @@
 //! - [`resume`]: checkpoints of a command's run, `--resume`, and the interrupt that
 //!   writes one on SIGINT/SIGTERM.
 //! - [`transient`]: overshoot and settling time of a controlled quantity.
+//! - [`parallel`]: data parallelism across processes (`mpirun -np N`, feature `mpi`):
+//!   sharded batches, gradients all-reduced once per step.
 //! - [`device`]: `--device flex|ndarray|cuda`, shared by every command.
 //! - [`denormals`]: the flush-to-zero guard the training loop and every command hold
 //!   (subnormal floats slow x86 arithmetic by an order of magnitude).
@@ -25,6 +27,8 @@
 //! - `cuda`: burn's CUDA backend (builds without a GPU; runs where a driver is present).
 //! - `flex-simd` (default): burn-flex's SIMD kernels (element-wise ops about 2x faster).
 //! - `flex-rayon`: burn-flex's multi-threaded kernels (opt-in).
+//! - `mpi`: data parallelism across processes over MPI (needs an MPI library and libclang
+//!   to build).
 #![warn(missing_docs)]
 
 pub mod constrained;
@@ -33,6 +37,7 @@ pub mod denormals;
 pub mod device;
 pub mod io;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod reference;
 pub mod resume;

@@ -12,6 +12,7 @@ use crate::constrained::{
 };
 use crate::denormals::FlushDenormals;
 use crate::optim::shampoo::ShampooHealth;
+use crate::parallel::DataParallel;
 use crate::resume::{Interrupt, Interrupted, step_seed};
 
 /// What the loop tells its callback after every step.
@@ -49,6 +50,11 @@ pub struct FitOptions {
     /// A progress bar of the caller's (several calls sharing one bar); it replaces
     /// `progress`'s and is left unfinished.
     pub bar: Option<ProgressBar>,
+    /// This process's part in a data-parallel group ([`crate::parallel`]): the caller
+    /// feeds this rank's shard of each global batch, the loop reduces the observations
+    /// and gradients so every rank takes the single process's step, and the ranks agree
+    /// on the interrupt. `None`: one process.
+    pub parallel: Option<DataParallel>,
 }
 
 impl FitOptions {
@@ -62,7 +68,14 @@ impl FitOptions {
             interrupt: None,
             step_seeds: None,
             bar: None,
+            parallel: None,
         }
+    }
+
+    /// Runs as one rank of `parallel`'s group (`None`: alone).
+    pub fn with_parallel(mut self, parallel: Option<DataParallel>) -> Self {
+        self.parallel = parallel;
+        self
     }
 
     /// Shows progress on `bar` (the caller's, shared by several calls).
@@ -163,7 +176,15 @@ where
     // the loop, callbacks included, runs with them flushed to zero (`crate::denormals`).
     let _flush = FlushDenormals::new();
     for step in 0..options.steps {
-        if options.interrupt.as_ref().is_some_and(Interrupt::is_raised) {
+        let started = std::time::Instant::now();
+        let raised = options.interrupt.as_ref().is_some_and(Interrupt::is_raised);
+        // Ranks stop after the same step (a signal reaches each at its own moment), or
+        // the ones that go on would wait for the others' gradients forever.
+        let raised = match &options.parallel {
+            Some(p) => p.any(raised),
+            None => raised,
+        };
+        if raised {
             if options.bar.is_none() {
                 bar.abandon_with_message("interrupted");
             }
@@ -175,13 +196,15 @@ where
         // Burn modules share their tensors: the clone is a handful of reference counts.
         let observed = model.clone();
         let step_input = input(step)?;
-        let out = optimizer.roll(model, set, problem, &step_input)?;
+        let out =
+            optimizer.roll_parallel(model, set, problem, &step_input, options.parallel.as_ref())?;
         model = out.model;
         if let Some(health) = &options.optimizer_health {
             health
                 .check()
                 .map_err(|e| ConstrainedError::Optimizer(e.to_string()))?;
         }
+        crate::parallel::stats::record_step(started.elapsed());
         if step % 50 == 0 || step + 1 == options.steps {
             bar.set_message(format!("loss {:.4}", out.values.loss));
         }

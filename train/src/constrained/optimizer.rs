@@ -21,8 +21,9 @@ use burn::tensor::{Tensor, backend::AutodiffBackend};
 use serde::{Deserialize, Serialize};
 
 use super::error::Result;
-use super::problem::ConstrainedProblem;
+use super::problem::{CmpState, ConstrainedProblem};
 use super::set::{ConstraintSet, ObservedValues};
+use crate::parallel::DataParallel;
 
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,23 +108,53 @@ impl<O> ConstrainedOptimizer<O> {
         O: Optimizer<M, B>,
         P: ConstrainedProblem<B, M>,
     {
-        let state = problem.compute_cmp_state(&model, input);
+        self.roll_parallel(model, set, problem, input, None)
+    }
+
+    /// [`Self::roll`] as one rank of a data-parallel group (`None`: alone): every
+    /// observation is replaced by its mean over the ranks before it is validated or moves
+    /// a multiplier, and every gradient by its sum before the primal step
+    /// ([`DataParallel`]), so all ranks take the same step, the single process's on the
+    /// global batch.
+    ///
+    /// # Errors
+    /// As [`Self::roll`], and ranks whose gradients do not match (see
+    /// [`DataParallel::reduce_grads`]).
+    pub fn roll_parallel<B, M, P>(
+        &mut self,
+        model: M,
+        set: &mut ConstraintSet<B>,
+        problem: &P,
+        input: &P::Input,
+        parallel: Option<&DataParallel>,
+    ) -> Result<RollOut<M>>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        P: ConstrainedProblem<B, M>,
+    {
+        let reduce = |state: CmpState<B>| match parallel {
+            Some(p) => p.reduce_state(state),
+            None => state,
+        };
+        let state = reduce(problem.compute_cmp_state(&model, input));
         let values = set.validate(&state)?;
         let model = match self.scheme {
             UpdateScheme::Simultaneous => {
                 let lagrangian = set.lagrangian(&state);
                 set.dual_step(&state)?;
-                self.primal_step(model, lagrangian)
+                self.primal_step(model, lagrangian, parallel)?
             }
             UpdateScheme::AlternatingDualPrimal => {
                 set.dual_step(&state)?;
                 let lagrangian = set.lagrangian(&state);
-                self.primal_step(model, lagrangian)
+                self.primal_step(model, lagrangian, parallel)?
             }
             UpdateScheme::AlternatingPrimalDual => {
                 let lagrangian = set.lagrangian(&state);
-                let model = self.primal_step(model, lagrangian);
-                let after = problem.compute_violations(&model, input);
+                let model = self.primal_step(model, lagrangian, parallel)?;
+                let after = reduce(problem.compute_violations(&model, input));
                 set.validate(&after)?;
                 set.dual_step(&after)?;
                 model
@@ -133,8 +164,8 @@ impl<O> ConstrainedOptimizer<O> {
                 let saved_primal = self.primal.to_record();
                 let lagrangian = set.lagrangian(&state);
                 set.dual_step(&state)?;
-                let half = self.primal_step(model.clone(), lagrangian);
-                let half_state = problem.compute_cmp_state(&half, input);
+                let half = self.primal_step(model.clone(), lagrangian, parallel)?;
+                let half_state = reduce(problem.compute_cmp_state(&half, input));
                 if let Err(e) = set.validate(&half_state) {
                     // Leave the multipliers and the optimizer as they were before the step.
                     *set = saved_set;
@@ -148,19 +179,32 @@ impl<O> ConstrainedOptimizer<O> {
                 // Parameter ids survive optimizer steps, so the gradients taken at the
                 // extrapolated point address the parameters of the original model.
                 let grads = GradientsParams::from_grads(half_lagrangian.backward(), &half);
+                let grads = match parallel {
+                    Some(p) => p.reduce_grads(grads, &half)?,
+                    None => grads,
+                };
                 self.primal.step(self.lr, model, grads)
             }
         };
         Ok(RollOut { model, values })
     }
 
-    fn primal_step<B, M>(&mut self, model: M, lagrangian: Tensor<B, 1>) -> M
+    fn primal_step<B, M>(
+        &mut self,
+        model: M,
+        lagrangian: Tensor<B, 1>,
+        parallel: Option<&DataParallel>,
+    ) -> Result<M>
     where
         B: AutodiffBackend,
         M: AutodiffModule<B>,
         O: Optimizer<M, B>,
     {
         let grads = GradientsParams::from_grads(lagrangian.backward(), &model);
-        self.primal.step(self.lr, model, grads)
+        let grads = match parallel {
+            Some(p) => p.reduce_grads(grads, &model)?,
+            None => grads,
+        };
+        Ok(self.primal.step(self.lr, model, grads))
     }
 }

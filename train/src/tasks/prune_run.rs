@@ -827,6 +827,7 @@ impl<'a> Job<'a> {
             progress: control.progress,
             interrupt: control.interrupt.clone(),
             resume,
+            collective: crate::parallel::group(),
             latency: Default::default(),
         }
     }
@@ -1070,6 +1071,8 @@ struct Job<'a> {
     interrupt: Interrupt,
     /// The checkpoint `--resume` continues from, read and checked before any work.
     resume: Option<Resumed>,
+    /// The data-parallel group ([`crate::parallel::set_group`]).
+    collective: Option<std::rc::Rc<dyn crate::parallel::Collective>>,
     /// The latency model fitted for this run (timings differ from process to process: a
     /// resumed run takes the interrupted run's from its checkpoint).
     latency: std::cell::RefCell<Option<LatencyModel>>,
@@ -1218,10 +1221,11 @@ impl Job<'_> {
             // The epoch's order; a resumed epoch starts at its first step not yet taken.
             let order = shuffled_order(train_len, c.seed, epoch as u64);
             let order = &order[(first * c.batch).min(order.len())..];
+            let (order, batch, parallel) = self.shard(order)?;
             model = with_batches(
                 self.train.source(),
-                order,
-                c.batch,
+                &order,
+                batch,
                 true,
                 PREFETCH_DEPTH,
                 |stream| {
@@ -1233,7 +1237,8 @@ impl Job<'_> {
                         &FitOptions::new(batches - first, label)
                             .with_health(health.clone())
                             .with_interrupt(Some(self.interrupt.clone()))
-                            .with_step_seeds(c.seed, offset + first),
+                            .with_step_seeds(c.seed, offset + first)
+                            .with_parallel(parallel),
                         |_| match stream.next() {
                             Some(b) => Ok(b?.to_device::<B>(device)),
                             None => Err(anyhow::anyhow!(
@@ -1323,6 +1328,34 @@ impl Job<'_> {
         )?;
         training_plot(&c.out.join("training.png"), &rows, &epochs, steps_per_epoch)?;
         Ok((model, epochs, rows))
+    }
+
+    /// Data parallelism ([`crate::parallel`]): this rank's samples of the global batches
+    /// in `order`, its batch size, and its part in the group; alone, all of `order` in
+    /// batches of `--batch-size`.
+    fn shard<'o>(
+        &self,
+        order: &'o [usize],
+    ) -> anyhow::Result<(
+        Cow<'o, [usize]>,
+        usize,
+        Option<crate::parallel::DataParallel>,
+    )> {
+        use crate::parallel::{DataParallel, shard};
+        let batch = self.config.batch;
+        let Some(group) = &self.collective else {
+            return Ok((Cow::Borrowed(order), batch, None));
+        };
+        anyhow::ensure!(
+            self.config.max_latency.is_none(),
+            "--max-latency with several processes: each would time the kernels itself and \
+             constrain a different latency model (run the latency budget in one process)"
+        );
+        let (rank, ranks) = (group.rank(), group.size());
+        let local = shard::local_batch(batch, ranks)?;
+        let order = shard::shard_order(order, batch, rank, ranks)?;
+        let parallel = DataParallel::new(group.clone(), local, batch)?;
+        Ok((Cow::Owned(order), local, Some(parallel)))
     }
 
     /// Times the deploy kernels on the exported network (`tthr`) to fit its latency model,

@@ -79,6 +79,16 @@ fn run() -> anyhow::Result<()> {
             .subcommand_matches(name)
             .expect("the parsed subcommand has matches")
     };
+    // Only `prune` trains data-parallel: any other command launched by mpirun would run
+    // once per process, each writing the same outputs.
+    if let Some(n) = tether_train::parallel::args::launched_size().filter(|&n| n > 1)
+        && !matches!(cli.command, Command::Prune(_) | Command::Devices)
+    {
+        anyhow::bail!(
+            "launched by mpirun with {n} processes, but only `tether-train prune` trains \
+             data-parallel; run this command as one process"
+        );
+    }
     match cli.command {
         Command::Devices => {
             for d in DeviceKind::compiled() {

@@ -8,6 +8,8 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::ArgMatches;
 use tether_train::data::mnist::{ImageSet, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
+use tether_train::parallel::args::DistributedArgs;
+use tether_train::resume::Interrupted;
 use tether_train::tasks::prune_run::{
     PruneConfig, PruneReport, RunControl, run_controlled, run_with_data_controlled,
 };
@@ -22,6 +24,8 @@ pub struct PruneArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    distributed: DistributedArgs,
 }
 
 /// `matches` are the prune subcommand's, for `--config` (which flags were given).
@@ -31,30 +35,81 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         None => args.settings.clone(),
     };
     // Every setting and the output folder are checked before the data is read.
-    let config = config.with_board()?;
+    let mut config = config.with_board()?;
     config.validate()?;
     tether_train::io::check_output_dir(&config.out, "--out")?;
-    // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.
-    let control = RunControl::cli(true)?;
-    if config.is_own() {
-        let task = OwnTask {
-            config: &config,
-            control: &control,
-        };
-        let report = run_on(args.device.device, task)??;
-        print_report(&config, &report);
-        return Ok(());
-    }
-    let train = ImageSet::load(config.dataset, Split::Train)?;
-    let test = ImageSet::load(config.dataset, Split::Test)?;
-    let task = Task {
-        config: &config,
-        train: &train,
-        test: &test,
-        control: &control,
+    let collective = args.distributed.connect()?;
+    let Some(group) = collective.clone() else {
+        return run_job(&config, &args, None);
     };
-    let report = run_on(args.device.device, task)??;
-    print_report(&config, &report);
+    // Rank 0 writes --out; the others run the same job into a folder of their own,
+    // removed afterwards (the same model as rank 0's).
+    let scratch = (group.rank() > 0).then(|| {
+        std::env::temp_dir().join(format!(
+            "tether-train-rank{}-{}",
+            group.rank(),
+            std::process::id()
+        ))
+    });
+    if let Some(dir) = &scratch {
+        config.out = dir.clone();
+    }
+    let result = run_job(&config, &args, collective);
+    // The last reference but `group`: MPI is finalised when this function returns.
+    tether_train::parallel::set_group(None);
+    if let Some(dir) = &scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match result {
+        // Every rank stops after the same step with its checkpoint written: an orderly
+        // exit (status 130 from main), told by rank 0 (the others' are in their scratch
+        // folders, gone).
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() && group.rank() > 0 => Ok(()),
+        Err(e) if e.downcast_ref::<Interrupted>().is_none() => {
+            // A failure, maybe this rank's alone: the others would wait for it in the
+            // next all-reduce, so the whole job ends here.
+            eprintln!("rank {} of {}: Error: {e:?}", group.rank(), group.size());
+            group.abort(1)
+        }
+        result => result,
+    }
+}
+
+/// The job on this process: `collective` is its group (`None`: alone); rank 0 (or the
+/// lone process) shows progress and the report.
+fn run_job(
+    config: &PruneConfig,
+    args: &PruneArgs,
+    collective: Option<std::rc::Rc<dyn tether_train::parallel::Collective>>,
+) -> anyhow::Result<()> {
+    let lead = collective.as_ref().is_none_or(|c| c.rank() == 0);
+    // Ctrl-C, SIGTERM and SIGHUP stop the run after the step under way, with a checkpoint.
+    let control = &RunControl::cli(lead)?;
+    tether_train::parallel::set_group(collective.clone());
+    let report = if config.is_own() {
+        let task = OwnTask { config, control };
+        run_on(args.device.device, task)??
+    } else {
+        let train = ImageSet::load(config.dataset, Split::Train)?;
+        let test = ImageSet::load(config.dataset, Split::Test)?;
+        let task = Task {
+            config,
+            train: &train,
+            test: &test,
+            control,
+        };
+        run_on(args.device.device, task)??
+    };
+    if lead {
+        print_report(config, &report);
+    }
+    if std::env::var_os("TETHER_PARALLEL_STATS").is_some() {
+        let who = match &collective {
+            Some(c) => format!("rank {} of {}", c.rank(), c.size()),
+            None => "one process".into(),
+        };
+        eprintln!("{who}: {}", tether_train::parallel::stats::stats());
+    }
     Ok(())
 }
 

@@ -1,0 +1,206 @@
+//! Data parallelism across processes: every process (rank) holds the same model and
+//! optimizer, takes its own shard of each global batch, and the ranks agree on one step by
+//! summing what depends on the data (Li et al. 2020, "PyTorch Distributed: Experiences on
+//! Accelerating Data Parallel Training", the all-reduce form of synchronous SGD).
+//!
+//! The training loop ([`crate::trainer::try_fit`]) is where it hooks in: given a
+//! [`DataParallel`] in its [`crate::trainer::FitOptions`], each step
+//! - agrees on the interrupt (one rank's Ctrl-C stops every rank after the same step);
+//! - replaces the observed loss and violations by their weighted mean over the ranks
+//!   ([`DataParallel::reduce_state`]) before the constrained step validates them and the
+//!   dual step reads them, so the multipliers move identically everywhere and a NaN on
+//!   one rank fails every rank;
+//! - flattens the gradients into one buffer, all-reduces it once and hands the optimizer
+//!   the weighted sum ([`DataParallel::reduce_grads`]): with shard weights
+//!   `n_rank / n_global`, the single-process gradient of the global batch's mean loss.
+//!
+//! Everything else is identical on every rank by construction: the model and optimizer
+//! start from the same seed, each step's random draws (the gate noise) come from the
+//! step-indexed seed ([`crate::resume::step_seed`]), and constraints that depend on the
+//! parameters alone (expected density, flash, latency) are the same numbers on each rank.
+//!
+//! [`Collective`] is the transport: [`Single`] for one process (a no-op), and with the
+//! `mpi` feature `mpi::Mpi` over the system's MPI library. [`args::DistributedArgs`] is
+//! the CLI's `--distributed` flag and the `mpirun` detection.
+
+pub mod args;
+mod grads;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod shard;
+pub mod stats;
+
+use std::rc::Rc;
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::constrained::{CmpState, ConstrainedError};
+
+/// The operations data parallelism needs from a process group.
+pub trait Collective: std::fmt::Debug {
+    /// This process's index, `0..size`.
+    fn rank(&self) -> usize;
+    /// The number of processes.
+    fn size(&self) -> usize;
+    /// Replaces `buf` on every rank by the element-wise sum over the ranks. Every rank
+    /// calls it with the same length, in the same order as every other collective call.
+    fn all_reduce_sum(&self, buf: &mut [f32]);
+    /// Ends every process of the group with exit status `code`: what a rank that fails
+    /// alone must do, or the others would wait for it in the next all-reduce forever.
+    fn abort(&self, code: i32) -> !;
+}
+
+thread_local! {
+    static GROUP: std::cell::RefCell<Option<Rc<dyn Collective>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes `group` this thread's process group (`None`: one process): the commands that
+/// train data-parallel (`prune`) shard their batches over it. The CLI sets it once MPI is
+/// up. Per thread, as MPI's world is the process's and only the thread that initialised
+/// it calls it (`MPI_THREAD_FUNNELED`).
+pub fn set_group(group: Option<Rc<dyn Collective>>) {
+    GROUP.with(|g| *g.borrow_mut() = group);
+}
+
+/// This thread's process group ([`set_group`]).
+pub fn group() -> Option<Rc<dyn Collective>> {
+    GROUP.with(|g| g.borrow().clone())
+}
+
+/// One process: rank 0 of 1, sums are the identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Single;
+
+impl Collective for Single {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn all_reduce_sum(&self, _buf: &mut [f32]) {}
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+/// A rank's part in a data-parallel run: the process group and the share of the global
+/// batch this rank computes (its weight in every mean).
+#[derive(Clone, Debug)]
+pub struct DataParallel {
+    collective: Rc<dyn Collective>,
+    weight: f32,
+}
+
+impl DataParallel {
+    /// This rank computes `local` of the `global` samples of each step.
+    ///
+    /// # Errors
+    /// `local` is 0 or above `global`.
+    pub fn new(
+        collective: Rc<dyn Collective>,
+        local: usize,
+        global: usize,
+    ) -> Result<Self, ConstrainedError> {
+        if local == 0 || local > global {
+            return Err(ConstrainedError::InvalidConfig(format!(
+                "a rank's shard of {local} samples of a global batch of {global}"
+            )));
+        }
+        Ok(Self {
+            collective,
+            weight: (local as f64 / global as f64) as f32,
+        })
+    }
+
+    /// The process group.
+    pub fn collective(&self) -> &dyn Collective {
+        &*self.collective
+    }
+
+    /// Whether `flag` is raised on any rank (every rank gets the same answer).
+    pub fn any(&self, flag: bool) -> bool {
+        let mut buf = [f32::from(u8::from(flag))];
+        self.sum(&mut buf);
+        buf[0] > 0.0
+    }
+
+    /// The element-wise sum over the ranks, timed ([`stats`]).
+    fn sum(&self, buf: &mut [f32]) {
+        let start = std::time::Instant::now();
+        self.collective.all_reduce_sum(buf);
+        stats::record_reduction(start.elapsed());
+    }
+
+    /// The weighted mean over the ranks of the values in `buf`, in place.
+    pub fn mean(&self, buf: &mut [f32]) {
+        buf.iter_mut().for_each(|v| *v *= self.weight);
+        self.sum(buf);
+    }
+
+    /// `state` with its loss and (strict) violations replaced by their weighted means
+    /// over the ranks, one all-reduce for all of them. The gradients still flow through
+    /// this rank's own terms (`x - detach(x) + mean`): their all-reduce is
+    /// [`Self::reduce_grads`]'s.
+    ///
+    /// Every rank must observe the same constraints with the same shapes (true of the
+    /// pruning constraints, which depend on the parameters alone).
+    pub fn reduce_state<B: AutodiffBackend>(&self, mut state: CmpState<B>) -> CmpState<B> {
+        // Empty observations (an indexed constraint that saw no index) carry nothing.
+        let carried = |t: &Tensor<B, 1>| t.dims()[0] > 0;
+        let mut parts: Vec<Tensor<B, 1>> = vec![state.loss.clone().detach()];
+        for (_, obs) in &state.observed {
+            for t in std::iter::once(&obs.violation).chain(&obs.strict_violation) {
+                if carried(t) {
+                    parts.push(t.clone().detach());
+                }
+            }
+        }
+        let device = state.loss.device();
+        let mut host = to_host(Tensor::cat(parts, 0));
+        self.mean(&mut host);
+        let mut at = 0;
+        let mut next = |local: Tensor<B, 1>| -> Tensor<B, 1> {
+            let n = local.dims()[0];
+            if n == 0 {
+                return local;
+            }
+            let values = TensorData::new(host[at..at + n].to_vec(), [n]);
+            at += n;
+            let mean = Tensor::<B, 1>::from_data(values, &device);
+            local.clone() - local.detach() + mean
+        };
+        state.loss = next(state.loss);
+        for (_, obs) in &mut state.observed {
+            obs.violation = next(obs.violation.clone());
+            obs.strict_violation = obs.strict_violation.take().map(&mut next);
+        }
+        state
+    }
+
+    /// The weighted sum over the ranks of every parameter's gradient: the gradients
+    /// flattened (in the model's parameter order) into one buffer, all-reduced once.
+    ///
+    /// # Errors
+    /// A parameter with a gradient on some ranks and not on others, or a gradient that
+    /// cannot be read as `f32`.
+    pub fn reduce_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        grads: GradientsParams,
+        model: &M,
+    ) -> Result<GradientsParams, ConstrainedError> {
+        grads::all_reduce(self, grads, model)
+    }
+}
+
+/// A rank-1 tensor's values on the host, as `f32`.
+fn to_host<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("converted to f32")
+}

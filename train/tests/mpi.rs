@@ -1,0 +1,424 @@
+//! `mpirun -np 2 tether-train prune`: data parallel across processes over MPI
+//! (`tether_train::parallel`), against the single-process run on the same global batch.
+//!
+//! Needs `mpirun` (Debian: `openmpi-bin`) and MNIST in the data cache. Where either is
+//! missing the tests skip with a message, unless `TETHER_REQUIRE_MPI=1` (CI sets it once
+//! it has installed OpenMPI) or `TETHER_REQUIRE_DATA` names mnist: then they fail.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fresh_dir, tether_train};
+use safetensors::SafeTensors;
+use tether_train::data::may_skip;
+
+/// A short LeNet-300-100 L0 prune: 2 epochs of 20 global batches of 64.
+const SHORT: &[&str] = &[
+    "prune",
+    "--epochs",
+    "2",
+    "--train-limit",
+    "1280",
+    "--test-limit",
+    "1000",
+    "--batch",
+    "64",
+    "--target-density",
+    "0.3",
+    "--seed",
+    "5",
+];
+
+/// Both runs' weights agree to this, relative to the tensor's largest magnitude. The two
+/// runs differ only in summation order (the mean over 64 samples against two means over
+/// 32, weighted 1/2 and summed), about 1e-7 relative per gradient; over 40 Adam steps the
+/// weights measured 2 processes against 1 differed by at most 3.1e-7 (2026-12-07, flex).
+const WEIGHT_TOLERANCE: f32 = 1e-5;
+
+/// Whether the tests can run here: `mpirun` present and MNIST fetched, else why not (and
+/// a panic where the environment requires them).
+fn ready() -> bool {
+    let required = std::env::var("TETHER_REQUIRE_MPI").is_ok_and(|v| v.trim() == "1");
+    let mpirun = Command::new("mpirun")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !mpirun.is_ok_and(|s| s.success()) {
+        assert!(
+            !required,
+            "TETHER_REQUIRE_MPI=1 but mpirun cannot be run (Debian: apt-get install \
+             openmpi-bin libopenmpi-dev)"
+        );
+        eprintln!("SKIPPED: no mpirun on PATH (Debian: apt-get install openmpi-bin)");
+        return false;
+    }
+    if let Err(e) = tether_train::data::mnist::ImageSet::load(
+        tether_train::data::mnist::MnistKind::Mnist,
+        tether_train::data::mnist::Split::Test,
+    ) {
+        assert!(may_skip("mnist"), "TETHER_REQUIRE_DATA requires MNIST: {e}");
+        eprintln!("SKIPPED: {e}");
+        return false;
+    }
+    true
+}
+
+/// `mpirun -np <ranks> tether-train <args>`, able to run as root (CI containers) and with
+/// more processes than cores.
+fn mpirun(ranks: usize, args: &[&str]) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "-np", &ranks.to_string()])
+        .arg(env!("CARGO_BIN_EXE_tether-train"))
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("RUST_BACKTRACE");
+    cmd
+}
+
+fn run_ok(mut cmd: Command, what: &str) -> String {
+    let out = cmd.output().expect("the command starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every tensor of `a`'s `model.safetensors` against `b`'s: the largest difference
+/// relative to the tensor's largest magnitude, and the tensor it is in.
+fn weight_difference(a: &Path, b: &Path) -> (f32, String) {
+    let (a, b) = (
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+    );
+    let (a, b) = (
+        SafeTensors::deserialize(&a).unwrap(),
+        SafeTensors::deserialize(&b).unwrap(),
+    );
+    let mut names: Vec<String> = a.names().into_iter().map(|n| n.to_string()).collect();
+    names.sort();
+    let mut other: Vec<String> = b.names().into_iter().map(|n| n.to_string()).collect();
+    other.sort();
+    assert_eq!(names, other, "the same tensors");
+    let floats = |bytes: &[u8]| -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let mut worst = (0.0f32, String::new());
+    for name in names {
+        let (x, y) = (a.tensor(&name).unwrap(), b.tensor(&name).unwrap());
+        assert_eq!(x.shape(), y.shape(), "{name}");
+        assert_eq!(x.dtype(), safetensors::Dtype::F32, "{name}");
+        let (x, y) = (floats(x.data()), floats(y.data()));
+        let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let diff = x
+            .iter()
+            .zip(&y)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        if diff / scale >= worst.0 {
+            worst = (diff / scale, name.clone());
+        }
+    }
+    worst
+}
+
+/// A CSV's numeric rows (the header dropped).
+fn csv_rows(file: &Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
+        .collect()
+}
+
+/// The 2-process run takes the single process's steps: each rank trains on its half of
+/// every global batch of 64, the gradients are all-reduced, and the weights, every
+/// step's metrics (loss, violation, multiplier, density) and the epochs' accuracies come
+/// out as one process's on the whole batch, to float tolerance.
+#[test]
+fn two_processes_train_what_one_does_on_the_global_batch() {
+    if !ready() {
+        return;
+    }
+    let base = fresh_dir("mpi", "same");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&single), "--distributed", "off"]);
+    let (ok, _, stderr) = tether_train(&args);
+    assert!(ok, "the single-process run failed: {stderr}");
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&parallel)]);
+    let stdout = run_ok(mpirun(2, &args), "mpirun -np 2");
+    // Rank 0 alone reports (and writes --out).
+    assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+
+    let (diff, name) = weight_difference(&single, &parallel);
+    eprintln!("largest weight difference, 2 processes vs 1: {diff:e} (relative, {name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    // Every step's metrics (the loss is the all-reduced mean over the global batch).
+    let (a, b) = (
+        csv_rows(&single.join("metrics.csv")),
+        csv_rows(&parallel.join("metrics.csv")),
+    );
+    assert_eq!(a.len(), 40, "40 steps");
+    assert_eq!(a.len(), b.len());
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        for (p, q) in x.iter().zip(y) {
+            assert!(
+                (p - q).abs() <= 1e-5 * p.abs().max(1.0),
+                "step {step}: {x:?} vs {y:?}"
+            );
+        }
+    }
+    // The accuracies are counts of 1000 test images: at most one may flip.
+    let (a, b) = (
+        csv_rows(&single.join("epochs.csv")),
+        csv_rows(&parallel.join("epochs.csv")),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() <= 1e-3 + 1e-9, "{x:?} vs {y:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A global batch that does not divide among the processes is refused, by name.
+#[test]
+fn an_indivisible_global_batch_is_a_clear_error() {
+    if !ready() {
+        return;
+    }
+    let out = fresh_dir("mpi", "indivisible").join("out");
+    let mut args = SHORT.to_vec();
+    let at = args.iter().position(|a| *a == "--batch").unwrap();
+    args[at + 1] = "63";
+    args.extend(["--out", path(&out)]);
+    let done = mpirun(2, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success());
+    assert!(
+        stderr.contains("global batch of 63 samples does not divide among 2 processes"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+/// The `tether-train` processes `mpirun` started (its children), with their ranks.
+fn ranks_of(mpirun: u32) -> Vec<(u32, usize)> {
+    let mut ranks = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the fields after the last ')'.
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        let ppid: Option<u32> = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid != Some(mpirun) {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let rank = env
+            .split(|&b| b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .find_map(|kv| kv.strip_prefix("OMPI_COMM_WORLD_RANK="))
+            .and_then(|r| r.parse().ok());
+        if let Some(rank) = rank {
+            ranks.push((pid, rank));
+        }
+    }
+    ranks
+}
+
+/// Files under `dir`, recursively (relative paths).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                found.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Rank 1 killed (SIGKILL) after the first epoch's checkpoint: the job ends non-zero
+/// within seconds instead of rank 0 waiting in its all-reduce, and `--out` holds the
+/// complete checkpoint and nothing else (no model, summary or half-written `.tmp`).
+#[test]
+fn a_killed_rank_ends_the_job_with_nothing_half_written() {
+    if !ready() {
+        return;
+    }
+    let out = fresh_dir("mpi", "killed").join("out");
+    // Long enough that the kill lands mid-run: 50 epochs of 40 steps, a checkpoint after
+    // each epoch.
+    let args = [
+        "prune",
+        "--epochs",
+        "50",
+        "--train-limit",
+        "2560",
+        "--test-limit",
+        "200",
+        "--batch",
+        "64",
+        "--target-density",
+        "0.3",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        path(&out),
+    ];
+    let mut job = mpirun(2, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoint = out.join("checkpoint");
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            job.try_wait().unwrap().is_none(),
+            "the job ended before its first checkpoint"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ranks = ranks_of(job.id());
+    let &(victim, _) = ranks
+        .iter()
+        .find(|(_, r)| *r == 1)
+        .unwrap_or_else(|| panic!("rank 1 among mpirun's children: {ranks:?}"));
+    // The shell's own `kill` (a procps binary may be absent).
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -9 {victim}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let killed = Instant::now();
+    let ended = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            let _ = job.kill();
+            panic!("the job still runs 30 s after rank 1 was killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "the job ended {:.2} s after the kill: {ended}",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(!ended.success(), "a job with a killed rank must fail");
+    let files = files_under(&out);
+    assert!(
+        files.iter().all(|f| f.starts_with("checkpoint")),
+        "only the checkpoint: {files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.to_string_lossy().ends_with(".tmp")),
+        "nothing half-written: {files:?}"
+    );
+    // The checkpoint is whole: a resume reads it (and is refused only for its settings).
+    let resumed = Command::new(env!("CARGO_BIN_EXE_tether-train"))
+        .args(["prune", "--epochs", "1", "--resume", path(&checkpoint)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!resumed.status.success());
+    assert!(stderr.contains("epochs"), "{stderr}");
+    let _ = std::fs::remove_dir_all(out.parent().unwrap());
+    // The killed rank's scratch `--out` (ranks above 0 write there and remove it when
+    // they end, which a SIGKILL prevents).
+    let _ =
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("tether-train-rank1-{victim}")));
+}
+
+/// A checkpoint holds the global position and nothing of the process count: one
+/// process's run, stopped by SIGINT after its first epoch, resumed by `mpirun -np 2`,
+/// ends where the uninterrupted single process does (to the same tolerance).
+#[test]
+fn a_single_process_checkpoint_resumes_on_two_processes() {
+    if !ready() {
+        return;
+    }
+    let base = fresh_dir("mpi", "resume");
+    let (whole, parts) = (base.join("whole"), base.join("parts"));
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&whole), "--distributed", "off"]);
+    let (ok, _, stderr) = tether_train(&args);
+    assert!(ok, "the single-process run failed: {stderr}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether-train"))
+        .args(SHORT)
+        .args(["--out", path(&parts), "--distributed", "off"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read to the end: a closed pipe would kill the child's next print.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().starts_with("epoch 1:") {
+            let kill = Command::new("sh")
+                .args(["-c", &format!("kill -INT {}", child.id())])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+        }
+    }
+    let stopped = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    let checkpoint = parts.join("checkpoint");
+    assert!(checkpoint.join("run.json").is_file());
+
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&parts), "--resume", path(&checkpoint)]);
+    let stdout = run_ok(mpirun(2, &args), "the resumed mpirun -np 2");
+    assert!(stdout.contains("resuming from"), "{stdout}");
+    let (diff, name) = weight_difference(&whole, &parts);
+    eprintln!("largest weight difference, resumed on 2 processes vs 1 whole: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
