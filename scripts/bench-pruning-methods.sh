@@ -6,8 +6,12 @@
 #
 #   scripts/bench-pruning-methods.sh [OUT] [EPOCHS] [SEEDS]
 #
-# Needs `scripts/fetch-data mnist` and a release build:
+# Needs `scripts/fetch-data mnist` (and fashion-mnist for DATASETS=fashion-mnist) and a
+# release build:
 #   cargo build --release -p tether-train
+# METHODS picks the rows: l0, magnitude, gmp, and l0wu0 (the L0 method without its dense
+# warm-up, `--warmup-epochs 0`: its behaviour before 2026-12-07); BUDGETS="" skips the
+# flash table.
 set -euo pipefail
 OUT=${1:-out/bench-methods}
 EPOCHS=${2:-10}
@@ -16,11 +20,18 @@ BIN=${TETHER_TRAIN:-target/release/tether-train}
 MODELS=${MODELS:-"lenet300"}
 DATASETS=${DATASETS:-"mnist"}
 DENSITIES=${DENSITIES:-"0.1 0.05"}
-BUDGETS=${BUDGETS:-"64KiB 32KiB"}
+BUDGETS=${BUDGETS-"64KiB 32KiB"}
+METHODS=${METHODS:-"l0 magnitude gmp"}
 mkdir -p "$OUT"
 
 run() { # name args...
   local name=$1; shift
+  # l0wu0: the L0 method with its warm-up off.
+  local args=()
+  for a in "$@"; do
+    if [ "$a" = l0wu0 ]; then args+=(l0 --warmup-epochs 0); else args+=("$a"); fi
+  done
+  set -- "${args[@]}"
   if [ ! -f "$OUT/$name/summary.json" ]; then
     "$BIN" prune "$@" --epochs "$EPOCHS" --out "$OUT/$name" > "$OUT/$name.log" 2>&1 \
       || { echo "FAILED: $name (see $OUT/$name.log)" >&2; return 0; }
@@ -28,10 +39,10 @@ run() { # name args...
 }
 
 for data in $DATASETS; do for model in $MODELS; do
-  for d in $DENSITIES; do for m in l0 magnitude gmp; do for s in $SEEDS; do
+  for d in $DENSITIES; do for m in $METHODS; do for s in $SEEDS; do
     run "$data-$model-d$d-$m-s$s" --dataset "$data" --model "$model" --method "$m" --target-density "$d" --seed "$s"
   done; done; done
-  for b in $BUDGETS; do for m in l0 magnitude gmp; do
+  for b in $BUDGETS; do for m in $METHODS; do
     run "$data-$model-flash$b-$m-s0" --dataset "$data" --model "$model" --method "$m" --max-flash "$b" --seed 0
   done; done
 done; done
@@ -46,8 +57,8 @@ for name in sorted(os.listdir(out)):
     if not os.path.isfile(p):
         continue
     s = json.load(open(p))
-    parts = name.split("-")
-    data, model, what, method = parts[0], parts[1], parts[2], parts[3]
+    # data-model-what-method-seed; the dataset's name may hold dashes (fashion-mnist).
+    data, model, what, method, _ = name.rsplit("-", 4)
     acc, dens = s["final"]["test_accuracy"], s["final"]["density"]
     if what.startswith("d"):
         rows[(data, model, what[1:], method)].append((acc, dens))

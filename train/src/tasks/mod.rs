@@ -2,7 +2,8 @@
 //! training loop ([`crate::trainer::fit`]).
 //!
 //! - [`prune`]: L0 pruning under a density constraint (Controlled Sparsity);
-//!   [`prune_run`]: the whole job (data, schedule, outputs) behind `tether-train prune`.
+//!   [`prune_run`]: the whole job (data, schedule, outputs) behind `tether-train prune`;
+//!   [`prune_warmup`]: its dense warm-up and the gate locations it hands over to.
 //! - [`classify`]: the dense baseline (no constraint).
 //! - [`fair`]: fine-tuning a pruned model with every group's excess accuracy gap bounded
 //!   (CEAG, Balancing Act); [`fair_run`]: the job behind `tether-train fair-prune` (data
@@ -35,6 +36,7 @@ pub mod nash_memory;
 pub mod outputs;
 pub mod prune;
 pub mod prune_run;
+pub mod prune_warmup;
 pub mod svm;
 pub mod svm_run;
 

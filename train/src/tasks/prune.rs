@@ -267,6 +267,13 @@ impl PruneProblem {
         self.frozen.set(true);
     }
 
+    /// Undoes [`PruneProblem::freeze`]: sampled gates and the constraints again. The dense
+    /// warm-up ([`crate::tasks::prune_warmup`]) is the frozen problem with every gate open;
+    /// this starts the gates' training after it.
+    pub fn thaw(&self) {
+        self.frozen.set(false);
+    }
+
     /// True after [`PruneProblem::freeze`].
     pub fn is_frozen(&self) -> bool {
         self.frozen.get()
