@@ -327,8 +327,12 @@ pub fn fit_coolchic<B: AutodiffBackend>(
         quant: Cell::new(Quant::Noise),
         last: RefCell::new(None),
     };
-    let mut opt =
-        ConstrainedOptimizer::new(AdamConfig::new().init(), cc.lr, UpdateScheme::Simultaneous);
+    // Adam's epsilon far under the latents' gradients: the MSE's gradient per latent times
+    // the soft-round's slope at integers (1e-3 at T = 0.1) fell under burn's default 1e-5,
+    // Adam stopped being scale-free and the latents stopped growing (kodim03 at 0.3 bpp,
+    // 600 steps: 70% of the budget with 1e-5, 97% with 1e-10).
+    let adam = AdamConfig::new().with_epsilon(1e-10);
+    let mut opt = ConstrainedOptimizer::new(adam.init(), cc.lr, UpdateScheme::Simultaneous);
     let noise_steps = (settings.steps as f64 * cc.noise_fraction).round() as usize;
     let bar = progress_bar(settings.steps, settings.progress.then_some("coolchic"));
     let pixels = image.pixels() as f64;
