@@ -50,8 +50,12 @@ pub struct CodecConfig {
     pub no_gate_noise: bool,
     /// L0onie: initial drop probability of the gates, in (0, 1).
     pub gate_init_drop: f64,
-    /// Cool-chic: Adam learning rate of the noise phase (the rounding phase: a tenth).
+    /// Cool-chic: Adam learning rate at the start of the soft-rounding phase.
     pub coolchic_lr: f64,
+    /// Cool-chic: share of the steps with soft-rounding and noise (the rest rounds).
+    pub coolchic_soft_fraction: f64,
+    /// Cool-chic: the rounding phase's learning rate as a share of `coolchic_lr`.
+    pub coolchic_round_lr: f64,
     /// Seed.
     pub seed: u64,
     /// The backend the fit runs on.
@@ -74,6 +78,8 @@ impl Default for CodecConfig {
             no_gate_noise: false,
             gate_init_drop: 0.05,
             coolchic_lr: 1e-2,
+            coolchic_soft_fraction: 0.8,
+            coolchic_round_lr: 0.5,
             seed: 0,
             device: DeviceKind::Flex,
         }
@@ -125,6 +131,14 @@ impl CodecConfig {
             "--coolchic-lr must be a positive number, got {}",
             self.coolchic_lr
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.coolchic_soft_fraction)
+                && self.coolchic_round_lr.is_finite()
+                && self.coolchic_round_lr >= 0.0,
+            "--coolchic-soft-fraction must be in [0, 1] and --coolchic-round-lr >= 0, got {} and {}",
+            self.coolchic_soft_fraction,
+            self.coolchic_round_lr
+        );
         Ok(EncodeOptions {
             method: self.method,
             bpp,
@@ -148,7 +162,10 @@ impl CodecConfig {
             value_bits,
             coolchic: CoolChicSettings {
                 lr: self.coolchic_lr,
-                noise_fraction: 0.75,
+                round_lr: self.coolchic_round_lr,
+                noise_fraction: self.coolchic_soft_fraction,
+                temperature: (0.3, 0.1),
+                kumaraswamy: (2.0, 1.0),
                 dual: dual.clone(),
                 eval_every: 10,
                 weight_exponent: 8,
@@ -219,6 +236,8 @@ impl EncodeConfig {
             "no_gate_noise": c.no_gate_noise,
             "gate_init_drop": c.gate_init_drop,
             "coolchic_lr": c.coolchic_lr,
+            "coolchic_soft_fraction": c.coolchic_soft_fraction,
+            "coolchic_round_lr": c.coolchic_round_lr,
             "seed": c.seed,
             "device": format!("{:?}", c.device),
         })

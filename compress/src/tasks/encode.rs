@@ -234,8 +234,23 @@ fn write_log(path: &Path, encoded: &Encoded) -> anyhow::Result<()> {
         .iter()
         .map(|p| vec![p.step as f64, p.psnr, p.bpp])
         .collect();
-    let header = ["step".into(), "psnr".into(), "bpp".into()];
-    write_atomic(path, csv(&header, &rows).as_bytes())?;
+    // Cool-chic's log has the rate its training pass estimates beside the real file's.
+    let (header, table) = match &encoded.fit {
+        crate::codec::Fit::CoolChic(c) => {
+            let with: Vec<Vec<f64>> = rows
+                .iter()
+                .zip(&c.estimated_bpp)
+                .map(|(r, &e)| [r.as_slice(), &[e]].concat())
+                .collect();
+            let header = ["step", "psnr", "bpp", "estimated_bpp"];
+            (header.map(String::from).to_vec(), with)
+        }
+        crate::codec::Fit::Siren { .. } => (
+            ["step", "psnr", "bpp"].map(String::from).to_vec(),
+            rows.clone(),
+        ),
+    };
+    write_atomic(path, csv(&header, &table).as_bytes())?;
     // The same log as a picture: PSNR and file rate over the steps.
     let series = |label: &str, col: usize| Series {
         label: label.into(),

@@ -79,10 +79,16 @@ pub struct CodecArgs {
     /// L0onie: initial drop probability of the gates.
     #[arg(long, default_value_t = 0.05)]
     pub gate_init_drop: f64,
-    /// Cool-chic: Adam learning rate of the noise phase (the rounding phase uses a tenth;
-    /// Ladune et al. 2023 use 1e-2).
+    /// Cool-chic: Adam learning rate at the start of the soft-rounding phase, cosine-decayed
+    /// (Ladune et al. 2023 and C3 use 1e-2).
     #[arg(long, default_value_t = 0.01)]
     pub coolchic_lr: f64,
+    /// Cool-chic: share of the steps with soft-rounding and noise (the rest rounds).
+    #[arg(long, default_value_t = 0.8)]
+    pub coolchic_soft_fraction: f64,
+    /// Cool-chic: the rounding phase's learning rate as a share of --coolchic-lr.
+    #[arg(long, default_value_t = 0.5)]
+    pub coolchic_round_lr: f64,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -58,6 +58,8 @@ impl From<CodecArgs> for CodecConfig {
             no_gate_noise: a.no_gate_noise,
             gate_init_drop: a.gate_init_drop,
             coolchic_lr: a.coolchic_lr,
+            coolchic_soft_fraction: a.coolchic_soft_fraction,
+            coolchic_round_lr: a.coolchic_round_lr,
             seed: a.seed,
             device: a.device.device,
         }
