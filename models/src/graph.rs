@@ -33,7 +33,9 @@
 use burn::module::{Module, Param, ParamId, RunningState};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation;
-use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
+
+use crate::conv::conv2d;
 use burn::tensor::ops::{PadMode as BurnPad, PaddedConvOptions};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use tether_deploy::format::{Binary, PadMode, Reduce, Unary};

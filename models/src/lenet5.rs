@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::conv;
 use crate::gated::{GatedNetwork, LayerGates};
 use crate::l0::{
     GateMode, GateStructure, GatedConv2d, GatedConv2dConfig, GatedLinear, GatedLinearConfig,
@@ -155,8 +156,8 @@ impl<B: Backend> Lenet5<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
         let x = x.reshape([b, 1, 28, 28]);
-        let x = pool(self.activation.forward(self.conv1.forward(x)));
-        let x = pool(self.activation.forward(self.conv2.forward(x)));
+        let x = pool(self.activation.forward(conv::forward(&self.conv1, x)));
+        let x = pool(self.activation.forward(conv::forward(&self.conv2, x)));
         let x = self
             .activation
             .forward(self.fc1.forward(x.reshape([b, 800])));

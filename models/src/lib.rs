@@ -5,6 +5,8 @@
 //! default per field) whose `init(&device)` builds the `#[derive(Module)]` `X`.
 //!
 //! - [`classifier`]: the `Classifier` trait (logits of flattened images) of plain networks.
+//! - [`conv`]: the 2-D convolution every network here trains through (im2col + GEMM
+//!   forward and backward as one autodiff operation on the CPU backend).
 //! - [`eman`]: equivariant mesh attention networks (EMAN) and their mesh graphs.
 //! - [`export`]: safetensors export (PyTorch layout) of trained networks.
 //! - [`gated_mlp`]: an MLP of gated layers (LeNet-300-100 for L0 pruning).
@@ -23,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod classifier;
+pub mod conv;
 pub mod eman;
 pub mod export;
 pub mod gated;

@@ -23,6 +23,7 @@ use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::conv;
 use crate::gated::{GatedNetwork, LayerGates};
 use crate::l0::{
     GateMode, GateStructure, GatedConv2d, GatedConv2dConfig, GatedLinear, GatedLinearConfig,
@@ -276,11 +277,11 @@ impl<B: Backend> Resnet<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
         let relu = |t| self.activation.forward(t);
-        let mut x = relu(self.stem.forward(x.reshape([b, 1, 28, 28])));
+        let mut x = relu(conv::forward(&self.stem, x.reshape([b, 1, 28, 28])));
         for block in &self.blocks {
-            let h = block.conv2.forward(relu(block.conv1.forward(x.clone())));
+            let h = conv::forward(&block.conv2, relu(conv::forward(&block.conv1, x.clone())));
             let skip = match &block.shortcut {
-                Some(s) => s.forward(x),
+                Some(s) => conv::forward(s, x),
                 None => x,
             };
             x = relu(h + skip);

@@ -3,6 +3,8 @@
 //! network whose weights got no gradient (only the biases trained), which made the gates
 //! look about twice as costly as they are.
 
+#[path = "../benches/common/conv_nets.rs"]
+mod conv_nets;
 #[path = "../benches/common/gate_nets.rs"]
 mod gate_nets;
 
@@ -10,9 +12,11 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use gate_nets::{assert_trains_every_parameter, gated_loss, plain_loss};
+use tether_models::l0::GateStructure;
 use tether_models::lenet5::Lenet5Config;
 use tether_models::masked::MaskedMlp;
 use tether_models::mlp::MlpConfig;
+use tether_models::resnet::{GatedResnetConfig, ResnetConfig};
 
 type B = Autodiff<Flex>;
 
@@ -91,4 +95,42 @@ fn the_other_step_benches_time_networks_that_train_every_parameter() {
         &masked,
         plain_loss(masked.forward(rows), y.remainder_scalar(2)),
     );
+}
+
+#[test]
+fn train_vs_torch_times_networks_that_train_every_parameter() {
+    // examples/train_vs_torch.rs: LeNet-5 (above), the small ResNet and the MobileNet-style
+    // network, gated and ungated, through tether's convolution (conv::conv2d).
+    let device = Default::default();
+    let (x, y) = batch();
+    let gated = GatedResnetConfig::new(GateStructure::Weight).init::<B>(&device);
+    assert_trains_every_parameter(
+        "ResNet, gated",
+        &gated,
+        gated_loss(&gated, x.clone(), y.clone()),
+    );
+    let plain = ResnetConfig::new().init::<B>(&device);
+    assert_trains_every_parameter(
+        "ResNet, ungated",
+        &plain,
+        plain_loss(plain.forward(x.clone()), y.clone()),
+    );
+    let gated = conv_nets::GatedMobileNet::<B>::new(&device);
+    assert_trains_every_parameter(
+        "MobileNet, gated",
+        &gated,
+        gated_loss(&gated, x.clone(), y.clone()),
+    );
+    let plain = conv_nets::GatedMobileNet::<B>::ungated(&device);
+    assert_eq!(plain.num_params(), gated.num_params() - gate_count(&gated));
+    assert_trains_every_parameter(
+        "MobileNet, ungated",
+        &plain,
+        plain_loss(plain.forward(x), y),
+    );
+}
+
+/// The gate locations of a gated network (one per gated weight).
+fn gate_count<M: tether_models::gated::GatedNetwork<B>>(net: &M) -> usize {
+    net.layer_gates().iter().map(|l| l.gated).sum()
 }

@@ -5,9 +5,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
+
+use crate::conv::conv2d;
 
 use super::{GateMode, GateStructure, HardConcrete, HardConcreteConfig, folded_param};
 
@@ -28,6 +29,9 @@ pub struct GatedConv2dConfig {
     /// Zero padding on each side.
     #[config(default = 0)]
     pub padding: usize,
+    /// Groups (`channels_in` for a depthwise convolution, as MobileNet's).
+    #[config(default = 1)]
+    pub groups: usize,
     /// The gates' hyper-parameters.
     #[config(default = "HardConcreteConfig::new()")]
     pub gates: HardConcreteConfig,
@@ -43,8 +47,15 @@ impl GatedConv2dConfig {
             self.channels_in > 0 && self.channels_out > 0 && self.kernel > 0 && self.stride > 0,
             "a gated conv needs non-zero channels, kernel and stride, got {self:?}"
         );
+        assert!(
+            self.groups > 0
+                && self.channels_in.is_multiple_of(self.groups)
+                && self.channels_out.is_multiple_of(self.groups),
+            "a gated conv's groups must divide its channels, got {self:?}"
+        );
         let conv = Conv2dConfig::new([self.channels_in, self.channels_out], [self.kernel; 2])
             .with_stride([self.stride; 2])
+            .with_groups(self.groups)
             .with_padding(PaddingConfig2d::Explicit(
                 self.padding,
                 self.padding,
@@ -55,7 +66,7 @@ impl GatedConv2dConfig {
         let n_gates = match self.structure {
             // A convolution's 1x4 blocks would cut across kernel windows: per weight.
             GateStructure::Weight | GateStructure::Block1x4 => {
-                self.channels_out * self.channels_in * self.kernel * self.kernel
+                self.channels_out * (self.channels_in / self.groups) * self.kernel * self.kernel
             }
             GateStructure::OutputUnit => self.channels_out,
         };
@@ -65,6 +76,7 @@ impl GatedConv2dConfig {
             structure: self.structure,
             stride: self.stride,
             padding: self.padding,
+            groups: self.groups,
         }
     }
 }
@@ -80,6 +92,7 @@ pub struct GatedConv2d<B: Backend> {
     structure: GateStructure,
     stride: usize,
     padding: usize,
+    groups: usize,
 }
 
 impl<B: Backend> GatedConv2d<B> {
@@ -89,7 +102,7 @@ impl<B: Backend> GatedConv2d<B> {
     }
 
     fn options(&self) -> ConvOptions<2> {
-        ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1)
+        ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups)
     }
 
     fn gated_weight(&self, z: Tensor<B, 1>) -> Tensor<B, 4> {
