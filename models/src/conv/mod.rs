@@ -1,8 +1,8 @@
 //! 2-D convolution for training: every network in this crate calls [`conv2d`] (and
 //! [`forward`] for burn's `Conv2d` module) instead of burn's, so that on the CPU backend
 //! (`Autodiff<Flex>`, with the `flex` feature) the forward and the backward go through
-//! im2col + GEMM with the batch folded into the GEMM's N dimension ([`gemm_conv`]), or a
-//! direct kernel for depthwise layers ([`depthwise`]), registered as one autodiff
+//! im2col + GEMM with the batch folded into the GEMM's N dimension (`gemm_conv`), or a
+//! direct kernel for depthwise layers (`depthwise`), registered as one autodiff
 //! operation. burn 0.21's default backward (a transposed convolution for the input
 //! gradient, a convolution by `dY` for the weight gradient) made LeNet-5's training step
 //! 1.9x PyTorch's (issue 33).
