@@ -150,7 +150,7 @@ impl LatencyConstraint {
 /// move it through (the input and output stay whatever is pruned, so the full RAM would
 /// make every unit's share tiny and the multiplier slow).
 /// The strict violation is the RAM measured at the deterministic gates' widths (one host
-/// read per unit-gated layer and step); the differentiable one its linearisation there.
+/// read of the layers' counts per step); the differentiable one its linearisation there.
 #[derive(Clone, Debug)]
 pub struct RamConstraint {
     /// Its constraint in the set (one entry).

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use burn::tensor::{ElementConversion, Tensor, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 use tether_deploy::{AlignedBytes, Model, Op};
 
 /// A unit-gated layer of the export: its tensors and its output units.
@@ -174,15 +174,20 @@ impl RamModel {
         self.measure(&vec![1; self.layers.len()])
     }
 
-    /// Each layer's width from its deterministic gates' active parameter count (one host
-    /// read per unit-gated layer).
+    /// Each layer's width from its deterministic gates' active parameter count (`[1]`
+    /// per layer): one host read for all layers.
     pub fn widths_of<B: Backend>(&self, active: &[Tensor<B, 1>]) -> Vec<usize> {
+        let counts: Vec<f32> = Tensor::cat(active.to_vec(), 0)
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32 data converts to f32");
         self.layers
             .iter()
-            .zip(active)
-            .map(|(l, a)| match l {
-                Some(l) => (a.clone().into_scalar().elem::<f64>() / l.per).round() as usize,
-                None => 0,
+            .zip(counts)
+            .map(|(l, a)| {
+                l.as_ref()
+                    .map_or(0, |l| (f64::from(a) / l.per).round() as usize)
             })
             .collect()
     }
