@@ -126,3 +126,33 @@ fn inspect_says_whether_the_model_fits_a_board() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown field"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A microcontroller's plan of a convolution needs its input and output and nothing else:
+/// no im2col patch matrix (for LeNet-5's first layer, 25 x 576 floats: more than both).
+#[test]
+fn the_device_plan_of_a_convolution_holds_its_input_and_output_only() {
+    let (c, k) = (20, 5);
+    let w: Vec<f32> = (0..c * k * k)
+        .map(|i| (i % 11) as f32 * 0.01 - 0.05)
+        .collect();
+    let mut b = ModelBuilder::new(&[1, 28, 28]);
+    let w = b.dense(&[c, 1, k, k], &w);
+    let x = b.input();
+    let y = b.op(
+        OpSpec::Conv2d {
+            weight: w,
+            bias: None,
+            stride: 1,
+            padding: 0,
+        },
+        &[x],
+    );
+    let bytes = b.finish(y).unwrap();
+    let aligned = AlignedBytes::from_slice(&bytes);
+    let device = Plan::new(
+        Model::parse(&aligned).unwrap(),
+        &tether_deploy::PlanOptions::in_place(1),
+    )
+    .unwrap();
+    assert_eq!(device.ram_bytes(), 4 * (28 * 28 + c * 24 * 24));
+}

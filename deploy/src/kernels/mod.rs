@@ -12,6 +12,7 @@ pub mod implicit_conv;
 pub mod layout;
 pub mod packed;
 pub mod pool;
+pub mod portable_conv;
 pub mod resize;
 pub mod rows;
 pub mod select;

@@ -14,7 +14,7 @@ use super::step::{Exec, Step, transposed_chains};
 use crate::error::Error;
 use crate::format::{Model, Op, Unary};
 use crate::kernels::implicit_conv::{self, Act};
-use crate::kernels::{conv, conv::ConvShape, direct_conv, packed, sell};
+use crate::kernels::{conv, conv::ConvShape, direct_conv, packed, portable_conv, sell};
 
 /// A model ready to run.
 pub struct Plan<'a> {
@@ -220,7 +220,17 @@ impl<'a> Plan<'a> {
                             layer_ops.push(i);
                         }
                     }
-                    if vector && sell::available() {
+                    // The portable patch-free kernel where RAM is what counts: every group
+                    // that is not depthwise-dense (the depthwise kernels read no patches).
+                    let depthwise_dense = shape.c == 1
+                        && groups > 1
+                        && layers[first_layer..]
+                            .iter()
+                            .all(|l| matches!(l.weight, Matrix::Dense(_)));
+                    let patch_free = portable_conv::preferred(vector)
+                        && !shape.is_pointwise()
+                        && !depthwise_dense;
+                    if vector && sell::available() && !patch_free {
                         for l in &mut layers[first_layer..] {
                             if let Matrix::Sparse(s) = &l.weight {
                                 l.direct = direct_conv::DirectConv::new(&s.view(), &shape);
@@ -242,7 +252,7 @@ impl<'a> Plan<'a> {
                         layers[first_layer].weight = Matrix::Packed(p);
                         scratch = scratch.max(implicit_conv::scratch(&shape, mode, images));
                         implicit = Some(mode);
-                    } else if !shape.is_pointwise() {
+                    } else if !shape.is_pointwise() && !patch_free {
                         let (oh, ow) = shape.out();
                         let patch = shape
                             .patch()
@@ -263,6 +273,7 @@ impl<'a> Plan<'a> {
                         lead: lead_of(3),
                         act: Act::None,
                         implicit,
+                        patch_free,
                     }
                 }
                 Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
     activation, block, conv, dense, depthwise_lanes, direct_conv, implicit_conv, layout, packed,
-    pool, sell, sparse,
+    pool, portable_conv, sell, sparse,
 };
 use crate::kernels::{conv_transpose, resize, select};
 
@@ -187,6 +187,7 @@ fn run_step(
             lead,
             act,
             implicit,
+            patch_free,
         } => {
             let (oh, ow) = shape.out();
             if let (Some(mode), Matrix::Packed(w)) = (implicit, &layers[first_layer].weight) {
@@ -264,6 +265,18 @@ fn run_step(
                     let bias = l.bias.as_deref();
                     let xg = &xb[g * in_group..(g + 1) * in_group];
                     let yg = &mut yb[g * l.rows * p..(g + 1) * l.rows * p];
+                    if patch_free {
+                        match &l.weight {
+                            Matrix::Dense(w) => {
+                                portable_conv::dense(w, bias, l.rows, xg, &shape, yg)
+                            }
+                            Matrix::Sparse(s) => {
+                                portable_conv::sparse(&s.view(), bias, xg, &shape, yg)
+                            }
+                            Matrix::Packed(_) => unreachable!("packed: one group, run above"),
+                        }
+                        continue;
+                    }
                     // The sparse kernels skip pruned weights; where the image holds a NaN or
                     // an infinity, the outputs are made the dense product's (see
                     // `sparse::match_dense_on_non_finite`), stated on the patch matrix.

@@ -22,7 +22,9 @@ pub(super) enum Step<'a> {
     },
     /// One layer per group (consecutive), `lead` images per sample; `act` applied to the
     /// output (a ReLU or Clip op fused into the convolution); `implicit`: the mode of the
-    /// implicit AVX-512 product, whose packing the (one) layer holds.
+    /// implicit AVX-512 product, whose packing the (one) layer holds; `patch_free`: the
+    /// groups run the portable patch-free kernel (`kernels::portable_conv`, no im2col
+    /// scratch: the plan a microcontroller builds).
     Conv {
         first_layer: usize,
         groups: usize,
@@ -30,6 +32,7 @@ pub(super) enum Step<'a> {
         lead: usize,
         act: Act,
         implicit: Option<Mode>,
+        patch_free: bool,
     },
     MaxPool {
         c: usize,
