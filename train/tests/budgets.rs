@@ -98,10 +98,7 @@ fn prune_meets_a_flash_budget_with_the_file_as_written() {
         return;
     }
     let budget = 160 * 1024;
-    for (method, extra) in [
-        ("l0", &["--gate-lr", "0.3", "--dual-lr", "0.5"][..]),
-        ("gmp", &[][..]),
-    ] {
+    for (method, extra) in [("l0", &["--gate-lr", "0.3"][..]), ("gmp", &[][..])] {
         let out = out_dir(method);
         let mut args = vec![
             "prune",

@@ -553,17 +553,14 @@ impl PruneConfig {
 
     /// Epochs of the L0 method's dense warm-up: `--warmup-epochs`, or 3 in 10 of the
     /// epochs (the magnitude baselines train dense for 5 or 7 in 10), as many as leave one
-    /// epoch for the gates after the fine-tuning, and none by default with a budget (its
-    /// multiplier is slower to reach it than a density's); none for the other methods, the
-    /// dense baseline and a fixed penalty.
+    /// epoch for the gates after the fine-tuning, budgets included (the flash budget's
+    /// log-ratio violation reaches a 32 KiB budget in the epochs left); none for the other
+    /// methods, the dense baseline and a fixed penalty.
     pub fn warmup(&self) -> usize {
         if self.method != Method::L0 || self.dense || self.fixed_penalty.is_some() {
             return 0;
         }
         self.warmup_epochs.unwrap_or_else(|| {
-            if self.has_budget() {
-                return 0;
-            }
             (3 * self.epochs / 10).min(self.epochs.saturating_sub(self.finetune_epochs + 1))
         })
     }
@@ -2303,6 +2300,24 @@ fn layers_json(layers: &[LayerResult]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// How a constraint's violation maps back to its quantity.
+#[derive(Clone, Copy, Debug)]
+enum ToUnit {
+    /// `violation * scale + offset` (densities, RAM, latency).
+    Linear { scale: f64, offset: f64 },
+    /// `aim * exp(violation)` (the flash budget's log-ratio).
+    LogRatio { aim: f64 },
+}
+
+impl ToUnit {
+    fn at(self, violation: f64) -> f64 {
+        match self {
+            Self::Linear { scale, offset } => violation * scale + offset,
+            Self::LogRatio { aim } => aim * violation.exp(),
+        }
+    }
+}
+
 /// One quantity `metrics.csv` follows per step (three columns: its expected value, its
 /// value with deterministic gates, the multiplier) and `density.png` plots.
 struct Logged {
@@ -2312,8 +2327,7 @@ struct Logged {
     id: crate::constrained::ConstraintId,
     entry: usize,
     /// Value of the quantity from a violation (the target or budget added back).
-    scale: f64,
-    offset: f64,
+    to_unit: ToUnit,
     /// `density` or `bytes`.
     unit: &'static str,
     /// Its target or budget, in `unit`.
@@ -2326,8 +2340,10 @@ impl Logged {
             name,
             id,
             entry,
-            scale: 1.0,
-            offset: t,
+            to_unit: ToUnit::Linear {
+                scale: 1.0,
+                offset: t,
+            },
             unit: "density",
             bound: t,
         }
@@ -2338,8 +2354,9 @@ impl Logged {
             name: "flash".into(),
             id: f.id,
             entry: 0,
-            scale: f.bytes_of(1.0) - f.bytes_of(0.0),
-            offset: f.bytes_of(0.0),
+            to_unit: ToUnit::LogRatio {
+                aim: f.bytes_of(0.0),
+            },
             unit: "bytes",
             bound: f.budget as f64,
         }
@@ -2350,8 +2367,10 @@ impl Logged {
             name: "ram".into(),
             id: r.id,
             entry: 0,
-            scale: r.bytes_of(1.0) - r.bytes_of(0.0),
-            offset: r.bytes_of(0.0),
+            to_unit: ToUnit::Linear {
+                scale: r.bytes_of(1.0) - r.bytes_of(0.0),
+                offset: r.bytes_of(0.0),
+            },
             unit: "bytes",
             bound: r.budget as f64,
         }
@@ -2362,8 +2381,10 @@ impl Logged {
             name: "latency".into(),
             id: l.id,
             entry: 0,
-            scale: l.seconds_of(1.0) - l.seconds_of(0.0),
-            offset: l.seconds_of(0.0),
+            to_unit: ToUnit::Linear {
+                scale: l.seconds_of(1.0) - l.seconds_of(0.0),
+                offset: l.seconds_of(0.0),
+            },
             unit: "seconds",
             bound: l.budget,
         }
@@ -2379,7 +2400,7 @@ impl Logged {
         else {
             return [f64::NAN; 3];
         };
-        let at = |x: f64| x * self.scale + self.offset;
+        let at = |x: f64| self.to_unit.at(x);
         let strict = strict.as_ref().map_or(f64::NAN, |s| s[self.entry]);
         let lambda = info
             .set
@@ -2624,7 +2645,7 @@ mod tests {
             max_flash: Some(Bytes(32 * 1024)),
             ..c(10, 0, Method::L0)
         };
-        assert_eq!(budget.warmup(), 0);
+        assert_eq!(budget.warmup(), 3);
         let asked = PruneConfig {
             warmup_epochs: Some(3),
             ..budget
