@@ -149,6 +149,50 @@ fn prune_meets_a_flash_budget_with_the_file_as_written() {
     }
 }
 
+/// Under unit gates the closed units are cut out of the written file with their readers'
+/// columns: the flash budget is steered on the size measured on the narrowed network, which
+/// is the written file's byte for byte.
+#[test]
+fn prune_by_units_meets_a_flash_budget_with_the_cut_file() {
+    if !mnist_is_there() {
+        return;
+    }
+    let budget = 64 * 1024;
+    let out = out_dir("unit-flash");
+    let (ok, stdout, err) = tether_train(&[
+        "prune",
+        "--structure",
+        "unit",
+        "--max-flash",
+        "64KiB",
+        "--epochs",
+        "4",
+        "--train-limit",
+        "4096",
+        "--test-limit",
+        "1000",
+        "--batch",
+        "64",
+        "--gate-lr",
+        "0.3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("closed units cut out"), "{stdout}");
+    let written = std::fs::metadata(out.join("model.tthr")).unwrap().len() as usize;
+    assert!(written <= budget, "{written} > {budget}\n{stdout}");
+    assert!(
+        written as f64 >= 0.95 * budget as f64,
+        "{written} leaves more than 5% of {budget} unused\n{stdout}"
+    );
+    let b = &summary(&out)["budgets"][0];
+    assert_eq!(b["achieved"].as_f64().unwrap() as usize, written);
+    assert_eq!(b["predicted"].as_f64().unwrap() as usize, written);
+    assert_eq!(b["met"], true);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 /// Both magnitude baselines land exactly on the density target, and their exported
 /// weights have exactly that many non-zeros.
 #[test]

@@ -12,7 +12,7 @@
 //! have, is the strict violation that drives the multiplier (the proxy-constraint pattern).
 
 use burn::module::AutodiffModule;
-use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
+use burn::tensor::{ElementConversion, Tensor, backend::AutodiffBackend, backend::Backend};
 use tether_models::gated::{GatedNetwork, LayerGates};
 use tether_models::l0::GateMode;
 
@@ -20,7 +20,7 @@ use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintS
 use crate::data::batches::Batch;
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::latency::LatencyModel;
-use crate::tasks::budget::ram::RamModel;
+use crate::tasks::budget::widths::WidthModel;
 use crate::tasks::metrics::cross_entropy;
 
 /// Expected and true density of each gated layer.
@@ -74,10 +74,57 @@ fn density_of<B: Backend>(layers: Vec<LayerGates<B>>) -> (Tensor<B, 1>, Tensor<B
 pub struct FlashConstraint {
     /// Its constraint in the set (one entry).
     pub id: ConstraintId,
-    /// The file size as a function of each layer's nonzeros.
-    pub model: FlashModel,
+    /// The file size as a function of the gates.
+    pub model: FlashOf,
     /// At most this many bytes.
     pub budget: usize,
+}
+
+/// What a flash budget's file size is a function of.
+#[derive(Clone, Debug)]
+pub enum FlashOf {
+    /// Each layer's nonzeros (gates per weight or per block): exact in closed form.
+    Weights(FlashModel),
+    /// Each unit-gated layer's width: the closed units are cut out of the written file
+    /// with their reader's columns, so the size is measured on the narrowed network
+    /// (exact), and linearised in the gates as the RAM budget is.
+    Units(WidthModel),
+}
+
+impl FlashOf {
+    /// The smallest file the network can be written as.
+    ///
+    /// # Errors
+    /// A narrowed network that does not write ([`WidthModel::measure`]).
+    pub fn min_size(&self) -> anyhow::Result<usize> {
+        match self {
+            Self::Weights(m) => Ok(m.min_size()),
+            Self::Units(m) => m.min(),
+        }
+    }
+
+    /// The file with every gated parameter kept.
+    pub fn full_size(&self) -> usize {
+        match self {
+            Self::Weights(m) => m.full_size(),
+            Self::Units(m) => m.full,
+        }
+    }
+
+    /// The exact size for the deterministic gates' active counts (`[1]` per layer; one
+    /// host read).
+    ///
+    /// # Errors
+    /// As [`FlashOf::min_size`].
+    pub fn size_of<B: Backend>(&self, active: &[Tensor<B, 1>]) -> anyhow::Result<usize> {
+        match self {
+            Self::Weights(m) => {
+                let total = m.size_tensor(active);
+                Ok(total.into_scalar().elem::<f64>().round() as usize)
+            }
+            Self::Units(m) => m.measure(&m.widths_of(active)),
+        }
+    }
 }
 
 impl FlashConstraint {
@@ -101,10 +148,28 @@ impl FlashConstraint {
         let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
         let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
         let aim = self.aim().max(1) as f64;
-        // Sizes are at least the file's headers, so the logarithm is finite.
-        let violation = |size: Tensor<B, 1>| size.div_scalar(aim).log();
-        ConstraintState::new(violation(self.model.expected_size_tensor(&expected)))
-            .with_strict_violation(violation(self.model.size_tensor(&active)))
+        // Sizes are at least the file's headers, so the logarithm is finite (a
+        // linearised surrogate is kept above a byte).
+        let violation = |size: Tensor<B, 1>| size.clamp_min(1.0).div_scalar(aim).log();
+        match &self.model {
+            FlashOf::Weights(m) => {
+                ConstraintState::new(violation(m.expected_size_tensor(&expected)))
+                    .with_strict_violation(violation(m.size_tensor(&active)))
+            }
+            FlashOf::Units(m) => {
+                let widths = m.widths_of(&active);
+                // As the RAM budget's: the narrowed network wrote at full width and at one
+                // unit per layer, so this cannot fail where those did not; if it did, the
+                // full size keeps the multiplier pushing.
+                let measured = m.measure(&widths).unwrap_or(m.full) as f32;
+                let device = expected[0].device();
+                let surrogate = m
+                    .expected_tensor(&expected, &widths)
+                    .unwrap_or_else(|_| Tensor::from_data([measured], &device));
+                let strict = Tensor::<B, 1>::from_data([measured], &device);
+                ConstraintState::new(violation(surrogate)).with_strict_violation(violation(strict))
+            }
+        }
     }
 }
 
@@ -148,7 +213,7 @@ impl LatencyConstraint {
 }
 
 /// A RAM budget: the device RAM of the written model (activations and scratch, weights
-/// in flash; [`RamModel`]) at most `budget` bytes. Its units close through unit gates.
+/// in flash; [`WidthModel`]) at most `budget` bytes. Its units close through unit gates.
 /// Violation: `(RAM - aim) / (full RAM - least RAM)`: 1 is the whole range the gates can
 /// move it through (the input and output stay whatever is pruned, so the full RAM would
 /// make every unit's share tiny and the multiplier slow).
@@ -159,7 +224,7 @@ pub struct RamConstraint {
     /// Its constraint in the set (one entry).
     pub id: ConstraintId,
     /// RAM as a function of the layers' widths.
-    pub model: RamModel,
+    pub model: WidthModel,
     /// At most this many bytes.
     pub budget: usize,
 }
@@ -193,7 +258,7 @@ impl RamConstraint {
         let device = expected[0].device();
         let surrogate = self
             .model
-            .expected_ram_tensor(&expected, &widths)
+            .expected_tensor(&expected, &widths)
             .unwrap_or_else(|_| Tensor::from_data([measured as f32], &device));
         let strict = Tensor::<B, 1>::from_data([((measured - a) / s) as f32], &device);
         ConstraintState::new(surrogate.sub_scalar(a).div_scalar(s)).with_strict_violation(strict)

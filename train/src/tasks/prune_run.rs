@@ -63,13 +63,13 @@ use crate::resume::{
 use crate::tasks::budget::BudgetResult;
 use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::latency::{LATENCY_TRIALS, LatencyModel, measure_latency};
-use crate::tasks::budget::ram::RamModel;
 use crate::tasks::budget::units::{Bytes, Seconds};
+use crate::tasks::budget::widths::{Measured, WidthModel};
 use crate::tasks::classify::ClassifyProblem;
 use crate::tasks::metrics;
 use crate::tasks::prune::{
-    FlashConstraint, LatencyConstraint, PruneProblem, RamConstraint, accuracy, global_density,
-    layer_densities,
+    FlashConstraint, FlashOf, LatencyConstraint, PruneProblem, RamConstraint, accuracy,
+    global_density, layer_densities,
 };
 use crate::tasks::prune_warmup::{GateInit, open_gates, ranked_gates};
 use crate::trainer::{FitOptions, StepInfo, try_fit};
@@ -979,6 +979,15 @@ impl Job<'_> {
     }
 }
 
+/// Per gated layer, whether its width moves with its gates: every layer but the last
+/// (the model's output) under `--structure unit`.
+fn unit_layers(c: &PruneConfig, layers: usize) -> Vec<bool> {
+    let last = layers.saturating_sub(1);
+    (0..layers)
+        .map(|l| c.structure == Structure::Unit && l < last)
+        .collect()
+}
+
 /// `tthr` with the output units its unit gates closed removed
 /// ([`tether_deploy::compact::remove_dead_channels`]); says which layers narrowed.
 fn cut_closed_units(tthr: Vec<u8>, progress: bool) -> anyhow::Result<Vec<u8>> {
@@ -1467,7 +1476,7 @@ impl Job<'_> {
     /// training, a budget that the network cannot meet: below its RAM with one unit left
     /// per layer, or below its unpruned RAM when no layer is unit-gated (weights pruned
     /// one by one leave every activation as wide).
-    fn ram_model_needed(&self, ram: RamModel, max: usize) -> anyhow::Result<Option<RamModel>> {
+    fn ram_model_needed(&self, ram: WidthModel, max: usize) -> anyhow::Result<Option<WidthModel>> {
         let c = self.config;
         if ram.full <= max {
             if self.progress {
@@ -1971,15 +1980,29 @@ impl Job<'_> {
             None => PruneProblem::budgets_only(),
         };
         if let Some(Bytes(max)) = c.max_flash {
-            let flash = FlashModel::from_export(&deploy_bytes(&model.valid())?, &gated)?;
-            let min = flash.min_size();
+            let export = deploy_bytes(&model.valid())?;
+            let flash = if c.structure == Structure::Unit {
+                FlashOf::Units(WidthModel::from_export(
+                    &export,
+                    &gated,
+                    &unit_layers(c, layers),
+                    Measured::FileBytes,
+                )?)
+            } else {
+                FlashOf::Weights(FlashModel::from_export(&export, &gated)?)
+            };
+            let min = flash.min_size()?;
             anyhow::ensure!(
                 max as usize >= min,
                 "--max-flash {}: this network cannot be written in under {min} bytes ({}: \
-                 its tables, biases, ungated tensors and the row pointers of its pruned \
-                 weights); give at least that",
+                 its tables, biases, ungated tensors and {}); give at least that",
                 Bytes(max),
-                Bytes(min as u64)
+                Bytes(min as u64),
+                if c.structure == Structure::Unit {
+                    "one unit of every layer"
+                } else {
+                    "the row pointers of its pruned weights"
+                }
             );
             let id = set.add(
                 "flash",
@@ -2020,12 +2043,12 @@ impl Job<'_> {
             problem = problem.with_latency(constraint);
         }
         if let Some(Bytes(max)) = c.max_ram {
-            let last = layers.saturating_sub(1);
-            let unit: Vec<bool> = (0..layers)
-                .map(|l| c.structure == Structure::Unit && l < last)
-                .collect();
-            let ram =
-                RamModel::from_export(&deploy_bytes(&model.valid())?, &gated, &unit, c.ram_batch)?;
+            let ram = WidthModel::from_export(
+                &deploy_bytes(&model.valid())?,
+                &gated,
+                &unit_layers(c, layers),
+                Measured::DeviceRam { batch: c.ram_batch },
+            )?;
             if let Some(model) = self.ram_model_needed(ram, max as usize)? {
                 let id = set.add(
                     "ram",
@@ -2176,9 +2199,10 @@ impl Job<'_> {
         let mut budgets = Vec::new();
         let kept: Vec<usize> = per_layer.iter().map(|l| l.kept).collect();
         if let Some(flash) = &problem.flash {
+            let active: Vec<_> = eval.layer_gates().into_iter().map(|l| l.active).collect();
             budgets.push(
                 BudgetResult::new("flash", flash.budget as f64, tthr.len() as f64)
-                    .with_predicted(flash.model.size(&kept) as f64),
+                    .with_predicted(flash.model.size_of(&active)? as f64),
             );
         }
         if let Some(latency) = &problem.latency {

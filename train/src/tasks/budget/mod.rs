@@ -8,13 +8,14 @@
 //!   model fitted to measurements of the deploy kernels.
 //! - [`flash`]: the exact bytes of the written `model.tthr` as a function of each gated
 //!   layer's nonzeros, and its differentiable surrogate in the gates.
-//! - [`ram`]: the RAM a microcontroller needs to run it (activations and scratch, weights
-//!   in flash) as a function of each unit-gated layer's width, measured on the narrowed
-//!   network, and its linearisation in the gates.
+//! - [`widths`]: the RAM a microcontroller needs to run it (activations and scratch,
+//!   weights in flash), or the bytes of its file once closed units are cut out, as a
+//!   function of each unit-gated layer's width, measured on the narrowed network, and its
+//!   linearisation in the gates.
 
 pub mod flash;
 pub mod latency;
-pub mod ram;
+pub mod widths;
 /// Sizes and times with units: the deploy crate's, shared with `tether-deploy inspect --board`.
 pub use tether_deploy::cli::units;
 

@@ -1,7 +1,9 @@
-//! The RAM budget's model: the RAM a microcontroller needs to run the pruned network (the
+//! The budgets of a network pruned by whole units, as functions of how many output units
+//! or channels each unit-gated layer keeps: the RAM a microcontroller needs to run it (the
 //! deploy plan's activation arena and scratch, every weight read in place from flash;
-//! `tether_deploy::cli::device_ram`) as a function of how many output units or channels
-//! each unit-gated layer keeps.
+//! `tether_deploy::cli::device_ram`), and its flash (the bytes of the written file once
+//! the closed units are cut out: the per-weight model of [`super::flash`] counts a closed
+//! unit's reader columns, which the cut removes, as stored).
 //!
 //! Unstructured pruning never lowers it: zeros in a weight matrix leave every activation
 //! as wide as before. Closed units do, once the writer cuts them out of their layer and
@@ -34,14 +36,27 @@ struct UnitLayer {
     per: f64,
 }
 
-/// The device RAM of one network as a function of its unit-gated layers' widths.
+/// What a [`WidthModel`] measures on the narrowed, cut network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measured {
+    /// The RAM of the plan a microcontroller builds for batches of `batch`.
+    DeviceRam {
+        /// Samples per inference.
+        batch: usize,
+    },
+    /// The bytes of the `.tthr` file.
+    FileBytes,
+}
+
+/// The device RAM (or the file size) of one network as a function of its unit-gated
+/// layers' widths.
 #[derive(Clone, Debug)]
-pub struct RamModel {
+pub struct WidthModel {
     base: Vec<u8>,
     /// Per gated layer (in `GatedNetwork::layer_gates` order): `None` when its gates are
     /// per weight (its width is fixed).
     layers: Vec<Option<UnitLayer>>,
-    batch: usize,
+    measured: Measured,
     cache: RefCell<HashMap<Vec<usize>, usize>>,
     /// Bytes with every unit kept.
     pub full: usize,
@@ -49,10 +64,10 @@ pub struct RamModel {
     pub least: usize,
 }
 
-impl RamModel {
+impl WidthModel {
     /// Reads the model from one export of the network (`tthr`): its Linear and Conv
     /// layers in order are the gated layers, `gated[l]` parameters each, unit-gated where
-    /// `unit[l]`; `batch` samples per inference.
+    /// `unit[l]`; what it measures, `measured`.
     ///
     /// # Errors
     /// `tthr` does not parse or plan, or its layers are not the gated ones.
@@ -60,7 +75,7 @@ impl RamModel {
         tthr: &[u8],
         gated: &[usize],
         unit: &[bool],
-        batch: usize,
+        measured: Measured,
     ) -> anyhow::Result<Self> {
         let aligned = AlignedBytes::from_slice(tthr);
         let model = Model::parse(&aligned).context("reading the network's export")?;
@@ -96,7 +111,7 @@ impl RamModel {
         let mut ram = Self {
             base: tthr.to_vec(),
             layers,
-            batch,
+            measured,
             cache: RefCell::new(HashMap::new()),
             full: 0,
             least: 0,
@@ -155,12 +170,14 @@ impl RamModel {
         let aligned = AlignedBytes::from_slice(&narrowed);
         let model = Model::parse(&aligned)?;
         let compacted = tether_deploy::compact::remove_dead_channels(&model)?;
-        let bytes = match compacted {
-            Some(c) => {
+        let bytes = match (compacted, self.measured) {
+            (Some(c), Measured::DeviceRam { batch }) => {
                 let aligned = AlignedBytes::from_slice(&c.bytes);
-                tether_deploy::cli::device_ram(&Model::parse(&aligned)?, self.batch)?
+                tether_deploy::cli::device_ram(&Model::parse(&aligned)?, batch)?
             }
-            None => tether_deploy::cli::device_ram(&model, self.batch)?,
+            (None, Measured::DeviceRam { batch }) => tether_deploy::cli::device_ram(&model, batch)?,
+            (Some(c), Measured::FileBytes) => c.bytes.len(),
+            (None, Measured::FileBytes) => narrowed.len(),
         };
         self.cache.borrow_mut().insert(key, bytes);
         Ok(bytes)
@@ -169,7 +186,7 @@ impl RamModel {
     /// The least RAM the network can run in: one unit left in every unit-gated layer.
     ///
     /// # Errors
-    /// As [`RamModel::measure`].
+    /// As [`WidthModel::measure`].
     pub fn min(&self) -> anyhow::Result<usize> {
         self.measure(&vec![1; self.layers.len()])
     }
@@ -196,7 +213,7 @@ impl RamModel {
     /// arena's peak, or gated per weight).
     ///
     /// # Errors
-    /// As [`RamModel::measure`].
+    /// As [`WidthModel::measure`].
     pub fn slopes(&self, widths: &[usize]) -> anyhow::Result<Vec<f64>> {
         let at = self.measure(widths)?;
         self.layers
@@ -225,8 +242,8 @@ impl RamModel {
     /// deterministic widths is the measured RAM.
     ///
     /// # Errors
-    /// As [`RamModel::measure`].
-    pub fn expected_ram_tensor<B: Backend>(
+    /// As [`WidthModel::measure`].
+    pub fn expected_tensor<B: Backend>(
         &self,
         expected: &[Tensor<B, 1>],
         widths: &[usize],
@@ -282,11 +299,31 @@ mod tests {
         b.finish(x).unwrap()
     }
 
-    fn model(dims: &[usize]) -> RamModel {
+    fn measuring(dims: &[usize], measured: Measured) -> WidthModel {
         let tthr = mlp(dims);
         let gated: Vec<usize> = dims.windows(2).map(|w| w[0] * w[1] + w[1]).collect();
         let unit: Vec<bool> = (0..gated.len()).map(|l| l + 1 < gated.len()).collect();
-        RamModel::from_export(&tthr, &gated, &unit, 1).unwrap()
+        WidthModel::from_export(&tthr, &gated, &unit, measured).unwrap()
+    }
+
+    fn model(dims: &[usize]) -> WidthModel {
+        measuring(dims, Measured::DeviceRam { batch: 1 })
+    }
+
+    /// The file of narrowed widths is, byte for byte, the same network built that narrow
+    /// (the closed units' rows, biases and reader columns gone).
+    #[test]
+    fn the_file_of_a_set_of_widths_is_the_network_built_that_narrow() {
+        let dims = [40, 30, 20, 5];
+        let flash = measuring(&dims, Measured::FileBytes);
+        assert_eq!(flash.full, mlp(&dims).len());
+        for (h1, h2) in [(30, 20), (10, 20), (3, 17), (1, 1), (25, 3)] {
+            let built = mlp(&[dims[0], h1, h2, 5]).len();
+            assert_eq!(flash.measure(&[h1, h2, 0]).unwrap(), built, "{h1} {h2}");
+        }
+        assert_eq!(flash.least, mlp(&[40, 1, 1, 5]).len());
+        let slopes = flash.slopes(&[30, 20, 0]).unwrap();
+        assert!(slopes[0] > 0.0 && slopes[1] > 0.0, "{slopes:?}");
     }
 
     fn planned(tthr: &[u8]) -> usize {
@@ -341,7 +378,7 @@ mod tests {
             .iter()
             .map(|&v| Tensor::from_data(Data::from([v as f32]), &device).require_grad())
             .collect();
-        let s = ram.expected_ram_tensor(&expected, &widths).unwrap();
+        let s = ram.expected_tensor(&expected, &widths).unwrap();
         assert_eq!(
             s.clone().into_scalar(),
             ram.measure(&widths).unwrap() as f32
