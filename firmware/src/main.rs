@@ -21,8 +21,14 @@ use embedded_alloc::LlffHeap;
 use panic_semihosting as _;
 use tether_deploy::{Align16, Model, Plan, PlanOptions};
 
-/// The pruned network (`tether-train prune --target-density 0.1`), read in place from flash.
+/// The pruned network, read in place from flash: LeNet-300-100 pruned for `board.toml`
+/// (`tether-train prune --board board.toml`), or with the `lenet5` feature a LeNet-5 pruned
+/// by whole channels and units for the same board (`--model lenet5 --structure unit`),
+/// whose convolutions run the portable patch-free kernel.
+#[cfg(not(feature = "lenet5"))]
 static MODEL: &[u8] = tether_deploy::include_model!("../assets/lenet300-mnist-64k.tthr");
+#[cfg(feature = "lenet5")]
+static MODEL: &[u8] = tether_deploy::include_model!("../assets/lenet5-mnist-board.tthr");
 /// Normalised test digits, `[n, 784]` little-endian `f32` (written by `host/`).
 static DIGITS: &Align16<[u8]> = &Align16(*include_bytes!("../assets/digits.f32"));
 /// Their labels, one byte each.

@@ -46,14 +46,15 @@ fn qemu_available() -> bool {
     }
 }
 
-/// Builds the firmware (release) and returns its ELF.
-fn build_firmware() -> PathBuf {
+/// Builds the firmware (release) with `features` and returns its ELF.
+fn build_firmware(features: &[&str]) -> PathBuf {
     let dir = firmware_dir();
     let target_dir = dir.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&dir)
         .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(features.iter().flat_map(|f| ["--features", f]))
         .arg("--target-dir")
         .arg(&target_dir)
         // Flags meant for the host build would break the bare-metal one.
@@ -159,8 +160,25 @@ fn firmware_under_qemu_predicts_as_the_host() {
     if !qemu_available() {
         return;
     }
+    check_firmware("lenet300-mnist-64k.tthr", &[]);
+}
+
+/// The LeNet-5 pruned by whole channels for the same board: its convolutions run the
+/// portable patch-free kernel, and the device's activation memory is the RAM the pruning
+/// budgeted (the plan a microcontroller builds, as `tether-deploy inspect` reports it).
+#[test]
+fn a_convolutional_network_under_qemu_predicts_as_the_host_in_the_ram_predicted() {
+    if !qemu_available() {
+        return;
+    }
+    check_firmware("lenet5-mnist-board.tthr", &["lenet5"]);
+}
+
+/// Builds the firmware embedding `model` (chosen by `features`), runs it, and checks its
+/// predictions, logits and activation memory against the host's.
+fn check_firmware(model: &str, features: &[&str]) {
     let assets = firmware_dir().join("assets");
-    let model_bytes = std::fs::read(assets.join("lenet300-mnist-64k.tthr")).unwrap();
+    let model_bytes = std::fs::read(assets.join(model)).unwrap();
     let raw = std::fs::read(assets.join("digits.f32")).unwrap();
     let labels = std::fs::read(assets.join("labels.u8")).unwrap();
     let inputs: Vec<f32> = raw
@@ -177,9 +195,12 @@ fn firmware_under_qemu_predicts_as_the_host() {
         .chunks_exact(per)
         .map(|x| plan.run(x).unwrap().to_vec())
         .collect();
+    let predicted_ram = Plan::new(Model::parse(&bytes).unwrap(), &PlanOptions::in_place(1))
+        .unwrap()
+        .ram_bytes();
 
     let start = Instant::now();
-    let elf = build_firmware();
+    let elf = build_firmware(features);
     let built = start.elapsed();
     let out = run_qemu(&elf);
     eprintln!(
@@ -188,7 +209,20 @@ fn firmware_under_qemu_predicts_as_the_host() {
     );
 
     let device = parse(&out, labels.len());
-    assert!(out.contains("summary:"), "no summary line in\n{out}");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_else(|| panic!("no summary line in\n{out}"));
+    let activation: usize = summary
+        .split("activation bytes ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no activation bytes in {summary}"));
+    assert_eq!(
+        activation, predicted_ram,
+        "{model}: device vs predicted RAM"
+    );
     let mut bit_exact = 0;
     for (i, ((d, h), &label)) in device.iter().zip(&host).zip(&labels).enumerate() {
         let (Some(predicted), Some(dev_label), Some(logits)) =
