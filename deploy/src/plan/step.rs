@@ -22,7 +22,9 @@ pub(super) enum Step<'a> {
     },
     /// One layer per group (consecutive), `lead` images per sample; `act` applied to the
     /// output (a ReLU or Clip op fused into the convolution); `implicit`: the mode of the
-    /// implicit AVX-512 product, whose packing the (one) layer holds.
+    /// implicit AVX-512 product, whose packing the (one) layer holds; `residual`: the
+    /// step's second input is added to the output before `act` (an Add fused into the
+    /// convolution, `build::fused_residual`).
     Conv {
         first_layer: usize,
         groups: usize,
@@ -30,6 +32,7 @@ pub(super) enum Step<'a> {
         lead: usize,
         act: Act,
         implicit: Option<Mode>,
+        residual: bool,
     },
     MaxPool {
         c: usize,
