@@ -4,7 +4,7 @@
 //! x86-64 with AVX-512F.
 //!
 //! ```sh
-//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5]
+//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5 --shape INDEX]
 //! ```
 
 use tether_deploy::kernels::conv::ConvShape;
@@ -32,12 +32,13 @@ fn main() {
         return;
     }
     let mut args = std::env::args().skip(1);
-    let mut trials = 5usize;
+    let (mut trials, mut only) = (5usize, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--trials" => trials = args.next().and_then(|t| t.parse().ok()).unwrap_or(5),
+            "--shape" => only = args.next().and_then(|t| t.parse::<usize>().ok()),
             _ => {
-                eprintln!("usage: conv_modes [--trials N]");
+                eprintln!("usage: conv_modes [--trials N] [--shape INDEX]");
                 std::process::exit(2);
             }
         }
@@ -74,7 +75,10 @@ fn main() {
     println!(
         "shape (c h w -> m, k, stride, batch): us per mode (Planes / Patches / Channels), chosen"
     );
-    for &(c, h, w, m, k, stride, pad, n) in &shapes {
+    for (index, &(c, h, w, m, k, stride, pad, n)) in shapes.iter().enumerate() {
+        if only.is_some_and(|o| o != index) {
+            continue;
+        }
         let s = ConvShape::square(c, h, w, k, stride, pad);
         let (oh, ow) = s.out();
         let kk = s.patch();
