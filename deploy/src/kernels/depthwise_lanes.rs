@@ -91,7 +91,7 @@ pub fn depthwise<'w>(
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
-mod avx512 {
+pub(super) mod avx512 {
     use core::arch::x86_64::*;
 
     use super::{Act, ConvShape, LANES};
@@ -309,7 +309,7 @@ mod avx512 {
     /// of lanes, then of pairs, then 128-bit quarters twice).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn transpose(v: &mut [__m512; 16]) {
+    pub(in crate::kernels) fn transpose(v: &mut [__m512; 16]) {
         let mut t = [_mm512_setzero_ps(); 16];
         for k in 0..8 {
             t[2 * k] = _mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]);

@@ -37,13 +37,12 @@ pub const MR: usize = 8;
 const NV: usize = 3;
 /// Columns per tile.
 const NR: usize = 16 * NV;
-/// Speed of the [`Mode::Channels`] tile per lane against the column tiles' (its
-/// broadcasts come from scattered addresses): measured, the channel tiles lost on every
-/// small ResNet layer they were picked for at 0.9 (batch 1 389 -> 468 us) and gained 7% on
-/// resnet18.
-const CHANNELS_SPEED: f64 = 0.8;
 /// Output positions per tile of [`Mode::Channels`].
 const CR: usize = 12;
+/// Output channels per weight panel of [`Mode::Channels`]: one vector (two, so that each
+/// broadcast fed two multiply-adds, were 10-30% slower on every resnet18 layer, `cargo
+/// run --release -p tether-deploy --example conv_modes`).
+const CP: usize = 16;
 /// Most kernel taps the implicit mode handles (larger kernels build the patch matrix).
 const MAX_TAPS: usize = 64;
 /// Columns per sample from which a 1x1 convolution runs sample by sample on its input,
@@ -68,7 +67,7 @@ pub enum Mode {
     /// vector lanes and 12 output positions broadcast per tile, so that only outputs are
     /// computed: no dropped columns, no tile past the last output. For small planes (a
     /// 7x7 output is 81 plane columns, two 48-column tiles) and batch 1, where the other
-    /// modes compute up to twice the outputs; the weight is packed by 16 channels.
+    /// modes compute up to twice the outputs; the weight is packed by 32 channels.
     Channels,
 }
 
@@ -90,7 +89,15 @@ struct Planes {
 impl Planes {
     fn of(s: &ConvShape) -> Self {
         let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(s.stride[0]);
-        let pw = (s.w + s.pads[1] + s.pads[3]).div_ceil(s.stride[1]);
+        let pw = if s.stride[1] == 1 {
+            // One border shared by consecutive rows: a tap left of column 0 reads the row
+            // above's right border, one right of the last column the row below's left
+            // border, so a row is `w + max(left, right)` wide, not `w + left + right`
+            // (a 3x3 layer on 32x32 computed 34 columns a row for 32 outputs, 33 now).
+            s.w + s.pads[1].max(s.pads[3])
+        } else {
+            (s.w + s.pads[1] + s.pads[3]).div_ceil(s.stride[1])
+        };
         Self {
             s: s.stride,
             ph,
@@ -104,42 +111,106 @@ impl Planes {
     }
 }
 
-/// The mode that does the least work for `s` with `m` output channels on batches of
-/// `images`: the share of the computed tile lanes that are outputs, per mode (the patch
-/// matrix discounted for its copy of `kh kw` times the input, the channel tiles for their
-/// scattered loads and stores).
+/// Estimated cycles of a tile's bookkeeping besides its multiply-adds (the column runs,
+/// the activation, the stores), per 8-channel column tile ([`Mode::Planes`],
+/// [`Mode::Patches`]) and per 16-channel tile of [`Mode::Channels`] (its transpose);
+/// fitted to the thread CPU time of `cargo run --release -p tether-deploy --example
+/// conv_modes` (a 16-channel 3x3 layer on 32x32 takes 86 channel tiles of 144 rows, and
+/// lost 10 us of 55 to them).
+const TILE_CYCLES: f64 = 330.0;
+const CHANNEL_TILE_CYCLES: f64 = 365.0;
+/// Cycles per row of a [`Mode::Channels`] tile: 12 multiply-adds, slowed by the index
+/// load beside each broadcast (measured 5-10% slower than the column tiles per useful
+/// lane on 32x32 to 56x56 planes), and more where a channel is one row (1x1 kernels:
+/// 160 -> 960 channels on 7x7 took 234 us in channel tiles, 183 us in column tiles).
+const CHANNEL_ROW_CYCLES: f64 = 13.2;
+const CHANNEL_ROW_CYCLES_1X1: f64 = 16.0;
+/// Cycles per float im2col copies (a 16-channel convolution spent as long in im2col as in
+/// the product, `perf`).
+const COPY_CYCLES: f64 = 2.0;
+
+/// Column tiles and 16-column vectors [`conv`]'s column modes compute over `columns`
+/// columns of samples `plane` columns apart, each with outputs up to column `last`: the
+/// loop of `avx512::run`, counted.
+fn column_work(columns: usize, plane: usize, last: usize) -> (usize, usize) {
+    let (mut tiles, mut vectors, mut q0) = (0, 0, 0);
+    while q0 < columns {
+        let (b, rem) = (q0 / plane, q0 % plane);
+        if rem >= last {
+            q0 = (b + 1) * plane;
+            continue;
+        }
+        let left = if (b + 1) * plane >= q0 + NR {
+            b * plane + last - q0
+        } else {
+            columns - q0
+        };
+        let nv = if left > 32 { NV } else { left.div_ceil(16) };
+        tiles += 1;
+        vectors += nv;
+        q0 += 16 * nv;
+    }
+    (tiles, vectors)
+}
+
+/// The mode [`conv`] runs fastest for `s` with `m` output channels on batches of
+/// `images`, by a count of cycles per mode: the multiply-adds of every computed tile
+/// (dropped columns, rows past `m`, positions past the last output included), the tiles'
+/// bookkeeping and the patch matrix's copy.
 pub fn mode(s: &ConvShape, m: usize, images: usize) -> Mode {
     let (oh, ow) = s.out();
-    let p = Planes::of(s);
+    let p = oh * ow;
+    let pl = Planes::of(s);
     let taps = s.k[0] * s.k[1];
-    let round = |v: usize, to: usize| v.div_ceil(to) * to;
-    let lanes = |useful: usize, computed: usize| useful as f64 / computed.max(1) as f64;
-    let rows_wide = lanes(m, round(m, MR));
-    let nb = |mode| chunk(s, mode, images);
+    let k = s.patch() as f64;
+    let images = images.max(1);
+    // Each chunk of `nb` samples (and the last, smaller one) costs `per(cnt)`.
+    let over_chunks = |mode: Mode, per: &dyn Fn(usize) -> f64| {
+        let nb = chunk(s, mode, images);
+        let full = images / nb;
+        let rest = images % nb;
+        full as f64 * per(nb) + if rest > 0 { per(rest) } else { 0.0 }
+    };
+    let column_cost = |(tiles, vectors): (usize, usize)| {
+        m.div_ceil(MR) as f64 * (vectors as f64 * k * MR as f64 + tiles as f64 * TILE_CYCLES)
+    };
     let planes = if taps > MAX_TAPS || taps == 1 {
-        0.0
+        f64::INFINITY
     } else {
-        let n = nb(Mode::Planes);
-        lanes(n * oh * ow, round(n * p.ph * p.pw, 16)) * rows_wide
+        over_chunks(Mode::Planes, &|cnt| {
+            let plane = pl.ph * pl.pw;
+            column_cost(column_work(cnt * plane, plane, (oh - 1) * pl.pw + ow))
+        })
     };
-    let n = nb(Mode::Patches);
-    // im2col copies `k p` floats for the product's `m k p` multiply-adds: about as long
-    // as 32 channels of product (16-channel convolutions spent as long in im2col as in
-    // the product, `perf`).
-    let copy = if taps == 1 {
-        1.0
+    let patches = if s.is_pointwise() && (images == 1 || p >= UNFOLDED_COLUMNS) {
+        images as f64 * column_cost(column_work(p, p, p))
     } else {
-        m as f64 / (m + 32) as f64
+        over_chunks(Mode::Patches, &|cnt| {
+            column_cost(column_work(cnt * p, p, p)) + k * (cnt * p) as f64 * COPY_CYCLES
+        })
     };
-    let patches = lanes(n * oh * ow, round(n * oh * ow, 16)) * rows_wide * copy;
     let channels = if taps > MAX_TAPS {
-        0.0
+        f64::INFINITY
     } else {
-        lanes(m, round(m, 16)) * lanes(oh * ow, round(oh * ow, CR)) * CHANNELS_SPEED
+        over_chunks(Mode::Channels, &|cnt| {
+            // Full tiles of 12 positions, and the last one narrowed to 4 or 8.
+            let (full, rest) = ((cnt * p) / CR, (cnt * p) % CR);
+            let per_row = if taps == 1 {
+                CHANNEL_ROW_CYCLES_1X1
+            } else {
+                CHANNEL_ROW_CYCLES
+            };
+            let row = |r: usize| k * per_row * r as f64 / CR as f64;
+            let mut cycles = full as f64 * (row(CR) + CHANNEL_TILE_CYCLES);
+            if rest > 0 {
+                cycles += row(rest.div_ceil(4) * 4) + CHANNEL_TILE_CYCLES;
+            }
+            m.div_ceil(CP) as f64 * cycles
+        })
     };
-    if channels > planes && channels > patches {
+    if channels < planes && channels < patches {
         Mode::Channels
-    } else if planes >= patches {
+    } else if planes <= patches {
         Mode::Planes
     } else {
         Mode::Patches
@@ -196,7 +267,7 @@ pub fn pack(w: &[f32], m: usize, k: usize, mode: Mode) -> Vec<f32> {
 
 /// Output channels per weight panel in `mode`.
 fn panel_rows(mode: Mode) -> usize {
-    if mode == Mode::Channels { 16 } else { MR }
+    if mode == Mode::Channels { CP } else { MR }
 }
 
 /// Copies samples `x` (`n` of `[c, h, w]`) into phase planes, laid out
@@ -207,7 +278,9 @@ fn fill_planes(x: &[f32], s: &ConvShape, n: usize, buf: &mut [f32]) -> usize {
     let cstride = n * plane;
     let phase_stride = s.c * cstride;
     let phases = p.s[0] * p.s[1];
-    buf[..phases * phase_stride].fill(0.0);
+    // The planes' zero borders, and one row past them: the last row's right taps read
+    // the next row's left border (see `Planes::of`).
+    buf[..phases * phase_stride + p.pw].fill(0.0);
     let (top, left) = (s.pads[0], s.pads[1]);
     for ch in 0..s.c {
         for b in 0..n {
@@ -224,9 +297,13 @@ fn fill_planes(x: &[f32], s: &ConvShape, n: usize, buf: &mut [f32]) -> usize {
     cstride
 }
 
-/// `y = act(bias + w * x)` for `n` samples: `x` is `n` of `[c, h, w]`, `y` `n` of
-/// `[m, oh, ow]`, `packed` the weight `[m, c kh kw]` packed by [`pack`], `scratch` at
-/// least [`scratch`]`(s, mode, n)` floats.
+/// `y = act(bias + w * x + residual)` for `n` samples: `x` is `n` of `[c, h, w]`, `y`
+/// and `residual` `n` of `[m, oh, ow]`, `packed` the weight `[m, c kh kw]` packed by
+/// [`pack`], `scratch` at least [`scratch`]`(s, mode, n)` floats.
+///
+/// The residual: a ResNet block's `relu(conv(x) + skip)` in the tile's epilogue, as
+/// onnxruntime fuses it (`Conv` with `Sum` in MLAS's NCHWc kernels), instead of two more
+/// passes over the output (the Add and the ReLU were 9% of a small ResNet's time).
 ///
 /// # Panics
 /// When [`available`] is false, or a slice is shorter than its shape.
@@ -236,6 +313,7 @@ pub fn conv(
     m: usize,
     bias: Option<&[f32]>,
     act: Act,
+    residual: Option<&[f32]>,
     x: &[f32],
     n: usize,
     s: &ConvShape,
@@ -250,6 +328,7 @@ pub fn conv(
     assert!(packed.len() >= m.div_ceil(pr) * k * pr);
     assert!(x.len() >= n * s.c * s.h * s.w && y.len() >= n * m * p);
     assert!(bias.is_none_or(|b| b.len() >= m));
+    assert!(residual.is_none_or(|r| r.len() >= n * m * p));
     assert!(
         mode == Mode::Patches || s.k[0] * s.k[1] <= MAX_TAPS,
         "more taps than the plane modes take"
@@ -268,17 +347,22 @@ pub fn conv(
             cstride: p,
             plane: p,
             pw: ow,
+            last: p,
             columns: p,
         };
         for b in 0..n {
             let xb = &x[b * s.c * p..(b + 1) * s.c * p];
             let yb = &mut y[b * m * p..(b + 1) * m * p];
+            let ep = Epilogue {
+                act,
+                residual: residual.map(|r| &r[b * m * p..(b + 1) * m * p]),
+            };
             run(
                 packed,
                 m,
                 k,
                 bias,
-                act,
+                ep,
                 &g,
                 &[0; MAX_TAPS],
                 xb,
@@ -320,6 +404,7 @@ pub fn conv(
                     cstride,
                     plane: pl.ph * pl.pw,
                     pw: pl.pw,
+                    last: (oh - 1) * pl.pw + ow,
                     columns: cnt * pl.ph * pl.pw,
                 }
             }
@@ -352,6 +437,7 @@ pub fn conv(
                     cstride: q,
                     plane: p,
                     pw: ow,
+                    last: p,
                     columns: q,
                 }
             }
@@ -359,11 +445,21 @@ pub fn conv(
         // SAFETY: AVX-512F is checked by `run`; the operand's reads stay inside the filled
         // part of `scratch` plus the slack `scratch()` adds (asserted above); the output
         // writes stay inside `ys` (the column mapping drops q outside the outputs).
-        run(
-            packed, m, k, bias, act, &g, &taps, scratch, oh, ow, ys, mode,
-        );
+        let ep = Epilogue {
+            act,
+            residual: residual.map(|r| &r[b0 * m * p..(b0 + cnt) * m * p]),
+        };
+        run(packed, m, k, bias, ep, &g, &taps, scratch, oh, ow, ys, mode);
         b0 += cnt;
     }
+}
+
+/// What a tile's outputs become before they are stored: `act(value + residual)`, the
+/// residual laid out as the output.
+#[derive(Clone, Copy)]
+struct Epilogue<'r> {
+    act: Act,
+    residual: Option<&'r [f32]>,
 }
 
 /// The product's right operand, as the micro-kernel reads it.
@@ -378,6 +474,8 @@ struct Operand {
     /// Columns per sample, and per row of a sample.
     plane: usize,
     pw: usize,
+    /// Columns of a sample up to its last output (the rows below are not computed).
+    last: usize,
     /// Columns in all.
     columns: usize,
 }
@@ -388,7 +486,7 @@ fn run(
     m: usize,
     k: usize,
     bias: Option<&[f32]>,
-    act: Act,
+    ep: Epilogue,
     g: &Operand,
     taps: &[u32; MAX_TAPS],
     xp: &[f32],
@@ -402,14 +500,14 @@ fn run(
         // SAFETY: AVX-512F is present; see `conv` for the bounds.
         unsafe {
             if mode == Mode::Channels {
-                avx512::run_channels(packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+                avx512::run_channels(packed, m, k, bias, ep, g, taps, xp, oh, ow, y);
             } else {
-                avx512::run(packed, m, k, bias, act, g, taps, xp, oh, ow, y);
+                avx512::run(packed, m, k, bias, ep, g, taps, xp, oh, ow, y);
             }
         }
         return;
     }
-    let _ = (packed, m, k, bias, act, g, taps, xp, oh, ow, y, mode);
+    let _ = (packed, m, k, bias, ep, g, taps, xp, oh, ow, y, mode);
     panic!("implicit_conv::conv needs AVX-512F (check implicit_conv::available)");
 }
 
@@ -417,7 +515,8 @@ fn run(
 mod avx512 {
     use core::arch::x86_64::*;
 
-    use super::{Act, CR, MAX_TAPS, MR, NV, Operand};
+    use super::super::depthwise_lanes::avx512::transpose;
+    use super::{Act, CP, CR, Epilogue, MAX_TAPS, MR, NR, NV, Operand};
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
@@ -426,7 +525,7 @@ mod avx512 {
         m: usize,
         k: usize,
         bias: Option<&[f32]>,
-        act: Act,
+        ep: Epilogue,
         g: &Operand,
         taps: &[u32; MAX_TAPS],
         xp: &[f32],
@@ -445,9 +544,21 @@ mod avx512 {
             }
             let mut q0 = 0;
             while q0 < g.columns {
-                // The last tile narrower where fewer columns are left (a 4x4 plane of one
-                // sample is one vector of work, not three).
-                let left = g.columns - q0;
+                let (b, rem) = (q0 / g.plane, q0 % g.plane);
+                if rem >= g.last {
+                    // Below the sample's last output row: on to the next sample.
+                    q0 = (b + 1) * g.plane;
+                    continue;
+                }
+                // The last tile of a sample narrower where fewer of its outputs are left
+                // and the next sample is out of reach (a 4x4 plane of one sample is one
+                // vector of work, not three).
+                let next = (b + 1) * g.plane;
+                let left = if next >= q0 + NR {
+                    b * g.plane + g.last - q0
+                } else {
+                    g.columns - q0
+                };
                 let nv = if left > 32 { NV } else { left.div_ceil(16) };
                 // SAFETY: the tile's loads reach column q0 + NR - 1 of every row, inside
                 // `xp` by the slack `scratch()` adds; `w` holds k * MR floats.
@@ -474,7 +585,7 @@ mod avx512 {
                         break;
                     }
                     // SAFETY: the stores map columns to outputs inside `y`.
-                    unsafe { store(acc, rows, act, g, qv, m0, m, p, oh, ow, y) };
+                    unsafe { store(acc, rows, ep, g, qv, m0, m, p, oh, ow, y) };
                 }
                 q0 += 16 * nv;
             }
@@ -544,8 +655,8 @@ mod avx512 {
         }
     }
 
-    /// [`Mode::Channels`]: tiles of 16 channels x 12 outputs, the outputs taken in order
-    /// (sample, row, column) so that none is computed twice or dropped.
+    /// [`Mode::Channels`]: tiles of 32 channels (two vectors) x 12 outputs, the outputs
+    /// taken in order (sample, row, column) so that none is computed twice or dropped.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn run_channels(
@@ -553,7 +664,7 @@ mod avx512 {
         m: usize,
         k: usize,
         bias: Option<&[f32]>,
-        act: Act,
+        ep: Epilogue,
         g: &Operand,
         taps: &[u32; MAX_TAPS],
         xp: &[f32],
@@ -564,16 +675,14 @@ mod avx512 {
         let p = oh * ow;
         let samples = g.columns / g.plane;
         let total = samples * p;
-        for panel in 0..m.div_ceil(16) {
-            let m0 = panel * 16;
-            let rows = 16.min(m - m0);
-            let w = &packed[panel * k * 16..(panel + 1) * k * 16];
-            let mut bias_lanes = [0.0f32; 16];
+        for panel in 0..m.div_ceil(CP) {
+            let m0 = panel * CP;
+            let rows = CP.min(m - m0);
+            let w = &packed[panel * k * CP..(panel + 1) * k * CP];
+            let mut bias_lanes = [0.0f32; CP];
             if let Some(b) = bias {
                 bias_lanes[..rows].copy_from_slice(&b[m0..m0 + rows]);
             }
-            // SAFETY: 16 floats.
-            let bv = unsafe { _mm512_loadu_ps(bias_lanes.as_ptr()) };
             // The next output: sample b, row i, column j.
             let (mut b, mut i, mut j) = (0, 0, 0);
             let mut done = 0;
@@ -597,27 +706,92 @@ mod avx512 {
                         q[r] = q[cnt - 1];
                     }
                 }
-                // SAFETY: every q is an output's column, whose tap reads lie in `xp`.
-                let acc = unsafe { tile_channels(w, bv, g, taps, xp.as_ptr(), &q) };
-                let mut spill = [0.0f32; 16];
-                for r in 0..cnt {
-                    // SAFETY: 16 floats into the local array.
-                    unsafe { _mm512_storeu_ps(spill.as_mut_ptr(), activate(acc[r], act)) };
-                    for (lane, &v) in spill.iter().enumerate().take(rows) {
-                        y[at[r] + lane * p] = v;
+                // Runs: (first position, its offset in channel m0's plane, count).
+                let mut runs = [(0usize, 0usize, 0usize); CR];
+                let mut nruns = 0;
+                let mut r0 = 0;
+                for r in 1..=cnt {
+                    if r == cnt || at[r] != at[r - 1] + 1 {
+                        runs[nruns] = (r0, at[r0], r - r0);
+                        nruns += 1;
+                        r0 = r;
                     }
                 }
+                let xq = xp.as_ptr();
+                // SAFETY: every q is an output's column, whose tap reads lie in `xp`; the
+                // stores write outputs of channels m0..m0 + rows (the position mapping).                // Fewer positions left than a tile (a 2x2 plane at batch 1): a narrower
+                // tile, not 12 multiply-adds per row for 4 outputs.
+                let acc = unsafe {
+                    match cnt {
+                        1..=4 => tile_channels::<4>(w, &bias_lanes, g, taps, xq, &q),
+                        5..=8 => tile_channels::<8>(w, &bias_lanes, g, taps, xq, &q),
+                        _ => tile_channels::<CR>(w, &bias_lanes, g, taps, xq, &q),
+                    }
+                };
+                // SAFETY: as above.
+                unsafe { store_channels(&acc, rows, cnt, ep, &runs[..nruns], p, y) };
                 done += cnt;
             }
         }
     }
 
-    /// One tile of 16 channels x 12 outputs at operand columns `q`.
+    /// Channels out of the lanes by one 16x16 transpose, then each channel's positions
+    /// stored in runs broken only between samples (a scalar store per channel and
+    /// position, the planes 4 KiB apart on a 32x32 layer, was half the time of a
+    /// 16-channel layer).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile_channels(
+    unsafe fn store_channels(
+        acc: &[__m512; CR],
+        rows: usize,
+        cnt: usize,
+        ep: Epilogue,
+        runs: &[(usize, usize, usize)],
+        p: usize,
+        y: &mut [f32],
+    ) {
+        let yp = y.as_mut_ptr();
+        let mut v = [_mm512_setzero_ps(); 16];
+        v[..cnt].copy_from_slice(&acc[..cnt]);
+        if ep.residual.is_none() {
+            for v in &mut v[..cnt] {
+                *v = activate(*v, ep.act);
+            }
+        }
+        transpose(&mut v);
+        for (ch, v) in v.iter().enumerate().take(rows) {
+            for &(first, at, n) in runs {
+                let mask = (((1u32 << n) - 1) << first) as __mmask16;
+                let at = at + ch * p;
+                let v = match ep.residual {
+                    // SAFETY: the residual has the output's layout: the same lanes.
+                    Some(r) => activate(
+                        _mm512_add_ps(*v, unsafe {
+                            _mm512_maskz_loadu_ps(
+                                mask,
+                                r.as_ptr().wrapping_add(at).wrapping_sub(first),
+                            )
+                        }),
+                        ep.act,
+                    ),
+                    None => *v,
+                };
+                let base = yp.wrapping_add(at).wrapping_sub(first);
+                // SAFETY: the written lanes are outputs at..at + n of channel m0 + ch,
+                // inside `y` (the caller's position mapping).
+                unsafe { _mm512_mask_storeu_ps(base, mask, v) };
+            }
+        }
+    }
+
+    /// One tile of 16 channels x `R` outputs at operand columns `q` (the first `R`), in
+    /// the first `R` of the 12 vectors returned.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile_channels<const R: usize>(
         w: &[f32],
-        bias: __m512,
+        bias: &[f32; CP],
         g: &Operand,
         taps: &[u32; MAX_TAPS],
         xp: *const f32,
@@ -625,20 +799,23 @@ mod avx512 {
     ) -> [__m512; CR] {
         // SAFETY (whole body): as the caller promises; `w` holds k * 16 floats.
         unsafe {
-            let mut acc = [bias; CR];
+            let bv = _mm512_loadu_ps(bias.as_ptr());
+            let mut acc = [bv; R];
             let mut wp = w.as_ptr();
             for c in 0..g.channels {
                 let base = xp.add(c * g.cstride);
                 for &t in &taps[..g.taps] {
                     let wv = _mm512_loadu_ps(wp);
                     let xr = base.add(t as usize);
-                    for (a, &qr) in acc.iter_mut().zip(q) {
+                    for (a, &qr) in acc.iter_mut().zip(&q[..R]) {
                         *a = _mm512_fmadd_ps(_mm512_set1_ps(*xr.add(qr)), wv, *a);
                     }
-                    wp = wp.add(16);
+                    wp = wp.add(CP);
                 }
             }
-            acc
+            let mut out = [bv; CR];
+            out[..R].copy_from_slice(&acc);
+            out
         }
     }
 
@@ -650,7 +827,7 @@ mod avx512 {
     unsafe fn store(
         acc: &[__m512; MR],
         rows: usize,
-        act: Act,
+        ep: Epilogue,
         g: &Operand,
         qv: usize,
         m0: usize,
@@ -691,13 +868,31 @@ mod avx512 {
         }
         let yp = y.as_mut_ptr();
         for (r, a) in acc.iter().enumerate().take(rows) {
-            let v = activate(*a, act);
+            let v = if ep.residual.is_none() {
+                activate(*a, ep.act)
+            } else {
+                *a
+            };
             for &(lane, at, cnt) in &runs[..nruns] {
                 // Lanes lane..lane + cnt to outputs at..at + cnt of row m0 + r: one masked
                 // store whose base sits `lane` floats before them (the lanes below are
                 // masked off, never written; a copy through memory called `memmove` per
                 // run, a tenth of a MobileNet's batch-32 time).
                 let mask = (((1u32 << cnt) - 1) << lane) as __mmask16;
+                let v = match ep.residual {
+                    // SAFETY: the residual has the output's layout: the same lanes, read
+                    // (the others masked off).
+                    Some(res) => activate(
+                        _mm512_add_ps(v, unsafe {
+                            _mm512_maskz_loadu_ps(
+                                mask,
+                                res.as_ptr().wrapping_add(at + r * p).wrapping_sub(lane),
+                            )
+                        }),
+                        ep.act,
+                    ),
+                    None => v,
+                };
                 let base = yp.wrapping_add(at + r * p).wrapping_sub(lane);
                 // SAFETY: the written lanes are outputs at..at + cnt of row m0 + r, inside
                 // `y` (the column mapping above).
@@ -776,6 +971,10 @@ mod tests {
             (1, 28, 28, 6, [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], 2),
             (3, 16, 16, 8, [7, 7], [2, 2], [3, 3, 3, 3], [1, 1], 2),
             (2, 40, 40, 3, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 70),
+            // Stride 1 with unequal left and right padding: the rows' shared border.
+            (3, 7, 9, 5, [3, 3], [1, 1], [0, 2, 1, 0], [1, 1], 2),
+            (2, 6, 5, 9, [3, 4], [1, 1], [1, 0, 1, 2], [1, 2], 3),
+            (4, 5, 5, 3, [3, 3], [1, 1], [2, 3, 2, 1], [1, 1], 4),
         ];
         for (i, &(c, h, w, m, k, stride, pads, dilation, n)) in cases.iter().enumerate() {
             let s = ConvShape {
@@ -795,18 +994,40 @@ mod tests {
                     continue;
                 }
                 let packed = pack(&wt, m, kk, mode);
+                // A residual added before the activation, as a ResNet block's.
+                let res = lcg(n * m * oh * ow, 4 + i as u32);
+                let plain = reference(&wt, &b, &x, n, m, &s, Act::None);
                 for act in [Act::None, Act::Relu, Act::Clip(-0.1, 0.2)] {
-                    let want = reference(&wt, &b, &x, n, m, &s, act);
-                    let mut sc = alloc::vec![f32::NAN; scratch(&s, mode, n)];
-                    let mut y = alloc::vec![f32::NAN; n * m * oh * ow + 1];
-                    y[n * m * oh * ow] = 7.0;
-                    conv(&packed, m, Some(&b), act, &x, n, &s, mode, &mut sc, &mut y);
-                    assert_eq!(y[n * m * oh * ow], 7.0, "case {i}: wrote past the output");
-                    for (at, (g, e)) in y.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - e).abs() < 1e-5,
-                            "case {i} {mode:?} {act:?}: at {at} {g} vs {e}"
+                    for residual in [None, Some(&res[..])] {
+                        let want: Vec<f32> = plain
+                            .iter()
+                            .enumerate()
+                            .map(|(at, &v)| act.apply(v + residual.map_or(0.0, |r| r[at])))
+                            .collect();
+                        let mut sc = alloc::vec![f32::NAN; scratch(&s, mode, n)];
+                        let mut y = alloc::vec![f32::NAN; n * m * oh * ow + 1];
+                        y[n * m * oh * ow] = 7.0;
+                        conv(
+                            &packed,
+                            m,
+                            Some(&b),
+                            act,
+                            residual,
+                            &x,
+                            n,
+                            &s,
+                            mode,
+                            &mut sc,
+                            &mut y,
                         );
+                        assert_eq!(y[n * m * oh * ow], 7.0, "case {i}: wrote past the output");
+                        for (at, (g, e)) in y.iter().zip(&want).enumerate() {
+                            assert!(
+                                (g - e).abs() < 1e-5,
+                                "case {i} {mode:?} {act:?} residual {}: at {at} {g} vs {e}",
+                                residual.is_some()
+                            );
+                        }
                     }
                 }
             }
@@ -854,7 +1075,9 @@ mod tests {
                     let want = reference(&wt, &[0.0; 3], &x, 1, m, &s, act);
                     let mut sc = alloc::vec![0.0; scratch(&s, mode, 1)];
                     let mut y = alloc::vec![0.0; m * 36];
-                    conv(&packed, m, None, act, &x, 1, &s, mode, &mut sc, &mut y);
+                    conv(
+                        &packed, m, None, act, None, &x, 1, &s, mode, &mut sc, &mut y,
+                    );
                     for (g, e) in y.iter().zip(&want) {
                         assert!(
                             g.to_bits() == e.to_bits()

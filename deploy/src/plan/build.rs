@@ -274,6 +274,7 @@ impl<'a> Plan<'a> {
                         act: Act::None,
                         implicit,
                         patch_free,
+                        residual: false,
                     }
                 }
                 Op::MaxPool2d(geom) | Op::AvgPool2d(geom) => {
@@ -368,6 +369,30 @@ impl<'a> Plan<'a> {
                 }
             };
             let out = node.output;
+            if vector && let Some(r) = fused_residual(&model, node.inputs(), &execs, &last_use, i) {
+                // The convolution before adds the other operand in its epilogue: its output
+                // is this Add's, and the Add is not run.
+                let last = execs.last_mut().expect("a convolution before");
+                let v = last.output;
+                if let Step::Conv { residual, .. } = &mut last.step {
+                    *residual = true;
+                }
+                last.inputs[1] = r;
+                last.n_inputs = 2;
+                last.output = out;
+                offsets[out] = offsets[v];
+                for entry in &mut arena.live {
+                    if entry.2 == v {
+                        entry.2 = out;
+                    }
+                }
+                for (v, &last) in last_use.iter().enumerate().take(out + 1) {
+                    if last == i + 1 {
+                        arena.free(v);
+                    }
+                }
+                continue;
+            }
             let fused = fused_activation(&step, node.inputs(), &execs, &last_use, i);
             if let Some(act) = fused {
                 // The convolution before computes this activation on its tile: its output
@@ -497,6 +522,44 @@ impl<'a> Plan<'a> {
             })
             .collect()
     }
+}
+
+/// The operand of an Add (node `i`, reading `inputs`) that the convolution just before it
+/// can add to its output tile instead: the other operand is the output of the previous
+/// step, a convolution of one group with no activation or residual yet, read by no other
+/// step (nor the model's output), and both have the Add's shape, batched. Its ReLU, if
+/// any, then fuses as [`fused_activation`] says, applied after the sum.
+fn fused_residual(
+    model: &Model,
+    inputs: &[usize],
+    execs: &[Exec],
+    last_use: &[usize],
+    i: usize,
+) -> Option<usize> {
+    if !matches!(model.nodes[i].op, Op::Binary(crate::format::Binary::Add)) || inputs.len() != 2 {
+        return None;
+    }
+    let prev = execs.last()?;
+    let Step::Conv {
+        groups: 1,
+        act: Act::None,
+        residual: false,
+        ..
+    } = prev.step
+    else {
+        return None;
+    };
+    let v = prev.output;
+    let r = match inputs {
+        [a, b] if *a == v && *b != v => *b,
+        [a, b] if *b == v && *a != v => *a,
+        _ => return None,
+    };
+    let out = model.nodes[i].output;
+    let only_reader =
+        last_use[v] == i + 1 && !execs.iter().any(|e| e.inputs[..e.n_inputs].contains(&v));
+    let same = model.shapes[r] == model.shapes[v] && model.shapes[out] == model.shapes[v];
+    (only_reader && same && model.batched[r] && model.batched[v]).then_some(r)
 }
 
 /// The activation `step` (node `i`, reading `inputs`) computes, where the convolution just

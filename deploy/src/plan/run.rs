@@ -188,13 +188,18 @@ fn run_step(
             act,
             implicit,
             patch_free,
+            residual,
         } => {
             let (oh, ow) = shape.out();
+            let residual = residual.then(|| xs[1]);
             if let (Some(mode), Matrix::Packed(w)) = (implicit, &layers[first_layer].weight) {
                 // Dense, one group, AVX-512: the implicit product over the whole batch.
                 let l = &layers[first_layer];
-                let bias = l.bias.as_deref();
-                implicit_conv::conv(w, l.rows, bias, act, x, n * lead, &shape, mode, scratch, y);
+                let (bias, images) = (l.bias.as_deref(), n * lead);
+                let y = &mut y[..n * out_size];
+                implicit_conv::conv(
+                    w, l.rows, bias, act, residual, x, images, &shape, mode, scratch, y,
+                );
                 return;
             }
             let p = oh * ow;
@@ -321,7 +326,14 @@ fn run_step(
                 }
             }
             if !depthwise {
-                implicit_conv::activate_in_place(&mut y[..n * out_size], act);
+                let y = &mut y[..n * out_size];
+                if let Some(r) = residual {
+                    // The fused Add (one group, the plan checked the shapes).
+                    for (y, r) in y.iter_mut().zip(r) {
+                        *y += r;
+                    }
+                }
+                implicit_conv::activate_in_place(y, act);
             }
         }
         Step::MaxPool { c, h, w, geom } | Step::AvgPool { c, h, w, geom } => {

@@ -22,7 +22,9 @@ pub(super) enum Step<'a> {
     },
     /// One layer per group (consecutive), `lead` images per sample; `act` applied to the
     /// output (a ReLU or Clip op fused into the convolution); `implicit`: the mode of the
-    /// implicit AVX-512 product, whose packing the (one) layer holds; `patch_free`: the
+    /// implicit AVX-512 product, whose packing the (one) layer holds; `residual`: the
+    /// step's second input is added to the output before `act` (an Add fused into the
+    /// convolution, `build::fused_residual`); `patch_free`: the
     /// groups run the portable patch-free kernel (`kernels::portable_conv`, no im2col
     /// scratch: the plan a microcontroller builds).
     Conv {
@@ -33,6 +35,7 @@ pub(super) enum Step<'a> {
         act: Act,
         implicit: Option<Mode>,
         patch_free: bool,
+        residual: bool,
     },
     MaxPool {
         c: usize,

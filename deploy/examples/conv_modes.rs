@@ -1,0 +1,136 @@
+//! Thread CPU time of the implicit AVX-512 convolution in each mode on the convolution
+//! shapes of the `scripts/bench-vs-ort.py` networks (the least of `--trials` trials of
+//! about 5 ms each), to check `implicit_conv::mode`'s choice against measurement. Linux,
+//! x86-64 with AVX-512F.
+//!
+//! ```sh
+//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5 --shape INDEX]
+//! ```
+
+use tether_deploy::kernels::conv::ConvShape;
+use tether_deploy::kernels::implicit_conv::{self, Act, Mode};
+
+fn thread_cpu_seconds() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
+    }
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: a valid clock id (CLOCK_THREAD_CPUTIME_ID) and a timespec of the C layout.
+    let rc = unsafe { clock_gettime(3, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    t.sec as f64 + t.nsec as f64 * 1e-9
+}
+
+fn main() {
+    if !implicit_conv::available() {
+        eprintln!("no AVX-512F on this CPU: nothing to measure");
+        return;
+    }
+    let mut args = std::env::args().skip(1);
+    let (mut trials, mut only) = (5usize, None);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--trials" => trials = args.next().and_then(|t| t.parse().ok()).unwrap_or(5),
+            "--shape" => only = args.next().and_then(|t| t.parse::<usize>().ok()),
+            _ => {
+                eprintln!("usage: conv_modes [--trials N] [--shape INDEX]");
+                std::process::exit(2);
+            }
+        }
+    }
+    // (c, h, w, m, k, stride, pad, batch)
+    let shapes = [
+        (16, 32, 32, 16, 3, 1, 1, 1),
+        (16, 32, 32, 32, 3, 2, 1, 1),
+        (32, 16, 16, 32, 3, 1, 1, 1),
+        (32, 16, 16, 64, 3, 2, 1, 1),
+        (64, 8, 8, 64, 3, 1, 1, 1),
+        (16, 32, 32, 16, 3, 1, 1, 32),
+        (32, 16, 16, 32, 3, 1, 1, 32),
+        (64, 8, 8, 64, 3, 1, 1, 32),
+        (64, 56, 56, 64, 3, 1, 1, 1),
+        (128, 28, 28, 128, 3, 1, 1, 1),
+        (256, 14, 14, 256, 3, 1, 1, 1),
+        (512, 7, 7, 512, 3, 1, 1, 1),
+        (128, 28, 28, 256, 3, 2, 1, 1),
+        (16, 112, 112, 96, 1, 1, 0, 1),
+        (96, 56, 56, 24, 1, 1, 0, 1),
+        (160, 7, 7, 960, 1, 1, 0, 1),
+        (320, 7, 7, 1280, 1, 1, 0, 1),
+        (8, 32, 32, 48, 1, 1, 0, 32),
+        (48, 16, 16, 8, 1, 1, 0, 32),
+        (160, 2, 2, 1280, 1, 1, 0, 32),
+        (64, 56, 56, 128, 1, 2, 0, 1),
+        (160, 2, 2, 960, 1, 1, 0, 1),
+        (480, 2, 2, 80, 1, 1, 0, 1),
+        (80, 2, 2, 480, 1, 1, 0, 1),
+        (16, 16, 16, 96, 1, 1, 0, 1),
+        (48, 4, 4, 288, 1, 1, 0, 1),
+    ];
+    println!(
+        "shape (c h w -> m, k, stride, batch): us per mode (Planes / Patches / Channels), chosen"
+    );
+    for (index, &(c, h, w, m, k, stride, pad, n)) in shapes.iter().enumerate() {
+        if only.is_some_and(|o| o != index) {
+            continue;
+        }
+        let s = ConvShape::square(c, h, w, k, stride, pad);
+        let (oh, ow) = s.out();
+        let kk = s.patch();
+        let wt: Vec<f32> = (0..m * kk)
+            .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
+            .collect();
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 31) % 17) as f32 / 17.0)
+            .collect();
+        let bias = vec![0.1f32; m];
+        let mut y = vec![0.0f32; n * m * oh * ow];
+        let mut line = format!("{c:4} {h:3} {w:3} -> {m:4}, {k}x{k}, s{stride}, n{n:3}:");
+        for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+            let packed = implicit_conv::pack(&wt, m, kk, mode);
+            let mut sc = vec![0.0f32; implicit_conv::scratch(&s, mode, n)];
+            let mut run = || {
+                implicit_conv::conv(
+                    &packed,
+                    m,
+                    Some(&bias),
+                    Act::Relu,
+                    None,
+                    &x,
+                    n,
+                    &s,
+                    mode,
+                    &mut sc,
+                    &mut y,
+                )
+            };
+            if mode == Mode::Planes && k * k == 1 {
+                line += &format!(" {:>9}", "-");
+                continue;
+            }
+            run();
+            let t = thread_cpu_seconds();
+            let mut reps = 0;
+            while thread_cpu_seconds() - t < 0.005 {
+                run();
+                reps += 1;
+            }
+            let mut best = f64::INFINITY;
+            for _ in 0..trials {
+                let t = thread_cpu_seconds();
+                for _ in 0..reps {
+                    run();
+                }
+                best = best.min((thread_cpu_seconds() - t) / reps as f64);
+            }
+            line += &format!(" {:9.1}", best * 1e6);
+        }
+        line += &format!("  {:?}", implicit_conv::mode(&s, m, n));
+        println!("{line}");
+    }
+}
