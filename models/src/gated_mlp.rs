@@ -84,6 +84,10 @@ impl<B: Backend> GatedMlp<B> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests read results back to check them"
+)]
 mod tests {
     use super::*;
     use burn::backend::Flex;

@@ -1,6 +1,10 @@
 //! The one training loop every task runs: roll the constrained optimizer for a number of
 //! steps, report each step to a callback (metrics, logging), show progress, stop on the
 //! first error (a NaN loss or violation is an error, not a silently poisoned run).
+//!
+//! The loop's own host reads are the observed values, on the steps
+//! [`FitOptions::observe_every`] says; each step's reads (the callback's included) are
+//! counted by [`tether_models::host`], so a test can hold a step to what logging asks.
 
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
@@ -22,8 +26,12 @@ pub struct StepInfo<'a, B: AutodiffBackend, M> {
     /// The model the values were observed at (before the step): what a caller keeps to
     /// remember the best model seen (COIN keeps its best-PSNR weights).
     pub model: &'a M,
-    /// Loss and violations observed at the start of the step.
+    /// Loss and violations observed at the start of the step: read back to the host on
+    /// the steps [`FitOptions::observe_every`] says, [`ObservedValues::unread`] on the
+    /// others.
     pub values: &'a ObservedValues,
+    /// Whether `values` were read back this step (what a logging callback checks).
+    pub read: bool,
     /// The constraint set after the step (multipliers, penalties).
     pub set: &'a ConstraintSet<B>,
 }
@@ -55,6 +63,13 @@ pub struct FitOptions {
     /// and gradients so every rank takes the single process's step, and the ranks agree
     /// on the interrupt. `None`: one process.
     pub parallel: Option<DataParallel>,
+    /// Read the loss and violations back to the host on every `observe_every`-th global
+    /// step (and the call's last), for logging and the finiteness check: on a GPU each
+    /// read is a synchronisation that stalls the step. The steps between make no host
+    /// read of the loop's own; their non-finite values are counted on the device and
+    /// reported by the next read step ([`ConstraintSet::observe`]). 1 (the default):
+    /// every step, a NaN stops the run at the step that made it.
+    pub observe_every: usize,
 }
 
 impl FitOptions {
@@ -69,7 +84,15 @@ impl FitOptions {
             step_seeds: None,
             bar: None,
             parallel: None,
+            observe_every: 1,
         }
+    }
+
+    /// Reads the step's values back only on every `every`-th global step (and the last):
+    /// see [`FitOptions::observe_every`]. 0 is taken as 1.
+    pub fn with_observe_every(mut self, every: usize) -> Self {
+        self.observe_every = every.max(1);
+        self
     }
 
     /// Runs as one rank of `parallel`'s group (`None`: alone).
@@ -177,6 +200,7 @@ where
     let _flush = FlushDenormals::new();
     for step in 0..options.steps {
         let started = std::time::Instant::now();
+        let reads = tether_models::host::ReadCounter::start();
         let raised = options.interrupt.as_ref().is_some_and(Interrupt::is_raised);
         // Ranks stop after the same step (a signal reaches each at its own moment), or
         // the ones that go on would wait for the others' gradients forever.
@@ -196,8 +220,18 @@ where
         // Burn modules share their tensors: the clone is a handful of reference counts.
         let observed = model.clone();
         let step_input = input(step)?;
-        let out =
-            optimizer.roll_parallel(model, set, problem, &step_input, options.parallel.as_ref())?;
+        let global = options.step_seeds.map_or(step, |(_, first)| first + step);
+        // The call's last step is always read: a NaN on the unread steps before it is
+        // reported before the model is handed back (and checkpointed).
+        let read = global.is_multiple_of(options.observe_every.max(1)) || step + 1 == options.steps;
+        let out = optimizer.roll_observed(
+            model,
+            set,
+            problem,
+            &step_input,
+            options.parallel.as_ref(),
+            read,
+        )?;
         model = out.model;
         if let Some(health) = &options.optimizer_health {
             health
@@ -205,7 +239,7 @@ where
                 .map_err(|e| ConstrainedError::Optimizer(e.to_string()))?;
         }
         crate::parallel::stats::record_step(started.elapsed());
-        if step % 50 == 0 || step + 1 == options.steps {
+        if read {
             bar.set_message(format!("loss {:.4}", out.values.loss));
         }
         bar.inc(1);
@@ -213,11 +247,13 @@ where
             step,
             model: &observed,
             values: &out.values,
+            read,
             set,
         });
         if let Some(interrupt) = &options.interrupt {
             interrupt.count_step();
         }
+        tether_models::host::step_done(reads);
     }
     if options.bar.is_none() {
         bar.finish();

@@ -164,6 +164,10 @@ impl<B: Backend> GatedConv2d<B> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests read results back to check them"
+)]
 mod tests {
     use super::*;
     use burn::backend::Flex;

@@ -155,6 +155,10 @@ impl<B: Backend> GatedLinear<B> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests read results back to check them"
+)]
 mod tests {
     use super::*;
     use burn::backend::Flex;

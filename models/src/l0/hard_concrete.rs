@@ -16,6 +16,8 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 
+use crate::host::{self, Residency, residency};
+
 /// Whether gates are sampled (training) or deterministic (evaluation, deployment).
 ///
 /// Passed explicitly to every gated forward pass: no hidden train/eval state.
@@ -124,30 +126,45 @@ impl<B: Backend> HardConcrete<B> {
 
     /// Gate values `z`, sampled or deterministic.
     ///
-    /// Computed in one pass on the host (`fused`): the noise, the stretch, the clip and
-    /// the derivative `dz / d log_alpha` together, instead of a dozen element-wise tensor
-    /// ops and their backward passes. Under autodiff the result is
+    /// Where the backend's tensors live in host memory ([`Residency::Host`]: flex,
+    /// ndarray) computed in one pass on the host (`fused`): the noise, the stretch, the
+    /// clip and the derivative `dz / d log_alpha` together, instead of a dozen element-wise
+    /// tensor ops and their backward passes. Under autodiff the result is
     /// `log_alpha * dz + (z - log_alpha * dz)` with the bracket a constant: two tensor ops
     /// forward and one backward, derivative `dz` exactly, value `z` up to one rounding
     /// (and exactly 0 or 1 where the gate is clipped, since `dz` is 0 there).
     ///
-    /// On a GPU backend this is a round trip through host memory per call (the locations
-    /// down, the gates and derivatives up): a synchronisation, for the small networks this
-    /// crate prunes cheaper than the kernel launches it replaces.
+    /// On a device backend ([`Residency::Device`]: cuda, wgpu) the same math as tensor
+    /// ops (`device`), with the noise from the device's generator: the host pass would be
+    /// a round trip through host memory, a synchronisation, per call.
     pub fn gates(&self, mode: GateMode) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
         let device = log_alpha.device();
-        let locations = log_alpha.to_data();
+        if residency::<B>(&device) == Residency::Device {
+            let log_alpha = match mode {
+                GateMode::Frozen => log_alpha.detach(),
+                _ => log_alpha,
+            };
+            return match mode {
+                GateMode::Sample => {
+                    let noise = device::logistic_noise::<B>(self.len(), &device);
+                    device::sample_with_noise(log_alpha, noise, &self.params())
+                }
+                GateMode::Deterministic | GateMode::Frozen => {
+                    device::deterministic(log_alpha, &self.params())
+                }
+            };
+        }
+        let locations = host::read(log_alpha.clone());
         let computed = match mode {
             GateMode::Sample => {
                 // The noise stream is seeded from the backend's generator, so `B::seed`
                 // still makes a run reproducible.
-                let seed = fused::seed_from_uniforms(
-                    &Tensor::<B, 1>::random([3], Distribution::Default, &device)
-                        .into_data()
-                        .iter::<f64>()
-                        .collect::<Vec<_>>(),
-                );
+                let seed = fused::seed_from_uniforms(&host::read_f64(Tensor::<B, 1>::random(
+                    [3],
+                    Distribution::Default,
+                    &device,
+                )));
                 fused::sample(&locations, &self.params(), seed)
             }
             GateMode::Deterministic | GateMode::Frozen => {
@@ -178,10 +195,13 @@ impl<B: Backend> HardConcrete<B> {
     }
 
     /// The expected number of non-zero gates, computed in one host pass with its gradient
-    /// (as for sampled gates).
+    /// (as for sampled gates), or as tensor ops on a device backend.
     pub fn expected_l0(&self) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
-        let locations = log_alpha.to_data();
+        if residency::<B>(&log_alpha.device()) == Residency::Device {
+            return device::expected_l0(log_alpha, &self.params());
+        }
+        let locations = host::read(log_alpha.clone());
         self.expected_l0_at(log_alpha, &locations)
     }
 
@@ -198,11 +218,19 @@ impl<B: Backend> HardConcrete<B> {
     }
 
     /// The counts of a layer in which each gate controls `params_per_gate` parameters: one
-    /// host copy of the locations serves both the expected and the true count.
+    /// host copy of the locations serves both the expected and the true count (on a
+    /// device backend, tensor ops and no copy).
     pub fn layer_gates(&self, params_per_gate: usize) -> crate::gated::LayerGates<B> {
         let k = params_per_gate as f64;
         let log_alpha = self.log_alpha.val();
-        let locations = log_alpha.to_data();
+        if residency::<B>(&log_alpha.device()) == Residency::Device {
+            return crate::gated::LayerGates {
+                gated: self.len() * params_per_gate,
+                expected: device::expected_l0(log_alpha.clone(), &self.params()).mul_scalar(k),
+                active: device::count_open(log_alpha, &self.params()).mul_scalar(k),
+            };
+        }
+        let locations = host::read(log_alpha.clone());
         let active = self.count_at(&locations, &log_alpha.device());
         crate::gated::LayerGates {
             gated: self.len() * params_per_gate,
@@ -212,11 +240,15 @@ impl<B: Backend> HardConcrete<B> {
     }
 
     /// The number of deterministic gates that are exactly non-zero (the true L0 of the
-    /// deployed model), counted on the host with the same computation as the
-    /// deterministic gates, so that it is the folded model's count exactly.
+    /// deployed model), counted with the same computation as the deterministic gates (on
+    /// the host or the device, as they are), so that it is the folded model's count
+    /// exactly.
     pub fn count_nonzero(&self) -> Tensor<B, 1> {
         let log_alpha = self.log_alpha.val();
-        self.count_at(&log_alpha.to_data(), &log_alpha.device())
+        if residency::<B>(&log_alpha.device()) == Residency::Device {
+            return device::count_open(log_alpha, &self.params());
+        }
+        self.count_at(&host::read(log_alpha.clone()), &log_alpha.device())
     }
 
     fn count_at(&self, locations: &TensorData, device: &B::Device) -> Tensor<B, 1> {
@@ -225,6 +257,7 @@ impl<B: Backend> HardConcrete<B> {
     }
 }
 
+mod device;
 mod fast_math;
 mod fused;
 

@@ -15,6 +15,17 @@ pub enum ConstrainedError {
         /// The offending value.
         value: f64,
     },
+    /// Steps observed without a host read held a NaN or infinite loss or violation
+    /// ([`crate::constrained::ConstraintSet::observe`]).
+    #[error(
+        "{values} non-finite loss or violation values in the {steps} steps since the last host read"
+    )]
+    NonFiniteUnread {
+        /// Steps observed without a read since the last read.
+        steps: usize,
+        /// Non-finite values among them.
+        values: usize,
+    },
     /// A violation (or strict violation) contains NaN or infinity.
     #[error("constraint `{constraint}`: {which} contains a non-finite value ({value})")]
     NonFiniteViolation {

@@ -50,6 +50,10 @@ mod problem;
 mod set;
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests read results back to check them"
+)]
 pub(crate) mod tests;
 
 pub use checkpoint::{

@@ -182,10 +182,13 @@ impl<B: Backend> Multiplier<B> {
     pub(crate) fn to_record(&self) -> MultiplierRecord {
         let (xi, seen) = match &self.state {
             DualState::Stateless => (None, None),
-            DualState::NuPi(s) => (Some(s.xi.to_data()), Some(s.seen.to_data())),
+            DualState::NuPi(s) => (
+                Some(tether_models::host::read(s.xi.clone())),
+                Some(tether_models::host::read(s.seen.clone())),
+            ),
         };
         MultiplierRecord {
-            value: self.value.to_data(),
+            value: tether_models::host::read(self.value.clone()),
             xi,
             seen,
         }
@@ -232,10 +235,8 @@ pub(crate) struct MultiplierRecord {
     seen: Option<TensorData>,
 }
 
-/// Reads a 1-D float tensor back to the host as `f64`.
+/// Reads a 1-D float tensor back to the host as `f64` (one counted host read,
+/// [`tether_models::host::read`]).
 pub fn tensor_to_f64<B: Backend>(t: &Tensor<B, 1>) -> Vec<f64> {
-    t.to_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .expect("a float tensor converts to f64")
+    tether_models::host::read_f64(t.clone())
 }

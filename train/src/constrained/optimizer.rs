@@ -134,48 +134,78 @@ impl<O> ConstrainedOptimizer<O> {
         O: Optimizer<M, B>,
         P: ConstrainedProblem<B, M>,
     {
+        self.roll_observed(model, set, problem, input, parallel, true)
+    }
+
+    /// [`Self::roll_parallel`], reading the observations back to the host only when
+    /// `read` ([`ConstraintSet::observe`]): otherwise the step makes no host read of its
+    /// own, its finiteness is checked on the device and reported at the next read step,
+    /// and [`RollOut::values`] is [`ObservedValues::unread`].
+    ///
+    /// # Errors
+    /// As [`Self::roll_parallel`]; a non-finite value on an unread step is reported by the
+    /// next read step.
+    pub fn roll_observed<B, M, P>(
+        &mut self,
+        model: M,
+        set: &mut ConstraintSet<B>,
+        problem: &P,
+        input: &P::Input,
+        parallel: Option<&DataParallel>,
+        read: bool,
+    ) -> Result<RollOut<M>>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+        P: ConstrainedProblem<B, M>,
+    {
         let reduce = |state: CmpState<B>| match parallel {
             Some(p) => p.reduce_state(state),
             None => state,
         };
         let state = reduce(problem.compute_cmp_state(&model, input));
-        let values = set.validate(&state)?;
+        let values = set.observe(&state, read)?;
+        let indices = set.index_tensors(&state);
         let model = match self.scheme {
             UpdateScheme::Simultaneous => {
-                let lagrangian = set.lagrangian(&state);
-                set.dual_step(&state)?;
+                let lagrangian = set.lagrangian_at(&state, &indices);
+                set.dual_step_at(&state, &indices)?;
                 self.primal_step(model, lagrangian, parallel)?
             }
             UpdateScheme::AlternatingDualPrimal => {
-                set.dual_step(&state)?;
-                let lagrangian = set.lagrangian(&state);
+                set.dual_step_at(&state, &indices)?;
+                let lagrangian = set.lagrangian_at(&state, &indices);
                 self.primal_step(model, lagrangian, parallel)?
             }
             UpdateScheme::AlternatingPrimalDual => {
-                let lagrangian = set.lagrangian(&state);
+                let lagrangian = set.lagrangian_at(&state, &indices);
                 let model = self.primal_step(model, lagrangian, parallel)?;
                 let after = reduce(problem.compute_violations(&model, input));
-                set.validate(&after)?;
+                set.observe(&after, read)?;
                 set.dual_step(&after)?;
                 model
             }
             UpdateScheme::Extragradient => {
                 let saved_set = set.clone();
                 let saved_primal = self.primal.to_record();
-                let lagrangian = set.lagrangian(&state);
-                set.dual_step(&state)?;
+                let lagrangian = set.lagrangian_at(&state, &indices);
+                set.dual_step_at(&state, &indices)?;
                 let half = self.primal_step(model.clone(), lagrangian, parallel)?;
                 let half_state = reduce(problem.compute_cmp_state(&half, input));
-                if let Err(e) = set.validate(&half_state) {
+                let half_indices = set.index_tensors(&half_state);
+                if let Err(e) = set.observe(&half_state, read) {
                     // Leave the multipliers and the optimizer as they were before the step.
                     *set = saved_set;
                     self.primal = self.primal.clone().load_record(saved_primal);
                     return Err(e);
                 }
-                let half_lagrangian = set.lagrangian(&half_state);
-                *set = saved_set;
+                let half_lagrangian = set.lagrangian_at(&half_state, &half_indices);
+                // The unread count now includes the extrapolated point's values: keep it
+                // across the restore.
+                *set = saved_set.with_unread_of(set);
                 self.primal = self.primal.clone().load_record(saved_primal);
-                set.dual_step(&half_state)?;
+                set.dual_step_at(&half_state, &half_indices)?;
                 // Parameter ids survive optimizer steps, so the gradients taken at the
                 // extrapolated point address the parameters of the original model.
                 let grads = GradientsParams::from_grads(half_lagrangian.backward(), &half);

@@ -111,7 +111,7 @@ impl<B: Backend> PenaltyCoefficient<B> {
     }
 
     pub(crate) fn to_record(&self) -> TensorData {
-        self.value.to_data()
+        tether_models::host::read(self.value.clone())
     }
 
     pub(crate) fn load_record(&mut self, data: TensorData, name: &str) -> Result<()> {

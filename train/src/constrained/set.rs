@@ -17,6 +17,8 @@ static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 type Inner<B> = <B as AutodiffBackend>::InnerBackend;
 /// Which entries of an indexed constraint a step observed.
 type Mask<B> = Tensor<Inner<B>, 1, Bool>;
+/// The indices of an indexed constraint's observed entries, on the device.
+pub(super) type IndexTensor<B> = Tensor<Inner<B>, 1, Int>;
 
 /// One registered constraint.
 #[derive(Clone, Debug)]
@@ -51,7 +53,8 @@ impl<B: Backend> Constraint<B> {
 }
 
 /// The host copy of one step's values (read once per step, for the finiteness check and
-/// for logging).
+/// for logging), or [`ObservedValues::unread`] on a step observed without a host read
+/// ([`ConstraintSet::observe`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedValues {
     /// The objective.
@@ -60,12 +63,36 @@ pub struct ObservedValues {
     pub constraints: Vec<(ConstraintId, Vec<f64>, Option<Vec<f64>>)>,
 }
 
+impl ObservedValues {
+    /// The values of a step that was not read back: a NaN loss and no constraints.
+    pub fn unread() -> Self {
+        Self {
+            loss: f64::NAN,
+            constraints: Vec::new(),
+        }
+    }
+
+    /// Whether these are [`Self::unread`]'s values (a read step's loss is finite).
+    pub fn is_unread(&self) -> bool {
+        self.loss.is_nan() && self.constraints.is_empty()
+    }
+}
+
+/// The finiteness of the steps observed without a host read since the last read, kept on
+/// the device: the number of non-finite values they held, and how many steps they were.
+#[derive(Clone, Debug)]
+struct Unread<B: Backend> {
+    non_finite: Tensor<B, 1>,
+    steps: usize,
+}
+
 /// All constraints of a problem, with their multipliers and penalties.
 #[derive(Clone, Debug)]
 pub struct ConstraintSet<B: AutodiffBackend> {
     id: u64,
     constraints: Vec<Constraint<Inner<B>>>,
     device: B::Device,
+    unread: Option<Unread<Inner<B>>>,
 }
 
 impl<B: AutodiffBackend> ConstraintSet<B> {
@@ -75,6 +102,7 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
             id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
             constraints: Vec::new(),
             device: device.clone(),
+            unread: None,
         }
     }
 
@@ -139,6 +167,59 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
     /// Checks ids, shapes, indices and finiteness of a state, and reads its values back
     /// to the host (one device synchronisation).
     pub fn validate(&self, state: &CmpState<B>) -> Result<ObservedValues> {
+        self.check_structure(state)?;
+        let host = tether_models::host::read_f64(self.device_values(state));
+        self.parse(state, &host)
+    }
+
+    /// [`Self::validate`] on the steps where `read` says so, and on the others the same
+    /// checks of ids, shapes and indices (host metadata) with the finiteness check kept
+    /// on the device: its count of non-finite values is added up over the unread steps and
+    /// read with the next read step's values, in the same host read. A training step on a
+    /// GPU then synchronises with the host only on the steps logging reads; a NaN is still
+    /// an error, reported at the next read step ([`ConstrainedError::NonFiniteUnread`]),
+    /// after the steps between have been taken with it.
+    pub fn observe(&mut self, state: &CmpState<B>, read: bool) -> Result<ObservedValues> {
+        self.check_structure(state)?;
+        let values = self.device_values(state);
+        if !read {
+            let non_finite = values.is_finite().bool_not().float().sum();
+            self.unread = Some(match self.unread.take() {
+                Some(u) => Unread {
+                    non_finite: u.non_finite + non_finite,
+                    steps: u.steps + 1,
+                },
+                None => Unread {
+                    non_finite,
+                    steps: 1,
+                },
+            });
+            return Ok(ObservedValues::unread());
+        }
+        let Some(unread) = self.unread.take() else {
+            return self.parse(state, &tether_models::host::read_f64(values));
+        };
+        let mut host =
+            tether_models::host::read_f64(Tensor::cat(vec![values, unread.non_finite], 0));
+        let non_finite = host.pop().expect("the unread count");
+        if non_finite != 0.0 {
+            return Err(ConstrainedError::NonFiniteUnread {
+                steps: unread.steps,
+                values: non_finite as usize,
+            });
+        }
+        self.parse(state, &host)
+    }
+
+    /// This set with `other`'s count of unread values (the same set's state at a later
+    /// point): what the extragradient step keeps when it restores the multipliers.
+    pub(super) fn with_unread_of(mut self, other: &Self) -> Self {
+        self.unread = other.unread.clone();
+        self
+    }
+
+    /// Ids, duplicates, shapes and indices: everything checked without reading a value.
+    fn check_structure(&self, state: &CmpState<B>) -> Result<()> {
         let mut seen = vec![false; self.constraints.len()];
         for (id, obs) in &state.observed {
             self.check_id(*id)?;
@@ -156,8 +237,12 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
                 "the loss must have shape [1], got {loss_dims:?}"
             )));
         }
+        Ok(())
+    }
 
-        // One host read for everything.
+    /// The loss and every violation (and strict violation) in one device tensor, so that
+    /// one host read serves them all.
+    fn device_values(&self, state: &CmpState<B>) -> Tensor<Inner<B>, 1> {
         let mut parts: Vec<Tensor<Inner<B>, 1>> = vec![state.loss.clone().inner()];
         for (_, obs) in state.observed.iter().filter(|(_, o)| !is_empty(o)) {
             parts.push(obs.violation.clone().inner());
@@ -165,7 +250,11 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
                 parts.push(s.clone().inner());
             }
         }
-        let host = super::multiplier::tensor_to_f64(&Tensor::cat(parts, 0));
+        Tensor::cat(parts, 0)
+    }
+
+    /// Splits the host copy of [`Self::device_values`] and checks its finiteness.
+    fn parse(&self, state: &CmpState<B>, host: &[f64]) -> Result<ObservedValues> {
         let loss = host[0];
         if !loss.is_finite() {
             return Err(ConstrainedError::NonFiniteLoss { value: loss });
@@ -198,13 +287,21 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
     /// The primal Lagrangian `f(x) + sum of the formulations' contributions`, with the
     /// multipliers and penalties held constant. Call [`validate`](Self::validate) first.
     pub fn lagrangian(&self, state: &CmpState<B>) -> Tensor<B, 1> {
+        self.lagrangian_at(state, &self.index_tensors(state))
+    }
+
+    /// [`Self::lagrangian`] with the state's index tensors already uploaded.
+    pub(super) fn lagrangian_at(
+        &self,
+        state: &CmpState<B>,
+        indices: &[Option<IndexTensor<B>>],
+    ) -> Tensor<B, 1> {
         let mut total = state.loss.clone();
-        for (id, obs) in &state.observed {
+        for ((id, obs), indices) in state.observed.iter().zip(indices) {
             if !obs.contributes_to_primal || is_empty(obs) {
                 continue;
             }
             let c = &self.constraints[id.index];
-            let indices = obs.indices.as_ref().map(|i| self.index_tensor(i));
             let gather = |t: Tensor<Inner<B>, 1>| -> Tensor<B, 1> {
                 let t = match &indices {
                     Some(i) => t.select(0, i.clone()),
@@ -222,12 +319,22 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
     /// The dual step: moves every observed multiplier along its (strict) violation with
     /// its dual optimizer, projects it, applies dual restarts, then grows penalties.
     pub fn dual_step(&mut self, state: &CmpState<B>) -> Result<()> {
-        for (id, obs) in &state.observed {
+        let indices = self.index_tensors(state);
+        self.dual_step_at(state, &indices)
+    }
+
+    /// [`Self::dual_step`] with the state's index tensors already uploaded.
+    pub(super) fn dual_step_at(
+        &mut self,
+        state: &CmpState<B>,
+        indices: &[Option<IndexTensor<B>>],
+    ) -> Result<()> {
+        for ((id, obs), indices) in state.observed.iter().zip(indices) {
             self.check_id(*id)?;
             if !obs.contributes_to_dual || is_empty(obs) {
                 continue;
             }
-            let indices = obs.indices.as_ref().map(|i| self.index_tensor(i));
+            let indices = indices.clone();
             let c = &mut self.constraints[id.index];
             let observed_error = obs
                 .strict_violation
@@ -275,9 +382,20 @@ impl<B: AutodiffBackend> ConstraintSet<B> {
         Ok(())
     }
 
-    fn index_tensor(&self, indices: &[usize]) -> Tensor<Inner<B>, 1, Int> {
-        let data: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        Tensor::from_data(TensorData::new(data, [indices.len()]), &self.device)
+    /// The indices of each observed indexed constraint on the device, in the order of
+    /// `state.observed`: uploaded once per state, for the Lagrangian and the dual step
+    /// both (they were uploaded by each).
+    pub(super) fn index_tensors(&self, state: &CmpState<B>) -> Vec<Option<IndexTensor<B>>> {
+        state
+            .observed
+            .iter()
+            .map(|(_, obs)| {
+                obs.indices.as_ref().map(|indices| {
+                    let data: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+                    Tensor::from_data(TensorData::new(data, [indices.len()]), &self.device)
+                })
+            })
+            .collect()
     }
 
     /// The multipliers, penalties and dual-optimizer states, keyed by constraint name.

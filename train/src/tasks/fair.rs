@@ -28,6 +28,7 @@ use burn::tensor::{
     Bool, IndexingUpdateOp, Int, Tensor, TensorData, backend::AutodiffBackend, backend::Backend,
 };
 use tether_models::classifier::Classifier;
+use tether_models::host;
 
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::shuffled_order;
@@ -295,8 +296,8 @@ impl GroupMetrics {
             let logits = model.logits(b.inputs.clone());
             let ce = per_sample_cross_entropy(logits.clone(), b.labels.clone());
             let correct = correctness(logits, b.labels.clone());
-            let ce: Vec<f32> = ce.into_data().convert::<f32>().into_vec().expect("f32");
-            let correct: Vec<bool> = correct.into_data().into_vec().expect("bool");
+            let ce: Vec<f32> = host::read(ce).convert::<f32>().into_vec().expect("f32");
+            let correct: Vec<bool> = host::read(correct).into_vec().expect("bool");
             for ((&g, &c), &l) in b.groups.iter().zip(&correct).zip(&ce) {
                 all_hits += usize::from(c);
                 all_loss += l as f64;
@@ -497,8 +498,7 @@ where
             Mitigation::ExcessAccuracyGap => {
                 let dense = self.reference.as_ref().expect("CEAG has a reference");
                 // The buffer takes this batch's correctness (one host read).
-                let correct: Vec<bool> = correctness(logits, batch.labels.clone())
-                    .into_data()
+                let correct: Vec<bool> = host::read(correctness(logits, batch.labels.clone()))
                     .into_vec()
                     .expect("bool");
                 let mut buffer = self.buffer.borrow_mut();
@@ -552,6 +552,10 @@ impl<B: AutodiffBackend> GroupedSet<B> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests read results back to check them"
+)]
 mod tests {
     use super::*;
     use crate::constrained::{

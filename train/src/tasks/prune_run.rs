@@ -386,6 +386,12 @@ pub struct PruneConfig {
     /// Seed of the initialisation and the batch order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Log every N-th training step (metrics.csv's rows, the progress bar's loss): the
+    /// steps between read nothing back to the host, which on a GPU spares a
+    /// synchronisation per step. The learning-rate decay that starts once the constraints
+    /// are met (--lr-decay) then starts at the first logged step they are.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub log_every: usize,
     /// Output folder.
     #[arg(long, default_value = "out/prune")]
     pub out: PathBuf,
@@ -1305,7 +1311,8 @@ impl Job<'_> {
                             .with_health(health.clone())
                             .with_interrupt(Some(self.interrupt.clone()))
                             .with_step_seeds(c.seed, offset + first)
-                            .with_parallel(parallel),
+                            .with_parallel(parallel)
+                            .with_observe_every(c.log_every),
                         |_| match stream.next() {
                             Some(b) => Ok(b?.to_device::<B>(device)),
                             None => Err(anyhow::anyhow!(
@@ -1314,7 +1321,10 @@ impl Job<'_> {
                         },
                         |info| {
                             done += 1;
-                            on_step(offset + first + info.step, info, &mut rows)
+                            // Unread steps (`--log-every`) have no values to log.
+                            if info.read {
+                                on_step(offset + first + info.step, info, &mut rows)
+                            }
                         },
                     )
                 },
@@ -2261,11 +2271,12 @@ fn training_plot(
     steps_per_epoch: usize,
 ) -> anyhow::Result<()> {
     let per_epoch = steps_per_epoch.max(1);
+    // Rows are the logged steps (every step, or every `--log-every`-th): grouped by epoch.
     let epoch_means: Vec<(f64, f64)> = rows
-        .chunks(per_epoch)
-        .enumerate()
-        .map(|(e, chunk)| {
+        .chunk_by(|a, b| a[0] as usize / per_epoch == b[0] as usize / per_epoch)
+        .map(|chunk| {
             let mean = chunk.iter().map(|r| r[1]).sum::<f64>() / chunk.len() as f64;
+            let e = chunk[0][0] as usize / per_epoch;
             (((e + 1) * per_epoch) as f64, mean)
         })
         .collect();

@@ -209,6 +209,15 @@ fn logistic_noise(bits: u32) -> f32 {
     fast_math::ln(u / v)
 }
 
+/// The logistic noise [`sample`] draws for `n` gates under `seed`: what the device path is
+/// given to compute the same gates (tests).
+#[cfg(test)]
+pub(super) fn noise_of(seed: u64, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| logistic_noise(random_bits(seed, i)))
+        .collect()
+}
+
 #[inline(always)]
 fn sample_body(loc: &[f32], p: &HardConcreteParams, seed: u64, z: &mut [f32], dz: &mut [f32]) {
     let (lo, width) = (p.gamma as f32, (p.zeta - p.gamma) as f32);

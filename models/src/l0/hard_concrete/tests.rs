@@ -1,4 +1,9 @@
-//! The closed forms against Monte Carlo and finite differences.
+//! The closed forms against Monte Carlo and finite differences, and the device path
+//! against the host path.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read results back to check them"
+)]
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
@@ -231,4 +236,157 @@ fn deterministic_gate_gradient_matches_finite_differences() {
     }
     assert_eq!(analytic[0], 0.0);
     assert_eq!(analytic[6], 0.0);
+}
+
+/// Locations spread over the range training visits, with gates clipped at both ends.
+fn spread_locations(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| -6.0 + 12.0 * ((i * 7919) % n) as f32 / n as f32)
+        .collect()
+}
+
+fn autodiff_gates(locs: &[f32]) -> HardConcrete<Autodiff<Flex>> {
+    let device = Default::default();
+    let mut g = HardConcreteConfig::new().init::<Autodiff<Flex>>(locs.len(), &device);
+    g.log_alpha = Param::from_tensor(Tensor::from_data(
+        TensorData::new(locs.to_vec(), [locs.len()]),
+        &device,
+    ));
+    g
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}, entry {i}: device {x} vs host {y}"
+        );
+    }
+}
+
+/// Value and gradient in `log_alpha` of `sum_j w_j f_j` for the gates `f` of `g`.
+fn value_and_grad(
+    g: &HardConcrete<Autodiff<Flex>>,
+    f: impl Fn(&HardConcrete<Autodiff<Flex>>) -> Tensor<Autodiff<Flex>, 1>,
+) -> (Vec<f32>, Vec<f32>) {
+    let out = f(g);
+    let n = out.dims()[0];
+    let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 5) as f32).collect();
+    let w = Tensor::from_data(TensorData::new(w, [n]), &out.device());
+    let grads = (out.clone() * w).sum().backward();
+    (host(out), host(g.log_alpha.grad(&grads).unwrap()))
+}
+
+/// The device path (tensor ops) computes what the fused host loop does: the deterministic
+/// gates, the expected L0 and the count, values and gradients, on the same locations.
+#[test]
+fn the_device_path_equals_the_host_path() {
+    use crate::host::{Residency, force_residency};
+    let g = autodiff_gates(&spread_locations(5000));
+    let on = |r: Residency, f: &dyn Fn(&HardConcrete<Autodiff<Flex>>) -> Tensor<_, 1>| {
+        let _forced = force_residency(r);
+        value_and_grad(&g, f)
+    };
+    let deterministic = |g: &HardConcrete<_>| g.gates(GateMode::Deterministic);
+    let (dv, dg) = on(Residency::Device, &deterministic);
+    let (host_gates, hg) = on(Residency::Host, &deterministic);
+    assert_close("deterministic gates", &dv, &host_gates, 2e-6);
+    assert_close("their gradient", &dg, &hg, 2e-5);
+    assert!(
+        host_gates.contains(&0.0) && host_gates.contains(&1.0),
+        "clipped at both ends"
+    );
+
+    let expected = |g: &HardConcrete<_>| g.expected_l0();
+    let (dv, dg) = on(Residency::Device, &expected);
+    let (hv, hg) = on(Residency::Host, &expected);
+    assert_close("expected L0", &dv, &hv, 1e-5);
+    assert_close("its gradient", &dg, &hg, 2e-5);
+
+    let counts = |r: Residency| {
+        let _forced = force_residency(r);
+        let layer = g.layer_gates(3);
+        (
+            host(g.count_nonzero()),
+            host(layer.active),
+            host(layer.expected),
+        )
+    };
+    let (device_count, device_active, device_expected) = counts(Residency::Device);
+    let (host_count, host_active, host_expected) = counts(Residency::Host);
+    assert_eq!(device_count, host_count);
+    assert_eq!(device_active, host_active);
+    assert_eq!(device_active, vec![3.0 * device_count[0]]);
+    assert_close(
+        "layer's expected count",
+        &device_expected,
+        &host_expected,
+        1e-5,
+    );
+
+    // Frozen: the deterministic values, no gradient to the locations.
+    let _forced = force_residency(Residency::Device);
+    let frozen = g.gates(GateMode::Frozen);
+    assert_close("frozen gates", &host(frozen.clone()), &host_gates, 2e-6);
+    assert!(g.log_alpha.grad(&frozen.sum().backward()).is_none());
+}
+
+/// Given the host path's noise, the device path's sampled gates and their gradients are
+/// the host path's (Eqs. 9-11 in tensor ops against the fused loop).
+#[test]
+fn device_sampling_equals_the_fused_loop_on_the_same_noise() {
+    let locs = spread_locations(4000);
+    let g = autodiff_gates(&locs);
+    let seed = 0x5eed_1234_abcd;
+    let locations = TensorData::new(locs.clone(), [locs.len()]);
+    let fused = super::fused::sample(&locations, &g.params(), seed);
+    let host_z = fused.value.into_vec::<f32>().unwrap();
+    let host_dz = fused.derivative.into_vec::<f32>().unwrap();
+    let device = Default::default();
+    let noise = Tensor::from_data(
+        TensorData::new(super::fused::noise_of(seed, locs.len()), [locs.len()]),
+        &device,
+    );
+    let z = super::device::sample_with_noise(g.log_alpha.val(), noise, &g.params());
+    let grads = z.clone().sum().backward();
+    let dz = host(g.log_alpha.grad(&grads).unwrap());
+    let z = host(z);
+    assert_close("sampled gates", &z, &host_z, 2e-6);
+    assert_close("their gradient", &dz, &host_dz, 2e-5);
+    let clipped = host_z.iter().filter(|&&v| v == 0.0 || v == 1.0).count();
+    assert!(clipped > 500 && clipped < 3500, "{clipped} clipped");
+}
+
+/// The device path's own noise (the backend's generator) gives gates with P(z != 0) of
+/// Eq. 12, reproducibly under the backend seed, with no host read.
+#[test]
+fn device_sampling_follows_eq_12_without_host_reads() {
+    use crate::host::{ReadCounter, Residency, force_residency};
+    let _forced = force_residency(Residency::Device);
+    let device = Default::default();
+    let locs = [-2.0f32, 0.0, 1.5];
+    let n = 20_000;
+    let tiled: Vec<f32> = (0..n).flat_map(|_| locs).collect();
+    let g = gates_with(&tiled);
+    B::seed(&device, 21);
+    let counter = ReadCounter::start();
+    let sampled = g.gates(GateMode::Sample);
+    let _ = (g.expected_l0(), g.count_nonzero(), g.layer_gates(2));
+    assert_eq!(counter.reads(), 0, "the device path reads nothing back");
+    let z = host(sampled);
+    B::seed(&device, 21);
+    assert_eq!(z, host(g.gates(GateMode::Sample)), "reproducible");
+    let p = host(gates_with(&locs).prob_nonzero());
+    for (k, &pk) in p.iter().enumerate() {
+        let hits = (0..n).filter(|i| z[i * locs.len() + k] != 0.0).count() as f64;
+        let freq = hits / n as f64;
+        let sd = (pk as f64 * (1.0 - pk as f64) / n as f64).sqrt();
+        assert!(
+            (freq - pk as f64).abs() < 4.0 * sd + 1e-4,
+            "log_alpha {}: freq {freq} vs P {pk}",
+            locs[k]
+        );
+    }
+    assert!(z.iter().all(|v| (0.0..=1.0).contains(v)));
 }

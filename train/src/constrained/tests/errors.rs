@@ -246,3 +246,61 @@ fn extragradient_restores_the_duals_when_the_extrapolated_point_is_bad() {
     assert_eq!(problem.1.get(), 2, "the extrapolated point was evaluated");
     assert_eq!(format!("{:?}", set.to_record()), before);
 }
+
+/// Steps observed without a host read read nothing back; a NaN on one of them is reported
+/// by the next read step (with how many steps it covers), in that step's single read; a
+/// structural error is still reported on the unread step itself.
+#[test]
+fn unread_steps_defer_the_finiteness_check_to_the_next_read() {
+    use tether_models::host::ReadCounter;
+    let (mut set, id) = one_constraint(false);
+    let d = Default::default();
+    let good = || {
+        state_of(
+            &d,
+            vec![(id, ConstraintState::new(vec_tensor(&[0.0; 3], &d)))],
+        )
+    };
+    let bad = state_of(
+        &d,
+        vec![(
+            id,
+            ConstraintState::new(vec_tensor(&[0.0, f64::NAN, 1.0], &d)),
+        )],
+    );
+    let counter = ReadCounter::start();
+    assert!(set.observe(&good(), false).unwrap().is_unread());
+    assert!(set.observe(&bad, false).unwrap().is_unread());
+    assert!(set.observe(&good(), false).unwrap().is_unread());
+    assert_eq!(counter.reads(), 0, "unread steps read nothing");
+    let err = set.observe(&good(), true).unwrap_err();
+    assert_eq!(
+        counter.reads(),
+        1,
+        "one read for the values and the deferred check"
+    );
+    assert!(
+        matches!(
+            err,
+            ConstrainedError::NonFiniteUnread {
+                steps: 3,
+                values: 1
+            }
+        ),
+        "{err}"
+    );
+    // The count was consumed: the next read step sees only its own values.
+    let values = set.observe(&good(), true).unwrap();
+    assert_eq!(values.constraints[0].1, vec![0.0; 3]);
+    assert!(set.observe(&good(), false).is_ok());
+    assert_eq!(set.observe(&good(), true).unwrap().loss, values.loss);
+    // Shapes are host metadata: checked on unread steps too.
+    let short = state_of(
+        &d,
+        vec![(id, ConstraintState::new(vec_tensor(&[0.0; 2], &d)))],
+    );
+    assert!(matches!(
+        set.observe(&short, false),
+        Err(ConstrainedError::ShapeMismatch { .. })
+    ));
+}
