@@ -12,7 +12,7 @@
 //! have, is the strict violation that drives the multiplier (the proxy-constraint pattern).
 
 use burn::module::AutodiffModule;
-use burn::tensor::{ElementConversion, Tensor, backend::AutodiffBackend, backend::Backend};
+use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
 use tether_models::gated::{GatedNetwork, LayerGates};
 use tether_models::l0::GateMode;
 
@@ -119,8 +119,8 @@ impl FlashOf {
     pub fn size_of<B: Backend>(&self, active: &[Tensor<B, 1>]) -> anyhow::Result<usize> {
         match self {
             Self::Weights(m) => {
-                let total = m.size_tensor(active);
-                Ok(total.into_scalar().elem::<f64>().round() as usize)
+                let total = tether_models::host::read_f64(m.size_tensor(active));
+                Ok(total[0].round() as usize)
             }
             Self::Units(m) => m.measure(&m.widths_of(active)),
         }

@@ -194,18 +194,11 @@ impl WidthModel {
     /// Each layer's width from its deterministic gates' active parameter count (`[1]`
     /// per layer): one host read for all layers.
     pub fn widths_of<B: Backend>(&self, active: &[Tensor<B, 1>]) -> Vec<usize> {
-        let counts: Vec<f32> = Tensor::cat(active.to_vec(), 0)
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32 data converts to f32");
+        let counts = tether_models::host::read_f64(Tensor::cat(active.to_vec(), 0));
         self.layers
             .iter()
             .zip(counts)
-            .map(|(l, a)| {
-                l.as_ref()
-                    .map_or(0, |l| (f64::from(a) / l.per).round() as usize)
-            })
+            .map(|(l, a)| l.as_ref().map_or(0, |l| (a / l.per).round() as usize))
             .collect()
     }
 
