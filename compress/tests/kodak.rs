@@ -55,11 +55,11 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
         value_bits: 16,
         coolchic: tether_compress::coolchic::fit::CoolChicSettings {
             lr: 1e-2,
-            round_lr: 0.5,
+            round_lr: 0.05,
             noise_fraction: 0.8,
             temperature: (0.3, 0.1),
             kumaraswamy: (2.0, 1.0),
-            dual: DualOptimizer::NuPi(NuPiConfig::new(0.01).with_kp(2.0)),
+            dual: tether_compress::coolchic::dual::RateDualConfig::default(),
             eval_every: 10,
             weight_exponent: 8,
         },

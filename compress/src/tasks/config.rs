@@ -7,6 +7,7 @@ use tether_train::constrained::{DualOptimizer, NuPiConfig};
 use tether_train::device::DeviceKind;
 
 use crate::codec::{EncodeOptions, Method};
+use crate::coolchic::dual::RateDualConfig;
 use crate::coolchic::fit::CoolChicSettings;
 use crate::fit::{FitSettings, L0onieSettings};
 use crate::image::RAW_BPP;
@@ -56,6 +57,8 @@ pub struct CodecConfig {
     pub coolchic_soft_fraction: f64,
     /// Cool-chic: the rounding phase's learning rate as a share of `coolchic_lr`.
     pub coolchic_round_lr: f64,
+    /// Cool-chic: the rate multiplier's controller.
+    pub coolchic_dual: RateDualConfig,
     /// Seed.
     pub seed: u64,
     /// The backend the fit runs on.
@@ -79,7 +82,8 @@ impl Default for CodecConfig {
             gate_init_drop: 0.05,
             coolchic_lr: 1e-2,
             coolchic_soft_fraction: 0.8,
-            coolchic_round_lr: 0.5,
+            coolchic_round_lr: 0.05,
+            coolchic_dual: RateDualConfig::default(),
             seed: 0,
             device: DeviceKind::Flex,
         }
@@ -139,6 +143,9 @@ impl CodecConfig {
             self.coolchic_soft_fraction,
             self.coolchic_round_lr
         );
+        self.coolchic_dual
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--coolchic-dual-*: {e}"))?;
         Ok(EncodeOptions {
             method: self.method,
             bpp,
@@ -166,7 +173,7 @@ impl CodecConfig {
                 noise_fraction: self.coolchic_soft_fraction,
                 temperature: (0.3, 0.1),
                 kumaraswamy: (2.0, 1.0),
-                dual: dual.clone(),
+                dual: self.coolchic_dual.clone(),
                 eval_every: 10,
                 weight_exponent: 8,
             },
@@ -238,6 +245,7 @@ impl EncodeConfig {
             "coolchic_lr": c.coolchic_lr,
             "coolchic_soft_fraction": c.coolchic_soft_fraction,
             "coolchic_round_lr": c.coolchic_round_lr,
+            "coolchic_dual": format!("{:?}", c.coolchic_dual),
             "seed": c.seed,
             "device": format!("{:?}", c.device),
         })

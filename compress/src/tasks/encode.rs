@@ -239,10 +239,10 @@ fn write_log(path: &Path, encoded: &Encoded) -> anyhow::Result<()> {
         crate::codec::Fit::CoolChic(c) => {
             let with: Vec<Vec<f64>> = rows
                 .iter()
-                .zip(&c.estimated_bpp)
-                .map(|(r, &e)| [r.as_slice(), &[e]].concat())
+                .zip(c.estimated_bpp.iter().zip(&c.lambdas))
+                .map(|(r, (&e, &l))| [r.as_slice(), &[e, l]].concat())
                 .collect();
-            let header = ["step", "psnr", "bpp", "estimated_bpp"];
+            let header = ["step", "psnr", "bpp", "estimated_bpp", "lambda"];
             (header.map(String::from).to_vec(), with)
         }
         crate::codec::Fit::Siren { .. } => (

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use tether_compress::codec::Method;
+use tether_compress::coolchic::dual::RateDualConfig;
 use tether_compress::tasks::config::Dual;
 use tether_train::device::DeviceArgs;
 
@@ -86,9 +87,21 @@ pub struct CodecArgs {
     /// Cool-chic: share of the steps with soft-rounding and noise (the rest rounds).
     #[arg(long, default_value_t = 0.8)]
     pub coolchic_soft_fraction: f64,
-    /// Cool-chic: the rounding phase's learning rate as a share of --coolchic-lr.
-    #[arg(long, default_value_t = 0.5)]
+    /// Cool-chic: the rounding phase's learning rate as a share of --coolchic-lr (0.2 and
+    /// 0.5 let the file's size run away late in the phase, kodim01 and kodim02 at 192x128).
+    #[arg(long, default_value_t = 0.05)]
     pub coolchic_round_lr: f64,
+    /// Cool-chic: the rate multiplier's starting value (dimensionless: the multiplier of
+    /// `ln MSE + lambda bits / budget`).
+    #[arg(long, default_value_t = RateDualConfig::default().init)]
+    pub coolchic_dual_init: f64,
+    /// Cool-chic: the rate multiplier's integral gain, on `ln(bits / budget)` (its
+    /// controller moves `ln lambda`).
+    #[arg(long, default_value_t = RateDualConfig::default().ki)]
+    pub coolchic_dual_ki: f64,
+    /// Cool-chic: the rate multiplier's proportional gain.
+    #[arg(long, default_value_t = RateDualConfig::default().kp)]
+    pub coolchic_dual_kp: f64,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

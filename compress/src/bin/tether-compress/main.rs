@@ -7,6 +7,7 @@
 mod args;
 
 use clap::Parser;
+use tether_compress::coolchic::dual::RateDualConfig;
 use tether_compress::error::CompressError;
 use tether_compress::tasks::config::{CodecConfig, DecodeConfig, EncodeConfig, EvalConfig};
 use tether_compress::tasks::{decode, encode, eval};
@@ -60,6 +61,12 @@ impl From<CodecArgs> for CodecConfig {
             coolchic_lr: a.coolchic_lr,
             coolchic_soft_fraction: a.coolchic_soft_fraction,
             coolchic_round_lr: a.coolchic_round_lr,
+            coolchic_dual: RateDualConfig {
+                init: a.coolchic_dual_init,
+                ki: a.coolchic_dual_ki,
+                kp: a.coolchic_dual_kp,
+                ..RateDualConfig::default()
+            },
             seed: a.seed,
             device: a.device.device,
         }

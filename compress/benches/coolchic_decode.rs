@@ -1,0 +1,114 @@
+//! Decode time of a full-size (768x512) Cool-chic file through `tether_deploy::coolchic`
+//! on one core, split into its two stages: entropy decoding (the ARM once per latent, the
+//! rANS decoder) and rendering (bilinear upsampling and the synthesis once per pixel).
+//!
+//! The file has the shape the encoder picks for a 768x512 image at each budget
+//! (`tether_compress::coolchic::arch_for`) with pseudo-random weights and latents (a third
+//! nonzero, small): decode time depends on the shapes, not on the values, except for the
+//! rANS symbols' count, which is every latent either way.
+//!
+//! `cargo bench -p tether-compress --bench coolchic_decode [-- --rounds 5]`
+
+use std::time::Instant;
+
+use tether_deploy::coolchic::file::QTensor;
+use tether_deploy::coolchic::{Arch, CoolChic, Header, Mlp, decode, encode, synthesis};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize);
+    let (w, h) = (768, 512);
+    println!(
+        "| budget (bpp) | shape (ARM; synthesis) | MACs/pixel | file bytes | entropy decode (ms) | render (ms) | total (ms, best of {rounds}) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for bpp in [0.15, 0.3, 0.6] {
+        let budget = (bpp * (w * h) as f64) as usize;
+        let arch = tether_compress::coolchic::arch_for(budget, w, h).expect("an arch");
+        let file = random_file(w, h, &arch);
+        let bytes = encode(&file).expect("encodes");
+        let (mut entropy, mut render, mut total) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let c = decode(&bytes).expect("decodes");
+            let t1 = t.elapsed().as_secs_f64();
+            let rgb = synthesis::render(&c).expect("renders");
+            let t2 = t.elapsed().as_secs_f64();
+            assert_eq!(rgb.len(), w * h * 3);
+            std::hint::black_box(rgb);
+            entropy = entropy.min(t1);
+            render = render.min(t2 - t1);
+            total = total.min(t2);
+        }
+        println!(
+            "| {bpp} | {}->{:?}->2; {}->{:?}->3 | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
+            arch.context,
+            arch.arm_hidden,
+            arch.levels,
+            arch.synth_hidden,
+            arch.macs_per_pixel(w, h),
+            bytes.len(),
+            entropy * 1e3,
+            render * 1e3,
+            total * 1e3,
+        );
+    }
+}
+
+/// A file of `arch` with pseudo-random weights (Kaiming-scaled, step 2^-8) and latents.
+fn random_file(w: usize, h: usize, arch: &Arch) -> CoolChic {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut tensors = |mlp: Mlp| -> Vec<QTensor> {
+        mlp.layers
+            .iter()
+            .flat_map(|l| {
+                let c = (3.0 / l.inputs as f64).sqrt();
+                let weight: Vec<f32> = (0..l.weight.len())
+                    .map(|_| ((2.0 * next() - 1.0) * c) as f32)
+                    .collect();
+                let bias: Vec<f32> = (0..l.bias.len())
+                    .map(|_| ((2.0 * next() - 1.0) * 0.1) as f32)
+                    .collect();
+                [QTensor::quantise(&weight, 8), QTensor::quantise(&bias, 8)]
+            })
+            .collect()
+    };
+    let arm = tensors(arch.arm());
+    let synthesis = tensors(arch.synthesis());
+    let latents = (0..arch.levels)
+        .map(|l| {
+            let (r, c) = Arch::level_size(w, h, l);
+            (0..r * c)
+                .map(|_| {
+                    let u = next();
+                    if u < 0.67 {
+                        0
+                    } else {
+                        ((next() * 7.0) as i32) - 3
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    CoolChic {
+        header: Header {
+            width: w,
+            height: h,
+            arch: arch.clone(),
+        },
+        arm,
+        synthesis,
+        latents,
+    }
+}
