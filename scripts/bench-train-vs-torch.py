@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """tether against PyTorch: one training step (forward, cross-entropy, plus 0.1 x the
-expected L0 density for gated networks, backward, Adam lr 1e-3) of LeNet-5, the small
+expected L0 density for gated networks, backward, Adam lr 1e-3) of LeNet-300-100, LeNet-5, the small
 ResNet (width 16) and a MobileNet-style network (a 3x3 stem, then depthwise 3x3 +
 pointwise 1x1 blocks), gated (a hard-concrete gate on every weight, Louizos et al. 2018)
 and ungated, batch 128 of 28x28 images, at 1 and 2 threads. Issue 33.
@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 BATCH = 128
-NETWORKS = ["lenet5", "resnet", "mobilenet"]
+NETWORKS = ["lenet300", "lenet5", "resnet", "mobilenet"]
 VARIANTS = ["ungated", "gated"]
 # Hard-concrete parameters (models/src/l0/hard_concrete.rs defaults).
 BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
@@ -80,6 +80,17 @@ class GLinear(nn.Linear):
     def forward(self, x):
         w = self.weight * self.gate.sample() if self.gate is not None else self.weight
         return F.linear(x, w, self.bias)
+
+
+class Lenet300(nn.Module):
+    """models/src/mlp.rs: 784 -> 300 -> 100 -> 10, ReLU."""
+
+    def __init__(self, gated):
+        super().__init__()
+        self.f1, self.f2, self.f3 = GLinear(784, 300, gated), GLinear(300, 100, gated), GLinear(100, 10, gated)
+
+    def forward(self, x):
+        return self.f3(F.relu(self.f2(F.relu(self.f1(x)))))
 
 
 class Lenet5(nn.Module):
@@ -147,7 +158,7 @@ class MobileNet(nn.Module):
 
 def torch_step(network, variant):
     gated = variant == "gated"
-    net = {"lenet5": Lenet5, "resnet": Resnet, "mobilenet": MobileNet}[network](gated)
+    net = {"lenet300": Lenet300, "lenet5": Lenet5, "resnet": Resnet, "mobilenet": MobileNet}[network](gated)
     gates = [m.gate for m in net.modules() if getattr(m, "gate", None) is not None]
     total = sum(g.log_alpha.numel() for g in gates)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)

@@ -1,10 +1,10 @@
 //! tether's side of `scripts/bench-train-vs-torch.py`: one training step (forward,
-//! cross-entropy, plus the expected density for gated networks, backward, Adam) of LeNet-5,
-//! the small ResNet and a MobileNet-style network, gated (a hard-concrete gate on every
+//! cross-entropy, plus the expected density for gated networks, backward, Adam) of
+//! LeNet-300-100, LeNet-5, the small ResNet and a MobileNet-style network, gated (a hard-concrete gate on every
 //! weight) and ungated, batch 128, flex backend. Before timing, one step of each network
 //! must give every parameter a non-zero gradient.
 //!
-//! `--serve`: reads `NETWORK VARIANT STEPS` lines on stdin (`lenet5|resnet|mobilenet`,
+//! `--serve`: reads `NETWORK VARIANT STEPS` lines on stdin (`lenet300|lenet5|resnet|mobilenet`,
 //! `gated|ungated`) and answers each with the wall seconds per step of that many steps, so
 //! that the script interleaves tether's rounds with PyTorch's in one run. Without it,
 //! prints a table of median step times (`--rounds`, `--steps`).
@@ -45,7 +45,7 @@ use tether_models::resnet::{GatedResnetConfig, ResnetConfig};
 type B = Autodiff<Flex>;
 
 const BATCH: usize = 128;
-const NETWORKS: [&str; 3] = ["lenet5", "resnet", "mobilenet"];
+const NETWORKS: [&str; 4] = ["lenet300", "lenet5", "resnet", "mobilenet"];
 const VARIANTS: [&str; 2] = ["ungated", "gated"];
 
 #[derive(Parser)]
@@ -105,6 +105,12 @@ fn build(network: &str, variant: &str) -> anyhow::Result<Step> {
     let device = Default::default();
     let name = format!("{network}, {variant}");
     Ok(match (network, variant) {
+        ("lenet300", "gated") => gated_step(&name, gate_nets::lenet300::<B>(&device).0),
+        ("lenet300", "ungated") => {
+            plain_step(&name, gate_nets::lenet300::<B>(&device).1, |n, x| {
+                n.forward(x)
+            })
+        }
         ("lenet5", "gated") => gated_step(
             &name,
             GatedLenet5Config::new(GateStructure::Weight).init::<B>(&device),

@@ -1,5 +1,6 @@
 //! The convolution as one custom autodiff operation on `Autodiff<Flex>`: the forward and
-//! all three gradients from [`super::gemm_conv`] (or [`super::depthwise`]), instead of
+//! all three gradients from [`super::gemm_conv`] (or [`super::depthwise`],
+//! [`super::pointwise`]), instead of
 //! burn 0.21's default backward, which computes the input gradient as a transposed
 //! convolution and the weight gradient as a convolution of `x` by `dY` (a 24x24 "kernel"
 //! on LeNet-5's first layer) and, with groups, one such convolution per group.
@@ -13,7 +14,7 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::geometry::Geometry;
-use super::{depthwise, gemm_conv};
+use super::{depthwise, gemm_conv, pointwise};
 
 /// The autodiff backend this operation serves.
 pub type AdFlex = Autodiff<Flex>;
@@ -31,6 +32,8 @@ fn forward(geo: &Geometry, x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor
     let (x, w, b) = (slice(x), slice(w), b.map(slice));
     let y = if geo.is_depthwise() {
         depthwise::forward(geo, x, w, b)
+    } else if pointwise::applies(geo) {
+        pointwise::forward(geo, x, w, b)
     } else {
         gemm_conv::forward(geo, x, w, b)
     };
@@ -53,6 +56,8 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     let (dyv, xv, wv) = (slice(&dy), slice(&x), slice(&w));
     let (dx, dw) = if geo.is_depthwise() {
         depthwise::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
+    } else if pointwise::applies(&geo) {
+        pointwise::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
     } else {
         gemm_conv::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
     };

@@ -1,9 +1,9 @@
 //! 2-D convolution for training: every network in this crate calls [`conv2d`] (and
 //! [`forward`] for burn's `Conv2d` module) instead of burn's, so that on the CPU backend
 //! (`Autodiff<Flex>`, with the `flex` feature) the forward and the backward go through
-//! im2col + GEMM with the batch folded into the GEMM's N dimension (`gemm_conv`), or a
-//! direct kernel for depthwise layers (`depthwise`), registered as one autodiff
-//! operation. burn 0.21's default backward (a transposed convolution for the input
+//! im2col + GEMM with the batch folded into the GEMM's N dimension (`gemm_conv`), one
+//! GEMM per sample for 1x1 layers (`pointwise`), or a direct kernel for depthwise layers
+//! (`depthwise`, `grid`), registered as one autodiff operation. burn 0.21's default backward (a transposed convolution for the input
 //! gradient, a convolution by `dY` for the weight gradient) made LeNet-5's training step
 //! 1.9x PyTorch's (issue 33).
 //!
@@ -20,7 +20,11 @@ mod flex_op;
 mod gemm_conv;
 mod geometry;
 #[cfg(feature = "flex")]
+mod grid;
+#[cfg(feature = "flex")]
 mod im2col;
+#[cfg(feature = "flex")]
+mod pointwise;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
 

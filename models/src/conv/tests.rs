@@ -13,7 +13,7 @@ type B = Autodiff<Flex>;
 /// `(x dims, weight dims, stride, padding, dilation, groups, bias)`.
 type Case = ([usize; 4], [usize; 4], usize, usize, usize, usize, bool);
 
-const CASES: [Case; 10] = [
+const CASES: [Case; 17] = [
     ([3, 1, 12, 12], [4, 1, 5, 5], 1, 0, 1, 1, true), // LeNet-5's first layer, small
     ([2, 5, 9, 8], [6, 5, 3, 3], 1, 1, 1, 1, true),   // "same" 3x3
     ([2, 4, 9, 9], [8, 4, 3, 3], 2, 1, 1, 1, false),  // strided
@@ -24,6 +24,13 @@ const CASES: [Case; 10] = [
     ([2, 4, 9, 9], [4, 1, 3, 3], 2, 1, 1, 4, false),  // depthwise strided
     ([1, 3, 7, 7], [3, 1, 3, 3], 1, 2, 2, 3, true),   // depthwise dilated
     ([2, 4, 6, 6], [8, 2, 3, 3], 1, 0, 1, 2, true),   // grouped, two outputs per group
+    ([2, 6, 7, 5], [4, 6, 1, 1], 1, 0, 1, 1, true),   // 1x1 pointwise, per-sample GEMMs
+    ([5, 6, 3, 3], [7, 6, 1, 1], 1, 0, 1, 1, false),  // pointwise, odd batch
+    ([2, 3, 6, 7], [4, 3, 5, 5], 1, 2, 1, 1, false),  // "same" 5x5
+    ([1, 2, 9, 7], [3, 2, 3, 3], 1, 2, 2, 1, true),   // "same" dilated 3x3
+    ([2, 2, 2, 3], [3, 2, 5, 5], 1, 2, 1, 1, true),   // "same" 5x5 wider than the image
+    ([2, 3, 8, 8], [3, 1, 3, 3], 2, 0, 1, 3, true),   // depthwise strided, unpadded
+    ([1, 2, 10, 9], [2, 1, 5, 5], 3, 2, 1, 2, false), // depthwise 5x5, stride 3
 ];
 
 fn random<const D: usize>(dims: [usize; D]) -> Tensor<B, D> {
