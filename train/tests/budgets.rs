@@ -120,23 +120,8 @@ fn prune_meets_a_flash_budget_with_the_file_as_written() {
         args.extend_from_slice(extra);
         let (ok, stdout, err) = tether_train(&args);
         assert!(ok, "{method}: {err}");
-        let written = std::fs::metadata(out.join("model.tthr")).unwrap().len() as usize;
-        assert!(
-            written <= budget,
-            "{method}: {written} > {budget}\n{stdout}"
-        );
-        assert!(
-            written as f64 >= 0.95 * budget as f64,
-            "{method}: {written} leaves more than 5% of {budget} unused\n{stdout}"
-        );
+        assert_flash_budget_used(&out, budget, &stdout);
         let s = summary(&out);
-        let b = &s["budgets"][0];
-        assert_eq!(b["name"], "flash");
-        assert_eq!(b["budget"].as_f64().unwrap() as usize, budget);
-        assert_eq!(b["achieved"].as_f64().unwrap() as usize, written);
-        // The size model the constraint steered is exact.
-        assert_eq!(b["predicted"].as_f64().unwrap() as usize, written);
-        assert_eq!(b["met"], true);
         assert!(
             s["final"]["test_accuracy"].as_f64().unwrap() > 0.5,
             "{method}: near chance\n{stdout}"
@@ -180,17 +165,26 @@ fn prune_by_units_meets_a_flash_budget_with_the_cut_file() {
     ]);
     assert!(ok, "{err}");
     assert!(stdout.contains("closed units cut out"), "{stdout}");
+    assert_flash_budget_used(&out, budget, &stdout);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The run in `out` wrote a `model.tthr` of at most `budget` bytes and at least 95% of it,
+/// and its summary reports it met, with the size model's prediction exact.
+fn assert_flash_budget_used(out: &Path, budget: usize, stdout: &str) {
     let written = std::fs::metadata(out.join("model.tthr")).unwrap().len() as usize;
     assert!(written <= budget, "{written} > {budget}\n{stdout}");
     assert!(
         written as f64 >= 0.95 * budget as f64,
         "{written} leaves more than 5% of {budget} unused\n{stdout}"
     );
-    let b = &summary(&out)["budgets"][0];
+    let b = &summary(out)["budgets"][0];
+    assert_eq!(b["name"], "flash");
+    assert_eq!(b["budget"].as_f64().unwrap() as usize, budget);
     assert_eq!(b["achieved"].as_f64().unwrap() as usize, written);
+    // The size model the constraint steered is exact.
     assert_eq!(b["predicted"].as_f64().unwrap() as usize, written);
     assert_eq!(b["met"], true);
-    std::fs::remove_dir_all(&out).unwrap();
 }
 
 /// Both magnitude baselines land exactly on the density target, and their exported

@@ -54,6 +54,20 @@ impl ConvShape {
         self.c * self.k[0] * self.k[1]
     }
 
+    /// The output columns `[j0, j1)` (empty when `j0 == j1`) whose input column
+    /// `j * sw + off - left` lies inside the image, for a tap at column offset
+    /// `off = dj * dw`: the columns outside read padding.
+    pub fn valid_columns(&self, off: usize) -> (usize, usize) {
+        let (ow, (sw, left)) = (self.out().1, (self.stride[1], self.pads[1]));
+        let j0 = left.saturating_sub(off).div_ceil(sw).min(ow);
+        let j1 = if self.w + left > off {
+            (self.w + left - off).div_ceil(sw).min(ow)
+        } else {
+            0
+        };
+        (j0, j1.max(j0))
+    }
+
     /// True when the input is its own patch matrix (1x1, stride 1, no padding).
     pub fn is_pointwise(&self) -> bool {
         self.k == [1, 1] && self.stride == [1, 1] && self.pads == [0; 4]
@@ -79,13 +93,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
         // Output column j reads input column j*sw + dj*dw - left: inside [0, w) for j in
         // [j0, j1).
         let off = dj * dw;
-        let j0 = left.saturating_sub(off).div_ceil(sw).min(ow);
-        let j1 = if s.w + left > off {
-            (s.w + left - off).div_ceil(sw).min(ow)
-        } else {
-            0
-        }
-        .max(j0);
+        let (j0, j1) = s.valid_columns(off);
         for ch in 0..s.c {
             let plane = &x[ch * s.h * s.w..(ch + 1) * s.h * s.w];
             for di in 0..kh {

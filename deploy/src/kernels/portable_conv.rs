@@ -28,28 +28,13 @@ pub fn preferred(vector_kernels: bool) -> bool {
     !vector_kernels || cfg!(target_os = "none")
 }
 
-/// The output columns `[j0, j1)` of a tap at column offset `off = dj * dw` whose input
-/// column `j * sw + off - pl` lies in `[0, w)`.
-fn columns(s: &ConvShape, ow: usize, off: usize) -> (usize, usize) {
-    let (sw, pl) = (s.stride[1], s.pads[1]);
-    // j * sw + off >= pl
-    let j0 = pl.saturating_sub(off).div_ceil(sw);
-    // j * sw + off - pl <= w - 1
-    let j1 = if s.w + pl > off {
-        ((s.w - 1 + pl - off) / sw + 1).min(ow)
-    } else {
-        0
-    };
-    (j0.min(j1), j1)
-}
-
 /// `y[i, j] += w * x[c, i*sh + di*dh - pt, j*sw + dj*dw - pl]` over the output plane `y`
 /// (`[oh, ow]`) for one tap `k = (c * kh + di) * kw + dj`.
 fn add_tap(x: &[f32], s: &ConvShape, k: usize, w: f32, y: &mut [f32]) {
     let [kh, kw] = s.k;
     let (c, di, dj) = (k / (kh * kw), k / kw % kh, k % kw);
     let (oh, ow) = s.out();
-    let (j0, j1) = columns(s, ow, dj * s.dilation[1]);
+    let (j0, j1) = s.valid_columns(dj * s.dilation[1]);
     if j0 >= j1 {
         return;
     }
@@ -158,6 +143,7 @@ mod tests {
     use alloc::vec::Vec;
 
     use super::*;
+    use crate::kernels::sparse::csr_from_dense;
     use crate::kernels::{conv, dense_product, lcg};
 
     /// The im2col product, the reference.
@@ -199,20 +185,6 @@ mod tests {
         v
     }
 
-    fn csr_of(w: &[f32], rows: usize, cols: usize) -> (Vec<u32>, Vec<u16>, Vec<f32>) {
-        let (mut ptr, mut idx, mut val) = (alloc::vec![0u32], Vec::new(), Vec::new());
-        for r in 0..rows {
-            for k in 0..cols {
-                if w[r * cols + k] != 0.0 {
-                    idx.push(k as u16);
-                    val.push(w[r * cols + k]);
-                }
-            }
-            ptr.push(idx.len() as u32);
-        }
-        (ptr, idx, val)
-    }
-
     #[test]
     fn dense_and_sparse_equal_the_im2col_product_on_every_geometry() {
         for (n, s) in shapes().into_iter().enumerate() {
@@ -234,7 +206,7 @@ mod tests {
                 }
             }
             let want = reference(&w, &b, rows, &x, &s);
-            let (ptr, idx, val) = csr_of(&w, rows, s.patch());
+            let (ptr, idx, val) = csr_from_dense(rows, s.patch(), &w);
             let a = Csr::new(rows, s.patch(), &ptr, &idx, &val).unwrap();
             let mut y = alloc::vec![f32::NAN; rows * oh * ow];
             sparse(&a, Some(&b), &x, &s, &mut y);
@@ -259,7 +231,7 @@ mod tests {
         }
         let b = [0.25, -0.5];
         let want = reference(&w, &b, rows, &x, &s);
-        let (ptr, idx, val) = csr_of(&w, rows, s.patch());
+        let (ptr, idx, val) = csr_from_dense(rows, s.patch(), &w);
         let a = Csr::new(rows, s.patch(), &ptr, &idx, &val).unwrap();
         let (mut yd, mut ys) = (alloc::vec![0.0; want.len()], alloc::vec![0.0; want.len()]);
         dense(&w, Some(&b), rows, &x, &s, &mut yd);

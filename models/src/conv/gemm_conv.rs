@@ -43,6 +43,12 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     gemm::Parallelism::None
 }
 
+/// Offset of the last element of a `rows x cols` operand with strides `(cs, rs)`: the
+/// length its slice must exceed.
+fn last(cs: usize, rs: usize, rows: usize, cols: usize) -> usize {
+    (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+}
+
 /// `dst [m, n] (row stride dst_rs) = (acc ? dst : 0) + lhs . rhs` with explicit
 /// (column, row) strides of each operand.
 #[allow(clippy::too_many_arguments)]
@@ -63,9 +69,6 @@ fn gemm_f32(
     }
     // The slices cover every element the strides reach (checked here, so the unsafe call
     // below reads and writes inside them).
-    let last = |cs: usize, rs: usize, rows: usize, cols: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
-    };
     assert!(last(1, dst_rs, m, n) < dst.len());
     if k > 0 {
         assert!(last(lhs_cs, lhs_rs, m, k) < lhs.len());
@@ -139,9 +142,6 @@ pub(super) fn faer_f32_in(
     if m == 0 || n == 0 {
         return;
     }
-    let last = |cs: usize, rs: usize, rows: usize, cols: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
-    };
     assert!(m * n <= dst.len());
     if k > 0 {
         assert!(last(lhs_cs, lhs_rs, m, k) < lhs.len());

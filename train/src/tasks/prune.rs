@@ -144,7 +144,12 @@ impl FlashConstraint {
         self.budget.saturating_sub(margin)
     }
 
-    fn state<B: Backend>(&self, layers: &[LayerGates<B>]) -> ConstraintState<B> {
+    /// `widths`: the unit-gated layers' widths at the deterministic gates, where read.
+    fn state<B: Backend>(
+        &self,
+        layers: &[LayerGates<B>],
+        widths: Option<&[usize]>,
+    ) -> ConstraintState<B> {
         let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
         let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
         let aim = self.aim().max(1) as f64;
@@ -157,7 +162,7 @@ impl FlashConstraint {
                     .with_strict_violation(violation(m.size_tensor(&active)))
             }
             FlashOf::Units(m) => {
-                let widths = m.widths_of(&active);
+                let widths = widths.map_or_else(|| m.widths_of(&active), <[usize]>::to_vec);
                 // As the RAM budget's: the narrowed network wrote at full width and at one
                 // unit per layer, so this cannot fail where those did not; if it did, the
                 // full size keeps the multiplier pushing.
@@ -246,10 +251,15 @@ impl RamConstraint {
         violation * self.scale() + self.aim() as f64
     }
 
-    fn state<B: Backend>(&self, layers: &[LayerGates<B>]) -> ConstraintState<B> {
+    /// `widths`: the unit-gated layers' widths at the deterministic gates, where read.
+    fn state<B: Backend>(
+        &self,
+        layers: &[LayerGates<B>],
+        widths: Option<&[usize]>,
+    ) -> ConstraintState<B> {
         let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
         let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
-        let widths = self.model.widths_of(&active);
+        let widths = widths.map_or_else(|| self.model.widths_of(&active), <[usize]>::to_vec);
         let (a, s) = (self.aim() as f64, self.scale());
         // The narrowed network planned at its full width and at one unit per layer, so
         // these cannot fail where they did not at the start; if one did, the full RAM
@@ -342,6 +352,21 @@ impl PruneProblem {
         self.frozen.set(false);
     }
 
+    /// The model of a budget measured on the unit-gated widths, if any.
+    fn width_model(&self) -> Option<&WidthModel> {
+        match (&self.flash, &self.ram) {
+            (
+                Some(FlashConstraint {
+                    model: FlashOf::Units(m),
+                    ..
+                }),
+                _,
+            ) => Some(m),
+            (_, Some(r)) => Some(&r.model),
+            _ => None,
+        }
+    }
+
     /// True after [`PruneProblem::freeze`].
     pub fn is_frozen(&self) -> bool {
         self.frozen.get()
@@ -362,14 +387,20 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
         let loss = cross_entropy(logits, batch.labels.clone());
         let layers = model.layer_gates();
         let mut cmp = CmpState::new(loss);
+        // One host read of the layers' active counts serves every budget measured on the
+        // unit-gated widths (flash under unit gates, RAM): the same layers, the same widths.
+        let widths = self.width_model().map(|m| {
+            let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
+            m.widths_of(&active)
+        });
         if let Some(flash) = &self.flash {
-            cmp = cmp.with(flash.id, flash.state(&layers));
+            cmp = cmp.with(flash.id, flash.state(&layers, widths.as_deref()));
         }
         if let Some(latency) = &self.latency {
             cmp = cmp.with(latency.id, latency.state(&layers));
         }
         if let Some(ram) = &self.ram {
-            cmp = cmp.with(ram.id, ram.state(&layers));
+            cmp = cmp.with(ram.id, ram.state(&layers, widths.as_deref()));
         }
         if let Some(density) = self.density {
             let (expected, strict) = if self.targets.len() == 1 {
