@@ -3,7 +3,8 @@
 //!
 //! - [`prune`]: L0 pruning under a density constraint (Controlled Sparsity);
 //!   [`prune_run`]: the whole job (data, schedule, outputs) behind `tether-train prune`;
-//!   [`prune_warmup`]: its dense warm-up and the gate locations it hands over to.
+//!   [`prune_warmup`]: its dense warm-up and the gate locations it hands over to;
+//!   [`prune_ramp`]: its targets asked gradually, on gmp's cubic schedule.
 //! - [`classify`]: the dense baseline (no constraint).
 //! - [`fair`]: fine-tuning a pruned model with every group's excess accuracy gap bounded
 //!   (CEAG, Balancing Act); [`fair_run`]: the job behind `tether-train fair-prune` (data
@@ -59,6 +60,7 @@ pub mod metrics;
 pub mod nash_memory;
 pub mod outputs;
 pub mod prune;
+pub mod prune_ramp;
 #[allow(
     clippy::disallowed_methods,
     reason = "not yet audited for per-step host reads (issue 34): reads here are not counted"

@@ -22,6 +22,7 @@ use crate::tasks::budget::flash::FlashModel;
 use crate::tasks::budget::latency::LatencyModel;
 use crate::tasks::budget::widths::WidthModel;
 use crate::tasks::metrics::cross_entropy;
+pub use crate::tasks::prune_ramp::Ramp;
 
 /// Expected and true density of each gated layer.
 pub fn layer_densities<B: Backend, M: GatedNetwork<B>>(
@@ -144,15 +145,20 @@ impl FlashConstraint {
         self.budget.saturating_sub(margin)
     }
 
-    /// `widths`: the unit-gated layers' widths at the deterministic gates, where read.
+    /// `widths`: the unit-gated layers' widths at the deterministic gates, where read;
+    /// `ramp`: how much of the way from the unpruned file to [`FlashConstraint::aim`] is
+    /// asked at this step.
     fn state<B: Backend>(
         &self,
         layers: &[LayerGates<B>],
         widths: Option<&[usize]>,
+        ramp: &Ramp,
     ) -> ConstraintState<B> {
         let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
         let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
-        let aim = self.aim().max(1) as f64;
+        let aim = ramp
+            .bound(self.aim() as f64, self.model.full_size() as f64)
+            .max(1.0);
         // Sizes are at least the file's headers, so the logarithm is finite (a
         // linearised surrogate is kept above a byte).
         let violation = |size: Tensor<B, 1>| size.clamp_min(1.0).div_scalar(aim).log();
@@ -207,10 +213,10 @@ impl LatencyConstraint {
         violation * self.scale() + self.aim()
     }
 
-    fn state<B: Backend>(&self, layers: &[LayerGates<B>]) -> ConstraintState<B> {
+    fn state<B: Backend>(&self, layers: &[LayerGates<B>], ramp: &Ramp) -> ConstraintState<B> {
         let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
         let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
-        let (a, s) = (self.aim(), self.scale());
+        let (a, s) = (ramp.bound(self.aim(), self.model.dense), self.scale());
         let violation = |t: Tensor<B, 1>| t.sub_scalar(a).div_scalar(s);
         ConstraintState::new(violation(self.model.expected_latency_tensor(&expected)))
             .with_strict_violation(violation(self.model.latency_tensor(&active)))
@@ -256,11 +262,13 @@ impl RamConstraint {
         &self,
         layers: &[LayerGates<B>],
         widths: Option<&[usize]>,
+        ramp: &Ramp,
     ) -> ConstraintState<B> {
         let expected: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.expected.clone()).collect();
         let active: Vec<Tensor<B, 1>> = layers.iter().map(|l| l.active.clone()).collect();
         let widths = widths.map_or_else(|| self.model.widths_of(&active), <[usize]>::to_vec);
-        let (a, s) = (self.aim() as f64, self.scale());
+        let a = ramp.bound(self.aim() as f64, self.model.full as f64);
+        let s = self.scale();
         // The narrowed network planned at its full width and at one unit per layer, so
         // these cannot fail where they did not at the start; if one did, the full RAM
         // (the most the network takes) keeps the multiplier pushing.
@@ -290,6 +298,8 @@ pub struct PruneProblem {
     pub latency: Option<LatencyConstraint>,
     /// The RAM budget, if any.
     pub ram: Option<RamConstraint>,
+    /// How much of each target is asked at this step ([`PruneProblem::with_ramp`]).
+    ramp: Ramp,
     frozen: core::cell::Cell<bool>,
 }
 
@@ -302,6 +312,7 @@ impl PruneProblem {
             flash: None,
             latency: None,
             ram: None,
+            ramp: Ramp::default(),
             frozen: core::cell::Cell::new(false),
         }
     }
@@ -314,6 +325,7 @@ impl PruneProblem {
             flash: None,
             latency: None,
             ram: None,
+            ramp: Ramp::default(),
             frozen: core::cell::Cell::new(false),
         }
     }
@@ -334,6 +346,17 @@ impl PruneProblem {
     pub fn with_flash(mut self, flash: FlashConstraint) -> Self {
         self.flash = Some(flash);
         self
+    }
+
+    /// Asks each target gradually, as `ramp` says (by default, in full from the start).
+    pub fn with_ramp(mut self, ramp: Ramp) -> Self {
+        self.ramp = ramp;
+        self
+    }
+
+    /// The ramp of the targets.
+    pub fn ramp(&self) -> &Ramp {
+        &self.ramp
     }
 
     /// From now on: the gates as they will be folded (deterministic, no gradient, so they
@@ -394,13 +417,16 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
             m.widths_of(&active)
         });
         if let Some(flash) = &self.flash {
-            cmp = cmp.with(flash.id, flash.state(&layers, widths.as_deref()));
+            cmp = cmp.with(
+                flash.id,
+                flash.state(&layers, widths.as_deref(), &self.ramp),
+            );
         }
         if let Some(latency) = &self.latency {
-            cmp = cmp.with(latency.id, latency.state(&layers));
+            cmp = cmp.with(latency.id, latency.state(&layers, &self.ramp));
         }
         if let Some(ram) = &self.ram {
-            cmp = cmp.with(ram.id, ram.state(&layers, widths.as_deref()));
+            cmp = cmp.with(ram.id, ram.state(&layers, widths.as_deref(), &self.ramp));
         }
         if let Some(density) = self.density {
             let (expected, strict) = if self.targets.len() == 1 {
@@ -410,7 +436,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + GatedNetwork<B>> ConstrainedProb
                 (Tensor::cat(e, 0), Tensor::cat(t, 0))
             };
             let device = expected.device();
-            let targets: Vec<f32> = self.targets.iter().map(|&t| t as f32).collect();
+            let targets: Vec<f32> = self
+                .targets
+                .iter()
+                .map(|&t| self.ramp.bound(t, 1.0) as f32)
+                .collect();
             let target = Tensor::<B, 1>::from_data(
                 burn::tensor::TensorData::new(targets, [self.targets.len()]),
                 &device,
@@ -430,4 +460,80 @@ where
     I::Item: std::borrow::Borrow<Batch<B>>,
 {
     crate::tasks::metrics::accuracy(batches, |x| model.forward_gated(x, GateMode::Deterministic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constrained::{ConstraintKind, ConstraintSet, FormulationConfig, MultiplierConfig};
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Int, TensorData};
+    use tether_models::gated_mlp::GatedMlpConfig;
+    use tether_models::l0::GateStructure;
+
+    type B = Autodiff<Flex>;
+
+    /// The density entry's violations at the current ramp: (differentiable, strict).
+    fn density_violation(
+        problem: &PruneProblem,
+        net: &tether_models::gated_mlp::GatedMlp<B>,
+    ) -> (f64, f64) {
+        let device = Default::default();
+        let batch = Batch {
+            images: Tensor::<B, 2>::zeros([2, 6], &device),
+            labels: Tensor::<B, 1, Int>::from_data(TensorData::from([0i64, 1]), &device),
+        };
+        let cmp = ConstrainedProblem::<B, _>::compute_cmp_state(problem, net, &batch);
+        let (_, state) = &cmp.observed[0];
+        let v = state.violation.clone().into_data().to_vec::<f32>().unwrap()[0] as f64;
+        let s = state
+            .strict_violation
+            .clone()
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()[0] as f64;
+        (v, s)
+    }
+
+    #[test]
+    fn the_density_constraint_is_measured_against_the_ramped_target() {
+        let device = Default::default();
+        let net = GatedMlpConfig::new(vec![6, 5, 3], GateStructure::Weight).init::<B>(&device);
+        let mut set = ConstraintSet::<B>::new(&device);
+        let id = set
+            .add(
+                "density",
+                ConstraintKind::Inequality,
+                1,
+                FormulationConfig::Lagrangian(MultiplierConfig::new(
+                    crate::constrained::DualOptimizer::gradient_ascent(1.0),
+                )),
+            )
+            .unwrap();
+        let (_, strict_density) = global_density(&net);
+        let strict_density = strict_density.into_data().to_vec::<f32>().unwrap()[0] as f64;
+        let ramp = Ramp::new(10, 20);
+        let problem = PruneProblem::new(id, vec![0.1]).with_ramp(ramp.clone());
+        let at = |step| {
+            ramp.at_step(step);
+            density_violation(&problem, &net)
+        };
+        let (full_v, full_s) = at(30);
+        assert!((full_s - (strict_density - 0.1)).abs() < 1e-6, "{full_s}");
+        // Halfway: (1 - 1/2)^3 = 1/8 of the way back to density 1 is still allowed.
+        let (half_v, half_s) = at(20);
+        let allowed = 0.1 + 0.9 / 8.0;
+        assert!(
+            (half_s - (strict_density - allowed)).abs() < 1e-6,
+            "{half_s}"
+        );
+        assert!(
+            (half_v - (full_v - 0.9 / 8.0)).abs() < 1e-6,
+            "{half_v} vs {full_v}"
+        );
+        // At the start nothing is asked: density 1 is feasible.
+        let (_, start_s) = at(10);
+        assert!(start_s <= 1e-6, "{start_s}");
+    }
 }

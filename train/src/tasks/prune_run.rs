@@ -71,6 +71,7 @@ use crate::tasks::prune::{
     FlashConstraint, FlashOf, LatencyConstraint, PruneProblem, RamConstraint, accuracy,
     global_density, layer_densities,
 };
+use crate::tasks::prune_ramp::Ramp;
 use crate::tasks::prune_warmup::{GateInit, open_gates, ranked_gates};
 use crate::trainer::{FitOptions, StepInfo, try_fit};
 
@@ -330,6 +331,13 @@ pub struct PruneConfig {
     /// 0.9834 over 3 seeds with 3, 0.9791 without; BENCHMARKS.md, "Pruning methods").
     #[arg(long, conflicts_with_all = ["dense"])]
     pub warmup_epochs: Option<usize>,
+    /// L0 method: over the N epochs after the warm-up, each target (density, flash, RAM,
+    /// latency) descends from the unpruned network's value to the asked one on Zhu &
+    /// Gupta's cubic schedule, as gmp's density does, instead of being asked in full from
+    /// the first gated step (the multiplier then closes the network within about an
+    /// epoch, faster than the weights adapt). 0: the whole target at once.
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["dense", "fixed_penalty"])]
+    pub ramp_epochs: usize,
     /// After --warmup-epochs: the gate locations drawn from their initial distribution
     /// (--gate-init-drop-rate, --gate-init-spread) and assigned in the order of the
     /// weights' magnitude (magnitude: the weights global magnitude pruning would keep start
@@ -495,6 +503,21 @@ impl PruneConfig {
                 self.method == Method::L0 && self.fixed_penalty.is_none(),
                 "--warmup-epochs belongs to the L0 method under constraints (the magnitude \
                  baselines have their own schedule; --fixed-penalty has none)"
+            );
+        }
+        if self.ramp_epochs > 0 {
+            anyhow::ensure!(
+                self.method == Method::L0,
+                "--ramp-epochs belongs to the L0 method (gmp has its own cubic schedule)"
+            );
+            anyhow::ensure!(
+                self.warmup() + self.ramp_epochs + self.finetune_epochs <= self.epochs,
+                "--ramp-epochs ({}) with the warm-up ({}) and --finetune-epochs ({}) is more \
+                 than the --epochs ({})",
+                self.ramp_epochs,
+                self.warmup(),
+                self.finetune_epochs,
+                self.epochs
             );
         }
         anyhow::ensure!(
@@ -1195,7 +1218,8 @@ fn read_resume(config: &PruneConfig) -> anyhow::Result<Option<Resumed>> {
 
 impl Job<'_> {
     /// The epochs of one run, pruned or dense: [`fit`] over each epoch's shuffled batches
-    /// (`on_step` gets the global step index and the metrics rows to append to), then
+    /// (`on_step` gets every step, with its global index and the metrics rows to append to;
+    /// only steps with `info.read` have values to log), then
     /// `evaluate` (test accuracy, density) on the test set, written to `epochs.csv`.
     ///
     /// Checkpoints (model, optimizer, multipliers, rows, `method` state, position) go to
@@ -1213,7 +1237,7 @@ impl Job<'_> {
         problem: &P,
         health: Option<ShampooHealth>,
         method: MethodState<'_>,
-        mut on_epoch_start: impl FnMut(usize, M) -> anyhow::Result<M>,
+        mut on_epoch_start: impl FnMut(usize, usize, M) -> anyhow::Result<M>,
         mut on_step: impl FnMut(usize, StepInfo<'_, B, M>, &mut Vec<Vec<f64>>),
         evaluate: impl Fn(
             &M::InnerModule,
@@ -1278,7 +1302,6 @@ impl Job<'_> {
         };
         let mut offset = start.global_step - start.step_in_epoch;
         for epoch in start.epoch..c.epochs {
-            model = on_epoch_start(epoch, model)?;
             let batches = batch_count(train_len, c.batch, true);
             anyhow::ensure!(batches > 0, "fewer training images than one batch");
             steps_per_epoch = batches;
@@ -1287,6 +1310,7 @@ impl Job<'_> {
             } else {
                 0
             };
+            model = on_epoch_start(epoch, offset + first, model)?;
             let label = self
                 .progress
                 .then(|| format!("epoch {}/{}", epoch + 1, c.epochs));
@@ -1321,10 +1345,10 @@ impl Job<'_> {
                         },
                         |info| {
                             done += 1;
-                            // Unread steps (`--log-every`) have no values to log.
-                            if info.read {
-                                on_step(offset + first + info.step, info, &mut rows)
-                            }
+                            // Every step, read or not: the schedules (gmp's cuts, the
+                            // L0 ramp) act on each; unread steps (`--log-every`) have no
+                            // values, so the callbacks log only where `info.read`.
+                            on_step(offset + first + info.step, info, &mut rows)
                         },
                     )
                 },
@@ -1624,8 +1648,12 @@ impl Job<'_> {
             &ClassifyProblem,
             health,
             MethodState::none(),
-            |_, model| Ok(model),
-            |step, info, rows| rows.push(vec![step as f64, info.values.loss]),
+            |_, _, model| Ok(model),
+            |step, info, rows| {
+                if info.read {
+                    rows.push(vec![step as f64, info.values.loss]);
+                }
+            },
             |eval, test| (metrics::accuracy(test, |x| eval.logits(x)), 1.0),
         )?;
         write_atomic(
@@ -1798,7 +1826,7 @@ impl Job<'_> {
                     problem.restore(&hex, device)
                 },
             },
-            |_, model| Ok(model),
+            |_, _, model| Ok(model),
             |step, info, steps| {
                 // The masks for the next step, from the weights as they are.
                 let next = step + 1;
@@ -1812,6 +1840,9 @@ impl Job<'_> {
                 };
                 if let Some(k) = keep {
                     problem.prune_to(&info.model.valid(), k, device);
+                }
+                if !info.read {
+                    return;
                 }
                 steps.push(vec![
                     step as f64,
@@ -2079,6 +2110,10 @@ impl Job<'_> {
             .train_limit
             .map_or(self.train.len(), |l| l.min(self.train.len()))
             / c.batch;
+        let problem = problem.with_ramp(Ramp::new(
+            c.warmup() * steps_per_epoch,
+            c.ramp_epochs * steps_per_epoch,
+        ));
         let gate_ids = model.gate_ids();
         // The chosen optimizer steps the weights; the gate locations keep Adam (their
         // rate and momentum are tuned for it, see `gate_lr`).
@@ -2096,6 +2131,38 @@ impl Job<'_> {
             primal = primal.with_second_decay(c.epochs * steps_per_epoch, decay_start.clone());
         }
         let mut opt = ConstrainedOptimizer::new(primal, c.lr, UpdateScheme::Simultaneous);
+        // One step's row of metrics.csv (only the read steps have values), and the
+        // learning-rate decay's start once every constraint is met at its final bound.
+        let log_step = |step: usize, info: &StepInfo<'_, B, M>, steps: &mut Vec<Vec<f64>>| {
+            if !info.read {
+                return;
+            }
+            if problem.is_frozen() {
+                // Gates and multipliers no longer move: their last values (none yet in
+                // the warm-up), the new loss.
+                let mut row = steps
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| vec![f64::NAN; 2 + 3 * logged.len()]);
+                row[0] = step as f64;
+                row[1] = info.values.loss;
+                steps.push(row);
+                return;
+            }
+            let met =
+                info.values.constraints.iter().all(|(_, _, strict)| {
+                    strict.as_ref().is_some_and(|s| s.iter().all(|&g| g <= 0.0))
+                });
+            // Met at a ramped bound is not met: the decay waits for the final one.
+            if met && problem.ramp().done() {
+                decay_start.fire(step + 1);
+            }
+            let mut row = vec![step as f64, info.values.loss];
+            for l in &logged {
+                row.extend(l.observe(info, problem.ramp()));
+            }
+            steps.push(row);
+        };
         let (model, epochs, steps) = self.run_epochs(
             model,
             device,
@@ -2104,7 +2171,10 @@ impl Job<'_> {
             &problem,
             health,
             MethodState::none(),
-            |epoch, model| {
+            |epoch, first_step, model| {
+                // Each step's bound; set here for a resumed run's first step, then after
+                // every step for the next.
+                problem.ramp().at_step(first_step);
                 // The dense warm-up: every gate open and held (frozen: deterministic gates,
                 // no constraint). Set at every warm-up epoch's start, so that a resumed
                 // run is in the same state.
@@ -2146,29 +2216,10 @@ impl Job<'_> {
                 Ok(model)
             },
             |step, info, steps| {
-                if problem.is_frozen() {
-                    // Gates and multipliers no longer move: their last values (none yet in
-                    // the warm-up), the new loss.
-                    let mut row = steps
-                        .last()
-                        .cloned()
-                        .unwrap_or_else(|| vec![f64::NAN; 2 + 3 * logged.len()]);
-                    row[0] = step as f64;
-                    row[1] = info.values.loss;
-                    steps.push(row);
-                    return;
-                }
-                let met = info.values.constraints.iter().all(|(_, _, strict)| {
-                    strict.as_ref().is_some_and(|s| s.iter().all(|&g| g <= 0.0))
-                });
-                if met {
-                    decay_start.fire(step + 1);
-                }
-                let mut row = vec![step as f64, info.values.loss];
-                for l in &logged {
-                    row.extend(l.observe(&info));
-                }
-                steps.push(row);
+                log_step(step, &info, steps);
+                // The next step's bound (this step's values were measured against this
+                // step's, and logged with it above).
+                problem.ramp().at_step(step + 1);
             },
             |eval, test| {
                 let (_, dens) = global_density(eval);
@@ -2198,7 +2249,7 @@ impl Job<'_> {
             "target_density": c.density_target(),
             "per_layer_constraints": c.per_layer, "dual": format!("{dual:?}"),
             "fixed_penalty": c.fixed_penalty, "seed": c.seed, "epochs": c.epochs, "finetune_epochs": c.finetune_epochs, "dense": false,
-            "warmup_epochs": c.warmup(), "gate_init": c.gate_init, "gate_init_drop_rate": c.gate_init_drop_rate,
+            "warmup_epochs": c.warmup(), "ramp_epochs": c.ramp_epochs, "gate_init": c.gate_init, "gate_init_drop_rate": c.gate_init_drop_rate,
             "optimizer": c.optimizer.optimizer,
             "gate_lr_schedule": if c.constant_gate_lr { "constant" } else { "cosine" },
             "final": {"test_accuracy": last.map(|e| e.test_accuracy), "density": last.map(|e| e.density)},
@@ -2335,20 +2386,31 @@ fn layers_json(layers: &[LayerResult]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// How a constraint's violation maps back to its quantity.
+/// How a constraint's violation maps back to its quantity. `unpruned` is the quantity
+/// with every gate open, where a ramp ([`Ramp`]) starts its bound.
 #[derive(Clone, Copy, Debug)]
 enum ToUnit {
-    /// `violation * scale + offset` (densities, RAM, latency).
-    Linear { scale: f64, offset: f64 },
-    /// `aim * exp(violation)` (the flash budget's log-ratio).
-    LogRatio { aim: f64 },
+    /// `violation * scale + bound` (densities, RAM, latency), the bound ramped from
+    /// `unpruned` to `offset`.
+    Linear {
+        scale: f64,
+        offset: f64,
+        unpruned: f64,
+    },
+    /// `bound * exp(violation)` (the flash budget's log-ratio), the bound ramped from
+    /// `unpruned` to `aim`.
+    LogRatio { aim: f64, unpruned: f64 },
 }
 
 impl ToUnit {
-    fn at(self, violation: f64) -> f64 {
+    fn at(self, violation: f64, ramp: &Ramp) -> f64 {
         match self {
-            Self::Linear { scale, offset } => violation * scale + offset,
-            Self::LogRatio { aim } => aim * violation.exp(),
+            Self::Linear {
+                scale,
+                offset,
+                unpruned,
+            } => violation * scale + ramp.bound(offset, unpruned),
+            Self::LogRatio { aim, unpruned } => ramp.bound(aim, unpruned) * violation.exp(),
         }
     }
 }
@@ -2378,6 +2440,7 @@ impl Logged {
             to_unit: ToUnit::Linear {
                 scale: 1.0,
                 offset: t,
+                unpruned: 1.0,
             },
             unit: "density",
             bound: t,
@@ -2391,6 +2454,7 @@ impl Logged {
             entry: 0,
             to_unit: ToUnit::LogRatio {
                 aim: f.bytes_of(0.0),
+                unpruned: f.model.full_size() as f64,
             },
             unit: "bytes",
             bound: f.budget as f64,
@@ -2405,6 +2469,7 @@ impl Logged {
             to_unit: ToUnit::Linear {
                 scale: r.bytes_of(1.0) - r.bytes_of(0.0),
                 offset: r.bytes_of(0.0),
+                unpruned: r.model.full as f64,
             },
             unit: "bytes",
             bound: r.budget as f64,
@@ -2419,14 +2484,16 @@ impl Logged {
             to_unit: ToUnit::Linear {
                 scale: l.seconds_of(1.0) - l.seconds_of(0.0),
                 offset: l.seconds_of(0.0),
+                unpruned: l.model.dense,
             },
             unit: "seconds",
             bound: l.budget,
         }
     }
 
-    /// Expected value, deterministic value and multiplier at this step.
-    fn observe<B: AutodiffBackend, M>(&self, info: &StepInfo<'_, B, M>) -> [f64; 3] {
+    /// Expected value, deterministic value and multiplier at this step (`ramp` as it was
+    /// for the step).
+    fn observe<B: AutodiffBackend, M>(&self, info: &StepInfo<'_, B, M>, ramp: &Ramp) -> [f64; 3] {
         let Some((_, v, strict)) = info
             .values
             .constraints
@@ -2435,7 +2502,7 @@ impl Logged {
         else {
             return [f64::NAN; 3];
         };
-        let at = |x: f64| self.to_unit.at(x);
+        let at = |x: f64| self.to_unit.at(x, ramp);
         let strict = strict.as_ref().map_or(f64::NAN, |s| s[self.entry]);
         let lambda = info
             .set
@@ -2650,6 +2717,55 @@ mod tests {
             ..PruneConfig::default()
         });
         assert!(e.contains("L0 method"), "{e}");
+        let e = bad(PruneConfig {
+            method: Method::Gmp,
+            ramp_epochs: 4,
+            ..PruneConfig::default()
+        });
+        assert!(e.contains("--ramp-epochs belongs to the L0 method"), "{e}");
+        let e = bad(PruneConfig {
+            epochs: 10,
+            ramp_epochs: 6,
+            finetune_epochs: 2,
+            ..PruneConfig::default()
+        });
+        assert!(
+            e.contains("--ramp-epochs (6) with the warm-up (3) and --finetune-epochs (2)"),
+            "{e}"
+        );
+        assert!(
+            PruneConfig {
+                epochs: 10,
+                ramp_epochs: 7,
+                ..PruneConfig::default()
+            }
+            .validate()
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_ramped_bound_maps_back_to_the_quantity_it_was_measured_against() {
+        let ramp = Ramp::new(0, 100);
+        ramp.at_step(50);
+        let density = ToUnit::Linear {
+            scale: 1.0,
+            offset: 0.1,
+            unpruned: 1.0,
+        };
+        let bound = 0.1 + 0.9 * 0.125;
+        // A violation of 0 is the bound of the step, not the final target.
+        assert!((density.at(0.0, &ramp) - bound).abs() < 1e-12);
+        assert!((density.at(0.02, &ramp) - (bound + 0.02)).abs() < 1e-12);
+        let flash = ToUnit::LogRatio {
+            aim: 32_000.0,
+            unpruned: 1_000_000.0,
+        };
+        let aim = 32_000.0 + 968_000.0 * 0.125;
+        assert!((flash.at(0.0, &ramp) - aim).abs() < 1e-6);
+        assert!((flash.at(2f64.ln(), &ramp) - 2.0 * aim).abs() < 1e-6);
+        ramp.at_step(100);
+        assert!((flash.at(0.0, &ramp) - 32_000.0).abs() < 1e-9);
     }
 
     #[test]
