@@ -485,14 +485,8 @@ mod tests {
         };
         let cmp = ConstrainedProblem::<B, _>::compute_cmp_state(problem, net, &batch);
         let (_, state) = &cmp.observed[0];
-        let v = state.violation.clone().into_data().to_vec::<f32>().unwrap()[0] as f64;
-        let s = state
-            .strict_violation
-            .clone()
-            .unwrap()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap()[0] as f64;
+        let v = tether_models::host::read_f64(state.violation.clone())[0];
+        let s = tether_models::host::read_f64(state.strict_violation.clone().unwrap())[0];
         (v, s)
     }
 
@@ -512,7 +506,7 @@ mod tests {
             )
             .unwrap();
         let (_, strict_density) = global_density(&net);
-        let strict_density = strict_density.into_data().to_vec::<f32>().unwrap()[0] as f64;
+        let strict_density = tether_models::host::read_f64(strict_density)[0];
         let ramp = Ramp::new(10, 20);
         let problem = PruneProblem::new(id, vec![0.1]).with_ramp(ramp.clone());
         let at = |step| {
