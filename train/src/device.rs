@@ -33,6 +33,12 @@ impl DeviceKind {
         }
     }
 
+    /// Whether the backend computes on the host CPU (flex, ndarray): one device, which
+    /// data-parallel replicas share as threads (`--devices N`).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Self::Flex | Self::Ndarray)
+    }
+
     /// Whether this binary was built with the device's feature.
     pub fn is_compiled(self) -> bool {
         match self {

@@ -50,7 +50,8 @@ pub struct FitOptions {
     /// Checked before every step: once raised, the loop returns after the steps taken so
     /// far (the caller counts them through `on_step`, checkpoints and reports).
     pub interrupt: Option<Interrupt>,
-    /// `(seed, first)`: before its step `s` the loop reseeds the backend's generator with
+    /// `(seed, first)`: before its step `s` the loop reseeds the backend's generator (and
+    /// the thread's gate-noise generator, `tether_models::l0::noise`) with
     /// [`step_seed`]`(seed, first + s)`, so each step's random draws (the gates' noise)
     /// depend on the run's seed and the global step alone, and a resumed run draws what
     /// the uninterrupted one did.
@@ -205,7 +206,7 @@ where
         // Ranks stop after the same step (a signal reaches each at its own moment), or
         // the ones that go on would wait for the others' gradients forever.
         let raised = match &options.parallel {
-            Some(p) => p.any(raised),
+            Some(p) => p.any(raised)?,
             None => raised,
         };
         if raised {
@@ -214,9 +215,14 @@ where
             }
             return Ok(model);
         }
-        if let Some((seed, first)) = options.step_seeds {
-            B::seed(set.device(), step_seed(seed, first + step));
-        }
+        // The host gate path draws from this thread's own generator, seeded alike
+        // (`tether_models::l0::noise`): data-parallel replicas on threads share the
+        // backend's, and would otherwise interleave their draws. Unset after the step.
+        let _noise = options.step_seeds.map(|(seed, first)| {
+            let seed = step_seed(seed, first + step);
+            B::seed(set.device(), seed);
+            tether_models::l0::noise::seed_thread(seed)
+        });
         // Burn modules share their tensors: the clone is a handful of reference counts.
         let observed = model.clone();
         let step_input = input(step)?;

@@ -73,8 +73,9 @@ fn a_prune_step_reads_back_only_what_logging_asks() {
     eprintln!("device path, --log-every 1: reads per step {every:?}");
     assert_eq!(every, vec![logging; steps]);
 
-    // The host path (the CPU backends' default) reads the gate locations and a noise seed
-    // per gated layer: reads that are memory copies on a CPU, counted all the same.
+    // The host path (the CPU backends' default) reads the gate locations per gated layer
+    // (its noise seed comes from the thread's generator, `tether_models::l0::noise`, no
+    // read): reads that are memory copies on a CPU, counted all the same.
     let host = reads_per_step(Residency::Host, log_every, steps, 1);
     eprintln!("host path, --log-every {log_every}: reads per step {host:?}");
     assert!(host.iter().all(|&r| r > 0), "{host:?}");

@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fresh_dir, tether_train};
-use safetensors::SafeTensors;
+use common::{csv_rows, fresh_dir, tether_train, weight_difference};
 use tether_train::data::may_skip;
 
 /// A short LeNet-300-100 L0 prune: 2 epochs of 20 global batches of 64.
@@ -98,56 +97,6 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Every tensor of `a`'s `model.safetensors` against `b`'s: the largest difference
-/// relative to the tensor's largest magnitude, and the tensor it is in.
-fn weight_difference(a: &Path, b: &Path) -> (f32, String) {
-    let (a, b) = (
-        std::fs::read(a.join("model.safetensors")).unwrap(),
-        std::fs::read(b.join("model.safetensors")).unwrap(),
-    );
-    let (a, b) = (
-        SafeTensors::deserialize(&a).unwrap(),
-        SafeTensors::deserialize(&b).unwrap(),
-    );
-    let mut names: Vec<String> = a.names().into_iter().map(|n| n.to_string()).collect();
-    names.sort();
-    let mut other: Vec<String> = b.names().into_iter().map(|n| n.to_string()).collect();
-    other.sort();
-    assert_eq!(names, other, "the same tensors");
-    let floats = |bytes: &[u8]| -> Vec<f32> {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    };
-    let mut worst = (0.0f32, String::new());
-    for name in names {
-        let (x, y) = (a.tensor(&name).unwrap(), b.tensor(&name).unwrap());
-        assert_eq!(x.shape(), y.shape(), "{name}");
-        assert_eq!(x.dtype(), safetensors::Dtype::F32, "{name}");
-        let (x, y) = (floats(x.data()), floats(y.data()));
-        let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-        let diff = x
-            .iter()
-            .zip(&y)
-            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-        if diff / scale >= worst.0 {
-            worst = (diff / scale, name.clone());
-        }
-    }
-    worst
-}
-
-/// A CSV's numeric rows (the header dropped).
-fn csv_rows(file: &Path) -> Vec<Vec<f64>> {
-    std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
-        .collect()
-}
-
 /// The 2-process run takes the single process's steps: each rank trains on its half of
 /// every global batch of 64, the gradients are all-reduced, and the weights, every
 /// step's metrics (loss, violation, multiplier, density) and the epochs' accuracies come
@@ -219,7 +168,7 @@ fn an_indivisible_global_batch_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(!done.status.success());
     assert!(
-        stderr.contains("global batch of 63 samples does not divide among 2 processes"),
+        stderr.contains("global batch of 63 samples does not divide among 2 replicas"),
         "{stderr}"
     );
     assert!(!out.exists(), "nothing written");

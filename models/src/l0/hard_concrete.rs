@@ -159,12 +159,9 @@ impl<B: Backend> HardConcrete<B> {
         let computed = match mode {
             GateMode::Sample => {
                 // The noise stream is seeded from the backend's generator, so `B::seed`
-                // still makes a run reproducible.
-                let seed = fused::seed_from_uniforms(&host::read_f64(Tensor::<B, 1>::random(
-                    [3],
-                    Distribution::Default,
-                    &device,
-                )));
+                // still makes a run reproducible (or from the thread's own, `noise`, which
+                // data-parallel replicas on threads need).
+                let seed = fused::seed_from_uniforms(&super::noise::uniforms::<B>(3, &device));
                 fused::sample(&locations, &self.params(), seed)
             }
             GateMode::Deterministic | GateMode::Frozen => {

@@ -11,6 +11,7 @@
 mod gated_conv2d;
 mod gated_linear;
 mod hard_concrete;
+pub mod noise;
 
 pub use gated_conv2d::{GatedConv2d, GatedConv2dConfig};
 pub use gated_linear::{BLOCK_INPUTS, GateStructure, GatedLinear, GatedLinearConfig};

@@ -99,6 +99,10 @@ pub enum ConstrainedError {
     /// A checkpoint does not fit this constraint set.
     #[error("checkpoint mismatch: {0}")]
     Checkpoint(String),
+    /// A data-parallel collective call failed: another replica of the group stopped (its
+    /// own error says why) or the transport failed ([`crate::parallel::Collective`]).
+    #[error("data parallel: {0}")]
+    Collective(String),
 }
 
 /// Result alias of this module.

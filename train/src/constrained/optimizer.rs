@@ -162,9 +162,9 @@ impl<O> ConstrainedOptimizer<O> {
     {
         let reduce = |state: CmpState<B>| match parallel {
             Some(p) => p.reduce_state(state),
-            None => state,
+            None => Ok(state),
         };
-        let state = reduce(problem.compute_cmp_state(&model, input));
+        let state = reduce(problem.compute_cmp_state(&model, input))?;
         let values = set.observe(&state, read)?;
         let indices = set.index_tensors(&state);
         let model = match self.scheme {
@@ -181,7 +181,7 @@ impl<O> ConstrainedOptimizer<O> {
             UpdateScheme::AlternatingPrimalDual => {
                 let lagrangian = set.lagrangian_at(&state, &indices);
                 let model = self.primal_step(model, lagrangian, parallel)?;
-                let after = reduce(problem.compute_violations(&model, input));
+                let after = reduce(problem.compute_violations(&model, input))?;
                 set.observe(&after, read)?;
                 set.dual_step(&after)?;
                 model
@@ -192,7 +192,7 @@ impl<O> ConstrainedOptimizer<O> {
                 let lagrangian = set.lagrangian_at(&state, &indices);
                 set.dual_step_at(&state, &indices)?;
                 let half = self.primal_step(model.clone(), lagrangian, parallel)?;
-                let half_state = reduce(problem.compute_cmp_state(&half, input));
+                let half_state = reduce(problem.compute_cmp_state(&half, input))?;
                 let half_indices = set.index_tensors(&half_state);
                 if let Err(e) = set.observe(&half_state, read) {
                     // Leave the multipliers and the optimizer as they were before the step.

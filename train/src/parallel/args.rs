@@ -1,4 +1,5 @@
-//! `--distributed`: how a command finds its process group. `mpirun` tells its processes
+//! `--distributed` and `--devices`: how a command finds its process group (or starts its
+//! replicas on threads, [`super::local`]). `mpirun` tells its processes
 //! the group's size in the environment (OpenMPI: `OMPI_COMM_WORLD_SIZE`; MPICH's Hydra:
 //! `PMI_SIZE`), so `mpirun -np 4 tether-train prune ...` needs no flag.
 
@@ -29,6 +30,14 @@ pub struct DistributedArgs {
     /// build with `--features mpi`.
     #[arg(long, value_enum, default_value_t = Distributed::Auto)]
     pub distributed: Distributed,
+    /// Data-parallel training inside this process: N replicas of the model, each on a
+    /// thread with its own device (cuda/wgpu: devices 0..N; flex/ndarray: the CPU, one
+    /// core per replica), each computing B/N samples of every global batch (--batch);
+    /// their gradients are summed by burn-collective's local all-reduce once per step,
+    /// so the run takes the single replica's steps. Replica 0 writes the outputs; its
+    /// checkpoints resume on any N. Not with mpirun (one replica per process there).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub devices: usize,
 }
 
 /// The process count `mpirun` announced in the environment, if any.
@@ -39,6 +48,23 @@ pub fn launched_size() -> Option<usize> {
 }
 
 impl DistributedArgs {
+    /// Checks `--devices` against the global batch before any data is read.
+    ///
+    /// # Errors
+    /// `--devices 0`, more devices than samples in a batch, or a batch that does not
+    /// divide among them.
+    pub fn check_devices(&self, batch: usize) -> anyhow::Result<()> {
+        let n = self.devices;
+        anyhow::ensure!(n > 0, "--devices 0: give at least 1");
+        anyhow::ensure!(
+            n <= batch,
+            "--devices {n} with --batch {batch}: each device needs at least one sample of \
+             every global batch"
+        );
+        super::shard::local_batch(batch, n)?;
+        Ok(())
+    }
+
     /// The process group: `None` for one process.
     ///
     /// # Errors

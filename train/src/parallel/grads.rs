@@ -88,7 +88,7 @@ pub(super) fn all_reduce<B: AutodiffBackend, M: AutodiffModule<B>>(
     let n = values.dims()[0];
     let mut host = to_host(values);
     host.extend_from_slice(&present);
-    parallel.sum(&mut host);
+    parallel.sum(&mut host)?;
     let flat = Tensor::<Inner<B>, 1>::from_data(TensorData::new(host[..n].to_vec(), [n]), &device);
     let mut unflatten = Unflatten::<B> {
         grads: &mut grads,

@@ -1,4 +1,4 @@
-//! Data parallelism across processes: every process (rank) holds the same model and
+//! Data parallelism across processes or devices: every process or device (rank) holds the same model and
 //! optimizer, takes its own shard of each global batch, and the ranks agree on one step by
 //! summing what depends on the data (Li et al. 2020, "PyTorch Distributed: Experiences on
 //! Accelerating Data Parallel Training", the all-reduce form of synchronous SGD).
@@ -19,12 +19,15 @@
 //! step-indexed seed ([`crate::resume::step_seed`]), and constraints that depend on the
 //! parameters alone (expected density, flash, latency) are the same numbers on each rank.
 //!
-//! [`Collective`] is the transport: [`Single`] for one process (a no-op), and with the
-//! `mpi` feature `mpi::Mpi` over the system's MPI library. [`args::DistributedArgs`] is
-//! the CLI's `--distributed` flag and the `mpirun` detection.
+//! [`Collective`] is the transport: [`Single`] for one process (a no-op),
+//! [`local::LocalPeer`] for replicas on threads of one process (`--devices N`, through
+//! burn-collective's local all-reduce), and with the `mpi` feature `mpi::Mpi` over the
+//! system's MPI library. [`args::DistributedArgs`] is the CLI's `--distributed` and
+//! `--devices` flags and the `mpirun` detection.
 
 pub mod args;
 mod grads;
+pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod shard;
@@ -47,7 +50,11 @@ pub trait Collective: std::fmt::Debug {
     fn size(&self) -> usize;
     /// Replaces `buf` on every rank by the element-wise sum over the ranks. Every rank
     /// calls it with the same length, in the same order as every other collective call.
-    fn all_reduce_sum(&self, buf: &mut [f32]);
+    ///
+    /// # Errors
+    /// [`ConstrainedError::Collective`]: the group cannot complete the call (a replica
+    /// thread of [`local`] stopped; MPI's errors end the job instead).
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), ConstrainedError>;
     /// Ends every process of the group with exit status `code`: what a rank that fails
     /// alone must do, or the others would wait for it in the next all-reduce forever.
     fn abort(&self, code: i32) -> !;
@@ -82,7 +89,9 @@ impl Collective for Single {
     fn size(&self) -> usize {
         1
     }
-    fn all_reduce_sum(&self, _buf: &mut [f32]) {}
+    fn all_reduce_sum(&self, _buf: &mut [f32]) -> Result<(), ConstrainedError> {
+        Ok(())
+    }
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
     }
@@ -123,23 +132,30 @@ impl DataParallel {
     }
 
     /// Whether `flag` is raised on any rank (every rank gets the same answer).
-    pub fn any(&self, flag: bool) -> bool {
+    ///
+    /// # Errors
+    /// As [`Collective::all_reduce_sum`].
+    pub fn any(&self, flag: bool) -> Result<bool, ConstrainedError> {
         let mut buf = [f32::from(u8::from(flag))];
-        self.sum(&mut buf);
-        buf[0] > 0.0
+        self.sum(&mut buf)?;
+        Ok(buf[0] > 0.0)
     }
 
     /// The element-wise sum over the ranks, timed ([`stats`]).
-    fn sum(&self, buf: &mut [f32]) {
+    fn sum(&self, buf: &mut [f32]) -> Result<(), ConstrainedError> {
         let start = std::time::Instant::now();
-        self.collective.all_reduce_sum(buf);
+        let done = self.collective.all_reduce_sum(buf);
         stats::record_reduction(start.elapsed());
+        done
     }
 
     /// The weighted mean over the ranks of the values in `buf`, in place.
-    pub fn mean(&self, buf: &mut [f32]) {
+    ///
+    /// # Errors
+    /// As [`Collective::all_reduce_sum`].
+    pub fn mean(&self, buf: &mut [f32]) -> Result<(), ConstrainedError> {
         buf.iter_mut().for_each(|v| *v *= self.weight);
-        self.sum(buf);
+        self.sum(buf)
     }
 
     /// `state` with its loss and (strict) violations replaced by their weighted means
@@ -149,7 +165,13 @@ impl DataParallel {
     ///
     /// Every rank must observe the same constraints with the same shapes (true of the
     /// pruning constraints, which depend on the parameters alone).
-    pub fn reduce_state<B: AutodiffBackend>(&self, mut state: CmpState<B>) -> CmpState<B> {
+    ///
+    /// # Errors
+    /// As [`Collective::all_reduce_sum`].
+    pub fn reduce_state<B: AutodiffBackend>(
+        &self,
+        mut state: CmpState<B>,
+    ) -> Result<CmpState<B>, ConstrainedError> {
         // Empty observations (an indexed constraint that saw no index) carry nothing.
         let carried = |t: &Tensor<B, 1>| t.dims()[0] > 0;
         let mut parts: Vec<Tensor<B, 1>> = vec![state.loss.clone().detach()];
@@ -162,7 +184,7 @@ impl DataParallel {
         }
         let device = state.loss.device();
         let mut host = to_host(Tensor::cat(parts, 0));
-        self.mean(&mut host);
+        self.mean(&mut host)?;
         let mut at = 0;
         let mut next = |local: Tensor<B, 1>| -> Tensor<B, 1> {
             let n = local.dims()[0];
@@ -179,7 +201,7 @@ impl DataParallel {
             obs.violation = next(obs.violation.clone());
             obs.strict_violation = obs.strict_violation.take().map(&mut next);
         }
-        state
+        Ok(state)
     }
 
     /// The weighted sum over the ranks of every parameter's gradient: the gradients

@@ -9,6 +9,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 use super::Collective;
+use crate::constrained::ConstrainedError;
 
 /// `MPI_COMM_WORLD`. Dropping it finalises MPI; only the thread that made it may use it
 /// (MPI is initialised `MPI_THREAD_FUNNELED`: the batch prefetch threads never call it).
@@ -48,12 +49,13 @@ impl Collective for Mpi {
         self.world.size() as usize
     }
 
-    fn all_reduce_sum(&self, buf: &mut [f32]) {
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), ConstrainedError> {
         // MPI's errors are fatal by default (MPI_ERRORS_ARE_FATAL): a failed call ends
         // the job rather than returning.
         let send = buf.to_vec();
         self.world
             .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        Ok(())
     }
 
     fn abort(&self, code: i32) -> ! {

@@ -10,8 +10,8 @@ use thiserror::Error;
 pub enum ShardError {
     /// The ranks would get shards of different sizes.
     #[error(
-        "the global batch of {batch} samples does not divide among {ranks} processes \
-         (give a --batch that is a multiple of the process count)"
+        "the global batch of {batch} samples does not divide among {ranks} replicas \
+         (processes or --devices; give a --batch that is a multiple of their count)"
     )]
     Indivisible {
         /// The global batch.
@@ -98,6 +98,6 @@ mod tests {
         assert!(local_batch(10, 0).is_err());
         assert!(shard_order(&[0, 1, 2, 3], 2, 2, 2).is_err());
         let msg = local_batch(10, 3).unwrap_err().to_string();
-        assert!(msg.contains("does not divide among 3 processes"), "{msg}");
+        assert!(msg.contains("does not divide among 3 replicas"), "{msg}");
     }
 }

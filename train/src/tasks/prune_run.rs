@@ -1449,8 +1449,9 @@ impl Job<'_> {
         };
         anyhow::ensure!(
             self.config.max_latency.is_none(),
-            "--max-latency with several processes: each would time the kernels itself and \
-             constrain a different latency model (run the latency budget in one process)"
+            "--max-latency with several replicas (processes or --devices): each would time \
+             the kernels itself and constrain a different latency model (run the latency \
+             budget on one replica)"
         );
         let (rank, ranks) = (group.rank(), group.size());
         let local = shard::local_batch(batch, ranks)?;

@@ -1,6 +1,6 @@
 //! Helpers shared by the tests that run the `tether-train` binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Runs `tether-train` with `args`: (success, stdout, stderr).
@@ -24,4 +24,56 @@ pub fn fresh_dir(prefix: &str, name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Every tensor of `a`'s `model.safetensors` against `b`'s: the largest difference
+/// relative to the tensor's largest magnitude, and the tensor it is in.
+#[allow(dead_code)]
+pub fn weight_difference(a: &Path, b: &Path) -> (f32, String) {
+    let (a, b) = (
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+    );
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&a).unwrap(),
+        safetensors::SafeTensors::deserialize(&b).unwrap(),
+    );
+    let mut names: Vec<String> = a.names().into_iter().map(|n| n.to_string()).collect();
+    names.sort();
+    let mut other: Vec<String> = b.names().into_iter().map(|n| n.to_string()).collect();
+    other.sort();
+    assert_eq!(names, other, "the same tensors");
+    let floats = |bytes: &[u8]| -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let mut worst = (0.0f32, String::new());
+    for name in names {
+        let (x, y) = (a.tensor(&name).unwrap(), b.tensor(&name).unwrap());
+        assert_eq!(x.shape(), y.shape(), "{name}");
+        assert_eq!(x.dtype(), safetensors::Dtype::F32, "{name}");
+        let (x, y) = (floats(x.data()), floats(y.data()));
+        let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let diff = x
+            .iter()
+            .zip(&y)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        if diff / scale >= worst.0 {
+            worst = (diff / scale, name.clone());
+        }
+    }
+    worst
+}
+
+/// A CSV's numeric rows (the header dropped).
+#[allow(dead_code)]
+pub fn csv_rows(file: &Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
+        .collect()
 }

@@ -1,0 +1,201 @@
+//! `tether-train prune --devices N`: data parallel inside one process (replicas on threads,
+//! burn-collective's local all-reduce, `tether_train::parallel::local`), against one
+//! replica on the same global batches.
+//!
+//! Needs MNIST in the data cache; without it the tests that train skip with a message
+//! (unless `TETHER_REQUIRE_DATA` names mnist).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{csv_rows, fresh_dir, tether_train, weight_difference};
+use tether_train::data::may_skip;
+
+/// A short LeNet-300-100 L0 prune: 2 epochs of 20 global batches of 64 (as tests/mpi.rs).
+const SHORT: &[&str] = &[
+    "prune",
+    "--epochs",
+    "2",
+    "--train-limit",
+    "1280",
+    "--test-limit",
+    "1000",
+    "--batch",
+    "64",
+    "--target-density",
+    "0.3",
+    "--seed",
+    "5",
+];
+
+/// Both runs' weights agree to this, relative to the tensor's largest magnitude: they
+/// differ only in summation order (the mean over 64 samples against two means over 32,
+/// weighted 1/2 and summed), as across MPI processes (tests/mpi.rs, the same bound).
+const WEIGHT_TOLERANCE: f32 = 1e-5;
+
+fn mnist_ready() -> bool {
+    if let Err(e) = tether_train::data::mnist::ImageSet::load(
+        tether_train::data::mnist::MnistKind::Mnist,
+        tether_train::data::mnist::Split::Test,
+    ) {
+        assert!(may_skip("mnist"), "TETHER_REQUIRE_DATA requires MNIST: {e}");
+        eprintln!("SKIPPED: {e}");
+        return false;
+    }
+    true
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn run(extra: &[&str]) -> String {
+    let mut args = SHORT.to_vec();
+    args.extend(extra);
+    let (ok, stdout, stderr) = tether_train(&args);
+    assert!(ok, "tether-train {args:?} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// `a`'s and `b`'s metrics rows (every step) to 1e-5 relative, and their epochs'
+/// accuracies (counts of 1000 test images) to one flip.
+fn same_metrics(a: &Path, b: &Path) {
+    let (x, y) = (
+        csv_rows(&a.join("metrics.csv")),
+        csv_rows(&b.join("metrics.csv")),
+    );
+    assert_eq!(x.len(), 40, "40 steps");
+    assert_eq!(x.len(), y.len());
+    for (step, (p, q)) in x.iter().zip(&y).enumerate() {
+        for (u, v) in p.iter().zip(q) {
+            assert!(
+                (u - v).abs() <= 1e-5 * u.abs().max(1.0),
+                "step {step}: {p:?} vs {q:?}"
+            );
+        }
+    }
+    let (x, y) = (
+        csv_rows(&a.join("epochs.csv")),
+        csv_rows(&b.join("epochs.csv")),
+    );
+    assert_eq!(x.len(), y.len());
+    for (p, q) in x.iter().zip(&y) {
+        for (u, v) in p.iter().zip(q) {
+            assert!((u - v).abs() <= 1e-3 + 1e-9, "{p:?} vs {q:?}");
+        }
+    }
+}
+
+/// Two replicas on threads take the single replica's steps: each trains on its half of
+/// every global batch of 64, the gradients are summed, and the weights, every step's
+/// metrics and the epochs' accuracies come out as one replica's on the whole batch.
+#[test]
+fn two_devices_train_what_one_does_on_the_global_batch() {
+    if !mnist_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "same");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    run(&["--out", path(&single)]);
+    let stdout = run(&["--out", path(&parallel), "--devices", "2"]);
+    // Replica 0 alone reports (and writes --out).
+    assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+    let (diff, name) = weight_difference(&single, &parallel);
+    eprintln!("largest weight difference, 2 devices vs 1: {diff:e} (relative, {name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    same_metrics(&single, &parallel);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A checkpoint of a 2-device run (stopped by SIGINT after its first epoch) resumes on
+/// one device and ends where the uninterrupted single-device run does.
+#[test]
+fn a_two_device_checkpoint_resumes_on_one() {
+    if !mnist_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "resume");
+    let (whole, parts) = (base.join("whole"), base.join("parts"));
+    run(&["--out", path(&whole)]);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether-train"))
+        .args(SHORT)
+        .args(["--out", path(&parts), "--devices", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read to the end: a closed pipe would kill the child's next print.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().starts_with("epoch 1:") {
+            let kill = Command::new("sh")
+                .args(["-c", &format!("kill -INT {}", child.id())])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+        }
+    }
+    let stopped = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    let checkpoint = parts.join("checkpoint");
+    assert!(checkpoint.join("run.json").is_file());
+    assert!(
+        !parts.join("model.safetensors").exists(),
+        "an interrupted run writes no model"
+    );
+
+    let stdout = run(&["--out", path(&parts), "--resume", path(&checkpoint)]);
+    assert!(stdout.contains("resuming from"), "{stdout}");
+    let (diff, name) = weight_difference(&whole, &parts);
+    eprintln!("largest weight difference, 2 devices resumed on 1 vs 1 whole: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    same_metrics(&whole, &parts);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// No devices, more devices than samples in a batch, and a batch that does not divide
+/// among them are refused by name before any data is read, with nothing written.
+#[test]
+fn bad_device_counts_are_clear_errors() {
+    let base = fresh_dir("devices", "bad");
+    let out = base.join("out");
+    for (devices, batch, expected) in [
+        ("0", "64", "--devices 0: give at least 1"),
+        (
+            "65",
+            "64",
+            "--devices 65 with --batch 64: each device needs at least one sample",
+        ),
+        (
+            "3",
+            "64",
+            "global batch of 64 samples does not divide among 3 replicas",
+        ),
+    ] {
+        let (ok, _, stderr) = tether_train(&[
+            "prune",
+            "--batch",
+            batch,
+            "--devices",
+            devices,
+            "--out",
+            path(&out),
+        ]);
+        assert!(!ok, "--devices {devices} --batch {batch} was accepted");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.exists(), "nothing written");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
