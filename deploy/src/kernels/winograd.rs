@@ -87,7 +87,7 @@ pub fn scratch(s: &ConvShape, n: usize) -> usize {
 /// Floats of the input transform's row buffers: four padded input rows split into even
 /// and odd columns, plus a row of zeros.
 fn row_floats(tw: usize) -> usize {
-    9 * 2 * (tw + 2)
+    10 * (tw + 2)
 }
 
 /// `U = G g G^T` for every output and input channel of `w` (`[m, c, 3, 3]`), laid out as
@@ -179,172 +179,6 @@ struct Chunk {
     stride: usize,
 }
 
-/// The input transform of one chunk: `v[e][ch][t]` = `(B^T d B)[e]` of tile `t` (local
-/// tile row `t / tw`, column `t % tw`) of channel `ch`, with
-/// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
-///
-/// Each padded input row is split into its even and odd columns, so that the column
-/// transform of tile `j` (padded columns `2j..2j + 4`) reads both halves at `j` and
-/// `j + 1`: contiguous loads, vectorised over the tiles of a row.
-#[cfg_attr(
-    not(all(feature = "std", target_arch = "x86_64")),
-    allow(dead_code) // called by the AVX-512 kernel only
-)]
-#[inline(always)]
-fn input_transform(x: &[f32], s: &ConvShape, ch_: &Chunk, v: &mut [f32], rowbuf: &mut [f32]) {
-    let (th, tw) = tiles(s);
-    let half = tw + 2;
-    // Rows 0..4: the four padded rows, each [even | odd]; row 4: zeros (a padding row).
-    let (bufs, rest) = rowbuf.split_at_mut(8 * half);
-    let zero = &mut rest[..2 * half];
-    zero.fill(0.0);
-    bufs.fill(0.0);
-    let (top, left) = (s.pads[0], s.pads[1]);
-    let cs = s.c * ch_.stride;
-    for ch in 0..s.c {
-        for lr in 0..ch_.rows {
-            let row = ch_.row0 + lr;
-            let (b, ti) = (row / th, row % th);
-            let plane = &x[(b * s.c + ch) * s.h * s.w..][..s.h * s.w];
-            // Which buffer holds padded row 2 ti + a: a split input row, or zeros.
-            let mut which = [4usize; 4];
-            for (a, wh) in which.iter_mut().enumerate() {
-                let pr = 2 * ti + a;
-                if pr >= top && pr - top < s.h {
-                    let r = pr - top;
-                    let dst = &mut bufs[a * 2 * half..(a + 1) * 2 * half];
-                    super::rows::split_row(&plane[r * s.w..(r + 1) * s.w], left, 2, half, dst);
-                    *wh = a;
-                }
-            }
-            let rowref = |a: usize| -> (&[f32], &[f32]) {
-                let r: &[f32] = if which[a] == 4 {
-                    zero
-                } else {
-                    &bufs[a * 2 * half..(a + 1) * 2 * half]
-                };
-                (&r[..half], &r[half..])
-            };
-            let (e0, o0) = rowref(0);
-            let (e1, o1) = rowref(1);
-            let (e2, o2) = rowref(2);
-            let (e3, o3) = rowref(3);
-            let t0 = lr * tw;
-            let base = ch * ch_.stride + t0;
-            // SAFETY-free: bounds by slicing; 16 output rows of tw tiles.
-            let mut out: [&mut [f32]; E] = Default::default();
-            let mut vrest = &mut v[..];
-            let mut consumed = 0;
-            for (e, o) in out.iter_mut().enumerate() {
-                let at = e * cs + base;
-                let (_, tail) = core::mem::take(&mut vrest).split_at_mut(at - consumed);
-                let (mine, after) = tail.split_at_mut(tw);
-                *o = mine;
-                vrest = after;
-                consumed = at + tw;
-            }
-            for j in 0..tw {
-                // Row transform B^T d: rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3), even and
-                // odd columns at j and j + 1.
-                let re = |k: usize| {
-                    let (a0, a1, a2, a3) = (e0[k], e1[k], e2[k], e3[k]);
-                    [a0 - a2, a1 + a2, a2 - a1, a1 - a3]
-                };
-                let ro = |k: usize| {
-                    let (a0, a1, a2, a3) = (o0[k], o1[k], o2[k], o3[k]);
-                    [a0 - a2, a1 + a2, a2 - a1, a1 - a3]
-                };
-                let (x0, x1, x2, x3) = (re(j), ro(j), re(j + 1), ro(j + 1));
-                for a in 0..4 {
-                    // Column transform: (x0 - x2, x1 + x2, x2 - x1, x1 - x3).
-                    out[4 * a][j] = x0[a] - x2[a];
-                    out[4 * a + 1][j] = x1[a] + x2[a];
-                    out[4 * a + 2][j] = x2[a] - x1[a];
-                    out[4 * a + 3][j] = x1[a] - x3[a];
-                }
-            }
-        }
-    }
-    // The columns past the chunk's tiles (read by the last vector of a tile) as zeros,
-    // not whatever the scratch held (a subnormal there would slow every multiply-add).
-    let used = ch_.rows * tw;
-    if used < ch_.stride {
-        for row in v[..E * cs].chunks_exact_mut(ch_.stride) {
-            row[used..].fill(0.0);
-        }
-    }
-}
-
-/// The output transform of one panel of `rows` channels over one chunk: `Y = A^T M A`
-/// with `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`, plus the bias, the residual and the
-/// activation, written where the output tile lies inside `oh x ow`.
-#[cfg_attr(
-    not(all(feature = "std", target_arch = "x86_64")),
-    allow(dead_code) // called by the AVX-512 kernel only
-)]
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn output_transform(
-    mm: &[f32],
-    s: &ConvShape,
-    ch_: &Chunk,
-    m: usize,
-    m0: usize,
-    rows: usize,
-    bias: Option<&[f32]>,
-    act: Act,
-    residual: Option<&[f32]>,
-    y: &mut [f32],
-    rowbuf: &mut [f32],
-) {
-    let (oh, ow) = s.out();
-    let (th, tw) = tiles(s);
-    let p = oh * ow;
-    let (top_row, bottom_row) = rowbuf.split_at_mut(2 * tw);
-    let bottom_row = &mut bottom_row[..2 * tw];
-    for r in 0..rows {
-        let b0 = bias.map_or(0.0, |b| b[m0 + r]);
-        let mrow = |e: usize| &mm[(e * MR + r) * ch_.stride..][..ch_.stride];
-        let me: [&[f32]; E] = core::array::from_fn(mrow);
-        for lr in 0..ch_.rows {
-            let row = ch_.row0 + lr;
-            let (b, ti) = (row / th, row % th);
-            let t0 = lr * tw;
-            for j in 0..tw {
-                let g = |e: usize| me[e][t0 + j];
-                // Column sums of A^T M: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 (rows of M).
-                let s0: [f32; 4] = core::array::from_fn(|c| g(c) + g(4 + c) + g(8 + c));
-                let s1: [f32; 4] = core::array::from_fn(|c| g(4 + c) - g(8 + c) - g(12 + c));
-                top_row[2 * j] = b0 + (s0[0] + s0[1] + s0[2]);
-                top_row[2 * j + 1] = b0 + (s0[1] - s0[2] - s0[3]);
-                bottom_row[2 * j] = b0 + (s1[0] + s1[1] + s1[2]);
-                bottom_row[2 * j + 1] = b0 + (s1[1] - s1[2] - s1[3]);
-            }
-            let at = (b * m + m0 + r) * p;
-            for (dy, src) in [(0, &*top_row), (1, &*bottom_row)] {
-                let i = 2 * ti + dy;
-                if i >= oh {
-                    continue;
-                }
-                let dst = &mut y[at + i * ow..at + (i + 1) * ow];
-                match residual {
-                    Some(res) => {
-                        let res = &res[at + i * ow..at + (i + 1) * ow];
-                        for ((d, &v), &rv) in dst.iter_mut().zip(src).zip(res) {
-                            *d = act.apply(v + rv);
-                        }
-                    }
-                    None => {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d = act.apply(v);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod avx512 {
     use core::arch::x86_64::*;
@@ -381,7 +215,7 @@ mod avx512 {
                 rows,
                 stride: st,
             };
-            super::input_transform(x, s, &ch, v, rowbuf);
+            input(x, s, &ch, v, rowbuf);
             let cols = rows * tw;
             for panel in 0..panels {
                 for e in 0..E {
@@ -393,27 +227,226 @@ mod avx512 {
                     unsafe { product(w, ve, s.c, st, cols, me) };
                 }
                 let m0 = panel * MR;
-                super::output_transform(
-                    mm,
-                    s,
-                    &ch,
-                    m,
-                    m0,
-                    MR.min(m - m0),
-                    bias,
-                    act,
-                    residual,
-                    y,
-                    rowbuf,
-                );
+                // SAFETY: AVX-512F is present.
+                output(mm, s, &ch, m, m0, MR.min(m - m0), bias, act, residual, y);
             }
             row0 += rows;
+        }
+    }
+
+    /// The input transform of one chunk: `v[e][ch][t]` = `(B^T d B)[e]` of tile `t`
+    /// (local tile row `t / tw`, column `t % tw`) of channel `ch`, with
+    /// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
+    ///
+    /// Each padded input row is split into its even and odd columns, so that the column
+    /// transform of tile `j` (padded columns `2j..2j + 4`) reads both halves at `j` and
+    /// `j + 1`: 16 tiles of a row a step, every load and store contiguous.
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    fn input(x: &[f32], s: &ConvShape, ch_: &Chunk, v: &mut [f32], rowbuf: &mut [f32]) {
+        let (th, tw) = super::tiles(s);
+        let half = tw + 2;
+        // Rows 0..4: the four padded rows, each [even | odd]; row 4: zeros (padding).
+        let rowbuf = &mut rowbuf[..10 * half];
+        rowbuf.fill(0.0);
+        let (top, left) = (s.pads[0], s.pads[1]);
+        let cs = s.c * ch_.stride;
+        assert!(v.len() >= E * cs);
+        for ch in 0..s.c {
+            for lr in 0..ch_.rows {
+                let row = ch_.row0 + lr;
+                let (b, ti) = (row / th, row % th);
+                let plane = &x[(b * s.c + ch) * s.h * s.w..][..s.h * s.w];
+                // Which buffer holds padded row 2 ti + a: a split input row, or zeros.
+                let mut which = [4usize; 4];
+                for (a, wh) in which.iter_mut().enumerate() {
+                    let pr = 2 * ti + a;
+                    if pr >= top && pr - top < s.h {
+                        let r = pr - top;
+                        let dst = &mut rowbuf[a * 2 * half..(a + 1) * 2 * half];
+                        let src = &plane[r * s.w..(r + 1) * s.w];
+                        crate::kernels::rows::split_row(src, left, 2, half, dst);
+                        *wh = a;
+                    }
+                }
+                let bp = rowbuf.as_ptr();
+                // SAFETY: the row buffers hold 10 half rows; `j + 1 + 16` lanes masked to
+                // `tw - j` read at most column `tw < half`.
+                let ev: [*const f32; 4] =
+                    core::array::from_fn(|a| unsafe { bp.add(which[a] * 2 * half) });
+                let od: [*const f32; 4] = core::array::from_fn(|a| unsafe { ev[a].add(half) });
+                // SAFETY: row (e, ch) of `v`, tiles lr tw..lr tw + tw <= stride.
+                let vp = unsafe { v.as_mut_ptr().add(ch * ch_.stride + lr * tw) };
+                let mut j = 0;
+                while j < tw {
+                    let mask = lanes(tw - j);
+                    // SAFETY: see above; the stores are masked to the row's tiles.
+                    unsafe {
+                        let ld = |p: *const f32| _mm512_maskz_loadu_ps(mask, p.add(j));
+                        let ld1 = |p: *const f32| _mm512_maskz_loadu_ps(mask, p.add(j + 1));
+                        // Row transform B^T d on even and odd columns at j and j + 1.
+                        let rt = |d: [__m512; 4]| {
+                            [
+                                _mm512_sub_ps(d[0], d[2]),
+                                _mm512_add_ps(d[1], d[2]),
+                                _mm512_sub_ps(d[2], d[1]),
+                                _mm512_sub_ps(d[1], d[3]),
+                            ]
+                        };
+                        let x0 = rt(ev.map(ld));
+                        let x1 = rt(od.map(ld));
+                        let x2 = rt(ev.map(ld1));
+                        let x3 = rt(od.map(ld1));
+                        for a in 0..4 {
+                            // Column transform: (x0 - x2, x1 + x2, x2 - x1, x1 - x3).
+                            let cols = [
+                                _mm512_sub_ps(x0[a], x2[a]),
+                                _mm512_add_ps(x1[a], x2[a]),
+                                _mm512_sub_ps(x2[a], x1[a]),
+                                _mm512_sub_ps(x1[a], x3[a]),
+                            ];
+                            for (c, val) in cols.into_iter().enumerate() {
+                                let e = 4 * a + c;
+                                _mm512_mask_storeu_ps(vp.add(e * cs + j), mask, val);
+                            }
+                        }
+                    }
+                    j += 16;
+                }
+            }
+        }
+        // The columns past the chunk's tiles (read by the last vector of a tile) as zeros,
+        // not whatever the scratch held (a subnormal there would slow every multiply-add).
+        let used = ch_.rows * tw;
+        if used < ch_.stride {
+            for row in v[..E * cs].chunks_exact_mut(ch_.stride) {
+                row[used..].fill(0.0);
+            }
+        }
+    }
+
+    /// The lanes below `n` (all 16 from 16 on).
+    #[inline(always)]
+    fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    }
+
+    /// The output transform of one panel of `rows` channels over one chunk: `Y = A^T M A`
+    /// with `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]`, plus the bias, the residual and the
+    /// activation. 16 tiles a step: their four outputs in four vectors, the two of each
+    /// output row interleaved by two permutes into 32 consecutive outputs, stored masked
+    /// where the output is odd.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    fn output(
+        mm: &[f32],
+        s: &ConvShape,
+        ch_: &Chunk,
+        m: usize,
+        m0: usize,
+        rows: usize,
+        bias: Option<&[f32]>,
+        act: Act,
+        residual: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let (oh, ow) = s.out();
+        let (th, tw) = super::tiles(s);
+        let p = oh * ow;
+        let st = ch_.stride;
+        assert!(mm.len() >= E * MR * st);
+        // The chunk's samples' outputs lie in `y` and the residual (`conv` asserted).
+        let samples = (ch_.row0 + ch_.rows).div_ceil(th);
+        assert!(y.len() >= samples * m * p && residual.is_none_or(|r| r.len() >= samples * m * p));
+        let lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        let hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        let (lo, hi) = match act {
+            Act::Clip(lo, hi) => (_mm512_set1_ps(lo), _mm512_set1_ps(hi)),
+            _ => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        let activate = |v: __m512| match act {
+            Act::None => v,
+            // `vmaxps a, b` returns b when either is NaN: the value, NaN kept.
+            Act::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
+            Act::Clip(..) => _mm512_min_ps(hi, _mm512_max_ps(lo, v)),
+        };
+        let yp = y.as_mut_ptr();
+        for r in 0..rows {
+            let bv = _mm512_set1_ps(bias.map_or(0.0, |b| b[m0 + r]));
+            let mp = mm.as_ptr().wrapping_add(r * st);
+            for lr in 0..ch_.rows {
+                let row = ch_.row0 + lr;
+                let (b, ti) = (row / th, row % th);
+                let t0 = lr * tw;
+                let at = (b * m + m0 + r) * p;
+                let mut j = 0;
+                while j < tw {
+                    let mask = lanes(tw - j);
+                    // SAFETY: row (e, r) of `mm` holds the chunk's tiles; masked to this
+                    // row's.
+                    let g: [__m512; E] = core::array::from_fn(|e| unsafe {
+                        _mm512_maskz_loadu_ps(mask, mp.add(e * MR * st + t0 + j))
+                    });
+                    // Column sums of A^T M: s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (rows).
+                    let s0: [__m512; 4] = core::array::from_fn(|c| {
+                        _mm512_add_ps(_mm512_add_ps(g[c], g[4 + c]), g[8 + c])
+                    });
+                    let s1: [__m512; 4] = core::array::from_fn(|c| {
+                        _mm512_sub_ps(_mm512_sub_ps(g[4 + c], g[8 + c]), g[12 + c])
+                    });
+                    let left = |t: [__m512; 4]| {
+                        _mm512_add_ps(bv, _mm512_add_ps(_mm512_add_ps(t[0], t[1]), t[2]))
+                    };
+                    let right = |t: [__m512; 4]| {
+                        _mm512_add_ps(bv, _mm512_sub_ps(_mm512_sub_ps(t[1], t[2]), t[3]))
+                    };
+                    for (dy, t) in [(0, s0), (1, s1)] {
+                        let i = 2 * ti + dy;
+                        if i >= oh {
+                            continue;
+                        }
+                        let (ev, od) = (left(t), right(t));
+                        let halves = [
+                            _mm512_permutex2var_ps(ev, lo_idx, od),
+                            _mm512_permutex2var_ps(ev, hi_idx, od),
+                        ];
+                        let c0 = 2 * j;
+                        for (h, v) in halves.into_iter().enumerate() {
+                            let c = c0 + 16 * h;
+                            if c >= ow {
+                                break;
+                            }
+                            let mk = lanes(ow - c);
+                            let o = at + i * ow + c;
+                            // SAFETY: outputs o..o + lanes of row i of channel m0 + r of
+                            // sample b, inside `y` (and the residual, of its layout).
+                            unsafe {
+                                let v = match residual {
+                                    Some(res) => activate(_mm512_add_ps(
+                                        v,
+                                        _mm512_maskz_loadu_ps(mk, res.as_ptr().add(o)),
+                                    )),
+                                    None => activate(v),
+                                };
+                                _mm512_mask_storeu_ps(yp.add(o), mk, v);
+                            }
+                        }
+                    }
+                    j += 16;
+                }
+            }
         }
     }
 
     /// `me[r][q] = sum_k w[k][r] ve[k][q]` for `q < cols` (rounded up to whole vectors),
     /// in 8 x 48 register tiles.
     #[target_feature(enable = "avx512f")]
+    #[inline(never)]
     unsafe fn product(w: &[f32], ve: &[f32], k: usize, st: usize, cols: usize, me: &mut [f32]) {
         let mut q0 = 0;
         while q0 < cols {
