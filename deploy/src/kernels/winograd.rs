@@ -75,6 +75,49 @@ fn stride(rows: usize, tw: usize) -> usize {
     (rows * tw).div_ceil(16) * 16
 }
 
+/// Estimated cycles of a micro-kernel tile's bookkeeping (24 plain stores, the loop),
+/// per 8-channel tile of one position's product; fitted, with the two below, to the
+/// thread CPU time of `cargo run --release -p tether-deploy --example conv_modes` in the
+/// unit of [`super::implicit_conv::mode`]'s model (one cycle per 16-lane multiply-add).
+const TILE_CYCLES: f64 = 44.0;
+/// Cycles per tile and channel of the input and output transforms together (a 64-channel
+/// layer on 56x56 spent 0.43 of its 1.47 ms in them).
+const TRANSFORM_CYCLES: f64 = 13.0;
+/// Cycles per float of transformed weights read per chunk where they do not stay in L2
+/// (more than 256 Ki floats): a 512-channel layer on 7x7 has 16 tiles, 16 Mi floats
+/// of weights, and took 2.2 ms against the 1.3 ms of its multiply-adds.
+const WEIGHT_CYCLES: f64 = 1.7;
+
+/// Estimated cycles of [`conv`] on `n` samples of `s` with `m` output channels, in the
+/// unit of [`super::implicit_conv::mode`]'s model, which compares it with the other
+/// modes: per chunk, the 16 products (or the weights' streaming, where that is slower)
+/// and the transforms.
+pub fn cycles(s: &ConvShape, m: usize, n: usize) -> f64 {
+    let (th, tw) = tiles(s);
+    let per = chunk_rows(s, n);
+    let panels = m.div_ceil(MR);
+    let weights = (E * panels * MR * s.c) as f64;
+    let stream = if weights > (256 << 10) as f64 {
+        weights * WEIGHT_CYCLES
+    } else {
+        0.0
+    };
+    let total = n.max(1) * th;
+    let mut cycles = 0.0;
+    let mut row0 = 0;
+    while row0 < total {
+        let rows = per.min(total - row0);
+        let cols = rows * tw;
+        let vectors = cols.div_ceil(16);
+        let tiles = vectors.div_ceil(NR / 16);
+        let product =
+            (panels * E) as f64 * ((vectors * s.c * MR) as f64 + tiles as f64 * TILE_CYCLES);
+        cycles += product.max(stream) + (cols * (s.c + m)) as f64 * TRANSFORM_CYCLES;
+        row0 += rows;
+    }
+    cycles
+}
+
 /// Floats of scratch [`conv`] needs for batches of up to `n` samples: the chunk's `V`
 /// (`[16][c][stride]`), one panel's `M` (`[16][8][stride]`) and the rows the input
 /// transform splits into even and odd columns.
@@ -91,8 +134,11 @@ fn row_floats(tw: usize) -> usize {
 }
 
 /// `U = G g G^T` for every output and input channel of `w` (`[m, c, 3, 3]`), laid out as
-/// 16 matrices, each `ceil(m / 8)` panels of `[c, 8]` (the micro-kernel's operand; rows
-/// past `m` zero). Computed in f64: the plan does it once.
+/// `ceil(m / 8)` panels of 8 output channels, each the 16 matrices `[c, 8]` of its
+/// channels (the micro-kernel's operand; rows past `m` zero), so that a panel's products
+/// read one contiguous run (panel-major: a 512-channel layer on a 7x7 plane, whose
+/// weights stream from memory, took 2.16 ms, 2.41 ms position-major).
+/// Computed in f64: the plan does it once.
 pub fn pack(w: &[f32], m: usize, c: usize) -> Vec<f32> {
     let panels = m.div_ceil(MR);
     let mut p = alloc::vec![0.0f32; E * panels * c * MR];
@@ -117,7 +163,7 @@ pub fn pack(w: &[f32], m: usize, c: usize) -> Vec<f32> {
                 for j in 0..4 {
                     let u: f64 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
                     let e = i * 4 + j;
-                    p[((e * panels + o / MR) * c + ch) * MR + o % MR] = u as f32;
+                    p[(((o / MR) * E + e) * c + ch) * MR + o % MR] = u as f32;
                 }
             }
         }
@@ -219,7 +265,7 @@ mod avx512 {
             let cols = rows * tw;
             for panel in 0..panels {
                 for e in 0..E {
-                    let w = &packed[(e * panels + panel) * s.c * MR..][..s.c * MR];
+                    let w = &packed[(panel * E + e) * s.c * MR..][..s.c * MR];
                     let ve = &v[e * s.c * st..(e + 1) * s.c * st];
                     let me = &mut mm[e * MR * st..(e + 1) * MR * st];
                     // SAFETY: `w` holds c * 8 floats, `ve` c rows of `st` >= the columns
