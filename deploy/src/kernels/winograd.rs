@@ -80,9 +80,10 @@ fn stride(rows: usize, tw: usize) -> usize {
 /// thread CPU time of `cargo run --release -p tether-deploy --example conv_modes` in the
 /// unit of [`super::implicit_conv::mode`]'s model (one cycle per 16-lane multiply-add).
 const TILE_CYCLES: f64 = 44.0;
-/// Cycles per tile and channel of the input and output transforms together (a 64-channel
-/// layer on 56x56 spent 0.43 of its 1.47 ms in them).
-const TRANSFORM_CYCLES: f64 = 13.0;
+/// Cycles per tile and channel of the input and output transforms together (7 on a
+/// 16-channel layer on 32x32, 11 on a 64-channel one on 56x56, whose products the model
+/// undercounts).
+const TRANSFORM_CYCLES: f64 = 9.0;
 /// Cycles per float of transformed weights read per chunk where they do not stay in L2
 /// (more than 256 Ki floats): a 512-channel layer on 7x7 has 16 tiles, 16 Mi floats
 /// of weights, and took 2.2 ms against the 1.3 ms of its multiply-adds.
@@ -95,6 +96,7 @@ const WEIGHT_CYCLES: f64 = 1.7;
 pub fn cycles(s: &ConvShape, m: usize, n: usize) -> f64 {
     let (th, tw) = tiles(s);
     let per = chunk_rows(s, n);
+    let br = block_rows(s, n);
     let panels = m.div_ceil(MR);
     let weights = (E * panels * MR * s.c) as f64;
     let stream = if weights > (256 << 10) as f64 {
@@ -108,8 +110,13 @@ pub fn cycles(s: &ConvShape, m: usize, n: usize) -> f64 {
     while row0 < total {
         let rows = per.min(total - row0);
         let cols = rows * tw;
-        let vectors = cols.div_ceil(16);
-        let tiles = vectors.div_ceil(NR / 16);
+        let (mut vectors, mut tiles, mut b0) = (0, 0, 0);
+        while b0 < rows {
+            let v = (br.min(rows - b0) * tw).div_ceil(16);
+            vectors += v;
+            tiles += v.div_ceil(NR / 16);
+            b0 += br;
+        }
         let product =
             (panels * E) as f64 * ((vectors * s.c * MR) as f64 + tiles as f64 * TILE_CYCLES);
         cycles += product.max(stream) + (cols * (s.c + m)) as f64 * TRANSFORM_CYCLES;
@@ -119,18 +126,19 @@ pub fn cycles(s: &ConvShape, m: usize, n: usize) -> f64 {
 }
 
 /// Floats of scratch [`conv`] needs for batches of up to `n` samples: the chunk's `V`
-/// (`[16][c][stride]`), one panel's `M` (`[16][8][stride]`) and the rows the input
-/// transform splits into even and odd columns.
+/// (`[16][c][stride]`) and one block's products for a panel (`[16][8][block stride]`).
 pub fn scratch(s: &ConvShape, n: usize) -> usize {
     let (_, tw) = tiles(s);
-    let st = stride(chunk_rows(s, n), tw);
-    E * s.c * st + E * MR * st + row_floats(tw)
+    let st = stride(chunk_rows(s, n), tw) + 16;
+    E * s.c * st + E * MR * stride(block_rows(s, n), tw)
 }
 
-/// Floats of the input transform's row buffers: four padded input rows split into even
-/// and odd columns, plus a row of zeros.
-fn row_floats(tw: usize) -> usize {
-    10 * (tw + 2)
+/// Tile rows per block of the products and the output transform: about 96 columns (two
+/// micro-kernel tiles), so that a panel's 16 products of a block (48 KiB) are read back
+/// from L1.
+fn block_rows(s: &ConvShape, n: usize) -> usize {
+    let (_, tw) = tiles(s);
+    (96 / tw.max(1)).clamp(1, chunk_rows(s, n))
 }
 
 /// `U = G g G^T` for every output and input channel of `w` (`[m, c, 3, 3]`), laid out as
@@ -139,6 +147,7 @@ fn row_floats(tw: usize) -> usize {
 /// read one contiguous run (panel-major: a 512-channel layer on a 7x7 plane, whose
 /// weights stream from memory, took 2.16 ms, 2.41 ms position-major).
 /// Computed in f64: the plan does it once.
+#[allow(clippy::needless_range_loop)] // the matrices' indices, as in the equations
 pub fn pack(w: &[f32], m: usize, c: usize) -> Vec<f32> {
     let panels = m.div_ceil(MR);
     let mut p = alloc::vec![0.0f32; E * panels * c * MR];
@@ -249,9 +258,12 @@ mod avx512 {
     ) {
         let (th, tw) = super::tiles(s);
         let per = super::chunk_rows(s, n);
-        let st = super::stride(per, tw);
+        // One vector past the chunk's columns: a block's whole vectors start at any column.
+        let st = super::stride(per, tw) + 16;
+        let br = super::block_rows(s, n);
+        let mst = super::stride(br, tw);
         let (v, rest) = scratch.split_at_mut(E * s.c * st);
-        let (mm, rowbuf) = rest.split_at_mut(E * MR * st);
+        let mm = &mut rest[..E * MR * mst];
         let panels = m.div_ceil(MR);
         let mut row0 = 0;
         while row0 < n * th {
@@ -261,20 +273,34 @@ mod avx512 {
                 rows,
                 stride: st,
             };
-            input(x, s, &ch, v, rowbuf);
-            let cols = rows * tw;
+            input(x, s, &ch, v);
             for panel in 0..panels {
-                for e in 0..E {
-                    let w = &packed[(panel * E + e) * s.c * MR..][..s.c * MR];
-                    let ve = &v[e * s.c * st..(e + 1) * s.c * st];
-                    let me = &mut mm[e * MR * st..(e + 1) * MR * st];
-                    // SAFETY: `w` holds c * 8 floats, `ve` c rows of `st` >= the columns
-                    // read (whole vectors up to `st`), `me` 8 rows of `st`.
-                    unsafe { product(w, ve, s.c, st, cols, me) };
-                }
                 let m0 = panel * MR;
-                // SAFETY: AVX-512F is present.
-                output(mm, s, &ch, m, m0, MR.min(m - m0), bias, act, residual, y);
+                // Blocks of tile rows whose 16 products stay in L1 for the output
+                // transform (the chunk's were read back from L2, a third of a 16-channel
+                // layer's time).
+                let mut b0 = 0;
+                while b0 < rows {
+                    let bn = br.min(rows - b0);
+                    let cols = bn * tw;
+                    for e in 0..E {
+                        let w = &packed[(panel * E + e) * s.c * MR..][..s.c * MR];
+                        let ve = &v[e * s.c * st + b0 * tw..];
+                        let me = &mut mm[e * MR * mst..(e + 1) * MR * mst];
+                        // SAFETY: `w` holds c * 8 floats; `ve` c rows of `st` floats from
+                        // the block's first column, whose columns up to `cols` rounded to
+                        // whole vectors lie in the row (`st` is rounded alike; the last
+                        // row's block ends inside `v`); `me` 8 rows of `mst >= cols`.
+                        unsafe { product(w, ve, s.c, st, cols, me, mst) };
+                    }
+                    let block = Chunk {
+                        row0: row0 + b0,
+                        rows: bn,
+                        stride: mst,
+                    };
+                    output(mm, s, &block, m, m0, MR.min(m - m0), bias, act, residual, y);
+                    b0 += bn;
+                }
             }
             row0 += rows;
         }
@@ -284,72 +310,96 @@ mod avx512 {
     /// (local tile row `t / tw`, column `t % tw`) of channel `ch`, with
     /// `B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
     ///
-    /// Each padded input row is split into its even and odd columns, so that the column
-    /// transform of tile `j` (padded columns `2j..2j + 4`) reads both halves at `j` and
-    /// `j + 1`: 16 tiles of a row a step, every load and store contiguous.
+    /// 16 tiles of a row a step, straight from the input rows (no padded copy): the row
+    /// transform `B^T d` on the 34 padded columns the tiles read (three vectors of each of
+    /// the four rows, the padding masked off), then its even and odd columns by two
+    /// permutes and both shifted by one column by `valignd`, so that the column
+    /// transform of tile `j` (padded columns `2j..2j + 4`) is four vector operations. A
+    /// split of each row into even and odd columns first (a call per row) took most of a
+    /// 16-channel layer's transform time.
+    #[allow(clippy::needless_range_loop)] // t[row][k]: both axes indexed
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    fn input(x: &[f32], s: &ConvShape, ch_: &Chunk, v: &mut [f32], rowbuf: &mut [f32]) {
+    fn input(x: &[f32], s: &ConvShape, ch_: &Chunk, v: &mut [f32]) {
         let (th, tw) = super::tiles(s);
-        let half = tw + 2;
-        // Rows 0..4: the four padded rows, each [even | odd]; row 4: zeros (padding).
-        let rowbuf = &mut rowbuf[..10 * half];
-        rowbuf.fill(0.0);
-        let (top, left) = (s.pads[0], s.pads[1]);
+        let (top, left) = (s.pads[0] as isize, s.pads[1] as isize);
         let cs = s.c * ch_.stride;
         assert!(v.len() >= E * cs);
+        let (h, w) = (s.h as isize, s.w as isize);
+        let ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        // Lanes of 16 input columns from `c0` inside the row.
+        let inside = |c0: isize| -> __mmask16 {
+            let lo = (-c0).clamp(0, 16);
+            let hi = (w - c0).clamp(0, 16);
+            if hi <= lo {
+                0
+            } else {
+                (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+            }
+        };
         for ch in 0..s.c {
             for lr in 0..ch_.rows {
                 let row = ch_.row0 + lr;
                 let (b, ti) = (row / th, row % th);
                 let plane = &x[(b * s.c + ch) * s.h * s.w..][..s.h * s.w];
-                // Which buffer holds padded row 2 ti + a: a split input row, or zeros.
-                let mut which = [4usize; 4];
-                for (a, wh) in which.iter_mut().enumerate() {
-                    let pr = 2 * ti + a;
-                    if pr >= top && pr - top < s.h {
-                        let r = pr - top;
-                        let dst = &mut rowbuf[a * 2 * half..(a + 1) * 2 * half];
-                        let src = &plane[r * s.w..(r + 1) * s.w];
-                        crate::kernels::rows::split_row(src, left, 2, half, dst);
-                        *wh = a;
-                    }
-                }
-                let bp = rowbuf.as_ptr();
-                // SAFETY: the row buffers hold 10 half rows; `j + 1 + 16` lanes masked to
-                // `tw - j` read at most column `tw < half`.
-                let ev: [*const f32; 4] =
-                    core::array::from_fn(|a| unsafe { bp.add(which[a] * 2 * half) });
-                let od: [*const f32; 4] = core::array::from_fn(|a| unsafe { ev[a].add(half) });
+                // Input row of padded row 2 ti + a, where it is inside the image.
+                let rows: [Option<*const f32>; 4] = core::array::from_fn(|a| {
+                    let r = (2 * ti + a) as isize - top;
+                    (r >= 0 && r < h).then(|| plane[r as usize * s.w..].as_ptr())
+                });
                 // SAFETY: row (e, ch) of `v`, tiles lr tw..lr tw + tw <= stride.
                 let vp = unsafe { v.as_mut_ptr().add(ch * ch_.stride + lr * tw) };
                 let mut j = 0;
                 while j < tw {
                     let mask = lanes(tw - j);
-                    // SAFETY: see above; the stores are masked to the row's tiles.
+                    // Padded column 2j is input column 2j - left.
+                    let c0 = 2 * j as isize - left;
+                    let ms = [inside(c0), inside(c0 + 16), inside(c0 + 32)];
+                    // SAFETY: only lanes inside the row are read (masked loads do not
+                    // touch the others); the stores are masked to the row's tiles.
                     unsafe {
-                        let ld = |p: *const f32| _mm512_maskz_loadu_ps(mask, p.add(j));
-                        let ld1 = |p: *const f32| _mm512_maskz_loadu_ps(mask, p.add(j + 1));
-                        // Row transform B^T d on even and odd columns at j and j + 1.
-                        let rt = |d: [__m512; 4]| {
-                            [
-                                _mm512_sub_ps(d[0], d[2]),
-                                _mm512_add_ps(d[1], d[2]),
-                                _mm512_sub_ps(d[2], d[1]),
-                                _mm512_sub_ps(d[1], d[3]),
-                            ]
+                        let load = |a: usize, k: usize| match rows[a] {
+                            Some(p) if ms[k] != 0 => _mm512_maskz_loadu_ps(
+                                ms[k],
+                                p.wrapping_offset(c0 + 16 * k as isize),
+                            ),
+                            _ => _mm512_setzero_ps(),
                         };
-                        let x0 = rt(ev.map(ld));
-                        let x1 = rt(od.map(ld));
-                        let x2 = rt(ev.map(ld1));
-                        let x3 = rt(od.map(ld1));
-                        for a in 0..4 {
-                            // Column transform: (x0 - x2, x1 + x2, x2 - x1, x1 - x3).
+                        let mut t = [[_mm512_setzero_ps(); 3]; 4];
+                        for k in 0..3 {
+                            let d: [__m512; 4] = core::array::from_fn(|a| load(a, k));
+                            // Row transform B^T d: d0 - d2, d1 + d2, d2 - d1, d1 - d3.
+                            t[0][k] = _mm512_sub_ps(d[0], d[2]);
+                            t[1][k] = _mm512_add_ps(d[1], d[2]);
+                            t[2][k] = _mm512_sub_ps(d[2], d[1]);
+                            t[3][k] = _mm512_sub_ps(d[1], d[3]);
+                        }
+                        for (a, t) in t.iter().enumerate() {
+                            // Padded columns 2j + 2i (x0), 2j + 2i + 1 (x1), and the two
+                            // one tile on (x2, x3), for lanes i.
+                            let x0 = _mm512_permutex2var_ps(t[0], ie, t[1]);
+                            let x1 = _mm512_permutex2var_ps(t[0], io, t[1]);
+                            let (e2, o2) = (
+                                _mm512_permutex2var_ps(t[2], ie, t[2]),
+                                _mm512_permutex2var_ps(t[2], io, t[2]),
+                            );
+                            let x2 = _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                _mm512_castps_si512(e2),
+                                _mm512_castps_si512(x0),
+                                1,
+                            ));
+                            let x3 = _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                _mm512_castps_si512(o2),
+                                _mm512_castps_si512(x1),
+                                1,
+                            ));
+                            // Column transform: x0 - x2, x1 + x2, x2 - x1, x1 - x3.
                             let cols = [
-                                _mm512_sub_ps(x0[a], x2[a]),
-                                _mm512_add_ps(x1[a], x2[a]),
-                                _mm512_sub_ps(x2[a], x1[a]),
-                                _mm512_sub_ps(x1[a], x3[a]),
+                                _mm512_sub_ps(x0, x2),
+                                _mm512_add_ps(x1, x2),
+                                _mm512_sub_ps(x2, x1),
+                                _mm512_sub_ps(x1, x3),
                             ];
                             for (c, val) in cols.into_iter().enumerate() {
                                 let e = 4 * a + c;
@@ -493,16 +543,25 @@ mod avx512 {
     /// in 8 x 48 register tiles.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    unsafe fn product(w: &[f32], ve: &[f32], k: usize, st: usize, cols: usize, me: &mut [f32]) {
+    unsafe fn product(
+        w: &[f32],
+        ve: &[f32],
+        k: usize,
+        st: usize,
+        cols: usize,
+        me: &mut [f32],
+        mst: usize,
+    ) {
+        assert!(ve.len() >= (k - 1) * st + cols.div_ceil(16) * 16 && me.len() >= MR * mst);
         let mut q0 = 0;
         while q0 < cols {
             let nv = (cols - q0).div_ceil(16).min(NR / 16);
-            // SAFETY: columns q0..q0 + 16 nv <= st of every row.
+            // SAFETY: columns q0..q0 + 16 nv of every row (asserted).
             unsafe {
                 match nv {
-                    3 => tile::<3>(w, ve, k, st, q0, me),
-                    2 => tile::<2>(w, ve, k, st, q0, me),
-                    _ => tile::<1>(w, ve, k, st, q0, me),
+                    3 => tile::<3>(w, ve, k, st, q0, me, mst),
+                    2 => tile::<2>(w, ve, k, st, q0, me, mst),
+                    _ => tile::<1>(w, ve, k, st, q0, me, mst),
                 }
             }
             q0 += 16 * nv;
@@ -519,6 +578,7 @@ mod avx512 {
         st: usize,
         q0: usize,
         me: &mut [f32],
+        mst: usize,
     ) {
         // SAFETY (whole body): `w` holds k * 8 floats; rows of `ve` and `me` hold
         // columns q0..q0 + 16 V (the caller's bound).
@@ -543,7 +603,7 @@ mod avx512 {
             let mp = me.as_mut_ptr().add(q0);
             for v in 0..V {
                 for r in 0..MR {
-                    _mm512_storeu_ps(mp.add(r * st + 16 * v), acc[v][r]);
+                    _mm512_storeu_ps(mp.add(r * mst + 16 * v), acc[v][r]);
                 }
             }
         }
@@ -630,6 +690,9 @@ mod tests {
             (4, 5, 5, 3, [2, 3, 2, 1], 4),
             (16, 32, 32, 16, [1, 1, 1, 1], 1),
             (9, 13, 50, 17, [1, 1, 1, 1], 2),
+            // Rows of several 16-tile steps, padding on one side only.
+            (3, 5, 70, 4, [0, 0, 1, 3], 2),
+            (2, 6, 67, 3, [2, 2, 0, 0], 1),
             // Enough channels and tiles for several chunks.
             (64, 30, 30, 9, [1, 1, 1, 1], 3),
         ];
