@@ -92,6 +92,12 @@ fn main() {
         (80, 2, 2, 480, 1, 1, 0, 1),
         (16, 16, 16, 96, 1, 1, 0, 1),
         (48, 4, 4, 288, 1, 1, 0, 1),
+        // The small ResNet's stem (3 input channels: the Winograd transforms' share is
+        // largest) and resnet18's 3x3 layers at batch 32.
+        (3, 32, 32, 16, 3, 1, 1, 1),
+        (3, 32, 32, 16, 3, 1, 1, 32),
+        (64, 56, 56, 64, 3, 1, 1, 32),
+        (512, 7, 7, 512, 3, 1, 1, 32),
     ];
     println!(
         "shape (c h w -> m, k, stride, batch): us per mode (Planes / Patches / Channels / Winograd), chosen"

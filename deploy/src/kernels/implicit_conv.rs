@@ -978,7 +978,8 @@ mod tests {
         y
     }
 
-    /// Both modes against the definition: strides, dilations, asymmetric padding, 1x1
+    /// Every mode against the definition (Winograd where it applies, through this
+    /// module's `pack`, `scratch` and `conv`): strides, dilations, asymmetric padding, 1x1
     /// kernels, channel counts around the 8-channel panels, planes around the 48-column
     /// tiles, batches folded and chunked, each activation.
     #[test]
@@ -1017,8 +1018,10 @@ mod tests {
             let kk = s.patch();
             let (wt, x, b) = (lcg(m * kk, 1 + i as u32), lcg(n * c * h * w, 2), lcg(m, 3));
             let (oh, ow) = s.out();
-            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
-                if mode != Mode::Patches && k[0] * k[1] > MAX_TAPS {
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels, Mode::Winograd] {
+                if mode != Mode::Patches && k[0] * k[1] > MAX_TAPS
+                    || mode == Mode::Winograd && !winograd::applies(&s)
+                {
                     continue;
                 }
                 let packed = pack(&wt, m, kk, mode);
@@ -1062,6 +1065,32 @@ mod tests {
         }
     }
 
+    /// The cycle count picks Winograd's F(2x2, 3x3) for the 3x3 stride-1 layers where
+    /// `cargo run --release -p tether-deploy --example conv_modes` measured it fastest (a
+    /// third or more faster than every other mode), and never for other kernels.
+    #[test]
+    fn mode_picks_winograd_where_it_was_measured_fastest() {
+        if !winograd::available() {
+            return;
+        }
+        for (c, hw, m, n) in [
+            (16, 32, 16, 1),
+            (32, 16, 32, 32),
+            (64, 56, 64, 1),
+            (512, 7, 512, 1),
+        ] {
+            let s = ConvShape::square(c, hw, hw, 3, 1, 1);
+            assert_eq!(mode(&s, m, n), Mode::Winograd, "{c} {hw} {m} {n}");
+        }
+        for s in [
+            ConvShape::square(16, 32, 32, 3, 2, 1),
+            ConvShape::square(16, 32, 32, 5, 1, 2),
+            ConvShape::square(16, 32, 32, 1, 1, 0),
+        ] {
+            assert_ne!(mode(&s, 16, 1), Mode::Winograd, "{s:?}");
+        }
+    }
+
     /// The phase split against its definition: every length around the 16- and 32-float
     /// steps, both parities of the padding, strides 1 to 3.
     #[test]
@@ -1097,7 +1126,7 @@ mod tests {
         for bad in [f32::NAN, f32::INFINITY] {
             let mut x = lcg(2 * 36, 6);
             x[36 + 2 * 6 + 3] = bad;
-            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels, Mode::Winograd] {
                 let packed = pack(&wt, m, kk, mode);
                 for act in [Act::Relu, Act::Clip(0.0, 6.0)] {
                     let want = reference(&wt, &[0.0; 3], &x, 1, m, &s, act);

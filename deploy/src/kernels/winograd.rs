@@ -24,9 +24,12 @@
 //!
 //! Non-finite inputs: a NaN reaches exactly the outputs whose 3x3 window holds it (row 0
 //! of `d` feeds only row 0 of `B^T d`, and that only output row 0 through `A^T`; likewise
-//! row 3, and the columns), as in the direct product. An infinity can come out as NaN
-//! where the direct product gives ±inf (the transforms subtract it from itself), as with
-//! any transform-based convolution (cuDNN's and NNPACK's Winograd modes alike).
+//! row 3, and the columns), as in the direct product. An infinity would come out as NaN
+//! where the direct product gives ±inf (the transforms subtract it from itself, as in
+//! cuDNN's and NNPACK's Winograd modes), so an input holding one (a scan of the input, a
+//! few thousandths of the layer's time) runs the direct definition from the kernel kept
+//! beside the transformed one. Finite inputs within a factor 4 of `f32::MAX` can still
+//! overflow in the input transform where the direct product would not.
 
 use alloc::vec::Vec;
 
@@ -80,10 +83,15 @@ fn stride(rows: usize, tw: usize) -> usize {
 /// thread CPU time of `cargo run --release -p tether-deploy --example conv_modes` in the
 /// unit of [`super::implicit_conv::mode`]'s model (one cycle per 16-lane multiply-add).
 const TILE_CYCLES: f64 = 44.0;
-/// Cycles per tile and channel of the input and output transforms together (7 on a
-/// 16-channel layer on 32x32, 11 on a 64-channel one on 56x56, whose products the model
-/// undercounts).
-const TRANSFORM_CYCLES: f64 = 9.0;
+/// Cycles per tile and input channel of the input transform, where the layer's input fits
+/// in L2 (256 Ki floats) and where it does not, and per tile and output channel of the
+/// output transform: from `perf`'s shares of `conv_modes`' time, 5-6 / 4-5 on 3 and 16
+/// channels on 32x32 at batch 1, 18 / 5 on 64 channels on 56x56 (an 800 KB input).
+const IN_CYCLES: f64 = 5.0;
+const IN_CYCLES_BEYOND_L2: f64 = 18.0;
+const OUT_CYCLES: f64 = 4.0;
+/// Floats of input from which the input transform reads it from beyond L2.
+const L2_FLOATS: usize = 256 << 10;
 /// Cycles per float of transformed weights read per chunk where they do not stay in L2
 /// (more than 256 Ki floats): a 512-channel layer on 7x7 has 16 tiles, 16 Mi floats
 /// of weights, and took 2.2 ms against the 1.3 ms of its multiply-adds.
@@ -104,6 +112,11 @@ pub fn cycles(s: &ConvShape, m: usize, n: usize) -> f64 {
     } else {
         0.0
     };
+    let input = if n * s.c * s.h * s.w > L2_FLOATS {
+        IN_CYCLES_BEYOND_L2
+    } else {
+        IN_CYCLES
+    };
     let total = n.max(1) * th;
     let mut cycles = 0.0;
     let mut row0 = 0;
@@ -119,7 +132,8 @@ pub fn cycles(s: &ConvShape, m: usize, n: usize) -> f64 {
         }
         let product =
             (panels * E) as f64 * ((vectors * s.c * MR) as f64 + tiles as f64 * TILE_CYCLES);
-        cycles += product.max(stream) + (cols * (s.c + m)) as f64 * TRANSFORM_CYCLES;
+        cycles +=
+            product.max(stream) + (cols * s.c) as f64 * input + (cols * m) as f64 * OUT_CYCLES;
         row0 += rows;
     }
     cycles
@@ -151,6 +165,8 @@ fn block_rows(s: &ConvShape, n: usize) -> usize {
 pub fn pack(w: &[f32], m: usize, c: usize) -> Vec<f32> {
     let panels = m.div_ceil(MR);
     let mut p = alloc::vec![0.0f32; E * panels * c * MR];
+    // The kernel itself after U, for inputs holding an infinity (see `conv`).
+    p.extend_from_slice(&w[..m * c * 9]);
     // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
     const G: [[f64; 3]; 4] = [
         [1.0, 0.0, 0.0],
@@ -183,7 +199,9 @@ pub fn pack(w: &[f32], m: usize, c: usize) -> Vec<f32> {
 /// `y = act(bias + conv(x, w) + residual)` for `n` samples: `x` is `n` of `[c, h, w]`,
 /// `y` and `residual` `n` of `[m, oh, ow]`, `packed` the weight packed by [`pack`],
 /// `scratch` at least [`scratch`]`(s, n)` floats. The residual and activation as
-/// [`super::implicit_conv::conv`]'s epilogue (a ResNet block's Add and ReLU).
+/// [`super::implicit_conv::conv`]'s epilogue (a ResNet block's Add and ReLU). An input
+/// holding an infinity runs the direct definition instead (slowly: a broken input, not a
+/// case to be fast on), so that every output is the direct product's, as onnxruntime's.
 ///
 /// # Panics
 /// When [`available`] is false, `s` is not one [`applies`] takes, or a slice is shorter
@@ -206,7 +224,16 @@ pub fn conv(
         "F(2x2, 3x3) takes 3x3 stride-1 undilated kernels"
     );
     let (oh, ow) = s.out();
-    assert!(packed.len() >= E * m.div_ceil(MR) * s.c * MR);
+    let transformed = E * m.div_ceil(MR) * s.c * MR;
+    assert!(packed.len() >= transformed + m * s.c * 9);
+    if has_infinity(&x[..n * s.c * s.h * s.w]) {
+        // The transforms would subtract an infinity from itself (NaN where the direct
+        // product has ±inf, and ReLU makes -inf 0): the definition, from the kernel kept
+        // beside U. A NaN needs no such care (it reaches exactly its windows' outputs).
+        let w = &packed[transformed..transformed + m * s.c * 9];
+        direct(w, m, bias, act, residual, x, n, s, y);
+        return;
+    }
     assert!(x.len() >= n * s.c * s.h * s.w && y.len() >= n * m * oh * ow);
     assert!(bias.is_none_or(|b| b.len() >= m));
     assert!(residual.is_none_or(|r| r.len() >= n * m * oh * ow));
@@ -219,6 +246,61 @@ pub fn conv(
     }
     let _ = (packed, m, bias, act, residual, x, n, s, scratch, y);
     panic!("winograd::conv needs AVX-512F (check winograd::available)");
+}
+
+/// True when `x` holds +inf or -inf (the exponent all ones, the mantissa zero), by a
+/// branch-free fold the compiler vectorises.
+fn has_infinity(x: &[f32]) -> bool {
+    x.chunks(64).any(|c| {
+        c.iter()
+            .fold(false, |a, v| a | (v.to_bits() & 0x7fff_ffff == 0x7f80_0000))
+    })
+}
+
+/// The definition of the convolution (f32 sums in the order of the taps), then the
+/// residual and the activation: the path for inputs holding an infinity.
+#[allow(clippy::too_many_arguments)]
+fn direct(
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    act: Act,
+    residual: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    s: &ConvShape,
+    y: &mut [f32],
+) {
+    let (oh, ow) = s.out();
+    let (top, left) = (s.pads[0] as isize, s.pads[1] as isize);
+    for b in 0..n {
+        for o in 0..m {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut sum = bias.map_or(0.0, |b| b[o]);
+                    for c in 0..s.c {
+                        let plane = &x[(b * s.c + c) * s.h * s.w..][..s.h * s.w];
+                        for di in 0..3 {
+                            let r = (i + di) as isize - top;
+                            if r < 0 || r >= s.h as isize {
+                                continue;
+                            }
+                            for dj in 0..3 {
+                                let col = (j + dj) as isize - left;
+                                if col < 0 || col >= s.w as isize {
+                                    continue;
+                                }
+                                sum += w[(o * s.c + c) * 9 + di * 3 + dj]
+                                    * plane[r as usize * s.w + col as usize];
+                            }
+                        }
+                    }
+                    let at = ((b * m + o) * oh + i) * ow + j;
+                    y[at] = act.apply(sum + residual.map_or(0.0, |r| r[at]));
+                }
+            }
+        }
+    }
 }
 
 /// Where a chunk's tiles come from and go to.
@@ -775,8 +857,9 @@ mod tests {
     }
 
     /// A NaN anywhere in the input comes out exactly at the outputs whose window holds it
-    /// (as in the direct product), through ReLU and Clip; an infinity comes out non-finite
-    /// (inf or NaN) at exactly those outputs, and the others are unchanged.
+    /// (as in the direct product), through ReLU and Clip; an infinity as in the direct
+    /// product (±inf, or NaN where both signs meet), through every activation (ReLU makes
+    /// -inf 0, where the transforms would have made NaN).
     #[test]
     fn non_finite_inputs_reach_exactly_their_windows() {
         if !available() {
@@ -791,28 +874,22 @@ mod tests {
             for at in [0, 1, 6, 7, 8, 15, 20, 41] {
                 let mut x = lcg(2 * 42, 6);
                 x[42 + at] = bad;
-                let acts: &[Act] = if bad.is_nan() {
-                    &[Act::Relu, Act::Clip(0.0, 6.0)]
-                } else {
-                    &[Act::None]
-                };
-                for &act in acts {
+                for act in [Act::None, Act::Relu, Act::Clip(0.0, 6.0)] {
                     let want = reference(&wt, &[0.0; 3], &x, 1, m, &s, act, None);
                     let mut sc = alloc::vec![0.0; scratch(&s, 1)];
                     let mut y = alloc::vec![0.0; m * 42];
                     conv(&packed, m, None, act, None, &x, 1, &s, &mut sc, &mut y);
                     for (g, e) in y.iter().zip(&want) {
                         let ctx = alloc::format!("{bad} at {at} {act:?}: {g} vs {e}");
-                        if bad.is_nan() {
-                            assert_eq!(g.is_nan(), e.is_nan(), "{ctx}");
+                        assert_eq!(g.is_nan(), e.is_nan(), "{ctx}");
+                        if !e.is_finite() {
+                            assert!(g.is_nan() || g == e, "{ctx}");
                         } else {
-                            assert_eq!(g.is_finite(), e.is_finite(), "{ctx}");
-                        }
-                        if e.is_finite() {
                             assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0), "{ctx}");
                         }
                     }
-                    assert!(want.iter().any(|v| !v.is_finite()));
+                    let none = reference(&wt, &[0.0; 3], &x, 1, m, &s, Act::None, None);
+                    assert!(none.iter().any(|v| !v.is_finite()));
                 }
             }
         }
