@@ -9,6 +9,7 @@
 
 use tether_deploy::kernels::conv::ConvShape;
 use tether_deploy::kernels::implicit_conv::{self, Act, Mode};
+use tether_deploy::kernels::winograd;
 
 fn thread_cpu_seconds() -> f64 {
     #[repr(C)]
@@ -24,6 +25,26 @@ fn thread_cpu_seconds() -> f64 {
     let rc = unsafe { clock_gettime(3, &mut t) };
     assert_eq!(rc, 0, "clock_gettime failed");
     t.sec as f64 + t.nsec as f64 * 1e-9
+}
+
+/// The least thread CPU time per call of `run` over `trials` trials of about 5 ms, in us.
+fn time(trials: usize, run: &mut dyn FnMut()) -> f64 {
+    run();
+    let t = thread_cpu_seconds();
+    let mut reps = 0;
+    while thread_cpu_seconds() - t < 0.005 {
+        run();
+        reps += 1;
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..trials {
+        let t = thread_cpu_seconds();
+        for _ in 0..reps {
+            run();
+        }
+        best = best.min((thread_cpu_seconds() - t) / reps as f64);
+    }
+    best * 1e6
 }
 
 fn main() {
@@ -71,9 +92,15 @@ fn main() {
         (80, 2, 2, 480, 1, 1, 0, 1),
         (16, 16, 16, 96, 1, 1, 0, 1),
         (48, 4, 4, 288, 1, 1, 0, 1),
+        // The small ResNet's stem (3 input channels: the Winograd transforms' share is
+        // largest) and resnet18's 3x3 layers at batch 32.
+        (3, 32, 32, 16, 3, 1, 1, 1),
+        (3, 32, 32, 16, 3, 1, 1, 32),
+        (64, 56, 56, 64, 3, 1, 1, 32),
+        (512, 7, 7, 512, 3, 1, 1, 32),
     ];
     println!(
-        "shape (c h w -> m, k, stride, batch): us per mode (Planes / Patches / Channels), chosen"
+        "shape (c h w -> m, k, stride, batch): us per mode (Planes / Patches / Channels / Winograd), chosen"
     );
     for (index, &(c, h, w, m, k, stride, pad, n)) in shapes.iter().enumerate() {
         if only.is_some_and(|o| o != index) {
@@ -113,22 +140,28 @@ fn main() {
                 line += &format!(" {:>9}", "-");
                 continue;
             }
-            run();
-            let t = thread_cpu_seconds();
-            let mut reps = 0;
-            while thread_cpu_seconds() - t < 0.005 {
-                run();
-                reps += 1;
-            }
-            let mut best = f64::INFINITY;
-            for _ in 0..trials {
-                let t = thread_cpu_seconds();
-                for _ in 0..reps {
-                    run();
-                }
-                best = best.min((thread_cpu_seconds() - t) / reps as f64);
-            }
-            line += &format!(" {:9.1}", best * 1e6);
+            line += &format!(" {:9.1}", time(trials, &mut run));
+        }
+        if winograd::applies(&s) {
+            let packed = winograd::pack(&wt, m, c);
+            let mut sc = vec![0.0f32; winograd::scratch(&s, n)];
+            let mut run = || {
+                winograd::conv(
+                    &packed,
+                    m,
+                    Some(&bias),
+                    Act::Relu,
+                    None,
+                    &x,
+                    n,
+                    &s,
+                    &mut sc,
+                    &mut y,
+                )
+            };
+            line += &format!(" {:9.1}", time(trials, &mut run));
+        } else {
+            line += &format!(" {:>9}", "-");
         }
         line += &format!("  {:?}", implicit_conv::mode(&s, m, n));
         println!("{line}");

@@ -30,6 +30,7 @@ use alloc::vec::Vec;
 
 use super::conv::{ConvShape, im2col};
 use super::rows::{copy, split_row};
+use super::winograd;
 
 /// Output channels per weight panel (rows of the micro-kernel's tile).
 pub const MR: usize = 8;
@@ -69,6 +70,9 @@ pub enum Mode {
     /// 7x7 output is 81 plane columns, two 48-column tiles) and batch 1, where the other
     /// modes compute up to twice the outputs; the weight is packed by 32 channels.
     Channels,
+    /// Winograd's F(2x2, 3x3) ([`super::winograd`]), for 3x3 stride-1 undilated kernels:
+    /// 2.25x fewer multiply-adds, plus the transforms; the weight is packed transformed.
+    Winograd,
 }
 
 /// True when the running CPU has the instructions [`conv`] uses.
@@ -208,7 +212,14 @@ pub fn mode(s: &ConvShape, m: usize, images: usize) -> Mode {
             m.div_ceil(CP) as f64 * cycles
         })
     };
-    if channels < planes && channels < patches {
+    let winograd = if winograd::applies(s) && winograd::available() {
+        winograd::cycles(s, m, images)
+    } else {
+        f64::INFINITY
+    };
+    if winograd < planes && winograd < patches && winograd < channels {
+        Mode::Winograd
+    } else if channels < planes && channels < patches {
         Mode::Channels
     } else if planes <= patches {
         Mode::Planes
@@ -223,6 +234,7 @@ fn per_sample(s: &ConvShape, mode: Mode) -> usize {
     match mode {
         Mode::Planes | Mode::Channels => s.c * Planes::of(s).per_channel(),
         Mode::Patches => s.patch() * oh * ow,
+        Mode::Winograd => unreachable!("the Winograd scratch is its own"),
     }
 }
 
@@ -233,6 +245,9 @@ fn chunk(s: &ConvShape, mode: Mode, n: usize) -> usize {
 
 /// Floats of scratch [`conv`] needs for batches of up to `n` samples.
 pub fn scratch(s: &ConvShape, mode: Mode, n: usize) -> usize {
+    if mode == Mode::Winograd {
+        return winograd::scratch(s, n);
+    }
     chunk(s, mode, n) * per_sample(s, mode) + slack(s, mode)
 }
 
@@ -247,12 +262,16 @@ fn slack(s: &ConvShape, mode: Mode) -> usize {
             let p = Planes::of(s);
             p.ph * p.pw
         }
+        Mode::Winograd => 0,
     }
 }
 
 /// `w` (`[m, k]` row-major) as `ceil(m / r)` panels of `[k, r]` (rows past `m` zero),
 /// `r` the channels of a tile of `mode` (8, or 16 for [`Mode::Channels`]).
 pub fn pack(w: &[f32], m: usize, k: usize, mode: Mode) -> Vec<f32> {
+    if mode == Mode::Winograd {
+        return winograd::pack(w, m, k / 9);
+    }
     let r = panel_rows(mode);
     let panels = m.div_ceil(r);
     let mut p = alloc::vec![0.0f32; panels * k * r];
@@ -321,6 +340,10 @@ pub fn conv(
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
+    if mode == Mode::Winograd {
+        winograd::conv(packed, m, bias, act, residual, x, n, s, scratch, y);
+        return;
+    }
     let k = s.patch();
     let (oh, ow) = s.out();
     let p = oh * ow;
@@ -336,7 +359,7 @@ pub fn conv(
     let direct = match mode {
         Mode::Patches => n == 1 || p >= UNFOLDED_COLUMNS,
         Mode::Channels => true,
-        Mode::Planes => false,
+        Mode::Planes | Mode::Winograd => false,
     };
     if s.is_pointwise() && direct {
         // A 1x1 convolution's input is its patch matrix: with enough columns per sample,
@@ -386,6 +409,7 @@ pub fn conv(
         // columns `q` of `cnt` samples of `plane` floats, row `q / pw` column `q % pw` of
         // a sample's output where `q % pw < ow` and `q / pw < oh`.
         let g = match mode {
+            Mode::Winograd => unreachable!("run above"),
             Mode::Planes | Mode::Channels => {
                 let pl = Planes::of(s);
                 let cstride = fill_planes(xs, s, cnt, scratch);
@@ -456,6 +480,10 @@ pub fn conv(
 
 /// What a tile's outputs become before they are stored: `act(value + residual)`, the
 /// residual laid out as the output.
+#[cfg_attr(
+    not(all(feature = "std", target_arch = "x86_64")),
+    allow(dead_code) // read by the AVX-512 kernel only
+)]
 #[derive(Clone, Copy)]
 struct Epilogue<'r> {
     act: Act,
@@ -950,7 +978,8 @@ mod tests {
         y
     }
 
-    /// Both modes against the definition: strides, dilations, asymmetric padding, 1x1
+    /// Every mode against the definition (Winograd where it applies, through this
+    /// module's `pack`, `scratch` and `conv`): strides, dilations, asymmetric padding, 1x1
     /// kernels, channel counts around the 8-channel panels, planes around the 48-column
     /// tiles, batches folded and chunked, each activation.
     #[test]
@@ -989,8 +1018,10 @@ mod tests {
             let kk = s.patch();
             let (wt, x, b) = (lcg(m * kk, 1 + i as u32), lcg(n * c * h * w, 2), lcg(m, 3));
             let (oh, ow) = s.out();
-            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
-                if mode != Mode::Patches && k[0] * k[1] > MAX_TAPS {
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels, Mode::Winograd] {
+                if mode != Mode::Patches && k[0] * k[1] > MAX_TAPS
+                    || mode == Mode::Winograd && !winograd::applies(&s)
+                {
                     continue;
                 }
                 let packed = pack(&wt, m, kk, mode);
@@ -1034,6 +1065,32 @@ mod tests {
         }
     }
 
+    /// The cycle count picks Winograd's F(2x2, 3x3) for the 3x3 stride-1 layers where
+    /// `cargo run --release -p tether-deploy --example conv_modes` measured it fastest (a
+    /// third or more faster than every other mode), and never for other kernels.
+    #[test]
+    fn mode_picks_winograd_where_it_was_measured_fastest() {
+        if !winograd::available() {
+            return;
+        }
+        for (c, hw, m, n) in [
+            (16, 32, 16, 1),
+            (32, 16, 32, 32),
+            (64, 56, 64, 1),
+            (512, 7, 512, 1),
+        ] {
+            let s = ConvShape::square(c, hw, hw, 3, 1, 1);
+            assert_eq!(mode(&s, m, n), Mode::Winograd, "{c} {hw} {m} {n}");
+        }
+        for s in [
+            ConvShape::square(16, 32, 32, 3, 2, 1),
+            ConvShape::square(16, 32, 32, 5, 1, 2),
+            ConvShape::square(16, 32, 32, 1, 1, 0),
+        ] {
+            assert_ne!(mode(&s, 16, 1), Mode::Winograd, "{s:?}");
+        }
+    }
+
     /// The phase split against its definition: every length around the 16- and 32-float
     /// steps, both parities of the padding, strides 1 to 3.
     #[test]
@@ -1069,7 +1126,7 @@ mod tests {
         for bad in [f32::NAN, f32::INFINITY] {
             let mut x = lcg(2 * 36, 6);
             x[36 + 2 * 6 + 3] = bad;
-            for mode in [Mode::Planes, Mode::Patches, Mode::Channels] {
+            for mode in [Mode::Planes, Mode::Patches, Mode::Channels, Mode::Winograd] {
                 let packed = pack(&wt, m, kk, mode);
                 for act in [Act::Relu, Act::Clip(0.0, 6.0)] {
                     let want = reference(&wt, &[0.0; 3], &x, 1, m, &s, act);
