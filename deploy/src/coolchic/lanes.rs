@@ -262,7 +262,7 @@ mod avx2 {
         _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
 
-    use super::{LANES, PackedLayer, PackedMlp, Scratch, forward_batch_body, layer_one_any};
+    use super::{BATCH, LANES, PackedLayer, PackedMlp, Scratch, layer_one_any};
 
     /// `v < 0 ? 0 : v` per lane (NaN and -0 pass, as in the reference).
     #[target_feature(enable = "avx2")]
@@ -316,6 +316,36 @@ mod avx2 {
         &src[..m.outputs()]
     }
 
+    /// One layer on [`BATCH`] positions: per output, 8 vectors of accumulators held in
+    /// registers across the whole input loop (the compiler's version of the portable loop
+    /// kept them on the stack: measured, a store-forwarding round trip per add).
+    #[target_feature(enable = "avx2")]
+    fn batch_layer(l: &PackedLayer, input: &[f32], step: usize, relu_out: bool, out: &mut [f32]) {
+        const V: usize = BATCH / LANES;
+        assert!(l.inputs == 0 || input.len() >= (l.inputs - 1) * step + BATCH);
+        assert!(out.len() >= l.outputs * BATCH && l.w.len() == l.inputs * l.outputs);
+        // SAFETY: input `i`'s loads read `input[i * step..i * step + BATCH]` (in bounds,
+        // checked above), output `o`'s stores `out[o * BATCH..(o + 1) * BATCH]` (likewise).
+        unsafe {
+            for (o, (row, &bias)) in l.w.chunks_exact(l.inputs.max(1)).zip(&l.b).enumerate() {
+                let mut acc = [_mm256_set1_ps(bias); V];
+                for (i, &w) in row.iter().enumerate().take(l.inputs) {
+                    let wb = _mm256_set1_ps(w);
+                    let x = input.as_ptr().add(i * step);
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        *a =
+                            _mm256_add_ps(*a, _mm256_mul_ps(wb, _mm256_loadu_ps(x.add(k * LANES))));
+                    }
+                }
+                let y = out.as_mut_ptr().add(o * BATCH);
+                for (k, a) in acc.iter().enumerate() {
+                    let v = if relu_out { relu(*a) } else { *a };
+                    _mm256_storeu_ps(y.add(k * LANES), v);
+                }
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2")]
     pub(super) fn forward_batch<'s>(
         m: &PackedMlp,
@@ -323,7 +353,15 @@ mod avx2 {
         stride: usize,
         s: &'s mut Scratch,
     ) -> &'s [f32] {
-        forward_batch_body(m, x, stride, s)
+        let n = m.width * BATCH;
+        let (mut src, mut dst) = (&mut s.a[..n], &mut s.b[..n]);
+        let last = m.layers.len() - 1;
+        for (k, l) in m.layers.iter().enumerate() {
+            let (input, step): (&[f32], usize) = if k == 0 { (x, stride) } else { (src, BATCH) };
+            batch_layer(l, input, step, k < last, dst);
+            core::mem::swap(&mut src, &mut dst);
+        }
+        &src[..m.outputs() * BATCH]
     }
 }
 
