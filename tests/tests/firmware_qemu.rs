@@ -46,6 +46,23 @@ fn qemu_available() -> bool {
     }
 }
 
+/// Held from building the firmware to booting it: every feature set builds into the same
+/// `firmware/target/.../tether-firmware`, and tests run in parallel threads, so without it
+/// one test could boot the ELF another test's build has just written (seen: the LeNet-5
+/// check booting the Cool-chic image).
+static FIRMWARE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds the firmware with `features`, boots it, and returns its output and the build
+/// and run times.
+fn build_and_run(features: &[&str]) -> (String, Duration, Duration) {
+    let _only_one = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let start = Instant::now();
+    let elf = build_firmware(features);
+    let built = start.elapsed();
+    let out = run_qemu(&elf);
+    (out, built, start.elapsed() - built)
+}
+
 /// Builds the firmware (release) with `features` and returns its ELF.
 fn build_firmware(features: &[&str]) -> PathBuf {
     let dir = firmware_dir();
@@ -199,14 +216,8 @@ fn check_firmware(model: &str, features: &[&str]) {
         .unwrap()
         .ram_bytes();
 
-    let start = Instant::now();
-    let elf = build_firmware(features);
-    let built = start.elapsed();
-    let out = run_qemu(&elf);
-    eprintln!(
-        "firmware built in {built:.1?}, ran in {:.1?}; its output:\n{out}",
-        start.elapsed() - built
-    );
+    let (out, built, ran) = build_and_run(features);
+    eprintln!("firmware built in {built:.1?}, ran in {ran:.1?}; its output:\n{out}");
 
     let device = parse(&out, labels.len());
     let summary = out
@@ -261,13 +272,9 @@ fn a_coolchic_file_decodes_on_the_device_to_the_hosts_pixels() {
     let file = std::fs::read(firmware_dir().join("assets/kodim23-96x64.cc")).unwrap();
     let (w, h, host) = tether_deploy::coolchic::synthesis::decode_image(&file).unwrap();
 
-    let start = Instant::now();
-    let elf = build_firmware(&["coolchic"]);
-    let built = start.elapsed();
-    let out = run_qemu(&elf);
+    let (out, built, ran) = build_and_run(&["coolchic"]);
     eprintln!(
-        "firmware built in {built:.1?}, ran in {:.1?}; its first line: {}",
-        start.elapsed() - built,
+        "firmware built in {built:.1?}, ran in {ran:.1?}; its first line: {}",
         out.lines().next().unwrap_or("")
     );
 
