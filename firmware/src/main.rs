@@ -5,6 +5,9 @@
 //! line per digit plus a line of raw logits (the `f32` bits in hex, so a host can compare
 //! them exactly), then layer and memory reports; the exit status is success when every
 //! inference ran (a wrong prediction is a result, not a failure).
+//!
+//! With `--features coolchic` it decodes an embedded Cool-chic image instead
+//! ([`coolchic`]).
 
 #![no_std]
 #![no_main]
@@ -16,27 +19,40 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprint, hprintln};
+#[cfg(not(feature = "coolchic"))]
+use cortex_m_semihosting::hprint;
+use cortex_m_semihosting::{debug, hprintln};
 use embedded_alloc::LlffHeap;
 use panic_semihosting as _;
+#[cfg(not(feature = "coolchic"))]
 use tether_deploy::{Align16, Model, Plan, PlanOptions};
+
+#[cfg(feature = "coolchic")]
+mod coolchic;
 
 /// The pruned network, read in place from flash: LeNet-300-100 pruned for `board.toml`
 /// (`tether-train prune --board board.toml`), or with the `lenet5` feature a LeNet-5 pruned
 /// by whole channels and units for the same board (`--model lenet5 --structure unit`),
 /// whose convolutions run the portable patch-free kernel.
-#[cfg(not(feature = "lenet5"))]
+#[cfg(not(any(feature = "lenet5", feature = "coolchic")))]
 static MODEL: &[u8] = tether_deploy::include_model!("../assets/lenet300-mnist-64k.tthr");
-#[cfg(feature = "lenet5")]
+#[cfg(all(feature = "lenet5", not(feature = "coolchic")))]
 static MODEL: &[u8] = tether_deploy::include_model!("../assets/lenet5-mnist-board.tthr");
 /// Normalised test digits, `[n, 784]` little-endian `f32` (written by `host/`).
+#[cfg(not(feature = "coolchic"))]
 static DIGITS: &Align16<[u8]> = &Align16(*include_bytes!("../assets/digits.f32"));
 /// Their labels, one byte each.
+#[cfg(not(feature = "coolchic"))]
 static LABELS: &[u8] = include_bytes!("../assets/labels.u8");
 
 /// Heap for the model's tables and the plan (arena, converted weights). The run reports
-/// how much of it was ever in use.
+/// how much of it was ever in use. The Cool-chic decode keeps every latent level and
+/// every upsampled plane of its 96x64 image (about 150 KB).
+#[cfg(not(feature = "coolchic"))]
 const HEAP_SIZE: usize = 64 * 1024;
+/// See above.
+#[cfg(feature = "coolchic")]
+pub(crate) const HEAP_SIZE: usize = 512 * 1024;
 
 /// The heap allocator, recording its high-water mark.
 struct PeakHeap {
@@ -75,6 +91,12 @@ unsafe extern "C" {
     static __sheap: u32;
 }
 
+/// Most bytes the heap has had in use.
+#[cfg_attr(not(feature = "coolchic"), allow(dead_code))]
+fn heap_peak() -> usize {
+    HEAP.peak.load(Ordering::Relaxed)
+}
+
 /// Deepest the stack has been since reset, in bytes (from the paint left untouched).
 fn stack_peak() -> usize {
     let lo = (&raw const _stack_end) as usize;
@@ -88,6 +110,7 @@ fn stack_peak() -> usize {
 }
 
 /// Index of the largest logit (the first, on ties). The host side uses the same rule.
+#[cfg(not(feature = "coolchic"))]
 fn argmax(xs: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in xs.iter().enumerate() {
@@ -106,7 +129,11 @@ fn main() -> ! {
         // else.
         unsafe { HEAP.heap.init(&raw mut HEAP_MEM as usize, HEAP_SIZE) }
     }
-    let status = match run() {
+    #[cfg(not(feature = "coolchic"))]
+    let result = run();
+    #[cfg(feature = "coolchic")]
+    let result = coolchic::run();
+    let status = match result {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(e) => {
             hprintln!("error: {}", e);
@@ -119,6 +146,7 @@ fn main() -> ! {
     }
 }
 
+#[cfg(not(feature = "coolchic"))]
 fn run() -> Result<(), tether_deploy::Error> {
     let model = Model::parse(MODEL)?;
     // CSR weights stay sparse: a dense copy would be allocated from the 64 KiB heap

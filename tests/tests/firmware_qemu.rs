@@ -46,6 +46,23 @@ fn qemu_available() -> bool {
     }
 }
 
+/// Held from building the firmware to booting it: every feature set builds into the same
+/// `firmware/target/.../tether-firmware`, and tests run in parallel threads, so without it
+/// one test could boot the ELF another test's build has just written (seen: the LeNet-5
+/// check booting the Cool-chic image).
+static FIRMWARE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds the firmware with `features`, boots it, and returns its output and the build
+/// and run times.
+fn build_and_run(features: &[&str]) -> (String, Duration, Duration) {
+    let _only_one = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let start = Instant::now();
+    let elf = build_firmware(features);
+    let built = start.elapsed();
+    let out = run_qemu(&elf);
+    (out, built, start.elapsed() - built)
+}
+
 /// Builds the firmware (release) with `features` and returns its ELF.
 fn build_firmware(features: &[&str]) -> PathBuf {
     let dir = firmware_dir();
@@ -199,14 +216,8 @@ fn check_firmware(model: &str, features: &[&str]) {
         .unwrap()
         .ram_bytes();
 
-    let start = Instant::now();
-    let elf = build_firmware(features);
-    let built = start.elapsed();
-    let out = run_qemu(&elf);
-    eprintln!(
-        "firmware built in {built:.1?}, ran in {:.1?}; its output:\n{out}",
-        start.elapsed() - built
-    );
+    let (out, built, ran) = build_and_run(features);
+    eprintln!("firmware built in {built:.1?}, ran in {ran:.1?}; its output:\n{out}");
 
     let device = parse(&out, labels.len());
     let summary = out
@@ -247,4 +258,57 @@ fn check_firmware(model: &str, features: &[&str]) {
         labels.len(),
         host.iter().map(Vec::len).sum::<usize>()
     );
+}
+
+/// The device decodes the embedded Cool-chic file (`firmware/assets/kodim23-96x64.cc`,
+/// issue 27) to exactly the pixels the host decodes from it: the decoder is
+/// float-deterministic (the same `f32` operations in the same order; the host's run in
+/// AVX2 lanes, the Cortex-M4F's in scalar FPU code), so every byte must agree.
+#[test]
+fn a_coolchic_file_decodes_on_the_device_to_the_hosts_pixels() {
+    if !qemu_available() {
+        return;
+    }
+    let file = std::fs::read(firmware_dir().join("assets/kodim23-96x64.cc")).unwrap();
+    let (w, h, host) = tether_deploy::coolchic::synthesis::decode_image(&file).unwrap();
+
+    let (out, built, ran) = build_and_run(&["coolchic"]);
+    eprintln!(
+        "firmware built in {built:.1?}, ran in {ran:.1?}; its first line: {}",
+        out.lines().next().unwrap_or("")
+    );
+
+    let header = out
+        .lines()
+        .find(|l| l.contains("Cool-chic file"))
+        .unwrap_or_else(|| panic!("no header line in\n{out}"));
+    assert!(
+        header.contains(&format!("image {w} {h},")),
+        "device vs host image size: {header}"
+    );
+    let mut rows: Vec<Option<Vec<u8>>> = vec![None; h];
+    for line in out.lines() {
+        let Some((y, hex)) = line
+            .strip_prefix("row ")
+            .and_then(|rest| rest.split_once(':'))
+        else {
+            continue;
+        };
+        let y: usize = y.parse().expect("row index");
+        assert!(y < h, "row {y} out of range");
+        let bytes = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex byte"))
+            .collect();
+        rows[y] = Some(bytes);
+    }
+    let mut differ = 0;
+    for (y, (row, want)) in rows.iter().zip(host.chunks_exact(3 * w)).enumerate() {
+        let row = row
+            .as_ref()
+            .unwrap_or_else(|| panic!("row {y} missing from the firmware's output"));
+        assert_eq!(row.len(), 3 * w, "row {y}: length");
+        differ += row.iter().zip(want).filter(|(a, b)| a != b).count();
+    }
+    assert_eq!(differ, 0, "{differ} of {} bytes differ", host.len());
+    assert!(out.contains("summary:"), "no summary line in\n{out}");
 }

@@ -19,11 +19,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::lanes::PackedMlp;
 use super::laplace::Laplace;
 use super::rans::{RansDecoder, RansEncoder};
-use super::{
-    Arch, CodecError, LATENT_MAX, MAX_SIDE, Mlp, WEIGHT_MAX, context_of, latent_distribution,
-};
+use super::{Arch, CONTEXT, CodecError, LATENT_MAX, LatentModel, MAX_SIDE, Mlp, WEIGHT_MAX};
 
 /// The first bytes of every file.
 pub const MAGIC: [u8; 2] = *b"CC";
@@ -217,25 +216,40 @@ fn tensor_lengths(mlp: &Mlp) -> Vec<usize> {
 /// Walks a level in decoding order, giving each latent's distribution from the ARM on the
 /// (already known) earlier latents: `visit(distribution, index)` codes or decodes the
 /// latent at `index` and returns its value, which is stored for later contexts.
+///
+/// The level is kept with a border of zeros (2 rows above, 2 columns each side), so every
+/// context is the same fixed offsets into it, with no bounds checks: the values are those
+/// of [`super::context_of`] (zeros outside the grid). The ARM runs in lanes
+/// ([`PackedMlp::forward_one`], the reference's bits).
 fn walk_level(
-    arm: &Mlp,
+    arm: &PackedMlp,
     context: usize,
     rows: usize,
     cols: usize,
     mut visit: impl FnMut(&Laplace, usize) -> Result<i32, CodecError>,
 ) -> Result<Vec<i32>, CodecError> {
-    let mut grid = vec![0.0f32; rows * cols];
+    const PAD: usize = 2;
+    let stride = cols + 2 * PAD;
+    let mut grid = vec![0.0f32; (rows + PAD) * stride];
+    let offsets: Vec<isize> = CONTEXT[..context]
+        .iter()
+        .map(|&(dy, dx)| dy as isize * stride as isize + dx as isize)
+        .collect();
     let mut values = vec![0i32; rows * cols];
-    let width = arm.max_width().max(context);
-    let (mut ctx, mut a, mut b) = (vec![0.0; context], vec![0.0; width], vec![0.0; width]);
+    let model = LatentModel::new();
+    let mut scratch = arm.scratch();
+    let mut ctx = vec![0.0; context];
     for y in 0..rows {
         for x in 0..cols {
-            context_of(&grid, rows, cols, y, x, &mut ctx);
-            let d = latent_distribution(arm.forward(&ctx, &mut a, &mut b));
+            let at = (y + PAD) * stride + x + PAD;
+            for (c, &o) in ctx.iter_mut().zip(&offsets) {
+                *c = grid[at.wrapping_add_signed(o)];
+            }
+            let d = model.distribution(arm.forward_one(&ctx, &mut scratch));
             let i = y * cols + x;
             let v = visit(&d, i)?;
             values[i] = v;
-            grid[i] = v as f32;
+            grid[at] = v as f32;
         }
     }
     Ok(values)
@@ -256,7 +270,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
     if c.latents.len() != arch.levels {
         return Err(CodecError::Model("latents of the wrong number of levels"));
     }
-    let arm = c.arm_mlp()?;
+    let arm = PackedMlp::new(&c.arm_mlp()?);
     c.synthesis_mlp()?;
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
@@ -354,9 +368,10 @@ pub fn decode(bytes: &[u8]) -> Result<CoolChic, CodecError> {
         synthesis: synth_tensors,
         latents: Vec::new(),
     };
-    let arm = c
-        .arm_mlp()
-        .map_err(|_| CodecError::Corrupt("the networks"))?;
+    let arm = PackedMlp::new(
+        &c.arm_mlp()
+            .map_err(|_| CodecError::Corrupt("the networks"))?,
+    );
     for l in 0..c.header.arch.levels {
         let (rows, cols) = Arch::level_size(width, height, l);
         let level = if dec.get_uniform(2)? == 1 {

@@ -19,6 +19,7 @@
 //! IEEE-754 machine (host or Cortex-M) the tables match bit for bit.
 
 pub mod file;
+pub mod lanes;
 pub mod laplace;
 pub mod mlp;
 pub mod rans;
@@ -175,11 +176,37 @@ pub fn context_of(grid: &[f32], rows: usize, cols: usize, y: usize, x: usize, ou
 
 /// The Laplace the ARM's output `(mu, log b)` stands for.
 pub fn latent_distribution(out: &[f32]) -> laplace::Laplace {
-    let log_b = out[1].clamp(
-        libm::logf(laplace::MIN_SCALE),
-        libm::logf(laplace::MAX_SCALE),
-    );
-    laplace::Laplace::new(out[0], libm::expf(log_b), LATENT_MAX)
+    LatentModel::new().distribution(out)
+}
+
+/// [`latent_distribution`] with its clamp's bounds computed once (they cost two `logf`s,
+/// a third of the per-latent work outside the ARM when computed every time).
+#[derive(Clone, Copy, Debug)]
+pub struct LatentModel {
+    log_min: f32,
+    log_max: f32,
+}
+
+impl LatentModel {
+    /// The bounds of the ARM's log-scale output.
+    pub fn new() -> Self {
+        Self {
+            log_min: libm::logf(laplace::MIN_SCALE),
+            log_max: libm::logf(laplace::MAX_SCALE),
+        }
+    }
+
+    /// The Laplace the ARM's output `(mu, log b)` stands for.
+    pub fn distribution(&self, out: &[f32]) -> laplace::Laplace {
+        let log_b = out[1].clamp(self.log_min, self.log_max);
+        laplace::Laplace::new(out[0], libm::expf(log_b), LATENT_MAX)
+    }
+}
+
+impl Default for LatentModel {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+#[cfg(doc)]
+use super::Mlp;
 use super::file::CoolChic;
-use super::{Arch, CodecError, Mlp};
+use super::lanes::{BATCH, PackedMlp};
+use super::{Arch, CodecError};
 
 /// The two source indices and the weight of the second, for output `i` of a level
 /// `n` long upsampled by `2^l`.
@@ -24,52 +27,54 @@ pub fn taps(i: usize, n: usize, l: usize) -> (usize, usize, f32) {
     (i0, i1, u - i0 as f32)
 }
 
-/// Level `l` (`rows x cols` values, row-major) upsampled to `height x width`, added into
-/// `planes` as plane `l` (pixel-major: `planes[p * levels + l]`).
-/// Where a level goes: the image's size and the pixel-major planes.
-struct Planes<'a> {
+/// Level `l` (`rows x cols` values, row-major) upsampled to the `width x height` of
+/// `plane` (row-major): a horizontal pass, then a vertical one, each output
+/// `a * (1 - f) + b * f` (the vertical pass is contiguous in memory, so it vectorises).
+fn upsample_into(
+    level: &[f32],
+    rows: usize,
+    cols: usize,
+    l: usize,
     width: usize,
-    height: usize,
-    levels: usize,
-    data: &'a mut [f32],
-}
-
-fn upsample_into(level: &[f32], rows: usize, cols: usize, l: usize, out: &mut Planes<'_>) {
-    let (width, height, levels) = (out.width, out.height, out.levels);
+    plane: &mut [f32],
+) {
+    let height = plane.len() / width;
     // Horizontal pass: rows x width.
     let xt: Vec<_> = (0..width).map(|x| taps(x, cols, l)).collect();
     let mut wide = vec![0.0f32; rows * width];
-    for r in 0..rows {
-        let src = &level[r * cols..(r + 1) * cols];
-        for (x, &(a, b, f)) in xt.iter().enumerate() {
-            wide[r * width + x] = src[a] * (1.0 - f) + src[b] * f;
+    for (src, dst) in level.chunks_exact(cols).zip(wide.chunks_exact_mut(width)) {
+        for (d, &(a, b, f)) in dst.iter_mut().zip(&xt) {
+            *d = src[a] * (1.0 - f) + src[b] * f;
         }
     }
     // Vertical pass.
-    for y in 0..height {
+    for (y, out) in plane.chunks_exact_mut(width).enumerate().take(height) {
         let (a, b, f) = taps(y, rows, l);
-        for x in 0..width {
-            out.data[(y * width + x) * levels + l] =
-                wide[a * width + x] * (1.0 - f) + wide[b * width + x] * f;
+        let (ra, rb) = (
+            &wide[a * width..(a + 1) * width],
+            &wide[b * width..(b + 1) * width],
+        );
+        let g = 1.0 - f;
+        for ((o, &va), &vb) in out.iter_mut().zip(ra).zip(rb) {
+            *o = va * g + vb * f;
         }
     }
 }
 
-/// Every pixel's latent values, pixel-major (`[pixel][level]`).
+/// Every level upsampled to full resolution, level-major (`[level][pixel]`, pixels
+/// row-major): the synthesis' inputs for a run of pixels are contiguous in every plane.
 pub fn upsample(c: &CoolChic) -> Vec<f32> {
     let (w, h) = (c.header.width, c.header.height);
-    let levels = c.header.arch.levels;
-    let mut planes = vec![0.0f32; w * h * levels];
-    let mut out = Planes {
-        width: w,
-        height: h,
-        levels,
-        data: &mut planes,
-    };
-    for (l, level) in c.latents.iter().enumerate() {
+    let mut planes = vec![0.0f32; w * h * c.header.arch.levels];
+    for ((l, level), plane) in c
+        .latents
+        .iter()
+        .enumerate()
+        .zip(planes.chunks_exact_mut(w * h))
+    {
         let (rows, cols) = Arch::level_size(w, h, l);
         let values: Vec<f32> = level.iter().map(|&v| v as f32).collect();
-        upsample_into(&values, rows, cols, l, &mut out);
+        upsample_into(&values, rows, cols, l, w, plane);
     }
     planes
 }
@@ -81,20 +86,39 @@ fn to_u8(v: f32) -> u8 {
     v as u8
 }
 
-/// The decoded image: RGB, row-major, 8 bits per channel.
+/// The decoded image: RGB, row-major, 8 bits per channel. The synthesis runs on
+/// [`BATCH`] pixels at a time ([`PackedMlp::forward_batch`]: each pixel's arithmetic is
+/// [`Mlp::forward`]'s, so the image is the same bits as one pixel at a time).
 ///
 /// # Errors
 /// Networks that do not fit the header's shape.
 pub fn render(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
-    let synth: Mlp = c.synthesis_mlp()?;
+    let synth = PackedMlp::new(&c.synthesis_mlp()?);
     let levels = c.header.arch.levels;
     let planes = upsample(c);
-    let width = synth.max_width();
-    let (mut a, mut b) = (vec![0.0; width], vec![0.0; width]);
-    let mut rgb = Vec::with_capacity(planes.len() / levels * 3);
-    for px in planes.chunks_exact(levels) {
-        let out = synth.forward(px, &mut a, &mut b);
-        rgb.extend(out.iter().map(|&v| to_u8(v)));
+    let n = c.header.width * c.header.height;
+    let mut scratch = synth.scratch();
+    // The last, partial run of pixels is copied out with zeros after it.
+    let mut tail = vec![0.0f32; levels * BATCH];
+    let mut rgb = vec![0u8; n * 3];
+    for start in (0..n).step_by(BATCH) {
+        let count = BATCH.min(n - start);
+        let out = if count == BATCH {
+            synth.forward_batch(&planes[start..], n, &mut scratch)
+        } else {
+            for (dst, plane) in tail.chunks_exact_mut(BATCH).zip(planes.chunks_exact(n)) {
+                dst[..count].copy_from_slice(&plane[start..]);
+            }
+            synth.forward_batch(&tail, BATCH, &mut scratch)
+        };
+        for (p, px) in rgb[start * 3..(start + count) * 3]
+            .chunks_exact_mut(3)
+            .enumerate()
+        {
+            for (ch, v) in px.iter_mut().enumerate() {
+                *v = to_u8(out[ch * BATCH + p]);
+            }
+        }
     }
     Ok(rgb)
 }

@@ -152,3 +152,31 @@ fn the_encoder_refuses_what_the_format_cannot_hold() {
     c.arm[0].codes.pop();
     assert!(encode(&c).is_err());
 }
+
+/// CRC-32 of a file and of its image, written and rendered by the code before the lanes
+/// and the search from the mode (commit 2c66094): the bits of the format and of the
+/// decoded image must never change with an optimisation.
+#[test]
+fn the_bitstream_and_the_pixels_are_those_of_the_scalar_reference() {
+    let wide = Arch {
+        levels: 5,
+        context: 12,
+        arm_hidden: vec![24, 24],
+        synth_hidden: vec![32, 32],
+    };
+    let mut got = Vec::new();
+    for (w, h, a, seed) in [(33, 20, arch(), 3), (70, 45, wide, 11)] {
+        let c = random_file(w, h, a, seed);
+        let bytes = encode(&c).unwrap();
+        let rgb = synthesis::render(&c).unwrap();
+        let body = &bytes[..bytes.len() - 4];
+        got.push((bytes.len(), crc32fast::hash(body), crc32fast::hash(&rgb)));
+    }
+    assert_eq!(
+        got,
+        [
+            (854, 328_025_425, 2_153_211_933),
+            (7569, 228_690_002, 71_027_839)
+        ]
+    );
+}
