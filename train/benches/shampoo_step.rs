@@ -5,7 +5,8 @@
 //! configuration runs a multiple of its frequency per round (so root computations are
 //! amortised as in training); rounds are interleaved; ratio of medians.
 //!
-//! Then where the time goes: the parameter blocks and one inverse root per factor size.
+//! Then where the time goes: the optimizer's share of each step (timed around
+//! `Optimizer::step`), the parameter blocks and one inverse root per factor size.
 //!
 //! `--batch`, `--rounds`, `--only adam,shampoo_f100` narrow it.
 //!
@@ -58,6 +59,8 @@ struct Candidate {
     /// Steps per round (a multiple of the precondition frequency).
     steps: usize,
     times: Vec<f64>,
+    /// Of each round's step time, the optimizer's step (the rest: forward and backward).
+    opt_times: Vec<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,25 +100,36 @@ fn main() -> anyhow::Result<()> {
             net: net.clone(),
             steps,
             times: vec![],
+            opt_times: vec![],
         });
     }
     for round in 0..=cli.rounds {
         for c in &mut candidates {
             let start = Instant::now();
+            let mut in_optimizer = 0.0;
             for _ in 0..c.steps {
                 let loss = cross_entropy(c.net.forward(x.clone()), y.clone());
                 let grads = GradientsParams::from_grads(loss.backward(), &c.net);
+                let opt_start = Instant::now();
                 c.net = c.opt.step(1e-3, c.net.clone(), grads);
+                in_optimizer += opt_start.elapsed().as_secs_f64();
             }
             let per_step = start.elapsed().as_secs_f64() / c.steps as f64;
+            let opt_per_step = in_optimizer / c.steps as f64;
             if let Some(h) = c.opt.health() {
                 h.check()?;
             }
             if round > 0 {
                 // Round 0 warms caches and allocators, and takes Shampoo's first roots.
                 c.times.push(per_step);
+                c.opt_times.push(opt_per_step);
             }
-            eprintln!("round {round} {}: {:.1} ms/step", c.name, per_step * 1e3);
+            eprintln!(
+                "round {round} {}: {:.1} ms/step, {:.1} of them in the optimizer",
+                c.name,
+                per_step * 1e3,
+                opt_per_step * 1e3
+            );
         }
     }
     let Some(adam) = candidates.iter().find(|c| c.name == "adam") else {
@@ -123,14 +137,22 @@ fn main() -> anyhow::Result<()> {
     };
     let adam = median(adam.times.clone());
     let mut results = serde_json::Map::new();
-    println!("| optimizer | step ms | / Adam |");
-    println!("|---|---|---|");
+    println!("| optimizer | step ms | / Adam | optimizer ms |");
+    println!("|---|---|---|---|");
     for c in &candidates {
         let t = median(c.times.clone());
-        println!("| {} | {:.1} | {:.2} |", c.name, t * 1e3, t / adam);
+        let o = median(c.opt_times.clone());
+        println!(
+            "| {} | {:.1} | {:.2} | {:.1} |",
+            c.name,
+            t * 1e3,
+            t / adam,
+            o * 1e3
+        );
         results.insert(
             c.name.clone(),
-            serde_json::json!({"step_s": t, "ratio_to_adam": t / adam, "rounds": c.times}),
+            serde_json::json!({"step_s": t, "ratio_to_adam": t / adam, "optimizer_s": o,
+                "rounds": c.times, "optimizer_rounds": c.opt_times}),
         );
     }
 

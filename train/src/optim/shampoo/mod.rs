@@ -15,6 +15,11 @@
 //! 6. `P <- P + wd W` (decoupled decay), momentum (`M <- mu M + (1 - dampening) P`; Nesterov
 //!    `P <- (1 - dampening) P + mu M`, else `P <- M`), and `W <- W - lr P`.
 //!
+//! On a CPU backend the step runs on the host buffers with faer (`host_step`, `kernels`:
+//! the factors' lower triangles only, mode products without transposes, the element-wise
+//! steps fused); on a device backend by tensor ops. A factor's strict upper triangle is
+//! not kept on the host; the roots read the lower one on both paths.
+//!
 //! Failures go to a [`ShampooHealth`] handle rather than a panic (burn's `Optimizer::step`
 //! cannot return an error): the training loop checks it after every step
 //! ([`crate::trainer::FitOptions::with_health`]).
@@ -27,7 +32,9 @@ mod config;
 mod distributed;
 mod error;
 mod health;
+mod host_step;
 mod inverse_root;
+mod kernels;
 mod step;
 
 pub use blocking::{Block, BlockPlan, merge_small_dims};

@@ -13,11 +13,13 @@ use super::blocking::{Block, BlockPlan};
 use super::config::{Grafting, ShampooConfig};
 use super::error::ShampooError;
 use super::health::ShampooHealth;
+use super::host_step::{host_values, on_host};
 use super::inverse_root::{RootError, inverse_root};
+use super::kernels::symmetric_f64;
 use crate::denormals::FlushDenormals;
 
 /// Added to Shampoo's block norm before grafting divides by it (the reference's 1e-16).
-const GRAFT_NORM_FLOOR: f64 = 1e-16;
+pub(super) const GRAFT_NORM_FLOOR: f64 = 1e-16;
 
 /// Which block a step works on: the block, the (1-based) step, and the parameter's shape
 /// and block index (for errors).
@@ -49,7 +51,8 @@ pub struct ShampooState<B: Backend> {
 /// One block's statistics and buffers (flattened block layout).
 #[derive(Record, Clone)]
 pub struct BlockState<B: Backend> {
-    /// Kronecker factor `L_k` per block dimension.
+    /// Kronecker factor `L_k` per block dimension: its lower triangle (the host path does
+    /// not keep the strict upper one; the tensor path keeps the whole symmetric matrix).
     pub factors: Vec<Tensor<B, 2>>,
     /// Inverse root `R_k` per factor (zero until first computed, as the reference).
     pub roots: Vec<Tensor<B, 2>>,
@@ -106,6 +109,23 @@ impl Shampoo {
         self.config
             .root_override
             .map_or(2.0 * order as f64, f64::from)
+    }
+
+    /// Fresh state for a parameter of `shape`, every block on this device.
+    pub(super) fn fresh_state<B: Backend>(
+        &self,
+        shape: &[usize],
+        device: &B::Device,
+    ) -> ShampooState<B> {
+        ShampooState {
+            step: 0,
+            blocks: self
+                .plan(shape)
+                .blocks
+                .iter()
+                .map(|b| Some(self.new_block(b, device)))
+                .collect(),
+        }
     }
 
     /// Fresh state for `block`.
@@ -165,33 +185,56 @@ impl Shampoo {
         });
     }
 
-    /// Recomputes the block's inverse roots from its factors. A failed computation (the
-    /// eigendecomposition or Newton not converging, a non-finite root) keeps the previous
-    /// root and counts; more than `tolerated_root_failures` in a row is an error. A
-    /// non-finite factor is an error at once: the statistics are poisoned for good.
+    /// Recomputes the block's inverse roots from its factors (the tensor path).
     fn compute_roots<B: Backend>(
         &self,
         block: &mut BlockState<B>,
-        shape: &[usize],
-        index: usize,
-        t: usize,
+        at: BlockAt<'_>,
     ) -> Result<(), ShampooError> {
+        let factors: Vec<Vec<f32>> = block
+            .factors
+            .iter()
+            .map(|f| f.to_data().convert::<f32>().into_vec().expect("f32"))
+            .collect();
+        let new = self.roots_from_lower(
+            &factors,
+            &at.block.shape,
+            &mut block.failed_computations,
+            at,
+        )?;
+        for ((root, new), &n) in block.roots.iter_mut().zip(new).zip(&at.block.shape) {
+            if let Some(r) = new {
+                let device = root.device();
+                *root = Tensor::from_data(TensorData::new(r, [n, n]), &device);
+            }
+        }
+        Ok(())
+    }
+
+    /// The inverse roots of a block's factors (row-major `d x d`, read from their lower
+    /// triangles), `None` where the computation failed and the previous root stays. A
+    /// failed computation (the eigendecomposition or Newton not converging, a non-finite
+    /// root) counts in `failed`; more than `tolerated_root_failures` in a row is an error.
+    /// A non-finite factor is an error at once: the statistics are poisoned for good.
+    pub(super) fn roots_from_lower(
+        &self,
+        factors: &[Vec<f32>],
+        dims: &[usize],
+        failed: &mut usize,
+        at: BlockAt<'_>,
+    ) -> Result<Vec<Option<Vec<f32>>>, ShampooError> {
         let c = &self.config;
+        let t = at.step;
         let bias = if c.bias_correction && c.beta2 < 1.0 {
             1.0 - c.beta2.powi(t as i32)
         } else {
             1.0
         };
-        let order = block.factors.len();
+        let order = factors.len();
         let mut last_failure = None;
-        for k in 0..order {
-            let n = block.factors[k].dims()[0];
-            let a: Vec<f64> = block.factors[k]
-                .clone()
-                .into_data()
-                .iter::<f64>()
-                .map(|v| v / bias)
-                .collect();
+        let mut roots = Vec::with_capacity(order);
+        for (k, (l, &n)) in factors.iter().zip(dims).enumerate() {
+            let a = symmetric_f64(l, n, bias);
             let result = inverse_root(
                 &a,
                 n,
@@ -202,39 +245,38 @@ impl Shampoo {
             );
             self.health.count_root(result.is_ok());
             match result {
-                Ok(r) => {
-                    let device = block.factors[k].device();
-                    let r: Vec<f32> = r.into_iter().map(|v| v as f32).collect();
-                    block.roots[k] = Tensor::from_data(TensorData::new(r, [n, n]), &device);
-                }
+                Ok(r) => roots.push(Some(r.into_iter().map(|v| v as f32).collect())),
                 Err(cause @ RootError::NonFiniteInput) => {
                     return Err(ShampooError::NonFiniteFactor {
-                        shape: shape.to_vec(),
-                        block: index,
+                        shape: at.shape.to_vec(),
+                        block: at.index,
                         factor: k,
                         step: t,
                         cause,
                     });
                 }
-                Err(cause) => last_failure = Some(cause),
+                Err(cause) => {
+                    roots.push(None);
+                    last_failure = Some(cause);
+                }
             }
         }
         match last_failure {
-            None => block.failed_computations = 0,
+            None => *failed = 0,
             Some(cause) => {
-                block.failed_computations += 1;
-                if block.failed_computations > c.tolerated_root_failures {
+                *failed += 1;
+                if *failed > c.tolerated_root_failures {
                     return Err(ShampooError::PersistentRootFailure {
-                        shape: shape.to_vec(),
-                        block: index,
-                        failures: block.failed_computations,
+                        shape: at.shape.to_vec(),
+                        block: at.index,
+                        failures: *failed,
                         step: t,
                         cause,
                     });
                 }
             }
         }
-        Ok(())
+        Ok(roots)
     }
 }
 
@@ -358,7 +400,8 @@ impl Shampoo {
 
     /// One block's step: from its raw gradient `g` (L2 decay included) and its parameter
     /// values `w` (only when decoupled decay needs them), the direction `P` after
-    /// grafting, decoupled decay and momentum (the parameter moves by `-lr P`).
+    /// grafting, decoupled decay and momentum (the parameter moves by `-lr P`). On a CPU
+    /// backend by the host kernels ([`super::host_step`]), else by tensor ops.
     pub(super) fn block_direction<B: Backend>(
         &self,
         st: &mut BlockState<B>,
@@ -366,12 +409,25 @@ impl Shampoo {
         g: Tensor<B, 1>,
         w: Option<Tensor<B, 1>>,
     ) -> Result<Tensor<B, 1>, ShampooError> {
-        let BlockAt {
-            block,
-            step: t,
-            shape,
-            index,
-        } = at;
+        let device = g.device();
+        if !on_host::<B>(&device) {
+            return self.block_direction_tensor(st, at, g, w);
+        }
+        let n = at.block.numel();
+        let w = w.map(host_values);
+        let dir = self.block_direction_host(st, at, host_values(g), w.as_deref(), &device)?;
+        Ok(Tensor::from_data(TensorData::new(dir, [n]), &device))
+    }
+
+    /// [`Self::block_direction`] by tensor ops (any backend).
+    pub(super) fn block_direction_tensor<B: Backend>(
+        &self,
+        st: &mut BlockState<B>,
+        at: BlockAt<'_>,
+        g: Tensor<B, 1>,
+        w: Option<Tensor<B, 1>>,
+    ) -> Result<Tensor<B, 1>, ShampooError> {
+        let BlockAt { block, step: t, .. } = at;
         let c = &self.config;
         // Step 4 of the module docs first (it needs only G): the filtered gradient.
         let g_bar = if c.beta1 != 0.0 {
@@ -406,7 +462,7 @@ impl Shampoo {
         // 3. Inverse roots when due.
         let start = c.start_step();
         if (t.is_multiple_of(c.precondition_frequency) && t > start) || t == start {
-            self.compute_roots(st, shape, index, t)?;
+            self.compute_roots(st, at)?;
         }
         // 5. The direction, grafted.
         let mut dir = if t < start && c.grafting.is_some() {
@@ -467,7 +523,8 @@ impl Shampoo {
         }
     }
 
-    fn step_checked<B: Backend, const D: usize>(
+    /// One parameter's step by tensor ops (any backend).
+    pub(super) fn step_checked<B: Backend, const D: usize>(
         &self,
         lr: LearningRate,
         tensor: Tensor<B, D>,
@@ -478,14 +535,7 @@ impl Shampoo {
         let shape = tensor.dims();
         let device = tensor.device();
         let plan = self.plan(&shape);
-        let mut state = state.unwrap_or_else(|| ShampooState {
-            step: 0,
-            blocks: plan
-                .blocks
-                .iter()
-                .map(|b| Some(self.new_block(b, &device)))
-                .collect(),
-        });
+        let mut state = state.unwrap_or_else(|| self.fresh_state(&shape, &device));
         state.step = t;
         let grad = self.with_l2(grad, &tensor);
         let g_blocks = split(grad, &plan);
@@ -501,7 +551,7 @@ impl Shampoo {
                 shape: &shape,
                 index: i,
             };
-            directions.push(self.block_direction(st, at, g, w)?);
+            directions.push(self.block_direction_tensor(st, at, g, w)?);
         }
         let dir = join(directions, &plan, shape, &device);
         Ok((tensor - dir.mul_scalar(lr), state))
@@ -523,14 +573,35 @@ impl<B: Backend> SimpleOptimizer<B> for Shampoo {
         }
         let _flush = FlushDenormals::new();
         let t = state.as_ref().map_or(0, |s| s.step) + 1;
-        let result = self
-            .check_input(&grad, t)
-            .and_then(|()| self.step_checked(lr, tensor.clone(), grad, state.clone(), t));
-        match result {
-            Ok((tensor, state)) => (tensor, Some(state)),
-            Err(e) => {
+        let device = tensor.device();
+        if !on_host::<B>(&device) {
+            let result = self
+                .check_input(&grad, t)
+                .and_then(|()| self.step_checked(lr, tensor.clone(), grad, state.clone(), t));
+            return match result {
+                Ok((tensor, state)) => (tensor, Some(state)),
+                Err(e) => {
+                    self.health.fail(e);
+                    (tensor, state)
+                }
+            };
+        }
+        // On the host the state is updated in place (no clone: a shared buffer would be
+        // copied on every access).
+        let shape = tensor.dims();
+        if shape.contains(&0) {
+            self.health.fail(ShampooError::ZeroSizeParameter {
+                shape: shape.to_vec(),
+            });
+            return (tensor, state);
+        }
+        let mut state = state.unwrap_or_else(|| self.fresh_state(&shape, &device));
+        state.step = t;
+        match self.step_host(lr, tensor, grad, &mut state, t) {
+            Ok(tensor) => (tensor, Some(state)),
+            Err((e, tensor)) => {
                 self.health.fail(e);
-                (tensor, state)
+                (tensor, Some(state))
             }
         }
     }

@@ -500,6 +500,80 @@ fn bad_input_is_reported_and_nothing_moves() {
     assert_eq!(opt.health().snapshot().root_failures, 4);
 }
 
+/// The host kernels (what a CPU backend runs) and the tensor ops (what a GPU runs) take the
+/// same steps: a 6x4x5 parameter cut into four 3-d blocks ({4 or 2} x 4 x {4 or 1}),
+/// EMA factors with bias correction, Adam grafting, momentum, decoupled decay, roots every
+/// second step; parameters, factors (lower triangles) and roots after each of 6 steps.
+#[test]
+fn host_kernels_match_the_tensor_ops() {
+    let opt = ShampooConfig::default()
+        .with_beta2(0.99)
+        .with_momentum(0.5)
+        .with_weight_decay(0.01)
+        .with_grafting(Some(Grafting::adam()))
+        .with_precondition_frequency(2)
+        .with_max_preconditioner_dim(4)
+        .with_epsilon(1e-6)
+        .build()
+        .unwrap();
+    let shape = [6, 4, 5];
+    assert_eq!(opt.plan(&shape).blocks.len(), 4);
+    let device = Default::default();
+    let mut w_host = tensor(&random(120, 1), shape);
+    let mut w_tensor = w_host.clone();
+    let mut s_host = opt.fresh_state::<B>(&shape, &device);
+    let mut s_tensor = s_host.clone();
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} (host) vs {y} (tensor ops)"
+            );
+        }
+    };
+    for t in 1..=6 {
+        let g = tensor(&random(120, 100 + t as u64), shape);
+        s_host.step = t;
+        w_host = opt
+            .step_host(0.05, w_host, g.clone(), &mut s_host, t)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        let (w, s) = opt
+            .step_checked(0.05, w_tensor, g, Some(s_tensor), t)
+            .unwrap();
+        (w_tensor, s_tensor) = (w, s);
+        close(
+            &values(w_host.clone()),
+            &values(w_tensor.clone()),
+            &format!("step {t} w"),
+        );
+        for (bh, bt) in s_host.blocks.iter().zip(&s_tensor.blocks) {
+            let (bh, bt) = (bh.as_ref().unwrap(), bt.as_ref().unwrap());
+            for (fh, ft) in bh.factors.iter().zip(&bt.factors) {
+                let d = fh.dims()[0];
+                let lower = |f: &Tensor<B, 2>| {
+                    let v = values(f.clone());
+                    (0..d * d)
+                        .filter(|i| i % d <= i / d)
+                        .map(|i| v[i])
+                        .collect::<Vec<_>>()
+                };
+                close(&lower(fh), &lower(ft), &format!("step {t} factor"));
+            }
+            for (rh, rt) in bh.roots.iter().zip(&bt.roots) {
+                close(
+                    &values(rh.clone()),
+                    &values(rt.clone()),
+                    &format!("step {t} root"),
+                );
+            }
+        }
+    }
+    // Both paths, 3 computations (steps 2, 4, 6), 4 blocks of 3 factors.
+    assert_eq!(opt.health().snapshot().roots_computed, 2 * 3 * 4 * 3);
+}
+
 /// The reference's example: blocks of 128, 64, 500 and 256 bytes on two workers.
 #[test]
 fn blocks_are_assigned_greedily_by_size() {
