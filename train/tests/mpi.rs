@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{csv_rows, fresh_dir, tether_train, weight_difference};
+use common::{csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train, weight_difference};
 use tether_train::data::may_skip;
 
 /// A short LeNet-300-100 L0 prune: 2 epochs of 20 global batches of 64.
@@ -335,27 +334,11 @@ fn a_single_process_checkpoint_resumes_on_two_processes() {
     let (ok, _, stderr) = tether_train(&args);
     assert!(ok, "the single-process run failed: {stderr}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether-train"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether-train"));
+    command
         .args(SHORT)
-        .args(["--out", path(&parts), "--distributed", "off"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read to the end: a closed pipe would kill the child's next print.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
-        if line.unwrap().starts_with("epoch 1:") {
-            let kill = Command::new("sh")
-                .args(["-c", &format!("kill -INT {}", child.id())])
-                .status()
-                .unwrap();
-            assert!(kill.success());
-        }
-    }
-    let stopped = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&stopped.stderr);
-    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+        .args(["--out", path(&parts), "--distributed", "off"]);
+    interrupt_after_first_epoch(command);
     let checkpoint = parts.join("checkpoint");
     assert!(checkpoint.join("run.json").is_file());
 

@@ -158,8 +158,8 @@ impl<B: Backend> Drop for FailGuard<B> {
 /// Runs `work(rank)` on `devices.len()` threads, replica `rank` on `devices[rank]`, each
 /// thread's data-parallel group ([`super::set_group`]) a [`LocalPeer`] of burn-collective
 /// for backend `B` (an autodiff backend's inner backend), and returns the results in rank
-/// order. The replicas set up one after another ([`GENERATOR`]); subnormal floats are
-/// flushed on every thread, as on the CLI's.
+/// order. The replicas set up one after another (under one lock: burn keeps one random
+/// generator per process); subnormal floats are flushed on every thread, as on the CLI's.
 ///
 /// # Errors
 /// A replica's error (the first by rank that is not another's failure seen through a

@@ -1,7 +1,36 @@
 //! Helpers shared by the tests that run the `tether-train` binary.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+/// Runs `command` (a training run) until it reports its first epoch, then interrupts it
+/// as Ctrl-C does (SIGINT) and waits: it must finish its step, checkpoint and exit with
+/// 130. Returns its stderr.
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub fn interrupt_after_first_epoch(mut command: Command) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Read to the end: a closed pipe would kill the child's next print.
+    let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    for line in stdout.lines() {
+        if line.expect("utf-8 output").starts_with("epoch 1:") {
+            // The shell's own `kill` (a procps binary may be absent).
+            let kill = Command::new("sh")
+                .args(["-c", &format!("kill -INT {}", child.id())])
+                .status()
+                .expect("sh runs");
+            assert!(kill.success());
+        }
+    }
+    let stopped = child.wait_with_output().expect("the run ends");
+    let stderr = String::from_utf8_lossy(&stopped.stderr).into_owned();
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    stderr
+}
 
 /// Runs `tether-train` with `args`: (success, stdout, stderr).
 pub fn tether_train(args: &[&str]) -> (bool, String, String) {

@@ -19,22 +19,9 @@ use burn::tensor::{Tensor, TensorData};
 use super::blocking::Block;
 use super::config::Grafting;
 use super::error::ShampooError;
+use super::host::host_values;
 use super::kernels::{precondition, runs, sum_squares, update_factor};
 use super::step::{BlockAt, BlockState, GRAFT_NORM_FLOOR, Shampoo, ShampooState};
-
-/// Whether `B` computes in this process's memory, where the host kernels read tensors
-/// without a device transfer (burn-flex: without a copy).
-pub(super) fn on_host<B: Backend>(device: &B::Device) -> bool {
-    matches!(B::name(device).as_str(), "flex" | "ndarray")
-}
-
-/// The tensor's values as f32 (no copy for a uniquely held f32 flex tensor).
-pub(super) fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("converted to f32")
-}
 
 fn to_tensor<B: Backend, const D: usize>(
     v: Vec<f32>,

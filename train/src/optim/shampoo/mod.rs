@@ -32,6 +32,7 @@ mod config;
 mod distributed;
 mod error;
 mod health;
+mod host;
 mod host_step;
 mod inverse_root;
 mod kernels;

@@ -13,7 +13,7 @@ use super::blocking::{Block, BlockPlan};
 use super::config::{Grafting, ShampooConfig};
 use super::error::ShampooError;
 use super::health::ShampooHealth;
-use super::host_step::{host_values, on_host};
+use super::host::{host_values, on_host};
 use super::inverse_root::{RootError, inverse_root};
 use super::kernels::symmetric_f64;
 use crate::denormals::FlushDenormals;
