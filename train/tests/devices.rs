@@ -10,30 +10,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train, weight_difference};
+use common::{
+    SHORT, WEIGHT_TOLERANCE, csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train,
+    weight_difference,
+};
 use tether_train::data::may_skip;
-
-/// A short LeNet-300-100 L0 prune: 2 epochs of 20 global batches of 64 (as tests/mpi.rs).
-const SHORT: &[&str] = &[
-    "prune",
-    "--epochs",
-    "2",
-    "--train-limit",
-    "1280",
-    "--test-limit",
-    "1000",
-    "--batch",
-    "64",
-    "--target-density",
-    "0.3",
-    "--seed",
-    "5",
-];
-
-/// Both runs' weights agree to this, relative to the tensor's largest magnitude: they
-/// differ only in summation order (the mean over 64 samples against two means over 32,
-/// weighted 1/2 and summed), as across MPI processes (tests/mpi.rs, the same bound).
-const WEIGHT_TOLERANCE: f32 = 1e-5;
 
 fn mnist_ready() -> bool {
     if let Err(e) = tether_train::data::mnist::ImageSet::load(

@@ -12,31 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train, weight_difference};
+use common::{
+    SHORT, WEIGHT_TOLERANCE, csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train,
+    weight_difference,
+};
 use tether_train::data::may_skip;
-
-/// A short LeNet-300-100 L0 prune: 2 epochs of 20 global batches of 64.
-const SHORT: &[&str] = &[
-    "prune",
-    "--epochs",
-    "2",
-    "--train-limit",
-    "1280",
-    "--test-limit",
-    "1000",
-    "--batch",
-    "64",
-    "--target-density",
-    "0.3",
-    "--seed",
-    "5",
-];
-
-/// Both runs' weights agree to this, relative to the tensor's largest magnitude. The two
-/// runs differ only in summation order (the mean over 64 samples against two means over
-/// 32, weighted 1/2 and summed), about 1e-7 relative per gradient; over 40 Adam steps the
-/// weights measured 2 processes against 1 differed by at most 3.1e-7 (2026-12-07, flex).
-const WEIGHT_TOLERANCE: f32 = 1e-5;
 
 /// Whether the tests can run here: `mpirun` present and MNIST fetched, else why not (and
 /// a panic where the environment requires them).
