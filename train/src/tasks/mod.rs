@@ -4,7 +4,8 @@
 //! - [`prune`]: L0 pruning under a density constraint (Controlled Sparsity);
 //!   [`prune_run`]: the whole job (data, schedule, outputs) behind `tether-train prune`;
 //!   [`prune_warmup`]: its dense warm-up and the gate locations it hands over to;
-//!   [`prune_ramp`]: its targets asked gradually, on gmp's cubic schedule.
+//!   [`prune_ramp`]: its targets asked gradually, on gmp's cubic schedule;
+//!   [`prune_replicas`]: the job on `--devices N` replica threads.
 //! - [`classify`]: the dense baseline (no constraint).
 //! - [`fair`]: fine-tuning a pruned model with every group's excess accuracy gap bounded
 //!   (CEAG, Balancing Act); [`fair_run`]: the job behind `tether-train fair-prune` (data
@@ -61,6 +62,7 @@ pub mod nash_memory;
 pub mod outputs;
 pub mod prune;
 pub mod prune_ramp;
+pub mod prune_replicas;
 #[allow(
     clippy::disallowed_methods,
     reason = "not yet audited for per-step host reads (issue 34): reads here are not counted"

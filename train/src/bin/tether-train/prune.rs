@@ -47,7 +47,15 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
              several devices in one process, not both",
             args.distributed.devices
         );
-        return run_replicas(&config, &args);
+        let control = RunControl::cli(true)?;
+        let report = tether_train::tasks::prune_replicas::run_replicas(
+            &config,
+            args.distributed.devices,
+            args.device.device,
+            &control,
+        )?;
+        print_report(&config, &report);
+        return Ok(());
     }
     let Some(group) = collective.clone() else {
         return run_job(&config, &args, None);
@@ -121,89 +129,6 @@ fn run_job(
         eprintln!("{who}: {}", tether_train::parallel::stats::stats());
     }
     Ok(())
-}
-
-/// `--devices N`: the job on N replica threads ([`tether_train::parallel::local`]);
-/// replica 0 writes --out and shows progress, the others run into scratch folders of
-/// their own, removed afterwards.
-fn run_replicas(config: &PruneConfig, args: &PruneArgs) -> anyhow::Result<()> {
-    let control = RunControl::cli(true)?;
-    let report = if config.is_own() {
-        let task = Replicas {
-            config,
-            n: args.distributed.devices,
-            cpu: args.device.device.is_cpu(),
-            control: &control,
-            data: None,
-        };
-        run_on(args.device.device, task)??
-    } else {
-        let train = ImageSet::load(config.dataset, Split::Train)?;
-        let test = ImageSet::load(config.dataset, Split::Test)?;
-        let task = Replicas {
-            config,
-            n: args.distributed.devices,
-            cpu: args.device.device.is_cpu(),
-            control: &control,
-            data: Some((&train, &test)),
-        };
-        run_on(args.device.device, task)??
-    };
-    print_report(config, &report);
-    Ok(())
-}
-
-/// [`run_replicas`]'s work on the backend the user named.
-struct Replicas<'a> {
-    config: &'a PruneConfig,
-    n: usize,
-    cpu: bool,
-    control: &'a RunControl,
-    /// The built-in datasets, read once for every replica (`None`: the job reads the
-    /// user's own).
-    data: Option<(&'a ImageSet, &'a ImageSet)>,
-}
-
-impl BackendTask for Replicas<'_> {
-    type Output = anyhow::Result<PruneReport>;
-
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        use tether_train::parallel::local;
-        let devices = local::replica_devices::<B>(self.n, &device, self.cpu)?;
-        let mut reports = local::run_replicas::<B::InnerBackend, _, _>(&devices, |rank| {
-            let mut config = self.config.clone();
-            let scratch = (rank > 0).then(|| {
-                std::env::temp_dir()
-                    .join(format!("tether-train-replica{rank}-{}", std::process::id()))
-            });
-            if let Some(dir) = &scratch {
-                config.out = dir.clone();
-            }
-            let control = RunControl {
-                progress: rank == 0,
-                interrupt: self.control.interrupt.clone(),
-            };
-            let device = &devices[rank];
-            let report = match self.data {
-                Some((train, test)) => {
-                    run_with_data_controlled::<B>(&config, train, test, device, &control)
-                }
-                None => run_controlled::<B>(&config, device, &control),
-            };
-            if let Some(dir) = &scratch {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            if std::env::var_os("TETHER_PARALLEL_STATS").is_some() {
-                eprintln!(
-                    "replica {rank} of {}: {}",
-                    self.n,
-                    tether_train::parallel::stats::stats()
-                );
-            }
-            report
-        })?;
-        Ok(reports.swap_remove(0))
-    }
 }
 
 fn print_report(config: &PruneConfig, report: &PruneReport) {
