@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    SHORT, WEIGHT_TOLERANCE, csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train,
+    SHORT, WEIGHT_TOLERANCE, fresh_dir, interrupt_after_first_epoch, same_metrics, tether_train,
     weight_difference,
 };
 use tether_train::data::may_skip;
@@ -38,35 +38,6 @@ fn run(extra: &[&str]) -> String {
     let (ok, stdout, stderr) = tether_train(&args);
     assert!(ok, "tether-train {args:?} failed:\n{stdout}\n{stderr}");
     stdout
-}
-
-/// `a`'s and `b`'s metrics rows (every step) to 1e-5 relative, and their epochs'
-/// accuracies (counts of 1000 test images) to one flip.
-fn same_metrics(a: &Path, b: &Path) {
-    let (x, y) = (
-        csv_rows(&a.join("metrics.csv")),
-        csv_rows(&b.join("metrics.csv")),
-    );
-    assert_eq!(x.len(), 40, "40 steps");
-    assert_eq!(x.len(), y.len());
-    for (step, (p, q)) in x.iter().zip(&y).enumerate() {
-        for (u, v) in p.iter().zip(q) {
-            assert!(
-                (u - v).abs() <= 1e-5 * u.abs().max(1.0),
-                "step {step}: {p:?} vs {q:?}"
-            );
-        }
-    }
-    let (x, y) = (
-        csv_rows(&a.join("epochs.csv")),
-        csv_rows(&b.join("epochs.csv")),
-    );
-    assert_eq!(x.len(), y.len());
-    for (p, q) in x.iter().zip(&y) {
-        for (u, v) in p.iter().zip(q) {
-            assert!((u - v).abs() <= 1e-3 + 1e-9, "{p:?} vs {q:?}");
-        }
-    }
 }
 
 /// Two replicas on threads take the single replica's steps: each trains on its half of

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    SHORT, WEIGHT_TOLERANCE, csv_rows, fresh_dir, interrupt_after_first_epoch, tether_train,
+    SHORT, WEIGHT_TOLERANCE, fresh_dir, interrupt_after_first_epoch, same_metrics, tether_train,
     weight_difference,
 };
 use tether_train::data::may_skip;
@@ -103,32 +103,7 @@ fn two_processes_train_what_one_does_on_the_global_batch() {
         diff <= WEIGHT_TOLERANCE,
         "weights differ by {diff:e} (relative) in {name}"
     );
-    // Every step's metrics (the loss is the all-reduced mean over the global batch).
-    let (a, b) = (
-        csv_rows(&single.join("metrics.csv")),
-        csv_rows(&parallel.join("metrics.csv")),
-    );
-    assert_eq!(a.len(), 40, "40 steps");
-    assert_eq!(a.len(), b.len());
-    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
-        for (p, q) in x.iter().zip(y) {
-            assert!(
-                (p - q).abs() <= 1e-5 * p.abs().max(1.0),
-                "step {step}: {x:?} vs {y:?}"
-            );
-        }
-    }
-    // The accuracies are counts of 1000 test images: at most one may flip.
-    let (a, b) = (
-        csv_rows(&single.join("epochs.csv")),
-        csv_rows(&parallel.join("epochs.csv")),
-    );
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(&b) {
-        for (p, q) in x.iter().zip(y) {
-            assert!((p - q).abs() <= 1e-3 + 1e-9, "{x:?} vs {y:?}");
-        }
-    }
+    same_metrics(&single, &parallel);
     let _ = std::fs::remove_dir_all(&base);
 }
 

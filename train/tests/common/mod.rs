@@ -59,6 +59,38 @@ pub const SHORT: &[&str] = &[
 #[allow(dead_code)] // not every test binary that includes this module needs it
 pub const WEIGHT_TOLERANCE: f32 = 1e-5;
 
+/// `a`'s and `b`'s metrics rows (every step) to 1e-5 relative, and their epochs'
+/// accuracies (counts of 1000 test images) to one flip: a data-parallel run against the
+/// single one on the same global batches of [`SHORT`] (40 steps; the loss is the
+/// all-reduced mean over the global batch).
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub fn same_metrics(a: &Path, b: &Path) {
+    let (x, y) = (
+        csv_rows(&a.join("metrics.csv")),
+        csv_rows(&b.join("metrics.csv")),
+    );
+    assert_eq!(x.len(), 40, "40 steps");
+    assert_eq!(x.len(), y.len());
+    for (step, (p, q)) in x.iter().zip(&y).enumerate() {
+        for (u, v) in p.iter().zip(q) {
+            assert!(
+                (u - v).abs() <= 1e-5 * u.abs().max(1.0),
+                "step {step}: {p:?} vs {q:?}"
+            );
+        }
+    }
+    let (x, y) = (
+        csv_rows(&a.join("epochs.csv")),
+        csv_rows(&b.join("epochs.csv")),
+    );
+    assert_eq!(x.len(), y.len());
+    for (p, q) in x.iter().zip(&y) {
+        for (u, v) in p.iter().zip(q) {
+            assert!((u - v).abs() <= 1e-3 + 1e-9, "{p:?} vs {q:?}");
+        }
+    }
+}
+
 /// Runs `tether-train` with `args`: (success, stdout, stderr).
 pub fn tether_train(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tether-train"))
