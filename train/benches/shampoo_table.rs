@@ -85,6 +85,10 @@ struct Args {
     /// Shampoo's inverse-root override (unset: 4 for a matrix).
     #[arg(long)]
     shampoo_root: Option<u32>,
+    /// Shampoo's largest factor (the reference's `max_preconditioner_dim`; larger
+    /// dimensions are cut into blocks).
+    #[arg(long, default_value_t = 1024)]
+    max_dim: usize,
     /// Step budget on MNIST (3 epochs).
     #[arg(long, default_value_t = 1400)]
     mnist_steps: usize,
@@ -153,6 +157,7 @@ fn run(job: &Job, args: &Args, data: &(ImageSet, ImageSet)) -> anyhow::Result<Va
         shampoo_epsilon: args.shampoo_epsilon,
         shampoo_beta2: args.shampoo_beta2,
         shampoo_root: args.shampoo_root,
+        max_preconditioner_dim: args.max_dim,
         ..OptimizerArgs::default().with_kind(job.optimizer)
     };
     let primal = optimizer.build::<B, _>()?;
@@ -205,6 +210,7 @@ fn run(job: &Job, args: &Args, data: &(ImageSet, ImageSet)) -> anyhow::Result<Va
         "dataset": job.dataset, "optimizer": job.optimizer, "lr": job.lr,
         "frequency": args.frequency, "target": target, "budget": budget,
         "shampoo_epsilon": args.shampoo_epsilon, "shampoo_beta2": args.shampoo_beta2, "shampoo_root": args.shampoo_root,
+        "max_dim": args.max_dim,
         "steps_to_target": reached.map(|r| r.0), "seconds_to_target": reached.map(|r| r.1),
         "step_s": train_s / steps.max(1) as f64, "curve": curve,
     }))

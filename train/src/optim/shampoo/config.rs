@@ -84,7 +84,12 @@ pub struct ShampooConfig {
     pub decoupled_weight_decay: bool,
     /// Bias-correct the filtered gradient and (for `beta2 < 1`) the factors. Default true.
     pub bias_correction: bool,
-    /// Largest factor dimension; larger dimensions are split into blocks. Default 1024.
+    /// Largest factor dimension; larger dimensions are split into blocks. Default 1024 (the
+    /// reference's). Every step costs about `1.5 n (d_1 + ... + d_o)` multiply-adds per
+    /// block of `n` elements and dimensions `d_k` (the factor statistics on one triangle,
+    /// the preconditioning's mode products), whatever the batch: on one CPU core at small
+    /// batches, where that is not small beside the network's own step, a smaller bound
+    /// (128 or 256) is the setting to choose (BENCHMARKS.md, "Shampoo vs Adam vs SGD").
     pub max_preconditioner_dim: usize,
     /// Merge small adjacent dimensions up to `max_preconditioner_dim`. Default true.
     pub merge_dims: bool,
