@@ -350,6 +350,10 @@ pub fn conv(
 
 /// What a tile's outputs become before they are stored: `act(value + residual)`, the
 /// residual laid out as the output.
+#[cfg_attr(
+    not(all(feature = "std", target_arch = "x86_64")),
+    allow(dead_code) // read by the AVX-512 kernel only
+)]
 #[derive(Clone, Copy)]
 struct Epilogue<'r> {
     act: Act,
