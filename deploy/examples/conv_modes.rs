@@ -3,13 +3,20 @@
 //! about 5 ms each), to check `implicit_conv::mode`'s choice against measurement. Linux,
 //! x86-64 with AVX-512F.
 //!
+//! With `--sparse`, the same shapes pruned at random to several densities: the sparse
+//! direct kernel (`sparse_conv`) against the dense mode the cycle count picks, and the
+//! plan's choice between them (the fewer estimated cycles) against the faster measured:
+//! each line ends with the chosen kernel's time over the faster one's (the plan must stay
+//! within 1.10).
+//!
 //! ```sh
-//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5 --shape INDEX]
+//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5 --shape INDEX --sparse]
 //! ```
 
+use tether_deploy::format::Csr;
 use tether_deploy::kernels::conv::ConvShape;
 use tether_deploy::kernels::implicit_conv::{self, Act, Mode};
-use tether_deploy::kernels::winograd;
+use tether_deploy::kernels::{sparse, sparse_conv, winograd};
 
 fn thread_cpu_seconds() -> f64 {
     #[repr(C)]
@@ -53,13 +60,14 @@ fn main() {
         return;
     }
     let mut args = std::env::args().skip(1);
-    let (mut trials, mut only) = (5usize, None);
+    let (mut trials, mut only, mut sparse_only) = (5usize, None, false);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--sparse" => sparse_only = true,
             "--trials" => trials = args.next().and_then(|t| t.parse().ok()).unwrap_or(5),
             "--shape" => only = args.next().and_then(|t| t.parse::<usize>().ok()),
             _ => {
-                eprintln!("usage: conv_modes [--trials N] [--shape INDEX]");
+                eprintln!("usage: conv_modes [--trials N] [--shape INDEX] [--sparse]");
                 std::process::exit(2);
             }
         }
@@ -99,6 +107,10 @@ fn main() {
         (64, 56, 56, 64, 3, 1, 1, 32),
         (512, 7, 7, 512, 3, 1, 1, 32),
     ];
+    if sparse_only {
+        sparse_lines(&shapes, trials, only);
+        return;
+    }
     println!(
         "shape (c h w -> m, k, stride, batch): us per mode (Planes / Patches / Channels / Winograd), chosen"
     );
@@ -166,4 +178,91 @@ fn main() {
         line += &format!("  {:?}", implicit_conv::mode(&s, m, n));
         println!("{line}");
     }
+}
+
+/// Shapes as `main` lists them: (c, h, w, m, k, stride, pad, batch).
+type Shape = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// The sparse lines: per shape and density, the dense kernel the cycle count picks and
+/// the sparse direct kernel, timed; the plan's choice (fewer estimated cycles) and its time
+/// over the faster one's.
+fn sparse_lines(shapes: &[Shape], trials: usize, only: Option<usize>) {
+    println!(
+        "shape (c h w -> m, k, stride, batch) density: us dense (mode) / sparse, estimated cycles dense / sparse, chosen, chosen / fastest"
+    );
+    let mut worst: f64 = 1.0;
+    for (index, &(c, h, w, m, k, stride, pad, n)) in shapes.iter().enumerate() {
+        if only.is_some_and(|o| o != index) {
+            continue;
+        }
+        let s = ConvShape::square(c, h, w, k, stride, pad);
+        let (oh, ow) = s.out();
+        let kk = s.patch();
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 31) % 17) as f32 / 17.0)
+            .collect();
+        let bias = vec![0.1f32; m];
+        let mut y = vec![0.0f32; n * m * oh * ow];
+        let (mode, dense_cycles) = implicit_conv::mode_cycles(&s, m, n);
+        for density in [0.05, 0.1, 0.2, 0.35] {
+            // Kept where a hash of the position falls under the density.
+            let wt: Vec<f32> = (0..m * kk)
+                .map(|i| {
+                    let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+                    if (h as f64) < density * (1u64 << 24) as f64 {
+                        ((i * 7) % 13) as f32 / 13.0 - 0.45
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let packed = implicit_conv::pack(&wt, m, kk, mode);
+            let mut sc = vec![0.0f32; implicit_conv::scratch(&s, mode, n)];
+            let dense_us = time(trials, &mut || {
+                implicit_conv::conv(
+                    &packed,
+                    m,
+                    Some(&bias),
+                    Act::Relu,
+                    None,
+                    &x,
+                    n,
+                    &s,
+                    mode,
+                    &mut sc,
+                    &mut y,
+                )
+            });
+            let (rp, ci, vals) = sparse::csr_from_dense(m, kk, &wt);
+            let a = Csr::new(m, kk, &rp, &ci, &vals).expect("a valid CSR");
+            let d = sparse_conv::SparseConv::new(&a, &s, n).expect("the sparse kernel runs");
+            let mut sc = vec![0.0f32; d.scratch()];
+            let sparse_us = time(trials, &mut || {
+                sparse_conv::conv(
+                    &a,
+                    &d,
+                    Some(&bias),
+                    Act::Relu,
+                    None,
+                    &x,
+                    n,
+                    &s,
+                    &mut sc,
+                    &mut y,
+                )
+            });
+            let sparse_cycles = sparse_conv::cycles(&s, m, vals.len(), n);
+            let sparse_chosen = sparse_cycles < dense_cycles;
+            let chosen = if sparse_chosen { sparse_us } else { dense_us };
+            let ratio = chosen / dense_us.min(sparse_us);
+            worst = worst.max(ratio);
+            println!(
+                "{c:4} {h:3} {w:3} -> {m:4}, {k}x{k}, s{stride}, n{n:3} {density:.2}: {dense_us:9.1} ({mode:?}) {sparse_us:9.1}, {:.3e} {:.3e}, {} {ratio:.2}",
+                dense_cycles,
+                sparse_cycles,
+                if sparse_chosen { "sparse" } else { "dense" },
+            );
+        }
+    }
+    println!("worst chosen / fastest: {worst:.2}");
 }

@@ -308,6 +308,12 @@ mod avx512 {
                 (w, bias) = weight(ch);
             }
             let xc = &x[at * s.h * s.w..(at + 1) * s.h * s.w];
+            // A channel pruned to nothing: its outputs are the activated bias, unless an
+            // input is NaN or infinite (0 * inf is NaN, as in the dense product).
+            if w[..offs.len()].iter().all(|&v| v == 0.0) && crate::kernels::sparse::all_finite(xc) {
+                y[at * oh * ow..(at + 1) * oh * ow].fill(act.apply(bias));
+                continue;
+            }
             // Padded row r + top is row `row` of phase `phase` (counters, not divisions:
             // a small plane's whole work is a few hundred cycles).
             let (mut phase, mut row) = (top % sh, top / sh);

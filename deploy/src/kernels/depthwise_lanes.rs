@@ -150,8 +150,18 @@ pub(super) mod avx512 {
                 }
                 wts[taps * LANES + l] = b;
             }
+            // A block pruned to nothing: its outputs are the activated biases, unless an
+            // input is NaN or infinite (0 * inf is NaN, as in the dense product).
+            let pruned = wts[..taps * LANES].iter().all(|&w| w == 0.0);
             for b in 0..samples {
                 let xb = &x[(b * channels + c0) * hw..];
+                if pruned && crate::kernels::sparse::all_finite(&xb[..nch * hw]) {
+                    let yb = &mut y[(b * channels + c0) * p..][..nch * p];
+                    for (l, yc) in yb.chunks_exact_mut(p).enumerate() {
+                        yc.fill(act.apply(wts[taps * LANES + l]));
+                    }
+                    continue;
+                }
                 // SAFETY: channels c0..c0 + nch of image b lie in `x` (asserted by the
                 // caller); `padded` holds the padded plane of 16 lanes.
                 unsafe { to_lanes(xb, nch, s, pw, padded) };
@@ -467,6 +477,56 @@ mod tests {
                         (g - e).abs() < 1e-5 && (g - q).abs() < 1e-5,
                         "case {idx} {act:?}: at {at} {g} vs {e} (plane kernel {q})"
                     );
+                }
+            }
+        }
+    }
+
+    /// Channels pruned to nothing (a whole 16-channel block, and single channels of the
+    /// plane kernel) give their activated bias, and NaN where their window holds a NaN or
+    /// an infinity (0 * inf), as the definition: both kernels, one image of three bad.
+    #[test]
+    fn pruned_channels_give_the_bias_and_keep_non_finite_inputs() {
+        if !super::super::packed::available() {
+            return;
+        }
+        let c = 40;
+        for (h, stride) in [(4, 1), (40, 2)] {
+            let s = ConvShape::square(1, h, h, 3, stride, 1);
+            let (oh, ow) = s.out();
+            let p = oh * ow;
+            let mut wt = lcg(c * 9, 3);
+            // Channels 0-15 (a block) and every third of the rest pruned.
+            for ch in (0..c).filter(|ch| *ch < 16 || ch % 3 == 0) {
+                wt[ch * 9..(ch + 1) * 9].fill(0.0);
+            }
+            let b = lcg(c, 4);
+            let weight = |ch: usize| (&wt[ch * 9..(ch + 1) * 9], b[ch]);
+            for bad in [f32::NAN, f32::INFINITY] {
+                let mut x = lcg(3 * c * h * h, 5);
+                // Image 1: channel 2 (pruned block) and channel 18 (pruned) hold it.
+                x[(c + 2) * h * h + h + 1] = bad;
+                x[(c + 18) * h * h + 2 * h] = bad;
+                for act in [Act::None, Act::Relu, Act::Clip(0.0, 6.0)] {
+                    let want = reference(&x, &wt, &b, 3, c, &s, act);
+                    assert!(want.iter().any(|v| v.is_nan()));
+                    let mut y = alloc::vec![0.0; 3 * c * p];
+                    if suits(&s) {
+                        let mut sc = alloc::vec![0.0; scratch(&s)];
+                        depthwise(&x, 3, c, &weight, &s, act, &mut sc, &mut y);
+                    } else {
+                        let mut sc = alloc::vec![0.0; depthwise_scratch(&s)];
+                        let t = DepthwiseTaps::new(&s);
+                        crate::kernels::conv::depthwise(
+                            &x, 3, c, &weight, &s, &t, act, &mut sc, &mut y,
+                        );
+                    }
+                    for (at, (g, e)) in y.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g.is_nan() && e.is_nan()) || (g - e).abs() < 1e-5,
+                            "{h}x{h} {bad} {act:?} at {at}: {g} vs {e}"
+                        );
+                    }
                 }
             }
         }

@@ -82,16 +82,16 @@ pub fn available() -> bool {
 
 /// The geometry of the phase planes of one convolution.
 #[derive(Clone, Copy, Debug)]
-struct Planes {
+pub(crate) struct Planes {
     /// Stride phases (rows, columns).
-    s: [usize; 2],
+    pub(crate) s: [usize; 2],
     /// Height and width of one phase plane.
-    ph: usize,
-    pw: usize,
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
 }
 
 impl Planes {
-    fn of(s: &ConvShape) -> Self {
+    pub(crate) fn of(s: &ConvShape) -> Self {
         let ph = (s.h + s.pads[0] + s.pads[2]).div_ceil(s.stride[0]);
         let pw = if s.stride[1] == 1 {
             // One border shared by consecutive rows: a tap left of column 0 reads the row
@@ -110,7 +110,7 @@ impl Planes {
     }
 
     /// Floats of one sample's planes of one channel.
-    fn per_channel(&self) -> usize {
+    pub(crate) fn per_channel(&self) -> usize {
         self.s[0] * self.s[1] * self.ph * self.pw
     }
 }
@@ -162,6 +162,12 @@ fn column_work(columns: usize, plane: usize, last: usize) -> (usize, usize) {
 /// (dropped columns, rows past `m`, positions past the last output included), the tiles'
 /// bookkeeping and the patch matrix's copy.
 pub fn mode(s: &ConvShape, m: usize, images: usize) -> Mode {
+    mode_cycles(s, m, images).0
+}
+
+/// [`mode`] and its estimated cycles: what a sparse kernel's estimate is weighed against
+/// ([`super::sparse_conv::cycles`]).
+pub fn mode_cycles(s: &ConvShape, m: usize, images: usize) -> (Mode, f64) {
     let (oh, ow) = s.out();
     let p = oh * ow;
     let pl = Planes::of(s);
@@ -218,13 +224,13 @@ pub fn mode(s: &ConvShape, m: usize, images: usize) -> Mode {
         f64::INFINITY
     };
     if winograd < planes && winograd < patches && winograd < channels {
-        Mode::Winograd
+        (Mode::Winograd, winograd)
     } else if channels < planes && channels < patches {
-        Mode::Channels
+        (Mode::Channels, channels)
     } else if planes <= patches {
-        Mode::Planes
+        (Mode::Planes, planes)
     } else {
-        Mode::Patches
+        (Mode::Patches, patches)
     }
 }
 
@@ -293,8 +299,24 @@ fn panel_rows(mode: Mode) -> usize {
 /// `[phase][c][sample][ph][pw]` with zero borders; returns the stride between channels.
 fn fill_planes(x: &[f32], s: &ConvShape, n: usize, buf: &mut [f32]) -> usize {
     let p = Planes::of(s);
+    let cstride = n * p.ph * p.pw;
+    fill_planes_strided(x, s, n, cstride, buf);
+    cstride
+}
+
+/// [`fill_planes`] with channels `cstride` floats apart (at least `n` planes): a caller
+/// whose tap offsets were computed once for its largest chunk keeps them for a smaller
+/// one ([`super::sparse_conv`]).
+pub(crate) fn fill_planes_strided(
+    x: &[f32],
+    s: &ConvShape,
+    n: usize,
+    cstride: usize,
+    buf: &mut [f32],
+) {
+    let p = Planes::of(s);
     let plane = p.ph * p.pw;
-    let cstride = n * plane;
+    assert!(cstride >= n * plane);
     let phase_stride = s.c * cstride;
     let phases = p.s[0] * p.s[1];
     // The planes' zero borders, and one row past them: the last row's right taps read
@@ -313,7 +335,6 @@ fn fill_planes(x: &[f32], s: &ConvShape, n: usize, buf: &mut [f32]) -> usize {
             }
         }
     }
-    cstride
 }
 
 /// `y = act(bias + w * x + residual)` for `n` samples: `x` is `n` of `[c, h, w]`, `y`

@@ -18,6 +18,7 @@ pub mod rows;
 pub mod select;
 pub mod sell;
 pub mod sparse;
+pub mod sparse_conv;
 pub mod winograd;
 
 /// Deterministic values in [-0.5, 0.5) for the kernels' tests.

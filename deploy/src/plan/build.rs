@@ -5,7 +5,7 @@ use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use super::arena::Arena;
-use super::layer::{Batch1, Layer, LayerReport, Matrix, dense_view, group_layer, layer};
+use super::layer::{Batch1, Layer, LayerReport, Matrix, dense_view, group_layer, layer, nonzeros};
 use super::options::{
     PlanOptions, SPARSE_BREAK_EVEN_CHAIN, SPARSE_BREAK_EVEN_CONV, SPARSE_BREAK_EVEN_GEMM,
     SPARSE_BREAK_EVEN_GEMV,
@@ -14,7 +14,9 @@ use super::step::{Exec, Step, transposed_chains};
 use crate::error::Error;
 use crate::format::{Model, Op, Unary};
 use crate::kernels::implicit_conv::{self, Act};
-use crate::kernels::{conv, conv::ConvShape, direct_conv, packed, portable_conv, sell};
+use crate::kernels::{
+    conv, conv::ConvShape, direct_conv, packed, portable_conv, sell, sparse_conv,
+};
 
 /// A model ready to run.
 pub struct Plan<'a> {
@@ -174,6 +176,9 @@ impl<'a> Plan<'a> {
                         pads: geom.pads,
                         dilation: geom.dilation,
                     };
+                    let images = lead_of(3)
+                        .checked_mul(rows_in_batch)
+                        .ok_or(too_large.clone())?;
                     if groups == 1 {
                         // Where the sparse kernel needs im2col (padding, a stride) and the
                         // dense one does not, dense wins down to a lower density.
@@ -183,12 +188,17 @@ impl<'a> Plan<'a> {
                                 && shape.dilation == [1, 1]
                                 && vector
                                 && sell::available());
-                        let break_even =
-                            if vector && implicit_conv::available() && !sparse_reads_input {
-                                SPARSE_BREAK_EVEN_CONV
-                            } else {
-                                SPARSE_BREAK_EVEN_GEMM
-                            };
+                        let break_even = if vector && sparse_conv::available() {
+                            // Both vector kernels run: the one of fewer estimated cycles.
+                            let (m, t) = (wd[0], &model.tensors[weight]);
+                            let dense = implicit_conv::mode_cycles(&shape, m, images).1;
+                            let sparse = sparse_conv::cycles(&shape, m, nonzeros(t), images);
+                            if sparse < dense { 2.0 } else { -1.0 }
+                        } else if vector && implicit_conv::available() && !sparse_reads_input {
+                            SPARSE_BREAK_EVEN_CONV
+                        } else {
+                            SPARSE_BREAK_EVEN_GEMM
+                        };
                         layers.push(layer(
                             &model,
                             weight,
@@ -230,16 +240,23 @@ impl<'a> Plan<'a> {
                     let patch_free = portable_conv::preferred(vector)
                         && !shape.is_pointwise()
                         && !depthwise_dense;
+                    if groups == 1
+                        && vector
+                        && let Matrix::Sparse(s) = &layers[first_layer].weight
+                    {
+                        let planes = sparse_conv::SparseConv::new(&s.view(), &shape, images);
+                        if let Some(p) = &planes {
+                            scratch = scratch.max(p.scratch());
+                        }
+                        layers[first_layer].planes = planes;
+                    }
                     if vector && sell::available() && !patch_free {
                         for l in &mut layers[first_layer..] {
-                            if let Matrix::Sparse(s) = &l.weight {
+                            if let (Matrix::Sparse(s), None) = (&l.weight, &l.planes) {
                                 l.direct = direct_conv::DirectConv::new(&s.view(), &shape);
                             }
                         }
                     }
-                    let images = lead_of(3)
-                        .checked_mul(rows_in_batch)
-                        .ok_or(too_large.clone())?;
                     let mut implicit = None;
                     if groups == 1
                         && vector
@@ -252,7 +269,10 @@ impl<'a> Plan<'a> {
                         layers[first_layer].weight = Matrix::Packed(p);
                         scratch = scratch.max(implicit_conv::scratch(&shape, mode, images));
                         implicit = Some(mode);
-                    } else if !shape.is_pointwise() && !patch_free {
+                    } else if !shape.is_pointwise()
+                        && !patch_free
+                        && layers[first_layer].planes.is_none()
+                    {
                         let (oh, ow) = shape.out();
                         let patch = shape
                             .patch()
@@ -440,7 +460,8 @@ impl<'a> Plan<'a> {
                 }
                 _ => 0,
             } + l.batch1.as_ref().map_or(0, Batch1::floats)
-                + l.direct.as_ref().map_or(0, direct_conv::DirectConv::floats))
+                + l.direct.as_ref().map_or(0, direct_conv::DirectConv::floats)
+                + l.planes.as_ref().map_or(0, sparse_conv::SparseConv::floats))
             .sum::<usize>()
             + execs
                 .iter()
@@ -513,6 +534,7 @@ impl<'a> Plan<'a> {
                 density: l.density,
                 sparse: matches!(l.weight, Matrix::Sparse(_)),
                 batch1_layout: match (&l.weight, &l.batch1) {
+                    (Matrix::Sparse(_), _) if l.planes.is_some() => Some("planes"),
                     (Matrix::Sparse(_), _) if l.direct.is_some() => Some("direct"),
                     (Matrix::Sparse(_), Some(Batch1::Sell(_))) => Some("sell-8"),
                     (Matrix::Sparse(_), Some(Batch1::Blocks(_))) => Some("1x4 blocks"),

@@ -8,7 +8,7 @@ use core::ops::Range;
 
 use super::options::KernelChoice;
 use crate::format::{Csr, Model, Tensor, TensorData};
-use crate::kernels::{block, direct_conv, sell, sparse};
+use crate::kernels::{block, direct_conv, sell, sparse, sparse_conv};
 
 /// A CSR matrix, borrowed from the model or built by the plan.
 #[derive(Clone, Debug)]
@@ -92,6 +92,9 @@ pub(super) struct Layer<'a> {
     /// A sparse convolution's nonzeros as input offsets, where the direct kernel runs
     /// (stride 1, no padding; a CPU with AVX2): no im2col.
     pub(super) direct: Option<direct_conv::DirectConv>,
+    /// A sparse convolution's nonzeros as offsets into its input's phase planes, where the
+    /// AVX-512 sparse direct kernel runs ([`sparse_conv`]): any geometry, the batch folded.
+    pub(super) planes: Option<sparse_conv::SparseConv>,
     pub(super) bias: Option<Cow<'a, [f32]>>,
 }
 
@@ -110,7 +113,8 @@ pub struct LayerReport {
     pub sparse: bool,
     /// The layout a sparse layer's batch-1 calls read: `"csr"`, `"sell-8"` or
     /// `"1x4 blocks"`; `"direct"` for a convolution that reads its input planes directly
-    /// at every batch size (no im2col); `None` for dense layers.
+    /// at every batch size (no im2col), `"planes"` for one that reads them zero-padded and
+    /// split by stride phase ([`sparse_conv`]); `None` for dense layers.
     pub batch1_layout: Option<&'static str>,
 }
 
@@ -166,7 +170,20 @@ pub(super) fn group_layer<'a>(
         },
         batch1: None,
         direct: None,
+        planes: None,
         bias: bias.map(|b| sub(dense_view(&model.tensors[b]), rows, 1)),
+    }
+}
+
+/// Nonzero weights of a tensor, whatever its storage.
+pub(super) fn nonzeros(t: &Tensor) -> usize {
+    match t.data {
+        TensorData::Csr(c) => c.values().len(),
+        TensorData::F32(d) => d.iter().filter(|&&v| v != 0.0).count(),
+        TensorData::F16(d) => d
+            .iter()
+            .filter(|&&h| half::f16::from_bits(h).to_f32() != 0.0)
+            .count(),
     }
 }
 
@@ -181,15 +198,7 @@ pub(super) fn layer<'a>(
     let t = &model.tensors[weight];
     let rows = t.dims.as_slice()[0];
     let cols = t.dims.numel() / rows;
-    let nonzeros = match t.data {
-        TensorData::Csr(c) => c.values().len(),
-        TensorData::F32(d) => d.iter().filter(|&&v| v != 0.0).count(),
-        TensorData::F16(d) => d
-            .iter()
-            .filter(|&&h| half::f16::from_bits(h).to_f32() != 0.0)
-            .count(),
-    };
-    let density = nonzeros as f64 / (rows * cols) as f64;
+    let density = nonzeros(t) as f64 / (rows * cols) as f64;
     let sparse = match choice {
         // A CSR-stored weight stays sparse unless `expand_csr`: expanding it allocates a
         // dense copy (on a microcontroller, more RAM than there is; `Plan::new` retries
@@ -218,6 +227,7 @@ pub(super) fn layer<'a>(
         weight,
         batch1: None,
         direct: None,
+        planes: None,
         bias: bias.map(|b| dense_view(&model.tensors[b])),
     }
 }

@@ -44,7 +44,9 @@ pub enum KernelChoice {
     /// ([`SPARSE_BREAK_EVEN_GEMV`] for linear layers at batch 1,
     /// [`SPARSE_BREAK_EVEN_CHAIN`] for one on a batch that continues a chain of sparse
     /// ones, [`SPARSE_BREAK_EVEN_CONV`] for a convolution the implicit product runs,
-    /// [`SPARSE_BREAK_EVEN_GEMM`] otherwise), dense elsewhere.
+    /// [`SPARSE_BREAK_EVEN_GEMM`] otherwise), dense elsewhere; a convolution of one group
+    /// on a CPU where both the dense implicit product and the sparse direct kernel
+    /// ([`crate::kernels::sparse_conv`]) run takes the one of fewer estimated cycles.
     #[default]
     Auto,
     /// Dense everywhere (CSR weights are expanded at plan time).

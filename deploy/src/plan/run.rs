@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
     activation, block, conv, dense, depthwise_lanes, direct_conv, implicit_conv, layout, packed,
-    pool, portable_conv, sell, sparse,
+    pool, portable_conv, sell, sparse, sparse_conv,
 };
 use crate::kernels::{conv_transpose, resize, select};
 
@@ -199,6 +199,27 @@ fn run_step(
                 let y = &mut y[..n * out_size];
                 implicit_conv::conv(
                     w, l.rows, bias, act, residual, x, images, &shape, mode, scratch, y,
+                );
+                return;
+            }
+            if let (Matrix::Sparse(s), Some(d)) =
+                (&layers[first_layer].weight, &layers[first_layer].planes)
+            {
+                // Sparse, one group, AVX-512: the direct kernel over the whole batch.
+                let l = &layers[first_layer];
+                let (bias, images) = (l.bias.as_deref(), n * lead);
+                let y = &mut y[..n * out_size];
+                sparse_conv::conv(
+                    &s.view(),
+                    d,
+                    bias,
+                    act,
+                    residual,
+                    x,
+                    images,
+                    &shape,
+                    scratch,
+                    y,
                 );
                 return;
             }
