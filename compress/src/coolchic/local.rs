@@ -231,6 +231,9 @@ mod tests {
             }
         }
         assert!(exact * 20 >= moved * 19, "{exact} of {moved} exact");
-        assert!(nonzero > moved / 2, "{nonzero} of {moved} moves change the image");
+        assert!(
+            nonzero > moved / 2,
+            "{nonzero} of {moved} moves change the image"
+        );
     }
 }

@@ -52,6 +52,9 @@ pub struct Refined {
     pub kept: usize,
     /// Batches tried.
     pub tried: usize,
+    /// Latents moved to bring an over-budget file under the budget first
+    /// ([`trim_to_budget`]).
+    pub trimmed: usize,
 }
 
 /// Per latent of `file`: its code length now and moved by `-1` and `+1` (bits), under the
@@ -174,6 +177,70 @@ pub fn spend_budget(
     Ok((best, done))
 }
 
+/// Brings `start`, a file over `budget_bits`, under it by moving latents one step where
+/// that saves bits (its own code length under the file's ARM) at the least increase of
+/// the decoded image's squared error per bit saved ([`LocalError::delta`]), in batches
+/// that aim at 1.5 times the excess (the neighbours' contexts change too), each checked
+/// on the written file. Returns the file that fits and the latents moved, or `None` where
+/// a batch does not make the file smaller or [`MAX_ROUNDS`] pass.
+///
+/// # Errors
+/// A file that cannot be written or decoded (a bug).
+pub fn trim_to_budget(
+    start: Candidate,
+    target: &[u8],
+    budget_bits: usize,
+    write: impl Fn(&CoolChic) -> Result<(Vec<u8>, f64), CompressError>,
+) -> Result<Option<(Candidate, usize)>, CompressError> {
+    let mut cur = start;
+    let mut moved = 0;
+    for _ in 0..MAX_ROUNDS {
+        let bits = cur.bytes.len() * 8;
+        if bits <= budget_bits {
+            return Ok(Some((cur, moved)));
+        }
+        let excess = (bits - budget_bits) as f64;
+        let local = LocalError::new(&cur.file, target)?;
+        let lengths = code_lengths(&cur.file)?;
+        // (error per bit saved, level, index, step, bits saved)
+        let mut cands: Vec<(f64, usize, usize, i32, f64)> = Vec::new();
+        for (l, len) in lengths.iter().enumerate() {
+            for (i, b) in len.iter().enumerate() {
+                for step in [-1, 1] {
+                    let v = cur.file.latents[l][i] + step;
+                    let saved = b[1] - b[(1 + step) as usize];
+                    if v.abs() > LATENT_MAX || saved <= 0.0 {
+                        continue;
+                    }
+                    cands.push((local.delta(l, i, step) / saved, l, i, step, saved));
+                }
+            }
+        }
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut saving, mut batch, mut taken) = (0.0, Vec::new(), HashSet::new());
+        for &(_, l, i, step, saved) in &cands {
+            if saving >= 1.5 * excess {
+                break;
+            }
+            if taken.insert((l, i)) {
+                saving += saved;
+                batch.push((l, i, step));
+            }
+        }
+        let mut file = cur.file.clone();
+        for &(l, i, step) in &batch {
+            file.latents[l][i] += step;
+        }
+        let (bytes, mse) = write(&file)?;
+        if bytes.len() * 8 >= bits {
+            return Ok(None);
+        }
+        moved += batch.len();
+        cur = Candidate { file, bytes, mse };
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +287,7 @@ mod tests {
         };
         let (bytes, m) = write(&file).unwrap();
         let start_bits = bytes.len() * 8;
+        let mut refined = None;
         for budget in [start_bits, start_bits + 200] {
             let (best, done) = spend_budget(
                 Candidate {
@@ -237,9 +305,17 @@ mod tests {
             assert_eq!(best.bytes, encode(&best.file).unwrap());
             if budget > start_bits {
                 assert!(done.moved > 0 && best.mse < m, "{done:?}");
+                refined = Some(best);
             } else {
                 assert_eq!(done.moved, 0);
             }
-        }
+        } // Over the budget: the refined file trimmed under a smaller one, the file checked.
+        let refined = refined.expect("refined at the larger budget");
+        let budget = refined.bytes.len() * 8 - 48;
+        let (fits, moved) = trim_to_budget(refined, &image.rgb, budget, write)
+            .unwrap()
+            .expect("a file of latents can be made smaller");
+        assert!(fits.bytes.len() * 8 <= budget && moved > 0, "{moved}");
+        assert_eq!(fits.bytes, encode(&fits.file).unwrap());
     }
 }

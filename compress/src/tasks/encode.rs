@@ -215,8 +215,9 @@ pub fn run_controlled(
             );
         }
         eprintln!(
-            "Cool-chic: refinements moved {} latents ({} of {} batches kept)",
-            c.refined.moved, c.refined.kept, c.refined.tried
+            "Cool-chic: refinements moved {} latents ({} of {} batches kept), {} moved to trim \
+             an over-budget file",
+            c.refined.moved, c.refined.kept, c.refined.tried, c.refined.trimmed
         );
     }
     if let Some(path) = &config.log {
