@@ -133,10 +133,15 @@ impl<'a> LocalError<'a> {
                 }
                 input[level] += delta as f32 * wy * wx;
                 let out = self.synth.forward(&input, &mut a, &mut b);
-                for c in 0..3 {
-                    let t = f64::from(self.target[3 * p + c]);
-                    let old = f64::from(self.rgb[3 * p + c]) - t;
-                    let new = f64::from(to_u8(out[c])) - t;
+                let pixel = 3 * p..3 * p + 3;
+                for ((&v, &t), &was) in out
+                    .iter()
+                    .zip(&self.target[pixel.clone()])
+                    .zip(&self.rgb[pixel])
+                {
+                    let t = f64::from(t);
+                    let old = f64::from(was) - t;
+                    let new = f64::from(to_u8(v)) - t;
                     change += new * new - old * old;
                 }
             }
