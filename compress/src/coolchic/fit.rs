@@ -22,7 +22,7 @@
 //! file that fits the budget is decoded and the best PSNR kept.
 //!
 //! Each network tensor's quantisation step (`2^-e`) is searched greedily three times
-//! ([`choose_steps`]): at `search_at` of the soft phase, to minimise the fit's own
+//! (`choose_steps`): at `search_at` of the soft phase, to minimise the fit's own
 //! `ln MSE + lambda bits / budget` (the papers' post-training weight quantisation, with
 //! the constraint's multiplier), so that the rest of the soft phase gives the bits it
 //! frees to the latents; at the switch to rounding and at the end, to minimise the MSE

@@ -1,8 +1,8 @@
 //! The exact change of a decoded image's squared error when one latent moves by one step.
 //!
 //! A latent of level `l` reaches only the pixels whose bilinear taps hold it (a
-//! `2^(l+1) x 2^(l+1)` patch at most, [`synthesis::taps`]), so its move changes the
-//! synthesis' inputs there alone: the change of the squared error is the sum, over that
+//! `2^(l+1) x 2^(l+1)` patch at most, [`taps`]), so its move changes the synthesis'
+//! inputs there alone: the change of the squared error is the sum, over that
 //! patch, of the 8-bit pixels' new squared errors minus their old ones, each pixel
 //! rendered by the decoder's own network ([`Mlp::forward`]). Over every latent of a
 //! pyramid this costs about `4 * levels` pixel syntheses per pixel and direction, a few
