@@ -357,6 +357,7 @@ mod tests {
                 dual: crate::coolchic::dual::RateDualConfig::default(),
                 eval_every: 10,
                 weight_exponent: 8,
+                search_at: 0.5,
             },
             seed: 0,
         }

@@ -62,6 +62,7 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
             dual: tether_compress::coolchic::dual::RateDualConfig::default(),
             eval_every: 10,
             weight_exponent: 8,
+            search_at: 0.5,
         },
         seed: 0,
     };

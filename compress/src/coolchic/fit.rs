@@ -18,10 +18,16 @@
 //! then rounding with a straight-through gradient at `lr * round_lr`, cosine-decayed. The
 //! rate estimate then tracks the real file's (measured: 1.08-1.11x in the soft phase,
 //! 0.99x in the rounding phase at 0.15 bpp; plain uniform noise was 2.5x under, and the
-//! multiplier driven by the real size collapsed the latents). Every `eval_every` steps, a file that fits the budget is decoded
-//! and the best PSNR kept. Last, each network tensor's quantisation step (`2^-e`) is
-//! chosen greedily to minimise `MSE + lambda bits / budget` among files that fit (the
-//! papers' post-training weight quantisation, with the constraint's own multiplier).
+//! multiplier driven by the real size collapsed the latents). Every `eval_every` steps, a
+//! file that fits the budget is decoded and the best PSNR kept.
+//!
+//! Each network tensor's quantisation step (`2^-e`) is searched greedily three times
+//! (`choose_steps`): at `search_at` of the soft phase, to minimise the fit's own
+//! `ln MSE + lambda bits / budget` (the papers' post-training weight quantisation, with
+//! the constraint's multiplier), so that the rest of the soft phase gives the bits it
+//! frees to the latents; at the switch to rounding and at the end, to minimise the MSE
+//! among files within the budget. Last, [`super::refine`] spends what is left under the
+//! budget on single-latent moves, priced exactly ([`super::local`]).
 
 use std::cell::{Cell, RefCell};
 
@@ -38,7 +44,7 @@ use tether_train::trainer::{FitOptions, StepsStop, fit_resumable, progress_bar};
 
 use super::dual::{RateDual, RateDualConfig};
 use super::model::{CoolChicNet, Geometry, Quant, to_dense};
-use super::refine::{Candidate, Refined, spend_budget};
+use super::refine::{Candidate, Refined, spend_budget, trim_to_budget};
 use crate::error::CompressError;
 use crate::fit::{FitPoint, FitSettings};
 use crate::image::{Image, mse, psnr_from_mse};
@@ -66,8 +72,12 @@ pub struct CoolChicSettings {
     pub dual: RateDualConfig,
     /// Decode the file (for the best-PSNR choice) every this many steps.
     pub eval_every: usize,
-    /// The networks' quantisation step `2^-e` during the fit (searched at the end).
+    /// The networks' quantisation step `2^-e` at the start of the fit.
     pub weight_exponent: u32,
+    /// The share of the soft phase after which the networks' steps are first searched
+    /// (by the fit's own rate-distortion trade-off), so that the rest of the soft phase,
+    /// at a learning rate the latents still move at, spends the bits the search frees.
+    pub search_at: f64,
 }
 
 impl CoolChicSettings {
@@ -122,6 +132,22 @@ pub struct FittedCoolChic {
     pub dropped_latents: usize,
     /// The greedy refinements that spent the bits left under the budget.
     pub refined: Refined,
+    /// The searches of the networks' steps during the fit.
+    pub searches: Vec<StepSearch>,
+}
+
+/// A search of the networks' quantisation steps during the fit, and the file's size
+/// before and after it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSearch {
+    /// The step it ran at.
+    pub step: usize,
+    /// The multiplier it traded bits at (0: the lowest error within the budget).
+    pub lambda: f64,
+    /// The file's bits with the steps before the search.
+    pub bits_before: usize,
+    /// The file's bits with the steps it chose.
+    pub bits_after: usize,
 }
 
 /// PSNR of an MSE of values in `[0, 1]`.
@@ -282,10 +308,15 @@ pub fn fit_coolchic<B: AutodiffBackend>(
             "--steps and the evaluation interval must be at least 1".into(),
         ));
     }
-    if !(cc.lr.is_finite() && cc.lr > 0.0 && (0.0..=1.0).contains(&cc.noise_fraction)) {
+    if !(cc.lr.is_finite()
+        && cc.lr > 0.0
+        && (0.0..=1.0).contains(&cc.noise_fraction)
+        && (0.0..=1.0).contains(&cc.search_at))
+    {
         return Err(CompressError::Invalid(format!(
-            "the learning rate must be > 0 and the noise fraction in [0, 1], got {} and {}",
-            cc.lr, cc.noise_fraction
+            "the learning rate must be > 0, the noise fraction and the first step search's \
+             share of it in [0, 1], got {}, {} and {}",
+            cc.lr, cc.noise_fraction, cc.search_at
         )));
     }
     let positive = |(a, b): (f64, f64)| a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0;
@@ -355,31 +386,47 @@ pub fn fit_coolchic<B: AutodiffBackend>(
     let last_step = total - 1;
     let est_bpp = RefCell::new(Vec::with_capacity(total));
     let lambdas = RefCell::new(Vec::with_capacity(total));
+    let search_step = (noise_steps as f64 * cc.search_at).round() as usize;
+    let mut searches = Vec::new();
     for step in 0..total {
         let rounding = step >= noise_steps;
-        if step == noise_steps && step > 0 {
-            // The networks' steps chosen now, the best decoded image within the budget, so
-            // the rounding phase holds the budget with the steps the file will (mostly)
-            // have. (Trading bits against error at the multiplier reached instead left the
-            // file at 91% of the budget: kodim02 at 0.15 bpp.) The cap is the file's size
-            // now where that is over the budget: the controller holds the size about the
-            // budget, and a file a little over it, forced under by the steps alone, got
-            // coarse steps for its first tensors and lost 4% of the budget for good (the
-            // 48x32 test image at 1.5 bpp: 1.51 -> 1.44 bpp at the switch).
+        let switch = step == noise_steps && step > 0;
+        let early = step == search_step && step > 0 && step < noise_steps;
+        if switch || early {
+            // The networks' steps chosen at the switch to rounding: the best decoded image
+            // within the budget, so the rounding phase holds the budget with the steps the
+            // file will (mostly) have. The cap is the file's size now where that is over
+            // the budget: the controller holds the size about the budget, and a file a
+            // little over it, forced under by the steps alone, got coarse steps for its
+            // first tensors and lost 4% of the budget for good (the 48x32 test image at
+            // 1.5 bpp: 1.51 -> 1.44 bpp at the switch).
+            //
+            // The first search comes earlier, in the soft phase, and trades bits against
+            // error at the fit's own multiplier: coarser steps for the ARM cost no error
+            // and free bits (kodim02 at 0.6 bpp: 98.8% -> 94.7% of the budget at the
+            // switch), which the rounding phase, at its small learning rate, could not
+            // give to the latents; the soft phase's rest does.
             let net = model.valid();
             let nets = Networks::of(&net);
             let exps = problem.exponents.borrow().clone();
             let latents = net.latent_codes();
             let now = coded(&nets.file(&header, &exps, latents.clone()))?.len() * 8;
-            let (exps, _) = choose_steps(
+            let lambda = if early { dual.lambda() } else { 0.0 };
+            let (exps, (_, bytes, _, _)) = choose_steps(
                 &nets,
                 &header,
                 exps,
                 latents,
                 image,
                 budget_bits.max(now),
-                0.0,
+                lambda,
             )?;
+            searches.push(StepSearch {
+                step,
+                lambda,
+                bits_before: now,
+                bits_after: bytes.len() * 8,
+            });
             *problem.exponents.borrow_mut() = exps;
         }
         let (quant, lr) = cc.schedule(step, noise_steps, total);
@@ -459,14 +506,46 @@ pub fn fit_coolchic<B: AutodiffBackend>(
         return Err(e);
     }
     let multiplier = dual.lambda();
+    let write = |f: &CoolChic| -> Result<(Vec<u8>, f64), CompressError> {
+        let bytes = coded(f)?;
+        let m = mse(image, &decoded(f)?)?;
+        Ok((bytes, m))
+    };
+    // The last model, when its file is over the budget: trimmed under it by the latent
+    // moves that cost the least error per bit saved. (A fit whose rounding phase stays a
+    // little over the budget otherwise keeps a soft-phase file: kodim02 at 0.6 bpp, 1000
+    // steps, 102% of the budget through the rounding phase at 31.1 dB, kept step 270 at
+    // 29.0 dB.)
+    let last_net = model.valid();
     let (net_ad, step, dropped) = match kept.into_inner() {
         Some(k) => (k.net, k.step, None),
         None => (model, settings.steps - 1, Some(())),
     };
+    let exps = problem.exponents.borrow().clone();
+    let trimmed = {
+        let nets = Networks::of(&last_net);
+        let latents = last_net.latent_codes();
+        let now = coded(&nets.file(&header, &exps, latents.clone()))?.len() * 8;
+        if now > budget_bits {
+            let (_, (file, bytes, _, m)) =
+                choose_steps(&nets, &header, exps.clone(), latents, image, now, 0.0)?;
+            trim_to_budget(
+                Candidate {
+                    file,
+                    bytes,
+                    mse: m,
+                },
+                &image.rgb,
+                budget_bits,
+                write,
+            )?
+        } else {
+            None
+        }
+    };
     let net = net_ad.valid();
     let nets = Networks::of(&net);
     let mut latents = net.latent_codes();
-    let exps = problem.exponents.borrow().clone();
     let mut dropped_latents = 0;
     if dropped.is_some() {
         (latents, dropped_latents) = drop_latents(
@@ -482,22 +561,24 @@ pub fn fit_coolchic<B: AutodiffBackend>(
     let (_, (file, bytes, _, m)) =
         choose_steps(&nets, &header, exps, latents, image, budget_bits, 0.0)?;
     // What is still under the budget goes to the latents that lower the error most per bit.
-    let (best, refined) = spend_budget(
-        &net_ad,
-        &problem.geometry,
-        &problem.target,
+    let (mut best, mut refined) = spend_budget(
         Candidate {
             file,
             bytes,
             mse: m,
         },
+        &image.rgb,
         budget_bits,
-        |f| {
-            let bytes = coded(f)?;
-            let m = mse(image, &decoded(f)?)?;
-            Ok((bytes, m))
-        },
+        write,
     )?;
+    let mut step = step;
+    if let Some((c, moved)) = trimmed {
+        let (c, r) = spend_budget(c, &image.rgb, budget_bits, write)?;
+        if c.mse < best.mse {
+            (best, refined, step, dropped_latents) = (c, r, settings.steps - 1, 0);
+            refined.trimmed = moved;
+        }
+    }
     let Candidate {
         file,
         bytes,
@@ -522,6 +603,7 @@ pub fn fit_coolchic<B: AutodiffBackend>(
         multiplier,
         dropped_latents,
         refined,
+        searches,
     })
 }
 
@@ -586,8 +668,8 @@ fn drop_latents(
 type Written = (CoolChic, Vec<u8>, Image, f64);
 
 /// Each network tensor's step exponent, chosen greedily in turn (one pass, exponents 2 to
-/// 12) to minimise `MSE + lambda bits / budget` among files within the budget (over the
-/// budget: the smallest file), and the file they make.
+/// 12) to minimise `ln MSE + lambda bits / budget` among files within the budget (over
+/// the budget: the smallest file), and the file they make.
 fn choose_steps(
     nets: &Networks,
     header: &Header,
@@ -609,8 +691,9 @@ fn choose_steps(
         if bits > budget_bits {
             1e9 + bits as f64
         } else {
+            // `ln MSE + lambda R / budget`: the fit's own objective (`super::dual`).
             // Ties (lambda = 0) go to the smaller file.
-            w.3 + lambda.max(1e-12) * bits as f64 / budget_bits as f64
+            w.3.max(1e-12).ln() + lambda.max(1e-12) * bits as f64 / budget_bits as f64
         }
     };
     let mut best = write(&exps)?;

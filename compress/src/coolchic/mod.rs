@@ -6,13 +6,15 @@
 //! - [`model`]: the burn module and its training forward pass (noise, then rounding).
 //! - [`dual`]: the rate multiplier's controller (PI in the log domain, on the real size).
 //! - [`fit`]: the constrained fit, the weights' quantisation steps, the budget check.
-//! - [`refine`]: greedy latent moves that spend what the fit left under the budget.
+//! - [`refine`]: greedy latent moves that spend what the fit left under the budget,
+//!   priced by [`local`] (the exact change of the decoded image's error).
 //! - The file and its decoder live in `tether_deploy::coolchic` (`no_std`), and the
 //!   encoder writes the file through it: the probabilities the entropy coder uses are
 //!   computed by the decoder's own code on the quantised values, never by burn.
 
 pub mod dual;
 pub mod fit;
+pub mod local;
 pub mod model;
 pub mod refine;
 

@@ -176,6 +176,7 @@ impl CodecConfig {
                 dual: self.coolchic_dual.clone(),
                 eval_every: 10,
                 weight_exponent: 8,
+                search_at: 0.5,
             },
             seed: self.seed,
         })

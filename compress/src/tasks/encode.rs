@@ -207,6 +207,19 @@ pub fn run_controlled(
             }
         );
     }
+    if let (true, crate::codec::Fit::CoolChic(c)) = (progress, &encoded.fit) {
+        for s in &c.searches {
+            eprintln!(
+                "Cool-chic: the networks' steps searched at step {} (lambda {:.3}): {} -> {} bits",
+                s.step, s.lambda, s.bits_before, s.bits_after
+            );
+        }
+        eprintln!(
+            "Cool-chic: refinements moved {} latents ({} of {} batches kept), {} moved to trim \
+             an over-budget file",
+            c.refined.moved, c.refined.kept, c.refined.tried, c.refined.trimmed
+        );
+    }
     if let Some(path) = &config.log {
         write_log(path, &encoded)?;
     }

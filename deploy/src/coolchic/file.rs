@@ -15,6 +15,11 @@
 //! flagged, its integers in raster order, each under the Laplace the ARM computes from its
 //! decoded causal neighbours. Every symbol is in the one stream, so the fields cost what
 //! their information is (an all-zero level: 1 bit).
+//!
+//! An image has at most [`MAX_PIXELS`] pixels (each side at most [`MAX_SIDE`]); the
+//! decoder checks the header's size against its limit ([`decode_with_limit`]) before it
+//! allocates anything that size drives, since an all-zero level costs one bit however
+//! large it is.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -22,7 +27,9 @@ use alloc::vec::Vec;
 use super::lanes::PackedMlp;
 use super::laplace::Laplace;
 use super::rans::{RansDecoder, RansEncoder};
-use super::{Arch, CONTEXT, CodecError, LATENT_MAX, LatentModel, MAX_SIDE, Mlp, WEIGHT_MAX};
+use super::{
+    Arch, CONTEXT, CodecError, LATENT_MAX, LatentModel, MAX_PIXELS, MAX_SIDE, Mlp, WEIGHT_MAX,
+};
 
 /// The first bytes of every file.
 pub const MAGIC: [u8; 2] = *b"CC";
@@ -264,7 +271,10 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
     let arch = &h.arch;
     arch.validate()
         .map_err(|_| CodecError::Model("a shape the format cannot hold"))?;
-    if !(1..=MAX_SIDE).contains(&h.width) || !(1..=MAX_SIDE).contains(&h.height) {
+    if !(1..=MAX_SIDE).contains(&h.width)
+        || !(1..=MAX_SIDE).contains(&h.height)
+        || h.width * h.height > MAX_PIXELS
+    {
         return Err(CodecError::Model("an image size the format cannot hold"));
     }
     if c.latents.len() != arch.levels {
@@ -313,8 +323,21 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
 /// Reads a file written by [`encode`].
 ///
 /// # Errors
-/// Anything but a whole, intact file of this version.
+/// Anything but a whole, intact file of this version, or an image of more than
+/// [`MAX_PIXELS`] pixels.
 pub fn decode(bytes: &[u8]) -> Result<CoolChic, CodecError> {
+    decode_with_limit(bytes, MAX_PIXELS)
+}
+
+/// [`decode`] of an image of at most `max_pixels` pixels (and [`MAX_PIXELS`]): the
+/// header's size is checked before anything is allocated for it, so a forged header
+/// costs a few bytes of reading, not memory. The largest allocation is then about
+/// `40 * max_pixels` bytes (the latents, and the upsampled planes of
+/// [`super::synthesis::render`]).
+///
+/// # Errors
+/// As [`decode`]; [`CodecError::TooLarge`] for an image over the limit.
+pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, CodecError> {
     if bytes.len() < MAGIC.len() || bytes[..2] != MAGIC {
         return Err(if bytes.len() < 2 && MAGIC.starts_with(bytes) {
             CodecError::Truncated
@@ -330,6 +353,13 @@ pub fn decode(bytes: &[u8]) -> Result<CoolChic, CodecError> {
     let (width, height) = (r.varint()?, r.varint()?);
     if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
         return Err(CodecError::Corrupt("the image size"));
+    }
+    let limit = max_pixels.min(MAX_PIXELS);
+    if width * height > limit {
+        return Err(CodecError::TooLarge {
+            pixels: width * height,
+            limit,
+        });
     }
     let levels = usize::from(r.byte()?);
     let context = usize::from(r.byte()?);

@@ -25,7 +25,7 @@ pub mod mlp;
 pub mod rans;
 pub mod synthesis;
 
-pub use file::{CoolChic, Header, decode, encode};
+pub use file::{CoolChic, Header, decode, decode_with_limit, encode};
 pub use mlp::{Dense, Mlp};
 
 use core::fmt;
@@ -61,6 +61,13 @@ pub const MAX_HIDDEN: usize = 4;
 pub const MAX_WIDTH: usize = 128;
 /// Largest image side.
 pub const MAX_SIDE: usize = 1 << 15;
+/// Most pixels of an image (4096 x 4096) the format holds and [`decode`] accepts: a
+/// forged header of `MAX_SIDE x MAX_SIDE` with every latent level flagged all-zero (one bit
+/// each) is a file of a few dozen bytes that would otherwise have the decoder allocate
+/// about 5 GB of latents and 34 GB of upsampled planes. A decoder with less memory (a
+/// microcontroller, a fuzzer) sets its own, smaller limit
+/// ([`file::decode_with_limit`]).
+pub const MAX_PIXELS: usize = 1 << 24;
 
 /// Why a file cannot be decoded (or, for [`CodecError::Model`], encoded).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +83,14 @@ pub enum CodecError {
     BadChecksum,
     /// A header field out of range, or a stream that does not decode.
     Corrupt(&'static str),
+    /// An image larger than the decoder was allowed to allocate for (checked on the
+    /// header, before any allocation the size drives).
+    TooLarge {
+        /// The header's `width * height`.
+        pixels: usize,
+        /// The limit it passes.
+        limit: usize,
+    },
     /// The encoder was given something it cannot code (a bug in the caller).
     Model(&'static str),
 }
@@ -88,6 +103,10 @@ impl fmt::Display for CodecError {
             Self::UnsupportedVersion(v) => write!(f, "unsupported Cool-chic format version {v}"),
             Self::BadChecksum => f.write_str("the checksum does not match (a corrupt file)"),
             Self::Corrupt(what) => write!(f, "corrupt file: {what}"),
+            Self::TooLarge { pixels, limit } => write!(
+                f,
+                "the image has {pixels} pixels, over the decoder's limit of {limit}"
+            ),
             Self::Model(what) => write!(f, "cannot encode: {what}"),
         }
     }

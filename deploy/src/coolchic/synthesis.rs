@@ -128,7 +128,19 @@ pub fn render(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
 /// # Errors
 /// A file that is not whole and intact ([`super::decode`]).
 pub fn decode_image(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>), CodecError> {
-    let c = super::decode(bytes)?;
+    decode_image_with_limit(bytes, super::MAX_PIXELS)
+}
+
+/// [`decode_image`] of an image of at most `max_pixels` pixels
+/// ([`super::decode_with_limit`]).
+///
+/// # Errors
+/// As [`decode_image`]; [`CodecError::TooLarge`] for an image over the limit.
+pub fn decode_image_with_limit(
+    bytes: &[u8],
+    max_pixels: usize,
+) -> Result<(usize, usize, Vec<u8>), CodecError> {
+    let c = super::decode_with_limit(bytes, max_pixels)?;
     let rgb = render(&c)?;
     Ok((c.header.width, c.header.height, rgb))
 }
