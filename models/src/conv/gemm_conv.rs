@@ -18,8 +18,10 @@
 //! enough to stay in cache and keep memory bounded (the im2col of a whole batch of
 //! ResNet's first block is 58 MB).
 
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::im2col::{col2im, im2col};
+use super::input_grad;
 
 /// Target size (floats) of one chunk's im2col matrix.
 const CHUNK_ELEMS: usize = 1 << 18;
@@ -198,8 +200,14 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
-/// `y = conv(x, w) + b`, `y` in NCHW.
-pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+/// `y = ep(conv(x, w) + b)`, `y` in NCHW.
+pub fn forward(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    ep: Epilogue<'_>,
+) -> Vec<f32> {
     let (p, k, cog) = (geo.p(), geo.k(), geo.cout_g());
     let mut y = vec![0.0f32; geo.sizes().2];
     let nb_max = chunk(geo);
@@ -226,11 +234,8 @@ pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f
                     let channel = g * cog + o;
                     let bias = b.map_or(0.0, |b| b[channel]);
                     for n in 0..nb {
-                        let dst = &mut y[((n0 + n) * geo.c_out + channel) * p..][..p];
-                        let src = &ybuf[o * width + n * p..][..p];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d = s + bias;
-                        }
+                        let at = ((n0 + n) * geo.c_out + channel) * p;
+                        ep.write(&mut y[at..][..p], &ybuf[o * width + n * p..][..p], bias, at);
                     }
                 }
             }
@@ -250,8 +255,17 @@ pub fn backward(
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (p, k, cog) = (geo.p(), geo.k(), geo.cout_g());
     let (x_len, w_len, _) = geo.sizes();
-    let mut dx = want_dx.then(|| vec![0.0f32; x_len]);
+    // Stride 1: dX as a convolution of dY (no col2im); otherwise through the columns.
+    let dx_direct = if want_dx && std::env::var("TETHER_DX_T").is_ok() {
+        input_grad::input_grad(geo, w, dy)
+    } else {
+        None
+    };
+    let mut dx = (want_dx && dx_direct.is_none()).then(|| vec![0.0f32; x_len]);
     let mut dw = want_dw.then(|| vec![0.0f32; w_len]);
+    if dx.is_none() && dw.is_none() {
+        return (dx_direct, None);
+    }
     let nb_max = chunk(geo);
     with_scratch(k * nb_max * p, cog * nb_max * p, |cols, dyt| {
         let mut started = vec![false; geo.groups];
@@ -304,7 +318,7 @@ pub fn backward(
             }
         }
     });
-    (dx, dw)
+    (dx_direct.or(dx), dw)
 }
 
 /// `db[c] = sum over (n, p) of dy[n, c, p]`.
