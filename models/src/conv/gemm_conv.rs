@@ -255,12 +255,12 @@ pub fn backward(
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (p, k, cog) = (geo.p(), geo.k(), geo.cout_g());
     let (x_len, w_len, _) = geo.sizes();
-    // Stride 1: dX as a convolution of dY (no col2im); otherwise through the columns.
-    let dx_direct = if want_dx && std::env::var("TETHER_DX_T").is_ok() {
-        input_grad::input_grad(geo, w, dy)
-    } else {
-        None
-    };
+    // "Same" stride-1 layers: dX as a convolution of dY (no col2im; the ResNet's step in
+    // CPU time 148.6 against 163.4 ms ungated, 164.8 against 166.1 gated, one run on a
+    // loaded machine, BENCHMARKS.md issue 33); the others through the columns.
+    let dx_direct = want_dx
+        .then(|| input_grad::input_grad(geo, w, dy))
+        .flatten();
     let mut dx = (want_dx && dx_direct.is_none()).then(|| vec![0.0f32; x_len]);
     let mut dw = want_dw.then(|| vec![0.0f32; w_len]);
     if dx.is_none() && dw.is_none() {
