@@ -18,7 +18,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::epilogue::{self, Epilogue};
 use super::geometry::Geometry;
-use super::{depthwise, gemm_conv, pointwise};
+use super::{depthwise, gemm_conv, input_grad, pointwise};
 
 /// The autodiff backend this operation serves.
 pub type AdFlex = Autodiff<Flex>;
@@ -90,7 +90,16 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     } else if pointwise::applies(&geo) {
         pointwise::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
     } else {
-        gemm_conv::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
+        // "Same" stride-1 layers: dX as a convolution of dY (no col2im; the ResNet's step
+        // in CPU time 148.6 against 163.4 ms ungated, 164.8 against 166.1 gated, one run
+        // on a loaded machine, BENCHMARKS.md issue 33); the others through the columns.
+        let direct = node_x
+            .is_some()
+            .then(|| input_grad::input_grad(&geo, wv, dyv))
+            .flatten();
+        let want_cols = node_x.is_some() && direct.is_none();
+        let (dx, dw) = gemm_conv::backward(&geo, xv, wv, dyv, want_cols, node_w.is_some());
+        (direct.or(dx), dw)
     };
     if let (Some(node), Some(dx)) = (node_x, dx) {
         grads.register::<Flex>(node.id, tensor(dx, vec![geo.batch, geo.c_in, geo.h, geo.w]));

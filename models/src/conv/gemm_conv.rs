@@ -21,7 +21,6 @@
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::im2col::{col2im, im2col};
-use super::input_grad;
 
 /// Target size (floats) of one chunk's im2col matrix.
 const CHUNK_ELEMS: usize = 1 << 18;
@@ -255,16 +254,10 @@ pub fn backward(
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let (p, k, cog) = (geo.p(), geo.k(), geo.cout_g());
     let (x_len, w_len, _) = geo.sizes();
-    // "Same" stride-1 layers: dX as a convolution of dY (no col2im; the ResNet's step in
-    // CPU time 148.6 against 163.4 ms ungated, 164.8 against 166.1 gated, one run on a
-    // loaded machine, BENCHMARKS.md issue 33); the others through the columns.
-    let dx_direct = want_dx
-        .then(|| input_grad::input_grad(geo, w, dy))
-        .flatten();
-    let mut dx = (want_dx && dx_direct.is_none()).then(|| vec![0.0f32; x_len]);
+    let mut dx = want_dx.then(|| vec![0.0f32; x_len]);
     let mut dw = want_dw.then(|| vec![0.0f32; w_len]);
     if dx.is_none() && dw.is_none() {
-        return (dx_direct, None);
+        return (None, None);
     }
     let nb_max = chunk(geo);
     with_scratch(k * nb_max * p, cog * nb_max * p, |cols, dyt| {
@@ -318,7 +311,7 @@ pub fn backward(
             }
         }
     });
-    (dx_direct.or(dx), dw)
+    (dx, dw)
 }
 
 /// `db[c] = sum over (n, p) of dy[n, c, p]`.
