@@ -86,8 +86,8 @@ mod tests {
                 e.write(&mut written, &src, 0.5, 2);
                 let mut applied = src;
                 e.apply(&mut applied, 0.5, 2);
-                for i in 0..src.len() {
-                    let mut v = src[i] + 0.5 + residual.map_or(0.0, |r| r[2 + i]);
+                for (i, s) in src.iter().enumerate() {
+                    let mut v = s + 0.5 + residual.map_or(0.0, |r| r[2 + i]);
                     if relu {
                         v = v.max(0.0);
                     }
