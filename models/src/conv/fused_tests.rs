@@ -12,9 +12,12 @@ use crate::l0::{GateMode, GateStructure, GatedConv2dConfig};
 
 type B = Autodiff<Flex>;
 
-/// `(x dims, weight dims, stride, padding, dilation, groups)`: one of each kernel (the
-/// im2col GEMM, strided, pointwise, depthwise on phase planes, dilated depthwise).
-const CASES: [([usize; 4], [usize; 4], usize, usize, usize, usize); 6] = [
+/// `(x dims, weight dims, stride, padding, dilation, groups)`.
+type Case = ([usize; 4], [usize; 4], usize, usize, usize, usize);
+
+/// One of each kernel: the im2col GEMM ("same", so the input gradient as a
+/// convolution), strided, pointwise, depthwise on phase planes, dilated depthwise.
+const CASES: [Case; 6] = [
     ([2, 5, 9, 8], [6, 5, 3, 3], 1, 1, 1, 1),
     ([2, 4, 9, 9], [8, 4, 3, 3], 2, 1, 1, 1),
     ([3, 6, 7, 5], [4, 6, 1, 1], 1, 0, 1, 1),

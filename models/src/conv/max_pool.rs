@@ -150,19 +150,16 @@ impl Backward<Flex, 1> for MaxPool {
     }
 }
 
-/// `max_pool2d(x)` (no padding, no dilation, floor), or `x` back when this kernel does not
+/// `max_pool2d(x)` (no padding, no dilation, floor), or `None` when this kernel does not
 /// apply (not f32, or see [`Pool::new`]).
 pub fn max_pool2d(
-    x: Tensor<AdFlex, 4>,
+    x: &Tensor<AdFlex, 4>,
     kernel: [usize; 2],
     stride: [usize; 2],
-) -> Result<Tensor<AdFlex, 4>, Tensor<AdFlex, 4>> {
+) -> Option<Tensor<AdFlex, 4>> {
     let x_dims = x.dims();
-    let pool = match Pool::new(x_dims, kernel, stride) {
-        Some(pool) if x.dtype() == DType::F32 => pool,
-        _ => return Err(x),
-    };
-    let x = x.into_primitive().tensor();
+    let pool = Pool::new(x_dims, kernel, stride).filter(|_| x.dtype() == DType::F32)?;
+    let x = x.clone().into_primitive().tensor();
     let xp = x.primitive.to_contiguous();
     let (y, arg) = pool.forward(
         xp.as_slice::<f32>()
@@ -178,5 +175,5 @@ pub fn max_pool2d(
         OpsKind::Tracked(prep) => prep.finish(Saved { pool, x_dims, arg }, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+    Some(Tensor::from_primitive(TensorPrimitive::Float(out)))
 }

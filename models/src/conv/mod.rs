@@ -253,11 +253,14 @@ pub fn max_pool2d<B: Backend>(
 ) -> Tensor<B, 4> {
     #[cfg(feature = "flex")]
     let x = match cast::<Tensor<B, 4>, Tensor<flex_op::AdFlex, 4>>(x) {
-        Ok(x) if enabled() => match max_pool::max_pool2d(x, kernel, stride) {
-            Ok(y) => return cast(y).expect("B is Autodiff<Flex>"),
-            Err(x) => cast(x).expect("B is Autodiff<Flex>"),
-        },
-        Ok(x) => cast(x).expect("B is Autodiff<Flex>"),
+        Ok(x) => {
+            if enabled()
+                && let Some(y) = max_pool::max_pool2d(&x, kernel, stride)
+            {
+                return cast(y).expect("B is Autodiff<Flex>");
+            }
+            cast(x).expect("B is Autodiff<Flex>")
+        }
         Err(x) => x,
     };
     burn::tensor::module::max_pool2d(x, kernel, stride, [0, 0], [1, 1], false)
