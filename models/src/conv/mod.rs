@@ -245,7 +245,7 @@ fn flex<B: Backend>(
 
 /// Burn's `max_pool2d(x, kernel, stride, [0, 0], [1, 1], false)` (no padding, no
 /// dilation, floor), through a direct kernel with one-byte argmaxes on `Autodiff<Flex>`
-/// ([`max_pool`]).
+/// (`max_pool`).
 pub fn max_pool2d<B: Backend>(
     x: Tensor<B, 4>,
     kernel: [usize; 2],
