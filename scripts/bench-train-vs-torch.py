@@ -6,9 +6,14 @@ pointwise 1x1 blocks), gated (a hard-concrete gate on every weight, Louizos et a
 and ungated, batch 128 of 28x28 images, at 1 and 2 threads. Issue 33.
 
 tether runs as `train_vs_torch --serve` subprocesses (train/examples/train_vs_torch.rs),
-one per `--tether` entry, each answering `NETWORK VARIANT STEPS` with its wall seconds per
-step; this script interleaves their rounds with PyTorch's (torch.set_num_threads), and
-reports medians and the median of the per-round ratios tether / PyTorch.
+one per `--tether` entry, each answering `NETWORK VARIANT STEPS` with its wall and process
+CPU seconds per step; this script interleaves their rounds with PyTorch's
+(torch.set_num_threads), and reports medians and the median of the per-round ratios
+tether / PyTorch, by wall time and by CPU time (PyTorch's `time.process_time()`, all its
+threads). On one thread the CPU-time ratio is the steadier one on a loaded machine; on
+two, wall time is what counts (CPU time counts OpenMP's spinning workers too). PyTorch's
+OpenMP workers spin while they wait: on a loaded machine run the script with
+`OMP_WAIT_POLICY=PASSIVE` in its environment (read when torch starts).
 
 Not in CI; run from a throwaway venv with torch (e.g. /tmp/venv):
 
@@ -180,10 +185,11 @@ def torch_step(network, variant):
 
 
 def timed(step, steps):
-    start = time.perf_counter()
+    """(wall, process CPU) seconds per step."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
 class Tether:
@@ -200,7 +206,8 @@ class Tether:
         line = self.proc.stdout.readline()
         if not line:
             sys.exit(f"tether ({self.label}) exited: {self.proc.wait()}")
-        return float(line)
+        wall, cpu = line.split()
+        return float(wall), float(cpu)
 
     def close(self):
         self.proc.stdin.close()
@@ -239,12 +246,20 @@ def main():
                         s = timed(step, args.steps) if t is None else t.time(network, variant, args.steps)
                         if r > 0:  # round 0 warms up
                             times["torch" if t is None else t.label].append(s)
+                torch_wall = [w for w, _ in times["torch"]]
+                torch_cpu = [c for _, c in times["torch"]]
                 row = {"network": network, "variant": variant, "threads": threads,
-                       "torch_ms": 1e3 * statistics.median(times["torch"])}
+                       "torch_ms": 1e3 * statistics.median(torch_wall),
+                       "torch_cpu_ms": 1e3 * statistics.median(torch_cpu)}
                 for t in mine:
-                    ratios = [a / b for a, b in zip(times[t.label], times["torch"])]
-                    row[f"{t.label}_ms"] = 1e3 * statistics.median(times[t.label])
-                    row[f"{t.label}/torch"] = statistics.median(ratios)
+                    wall = [w for w, _ in times[t.label]]
+                    cpu = [c for _, c in times[t.label]]
+                    row[f"{t.label}_ms"] = 1e3 * statistics.median(wall)
+                    row[f"{t.label}_cpu_ms"] = 1e3 * statistics.median(cpu)
+                    row[f"{t.label}/torch"] = statistics.median(
+                        [a / b for a, b in zip(wall, torch_wall)])
+                    row[f"{t.label}/torch_cpu"] = statistics.median(
+                        [a / b for a, b in zip(cpu, torch_cpu)])
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for t in tethers:
@@ -253,19 +268,21 @@ def main():
     labels = [t.label for t in tethers]
     labels = list(dict.fromkeys(labels))
     print(f"\ntorch {torch.__version__}, batch {BATCH}, {args.rounds} rounds x {args.steps} steps, "
-          "median of per-round ratios\n")
-    print("| network | variant | threads | PyTorch ms | " +
-          " | ".join(f"{l} ms | {l} / PyTorch" for l in labels) + " |")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          "medians; ratios: median of per-round ratios (wall, CPU)\n")
+    print("| network | variant | threads | PyTorch ms (wall, CPU) | " +
+          " | ".join(f"{l} ms (wall, CPU) | {l} / PyTorch (wall, CPU)" for l in labels) + " |")
     print("|---|---|---|---|" + "---|---|" * len(labels))
     for row in rows:
         cells = []
         for l in labels:
             if f"{l}_ms" in row:
-                cells += [f"{row[f'{l}_ms']:.1f}", f"{row[f'{l}/torch']:.2f}"]
+                cells += [f"{row[f'{l}_ms']:.1f}, {row[f'{l}_cpu_ms']:.1f}",
+                          f"{row[f'{l}/torch']:.2f}, {row[f'{l}/torch_cpu']:.2f}"]
             else:
                 cells += ["", ""]
-        print(f"| {row['network']} | {row['variant']} | {row['threads']} | {row['torch_ms']:.1f} | "
-              + " | ".join(cells) + " |")
+        print(f"| {row['network']} | {row['variant']} | {row['threads']} | "
+              f"{row['torch_ms']:.1f}, {row['torch_cpu_ms']:.1f} | " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(rows, f, indent=1)

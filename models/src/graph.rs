@@ -639,7 +639,9 @@ impl<B: Backend> GraphNet<B> {
                         );
                         pad = [0, 0];
                     }
-                    let y = if max {
+                    let y = if max && pad == [0, 0] && p.dilation == [1, 1] && !p.ceil {
+                        crate::conv::max_pool2d(x, p.kernel, p.stride)
+                    } else if max {
                         max_pool2d(x, p.kernel, p.stride, pad, p.dilation, p.ceil)
                     } else {
                         avg_pool2d(x, p.kernel, p.stride, pad, p.count_pad, p.ceil)

@@ -6,7 +6,6 @@ use burn::config::Config;
 use burn::module::{Module, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, Relu};
-use burn::tensor::module::max_pool2d;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::conv;
@@ -65,7 +64,7 @@ pub struct GatedLenet5<B: Backend> {
 }
 
 fn pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
+    conv::max_pool2d(x, [2, 2], [2, 2])
 }
 
 impl<B: Backend> GatedLenet5<B> {
@@ -74,8 +73,8 @@ impl<B: Backend> GatedLenet5<B> {
     pub fn forward(&self, x: Tensor<B, 2>, mode: GateMode) -> Tensor<B, 2> {
         let b = x.dims()[0];
         let x = x.reshape([b, 1, 28, 28]);
-        let x = pool(self.activation.forward(self.conv1.forward(x, mode)));
-        let x = pool(self.activation.forward(self.conv2.forward(x, mode)));
+        let x = pool(self.conv1.forward_relu(x, mode));
+        let x = pool(self.conv2.forward_relu(x, mode));
         let x = self
             .activation
             .forward(self.fc1.forward(x.reshape([b, 800]), mode));
@@ -156,8 +155,8 @@ impl<B: Backend> Lenet5<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
         let x = x.reshape([b, 1, 28, 28]);
-        let x = pool(self.activation.forward(conv::forward(&self.conv1, x)));
-        let x = pool(self.activation.forward(conv::forward(&self.conv2, x)));
+        let x = pool(conv::forward_relu(&self.conv1, x));
+        let x = pool(conv::forward_relu(&self.conv2, x));
         let x = self
             .activation
             .forward(self.fc1.forward(x.reshape([b, 800])));

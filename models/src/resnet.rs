@@ -135,17 +135,14 @@ impl<B: Backend> GatedResnet<B> {
     /// - input `[batch, 784]` (flattened 28x28), output `[batch, 10]`
     pub fn forward(&self, x: Tensor<B, 2>, mode: GateMode) -> Tensor<B, 2> {
         let b = x.dims()[0];
-        let relu = |t| self.activation.forward(t);
-        let mut x = relu(self.stem.forward(x.reshape([b, 1, 28, 28]), mode));
+        let mut x = self.stem.forward_relu(x.reshape([b, 1, 28, 28]), mode);
         for block in &self.blocks {
-            let h = block
-                .conv2
-                .forward(relu(block.conv1.forward(x.clone(), mode)), mode);
+            let h = block.conv1.forward_relu(x.clone(), mode);
             let skip = match &block.shortcut {
                 Some(s) => s.forward(x, mode),
                 None => x,
             };
-            x = relu(h + skip);
+            x = block.conv2.forward_add_relu(h, skip, mode);
         }
         self.fc.forward(head(x), mode)
     }
@@ -276,15 +273,14 @@ impl<B: Backend> Resnet<B> {
     /// - input `[batch, 784]`, output `[batch, 10]`
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
-        let relu = |t| self.activation.forward(t);
-        let mut x = relu(conv::forward(&self.stem, x.reshape([b, 1, 28, 28])));
+        let mut x = conv::forward_relu(&self.stem, x.reshape([b, 1, 28, 28]));
         for block in &self.blocks {
-            let h = conv::forward(&block.conv2, relu(conv::forward(&block.conv1, x.clone())));
+            let h = conv::forward_relu(&block.conv1, x.clone());
             let skip = match &block.shortcut {
                 Some(s) => conv::forward(s, x),
                 None => x,
             };
-            x = relu(h + skip);
+            x = conv::forward_add_relu(&block.conv2, h, skip);
         }
         self.fc.forward(head(x))
     }

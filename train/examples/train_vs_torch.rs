@@ -5,8 +5,9 @@
 //! must give every parameter a non-zero gradient.
 //!
 //! `--serve`: reads `NETWORK VARIANT STEPS` lines on stdin (`lenet300|lenet5|resnet|mobilenet`,
-//! `gated|ungated`) and answers each with the wall seconds per step of that many steps, so
-//! that the script interleaves tether's rounds with PyTorch's in one run. Without it,
+//! `gated|ungated`) and answers each with the wall seconds and the process CPU seconds per
+//! step of that many steps (`WALL CPU`), so that the script interleaves tether's rounds
+//! with PyTorch's in one run. Without it,
 //! prints a table of median step times (`--rounds`, `--steps`).
 //!
 //! `TETHER_CONV=burn` in the environment trains through burn's own convolution instead of
@@ -135,13 +136,41 @@ fn build(network: &str, variant: &str) -> anyhow::Result<Step> {
     })
 }
 
-/// Wall seconds per step of `steps` steps.
-fn time(step: &mut Step, steps: usize) -> f64 {
-    let start = Instant::now();
+/// CPU seconds this process (all its threads) has run.
+#[cfg(target_os = "linux")]
+fn process_cpu_seconds() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: a valid clock id and a pointer to a timespec of the C layout (64-bit Linux).
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    t.sec as f64 + t.nsec as f64 * 1e-9
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_cpu_seconds() -> f64 {
+    f64::NAN
+}
+
+/// Wall and process CPU seconds per step of `steps` steps.
+fn time(step: &mut Step, steps: usize) -> (f64, f64) {
+    let (start, cpu) = (Instant::now(), process_cpu_seconds());
     for _ in 0..steps {
         step();
     }
-    start.elapsed().as_secs_f64() / steps as f64
+    let n = steps as f64;
+    (
+        start.elapsed().as_secs_f64() / n,
+        (process_cpu_seconds() - cpu) / n,
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -165,9 +194,9 @@ fn serve() -> anyhow::Result<()> {
             step(); // warm caches and allocators
             steps.insert(key.clone(), step);
         }
-        let seconds = time(steps.get_mut(&key).expect("inserted above"), n);
+        let (wall, cpu) = time(steps.get_mut(&key).expect("inserted above"), n);
         let mut out = stdout.lock();
-        writeln!(out, "{seconds}")?;
+        writeln!(out, "{wall} {cpu}")?;
         out.flush()?;
     }
     Ok(())
@@ -194,7 +223,7 @@ fn main() -> anyhow::Result<()> {
             step();
             let t = median(
                 (0..args.rounds)
-                    .map(|_| time(&mut step, args.steps))
+                    .map(|_| time(&mut step, args.steps).0)
                     .collect(),
             );
             println!("| {network} | {variant} | {:.1} |", t * 1e3);

@@ -9,6 +9,7 @@
 //! The first version looped per tap and output row, rows of 7-28 floats: that made the
 //! depthwise layers a third of a MobileNet step. Dilated layers keep the row loops below.
 
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::grid::Grid;
 
@@ -33,10 +34,16 @@ fn taps(geo: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, usize, usi
     }
 }
 
-/// `y = conv(x, w) + b`.
-pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+/// `y = ep(conv(x, w) + b)`.
+pub fn forward(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    ep: Epilogue<'_>,
+) -> Vec<f32> {
     if let Some(grid) = Grid::new(geo) {
-        return grid.forward(x, w, b);
+        return grid.forward(x, w, b, ep);
     }
     let (hw, p, kk, sx) = (geo.hw(), geo.p(), geo.kh * geo.kw, geo.stride[1]);
     let mut y = vec![0.0f32; geo.sizes().2];
@@ -59,6 +66,7 @@ pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f
                     }
                 }
             });
+            ep.apply(out, 0.0, (n * geo.c_out + c) * p);
         }
     }
     y

@@ -18,6 +18,7 @@
 //! enough to stay in cache and keep memory bounded (the im2col of a whole batch of
 //! ResNet's first block is 58 MB).
 
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 use super::im2col::{col2im, im2col};
 
@@ -198,8 +199,14 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
     })
 }
 
-/// `y = conv(x, w) + b`, `y` in NCHW.
-pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+/// `y = ep(conv(x, w) + b)`, `y` in NCHW.
+pub fn forward(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    ep: Epilogue<'_>,
+) -> Vec<f32> {
     let (p, k, cog) = (geo.p(), geo.k(), geo.cout_g());
     let mut y = vec![0.0f32; geo.sizes().2];
     let nb_max = chunk(geo);
@@ -226,11 +233,8 @@ pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f
                     let channel = g * cog + o;
                     let bias = b.map_or(0.0, |b| b[channel]);
                     for n in 0..nb {
-                        let dst = &mut y[((n0 + n) * geo.c_out + channel) * p..][..p];
-                        let src = &ybuf[o * width + n * p..][..p];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d = s + bias;
-                        }
+                        let at = ((n0 + n) * geo.c_out + channel) * p;
+                        ep.write(&mut y[at..][..p], &ybuf[o * width + n * p..][..p], bias, at);
                     }
                 }
             }
@@ -252,6 +256,9 @@ pub fn backward(
     let (x_len, w_len, _) = geo.sizes();
     let mut dx = want_dx.then(|| vec![0.0f32; x_len]);
     let mut dw = want_dw.then(|| vec![0.0f32; w_len]);
+    if dx.is_none() && dw.is_none() {
+        return (None, None);
+    }
     let nb_max = chunk(geo);
     with_scratch(k * nb_max * p, cog * nb_max * p, |cols, dyt| {
         let mut started = vec![false; geo.groups];

@@ -9,6 +9,7 @@
 //! `(ow - 1) sx + kw <= wp`; the grid's extra columns read garbage and are dropped (or,
 //! in the backward pass, carry zeros).
 
+use super::epilogue::Epilogue;
 use super::geometry::Geometry;
 
 /// The layout of one layer; `None` from [`Grid::new`] for dilated layers.
@@ -134,8 +135,8 @@ impl Grid {
         }
     }
 
-    /// `y = conv(x, w) + b`.
-    pub fn forward(&self, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    /// `y = ep(conv(x, w) + b)`.
+    pub fn forward(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, ep: Epilogue<'_>) -> Vec<f32> {
         let g = &self.geo;
         let (hw, p, kk, n) = (g.hw(), g.p(), g.kh * g.kw, self.grid_len());
         let mut y = vec![0.0f32; g.sizes().2];
@@ -152,9 +153,14 @@ impl Grid {
                         *a += wt * v;
                     }
                 }
-                let out = &mut y[(s * g.c_out + c) * p..][..p];
-                for (line, row) in out.chunks_exact_mut(g.ow).zip(acc.chunks_exact(self.wq)) {
-                    line.copy_from_slice(&row[..g.ow]);
+                let at = (s * g.c_out + c) * p;
+                let out = &mut y[at..][..p];
+                for (oy, (line, row)) in out
+                    .chunks_exact_mut(g.ow)
+                    .zip(acc.chunks_exact(self.wq))
+                    .enumerate()
+                {
+                    ep.write(line, row, 0.0, at + oy * g.ow);
                 }
             }
         }

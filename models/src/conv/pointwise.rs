@@ -14,6 +14,7 @@
 //! Samples run in parallel on rayon's threads (each GEMM sequential: one sample's GEMM
 //! is too small to split well).
 
+use super::epilogue::Epilogue;
 use super::gemm_conv::faer_f32_in;
 use super::geometry::Geometry;
 
@@ -40,17 +41,21 @@ fn per_sample(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync 
     }
 }
 
-/// `y = conv(x, w) + b`.
-pub fn forward(geo: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+/// `y = ep(conv(x, w) + b)`.
+pub fn forward(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    ep: Epilogue<'_>,
+) -> Vec<f32> {
     let (p, ci, co) = (geo.p(), geo.c_in, geo.c_out);
     let mut y = vec![0.0f32; geo.sizes().2];
     per_sample(&mut y, co * p, |n, yn| {
         let xn = &x[n * ci * p..][..ci * p];
         faer_f32_in(SEQ, co, p, ci, yn, false, w, (1, ci), xn, (1, p));
-        if let Some(b) = b {
-            for (row, &bias) in yn.chunks_exact_mut(p).zip(b) {
-                row.iter_mut().for_each(|v| *v += bias);
-            }
+        for (c, row) in yn.chunks_exact_mut(p).enumerate() {
+            ep.apply(row, b.map_or(0.0, |b| b[c]), (n * co + c) * p);
         }
     });
     y

@@ -8,7 +8,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::conv::conv2d;
+use crate::conv::{conv2d, conv2d_add_relu, conv2d_relu, then_burn};
 
 use super::{GateMode, GateStructure, HardConcrete, HardConcreteConfig, folded_param};
 
@@ -119,16 +119,49 @@ impl<B: Backend> GatedConv2d<B> {
     /// # Shapes
     /// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h', w']`
     pub fn forward(&self, x: Tensor<B, 4>, mode: GateMode) -> Tensor<B, 4> {
+        self.forward_then(x, mode, None, false)
+    }
+
+    /// `relu(self.forward(x, mode))`, the ReLU in the convolution's output pass
+    /// ([`conv2d_relu`]) where the gates sit on the weights.
+    pub fn forward_relu(&self, x: Tensor<B, 4>, mode: GateMode) -> Tensor<B, 4> {
+        self.forward_then(x, mode, None, true)
+    }
+
+    /// `relu(self.forward(x, mode) + residual)`, in the convolution's output pass
+    /// ([`conv2d_add_relu`]) where the gates sit on the weights.
+    pub fn forward_add_relu(
+        &self,
+        x: Tensor<B, 4>,
+        residual: Tensor<B, 4>,
+        mode: GateMode,
+    ) -> Tensor<B, 4> {
+        self.forward_then(x, mode, Some(residual), true)
+    }
+
+    /// `act(conv + residual)`: a residual always comes with the ReLU (a block's end).
+    fn forward_then(
+        &self,
+        x: Tensor<B, 4>,
+        mode: GateMode,
+        residual: Option<Tensor<B, 4>>,
+        relu: bool,
+    ) -> Tensor<B, 4> {
         let z = self.gates.gates(mode);
         let bias = self.conv.bias.as_ref().map(|b| b.val());
-        match self.structure {
-            GateStructure::Weight | GateStructure::Block1x4 => {
-                conv2d(x, self.gated_weight(z), bias, self.options())
-            }
-            GateStructure::OutputUnit => {
-                let c = z.dims()[0];
-                conv2d(x, self.conv.weight.val(), bias, self.options()) * z.reshape([1, c, 1, 1])
-            }
+        if self.structure == GateStructure::OutputUnit {
+            // The channel gates scale the output after the bias: applied here, then the
+            // residual and the ReLU as burn's operations.
+            let c = z.dims()[0];
+            let y =
+                conv2d(x, self.conv.weight.val(), bias, self.options()) * z.reshape([1, c, 1, 1]);
+            return then_burn(y, residual, relu);
+        }
+        let w = self.gated_weight(z);
+        match residual {
+            Some(r) => conv2d_add_relu(x, w, bias, self.options(), r),
+            None if relu => conv2d_relu(x, w, bias, self.options()),
+            None => conv2d(x, w, bias, self.options()),
         }
     }
 

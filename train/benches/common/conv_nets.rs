@@ -99,10 +99,9 @@ impl<B: Backend> MobileNet<B> {
     /// Logits `[batch, 10]` of flattened 28x28 images `[batch, 784]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let b = x.dims()[0];
-        let relu = |t| self.activation.forward(t);
-        let mut x = relu(conv::forward(&self.stem, x.reshape([b, 1, 28, 28])));
+        let mut x = conv::forward_relu(&self.stem, x.reshape([b, 1, 28, 28]));
         for (dw, pw) in &self.blocks {
-            x = relu(conv::forward(pw, relu(conv::forward(dw, x))));
+            x = conv::forward_relu(pw, conv::forward_relu(dw, x));
         }
         self.fc.forward(head(x))
     }
@@ -151,10 +150,9 @@ impl<B: Backend> GatedMobileNet<B> {
 impl<B: Backend> GatedNetwork<B> for GatedMobileNet<B> {
     fn forward_gated(&self, x: Tensor<B, 2>, mode: GateMode) -> Tensor<B, 2> {
         let b = x.dims()[0];
-        let relu = |t| self.activation.forward(t);
-        let mut x = relu(self.stem.forward(x.reshape([b, 1, 28, 28]), mode));
+        let mut x = self.stem.forward_relu(x.reshape([b, 1, 28, 28]), mode);
         for (dw, pw) in &self.blocks {
-            x = relu(pw.forward(relu(dw.forward(x, mode)), mode));
+            x = pw.forward_relu(dw.forward_relu(x, mode), mode);
         }
         self.fc.forward(head(x), mode)
     }
