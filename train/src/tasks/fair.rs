@@ -188,7 +188,10 @@ impl<B: Backend> GroupedBatch<B> {
         let device = per_sample.device();
         let (mut members, mut slot) = (Vec::new(), Vec::new());
         for (pos, &g) in self.groups.iter().enumerate() {
-            if let Some(k) = groups.iter().position(|&p| g != NO_GROUP && p == g as usize) {
+            if let Some(k) = groups
+                .iter()
+                .position(|&p| g != NO_GROUP && p == g as usize)
+            {
                 members.push(pos as i64);
                 slot.push(k as i64);
             }
@@ -238,10 +241,14 @@ impl GlobalBatch {
         let mut buf = vec![0f32; 2 * n * group.size()];
         let at = 2 * n * group.rank();
         // Group ids travel as f32, exact below 2^24.
-        if let Some(&g) = local.groups.iter().find(|&&g| g != NO_GROUP && g >= 1 << 24) {
-            return Err(crate::constrained::ConstrainedError::InvalidConfig(format!(
-                "group id {g}: data-parallel fair pruning takes fewer than 2^24 groups"
-            )));
+        if let Some(&g) = local
+            .groups
+            .iter()
+            .find(|&&g| g != NO_GROUP && g >= 1 << 24)
+        {
+            return Err(crate::constrained::ConstrainedError::InvalidConfig(
+                format!("group id {g}: data-parallel fair pruning takes fewer than 2^24 groups"),
+            ));
         }
         for (i, &g) in local.groups.iter().enumerate() {
             buf[at + 2 * i] = if g == NO_GROUP { 0.0 } else { g as f32 + 1.0 };
@@ -250,7 +257,13 @@ impl GlobalBatch {
         parallel.sum(&mut buf)?;
         let groups: Vec<u32> = buf
             .chunks_exact(2)
-            .map(|p| if p[0] == 0.0 { NO_GROUP } else { p[0] as u32 - 1 })
+            .map(|p| {
+                if p[0] == 0.0 {
+                    NO_GROUP
+                } else {
+                    p[0] as u32 - 1
+                }
+            })
             .collect();
         let correct = buf.chunks_exact(2).map(|p| p[1] > 0.5).collect();
         let (mut present, mut counts) = (Vec::<usize>::new(), Vec::<f32>::new());
@@ -629,12 +642,11 @@ where
             }
             Some(group) => {
                 let n = batch.groups.len();
-                let global = DataParallel::new(group.clone(), n, n * group.size()).and_then(
-                    |parallel| {
+                let global =
+                    DataParallel::new(group.clone(), n, n * group.size()).and_then(|parallel| {
                         GlobalBatch::gather(&parallel, batch, correct.as_deref())
                             .map(|g| (parallel, g))
-                    },
-                );
+                    });
                 let (parallel, global) = match global {
                     Ok(g) => g,
                     Err(e) => {
@@ -685,8 +697,10 @@ where
                         ((dense.group_accuracy[g] - acc) - overall_drop - target) as f32
                     })
                     .collect();
-                let dense_group_loss: Vec<f32> =
-                    present.iter().map(|&g| dense.group_loss[g] as f32).collect();
+                let dense_group_loss: Vec<f32> = present
+                    .iter()
+                    .map(|&g| dense.group_loss[g] as f32)
+                    .collect();
                 // The surrogate: the same gap with the loss in place of the error rate;
                 // its constants (dense losses, eps) do not change its gradient.
                 let overall = if self.detach_overall {
@@ -868,7 +882,11 @@ mod tests {
 
     /// What a rank observes of a batch, read back: the loss, each observation's indices,
     /// violation and strict violation, and the replay buffer's per-group accuracies.
-    type Observed = (f32, Vec<(Vec<usize>, Vec<f32>, Option<Vec<f32>>)>, Vec<Option<f64>>);
+    type Observed = (
+        f32,
+        Vec<(Vec<usize>, Vec<f32>, Option<Vec<f32>>)>,
+        Vec<Option<f64>>,
+    );
 
     fn observe(
         problem: &FairProblem,
@@ -956,7 +974,10 @@ mod tests {
                 assert_eq!(gi, si, "rank {rank}: the global batch's groups, in order");
                 assert_eq!(si, &[2, 0, 1]);
                 for (a, b) in gv.iter().zip(sv) {
-                    assert!((a - b).abs() <= 1e-6, "rank {rank} ceag {ceag}: {gv:?} vs {sv:?}");
+                    assert!(
+                        (a - b).abs() <= 1e-6,
+                        "rank {rank} ceag {ceag}: {gv:?} vs {sv:?}"
+                    );
                 }
                 assert_eq!(gs, ss, "rank {rank}: the strict violations (the buffer's)");
                 assert_eq!(got.2, single.2, "rank {rank}: the replay buffers");

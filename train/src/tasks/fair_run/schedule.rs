@@ -119,7 +119,10 @@ where
     // batch, the `rank`-th contiguous `local` of its rows.
     let group = crate::parallel::group().filter(|g| g.size() > 1);
     let (rank, local) = match &group {
-        Some(g) => (g.rank(), crate::parallel::shard::local_batch(c.batch, g.size())?),
+        Some(g) => (
+            g.rank(),
+            crate::parallel::shard::local_batch(c.batch, g.size())?,
+        ),
         None => (0, c.batch),
     };
     let parallel = match &group {
