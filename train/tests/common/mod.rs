@@ -202,16 +202,16 @@ pub fn adult_ready() -> bool {
 }
 
 /// A data-parallel fair-prune run against the single one on the same global batches of
-/// [`FAIR_SHORT`]: the fine-tuning's metrics rows (every step: loss, largest violation,
+/// [`FAIR_SHORT`] (`steps` fine-tuning steps): the fine-tuning's metrics rows (every step: loss, largest violation,
 /// mean and largest multiplier) to 1e-5 relative, and `groups.csv` (counts, accuracies,
 /// gaps, multipliers) to 1e-5.
 #[allow(dead_code)] // not every test binary that includes this module needs it
-pub fn same_fair_metrics(a: &Path, b: &Path) {
+pub fn same_fair_metrics(a: &Path, b: &Path, steps: usize) {
     let (x, y) = (
         csv_rows(&a.join("metrics.csv")),
         csv_rows(&b.join("metrics.csv")),
     );
-    assert_eq!(x.len(), 40, "40 fine-tuning steps");
+    assert_eq!(x.len(), steps, "the fine-tuning's steps");
     assert_eq!(x.len(), y.len());
     for (step, (p, q)) in x.iter().zip(&y).enumerate() {
         for (u, v) in p.iter().zip(q) {
