@@ -1,9 +1,9 @@
-//! `tether-train prune --devices N`: data parallel inside one process (replicas on threads,
-//! burn-collective's local all-reduce, `tether_train::parallel::local`), against one
-//! replica on the same global batches.
+//! `tether-train prune --devices N` and `fair-prune --devices N`: data parallel inside one
+//! process (replicas on threads, burn-collective's local all-reduce,
+//! `tether_train::parallel::local`), against one replica on the same global batches.
 //!
-//! Needs MNIST in the data cache; without it the tests that train skip with a message
-//! (unless `TETHER_REQUIRE_DATA` names mnist).
+//! Needs MNIST (prune) and Adult (fair-prune) in the data cache; without them the tests
+//! that train skip with a message (unless `TETHER_REQUIRE_DATA` names them).
 
 mod common;
 
@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    SHORT, WEIGHT_TOLERANCE, fresh_dir, interrupt_after_first_epoch, same_metrics, tether_train,
-    weight_difference,
+    FAIR_SHORT, SHORT, WEIGHT_TOLERANCE, adult_ready, fresh_dir, interrupt_after_first_epoch,
+    same_fair_metrics, same_metrics, tether_train, weight_difference,
 };
 use tether_train::data::may_skip;
 
@@ -132,5 +132,128 @@ fn bad_device_counts_are_clear_errors() {
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!out.exists(), "nothing written");
     }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `fair-prune --devices 2` takes the single replica's steps: the dense training, then
+/// CEAG's fine-tuning, whose per-group statistics are the global batch's (the groups'
+/// sums and counts over both halves, one replay buffer fed with the whole batch on each
+/// replica), so the weights, every fine-tuning step's loss, violation and multipliers
+/// and the per-group table come out as one replica's.
+#[test]
+fn fair_prune_on_two_devices_trains_what_one_does_on_the_global_batch() {
+    if !adult_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "fair");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let run_fair = |extra: &[&str]| {
+        let mut args = FAIR_SHORT.to_vec();
+        args.extend(extra);
+        let (ok, stdout, stderr) = tether_train(&args);
+        assert!(ok, "tether-train {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+    run_fair(&["--out", path(&single)]);
+    let stdout = run_fair(&["--out", path(&parallel), "--devices", "2"]);
+    assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+    let (diff, name) = weight_difference(&single, &parallel);
+    eprintln!("fair-prune: largest weight difference, 2 devices vs 1: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    same_fair_metrics(&single, &parallel, 40);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A fair-prune checkpoint written by 2 replicas (stopped mid-way through the second
+/// fine-tuning epoch) resumes on one and ends where the uninterrupted single run does.
+#[test]
+fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
+    use burn::backend::{Autodiff, Flex};
+    use tether_train::device::DeviceKind;
+    use tether_train::resume::{Interrupt, Interrupted, RunControl};
+    use tether_train::tasks::fair_run::{FairConfig, replicas::run_replicas, run};
+    if !adult_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "fair-resume");
+    let (whole, parts) = (base.join("whole"), base.join("parts"));
+    let mut c = FairConfig {
+        train_limit: Some(1280),
+        dense_epochs: Some(1),
+        epochs: Some(2),
+        batch: 64,
+        checks_per_epoch: 2,
+        seed: 3,
+        out: whole.clone(),
+        ..FairConfig::default()
+    };
+    run::<Autodiff<Flex>>(&c, &Default::default(), false).unwrap();
+    c.out = parts.clone();
+    // The replicas share the interrupt and each counts its steps: 50 counts are 25 steps.
+    let control = RunControl {
+        progress: false,
+        interrupt: Interrupt::after_steps(50),
+    };
+    let err = run_replicas(&c, 2, DeviceKind::Flex, &control).unwrap_err();
+    let stop = err
+        .downcast_ref::<Interrupted>()
+        .unwrap_or_else(|| panic!("not an interruption: {err:?}"));
+    assert_eq!(stop.position.global_step, 25, "{stop}");
+    assert!(!parts.join("model.safetensors").exists());
+    c.resume = Some(stop.checkpoint.clone());
+    run::<Autodiff<Flex>>(&c, &Default::default(), false).unwrap();
+    let (diff, name) = weight_difference(&whole, &parts);
+    eprintln!("fair-prune: 2 devices resumed on 1 vs 1 whole: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    same_fair_metrics(&whole, &parts, 40);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `--optimizer shampoo` through the same engine: the gradients are reduced once per
+/// step and every replica steps its own Shampoo on them (each replica computes every
+/// block: no block ownership yet), so 2 devices train what one does. At
+/// `--shampoo-epsilon 1e-4`: at the default 1e-12 the inverse roots of the nearly
+/// singular early factors amplify the last-bit differences of the gradient's summation
+/// order (2 devices against 1: weights 0.72 apart relative after 60 steps, while 2
+/// threads and 2 processes agree bit for bit; at 1e-4, 7.3e-7).
+#[test]
+fn fair_prune_with_shampoo_on_two_devices_trains_what_one_does() {
+    if !adult_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "fair-shampoo");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let run_fair = |extra: &[&str]| {
+        // FAIR_SHORT with one fine-tuning epoch (20 steps).
+        let mut args = FAIR_SHORT.to_vec();
+        let at = args.iter().position(|a| *a == "--epochs").unwrap();
+        args[at + 1] = "1";
+        args.extend([
+            "--optimizer",
+            "shampoo",
+            "--precondition-frequency",
+            "5",
+            "--shampoo-epsilon",
+            "1e-4",
+        ]);
+        args.extend(extra);
+        let (ok, stdout, stderr) = tether_train(&args);
+        assert!(ok, "tether-train {args:?} failed:\n{stdout}\n{stderr}");
+    };
+    run_fair(&["--out", path(&single)]);
+    run_fair(&["--out", path(&parallel), "--devices", "2"]);
+    let (diff, name) = weight_difference(&single, &parallel);
+    eprintln!("fair-prune, Shampoo: 2 devices vs 1: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    same_fair_metrics(&single, &parallel, 20);
     let _ = std::fs::remove_dir_all(&base);
 }

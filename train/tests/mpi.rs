@@ -1,7 +1,9 @@
-//! `mpirun -np 2 tether-train prune`: data parallel across processes over MPI
-//! (`tether_train::parallel`), against the single-process run on the same global batch.
+//! `mpirun -np 2 tether-train prune` (and `fair-prune`): data parallel across processes
+//! over MPI (`tether_train::parallel`), against the single-process run on the same global
+//! batch.
 //!
-//! Needs `mpirun` (Debian: `openmpi-bin`) and MNIST in the data cache. Where either is
+//! Needs `mpirun` (Debian: `openmpi-bin`) and MNIST (Adult for fair-prune) in the data
+//! cache. Where either is
 //! missing the tests skip with a message, unless `TETHER_REQUIRE_MPI=1` (CI sets it once
 //! it has installed OpenMPI) or `TETHER_REQUIRE_DATA` names mnist: then they fail.
 #![cfg(feature = "mpi")]
@@ -13,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    SHORT, WEIGHT_TOLERANCE, fresh_dir, interrupt_after_first_epoch, same_metrics, tether_train,
-    weight_difference,
+    FAIR_SHORT, SHORT, WEIGHT_TOLERANCE, adult_ready, fresh_dir, interrupt_after_first_epoch,
+    same_fair_metrics, same_metrics, tether_train, weight_difference,
 };
 use tether_train::data::may_skip;
 
@@ -104,6 +106,35 @@ fn two_processes_train_what_one_does_on_the_global_batch() {
         "weights differ by {diff:e} (relative) in {name}"
     );
     same_metrics(&single, &parallel);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `mpirun -np 2 tether-train fair-prune` takes the single process's steps: CEAG's
+/// per-group statistics are the global batch's on both ranks (groups and correctness
+/// gathered, sums over the global counts), so the weights, the fine-tuning's metrics and
+/// the per-group table equal one process's to float tolerance.
+#[test]
+fn fair_prune_on_two_processes_trains_what_one_does_on_the_global_batch() {
+    if !ready() || !adult_ready() {
+        return;
+    }
+    let base = fresh_dir("mpi", "fair");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let mut args = FAIR_SHORT.to_vec();
+    args.extend(["--out", path(&single), "--distributed", "off"]);
+    let (ok, _, stderr) = tether_train(&args);
+    assert!(ok, "the single-process run failed: {stderr}");
+    let mut args = FAIR_SHORT.to_vec();
+    args.extend(["--out", path(&parallel)]);
+    let stdout = run_ok(mpirun(2, &args), "mpirun -np 2 fair-prune");
+    assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+    let (diff, name) = weight_difference(&single, &parallel);
+    eprintln!("fair-prune: largest weight difference, 2 processes vs 1: {diff:e} ({name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "weights differ by {diff:e} (relative) in {name}"
+    );
+    same_fair_metrics(&single, &parallel, 40);
     let _ = std::fs::remove_dir_all(&base);
 }
 

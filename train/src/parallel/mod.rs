@@ -30,6 +30,7 @@ mod grads;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod ranks;
 pub mod shard;
 pub mod stats;
 
@@ -141,8 +142,17 @@ impl DataParallel {
         Ok(buf[0] > 0.0)
     }
 
-    /// The element-wise sum over the ranks, timed ([`stats`]).
-    fn sum(&self, buf: &mut [f32]) -> Result<(), ConstrainedError> {
+    /// This rank's share of the global batch, `n_rank / n_global`: its weight in every
+    /// mean ([`Self::mean`]) and in the gradients' sum.
+    pub fn weight(&self) -> f32 {
+        self.weight
+    }
+
+    /// The element-wise sum over the ranks, in place, timed ([`stats`]).
+    ///
+    /// # Errors
+    /// As [`Collective::all_reduce_sum`].
+    pub fn sum(&self, buf: &mut [f32]) -> Result<(), ConstrainedError> {
         let start = std::time::Instant::now();
         let done = self.collective.all_reduce_sum(buf);
         stats::record_reduction(start.elapsed());

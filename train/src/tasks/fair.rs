@@ -22,6 +22,7 @@
 //! equalised loss (`L_g(s) - L(s) = 0` for every group, equality constraints).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use burn::module::AutodiffModule;
 use burn::tensor::{
@@ -33,6 +34,7 @@ use tether_models::host;
 use crate::constrained::{CmpState, ConstrainedProblem, ConstraintId, ConstraintState};
 use crate::data::batches::shuffled_order;
 use crate::data::groups::NO_GROUP;
+use crate::parallel::{Collective, DataParallel};
 use crate::tasks::metrics::per_sample_cross_entropy;
 
 /// A split held on the device: features, labels and each sample's group.
@@ -178,6 +180,108 @@ impl<B: Backend> GroupedBatch<B> {
             member,
             IndexingUpdateOp::Add,
         ) / self.counts.clone()
+    }
+
+    /// Sum of `per_sample` over this batch's members of each of `groups` (in that order),
+    /// `[groups.len()]`: a rank's part of the per-group sums of a global batch.
+    fn group_sums_over(&self, per_sample: Tensor<B, 1>, groups: &[usize]) -> Tensor<B, 1> {
+        let device = per_sample.device();
+        let (mut members, mut slot) = (Vec::new(), Vec::new());
+        for (pos, &g) in self.groups.iter().enumerate() {
+            if let Some(k) = groups
+                .iter()
+                .position(|&p| g != NO_GROUP && p == g as usize)
+            {
+                members.push(pos as i64);
+                slot.push(k as i64);
+            }
+        }
+        let m = groups.len();
+        if members.is_empty() {
+            return Tensor::zeros([m], &device);
+        }
+        let int = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &device)
+        };
+        let member = per_sample.select(0, int(members));
+        Tensor::<B, 1>::zeros([m], &device).select_assign(
+            0,
+            int(slot),
+            member,
+            IndexingUpdateOp::Add,
+        )
+    }
+}
+
+/// What every rank of a data-parallel group learns of a global batch: each sample's group
+/// and (CEAG) whether the model got it right, in the single-process batch's order (rank
+/// `r`'s shard is the batch's `r`-th contiguous part, [`crate::parallel::shard`]).
+struct GlobalBatch {
+    groups: Vec<u32>,
+    correct: Vec<bool>,
+    /// The groups present, in order of first appearance (the single-process batch's
+    /// [`GroupedBatch::present`]).
+    present: Vec<usize>,
+    /// Samples of each present group.
+    counts: Vec<f32>,
+}
+
+impl GlobalBatch {
+    /// Gathers every rank's groups and correctness (`None`: not needed) with one
+    /// all-reduce: each rank fills its shard's slots of a zeroed buffer, two floats per
+    /// sample (group id + 1, or 0 for none; correct as 0/1), and the sum holds them all.
+    fn gather<B: Backend>(
+        parallel: &DataParallel,
+        local: &GroupedBatch<B>,
+        correct: Option<&[bool]>,
+    ) -> Result<Self, crate::constrained::ConstrainedError> {
+        let group = parallel.collective();
+        let n = local.groups.len();
+        let mut buf = vec![0f32; 2 * n * group.size()];
+        let at = 2 * n * group.rank();
+        // Group ids travel as f32, exact below 2^24.
+        if let Some(&g) = local
+            .groups
+            .iter()
+            .find(|&&g| g != NO_GROUP && g >= 1 << 24)
+        {
+            return Err(crate::constrained::ConstrainedError::InvalidConfig(
+                format!("group id {g}: data-parallel fair pruning takes fewer than 2^24 groups"),
+            ));
+        }
+        for (i, &g) in local.groups.iter().enumerate() {
+            buf[at + 2 * i] = if g == NO_GROUP { 0.0 } else { g as f32 + 1.0 };
+            buf[at + 2 * i + 1] = f32::from(u8::from(correct.is_some_and(|c| c[i])));
+        }
+        parallel.sum(&mut buf)?;
+        let groups: Vec<u32> = buf
+            .chunks_exact(2)
+            .map(|p| {
+                if p[0] == 0.0 {
+                    NO_GROUP
+                } else {
+                    p[0] as u32 - 1
+                }
+            })
+            .collect();
+        let correct = buf.chunks_exact(2).map(|p| p[1] > 0.5).collect();
+        let (mut present, mut counts) = (Vec::<usize>::new(), Vec::<f32>::new());
+        for &g in groups.iter().filter(|&&g| g != NO_GROUP) {
+            match present.iter().position(|&p| p == g as usize) {
+                Some(k) => counts[k] += 1.0,
+                None => {
+                    present.push(g as usize);
+                    counts.push(1.0);
+                }
+            }
+        }
+        Ok(Self {
+            groups,
+            correct,
+            present,
+            counts,
+        })
     }
 }
 
@@ -364,6 +468,10 @@ pub struct FairProblem {
     margin: f64,
     buffer: RefCell<ReplayBuffer>,
     detach_overall: bool,
+    /// The data-parallel group whose ranks each see a shard of every batch (`None`: one).
+    group: Option<Rc<dyn Collective>>,
+    /// The gathering of a global batch failed ([`FairProblem::take_failure`]).
+    failure: RefCell<Option<crate::constrained::ConstrainedError>>,
 }
 
 impl FairProblem {
@@ -377,6 +485,8 @@ impl FairProblem {
             margin: 0.0,
             buffer: RefCell::new(ReplayBuffer::new(0, 1)),
             detach_overall: false,
+            group: None,
+            failure: RefCell::new(None),
         }
     }
 
@@ -410,6 +520,8 @@ impl FairProblem {
             margin: 0.0,
             buffer: RefCell::new(ReplayBuffer::with_capacities(capacities)),
             detach_overall: false,
+            group: None,
+            failure: RefCell::new(None),
         }
     }
 
@@ -440,6 +552,28 @@ impl FairProblem {
     pub fn with_detached_overall(mut self, detach: bool) -> Self {
         self.detach_overall = detach;
         self
+    }
+
+    /// Data parallel over `group` (`None`: one process): each rank evaluates its shard of
+    /// every global batch (the batch's `r`-th contiguous part, [`crate::parallel::shard`])
+    /// and the ranks observe the single-process batch's constraints. Per-group means are
+    /// not linear in the shards, so the ranks share *sums and counts*: every sample's
+    /// group (and, for CEAG, its correctness) is gathered, so each rank knows the global
+    /// batch's groups, their counts and order, and pushes the whole batch into its replay
+    /// buffer (identical on every rank: the same strict violations, the same
+    /// multipliers); a rank's group term is its part of the group's sum over the global
+    /// count, scaled so that the weighted mean [`DataParallel::reduce_state`] takes over
+    /// the ranks is the global group mean (and the weighted gradient sum the global
+    /// gradient).
+    pub fn with_group(mut self, group: Option<Rc<dyn Collective>>) -> Self {
+        self.group = group.filter(|g| g.size() > 1);
+        self
+    }
+
+    /// Why the last evaluation could not gather its global batch, if it could not (a
+    /// replica stopped: the state it returned has a NaN loss, which fails the step).
+    pub fn take_failure(&self) -> Option<crate::constrained::ConstrainedError> {
+        self.failure.borrow_mut().take()
     }
 
     /// The mitigation this problem applies.
@@ -479,35 +613,83 @@ where
         let logits = model.logits(batch.inputs.clone());
         let per_sample = per_sample_cross_entropy(logits.clone(), batch.labels.clone());
         let loss = per_sample.clone().mean();
-        // No constraint, or no sample of any group in this batch: nothing to observe.
-        let Some(id) = self.constraint.filter(|_| !batch.present.is_empty()) else {
+        let Some(id) = self
+            .constraint
+            .filter(|_| self.mitigation != Mitigation::None)
+        else {
             return CmpState::new(loss);
         };
-        let group_loss = batch.group_means(per_sample);
-        let m = batch.present.len();
+        // Without a group, a batch with no sample of any group has nothing to observe.
+        if self.group.is_none() && batch.present.is_empty() {
+            return CmpState::new(loss);
+        }
+        let ceag = self.mitigation == Mitigation::ExcessAccuracyGap;
+        // The buffer takes this batch's correctness (one host read).
+        let correct: Option<Vec<bool>> = ceag.then(|| {
+            host::read(correctness(logits, batch.labels.clone()))
+                .into_vec()
+                .expect("bool")
+        });
+        let (present, group_loss) = match &self.group {
+            None => {
+                if let Some(correct) = &correct {
+                    let mut buffer = self.buffer.borrow_mut();
+                    for (&g, &c) in batch.groups.iter().zip(correct) {
+                        buffer.push(g, c);
+                    }
+                }
+                (batch.present.clone(), batch.group_means(per_sample))
+            }
+            Some(group) => {
+                let n = batch.groups.len();
+                let global =
+                    DataParallel::new(group.clone(), n, n * group.size()).and_then(|parallel| {
+                        GlobalBatch::gather(&parallel, batch, correct.as_deref())
+                            .map(|g| (parallel, g))
+                    });
+                let (parallel, global) = match global {
+                    Ok(g) => g,
+                    Err(e) => {
+                        // The step must fail on this rank too (the others' next
+                        // collective call fails): a NaN loss does.
+                        *self.failure.borrow_mut() = Some(e);
+                        return CmpState::new(loss.add_scalar(f32::NAN));
+                    }
+                };
+                if global.present.is_empty() {
+                    return CmpState::new(loss);
+                }
+                if correct.is_some() {
+                    let mut buffer = self.buffer.borrow_mut();
+                    for (&g, &c) in global.groups.iter().zip(&global.correct) {
+                        buffer.push(g, c);
+                    }
+                }
+                // This rank's part of each group's sum over the global count, divided by
+                // its weight: the ranks' weighted mean is the group's mean.
+                let scale: Vec<f32> = global
+                    .counts
+                    .iter()
+                    .map(|&c| 1.0 / (parallel.weight() * c))
+                    .collect();
+                let sums = batch.group_sums_over(per_sample, &global.present);
+                let device = sums.device();
+                (global.present, sums * floats(scale, &device))
+            }
+        };
+        let m = present.len();
         let device = loss.device();
         match self.mitigation {
             Mitigation::None => CmpState::new(loss),
             Mitigation::EqualizedLoss => {
                 let violation = group_loss - loss.clone().expand([m]);
-                CmpState::new(loss).with(
-                    id,
-                    ConstraintState::indexed(violation, batch.present.clone()),
-                )
+                CmpState::new(loss).with(id, ConstraintState::indexed(violation, present))
             }
             Mitigation::ExcessAccuracyGap => {
                 let dense = self.reference.as_ref().expect("CEAG has a reference");
-                // The buffer takes this batch's correctness (one host read).
-                let correct: Vec<bool> = host::read(correctness(logits, batch.labels.clone()))
-                    .into_vec()
-                    .expect("bool");
-                let mut buffer = self.buffer.borrow_mut();
-                for (&g, &c) in batch.groups.iter().zip(&correct) {
-                    buffer.push(g, c);
-                }
+                let buffer = self.buffer.borrow();
                 let overall_drop = dense.accuracy - buffer.overall_accuracy().expect("just filled");
-                let strict: Vec<f32> = batch
-                    .present
+                let strict: Vec<f32> = present
                     .iter()
                     .map(|&g| {
                         let acc = buffer.group_accuracy(g).expect("just filled");
@@ -515,8 +697,7 @@ where
                         ((dense.group_accuracy[g] - acc) - overall_drop - target) as f32
                     })
                     .collect();
-                let dense_group_loss: Vec<f32> = batch
-                    .present
+                let dense_group_loss: Vec<f32> = present
                     .iter()
                     .map(|&g| dense.group_loss[g] as f32)
                     .collect();
@@ -532,7 +713,7 @@ where
                     - self.epsilon as f32;
                 CmpState::new(loss).with(
                     id,
-                    ConstraintState::indexed(surrogate, batch.present.clone())
+                    ConstraintState::indexed(surrogate, present)
                         .with_strict_violation(floats(strict, &device)),
                 )
             }
@@ -697,6 +878,111 @@ mod tests {
         let mut opt =
             ConstrainedOptimizer::new(SgdConfig::new().init(), 0.1, UpdateScheme::Simultaneous);
         opt.roll(model, &mut cset, &problem, &batch).unwrap();
+    }
+
+    /// What a rank observes of a batch, read back: the loss, each observation's indices,
+    /// violation and strict violation, and the replay buffer's per-group accuracies.
+    type Observed = (
+        f32,
+        Vec<(Vec<usize>, Vec<f32>, Option<Vec<f32>>)>,
+        Vec<Option<f64>>,
+    );
+
+    fn observe(
+        problem: &FairProblem,
+        model: &tether_models::mlp::Mlp<B>,
+        batch: &GroupedBatch<B>,
+        parallel: Option<&DataParallel>,
+    ) -> Observed {
+        let mut state = ConstrainedProblem::<B, _>::compute_cmp_state(problem, model, batch);
+        if let Some(p) = parallel {
+            state = p.reduce_state(state).unwrap();
+        }
+        let read = |t: &Tensor<B, 1>| -> Vec<f32> { t.clone().into_data().into_vec().unwrap() };
+        let loss = read(&state.loss.clone().reshape([1]))[0];
+        let observed = state
+            .observed
+            .iter()
+            .map(|(_, o)| {
+                (
+                    o.indices.clone().unwrap_or_default(),
+                    read(&o.violation),
+                    o.strict_violation.as_ref().map(read),
+                )
+            })
+            .collect();
+        let buffer = problem.buffer();
+        let accuracies = match problem.mitigation() {
+            Mitigation::ExcessAccuracyGap => (0..3).map(|g| buffer.group_accuracy(g)).collect(),
+            _ => Vec::new(),
+        };
+        (loss, observed, accuracies)
+    }
+
+    /// Two ranks, each with its half of a batch, observe what one process observes on
+    /// the whole batch: the same groups in the same order (the first half holds only some
+    /// of them), the per-group means of the whole batch (from the ranks' sums over the
+    /// global counts, not the means of their halves), the same replay buffer and strict
+    /// violations; for CEAG and the equalised loss.
+    #[test]
+    fn two_ranks_observe_the_groups_of_the_whole_batch() {
+        let device = Default::default();
+        // Rank 0's half has groups 2 and 0 (one sample each); rank 1's all three.
+        let groups = [2, NO_GROUP, 0, NO_GROUP, 1, 2, 2, 0];
+        let dense = GroupMetrics {
+            group_accuracy: vec![1.0, 0.5, 0.75],
+            group_loss: vec![0.1, 0.2, 0.3],
+            group_count: vec![300, 400, 500],
+            accuracy: 0.75,
+            loss: 0.15,
+        };
+        let model = || {
+            B::seed(&device, 11);
+            MlpConfig::new(vec![2, 5, 2]).init::<B>(&device)
+        };
+        for ceag in [true, false] {
+            let problem = |cset: &mut ConstraintSet<B>| {
+                let id = gap_constraint(cset, 3);
+                if ceag {
+                    FairProblem::excess_accuracy_gap(id, dense.clone(), 0.01, 16)
+                } else {
+                    FairProblem::equalized_loss(id)
+                }
+            };
+            let single = {
+                let mut cset = ConstraintSet::<B>::new(&device);
+                let p = problem(&mut cset);
+                let s = set(8, &groups);
+                observe(&p, &model(), &s.in_order(8)[0], None)
+            };
+            let devices = vec![device; 2];
+            let ranks = crate::parallel::local::run_replicas::<Flex, _, _>(&devices, |rank| {
+                let group = crate::parallel::group().expect("a replica's group");
+                let mut cset = ConstraintSet::<B>::new(&device);
+                let p = problem(&mut cset).with_group(Some(group.clone()));
+                let net = model();
+                let s = set(8, &groups);
+                let rows: Vec<usize> = (4 * rank..4 * rank + 4).collect();
+                let parallel = DataParallel::new(group, 4, 8)?;
+                Ok(observe(&p, &net, &s.batch(&rows), Some(&parallel)))
+            })
+            .unwrap();
+            for (rank, got) in ranks.iter().enumerate() {
+                assert!((got.0 - single.0).abs() <= 1e-6, "rank {rank}: loss");
+                assert_eq!(got.1.len(), 1, "one observation");
+                let ((gi, gv, gs), (si, sv, ss)) = (&got.1[0], &single.1[0]);
+                assert_eq!(gi, si, "rank {rank}: the global batch's groups, in order");
+                assert_eq!(si, &[2, 0, 1]);
+                for (a, b) in gv.iter().zip(sv) {
+                    assert!(
+                        (a - b).abs() <= 1e-6,
+                        "rank {rank} ceag {ceag}: {gv:?} vs {sv:?}"
+                    );
+                }
+                assert_eq!(gs, ss, "rank {rank}: the strict violations (the buffer's)");
+                assert_eq!(got.2, single.2, "rank {rank}: the replay buffers");
+            }
+        }
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! `tether-train prune --devices N`: the prune job on N replica threads in one process
 //! ([`crate::parallel::local`], burn-collective's local all-reduce). Replica 0 writes
 //! `--out` and shows progress; the others run into scratch folders of their own, removed
-//! afterwards. The built-in datasets are read once for every replica.
+//! afterwards ([`RankOut`]). The built-in datasets are read once for every replica.
 
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::data::mnist::{ImageSet, Split};
 use crate::device::{BackendTask, DeviceKind, run_on};
 use crate::parallel::local;
+use crate::parallel::ranks::RankOut;
 use crate::tasks::prune_run::{
     PruneConfig, PruneReport, RunControl, run_controlled, run_with_data_controlled,
 };
@@ -57,14 +58,9 @@ impl BackendTask for Replicas<'_> {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let devices = local::replica_devices::<B>(self.n, &device, self.cpu)?;
         let mut reports = local::run_replicas::<B::InnerBackend, _, _>(&devices, |rank| {
+            let out = RankOut::new(&self.config.out, rank, "replica");
             let mut config = self.config.clone();
-            let scratch = (rank > 0).then(|| {
-                std::env::temp_dir()
-                    .join(format!("tether-train-replica{rank}-{}", std::process::id()))
-            });
-            if let Some(dir) = &scratch {
-                config.out = dir.clone();
-            }
+            config.out = out.dir().to_path_buf();
             let control = RunControl {
                 progress: rank == 0,
                 interrupt: self.control.interrupt.clone(),
@@ -76,9 +72,7 @@ impl BackendTask for Replicas<'_> {
                 }
                 None => run_controlled::<B>(&config, device, &control),
             };
-            if let Some(dir) = &scratch {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            drop(out);
             if std::env::var_os("TETHER_PARALLEL_STATS").is_some() {
                 eprintln!(
                     "replica {rank} of {}: {}",

@@ -165,3 +165,85 @@ pub fn csv_rows(file: &Path) -> Vec<Vec<f64>> {
         .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
         .collect()
 }
+
+/// A short CEAG fair-prune on Adult (race x sex): one dense epoch and two fine-tuning
+/// epochs of 20 global batches of 64, two best-iterate checks per epoch; the run the
+/// data-parallel tests split and compare.
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub const FAIR_SHORT: &[&str] = &[
+    "fair-prune",
+    "--train-limit",
+    "1280",
+    "--dense-epochs",
+    "1",
+    "--epochs",
+    "2",
+    "--batch",
+    "64",
+    "--checks-per-epoch",
+    "2",
+    "--seed",
+    "3",
+];
+
+/// Whether Adult is in the data cache (else the test skips, unless `TETHER_REQUIRE_DATA`
+/// names it: then it fails).
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub fn adult_ready() -> bool {
+    if let Err(e) = tether_train::data::adult::load(tether_train::data::adult::AdultSplit::Test) {
+        assert!(
+            tether_train::data::may_skip("adult"),
+            "TETHER_REQUIRE_DATA requires Adult: {e}"
+        );
+        eprintln!("SKIPPED: {e}");
+        return false;
+    }
+    true
+}
+
+/// A data-parallel fair-prune run against the single one on the same global batches of
+/// [`FAIR_SHORT`] (`steps` fine-tuning steps): the fine-tuning's metrics rows (every step: loss, largest violation,
+/// mean and largest multiplier) to 1e-5 relative, and `groups.csv` (counts, accuracies,
+/// gaps, multipliers) to 1e-5.
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub fn same_fair_metrics(a: &Path, b: &Path, steps: usize) {
+    let (x, y) = (
+        csv_rows(&a.join("metrics.csv")),
+        csv_rows(&b.join("metrics.csv")),
+    );
+    assert_eq!(x.len(), steps, "the fine-tuning's steps");
+    assert_eq!(x.len(), y.len());
+    for (step, (p, q)) in x.iter().zip(&y).enumerate() {
+        for (u, v) in p.iter().zip(q) {
+            assert!(
+                (u - v).abs() <= 1e-5 * u.abs().max(1.0),
+                "step {step}: {p:?} vs {q:?}"
+            );
+        }
+    }
+    // The numeric columns (the group's name is last).
+    let numbers = |dir: &Path| -> Vec<Vec<f64>> {
+        std::fs::read_to_string(dir.join("groups.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.split(',')
+                    .take(15)
+                    .map(|v| v.trim().parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let (x, y) = (numbers(a), numbers(b));
+    assert!(!x.is_empty());
+    assert_eq!(x.len(), y.len());
+    for (p, q) in x.iter().zip(&y) {
+        for (u, v) in p.iter().zip(q) {
+            assert!(
+                (u.is_nan() && v.is_nan()) || (u - v).abs() <= 1e-5 * u.abs().max(1.0),
+                "groups.csv: {p:?} vs {q:?}"
+            );
+        }
+    }
+}

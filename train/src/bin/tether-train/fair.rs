@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use clap::ArgMatches;
 use tether_train::device::DeviceArgs;
-use tether_train::tasks::fair_run::{self, FairConfig};
+use tether_train::parallel::args::DistributedArgs;
+use tether_train::parallel::ranks::run_as_rank;
+use tether_train::resume::RunControl;
+use tether_train::tasks::fair_run::{self, FairConfig, FairReport};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct FairArgs {
@@ -19,6 +22,8 @@ pub struct FairArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    distributed: DistributedArgs,
 }
 
 /// `matches` are the fair-prune subcommand's, for `--config` (which flags were given).
@@ -29,13 +34,54 @@ pub fn run(args: FairArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     };
     // Checked before the device is looked for and the data read (`run` checks again).
     config.validate()?;
+    args.distributed.check_devices(config.batch)?;
+    let group = args.distributed.connect()?;
+    let devices = args.distributed.devices;
+    anyhow::ensure!(
+        devices == 1 || group.is_none(),
+        "--devices {devices} under mpirun: give one replica per process (mpirun -np N) or \
+         several devices in one process, not both"
+    );
     // Ctrl-C, SIGTERM and SIGHUP stop the fine-tuning with a checkpoint.
-    let control = tether_train::resume::RunControl::cli(true)?;
-    let task = fair_run::ControlledFairTask {
-        config: &config,
-        control: &control,
+    let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
+    let control = RunControl::cli(lead)?;
+    let kind = args.device.device;
+    let report = if devices > 1 {
+        Some(fair_run::replicas::run_replicas(
+            &config, devices, kind, &control,
+        )?)
+    } else {
+        let job = |out: &std::path::Path| -> anyhow::Result<FairReport> {
+            let config = FairConfig {
+                out: out.to_path_buf(),
+                ..config.clone()
+            };
+            let task = fair_run::ControlledFairTask {
+                config: &config,
+                control: &control,
+            };
+            let report = tether_train::device::run_on(kind, task)?;
+            if std::env::var_os("TETHER_PARALLEL_STATS").is_some() {
+                let who = match tether_train::parallel::group() {
+                    Some(g) => format!("rank {} of {}", g.rank(), g.size()),
+                    None => "one process".into(),
+                };
+                eprintln!("{who}: {}", tether_train::parallel::stats::stats());
+            }
+            report
+        };
+        match group {
+            Some(group) => run_as_rank(group, &config.out, job)?,
+            None => Some(job(&config.out)?),
+        }
     };
-    let report = tether_train::device::run_on(args.device.device, task)??;
+    if let Some(report) = report {
+        print_report(&config, &report);
+    }
+    Ok(())
+}
+
+fn print_report(config: &FairConfig, report: &FairReport) {
     let fine_tuned = &report.fine_tuned;
     println!(
         "fine-tuned ({:?}): train accuracy {:.4}, test accuracy {:.4}; max excess gap train {:+.4} ({} of {} groups over epsilon {}), test {:+.4}",
@@ -53,5 +99,4 @@ pub fn run(args: FairArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         config.out.display(),
         report.files.join(", ")
     );
-    Ok(())
 }

@@ -79,14 +79,17 @@ fn run() -> anyhow::Result<()> {
             .subcommand_matches(name)
             .expect("the parsed subcommand has matches")
     };
-    // Only `prune` trains data-parallel: any other command launched by mpirun would run
-    // once per process, each writing the same outputs.
+    // Only `prune` and `fair-prune` train data-parallel: any other command launched by
+    // mpirun would run once per process, each writing the same outputs.
     if let Some(n) = tether_train::parallel::args::launched_size().filter(|&n| n > 1)
-        && !matches!(cli.command, Command::Prune(_) | Command::Devices)
+        && !matches!(
+            cli.command,
+            Command::Prune(_) | Command::FairPrune(_) | Command::Devices
+        )
     {
         anyhow::bail!(
-            "launched by mpirun with {n} processes, but only `tether-train prune` trains \
-             data-parallel; run this command as one process"
+            "launched by mpirun with {n} processes, but only `tether-train prune` and \
+             `fair-prune` train data-parallel; run this command as one process"
         );
     }
     match cli.command {

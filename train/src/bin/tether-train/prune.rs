@@ -9,7 +9,7 @@ use clap::ArgMatches;
 use tether_train::data::mnist::{ImageSet, Split};
 use tether_train::device::{BackendTask, DeviceArgs, run_on};
 use tether_train::parallel::args::DistributedArgs;
-use tether_train::resume::Interrupted;
+use tether_train::parallel::ranks::run_as_rank;
 use tether_train::tasks::prune_run::{
     PruneConfig, PruneReport, RunControl, run_controlled, run_with_data_controlled,
 };
@@ -35,7 +35,7 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         None => args.settings.clone(),
     };
     // Every setting and the output folder are checked before the data is read.
-    let mut config = config.with_board()?;
+    let config = config.with_board()?;
     config.validate()?;
     tether_train::io::check_output_dir(&config.out, "--out")?;
     args.distributed.check_devices(config.batch)?;
@@ -57,40 +57,19 @@ pub fn run(args: PruneArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         print_report(&config, &report);
         return Ok(());
     }
-    let Some(group) = collective.clone() else {
+    let Some(group) = collective else {
         return run_job(&config, &args, None);
     };
     // Rank 0 writes --out; the others run the same job into a folder of their own,
     // removed afterwards (the same model as rank 0's).
-    let scratch = (group.rank() > 0).then(|| {
-        std::env::temp_dir().join(format!(
-            "tether-train-rank{}-{}",
-            group.rank(),
-            std::process::id()
-        ))
-    });
-    if let Some(dir) = &scratch {
-        config.out = dir.clone();
-    }
-    let result = run_job(&config, &args, collective);
-    // The last reference but `group`: MPI is finalised when this function returns.
-    tether_train::parallel::set_group(None);
-    if let Some(dir) = &scratch {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    match result {
-        // Every rank stops after the same step with its checkpoint written: an orderly
-        // exit (status 130 from main), told by rank 0 (the others' are in their scratch
-        // folders, gone).
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() && group.rank() > 0 => Ok(()),
-        Err(e) if e.downcast_ref::<Interrupted>().is_none() => {
-            // A failure, maybe this rank's alone: the others would wait for it in the
-            // next all-reduce, so the whole job ends here.
-            eprintln!("rank {} of {}: Error: {e:?}", group.rank(), group.size());
-            group.abort(1)
-        }
-        result => result,
-    }
+    run_as_rank(group.clone(), &config.out, |out| {
+        let config = PruneConfig {
+            out: out.to_path_buf(),
+            ..config.clone()
+        };
+        run_job(&config, &args, Some(group.clone()))
+    })?;
+    Ok(())
 }
 
 /// The job on this process: `collective` is its group (`None`: alone); rank 0 (or the

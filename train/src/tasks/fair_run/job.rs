@@ -654,7 +654,7 @@ pub(super) fn train<B: AutodiffBackend>(
                 g,
                 FormulationConfig::Lagrangian(MultiplierConfig::new(dual.clone()).indexed()),
             )?;
-            FairProblem::equalized_loss(id)
+            FairProblem::equalized_loss(id).with_group(crate::parallel::group())
         }
         FairMethod::Ceag => {
             let id = set.add(
@@ -666,6 +666,7 @@ pub(super) fn train<B: AutodiffBackend>(
             FairProblem::excess_accuracy_gap(id, dense_train.clone(), c.epsilon, c.buffer)
                 .with_margin(c.margin)
                 .with_detached_overall(!c.keep_overall_gradient)
+                .with_group(crate::parallel::group())
         }
     };
     let mut primal = primal_optimizer(c, c.ft_lr)?;

@@ -37,6 +37,7 @@
 mod data;
 mod job;
 mod outputs;
+pub mod replicas;
 mod schedule;
 
 use std::path::PathBuf;
@@ -462,6 +463,12 @@ pub fn run_controlled<B: AutodiffBackend>(
     }
     let config = &config;
     config.validate()?;
+    anyhow::ensure!(
+        config.max_latency.is_none() || crate::parallel::group().is_none_or(|g| g.size() == 1),
+        "--max-latency with several replicas (processes or --devices): each would time the \
+         kernels itself and could choose another sparsity (run the latency budget on one \
+         replica)"
+    );
     crate::io::check_output_dir(&config.out, "--out")?;
     let resume = job::read_resume(config)?;
     // The user's network, imported before any data is read (a bad file fails first).

@@ -10,6 +10,7 @@ use tether_models::classifier::Classifier;
 use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
 use crate::optim::AnyOptimizer;
 use crate::optim::shampoo::ShampooHealth;
+use crate::parallel::DataParallel;
 use crate::resume::{CheckpointEvery, Interrupt, Interrupted, Position};
 use crate::tasks::fair::{FairProblem, GroupedSet};
 use crate::trainer::{FitOptions, fit};
@@ -89,6 +90,11 @@ pub(super) struct Resumable<'a, M: AutodiffModule<B>, B: AutodiffBackend> {
 /// model before each epoch (gradual pruning). Each step's random draws come from a stream
 /// seeded by the run's seed and the step. With `resumable` the phase starts where it
 /// says, checkpoints, and returns [`Interrupted`] when interrupted.
+///
+/// In a data-parallel group ([`crate::parallel::group`]: `--devices N` or `mpirun`) each
+/// rank takes its shard of every global batch of `c.batch` ([`crate::parallel::shard`]),
+/// the loop reduces the loss, violations and gradients, and the ranks agree on every
+/// interrupt, so they stop at the same step and boundary.
 #[allow(clippy::too_many_arguments)] // the phase's state, each borrowed differently
 pub(super) fn run_epochs<B, M>(
     mut model: M,
@@ -109,6 +115,20 @@ where
 {
     let epochs = phase.epochs;
     let opt = &mut primal.opt;
+    // Data parallelism (`crate::parallel`): this rank trains on its shard of every global
+    // batch, the `rank`-th contiguous `local` of its rows.
+    let group = crate::parallel::group().filter(|g| g.size() > 1);
+    let (rank, local) = match &group {
+        Some(g) => (
+            g.rank(),
+            crate::parallel::shard::local_batch(c.batch, g.size())?,
+        ),
+        None => (0, c.batch),
+    };
+    let parallel = match &group {
+        Some(g) => Some(DataParallel::new(g.clone(), local, c.batch)?),
+        None => None,
+    };
     let start = resumable.map_or(Position::default(), |r| r.start);
     let mut offset = start.global_step - start.step_in_epoch;
     let base_lr = opt.lr();
@@ -139,7 +159,7 @@ where
             let todo = &batches[from..part_start + part.len()];
             let label = phase.label.map(|l| format!("{l} {}/{epochs}", epoch + 1));
             let mut done = 0;
-            model = fit(
+            let fitted = fit(
                 model,
                 opt,
                 set,
@@ -147,8 +167,9 @@ where
                 &FitOptions::new(todo.len(), label)
                     .with_health(primal.health.clone())
                     .with_interrupt(resumable.map(|r| r.interrupt.clone()))
-                    .with_step_seeds(c.seed, offset + from),
-                |s| train.batch(&todo[s]),
+                    .with_step_seeds(c.seed, offset + from)
+                    .with_parallel(parallel.clone()),
+                |s| train.batch(&todo[s][rank * local..(rank + 1) * local]),
                 |info| {
                     done += 1;
                     let mut row = vec![(offset + from + info.step) as f64, info.values.loss];
@@ -169,7 +190,10 @@ where
                     }
                     log.push(row);
                 },
-            )?;
+            );
+            // A rank that could not gather a global batch says why (the step it failed
+            // on reports only a NaN loss).
+            model = fitted.map_err(|e| problem.take_failure().unwrap_or(e))?;
             if let Some(r) = resumable.filter(|_| done < todo.len()) {
                 let position = Position {
                     epoch,
@@ -196,7 +220,11 @@ where
                 step_in_epoch: 0,
                 global_step: offset,
             };
-            let interrupted = r.interrupt.is_raised();
+            // Every rank stops at the same epoch boundary.
+            let interrupted = match &parallel {
+                Some(p) => p.any(r.interrupt.is_raised())?,
+                None => r.interrupt.is_raised(),
+            };
             if r.every.due(epoch + 1) || interrupted {
                 (r.save)(&model, opt, set, position, log)?;
             }
