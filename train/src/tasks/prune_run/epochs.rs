@@ -140,7 +140,7 @@ impl Job<'_> {
                             .with_health(health.clone())
                             .with_interrupt(Some(self.interrupt.clone()))
                             .with_step_seeds(c.seed, offset + first)
-                            .with_parallel(parallel)
+                            .with_parallel(parallel.clone())
                             .with_observe_every(c.log_every),
                         |_| match stream.next() {
                             Some(b) => Ok(b?.to_device::<B>(device)),
@@ -202,7 +202,14 @@ impl Job<'_> {
                 step_in_epoch: 0,
                 global_step: offset,
             };
-            let interrupted = self.interrupt.is_raised() && epoch + 1 < c.epochs;
+            // In a data-parallel group every rank asks at every epoch's end (an all-reduce
+            // each takes part in), so they stop at the same boundary: a rank-local answer
+            // could leave one rank training and the others gone.
+            let raised = match &parallel {
+                Some(p) => p.any(self.interrupt.is_raised())?,
+                None => self.interrupt.is_raised(),
+            };
+            let interrupted = raised && epoch + 1 < c.epochs;
             if (c.checkpoint_every.due(epoch + 1) && epoch + 1 < c.epochs) || interrupted {
                 save(&model, opt, set, position, &epochs, &rows)?;
             }
