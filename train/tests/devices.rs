@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    FAIR_SHORT, SHORT, WEIGHT_TOLERANCE, adult_ready, fresh_dir, interrupt_after_first_epoch,
-    same_fair_metrics, same_metrics, tether_train, weight_difference,
+    FAIR_SHORT, SHORT, adult_ready, assert_same_weights, fresh_dir, interrupt_after_first_epoch,
+    same_fair_metrics, same_metrics, tether_train,
 };
 use tether_train::data::may_skip;
 
@@ -54,12 +54,7 @@ fn two_devices_train_what_one_does_on_the_global_batch() {
     let stdout = run(&["--out", path(&parallel), "--devices", "2"]);
     // Replica 0 alone reports (and writes --out).
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
-    let (diff, name) = weight_difference(&single, &parallel);
-    eprintln!("largest weight difference, 2 devices vs 1: {diff:e} (relative, {name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&single, &parallel, "2 devices vs 1");
     same_metrics(&single, &parallel);
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -89,12 +84,7 @@ fn a_two_device_checkpoint_resumes_on_one() {
 
     let stdout = run(&["--out", path(&parts), "--resume", path(&checkpoint)]);
     assert!(stdout.contains("resuming from"), "{stdout}");
-    let (diff, name) = weight_difference(&whole, &parts);
-    eprintln!("largest weight difference, 2 devices resumed on 1 vs 1 whole: {diff:e} ({name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&whole, &parts, "2 devices resumed on 1 vs 1 whole");
     same_metrics(&whole, &parts);
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -157,12 +147,7 @@ fn fair_prune_on_two_devices_trains_what_one_does_on_the_global_batch() {
     run_fair(&["--out", path(&single)]);
     let stdout = run_fair(&["--out", path(&parallel), "--devices", "2"]);
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
-    let (diff, name) = weight_difference(&single, &parallel);
-    eprintln!("fair-prune: largest weight difference, 2 devices vs 1: {diff:e} ({name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&single, &parallel, "fair-prune: 2 devices vs 1");
     same_fair_metrics(&single, &parallel, 40);
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -205,11 +190,10 @@ fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
     assert!(!parts.join("model.safetensors").exists());
     c.resume = Some(stop.checkpoint.clone());
     run::<Autodiff<Flex>>(&c, &Default::default(), false).unwrap();
-    let (diff, name) = weight_difference(&whole, &parts);
-    eprintln!("fair-prune: 2 devices resumed on 1 vs 1 whole: {diff:e} ({name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
+    assert_same_weights(
+        &whole,
+        &parts,
+        "fair-prune: 2 devices resumed on 1 vs 1 whole",
     );
     same_fair_metrics(&whole, &parts, 40);
     let _ = std::fs::remove_dir_all(&base);
@@ -248,12 +232,7 @@ fn fair_prune_with_shampoo_on_two_devices_trains_what_one_does() {
     };
     run_fair(&["--out", path(&single)]);
     run_fair(&["--out", path(&parallel), "--devices", "2"]);
-    let (diff, name) = weight_difference(&single, &parallel);
-    eprintln!("fair-prune, Shampoo: 2 devices vs 1: {diff:e} ({name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&single, &parallel, "fair-prune, Shampoo: 2 devices vs 1");
     same_fair_metrics(&single, &parallel, 20);
     let _ = std::fs::remove_dir_all(&base);
 }

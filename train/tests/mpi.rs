@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    FAIR_SHORT, SHORT, WEIGHT_TOLERANCE, adult_ready, fresh_dir, interrupt_after_first_epoch,
-    same_fair_metrics, same_metrics, tether_train, weight_difference,
+    FAIR_SHORT, SHORT, adult_ready, assert_same_weights, fresh_dir, interrupt_after_first_epoch,
+    same_fair_metrics, same_metrics, tether_train,
 };
 use tether_train::data::may_skip;
 
@@ -99,12 +99,7 @@ fn two_processes_train_what_one_does_on_the_global_batch() {
     // Rank 0 alone reports (and writes --out).
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
 
-    let (diff, name) = weight_difference(&single, &parallel);
-    eprintln!("largest weight difference, 2 processes vs 1: {diff:e} (relative, {name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&single, &parallel, "2 processes vs 1");
     same_metrics(&single, &parallel);
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -128,12 +123,7 @@ fn fair_prune_on_two_processes_trains_what_one_does_on_the_global_batch() {
     args.extend(["--out", path(&parallel)]);
     let stdout = run_ok(mpirun(2, &args), "mpirun -np 2 fair-prune");
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
-    let (diff, name) = weight_difference(&single, &parallel);
-    eprintln!("fair-prune: largest weight difference, 2 processes vs 1: {diff:e} ({name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&single, &parallel, "fair-prune: 2 processes vs 1");
     same_fair_metrics(&single, &parallel, 40);
     let _ = std::fs::remove_dir_all(&base);
 }
@@ -332,11 +322,6 @@ fn a_single_process_checkpoint_resumes_on_two_processes() {
     args.extend(["--out", path(&parts), "--resume", path(&checkpoint)]);
     let stdout = run_ok(mpirun(2, &args), "the resumed mpirun -np 2");
     assert!(stdout.contains("resuming from"), "{stdout}");
-    let (diff, name) = weight_difference(&whole, &parts);
-    eprintln!("largest weight difference, resumed on 2 processes vs 1 whole: {diff:e} ({name})");
-    assert!(
-        diff <= WEIGHT_TOLERANCE,
-        "weights differ by {diff:e} (relative) in {name}"
-    );
+    assert_same_weights(&whole, &parts, "resumed on 2 processes vs 1 whole");
     let _ = std::fs::remove_dir_all(&base);
 }

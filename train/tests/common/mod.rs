@@ -155,6 +155,18 @@ pub fn weight_difference(a: &Path, b: &Path) -> (f32, String) {
     worst
 }
 
+/// Asserts that `b`'s weights equal `a`'s within [`WEIGHT_TOLERANCE`] (relative to each
+/// tensor's largest magnitude), and prints the largest difference under `what`.
+#[allow(dead_code)]
+pub fn assert_same_weights(a: &Path, b: &Path, what: &str) {
+    let (diff, name) = weight_difference(a, b);
+    eprintln!("{what}: largest weight difference {diff:e} (relative, {name})");
+    assert!(
+        diff <= WEIGHT_TOLERANCE,
+        "{what}: weights differ by {diff:e} (relative) in {name}"
+    );
+}
+
 /// A CSV's numeric rows (the header dropped).
 #[allow(dead_code)]
 pub fn csv_rows(file: &Path) -> Vec<Vec<f64>> {
