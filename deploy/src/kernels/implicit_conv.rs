@@ -500,15 +500,15 @@ pub fn conv(
 }
 
 /// What a tile's outputs become before they are stored: `act(value + residual)`, the
-/// residual laid out as the output.
+/// residual laid out as the output (shared with the sparse convolution's tiles).
 #[cfg_attr(
     not(all(feature = "std", target_arch = "x86_64")),
     allow(dead_code) // read by the AVX-512 kernel only
 )]
 #[derive(Clone, Copy)]
-struct Epilogue<'r> {
-    act: Act,
-    residual: Option<&'r [f32]>,
+pub(super) struct Epilogue<'r> {
+    pub(super) act: Act,
+    pub(super) residual: Option<&'r [f32]>,
 }
 
 /// The product's right operand, as the micro-kernel reads it.

@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 
 use super::activation::{Act, activate_in_place};
 use super::conv::{ConvShape, im2col};
-use super::implicit_conv::{Planes, fill_planes_strided};
+use super::implicit_conv::{Epilogue, Planes, fill_planes_strided};
 use super::sparse;
 use crate::format::Csr;
 
@@ -346,18 +346,6 @@ pub fn conv(
         }
     }
     activate_in_place(y, act);
-}
-
-/// What a tile's outputs become before they are stored: `act(value + residual)`, the
-/// residual laid out as the output.
-#[cfg_attr(
-    not(all(feature = "std", target_arch = "x86_64")),
-    allow(dead_code) // read by the AVX-512 kernel only
-)]
-#[derive(Clone, Copy)]
-struct Epilogue<'r> {
-    act: Act,
-    residual: Option<&'r [f32]>,
 }
 
 /// The nonzeros' places: plane row and offset inside the plane.
