@@ -1,14 +1,12 @@
 //! The dense baseline and the networks trained without gates.
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use tether_models::classifier::Classifier;
 
 use super::config::Method;
 use super::job::{Job, MethodState};
+use super::outputs::Export;
 use super::report::PruneReport;
 use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
 use crate::io::{csv, write_atomic};
@@ -22,11 +20,7 @@ impl Job<'_> {
         self,
         model: M,
         device: &B::Device,
-        export: impl FnOnce(
-            &M::InnerModule,
-            &Path,
-            HashMap<String, String>,
-        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+        export: impl Export<M::InnerModule>,
     ) -> anyhow::Result<PruneReport>
     where
         B: AutodiffBackend,
@@ -92,11 +86,7 @@ impl Job<'_> {
         model: M,
         device: &B::Device,
         deploy_bytes: impl Fn(&M::InnerModule) -> anyhow::Result<Vec<u8>>,
-        export: impl FnOnce(
-            &M::InnerModule,
-            &Path,
-            HashMap<String, String>,
-        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+        export: impl Export<M::InnerModule>,
     ) -> anyhow::Result<PruneReport>
     where
         B: AutodiffBackend,

@@ -1,8 +1,5 @@
 //! The L0 method: the network trained under its gates and constraints.
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use burn::module::AutodiffModule;
 use burn::optim::AdamConfig;
 use burn::tensor::ElementConversion;
@@ -12,7 +9,7 @@ use tether_models::gated::GatedNetwork;
 use super::config::Structure;
 use super::job::{Job, MethodState};
 use super::metrics_csv::{Logged, write_metrics};
-use super::outputs::unit_layers;
+use super::outputs::{Export, unit_layers};
 use super::report::{LayerResult, PruneReport, layers_json};
 use crate::constrained::{
     ConstrainedOptimizer, ConstraintKind, ConstraintSet, DualOptimizer, FormulationConfig,
@@ -41,11 +38,7 @@ impl Job<'_> {
         model: M,
         device: &B::Device,
         deploy_bytes: impl Fn(&M::InnerModule) -> anyhow::Result<Vec<u8>>,
-        export: impl FnOnce(
-            &M::InnerModule,
-            &Path,
-            HashMap<String, String>,
-        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+        export: impl Export<M::InnerModule>,
     ) -> anyhow::Result<PruneReport>
     where
         B: AutodiffBackend,

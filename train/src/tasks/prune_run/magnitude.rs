@@ -1,8 +1,5 @@
 //! The magnitude baselines (one-shot global magnitude, Zhu & Gupta's gmp) as run methods.
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use anyhow::Context;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
@@ -10,6 +7,7 @@ use tether_models::classifier::Classifier;
 
 use super::config::Method;
 use super::job::{Job, MethodState};
+use super::outputs::Export;
 use super::report::{LayerResult, PruneReport, layers_json};
 use crate::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateScheme};
 use crate::io::{csv, write_atomic};
@@ -30,11 +28,7 @@ impl Job<'_> {
         model: M,
         device: &B::Device,
         deploy_bytes: impl Fn(&M::InnerModule) -> anyhow::Result<Vec<u8>>,
-        export: impl FnOnce(
-            &M::InnerModule,
-            &Path,
-            HashMap<String, String>,
-        ) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+        export: impl Export<M::InnerModule>,
     ) -> anyhow::Result<PruneReport>
     where
         B: AutodiffBackend,

@@ -62,6 +62,19 @@ pub(super) fn save_record<B: Backend, M: Module<B>>(
     Ok(())
 }
 
+/// What every method is handed to write its network: folds the gates (pruned runs), saves
+/// `model.mpk` under the folder and returns the safetensors and tether-deploy bytes, given
+/// the metadata for the safetensors header.
+pub(super) trait Export<M>:
+    FnOnce(&M, &Path, HashMap<String, String>) -> anyhow::Result<(Vec<u8>, Vec<u8>)>
+{
+}
+
+impl<M, F> Export<M> for F where
+    F: FnOnce(&M, &Path, HashMap<String, String>) -> anyhow::Result<(Vec<u8>, Vec<u8>)>
+{
+}
+
 impl Job<'_> {
     /// The metadata written into the safetensors header.
     pub(super) fn export_meta(&self) -> HashMap<String, String> {
@@ -84,7 +97,7 @@ impl Job<'_> {
     pub(super) fn write_model<M>(
         &self,
         eval: &M,
-        export: impl FnOnce(&M, &Path, HashMap<String, String>) -> anyhow::Result<(Vec<u8>, Vec<u8>)>,
+        export: impl Export<M>,
         summary: &serde_json::Value,
     ) -> anyhow::Result<()> {
         let (st, tthr) = export(eval, &self.config.out, self.export_meta())?;
