@@ -7,7 +7,6 @@ pub mod conv;
 pub mod conv_transpose;
 pub mod dense;
 pub mod depthwise_lanes;
-pub mod depthwise_s2;
 pub mod direct_conv;
 pub mod implicit_conv;
 pub mod layout;

@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use super::build::Plan;
 use super::layer::{Layer, Matrix};
 use super::step::Step;
+use crate::kernels::depthwise_lanes;
 use crate::kernels::implicit_conv::{Act, Mode};
-use crate::kernels::{depthwise_lanes, depthwise_s2};
 
 /// One step of a plan, for reports.
 #[derive(Clone, Debug, PartialEq)]
@@ -171,8 +171,6 @@ fn conv_kernel(
         if layers.iter().all(|l| l.rows == 1) {
             return if depthwise_lanes::suits(shape) {
                 "depthwise lanes"
-            } else if depthwise_s2::suits(shape) {
-                "depthwise stride 2"
             } else {
                 "depthwise planes"
             };

@@ -9,8 +9,8 @@ use super::step::{Exec, Step};
 use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
-    activation, block, conv, dense, depthwise_lanes, depthwise_s2, direct_conv, implicit_conv,
-    layout, packed, pool, portable_conv, sell, sparse, sparse_conv,
+    activation, block, conv, dense, depthwise_lanes, direct_conv, implicit_conv, layout, packed,
+    pool, portable_conv, sell, sparse, sparse_conv,
 };
 use crate::kernels::{conv_transpose, resize, select};
 
@@ -271,11 +271,6 @@ fn run_step(
                 if depthwise_lanes::suits(&shape) {
                     // Small planes: 16 channels in the lanes.
                     depthwise_lanes::depthwise(x, images, groups, &weight, &shape, act, scratch, y);
-                    return;
-                }
-                if depthwise_s2::suits(&shape) {
-                    // 3x3, stride 2, padding 1: the phase split in registers.
-                    depthwise_s2::depthwise(x, images, groups, &weight, &shape, act, y);
                     return;
                 }
                 let taps = taps.as_ref().expect("depthwise");
