@@ -53,11 +53,6 @@ const UNFOLDED_COLUMNS: usize = 64;
 /// Floats of input planes per chunk of samples: about half of a 1 MiB L2 cache, so a chunk
 /// is read from L2 once per weight panel.
 const CHUNK_FLOATS: usize = 128 << 10;
-/// Floats of operand rows per block of columns that every weight panel passes over before
-/// the next block (a quarter of a 1 MiB L2 cache): an operand larger than L2 (a 1x1
-/// convolution on a 112x112 or 56x56 plane reads its input in place, 0.8-1.8 MB) was
-/// streamed from L3 once per panel of 8 output channels.
-const BLOCK_FLOATS: usize = 64 << 10;
 
 pub use super::activation::{Act, activate_in_place};
 
@@ -570,7 +565,13 @@ mod avx512 {
     use core::arch::x86_64::*;
 
     use super::super::depthwise_lanes::avx512::transpose;
-    use super::{Act, BLOCK_FLOATS, CP, CR, Epilogue, MAX_TAPS, MR, NR, NV, Operand};
+    use super::{Act, CP, CR, Epilogue, MAX_TAPS, MR, NR, NV, Operand};
+
+    /// Floats of operand rows per block of columns that every weight panel passes over before
+    /// the next block (a quarter of a 1 MiB L2 cache): an operand larger than L2 (a 1x1
+    /// convolution on a 112x112 or 56x56 plane reads its input in place, 0.8-1.8 MB) was
+    /// streamed from L3 once per panel of 8 output channels.
+    const BLOCK_FLOATS: usize = 64 << 10;
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]

@@ -20,7 +20,7 @@ pub struct StepReport {
     /// Index of the model node the step runs (an activation or a residual Add fused into
     /// a convolution has no step of its own).
     pub node: usize,
-    /// The node's op ([`Op::name`]).
+    /// The node's op ([`crate::format::Op::name`]).
     pub op: &'static str,
     /// A coarse class to sum times by: `conv 1x1`, `conv kxk` (one group, a larger
     /// kernel), `conv depthwise` (one input channel per group), `conv grouped`, `linear`,
