@@ -23,7 +23,9 @@ then `target/release/examples/cpu_time`), both sides are timed in thread CPU tim
 instead of wall time: onnxruntime's session runs on the calling thread with one intra-op
 thread, timed by `time.thread_time`, and the example times tether's plan by
 `CLOCK_THREAD_CPUTIME_ID` (the least over its trials). Time spent waiting for a core is
-not counted, so the ratios hold on a machine loaded with other work.
+not counted, so the ratios hold on a machine loaded with other work. With `--cpu-time-base
+BIN2` too (another build's `cpu_time`, e.g. main's), that build is timed in the same rounds,
+so that a change is measured against its base under the same load.
 """
 
 import argparse
@@ -193,6 +195,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated model names")
     ap.add_argument("--cpu-time", default="",
                     help="the cpu_time example's binary: time both in thread CPU time")
+    ap.add_argument("--cpu-time-base", default="",
+                    help="another build's cpu_time, timed in the same rounds (with --cpu-time)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     batches = [int(b) for b in a.batches.split(",")]
@@ -209,11 +213,15 @@ def main():
                 want = sess.run(None, {"x": x})[0].reshape(batch, -1).argmax(1).tolist()
                 got = tether_predictions(a.tether, path, x)
                 agree = sum(int(g == w) for g, w in zip(got, want)) / batch
-                ratios, ort_t, tet_t = [], [], []
+                ratios, ort_t, tet_t, base_t, base_r = [], [], [], [], []
                 for _ in range(a.rounds):
                     if a.cpu_time:
                         o = ort_cpu_time(sess, x)
                         t = tether_cpu_time(a.cpu_time, path, batch)
+                        if a.cpu_time_base:
+                            tb = tether_cpu_time(a.cpu_time_base, path, batch)
+                            base_t.append(tb)
+                            base_r.append(o / tb)
                     else:
                         o = ort_time(sess, x)
                         t = tether_time(a.tether, path, batch)
@@ -227,6 +235,9 @@ def main():
                     "speedup": statistics.median(ratios),
                     "same_predictions": agree,
                 }
+                if base_t:
+                    row["base_ms"] = 1e3 * statistics.median(base_t)
+                    row["base_speedup"] = statistics.median(base_r)
                 rows.append(row)
                 print(f"{name:16} {'90%' if sparsity else 'dense':6} batch {batch:3}: ORT "
                       f"{row['ort_ms']:9.3f} ms, tether {row['tether_ms']:9.3f} ms, tether "
@@ -235,12 +246,15 @@ def main():
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(rows, f, indent=1)
-    print("| model | weights | batch | ORT ms | tether ms | tether speed / ORT | same argmax |")
-    print("|---|---|---|---|---|---|---|")
+    base = bool(a.cpu_time_base and a.cpu_time)
+    print("| model | weights | batch | ORT ms | tether ms | tether speed / ORT | same argmax |"
+          + (" base ms | base speed / ORT |" if base else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if base else ""))
     for r in rows:
         print(f"| {r['model']} | {'90% pruned' if r['pruned'] else 'dense'} | {r['batch']} | "
               f"{r['ort_ms']:.3f} | {r['tether_ms']:.3f} | {r['speedup']:.2f}x | "
-              f"{r['same_predictions']:.0%} |")
+              f"{r['same_predictions']:.0%} |"
+              + (f" {r['base_ms']:.3f} | {r['base_speedup']:.2f}x |" if base else ""))
 
 
 if __name__ == "__main__":

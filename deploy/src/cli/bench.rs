@@ -27,7 +27,7 @@ pub struct PlanTimer<'a> {
 }
 
 /// Deterministic values in [0, 1) for each input of `model`, `batch` samples each.
-fn synthetic_inputs(model: &crate::format::Model, batch: usize) -> Vec<Vec<f32>> {
+pub(super) fn synthetic_inputs(model: &crate::format::Model, batch: usize) -> Vec<Vec<f32>> {
     model
         .inputs
         .iter()
@@ -99,7 +99,8 @@ pub fn latency(model: &crate::format::Model, batch: usize, trials: usize) -> any
 
 /// Times `config.model` at each batch size, the kernel choices in turn within each trial,
 /// and prints the medians and the median dense / auto ratio to `out` (a mesh model: on
-/// `config.mesh`, see [`bench_mesh`]).
+/// `config.mesh`, see [`bench_mesh`]; with `config.per_node`, each step of the automatic
+/// plan, see [`print_step_times`](super::print_step_times)).
 ///
 /// # Errors
 /// No trial or a zero batch size, a mesh missing for a mesh model (or given for another),
@@ -110,6 +111,7 @@ pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
         batches,
         trials,
         mesh,
+        per_node,
     } = config;
     let trials = *trials;
     ensure!(trials >= 1, "--trials must be at least 1");
@@ -122,6 +124,13 @@ pub fn bench(config: &BenchConfig, out: &mut dyn Write) -> anyhow::Result<()> {
         return bench_mesh(model, path, mesh, trials, out);
     }
     ensure!(mesh.is_none(), "--mesh is for mesh models");
+    if *per_node {
+        writeln!(out, "{}: time per step, single thread", path.display())?;
+        for &batch in batches {
+            super::per_node::print_step_times(&model, batch, trials, out)?;
+        }
+        return Ok(());
+    }
     writeln!(
         out,
         "{}: latency per batch, single thread; {trials} trials, the kernel choices in turn \

@@ -84,6 +84,9 @@ pub struct BenchConfig {
     pub trials: usize,
     /// Mesh models: the mesh to time the model on.
     pub mesh: Option<PathBuf>,
+    /// Time every step of the automatic plan instead, and sum the times by kind of op
+    /// ([`step_times`](super::step_times)).
+    pub per_node: bool,
 }
 
 /// The settings of [`import`](super::import) (`tether-deploy import`).

@@ -567,6 +567,12 @@ mod avx512 {
     use super::super::depthwise_lanes::avx512::transpose;
     use super::{Act, CP, CR, Epilogue, MAX_TAPS, MR, NR, NV, Operand};
 
+    /// Floats of operand rows per block of columns that every weight panel passes over before
+    /// the next block (a quarter of a 1 MiB L2 cache): an operand larger than L2 (a 1x1
+    /// convolution on a 112x112 or 56x56 plane reads its input in place, 0.8-1.8 MB) was
+    /// streamed from L3 once per panel of 8 output channels.
+    const BLOCK_FLOATS: usize = 64 << 10;
+
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn run(
@@ -583,62 +589,94 @@ mod avx512 {
         y: &mut [f32],
     ) {
         let p = oh * ow;
-        for panel in 0..m.div_ceil(MR) {
-            let m0 = panel * MR;
-            let rows = MR.min(m - m0);
-            let w = &packed[panel * k * MR..(panel + 1) * k * MR];
-            let mut bias_lanes = [0.0f32; MR];
-            if let Some(b) = bias {
-                bias_lanes[..rows].copy_from_slice(&b[m0..m0 + rows]);
-            }
-            let mut q0 = 0;
-            while q0 < g.columns {
-                let (b, rem) = (q0 / g.plane, q0 % g.plane);
-                if rem >= g.last {
-                    // Below the sample's last output row: on to the next sample.
-                    q0 = (b + 1) * g.plane;
-                    continue;
+        // Column blocks whose operand rows stay in L2 while every panel passes over them
+        // (one block where the whole operand fits). A column reads `channels` floats (the
+        // taps of a plane mode read the same plane, shifted).
+        let block = if g.columns * g.channels <= BLOCK_FLOATS {
+            g.columns
+        } else {
+            (BLOCK_FLOATS / g.channels.max(1)).max(4 * NR)
+        };
+        let mut qb = 0;
+        while qb < g.columns {
+            // The block ends where the tiles from qb first pass `block` columns.
+            let mut qe = qb;
+            while let Some((q0, nv)) = next_tile(g, qe) {
+                qe = q0 + 16 * nv;
+                if qe - qb >= block {
+                    break;
                 }
-                // The last tile of a sample narrower where fewer of its outputs are left
-                // and the next sample is out of reach (a 4x4 plane of one sample is one
-                // vector of work, not three).
-                let next = (b + 1) * g.plane;
-                let left = if next >= q0 + NR {
-                    b * g.plane + g.last - q0
-                } else {
-                    g.columns - q0
-                };
-                let nv = if left > 32 { NV } else { left.div_ceil(16) };
-                // SAFETY: the tile's loads reach column q0 + NR - 1 of every row, inside
-                // `xp` by the slack `scratch()` adds; `w` holds k * MR floats.
-                let (acc3, acc2, acc1);
-                let acc: &[[__m512; MR]] = unsafe {
-                    match nv {
-                        3 => {
-                            acc3 = tile::<3>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
-                            &acc3
-                        }
-                        2 => {
-                            acc2 = tile::<2>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
-                            &acc2
-                        }
-                        _ => {
-                            acc1 = tile::<1>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
-                            &acc1
-                        }
-                    }
-                };
-                for (v, acc) in acc.iter().enumerate() {
-                    let qv = q0 + 16 * v;
-                    if qv >= g.columns {
+            }
+            let qe = qe.min(g.columns).max(qb + 1);
+            for panel in 0..m.div_ceil(MR) {
+                let m0 = panel * MR;
+                let rows = MR.min(m - m0);
+                let w = &packed[panel * k * MR..(panel + 1) * k * MR];
+                let mut bias_lanes = [0.0f32; MR];
+                if let Some(b) = bias {
+                    bias_lanes[..rows].copy_from_slice(&b[m0..m0 + rows]);
+                }
+                let mut from = qb;
+                while let Some((q0, nv)) = next_tile(g, from) {
+                    if q0 >= qe {
                         break;
                     }
-                    // SAFETY: the stores map columns to outputs inside `y`.
-                    unsafe { store(acc, rows, ep, g, qv, m0, m, p, oh, ow, y) };
+                    // SAFETY: the tile's loads reach column q0 + NR - 1 of every row, inside
+                    // `xp` by the slack `scratch()` adds; `w` holds k * MR floats.
+                    let (acc3, acc2, acc1);
+                    let acc: &[[__m512; MR]] = unsafe {
+                        match nv {
+                            3 => {
+                                acc3 = tile::<3>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                                &acc3
+                            }
+                            2 => {
+                                acc2 = tile::<2>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                                &acc2
+                            }
+                            _ => {
+                                acc1 = tile::<1>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                                &acc1
+                            }
+                        }
+                    };
+                    for (v, acc) in acc.iter().enumerate() {
+                        let qv = q0 + 16 * v;
+                        if qv >= g.columns {
+                            break;
+                        }
+                        // SAFETY: the stores map columns to outputs inside `y`.
+                        unsafe { store(acc, rows, ep, g, qv, m0, m, p, oh, ow, y) };
+                    }
+                    from = q0 + 16 * nv;
                 }
-                q0 += 16 * nv;
             }
+            qb = qe;
         }
+    }
+
+    /// The first tile at or after column `q0`: its first column and its vectors (`None`
+    /// past the last column). Below a sample's last output row it moves on to the next
+    /// sample; the last tile of a sample is narrower where fewer of its outputs are left
+    /// and the next sample is out of reach (a 4x4 plane of one sample is one vector of
+    /// work, not three).
+    #[inline]
+    fn next_tile(g: &Operand, mut q0: usize) -> Option<(usize, usize)> {
+        while q0 < g.columns {
+            let (b, rem) = (q0 / g.plane, q0 % g.plane);
+            if rem >= g.last {
+                q0 = (b + 1) * g.plane;
+                continue;
+            }
+            let next = (b + 1) * g.plane;
+            let left = if next >= q0 + NR {
+                b * g.plane + g.last - q0
+            } else {
+                g.columns - q0
+            };
+            return Some((q0, if left > 32 { NV } else { left.div_ceil(16) }));
+        }
+        None
     }
 
     /// One tile of 8 channels x `16 V` columns: the panel's channels, columns from q0.
@@ -1002,7 +1040,8 @@ mod tests {
     /// Every mode against the definition (Winograd where it applies, through this
     /// module's `pack`, `scratch` and `conv`): strides, dilations, asymmetric padding, 1x1
     /// kernels, channel counts around the 8-channel panels, planes around the 48-column
-    /// tiles, batches folded and chunked, each activation.
+    /// tiles, batches folded and chunked, operands split into column blocks, each
+    /// activation.
     #[test]
     fn matches_the_definition_on_every_geometry() {
         if !available() {
@@ -1025,6 +1064,9 @@ mod tests {
             (3, 7, 9, 5, [3, 3], [1, 1], [0, 2, 1, 0], [1, 1], 2),
             (2, 6, 5, 9, [3, 4], [1, 1], [1, 0, 1, 2], [1, 2], 3),
             (4, 5, 5, 3, [3, 3], [1, 1], [2, 3, 2, 1], [1, 1], 4),
+            // An operand larger than a column block (`BLOCK_FLOATS`): a 1x1 input read in
+            // place, and its patch matrix of two samples.
+            (24, 60, 60, 20, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 2),
         ];
         for (i, &(c, h, w, m, k, stride, pads, dilation, n)) in cases.iter().enumerate() {
             let s = ConvShape {

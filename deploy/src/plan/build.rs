@@ -445,6 +445,7 @@ impl<'a> Plan<'a> {
             }
             execs.push(Exec {
                 step,
+                node: i,
                 inputs: node.inputs,
                 n_inputs: node.n_inputs,
                 output: out,

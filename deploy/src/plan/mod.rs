@@ -8,6 +8,7 @@ mod arena;
 mod build;
 mod layer;
 mod options;
+mod profile;
 mod run;
 mod step;
 
@@ -17,3 +18,4 @@ pub use options::{
     KernelChoice, PlanOptions, SPARSE_BREAK_EVEN_CHAIN, SPARSE_BREAK_EVEN_CONV,
     SPARSE_BREAK_EVEN_GEMM, SPARSE_BREAK_EVEN_GEMV,
 };
+pub use profile::StepReport;

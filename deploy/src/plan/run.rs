@@ -29,14 +29,14 @@ impl<'a> Plan<'a> {
     /// Runs a batch on a model of several inputs: `inputs[i]` holds the samples of input
     /// `i`, each input the same number of samples. Returns output 0.
     pub fn run_inputs(&mut self, inputs: &[&[f32]]) -> Result<&[f32], Error> {
-        let n = self.execute(inputs)?;
+        let n = self.execute(inputs, &mut |_| {})?;
         Ok(&self.arena[self.output_range(self.model.output, n)])
     }
 
     /// [`Plan::run_inputs`], returning every output of the model (in the model's output
     /// order), each with one row per sample.
     pub fn run_outputs(&mut self, inputs: &[&[f32]]) -> Result<alloc::vec::Vec<&[f32]>, Error> {
-        let n = self.execute(inputs)?;
+        let n = self.execute(inputs, &mut |_| {})?;
         Ok(self
             .model
             .outputs
@@ -50,8 +50,27 @@ impl<'a> Plan<'a> {
         self.offsets[v]..self.offsets[v] + n * self.sizes[v]
     }
 
-    /// Runs the steps on a batch; returns its number of samples.
-    fn execute(&mut self, inputs: &[&[f32]]) -> Result<usize, Error> {
+    /// [`Plan::run_inputs`], calling `after_step(i)` as soon as step `i` of
+    /// [`Plan::steps`] has run: a profiler reads its clock there (`tether-deploy bench
+    /// --per-node`); the plan itself keeps no clock, so that it builds without `std`.
+    ///
+    /// # Errors
+    /// As [`Plan::run_inputs`].
+    pub fn run_observed(
+        &mut self,
+        inputs: &[&[f32]],
+        after_step: &mut dyn FnMut(usize),
+    ) -> Result<(), Error> {
+        self.execute(inputs, after_step).map(|_| ())
+    }
+
+    /// Runs the steps on a batch, `after_step` called after each; returns its number of
+    /// samples.
+    fn execute(
+        &mut self,
+        inputs: &[&[f32]],
+        after_step: &mut dyn FnMut(usize),
+    ) -> Result<usize, Error> {
         let per = self.sizes[0];
         let input = inputs.first().copied().unwrap_or(&[]);
         let n = input.len() / per;
@@ -84,7 +103,7 @@ impl<'a> Plan<'a> {
             let count = if batched[v] { n } else { 1 };
             offsets[v]..offsets[v] + count * sizes[v]
         };
-        for e in execs.iter() {
+        for (i, e) in execs.iter().enumerate() {
             let mut ins: [Range<usize>; MAX_INPUTS] = Default::default();
             for (r, &v) in ins.iter_mut().zip(&e.inputs[..e.n_inputs]) {
                 *r = range(v);
@@ -100,9 +119,10 @@ impl<'a> Plan<'a> {
             };
             if let Step::Input(k) = e.step {
                 y.copy_from_slice(inputs[k]);
-                continue;
+            } else {
+                run_step(e, &ctx, layers, scratch, &xs[..e.n_inputs], y);
             }
-            run_step(e, &ctx, layers, scratch, &xs[..e.n_inputs], y);
+            after_step(i);
         }
         Ok(n)
     }

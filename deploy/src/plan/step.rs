@@ -109,6 +109,8 @@ pub(super) enum Step<'a> {
 #[derive(Clone, Debug)]
 pub(super) struct Exec<'a> {
     pub(super) step: Step<'a>,
+    /// The model node the step runs (an activation or Add fused into it is not counted).
+    pub(super) node: usize,
     pub(super) inputs: [usize; MAX_INPUTS],
     pub(super) n_inputs: usize,
     pub(super) output: usize,

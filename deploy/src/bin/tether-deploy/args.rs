@@ -172,6 +172,10 @@ pub enum Command {
         /// in f64.
         #[arg(long)]
         mesh: Option<PathBuf>,
+        /// Time each step of the automatic plan (op, kernel, shapes, fused ops) and sum
+        /// the times by kind of op, instead of comparing the kernel choices.
+        #[arg(long)]
+        per_node: bool,
     },
 }
 

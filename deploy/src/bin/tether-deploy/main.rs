@@ -101,12 +101,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batch,
             trials,
             mesh,
+            per_node,
         } => cli::bench(
             &cli::BenchConfig {
                 model,
                 batches: batch,
                 trials,
                 mesh,
+                per_node,
             },
             out,
         ),
