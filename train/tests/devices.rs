@@ -200,8 +200,8 @@ fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
 }
 
 /// `--optimizer shampoo` through the same engine: the gradients are reduced once per
-/// step and every replica steps its own Shampoo on them (each replica computes every
-/// block: no block ownership yet), so 2 devices train what one does. At
+/// step, each replica steps the Shampoo blocks it owns and the directions are
+/// all-gathered, so 2 devices train what one does. At
 /// `--shampoo-epsilon 1e-4`: at the default 1e-12 the inverse roots of the nearly
 /// singular early factors amplify the last-bit differences of the gradient's summation
 /// order (2 devices against 1: weights 0.72 apart relative after 60 steps, while 2
@@ -234,5 +234,65 @@ fn fair_prune_with_shampoo_on_two_devices_trains_what_one_does() {
     run_fair(&["--out", path(&parallel), "--devices", "2"]);
     assert_same_weights(&single, &parallel, "fair-prune, Shampoo: 2 devices vs 1");
     same_fair_metrics(&single, &parallel, 20);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Shampoo's flags of the data-parallel Shampoo tests: factors cut at 128 (LeNet-300-100's
+/// first layer is 21 blocks, so the owners' directions are scattered back into a
+/// parameter), roots every 5 steps, and epsilon 1e-4 (see the fair-prune test above).
+const SHAMPOO: &[&str] = &[
+    "--optimizer",
+    "shampoo",
+    "--precondition-frequency",
+    "5",
+    "--max-preconditioner-dim",
+    "128",
+    "--shampoo-epsilon",
+    "1e-4",
+];
+
+/// `prune --optimizer shampoo --devices 2` with block ownership (each block's factors,
+/// roots and direction computed by one replica, the directions all-gathered) trains what
+/// one device does; and its checkpoint, stopped after the first epoch (every block's
+/// state gathered from its owner), resumes on one device and ends where the whole
+/// single-device run does.
+#[test]
+fn prune_with_shampoo_on_two_devices_trains_what_one_does_and_resumes_on_one() {
+    if !mnist_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "shampoo");
+    let (single, parallel, parts) = (
+        base.join("single"),
+        base.join("parallel"),
+        base.join("parts"),
+    );
+    let with_shampoo = |extra: &[&str]| [SHAMPOO, extra].concat();
+    run(&with_shampoo(&["--out", path(&single)]));
+    run(&with_shampoo(&["--out", path(&parallel), "--devices", "2"]));
+    assert_same_weights(&single, &parallel, "prune, Shampoo: 2 devices vs 1");
+    same_metrics(&single, &parallel);
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether-train"));
+    command
+        .args(SHORT)
+        .args(SHAMPOO)
+        .args(["--out", path(&parts), "--devices", "2"]);
+    interrupt_after_first_epoch(command);
+    let checkpoint = parts.join("checkpoint");
+    assert!(checkpoint.join("run.json").is_file());
+    let stdout = run(&with_shampoo(&[
+        "--out",
+        path(&parts),
+        "--resume",
+        path(&checkpoint),
+    ]));
+    assert!(stdout.contains("resuming from"), "{stdout}");
+    assert_same_weights(
+        &single,
+        &parts,
+        "prune, Shampoo: 2 devices resumed on 1 vs 1",
+    );
+    same_metrics(&single, &parts);
     let _ = std::fs::remove_dir_all(&base);
 }

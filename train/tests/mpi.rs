@@ -128,6 +128,41 @@ fn fair_prune_on_two_processes_trains_what_one_does_on_the_global_batch() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// `mpirun -np 2 tether-train prune --optimizer shampoo` with block ownership (each
+/// block's factors, roots and direction computed by one process, the directions
+/// all-gathered with `MPI_Allgatherv`) takes the single process's steps. Factors cut at
+/// 128 (the first layer in 21 blocks), roots every 5 steps, epsilon 1e-4 (at 1e-12 the
+/// roots of the nearly singular early factors amplify the gradients' last-bit summation
+/// differences, `devices.rs`).
+#[test]
+fn shampoo_on_two_processes_trains_what_one_does_on_the_global_batch() {
+    if !ready() {
+        return;
+    }
+    let base = fresh_dir("mpi", "shampoo");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let shampoo = [
+        "--optimizer",
+        "shampoo",
+        "--precondition-frequency",
+        "5",
+        "--max-preconditioner-dim",
+        "128",
+        "--shampoo-epsilon",
+        "1e-4",
+    ];
+    let mut args = [SHORT, &shampoo[..]].concat();
+    args.extend(["--out", path(&single), "--distributed", "off"]);
+    let (ok, _, stderr) = tether_train(&args);
+    assert!(ok, "the single-process run failed: {stderr}");
+    let mut args = [SHORT, &shampoo[..]].concat();
+    args.extend(["--out", path(&parallel)]);
+    run_ok(mpirun(2, &args), "mpirun -np 2 prune --optimizer shampoo");
+    assert_same_weights(&single, &parallel, "prune, Shampoo: 2 processes vs 1");
+    same_metrics(&single, &parallel);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// A global batch that does not divide among the processes is refused, by name.
 #[test]
 fn an_indivisible_global_batch_is_a_clear_error() {
