@@ -200,10 +200,10 @@ impl OptimizerArgs {
                         .init(),
                 )
             }
-            OptimizerKind::Shampoo => AnyOptimizer::Shampoo(
+            OptimizerKind::Shampoo => AnyOptimizer::Shampoo(Box::new(
                 DistributedShampoo::new(self.shampoo_config().build()?)
                     .with_replicated(self.shampoo_replicate),
-            ),
+            )),
         })
     }
 }
@@ -215,8 +215,9 @@ pub enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     Adam(OptimizerAdaptor<Adam, M, B>),
     /// SGD (with momentum).
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
-    /// Shampoo (with block ownership on a data-parallel rank).
-    Shampoo(DistributedShampoo<M, B>),
+    /// Shampoo (with block ownership on a data-parallel rank; boxed: its state maps make
+    /// it several times the others' size).
+    Shampoo(Box<DistributedShampoo<M, B>>),
 }
 
 impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
@@ -267,7 +268,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> Optimizer<M, B> for AnyOptimizer<
         match (self, record) {
             (Self::Adam(o), (Some(r), _, _)) => Self::Adam(o.load_record(r)),
             (Self::Sgd(o), (_, Some(r), _)) => Self::Sgd(o.load_record(r)),
-            (Self::Shampoo(o), (_, _, Some(r))) => Self::Shampoo(o.load_record(r)),
+            (Self::Shampoo(o), (_, _, Some(r))) => Self::Shampoo(Box::new(o.load_record(r))),
             // A record of another optimizer (the run was resumed with a different
             // `--optimizer`) carries nothing this one can use: it starts fresh.
             (this, _) => this,
