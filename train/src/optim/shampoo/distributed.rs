@@ -40,7 +40,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::blocking::BlockPlan;
 use super::error::ShampooError;
-use super::gather_state::gather_states;
+use super::gather_state::{Records, gather_states};
 use super::health::ShampooHealth;
 use super::host::{host_values, on_host};
 use super::kernels::runs;
@@ -50,10 +50,6 @@ use crate::denormals::FlushDenormals;
 use crate::parallel::Collective;
 
 type Inner<B> = <B as AutodiffBackend>::InnerBackend;
-
-/// The per-parameter states, as burn's adaptor keeps them (the same record type, so
-/// checkpoints are interchangeable).
-pub(super) type Records<B> = hashbrown::HashMap<ParamId, AdaptorRecord<Shampoo, B>>;
 
 /// Shampoo as a burn [`Optimizer`] over a whole module: alone, or with block ownership on
 /// a data-parallel rank (see the module docs). [`crate::optim::OptimizerArgs::build`]

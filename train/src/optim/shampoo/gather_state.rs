@@ -18,12 +18,15 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use super::blocking::{Block, BlockPlan};
-use super::distributed::Records;
 use super::error::ShampooError;
 use super::host::host_values;
 use super::ownership::Ownership;
 use super::step::{BlockState, Shampoo, ShampooState};
 use crate::parallel::Collective;
+
+/// The per-parameter states, as burn's adaptor keeps them (the same record type, so
+/// checkpoints are interchangeable with a single process's).
+pub(super) type Records<B> = hashbrown::HashMap<ParamId, AdaptorRecord<Shampoo, B>>;
 
 /// The floats one block's state travels as.
 fn block_len(block: &Block) -> usize {
