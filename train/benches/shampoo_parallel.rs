@@ -1,7 +1,8 @@
 //! Data-parallel Distributed Shampoo on real data: LeNet-5 on MNIST, batch 128, Shampoo
 //! with Adam grafting, trained through the one training loop (`trainer::fit`) on one
-//! device, then by `--workers` burn-collective peers (threads on the CPU device, each on
-//! its slice of every batch, each owning a share of the blocks). Reports the throughput
+//! device, then by `--workers` replicas (`parallel::local`: threads on the CPU device,
+//! burn-collective's local all-reduce, each on its slice of every batch, each owning a
+//! share of the blocks; `--replicate`: each computing every block). Reports the throughput
 //! ratio and how far the replicas end from the single-device run (float rounding in the
 //! gradient average, amplified by the inverse roots), with the test accuracy of both.
 //!
@@ -22,8 +23,8 @@ use tether_train::constrained::{ConstrainedOptimizer, ConstraintSet, UpdateSchem
 use tether_train::data::batches::{Batch, DeviceSet};
 use tether_train::data::mnist::{ImageSet, MnistKind, Split};
 use tether_train::io::write_atomic;
-use tether_train::optim::shampoo::{DistributedShampoo, run_data_parallel};
 use tether_train::optim::{OptimizerArgs, OptimizerKind};
+use tether_train::parallel::{DataParallel, local::run_replicas};
 use tether_train::tasks::classify::ClassifyProblem;
 use tether_train::tasks::metrics::accuracy;
 use tether_train::trainer::{FitOptions, fit};
@@ -44,6 +45,9 @@ struct Args {
     /// Shampoo's epsilon (added to the factors' eigenvalues).
     #[arg(long, default_value_t = 1e-12)]
     epsilon: f64,
+    /// Every worker computes every block (no ownership).
+    #[arg(long)]
+    replicate: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let shampoo = OptimizerArgs {
         precondition_frequency: args.frequency,
         shampoo_epsilon: args.epsilon,
+        shampoo_replicate: args.replicate,
         ..OptimizerArgs::default().with_kind(OptimizerKind::Shampoo)
     };
 
@@ -105,20 +110,23 @@ fn main() -> anyhow::Result<()> {
     let rows = BATCH / args.workers;
     let devices = vec![device; args.workers];
     let started = Instant::now();
-    let mut replicas = run_data_parallel::<Flex, _, _>(&devices, |peer, _| {
-        let primal =
-            DistributedShampoo::<Lenet5<B>, B>::new(shampoo.shampoo_config().build()?, peer);
+    let mut replicas = run_replicas::<Flex, _, _>(&devices, |rank| {
+        let group = tether_train::parallel::group().expect("a replica's group");
+        let parallel = DataParallel::new(group, rows, BATCH)?;
+        let primal = shampoo.build::<B, Lenet5<B>>()?;
         let health = primal.health();
         let mut opt = ConstrainedOptimizer::new(primal, LR, UpdateScheme::Simultaneous);
         let mut set = ConstraintSet::<B>::new(&device);
-        let range = peer.rank * rows..(peer.rank + 1) * rows;
-        let label = (peer.rank == 0).then(|| format!("{} workers", peer.world));
+        let range = rank * rows..(rank + 1) * rows;
+        let label = (rank == 0).then(|| format!("{} workers", args.workers));
         let net = fit(
             init.clone(),
             &mut opt,
             &mut set,
             &ClassifyProblem,
-            &FitOptions::new(args.steps, label).with_health(Some(health)),
+            &FitOptions::new(args.steps, label)
+                .with_health(health)
+                .with_parallel(Some(parallel)),
             |s| Batch {
                 images: batches[s].images.clone().slice([range.clone(), 0..784]),
                 labels: batches[s].labels.clone().slice([range.clone()]),
@@ -164,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         args.epsilon
     ));
     let json = serde_json::json!({
-        "steps": args.steps, "workers": args.workers, "frequency": args.frequency, "epsilon": args.epsilon,
+        "steps": args.steps, "workers": args.workers, "replicate": args.replicate, "frequency": args.frequency, "epsilon": args.epsilon,
         "single_s": single_s, "parallel_s": parallel_s, "speedup": single_s / parallel_s,
         "replicas_identical": replicas_equal, "max_abs_param_diff": max_diff,
         "test_accuracy_single": acc_single, "test_accuracy_parallel": acc_parallel,

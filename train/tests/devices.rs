@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::{
     FAIR_SHORT, SHORT, adult_ready, assert_same_weights, fresh_dir, interrupt_after_first_epoch,
-    same_fair_metrics, same_metrics, tether_train,
+    same_fair_metrics, same_metrics, same_metrics_over, shampoo_short, tether_train,
 };
 use tether_train::data::may_skip;
 
@@ -200,8 +200,8 @@ fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
 }
 
 /// `--optimizer shampoo` through the same engine: the gradients are reduced once per
-/// step and every replica steps its own Shampoo on them (each replica computes every
-/// block: no block ownership yet), so 2 devices train what one does. At
+/// step, each replica steps the Shampoo blocks it owns and the directions are
+/// all-gathered, so 2 devices train what one does. At
 /// `--shampoo-epsilon 1e-4`: at the default 1e-12 the inverse roots of the nearly
 /// singular early factors amplify the last-bit differences of the gradient's summation
 /// order (2 devices against 1: weights 0.72 apart relative after 60 steps, while 2
@@ -234,5 +234,58 @@ fn fair_prune_with_shampoo_on_two_devices_trains_what_one_does() {
     run_fair(&["--out", path(&parallel), "--devices", "2"]);
     assert_same_weights(&single, &parallel, "fair-prune, Shampoo: 2 devices vs 1");
     same_fair_metrics(&single, &parallel, 20);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `prune --optimizer shampoo --devices 2` with block ownership (each block's factors,
+/// roots and direction computed by one replica, the directions all-gathered) trains what
+/// one device does; and its checkpoint, stopped after the first epoch (every block's
+/// state gathered from its owner), resumes on one device and ends where the whole
+/// single-device run does.
+#[test]
+fn prune_with_shampoo_on_two_devices_trains_what_one_does_and_resumes_on_one() {
+    if !mnist_ready() {
+        return;
+    }
+    let base = fresh_dir("devices", "shampoo");
+    let (single, parallel, parts) = (
+        base.join("single"),
+        base.join("parallel"),
+        base.join("parts"),
+    );
+    // The flags as owned strings: the paths are borrowed for less than the run's args.
+    let shampoo = |extra: &[&str]| -> Vec<String> {
+        let all = shampoo_short().into_iter().chain(extra.iter().copied());
+        all.map(String::from).collect()
+    };
+    let run_ok = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, stdout, stderr) = tether_train(&args);
+        assert!(ok, "tether-train {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+    run_ok(shampoo(&["--out", path(&single)]));
+    run_ok(shampoo(&["--out", path(&parallel), "--devices", "2"]));
+    assert_same_weights(&single, &parallel, "prune, Shampoo: 2 devices vs 1");
+    same_metrics_over(&single, &parallel, 10);
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether-train"));
+    command.args(shampoo(&["--out", path(&parts), "--devices", "2"]));
+    interrupt_after_first_epoch(command);
+    let checkpoint = parts.join("checkpoint");
+    assert!(checkpoint.join("run.json").is_file());
+    let stdout = run_ok(shampoo(&[
+        "--out",
+        path(&parts),
+        "--resume",
+        path(&checkpoint),
+    ]));
+    assert!(stdout.contains("resuming from"), "{stdout}");
+    assert_same_weights(
+        &single,
+        &parts,
+        "prune, Shampoo: 2 devices resumed on 1 vs 1",
+    );
+    same_metrics_over(&single, &parts, 10);
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     FAIR_SHORT, SHORT, adult_ready, assert_same_weights, fresh_dir, interrupt_after_first_epoch,
-    same_fair_metrics, same_metrics, tether_train,
+    same_fair_metrics, same_metrics, same_metrics_over, shampoo_short, tether_train,
 };
 use tether_train::data::may_skip;
 
@@ -125,6 +125,29 @@ fn fair_prune_on_two_processes_trains_what_one_does_on_the_global_batch() {
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
     assert_same_weights(&single, &parallel, "fair-prune: 2 processes vs 1");
     same_fair_metrics(&single, &parallel, 40);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `mpirun -np 2 tether-train prune --optimizer shampoo` with block ownership (each
+/// block's factors, roots and direction computed by one process, the directions
+/// all-gathered with `MPI_Allgatherv`) takes the single process's steps
+/// ([`common::shampoo_short`]: factors cut at 32, roots every 2 steps, epsilon 1e-4).
+#[test]
+fn shampoo_on_two_processes_trains_what_one_does_on_the_global_batch() {
+    if !ready() {
+        return;
+    }
+    let base = fresh_dir("mpi", "shampoo");
+    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let mut args = shampoo_short();
+    args.extend(["--out", path(&single), "--distributed", "off"]);
+    let (ok, _, stderr) = tether_train(&args);
+    assert!(ok, "the single-process run failed: {stderr}");
+    let mut args = shampoo_short();
+    args.extend(["--out", path(&parallel)]);
+    run_ok(mpirun(2, &args), "mpirun -np 2 prune --optimizer shampoo");
+    assert_same_weights(&single, &parallel, "prune, Shampoo: 2 processes vs 1");
+    same_metrics_over(&single, &parallel, 10);
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -56,9 +56,58 @@ pub trait Collective: std::fmt::Debug {
     /// [`ConstrainedError::Collective`]: the group cannot complete the call (a replica
     /// thread of [`local`] stopped; MPI's errors end the job instead).
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), ConstrainedError>;
+    /// Every rank's `mine` concatenated in rank order into `out` (MPI's `MPI_Allgatherv`):
+    /// rank `r` gives `counts[r]` values, and `out` holds their sum. Every rank calls it
+    /// with the same `counts`, in the same order as every other collective call.
+    ///
+    /// This default places `mine` in a zero-filled `out` and sums it over the ranks
+    /// ([`Self::all_reduce_sum`]; burn-collective 0.21, behind [`local::LocalPeer`], has
+    /// no all-gather): exact, as every entry is one rank's value plus zeros, at the cost
+    /// of an all-reduce of the whole buffer.
+    ///
+    /// # Errors
+    /// `counts` not one per rank, `mine` not `counts[rank]` long or `out` not their sum
+    /// ([`ConstrainedError::InvalidConfig`]); else as [`Self::all_reduce_sum`].
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), ConstrainedError> {
+        let start = gather_offset(self.rank(), self.size(), mine, counts, out)?;
+        out.fill(0.0);
+        out[start..start + mine.len()].copy_from_slice(mine);
+        self.all_reduce_sum(out)
+    }
     /// Ends every process of the group with exit status `code`: what a rank that fails
     /// alone must do, or the others would wait for it in the next all-reduce forever.
     fn abort(&self, code: i32) -> !;
+}
+
+/// Where rank `rank`'s part starts in an all-gather's output, after checking the call's
+/// lengths (see [`Collective::all_gather`]).
+///
+/// # Errors
+/// The lengths do not fit one another.
+pub(crate) fn gather_offset(
+    rank: usize,
+    size: usize,
+    mine: &[f32],
+    counts: &[usize],
+    out: &[f32],
+) -> Result<usize, ConstrainedError> {
+    let total: usize = counts.iter().sum();
+    if counts.len() != size || counts.get(rank) != Some(&mine.len()) || out.len() != total {
+        return Err(ConstrainedError::InvalidConfig(format!(
+            "all-gather on rank {rank} of {size}: {} counts, {} values given (count {:?}), \
+             an output of {} for a total of {total}",
+            counts.len(),
+            mine.len(),
+            counts.get(rank),
+            out.len()
+        )));
+    }
+    Ok(counts[..rank].iter().sum())
 }
 
 thread_local! {
@@ -91,6 +140,16 @@ impl Collective for Single {
         1
     }
     fn all_reduce_sum(&self, _buf: &mut [f32]) -> Result<(), ConstrainedError> {
+        Ok(())
+    }
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), ConstrainedError> {
+        gather_offset(0, 1, mine, counts, out)?;
+        out.copy_from_slice(mine);
         Ok(())
     }
     fn abort(&self, code: i32) -> ! {

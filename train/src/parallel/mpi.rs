@@ -4,11 +4,12 @@
 //! a killed rank ends the job (`mpirun` exits 137) about 1 s later.
 
 use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
-use super::Collective;
+use super::{Collective, gather_offset};
 use crate::constrained::ConstrainedError;
 
 /// `MPI_COMM_WORLD`. Dropping it finalises MPI; only the thread that made it may use it
@@ -55,6 +56,35 @@ impl Collective for Mpi {
         let send = buf.to_vec();
         self.world
             .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        Ok(())
+    }
+
+    /// `MPI_Allgatherv`: each rank sends only its part.
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), ConstrainedError> {
+        gather_offset(self.rank(), self.size(), mine, counts, out)?;
+        let count = |n: usize| {
+            i32::try_from(n).map_err(|_| {
+                ConstrainedError::InvalidConfig(format!(
+                    "an all-gather of {n} values: MPI counts are 32-bit"
+                ))
+            })
+        };
+        let counts: Vec<i32> = counts.iter().map(|&n| count(n)).collect::<Result<_, _>>()?;
+        let mut displs = Vec::with_capacity(counts.len());
+        let mut at = 0i32;
+        for &c in &counts {
+            displs.push(at);
+            at = at.checked_add(c).ok_or_else(|| {
+                ConstrainedError::InvalidConfig("an all-gather past 2^31 values".into())
+            })?;
+        }
+        let mut partition = PartitionMut::new(out, &counts[..], &displs[..]);
+        self.world.all_gather_varcount_into(mine, &mut partition);
         Ok(())
     }
 

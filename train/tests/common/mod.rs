@@ -51,6 +51,32 @@ pub const SHORT: &[&str] = &[
     "5",
 ];
 
+/// [`SHORT`] with Shampoo, the run the data-parallel Shampoo tests compare: 320 training
+/// images (2 epochs of 5 global batches: a debug build's Shampoo step on LeNet-300-100 is
+/// about 0.3 s), factors cut at 32 (the first layer's 784 x 300 weight is 250 blocks, so
+/// every owner's directions are scattered back into a parameter), roots every 2 steps,
+/// and epsilon 1e-4: at the default 1e-12 the roots of the nearly singular early factors
+/// amplify the last-bit differences of the gradients' summation order between world
+/// sizes (2 devices against 1: weights 0.72 apart relative after 60 steps of
+/// fair-prune, while 2 threads and 2 processes agree bit for bit; at 1e-4, 7.3e-7).
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub fn shampoo_short() -> Vec<&'static str> {
+    let mut args = SHORT.to_vec();
+    let at = args.iter().position(|a| *a == "--train-limit").unwrap();
+    args[at + 1] = "320";
+    args.extend([
+        "--optimizer",
+        "shampoo",
+        "--precondition-frequency",
+        "2",
+        "--max-preconditioner-dim",
+        "32",
+        "--shampoo-epsilon",
+        "1e-4",
+    ]);
+    args
+}
+
 /// Data-parallel and single runs' weights agree to this, relative to the tensor's largest
 /// magnitude. They differ only in summation order (the mean over 64 samples against two
 /// means over 32, weighted 1/2 and summed), about 1e-7 relative per gradient; over 40 Adam
@@ -65,11 +91,17 @@ pub const WEIGHT_TOLERANCE: f32 = 1e-5;
 /// all-reduced mean over the global batch).
 #[allow(dead_code)] // not every test binary that includes this module needs it
 pub fn same_metrics(a: &Path, b: &Path) {
+    same_metrics_over(a, b, 40);
+}
+
+/// [`same_metrics`] for a run of `steps` steps.
+#[allow(dead_code)] // not every test binary that includes this module needs it
+pub fn same_metrics_over(a: &Path, b: &Path, steps: usize) {
     let (x, y) = (
         csv_rows(&a.join("metrics.csv")),
         csv_rows(&b.join("metrics.csv")),
     );
-    assert_eq!(x.len(), 40, "40 steps");
+    assert_eq!(x.len(), steps, "{steps} steps");
     assert_eq!(x.len(), y.len());
     for (step, (p, q)) in x.iter().zip(&y).enumerate() {
         for (u, v) in p.iter().zip(q) {

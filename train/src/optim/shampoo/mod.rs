@@ -24,26 +24,30 @@
 //! cannot return an error): the training loop checks it after every step
 //! ([`crate::trainer::FitOptions::with_health`]).
 //!
-//! Data parallel: [`DistributedShampoo`] on each of [`run_data_parallel`]'s workers (the
-//! reference's block ownership and shared search directions, over burn-collective).
+//! The training commands step [`DistributedShampoo`]: alone, the steps above; on a rank of
+//! a data-parallel group ([`crate::parallel`]), the reference's block ownership (each block
+//! stepped by one rank, [`assign_blocks`]) and one all-gather of the directions.
 
 mod blocking;
 mod config;
 mod distributed;
 mod error;
+mod gather_state;
 mod health;
 mod host;
 mod host_step;
 mod inverse_root;
 mod kernels;
+mod ownership;
 mod step;
 
 pub use blocking::{Block, BlockPlan, merge_small_dims};
 pub use config::{Grafting, ShampooConfig};
-pub use distributed::{DistributedShampoo, Peer, assign_blocks, run_data_parallel};
+pub use distributed::DistributedShampoo;
 pub use error::ShampooError;
 pub use health::{HealthLog, ShampooHealth};
 pub use inverse_root::{RootError, RootMethod, inverse_root};
+pub use ownership::{assign_blocks, block_cost};
 pub use step::{BlockState, Shampoo, ShampooState};
 
 #[cfg(test)]

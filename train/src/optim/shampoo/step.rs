@@ -13,7 +13,7 @@ use super::blocking::{Block, BlockPlan};
 use super::config::{Grafting, ShampooConfig};
 use super::error::ShampooError;
 use super::health::ShampooHealth;
-use super::host::{host_values, on_host};
+use super::host::on_host;
 use super::inverse_root::{RootError, inverse_root};
 use super::kernels::symmetric_f64;
 use crate::denormals::FlushDenormals;
@@ -398,28 +398,10 @@ impl Shampoo {
         Ok(())
     }
 
-    /// One block's step: from its raw gradient `g` (L2 decay included) and its parameter
-    /// values `w` (only when decoupled decay needs them), the direction `P` after
-    /// grafting, decoupled decay and momentum (the parameter moves by `-lr P`). On a CPU
-    /// backend by the host kernels ([`super::host_step`]), else by tensor ops.
-    pub(super) fn block_direction<B: Backend>(
-        &self,
-        st: &mut BlockState<B>,
-        at: BlockAt<'_>,
-        g: Tensor<B, 1>,
-        w: Option<Tensor<B, 1>>,
-    ) -> Result<Tensor<B, 1>, ShampooError> {
-        let device = g.device();
-        if !on_host::<B>(&device) {
-            return self.block_direction_tensor(st, at, g, w);
-        }
-        let n = at.block.numel();
-        let w = w.map(host_values);
-        let dir = self.block_direction_host(st, at, host_values(g), w.as_deref(), &device)?;
-        Ok(Tensor::from_data(TensorData::new(dir, [n]), &device))
-    }
-
-    /// [`Self::block_direction`] by tensor ops (any backend).
+    /// One block's step by tensor ops (any backend): from its raw gradient `g` (L2 decay
+    /// included) and its parameter values `w` (only when decoupled decay needs them), the
+    /// direction `P` after grafting, decoupled decay and momentum (the parameter moves by
+    /// `-lr P`). CPU backends take the host kernels instead ([`super::host_step`]).
     pub(super) fn block_direction_tensor<B: Backend>(
         &self,
         st: &mut BlockState<B>,

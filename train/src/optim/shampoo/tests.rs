@@ -574,19 +574,46 @@ fn host_kernels_match_the_tensor_ops() {
     assert_eq!(opt.health().snapshot().roots_computed, 2 * 3 * 4 * 3);
 }
 
-/// The reference's example: blocks of 128, 64, 500 and 256 bytes on two workers.
-#[test]
-fn blocks_are_assigned_greedily_by_size() {
-    assert_eq!(assign_blocks(&[128, 64, 500, 256], 2), vec![1, 1, 0, 1]);
-    assert_eq!(assign_blocks(&[128, 64, 500, 256], 1), vec![0, 0, 0, 0]);
-    assert_eq!(assign_blocks(&[128, 64], 4), vec![0, 1]);
-    assert!(assign_blocks(&[], 2).is_empty());
+/// Every block state of `record`, parameter by parameter (`ids`), block by block:
+/// factors, roots, grafting statistics, filtered gradient, momentum (`None` blocks and
+/// buffers left out, their count kept).
+fn state_values<AB2: burn::tensor::backend::AutodiffBackend>(
+    record: &<DistributedShampoo<Net<AB2>, AB2> as Optimizer<Net<AB2>, AB2>>::Record,
+    ids: &[burn::module::ParamId],
+) -> (Vec<f32>, usize) {
+    let mut v = vec![];
+    let mut missing = 0;
+    let host =
+        |t: Tensor<AB2::InnerBackend, 2>| t.into_data().convert::<f32>().into_vec::<f32>().unwrap();
+    for id in ids {
+        let state: ShampooState<AB2::InnerBackend> = record[id].clone().into_state::<1>();
+        for b in &state.blocks {
+            let Some(b) = b else {
+                missing += 1;
+                continue;
+            };
+            for m in b.factors.iter().chain(&b.roots) {
+                v.extend(host(m.clone()));
+            }
+            for x in [&b.graft, &b.filtered, &b.momentum].into_iter().flatten() {
+                v.extend(host(x.clone().unsqueeze::<2>()));
+            }
+        }
+    }
+    (v, missing)
 }
 
-/// Two workers on two halves of each batch (burn-collective peers on the CPU device) end
-/// every step with the same parameters as one Shampoo on the whole batch: gradients are
-/// averaged, each block's direction comes from its owner alone, and the all-reduced
-/// updates are applied everywhere. On every backend.
+/// Two ranks on two halves of each batch (burn-collective peers on the CPU device, the
+/// gradients reduced by [`crate::parallel::DataParallel`]) end every step with the same
+/// parameters as one Shampoo on the whole batch: each block's direction comes from its
+/// owner alone and is all-gathered. Checked on every backend:
+/// - one rank is the single-device optimizer, bit for bit;
+/// - two owning ranks are bit for bit two replicated ranks (each computing every block):
+///   ownership changes who computes, not what;
+/// - each rank owns blocks, every block is owned once, and the ranks' root computations
+///   add up to the single run's;
+/// - the state gathered for a checkpoint holds every block, equal on both ranks and to
+///   the single run's; loaded on one device it continues as the single run does.
 fn data_parallel_equals_the_single_device_run<AB: burn::tensor::backend::AutodiffBackend>() {
     let device: burn::tensor::Device<AB> = Default::default();
     let config = ShampooConfig::default()
@@ -600,14 +627,16 @@ fn data_parallel_equals_the_single_device_run<AB: burn::tensor::backend::Autodif
         // default 1e-12, eps^(-1/4) = 1e3 amplifies the f32 rounding of the averaged
         // gradient in the null directions to 1e-4; 1e-6 keeps it at 1e-7.
         .with_epsilon(1e-6);
-    let fresh = || Net::<AB>::seeded(&device);
+    // Clones share the parameter ids the records are keyed by.
+    let init = Net::<AB>::seeded(&device);
+    let fresh = || init.clone();
     // A per-sample mean, so the whole batch's gradient is the mean of the halves'.
     let loss = |net: &Net<AB>, x: Tensor<AB, 2>| {
         let n = x.dims()[0] as f64;
         x.matmul(net.w.val()).tanh().sum().div_scalar(n) + net.c.val().sin().sum() * 0.1
     };
     let x = Tensor::<AB, 2>::from_data(TensorData::new(random(32, 9), [8, 4]), &device);
-    let steps = 5;
+    let (steps, more) = (5, 2);
     let values = |net: &Net<AB>| {
         let mut v = net
             .w
@@ -626,48 +655,109 @@ fn data_parallel_equals_the_single_device_run<AB: burn::tensor::backend::Autodif
         );
         v
     };
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (i, (a, b)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what}, entry {i}: {a} vs {b}"
+            );
+        }
+    };
 
     let mut net = fresh();
-    let mut single = config.init::<AB, Net<AB>>().unwrap();
+    let ids = [net.w.id, net.c.id];
+    let mut single = DistributedShampoo::<Net<AB>, AB>::new(config.build().unwrap());
     for _ in 0..steps {
         let grads = GradientsParams::from_grads(loss(&net, x.clone()).backward(), &net);
         net = single.step(0.05, net, grads);
     }
-    let expected = values(&net);
+    let single_state = state_values::<AB>(&single.to_record(), &ids);
+    let single_roots = single.health().snapshot().roots_computed;
+    let after_steps = net.clone();
+    for _ in 0..more {
+        let grads = GradientsParams::from_grads(loss(&net, x.clone()).backward(), &net);
+        net = single.step(0.05, net, grads);
+    }
+    let expected = values(&after_steps);
+    let expected_more = values(&net);
 
-    let run = |devices: &[burn::tensor::Device<AB>]| {
-        run_data_parallel::<AB::InnerBackend, _, _>(devices, |peer, _| {
-            let mut opt = DistributedShampoo::<Net<AB>, AB>::new(config.build()?, peer);
+    let run = |devices: &[burn::tensor::Device<AB>], replicate: bool| {
+        crate::parallel::local::run_replicas::<AB::InnerBackend, _, _>(devices, |rank| {
+            let group = crate::parallel::group().expect("a replica's group");
+            let rows = 8 / group.size();
+            let parallel = crate::parallel::DataParallel::new(group, rows, 8)?;
+            let mut opt =
+                DistributedShampoo::<Net<AB>, AB>::new(config.build()?).with_replicated(replicate);
             let mut net = fresh();
-            let rows = 8 / peer.world;
-            let shard = x
-                .clone()
-                .slice([peer.rank * rows..(peer.rank + 1) * rows, 0..4]);
+            let shard = x.clone().slice([rank * rows..(rank + 1) * rows, 0..4]);
             for _ in 0..steps {
                 let grads = GradientsParams::from_grads(loss(&net, shard.clone()).backward(), &net);
+                let grads = parallel.reduce_grads(grads, &net)?;
                 net = opt.step(0.05, net, grads);
                 opt.health().check()?;
             }
-            Ok((values(&net), opt.owned_blocks()))
+            let roots = opt.health().snapshot().roots_computed;
+            Ok((values(&net), opt.blocks_per_rank(), roots, opt.to_record()))
         })
         .unwrap()
     };
-    // One worker does exactly what the single-device optimizer does.
-    assert_eq!(run(std::slice::from_ref(&device))[0].0, expected);
-    let workers = run(&[device.clone(), device.clone()]);
+    // One rank does exactly what the single-device optimizer does.
+    assert_eq!(run(std::slice::from_ref(&device), false)[0].0, expected);
+    let owned = run(&[device.clone(), device.clone()], false);
+    let replicated = run(&[device.clone(), device.clone()], true);
+    assert_eq!(owned[0].0, owned[1].0, "replicas differ");
+    assert_eq!(
+        owned[0].0, replicated[0].0,
+        "owning ranks vs replicated ranks"
+    );
+    close(&owned[0].0, &expected, "2 ranks vs one device");
     let total_blocks: usize = [vec![4, 5], vec![2, 3, 4, 2]]
         .iter()
         .map(|s| BlockPlan::new(s, 3, true).blocks.len())
         .sum();
-    assert_eq!(workers[0].0, workers[1].0, "replicas differ");
-    assert!(workers.iter().all(|w| w.1 > 0), "each worker owns blocks");
-    assert_eq!(workers[0].1 + workers[1].1, total_blocks);
-    for (i, (a, b)) in workers[0].0.iter().zip(&expected).enumerate() {
-        assert!(
-            (a - b).abs() < 1e-5,
-            "entry {i}: {a} (2 workers) vs {b} (one device)"
-        );
+    let per_rank = &owned[0].1;
+    assert_eq!(per_rank, &owned[1].1);
+    assert_eq!(per_rank.len(), 2);
+    assert!(per_rank.iter().all(|&n| n > 0), "{per_rank:?}");
+    assert_eq!(per_rank.iter().sum::<usize>(), total_blocks);
+    assert_eq!(owned[0].2 + owned[1].2, single_roots, "roots computed once");
+    assert_eq!(
+        replicated[0].2, single_roots,
+        "a replicated rank computes all"
+    );
+    // The checkpoint's state: every block, the same on both ranks, the single run's.
+    let gathered: Vec<_> = owned
+        .iter()
+        .map(|o| state_values::<AB>(&o.3, &ids))
+        .collect();
+    assert_eq!(
+        gathered[0].1, 0,
+        "a block is missing from the gathered state"
+    );
+    assert_eq!(
+        gathered[0].0, gathered[1].0,
+        "ranks gathered different states"
+    );
+    close(&gathered[0].0, &single_state.0, "gathered vs single state");
+    // Resumed on one device from the 2 ranks' record: as the single run.
+    let mut resumed = DistributedShampoo::<Net<AB>, AB>::new(config.build().unwrap())
+        .load_record(owned[0].3.clone());
+    let mut net = after_steps.clone();
+    let w = TensorData::new(owned[0].0[..20].to_vec(), [4, 5]);
+    let c = TensorData::new(owned[0].0[20..].to_vec(), [2, 3, 4, 2]);
+    net.w = Param::initialized(net.w.id, Tensor::from_data(w, &device).require_grad());
+    net.c = Param::initialized(net.c.id, Tensor::from_data(c, &device).require_grad());
+    for _ in 0..more {
+        let grads = GradientsParams::from_grads(loss(&net, x.clone()).backward(), &net);
+        net = resumed.step(0.05, net, grads);
     }
+    resumed.health().check().unwrap();
+    close(
+        &values(&net),
+        &expected_more,
+        "2 ranks resumed on 1 vs 1 whole",
+    );
 }
 
 #[derive(Module, Debug)]
@@ -675,11 +765,11 @@ struct Vector<B: Backend> {
     v: Param<Tensor<B, 1>>,
 }
 
-/// A failure on one worker stops every worker at the same step (nobody waits forever on
-/// an all-reduce), and no replica moves: worker 0 owns the only block and its roots fail,
-/// worker 1 learns of it.
+/// A failure on one rank stops every rank at the same step (nobody waits forever on a
+/// collective call), and no replica moves: rank 0 owns the only block and its roots
+/// fail, rank 1 learns of it in the all-gather.
 #[test]
-fn a_failing_worker_stops_every_worker() {
+fn a_failing_rank_stops_every_rank() {
     let device: burn::tensor::Device<B> = Default::default();
     let config = ShampooConfig::default()
         .with_root_method(RootMethod::CoupledNewton {
@@ -687,8 +777,8 @@ fn a_failing_worker_stops_every_worker() {
             tolerance: 1e-15,
         })
         .with_tolerated_root_failures(0);
-    let results = run_data_parallel::<B, _, _>(&[device, device], |peer, _| {
-        let mut opt = DistributedShampoo::<Vector<AB>, AB>::new(config.build()?, peer);
+    let results = crate::parallel::local::run_replicas::<B, _, _>(&[device, device], |_| {
+        let mut opt = DistributedShampoo::<Vector<AB>, AB>::new(config.build()?);
         let net = Vector::<AB> {
             v: Param::from_tensor(Tensor::from_floats([1.0, 2.0, 3.0], &device)),
         };
