@@ -40,6 +40,8 @@ mod max_pool;
 mod pointwise;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
+#[cfg(feature = "flex")]
+pub mod timing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
