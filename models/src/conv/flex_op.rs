@@ -18,6 +18,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::epilogue::{self, Epilogue};
 use super::geometry::Geometry;
+use super::simd::vectorized;
 use super::timing::{self, Pass};
 use super::{depthwise, gemm_conv, input_grad, pointwise};
 
@@ -50,13 +51,15 @@ fn forward(
         || timing::conv_name(geo),
         Pass::Forward,
         || {
-            if geo.is_depthwise() {
-                depthwise::forward(geo, x, w, b, ep)
-            } else if pointwise::applies(geo) {
-                pointwise::forward(geo, x, w, b, ep)
-            } else {
-                gemm_conv::forward(geo, x, w, b, ep)
-            }
+            vectorized(|| {
+                if geo.is_depthwise() {
+                    depthwise::forward(geo, x, w, b, ep)
+                } else if pointwise::applies(geo) {
+                    pointwise::forward(geo, x, w, b, ep)
+                } else {
+                    gemm_conv::forward(geo, x, w, b, ep)
+                }
+            })
         },
     );
     tensor(y, vec![geo.batch, geo.c_out, geo.oh, geo.ow])
@@ -88,7 +91,7 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     if let Some(y) = relu_out {
         // In place when dY is not shared (a copy otherwise).
         timing::time(name, Pass::Mask, || {
-            epilogue::mask(dy.storage_mut::<f32>(), slice(&y))
+            vectorized(|| epilogue::mask(dy.storage_mut::<f32>(), slice(&y)))
         });
     }
     let [node_x, node_w] = [&ops.parents[0], &ops.parents[1]];
@@ -116,7 +119,9 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
         grads.register::<Flex>(node.id, tensor(dw, shape));
     }
     if let Some(Some(node)) = node_b {
-        let db = timing::time(name, Pass::BiasGrad, || gemm_conv::bias_grad(&geo, dyv));
+        let db = timing::time(name, Pass::BiasGrad, || {
+            vectorized(|| gemm_conv::bias_grad(&geo, dyv))
+        });
         grads.register::<Flex>(node.id, tensor(db, vec![geo.c_out]));
     }
     if let Some(Some(node)) = node_r {
@@ -137,6 +142,19 @@ fn gradients(
     if !want_dx && !want_dw {
         return (None, None);
     }
+    vectorized(|| gradients_here(geo, x, w, dy, want_dx, want_dw))
+}
+
+/// [`gradients`]' body, inlined into its vectorized caller.
+#[inline(always)]
+fn gradients_here(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     if geo.is_depthwise() {
         depthwise::backward(geo, x, w, dy, want_dx, want_dw)
     } else if pointwise::applies(geo) {

@@ -38,6 +38,8 @@ mod input_grad;
 mod max_pool;
 #[cfg(feature = "flex")]
 mod pointwise;
+#[cfg(feature = "flex")]
+mod simd;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
 #[cfg(feature = "flex")]
