@@ -51,15 +51,18 @@ fn forward(
         || timing::conv_name(geo),
         Pass::Forward,
         || {
-            vectorized(|| {
-                if geo.is_depthwise() {
-                    depthwise::forward(geo, x, w, b, ep)
-                } else if pointwise::applies(geo) {
-                    pointwise::forward(geo, x, w, b, ep)
-                } else {
-                    gemm_conv::forward(geo, x, w, b, ep)
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    if geo.is_depthwise() {
+                        depthwise::forward(geo, x, w, b, ep)
+                    } else if pointwise::applies(geo) {
+                        pointwise::forward(geo, x, w, b, ep)
+                    } else {
+                        gemm_conv::forward(geo, x, w, b, ep)
+                    }
+                },
+            )
         },
     );
     tensor(y, vec![geo.batch, geo.c_out, geo.oh, geo.ow])
@@ -91,7 +94,10 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     if let Some(y) = relu_out {
         // In place when dY is not shared (a copy otherwise).
         timing::time(name, Pass::Mask, || {
-            vectorized(|| epilogue::mask(dy.storage_mut::<f32>(), slice(&y)))
+            vectorized(
+                #[inline(always)]
+                || epilogue::mask(dy.storage_mut::<f32>(), slice(&y)),
+            )
         });
     }
     let [node_x, node_w] = [&ops.parents[0], &ops.parents[1]];
@@ -120,7 +126,10 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
     }
     if let Some(Some(node)) = node_b {
         let db = timing::time(name, Pass::BiasGrad, || {
-            vectorized(|| gemm_conv::bias_grad(&geo, dyv))
+            vectorized(
+                #[inline(always)]
+                || gemm_conv::bias_grad(&geo, dyv),
+            )
         });
         grads.register::<Flex>(node.id, tensor(db, vec![geo.c_out]));
     }
@@ -142,7 +151,10 @@ fn gradients(
     if !want_dx && !want_dw {
         return (None, None);
     }
-    vectorized(|| gradients_here(geo, x, w, dy, want_dx, want_dw))
+    vectorized(
+        #[inline(always)]
+        || gradients_here(geo, x, w, dy, want_dx, want_dw),
+    )
 }
 
 /// [`gradients`]' body, inlined into its vectorized caller.

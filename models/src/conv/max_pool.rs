@@ -149,7 +149,10 @@ impl Backward<Flex, 1> for MaxPool {
         let dy = dy
             .as_slice::<f32>()
             .expect("the pooling's gradient is made contiguous f32");
-        let dx = vectorized(|| pool.backward(&arg, dy));
+        let dx = vectorized(
+            #[inline(always)]
+            || pool.backward(&arg, dy),
+        );
         let dx = FlexTensor::from_data(TensorData::new(dx, x_dims.to_vec()));
         grads.register::<Flex>(node.id, dx);
     }
@@ -169,7 +172,10 @@ pub fn max_pool2d(
     let xs = xp
         .as_slice::<f32>()
         .expect("the pooling's input is made contiguous f32");
-    let (y, arg) = vectorized(|| pool.forward(xs));
+    let (y, arg) = vectorized(
+        #[inline(always)]
+        || pool.forward(xs),
+    );
     let [batch, c, ..] = x_dims;
     let y = FlexTensor::from_data(TensorData::new(y, vec![batch, c, pool.oh, pool.ow]));
     let out = match MaxPool
