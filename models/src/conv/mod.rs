@@ -13,7 +13,7 @@
 //! and its 3-D pooling kernel were a large part of what remained of a step.
 //!
 //! The kernels' own loops run compiled for AVX-512 or AVX2 where the CPU has them
-//! (`simd`); [`timing`] profiles them by layer and pass.
+//! (`simd`); `timing` (with `flex`) profiles them by layer and pass.
 //!
 //! Every other backend (CUDA, wgpu, ndarray, Flex without autodiff) keeps burn's
 //! operations: the dispatch is a type test (`Any`), not a trait bound, so the networks
