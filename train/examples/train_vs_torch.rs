@@ -10,6 +10,10 @@
 //! with PyTorch's in one run. Without it,
 //! prints a table of median step times (`--rounds`, `--steps`).
 //!
+//! `--profile NETWORK VARIANT`: runs `--steps` steps with `tether_models::conv::timing`
+//! on and prints the convolutions' CPU time per step by layer and pass, beside the step's
+//! (the rest is burn's element-wise ops, pooling, the loss, the optimizer and the gates).
+//!
 //! `TETHER_CONV=burn` in the environment trains through burn's own convolution instead of
 //! `tether_models::conv`'s (the "before" figures of issue 33).
 //!
@@ -54,6 +58,9 @@ struct Args {
     /// Answer `NETWORK VARIANT STEPS` lines on stdin (for the Python script).
     #[arg(long)]
     serve: bool,
+    /// Profile the convolutions of one network: `NETWORK VARIANT`.
+    #[arg(long, num_args = 2, value_names = ["NETWORK", "VARIANT"])]
+    profile: Option<Vec<String>>,
     /// Rounds of the standalone table.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -202,6 +209,42 @@ fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the per-layer profile of `steps` steps of one network.
+fn profile(network: &str, variant: &str, steps: usize) -> anyhow::Result<()> {
+    use tether_models::conv::timing;
+    let mut step = build(network, variant)?;
+    step();
+    timing::take();
+    timing::set_enabled(true);
+    let (_, cpu) = time(&mut step, steps);
+    timing::set_enabled(false);
+    let entries = timing::take();
+    let n = steps as f64;
+    println!(
+        "{network} {variant}: {:.1} CPU ms per step ({steps} steps)",
+        cpu * 1e3
+    );
+    println!("| layer | pass | calls/step | CPU ms/step |");
+    println!("|---|---|---|---|");
+    let mut total = 0.0;
+    for e in &entries {
+        total += e.seconds;
+        println!(
+            "| {} | {:?} | {} | {:.2} |",
+            e.layer,
+            e.pass,
+            e.calls as f64 / n,
+            e.seconds / n * 1e3
+        );
+    }
+    println!(
+        "convolutions: {:.1} CPU ms per step; the rest of the step: {:.1}",
+        total / n * 1e3,
+        (cpu * n - total) / n * 1e3
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match std::env::var("TETHER_CONV").as_deref() {
@@ -211,6 +254,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.serve {
         return serve();
+    }
+    if let Some(p) = &args.profile {
+        return profile(&p[0], &p[1], args.steps);
     }
     println!(
         "| network | variant | step ms (median of {}) |",

@@ -15,6 +15,7 @@ use super::grid::Grid;
 
 /// For each kernel tap `(i, j)` of one plane: the valid output rows and columns and the
 /// input offset of the first valid column, and `f(tap, oy, ox_lo, ox_hi, iy, ix0)`.
+#[inline(always)]
 fn taps(geo: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
     let [sy, sx] = geo.stride;
     let [py, px] = geo.pad;
@@ -35,6 +36,7 @@ fn taps(geo: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, usize, usi
 }
 
 /// `y = ep(conv(x, w) + b)`.
+#[inline(always)]
 pub fn forward(
     geo: &Geometry,
     x: &[f32],
@@ -73,6 +75,7 @@ pub fn forward(
 }
 
 /// The gradients `(dx, dw)` of `sum(dy * conv(x, w))`, each only when asked for.
+#[inline(always)]
 pub fn backward(
     geo: &Geometry,
     x: &[f32],

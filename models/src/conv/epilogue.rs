@@ -63,11 +63,12 @@ impl Epilogue<'_> {
 }
 
 /// The ReLU's backward in place: `dy[i] = 0` where `y[i] <= 0` (`y` the ReLU's output).
+/// A select, not a branch: on a ReLU's output the branch is a coin toss, and its
+/// mispredictions made this pass 12-15% of a ResNet or MobileNet step (issue 33).
+#[inline]
 pub fn mask(dy: &mut [f32], y: &[f32]) {
     for (g, &v) in dy.iter_mut().zip(y) {
-        if v <= 0.0 {
-            *g = 0.0;
-        }
+        *g = if v <= 0.0 { 0.0 } else { *g };
     }
 }
 
@@ -112,8 +113,8 @@ mod tests {
 
     #[test]
     fn mask_passes_the_gradient_where_the_output_is_positive() {
-        let mut dy = [1.0f32, 2.0, 3.0, 4.0];
-        mask(&mut dy, &[0.0, 0.5, -1.0, 1e-30]);
-        assert_eq!(dy, [0.0, 2.0, 0.0, 4.0]);
+        let mut dy = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        mask(&mut dy, &[0.0, 0.5, -1.0, 1e-30, f32::NAN, -0.0]);
+        assert_eq!(dy, [0.0, 2.0, 0.0, 4.0, 5.0, 0.0]);
     }
 }

@@ -18,6 +18,8 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::epilogue::{self, Epilogue};
 use super::geometry::Geometry;
+use super::simd::vectorized;
+use super::timing::{self, Pass};
 use super::{depthwise, gemm_conv, input_grad, pointwise};
 
 /// The autodiff backend this operation serves.
@@ -45,13 +47,24 @@ fn forward(
         residual: residual.map(slice),
         relu,
     };
-    let y = if geo.is_depthwise() {
-        depthwise::forward(geo, x, w, b, ep)
-    } else if pointwise::applies(geo) {
-        pointwise::forward(geo, x, w, b, ep)
-    } else {
-        gemm_conv::forward(geo, x, w, b, ep)
-    };
+    let y = timing::time(
+        || timing::conv_name(geo),
+        Pass::Forward,
+        || {
+            vectorized(
+                #[inline(always)]
+                || {
+                    if geo.is_depthwise() {
+                        depthwise::forward(geo, x, w, b, ep)
+                    } else if pointwise::applies(geo) {
+                        pointwise::forward(geo, x, w, b, ep)
+                    } else {
+                        gemm_conv::forward(geo, x, w, b, ep)
+                    }
+                },
+            )
+        },
+    );
     tensor(y, vec![geo.batch, geo.c_out, geo.oh, geo.ow])
 }
 
@@ -77,29 +90,32 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
         relu_out,
         bias,
     } = ops.state;
+    let name = || timing::conv_name(&geo);
     if let Some(y) = relu_out {
         // In place when dY is not shared (a copy otherwise).
-        epilogue::mask(dy.storage_mut::<f32>(), slice(&y));
+        timing::time(name, Pass::Mask, || {
+            vectorized(
+                #[inline(always)]
+                || epilogue::mask(dy.storage_mut::<f32>(), slice(&y)),
+            )
+        });
     }
     let [node_x, node_w] = [&ops.parents[0], &ops.parents[1]];
     let node_b = if bias { ops.parents.get(2) } else { None };
     let node_r = ops.parents.get(2 + usize::from(bias));
     let (dyv, xv, wv) = (slice(&dy), slice(&x), slice(&w));
-    let (dx, dw) = if geo.is_depthwise() {
-        depthwise::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
-    } else if pointwise::applies(&geo) {
-        pointwise::backward(&geo, xv, wv, dyv, node_x.is_some(), node_w.is_some())
+    let (want_dx, want_dw) = (node_x.is_some(), node_w.is_some());
+    let (dx, dw) = if timing::enabled() {
+        // Each gradient alone, so that each is timed alone.
+        let (dx, _) = timing::time(name, Pass::InputGrad, || {
+            gradients(&geo, xv, wv, dyv, want_dx, false)
+        });
+        let (_, dw) = timing::time(name, Pass::WeightGrad, || {
+            gradients(&geo, xv, wv, dyv, false, want_dw)
+        });
+        (dx, dw)
     } else {
-        // "Same" stride-1 layers: dX as a convolution of dY (no col2im; the ResNet's step
-        // in CPU time 148.6 against 163.4 ms ungated, 164.8 against 166.1 gated, one run
-        // on a loaded machine, BENCHMARKS.md issue 33); the others through the columns.
-        let direct = node_x
-            .is_some()
-            .then(|| input_grad::input_grad(&geo, wv, dyv))
-            .flatten();
-        let want_cols = node_x.is_some() && direct.is_none();
-        let (dx, dw) = gemm_conv::backward(&geo, xv, wv, dyv, want_cols, node_w.is_some());
-        (direct.or(dx), dw)
+        gradients(&geo, xv, wv, dyv, want_dx, want_dw)
     };
     if let (Some(node), Some(dx)) = (node_x, dx) {
         grads.register::<Flex>(node.id, tensor(dx, vec![geo.batch, geo.c_in, geo.h, geo.w]));
@@ -109,14 +125,62 @@ fn backward<const N: usize>(ops: Ops<Saved, N>, grads: &mut Gradients) {
         grads.register::<Flex>(node.id, tensor(dw, shape));
     }
     if let Some(Some(node)) = node_b {
-        grads.register::<Flex>(
-            node.id,
-            tensor(gemm_conv::bias_grad(&geo, dyv), vec![geo.c_out]),
-        );
+        let db = timing::time(name, Pass::BiasGrad, || {
+            vectorized(
+                #[inline(always)]
+                || gemm_conv::bias_grad(&geo, dyv),
+            )
+        });
+        grads.register::<Flex>(node.id, tensor(db, vec![geo.c_out]));
     }
     if let Some(Some(node)) = node_r {
         // The residual's gradient is dY itself (shared, not copied).
         grads.register::<Flex>(node.id, dy);
+    }
+}
+
+/// `(dx, dw)`, each when asked for, through the kernel that serves `geo`.
+fn gradients(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    if !want_dx && !want_dw {
+        return (None, None);
+    }
+    vectorized(
+        #[inline(always)]
+        || gradients_here(geo, x, w, dy, want_dx, want_dw),
+    )
+}
+
+/// [`gradients`]' body, inlined into its vectorized caller.
+#[inline(always)]
+fn gradients_here(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    if geo.is_depthwise() {
+        depthwise::backward(geo, x, w, dy, want_dx, want_dw)
+    } else if pointwise::applies(geo) {
+        pointwise::backward(geo, x, w, dy, want_dx, want_dw)
+    } else {
+        // "Same" stride-1 layers: dX as a convolution of dY (no col2im; the ResNet's step
+        // in CPU time 148.6 against 163.4 ms ungated, 164.8 against 166.1 gated, one run
+        // on a loaded machine, BENCHMARKS.md issue 33); the others through the columns.
+        let direct = want_dx
+            .then(|| input_grad::input_grad(geo, w, dy))
+            .flatten();
+        let want_cols = want_dx && direct.is_none();
+        let (dx, dw) = gemm_conv::backward(geo, x, w, dy, want_cols, want_dw);
+        (direct.or(dx), dw)
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Grid {
 }
 
 /// Sums `a[q] * b[q]` in 16 interleaved partial sums (vectorisable).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -65,6 +66,7 @@ impl Grid {
     }
 
     /// Index in the phase buffer of input pixel `(y, x)`.
+    #[inline(always)]
     fn phase_index(&self, y: usize, x: usize) -> usize {
         let [sy, sx] = self.geo.stride;
         let (yy, xx) = (y + self.geo.pad[0], x + self.geo.pad[1]);
@@ -73,6 +75,7 @@ impl Grid {
     }
 
     /// Start, in the phase buffer, of tap `t`'s reads for grid index 0.
+    #[inline(always)]
     fn tap_offset(&self, t: usize) -> usize {
         let [sy, sx] = self.geo.stride;
         let (i, j) = (t / self.geo.kw, t % self.geo.kw);
@@ -81,6 +84,7 @@ impl Grid {
     }
 
     /// Writes `plane` into the zeroed-or-padded buffer `phases` (padding stays as it is).
+    #[inline(always)]
     fn scatter(&self, plane: &[f32], phases: &mut [f32]) {
         let g = &self.geo;
         if g.stride[1] == 1 {
@@ -107,6 +111,7 @@ impl Grid {
 
     /// For input row `y` and column phase `b`: the first input column `x0` of that phase
     /// and its index in the phase buffer (the phase's later columns follow contiguously).
+    #[inline(always)]
     fn phase_start(&self, y: usize, b: usize) -> (usize, usize) {
         let sx = self.geo.stride[1];
         let x0 = (b + sx - self.geo.pad[1] % sx) % sx;
@@ -114,6 +119,7 @@ impl Grid {
     }
 
     /// Reads input pixels back out of a phase buffer into `plane`.
+    #[inline(always)]
     fn gather(&self, phases: &[f32], plane: &mut [f32]) {
         let g = &self.geo;
         if g.stride[1] == 1 {
@@ -136,6 +142,7 @@ impl Grid {
     }
 
     /// `y = ep(conv(x, w) + b)`.
+    #[inline(always)]
     pub fn forward(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, ep: Epilogue<'_>) -> Vec<f32> {
         let g = &self.geo;
         let (hw, p, kk, n) = (g.hw(), g.p(), g.kh * g.kw, self.grid_len());
@@ -168,6 +175,7 @@ impl Grid {
     }
 
     /// The gradients `(dx, dw)` of `sum(dy * conv(x, w))`, each only when asked for.
+    #[inline(always)]
     pub fn backward(
         &self,
         x: &[f32],

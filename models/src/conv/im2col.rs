@@ -8,6 +8,7 @@
 use super::geometry::Geometry;
 
 /// Fills `cols` (`k x nb p`, row-major) from samples `n0..n0 + nb`, group `g`, of `x`.
+#[inline(always)]
 pub fn im2col(geo: &Geometry, x: &[f32], n0: usize, nb: usize, g: usize, cols: &mut [f32]) {
     let (p, hw, width) = (geo.p(), geo.hw(), nb * geo.p());
     let [sy, sx] = geo.stride;
@@ -68,6 +69,7 @@ pub fn im2col(geo: &Geometry, x: &[f32], n0: usize, nb: usize, g: usize, cols: &
 /// without padding): the offset of tap `(i, j)`'s input from its output, `x[q + shift]`
 /// feeding `out[q]` over whole rows, so that a plane's valid rows move as one block
 /// instead of one short copy per row (short `memcpy` calls were most of im2col's time).
+#[inline(always)]
 fn shift(geo: &Geometry, i: usize, j: usize) -> Option<isize> {
     if geo.stride != [1, 1] || geo.ow != geo.w {
         return None;
@@ -79,6 +81,7 @@ fn shift(geo: &Geometry, i: usize, j: usize) -> Option<isize> {
 
 /// The part `a..b` of `lo..hi` whose input `q + shift` lies inside the plane (`0..hw`);
 /// the rest are wrapped columns at the ends, zero in the im2col matrix.
+#[inline(always)]
 fn inside(lo: usize, hi: usize, shift: isize, hw: usize) -> (usize, usize) {
     let a = (lo as isize).max(-shift).min(hi as isize) as usize;
     let b = (hi as isize).min(hw as isize - shift).max(a as isize) as usize;
@@ -87,6 +90,7 @@ fn inside(lo: usize, hi: usize, shift: isize, hw: usize) -> (usize, usize) {
 
 /// Zeros the columns outside `lo..hi` of each row (length `ow`) of `block`, column by
 /// column (strided stores: per-row `fill`s of one or two floats became `memset` calls).
+#[inline(always)]
 fn zero_wrapped(block: &mut [f32], ow: usize, lo: usize, hi: usize) {
     let (lo, hi) = (lo.min(ow), hi.max(lo).min(ow));
     for col in (0..lo).chain(hi..ow) {
@@ -99,6 +103,7 @@ fn zero_wrapped(block: &mut [f32], ow: usize, lo: usize, hi: usize) {
 /// The adjoint of [`im2col`]: adds `cols` back into samples `n0..n0 + nb`, group `g`, of
 /// `dx` (overlapping windows sum). `cols` is scratch: where [`shift`] applies, the
 /// entries that fall outside the image are zeroed so that whole rows add at once.
+#[inline(always)]
 pub fn col2im(
     geo: &Geometry,
     cols: &mut [f32],

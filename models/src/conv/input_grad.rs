@@ -43,6 +43,7 @@ fn transposed(geo: &Geometry) -> Option<Geometry> {
 }
 
 /// `dX` for `dY`, or `None` where the convolution is not one this applies to.
+#[inline(always)]
 pub fn input_grad(geo: &Geometry, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     let t = transposed(geo)?;
     let (cig, cog, kk) = (geo.cin_g(), geo.cout_g(), geo.kh * geo.kw);

@@ -13,6 +13,7 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::flex_op::AdFlex;
+use super::simd::vectorized;
 
 /// The sizes of one pooling: `x [batch, c, h, w]` in windows `[kh, kw]` every `[sy, sx]`
 /// to `y [batch, c, oh, ow]`, `oh = (h - kh) / sy + 1` (floor).
@@ -53,6 +54,7 @@ impl Pool {
     }
 
     /// `(y, argmax)`: each window's maximum and its tap `i kw + j`.
+    #[inline(always)]
     pub fn forward(&self, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
         let (hw, p) = (self.h * self.w, self.oh * self.ow);
         let mut y = vec![0.0f32; self.planes * p];
@@ -84,6 +86,7 @@ impl Pool {
     }
 
     /// The 2x2 stride-2 windows of one plane (LeNet-5's), two input rows at a time.
+    #[inline(always)]
     fn forward_2x2(&self, xp: &[f32], yp: &mut [f32], ap: &mut [u8]) {
         for oy in 0..self.oh {
             let r0 = &xp[2 * oy * self.w..][..2 * self.ow];
@@ -93,10 +96,11 @@ impl Pool {
             let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
             for ((y, a), (t, b)) in out.zip(taps).zip(pairs) {
                 let (mut best, mut tap) = (t[0], 0u8);
+                // Selects, not branches (which tap wins is unpredictable).
                 for (k, v) in [(1, t[1]), (2, b[0]), (3, b[1])] {
-                    if v > best {
-                        (best, tap) = (v, k);
-                    }
+                    let wins = v > best;
+                    best = if wins { v } else { best };
+                    tap = if wins { k } else { tap };
                 }
                 *y = best;
                 *a = tap;
@@ -105,6 +109,7 @@ impl Pool {
     }
 
     /// `dx`: each output's gradient added at its window's argmax.
+    #[inline(always)]
     pub fn backward(&self, arg: &[u8], dy: &[f32]) -> Vec<f32> {
         let (hw, p) = (self.h * self.w, self.oh * self.ow);
         let mut dx = vec![0.0f32; self.planes * hw];
@@ -144,7 +149,10 @@ impl Backward<Flex, 1> for MaxPool {
         let dy = dy
             .as_slice::<f32>()
             .expect("the pooling's gradient is made contiguous f32");
-        let dx = pool.backward(&arg, dy);
+        let dx = vectorized(
+            #[inline(always)]
+            || pool.backward(&arg, dy),
+        );
         let dx = FlexTensor::from_data(TensorData::new(dx, x_dims.to_vec()));
         grads.register::<Flex>(node.id, dx);
     }
@@ -161,9 +169,12 @@ pub fn max_pool2d(
     let pool = Pool::new(x_dims, kernel, stride).filter(|_| x.dtype() == DType::F32)?;
     let x = x.clone().into_primitive().tensor();
     let xp = x.primitive.to_contiguous();
-    let (y, arg) = pool.forward(
-        xp.as_slice::<f32>()
-            .expect("the pooling's input is made contiguous f32"),
+    let xs = xp
+        .as_slice::<f32>()
+        .expect("the pooling's input is made contiguous f32");
+    let (y, arg) = vectorized(
+        #[inline(always)]
+        || pool.forward(xs),
     );
     let [batch, c, ..] = x_dims;
     let y = FlexTensor::from_data(TensorData::new(y, vec![batch, c, pool.oh, pool.ow]));

@@ -12,6 +12,9 @@
 //! has a kernel of its own ([`max_pool2d`]; `max_pool`): burn-flex's element-wise passes
 //! and its 3-D pooling kernel were a large part of what remained of a step.
 //!
+//! The kernels' own loops run compiled for AVX-512 or AVX2 where the CPU has them
+//! (`simd`); `timing` (with `flex`) profiles them by layer and pass.
+//!
 //! Every other backend (CUDA, wgpu, ndarray, Flex without autodiff) keeps burn's
 //! operations: the dispatch is a type test (`Any`), not a trait bound, so the networks
 //! stay generic over `B: Backend`. [`set_enabled`] switches the fast path off (the
@@ -38,8 +41,12 @@ mod input_grad;
 mod max_pool;
 #[cfg(feature = "flex")]
 mod pointwise;
+#[cfg(feature = "flex")]
+mod simd;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
+#[cfg(feature = "flex")]
+pub mod timing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

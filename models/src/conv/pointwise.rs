@@ -42,6 +42,7 @@ fn per_sample(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync 
 }
 
 /// `y = ep(conv(x, w) + b)`.
+#[inline(always)]
 pub fn forward(
     geo: &Geometry,
     x: &[f32],
@@ -62,6 +63,7 @@ pub fn forward(
 }
 
 /// The gradients `(dx, dw)` of `sum(dy * conv(x, w))`, each only when asked for.
+#[inline(always)]
 pub fn backward(
     geo: &Geometry,
     x: &[f32],
