@@ -1,4 +1,4 @@
-//! The Cool-chic file (version 1):
+//! The Cool-chic file (version 2; version 1 is still read):
 //!
 //! ```text
 //! "CC" version:u8  width:varint height:varint
@@ -13,7 +13,10 @@
 //! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); then for each latent
 //! level a flag (uniform bit: 1 = the level is all zeros and has no codes) and, unless
 //! flagged, its integers in raster order, each under the Laplace the ARM computes from its
-//! decoded causal neighbours. Every symbol is in the one stream, so the fields cost what
+//! decoded causal neighbours. The versions differ only in the ARM's arithmetic
+//! ([`SumOrder`]): version 1 sums each output's products left to right, version 2 in
+//! eight partial sums joined by a fixed tree (the same model, a quarter of the dependent
+//! chain per latent; its tables, hence its bytes, differ). Every symbol is in the one stream, so the fields cost what
 //! their information is (an all-zero level: 1 bit).
 //!
 //! An image has at most [`MAX_PIXELS`] pixels (each side at most [`MAX_SIDE`]); the
@@ -26,6 +29,7 @@ use alloc::vec::Vec;
 
 use super::lanes::PackedMlp;
 use super::laplace::Laplace;
+use super::mlp::SumOrder;
 use super::rans::{RansDecoder, RansEncoder};
 use super::{
     Arch, CONTEXT, CodecError, LATENT_MAX, LatentModel, MAX_PIXELS, MAX_SIDE, Mlp, WEIGHT_MAX,
@@ -33,8 +37,19 @@ use super::{
 
 /// The first bytes of every file.
 pub const MAGIC: [u8; 2] = *b"CC";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this code writes (and the newest it reads).
+pub const VERSION: u8 = 2;
+/// The oldest version this code reads.
+pub const OLDEST_VERSION: u8 = 1;
+
+/// The ARM's arithmetic of format `version`, `None` for a version this code does not read.
+pub fn arm_order(version: u8) -> Option<SumOrder> {
+    match version {
+        1 => Some(SumOrder::Sequential),
+        2 => Some(SumOrder::Tree),
+        _ => None,
+    }
+}
 /// Exponents of the weights' steps: `0..WEIGHT_EXPONENTS`.
 pub const WEIGHT_EXPONENTS: u32 = 16;
 /// Scale indices of the weights' Laplace: `0..WEIGHT_SCALES`.
@@ -227,9 +242,10 @@ fn tensor_lengths(mlp: &Mlp) -> Vec<usize> {
 /// The level is kept with a border of zeros (2 rows above, 2 columns each side), so every
 /// context is the same fixed offsets into it, with no bounds checks: the values are those
 /// of [`super::context_of`] (zeros outside the grid). The ARM runs in lanes
-/// ([`PackedMlp::forward_one`], the reference's bits).
+/// ([`PackedMlp::forward_one_in`], the reference's bits) in the version's `order`.
 fn walk_level(
     arm: &PackedMlp,
+    order: SumOrder,
     context: usize,
     rows: usize,
     cols: usize,
@@ -252,7 +268,7 @@ fn walk_level(
             for (c, &o) in ctx.iter_mut().zip(&offsets) {
                 *c = grid[at.wrapping_add_signed(o)];
             }
-            let d = model.distribution(arm.forward_one(&ctx, &mut scratch));
+            let d = model.distribution(arm.forward_one_in(order, &ctx, &mut scratch));
             let i = y * cols + x;
             let v = visit(&d, i)?;
             values[i] = v;
@@ -262,11 +278,21 @@ fn walk_level(
     Ok(values)
 }
 
-/// Writes `c` as a file.
+/// Writes `c` as a file (of [`VERSION`]).
 ///
 /// # Errors
 /// A shape the format cannot hold, tensors that do not fit it, or latents out of range.
 pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
+    encode_version(c, VERSION)
+}
+
+/// [`encode`] as format `version` writes it (an older one: for tests of the readers of
+/// old files).
+///
+/// # Errors
+/// As [`encode`], and a version this code does not write.
+pub fn encode_version(c: &CoolChic, version: u8) -> Result<Vec<u8>, CodecError> {
+    let order = arm_order(version).ok_or(CodecError::UnsupportedVersion(version))?;
     let h = &c.header;
     let arch = &h.arch;
     arch.validate()
@@ -284,7 +310,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
     c.synthesis_mlp()?;
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     varint(&mut out, h.width);
     varint(&mut out, h.height);
     out.push(arch.levels as u8);
@@ -308,7 +334,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
         let zero = level.iter().all(|&v| v == 0);
         enc.put_uniform(u32::from(zero), 2)?;
         if !zero {
-            walk_level(&arm, arch.context, rows, cols, |d, i| {
+            walk_level(&arm, order, arch.context, rows, cols, |d, i| {
                 d.encode(level[i], &mut enc)?;
                 Ok(level[i])
             })?;
@@ -347,9 +373,7 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
     }
     let mut r = Reader { bytes, at: 2 };
     let version = r.byte()?;
-    if version != VERSION {
-        return Err(CodecError::UnsupportedVersion(version));
-    }
+    let order = arm_order(version).ok_or(CodecError::UnsupportedVersion(version))?;
     let (width, height) = (r.varint()?, r.varint()?);
     if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
         return Err(CodecError::Corrupt("the image size"));
@@ -407,7 +431,7 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
         let level = if dec.get_uniform(2)? == 1 {
             vec![0; rows * cols]
         } else {
-            walk_level(&arm, c.header.arch.context, rows, cols, |d, _| {
+            walk_level(&arm, order, c.header.arch.context, rows, cols, |d, _| {
                 d.decode(&mut dec)
             })?
         };

@@ -26,7 +26,7 @@ pub mod rans;
 pub mod synthesis;
 
 pub use file::{CoolChic, Header, decode, decode_with_limit, encode};
-pub use mlp::{Dense, Mlp};
+pub use mlp::{Dense, Mlp, SumOrder};
 
 use core::fmt;
 
@@ -193,7 +193,8 @@ pub fn context_of(grid: &[f32], rows: usize, cols: usize, y: usize, x: usize, ou
     }
 }
 
-/// The Laplace the ARM's output `(mu, log b)` stands for.
+/// The Laplace the ARM's output `(mu, log b)` stands for (the ARM evaluated in the
+/// file's [`SumOrder`]: [`Mlp::forward_tree`] for the files [`encode`] writes).
 pub fn latent_distribution(out: &[f32]) -> laplace::Laplace {
     LatentModel::new().distribution(out)
 }
