@@ -473,7 +473,7 @@ mod tests {
             for y in 0..rows {
                 for x in 0..cols {
                     context_of(&grid, rows, cols, y, x, &mut ctx);
-                    let d = latent_distribution(arm.forward_tree(&ctx, &mut a, &mut b));
+                    let d = latent_distribution(arm.forward(&ctx, &mut a, &mut b));
                     real += d.bits(level[y * cols + x]);
                 }
             }

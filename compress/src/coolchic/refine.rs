@@ -77,7 +77,7 @@ fn code_lengths(file: &CoolChic) -> Result<Vec<Vec<[f64; 3]>>, CompressError> {
             for y in 0..rows {
                 for x in 0..cols {
                     context_of(&grid, rows, cols, y, x, &mut ctx);
-                    let d = latent_distribution(arm.forward_tree(&ctx, &mut a, &mut b));
+                    let d = latent_distribution(arm.forward(&ctx, &mut a, &mut b));
                     let v = codes[y * cols + x];
                     out.push([d.bits(v - 1), d.bits(v), d.bits(v + 1)]);
                 }

@@ -1,5 +1,4 @@
-//! The codec's networks evaluated in SIMD lanes, bit for bit as [`Mlp::forward`] (and, for
-//! the version-2 ARM, [`Mlp::forward_tree`]) does.
+//! The codec's networks evaluated in SIMD lanes, bit for bit as [`Mlp::forward`] does.
 //!
 //! Why this is exact: [`Mlp::forward`] computes every output as `bias`, then `+ w * x`
 //! for each input in order, in `f32` with no fused multiply-add (Rust never contracts
@@ -16,19 +15,11 @@
 //! the same bits; `tests` check it against [`Mlp::forward`]. With `std` on x86-64 the
 //! loops are also compiled for AVX2 and picked at run time (AVX2 only, no FMA: a fused
 //! multiply-add rounds once and would change the bits).
-//!
-//! [`PackedMlp::forward_one_tree`] is the version-2 ARM ([`SumOrder::Tree`]): each
-//! output's eight partial sums are eight independent chains, so a wide layer keeps 8
-//! accumulators per group of 8 outputs (lane `k` of accumulator `j` is output `k`'s
-//! partial sum `p_j`), and a layer of fewer than 8 outputs (the ARM's last) takes each
-//! output's dot product across the lanes (lane `k` is `p_k`), joined by shuffles in the
-//! tree's order.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use super::Mlp;
-use super::mlp::{SumOrder, TREE_LANES, tree8};
 
 /// Lanes of one vector: 8 `f32` (an AVX2 register; two SSE registers; scalar on a
 /// Cortex-M4).
@@ -55,9 +46,6 @@ struct PackedLayer {
     w: Vec<f32>,
     /// The reference's biases.
     b: Vec<f32>,
-    /// The reference's weights with each row padded with zeros to whole lanes:
-    /// `[outputs][ceil(inputs / LANES) * LANES]` (for the tree's dot products).
-    wh: Vec<f32>,
 }
 
 /// An [`Mlp`] laid out for lane-parallel evaluation. Same results as the [`Mlp`].
@@ -101,13 +89,12 @@ impl PackedMlp {
                     bias,
                     w: l.weight.clone(),
                     b: l.bias.clone(),
-                    wh: padded_rows(l.inputs, &l.weight),
                 }
             })
             .collect();
         let width = layers
             .iter()
-            .map(|l| l.inputs.next_multiple_of(LANES).max(l.groups * LANES))
+            .map(|l| l.inputs.max(l.groups * LANES))
             .max()
             .unwrap_or(0);
         Self {
@@ -148,25 +135,6 @@ impl PackedMlp {
         forward_one_body(self, x, s)
     }
 
-    /// [`PackedMlp::forward_one`] in [`SumOrder::Tree`] (bit for bit
-    /// [`Mlp::forward_tree`]).
-    pub fn forward_one_tree<'s>(&self, x: &[f32], s: &'s mut Scratch) -> &'s [f32] {
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        if self.avx2 {
-            // SAFETY: the CPU has AVX2 (checked in `new`).
-            return unsafe { avx2::forward_one_tree(self, x, s) };
-        }
-        forward_one_tree_body(self, x, s)
-    }
-
-    /// [`PackedMlp::forward_one`] or [`PackedMlp::forward_one_tree`], as `order` says.
-    pub fn forward_one_in<'s>(&self, order: SumOrder, x: &[f32], s: &'s mut Scratch) -> &'s [f32] {
-        match order {
-            SumOrder::Sequential => self.forward_one(x, s),
-            SumOrder::Tree => self.forward_one_tree(x, s),
-        }
-    }
-
     /// The network on [`BATCH`] inputs side by side: input `i` of position `p` is
     /// `x[i * stride + p]` (`stride >= BATCH`: e.g. one plane per input), the result
     /// `[outputs][BATCH]`.
@@ -182,40 +150,6 @@ impl PackedMlp {
         }
         forward_batch_body(self, x, stride, s)
     }
-}
-
-/// `weight` (`[outputs][inputs]`) with each row padded with zeros to whole lanes.
-fn padded_rows(inputs: usize, weight: &[f32]) -> Vec<f32> {
-    let n = inputs.next_multiple_of(LANES);
-    let mut out = Vec::with_capacity(weight.len() / inputs.max(1) * n);
-    for row in weight.chunks_exact(inputs.max(1)) {
-        out.extend_from_slice(row);
-        out.resize(out.len() + n - row.len(), 0.0);
-    }
-    out
-}
-
-/// [`Mlp::forward_tree`] on the packed layers, scalar (the portable path: a Cortex-M).
-fn forward_one_tree_body<'s>(m: &PackedMlp, x: &[f32], s: &'s mut Scratch) -> &'s [f32] {
-    let (mut src, mut dst) = (&mut s.a[..m.width], &mut s.b[..m.width]);
-    src[..x.len()].copy_from_slice(x);
-    let last = m.layers.len() - 1;
-    for (k, l) in m.layers.iter().enumerate() {
-        for ((d, row), &bias) in dst
-            .iter_mut()
-            .zip(l.w.chunks_exact(l.inputs.max(1)))
-            .zip(&l.b)
-        {
-            let mut p = [0.0f32; TREE_LANES];
-            for (i, (w, v)) in row.iter().zip(&src[..l.inputs]).enumerate() {
-                p[i % TREE_LANES] += w * v;
-            }
-            let acc = bias + tree8(&p);
-            *d = if k < last { relu(acc) } else { acc };
-        }
-        core::mem::swap(&mut src, &mut dst);
-    }
-    &src[..m.outputs()]
 }
 
 /// The reference's ReLU (`acc < 0 -> 0`; NaN and -0 pass unchanged), as it is written there.
@@ -324,109 +258,11 @@ mod avx2 {
     //! `vmulss`/`vaddss` with spills).
 
     use core::arch::x86_64::{
-        __m256, _CMP_LT_OQ, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps,
-        _mm_shuffle_ps, _mm256_add_ps, _mm256_andnot_ps, _mm256_castps256_ps128,
-        _mm256_cmp_ps, _mm256_extractf128_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
-        _mm256_setzero_ps, _mm256_storeu_ps,
+        __m256, _CMP_LT_OQ, _mm256_add_ps, _mm256_andnot_ps, _mm256_cmp_ps, _mm256_loadu_ps,
+        _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
     };
 
     use super::{BATCH, LANES, PackedLayer, PackedMlp, Scratch, layer_one_any};
-
-    /// The tree's join of 8 accumulators (`((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`).
-    #[target_feature(enable = "avx2")]
-    fn join(a: &[__m256; 8]) -> __m256 {
-        let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
-        let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
-        _mm256_add_ps(lo, hi)
-    }
-
-    /// A layer of at least 8 outputs in the tree's order: per group of 8 outputs, 8
-    /// accumulators (accumulator `j` holds the partial sums `p_j` of the group's outputs),
-    /// input `i` into accumulator `i % 8`.
-    #[target_feature(enable = "avx2")]
-    fn tree_layer(l: &PackedLayer, x: &[f32], relu_out: bool, out: &mut [f32]) {
-        let (n, groups) = (l.inputs, l.groups);
-        assert!(l.wt.len() == n * groups && l.bias.len() == groups && x.len() >= n);
-        assert!(out.len() >= groups * LANES);
-        // SAFETY: input `i`'s weight load reads lane `i * groups + g < n * groups` of `l.wt`
-        // (`i < n`, checked), each store 8 floats of `out` (long enough, checked).
-        unsafe {
-            let w = l.wt.as_ptr();
-            for g in 0..groups {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                let mut i = 0;
-                while i + 8 <= n {
-                    for (k, a) in acc.iter_mut().enumerate() {
-                        let wk = _mm256_loadu_ps((*w.add((i + k) * groups + g)).as_ptr());
-                        *a = _mm256_add_ps(*a, _mm256_mul_ps(wk, _mm256_set1_ps(x[i + k])));
-                    }
-                    i += 8;
-                }
-                for (k, a) in acc.iter_mut().enumerate() {
-                    if i + k < n {
-                        let wk = _mm256_loadu_ps((*w.add((i + k) * groups + g)).as_ptr());
-                        *a = _mm256_add_ps(*a, _mm256_mul_ps(wk, _mm256_set1_ps(x[i + k])));
-                    }
-                }
-                let v = _mm256_add_ps(_mm256_loadu_ps(l.bias[g].as_ptr()), join(&acc));
-                let v = if relu_out { relu(v) } else { v };
-                _mm256_storeu_ps(out.as_mut_ptr().add(g * LANES), v);
-            }
-        }
-    }
-
-    /// A layer of fewer than 8 outputs in the tree's order: per output, its dot product in
-    /// lanes (lane `k` is `p_k`: inputs `k`, `k + 8`, ...), the lanes joined by shuffles
-    /// (`k + 4`, then `k + 2`, then `1`). `x` holds zeros past the inputs to whole lanes.
-    #[target_feature(enable = "avx2")]
-    fn tree_dot(l: &PackedLayer, x: &[f32], relu_out: bool, out: &mut [f32]) {
-        let nb = l.inputs.div_ceil(LANES);
-        assert!(l.wh.len() == l.outputs * nb * LANES && l.b.len() == l.outputs);
-        assert!(x.len() >= nb * LANES && out.len() >= l.groups * LANES);
-        // SAFETY: the loads read `l.wh[(o * nb + b) * 8..][..8]` and `x[b * 8..][..8]`,
-        // `o < outputs`, `b < nb` (lengths checked above).
-        unsafe {
-            for (o, &bias) in l.b.iter().enumerate() {
-                let mut v = _mm256_setzero_ps();
-                for b in 0..nb {
-                    let w = _mm256_loadu_ps(l.wh.as_ptr().add((o * nb + b) * LANES));
-                    let xb = _mm256_loadu_ps(x.as_ptr().add(b * LANES));
-                    v = _mm256_add_ps(v, _mm256_mul_ps(w, xb));
-                }
-                // [p0 + p4, p1 + p5, p2 + p6, p3 + p7]
-                let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-                // [q0 + q2, q1 + q3, ..]
-                let r = _mm_add_ps(q, _mm_movehl_ps(q, q));
-                // r0 + r1
-                let t = _mm_cvtss_f32(_mm_add_ss(r, _mm_shuffle_ps::<1>(r, r)));
-                let acc = bias + t;
-                out[o] = if relu_out { super::relu(acc) } else { acc };
-            }
-        }
-        out[l.outputs..l.groups * LANES].fill(0.0);
-    }
-
-    #[target_feature(enable = "avx2")]
-    pub(super) fn forward_one_tree<'s>(
-        m: &PackedMlp,
-        x: &[f32],
-        s: &'s mut Scratch,
-    ) -> &'s [f32] {
-        let (mut src, mut dst) = (&mut s.a[..m.width], &mut s.b[..m.width]);
-        let n = x.len();
-        src[..n].copy_from_slice(x);
-        src[n..n.next_multiple_of(LANES)].fill(0.0);
-        let last = m.layers.len() - 1;
-        for (k, l) in m.layers.iter().enumerate() {
-            if l.outputs < LANES {
-                tree_dot(l, src, k < last, dst);
-            } else {
-                tree_layer(l, src, k < last, dst);
-            }
-            core::mem::swap(&mut src, &mut dst);
-        }
-        &src[..m.outputs()]
-    }
 
     /// `v < 0 ? 0 : v` per lane (NaN and -0 pass, as in the reference).
     #[target_feature(enable = "avx2")]
@@ -587,77 +423,6 @@ mod tests {
                     .map(|v| v.to_bits())
                     .collect();
                 assert_eq!(got, want, "shape {i}->{h:?}->{o}, input {t}");
-            }
-        }
-    }
-
-    #[test]
-    fn one_position_in_the_tree_order_gives_the_reference_bits() {
-        for (seed, &(i, h, o)) in SHAPES.iter().enumerate() {
-            let m = random_mlp(i, h, o, seed as u32 + 31);
-            let p = PackedMlp::new(&m);
-            let mut s = p.scratch();
-            let (mut a, mut b) = (vec![0.0; m.max_width()], vec![0.0; m.max_width()]);
-            let mut differs = 0;
-            for t in 0..200 {
-                let x = inputs(i, 7000 * seed as u32 + t);
-                let want: Vec<u32> = m
-                    .forward_tree(&x, &mut a, &mut b)
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
-                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
-                assert_eq!(bits(p.forward_one_tree(&x, &mut s)), want, "{i}->{h:?}->{o}, {t}");
-                assert_eq!(
-                    bits(forward_one_tree_body(&p, &x, &mut s)),
-                    want,
-                    "portable {i}->{h:?}->{o}, {t}"
-                );
-                let seq = bits(m.forward(&x, &mut a, &mut b));
-                differs += usize::from(seq != want);
-            }
-            // The order matters (else the format version would not need to change).
-            if i >= 4 {
-                assert!(differs > 0, "{i}->{h:?}->{o}: the tree never rounds differently");
-            }
-        }
-    }
-
-    /// The tree order against the same network in `f64` (an independent definition of
-    /// the sum): `f32` rounding only.
-    #[test]
-    fn the_tree_order_is_the_network_within_f32_rounding() {
-        for (seed, &(i, h, o)) in SHAPES.iter().enumerate() {
-            let m = random_mlp(i, h, o, seed as u32 + 51);
-            let (mut a, mut b) = (vec![0.0; m.max_width()], vec![0.0; m.max_width()]);
-            for t in 0..50 {
-                let x = inputs(i, 9000 * seed as u32 + t);
-                let got = m.forward_tree(&x, &mut a, &mut b).to_vec();
-                let mut v: Vec<f64> = x.iter().map(|&x| f64::from(x)).collect();
-                let mut scale = v.iter().fold(0.0f64, |s, x| s.max(x.abs()));
-                let last = m.layers.len() - 1;
-                for (k, l) in m.layers.iter().enumerate() {
-                    let mut next = Vec::with_capacity(l.outputs);
-                    let mut mag = 0.0f64;
-                    for (row, &bias) in l.weight.chunks_exact(l.inputs).zip(&l.bias) {
-                        let mut s = f64::from(bias);
-                        let mut abs = f64::from(bias).abs();
-                        for (w, x) in row.iter().zip(&v) {
-                            s += f64::from(*w) * x;
-                            abs += (f64::from(*w) * x).abs();
-                        }
-                        mag = mag.max(abs);
-                        next.push(if k < last { s.max(0.0) } else { s });
-                    }
-                    scale = scale.max(mag);
-                    v = next;
-                }
-                for (g, w) in got.iter().zip(&v) {
-                    assert!(
-                        (f64::from(*g) - w).abs() <= 1e-5 * scale,
-                        "{i}->{h:?}->{o}: {g} vs {w} (scale {scale})"
-                    );
-                }
             }
         }
     }

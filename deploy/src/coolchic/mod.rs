@@ -26,7 +26,7 @@ pub mod rans;
 pub mod synthesis;
 
 pub use file::{CoolChic, Header, decode, decode_with_limit, encode};
-pub use mlp::{Dense, Mlp, SumOrder};
+pub use mlp::{Dense, Mlp};
 
 use core::fmt;
 
@@ -205,21 +205,33 @@ pub fn latent_distribution(out: &[f32]) -> laplace::Laplace {
 pub struct LatentModel {
     log_min: f32,
     log_max: f32,
+    cdf: laplace::Cdf,
 }
 
 impl LatentModel {
-    /// The bounds of the ARM's log-scale output.
+    /// The bounds of the ARM's log-scale output; the current format's tables.
     pub fn new() -> Self {
+        Self::with_cdf(laplace::Cdf::Poly)
+    }
+
+    /// [`LatentModel::new`] with the tables of `cdf` (`b = e^(log b)` by the same
+    /// exponential: `libm::expf` or [`laplace::exp_poly`]).
+    pub fn with_cdf(cdf: laplace::Cdf) -> Self {
         Self {
             log_min: libm::logf(laplace::MIN_SCALE),
             log_max: libm::logf(laplace::MAX_SCALE),
+            cdf,
         }
     }
 
     /// The Laplace the ARM's output `(mu, log b)` stands for.
     pub fn distribution(&self, out: &[f32]) -> laplace::Laplace {
         let log_b = out[1].clamp(self.log_min, self.log_max);
-        laplace::Laplace::new(out[0], libm::expf(log_b), LATENT_MAX)
+        let b = match self.cdf {
+            laplace::Cdf::Libm => libm::expf(log_b),
+            laplace::Cdf::Poly => laplace::exp_poly(log_b),
+        };
+        laplace::Laplace::with_cdf(out[0], b, LATENT_MAX, self.cdf)
     }
 }
 
