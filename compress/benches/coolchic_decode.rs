@@ -57,9 +57,9 @@ fn main() {
                 assert_eq!(rgb.len(), w * h * 3);
                 assert!(c == file, "the decoded file is the encoded one");
                 std::hint::black_box(rgb);
-                for (b, v) in best
-                    .iter_mut()
-                    .zip([[c1 - c0, t1], [c2 - c1, t2 - t1], [c2 - c0, t2]])
+                for (b, v) in
+                    best.iter_mut()
+                        .zip([[c1 - c0, t1], [c2 - c1, t2 - t1], [c2 - c0, t2]])
                 {
                     b[0] = b[0].min(v[0]);
                     b[1] = b[1].min(v[1]);

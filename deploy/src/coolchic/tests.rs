@@ -204,8 +204,10 @@ fn the_version_2_bitstream_is_that_of_its_scalar_reference() {
     );
 }
 
-const V2_FINGERPRINTS: [(usize, u32, u32); 2] =
-    [(854, 1_420_812_135, 2_153_211_933), (7569, 2_950_603_299, 71_027_839)];
+const V2_FINGERPRINTS: [(usize, u32, u32); 2] = [
+    (854, 1_420_812_135, 2_153_211_933),
+    (7569, 2_950_603_299, 71_027_839),
+];
 
 #[test]
 fn an_unknown_version_is_refused_by_name() {
