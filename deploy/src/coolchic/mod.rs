@@ -15,8 +15,9 @@
 //! Determinism: the ARM's output decides the entropy decoder's tables, so a single bit of
 //! difference between encoder and decoder desynchronises the stream. Both run the *same*
 //! code ([`file::encode`] calls the ARM of this module on the quantised latents and
-//! weights), in `f32` in a fixed order with `libm`'s software `expf`, so on every
-//! IEEE-754 machine (host or Cortex-M) the tables match bit for bit.
+//! weights), in `f32` in a fixed order, with [`laplace::exp_poly`] (plain `f32` operations;
+//! format version 2) or `libm`'s software `expf` (version 1), so on every IEEE-754 machine
+//! (host or Cortex-M) the tables match bit for bit.
 
 pub mod file;
 pub mod lanes;
@@ -193,8 +194,8 @@ pub fn context_of(grid: &[f32], rows: usize, cols: usize, y: usize, x: usize, ou
     }
 }
 
-/// The Laplace the ARM's output `(mu, log b)` stands for (the ARM evaluated in the
-/// file's [`SumOrder`]: [`Mlp::forward_tree`] for the files [`encode`] writes).
+/// The Laplace the ARM's output `(mu, log b)` stands for, with the tables of the files
+/// [`encode`] writes ([`LatentModel::with_cdf`] for another version's).
 pub fn latent_distribution(out: &[f32]) -> laplace::Laplace {
     LatentModel::new().distribution(out)
 }
