@@ -7,6 +7,10 @@
 //! nonzero, small): decode time depends on the shapes, not on the values, except for the
 //! rANS symbols' count, which is every latent either way.
 //!
+//! Each file is timed in the current format version and in version 1 (the same content,
+//! the ARM summed left to right instead of in a tree), one after the other in every round,
+//! so their ratio is measured under the same load.
+//!
 //! Two clocks: wall time, and the thread's CPU time (`/proc/thread-self/schedstat`, ns
 //! on the CPU): on a shared, loaded machine the wall time counts the time other processes
 //! held the core, the CPU time is what one core spends decoding. Best of the rounds each.
@@ -16,7 +20,8 @@
 use std::time::Instant;
 
 use tether_deploy::coolchic::file::QTensor;
-use tether_deploy::coolchic::{Arch, CoolChic, Header, Mlp, decode, encode, synthesis};
+use tether_deploy::coolchic::file::{VERSION, encode_version};
+use tether_deploy::coolchic::{Arch, CoolChic, Header, Mlp, decode, synthesis};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -28,45 +33,54 @@ fn main() {
         .unwrap_or(3usize);
     let (w, h) = (768, 512);
     println!(
-        "| budget (bpp) | shape (ARM; synthesis) | MACs/pixel | file bytes | entropy decode: CPU (wall) ms | render: CPU (wall) ms | total: CPU (wall) ms, best of {rounds} |"
+        "| budget (bpp) | version | shape (ARM; synthesis) | MACs/pixel | file bytes | entropy decode: CPU (wall) ms | render: CPU (wall) ms | total: CPU (wall) ms, best of {rounds} |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for bpp in [0.15, 0.3, 0.6] {
         let budget = (bpp * (w * h) as f64) as usize;
         let arch = tether_compress::coolchic::arch_for(budget, w, h).expect("an arch");
         let file = random_file(w, h, &arch);
-        let bytes = encode(&file).expect("encodes");
-        // [entropy, render, total] x [cpu, wall], seconds.
-        let mut best = [[f64::INFINITY; 2]; 3];
+        let versions = [VERSION, 1];
+        let files: Vec<Vec<u8>> = versions
+            .iter()
+            .map(|&v| encode_version(&file, v).expect("encodes"))
+            .collect();
+        // [version][entropy, render, total] x [cpu, wall], seconds.
+        let mut best = [[[f64::INFINITY; 2]; 3]; 2];
         for _ in 0..rounds {
-            let (c0, t) = (cpu_seconds(), Instant::now());
-            let c = decode(&bytes).expect("decodes");
-            let (c1, t1) = (cpu_seconds(), t.elapsed().as_secs_f64());
-            let rgb = synthesis::render(&c).expect("renders");
-            let (c2, t2) = (cpu_seconds(), t.elapsed().as_secs_f64());
-            assert_eq!(rgb.len(), w * h * 3);
-            std::hint::black_box(rgb);
-            for (b, v) in best
-                .iter_mut()
-                .zip([[c1 - c0, t1], [c2 - c1, t2 - t1], [c2 - c0, t2]])
-            {
-                b[0] = b[0].min(v[0]);
-                b[1] = b[1].min(v[1]);
+            for (bytes, best) in files.iter().zip(best.iter_mut()) {
+                let (c0, t) = (cpu_seconds(), Instant::now());
+                let c = decode(bytes).expect("decodes");
+                let (c1, t1) = (cpu_seconds(), t.elapsed().as_secs_f64());
+                let rgb = synthesis::render(&c).expect("renders");
+                let (c2, t2) = (cpu_seconds(), t.elapsed().as_secs_f64());
+                assert_eq!(rgb.len(), w * h * 3);
+                assert!(c == file, "the decoded file is the encoded one");
+                std::hint::black_box(rgb);
+                for (b, v) in
+                    best.iter_mut()
+                        .zip([[c1 - c0, t1], [c2 - c1, t2 - t1], [c2 - c0, t2]])
+                {
+                    b[0] = b[0].min(v[0]);
+                    b[1] = b[1].min(v[1]);
+                }
             }
         }
         let ms = |b: [f64; 2]| format!("{:.0} ({:.0})", b[0] * 1e3, b[1] * 1e3);
-        println!(
-            "| {bpp} | {}->{:?}->2; {}->{:?}->3 | {:.0} | {} | {} | {} | {} |",
-            arch.context,
-            arch.arm_hidden,
-            arch.levels,
-            arch.synth_hidden,
-            arch.macs_per_pixel(w, h),
-            bytes.len(),
-            ms(best[0]),
-            ms(best[1]),
-            ms(best[2]),
-        );
+        for ((v, bytes), best) in versions.iter().zip(&files).zip(best) {
+            println!(
+                "| {bpp} | {v} | {}->{:?}->2; {}->{:?}->3 | {:.0} | {} | {} | {} | {} |",
+                arch.context,
+                arch.arm_hidden,
+                arch.levels,
+                arch.synth_hidden,
+                arch.macs_per_pixel(w, h),
+                bytes.len(),
+                ms(best[0]),
+                ms(best[1]),
+                ms(best[2]),
+            );
+        }
     }
 }
 

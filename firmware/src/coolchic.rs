@@ -3,7 +3,7 @@
 //! `no_std` decoder the host runs (`tether_deploy::coolchic`), and prints every pixel.
 //!
 //! Why print the pixels and not a score: the codec's claim is that its decoder is
-//! float-deterministic, so a Cortex-M4F (scalar FPU code, `libm`) and an x86-64 host (AVX2
+//! float-deterministic, so a Cortex-M4F (scalar FPU code) and an x86-64 host (AVX2
 //! lanes) decode *the same bytes*; `tests/tests/firmware_qemu.rs` compares them all.
 
 use alloc::string::String;
@@ -13,7 +13,8 @@ use cortex_m_semihosting::hprintln;
 use tether_deploy::coolchic::{CodecError, decode, synthesis};
 
 /// The file, from `tether-compress encode kodim23.png -o kodim23-96x64.cc --downscale 8
-/// --method coolchic --bpp 2 --steps 1000` (README.md).
+/// --method coolchic --bpp 2 --steps 1000`, rewritten as format version 2 by
+/// `tether-deploy`'s `coolchic_transcode` example (README.md).
 static FILE: &[u8] = include_bytes!("../assets/kodim23-96x64.cc");
 
 /// Decodes [`FILE`] and prints its size, shape, decode cost and pixels (one line per row,

@@ -1,4 +1,4 @@
-//! The Cool-chic file (version 1):
+//! The Cool-chic file (version 2; version 1 is still read):
 //!
 //! ```text
 //! "CC" version:u8  width:varint height:varint
@@ -13,7 +13,10 @@
 //! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); then for each latent
 //! level a flag (uniform bit: 1 = the level is all zeros and has no codes) and, unless
 //! flagged, its integers in raster order, each under the Laplace the ARM computes from its
-//! decoded causal neighbours. Every symbol is in the one stream, so the fields cost what
+//! decoded causal neighbours. The versions differ only in how the Laplace tables are
+//! computed ([`Cdf`]): version 1 with `libm::expf` and a division per CDF, version 2 with
+//! [`super::laplace::exp_poly`] and one reciprocal per table (the same model and image;
+//! the tables, hence the bytes, differ by rounding). Every symbol is in the one stream, so the fields cost what
 //! their information is (an all-zero level: 1 bit).
 //!
 //! An image has at most [`MAX_PIXELS`] pixels (each side at most [`MAX_SIDE`]); the
@@ -25,7 +28,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::lanes::PackedMlp;
-use super::laplace::Laplace;
+use super::laplace::{Cdf, Laplace};
 use super::rans::{RansDecoder, RansEncoder};
 use super::{
     Arch, CONTEXT, CodecError, LATENT_MAX, LatentModel, MAX_PIXELS, MAX_SIDE, Mlp, WEIGHT_MAX,
@@ -33,8 +36,19 @@ use super::{
 
 /// The first bytes of every file.
 pub const MAGIC: [u8; 2] = *b"CC";
-/// The format version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this code writes (and the newest it reads).
+pub const VERSION: u8 = 2;
+/// The oldest version this code reads.
+pub const OLDEST_VERSION: u8 = 1;
+
+/// The tables of format `version`, `None` for a version this code does not read.
+pub fn tables(version: u8) -> Option<Cdf> {
+    match version {
+        1 => Some(Cdf::Libm),
+        2 => Some(Cdf::Poly),
+        _ => None,
+    }
+}
 /// Exponents of the weights' steps: `0..WEIGHT_EXPONENTS`.
 pub const WEIGHT_EXPONENTS: u32 = 16;
 /// Scale indices of the weights' Laplace: `0..WEIGHT_SCALES`.
@@ -181,10 +195,10 @@ fn weight_scale(k: u32) -> f32 {
     libm::exp2f(k as f32 / 4.0 - 1.0)
 }
 
-fn encode_tensor(t: &QTensor, enc: &mut RansEncoder) -> Result<(), CodecError> {
+fn encode_tensor(t: &QTensor, cdf: Cdf, enc: &mut RansEncoder) -> Result<(), CodecError> {
     // The scale index that codes these integers in the fewest bits.
     let bits = |k: u32| -> f64 {
-        let d = Laplace::new(0.0, weight_scale(k), WEIGHT_MAX);
+        let d = Laplace::with_cdf(0.0, weight_scale(k), WEIGHT_MAX, cdf);
         t.codes.iter().map(|&c| d.bits(c)).sum()
     };
     let k = (0..WEIGHT_SCALES)
@@ -192,7 +206,7 @@ fn encode_tensor(t: &QTensor, enc: &mut RansEncoder) -> Result<(), CodecError> {
         .expect("scales");
     enc.put_uniform(t.exponent, WEIGHT_EXPONENTS)?;
     enc.put_uniform(k, WEIGHT_SCALES)?;
-    let d = Laplace::new(0.0, weight_scale(k), WEIGHT_MAX);
+    let d = Laplace::with_cdf(0.0, weight_scale(k), WEIGHT_MAX, cdf);
     for &c in &t.codes {
         if c.abs() > WEIGHT_MAX {
             return Err(CodecError::Model("a weight code out of range"));
@@ -202,12 +216,13 @@ fn encode_tensor(t: &QTensor, enc: &mut RansEncoder) -> Result<(), CodecError> {
     Ok(())
 }
 
-fn decode_tensor(len: usize, dec: &mut RansDecoder<'_>) -> Result<QTensor, CodecError> {
+fn decode_tensor(len: usize, cdf: Cdf, dec: &mut RansDecoder<'_>) -> Result<QTensor, CodecError> {
     let exponent = dec.get_uniform(WEIGHT_EXPONENTS)?;
-    let d = Laplace::new(
+    let d = Laplace::with_cdf(
         0.0,
         weight_scale(dec.get_uniform(WEIGHT_SCALES)?),
         WEIGHT_MAX,
+        cdf,
     );
     let codes = (0..len).map(|_| d.decode(dec)).collect::<Result<_, _>>()?;
     Ok(QTensor { exponent, codes })
@@ -227,9 +242,10 @@ fn tensor_lengths(mlp: &Mlp) -> Vec<usize> {
 /// The level is kept with a border of zeros (2 rows above, 2 columns each side), so every
 /// context is the same fixed offsets into it, with no bounds checks: the values are those
 /// of [`super::context_of`] (zeros outside the grid). The ARM runs in lanes
-/// ([`PackedMlp::forward_one`], the reference's bits).
+/// ([`PackedMlp::forward_one`], the reference's bits); the tables are the version's `cdf`.
 fn walk_level(
     arm: &PackedMlp,
+    cdf: Cdf,
     context: usize,
     rows: usize,
     cols: usize,
@@ -243,7 +259,7 @@ fn walk_level(
         .map(|&(dy, dx)| dy as isize * stride as isize + dx as isize)
         .collect();
     let mut values = vec![0i32; rows * cols];
-    let model = LatentModel::new();
+    let model = LatentModel::with_cdf(cdf);
     let mut scratch = arm.scratch();
     let mut ctx = vec![0.0; context];
     for y in 0..rows {
@@ -262,11 +278,21 @@ fn walk_level(
     Ok(values)
 }
 
-/// Writes `c` as a file.
+/// Writes `c` as a file (of [`VERSION`]).
 ///
 /// # Errors
 /// A shape the format cannot hold, tensors that do not fit it, or latents out of range.
 pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
+    encode_version(c, VERSION)
+}
+
+/// [`encode`] as format `version` writes it (an older one: for tests of the readers of
+/// old files).
+///
+/// # Errors
+/// As [`encode`], and a version this code does not write.
+pub fn encode_version(c: &CoolChic, version: u8) -> Result<Vec<u8>, CodecError> {
+    let cdf = tables(version).ok_or(CodecError::UnsupportedVersion(version))?;
     let h = &c.header;
     let arch = &h.arch;
     arch.validate()
@@ -284,7 +310,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
     c.synthesis_mlp()?;
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     varint(&mut out, h.width);
     varint(&mut out, h.height);
     out.push(arch.levels as u8);
@@ -295,7 +321,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
     }
     let mut enc = RansEncoder::new();
     for t in c.arm.iter().chain(&c.synthesis) {
-        encode_tensor(t, &mut enc)?;
+        encode_tensor(t, cdf, &mut enc)?;
     }
     for (l, level) in c.latents.iter().enumerate() {
         let (rows, cols) = Arch::level_size(h.width, h.height, l);
@@ -308,7 +334,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
         let zero = level.iter().all(|&v| v == 0);
         enc.put_uniform(u32::from(zero), 2)?;
         if !zero {
-            walk_level(&arm, arch.context, rows, cols, |d, i| {
+            walk_level(&arm, cdf, arch.context, rows, cols, |d, i| {
                 d.encode(level[i], &mut enc)?;
                 Ok(level[i])
             })?;
@@ -323,7 +349,7 @@ pub fn encode(c: &CoolChic) -> Result<Vec<u8>, CodecError> {
 /// Reads a file written by [`encode`].
 ///
 /// # Errors
-/// Anything but a whole, intact file of this version, or an image of more than
+/// Anything but a whole, intact file of a version this code reads, or an image of more than
 /// [`MAX_PIXELS`] pixels.
 pub fn decode(bytes: &[u8]) -> Result<CoolChic, CodecError> {
     decode_with_limit(bytes, MAX_PIXELS)
@@ -347,9 +373,7 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
     }
     let mut r = Reader { bytes, at: 2 };
     let version = r.byte()?;
-    if version != VERSION {
-        return Err(CodecError::UnsupportedVersion(version));
-    }
+    let cdf = tables(version).ok_or(CodecError::UnsupportedVersion(version))?;
     let (width, height) = (r.varint()?, r.varint()?);
     if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
         return Err(CodecError::Corrupt("the image size"));
@@ -382,11 +406,11 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
     let mut dec = RansDecoder::new(&body[r.at..])?;
     let arm_tensors = tensor_lengths(&arch.arm())
         .into_iter()
-        .map(|n| decode_tensor(n, &mut dec))
+        .map(|n| decode_tensor(n, cdf, &mut dec))
         .collect::<Result<Vec<_>, _>>()?;
     let synth_tensors = tensor_lengths(&arch.synthesis())
         .into_iter()
-        .map(|n| decode_tensor(n, &mut dec))
+        .map(|n| decode_tensor(n, cdf, &mut dec))
         .collect::<Result<Vec<_>, _>>()?;
     let mut c = CoolChic {
         header: Header {
@@ -407,7 +431,7 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
         let level = if dec.get_uniform(2)? == 1 {
             vec![0; rows * cols]
         } else {
-            walk_level(&arm, c.header.arch.context, rows, cols, |d, _| {
+            walk_level(&arm, cdf, c.header.arch.context, rows, cols, |d, _| {
                 d.decode(&mut dec)
             })?
         };

@@ -7,9 +7,12 @@
 //! `j + floor(C(j - a - 1/2) (2^16 - n))`, so every symbol has frequency >= 1 (any value
 //! in range stays codable, however unlikely), the total is exactly `2^16`, and the encoder
 //! needs two evaluations of `C` per symbol and the decoder a search from the mode
-//! (usually two as well, [`Laplace::decode`]). `C` is computed in `f32` with `libm::expf` in one fixed order, so
-//! encoder and decoder agree bit for bit on every IEEE-754 machine (no fused
-//! multiply-adds: Rust does not contract float expressions).
+//! (usually two as well, [`Laplace::decode`]). `C` is computed in `f32` in one fixed
+//! order, so encoder and decoder agree bit for bit on every IEEE-754 machine (no fused
+//! multiply-adds: Rust does not contract float expressions). How `C` is computed is part
+//! of the format ([`Cdf`]): version 1 with `libm::expf(d / b)`, version 2 with
+//! [`exp_poly`] of `-|d| (1 / b)`, a range reduction and a polynomial of plain `f32`
+//! operations (no table, no division), about a quarter of the decoder's time less.
 
 use super::CodecError;
 use super::rans::{PROB_TOTAL, RansDecoder, RansEncoder};
@@ -22,18 +25,74 @@ pub const MIN_SCALE: f32 = 0.1;
 /// See [`MIN_SCALE`].
 pub const MAX_SCALE: f32 = 100.0;
 
+/// How a table's CDF is computed (part of the file format: the tables decide the bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cdf {
+    /// `0.5 libm::expf(d / b)` (and `1 -` that of `-d`): format version 1.
+    Libm,
+    /// `0.5 exp_poly(-|d| * (1 / b))` with the reciprocal computed once per table
+    /// ([`exp_poly`]): format version 2.
+    Poly,
+}
+
+/// `e^x` in plain `f32` operations in a fixed order (so every IEEE-754 machine gives the
+/// same bits, with no `libm` and no table): `x log2 e = n + f` with `n` the nearest
+/// integer (by the `1.5 * 2^23` rounding trick, exact) and `|f| <= 1/2` (exact), then
+/// `2^f` by its degree-6 Taylor polynomial in Horner's form (truncation error
+/// `(ln 2 / 2)^7 / 7! < 1.2e-7` relative) times `2^n` built from its bits: relative error
+/// under `3e-7 + 1e-7 |x|` (the second term the rounding of `x log2 e`). `x` is clamped
+/// to `[-87, 88]` (the result stays a normal `f32`); a NaN gives a NaN.
+///
+/// Not monotone to the last bit (where the reduction's `n` changes, `2 P(-1/2)` and
+/// `P(1/2)` differ by an ulp), and the tables do not need it: their arguments step by at
+/// least `1 / MAX_SCALE = 0.01` (one integer over the scale), over which `e^x` rises by
+/// 1%, far above the error (tested on a dense grid), so every table stays strictly
+/// increasing.
+#[inline]
+pub fn exp_poly(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 * 2^23
+    const C: [f32; 6] = [
+        core::f32::consts::LN_2,
+        0.240_226_5,     // ln^2 2 / 2
+        0.055_504_11,    // ln^3 2 / 6
+        0.009_618_129,   // ln^4 2 / 24
+        0.001_333_355_8, // ln^5 2 / 120
+        0.000_154_035_3, // ln^6 2 / 720
+    ];
+    let t = x.clamp(-87.0, 88.0) * core::f32::consts::LOG2_E;
+    let n = (t + SHIFT) - SHIFT;
+    let f = t - n;
+    let mut p = C[5];
+    for &c in C[..5].iter().rev() {
+        p = p * f + c;
+    }
+    p = p * f + 1.0;
+    // `n` in -126..=127 (NaN: 0, and `p` is NaN).
+    let e = ((n as i32).clamp(-126, 127) + 127) as u32;
+    p * f32::from_bits(e << 23)
+}
+
 /// A Laplace over the integers `-a..=a`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Laplace {
     mu: f32,
     b: f32,
+    /// `1 / b` ([`Cdf::Poly`]).
+    inv_b: f32,
     a: i32,
+    cdf: Cdf,
 }
 
 impl Laplace {
     /// Location `mu`, scale `b` (clamped to `[MIN_SCALE, MAX_SCALE]`; a NaN scale is the
-    /// largest, a NaN location 0: a model gone wrong still codes), support `-a..=a`.
+    /// largest, a NaN location 0: a model gone wrong still codes), support `-a..=a`, the
+    /// current format's tables ([`Cdf::Poly`]).
     pub fn new(mu: f32, b: f32, a: i32) -> Self {
+        Self::with_cdf(mu, b, a, Cdf::Poly)
+    }
+
+    /// [`Laplace::new`] with the tables of `cdf`.
+    pub fn with_cdf(mu: f32, b: f32, a: i32, cdf: Cdf) -> Self {
         let b = if b.is_nan() {
             MAX_SCALE
         } else {
@@ -41,7 +100,13 @@ impl Laplace {
         };
         let mu = if mu.is_finite() { mu } else { 0.0 };
         debug_assert!(a >= 0 && 2 * a + 1 < (PROB_TOTAL / 4) as i32);
-        Self { mu, b, a }
+        Self {
+            mu,
+            b,
+            inv_b: 1.0 / b,
+            a,
+            cdf,
+        }
     }
 
     fn n(&self) -> u32 {
@@ -51,10 +116,18 @@ impl Laplace {
     /// The continuous CDF at `x`.
     fn cdf(&self, x: f32) -> f32 {
         let d = x - self.mu;
-        if d < 0.0 {
-            0.5 * libm::expf(d / self.b)
-        } else {
-            1.0 - 0.5 * libm::expf(-d / self.b)
+        match self.cdf {
+            Cdf::Libm => {
+                if d < 0.0 {
+                    0.5 * libm::expf(d / self.b)
+                } else {
+                    1.0 - 0.5 * libm::expf(-d / self.b)
+                }
+            }
+            Cdf::Poly => {
+                let e = 0.5 * exp_poly(-d.abs() * self.inv_b);
+                if d < 0.0 { e } else { 1.0 - e }
+            }
         }
     }
 
@@ -174,7 +247,7 @@ mod tests {
             let mu = ((s >> 8) % 2000) as f32 / 100.0 - 10.0;
             let b = [0.01, 0.1, 0.5, 2.0, 30.0, 100.0][i % 6];
             let a = [1, 15, 63, 255][i % 4];
-            let d = Laplace::new(mu, b, a);
+            let d = Laplace::with_cdf(mu, b, a, [Cdf::Libm, Cdf::Poly][i % 2]);
             // Mostly near the mode, sometimes far out (the tails must stay codable).
             let v = if i % 10 == 0 {
                 (s % 600) as i32 - 300
@@ -206,7 +279,7 @@ mod tests {
             let a = [63, 1023, 3][t % 3];
             let mu = ((s >> 8) % 20_000) as f32 / 100.0 - 100.0;
             let b = [0.1, 0.37, 1.0, 4.5, 30.0, 100.0][t % 6];
-            let d = Laplace::new(mu, b, a);
+            let d = Laplace::with_cdf(mu, b, a, [Cdf::Poly, Cdf::Libm][(t / 3) % 2]);
             let cum: Vec<u32> = (0..=d.n()).map(|j| d.cum(j)).collect();
             assert!(cum.windows(2).all(|w| w[0] < w[1]), "mu {mu} b {b} a {a}");
             let mut slots: Vec<u32> = (0..PROB_TOTAL).step_by(97).collect();
@@ -228,6 +301,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `exp_poly` against `f64`'s `exp`, and increasing over the steps a table takes.
+    #[test]
+    fn exp_poly_is_exp_and_non_decreasing() {
+        let mut x = -87.0f32;
+        while x <= 88.0 {
+            let want = libm::exp(f64::from(x));
+            let got = f64::from(exp_poly(x));
+            // The polynomial's error, and the rounding of `x log2 e` (half an ulp of `t`).
+            let tol = 3e-7 + 1e-7 * f64::from(x.abs());
+            assert!((got - want).abs() <= tol * want, "{x}: {got} vs {want}");
+            x += 0.001_7;
+        }
+        // What the tables need: a table's arguments step by at least 1 / MAX_SCALE = 0.01
+        // (one integer over the scale), and there `exp_poly` rises by 1% less its error.
+        let mut x = -87.0f32;
+        while x <= 87.0 {
+            let step = 1.0 / MAX_SCALE;
+            assert!(exp_poly(x + step) > exp_poly(x) * 1.0099, "{x}");
+            x += 0.000_37;
+        }
+        assert!(exp_poly(f32::NAN).is_nan());
+        assert_eq!(exp_poly(0.0), 1.0);
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //! Determinism: the ARM's output decides the entropy decoder's tables, so a single bit of
 //! difference between encoder and decoder desynchronises the stream. Both run the *same*
 //! code ([`file::encode`] calls the ARM of this module on the quantised latents and
-//! weights), in `f32` in a fixed order with `libm`'s software `expf`, so on every
-//! IEEE-754 machine (host or Cortex-M) the tables match bit for bit.
+//! weights), in `f32` in a fixed order, with [`laplace::exp_poly`] (plain `f32` operations;
+//! format version 2) or `libm`'s software `expf` (version 1), so on every IEEE-754 machine
+//! (host or Cortex-M) the tables match bit for bit.
 
 pub mod file;
 pub mod lanes;
@@ -193,7 +194,8 @@ pub fn context_of(grid: &[f32], rows: usize, cols: usize, y: usize, x: usize, ou
     }
 }
 
-/// The Laplace the ARM's output `(mu, log b)` stands for.
+/// The Laplace the ARM's output `(mu, log b)` stands for, with the tables of the files
+/// [`encode`] writes ([`LatentModel::with_cdf`] for another version's).
 pub fn latent_distribution(out: &[f32]) -> laplace::Laplace {
     LatentModel::new().distribution(out)
 }
@@ -204,21 +206,33 @@ pub fn latent_distribution(out: &[f32]) -> laplace::Laplace {
 pub struct LatentModel {
     log_min: f32,
     log_max: f32,
+    cdf: laplace::Cdf,
 }
 
 impl LatentModel {
-    /// The bounds of the ARM's log-scale output.
+    /// The bounds of the ARM's log-scale output; the current format's tables.
     pub fn new() -> Self {
+        Self::with_cdf(laplace::Cdf::Poly)
+    }
+
+    /// [`LatentModel::new`] with the tables of `cdf` (`b = e^(log b)` by the same
+    /// exponential: `libm::expf` or [`laplace::exp_poly`]).
+    pub fn with_cdf(cdf: laplace::Cdf) -> Self {
         Self {
             log_min: libm::logf(laplace::MIN_SCALE),
             log_max: libm::logf(laplace::MAX_SCALE),
+            cdf,
         }
     }
 
     /// The Laplace the ARM's output `(mu, log b)` stands for.
     pub fn distribution(&self, out: &[f32]) -> laplace::Laplace {
         let log_b = out[1].clamp(self.log_min, self.log_max);
-        laplace::Laplace::new(out[0], libm::expf(log_b), LATENT_MAX)
+        let b = match self.cdf {
+            laplace::Cdf::Libm => libm::expf(log_b),
+            laplace::Cdf::Poly => laplace::exp_poly(log_b),
+        };
+        laplace::Laplace::with_cdf(out[0], b, LATENT_MAX, self.cdf)
     }
 }
 
