@@ -19,19 +19,8 @@ use tether_deploy::kernels::implicit_conv::{self, Act, Mode};
 use tether_deploy::kernels::{sparse, sparse_conv, winograd};
 
 fn thread_cpu_seconds() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
-    }
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid clock id (CLOCK_THREAD_CPUTIME_ID) and a timespec of the C layout.
-    let rc = unsafe { clock_gettime(3, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime failed");
-    t.sec as f64 + t.nsec as f64 * 1e-9
+    tether_deploy::cpu_time::thread_seconds()
+        .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed")
 }
 
 /// The least thread CPU time per call of `run` over `trials` trials of about 5 ms, in us.

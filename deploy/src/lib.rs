@@ -54,6 +54,8 @@ mod aligned;
 pub mod cli;
 pub mod compact;
 pub mod coolchic;
+#[cfg(target_os = "linux")]
+pub mod cpu_time;
 mod error;
 pub mod format;
 pub mod kernels;

@@ -146,20 +146,8 @@ fn build(network: &str, variant: &str) -> anyhow::Result<Step> {
 /// CPU seconds this process (all its threads) has run.
 #[cfg(target_os = "linux")]
 fn process_cpu_seconds() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
-    }
-    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid clock id and a pointer to a timespec of the C layout (64-bit Linux).
-    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    t.sec as f64 + t.nsec as f64 * 1e-9
+    tether_deploy::cpu_time::process_seconds()
+        .expect("clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed")
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -21,25 +21,10 @@ use crate::plan::{KernelChoice, Plan};
 /// Seconds of repetitions per trial (as `bench`'s).
 const TRIAL_SECONDS: f64 = 0.01;
 
-/// Seconds of this thread's CPU time.
+/// Seconds of this thread's CPU time (the wall clock where there is none).
 #[cfg(target_os = "linux")]
 fn now() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid clock id and a pointer to a timespec of the C layout (64-bit Linux).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    if rc != 0 {
-        return wall();
-    }
-    t.sec as f64 + t.nsec as f64 * 1e-9
+    crate::cpu_time::thread_seconds().unwrap_or_else(wall)
 }
 
 /// Seconds of the wall clock since the first call.

@@ -97,22 +97,7 @@ pub(super) fn time<R>(name: impl FnOnce() -> String, pass: Pass, f: impl FnOnce(
 /// CPU seconds the calling thread has run.
 #[cfg(target_os = "linux")]
 fn thread_cpu_seconds() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, t: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid clock id and a pointer to a timespec of the C layout (64-bit Linux).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    if rc != 0 {
-        return f64::NAN;
-    }
-    t.sec as f64 + t.nsec as f64 * 1e-9
+    tether_deploy::cpu_time::thread_seconds().unwrap_or(f64::NAN)
 }
 
 /// Wall seconds since the first call (no per-thread clock here).
