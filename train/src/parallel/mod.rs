@@ -142,16 +142,6 @@ impl Collective for Single {
     fn all_reduce_sum(&self, _buf: &mut [f32]) -> Result<(), ConstrainedError> {
         Ok(())
     }
-    fn all_gather(
-        &self,
-        mine: &[f32],
-        counts: &[usize],
-        out: &mut [f32],
-    ) -> Result<(), ConstrainedError> {
-        gather_offset(0, 1, mine, counts, out)?;
-        out.copy_from_slice(mine);
-        Ok(())
-    }
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
     }

@@ -156,8 +156,10 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> DistributedShampoo<M, B> {
             return module;
         }
         let frequency = self.shampoo.config().precondition_frequency;
+        // Only parameters seen for the first time need costs: the others keep their owners.
         let costs: Vec<(ParamId, Vec<f64>)> = stepped
             .iter()
+            .filter(|(id, _)| ownership.owners(id).is_none())
             .map(|(id, plan)| {
                 let c = plan.blocks.iter().map(|b| block_cost(b, frequency));
                 (*id, c.collect())
