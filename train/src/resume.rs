@@ -90,14 +90,18 @@ impl Interrupt {
     }
 
     /// Called by the loop after every step: counts down a step limit.
+    ///
+    /// One atomic read-modify-write: data-parallel replicas on threads share the
+    /// interrupt and count at the same moment, and a load followed by a store loses one
+    /// of two simultaneous counts (the limit then fires a step late on some runs).
     pub fn count_step(&self) {
-        let left = self.steps_left.load(Ordering::SeqCst);
-        if left != usize::MAX {
-            let left = left.saturating_sub(1);
-            self.steps_left.store(left, Ordering::SeqCst);
-            if left == 0 {
-                self.raise();
-            }
+        let counted = self
+            .steps_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                (left != usize::MAX).then(|| left.saturating_sub(1))
+            });
+        if counted.is_ok_and(|before| before <= 1) {
+            self.raise();
         }
     }
 }
@@ -468,6 +472,21 @@ mod tests {
             never.count_step();
         }
         assert!(!never.is_raised());
+    }
+
+    /// Replicas on threads count into one interrupt: no count may be lost.
+    #[test]
+    fn counts_from_several_threads_are_all_counted() {
+        let (threads, each) = (8, 20_000);
+        for (limit, raised) in [(threads * each, true), (threads * each + 1, false)] {
+            let i = Interrupt::after_steps(limit);
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| (0..each).for_each(|_| i.count_step()));
+                }
+            });
+            assert_eq!(i.is_raised(), raised, "limit {limit}");
+        }
     }
 
     #[test]
