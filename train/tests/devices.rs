@@ -42,33 +42,27 @@ fn run(extra: &[&str]) -> String {
 
 /// Two replicas on threads take the single replica's steps: each trains on its half of
 /// every global batch of 64, the gradients are summed, and the weights, every step's
-/// metrics and the epochs' accuracies come out as one replica's on the whole batch.
+/// metrics and the epochs' accuracies come out as one replica's on the whole batch. And
+/// a checkpoint of a 2-device run (stopped by SIGINT after its first epoch) resumes on
+/// one device and ends where the uninterrupted single-device run does. One test, so that
+/// both compare with one single-device run.
 #[test]
-fn two_devices_train_what_one_does_on_the_global_batch() {
+fn two_devices_train_what_one_does_and_their_checkpoint_resumes_on_one() {
     if !mnist_ready() {
         return;
     }
     let base = fresh_dir("devices", "same");
-    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let (single, parallel, parts) = (
+        base.join("single"),
+        base.join("parallel"),
+        base.join("parts"),
+    );
     run(&["--out", path(&single)]);
     let stdout = run(&["--out", path(&parallel), "--devices", "2"]);
     // Replica 0 alone reports (and writes --out).
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
     assert_same_weights(&single, &parallel, "2 devices vs 1");
     same_metrics(&single, &parallel);
-    let _ = std::fs::remove_dir_all(&base);
-}
-
-/// A checkpoint of a 2-device run (stopped by SIGINT after its first epoch) resumes on
-/// one device and ends where the uninterrupted single-device run does.
-#[test]
-fn a_two_device_checkpoint_resumes_on_one() {
-    if !mnist_ready() {
-        return;
-    }
-    let base = fresh_dir("devices", "resume");
-    let (whole, parts) = (base.join("whole"), base.join("parts"));
-    run(&["--out", path(&whole)]);
 
     let mut command = Command::new(env!("CARGO_BIN_EXE_tether-train"));
     command
@@ -81,11 +75,10 @@ fn a_two_device_checkpoint_resumes_on_one() {
         !parts.join("model.safetensors").exists(),
         "an interrupted run writes no model"
     );
-
     let stdout = run(&["--out", path(&parts), "--resume", path(&checkpoint)]);
     assert!(stdout.contains("resuming from"), "{stdout}");
-    assert_same_weights(&whole, &parts, "2 devices resumed on 1 vs 1 whole");
-    same_metrics(&whole, &parts);
+    assert_same_weights(&single, &parts, "2 devices resumed on 1 vs 1 whole");
+    same_metrics(&single, &parts);
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -129,14 +122,25 @@ fn bad_device_counts_are_clear_errors() {
 /// CEAG's fine-tuning, whose per-group statistics are the global batch's (the groups'
 /// sums and counts over both halves, one replay buffer fed with the whole batch on each
 /// replica), so the weights, every fine-tuning step's loss, violation and multipliers
-/// and the per-group table come out as one replica's.
+/// and the per-group table come out as one replica's. And a checkpoint written by 2
+/// replicas (stopped mid-way through the second fine-tuning epoch) resumes on one and
+/// ends where the uninterrupted single run does. One test, so that both compare with one
+/// single run.
 #[test]
-fn fair_prune_on_two_devices_trains_what_one_does_on_the_global_batch() {
+fn fair_prune_on_two_devices_trains_what_one_does_and_resumes_on_one() {
+    use burn::backend::{Autodiff, Flex};
+    use tether_train::device::DeviceKind;
+    use tether_train::resume::{Interrupt, Interrupted, RunControl};
+    use tether_train::tasks::fair_run::{FairConfig, replicas::run_replicas, run};
     if !adult_ready() {
         return;
     }
     let base = fresh_dir("devices", "fair");
-    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let (single, parallel, parts) = (
+        base.join("single"),
+        base.join("parallel"),
+        base.join("parts"),
+    );
     let run_fair = |extra: &[&str]| {
         let mut args = FAIR_SHORT.to_vec();
         args.extend(extra);
@@ -149,22 +153,8 @@ fn fair_prune_on_two_devices_trains_what_one_does_on_the_global_batch() {
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
     assert_same_weights(&single, &parallel, "fair-prune: 2 devices vs 1");
     same_fair_metrics(&single, &parallel, 40);
-    let _ = std::fs::remove_dir_all(&base);
-}
 
-/// A fair-prune checkpoint written by 2 replicas (stopped mid-way through the second
-/// fine-tuning epoch) resumes on one and ends where the uninterrupted single run does.
-#[test]
-fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
-    use burn::backend::{Autodiff, Flex};
-    use tether_train::device::DeviceKind;
-    use tether_train::resume::{Interrupt, Interrupted, RunControl};
-    use tether_train::tasks::fair_run::{FairConfig, replicas::run_replicas, run};
-    if !adult_ready() {
-        return;
-    }
-    let base = fresh_dir("devices", "fair-resume");
-    let (whole, parts) = (base.join("whole"), base.join("parts"));
+    // FAIR_SHORT's settings, through the library (to stop mid-epoch).
     let mut c = FairConfig {
         train_limit: Some(1280),
         dense_epochs: Some(1),
@@ -172,11 +162,9 @@ fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
         batch: 64,
         checks_per_epoch: 2,
         seed: 3,
-        out: whole.clone(),
+        out: parts.clone(),
         ..FairConfig::default()
     };
-    run::<Autodiff<Flex>>(&c, &Default::default(), false).unwrap();
-    c.out = parts.clone();
     // The replicas share the interrupt and each counts its steps: 50 counts are 25 steps.
     let control = RunControl {
         progress: false,
@@ -191,11 +179,11 @@ fn a_two_device_fair_prune_checkpoint_resumes_on_one() {
     c.resume = Some(stop.checkpoint.clone());
     run::<Autodiff<Flex>>(&c, &Default::default(), false).unwrap();
     assert_same_weights(
-        &whole,
+        &single,
         &parts,
         "fair-prune: 2 devices resumed on 1 vs 1 whole",
     );
-    same_fair_metrics(&whole, &parts, 40);
+    same_fair_metrics(&single, &parts, 40);
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -81,14 +81,22 @@ fn path(p: &Path) -> &str {
 /// The 2-process run takes the single process's steps: each rank trains on its half of
 /// every global batch of 64, the gradients are all-reduced, and the weights, every
 /// step's metrics (loss, violation, multiplier, density) and the epochs' accuracies come
-/// out as one process's on the whole batch, to float tolerance.
+/// out as one process's on the whole batch, to float tolerance. And a checkpoint holds
+/// the global position and nothing of the process count: one process's run, stopped by
+/// SIGINT after its first epoch, resumed by `mpirun -np 2`, ends where the uninterrupted
+/// single process does (to the same tolerance). One test, so that both compare with one
+/// single-process run.
 #[test]
-fn two_processes_train_what_one_does_on_the_global_batch() {
+fn two_processes_train_what_one_does_and_resume_a_single_process_checkpoint() {
     if !ready() {
         return;
     }
     let base = fresh_dir("mpi", "same");
-    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let (single, parallel, parts) = (
+        base.join("single"),
+        base.join("parallel"),
+        base.join("parts"),
+    );
     let mut args = SHORT.to_vec();
     args.extend(["--out", path(&single), "--distributed", "off"]);
     let (ok, _, stderr) = tether_train(&args);
@@ -98,9 +106,22 @@ fn two_processes_train_what_one_does_on_the_global_batch() {
     let stdout = run_ok(mpirun(2, &args), "mpirun -np 2");
     // Rank 0 alone reports (and writes --out).
     assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
-
     assert_same_weights(&single, &parallel, "2 processes vs 1");
     same_metrics(&single, &parallel);
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether-train"));
+    command
+        .args(SHORT)
+        .args(["--out", path(&parts), "--distributed", "off"]);
+    interrupt_after_first_epoch(command);
+    let checkpoint = parts.join("checkpoint");
+    assert!(checkpoint.join("run.json").is_file());
+    let mut args = SHORT.to_vec();
+    args.extend(["--out", path(&parts), "--resume", path(&checkpoint)]);
+    let stdout = run_ok(mpirun(2, &args), "the resumed mpirun -np 2");
+    assert!(stdout.contains("resuming from"), "{stdout}");
+    assert_same_weights(&single, &parts, "resumed on 2 processes vs 1 whole");
+    same_metrics(&single, &parts);
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -128,26 +149,37 @@ fn fair_prune_on_two_processes_trains_what_one_does_on_the_global_batch() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// `mpirun -np 2 tether-train prune --optimizer shampoo` with block ownership (each
+/// `mpirun -np N tether-train prune --optimizer shampoo` with block ownership (each
 /// block's factors, roots and direction computed by one process, the directions
 /// all-gathered with `MPI_Allgatherv`) takes the single process's steps
-/// ([`common::shampoo_short`]: factors cut at 32, roots every 2 steps, epsilon 1e-4).
+/// ([`common::shampoo_short`]: factors cut at 32, roots every 2 steps, epsilon 1e-4, a
+/// global batch of 48), on 2 processes and on 3 (blocks owned three ways, parts of three
+/// lengths in every all-gather).
 #[test]
-fn shampoo_on_two_processes_trains_what_one_does_on_the_global_batch() {
+fn shampoo_on_two_and_three_processes_trains_what_one_does_on_the_global_batch() {
     if !ready() {
         return;
     }
     let base = fresh_dir("mpi", "shampoo");
-    let (single, parallel) = (base.join("single"), base.join("parallel"));
+    let single = base.join("single");
     let mut args = shampoo_short();
     args.extend(["--out", path(&single), "--distributed", "off"]);
     let (ok, _, stderr) = tether_train(&args);
     assert!(ok, "the single-process run failed: {stderr}");
-    let mut args = shampoo_short();
-    args.extend(["--out", path(&parallel)]);
-    run_ok(mpirun(2, &args), "mpirun -np 2 prune --optimizer shampoo");
-    assert_same_weights(&single, &parallel, "prune, Shampoo: 2 processes vs 1");
-    same_metrics_over(&single, &parallel, 10);
+    for ranks in [2, 3] {
+        let parallel = base.join(format!("parallel-{ranks}"));
+        let mut args = shampoo_short();
+        args.extend(["--out", path(&parallel)]);
+        let what = format!("mpirun -np {ranks} prune --optimizer shampoo");
+        let stdout = run_ok(mpirun(ranks, &args), &what);
+        assert_eq!(stdout.matches("wrote ").count(), 1, "{stdout}");
+        assert_same_weights(
+            &single,
+            &parallel,
+            &format!("prune, Shampoo: {ranks} processes vs 1"),
+        );
+        same_metrics_over(&single, &parallel, 10);
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -316,35 +348,4 @@ fn a_killed_rank_ends_the_job_with_nothing_half_written() {
     // they end, which a SIGKILL prevents).
     let _ =
         std::fs::remove_dir_all(std::env::temp_dir().join(format!("tether-train-rank1-{victim}")));
-}
-
-/// A checkpoint holds the global position and nothing of the process count: one
-/// process's run, stopped by SIGINT after its first epoch, resumed by `mpirun -np 2`,
-/// ends where the uninterrupted single process does (to the same tolerance).
-#[test]
-fn a_single_process_checkpoint_resumes_on_two_processes() {
-    if !ready() {
-        return;
-    }
-    let base = fresh_dir("mpi", "resume");
-    let (whole, parts) = (base.join("whole"), base.join("parts"));
-    let mut args = SHORT.to_vec();
-    args.extend(["--out", path(&whole), "--distributed", "off"]);
-    let (ok, _, stderr) = tether_train(&args);
-    assert!(ok, "the single-process run failed: {stderr}");
-
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tether-train"));
-    command
-        .args(SHORT)
-        .args(["--out", path(&parts), "--distributed", "off"]);
-    interrupt_after_first_epoch(command);
-    let checkpoint = parts.join("checkpoint");
-    assert!(checkpoint.join("run.json").is_file());
-
-    let mut args = SHORT.to_vec();
-    args.extend(["--out", path(&parts), "--resume", path(&checkpoint)]);
-    let stdout = run_ok(mpirun(2, &args), "the resumed mpirun -np 2");
-    assert!(stdout.contains("resuming from"), "{stdout}");
-    assert_same_weights(&whole, &parts, "resumed on 2 processes vs 1 whole");
-    let _ = std::fs::remove_dir_all(&base);
 }

@@ -1,7 +1,8 @@
 //! Data parallel inside one process (`--devices N`): one replica per device, each on a
 //! thread of its own, joined through burn-collective's local all-reduce (its *local* mode:
 //! one process, one peer per device; its multi-process mode hangs on its second call,
-//! issue 34). The replicas are ranks of a [`Collective`] like MPI's processes
+//! issue 34) and, for the all-gather burn-collective lacks, an exchange through memory
+//! the threads share ([`super::exchange`]). The replicas are ranks of a [`Collective`] like MPI's processes
 //! ([`LocalPeer`]), so the training loop has one code path for both.
 //!
 //! On a CPU backend (flex, ndarray) the "devices" are one: the replicas are threads on
@@ -22,7 +23,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -32,6 +33,7 @@ use burn_collective::{
 };
 
 use super::Collective;
+use super::exchange::Exchange;
 use crate::constrained::ConstrainedError;
 
 /// One replica's end of burn-collective's local all-reduce, for backend `B` (an autodiff
@@ -41,6 +43,8 @@ pub struct LocalPeer<B: Backend> {
     rank: usize,
     size: usize,
     device: B::Device,
+    /// The all-gather's shared buffer, one per run of the replicas.
+    exchange: Arc<Exchange>,
 }
 
 impl<B: Backend> std::fmt::Debug for LocalPeer<B> {
@@ -84,9 +88,23 @@ impl<B: Backend> Collective for LocalPeer<B> {
         Ok(())
     }
 
+    /// Through the replicas' shared memory ([`Exchange`]): each copies in only its part,
+    /// on the host (the parts are host values already), exact.
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), ConstrainedError> {
+        release_generator();
+        self.exchange.all_gather(self.rank, mine, counts, out)
+    }
+
     /// Fails every other replica's collective calls, then ends the process.
     fn abort(&self, code: i32) -> ! {
         reset_collective::<B>();
+        self.exchange
+            .fail(&format!("replica {} aborted", self.rank));
         std::process::exit(code)
     }
 }
@@ -141,16 +159,20 @@ pub fn replica_devices<B: Backend>(
 
 /// Fails the other replicas' collective calls when a replica's work ends in an error or
 /// a panic (dropped while unwinding), so none waits for it forever.
-struct FailGuard<B: Backend> {
+struct FailGuard<'a, B: Backend> {
     armed: bool,
+    rank: usize,
+    exchange: &'a Exchange,
     _backend: std::marker::PhantomData<B>,
 }
 
-impl<B: Backend> Drop for FailGuard<B> {
+impl<B: Backend> Drop for FailGuard<'_, B> {
     fn drop(&mut self) {
         release_generator();
         if self.armed || std::thread::panicking() {
             reset_collective::<B>();
+            self.exchange
+                .fail(&format!("replica {} stopped", self.rank));
         }
     }
 }
@@ -178,12 +200,13 @@ where
     reset_collective::<B>();
     let size = devices.len();
     let config = CollectiveConfig::default().with_num_devices(size);
+    let exchange = Arc::new(Exchange::new(size));
     let results: Vec<anyhow::Result<R>> = std::thread::scope(|s| {
         let handles: Vec<_> = devices
             .iter()
             .enumerate()
             .map(|(rank, device)| {
-                let (config, work) = (config.clone(), &work);
+                let (config, work, exchange) = (config.clone(), &work, &exchange);
                 std::thread::Builder::new()
                     .name(format!("replica-{rank}"))
                     .spawn_scoped(s, move || -> anyhow::Result<R> {
@@ -196,6 +219,8 @@ where
                         })?;
                         let mut guard = FailGuard::<B> {
                             armed: true,
+                            rank,
+                            exchange,
                             _backend: std::marker::PhantomData,
                         };
                         take_generator();
@@ -204,6 +229,7 @@ where
                             rank,
                             size,
                             device: device.clone(),
+                            exchange: Arc::clone(exchange),
                         };
                         super::set_group(Some(Rc::new(peer)));
                         let out = work(rank);

@@ -21,11 +21,12 @@
 //!
 //! [`Collective`] is the transport: [`Single`] for one process (a no-op),
 //! [`local::LocalPeer`] for replicas on threads of one process (`--devices N`, through
-//! burn-collective's local all-reduce), and with the `mpi` feature `mpi::Mpi` over the
-//! system's MPI library. [`args::DistributedArgs`] is the CLI's `--distributed` and
+//! burn-collective's local all-reduce and an all-gather through shared memory), and with
+//! the `mpi` feature `mpi::Mpi` over the system's MPI library. [`args::DistributedArgs`] is the CLI's `--distributed` and
 //! `--devices` flags and the `mpirun` detection.
 
 pub mod args;
+pub mod exchange;
 mod grads;
 pub mod local;
 #[cfg(feature = "mpi")]
@@ -61,9 +62,10 @@ pub trait Collective: std::fmt::Debug {
     /// with the same `counts`, in the same order as every other collective call.
     ///
     /// This default places `mine` in a zero-filled `out` and sums it over the ranks
-    /// ([`Self::all_reduce_sum`]; burn-collective 0.21, behind [`local::LocalPeer`], has
-    /// no all-gather): exact, as every entry is one rank's value plus zeros, at the cost
-    /// of an all-reduce of the whole buffer.
+    /// ([`Self::all_reduce_sum`]): exact, as every entry is one rank's value plus zeros,
+    /// at the cost of an all-reduce of the whole buffer. The transports override it with
+    /// a true all-gather (MPI's `MPI_Allgatherv`; [`local::LocalPeer`]'s exchange through
+    /// shared memory, [`exchange::Exchange`]).
     ///
     /// # Errors
     /// `counts` not one per rank, `mine` not `counts[rank]` long or `out` not their sum

@@ -51,19 +51,22 @@ pub const SHORT: &[&str] = &[
     "5",
 ];
 
-/// [`SHORT`] with Shampoo, the run the data-parallel Shampoo tests compare: 320 training
-/// images (2 epochs of 5 global batches: a debug build's Shampoo step on LeNet-300-100 is
-/// about 0.3 s), factors cut at 32 (the first layer's 784 x 300 weight is 250 blocks, so
-/// every owner's directions are scattered back into a parameter), roots every 2 steps,
-/// and epsilon 1e-4: at the default 1e-12 the roots of the nearly singular early factors
-/// amplify the last-bit differences of the gradients' summation order between world
-/// sizes (2 devices against 1: weights 0.72 apart relative after 60 steps of
-/// fair-prune, while 2 threads and 2 processes agree bit for bit; at 1e-4, 7.3e-7).
+/// [`SHORT`] with Shampoo, the run the data-parallel Shampoo tests compare: global
+/// batches of 48 (they divide among 2 and 3 ranks) over 240 training images (2 epochs of
+/// 5 global batches: a debug build's Shampoo step on LeNet-300-100 is about 0.3 s),
+/// factors cut at 32 (the first layer's 784 x 300 weight is 250 blocks, so every owner's
+/// directions are scattered back into a parameter), roots every 2 steps, and epsilon
+/// 1e-4: at the default 1e-12 the roots of the nearly singular early factors amplify the
+/// last-bit differences of the gradients' summation order between world sizes (2
+/// devices against 1: weights 0.72 apart relative after 60 steps of fair-prune, while 2
+/// threads and 2 processes agree bit for bit; at 1e-4, 7.3e-7).
 #[allow(dead_code)] // not every test binary that includes this module needs it
 pub fn shampoo_short() -> Vec<&'static str> {
     let mut args = SHORT.to_vec();
-    let at = args.iter().position(|a| *a == "--train-limit").unwrap();
-    args[at + 1] = "320";
+    for (flag, value) in [("--train-limit", "240"), ("--batch", "48")] {
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+    }
     args.extend([
         "--optimizer",
         "shampoo",
