@@ -262,14 +262,14 @@ fn a_killed_rank_ends_the_job_with_nothing_half_written() {
         return;
     }
     let out = fresh_dir("mpi", "killed").join("out");
-    // Long enough that the kill lands mid-run: 50 epochs of 40 steps, a checkpoint after
-    // each epoch.
+    // Long enough that the kill lands mid-run: 50 epochs of 10 steps, a checkpoint after
+    // each epoch (the first comes after 10 steps).
     let args = [
         "prune",
         "--epochs",
         "50",
         "--train-limit",
-        "2560",
+        "640",
         "--test-limit",
         "200",
         "--batch",
