@@ -152,7 +152,7 @@ fn fair_prune_on_two_processes_trains_what_one_does_on_the_global_batch() {
 /// `mpirun -np N tether-train prune --optimizer shampoo` with block ownership (each
 /// block's factors, roots and direction computed by one process, the directions
 /// all-gathered with `MPI_Allgatherv`) takes the single process's steps
-/// ([`common::shampoo_short`]: factors cut at 32, roots every 2 steps, epsilon 1e-4, a
+/// ([`common::shampoo_short`]: factors cut at 32, roots every 5 steps, epsilon 1e-4, a
 /// global batch of 48), on 2 processes and on 3 (blocks owned three ways, parts of three
 /// lengths in every all-gather).
 #[test]

@@ -57,8 +57,9 @@ pub const SHORT: &[&str] = &[
 /// batches of 48 (they divide among 2 and 3 ranks) over 240 training images (2 epochs of
 /// 5 global batches: a debug build's Shampoo step on LeNet-300-100 is about 0.3 s),
 /// factors cut at 32 (the first layer's 784 x 300 weight is 250 blocks, so every owner's
-/// directions are scattered back into a parameter), roots every 2 steps, and epsilon
-/// 1e-4: at the default 1e-12 the roots of the nearly singular early factors amplify the
+/// directions are scattered back into a parameter), roots every 5 steps (at the first
+/// step and the first after the checkpoint between the epochs: the roots of 250 blocks
+/// are most of a debug build's step, 1.4 s of CPU at every 2 steps), and epsilon 1e-4: at the default 1e-12 the roots of the nearly singular early factors amplify the
 /// last-bit differences of the gradients' summation order between world sizes (2
 /// devices against 1: weights 0.72 apart relative after 60 steps of fair-prune, while 2
 /// threads and 2 processes agree bit for bit; at 1e-4, 7.3e-7).
@@ -73,7 +74,7 @@ pub fn shampoo_short() -> Vec<&'static str> {
         "--optimizer",
         "shampoo",
         "--precondition-frequency",
-        "2",
+        "5",
         "--max-preconditioner-dim",
         "32",
         "--shampoo-epsilon",
