@@ -317,7 +317,10 @@ mod tests {
             (0, &[1.0][..], &[1, 3][..]),
         ] {
             let r = exchange.all_gather(rank, mine, counts, &mut out);
-            assert!(matches!(r, Err(ConstrainedError::InvalidConfig(_))), "{r:?}");
+            assert!(
+                matches!(r, Err(ConstrainedError::InvalidConfig(_))),
+                "{r:?}"
+            );
         }
         let results = gather_on_threads(&exchange, 2, |c| vec![1 + c, 2]);
         for calls in &results {
