@@ -34,8 +34,10 @@ pub fn interrupt_after_first_epoch(mut command: Command) -> String {
 
 /// A short LeNet-300-100 L0 prune: 2 epochs of 10 global batches of 64, the run the
 /// data-parallel tests (MPI processes, `--devices` threads) split and compare. Short: a
-/// wrong reduction shows from the first step (see [`WEIGHT_TOLERANCE`]), and two epochs
-/// are what a checkpoint between them needs.
+/// wrong reduction shows from the first steps (gradients summed instead of averaged over
+/// the 2 replicas: weights 0.195 apart relative after these 20 steps, against
+/// [`WEIGHT_TOLERANCE`]; 2026-12-07), and two epochs are what a checkpoint between them
+/// needs.
 #[allow(dead_code)] // not every test binary that includes this module needs it
 pub const SHORT: &[&str] = &[
     "prune",
