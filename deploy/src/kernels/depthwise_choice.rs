@@ -28,10 +28,11 @@ impl Kernel {
 /// Output positions up to which a strided layer runs the lanes kernel (stride 1: up to
 /// [`depthwise_lanes::MAX_OUTPUTS`]). At stride 2 the plane kernel's phase split costs a
 /// load, a permute and a store per input value for 2.25 multiply-adds, and the lanes
-/// kernel's transposes are as cheap per value, so the lanes kernel wins on larger planes
-/// (`depthwise_modes`, least of 3, us plane / lanes: 48x32x32 at batch 32 2406 / 676,
-/// 144x56x56 at batch 1 103 / 104, 96x112x112 at batch 1 249 / 397).
-pub const MAX_STRIDED_OUTPUTS: usize = 28 * 28;
+/// kernel's transposes cost less per value, so the lanes kernel wins on larger planes than
+/// at stride 1 (`depthwise_modes`, least of 3, us plane / lanes, two runs at load 8-10:
+/// 48x32x32 to 16x16 at batch 32 2406 / 676 and 1722 / 1014; 144x56x56 to 28x28 at
+/// batch 1 103 / 104 and 127 / 151; 96x112x112 to 56x56 249 / 397 and 312 / 615).
+pub const MAX_STRIDED_OUTPUTS: usize = 16 * 16;
 
 /// The kernel the plan runs for `s` on this CPU.
 pub fn choose(s: &ConvShape) -> Kernel {

@@ -1086,7 +1086,8 @@ mod tests {
             (2, 6, 5, 9, [3, 4], [1, 1], [1, 0, 1, 2], [1, 2], 3),
             (4, 5, 5, 3, [3, 3], [1, 1], [2, 3, 2, 1], [1, 1], 4),
             // An operand larger than a column block (`BLOCK_FLOATS`): a 1x1 input read in
-            // place, and its patch matrix of two samples.
+            // place (the first panel's tiles prefetching it), and its patch matrix of two
+            // samples.
             (24, 60, 60, 20, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 2),
         ];
         for (i, &(c, h, w, m, k, stride, pads, dilation, n)) in cases.iter().enumerate() {
