@@ -1,7 +1,7 @@
 //! Thread CPU time of each depthwise kernel on the depthwise shapes of the
 //! `scripts/bench-vs-ort.py` networks (mobilenet_v2 at 224x224, the MobileNet-style net at
 //! 32x32; the least of `--trials` trials of about 5 ms each), to check the plan's choice
-//! (`kernels::depthwise_lanes::suits`) against measurement: each line ends with the
+//! (`kernels::depthwise_choice::choose`) against measurement: each line ends with the
 //! chosen kernel's time over the faster one's (the plan must stay within 1.10). Linux,
 //! x86-64 with AVX-512F.
 //!
@@ -10,8 +10,8 @@
 //! ```
 
 use tether_deploy::kernels::conv::{self, ConvShape, DepthwiseTaps};
-use tether_deploy::kernels::depthwise_lanes;
 use tether_deploy::kernels::depthwise_choice as depthwise;
+use tether_deploy::kernels::depthwise_lanes;
 use tether_deploy::kernels::implicit_conv::Act;
 
 fn thread_cpu_seconds() -> f64 {

@@ -274,6 +274,13 @@ mod avx512 {
 
     use super::{Act, ConvShape};
 
+    /// Floats of input from which the kernel prefetches each next plane (1 MiB, an L2):
+    /// the split of a plane reads one row after another, but the planes of a larger input
+    /// come from L3 or memory, and the hardware prefetcher did not keep up (96 x 112x112,
+    /// stride 2, at batch 1 and 4, `depthwise_modes`, us with / without, two rounds: 293 /
+    /// 784 and 259 / 673; 1851 / 5511 and 2311 / 5418).
+    const PREFETCH_FLOATS: usize = 256 << 10;
+
     /// # Safety
     /// AVX-512F; `x` holds `samples` of `channels` planes of `h w` floats, `y` as many of
     /// `oh ow`,
@@ -299,6 +306,8 @@ mod avx512 {
         let plane = ph * pw;
         // The border is zeroed once: every channel writes the same inside positions.
         padded[..sh * sw * plane].fill(0.0);
+        // Inputs larger than L2 come from L3 or memory.
+        let prefetch = samples * channels * s.h * s.w > PREFETCH_FLOATS;
         let (top, left) = (s.pads[0], s.pads[1]);
         let (mut w, mut bias) = weight(0);
         // Channel by channel, each channel's weights fetched once for every sample.
@@ -317,7 +326,25 @@ mod avx512 {
             // Padded row r + top is row `row` of phase `phase` (counters, not divisions:
             // a small plane's whole work is a few hundred cycles).
             let (mut phase, mut row) = (top % sh, top / sh);
+            // The next plane this loop reads (the next image's, or the next channel's
+            // first), prefetched row by row a plane ahead of the split.
+            let next = if i + 1 < samples {
+                Some(at + channels)
+            } else if ch + 1 < channels {
+                Some(ch + 1)
+            } else {
+                None
+            };
+            let next = next
+                .filter(|_| prefetch)
+                .map(|n| x[n * s.h * s.w..].as_ptr());
             for r in 0..s.h {
+                if let Some(np) = next {
+                    let nrow = np.wrapping_add(r * s.w);
+                    for c in (0..s.w).step_by(16) {
+                        _mm_prefetch::<_MM_HINT_T1>(nrow.wrapping_add(c) as *const i8);
+                    }
+                }
                 let base = phase * sw * plane + row * pw;
                 phase += 1;
                 if phase == sh {

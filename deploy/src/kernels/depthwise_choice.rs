@@ -75,8 +75,6 @@ pub fn run<'w>(
         Kernel::Lanes => {
             depthwise_lanes::depthwise(x, samples, channels, weight, s, act, scratch, y)
         }
-        Kernel::Plane => {
-            conv::depthwise(x, samples, channels, weight, s, taps, act, scratch, y)
-        }
+        Kernel::Plane => conv::depthwise(x, samples, channels, weight, s, taps, act, scratch, y),
     }
 }
