@@ -499,6 +499,65 @@ mod tests {
         assert_eq!(&cols[0..4], &[0.0, 0.0, 0.0, 1.0]);
     }
 
+    /// An input larger than the kernel's prefetch threshold (every next plane prefetched,
+    /// the next image's and then the next channel's, up to the last): every plane against
+    /// the f64 definition, stride 1 and 2, with a NaN and an infinity in two planes.
+    #[test]
+    fn depthwise_on_an_input_larger_than_l2_matches_the_definition() {
+        let (n, c, h, w) = (3, 8, 110, 113);
+        assert!(n * c * h * w > 256 << 10);
+        let mut x: alloc::vec::Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1)
+            .collect();
+        x[(2 * c + 3) * h * w + 50 * w + 7] = f32::NAN;
+        x[(c + 6) * h * w + 109 * w + 112] = f32::INFINITY;
+        let wt: alloc::vec::Vec<f32> = (0..c * 9)
+            .map(|i| ((i * 5) % 7) as f32 * 0.25 - 0.75)
+            .collect();
+        let weight = |ch: usize| (&wt[ch * 9..(ch + 1) * 9], 0.5 - ch as f32 * 0.1);
+        for stride in [1, 2] {
+            let s = ConvShape::square(1, h, w, 3, stride, 1);
+            let (oh, ow) = s.out();
+            let p = oh * ow;
+            let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
+            let mut y = alloc::vec![f32::NAN; n * c * p];
+            let taps = DepthwiseTaps::new(&s);
+            depthwise(&x, n, c, &weight, &s, &taps, Act::Relu, &mut padded, &mut y);
+            for img in 0..n {
+                for ch in 0..c {
+                    let at = img * c + ch;
+                    let (wc, b) = weight(ch);
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            let mut sum = b as f64;
+                            for di in 0..3 {
+                                for dj in 0..3 {
+                                    let r = (i * stride + di) as isize - 1;
+                                    let q = (j * stride + dj) as isize - 1;
+                                    if r < 0 || q < 0 || r >= h as isize || q >= w as isize {
+                                        continue;
+                                    }
+                                    let v = x[at * h * w + r as usize * w + q as usize];
+                                    sum += v as f64 * wc[di * 3 + dj] as f64;
+                                }
+                            }
+                            let want = Act::Relu.apply(sum as f32);
+                            let got = y[at * p + i * ow + j];
+                            assert!(
+                                got == want
+                                    || (got.is_nan() && want.is_nan())
+                                    || (got - want).abs() < 1e-5,
+                                "stride {stride}, image {img}, channel {ch}, ({i}, {j}): \
+                                 {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+            assert!(y.iter().any(|v| v.is_nan()) && y.iter().any(|v| v.is_infinite()));
+        }
+    }
+
     #[test]
     fn depthwise_equals_im2col_times_the_kernel_row() {
         // Odd sizes, asymmetric padding, strides and dilations; rows narrower than a
