@@ -95,6 +95,15 @@ fn main() {
         (3, 32, 32, 16, 3, 1, 1, 32),
         (64, 56, 56, 64, 3, 1, 1, 32),
         (512, 7, 7, 512, 3, 1, 1, 32),
+        // The small ResNet's 1x1 stride-2 skips, batch 1 and 32.
+        (16, 32, 32, 32, 1, 2, 0, 1),
+        (32, 16, 16, 64, 1, 2, 0, 1),
+        (16, 32, 32, 32, 1, 2, 0, 32),
+        (32, 16, 16, 64, 1, 2, 0, 32),
+        // mobilenet_v2's 1x1 layers with few outputs on large planes, batch 32.
+        (96, 56, 56, 24, 1, 1, 0, 32),
+        (32, 112, 112, 16, 1, 1, 0, 32),
+        (144, 56, 56, 24, 1, 1, 0, 32),
     ];
     if sparse_only {
         sparse_lines(&shapes, trials, only);

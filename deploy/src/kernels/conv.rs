@@ -274,6 +274,13 @@ mod avx512 {
 
     use super::{Act, ConvShape};
 
+    /// Floats of input from which the kernel prefetches each next plane (1 MiB, an L2):
+    /// the split of a plane reads one row after another, but the planes of a larger input
+    /// come from L3 or memory, and the hardware prefetcher did not keep up (96 x 112x112,
+    /// stride 2, at batch 1 and 4, `depthwise_modes`, us with / without, two rounds: 293 /
+    /// 784 and 259 / 673; 1851 / 5511 and 2311 / 5418).
+    const PREFETCH_FLOATS: usize = 256 << 10;
+
     /// # Safety
     /// AVX-512F; `x` holds `samples` of `channels` planes of `h w` floats, `y` as many of
     /// `oh ow`,
@@ -299,6 +306,8 @@ mod avx512 {
         let plane = ph * pw;
         // The border is zeroed once: every channel writes the same inside positions.
         padded[..sh * sw * plane].fill(0.0);
+        // Inputs larger than L2 come from L3 or memory.
+        let prefetch = samples * channels * s.h * s.w > PREFETCH_FLOATS;
         let (top, left) = (s.pads[0], s.pads[1]);
         let (mut w, mut bias) = weight(0);
         // Channel by channel, each channel's weights fetched once for every sample.
@@ -317,7 +326,25 @@ mod avx512 {
             // Padded row r + top is row `row` of phase `phase` (counters, not divisions:
             // a small plane's whole work is a few hundred cycles).
             let (mut phase, mut row) = (top % sh, top / sh);
+            // The next plane this loop reads (the next image's, or the next channel's
+            // first), prefetched row by row a plane ahead of the split.
+            let next = if i + 1 < samples {
+                Some(at + channels)
+            } else if ch + 1 < channels {
+                Some(ch + 1)
+            } else {
+                None
+            };
+            let next = next
+                .filter(|_| prefetch)
+                .map(|n| x[n * s.h * s.w..].as_ptr());
             for r in 0..s.h {
+                if let Some(np) = next {
+                    let nrow = np.wrapping_add(r * s.w);
+                    for c in (0..s.w).step_by(16) {
+                        _mm_prefetch::<_MM_HINT_T1>(nrow.wrapping_add(c) as *const i8);
+                    }
+                }
                 let base = phase * sw * plane + row * pw;
                 phase += 1;
                 if phase == sh {
@@ -470,6 +497,65 @@ mod tests {
         assert_eq!(&cols[16..20], &[1.0, 2.0, 3.0, 4.0]);
         // The top-left tap sees x[i-1][j-1]: only output (1, 1) has it.
         assert_eq!(&cols[0..4], &[0.0, 0.0, 0.0, 1.0]);
+    }
+
+    /// An input larger than the kernel's prefetch threshold (every next plane prefetched,
+    /// the next image's and then the next channel's, up to the last): every plane against
+    /// the f64 definition, stride 1 and 2, with a NaN and an infinity in two planes.
+    #[test]
+    fn depthwise_on_an_input_larger_than_l2_matches_the_definition() {
+        let (n, c, h, w) = (3, 8, 110, 113);
+        assert!(n * c * h * w > 256 << 10);
+        let mut x: alloc::vec::Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1)
+            .collect();
+        x[(2 * c + 3) * h * w + 50 * w + 7] = f32::NAN;
+        x[(c + 6) * h * w + 109 * w + 112] = f32::INFINITY;
+        let wt: alloc::vec::Vec<f32> = (0..c * 9)
+            .map(|i| ((i * 5) % 7) as f32 * 0.25 - 0.75)
+            .collect();
+        let weight = |ch: usize| (&wt[ch * 9..(ch + 1) * 9], 0.5 - ch as f32 * 0.1);
+        for stride in [1, 2] {
+            let s = ConvShape::square(1, h, w, 3, stride, 1);
+            let (oh, ow) = s.out();
+            let p = oh * ow;
+            let mut padded = alloc::vec![f32::NAN; depthwise_scratch(&s)];
+            let mut y = alloc::vec![f32::NAN; n * c * p];
+            let taps = DepthwiseTaps::new(&s);
+            depthwise(&x, n, c, &weight, &s, &taps, Act::Relu, &mut padded, &mut y);
+            for img in 0..n {
+                for ch in 0..c {
+                    let at = img * c + ch;
+                    let (wc, b) = weight(ch);
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            let mut sum = b as f64;
+                            for di in 0..3 {
+                                for dj in 0..3 {
+                                    let r = (i * stride + di) as isize - 1;
+                                    let q = (j * stride + dj) as isize - 1;
+                                    if r < 0 || q < 0 || r >= h as isize || q >= w as isize {
+                                        continue;
+                                    }
+                                    let v = x[at * h * w + r as usize * w + q as usize];
+                                    sum += v as f64 * wc[di * 3 + dj] as f64;
+                                }
+                            }
+                            let want = Act::Relu.apply(sum as f32);
+                            let got = y[at * p + i * ow + j];
+                            assert!(
+                                got == want
+                                    || (got.is_nan() && want.is_nan())
+                                    || (got - want).abs() < 1e-5,
+                                "stride {stride}, image {img}, channel {ch}, ({i}, {j}): \
+                                 {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+            assert!(y.iter().any(|v| v.is_nan()) && y.iter().any(|v| v.is_infinite()));
+        }
     }
 
     #[test]

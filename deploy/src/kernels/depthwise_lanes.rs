@@ -28,11 +28,17 @@ pub const LANES: usize = 16;
 /// 131 / 164 us; 16x16 x 96 even at batch 4 (110 us each), 28x28 x 192 162 / 132 us.
 pub const MAX_OUTPUTS: usize = 14 * 14;
 
-/// True when this kernel runs `s` on this CPU (AVX-512F, at most 64 taps, an output of at
-/// most [`MAX_OUTPUTS`] positions).
+/// True when the plan runs this kernel for `s` on this CPU: it [`runs`] it, on an output of
+/// at most [`MAX_OUTPUTS`] positions.
 pub fn suits(s: &ConvShape) -> bool {
     let (oh, ow) = s.out();
-    super::packed::available() && s.k[0] * s.k[1] <= 64 && oh * ow <= MAX_OUTPUTS
+    runs(s) && oh * ow <= MAX_OUTPUTS
+}
+
+/// True when this kernel can run `s` on this CPU (AVX-512F, at most 64 taps), whatever the
+/// plane's size (the `depthwise_modes` example times it beside the plane kernel).
+pub fn runs(s: &ConvShape) -> bool {
+    super::packed::available() && s.k[0] * s.k[1] <= 64
 }
 
 /// Floats of scratch [`depthwise`] needs for `s`: the padded block, the outputs of one
@@ -48,7 +54,7 @@ pub fn scratch(s: &ConvShape) -> usize {
 /// `scratch` holds [`scratch`]`(s)` floats.
 ///
 /// # Panics
-/// When [`suits`] is false for `s`, or a slice is shorter than its shape.
+/// When [`runs`] is false for `s`, or a slice is shorter than its shape.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise<'w>(
     x: &[f32],
@@ -61,7 +67,7 @@ pub fn depthwise<'w>(
     y: &mut [f32],
 ) {
     assert!(
-        suits(s),
+        runs(s),
         "depthwise_lanes::depthwise on a geometry it does not run"
     );
     let (oh, ow) = s.out();
@@ -79,14 +85,14 @@ pub fn depthwise<'w>(
             );
             (w, b)
         };
-        // SAFETY: AVX-512F is present (`suits`); the lengths are asserted above and by
+        // SAFETY: AVX-512F is present (`runs`); the lengths are asserted above and by
         // `checked`.
         unsafe { avx512::depthwise(x, samples, channels, &checked, s, act, scratch, y) };
     }
     #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
     {
         let _ = (x, samples, channels, weight, act, scratch, y);
-        unreachable!("suits() is false without AVX-512");
+        unreachable!("runs() is false without AVX-512");
     }
 }
 

@@ -573,6 +573,10 @@ mod avx512 {
     /// streamed from L3 once per panel of 8 output channels.
     const BLOCK_FLOATS: usize = 64 << 10;
 
+    /// How far ahead along its rows a tile of the first panel prefetches a streamed
+    /// operand: two tiles.
+    const PREFETCH_COLUMNS: usize = 2 * NR;
+
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn run(
@@ -597,6 +601,10 @@ mod avx512 {
         } else {
             (BLOCK_FLOATS / g.channels.max(1)).max(4 * NR)
         };
+        // An operand larger than the blocks comes from L3 or memory, one short piece of
+        // each of its `channels` rows per block: more streams than the hardware prefetcher
+        // follows, so the first panel's tiles prefetch their rows' next columns.
+        let streamed = g.columns * g.channels > BLOCK_FLOATS && g.taps == 1;
         let mut qb = 0;
         while qb < g.columns {
             // The block ends where the tiles from qb first pass `block` columns.
@@ -624,18 +632,23 @@ mod avx512 {
                     // SAFETY: the tile's loads reach column q0 + NR - 1 of every row, inside
                     // `xp` by the slack `scratch()` adds; `w` holds k * MR floats.
                     let (acc3, acc2, acc1);
+                    let x0 = xp.as_ptr();
                     let acc: &[[__m512; MR]] = unsafe {
-                        match nv {
-                            3 => {
-                                acc3 = tile::<3>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                        match (nv, panel == 0 && streamed) {
+                            (3, false) => {
+                                acc3 = tile::<3, false>(w, &bias_lanes, g, taps, x0, q0);
                                 &acc3
                             }
-                            2 => {
-                                acc2 = tile::<2>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                            (3, true) => {
+                                acc3 = tile::<3, true>(w, &bias_lanes, g, taps, x0, q0);
+                                &acc3
+                            }
+                            (2, _) => {
+                                acc2 = tile::<2, false>(w, &bias_lanes, g, taps, x0, q0);
                                 &acc2
                             }
                             _ => {
-                                acc1 = tile::<1>(w, &bias_lanes, g, taps, xp.as_ptr(), q0);
+                                acc1 = tile::<1, false>(w, &bias_lanes, g, taps, x0, q0);
                                 &acc1
                             }
                         }
@@ -683,7 +696,7 @@ mod avx512 {
     #[allow(clippy::needless_range_loop)] // acc[v][r]: both axes indexed
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const V: usize>(
+    unsafe fn tile<const V: usize, const PREFETCH: bool>(
         w: &[f32],
         bias: &[f32; MR],
         g: &Operand,
@@ -710,6 +723,14 @@ mod avx512 {
             let mut wp = w.as_ptr();
             for c in 0..g.channels {
                 let base = xp.add(c * g.cstride + q0);
+                if PREFETCH {
+                    // Lines of this row `PREFETCH_COLUMNS` ahead (a prefetch never faults:
+                    // past the operand it fetches nothing useful).
+                    for v in 0..V {
+                        let at = base.wrapping_add(PREFETCH_COLUMNS + 16 * v);
+                        _mm_prefetch::<_MM_HINT_T0>(at as *const i8);
+                    }
+                }
                 for &t in &taps[..g.taps] {
                     let xr = base.add(t as usize);
                     let mut xv = [_mm512_setzero_ps(); V];
@@ -1065,7 +1086,8 @@ mod tests {
             (2, 6, 5, 9, [3, 4], [1, 1], [1, 0, 1, 2], [1, 2], 3),
             (4, 5, 5, 3, [3, 3], [1, 1], [2, 3, 2, 1], [1, 1], 4),
             // An operand larger than a column block (`BLOCK_FLOATS`): a 1x1 input read in
-            // place, and its patch matrix of two samples.
+            // place (the first panel's tiles prefetching it), and its patch matrix of two
+            // samples.
             (24, 60, 60, 20, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], 2),
         ];
         for (i, &(c, h, w, m, k, stride, pads, dilation, n)) in cases.iter().enumerate() {

@@ -6,6 +6,7 @@ pub mod block;
 pub mod conv;
 pub mod conv_transpose;
 pub mod dense;
+pub mod depthwise_choice;
 pub mod depthwise_lanes;
 pub mod direct_conv;
 pub mod implicit_conv;

@@ -282,9 +282,7 @@ impl<'a> Plan<'a> {
                     }
                     if shape.c == 1 && groups > 1 {
                         scratch = scratch.max(conv::depthwise_scratch(&shape));
-                        if crate::kernels::depthwise_lanes::suits(&shape) {
-                            scratch = scratch.max(crate::kernels::depthwise_lanes::scratch(&shape));
-                        }
+                        scratch = scratch.max(crate::kernels::depthwise_choice::scratch(&shape));
                     }
                     Step::Conv {
                         first_layer,

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use super::build::Plan;
 use super::layer::{Layer, Matrix};
 use super::step::Step;
-use crate::kernels::depthwise_lanes;
+use crate::kernels::depthwise_choice;
 use crate::kernels::implicit_conv::{Act, Mode};
 
 /// One step of a plan, for reports.
@@ -169,11 +169,7 @@ fn conv_kernel(
     let dense = layers.iter().all(|l| matches!(l.weight, Matrix::Dense(_)));
     if shape.c == 1 && layers.len() > 1 && dense {
         if layers.iter().all(|l| l.rows == 1) {
-            return if depthwise_lanes::suits(shape) {
-                "depthwise lanes"
-            } else {
-                "depthwise planes"
-            };
+            return depthwise_choice::choose(shape).name();
         }
         return "depthwise per group";
     }

@@ -9,7 +9,7 @@ use super::step::{Exec, Step};
 use crate::error::Error;
 use crate::format::{Dims, MAX_INPUTS};
 use crate::kernels::{
-    activation, block, conv, dense, depthwise_lanes, direct_conv, implicit_conv, layout, packed,
+    activation, block, conv, dense, depthwise_choice, direct_conv, implicit_conv, layout, packed,
     pool, portable_conv, sell, sparse, sparse_conv,
 };
 use crate::kernels::{conv_transpose, resize, select};
@@ -268,13 +268,8 @@ fn run_step(
                     (&w[..], l.bias.as_deref().map_or(0.0, |b| b[0]))
                 };
                 let images = n * lead;
-                if depthwise_lanes::suits(&shape) {
-                    // Small planes: 16 channels in the lanes.
-                    depthwise_lanes::depthwise(x, images, groups, &weight, &shape, act, scratch, y);
-                    return;
-                }
                 let taps = taps.as_ref().expect("depthwise");
-                conv::depthwise(x, images, groups, &weight, &shape, taps, act, scratch, y);
+                depthwise_choice::run(x, images, groups, &weight, &shape, taps, act, scratch, y);
                 return;
             }
             for b in 0..n * lead {
