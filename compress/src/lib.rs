@@ -15,7 +15,7 @@
 //!   sparsity patterns, and its validation.
 //! - [`weights`]: the network as plain numbers, and as a `tether-deploy` model.
 //! - [`render`]: decoding through `tether-deploy`; [`grid`]: the coordinates.
-//! - [`image`]: loading, downscaling, PSNR; [`jpeg`]: the JPEG baseline (4:2:0);
+//! - [`image`]: loading, downscaling, PSNR; [`classic`]: the JPEG, WebP and AVIF baselines;
 //!   [`rd`] and [`baselines`]: rate-distortion curves, published ones, and their plot.
 //! - [`tasks`]: the `tether-compress` commands (encode, decode, eval) as functions with
 //!   typed configs, which the binary calls.
@@ -24,6 +24,7 @@
 pub mod arch;
 pub mod baselines;
 pub mod bitstream;
+pub mod classic;
 pub mod codec;
 pub mod coolchic;
 pub mod error;
@@ -31,7 +32,6 @@ pub mod fit;
 pub mod format;
 pub mod grid;
 pub mod image;
-pub mod jpeg;
 pub mod rd;
 pub mod render;
 pub mod tasks;

@@ -1,15 +1,15 @@
-//! `eval`'s summary: per method and rate, the averages over the images, against JPEG on
-//! the same images and COIN at the same rate (`summary.csv`), and the rate-distortion plot
-//! with the published curves (`rd.png`).
+//! `eval`'s summary: per method and rate, the averages over the images, against JPEG,
+//! WebP and AVIF (with the `avif` feature) on the same images and COIN at the same rate
+//! (`summary.csv`), and the rate-distortion plot with the published curves (`rd.png`).
 
 use std::io::Write;
 
 use tether_train::io::write_atomic;
 
 use super::config::EvalConfig;
+use crate::classic;
 use crate::codec::Method;
 use crate::image::Image;
-use crate::jpeg;
 use crate::rd::{Curve, CurvePoint, plot_rd};
 
 /// One row of `results.csv`: an image encoded with one method at one target rate.
@@ -59,18 +59,28 @@ pub struct Summary {
     pub csv: String,
 }
 
+/// `webp`, `avif`: a codec's name as a CSV column's prefix (its first word, lower case).
+fn column_name(curve_name: &str) -> String {
+    curve_name
+        .split_whitespace()
+        .next()
+        .unwrap_or("codec")
+        .to_lowercase()
+}
+
 fn mean(v: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     s / n as f64
 }
 
 /// Averages `rows` (those of `images`) per method and rate, writes `summary.csv` and
-/// prints it to `out`, then draws `rd.png`: each method's curve, JPEG's on the same images
-/// (averaged at equal quality, how the published JPEG curve was made) and, at full size,
+/// prints it to `out`, then draws `rd.png`: each method's curve, JPEG's, WebP's and AVIF's
+/// on the same images (averaged at equal quality, how the published JPEG curve was made)
+/// and, at full size,
 /// the `published` curves, all over the rates measured.
 ///
 /// # Errors
-/// JPEG failing on an image, or an output that cannot be written.
+/// A classical codec failing on an image, or an output that cannot be written.
 pub fn summarise(
     config: &EvalConfig,
     images: &[(String, Image)],
@@ -81,12 +91,24 @@ pub fn summarise(
     let names: Vec<&str> = images.iter().map(|(n, _)| n.as_str()).collect();
     // JPEG: averaged over the same images at equal quality, then interpolated at each
     // method's average rate (how the published JPEG curve was made).
+    // WebP and AVIF (with the `avif` feature) likewise.
     let imgs: Vec<Image> = images.iter().map(|(_, i)| i.clone()).collect();
-    let qualities: Vec<u8> = (1..=95).collect();
-    let jpeg = Curve::new(
-        "JPEG 4:2:0 (same images)",
-        jpeg::jpeg_curve(&imgs, &qualities)?,
-    );
+    let classics = classic::all()
+        .iter()
+        .map(|codec| {
+            let points = classic::curve(codec.as_ref(), &imgs, &codec.curve_qualities())?;
+            Ok(Curve::new(
+                format!("{} (same images)", codec.name()),
+                points,
+            ))
+        })
+        .collect::<Result<Vec<Curve>, crate::error::CompressError>>()?;
+    #[cfg(not(feature = "avif"))]
+    writeln!(
+        out,
+        "(AVIF is not in this build: build tether-compress with `--features avif`, which \
+         needs the dav1d library, e.g. Debian's libdav1d-dev)"
+    )?;
     // Per method and rate: the averages, then the curves they make.
     let mut points = Vec::new();
     for &method in &config.methods {
@@ -136,27 +158,37 @@ pub fn summarise(
         c.interpolate_psnr(bpp)
             .map_or_else(|| "n/a".to_string(), |p| format!("{p:.3}"))
     };
+    // The classical codecs' columns follow the rest (JPEG's keeps its place).
+    let (jpeg, others) = classics.split_first().expect("JPEG is always built");
     let mut summary = String::from(
-        "method,target_bpp,images,bpp,coin_bpp,psnr,jpeg_psnr_at_bpp,coin_psnr_at_bpp,min_bpp_over_target,max_bpp_over_target\n",
+        "method,target_bpp,images,bpp,coin_bpp,psnr,jpeg_psnr_at_bpp,coin_psnr_at_bpp,min_bpp_over_target,max_bpp_over_target",
     );
+    for c in others {
+        summary.push_str(&format!(",{}_psnr_at_bpp", column_name(&c.name)));
+    }
+    summary.push('\n');
     for p in &points {
         summary.push_str(&format!(
-            "{},{},{},{:.5},{:.5},{:.3},{},{},{:.4},{:.4}\n",
+            "{},{},{},{:.5},{:.5},{:.3},{},{},{:.4},{:.4}",
             p.method,
             p.target,
             p.images,
             p.bpp,
             p.coin_bpp,
             p.psnr,
-            at(&jpeg, p.bpp),
+            at(jpeg, p.bpp),
             at(&coin, p.bpp),
             p.ratio_min,
             p.ratio_max
         ));
+        for c in others {
+            summary.push_str(&format!(",{}", at(c, p.bpp)));
+        }
+        summary.push('\n');
     }
     write_atomic(&config.out.join("summary.csv"), summary.as_bytes())?;
     write!(out, "{summary}")?;
-    curves.push(jpeg);
+    curves.extend(classics);
     if config.downscale == 1 {
         curves.extend(published.into_iter().map(|mut c| {
             c.name = format!("{} (published)", c.name);
