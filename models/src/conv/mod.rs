@@ -12,8 +12,11 @@
 //! has a kernel of its own ([`max_pool2d`]; `max_pool`): burn-flex's element-wise passes
 //! and its 3-D pooling kernel were a large part of what remained of a step.
 //!
-//! The kernels' own loops run compiled for AVX-512 or AVX2 where the CPU has them
-//! (`simd`); `timing` (with `flex`) profiles them by layer and pass.
+//! On a CPU with AVX-512F the forward of one-group convolutions on large maps (and 1x1
+//! ones) runs tether-deploy's implicit-GEMM inference kernel instead of im2col
+//! (`implicit`). The kernels' own loops run compiled for AVX-512 or AVX2 where the CPU has
+//! them (`simd`); the implicit and depthwise kernels split the batch over rayon's threads
+//! (`parts`); `timing` (with `flex`) profiles them by layer and pass.
 //!
 //! Every other backend (CUDA, wgpu, ndarray, Flex without autodiff) keeps burn's
 //! operations: the dispatch is a type test (`Any`), not a trait bound, so the networks
