@@ -1,9 +1,8 @@
 //! The forward product of one-group convolutions through tether-deploy's implicit-GEMM
 //! kernel (`tether_deploy::kernels::implicit_conv`, AVX-512F): the input copied once into
 //! zero-padded stride-phase planes and multiplied in place by 8-channel x 48-column
-//! register tiles (cuDNN's "implicit GEMM", Chetlur et al. 2014), or Winograd's F(2x2, 3x3)
-//! (Lavin & Gray 2016) where its cost model says it is cheaper, the bias, residual and
-//! ReLU applied to the tile in registers. The im2col path ([`super::gemm_conv`]) copies
+//! register tiles (cuDNN's "implicit GEMM", Chetlur et al. 2014; a 1x1 kernel reads its
+//! patch matrix), the bias, residual and ReLU applied to the tile in registers. The im2col path ([`super::gemm_conv`]) copies
 //! each input value `kh kw` times and ran the small ResNet's 16-64-channel products at
 //! about half of PyTorch's forward speed (issue 33's profile); the same kernel serves
 //! inference, so training and deployment share it.
@@ -87,7 +86,8 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// 8% on every layer: 16->16 3x3 at 28x28 3439 / 4899 / 4649 / 5484, 32->32 at 14x14
 /// 3389 / 4533 / 4470 / 3608, 32->64 3x3 /2 2322 / 2854 / 3147 / -, 64->64 at 7x7
 /// 3571 / 4300 / 3869 / 3816; deploy's cycle model (tuned on inference batches) picked
-/// Channels or Winograd on three of them, up to 1.36x slower.
+/// Channels or Winograd on three of them, up to 1.36x slower (`cargo run --release -p
+/// tether-train --features flex-rayon --example implicit_modes`, load average 8.6).
 fn mode(geo: &Geometry) -> Mode {
     if geo.kh * geo.kw == 1 || geo.kh * geo.kw > 64 {
         Mode::Patches
@@ -136,6 +136,9 @@ mod tests {
     use burn::tensor::ops::ConvOptions;
 
     use super::*;
+
+    /// `(x dims, weight dims, stride, padding, dilation)`.
+    type Case = ([usize; 4], [usize; 4], usize, usize, usize);
 
     /// Deterministic values in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -204,10 +207,9 @@ mod tests {
             eprintln!("no AVX-512F: the implicit convolution does not run here");
             return;
         }
-        // (x dims, weight dims, stride, padding, dilation): the small ResNet's shapes at a
-        // small batch (a "same" 3x3 that takes Winograd, strided 3x3 and 1x1), LeNet-5's
-        // unpadded 5x5, a dilated kernel, and a batch of several chunks.
-        let cases: [([usize; 4], [usize; 4], usize, usize, usize); 6] = [
+        // The small ResNet's shapes at a small batch (a "same" 3x3, strided 3x3 and 1x1),
+        // LeNet-5's unpadded 5x5, a dilated kernel, and a batch of several chunks.
+        let cases: [Case; 6] = [
             ([3, 16, 28, 28], [16, 16, 3, 3], 1, 1, 1),
             ([3, 16, 28, 28], [32, 16, 3, 3], 2, 1, 1),
             ([3, 32, 14, 14], [64, 32, 1, 1], 2, 0, 1),
