@@ -258,8 +258,9 @@ def main():
                     row[f"{t.label}_cpu_ms"] = 1e3 * statistics.median(cpu)
                     row[f"{t.label}/torch"] = statistics.median(
                         [a / b for a, b in zip(wall, torch_wall)])
-                    row[f"{t.label}/torch_cpu"] = statistics.median(
-                        [a / b for a, b in zip(cpu, torch_cpu)])
+                    per_round = [a / b for a, b in zip(cpu, torch_cpu)]
+                    row[f"{t.label}/torch_cpu"] = statistics.median(per_round)
+                    row[f"{t.label}/torch_cpu_spread"] = [min(per_round), max(per_round)]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for t in tethers:
@@ -269,7 +270,8 @@ def main():
     labels = list(dict.fromkeys(labels))
     print(f"\ntorch {torch.__version__}, batch {BATCH}, {args.rounds} rounds x {args.steps} steps, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
-          "medians; ratios: median of per-round ratios (wall, CPU)\n")
+          "medians; ratios: median of per-round ratios (wall, CPU; in brackets the CPU "
+          "ratio's least and greatest round)\n")
     print("| network | variant | threads | PyTorch ms (wall, CPU) | " +
           " | ".join(f"{l} ms (wall, CPU) | {l} / PyTorch (wall, CPU)" for l in labels) + " |")
     print("|---|---|---|---|" + "---|---|" * len(labels))
@@ -277,8 +279,9 @@ def main():
         cells = []
         for l in labels:
             if f"{l}_ms" in row:
+                lo, hi = row[f"{l}/torch_cpu_spread"]
                 cells += [f"{row[f'{l}_ms']:.1f}, {row[f'{l}_cpu_ms']:.1f}",
-                          f"{row[f'{l}/torch']:.2f}, {row[f'{l}/torch_cpu']:.2f}"]
+                          f"{row[f'{l}/torch']:.2f}, {row[f'{l}/torch_cpu']:.2f} ({lo:.2f}-{hi:.2f})"]
             else:
                 cells += ["", ""]
         print(f"| {row['network']} | {row['variant']} | {row['threads']} | "

@@ -15,7 +15,9 @@
 //! (the rest is burn's element-wise ops, pooling, the loss, the optimizer and the gates).
 //!
 //! `TETHER_CONV=burn` in the environment trains through burn's own convolution instead of
-//! `tether_models::conv`'s (the "before" figures of issue 33).
+//! `tether_models::conv`'s (the "before" figures of issue 33); `TETHER_CONV=im2col` keeps
+//! tether's convolution but its forward products on im2col and faer instead of the
+//! implicit-GEMM kernel.
 //!
 //! Threads: the default build is single-threaded; with `--features flex-rayon`,
 //! `RAYON_NUM_THREADS` sets burn-flex's (and tether's convolutions') thread count.
@@ -237,8 +239,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match std::env::var("TETHER_CONV").as_deref() {
         Ok("burn") => tether_models::conv::set_enabled(false),
+        Ok("im2col") => tether_models::conv::set_implicit_enabled(false),
         Ok("tether") | Err(_) => {}
-        Ok(other) => bail!("TETHER_CONV must be `burn` or `tether`, got {other:?}"),
+        Ok(other) => bail!("TETHER_CONV must be `burn`, `im2col` or `tether`, got {other:?}"),
     }
     if args.serve {
         return serve();

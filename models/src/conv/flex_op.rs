@@ -20,7 +20,7 @@ use super::epilogue::{self, Epilogue};
 use super::geometry::Geometry;
 use super::simd::vectorized;
 use super::timing::{self, Pass};
-use super::{depthwise, gemm_conv, input_grad, pointwise};
+use super::{dense_forward, depthwise, gemm_conv, input_grad, pointwise};
 
 /// The autodiff backend this operation serves.
 pub type AdFlex = Autodiff<Flex>;
@@ -59,7 +59,7 @@ fn forward(
                     } else if pointwise::applies(geo) {
                         pointwise::forward(geo, x, w, b, ep)
                     } else {
-                        gemm_conv::forward(geo, x, w, b, ep)
+                        dense_forward(geo, x, w, b, ep)
                     }
                 },
             )

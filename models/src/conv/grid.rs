@@ -11,6 +11,8 @@
 
 use super::epilogue::Epilogue;
 use super::geometry::Geometry;
+use super::parts;
+use super::simd::vectorized;
 
 /// The layout of one layer; `None` from [`Grid::new`] for dilated layers.
 pub struct Grid {
@@ -92,6 +94,18 @@ impl Grid {
                 let at = self.phase_index(y, 0);
                 phases[at..at + g.w].copy_from_slice(&plane[y * g.w..][..g.w]);
             }
+        } else if g.stride[1] == 2 && g.w >= 2 {
+            for y in 0..g.h {
+                let row = &plane[y * g.w..][..g.w];
+                let (even, odd) = self.column_phases(y, phases);
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                if g.w % 2 == 1 {
+                    even[g.w / 2] = row[g.w - 1];
+                }
+            }
         } else {
             for y in 0..g.h {
                 let row = &plane[y * g.w..][..g.w];
@@ -118,6 +132,42 @@ impl Grid {
         (x0, self.phase_index(y, x0.min(self.geo.w.max(1) - 1)))
     }
 
+    /// For stride 2 along columns: where input row `y`'s even columns (`0, 2, ...`, of
+    /// which there are `ceil(w / 2)`) and odd columns (`floor(w / 2)`) lie in the phase
+    /// buffer, as two disjoint slices of those lengths. Splitting a row into the two at
+    /// once is one interleaved load per pair of vectors; the general path's strided
+    /// copy, one phase at a time, was scalar.
+    #[inline(always)]
+    fn column_phases<'p>(&self, y: usize, phases: &'p mut [f32]) -> (&'p mut [f32], &'p mut [f32]) {
+        let w = self.geo.w;
+        let (at_even, at_odd) = self.even_odd_starts(y);
+        // The two starts are in different phase planes, so the slices do not overlap.
+        if at_even < at_odd {
+            let (lo, hi) = phases.split_at_mut(at_odd);
+            (&mut lo[at_even..][..w.div_ceil(2)], &mut hi[..w / 2])
+        } else {
+            let (lo, hi) = phases.split_at_mut(at_even);
+            (&mut hi[..w.div_ceil(2)], &mut lo[at_odd..][..w / 2])
+        }
+    }
+
+    /// [`Self::column_phases`], read-only.
+    #[inline(always)]
+    fn column_phases_ref<'p>(&self, y: usize, phases: &'p [f32]) -> (&'p [f32], &'p [f32]) {
+        let w = self.geo.w;
+        let (at_even, at_odd) = self.even_odd_starts(y);
+        (
+            &phases[at_even..][..w.div_ceil(2)],
+            &phases[at_odd..][..w / 2],
+        )
+    }
+
+    /// The phase-buffer indices of input row `y`'s columns 0 and 1 (stride 2, `w >= 2`).
+    #[inline(always)]
+    fn even_odd_starts(&self, y: usize) -> (usize, usize) {
+        (self.phase_index(y, 0), self.phase_index(y, 1))
+    }
+
     /// Reads input pixels back out of a phase buffer into `plane`.
     #[inline(always)]
     fn gather(&self, phases: &[f32], plane: &mut [f32]) {
@@ -126,6 +176,18 @@ impl Grid {
             for y in 0..g.h {
                 let at = self.phase_index(y, 0);
                 plane[y * g.w..][..g.w].copy_from_slice(&phases[at..at + g.w]);
+            }
+        } else if g.stride[1] == 2 && g.w >= 2 {
+            for y in 0..g.h {
+                let row = &mut plane[y * g.w..][..g.w];
+                let (even, odd) = self.column_phases_ref(y, phases);
+                for ((e, o), pair) in even.iter().zip(odd).zip(row.chunks_exact_mut(2)) {
+                    pair[0] = *e;
+                    pair[1] = *o;
+                }
+                if g.w % 2 == 1 {
+                    row[g.w - 1] = even[g.w / 2];
+                }
             }
         } else {
             for y in 0..g.h {
@@ -141,16 +203,38 @@ impl Grid {
         }
     }
 
-    /// `y = ep(conv(x, w) + b)`.
+    /// `y = ep(conv(x, w) + b)`, the samples split over rayon's threads.
     #[inline(always)]
     pub fn forward(&self, x: &[f32], w: &[f32], b: Option<&[f32]>, ep: Epilogue<'_>) -> Vec<f32> {
         let g = &self.geo;
-        let (hw, p, kk, n) = (g.hw(), g.p(), g.kh * g.kw, self.grid_len());
         let mut y = vec![0.0f32; g.sizes().2];
+        parts::split(&mut y, g.c_out * g.p(), |s0, ys| {
+            vectorized(
+                #[inline(always)]
+                || self.forward_part(s0, x, w, b, ep, ys),
+            )
+        });
+        y
+    }
+
+    /// [`Self::forward`] of the samples from `s0` whose outputs are `ys`.
+    #[inline(always)]
+    fn forward_part(
+        &self,
+        s0: usize,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        ep: Epilogue<'_>,
+        ys: &mut [f32],
+    ) {
+        let g = &self.geo;
+        let (hw, p, kk, n) = (g.hw(), g.p(), g.kh * g.kw, self.grid_len());
         // Padding is written once: scatter only overwrites the image's pixels.
         let mut phases = vec![0.0f32; self.phases_len()];
         let mut acc = vec![0.0f32; n];
-        for s in 0..g.batch {
+        for (i, ysample) in ys.chunks_exact_mut(g.c_out * p).enumerate() {
+            let s = s0 + i;
             for c in 0..g.c_in {
                 self.scatter(&x[(s * g.c_in + c) * hw..][..hw], &mut phases);
                 acc.fill(b.map_or(0.0, |b| b[c]));
@@ -161,7 +245,7 @@ impl Grid {
                     }
                 }
                 let at = (s * g.c_out + c) * p;
-                let out = &mut y[at..][..p];
+                let out = &mut ysample[c * p..][..p];
                 for (oy, (line, row)) in out
                     .chunks_exact_mut(g.ow)
                     .zip(acc.chunks_exact(self.wq))
@@ -171,10 +255,10 @@ impl Grid {
                 }
             }
         }
-        y
     }
 
-    /// The gradients `(dx, dw)` of `sum(dy * conv(x, w))`, each only when asked for.
+    /// The gradients `(dx, dw)` of `sum(dy * conv(x, w))`, each only when asked for, the
+    /// samples split over rayon's threads (each part its own partial `dw`).
     #[inline(always)]
     pub fn backward(
         &self,
@@ -185,22 +269,53 @@ impl Grid {
         want_dw: bool,
     ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
         let g = &self.geo;
-        let (hw, p, kk, n) = (g.hw(), g.p(), g.kh * g.kw, self.grid_len());
         let (x_len, w_len, _) = g.sizes();
         let mut dx = want_dx.then(|| vec![0.0f32; x_len]);
-        let mut dw = want_dw.then(|| vec![0.0f32; w_len]);
+        let acc_len = if want_dw { w_len } else { 0 };
+        let item = g.c_in * g.hw();
+        let dw = parts::split_sum(
+            g.batch,
+            item,
+            dx.as_deref_mut(),
+            acc_len,
+            |s0, count, dxs, dws| {
+                vectorized(
+                    #[inline(always)]
+                    || self.backward_part(s0, count, x, w, dy, dxs, want_dw.then_some(dws)),
+                )
+            },
+        );
+        (dx, want_dw.then_some(dw))
+    }
+
+    /// [`Self::backward`] of `count` samples from `s0`: their input gradient into `dx`
+    /// (when asked for), their weight gradient added to `dw` (when asked for).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn backward_part(
+        &self,
+        s0: usize,
+        count: usize,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        mut dx: Option<&mut [f32]>,
+        mut dw: Option<&mut [f32]>,
+    ) {
+        let g = &self.geo;
+        let (hw, p, kk, n) = (g.hw(), g.p(), g.kh * g.kw, self.grid_len());
         let mut phases = vec![0.0f32; self.phases_len()];
         let mut dphases = vec![0.0f32; self.phases_len()];
         // dY on the grid; the extra columns stay zero, so they add nothing below.
         let mut grad = vec![0.0f32; n];
-        for s in 0..g.batch {
+        for i in 0..count {
+            let s = s0 + i;
             for c in 0..g.c_in {
                 let src = &dy[(s * g.c_out + c) * p..][..p];
                 for (row, line) in grad.chunks_exact_mut(self.wq).zip(src.chunks_exact(g.ow)) {
                     row[..g.ow].copy_from_slice(line);
                 }
-                let plane = (s * g.c_in + c) * hw;
-                if let Some(dx) = dx.as_mut() {
+                if let Some(dx) = dx.as_deref_mut() {
                     dphases.fill(0.0);
                     for (t, &wt) in w[c * kk..][..kk].iter().enumerate() {
                         let dst = &mut dphases[self.tap_offset(t)..][..n];
@@ -208,16 +323,15 @@ impl Grid {
                             *d += wt * v;
                         }
                     }
-                    self.gather(&dphases, &mut dx[plane..][..hw]);
+                    self.gather(&dphases, &mut dx[(i * g.c_in + c) * hw..][..hw]);
                 }
-                if let Some(dw) = dw.as_mut() {
-                    self.scatter(&x[plane..][..hw], &mut phases);
+                if let Some(dw) = dw.as_deref_mut() {
+                    self.scatter(&x[(s * g.c_in + c) * hw..][..hw], &mut phases);
                     for (t, d) in dw[c * kk..][..kk].iter_mut().enumerate() {
                         *d += dot(&grad, &phases[self.tap_offset(t)..][..n]);
                     }
                 }
             }
         }
-        (dx, dw)
     }
 }

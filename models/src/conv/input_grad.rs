@@ -16,7 +16,6 @@
 use burn::tensor::ops::ConvOptions;
 
 use super::epilogue::Epilogue;
-use super::gemm_conv;
 use super::geometry::Geometry;
 
 /// The transposed problem's geometry, when `geo` is a stride-1 "same" convolution
@@ -59,5 +58,5 @@ pub fn input_grad(geo: &Geometry, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
             }
         }
     }
-    Some(gemm_conv::forward(&t, dy, &wt, None, Epilogue::NONE))
+    Some(super::dense_forward(&t, dy, &wt, None, Epilogue::NONE))
 }

@@ -12,8 +12,11 @@
 //! has a kernel of its own ([`max_pool2d`]; `max_pool`): burn-flex's element-wise passes
 //! and its 3-D pooling kernel were a large part of what remained of a step.
 //!
-//! The kernels' own loops run compiled for AVX-512 or AVX2 where the CPU has them
-//! (`simd`); `timing` (with `flex`) profiles them by layer and pass.
+//! On a CPU with AVX-512F the forward of one-group convolutions on large maps (and 1x1
+//! ones) runs tether-deploy's implicit-GEMM inference kernel instead of im2col
+//! (`implicit`). The kernels' own loops run compiled for AVX-512 or AVX2 where the CPU has
+//! them (`simd`); the implicit and depthwise kernels split the batch over rayon's threads
+//! (`parts`); `timing` (with `flex`) profiles them by layer and pass.
 //!
 //! Every other backend (CUDA, wgpu, ndarray, Flex without autodiff) keeps burn's
 //! operations: the dispatch is a type test (`Any`), not a trait bound, so the networks
@@ -36,9 +39,13 @@ mod grid;
 #[cfg(feature = "flex")]
 mod im2col;
 #[cfg(feature = "flex")]
+mod implicit;
+#[cfg(feature = "flex")]
 mod input_grad;
 #[cfg(feature = "flex")]
 mod max_pool;
+#[cfg(feature = "flex")]
+mod parts;
 #[cfg(feature = "flex")]
 mod pointwise;
 #[cfg(feature = "flex")]
@@ -60,11 +67,24 @@ use burn::tensor::ops::{ConvOptions, PaddedConvOptions};
 pub use geometry::Geometry;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
+static IMPLICIT: AtomicBool = AtomicBool::new(true);
 
 /// Turns the CPU convolution on or off for the whole process (on by default; off means
 /// burn's `conv2d` everywhere). For benchmarks and tests that compare the two.
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Turns the implicit-GEMM forward (tether-deploy's AVX-512 kernel, for one-group
+/// convolutions) on or off (on by default; off means im2col and faer's product, the
+/// kernels before it). For benchmarks that compare the two in one binary.
+pub fn set_implicit_enabled(on: bool) {
+    IMPLICIT.store(on, Ordering::Relaxed);
+}
+
+/// Whether the implicit-GEMM forward runs where it applies.
+pub fn implicit_enabled() -> bool {
+    IMPLICIT.load(Ordering::Relaxed)
 }
 
 /// Whether [`conv2d`] takes the CPU path where it can.
@@ -199,6 +219,25 @@ fn module_then<B: Backend>(
         PaddedConvOptions::asymmetric(conv.stride, start, end, conv.dilation, conv.groups);
     let bias = conv.bias.as_ref().map(|b| b.val());
     conv2d_then(x, conv.weight.val(), bias, options, residual, relu)
+}
+
+/// `y = ep(conv(x, w) + b)` of a convolution that is neither depthwise nor pointwise:
+/// tether-deploy's implicit-GEMM kernel where it runs (one group, AVX-512F; `implicit`),
+/// im2col and faer's product otherwise (`gemm_conv`).
+#[cfg(feature = "flex")]
+#[inline(always)]
+fn dense_forward(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    ep: epilogue::Epilogue<'_>,
+) -> Vec<f32> {
+    if implicit::applies(geo) && implicit_enabled() {
+        implicit::forward(geo, x, w, b, ep)
+    } else {
+        gemm_conv::forward(geo, x, w, b, ep)
+    }
 }
 
 /// Input, weight, bias, residual.

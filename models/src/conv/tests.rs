@@ -13,7 +13,7 @@ type B = Autodiff<Flex>;
 /// `(x dims, weight dims, stride, padding, dilation, groups, bias)`.
 type Case = ([usize; 4], [usize; 4], usize, usize, usize, usize, bool);
 
-const CASES: [Case; 17] = [
+const CASES: [Case; 18] = [
     ([3, 1, 12, 12], [4, 1, 5, 5], 1, 0, 1, 1, true), // LeNet-5's first layer, small
     ([2, 5, 9, 8], [6, 5, 3, 3], 1, 1, 1, 1, true),   // "same" 3x3
     ([2, 4, 9, 9], [8, 4, 3, 3], 2, 1, 1, 1, false),  // strided
@@ -31,6 +31,7 @@ const CASES: [Case; 17] = [
     ([2, 2, 2, 3], [3, 2, 5, 5], 1, 2, 1, 1, true),   // "same" 5x5 wider than the image
     ([2, 3, 8, 8], [3, 1, 3, 3], 2, 0, 1, 3, true),   // depthwise strided, unpadded
     ([1, 2, 10, 9], [2, 1, 5, 5], 3, 2, 1, 2, false), // depthwise 5x5, stride 3
+    ([2, 3, 28, 28], [4, 3, 3, 3], 1, 1, 1, 1, true), // "same" 3x3 at 28x28: implicit GEMM
 ];
 
 fn random<const D: usize>(dims: [usize; D]) -> Tensor<B, D> {
@@ -96,7 +97,9 @@ fn gradients_match_central_finite_differences() {
     // The loss sum(r * conv(x, w) + r * b) is linear in each of x, w, b, so a central
     // difference with a large step is exact up to f32 rounding. CASES[1] and CASES[5]
     // ("same", stride 1, plain and grouped) take the input gradient as a convolution.
-    for case in [CASES[1], CASES[2], CASES[4], CASES[5], CASES[7], CASES[9]] {
+    for case in [
+        CASES[1], CASES[2], CASES[4], CASES[5], CASES[7], CASES[9], CASES[17],
+    ] {
         let (xd, wd, ..) = case;
         let x = random(xd).require_grad();
         let w = random(wd).require_grad();
