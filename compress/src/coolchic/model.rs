@@ -63,7 +63,7 @@ pub struct CoolChicNet<B: Backend> {
     /// The synthesis' layers.
     pub synth: Vec<Linear<B>>,
     /// The upsampling pre-filter `[k1, k2]` of each level from 1 up, over
-    /// [`FILTER_GAIN`].
+    /// [`FILTER_GAIN`]; empty: no filters (all zero, not learned).
     pub ups: Vec<Param<Tensor<B, 1>>>,
 }
 
@@ -398,6 +398,9 @@ impl<B: Backend> CoolChicNet<B> {
             .map(|(l, (y, up))| {
                 let full = match up {
                     None => y,
+                    Some(([rows, ..], [cols, ..])) if self.ups.is_empty() => {
+                        rows.clone().matmul(y).matmul(cols.clone())
+                    }
                     Some((rows, cols)) => {
                         // Learned only while the latents are rounded: under the soft
                         // phase's noise, a smoothing filter lowers the training error by
@@ -444,6 +447,9 @@ impl<B: Backend> CoolChicNet<B> {
 
     /// The upsampling pre-filters, `[k1, k2]` of level 1, then 2, ... (the file's order).
     pub fn upsampling(&self) -> Vec<f32> {
+        if self.ups.is_empty() {
+            return vec![0.0; 2 * self.latents.len().saturating_sub(1)];
+        }
         self.ups
             .iter()
             .flat_map(|k| {

@@ -10,9 +10,10 @@
 //! The rANS stream holds, in decoding order: for each tensor of the ARM then of the
 //! synthesis (layer by layer, weight then bias) its step exponent `e` (uniform on 0..16,
 //! step `2^-e`), its Laplace scale index `k` (uniform on 0..32, scale `2^(k/4 - 1)`
-//! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); from version 3, one
-//! more tensor coded the same way, the upsampling pre-filters (`[k1, k2]` of each level
-//! from 1 up, [`super::synthesis::prefilter`]; versions 1 and 2 have none, i.e. zeros);
+//! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); from version 3, a
+//! flag (uniform bit: 1 = no upsampling filters, all zero) and, unless flagged, one more
+//! tensor coded the same way, the upsampling pre-filters (`[k1, k2]` of each level from
+//! 1 up, [`super::synthesis::prefilter`]; versions 1 and 2 have none, i.e. zeros);
 //! then for each latent
 //! level a flag (uniform bit: 1 = the level is all zeros and has no codes) and, unless
 //! flagged, its integers in raster order, each under the Laplace the ARM computes from its
@@ -360,7 +361,12 @@ pub fn encode_version(c: &CoolChic, version: u8) -> Result<Vec<u8>, CodecError> 
         encode_tensor(t, cdf, &mut enc)?;
     }
     if learned {
-        encode_tensor(&c.upsampling, cdf, &mut enc)?;
+        // A flag (uniform bit: 1 = no filters, all zero), then the filters unless flagged.
+        let none = c.upsampling.codes.iter().all(|&v| v == 0);
+        enc.put_uniform(u32::from(none), 2)?;
+        if !none {
+            encode_tensor(&c.upsampling, cdf, &mut enc)?;
+        }
     }
     for (l, level) in c.latents.iter().enumerate() {
         let (rows, cols) = Arch::level_size(h.width, h.height, l);
@@ -451,7 +457,7 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
         .into_iter()
         .map(|n| decode_tensor(n, cdf, &mut dec))
         .collect::<Result<Vec<_>, _>>()?;
-    let upsampling = if version >= UPSAMPLING_VERSION {
+    let upsampling = if version >= UPSAMPLING_VERSION && dec.get_uniform(2)? == 0 {
         decode_tensor(arch.upsampling_len(), cdf, &mut dec)?
     } else {
         CoolChic::no_upsampling(&arch)

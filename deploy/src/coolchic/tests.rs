@@ -250,7 +250,10 @@ fn the_version_3_bitstream_and_pixels_are_fixed() {
     );
 }
 
-const V3_FINGERPRINTS: [(usize, u32, u32); 2] = [(0, 0, 0), (0, 0, 0)];
+const V3_FINGERPRINTS: [(usize, u32, u32); 2] = [
+    (860, 4_268_523_043, 1_132_129_749),
+    (7576, 3_307_395_586, 1_279_032_642),
+];
 
 #[test]
 fn older_versions_refuse_learned_filters_and_read_as_unfiltered() {
