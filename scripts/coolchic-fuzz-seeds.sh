@@ -6,10 +6,11 @@
 # variants of each seed (truncated, a flipped byte, a zero-filled run; the damaged ones
 # also with their CRC-32 rewritten, so that the fuzzer starts past the checksum).
 #
-# The encoder writes the current format version (2). The corpus also keeps two files of
-# version 1, which this script does not rewrite (the encoder no longer writes it):
-# asset-v1-kodim23-96x64.cc (the firmware's asset before version 2) and
-# seed-v1-kodim23-24x16.cc (this script's kodim23 seed as commit 6c4182d wrote it).
+# The encoder writes the current format version (3). The corpus also keeps files of
+# versions 1 and 2, which this script does not rewrite (the encoder no longer writes them):
+# asset-v1-kodim23-96x64.cc and asset-v2-kodim23-96x64.cc (the firmware's asset before
+# versions 2 and 3), seed-v1-kodim23-24x16.cc (this script's kodim23 seed as commit
+# 6c4182d wrote it) and seed-v2-*.cc (its three seeds as commit 47231f5 had them).
 #
 #   scripts/coolchic-fuzz-seeds.sh KODAK_DIR
 set -euo pipefail
@@ -34,7 +35,7 @@ out = pathlib.Path(sys.argv[1])
 def reseal(b):
     return b[:-4] + (zlib.crc32(b[:-4]) & 0xFFFFFFFF).to_bytes(4, "little")
 for seed in sorted(out.glob("seed-*.cc")):
-    if seed.name.startswith("seed-v1-"):
+    if seed.name.startswith(("seed-v1-", "seed-v2-")):
         continue
     b = seed.read_bytes()
     stem = seed.stem[len("seed-"):]

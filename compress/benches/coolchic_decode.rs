@@ -7,9 +7,9 @@
 //! nonzero, small): decode time depends on the shapes, not on the values, except for the
 //! rANS symbols' count, which is every latent either way.
 //!
-//! Each file is timed in the current format version and in version 1 (the same content,
-//! the ARM summed left to right instead of in a tree), one after the other in every round,
-//! so their ratio is measured under the same load.
+//! Each file is timed in the current format version (3: learned upsampling pre-filters,
+//! nonzero) and in version 2 (the same content without the filters), one after the
+//! other in every round, so their ratio is measured under the same load.
 //!
 //! Two clocks: wall time, and the thread's CPU time (`/proc/thread-self/schedstat`, ns
 //! on the CPU): on a shared, loaded machine the wall time counts the time other processes
@@ -40,22 +40,26 @@ fn main() {
         let budget = (bpp * (w * h) as f64) as usize;
         let arch = tether_compress::coolchic::arch_for(budget, w, h).expect("an arch");
         let file = random_file(w, h, &arch);
-        let versions = [VERSION, 1];
+        let mut plain = file.clone();
+        plain.upsampling = CoolChic::no_upsampling(&arch);
+        let versions = [VERSION, 2];
+        let contents = [file, plain];
         let files: Vec<Vec<u8>> = versions
             .iter()
-            .map(|&v| encode_version(&file, v).expect("encodes"))
+            .zip(&contents)
+            .map(|(&v, c)| encode_version(c, v).expect("encodes"))
             .collect();
         // [version][entropy, render, total] x [cpu, wall], seconds.
         let mut best = [[[f64::INFINITY; 2]; 3]; 2];
         for _ in 0..rounds {
-            for (bytes, best) in files.iter().zip(best.iter_mut()) {
+            for ((bytes, file), best) in files.iter().zip(&contents).zip(best.iter_mut()) {
                 let (c0, t) = (cpu_seconds(), Instant::now());
                 let c = decode(bytes).expect("decodes");
                 let (c1, t1) = (cpu_seconds(), t.elapsed().as_secs_f64());
                 let rgb = synthesis::render(&c).expect("renders");
                 let (c2, t2) = (cpu_seconds(), t.elapsed().as_secs_f64());
                 assert_eq!(rgb.len(), w * h * 3);
-                assert!(c == file, "the decoded file is the encoded one");
+                assert!(&c == file, "the decoded file is the encoded one");
                 std::hint::black_box(rgb);
                 for (b, v) in
                     best.iter_mut()
@@ -138,6 +142,9 @@ fn random_file(w: usize, h: usize, arch: &Arch) -> CoolChic {
                 .collect()
         })
         .collect();
+    let filters: Vec<f32> = (0..arch.upsampling_len())
+        .map(|_| ((2.0 * next() - 1.0) * 0.2) as f32)
+        .collect();
     CoolChic {
         header: Header {
             width: w,
@@ -147,5 +154,6 @@ fn random_file(w: usize, h: usize, arch: &Arch) -> CoolChic {
         arm,
         synthesis,
         latents,
+        upsampling: QTensor::quantise(&filters, 8),
     }
 }

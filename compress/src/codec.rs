@@ -351,6 +351,7 @@ mod tests {
             coolchic: crate::coolchic::fit::CoolChicSettings {
                 lr: 1e-2,
                 round_lr: 0.05,
+                learn_upsampling: false,
                 noise_fraction: 0.8,
                 temperature: (0.3, 0.1),
                 kumaraswamy: (2.0, 1.0),
@@ -468,6 +469,24 @@ mod tests {
             bad[i] ^= 0x04;
             assert!(crate::render::decode_file(&bad).is_err(), "byte {i}");
         }
+    }
+
+    /// With learned upsampling filters (format version 3): the file holds nonzero filters,
+    /// decodes to the encoder's image bit for bit and is under the budget.
+    #[test]
+    fn learned_upsampling_files_decode_to_the_encoders_image_under_budget() {
+        let _rng = crate::rng_lock();
+        let image = test_image();
+        let target = 1.5;
+        let mut o = options(Method::CoolChic, target, 200);
+        o.coolchic.learn_upsampling = true;
+        let out = encode::<B>(&image, &o, &Default::default()).unwrap();
+        let file = tether_deploy::coolchic::decode(&out.bytes).unwrap();
+        assert!(file.upsampling.codes.iter().any(|&c| c != 0));
+        let decoded = crate::render::decode_file(&out.bytes).unwrap();
+        assert_eq!(decoded, out.decoded);
+        assert_eq!(crate::image::psnr(&image, &decoded).unwrap(), out.psnr);
+        assert!(out.bytes.len() * 8 <= budget_bits(target, &image));
     }
 
     /// Issue 27's "within 3% of the budget". The 300-step fit of this 48x32 image at 1.5

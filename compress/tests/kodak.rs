@@ -56,6 +56,7 @@ fn l0onie_meets_and_uses_the_budget_on_a_kodak_photo() {
         coolchic: tether_compress::coolchic::fit::CoolChicSettings {
             lr: 1e-2,
             round_lr: 0.05,
+            learn_upsampling: false,
             noise_fraction: 0.8,
             temperature: (0.3, 0.1),
             kumaraswamy: (2.0, 1.0),

@@ -1,5 +1,6 @@
 //! With `--features coolchic`: the device decodes a Cool-chic file (issue 27) embedded in
-//! flash, a 96x64 Kodak image (`kodim23` downscaled 8x, 1,111 bytes), with the same
+//! flash, a 96x64 Kodak image (`kodim23` downscaled 8x, 1,455 bytes, format version 3 with learned
+//! upsampling filters), with the same
 //! `no_std` decoder the host runs (`tether_deploy::coolchic`), and prints every pixel.
 //!
 //! Why print the pixels and not a score: the codec's claim is that its decoder is
@@ -13,8 +14,7 @@ use cortex_m_semihosting::hprintln;
 use tether_deploy::coolchic::{CodecError, decode, synthesis};
 
 /// The file, from `tether-compress encode kodim23.png -o kodim23-96x64.cc --downscale 8
-/// --method coolchic --bpp 2 --steps 1000`, rewritten as format version 2 by
-/// `tether-deploy`'s `coolchic_transcode` example (README.md).
+/// --method coolchic --bpp 2 --steps 1000 --coolchic-learn-upsampling` (format version 3).
 static FILE: &[u8] = include_bytes!("../assets/kodim23-96x64.cc");
 
 /// Decodes [`FILE`] and prints its size, shape, decode cost and pixels (one line per row,

@@ -261,7 +261,7 @@ fn check_firmware(model: &str, features: &[&str]) {
 }
 
 /// The device decodes the embedded Cool-chic file (`firmware/assets/kodim23-96x64.cc`,
-/// issue 27) to exactly the pixels the host decodes from it: the decoder is
+/// issue 27, format version 3 with learned upsampling filters) to exactly the pixels the host decodes from it: the decoder is
 /// float-deterministic (the same `f32` operations in the same order; the host's run in
 /// AVX2 lanes, the Cortex-M4F's in scalar FPU code), so every byte must agree.
 #[test]
@@ -271,6 +271,14 @@ fn a_coolchic_file_decodes_on_the_device_to_the_hosts_pixels() {
     }
     let file = std::fs::read(firmware_dir().join("assets/kodim23-96x64.cc")).unwrap();
     let (w, h, host) = tether_deploy::coolchic::synthesis::decode_image(&file).unwrap();
+    // The asset is of the current version, with learned upsampling filters, so the
+    // device runs the pre-filter too.
+    let model = tether_deploy::coolchic::decode(&file).unwrap();
+    assert_eq!(file[2], tether_deploy::coolchic::file::VERSION);
+    assert!(
+        model.upsampling.codes.iter().any(|&c| c != 0),
+        "the asset's upsampling filters are all zero"
+    );
 
     let (out, built, ran) = build_and_run(&["coolchic"]);
     eprintln!(

@@ -1,8 +1,9 @@
 //! The exact change of a decoded image's squared error when one latent moves by one step.
 //!
-//! A latent of level `l` reaches only the pixels whose bilinear taps hold it (a
-//! `2^(l+1) x 2^(l+1)` patch at most, [`taps`]), so its move changes the synthesis'
-//! inputs there alone: the change of the squared error is the sum, over that
+//! A latent of level `l` reaches only the pixels whose upsampling holds it (the level's
+//! pre-filter spreads it over 5 x 5 of its neighbours, [`prefilter_taps`], and the
+//! bilinear taps each of those over a `2^(l+1) x 2^(l+1)` patch at most, [`taps`]), so
+//! its move changes the synthesis' inputs there alone: the change of the squared error is the sum, over that
 //! patch, of the 8-bit pixels' new squared errors minus their old ones, each pixel
 //! rendered by the decoder's own network ([`Mlp::forward`]). Over every latent of a
 //! pyramid this costs about `4 * levels` pixel syntheses per pixel and direction, a few
@@ -11,11 +12,11 @@
 //! batches kept), where a move of a whole step is far outside the linear range.
 //!
 //! The new pixels are computed from the old upsampled planes plus the move times its
-//! bilinear weight, not by upsampling again, so a value may differ from the decoder's in
+//! upsampling weight, not by upsampling again, so a value may differ from the decoder's in
 //! the last bit of an `f32`; the refinement that uses this checks every change it keeps
 //! on the written and decoded file.
 
-use tether_deploy::coolchic::synthesis::{taps, upsample};
+use tether_deploy::coolchic::synthesis::{prefilter_taps, taps, upsample};
 use tether_deploy::coolchic::{Arch, CoolChic, Mlp};
 
 use crate::error::CompressError;
@@ -25,8 +26,50 @@ fn to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
 }
 
-/// The taps of every output row (or column) of a level: the level's rows it reads.
-type Taps = Vec<(usize, usize, f32)>;
+/// For each source row (or column) of a level, the output rows it reaches and its
+/// weight in each (nonzero weights only).
+type Reach = Vec<Vec<(usize, f32)>>;
+
+/// The [`Reach`] of an axis of `n` sources upsampled by `2^l` to `n_out`, after the
+/// pre-filter `k` ([`tether_deploy::coolchic::synthesis::prefilter`]): output `i` is
+/// `sum_j B[i][j] P[j][s] x[s]`, `B` the bilinear taps and `P` the filter.
+fn reach(n_out: usize, n: usize, l: usize, k: [f32; 2]) -> Reach {
+    let c = 1.0 - 2.0 * k[0] - 2.0 * k[1];
+    let mut out: Reach = vec![Vec::new(); n];
+    let mut row: Vec<(usize, f32)> = Vec::new();
+    for i in 0..n_out {
+        let (a, b, f) = taps(i, n, l);
+        row.clear();
+        for (j, w) in [(a, 1.0 - f), (b, f)] {
+            if w == 0.0 {
+                continue;
+            }
+            let t = prefilter_taps(j, n);
+            let parts = [
+                (j, c),
+                (t[0], k[0]),
+                (t[1], k[0]),
+                (t[2], k[1]),
+                (t[3], k[1]),
+            ];
+            for (src, p) in parts {
+                if p == 0.0 {
+                    continue;
+                }
+                match row.iter_mut().find(|(s, _)| *s == src) {
+                    Some((_, v)) => *v += w * p,
+                    None => row.push((src, w * p)),
+                }
+            }
+        }
+        for &(src, v) in &row {
+            if v != 0.0 {
+                out[src].push((i, v));
+            }
+        }
+    }
+    out
+}
 
 /// A decoded file, ready to price single-latent moves against `target`.
 pub struct LocalError<'a> {
@@ -39,8 +82,8 @@ pub struct LocalError<'a> {
     /// The decoded image.
     rgb: Vec<u8>,
     target: &'a [u8],
-    /// Per level: the taps of every row and of every column.
-    taps: Vec<(Taps, Taps)>,
+    /// Per level: the reach of every source row and of every source column.
+    reach: Vec<(Reach, Reach)>,
 }
 
 impl<'a> LocalError<'a> {
@@ -64,13 +107,11 @@ impl<'a> LocalError<'a> {
         let planes = upsample(file);
         let rgb = tether_deploy::coolchic::synthesis::render(file)
             .map_err(|e| CompressError::Invalid(format!("internal error: {e}")))?;
-        let taps = (0..levels)
+        let reach = (0..levels)
             .map(|l| {
                 let (rows, cols) = Arch::level_size(width, height, l);
-                (
-                    (0..height).map(|i| taps(i, rows, l)).collect(),
-                    (0..width).map(|i| taps(i, cols, l)).collect(),
-                )
+                let k = file.upsampling_kernel(l);
+                (reach(height, rows, l, k), reach(width, cols, l, k))
             })
             .collect();
         Ok(Self {
@@ -81,7 +122,7 @@ impl<'a> LocalError<'a> {
             planes,
             rgb,
             target,
-            taps,
+            reach,
         })
     }
 
@@ -97,36 +138,20 @@ impl<'a> LocalError<'a> {
             .sum()
     }
 
-    /// The weight of source index `s` in each output index of `taps` near it, as
-    /// `(output index, weight)`, nonzero weights only.
-    fn reach(taps: &Taps, s: usize, l: usize) -> Vec<(usize, f32)> {
-        // An output reads sources within one of `i / 2^l`: scan that window.
-        let lo = s.saturating_sub(1) << l;
-        let hi = ((s + 2) << l).min(taps.len());
-        (lo..hi)
-            .filter_map(|i| {
-                let (a, b, f) = taps[i];
-                let w = if a == s { 1.0 - f } else { 0.0 } + if b == s { f } else { 0.0 };
-                (w != 0.0).then_some((i, w))
-            })
-            .collect()
-    }
-
     /// The change of [`LocalError::sse`] if latent `index` of level `level` moved by
     /// `delta` (every other latent unchanged).
     pub fn delta(&self, level: usize, index: usize, delta: i32) -> f64 {
         let (_, cols) = Arch::level_size(self.width, self.height, level);
         let (y, x) = (index / cols, index % cols);
-        let (rows_taps, cols_taps) = &self.taps[level];
-        let rows = Self::reach(rows_taps, y, level);
-        let columns = Self::reach(cols_taps, x, level);
+        let (rows_reach, cols_reach) = &self.reach[level];
+        let (rows, columns) = (&rows_reach[y], &cols_reach[x]);
         let n = self.width * self.height;
         let width = self.synth.max_width().max(self.levels);
         let (mut a, mut b) = (vec![0.0f32; width], vec![0.0f32; width]);
         let mut input = vec![0.0f32; self.levels];
         let mut change = 0.0;
-        for &(i, wy) in &rows {
-            for &(j, wx) in &columns {
+        for &(i, wy) in rows {
+            for &(j, wx) in columns {
                 let p = i * self.width + j;
                 for (k, v) in input.iter_mut().enumerate() {
                     *v = self.planes[k * n + p];
@@ -197,6 +222,11 @@ mod tests {
             arm,
             synthesis,
             latents,
+            // Level 1 sharpened, level 2 smoothed (exact at the step 2^-6).
+            upsampling: QTensor {
+                exponent: 6,
+                codes: vec![-8, 3, 10, 2],
+            },
         }
     }
 

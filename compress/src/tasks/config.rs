@@ -57,6 +57,8 @@ pub struct CodecConfig {
     pub coolchic_soft_fraction: f64,
     /// Cool-chic: the rounding phase's learning rate as a share of `coolchic_lr`.
     pub coolchic_round_lr: f64,
+    /// Cool-chic: learn the upsampling filters ([`CoolChicSettings::learn_upsampling`]).
+    pub coolchic_learn_upsampling: bool,
     /// Cool-chic: the rate multiplier's controller.
     pub coolchic_dual: RateDualConfig,
     /// Seed.
@@ -83,6 +85,7 @@ impl Default for CodecConfig {
             coolchic_lr: 1e-2,
             coolchic_soft_fraction: 0.8,
             coolchic_round_lr: 0.05,
+            coolchic_learn_upsampling: false,
             coolchic_dual: RateDualConfig::default(),
             seed: 0,
             device: DeviceKind::Flex,
@@ -170,6 +173,7 @@ impl CodecConfig {
             coolchic: CoolChicSettings {
                 lr: self.coolchic_lr,
                 round_lr: self.coolchic_round_lr,
+                learn_upsampling: self.coolchic_learn_upsampling,
                 noise_fraction: self.coolchic_soft_fraction,
                 temperature: (0.3, 0.1),
                 kumaraswamy: (2.0, 1.0),
@@ -246,6 +250,7 @@ impl EncodeConfig {
             "coolchic_lr": c.coolchic_lr,
             "coolchic_soft_fraction": c.coolchic_soft_fraction,
             "coolchic_round_lr": c.coolchic_round_lr,
+            "coolchic_learn_upsampling": c.coolchic_learn_upsampling,
             "coolchic_dual": format!("{:?}", c.coolchic_dual),
             "seed": c.seed,
             "device": format!("{:?}", c.device),

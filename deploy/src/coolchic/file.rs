@@ -1,4 +1,4 @@
-//! The Cool-chic file (version 2; version 1 is still read):
+//! The Cool-chic file (version 3; versions 1 and 2 are still read):
 //!
 //! ```text
 //! "CC" version:u8  width:varint height:varint
@@ -10,13 +10,18 @@
 //! The rANS stream holds, in decoding order: for each tensor of the ARM then of the
 //! synthesis (layer by layer, weight then bias) its step exponent `e` (uniform on 0..16,
 //! step `2^-e`), its Laplace scale index `k` (uniform on 0..32, scale `2^(k/4 - 1)`
-//! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); then for each latent
+//! steps) and its integer codes (Laplace at 0 over `-1023..=1023`); from version 3, a
+//! flag (uniform bit: 1 = no upsampling filters, all zero) and, unless flagged, one more
+//! tensor coded the same way, the upsampling pre-filters (`[k1, k2]` of each level from
+//! 1 up, [`super::synthesis::prefilter`]; versions 1 and 2 have none, i.e. zeros);
+//! then for each latent
 //! level a flag (uniform bit: 1 = the level is all zeros and has no codes) and, unless
 //! flagged, its integers in raster order, each under the Laplace the ARM computes from its
 //! decoded causal neighbours. The versions differ only in how the Laplace tables are
-//! computed ([`Cdf`]): version 1 with `libm::expf` and a division per CDF, version 2 with
-//! [`super::laplace::exp_poly`] and one reciprocal per table (the same model and image;
-//! the tables, hence the bytes, differ by rounding). Every symbol is in the one stream, so the fields cost what
+//! computed ([`Cdf`]): version 1 with `libm::expf` and a division per CDF, versions 2 and 3
+//! with [`super::laplace::exp_poly`] and one reciprocal per table (the same model and
+//! image; the tables, hence the bytes, differ by rounding); version 3 adds the learned
+//! upsampling. Every symbol is in the one stream, so the fields cost what
 //! their information is (an all-zero level: 1 bit).
 //!
 //! An image has at most [`MAX_PIXELS`] pixels (each side at most [`MAX_SIDE`]); the
@@ -37,7 +42,9 @@ use super::{
 /// The first bytes of every file.
 pub const MAGIC: [u8; 2] = *b"CC";
 /// The format version this code writes (and the newest it reads).
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// The first version with learned upsampling filters.
+pub const UPSAMPLING_VERSION: u8 = 3;
 /// The oldest version this code reads.
 pub const OLDEST_VERSION: u8 = 1;
 
@@ -45,7 +52,7 @@ pub const OLDEST_VERSION: u8 = 1;
 pub fn tables(version: u8) -> Option<Cdf> {
     match version {
         1 => Some(Cdf::Libm),
-        2 => Some(Cdf::Poly),
+        2 | 3 => Some(Cdf::Poly),
         _ => None,
     }
 }
@@ -109,6 +116,9 @@ pub struct CoolChic {
     pub synthesis: Vec<QTensor>,
     /// Each level's integers, row-major.
     pub latents: Vec<Vec<i32>>,
+    /// The upsampling pre-filters, `[k1, k2]` of level 1, then of level 2, ...
+    /// ([`Arch::upsampling_len`] codes; all zero, the identity, in versions 1 and 2).
+    pub upsampling: QTensor,
 }
 
 /// `mlp`'s weights and biases replaced by `tensors` (layer by layer, weight then bias).
@@ -143,6 +153,24 @@ impl CoolChic {
     /// Tensors that do not fit the header's shape.
     pub fn synthesis_mlp(&self) -> Result<Mlp, CodecError> {
         fill(self.header.arch.synthesis(), &self.synthesis)
+    }
+
+    /// The pre-filter `[k1, k2]` of level `l` (`[0, 0]`, the identity, for level 0 and
+    /// for a tensor of the wrong length, which [`encode`] refuses).
+    pub fn upsampling_kernel(&self, l: usize) -> [f32; 2] {
+        if l == 0 || self.upsampling.codes.len() != self.header.arch.upsampling_len() {
+            return [0.0, 0.0];
+        }
+        let v = self.upsampling.values();
+        [v[2 * (l - 1)], v[2 * (l - 1) + 1]]
+    }
+
+    /// A file's upsampling with no pre-filter (versions 1 and 2), for `arch`.
+    pub fn no_upsampling(arch: &Arch) -> QTensor {
+        QTensor {
+            exponent: 0,
+            codes: vec![0; arch.upsampling_len()],
+        }
     }
 }
 
@@ -308,6 +336,15 @@ pub fn encode_version(c: &CoolChic, version: u8) -> Result<Vec<u8>, CodecError> 
     }
     let arm = PackedMlp::new(&c.arm_mlp()?);
     c.synthesis_mlp()?;
+    if c.upsampling.codes.len() != arch.upsampling_len() {
+        return Err(CodecError::Model("upsampling filters of the wrong size"));
+    }
+    let learned = version >= UPSAMPLING_VERSION;
+    if !learned && c.upsampling.codes.iter().any(|&v| v != 0) {
+        return Err(CodecError::Model(
+            "learned upsampling needs format version 3",
+        ));
+    }
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
     out.push(version);
@@ -322,6 +359,14 @@ pub fn encode_version(c: &CoolChic, version: u8) -> Result<Vec<u8>, CodecError> 
     let mut enc = RansEncoder::new();
     for t in c.arm.iter().chain(&c.synthesis) {
         encode_tensor(t, cdf, &mut enc)?;
+    }
+    if learned {
+        // A flag (uniform bit: 1 = no filters, all zero), then the filters unless flagged.
+        let none = c.upsampling.codes.iter().all(|&v| v == 0);
+        enc.put_uniform(u32::from(none), 2)?;
+        if !none {
+            encode_tensor(&c.upsampling, cdf, &mut enc)?;
+        }
     }
     for (l, level) in c.latents.iter().enumerate() {
         let (rows, cols) = Arch::level_size(h.width, h.height, l);
@@ -412,6 +457,11 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
         .into_iter()
         .map(|n| decode_tensor(n, cdf, &mut dec))
         .collect::<Result<Vec<_>, _>>()?;
+    let upsampling = if version >= UPSAMPLING_VERSION && dec.get_uniform(2)? == 0 {
+        decode_tensor(arch.upsampling_len(), cdf, &mut dec)?
+    } else {
+        CoolChic::no_upsampling(&arch)
+    };
     let mut c = CoolChic {
         header: Header {
             width,
@@ -421,6 +471,7 @@ pub fn decode_with_limit(bytes: &[u8], max_pixels: usize) -> Result<CoolChic, Co
         arm: arm_tensors,
         synthesis: synth_tensors,
         latents: Vec::new(),
+        upsampling,
     };
     let arm = PackedMlp::new(
         &c.arm_mlp()

@@ -9,7 +9,8 @@
 //! 1. read the quantised network weights ([`mod@file`]);
 //! 2. entropy-decode each level in raster order, the ARM giving every latent's
 //!    distribution ([`laplace`], [`rans`]);
-//! 3. upsample every level to full resolution (bilinear, [`synthesis`]) and run the
+//! 3. upsample every level to full resolution (a learned pre-filter, then bilinear,
+//!    [`synthesis`]) and run the
 //!    synthesis network on each pixel's `L` values to get its RGB.
 //!
 //! Determinism: the ARM's output decides the entropy decoder's tables, so a single bit of
@@ -164,9 +165,16 @@ impl Arch {
         Mlp::zeros(self.levels, &self.synth_hidden, 3)
     }
 
+    /// Numbers of the upsampling pre-filters: `[k1, k2]` for each level but the first
+    /// ([`synthesis::prefilter`]).
+    pub fn upsampling_len(&self) -> usize {
+        2 * (self.levels - 1)
+    }
+
     /// Decoding cost per pixel in multiply-accumulates: the ARM once per latent (about
-    /// 4/3 latents per pixel over the pyramid), the synthesis once per pixel, and the
-    /// bilinear upsampling (4 per level per pixel).
+    /// 4/3 latents per pixel over the pyramid), the synthesis once per pixel, the
+    /// bilinear upsampling (4 per level per pixel) and the pre-filters (6 per latent of
+    /// the levels from 1 up, rows and columns; none where a file's filter is zero).
     pub fn macs_per_pixel(&self, width: usize, height: usize) -> f64 {
         let latents: usize = (0..self.levels)
             .map(|l| {
@@ -175,9 +183,11 @@ impl Arch {
             })
             .sum();
         let px = (width * height) as f64;
+        let coarse = latents - width * height;
         (latents * self.arm().macs()) as f64 / px
             + self.synthesis().macs() as f64
             + 4.0 * self.levels as f64
+            + 6.0 * coarse as f64 / px
     }
 }
 

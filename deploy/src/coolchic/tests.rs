@@ -12,7 +12,8 @@ fn lcg(s: &mut u32) -> u32 {
 }
 
 /// A random model of `arch` for a `width x height` image: weights of a few bits, latents
-/// mostly small with a zero level.
+/// mostly small with a zero level, upsampling pre-filters within +-0.15 (drawn last, so
+/// the rest is what the same seed gave before version 3).
 fn random_file(width: usize, height: usize, arch: Arch, seed: u32) -> CoolChic {
     let mut s = seed;
     let tensors = |mlp: Mlp, s: &mut u32| -> Vec<QTensor> {
@@ -44,6 +45,9 @@ fn random_file(width: usize, height: usize, arch: Arch, seed: u32) -> CoolChic {
                 .collect()
         })
         .collect();
+    let filters: Vec<f32> = (0..arch.upsampling_len())
+        .map(|_| (lcg(&mut s) % 301) as f32 / 1000.0 - 0.15)
+        .collect();
     CoolChic {
         header: Header {
             width,
@@ -53,7 +57,14 @@ fn random_file(width: usize, height: usize, arch: Arch, seed: u32) -> CoolChic {
         arm,
         synthesis,
         latents,
+        upsampling: QTensor::quantise(&filters, 7),
     }
+}
+
+/// `c` without its upsampling filters (what versions 1 and 2 hold).
+fn fixed_upsampling(mut c: CoolChic) -> CoolChic {
+    c.upsampling = CoolChic::no_upsampling(&c.header.arch);
+    c
 }
 
 fn arch() -> Arch {
@@ -103,9 +114,9 @@ fn every_truncation_and_every_flipped_byte_is_an_error() {
     }
     assert_eq!(decode(&[]), Err(CodecError::Truncated));
     assert_eq!(decode(&[0; 64]), Err(CodecError::BadMagic));
-    let mut v3 = bytes.clone();
-    v3[2] = 3;
-    assert_eq!(decode(&v3), Err(CodecError::UnsupportedVersion(3)));
+    let mut v4 = bytes.clone();
+    v4[2] = 4;
+    assert_eq!(decode(&v4), Err(CodecError::UnsupportedVersion(4)));
 }
 
 #[test]
@@ -166,7 +177,10 @@ fn wide() -> Arch {
 fn fingerprints(version: u8) -> Vec<(usize, u32, u32)> {
     let mut got = Vec::new();
     for (w, h, a, seed) in [(33, 20, arch(), 3), (70, 45, wide(), 11)] {
-        let c = random_file(w, h, a, seed);
+        let mut c = random_file(w, h, a, seed);
+        if version < file::UPSAMPLING_VERSION {
+            c = fixed_upsampling(c);
+        }
         let bytes = file::encode_version(&c, version).unwrap();
         assert_eq!(decode(&bytes).unwrap(), c, "version {version}");
         let rgb = synthesis::render(&c).unwrap();
@@ -214,10 +228,86 @@ fn an_unknown_version_is_refused_by_name() {
     let c = random_file(8, 8, arch(), 4);
     let mut bytes = encode(&c).unwrap();
     assert_eq!(bytes[2], file::VERSION);
-    bytes[2] = 3;
-    assert_eq!(decode(&bytes), Err(CodecError::UnsupportedVersion(3)));
+    bytes[2] = 4;
+    assert_eq!(decode(&bytes), Err(CodecError::UnsupportedVersion(4)));
     assert_eq!(
         file::encode_version(&c, 0),
         Err(CodecError::UnsupportedVersion(0))
     );
+}
+
+/// Version 3: the same ARM, synthesis and latents as the version-2 files, with learned
+/// upsampling filters; the values written when it was introduced. The firmware test checks
+/// the same decoder's bits on a Cortex-M4.
+#[test]
+fn the_version_3_bitstream_and_pixels_are_fixed() {
+    let got = fingerprints(3);
+    assert_eq!(got, V3_FINGERPRINTS);
+    assert_ne!(
+        [got[0].2, got[1].2],
+        [V2_FINGERPRINTS[0].2, V2_FINGERPRINTS[1].2],
+        "the filters change the pixels"
+    );
+}
+
+const V3_FINGERPRINTS: [(usize, u32, u32); 2] = [
+    (860, 1_729_397_076, 1_132_129_749),
+    (7576, 3_773_360_124, 1_279_032_642),
+];
+
+#[test]
+fn older_versions_refuse_learned_filters_and_read_as_unfiltered() {
+    let c = random_file(20, 12, arch(), 5);
+    assert!(c.upsampling.codes.iter().any(|&v| v != 0));
+    assert!(matches!(
+        file::encode_version(&c, 2),
+        Err(CodecError::Model(_))
+    ));
+    let plain = fixed_upsampling(c.clone());
+    let bytes = file::encode_version(&plain, 2).unwrap();
+    assert_eq!(decode(&bytes).unwrap(), plain);
+    // A zero filter is the bilinear upsampling, bit for bit, in every version.
+    let v3 = encode(&plain).unwrap();
+    assert_eq!(
+        synthesis::decode_image(&v3).unwrap(),
+        synthesis::decode_image(&bytes).unwrap()
+    );
+    assert_ne!(
+        synthesis::render(&c).unwrap(),
+        synthesis::render(&plain).unwrap()
+    );
+}
+
+/// The pre-filter against its definition in `f64` (module docs of [`synthesis`]), on a
+/// grid whose edges clamp (3 rows: every tap of the middle row reaches an edge).
+#[test]
+fn the_prefilter_is_its_definition() {
+    let (rows, cols) = (3, 7);
+    let mut s = 17;
+    let x: Vec<f32> = (0..rows * cols)
+        .map(|_| (lcg(&mut s) % 127) as f32 - 63.0)
+        .collect();
+    let k = [0.125f32, -0.0625];
+    let got = synthesis::prefilter(&x, rows, cols, k);
+    let c = 1.0 - 2.0 * f64::from(k[0]) - 2.0 * f64::from(k[1]);
+    let at = |v: &dyn Fn(i64) -> f64, i: i64, n: i64| -> f64 {
+        let t = |j: i64| v(j.clamp(0, n - 1));
+        c * t(i) + f64::from(k[0]) * (t(i - 1) + t(i + 1)) + f64::from(k[1]) * (t(i - 2) + t(i + 2))
+    };
+    for y in 0..rows as i64 {
+        for xx in 0..cols as i64 {
+            let row_filtered = |r: i64| {
+                at(
+                    &|j| f64::from(x[(r * cols as i64 + j) as usize]),
+                    xx,
+                    cols as i64,
+                )
+            };
+            let want = at(&row_filtered, y, rows as i64);
+            let g = f64::from(got[(y * cols as i64 + xx) as usize]);
+            assert!((g - want).abs() < 1e-4, "({y}, {xx}): {g} vs {want}");
+        }
+    }
+    // The zero filter is the identity.
+    assert_eq!(synthesis::prefilter(&x, rows, cols, [0.0, 0.0]), x);
 }

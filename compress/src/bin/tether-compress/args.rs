@@ -91,6 +91,11 @@ pub struct CodecArgs {
     /// 0.5 let the file's size run away late in the phase, kodim01 and kodim02 at 192x128).
     #[arg(long, default_value_t = 0.05)]
     pub coolchic_round_lr: f64,
+    /// Cool-chic: learn the upsampling pre-filters (format version 3) in the rounding
+    /// phase. Off by default: +0.24 dB on 4 Kodak images at 192x128 (1000 steps), but
+    /// 1-5 dB lost at 48x32 and 300 steps (BENCHMARKS.md, issue 27, seventh version).
+    #[arg(long)]
+    pub coolchic_learn_upsampling: bool,
     /// Cool-chic: the rate multiplier's starting value (dimensionless: the multiplier of
     /// `ln MSE + lambda bits / budget`).
     #[arg(long, default_value_t = RateDualConfig::default().init)]

@@ -61,6 +61,7 @@ impl From<CodecArgs> for CodecConfig {
             coolchic_lr: a.coolchic_lr,
             coolchic_soft_fraction: a.coolchic_soft_fraction,
             coolchic_round_lr: a.coolchic_round_lr,
+            coolchic_learn_upsampling: a.coolchic_learn_upsampling,
             coolchic_dual: RateDualConfig {
                 init: a.coolchic_dual_init,
                 ki: a.coolchic_dual_ki,
