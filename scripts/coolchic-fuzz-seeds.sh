@@ -20,14 +20,16 @@ out="$root/deploy/fuzz/corpus/coolchic_decode"
 mkdir -p "$out"
 cargo build --release -p tether-compress --bin tether-compress
 bin="${CARGO_TARGET_DIR:-$root/target}/release/tether-compress"
-enc() { # image downscale bpp steps name
+enc() { # image downscale bpp steps name [extra flags]
     "$bin" encode "$kodak/$1.png" -o "$out/seed-$5.cc" --method coolchic \
-        --downscale "$2" --bpp "$3" --steps "$4"
+        --downscale "$2" --bpp "$3" --steps "$4" "${@:6}"
 }
 enc kodim23 32 3 200 kodim23-24x16
 enc kodim01 16 1 200 kodim01-48x32
 # A budget large enough for a hidden layer in the ARM (8 -> [8] -> 2).
 enc kodim03 16 4 200 kodim03-48x32-hidden
+# Learned upsampling filters (version 3's filter section).
+enc kodim12 16 2 200 kodim12-48x32-filters --coolchic-learn-upsampling
 cp "$root/firmware/assets/kodim23-96x64.cc" "$out/asset-kodim23-96x64.cc"
 python3 - "$out" <<'PY'
 import pathlib, sys, zlib
