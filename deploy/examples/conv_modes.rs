@@ -9,8 +9,11 @@
 //! each line ends with the chosen kernel's time over the faster one's (the plan must stay
 //! within 1.10).
 //!
+//! With `--training`, the training shapes instead (the small ResNet's and LeNet-5's layers
+//! at batch 128 and 64), where `tether_models::conv` runs the planes mode.
+//!
 //! ```sh
-//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5 --shape INDEX --sparse]
+//! cargo run --release -p tether-deploy --example conv_modes [-- --trials 5 --shape INDEX --sparse --training]
 //! ```
 
 use tether_deploy::format::Csr;
@@ -18,29 +21,10 @@ use tether_deploy::kernels::conv::ConvShape;
 use tether_deploy::kernels::implicit_conv::{self, Act, Mode};
 use tether_deploy::kernels::{sparse, sparse_conv, winograd};
 
-fn thread_cpu_seconds() -> f64 {
-    tether_deploy::cpu_time::thread_seconds()
-        .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed")
-}
-
 /// The least thread CPU time per call of `run` over `trials` trials of about 5 ms, in us.
 fn time(trials: usize, run: &mut dyn FnMut()) -> f64 {
-    run();
-    let t = thread_cpu_seconds();
-    let mut reps = 0;
-    while thread_cpu_seconds() - t < 0.005 {
-        run();
-        reps += 1;
-    }
-    let mut best = f64::INFINITY;
-    for _ in 0..trials {
-        let t = thread_cpu_seconds();
-        for _ in 0..reps {
-            run();
-        }
-        best = best.min((thread_cpu_seconds() - t) / reps as f64);
-    }
-    best * 1e6
+    tether_deploy::cpu_time::least_per_call_us(trials, run)
+        .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed")
 }
 
 fn main() {
@@ -49,20 +33,21 @@ fn main() {
         return;
     }
     let mut args = std::env::args().skip(1);
-    let (mut trials, mut only, mut sparse_only) = (5usize, None, false);
+    let (mut trials, mut only, mut sparse_only, mut training) = (5usize, None, false, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sparse" => sparse_only = true,
+            "--training" => training = true,
             "--trials" => trials = args.next().and_then(|t| t.parse().ok()).unwrap_or(5),
             "--shape" => only = args.next().and_then(|t| t.parse::<usize>().ok()),
             _ => {
-                eprintln!("usage: conv_modes [--trials N] [--shape INDEX] [--sparse]");
+                eprintln!("usage: conv_modes [--trials N] [--shape INDEX] [--sparse] [--training]");
                 std::process::exit(2);
             }
         }
     }
     // (c, h, w, m, k, stride, pad, batch)
-    let shapes = [
+    let inference = [
         (16, 32, 32, 16, 3, 1, 1, 1),
         (16, 32, 32, 32, 3, 2, 1, 1),
         (32, 16, 16, 32, 3, 1, 1, 1),
@@ -105,8 +90,31 @@ fn main() {
         (32, 112, 112, 16, 1, 1, 0, 32),
         (144, 56, 56, 24, 1, 1, 0, 32),
     ];
+    // The training shapes (`--training`): the small ResNet's and LeNet-5's layers at batch
+    // 128, and at 64 (one thread's half on two), where `tether_models::conv`'s
+    // `implicit.rs` runs this kernel in training.
+    let training_shapes = [
+        (1, 28, 28, 16, 3, 1, 1, 128),
+        (16, 28, 28, 16, 3, 1, 1, 128),
+        (16, 28, 28, 32, 3, 2, 1, 128),
+        (32, 14, 14, 32, 3, 1, 1, 128),
+        (32, 14, 14, 64, 3, 2, 1, 128),
+        (64, 7, 7, 64, 3, 1, 1, 128),
+        (16, 28, 28, 32, 1, 2, 0, 128),
+        (32, 14, 14, 64, 1, 2, 0, 128),
+        (1, 28, 28, 6, 5, 1, 2, 128),
+        (6, 14, 14, 16, 5, 1, 0, 128),
+        (16, 28, 28, 16, 3, 1, 1, 64),
+        (32, 14, 14, 32, 3, 1, 1, 64),
+        (64, 7, 7, 64, 3, 1, 1, 64),
+    ];
+    let shapes: &[Shape] = if training {
+        &training_shapes
+    } else {
+        &inference
+    };
     if sparse_only {
-        sparse_lines(&shapes, trials, only);
+        sparse_lines(shapes, trials, only);
         return;
     }
     println!(

@@ -14,29 +14,10 @@ use tether_deploy::kernels::depthwise_choice as depthwise;
 use tether_deploy::kernels::depthwise_lanes;
 use tether_deploy::kernels::implicit_conv::Act;
 
-fn thread_cpu_seconds() -> f64 {
-    tether_deploy::cpu_time::thread_seconds()
-        .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed")
-}
-
 /// The least thread CPU time per call of `run` over `trials` trials of about 5 ms, in us.
 fn time(trials: usize, run: &mut dyn FnMut()) -> f64 {
-    run();
-    let t = thread_cpu_seconds();
-    let mut reps = 0;
-    while thread_cpu_seconds() - t < 0.005 {
-        run();
-        reps += 1;
-    }
-    let mut best = f64::INFINITY;
-    for _ in 0..trials {
-        let t = thread_cpu_seconds();
-        for _ in 0..reps.max(1) {
-            run();
-        }
-        best = best.min((thread_cpu_seconds() - t) / reps.max(1) as f64);
-    }
-    best * 1e6
+    tether_deploy::cpu_time::least_per_call_us(trials, run)
+        .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed")
 }
 
 fn main() {

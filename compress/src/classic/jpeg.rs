@@ -81,7 +81,7 @@ pub fn encode_bytes(img: &Image, quality: u8) -> Result<Vec<u8>, CompressError> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_images::smooth;
+    use super::super::test_images::{kodim01, smooth};
     use super::super::{curve, encode_at_bpp, encode_at_quality};
     use super::*;
 
@@ -139,13 +139,9 @@ mod tests {
 
     #[test]
     fn kodim01_at_quality_50() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/kodak/kodim01.png");
-        if !path.exists() {
-            eprintln!("skipped: {} is absent", path.display());
+        let Some(img) = kodim01() else {
             return;
-        }
-        let img = Image::load(&path).unwrap();
+        };
         let p = encode_at_quality(&Jpeg, &img, 50).unwrap();
         eprintln!("kodim01 JPEG q50: {p:?}");
         assert!(p.bpp > 0.5 && p.bpp < 2.0, "{p:?}");

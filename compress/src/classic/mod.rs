@@ -186,6 +186,18 @@ pub fn all() -> Vec<Box<dyn ClassicCodec>> {
 pub(crate) mod test_images {
     use crate::image::Image;
 
+    /// The developers' shared Kodak photo kodim01 (users do not have it): `None`, with a
+    /// message, where it is absent.
+    pub fn kodim01() -> Option<Image> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/kodak/kodim01.png");
+        if !path.exists() {
+            eprintln!("skipped: {} is absent", path.display());
+            return None;
+        }
+        Some(Image::load(&path).unwrap())
+    }
+
     /// A smooth colour image with some texture: gradients plus low-frequency waves.
     pub fn smooth(width: usize, height: usize) -> Image {
         let mut rgb = Vec::with_capacity(width * height * 3);

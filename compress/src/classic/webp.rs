@@ -73,7 +73,7 @@ impl ClassicCodec for WebP {
 #[cfg(test)]
 mod tests {
     use super::super::encode_at_quality;
-    use super::super::test_images::smooth;
+    use super::super::test_images::{kodim01, smooth};
     use super::*;
 
     /// The file is a RIFF WEBP of the lossy kind (a `VP8 ` chunk, not `VP8L`).
@@ -95,13 +95,9 @@ mod tests {
 
     #[test]
     fn kodim01_at_quality_75() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/kodak/kodim01.png");
-        if !path.exists() {
-            eprintln!("skipped: {} is absent", path.display());
+        let Some(img) = kodim01() else {
             return;
-        }
-        let img = Image::load(&path).unwrap();
+        };
         let p = encode_at_quality(&WebP, &img, 75).unwrap();
         eprintln!("kodim01 WebP q75: {p:?}");
         assert!(p.bpp > 0.5 && p.bpp < 2.5, "{p:?}");

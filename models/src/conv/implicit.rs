@@ -87,7 +87,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// 3389 / 4533 / 4470 / 3608, 32->64 3x3 /2 2322 / 2854 / 3147 / -, 64->64 at 7x7
 /// 3571 / 4300 / 3869 / 3816; deploy's cycle model (tuned on inference batches) picked
 /// Channels or Winograd on three of them, up to 1.36x slower (`cargo run --release -p
-/// tether-train --features flex-rayon --example implicit_modes`, load average 8.6).
+/// tether-deploy --example conv_modes -- --training --trials 3`, load average 8.6).
 fn mode(geo: &Geometry) -> Mode {
     if geo.kh * geo.kw == 1 || geo.kh * geo.kw > 64 {
         Mode::Patches
