@@ -68,21 +68,22 @@ pub fn split_sum(
         return acc;
     }
     #[cfg(feature = "rayon")]
-    if count > 1 {
-        use rayon::prelude::*;
-        outs.into_par_iter()
-            .zip(acc.par_chunks_mut(acc_len))
-            .enumerate()
-            .for_each(|(i, (o, a))| run(i, o, a));
-        let (first, rest) = acc.split_at_mut(acc_len);
-        for other in rest.chunks_exact(acc_len) {
-            first.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+    let parallel = count > 1;
+    #[cfg(not(feature = "rayon"))]
+    let parallel = false;
+    if parallel {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            outs.into_par_iter()
+                .zip(acc.par_chunks_mut(acc_len))
+                .enumerate()
+                .for_each(|(i, (o, a))| run(i, o, a));
         }
-        acc.truncate(acc_len);
-        return acc;
-    }
-    for ((i, o), a) in outs.into_iter().enumerate().zip(acc.chunks_mut(acc_len)) {
-        run(i, o, a);
+    } else {
+        for ((i, o), a) in outs.into_iter().enumerate().zip(acc.chunks_mut(acc_len)) {
+            run(i, o, a);
+        }
     }
     let (first, rest) = acc.split_at_mut(acc_len);
     for other in rest.chunks_exact(acc_len) {
